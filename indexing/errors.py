@@ -1,0 +1,23 @@
+"""The one error type a user can cause: it names the problem and the fix."""
+
+from __future__ import annotations
+
+
+class ImgragError(Exception):
+    """A user-facing error: ``message`` says what is wrong, ``hint`` what to do about it."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class NotFoundError(ImgragError):
+    """An id that does not exist *or* that the caller may not see: both answer the same."""
+
+
+class BackendUnavailableError(ImgragError):
+    """The index backend cannot be reached or refused us."""
