@@ -1,0 +1,299 @@
+"""The ``imgrag`` command line. Every user-caused error prints one line naming the problem and
+the fix and exits 2; tracebacks are for bugs only (``IMGRAG_DEBUG=1`` shows them for errors too)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from indexing.errors import ImgragError
+
+app = typer.Typer(
+    name="imgrag",
+    help="Multimodal RAG over image collections: index, search, ask, and serve over MCP.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(e: Exception) -> NoReturn:
+    if os.environ.get("IMGRAG_DEBUG"):
+        raise e
+    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _runtime() -> Any:
+    from indexing.runtime import Runtime
+
+    return Runtime()
+
+
+def _principal(as_user: str | None, groups: list[str] | None) -> Any:
+    from indexing.config import get_settings
+    from indexing.stores.base import OPERATOR, Principal
+
+    s = get_settings()
+    name = as_user or s.principal
+    grp = groups or s.groups
+    if name is None and not grp:
+        return OPERATOR
+    return Principal(name=name, groups=list(grp))
+
+
+def _kv(pairs: list[str] | None, what: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for p in pairs or []:
+        if "=" not in p or not p.split("=", 1)[0].strip():
+            raise ImgragError(f"{what} {p!r} is not key=value", f"write it like {what} year=2023")
+        k, v = p.split("=", 1)
+        result[k.strip()] = v.strip()
+    return result
+
+
+def parse_filters(pairs: list[str] | None) -> Any:
+    """``--filter`` pairs → Filters. Known keys: date_from, date_to, year, quality, tag, path,
+    doc, seal; anything else is a user metadata key."""
+    from indexing.stores.base import Filters
+
+    data: dict[str, Any] = {"meta": {}}
+    for k, v in _kv(pairs, "--filter").items():
+        try:
+            if k in ("date_from", "date_to"):
+                data[k] = date.fromisoformat(v)
+            elif k == "year":
+                y = int(v)
+                data["date_from"], data["date_to"] = date(y, 1, 1), date(y, 12, 31)
+            elif k == "quality":
+                data["quality"] = [q.strip() for q in v.split(",")]
+            elif k in ("tag", "tags"):
+                data["tags"] = [t.strip() for t in v.split(",")]
+            elif k == "path":
+                data["path_prefix"] = str(Path(v).expanduser().resolve()) if not v.startswith("/") else v
+            elif k == "doc":
+                data["doc_id"] = v
+            elif k == "seal":
+                data["has_seal"] = v.lower() in ("1", "true", "yes")
+            else:
+                data["meta"][k] = v
+        except ValueError as e:
+            raise ImgragError(f"--filter {k}={v}: {e}", "dates are YYYY-MM-DD, year is a number") from e
+    try:
+        return Filters.model_validate(data)
+    except Exception as e:
+        raise ImgragError(f"bad --filter: {e}", "quality is one of born_digital, scanned, handwritten, photo") from e
+
+
+AsUser = Annotated[str | None, typer.Option("--as", help="act as this principal (ACL); default IMGRAG_PRINCIPAL")]
+Groups = Annotated[list[str] | None, typer.Option("--group", help="groups of the principal (repeatable)")]
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log to stderr")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="files or folders (recursive)")],
+    meta: Annotated[list[str] | None, typer.Option("--meta", help="user metadata key=value (repeatable)")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="tag (repeatable)")] = None,
+    acl: Annotated[list[str] | None, typer.Option("--acl", help="principal or group allowed to see these (repeatable); none = public")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="parallel page analysis")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=256)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Index images and PDFs; unchanged files are skipped, changed ones replaced."""
+    from indexing.pipeline import Indexer, IndexOptions
+
+    try:
+        rt = _runtime()
+        opts = IndexOptions(meta=_kv(meta, "--meta"), tags=tag or [], acl=acl or [], workers=workers, batch_size=batch_size)
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=as_json or not err.is_terminal,
+        ) as bar:
+            task = bar.add_task("loading models", total=None)
+
+            def progress(event: str, data: dict[str, Any]) -> None:
+                if event == "start":
+                    bar.update(task, description="indexing", total=data["files"], completed=0)
+                elif event == "file":
+                    bar.update(task, advance=1 if bar.tasks[0].completed or data else 0)
+                elif event == "fail":
+                    err.print(f"[yellow]skipped[/] {data['path']}: {data['reason']}", highlight=False, soft_wrap=True)
+
+            summary = Indexer(rt).index([str(p) for p in paths], opts, progress)
+    except ImgragError as e:
+        _fail(e)
+    if as_json:
+        print(summary.model_dump_json(indent=2, exclude={"indexed_ids"}))
+    else:
+        out.print(
+            f"indexed [bold]{summary.indexed}[/] pages · unchanged {summary.unchanged} · "
+            f"duplicates {summary.duplicates} · replaced {summary.replaced} · failed {len(summary.failed)} "
+            f"· {summary.seconds:.1f}s" + (f" · version {summary.version}" if summary.version else "")
+        )
+        for f in summary.failed:
+            out.print(f"  [red]failed[/] {f.path}: {f.reason}", highlight=False, soft_wrap=True)
+    if summary.failed and not summary.indexed and not summary.unchanged and not summary.duplicates:
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    query: Annotated[str | None, typer.Argument(help="text query (Chinese or English)")] = None,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="number of hits")] = 10,
+    filter_: Annotated[list[str] | None, typer.Option("--filter", help="key=value: year, date_from, date_to, quality, tag, path, doc, seal, or a metadata key")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="hybrid | vector | keyword")] = "hybrid",
+    similar_to: Annotated[str | None, typer.Option("--like", help="image id: visually similar images")] = None,
+    no_rerank: Annotated[bool, typer.Option("--no-rerank", help="skip the region re-rank")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print {\"hits\": [...]} as JSON")] = False,
+    as_user: AsUser = None,
+    group: Groups = None,
+) -> None:
+    """Hybrid search: image-text vectors, BM25 and OCR-text vectors fused by RRF, re-ranked by region."""
+    from indexing.search import Searcher, SearchRequest
+
+    try:
+        if mode not in ("hybrid", "vector", "keyword"):
+            raise ImgragError(f"unknown --mode {mode!r}", "use hybrid, vector or keyword")
+        rt = _runtime()
+        req = SearchRequest(
+            query=query, k=k, filters=parse_filters(filter_), mode=mode, similar_to=similar_to, rerank=not no_rerank  # type: ignore[arg-type]
+        )
+        result = Searcher(rt).search(req, _principal(as_user, group))
+    except ImgragError as e:
+        _fail(e)
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    if not result.hits:
+        out.print("no hits")
+        return
+    table = Table(show_lines=False, header_style="bold")
+    for col in ("#", "score", "image id", "file", "page", "snippet", "region"):
+        table.add_column(col, overflow="fold")
+    for i, h in enumerate(result.hits, 1):
+        region = ",".join(f"{v:.0f}" for v in h.region.bbox) if h.region else ""
+        table.add_row(str(i), f"{h.score:.4f}", h.image_id, Path(h.path).name, str(h.page), h.snippet[:80], region)
+    out.print(table)
+    out.print(f"[dim]{result.candidates} candidates · {result.timings_ms.get('total', 0):.0f} ms[/]")
+
+
+@app.command()
+def show(
+    image_id: Annotated[str, typer.Argument(help="image id")],
+    as_user: AsUser = None,
+    group: Groups = None,
+) -> None:
+    """Print an image's stored record (without vectors) as JSON."""
+    from indexing.errors import NotFoundError
+
+    try:
+        rec = _runtime().store.get(image_id, _principal(as_user, group))
+        if rec is None:
+            raise NotFoundError(f"no image with id {image_id!r}", "find ids with `imgrag search ... --json`")
+    except ImgragError as e:
+        _fail(e)
+    print(rec.model_dump_json(indent=2))
+
+
+@app.command()
+def delete(
+    image_id: Annotated[list[str] | None, typer.Argument(help="image ids")] = None,
+    path: Annotated[Path | None, typer.Option("--path", help="delete every page indexed from this file")] = None,
+) -> None:
+    """Soft-delete images (hidden at once; `imgrag purge` removes them, `imgrag rollback` restores)."""
+    try:
+        store = _runtime().store
+        ids = list(image_id or [])
+        if path is not None:
+            ids.extend(store.live_ids_for_path(str(path.expanduser().resolve())))
+        if not ids:
+            raise ImgragError("nothing to delete", "name image ids or --path FILE")
+        known = store.live_ids(ids)
+        missing = [i for i in ids if i not in known]
+        if missing and not known:
+            raise ImgragError(f"no live image with id {', '.join(missing)}", "check the ids with `imgrag search`")
+        n = store.soft_delete(sorted(known))
+        v = store.commit("delete", {"deleted": n})
+    except ImgragError as e:
+        _fail(e)
+    out.print(f"soft-deleted {n} image(s) · version {v.version}" + (f" · unknown: {', '.join(missing)}" if missing else ""))
+
+
+@app.command()
+def purge() -> None:
+    """Physically remove soft-deleted images."""
+    try:
+        store = _runtime().store
+        n = store.purge()
+        v = store.commit("purge", {"purged": n}) if n else None
+    except ImgragError as e:
+        _fail(e)
+    out.print(f"purged {n} image(s)" + (f" · version {v.version}" if v else ""))
+
+
+@app.command()
+def versions(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the index versions (one per index/delete/purge/rollback)."""
+    try:
+        vs = _runtime().store.versions()
+    except ImgragError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps([json.loads(v.model_dump_json()) for v in vs], indent=2, ensure_ascii=False))
+        return
+    table = Table(header_style="bold")
+    for col in ("version", "time", "operation", "summary"):
+        table.add_column(col)
+    for v in vs:
+        table.add_row(str(v.version), v.time.strftime("%Y-%m-%d %H:%M:%S"), v.op, json.dumps(v.summary, ensure_ascii=False))
+    out.print(table)
+
+
+@app.command()
+def rollback(version: Annotated[int, typer.Argument(help="version number from `imgrag versions`")]) -> None:
+    """Restore the index to an earlier version (recorded as a new version, so it can be undone)."""
+    try:
+        v = _runtime().store.rollback(version)
+    except ImgragError as e:
+        _fail(e)
+    out.print(f"restored version {version} · now version {v.version}")
+
+
+@app.command()
+def stats(as_user: AsUser = None, group: Groups = None) -> None:
+    """Counts by quality class and format, the models and the current version."""
+    try:
+        st = _runtime().store.stats(_principal(as_user, group))
+    except ImgragError as e:
+        _fail(e)
+    print(st.model_dump_json(indent=2))
+
+
+if __name__ == "__main__":
+    app()

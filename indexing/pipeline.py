@@ -1,0 +1,297 @@
+"""Indexing: load → preprocess → OCR + layout → detectors → embeddings → regions → store.
+
+Page analysis (OCR dominates) runs in a small thread pool — onnxruntime releases the GIL —
+while embedding and writing happen in batches on the calling thread. Each batch is written as
+soon as it is embedded, so an interrupted run keeps everything before it and a re-run skips it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from .config import Settings
+from .detectors import detect_seals, extract_dates
+from .errors import ImgragError
+from .layout import analyze_layout, group_lines
+from .loader import Page, Skipped, discover, load_file
+from .models import BBox, OcrLine
+from .ocr import detect_orientation
+from .preprocess import preprocess
+from .runtime import Runtime
+from .stores.base import ImageRecord, ImageVectors, Indexed, RegionRecord
+
+log = logging.getLogger(__name__)
+
+DOC_CLASSES = {"born_digital", "scanned", "handwritten"}
+
+
+class Failure(BaseModel):
+    path: str
+    reason: str
+
+
+class IndexSummary(BaseModel):
+    """What one ``imgrag index`` run did; printed by the CLI and returned by the MCP tool."""
+
+    indexed: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    replaced: int = 0
+    failed: list[Failure] = Field(default_factory=list)
+    seconds: float = 0.0
+    version: int | None = None
+    indexed_ids: list[str] = Field(default_factory=list)
+
+
+@dataclass
+class Analysed:
+    """Everything learnt about one page before embedding."""
+
+    page: Page
+    record: ImageRecord
+    image: np.ndarray  # the enhanced image the models see
+    to_original: Callable[[BBox], BBox]
+    tiles: list[tuple[str, BBox, np.ndarray]] = field(default_factory=list)
+    text_regions: list[tuple[str, str, str, BBox]] = field(default_factory=list)  # id suffix, kind, text, bbox
+
+
+@dataclass
+class IndexOptions:
+    meta: dict[str, str] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    acl: list[str] = field(default_factory=list)
+    workers: int | None = None
+    batch_size: int | None = None
+
+
+ProgressFn = Callable[[str, dict[str, Any]], None]
+
+
+def _tile_boxes(w: int, h: int, grids: tuple[int, ...]) -> list[tuple[str, BBox]]:
+    out: list[tuple[str, BBox]] = []
+    for g in grids:
+        for r in range(g):
+            for c in range(g):
+                out.append((f"t{g}-{r}-{c}", (c * w / g, r * h / g, (c + 1) * w / g, (r + 1) * h / g)))
+    return out
+
+
+def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
+    """Run every per-page model; all boxes in the result are in original-image pixels."""
+    s = rt.settings
+    original = page.image
+    pre = preprocess(original, page.dpi, orientation=detect_orientation)
+    img = pre.image
+    lines_proc = rt.ocr.recognize(img)
+    lines = [
+        OcrLine(
+            text=ln.text,
+            bbox=pre.box_to_original(ln.bbox),
+            polygon=pre.points_to_original(ln.polygon) if ln.polygon else [],
+            confidence=ln.confidence,
+        )
+        for ln in lines_proc
+    ]
+    is_doc = pre.quality in DOC_CLASSES
+    layout_blocks, tables = [], []
+    if is_doc or len(lines) >= 3:
+        lay = analyze_layout(img, lines_proc, tables=s.tables)
+        for b in lay.blocks:
+            layout_blocks.append(b.model_copy(update={"bbox": pre.box_to_original(b.bbox)}))
+        for t in lay.tables:
+            tables.append(t.model_copy(update={"bbox": pre.box_to_original(t.bbox)}))
+    seals = [sl.model_copy(update={"bbox": pre.box_to_original(sl.bbox)}) for sl in detect_seals(img)]
+    dates = extract_dates([ln.text for ln in lines])
+    ocr_text = "\n".join(ln.text for ln in lines)
+    rec = ImageRecord(
+        image_id=page.image_id,
+        doc_id=page.doc_id,
+        path=page.path,
+        page=page.page,
+        n_pages=page.n_pages,
+        format=page.format,
+        width=int(original.shape[1]),
+        height=int(original.shape[0]),
+        dpi=page.dpi,
+        file_size=page.file_size,
+        mtime=page.mtime,
+        quality=pre.quality,
+        quality_stats={k: float(v) for k, v in pre.quality_stats.items()},
+        enhancements=pre.applied,
+        ocr_lines=lines,
+        ocr_text=ocr_text,
+        layout=layout_blocks,
+        tables=tables,
+        seals=seals,
+        dates=dates,
+        meta=dict(opts.meta),
+        tags=list(opts.tags),
+        acl=list(opts.acl),
+        indexed_at=datetime.now(timezone.utc),
+        models={"ocr": rt.ocr.name},
+    )
+    a = Analysed(page=page, record=rec, image=img, to_original=pre.box_to_original)
+    # Tiles are cut from the enhanced image (what the embedder should see) and reported in original pixels.
+    h, w = img.shape[:2]
+    grids = (2,) if is_doc else (2, 3)
+    for suffix, box in _tile_boxes(w, h, grids):
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        a.tiles.append((suffix, pre.box_to_original(box), img[y0:y1, x0:x1]))
+    # Text regions: layout blocks with text; without layout, paragraph-like groups of OCR lines.
+    text_blocks = [b for b in layout_blocks if b.text.strip()]
+    for i, b in enumerate(text_blocks):
+        a.text_regions.append((f"b{i}", "block", b.text, b.bbox))
+    if not text_blocks and lines:
+        for i, (box, text, _ids) in enumerate(group_lines(lines)):
+            a.text_regions.append((f"l{i}", "lines", text, box))
+    return a
+
+
+class Indexer:
+    """Indexes paths into the configured store; one instance per process is enough."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def _pages(
+        self, files: list[Path], summary: IndexSummary, progress: ProgressFn
+    ) -> Iterator[tuple[Page, dict[str, str]]]:
+        """Pages that need indexing, with the stale ids (same path, other content) they replace."""
+        s = self.rt.settings
+        store = self.rt.store
+        for path in files:
+            progress("file", {"path": str(path)})
+            try:
+                existing = store.live_ids_for_path(str(path))
+                pages = load_file(path, max_pixels=s.max_pixels, pdf_dpi=s.pdf_dpi, max_file_mb=s.max_file_mb)
+                first = True
+                for pg in pages:
+                    if first:
+                        stale = {i: d for i, d in existing.items() if d != pg.doc_id}
+                        first = False
+                    if existing.get(pg.image_id) == pg.doc_id:
+                        summary.unchanged += 1
+                        progress("skip", {"path": str(path), "page": pg.page})
+                        continue
+                    if pg.image_id in store.live_ids([pg.image_id]):
+                        summary.duplicates += 1
+                        progress("skip", {"path": str(path), "page": pg.page})
+                        continue
+                    yield pg, stale
+                    stale = {}
+            except ImgragError as e:
+                summary.failed.append(Failure(path=str(path), reason=str(e)))
+                progress("fail", {"path": str(path), "reason": str(e)})
+
+    def _embed(self, batch: list[Analysed]) -> list[Indexed]:
+        rt = self.rt
+        whole = rt.image_embedder.embed_images([a.image for a in batch])
+        tile_imgs = [t[2] for a in batch for t in a.tiles]
+        tiles = rt.image_embedder.embed_images(tile_imgs) if tile_imgs else None
+        texts = [a.record.ocr_text for a in batch] + [r[2] for a in batch for r in a.text_regions]
+        text_vecs = rt.text_embedder.embed_passages(texts)
+        out: list[Indexed] = []
+        ti = 0
+        ri = len(batch)
+        for n, a in enumerate(batch):
+            rec = a.record
+            rec.caption = whole.captions[n]
+            rec.models.update(rt.model_identities())
+            regions: list[RegionRecord] = []
+            for suffix, box, _ in a.tiles:
+                assert tiles is not None
+                regions.append(
+                    RegionRecord(
+                        region_id=f"{rec.image_id}:{suffix}", image_id=rec.image_id, kind="tile",
+                        label=suffix, bbox=box, vector=tiles.vectors[ti],
+                    )
+                )
+                ti += 1
+            for suffix, kind, text, box in a.text_regions:
+                regions.append(
+                    RegionRecord(
+                        region_id=f"{rec.image_id}:{suffix}", image_id=rec.image_id, kind=kind,  # type: ignore[arg-type]
+                        label=suffix, bbox=box, text=text, vector=text_vecs[ri],
+                    )
+                )
+                ri += 1
+            vectors = ImageVectors(image=whole.vectors[n], feature=whole.features[n], text=text_vecs[n])
+            out.append(Indexed(record=rec, vectors=vectors, regions=regions))
+        return out
+
+    def index(
+        self,
+        paths: list[str | Path],
+        opts: IndexOptions | None = None,
+        progress: ProgressFn | None = None,
+    ) -> IndexSummary:
+        opts = opts or IndexOptions()
+        progress = progress or (lambda event, data: None)
+        s = self.rt.settings
+        t0 = time.perf_counter()
+        summary = IndexSummary()
+        files, problems = discover(paths)
+        summary.failed.extend(Failure(path=p.path, reason=p.reason) for p in problems)
+        progress("start", {"files": len(files)})
+        store = self.rt.store
+        store.ensure_spaces(self.rt.spaces())
+        workers = opts.workers or s.workers
+        batch_size = opts.batch_size or s.batch_size
+        pending: list[tuple[Future[Analysed], Page, dict[str, str]]] = []
+        batch: list[Analysed] = []
+        stale_ids: list[str] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            items = self._embed(batch)
+            store.write(items)
+            summary.indexed += len(items)
+            summary.indexed_ids.extend(it.record.image_id for it in items)
+            if stale_ids:
+                summary.replaced += store.soft_delete(stale_ids)
+                stale_ids.clear()
+            progress("written", {"count": len(items)})
+            batch.clear()
+
+        def drain(limit: int) -> None:
+            while len(pending) > limit:
+                fut, pg, stale = pending.pop(0)
+                try:
+                    batch.append(fut.result())
+                    stale_ids.extend(stale)
+                    progress("page", {"path": pg.path, "page": pg.page})
+                except Exception as e:  # a model crashing on one page must not stop the batch
+                    log.exception("analysis failed for %s page %s", pg.path, pg.page)
+                    reason = str(e) if isinstance(e, ImgragError) else f"analysis failed: {type(e).__name__}: {e}"
+                    summary.failed.append(Failure(path=f"{pg.path}#page={pg.page}", reason=reason))
+                    progress("fail", {"path": pg.path, "reason": reason})
+                if len(batch) >= batch_size:
+                    flush()
+
+        self.rt.warm_up()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgrag-page") as pool:
+            for pg, stale in self._pages(files, summary, progress):
+                pending.append((pool.submit(analyse_page, pg, self.rt, opts), pg, stale))
+                drain(workers * 2)
+            drain(0)
+        flush()
+        if summary.indexed or summary.replaced:
+            v = store.commit(
+                "index",
+                {"indexed": summary.indexed, "replaced": summary.replaced, "failed": len(summary.failed)},
+            )
+            summary.version = v.version
+        summary.seconds = round(time.perf_counter() - t0, 3)
+        progress("done", summary.model_dump())
+        return summary

@@ -1,0 +1,87 @@
+"""The process-wide bundle of settings, store and models, each created on first use and only once."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from .config import Settings, get_settings
+from .errors import ImgragError
+from .stores.base import IndexStore, ModelSpaces
+
+if TYPE_CHECKING:
+    from .embedders import ImageTextEmbedder, TextEmbedder
+    from .ocr import OcrEngine
+
+
+def open_store(settings: Settings) -> IndexStore:
+    if settings.backend == "lancedb":
+        from .stores.lance import open_lance
+
+        return open_lance(settings.index_dir)
+    if settings.backend == "elasticsearch":
+        from .stores.elastic import open_elastic
+
+        return open_elastic(settings)
+    raise ImgragError(f"unknown backend {settings.backend!r}", "set IMGRAG_BACKEND to lancedb or elasticsearch")
+
+
+class Runtime:
+    """Lazily built components; share one per process (the CLI, the MCP server, benchmarks)."""
+
+    def __init__(self, settings: Settings | None = None, store: IndexStore | None = None) -> None:
+        self.settings = settings or get_settings()
+        self._store = store
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> IndexStore:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = open_store(self.settings)
+        return self._store
+
+    @cached_property
+    def ocr(self) -> OcrEngine:
+        from .ocr import get_ocr_engine
+
+        opts = {"model_dir": self.settings.paddle_model_dir} if self.settings.ocr_engine == "paddleocr" else {}
+        return get_ocr_engine(self.settings.ocr_engine, **opts)
+
+    @cached_property
+    def text_embedder(self) -> TextEmbedder:
+        from .embedders import get_text_embedder
+
+        return get_text_embedder(self.settings.text_embedder)
+
+    @cached_property
+    def image_embedder(self) -> ImageTextEmbedder:
+        from .embedders import get_image_text_embedder
+
+        return get_image_text_embedder(
+            self.settings.image_embedder,
+            text_embedder=self.text_embedder,
+            cache_dir=self.settings.cache_dir,
+            adapter=self.settings.adapter,
+            model=self.settings.clip_model,
+        )
+
+    def spaces(self) -> ModelSpaces:
+        ie, te = self.image_embedder, self.text_embedder
+        return ModelSpaces(
+            image=ie.identity,
+            image_dim=ie.dim,
+            feature=ie.feature_identity,
+            feature_dim=ie.feature_dim,
+            text=te.identity,
+            text_dim=te.dim,
+        )
+
+    def model_identities(self) -> dict[str, str]:
+        return {"image": self.image_embedder.identity, "text": self.text_embedder.identity, "ocr": self.ocr.name}
+
+    def warm_up(self) -> None:
+        """Load every model on this thread so worker threads never race to load one."""
+        _ = self.ocr, self.text_embedder, self.image_embedder

@@ -1,0 +1,300 @@
+"""Multi-route recall, weighted RRF fusion and region re-ranking — the same for every backend.
+
+Routes: ``image`` (query → joint image-text kNN), ``bm25`` (full text over OCR, captions,
+metadata), ``text_vector`` (query → OCR-text kNN), ``region_text`` (query → text-block kNN) and
+``region_tile`` (query → image-tile kNN). Each route returns a ranked list; RRF adds
+``weight / (k + rank)``. The top candidates are then re-ranked by how completely a single region
+of the image answers the query, and that region's bbox and OCR line become the hit's evidence.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from .analysis import coverage, normalize, query_terms
+from .errors import ImgragError, NotFoundError
+from .models import BBox
+from .runtime import Runtime
+from .stores.base import Filters, ImageRecord, Principal, RegionHit, RouteHit
+
+Route = Literal["image", "bm25", "text_vector", "region_text", "region_tile"]
+ALL_ROUTES: tuple[Route, ...] = ("image", "bm25", "text_vector", "region_text", "region_tile")
+MODE_ROUTES: dict[str, tuple[Route, ...]] = {
+    "hybrid": ALL_ROUTES,
+    "vector": ("image", "text_vector", "region_text", "region_tile"),
+    "keyword": ("bm25",),
+}
+MAX_QUERY_CHARS = 2000
+
+
+class SearchRequest(BaseModel):
+    query: str | None = Field(default=None, description="text query, Chinese or English")
+    k: int = Field(default=10, ge=1, description="hits to return")
+    offset: int = Field(default=0, ge=0, description="hits to skip (paging)")
+    filters: Filters = Field(default_factory=Filters)
+    mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
+    routes: list[Route] | None = Field(default=None, description="override the mode's routes (evaluation)")
+    rerank: bool = Field(default=True, description="re-rank candidates by their best region")
+    similar_to: str | None = Field(default=None, description="image id: find visually similar images")
+
+
+class RegionOut(BaseModel):
+    bbox: BBox
+    kind: str
+    label: str = ""
+    text: str = ""
+
+
+class Hit(BaseModel):
+    image_id: str
+    doc_id: str
+    path: str
+    page: int
+    n_pages: int
+    score: float
+    snippet: str = ""
+    region: RegionOut | None = None
+    ranks: dict[str, int] = Field(default_factory=dict, description="1-based rank in each route that found it")
+    quality: str
+    dates: list[str] = Field(default_factory=list)
+    caption: str = ""
+    width: int
+    height: int
+
+
+class SearchResult(BaseModel):
+    query: str | None
+    hits: list[Hit]
+    candidates: int
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+def rrf(ranked: dict[str, list[str]], weights: dict[str, float], k: int) -> dict[str, float]:
+    """Weighted reciprocal rank fusion: ``sum_r w_r / (k + rank_r(d))`` with 1-based ranks."""
+    scores: dict[str, float] = {}
+    for route, ids in ranked.items():
+        w = weights.get(route, 1.0)
+        for rank, doc in enumerate(ids, start=1):
+            scores[doc] = scores.get(doc, 0.0) + w / (k + rank)
+    return scores
+
+
+def _best_per_image(hits: list[RegionHit]) -> list[str]:
+    seen: OrderedDict[str, None] = OrderedDict()
+    for h in sorted(hits, key=lambda h: -h.score):
+        seen.setdefault(h.image_id, None)
+    return list(seen)
+
+
+class _LRU:
+    """A small cache of query embeddings: agents repeat and page through the same queries."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self.data: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple[str, str], make: Callable[[], np.ndarray]) -> np.ndarray:
+        if key in self.data:
+            self.data.move_to_end(key)
+            return self.data[key]
+        value = make()
+        self.data[key] = value
+        if len(self.data) > self.size:
+            self.data.popitem(last=False)
+        return value
+
+
+class Searcher:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._cache = _LRU()
+
+    def _q_image(self, q: str) -> np.ndarray:
+        return self._cache.get(("image", q), lambda: self.rt.image_embedder.embed_queries([q])[0])
+
+    def _q_text(self, q: str) -> np.ndarray:
+        return self._cache.get(("text", q), lambda: self.rt.text_embedder.embed_queries([q])[0])
+
+    def weights(self) -> dict[str, float]:
+        s = self.rt.settings
+        return {
+            "image": s.weight_image,
+            "bm25": s.weight_bm25,
+            "text_vector": s.weight_text_vector,
+            "region_text": s.weight_region,
+            "region_tile": s.weight_image * s.weight_region,
+            "similar": 1.0,
+        }
+
+    def search(self, req: SearchRequest, principal: Principal) -> SearchResult:
+        s = self.rt.settings
+        if req.k > s.max_k:
+            raise ImgragError(f"k={req.k} is over the limit of {s.max_k}", "ask for fewer hits or page with offset")
+        query = (req.query or "").strip()
+        if len(query) > MAX_QUERY_CHARS:
+            raise ImgragError(f"the query is {len(query)} characters long", f"keep it under {MAX_QUERY_CHARS}")
+        if not query and not req.similar_to:
+            raise ImgragError("empty query", "give a text query or an image id to find similar images")
+        store = self.rt.store
+        timings: dict[str, float] = {}
+        depth = max(50, 3 * (req.offset + req.k))
+        ranked: dict[str, list[str]] = {}
+        route_scores: dict[str, dict[str, float]] = {}
+        region_hits: list[RegionHit] = []
+
+        def timed(name: str, fn: Callable[[], list[RouteHit]]) -> None:
+            t = time.perf_counter()
+            hits = fn()
+            timings[name] = round((time.perf_counter() - t) * 1000, 2)
+            ranked[name] = [h.image_id for h in hits]
+            route_scores[name] = {h.image_id: h.score for h in hits}
+
+        if req.similar_to:
+            vecs = store.get_vectors(req.similar_to, principal)
+            if vecs is None:
+                raise NotFoundError(f"no image with id {req.similar_to!r}", "check the id with `imgrag search`")
+            flt = req.filters
+            timed(
+                "similar",
+                lambda: [h for h in store.knn("feature", vecs.feature, depth + 1, flt, principal) if h.image_id != req.similar_to],
+            )
+        if query:
+            routes = tuple(req.routes) if req.routes else MODE_ROUTES[req.mode]
+            if "image" in routes:
+                timed("image", lambda: store.knn("image", self._q_image(query), depth, req.filters, principal))
+            if "bm25" in routes:
+                timed("bm25", lambda: store.bm25(query, depth, req.filters, principal))
+            if "text_vector" in routes:
+                timed("text_vector", lambda: store.knn("text", self._q_text(query), depth, req.filters, principal))
+            for route, kind, vec in (
+                ("region_text", "text", self._q_text),
+                ("region_tile", "tile", self._q_image),
+            ):
+                if route in routes:
+                    t = time.perf_counter()
+                    hits = store.knn_regions(kind, vec(query), depth * 4, req.filters, principal)  # type: ignore[arg-type]
+                    timings[route] = round((time.perf_counter() - t) * 1000, 2)
+                    region_hits.extend(hits)
+                    ranked[route] = _best_per_image(hits)[:depth]
+
+        t = time.perf_counter()
+        fused = rrf(ranked, self.weights(), s.rrf_k)
+        order = sorted(fused, key=lambda d: -fused[d])
+        n_cand = len(order)
+        window = order[: max(req.offset + req.k, 30) if req.rerank else req.offset + req.k]
+        records = store.get_many(window, principal)
+        window = [d for d in window if d in records]
+        timings["fuse"] = round((time.perf_counter() - t) * 1000, 2)
+
+        t = time.perf_counter()
+        evidence = self._evidence(query, window, records, region_hits, principal, req.filters)
+        if req.rerank and query:
+            bonus_unit = 1.0 / (s.rrf_k + 1)
+            for d in window:
+                fused[d] += s.region_rerank * bonus_unit * evidence[d][2]
+            window.sort(key=lambda d: -fused[d])
+        timings["rerank"] = round((time.perf_counter() - t) * 1000, 2)
+
+        hits: list[Hit] = []
+        for d in window[req.offset : req.offset + req.k]:
+            rec = records[d]
+            region, snippet, _cov = evidence[d]
+            hits.append(
+                Hit(
+                    image_id=d,
+                    doc_id=rec.doc_id,
+                    path=rec.path,
+                    page=rec.page,
+                    n_pages=rec.n_pages,
+                    score=round(fused[d], 6),
+                    snippet=snippet,
+                    region=region,
+                    ranks={r: ids.index(d) + 1 for r, ids in ranked.items() if d in ids},
+                    quality=rec.quality,
+                    dates=sorted({m.date.isoformat() for m in rec.dates}),
+                    caption=rec.caption,
+                    width=rec.width,
+                    height=rec.height,
+                )
+            )
+        timings["total"] = round(sum(timings.values()), 2)
+        return SearchResult(query=query or None, hits=hits, candidates=n_cand, timings_ms=timings)
+
+    def _evidence(
+        self,
+        query: str,
+        ids: list[str],
+        records: dict[str, ImageRecord],
+        region_hits: list[RegionHit],
+        principal: Principal,
+        filters: Filters,
+    ) -> dict[str, tuple[RegionOut | None, str, float]]:
+        """Per image: the region that best answers the query, the OCR line to quote, and the
+        share of query terms that region covers (the re-rank signal)."""
+        terms = query_terms(query) if query else []
+        by_image: dict[str, list[RegionHit]] = {}
+        for h in region_hits:
+            if h.image_id in records:
+                by_image.setdefault(h.image_id, []).append(h)
+        out: dict[str, tuple[RegionOut | None, str, float]] = {}
+        for d in ids:
+            rec = records[d]
+            # Lexical evidence: the OCR line and the text block covering most query terms.
+            best_line, line_cov = None, 0.0
+            for ln in rec.ocr_lines:
+                c = coverage(terms, ln.text)
+                if c > line_cov:
+                    best_line, line_cov = ln, c
+            best_block, block_cov = None, 0.0
+            for b in rec.layout:
+                c = coverage(terms, b.text) if b.text else 0.0
+                if c > block_cov or (c == block_cov and c > 0 and best_block and _area(b.bbox) < _area(best_block.bbox)):
+                    best_block, block_cov = b, c
+            cov = max(line_cov, block_cov)
+            if cov > 0:
+                if best_block is not None and block_cov > line_cov:
+                    region = RegionOut(bbox=best_block.bbox, kind="block", label=best_block.kind, text=best_block.text)
+                    snippet = _best_line_in(rec, best_block.bbox, terms) or best_block.text[:200]
+                else:
+                    assert best_line is not None
+                    region = RegionOut(bbox=best_line.bbox, kind="line", label="ocr", text=best_line.text)
+                    snippet = best_line.text
+                out[d] = (region, snippet, cov)
+                continue
+            # Semantic evidence: the best-scoring region from the vector routes.
+            hits = sorted(by_image.get(d, []), key=lambda h: (h.kind == "tile", -h.score))
+            if hits:
+                h = hits[0]
+                region = RegionOut(bbox=h.bbox, kind=h.kind, label=h.label, text=h.text)
+                snippet = h.text[:200] if h.text else (rec.ocr_lines[0].text if rec.ocr_lines else rec.caption)
+                out[d] = (region, snippet, 0.0)
+            else:
+                out[d] = (None, rec.ocr_lines[0].text if rec.ocr_lines else rec.caption, 0.0)
+        return out
+
+
+def _area(b: BBox) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def _best_line_in(rec: ImageRecord, box: BBox, terms: list[str]) -> str:
+    best, best_c = "", 0.0
+    for ln in rec.ocr_lines:
+        cx, cy = (ln.bbox[0] + ln.bbox[2]) / 2, (ln.bbox[1] + ln.bbox[3]) / 2
+        if box[0] <= cx <= box[2] and box[1] <= cy <= box[3]:
+            c = coverage(terms, ln.text)
+            if c > best_c:
+                best, best_c = ln.text, c
+    return best
+
+
+def snippet_in_record(snippet: str, rec: ImageRecord) -> bool:
+    """Whether a quoted snippet really appears in the image's OCR text (after normalisation)."""
+    s = normalize(snippet).replace(" ", "")
+    return bool(s) and s in normalize(rec.ocr_text).replace(" ", "")

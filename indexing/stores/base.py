@@ -1,0 +1,237 @@
+"""The contract every index backend fulfils (LanceDB embedded, Elasticsearch distributed).
+
+Backends store and retrieve; they never rank across routes. Fusion (RRF), region re-ranking and
+snippets live in :mod:`indexing.search`, so both backends rank identically. Access control is a
+required argument of every read, translated by each backend into a filter *inside* the query,
+never applied afterwards.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..models import BBox, DateMention, Enhancement, LayoutBlock, OcrLine, QualityClass, Seal, TableResult
+
+
+class Principal(BaseModel):
+    """Who is asking. ``None`` name with ``all_access`` is the local operator."""
+
+    name: str | None = None
+    groups: list[str] = Field(default_factory=list)
+    all_access: bool = False
+
+    def tokens(self) -> list[str]:
+        return [t for t in [self.name, *self.groups] if t]
+
+    def admits(self, acl: list[str]) -> bool:
+        return self.all_access or not acl or bool(set(acl) & set(self.tokens()))
+
+
+OPERATOR = Principal(all_access=True)
+
+
+class Filters(BaseModel):
+    """Metadata filters shared by every route; all given conditions must hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    date_from: date | None = Field(default=None, description="some date found on the page is on or after this")
+    date_to: date | None = Field(default=None, description="some date found on the page is on or before this")
+    quality: list[QualityClass] | None = Field(default=None, description="any of these quality classes")
+    tags: list[str] | None = Field(default=None, description="has any of these tags")
+    meta: dict[str, str] = Field(default_factory=dict, description="user metadata key=value, all must match")
+    path_prefix: str | None = None
+    doc_id: str | None = None
+    has_seal: bool | None = None
+    image_ids: list[str] | None = Field(default=None, description="restrict to these ids")
+
+    def is_empty(self) -> bool:
+        return self == Filters()
+
+
+class ImageRecord(BaseModel):
+    """One page or image as stored, without vectors."""
+
+    image_id: str
+    doc_id: str
+    path: str
+    page: int = 1
+    n_pages: int = 1
+    format: str
+    width: int
+    height: int
+    dpi: float | None = None
+    file_size: int = 0
+    mtime: float = 0.0
+    quality: QualityClass
+    quality_stats: dict[str, float] = Field(default_factory=dict)
+    enhancements: list[Enhancement] = Field(default_factory=list)
+    ocr_lines: list[OcrLine] = Field(default_factory=list)
+    ocr_text: str = ""
+    layout: list[LayoutBlock] = Field(default_factory=list)
+    tables: list[TableResult] = Field(default_factory=list)
+    seals: list[Seal] = Field(default_factory=list)
+    dates: list[DateMention] = Field(default_factory=list)
+    caption: str = ""
+    meta: dict[str, str] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    acl: list[str] = Field(default_factory=list)
+    deleted: bool = False
+    indexed_at: datetime
+    models: dict[str, str] = Field(default_factory=dict)
+
+
+class ImageVectors(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    image: np.ndarray  # joint image-text space
+    feature: np.ndarray  # backbone features, image-to-image
+    text: np.ndarray  # OCR text space
+
+
+RegionKind = Literal["tile", "block", "lines"]
+
+
+class RegionRecord(BaseModel):
+    """A part of an image that can be matched on its own: a grid tile (image vector) or a text block."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    region_id: str
+    image_id: str
+    kind: RegionKind
+    label: str
+    bbox: BBox
+    text: str = ""
+    vector: np.ndarray  # joint space for tiles, text space for blocks/lines
+
+
+class Indexed(BaseModel):
+    """What a backend writes for one page: the record, its vectors and its regions."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    record: ImageRecord
+    vectors: ImageVectors
+    regions: list[RegionRecord]
+
+
+class ModelSpaces(BaseModel):
+    """Identities and dimensions of the vector spaces an index was built with."""
+
+    image: str
+    image_dim: int
+    feature: str
+    feature_dim: int
+    text: str
+    text_dim: int
+
+
+class Version(BaseModel):
+    version: int
+    time: datetime
+    op: str
+    summary: dict[str, int | str] = Field(default_factory=dict)
+    spaces: ModelSpaces | None = None
+
+
+class Stats(BaseModel):
+    backend: str
+    images: int
+    documents: int
+    deleted: int
+    regions: int
+    by_quality: dict[str, int]
+    by_format: dict[str, int]
+    version: int | None
+    spaces: ModelSpaces | None
+
+
+VectorField = Literal["image", "feature", "text"]
+
+
+class RouteHit(BaseModel):
+    image_id: str
+    score: float
+
+
+class RegionHit(BaseModel):
+    region_id: str
+    image_id: str
+    kind: RegionKind
+    label: str
+    bbox: BBox
+    text: str
+    score: float
+
+
+@runtime_checkable
+class IndexStore(Protocol):
+    """Storage and single-route retrieval. Every read takes the principal and applies its ACL inside."""
+
+    backend: str
+
+    def ensure_spaces(self, spaces: ModelSpaces) -> None:
+        """Record the spaces on first use; refuse (ImgragError) to mix with different ones later."""
+
+    def spaces(self) -> ModelSpaces | None: ...
+
+    def live_ids(self, image_ids: list[str]) -> set[str]:
+        """Which of these ids are stored and not soft-deleted (for incremental indexing)."""
+
+    def live_ids_for_path(self, path: str) -> dict[str, str]:
+        """``image_id -> doc_id`` of live records indexed from ``path``."""
+
+    def write(self, items: list[Indexed]) -> None:
+        """Insert or replace these pages and all their regions, atomically per page."""
+
+    def get(self, image_id: str, principal: Principal) -> ImageRecord | None: ...
+
+    def get_many(self, image_ids: list[str], principal: Principal) -> dict[str, ImageRecord]: ...
+
+    def get_vectors(self, image_id: str, principal: Principal) -> ImageVectors | None: ...
+
+    def list_images(
+        self, principal: Principal, filters: Filters, *, offset: int = 0, limit: int = 100
+    ) -> list[ImageRecord]: ...
+
+    def soft_delete(self, image_ids: list[str]) -> int: ...
+
+    def purge(self) -> int:
+        """Remove soft-deleted records physically; return how many."""
+
+    def knn(
+        self, field: VectorField, vector: np.ndarray, k: int, filters: Filters, principal: Principal
+    ) -> list[RouteHit]: ...
+
+    def bm25(self, query: str, k: int, filters: Filters, principal: Principal) -> list[RouteHit]: ...
+
+    def knn_regions(
+        self,
+        kind: Literal["tile", "text"],
+        vector: np.ndarray,
+        k: int,
+        filters: Filters,
+        principal: Principal,
+    ) -> list[RegionHit]:
+        """Nearest regions: ``tile`` searches tile vectors (joint space), ``text`` block/line vectors."""
+
+    def regions_of(self, image_ids: list[str]) -> list[RegionHit]:
+        """All regions of these (already ACL-checked) images, score 0, for re-ranking and snippets."""
+
+    def count(self, principal: Principal, filters: Filters) -> int: ...
+
+    def stats(self, principal: Principal) -> Stats: ...
+
+    def commit(self, op: str, summary: dict[str, int | str]) -> Version:
+        """Record a logical version after a write operation."""
+
+    def versions(self) -> list[Version]: ...
+
+    def rollback(self, version: int) -> Version: ...
+
+    def close(self) -> None: ...

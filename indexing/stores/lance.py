@@ -1,0 +1,547 @@
+"""Embedded default backend: two LanceDB tables (images, regions) in ``$IMGRAG_HOME/index``.
+
+Filter columns (acl, deleted, quality, tags, meta, date tokens, path) are copied onto the region
+rows so every route, regions included, filters inside the query. A logical version is a pair of
+table versions recorded in ``versions.jsonl``; rollback restores both tables together.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from ..analysis import fts_text
+from ..detectors import date_filter_tokens, date_tokens
+from ..errors import BackendUnavailableError, ImgragError
+from .base import (
+    Filters,
+    ImageRecord,
+    ImageVectors,
+    Indexed,
+    ModelSpaces,
+    Principal,
+    RegionHit,
+    RouteHit,
+    Stats,
+    Version,
+    VectorField,
+)
+
+log = logging.getLogger(__name__)
+
+IMAGES = "images"
+REGIONS = "regions"
+_VEC_COLUMN: dict[VectorField, str] = {"image": "img_vec", "feature": "feat_vec", "text": "text_vec"}
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _lits(values: list[str]) -> str:
+    return ", ".join(_lit(v) for v in values)
+
+
+def where_clause(filters: Filters, principal: Principal) -> str:
+    """The SQL filter for one principal and one set of filters; shared by both tables."""
+    parts = ["deleted = false"]
+    if not principal.all_access:
+        toks = principal.tokens()
+        acl = "array_length(acl) = 0"
+        if toks:
+            acl = f"({acl} OR array_has_any(acl, [{_lits(toks)}]))"
+        parts.append(acl)
+    if filters.date_from or filters.date_to:
+        toks = date_filter_tokens(filters.date_from, filters.date_to)
+        parts.append(f"array_has_any(date_tokens, [{_lits(toks)}])" if toks else "false")
+    if filters.quality:
+        parts.append(f"quality IN ({_lits(list(filters.quality))})")
+    if filters.tags:
+        parts.append(f"array_has_any(tags, [{_lits(filters.tags)}])")
+    for key, value in sorted(filters.meta.items()):
+        parts.append(f"array_has(meta_kv, {_lit(f'{key}={value}')})")
+    if filters.path_prefix:
+        parts.append(f"starts_with(path, {_lit(filters.path_prefix)})")
+    if filters.doc_id:
+        parts.append(f"doc_id = {_lit(filters.doc_id)}")
+    if filters.has_seal is not None:
+        parts.append(f"has_seal = {'true' if filters.has_seal else 'false'}")
+    if filters.image_ids is not None:
+        parts.append(f"image_id IN ({_lits(filters.image_ids)})" if filters.image_ids else "false")
+    return " AND ".join(parts)
+
+
+def _filter_fields(rec: ImageRecord) -> dict[str, Any]:
+    tokens = sorted({t for d in rec.dates for t in date_tokens(d.date)})
+    return {
+        "image_id": rec.image_id,
+        "doc_id": rec.doc_id,
+        "path": rec.path,
+        "deleted": rec.deleted,
+        "acl": rec.acl,
+        "quality": rec.quality,
+        "tags": rec.tags,
+        "meta_kv": [f"{k}={v}" for k, v in sorted(rec.meta.items())],
+        "date_tokens": tokens,
+        "has_seal": bool(rec.seals),
+    }
+
+
+def _filter_schema() -> list[pa.Field]:
+    strings = pa.list_(pa.string())
+    return [
+        pa.field("image_id", pa.string()),
+        pa.field("doc_id", pa.string()),
+        pa.field("path", pa.string()),
+        pa.field("deleted", pa.bool_()),
+        pa.field("acl", strings),
+        pa.field("quality", pa.string()),
+        pa.field("tags", strings),
+        pa.field("meta_kv", strings),
+        pa.field("date_tokens", strings),
+        pa.field("has_seal", pa.bool_()),
+    ]
+
+
+def _unit(dim: int) -> list[float]:
+    v = [0.0] * dim
+    v[0] = 1.0
+    return v
+
+
+class LanceStore:
+    """:class:`~indexing.stores.base.IndexStore` on LanceDB; safe for one writer process at a time."""
+
+    backend = "lancedb"
+
+    def __init__(self, path: Path) -> None:
+        import lancedb
+
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = lancedb.connect(str(self.path))
+        except Exception as e:  # lance raises plain OSError/ValueError/RuntimeError variants
+            raise BackendUnavailableError(
+                f"cannot open the index at {self.path} ({e})", "check IMGRAG_HOME and its permissions"
+            ) from e
+        self._lock = threading.Lock()
+        self._images: Any = None
+        self._regions: Any = None
+        self._open_tables()
+
+    # -- tables -----------------------------------------------------------------
+    def _open_tables(self) -> None:
+        names = set(self.db.list_tables().tables) if hasattr(self.db, "list_tables") else set()
+        if IMAGES in names and REGIONS in names:
+            self._images = self.db.open_table(IMAGES)
+            self._regions = self.db.open_table(REGIONS)
+
+    @property
+    def _meta_path(self) -> Path:
+        return self.path / "spaces.json"
+
+    @property
+    def _log_path(self) -> Path:
+        return self.path / "versions.jsonl"
+
+    def spaces(self) -> ModelSpaces | None:
+        if not self._meta_path.is_file():
+            return None
+        return ModelSpaces.model_validate_json(self._meta_path.read_text())
+
+    def ensure_spaces(self, spaces: ModelSpaces) -> None:
+        current = self.spaces()
+        if current is not None and self._images is not None:
+            if current != spaces:
+                diff = [
+                    f"{k}: index has {getattr(current, k)!r}, configured {getattr(spaces, k)!r}"
+                    for k in ModelSpaces.model_fields
+                    if getattr(current, k) != getattr(spaces, k)
+                ]
+                raise ImgragError(
+                    "the index was built with other embedding models (" + "; ".join(diff) + ")",
+                    "use the models it was built with, re-index into a new IMGRAG_HOME, "
+                    "or `imgrag rollback N` to a version built with the configured models",
+                )
+            return
+        strings = pa.list_(pa.string())
+        images_schema = pa.schema(
+            _filter_schema()
+            + [
+                pa.field("page", pa.int32()),
+                pa.field("fts", pa.string()),
+                pa.field("record", pa.string()),
+                pa.field("img_vec", pa.list_(pa.float32(), spaces.image_dim)),
+                pa.field("feat_vec", pa.list_(pa.float32(), spaces.feature_dim)),
+                pa.field("text_vec", pa.list_(pa.float32(), spaces.text_dim)),
+            ]
+        )
+        regions_schema = pa.schema(
+            _filter_schema()
+            + [
+                pa.field("region_id", pa.string()),
+                pa.field("kind", pa.string()),
+                pa.field("label", pa.string()),
+                pa.field("bbox", pa.list_(pa.float32(), 4)),
+                pa.field("text", pa.string()),
+                pa.field("fts", pa.string()),
+                pa.field("tile_vec", pa.list_(pa.float32(), spaces.image_dim)),
+                pa.field("text_vec", pa.list_(pa.float32(), spaces.text_dim)),
+            ]
+        )
+        del strings
+        self._images = self.db.create_table(IMAGES, schema=images_schema, exist_ok=True)
+        self._regions = self.db.create_table(REGIONS, schema=regions_schema, exist_ok=True)
+        self._meta_path.write_text(spaces.model_dump_json(indent=2))
+
+    def _need_tables(self) -> bool:
+        return self._images is not None
+
+    # -- writes -----------------------------------------------------------------
+    def write(self, items: list[Indexed]) -> None:
+        if not items:
+            return
+        spaces = self.spaces()
+        if spaces is None or self._images is None:
+            raise ImgragError("the index has no tables yet", "call ensure_spaces before writing")
+        ids = [it.record.image_id for it in items]
+        image_rows: list[dict[str, Any]] = []
+        region_rows: list[dict[str, Any]] = []
+        for it in items:
+            rec = it.record
+            common = _filter_fields(rec)
+            image_rows.append(
+                {
+                    **common,
+                    "page": rec.page,
+                    "fts": fts_text(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.meta.values()])),
+                    "record": rec.model_dump_json(),
+                    "img_vec": it.vectors.image.astype(np.float32).tolist(),
+                    "feat_vec": it.vectors.feature.astype(np.float32).tolist(),
+                    "text_vec": it.vectors.text.astype(np.float32).tolist(),
+                }
+            )
+            for r in it.regions:
+                is_tile = r.kind == "tile"
+                region_rows.append(
+                    {
+                        **common,
+                        "region_id": r.region_id,
+                        "kind": r.kind,
+                        "label": r.label,
+                        "bbox": [float(x) for x in r.bbox],
+                        "text": r.text,
+                        "fts": fts_text(r.text),
+                        "tile_vec": r.vector.astype(np.float32).tolist() if is_tile else _unit(spaces.image_dim),
+                        "text_vec": _unit(spaces.text_dim) if is_tile else r.vector.astype(np.float32).tolist(),
+                    }
+                )
+        with self._lock:
+            # Regions first, the image row last: a page without its image row is not "live", so an
+            # interrupted run re-indexes it and its half-written regions are replaced here.
+            self._regions.delete(f"image_id IN ({_lits(ids)})")
+            if region_rows:
+                self._regions.add(region_rows)
+            (
+                self._images.merge_insert("image_id")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute(image_rows)
+            )
+
+    def soft_delete(self, image_ids: list[str]) -> int:
+        if not image_ids or self._images is None:
+            return 0
+        where = f"deleted = false AND image_id IN ({_lits(image_ids)})"
+        with self._lock:
+            n = self._images.count_rows(where)
+            if n:
+                self._images.update(where=where, values={"deleted": True})
+                self._regions.update(where=where, values={"deleted": True})
+        return n
+
+    def purge(self) -> int:
+        if self._images is None:
+            return 0
+        with self._lock:
+            n = self._images.count_rows("deleted = true")
+            if n:
+                self._images.delete("deleted = true")
+                self._regions.delete("deleted = true")
+        return n
+
+    # -- reads ------------------------------------------------------------------
+    def _records(self, where: str, limit: int, offset: int = 0) -> list[ImageRecord]:
+        if self._images is None:
+            return []
+        q = self._images.search().where(where).select(["record"]).limit(limit)
+        if offset:
+            q = q.offset(offset)
+        return [ImageRecord.model_validate_json(r["record"]) for r in q.to_list()]
+
+    def live_ids(self, image_ids: list[str]) -> set[str]:
+        if not image_ids or self._images is None:
+            return set()
+        rows = (
+            self._images.search()
+            .where(f"deleted = false AND image_id IN ({_lits(image_ids)})")
+            .select(["image_id"])
+            .limit(len(image_ids))
+            .to_list()
+        )
+        return {r["image_id"] for r in rows}
+
+    def live_ids_for_path(self, path: str) -> dict[str, str]:
+        if self._images is None:
+            return {}
+        rows = (
+            self._images.search()
+            .where(f"deleted = false AND path = {_lit(path)}")
+            .select(["image_id", "doc_id"])
+            .limit(100_000)
+            .to_list()
+        )
+        return {r["image_id"]: r["doc_id"] for r in rows}
+
+    def get(self, image_id: str, principal: Principal) -> ImageRecord | None:
+        recs = self._records(where_clause(Filters(image_ids=[image_id]), principal), 1)
+        return recs[0] if recs else None
+
+    def get_many(self, image_ids: list[str], principal: Principal) -> dict[str, ImageRecord]:
+        if not image_ids:
+            return {}
+        recs = self._records(where_clause(Filters(image_ids=list(image_ids)), principal), len(image_ids))
+        return {r.image_id: r for r in recs}
+
+    def get_vectors(self, image_id: str, principal: Principal) -> ImageVectors | None:
+        if self._images is None:
+            return None
+        rows = (
+            self._images.search()
+            .where(where_clause(Filters(image_ids=[image_id]), principal))
+            .select(["img_vec", "feat_vec", "text_vec"])
+            .limit(1)
+            .to_list()
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return ImageVectors(
+            image=np.asarray(r["img_vec"], np.float32),
+            feature=np.asarray(r["feat_vec"], np.float32),
+            text=np.asarray(r["text_vec"], np.float32),
+        )
+
+    def list_images(
+        self, principal: Principal, filters: Filters, *, offset: int = 0, limit: int = 100
+    ) -> list[ImageRecord]:
+        return self._records(where_clause(filters, principal), limit, offset)
+
+    def count(self, principal: Principal, filters: Filters) -> int:
+        if self._images is None:
+            return 0
+        return self._images.count_rows(where_clause(filters, principal))
+
+    def knn(
+        self, field: VectorField, vector: np.ndarray, k: int, filters: Filters, principal: Principal
+    ) -> list[RouteHit]:
+        if self._images is None:
+            return []
+        rows = (
+            self._images.search(vector.astype(np.float32), vector_column_name=_VEC_COLUMN[field])
+            .distance_type("cosine")
+            .where(where_clause(filters, principal), prefilter=True)
+            .select(["image_id", "_distance"])
+            .limit(k)
+            .to_list()
+        )
+        return [RouteHit(image_id=r["image_id"], score=1.0 - float(r["_distance"])) for r in rows]
+
+    def _ensure_fts(self, table: Any) -> None:
+        if any(getattr(ix, "index_type", "") == "FTS" or "fts" in str(ix).lower() for ix in table.list_indices()):
+            return
+        if table.count_rows() == 0:
+            return
+        table.create_fts_index(
+            "fts",
+            replace=True,
+            base_tokenizer="whitespace",
+            lower_case=False,
+            stem=False,
+            remove_stop_words=False,
+            ascii_folding=False,
+            with_position=False,
+        )
+
+    def bm25(self, query: str, k: int, filters: Filters, principal: Principal) -> list[RouteHit]:
+        q = fts_text(query)
+        if self._images is None or not q:
+            return []
+        self._ensure_fts(self._images)
+        if not self._images.list_indices():
+            return []
+        rows = (
+            self._images.search(q, query_type="fts", fts_columns="fts")
+            .where(where_clause(filters, principal), prefilter=True)
+            .select(["image_id", "_score"])
+            .limit(k)
+            .to_list()
+        )
+        return [RouteHit(image_id=r["image_id"], score=float(r["_score"])) for r in rows]
+
+    def knn_regions(
+        self,
+        kind: Literal["tile", "text"],
+        vector: np.ndarray,
+        k: int,
+        filters: Filters,
+        principal: Principal,
+    ) -> list[RegionHit]:
+        if self._regions is None:
+            return []
+        kinds = "kind = 'tile'" if kind == "tile" else "kind IN ('block', 'lines')"
+        column = "tile_vec" if kind == "tile" else "text_vec"
+        rows = (
+            self._regions.search(vector.astype(np.float32), vector_column_name=column)
+            .distance_type("cosine")
+            .where(f"{kinds} AND {where_clause(filters, principal)}", prefilter=True)
+            .select(["region_id", "image_id", "kind", "label", "bbox", "text", "_distance"])
+            .limit(k)
+            .to_list()
+        )
+        return [self._region_hit(r, 1.0 - float(r["_distance"])) for r in rows]
+
+    @staticmethod
+    def _region_hit(r: dict[str, Any], score: float) -> RegionHit:
+        return RegionHit(
+            region_id=r["region_id"],
+            image_id=r["image_id"],
+            kind=r["kind"],
+            label=r["label"],
+            bbox=tuple(float(x) for x in r["bbox"]),  # type: ignore[arg-type]
+            text=r["text"],
+            score=score,
+        )
+
+    def regions_of(self, image_ids: list[str]) -> list[RegionHit]:
+        if not image_ids or self._regions is None:
+            return []
+        rows = (
+            self._regions.search()
+            .where(f"deleted = false AND image_id IN ({_lits(image_ids)})")
+            .select(["region_id", "image_id", "kind", "label", "bbox", "text"])
+            .limit(200 * len(image_ids) + 100)
+            .to_list()
+        )
+        return [self._region_hit(r, 0.0) for r in rows]
+
+    def region_vectors(self, region_ids: list[str]) -> dict[str, np.ndarray]:
+        """Vectors of the given regions (tile → joint space, text → text space), for re-ranking."""
+        if not region_ids or self._regions is None:
+            return {}
+        rows = (
+            self._regions.search()
+            .where(f"region_id IN ({_lits(region_ids)})")
+            .select(["region_id", "kind", "tile_vec", "text_vec"])
+            .limit(len(region_ids))
+            .to_list()
+        )
+        return {
+            r["region_id"]: np.asarray(r["tile_vec"] if r["kind"] == "tile" else r["text_vec"], np.float32)
+            for r in rows
+        }
+
+    def stats(self, principal: Principal) -> Stats:
+        versions = self.versions()
+        if self._images is None:
+            return Stats(
+                backend=self.backend, images=0, documents=0, deleted=0, regions=0,
+                by_quality={}, by_format={}, version=None, spaces=self.spaces(),
+            )
+        where = where_clause(Filters(), principal)
+        tbl = self._images.search().where(where).select(["doc_id", "quality", "record"]).limit(10_000_000).to_arrow()
+        formats: Counter[str] = Counter()
+        for raw in tbl.column("record").to_pylist():
+            formats[json.loads(raw).get("format", "?")] += 1
+        return Stats(
+            backend=self.backend,
+            images=tbl.num_rows,
+            documents=len(set(tbl.column("doc_id").to_pylist())),
+            deleted=self._images.count_rows("deleted = true") if principal.all_access else 0,
+            regions=self._regions.count_rows(f"kind != '' AND {where}"),
+            by_quality=dict(Counter(tbl.column("quality").to_pylist())),
+            by_format=dict(formats),
+            version=versions[-1].version if versions else None,
+            spaces=self.spaces(),
+        )
+
+    # -- versions ---------------------------------------------------------------
+    def versions(self) -> list[Version]:
+        if not self._log_path.is_file():
+            return []
+        out = []
+        for line in self._log_path.read_text().splitlines():
+            if line.strip():
+                out.append(Version.model_validate(json.loads(line)["version"]))
+        return out
+
+    def _log_entries(self) -> list[dict[str, Any]]:
+        if not self._log_path.is_file():
+            return []
+        return [json.loads(line) for line in self._log_path.read_text().splitlines() if line.strip()]
+
+    def commit(self, op: str, summary: dict[str, int | str]) -> Version:
+        if self._images is None:
+            raise ImgragError("nothing to commit: the index is empty", "index some images first")
+        with self._lock:
+            self._ensure_fts(self._images)
+            self._ensure_fts(self._regions)
+            entries = self._log_entries()
+            number = (entries[-1]["version"]["version"] + 1) if entries else 1
+            version = Version(
+                version=number, time=datetime.now(timezone.utc), op=op, summary=summary, spaces=self.spaces()
+            )
+            entry = {
+                "version": json.loads(version.model_dump_json()),
+                "tables": {IMAGES: self._images.version, REGIONS: self._regions.version},
+            }
+            with self._log_path.open("a") as f:
+                f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        return version
+
+    def rollback(self, version: int) -> Version:
+        entries = {e["version"]["version"]: e for e in self._log_entries()}
+        if version not in entries:
+            known = ", ".join(str(v) for v in sorted(entries)) or "none"
+            raise ImgragError(f"no version {version} (known: {known})", "see `imgrag versions`")
+        target = entries[version]
+        with self._lock:
+            for name, table in ((IMAGES, self._images), (REGIONS, self._regions)):
+                table.checkout(target["tables"][name])
+                table.restore()
+            spaces = target["version"].get("spaces")
+            if spaces:
+                self._meta_path.write_text(json.dumps(spaces, indent=2))
+        return self.commit(f"rollback to {version}", {"restored": version})
+
+    def close(self) -> None:
+        self._images = None
+        self._regions = None
+
+
+def open_lance(path: Path) -> LanceStore:
+    try:
+        return LanceStore(path)
+    except ImgragError:
+        raise
+    except Exception as e:
+        raise BackendUnavailableError(f"cannot open the index at {path} ({e})", "check IMGRAG_HOME") from e
