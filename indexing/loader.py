@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,10 @@ from .errors import ImgragError
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
 DOC_EXTS = {".pdf"}
 SUPPORTED_EXTS = IMAGE_EXTS | DOC_EXTS
+
+# We check width × height against IMGRAG_MAX_PIXELS ourselves, from the header, before decoding;
+# PIL's fixed global limit would otherwise override the user's setting.
+Image.MAX_IMAGE_PIXELS = None
 
 
 @dataclass
@@ -136,9 +139,7 @@ def _load_image(
     path: Path, doc_id: str, st: os.stat_result, *, max_pixels: int, only_page: int | None
 ) -> Iterator[Page]:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+        img = Image.open(path)
         _check_pixels(img.width, img.height, max_pixels, path)
         n = getattr(img, "n_frames", 1) if img.format in ("TIFF", "GIF", "WEBP") else 1
         if img.format in ("GIF", "WEBP"):
@@ -165,8 +166,6 @@ def _load_image(
             )
     except ImgragError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImgragError(f"{path}: refused as a decompression bomb ({e})", "raise IMGRAG_MAX_PIXELS if you trust it") from e
     except UnidentifiedImageError as e:
         raise ImgragError(f"{path}: not an image PIL can decode", "check the file type; re-export it as PNG/JPEG") from e
     except (OSError, SyntaxError, ValueError) as e:

