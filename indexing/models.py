@@ -52,6 +52,9 @@ class DateMention(BaseModel):
     text: str
     date: date
     line_index: int | None = None
+    precision: Literal["day", "month", "year"] = Field(
+        default="day", description="'month'/'year': only that much was written; date is its first day"
+    )
 
 
 class Enhancement(BaseModel):
