@@ -1,0 +1,114 @@
+"""Indexing throughput and search latency on the embedded store, side by side.
+
+Indexing: document pages (generated contracts + Debian documentation pages) and photos, each with
+1 and 2 analysis workers. Search: p50/p95 per mode (keyword-only, vector-only, hybrid, hybrid
+without re-rank) over the same queries, after a warm-up.
+
+    ~/.cache/imgrag/venv/bin/python benchmarks/bench_pipeline.py [--docs 12] [--photos 8] [--queries 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+
+
+def build_corpus(root: Path, n_docs: int, n_photos: int) -> tuple[Path, Path, list[str]]:
+    from skimage import data
+
+    from evals.datasets.contracts import make_contracts
+
+    docs = root / "docs"
+    specs = make_contracts(docs, n=n_docs, seed=1, variants=True)
+    photos = root / "photos"
+    photos.mkdir()
+    names = ["astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry", "hubble_deep_field", "retina"]
+    for i in range(n_photos):
+        img = getattr(data, names[i % len(names)])()
+        if img.ndim == 2:
+            img = np.stack([img] * 3, -1)
+        # vary each copy so content hashes differ
+        img = np.roll(img, 7 * i, axis=1)
+        Image.fromarray(img).save(photos / f"photo_{i:03d}.jpg", quality=90)
+    queries = []
+    for s in specs:
+        queries += [s.party_a, s.party_b, s.sign_date_text, "合同签订日期" if s.lang == "zh" else "date of agreement"]
+    queries += ["a cat", "一只猫", "a rocket", "astronaut", "coffee cup", "seal", "甲方 盖章", "payment terms"]
+    return docs, photos, queries
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs", type=int, default=12)
+    ap.add_argument("--photos", type=int, default=8)
+    ap.add_argument("--queries", type=int, default=40)
+    args = ap.parse_args()
+
+    from indexing.config import Settings
+    from indexing.pipeline import Indexer
+    from indexing.runtime import Runtime
+    from indexing.search import Searcher, SearchRequest
+    from indexing.stores.base import OPERATOR
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        docs, photos, queries = build_corpus(root / "corpus", args.docs, args.photos)
+        rows = []
+        runtimes: dict[int, Runtime] = {}
+        for workers in (1, 2):
+            rt = Runtime(Settings(home=root / f"home{workers}", workers=workers))
+            rt.warm_up()
+            runtimes[workers] = rt
+            ix = Indexer(rt)
+            for label, folder, n in (("document pages", docs, args.docs), ("photos", photos, args.photos)):
+                t = time.perf_counter()
+                summary = ix.index([folder])
+                dt = time.perf_counter() - t
+                assert summary.indexed == n, summary
+                rows.append((label, workers, n, dt, n / dt))
+        print("\nIndexing throughput (models warm, embedded LanceDB store)")
+        print(f"{'corpus':<16}{'workers':>8}{'items':>7}{'seconds':>10}{'items/s':>9}")
+        for label, w, n, dt, rate in rows:
+            print(f"{label:<16}{w:>8}{n:>7}{dt:>10.1f}{rate:>9.2f}")
+
+        rt = runtimes[2]
+        searcher = Searcher(rt)
+        qs = (queries * (args.queries // len(queries) + 1))[: args.queries]
+        variants = {
+            "keyword (bm25)": {"mode": "keyword"},
+            "vector routes": {"mode": "vector"},
+            "hybrid, no rerank": {"mode": "hybrid", "rerank": False},
+            "hybrid + rerank": {"mode": "hybrid"},
+        }
+        for q in set(qs):  # warm the query-embedding cache equally for every variant
+            searcher.search(SearchRequest(query=q, k=10), OPERATOR)
+        print(f"\nSearch latency over {len(qs)} queries, k=10, {args.docs + args.photos} images (ms)")
+        print(f"{'variant':<20}{'p50':>8}{'p95':>8}{'mean':>8}")
+        for name, kw in variants.items():
+            times = []
+            for q in qs:
+                t = time.perf_counter()
+                searcher.search(SearchRequest(query=q, k=10, **kw), OPERATOR)
+                times.append((time.perf_counter() - t) * 1000)
+            print(f"{name:<20}{_pct(times, 50):>8.1f}{_pct(times, 95):>8.1f}{statistics.mean(times):>8.1f}")
+        cold = Searcher(rt)
+        times = []
+        for q in qs[:10]:
+            t = time.perf_counter()
+            cold.search(SearchRequest(query=q, k=10), OPERATOR)
+            times.append((time.perf_counter() - t) * 1000)
+        print(f"{'hybrid, cold query':<20}{_pct(times, 50):>8.1f}{_pct(times, 95):>8.1f}{statistics.mean(times):>8.1f}")
+
+
+if __name__ == "__main__":
+    main()
