@@ -26,10 +26,12 @@ _MAX_SKEW = 15.0
 _MIN_SKEW = 0.3
 
 
-def _as_rgb(img: np.ndarray) -> np.ndarray:
+def as_rgb(img: np.ndarray) -> np.ndarray:
     """Accept grey and RGBA too: loaders differ, and failing on them helps nobody."""
     if img.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got dtype {img.dtype}; convert it with np.clip(...).astype(np.uint8)")
+        raise ValueError(
+            f"expected a uint8 image, got dtype {img.dtype}; convert with np.clip(img, 0, 255).astype(np.uint8)"
+        )
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.ndim == 3 and img.shape[2] == 3:
@@ -98,7 +100,7 @@ def classify_quality(img: np.ndarray) -> tuple[QualityClass, dict[str, float]]:
     Global statistics come from a copy with long side ≤ 800 px; noise, blur and stroke statistics
     come from one full-resolution 384 px window around the most ink, because downscaling hides them.
     """
-    rgb = _as_rgb(img)
+    rgb = as_rgb(img)
     h, w = rgb.shape[:2]
     small, k = shrink(rgb, _CLASSIFY_SIDE)
     sat = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)[:, :, 1]
@@ -111,7 +113,7 @@ def classify_quality(img: np.ndarray) -> tuple[QualityClass, dict[str, float]]:
     local_bg = cv2.dilate(gray, np.ones((15, 15), np.uint8)).astype(np.int16)
     paper_mask = (gray >= local_bg - 25) & (local_bg >= 140) & (sat < 60)
     ink_mask = gray < local_bg - 50
-    n, _, cc, _ = cv2.connectedComponentsWithStats(ink_mask.view(np.uint8), connectivity=8)
+    _, _, cc, _ = cv2.connectedComponentsWithStats(ink_mask.view(np.uint8), connectivity=8)
     short = min(gray.shape)
     area, ch, cw = cc[1:, cv2.CC_STAT_AREA], cc[1:, cv2.CC_STAT_HEIGHT], cc[1:, cv2.CC_STAT_WIDTH]
     glyph = (ch < 0.05 * short) & (cw < 0.25 * short) & (area >= 3)
@@ -225,14 +227,21 @@ def _warp(img: np.ndarray, forward: np.ndarray, size: tuple[int, int], border: t
     )
 
 
+def _rotated_canvas(w: int, h: int, angle: float) -> tuple[float, float]:
+    """Width and height of the canvas that holds a w x h image rotated by ``angle`` degrees."""
+    c, s = abs(np.cos(np.radians(angle))), abs(np.sin(np.radians(angle)))
+    return w * c + h * s, w * s + h * c
+
+
 def _skew_profile(ys: np.ndarray, xs: np.ndarray, angles: np.ndarray) -> np.ndarray:
     """Projection-profile sharpness (sum of squared row counts) of the ink after each rotation."""
-    rad = np.radians(angles)[:, None]
-    rows = np.rint(-np.sin(rad) * xs[None, :] + np.cos(rad) * ys[None, :]).astype(np.int64)
+    rad = np.radians(angles).astype(np.float32)[:, None]
+    rows = (-np.sin(rad) * xs[None, :] + np.cos(rad) * ys[None, :]).astype(np.int32)
     rows -= rows.min()
     nb = int(rows.max()) + 1
-    counts = np.bincount((rows + np.arange(len(angles))[:, None] * nb).ravel(), minlength=nb * len(angles))
-    return (counts.reshape(len(angles), nb).astype(np.float64) ** 2).sum(axis=1)
+    rows += np.arange(len(angles), dtype=np.int32)[:, None] * nb
+    counts = np.bincount(rows.ravel(), minlength=nb * len(angles)).astype(np.float64)
+    return (counts.reshape(len(angles), nb) ** 2).sum(axis=1)
 
 
 def _text_geometry(gray: np.ndarray) -> tuple[float | None, float | None]:
@@ -257,8 +266,8 @@ def _text_geometry(gray: np.ndarray) -> tuple[float | None, float | None]:
     ys, xs = np.nonzero(glyph[labels])
     if ys.size < 500:
         return text_height, None
-    step = max(1, ys.size // 30000)
-    ys, xs = ys[::step].astype(np.float64), xs[::step].astype(np.float64)
+    step = max(1, ys.size // 20000)
+    ys, xs = ys[::step].astype(np.float32), xs[::step].astype(np.float32)
     coarse = np.arange(-_MAX_SKEW, _MAX_SKEW + 1e-9, 0.5)
     scores = _skew_profile(ys, xs, coarse)
     best = float(coarse[int(np.argmax(scores))])
@@ -279,14 +288,17 @@ def preprocess(
     max_upscale: float = 2.5,
     photo_max_side: int = 1600,
 ) -> Preprocessed:
-    """Classify (unless ``quality`` is given) and enhance a copy of ``img`` for OCR and embedding.
+    """Classify and enhance a copy of ``img`` for OCR and embedding; ``img`` is left untouched.
 
     Documents: rotate by ``orientation``'s answer, denoise when noisy, lift grey paper to white,
     deskew (±15°, skipped under 0.3°), scale so the median glyph is ~``target_text_height`` px
     (≤ ``max_upscale``×, long side ≤ ``max_side``; from ``dpi`` when no text is found), and
     unsharp-mask blurry input. Photos: median denoise when very noisy, long side ≤ ``photo_max_side``.
+    ``quality`` overrides the detected class; the statistics are computed anyway, since the
+    enhancement decisions rest on them. One warp does deskew and upscaling together (recorded as
+    ``deskew`` then ``scale``); downscaling is a separate area-averaging resize before the deskew.
     """
-    rgb = _as_rgb(img)
+    rgb = as_rgb(img)
     h0, w0 = rgb.shape[:2]
     detected, stats = classify_quality(rgb)
     q: QualityClass = quality or detected
@@ -350,11 +362,10 @@ def preprocess(
         f, basis = target_text_height / (dpi * 10 / 72 * 0.6), "dpi"
     else:
         f, basis = 1.0, "none"
-    rad = np.radians(angle or 0.0)
-    cw, chh = w * abs(np.cos(rad)) + h * abs(np.sin(rad)), w * abs(np.sin(rad)) + h * abs(np.cos(rad))
     f = float(np.clip(f, 0.25, max_upscale))
-    if f * max(cw, chh) > max_side:
-        f, basis = max_side / max(cw, chh), "max_side"
+    long_side = max(_rotated_canvas(w, h, angle or 0.0))
+    if f * long_side > max_side:
+        f, basis = max_side / long_side, "max_side"
     if abs(f - 1.0) < 0.1 and basis != "max_side":
         f = 1.0
     border = (int(paper),) * 3
@@ -371,21 +382,23 @@ def preprocess(
     else:
         f_warp = f
     if angle is not None:
-        size = (int(np.ceil(f_warp * cw - 1e-6)), int(np.ceil(f_warp * chh - 1e-6)))
+        cw, ch = _rotated_canvas(w, h, angle)
+        size = (int(np.ceil(f_warp * cw - 1e-6)), int(np.ceil(f_warp * ch - 1e-6)))
         m = cv2.getRotationMatrix2D((0.0, 0.0), angle, f_warp)
         forward = (
             _affine(1, 0, 0, 1, size[0] / 2, size[1] / 2)
             @ np.vstack([m, [0, 0, 1]])
             @ _affine(1, 0, 0, 1, -w / 2, -h / 2)
         )
-        out = geometric(_warp(out, forward, size, border), forward,
-                        Enhancement(name="deskew", params={"angle": round(angle, 2)}))
+        step = Enhancement(name="deskew", params={"angle": round(angle, 2)})
+        out = geometric(_warp(out, forward, size, border), forward, step)
         if f_warp != 1.0:
             applied.append(Enhancement(name="scale", params={"factor": round(f_warp, 4), "basis": basis}))
     if stats["edge_width"] > 2.5:
         sigma = max(1.0, f)
         out = cv2.addWeighted(out, 1.8, cv2.GaussianBlur(out, (0, 0), sigma), -0.8, 0)
-        applied.append(Enhancement(name="sharpen", params={"method": "unsharp", "sigma": round(sigma, 2), "amount": 0.8}))
+        params: dict[str, float | int | str | bool] = {"method": "unsharp", "sigma": round(sigma, 2), "amount": 0.8}
+        applied.append(Enhancement(name="sharpen", params=params))
     if out is rgb:
         out = rgb.copy()
     return Preprocessed(out, q, stats, applied, to_original, (w0, h0), text_height)

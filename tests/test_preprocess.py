@@ -65,7 +65,8 @@ def handwritten(w: int = 1240, h: int = 1754, seed: int = 0, ink: tuple[int, int
             t = np.linspace(0, 1, int(wl / 2))
             freq, amp = rng.uniform(8, 14), rng.uniform(8, 18)
             xs = x + t * wl + rng.uniform(3, 8) * np.sin(2 * np.pi * freq * t + 1.3)
-            ys = base - amp * (0.5 + 0.5 * np.sin(2 * np.pi * freq * t)) + 4 * np.sin(3 * t) + rng.normal(0, 0.8, t.size)
+            ys = base - amp * (0.5 + 0.5 * np.sin(2 * np.pi * freq * t)) + 4 * np.sin(3 * t)
+            ys += rng.normal(0, 0.8, t.size)
             for i in range(t.size - 1):
                 th = int(np.clip(rng.normal(2.5, 1.0), 1, 5))
                 cv2.line(im, (int(xs[i]), int(ys[i])), (int(xs[i + 1]), int(ys[i + 1])), ink, th, cv2.LINE_AA)
@@ -216,6 +217,13 @@ def test_text_height_normalisation() -> None:
     assert scale.params["factor"] < 0.9
     assert big.text_height is not None
     assert big.text_height * scale.params["factor"] == pytest.approx(32, rel=0.05)
+
+    skewed = preprocess(rotate(text_page(w=1400, h=1000, size=80, seed=4), 3.0))
+    assert names(skewed) == ["scale", "deskew"]
+    f = skewed.applied[0].params["factor"]
+    a = np.radians(3.0)
+    canvas = (f * (1000 * np.cos(a) + 1400 * np.sin(a)), f * (1400 * np.cos(a) + 1000 * np.sin(a)))
+    assert skewed.image.shape[:2] == pytest.approx(canvas, abs=2)
 
     capped = preprocess(text_page(), max_side=2000)
     assert max(capped.image.shape[:2]) <= 2000

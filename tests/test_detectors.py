@@ -1,0 +1,255 @@
+"""Seal detection on synthetic contract pages, date extraction and date filter tokens."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from indexing.detectors import date_filter_tokens, date_tokens, dates_in_text, detect_seals, extract_dates
+
+RED = (215, 30, 40)
+BLUE = (30, 60, 190)
+
+
+def page(w: int = 1240, h: int = 1754, seed: int = 0) -> np.ndarray:
+    """A4 at 150 dpi with lines of black text across the whole page (seals land on text)."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), 255, np.uint8)
+    for y in range(150, h - 100, 36):
+        words = " ".join(rng.choice(["payment", "party", "contract", "seal", "the", "of", "2023"], 9))
+        cv2.putText(img, words, (100, y), cv2.FONT_HERSHEY_SIMPLEX, 0.9 * w / 1240, (20, 20, 20), 2, cv2.LINE_AA)
+    return img
+
+
+def stamp(img: np.ndarray, cx: int, cy: int, r: int, *, color=RED, shape: str = "round", ry: int | None = None):
+    """Press a seal onto the page (multiplied like ink, over the text); returns (page, drawn bbox)."""
+    h, w = img.shape[:2]
+    layer = np.full((h, w, 3), 255, np.uint8)
+    ry = ry or r
+    th = max(3, r // 25)
+    scale, thick = r / 60, max(2, r // 20)
+    if shape in ("square", "filled"):
+        filled = shape == "filled"
+        cv2.rectangle(layer, (cx - r, cy - ry), (cx + r, cy + ry), color, -1 if filled else th)
+        for i, ch in enumerate("WANG"):
+            org = (cx - r // 2 + (i % 2) * r // 2 - r // 6, cy - ry // 6 + (i // 2) * ry // 2)
+            cv2.putText(layer, ch, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255) if filled else color, thick)
+    else:
+        cv2.ellipse(layer, (cx, cy), (r, ry), 0, 0, 360, color, th, cv2.LINE_AA)
+        text = "SHANGHAI EXAMPLE TRADING CO LTD CONTRACT SEAL"
+        for i, ch in enumerate(text):  # company name along the inside of the ring
+            a = np.radians(200 + i * 140 / len(text))
+            org = (int(cx + 0.75 * r * np.cos(a)) - 6, int(cy + 0.75 * ry * np.sin(a)) + 6)
+            cv2.putText(layer, ch, org, cv2.FONT_HERSHEY_SIMPLEX, r / 220, color, max(1, r // 60))
+        star = [
+            (cx + rr * np.cos(a), cy + rr * np.sin(a))
+            for i in range(10)
+            for rr, a in [((0.28 if i % 2 == 0 else 0.11) * min(r, ry), np.radians(-90 + 36 * i))]
+        ]
+        cv2.fillPoly(layer, [np.int32(star)], color, cv2.LINE_AA)
+    out = img.astype(np.float32) * (0.15 + 0.85 * layer.astype(np.float32) / 255)
+    return out.astype(np.uint8), (cx - r, cy - ry, cx + r + 1, cy + ry + 1)
+
+
+def red_text(img: np.ndarray, text: str, size: int, y: int = 40) -> np.ndarray:
+    im = Image.fromarray(img)
+    ImageDraw.Draw(im).text((150, y), text, fill=RED, font=ImageFont.load_default(size=size))
+    return np.asarray(im).copy()
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+# ------------------------------------------------------------------------------------- seals
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "color", "shape"),
+    [
+        ({"r": 118}, "red", "round"),
+        ({"r": 60}, "red", "round"),
+        ({"r": 150, "ry": 100}, "red", "oval"),
+        ({"r": 80, "shape": "square"}, "red", "square"),
+        ({"r": 50, "shape": "filled"}, "red", "square"),
+        ({"r": 118, "color": BLUE}, "blue", "round"),
+    ],
+)
+def test_seal_found(kwargs, color: str, shape: str) -> None:
+    img, box = stamp(page(), 850, 1350, **kwargs)
+    seals = detect_seals(img)
+    assert len(seals) == 1, seals
+    assert seals[0].color == color and seals[0].shape == shape
+    assert iou(seals[0].bbox, box) > 0.7
+    assert 0.5 < seals[0].confidence <= 1.0
+
+
+def test_seal_on_noisy_greyish_scan_at_300_dpi() -> None:
+    img, box = stamp(page(2480, 3508), 1700, 2700, 236)
+    rng = np.random.default_rng(1)
+    noisy = img.astype(np.float32) * 0.88 + rng.normal(0, 10, img.shape[:2])[..., None]
+    seals = detect_seals(np.clip(noisy, 0, 255).astype(np.uint8))
+    assert [s.color for s in seals] == ["red"]
+    assert iou(seals[0].bbox, box) > 0.7
+
+
+def test_two_seals_and_heading() -> None:
+    img, a = stamp(red_text(page(), "PURCHASE CONTRACT", 70), 350, 1450, 110)
+    img, b = stamp(img, 900, 1450, 110, color=BLUE)
+    seals = detect_seals(img)
+    assert sorted(s.color for s in seals) == ["blue", "red"]
+    for s in seals:
+        assert iou(s.bbox, a if s.color == "red" else b) > 0.7
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: red_text(page(), "SERVICE AGREEMENT", 60),
+        lambda: red_text(page(), "CONTRACT 0O8B DQ", 120),
+        lambda: cv2.line(page(), (100, 300), (1100, 300), RED, 6),
+        lambda: cv2.rectangle(page(), (100, 100), (1140, 1650), RED, 5),  # a red page frame
+        lambda: cv2.circle(page(), (600, 600), 80, RED, -1),  # a solid red icon
+        lambda: np.full((1754, 1240, 3), 255, np.uint8),
+        page,
+    ],
+    ids=["heading", "big-heading", "rule", "frame", "solid-disc", "blank", "black-text"],
+)
+def test_no_seal_on_red_text_lines_or_plain_pages(make) -> None:
+    assert detect_seals(make()) == []
+
+
+def test_no_seal_on_photo_of_red_objects() -> None:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:900, 0:1200].astype(np.float32)
+    img = np.stack([90 + 60 * np.sin(xx / 150), 110 + 50 * np.cos(yy / 110), 70 + 40 * np.sin((xx + yy) / 200)], -1)
+    cv2.circle(img, (600, 450), 120, (200, 20, 30), -1)  # a red ball
+    cv2.circle(img, (300, 300), 90, (180, 10, 20), 12)  # a red ring (a tyre, a lifebuoy)
+    cv2.ellipse(img, (900, 650), (70, 50), 0, 0, 360, (210, 40, 40), -1)
+    img = cv2.GaussianBlur(img, (0, 0), 2) + rng.normal(0, 5, img.shape)
+    assert detect_seals(np.clip(img, 0, 255).astype(np.uint8)) == []
+
+
+def test_no_seal_for_a_stamp_like_logo_off_paper() -> None:
+    """A ring with a star printed on a dark, colourful surface (a badge on a jacket) is no stamp."""
+    rng = np.random.default_rng(2)
+    background = cv2.GaussianBlur(rng.integers(20, 140, (900, 1200, 3)).astype(np.uint8), (0, 0), 4)
+    logo, _ = stamp(np.full((900, 1200, 3), 255, np.uint8), 600, 450, 110)
+    img = np.where(logo.min(axis=-1, keepdims=True) < 250, logo, background)
+    assert detect_seals(img) == []
+
+
+# ------------------------------------------------------------------------------------- dates
+
+
+@pytest.mark.parametrize(
+    ("text", "found", "expected", "precision"),
+    [
+        ("签订日期：2023年5月12日", "2023年5月12日", date(2023, 5, 12), "day"),
+        ("日期 2023 年 5 月 12 日 盖章", "2023 年 5 月 12 日", date(2023, 5, 12), "day"),
+        ("二〇二三年五月十二日", "二〇二三年五月十二日", date(2023, 5, 12), "day"),
+        ("二○二三年十二月三十一日", "二○二三年十二月三十一日", date(2023, 12, 31), "day"),
+        ("二〇二一年二月廿八号", "二〇二一年二月廿八号", date(2021, 2, 28), "day"),
+        ("２０２３年５月１２日", "２０２３年５月１２日", date(2023, 5, 12), "day"),
+        ("due 2023-05-12.", "2023-05-12", date(2023, 5, 12), "day"),
+        ("(2023/5/12)", "2023/5/12", date(2023, 5, 12), "day"),
+        ("2023.05.12", "2023.05.12", date(2023, 5, 12), "day"),
+        ("13/05/2023", "13/05/2023", date(2023, 5, 13), "day"),
+        ("05/13/2023", "05/13/2023", date(2023, 5, 13), "day"),
+        ("12/05/2023", "12/05/2023", date(2023, 12, 5), "day"),  # ambiguous: month/day
+        ("12.05.2023", "12.05.2023", date(2023, 5, 12), "day"),  # dotted: day.month
+        ("Signed May 12, 2023 in Boston", "May 12, 2023", date(2023, 5, 12), "day"),
+        ("MAY 12,2023", "MAY 12,2023", date(2023, 5, 12), "day"),
+        ("12 May 2023", "12 May 2023", date(2023, 5, 12), "day"),
+        ("Sept. 3 2021", "Sept. 3 2021", date(2021, 9, 3), "day"),
+        ("on the 3rd of September, 2021", "3rd of September, 2021", date(2021, 9, 3), "day"),
+        ("2023年5月", "2023年5月", date(2023, 5, 1), "month"),
+        ("Invoice for May 2023", "May 2023", date(2023, 5, 1), "month"),
+        ("2023年度报告", "2023年", date(2023, 1, 1), "year"),
+    ],
+)
+def test_date_forms(text: str, found: str, expected: date, precision: str) -> None:
+    (m,) = dates_in_text(text, 7)
+    assert (m.text, m.date, m.precision, m.line_index) == (found, expected, precision, 7)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2023-02-30", "2023年2月30日", "二〇二三年二月三十日", "1899-12-31", "2101年1月1日", "13/13/2023",
+     "version 2023.05.12.3", "tel 2023-05-12345", "amount 12.05.20231", "3年", "no date here"],
+)
+def test_impossible_or_non_dates_rejected(text: str) -> None:
+    assert dates_in_text(text) == []
+
+
+def test_dayfirst_switch() -> None:
+    assert dates_in_text("03/04/2023")[0].date == date(2023, 3, 4)
+    assert dates_in_text("03/04/2023", dayfirst=True)[0].date == date(2023, 4, 3)
+
+
+def test_extract_dates_lines_and_order() -> None:
+    lines = [
+        "合同编号 HT-2023-117",  # a contract number, not a date
+        "甲方（盖章）  2023年5月12日   乙方 2023-06-01",
+        "",
+        "Effective Jan 1, 2024",
+    ]
+    got = [(m.line_index, m.date) for m in extract_dates(lines)]
+    assert got == [(1, date(2023, 5, 12)), (1, date(2023, 6, 1)), (3, date(2024, 1, 1))]
+
+
+# ------------------------------------------------------------------------------------- tokens
+
+
+def test_date_tokens() -> None:
+    assert date_tokens(date(2023, 5, 2)) == ["Y2023", "M2023-05", "D2023-05-02"]
+    assert date_tokens(date(2023, 5, 1), "month") == ["Y2023", "M2023-05"]
+    assert date_tokens(date(2023, 1, 1), "year") == ["Y2023"]
+
+
+def test_filter_tokens_examples() -> None:
+    assert date_filter_tokens(date(2023, 1, 1), date(2023, 12, 31)) == ["Y2023"]
+    assert date_filter_tokens(date(2023, 5, 1), date(2023, 5, 31)) == ["M2023-05"]
+    assert date_filter_tokens(date(2024, 2, 1), date(2024, 2, 29)) == ["M2024-02"]
+    assert date_filter_tokens(date(2023, 2, 1), date(2023, 2, 27)) == [f"D2023-02-{d:02d}" for d in range(1, 28)]
+    assert date_filter_tokens(date(2023, 5, 12), date(2023, 5, 12)) == ["D2023-05-12"]
+    assert date_filter_tokens(date(2023, 5, 12), date(2023, 5, 11)) == []
+    assert date_filter_tokens(date(2023, 3, 15), date(2024, 2, 10)) == (
+        [f"D2023-03-{d}" for d in range(15, 32)]
+        + [f"M2023-{m:02d}" for m in range(4, 13)]
+        + ["M2024-01"]
+        + [f"D2024-02-{d:02d}" for d in range(1, 11)]
+    )
+    assert date_filter_tokens(date(2022, 12, 31), date(2025, 1, 1)) == ["D2022-12-31", "Y2023", "Y2024", "D2025-01-01"]
+
+
+def test_filter_tokens_open_ends() -> None:
+    everything = date_filter_tokens(None, None)
+    assert everything == [f"Y{y}" for y in range(1900, 2101)]
+    assert date_filter_tokens(None, date(1901, 2, 3)) == ["Y1900", "M1901-01"] + [f"D1901-02-0{d}" for d in (1, 2, 3)]
+    assert date_filter_tokens(date(2100, 12, 30), None) == ["D2100-12-30", "D2100-12-31"]
+    assert date_filter_tokens(date(1800, 1, 1), date(1900, 1, 1)) == ["D1900-01-01"]
+
+
+def test_filter_tokens_match_exactly_the_dates_in_range() -> None:
+    """A date's tokens hit the filter iff the date lies in the range; whole periods are never split."""
+    rng = random.Random(7)
+    for _ in range(200):
+        start = date(2019, 1, 1) + timedelta(days=rng.randrange(2000))
+        end = start + timedelta(days=rng.randrange(900))
+        tokens = set(date_filter_tokens(start, end))
+        for _ in range(20):
+            d = start + timedelta(days=rng.randrange(-60, (end - start).days + 60))
+            assert bool(tokens & set(date_tokens(d))) == (start <= d <= end), (start, end, d)
+        months = [t for t in tokens if t.startswith("M")]
+        assert all(sum(m.startswith(f"M{y}") for m in months) < 12 for y in range(2019, 2027))
+        days = [t for t in tokens if t.startswith("D")]
+        assert len(days) <= 60  # at most one partial month at each end
