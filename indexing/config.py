@@ -39,12 +39,18 @@ class Settings(BaseSettings):
     es_index_prefix: str = "imgrag"
     es_index_options: Literal["hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw"] = "int8_hnsw"
     es_analyzer: str = "standard"
-    es_num_candidates: int = 100
+    es_num_candidates: int = Field(default=100, ge=1, le=10_000, description="kNN candidates per shard (at least 2 × k)")
+    es_shards: int = Field(default=1, ge=1, description="primary shards of each new index generation")
+    es_replicas: int | None = Field(default=None, ge=0, description="replicas of new indices; unset: the cluster default")
+    es_request_timeout: float = Field(default=30.0, gt=0, description="seconds per Elasticsearch request")
+    es_max_retries: int = Field(default=5, ge=0, description="retries with backoff on connection errors, 429 and 5xx")
+    es_bulk_docs: int = Field(default=200, ge=1, le=10_000, description="pages per bulk request")
+    es_region_hits: int = Field(default=3, ge=1, le=100, description="regions returned per image by region kNN")
 
     # models
     ocr_engine: Literal["rapidocr", "paddleocr"] = "rapidocr"
     paddle_model_dir: Path | None = None
-    text_embedder: str = "e5-small"
+    text_embedder: str = "e5"
     image_embedder: str = "bridge"
     adapter: Path | None = Field(default=None, description="folder of a trained alignment adapter (imgrag align)")
     clip_model: str | None = Field(default=None, description="CLIP model name or local folder for image_embedder=clip")

@@ -60,13 +60,14 @@ class Runtime:
     def image_embedder(self) -> ImageTextEmbedder:
         from .embedders import get_image_text_embedder
 
-        return get_image_text_embedder(
-            self.settings.image_embedder,
-            text_embedder=self.text_embedder,
-            cache_dir=self.settings.cache_dir,
-            adapter=self.settings.adapter,
-            model=self.settings.clip_model,
-        )
+        s = self.settings
+        name = s.image_embedder.lower()
+        opts: dict[str, object] = {"text_embedder": self.text_embedder, "cache_dir": s.cache_dir}
+        if name == "aligned":
+            opts["adapter"] = s.adapter
+        elif name == "clip":
+            opts = {"model": s.clip_model}
+        return get_image_text_embedder(name, **opts)
 
     def spaces(self) -> ModelSpaces:
         ie, te = self.image_embedder, self.text_embedder
