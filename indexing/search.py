@@ -268,14 +268,16 @@ class Searcher:
                 out[d] = (region, snippet, cov)
                 continue
             # Semantic evidence: the best-scoring region from the vector routes.
-            hits = sorted(by_image.get(d, []), key=lambda h: (h.kind == "tile", -h.score))
+            # Photos are matched by what they show (tiles), documents by what they say (text blocks).
+            prefer_tiles = rec.quality == "photo"
+            hits = sorted(by_image.get(d, []), key=lambda h: ((h.kind == "tile") != prefer_tiles, -h.score))
+            fallback = rec.caption if prefer_tiles or not rec.ocr_lines else rec.ocr_lines[0].text
             if hits:
                 h = hits[0]
                 region = RegionOut(bbox=h.bbox, kind=h.kind, label=h.label, text=h.text)
-                snippet = h.text[:200] if h.text else (rec.ocr_lines[0].text if rec.ocr_lines else rec.caption)
-                out[d] = (region, snippet, 0.0)
+                out[d] = (region, h.text[:200] if h.text else fallback, 0.0)
             else:
-                out[d] = (None, rec.ocr_lines[0].text if rec.ocr_lines else rec.caption, 0.0)
+                out[d] = (None, fallback, 0.0)
         return out
 
 
