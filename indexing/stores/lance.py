@@ -80,7 +80,7 @@ def where_clause(filters: Filters, principal: Principal) -> str:
 
 
 def _filter_fields(rec: ImageRecord) -> dict[str, Any]:
-    tokens = sorted({t for d in rec.dates for t in date_tokens(d.date)})
+    tokens = sorted({t for d in rec.dates for t in date_tokens(d.date, d.precision)})
     return {
         "image_id": rec.image_id,
         "doc_id": rec.doc_id,
