@@ -240,6 +240,8 @@ class RapidOcrEngine:
     ~0.5 s of detection on 2 cores); images whose long side is below ``upscale_below`` are enlarged
     first so small crops (``ocr_region``) still detect. ``min_confidence`` drops lines whose
     recognition score is below it; lines with no letter, digit or CJK character are always dropped.
+    ``rec_batch`` 1 (rapidocr's default is 6) measured 5-25 % faster on 2 CPU cores; ``threads`` sets
+    ONNX Runtime's intra-op threads (default: one per physical core).
     """
 
     def __init__(
@@ -249,7 +251,7 @@ class RapidOcrEngine:
         det_max_side: int = 1600,
         upscale_below: int = 640,
         threads: int | None = None,
-        rec_batch: int = 6,
+        rec_batch: int = 1,
         use_cls: bool = True,
     ) -> None:
         self.min_confidence = float(min_confidence)
