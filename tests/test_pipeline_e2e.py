@@ -53,8 +53,10 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     photos = root / "photos"
     photos.mkdir()
     Image.fromarray(data.chelsea()).save(photos / "cat.jpg")
-    # a two-page PDF made from two rendered contract pages
-    pages = sorted(contracts.glob("*.png"))[:2] or sorted(contracts.glob("*.jp*g"))[:2]
+    # a two-page PDF made from two other contracts (kept outside the indexed folder)
+    src = tmp_path_factory.mktemp("bundle_src")
+    make_contracts(src, n=2, seed=99, variants=False)
+    pages = sorted(src.glob("*.png"))
     ims = [Image.open(p).convert("RGB").resize((620, 877)) for p in pages]
     ims[0].save(root / "bundle.pdf", save_all=True, append_images=ims[1:], resolution=75)
     # bad inputs that must be skipped with a reason while the rest is indexed

@@ -282,3 +282,14 @@ def test_shrink_is_integer_and_exact() -> None:
     small, k = shrink(img, 800)
     assert k == 3 and small.shape == (333, 667, 3)
     assert shrink(img, 5000)[1] == 1
+
+
+def test_printed_chinese_page_is_not_handwritten(tmp_path) -> None:
+    """CJK print has many diagonal strokes; it must not be mistaken for handwriting."""
+    from PIL import Image
+
+    from evals.datasets.contracts import make_contracts
+
+    for spec in make_contracts(tmp_path, n=3, seed=5, variants=True, langs=("zh",)):
+        q, _ = classify_quality(np.asarray(Image.open(tmp_path / spec.file).convert("RGB")))
+        assert q in ("born_digital", "scanned"), (spec.file, q)
