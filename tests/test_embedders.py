@@ -73,15 +73,18 @@ def test_empty_text_maps_to_one_fixed_unit_vector_far_from_real_text(e5: TextEmb
     assert (q @ v[2]).min() > 0.6
 
 
-def test_long_text_keeps_its_head(e5: TextEmbedder) -> None:
-    head = "Party A: Shanghai Example Co., Ltd. Party B: Beijing Sample Ltd. "
-    long = head + "lorem ipsum dolor sit amet " * 2000
-    emb = E5TextEmbedder(max_chars=len(head))
-    a, b = emb.embed_passages([long, head])
-    assert np.allclose(a, b, atol=1e-5)
-    assert emb.identity != e5.identity  # truncation changes vectors, so it is part of the identity
-    full = get_text_embedder("e5").embed_passages([long])  # default max_chars: still one finite unit vector
-    assert np.isfinite(full).all() and _unit_rows(full)
+def test_long_text_keeps_its_first_512_tokens(e5: E5TextEmbedder) -> None:
+    head = "甲方：上海示例有限公司 乙方：北京样本有限公司 "
+    long_a = head + "本合同一式两份，双方各执一份，自签字盖章之日起生效。" * 200
+    long_b = head + "本合同一式两份，双方各执一份，自签字盖章之日起生效。" * 100 + "The tail is different." * 300
+    fitted = e5.fit(long_a)
+    assert long_a.startswith(fitted) and 400 < e5.token_count(fitted) <= 512
+    a, b, f = e5.embed_passages([long_a, long_b, fitted])
+    assert np.array_equal(a, f)  # exactly the head is embedded ...
+    assert np.allclose(a, b, atol=1e-6)  # ... so what comes after 512 tokens does not matter
+    short = E5TextEmbedder(max_tokens=32)
+    assert short.identity != e5.identity  # truncation changes vectors, so it is part of the identity
+    assert short.token_count(short.fit(long_a)) <= 32 and _unit_rows(short.embed_passages([long_a]))
 
 
 def test_factories_share_instances_and_reject_unknown_names() -> None:

