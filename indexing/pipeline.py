@@ -104,8 +104,12 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
     ]
     is_doc = pre.quality in DOC_CLASSES
     layout_blocks, tables = [], []
+    models = {"ocr": rt.ocr.name}
     if is_doc or len(lines) >= 3:
         lay = analyze_layout(img, lines_proc, tables=s.tables)
+        models["layout"] = lay.name
+        if lay.table_name:
+            models["table"] = lay.table_name
         for b in lay.blocks:
             layout_blocks.append(b.model_copy(update={"bbox": pre.box_to_original(b.bbox)}))
         for t in lay.tables:
@@ -138,7 +142,7 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
         tags=list(opts.tags),
         acl=list(opts.acl),
         indexed_at=datetime.now(timezone.utc),
-        models={"ocr": rt.ocr.name},
+        models=models,
     )
     a = Analysed(page=page, record=rec, image=img, to_original=pre.box_to_original)
     # Tiles are cut from the enhanced image (what the embedder should see) and reported in original pixels.
