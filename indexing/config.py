@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     es_max_retries: int = Field(default=5, ge=0, description="retries with backoff on connection errors, 429 and 5xx")
     es_bulk_docs: int = Field(default=200, ge=1, le=10_000, description="pages per bulk request")
     es_region_hits: int = Field(default=3, ge=1, le=100, description="regions returned per image by region kNN")
+    es_rescore_oversample: float = Field(
+        default=2.0, ge=0, le=10, description="re-score quantized kNN candidates × this with the raw vectors; 0: off"
+    )
 
     # models
     ocr_engine: Literal["rapidocr", "paddleocr"] = "rapidocr"
@@ -70,6 +73,9 @@ class Settings(BaseSettings):
     weight_text_vector: float = 1.0
     weight_region: float = 0.7
     region_rerank: float = 0.3
+    standout_z: float = Field(
+        default=2.0, ge=0, description="vector-route hits this many std above the route's mean get a full RRF vote; 0: off"
+    )
     max_k: int = 100
 
     # access control: the principal the CLI and the stdio MCP server act as

@@ -1,0 +1,376 @@
+"""LanceDB (embedded) vs Elasticsearch on the same corpus and the same queries, side by side.
+
+    python benchmarks/bench_backends.py                      # 20k pages; starts a throw-away ES
+    python benchmarks/bench_backends.py --n 2000 --queries 50
+    python benchmarks/bench_backends.py --es-url http://127.0.0.1:9200   # use a running cluster
+
+The corpus is synthetic but shaped like the real one, so the numbers need no models: per page a
+joint image vector, a backbone feature vector and an OCR-text vector (default dims 384/1280/384,
+clustered unit vectors), ~10 regions (grid tiles in the joint space, text blocks in the text space),
+Zipf-distributed mixed English/Chinese OCR text, and the metadata the filters use (quality, tags,
+department, dates, ACL groups, path). Both backends receive identical records in identical batches.
+
+Measured: indexing throughput (``write`` batches, then ``commit``), the latency of every retrieval
+route exactly as :mod:`indexing.search` calls it (kNN depth 50, region kNN depth 200, BM25 depth 50),
+the full fused search (:class:`indexing.search.Searcher`: all routes + RRF + record fetch + region
+evidence) for the operator and for a restricted user with a year filter, and kNN recall@10 against
+exact cosine search. Timings are wall-clock on this machine; the load average is printed because
+other processes skew them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from indexing.config import Settings  # noqa: E402
+from indexing.models import DateMention, Seal  # noqa: E402
+from indexing.stores.base import (  # noqa: E402
+    OPERATOR,
+    Filters,
+    ImageRecord,
+    ImageVectors,
+    Indexed,
+    IndexStore,
+    ModelSpaces,
+    Principal,
+    RegionRecord,
+)
+
+QUALITIES = ["born_digital", "scanned", "handwritten", "photo"]
+FORMATS = ["png", "jpg", "pdf", "tif"]
+TAGS = [f"tag{i}" for i in range(20)]
+DEPTS = ["legal", "sales", "hr", "finance", "ops", "it", "qa", "med"]
+GROUPS = [f"g{i}" for i in range(10)]
+
+
+# -- corpus ---------------------------------------------------------------------------------------
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+class Corpus:
+    """Deterministic synthetic pages, generated batch by batch (the same for every backend)."""
+
+    def __init__(self, n: int, dims: tuple[int, int, int], regions: int, seed: int) -> None:
+        self.n, self.regions, self.seed = n, regions, seed
+        self.img_dim, self.feat_dim, self.txt_dim = dims
+        rng = np.random.default_rng(seed)
+        self.centroids = {
+            "img": _unit(rng.normal(size=(300, self.img_dim))),
+            "feat": _unit(rng.normal(size=(300, self.feat_dim))),
+            "txt": _unit(rng.normal(size=(300, self.txt_dim))),
+        }
+        syll = ["ka", "lo", "mi", "ne", "ru", "ta", "shi", "po", "an", "el", "or", "us", "ver", "con", "tra", "de"]
+        words = sorted({"".join(rng.choice(syll, size=rng.integers(2, 4))) for _ in range(6000)})[:3000]
+        hanzi = [chr(c) for c in rng.choice(np.arange(0x4E00, 0x9FA5), size=1500, replace=False)]
+        self.vocab = words + ["".join(rng.choice(hanzi, size=2)) for _ in range(1500)]
+        rng.shuffle(self.vocab)
+        ranks = np.arange(1, len(self.vocab) + 1)
+        self.p = (1.0 / ranks**1.1) / np.sum(1.0 / ranks**1.1)
+        self.cluster = rng.integers(0, 300, size=n)  # one topic per page, shared by its spaces
+        # the query-side needs the pages' joint and text vectors: keep those two in memory
+        self.img = np.zeros((n, self.img_dim), np.float32)
+        self.txt = np.zeros((n, self.txt_dim), np.float32)
+
+    def _text(self, rng: np.random.Generator, n_tokens: int) -> str:
+        return " ".join(self.vocab[i] for i in rng.choice(len(self.vocab), size=n_tokens, p=self.p))
+
+    def batch(self, start: int, size: int) -> list[Indexed]:
+        out: list[Indexed] = []
+        now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        for i in range(start, min(start + size, self.n)):
+            rng = np.random.default_rng([self.seed, i])
+            c = self.cluster[i]
+            img = _unit(self.centroids["img"][c] + 0.6 * rng.normal(size=self.img_dim) / np.sqrt(self.img_dim) * 4)
+            feat = _unit(self.centroids["feat"][c] + 0.6 * rng.normal(size=self.feat_dim) / np.sqrt(self.feat_dim) * 4)
+            txt = _unit(self.centroids["txt"][c] + 0.6 * rng.normal(size=self.txt_dim) / np.sqrt(self.txt_dim) * 4)
+            self.img[i], self.txt[i] = img, txt
+            doc, page = divmod(i, 4)
+            dept = DEPTS[int(rng.integers(0, len(DEPTS)))]
+            text = self._text(rng, int(rng.integers(30, 120)))
+            n_dates = int(rng.integers(0, 4))
+            dates = [date(2015, 1, 1) + timedelta(days=int(rng.integers(0, 11 * 365))) for _ in range(n_dates)]
+            rec = ImageRecord(
+                image_id=f"img{i:07d}",
+                doc_id=f"doc{doc:06d}",
+                path=f"/corpus/{dept}/doc{doc:06d}.pdf",
+                page=page + 1,
+                n_pages=4,
+                format=FORMATS[int(rng.integers(0, 4))],
+                width=1240,
+                height=1754,
+                quality=QUALITIES[int(rng.integers(0, 4))],  # type: ignore[arg-type]
+                ocr_text=text,
+                caption=self._text(rng, 6),
+                tags=sorted({TAGS[int(t)] for t in rng.integers(0, len(TAGS), size=int(rng.integers(0, 3)))}),
+                meta={"dept": dept},
+                acl=[] if rng.random() < 0.7 else [GROUPS[int(rng.integers(0, len(GROUPS)))]],
+                dates=[DateMention(text=d.isoformat(), date=d) for d in dates],
+                seals=[Seal(bbox=(900, 1500, 1100, 1700), color="red", confidence=0.9)] if rng.random() < 0.2 else [],
+                indexed_at=now,
+            )
+            regions: list[RegionRecord] = []
+            n_tiles = self.regions // 2
+            for t in range(n_tiles):
+                x, y = t % 2, t // 2
+                regions.append(RegionRecord(
+                    region_id=f"{rec.image_id}:t{t}", image_id=rec.image_id, kind="tile", label=f"t{t}",
+                    bbox=(x * 620.0, y * 585.0, (x + 1) * 620.0, (y + 1) * 585.0),
+                    vector=_unit(img + 0.8 * rng.normal(size=self.img_dim) / np.sqrt(self.img_dim) * 4),
+                ))
+            words = text.split()
+            for b in range(self.regions - n_tiles):
+                chunk = " ".join(words[b * 10 : b * 10 + 10]) or text[:40]
+                regions.append(RegionRecord(
+                    region_id=f"{rec.image_id}:b{b}", image_id=rec.image_id, kind="block", label="text",
+                    bbox=(100.0, 100.0 + 150 * b, 1100.0, 230.0 + 150 * b), text=chunk,
+                    vector=_unit(txt + 0.8 * rng.normal(size=self.txt_dim) / np.sqrt(self.txt_dim) * 4),
+                ))
+            out.append(Indexed(record=rec, vectors=ImageVectors(image=img, feature=feat, text=txt), regions=regions))
+        return out
+
+    def queries(self, count: int, seed: int) -> list[Query]:
+        """Queries near random pages, with mid-frequency words (call after one full pass of batch())."""
+        rng = np.random.default_rng([seed, 7])
+        out = []
+        for _ in range(count):
+            j = int(rng.integers(0, self.n))
+            terms = [self.vocab[int(i)] for i in rng.integers(20, 800, size=int(rng.integers(1, 4)))]
+            qi = _unit(self.img[j] + 0.5 * rng.normal(size=self.img_dim) / np.sqrt(self.img_dim) * 4)
+            qt = _unit(self.txt[j] + 0.5 * rng.normal(size=self.txt_dim) / np.sqrt(self.txt_dim) * 4)
+            qf = self.batch(int(rng.integers(0, self.n)), 1)[0].vectors.feature
+            out.append(Query(" ".join(terms), qi, qt, qf))
+        return out
+
+
+@dataclass
+class Query:
+    text: str
+    image: np.ndarray  # joint space
+    text_vec: np.ndarray  # OCR-text space
+    feature: np.ndarray  # an indexed page's feature vector (image-to-image search)
+
+
+# -- backends -------------------------------------------------------------------------------------
+def es_start() -> str:
+    env = {**os.environ, "IMGRAG_ES_HEAP": os.environ.get("IMGRAG_ES_HEAP", "2g")}
+    res = subprocess.run(["bash", str(ROOT / "tests/elasticsearch.sh"), "start"], env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"could not start Elasticsearch:\n{res.stderr}")
+    return res.stdout.strip()
+
+
+def es_stop(url: str) -> None:
+    subprocess.run(["bash", str(ROOT / "tests/elasticsearch.sh"), "stop", url], capture_output=True)
+
+
+def open_backend(name: str, workdir: Path, es_url: str | None, index_options: str) -> tuple[IndexStore, Callable[[], None]]:
+    if name == "lancedb":
+        from indexing.stores.lance import LanceStore
+
+        st = LanceStore(workdir / "lance")
+        return st, st.close
+    from indexing.stores.elastic import ElasticStore
+
+    assert es_url
+    settings = Settings(
+        home=workdir / "home", backend="elasticsearch", es_url=es_url, es_replicas=0,
+        es_index_prefix=f"imgrag-bench-{int(time.time())}", es_index_options=index_options,  # type: ignore[arg-type]
+        es_request_timeout=300,
+    )
+    st = ElasticStore(settings)
+
+    def close() -> None:
+        st.drop()
+        st.close()
+
+    return st, close
+
+
+# -- measuring ------------------------------------------------------------------------------------
+@dataclass
+class _FakeEmbedder:
+    vectors: dict[str, np.ndarray]
+
+    def embed_queries(self, texts: list[str]) -> list[np.ndarray]:
+        return [self.vectors[t] for t in texts]
+
+
+class _BenchRuntime:
+    """Just what :class:`indexing.search.Searcher` touches: settings, store and query embedders."""
+
+    def __init__(self, store: IndexStore, img: dict[str, np.ndarray], txt: dict[str, np.ndarray]) -> None:
+        self.settings = Settings()
+        self.store = store
+        self.image_embedder = _FakeEmbedder(img)
+        self.text_embedder = _FakeEmbedder(txt)
+
+
+def pct(xs: list[float], p: float) -> float:
+    return float(np.percentile(np.asarray(xs) * 1000.0, p)) if xs else float("nan")
+
+
+def run_backend(
+    name: str, corpus: Corpus, queries: list[Query], args: argparse.Namespace,
+    workdir: Path, es_url: str | None,
+) -> dict[str, Any]:
+    from indexing.search import SearchRequest, Searcher
+
+    store, close = open_backend(name, workdir, es_url, args.index_options)
+    res: dict[str, Any] = {}
+    try:
+        spaces = ModelSpaces(image="bench-joint", image_dim=corpus.img_dim, feature="bench-feat",
+                             feature_dim=corpus.feat_dim, text="bench-text", text_dim=corpus.txt_dim)
+        store.ensure_spaces(spaces)
+        t_write = 0.0
+        for start in range(0, corpus.n, args.batch):
+            items = corpus.batch(start, args.batch)
+            t = time.perf_counter()
+            store.write(items)
+            t_write += time.perf_counter() - t
+            if (start // args.batch) % 20 == 0:
+                print(f"  [{name}] wrote {start + len(items)}/{corpus.n} pages ({t_write:.0f} s)", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        store.commit("index", {"indexed": corpus.n})
+        t_commit = time.perf_counter() - t
+        res["write_s"], res["commit_s"] = t_write, t_commit
+        res["pages_per_s"] = corpus.n / (t_write + t_commit)
+
+        user = Principal(name="bench-user", groups=["g3"])
+        year = Filters(date_from=date(2023, 1, 1), date_to=date(2023, 12, 31))
+        routes: dict[str, Callable[[Query], Any]] = {
+            "knn image (50)": lambda q: store.knn("image", q.image, 50, Filters(), OPERATOR),
+            "knn text (50)": lambda q: store.knn("text", q.text_vec, 50, Filters(), OPERATOR),
+            "knn feature (51)": lambda q: store.knn("feature", q.feature, 51, Filters(), OPERATOR),
+            "bm25 (50)": lambda q: store.bm25(q.text, 50, Filters(), OPERATOR),
+            "regions tile (200)": lambda q: store.knn_regions("tile", q.image, 200, Filters(), OPERATOR),
+            "regions text (200)": lambda q: store.knn_regions("text", q.text_vec, 200, Filters(), OPERATOR),
+            "knn image, user+2023": lambda q: store.knn("image", q.image, 50, year, user),
+            "bm25, user+2023": lambda q: store.bm25(q.text, 50, year, user),
+        }
+        rt = _BenchRuntime(store, {q.text: q.image for q in queries}, {q.text: q.text_vec for q in queries})
+        searcher = Searcher(rt)  # type: ignore[arg-type]
+        routes["fused search (k=10)"] = lambda q: searcher.search(SearchRequest(query=q.text, k=10), OPERATOR)
+        routes["fused, user+2023"] = lambda q: searcher.search(SearchRequest(query=q.text, k=10, filters=year), user)
+
+        for fn in routes.values():
+            for q in queries[: args.warmup]:
+                fn(q)
+        lat: dict[str, list[float]] = {r: [] for r in routes}
+        for q in queries[args.warmup :]:
+            for r, fn in routes.items():  # interleaved, so background load hits every route alike
+                searcher._cache.data.clear()  # embeddings are precomputed; keep the cache from skewing
+                t = time.perf_counter()
+                fn(q)
+                lat[r].append(time.perf_counter() - t)
+        res["latency"] = {r: (pct(v, 50), pct(v, 95)) for r, v in lat.items()}
+
+        # recall@10 of the image route against exact cosine search (no filters)
+        hits = 0
+        sample = queries[args.warmup :][:50]
+        for q in sample:
+            exact = set(np.argsort(-(corpus.img @ q.image))[:10].tolist())
+            got = {int(h.image_id[3:]) for h in store.knn("image", q.image, 10, Filters(), OPERATOR)}
+            hits += len(exact & got)
+        res["recall@10"] = hits / (10 * len(sample)) if sample else float("nan")
+        res["stats"] = store.stats(OPERATOR).model_dump(exclude={"spaces"})
+    finally:
+        close()
+    return res
+
+
+def es_version(url: str) -> str:
+    from elasticsearch import Elasticsearch
+
+    es = Elasticsearch(url)
+    try:
+        nodes = es.nodes.info(node_id="_local", filter_path="nodes.*.version,nodes.*.jvm.mem.heap_max_in_bytes")["nodes"]
+        n = next(iter(nodes.values()))
+        return f"{n['version']} (heap {n['jvm']['mem']['heap_max_in_bytes'] / 2**30:.1f} GiB)"
+    finally:
+        es.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=20_000, help="pages")
+    ap.add_argument("--regions", type=int, default=10, help="regions per page (half tiles, half text blocks)")
+    ap.add_argument("--dims", default="384,1280,384", help="joint,feature,text dimensions")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=200, help="pages per write() call")
+    ap.add_argument("--backends", default="lancedb,elasticsearch")
+    ap.add_argument("--es-url", default=os.environ.get("IMGRAG_TEST_ES_URL"), help="default: start a throw-away server")
+    ap.add_argument("--index-options", default="int8_hnsw", choices=["hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    dims = tuple(int(d) for d in args.dims.split(","))
+    assert len(dims) == 3
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+
+    started = None
+    if "elasticsearch" in backends and not args.es_url:
+        print("starting Elasticsearch (tests/elasticsearch.sh) ...", file=sys.stderr)
+        args.es_url = started = es_start()
+    corpus = Corpus(args.n, dims, args.regions, args.seed)  # type: ignore[arg-type]
+    results: dict[str, dict[str, Any]] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="imgrag-bench-"))
+    load = os.getloadavg()
+    try:
+        print("generating the corpus ...", file=sys.stderr, flush=True)
+        for start in range(0, corpus.n, 2000):  # fills the page vectors the queries are drawn near
+            corpus.batch(start, 2000)
+        queries = corpus.queries(args.queries + args.warmup, args.seed)
+        for b in backends:
+            print(f"== {b}", file=sys.stderr, flush=True)
+            results[b] = run_backend(b, corpus, queries, args, workdir, args.es_url)
+        version = es_version(args.es_url) if "elasticsearch" in backends else "-"
+    finally:
+        if started:
+            es_stop(started)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    names = list(results)
+    w = 24
+    print()
+    print(f"imgrag backend benchmark · {args.n} pages × {args.regions} regions · dims {args.dims} · "
+          f"{args.queries} queries (+{args.warmup} warm-up) · batch {args.batch}")
+    print(f"Elasticsearch {version} · index_options {args.index_options} · num_candidates max(100, 2k) · 1 shard, 0 replicas")
+    print(f"machine: {os.cpu_count()} CPUs · load average at start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
+    print()
+    print(f"{'':{w}s}" + "".join(f"{n:>26s}" for n in names))
+    print(f"{'index: pages/s':{w}s}" + "".join(f"{results[n]['pages_per_s']:>26.1f}" for n in names))
+    print(f"{'index: write s':{w}s}" + "".join(f"{results[n]['write_s']:>26.1f}" for n in names))
+    print(f"{'index: commit s':{w}s}" + "".join(f"{results[n]['commit_s']:>26.1f}" for n in names))
+    print(f"{'kNN image recall@10':{w}s}" + "".join(f"{results[n]['recall@10']:>26.3f}" for n in names))
+    print(f"{'latency ms (p50 / p95)':{w}s}")
+    for route in results[names[0]]["latency"]:
+        cells = "".join(
+            f"{results[n]['latency'][route][0]:>15.1f} / {results[n]['latency'][route][1]:>7.1f}" for n in names
+        )
+        print(f"  {route:{w - 2}s}{cells}")
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "es_version": version,
+                                         "results": results}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,719 @@
+"""One contract for every index backend: the embedded LanceDB store and Elasticsearch.
+
+Every test in the first part runs once per backend (the ``store`` fixture in ``conftest.py``) on
+small synthetic records with hand-made vectors, so no model is loaded and each test takes well
+under a second. The last part covers what only the Elasticsearch backend has: index generations
+and the one-line errors for an unreachable, foreign, old or unauthorised server.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from indexing.errors import BackendUnavailableError, ImgragError
+from indexing.models import DateMention, Seal
+from indexing.stores.base import (
+    OPERATOR,
+    Filters,
+    ImageRecord,
+    ImageVectors,
+    Indexed,
+    IndexStore,
+    ModelSpaces,
+    Principal,
+    RegionRecord,
+)
+
+IMG, FEAT, TXT = 16, 24, 16
+SPACES = ModelSpaces(image="test-joint", image_dim=IMG, feature="test-feat", feature_dim=FEAT, text="test-text", text_dim=TXT)
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+
+# -- synthetic records --------------------------------------------------------------------------
+def unit(dim: int, *weights: tuple[int, float]) -> np.ndarray:
+    v = np.zeros(dim, np.float32)
+    for i, w in weights:
+        v[i] += w
+    return v / np.linalg.norm(v)
+
+
+def rand_unit(dim: int, seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+@dataclass
+class Spec:
+    image_id: str
+    text: str = "common words"
+    doc_id: str | None = None
+    path: str | None = None
+    page: int = 1
+    quality: str = "scanned"
+    fmt: str = "png"
+    tags: list[str] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)
+    acl: list[str] = field(default_factory=list)
+    dates: list[tuple[date, str]] = field(default_factory=list)
+    seal: bool = False
+    caption: str = ""
+    image: np.ndarray | None = None
+    feature: np.ndarray | None = None
+    text_vec: np.ndarray | None = None
+    tiles: list[tuple[str, tuple[float, float, float, float], np.ndarray]] | None = None
+    blocks: list[tuple[str, str, tuple[float, float, float, float], str, np.ndarray]] | None = None
+
+
+def make(spec: Spec) -> Indexed:
+    seed = sum(map(ord, spec.image_id))
+    rec = ImageRecord(
+        image_id=spec.image_id,
+        doc_id=spec.doc_id or f"doc-{spec.image_id}",
+        path=spec.path or f"/data/{spec.image_id}.{spec.fmt}",
+        page=spec.page,
+        format=spec.fmt,
+        width=200,
+        height=100,
+        quality=spec.quality,  # type: ignore[arg-type]
+        ocr_text=spec.text,
+        caption=spec.caption,
+        tags=spec.tags,
+        meta=spec.meta,
+        acl=spec.acl,
+        dates=[DateMention(text=d.isoformat(), date=d, precision=p) for d, p in spec.dates],  # type: ignore[arg-type]
+        seals=[Seal(bbox=(1, 2, 30, 40), color="red", confidence=0.9)] if spec.seal else [],
+        indexed_at=NOW,
+        models={"image": "test-joint"},
+    )
+    tiles = spec.tiles if spec.tiles is not None else [("t0", (0, 0, 100, 100), rand_unit(IMG, seed + 1))]
+    blocks = (
+        spec.blocks
+        if spec.blocks is not None
+        else [("b0", "block", (0, 0, 200, 20), spec.text, rand_unit(TXT, seed + 2))]
+    )
+    regions = [
+        RegionRecord(region_id=f"{spec.image_id}:{s}", image_id=spec.image_id, kind="tile", label=s, bbox=b, vector=v)
+        for s, b, v in tiles
+    ] + [
+        RegionRecord(region_id=f"{spec.image_id}:{s}", image_id=spec.image_id, kind=k, label=s, bbox=b, text=t, vector=v)  # type: ignore[arg-type]
+        for s, k, b, t, v in blocks
+    ]
+    vectors = ImageVectors(
+        image=spec.image if spec.image is not None else rand_unit(IMG, seed + 3),
+        feature=spec.feature if spec.feature is not None else rand_unit(FEAT, seed + 4),
+        text=spec.text_vec if spec.text_vec is not None else rand_unit(TXT, seed + 5),
+    )
+    return Indexed(record=rec, vectors=vectors, regions=regions)
+
+
+def load(store: IndexStore, specs: list[Spec]) -> None:
+    store.ensure_spaces(SPACES)
+    store.write([make(s) for s in specs])
+
+
+def ids_knn(store: IndexStore, principal: Principal, filters: Filters) -> set[str]:
+    return {h.image_id for h in store.knn("image", rand_unit(IMG, 99), 50, filters, principal)}
+
+
+def ids_bm25(store: IndexStore, principal: Principal, filters: Filters, q: str = "common") -> set[str]:
+    return {h.image_id for h in store.bm25(q, 50, filters, principal)}
+
+
+def ids_regions(store: IndexStore, kind: str, principal: Principal, filters: Filters) -> set[str]:
+    vec = rand_unit(IMG if kind == "tile" else TXT, 98)
+    return {h.image_id for h in store.knn_regions(kind, vec, 200, filters, principal)}  # type: ignore[arg-type]
+
+
+def visible_everywhere(store: IndexStore, principal: Principal, filters: Filters) -> dict[str, set[str]]:
+    """The ids each read path returns for one principal and filter set."""
+    return {
+        "list": {r.image_id for r in store.list_images(principal, filters, limit=1000)},
+        "knn": ids_knn(store, principal, filters),
+        "bm25": ids_bm25(store, principal, filters),
+        "tiles": ids_regions(store, "tile", principal, filters),
+        "text": ids_regions(store, "text", principal, filters),
+    }
+
+
+def assert_visible(store: IndexStore, principal: Principal, filters: Filters, expected: set[str]) -> None:
+    seen = visible_everywhere(store, principal, filters)
+    for route, ids in seen.items():
+        assert ids == expected, f"{route}: got {sorted(ids)}, expected {sorted(expected)} for {filters}"
+    assert store.count(principal, filters) == len(expected)
+
+
+# -- basics --------------------------------------------------------------------------------------
+def test_empty_store_answers_empty(store: IndexStore) -> None:
+    assert store.spaces() is None
+    assert store.live_ids(["a"]) == set()
+    assert store.live_ids_for_path("/x") == {}
+    assert store.get("a", OPERATOR) is None
+    assert store.get_many(["a"], OPERATOR) == {}
+    assert store.get_vectors("a", OPERATOR) is None
+    assert store.list_images(OPERATOR, Filters()) == []
+    assert store.count(OPERATOR, Filters()) == 0
+    assert store.knn("image", unit(IMG, (0, 1)), 5, Filters(), OPERATOR) == []
+    assert store.bm25("contract", 5, Filters(), OPERATOR) == []
+    assert store.knn_regions("tile", unit(IMG, (0, 1)), 5, Filters(), OPERATOR) == []
+    assert store.regions_of(["a"]) == []
+    assert store.versions() == []
+    assert store.soft_delete(["a"]) == 0
+    assert store.purge() == 0
+    st = store.stats(OPERATOR)
+    assert (st.images, st.documents, st.regions, st.version) == (0, 0, 0, None)
+    with pytest.raises(ImgragError):
+        store.commit("index", {})
+
+
+def test_write_get_roundtrip(store: IndexStore) -> None:
+    a = make(Spec("a", text="first page", tags=["t"], meta={"k": "v"}, dates=[(date(2023, 5, 12), "day")], seal=True))
+    b = make(Spec("b", text="second page"))
+    store.ensure_spaces(SPACES)
+    assert store.spaces() == SPACES
+    store.write([a, b])
+    got = store.get("a", OPERATOR)
+    assert got is not None
+    assert got.model_dump(mode="json") == a.record.model_dump(mode="json")
+    assert store.get("missing", OPERATOR) is None
+    many = store.get_many(["a", "b", "missing"], OPERATOR)
+    assert set(many) == {"a", "b"}
+    assert many["b"].ocr_text == "second page"
+    vec = store.get_vectors("b", OPERATOR)
+    assert vec is not None
+    np.testing.assert_allclose(vec.image, b.vectors.image, atol=1e-6)
+    np.testing.assert_allclose(vec.feature, b.vectors.feature, atol=1e-6)
+    np.testing.assert_allclose(vec.text, b.vectors.text, atol=1e-6)
+    assert vec.feature.shape == (FEAT,)
+
+
+def test_live_ids_and_paths(store: IndexStore) -> None:
+    load(store, [
+        Spec("p1", path="/docs/a.pdf", doc_id="docA", page=1),
+        Spec("p2", path="/docs/a.pdf", doc_id="docA", page=2),
+        Spec("q1", path="/docs/b.png", doc_id="docB"),
+    ])
+    assert store.live_ids(["p1", "q1", "nope"]) == {"p1", "q1"}
+    assert store.live_ids([]) == set()
+    assert store.live_ids_for_path("/docs/a.pdf") == {"p1": "docA", "p2": "docA"}
+    assert store.live_ids_for_path("/docs/a") == {}
+    store.soft_delete(["p2"])
+    assert store.live_ids(["p1", "p2"]) == {"p1"}
+    assert store.live_ids_for_path("/docs/a.pdf") == {"p1": "docA"}
+
+
+def test_write_is_idempotent_and_replaces(store: IndexStore) -> None:
+    load(store, [Spec("a", text="old words")])
+    store.write([make(Spec("a", text="new words"))])
+    store.write([make(Spec("a", text="new words"))])
+    assert store.count(OPERATOR, Filters()) == 1
+    rec = store.get("a", OPERATOR)
+    assert rec is not None and rec.ocr_text == "new words"
+    assert [h.image_id for h in store.bm25("new", 10, Filters(), OPERATOR)] == ["a"]
+    assert store.bm25("old", 10, Filters(), OPERATOR) == []
+    assert [h.image_id for h in store.knn("image", rand_unit(IMG, 1), 10, Filters(), OPERATOR)] == ["a"]
+
+
+# -- routes --------------------------------------------------------------------------------------
+def test_knn_orders_by_cosine_on_each_field(store: IndexStore) -> None:
+    e0, close, far, e1 = (0, 1.0), [(0, 1.0), (1, 0.5)], [(0, 1.0), (1, 2.0)], (1, 1.0)
+    load(store, [
+        Spec("A", image=unit(IMG, e0), feature=unit(FEAT, e1), text_vec=unit(TXT, *close)),
+        Spec("B", image=unit(IMG, *close), feature=unit(FEAT, *far), text_vec=unit(TXT, e1)),
+        Spec("C", image=unit(IMG, *far), feature=unit(FEAT, *close), text_vec=unit(TXT, e0)),
+        Spec("D", image=unit(IMG, e1), feature=unit(FEAT, e0), text_vec=unit(TXT, *far)),
+    ])
+    cos_close, cos_far = 1 / np.sqrt(1.25), 1 / np.sqrt(5)
+    cases = {
+        "image": (IMG, ["A", "B", "C", "D"]),
+        "feature": (FEAT, ["D", "C", "B", "A"]),
+        "text": (TXT, ["C", "A", "D", "B"]),
+    }
+    for fld, (dim, order) in cases.items():
+        hits = store.knn(fld, unit(dim, (0, 1.0)), 10, Filters(), OPERATOR)  # type: ignore[arg-type]
+        assert [h.image_id for h in hits] == order, fld
+        scores = [h.score for h in hits]
+        np.testing.assert_allclose(scores, [1.0, cos_close, cos_far, 0.0], atol=0.03, err_msg=fld)
+        top2 = store.knn(fld, unit(dim, (0, 1.0)), 2, Filters(), OPERATOR)  # type: ignore[arg-type]
+        assert [h.image_id for h in top2] == order[:2]
+
+
+def test_bm25_english_and_chinese(store: IndexStore) -> None:
+    load(store, [
+        Spec("en1", text="This contract was signed by both parties on 12 May 2023"),
+        Spec("en2", text="Invoice for payment due in June"),
+        Spec("en3", text="Meeting notes about the weather", tags=["urgent"], meta={"client": "Acme"}),
+        Spec("zh1", text="本合同于2023年5月12日签订，甲方盖章。"),
+        Spec("zh2", text="发票金额与付款日期"),
+        Spec("zh3", text="会议纪要", caption="a red stamp"),
+    ])
+    hits = store.bm25("contract signed", 10, Filters(), OPERATOR)
+    assert [h.image_id for h in hits] == ["en1"]
+    assert all(h.score > 0 for h in hits)
+    assert [h.image_id for h in store.bm25("INVOICE", 10, Filters(), OPERATOR)] == ["en2"]
+    zh = [h.image_id for h in store.bm25("合同 签订 日期", 10, Filters(), OPERATOR)]
+    assert zh[0] == "zh1", zh
+    assert "zh2" in zh and "zh3" not in zh and not {"en1", "en2", "en3"} & set(zh)
+    assert [h.image_id for h in store.bm25("甲方盖章", 10, Filters(), OPERATOR)][0] == "zh1"
+    # tags, metadata values and captions are searchable too
+    assert [h.image_id for h in store.bm25("urgent", 10, Filters(), OPERATOR)] == ["en3"]
+    assert [h.image_id for h in store.bm25("acme", 10, Filters(), OPERATOR)] == ["en3"]
+    assert [h.image_id for h in store.bm25("stamp", 10, Filters(), OPERATOR)] == ["zh3"]
+    assert store.bm25("  ?! ", 10, Filters(), OPERATOR) == []
+    assert store.bm25("zebra", 10, Filters(), OPERATOR) == []
+    assert len(store.bm25("合同 invoice meeting", 2, Filters(), OPERATOR)) == 2
+
+
+def test_knn_regions_tile_and_text_with_bbox(store: IndexStore) -> None:
+    load(store, [
+        Spec(
+            "R1",
+            tiles=[("t0", (0, 0, 50, 50), unit(IMG, (2, 1))), ("t1", (50, 0, 100, 50), unit(IMG, (3, 1)))],
+            blocks=[("b0", "block", (10, 60, 90, 80), "total amount", unit(TXT, (4, 1)))],
+        ),
+        Spec(
+            "R2",
+            tiles=[("t0", (0, 0, 10, 10), unit(IMG, (5, 1))), ("t1", (0, 10, 10, 20), unit(IMG, (6, 1)))],
+            blocks=[
+                ("b0", "block", (5, 5, 95, 15), "signature line", unit(TXT, (7, 1))),
+                ("l0", "lines", (1, 2, 3, 4), "loose lines", unit(TXT, (8, 1))),
+            ],
+        ),
+    ])
+    hits = store.knn_regions("tile", unit(IMG, (3, 1)), 10, Filters(), OPERATOR)
+    top = hits[0]
+    assert (top.region_id, top.image_id, top.kind, top.label) == ("R1:t1", "R1", "tile", "t1")
+    assert tuple(top.bbox) == (50, 0, 100, 50)
+    assert top.score == pytest.approx(1.0, abs=0.03)
+    assert all(h.kind == "tile" for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert {h.region_id for h in hits} == {"R1:t0", "R1:t1", "R2:t0", "R2:t1"}  # several per image
+
+    hits = store.knn_regions("text", unit(TXT, (7, 1)), 10, Filters(), OPERATOR)
+    top = hits[0]
+    assert (top.region_id, top.image_id, top.kind, top.text) == ("R2:b0", "R2", "block", "signature line")
+    assert tuple(top.bbox) == (5, 5, 95, 15)
+    assert all(h.kind in ("block", "lines") for h in hits)
+    lines = store.knn_regions("text", unit(TXT, (8, 1)), 10, Filters(), OPERATOR)[0]
+    assert (lines.region_id, lines.kind, tuple(lines.bbox)) == ("R2:l0", "lines", (1, 2, 3, 4))
+
+    regions = {r.region_id: r for r in store.regions_of(["R2"])}
+    assert set(regions) == {"R2:t0", "R2:t1", "R2:b0", "R2:l0"}
+    assert regions["R2:b0"].text == "signature line" and tuple(regions["R2:t1"].bbox) == (0, 10, 10, 20)
+    assert all(r.score == 0 for r in regions.values())
+
+
+def test_write_replaces_a_pages_regions(store: IndexStore) -> None:
+    load(store, [Spec("P", tiles=[(f"t{i}", (i, 0, i + 1, 1), unit(IMG, (i, 1))) for i in range(3)],
+                      blocks=[("b0", "block", (0, 0, 5, 5), "old block", unit(TXT, (0, 1)))])])
+    assert len(store.regions_of(["P"])) == 4
+    store.write([make(Spec("P", tiles=[("n0", (7, 7, 9, 9), unit(IMG, (9, 1)))], blocks=[]))])
+    regions = store.regions_of(["P"])
+    assert [(r.region_id, tuple(r.bbox)) for r in regions] == [("P:n0", (7, 7, 9, 9))]
+    tile_ids = {h.region_id for h in store.knn_regions("tile", unit(IMG, (1, 1)), 10, Filters(), OPERATOR)}
+    assert tile_ids == {"P:n0"}
+    assert store.knn_regions("text", unit(TXT, (0, 1)), 10, Filters(), OPERATOR) == []
+    assert store.stats(OPERATOR).regions == 1
+
+
+# -- filters -------------------------------------------------------------------------------------
+CORPUS = [
+    Spec("c1", path="/data/contracts/a.pdf", doc_id="docA", page=1, dates=[(date(2023, 5, 12), "day")],
+         tags=["urgent"], meta={"dept": "legal", "year": "2023"}, seal=True),
+    Spec("c2", path="/data/contracts/a.pdf", doc_id="docA", page=2,
+         dates=[(date(2021, 3, 1), "day"), (date(2025, 7, 1), "day")], meta={"dept": "legal", "year": "2021"}),
+    Spec("c3", path="/data/contracts/b.png", doc_id="docB", quality="born_digital",
+         dates=[(date(2023, 11, 1), "month")], tags=["archive"], meta={"dept": "sales"}),
+    Spec("c4", path="/data/photos/cat.jpg", fmt="jpg", quality="photo", tags=["pets", "urgent"]),
+    Spec("c5", path="/data/photos/x.jpg", fmt="jpg", quality="handwritten",
+         dates=[(date(2022, 12, 31), "day"), (date(2023, 1, 1), "day")], seal=True),
+    Spec("c6", path="/data/scans/y.tif", fmt="tif", dates=[(date(2023, 1, 1), "year")]),
+    Spec("c7", path="/data/contractsX/z.png", dates=[(date(2024, 2, 29), "day")]),
+]
+ALL = {s.image_id for s in CORPUS}
+
+FILTER_CASES: list[tuple[str, Filters, set[str]]] = [
+    ("none", Filters(), ALL),
+    ("signed in 2023", Filters(date_from=date(2023, 1, 1), date_to=date(2023, 12, 31)), {"c1", "c3", "c5", "c6"}),
+    ("January 2023", Filters(date_from=date(2023, 1, 1), date_to=date(2023, 1, 31)), {"c5"}),
+    ("November 2023", Filters(date_from=date(2023, 11, 1), date_to=date(2023, 11, 30)), {"c3"}),
+    ("half a month", Filters(date_from=date(2023, 11, 15), date_to=date(2023, 12, 31)), set()),
+    ("one day", Filters(date_from=date(2022, 12, 31), date_to=date(2022, 12, 31)), {"c5"}),
+    ("from 2024", Filters(date_from=date(2024, 1, 1)), {"c2", "c7"}),
+    ("until 2021", Filters(date_to=date(2021, 12, 31)), {"c2"}),
+    ("2021-2025", Filters(date_from=date(2021, 1, 1), date_to=date(2025, 12, 31)), ALL - {"c4"}),
+    ("empty range", Filters(date_from=date(2024, 1, 1), date_to=date(2023, 1, 1)), set()),
+    ("quality", Filters(quality=["photo"]), {"c4"}),
+    ("qualities", Filters(quality=["scanned", "handwritten"]), {"c1", "c2", "c5", "c6", "c7"}),
+    ("tag", Filters(tags=["urgent"]), {"c1", "c4"}),
+    ("any tag", Filters(tags=["archive", "pets"]), {"c3", "c4"}),
+    ("meta", Filters(meta={"dept": "legal"}), {"c1", "c2"}),
+    ("all meta", Filters(meta={"dept": "legal", "year": "2023"}), {"c1"}),
+    ("meta miss", Filters(meta={"dept": "nope"}), set()),
+    ("path prefix", Filters(path_prefix="/data/contracts/"), {"c1", "c2", "c3"}),
+    ("path prefix 2", Filters(path_prefix="/data/photos"), {"c4", "c5"}),
+    ("doc", Filters(doc_id="docA"), {"c1", "c2"}),
+    ("seal", Filters(has_seal=True), {"c1", "c5"}),
+    ("no seal", Filters(has_seal=False), ALL - {"c1", "c5"}),
+    ("ids", Filters(image_ids=["c2", "c4", "zz"]), {"c2", "c4"}),
+    ("no ids", Filters(image_ids=[]), set()),
+    ("combined", Filters(tags=["urgent"], quality=["scanned"], date_from=date(2023, 1, 1)), {"c1"}),
+]
+
+
+def _shared_store(request: pytest.FixtureRequest, factory: pytest.TempPathFactory, specs: list[Spec]) -> Iterator[IndexStore]:
+    from conftest import open_test_store
+
+    s, dispose = open_test_store(request.param, factory.mktemp(request.param))
+    try:
+        load(s, specs)
+        yield s
+    finally:
+        dispose()
+
+
+@pytest.fixture(scope="module", params=["lancedb", "elasticsearch"])
+def corpus_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexStore]:
+    """One store per backend holding CORPUS, shared by the read-only filter tests."""
+    yield from _shared_store(request, tmp_path_factory, CORPUS)
+
+
+@pytest.mark.parametrize(("name", "filters", "expected"), FILTER_CASES, ids=[c[0] for c in FILTER_CASES])
+def test_filters_apply_inside_every_route(
+    corpus_store: IndexStore, name: str, filters: Filters, expected: set[str]
+) -> None:
+    assert_visible(corpus_store, OPERATOR, filters, expected)
+
+
+def test_list_images_pages_through_everything(corpus_store: IndexStore) -> None:
+    pages = [corpus_store.list_images(OPERATOR, Filters(), offset=o, limit=3) for o in (0, 3, 6, 9)]
+    assert [len(p) for p in pages] == [3, 3, 1, 0]
+    assert {r.image_id for p in pages for r in p} == ALL
+
+
+# -- access control ------------------------------------------------------------------------------
+ACL_CORPUS = [
+    Spec("pub", text="common public words"),
+    Spec("ali", text="common alice words", acl=["alice"]),
+    Spec("leg", text="common legal words", acl=["legal"]),
+    Spec("hr", text="common hr words", acl=["alice", "hr"]),
+]
+PRINCIPALS: dict[str, tuple[Principal, set[str]]] = {
+    "alice": (Principal(name="alice"), {"pub", "ali", "hr"}),
+    "bob in legal": (Principal(name="bob", groups=["legal"]), {"pub", "leg"}),
+    "carol": (Principal(name="carol"), {"pub"}),
+    "anonymous": (Principal(), {"pub"}),
+    "hr group": (Principal(name="dave", groups=["hr", "other"]), {"pub", "hr"}),
+    "operator": (OPERATOR, {"pub", "ali", "leg", "hr"}),
+}
+
+
+@pytest.fixture(scope="module", params=["lancedb", "elasticsearch"])
+def acl_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexStore]:
+    """One store per backend holding ACL_CORPUS, shared by the read-only ACL tests."""
+    yield from _shared_store(request, tmp_path_factory, ACL_CORPUS)
+
+
+@pytest.mark.parametrize("who", list(PRINCIPALS))
+def test_acl_inside_every_read(acl_store: IndexStore, who: str) -> None:
+    store = acl_store
+    principal, expected = PRINCIPALS[who]
+    assert_visible(store, principal, Filters(), expected)
+    for s in ACL_CORPUS:
+        visible = s.image_id in expected
+        assert (store.get(s.image_id, principal) is not None) == visible, s.image_id
+        assert (store.get_vectors(s.image_id, principal) is not None) == visible, s.image_id
+    assert set(store.get_many([s.image_id for s in ACL_CORPUS], principal)) == expected
+    assert store.stats(principal).images == len(expected)
+    assert store.stats(principal).regions == 2 * len(expected)
+    # a filter cannot widen what the ACL allows
+    assert store.count(principal, Filters(image_ids=["ali", "leg", "hr"])) == len(expected - {"pub"})
+    # the text of a hidden page does not leak through BM25
+    assert {h.image_id for h in store.bm25("alice legal hr", 10, Filters(), principal)} == expected - {"pub"}
+
+
+# -- soft delete, purge, versions ----------------------------------------------------------------
+def test_soft_delete_hides_everywhere_then_purge_removes(store: IndexStore) -> None:
+    load(store, CORPUS)
+    assert store.soft_delete(["c1", "nope"]) == 1
+    assert store.soft_delete(["c1"]) == 0
+    rest = ALL - {"c1"}
+    assert_visible(store, OPERATOR, Filters(), rest)
+    assert_visible(store, OPERATOR, Filters(doc_id="docA"), {"c2"})
+    assert store.get("c1", OPERATOR) is None
+    assert store.get_vectors("c1", OPERATOR) is None
+    assert store.get_many(["c1", "c2"], OPERATOR).keys() == {"c2"}
+    assert store.live_ids(["c1", "c2"]) == {"c2"}
+    assert store.live_ids_for_path("/data/contracts/a.pdf") == {"c2": "docA"}
+    assert store.regions_of(["c1"]) == []
+    st = store.stats(OPERATOR)
+    assert (st.images, st.deleted, st.documents) == (len(rest), 1, len(rest))
+    assert store.stats(Principal(name="carol")).deleted == 0
+
+    assert store.purge() == 1
+    assert store.purge() == 0
+    assert store.stats(OPERATOR).deleted == 0
+    assert store.count(OPERATOR, Filters()) == len(rest)
+    assert store.get("c1", OPERATOR) is None
+    # a purged page can be indexed again
+    store.write([make(CORPUS[0])])
+    assert store.live_ids(["c1"]) == {"c1"}
+
+
+def test_versions_and_rollback_round_trip(store: IndexStore) -> None:
+    load(store, [Spec("A", text="alpha original"), Spec("B", text="beta original")])
+    v1 = store.commit("index", {"indexed": 2})
+    assert v1.version == 1 and v1.spaces == SPACES
+    store.write([make(Spec("C", text="gamma new")), make(Spec("B", text="beta changed"))])
+    assert store.commit("index", {"indexed": 2, "replaced": 1}).version == 2
+    assert store.soft_delete(["A"]) == 1
+    assert store.commit("delete", {"deleted": 1}).version == 3
+    vs = store.versions()
+    assert [(v.version, v.op) for v in vs] == [(1, "index"), (2, "index"), (3, "delete")]
+    assert vs[1].summary == {"indexed": 2, "replaced": 1}
+
+    def state() -> dict[str, str]:
+        return {r.image_id: r.ocr_text for r in store.list_images(OPERATOR, Filters())}
+
+    assert state() == {"B": "beta changed", "C": "gamma new"}
+    v4 = store.rollback(1)
+    assert (v4.version, v4.op) == (4, "rollback to 1")
+    assert state() == {"A": "alpha original", "B": "beta original"}
+    assert {h.image_id for h in store.bm25("changed gamma", 10, Filters(), OPERATOR)} == set()
+    assert {h.image_id for h in store.bm25("original", 10, Filters(), OPERATOR)} == {"A", "B"}
+    assert ids_knn(store, OPERATOR, Filters()) == {"A", "B"}
+    assert ids_regions(store, "tile", OPERATOR, Filters()) == {"A", "B"}
+    assert store.live_ids(["A", "B", "C"]) == {"A", "B"}
+
+    store.rollback(3)  # undo the rollback
+    assert state() == {"B": "beta changed", "C": "gamma new"}
+    assert store.get("A", OPERATOR) is None and store.stats(OPERATOR).deleted == 1
+    store.rollback(2)  # before the delete
+    assert state() == {"A": "alpha original", "B": "beta changed", "C": "gamma new"}
+    assert store.stats(OPERATOR).deleted == 0
+    assert [v.version for v in store.versions()] == [1, 2, 3, 4, 5, 6]
+    assert store.stats(OPERATOR).version == 6
+
+    # uncommitted writes are discarded by a rollback too
+    store.write([make(Spec("D", text="delta"))])
+    store.soft_delete(["B"])
+    store.rollback(6)
+    assert state() == {"A": "alpha original", "B": "beta changed", "C": "gamma new"}
+
+    with pytest.raises(ImgragError, match="no version 99"):
+        store.rollback(99)
+
+
+def test_model_space_mismatch_is_refused(store: IndexStore) -> None:
+    load(store, [Spec("A")])
+    store.ensure_spaces(SPACES)  # the same models: fine, and idempotent
+    other = SPACES.model_copy(update={"text": "another-text-model", "text_dim": 32})
+    with pytest.raises(ImgragError) as err:
+        store.ensure_spaces(other)
+    assert "other embedding models" in err.value.message
+    assert "another-text-model" in err.value.message and "test-text" in err.value.message
+    assert store.spaces() == SPACES
+    assert store.live_ids(["A"]) == {"A"}
+
+
+def test_stats(store: IndexStore) -> None:
+    load(store, CORPUS)
+    st = store.stats(OPERATOR)
+    assert st.backend == store.backend
+    assert (st.images, st.documents, st.deleted, st.regions) == (7, 6, 0, 14)
+    assert st.by_quality == {"scanned": 4, "born_digital": 1, "photo": 1, "handwritten": 1}
+    assert st.by_format == {"png": 4, "jpg": 2, "tif": 1}
+    assert st.version is None and st.spaces == SPACES
+    store.commit("index", {"indexed": 7})
+    assert store.stats(OPERATOR).version == 1
+
+
+# -- Elasticsearch only --------------------------------------------------------------------------
+def _es_store(tmp_path: Path, **overrides: Any) -> Any:
+    from conftest import es_settings
+
+    from indexing.stores.elastic import ElasticStore
+
+    return ElasticStore(es_settings(tmp_path, **overrides))
+
+
+@pytest.fixture
+def es_store(tmp_path: Path) -> Iterator[Any]:
+    s = _es_store(tmp_path)
+    try:
+        yield s
+    finally:
+        s.drop()
+        s.close()
+
+
+def test_es_new_generation_and_rollback_across_models(es_store: Any) -> None:
+    load(es_store, [Spec("A", text="alpha")])
+    es_store.commit("index", {"indexed": 1})
+    other = SPACES.model_copy(update={"image": "clip-b32", "image_dim": 8})
+    v2 = es_store.start_generation(other)
+    assert v2.version == 2 and v2.spaces == other
+    assert es_store.spaces() == other
+    assert es_store.count(OPERATOR, Filters()) == 0  # a new generation starts empty: re-index into it
+    with pytest.raises(ImgragError, match="other embedding models"):
+        es_store.ensure_spaces(SPACES)
+    es_store.write([make(Spec("B", text="beta", image=unit(8, (0, 1)), tiles=[("t0", (0, 0, 1, 1), unit(8, (1, 1)))]))])
+    es_store.commit("index", {"indexed": 1})
+    assert [h.image_id for h in es_store.knn("image", unit(8, (0, 1)), 5, Filters(), OPERATOR)] == ["B"]
+
+    es_store.rollback(1)  # back to the first models: the alias switches generation
+    assert es_store.spaces() == SPACES
+    assert {r.image_id for r in es_store.list_images(OPERATOR, Filters())} == {"A"}
+    es_store.ensure_spaces(SPACES)
+    with pytest.raises(ImgragError):
+        es_store.knn("image", unit(8, (0, 1)), 5, Filters(), OPERATOR)  # the 8-d space is not live
+    es_store.rollback(3)
+    assert es_store.spaces() == other
+    assert {r.image_id for r in es_store.list_images(OPERATOR, Filters())} == {"B"}
+
+
+def test_es_bulk_failures_are_reported(es_store: Any) -> None:
+    from indexing.stores.elastic import BulkWriteError
+
+    load(es_store, [Spec("ok")])
+    bad = make(Spec("bad"))
+    # sabotage one document so that Elasticsearch rejects it: an unknown field under "strict"
+    original = es_store._bulk
+
+    def tamper(actions: list[dict[str, Any]], what: str) -> dict[str, str]:
+        for a in actions:
+            if a.get("_op_type") == "index" and a["_source"]["image_id"] == "bad":
+                a["_source"]["unexpected_field"] = 1
+        return original(actions, what)
+
+    es_store._bulk = tamper
+    with pytest.raises(BulkWriteError) as err:
+        es_store.write([make(Spec("good")), bad])
+    assert set(err.value.failures) == {"bad"}
+    assert "1 of 2" in err.value.message
+    assert es_store.live_ids(["good", "bad"]) == {"good"}
+
+
+def test_es_refuses_a_foreign_index_and_bad_settings(tmp_path: Path, es_url: str) -> None:
+    from elasticsearch import Elasticsearch
+
+    from indexing.stores.elastic import open_elastic
+
+    prefix = f"imgrag-test-foreign-{datetime.now().strftime('%H%M%S%f')}"
+    client = Elasticsearch(es_url)
+    client.indices.create(index=prefix, settings={"index": {"number_of_replicas": 0}})
+    try:
+        from conftest import es_settings
+
+        with pytest.raises(ImgragError, match="not an imgrag alias"):
+            open_elastic(es_settings(tmp_path, es_index_prefix=prefix))
+    finally:
+        client.indices.delete(index=prefix)
+        client.close()
+    from conftest import es_settings
+
+    with pytest.raises(ImgragError, match="IMGRAG_ES_INDEX_PREFIX"):
+        open_elastic(es_settings(tmp_path, es_index_prefix="Bad Prefix"))
+    s = open_elastic(es_settings(tmp_path, es_analyzer="no_such_analyzer"))
+    try:
+        with pytest.raises(ImgragError) as err:
+            s.ensure_spaces(SPACES)
+        assert "IMGRAG_ES_ANALYZER" in str(err.value) and "no_such_analyzer" in str(err.value)
+    finally:
+        s.drop()
+        s.close()
+
+
+def test_es_unreachable_is_one_clear_error(tmp_path: Path) -> None:
+    from indexing.config import Settings
+    from indexing.stores.elastic import open_elastic
+
+    url = f"http://127.0.0.1:{_free_port()}"
+    with pytest.raises(BackendUnavailableError) as err:
+        open_elastic(Settings(home=tmp_path, es_url=url, es_max_retries=0, es_request_timeout=5))
+    assert url in err.value.message and "IMGRAG_ES_URL" in err.value.hint
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Fake(BaseHTTPRequestHandler):
+    respond: Callable[[BaseHTTPRequestHandler], tuple[int, dict[str, str], Any]]
+
+    def _answer(self) -> None:
+        status, headers, body = type(self).respond(self)
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[[Callable[[BaseHTTPRequestHandler], tuple[int, dict[str, str], Any]]], str]]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(respond: Callable[[BaseHTTPRequestHandler], tuple[int, dict[str, str], Any]]) -> str:
+        handler = type("Handler", (_Fake,), {"respond": staticmethod(respond)})
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return f"http://127.0.0.1:{srv.server_address[1]}"
+
+    yield start
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
+
+
+ES_HEADER = {"X-Elastic-Product": "Elasticsearch"}
+
+
+def _err(kind: str, reason: str) -> dict[str, Any]:
+    return {"error": {"root_cause": [{"type": kind, "reason": reason}], "type": kind, "reason": reason}}
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "headers", "body", "expect"),
+    [
+        ("401", 401, {}, _err("security_exception", "missing authentication credentials"), "IMGRAG_ES_API_KEY"),
+        ("403", 403, ES_HEADER, _err("security_exception", "action [indices:admin/aliases/get] is unauthorized"), "privilege"),
+        ("elasticsearch 8", 200, ES_HEADER, {"version": {"number": "8.17.0"}, "tagline": "You Know, for Search"}, "needs 9.x"),
+        ("opensearch", 200, {}, {"version": {"distribution": "opensearch", "number": "2.11.0"}}, "not Elasticsearch"),
+        ("compat header", 400, ES_HEADER, _err("media_type_header_exception", "Accept version must be either version 8 or 7, but found 9. Accept=application/vnd.elasticsearch+json; compatible-with=9"), "not version 9"),
+    ],
+)
+def test_es_server_problems_are_one_clear_error(
+    tmp_path: Path, fake_server: Any, case: str, status: int, headers: dict[str, str], body: Any, expect: str
+) -> None:
+    from indexing.config import Settings
+    from indexing.stores.elastic import open_elastic
+
+    url = fake_server(lambda req: (status, headers, body))
+    with pytest.raises(ImgragError) as err:
+        open_elastic(Settings(home=tmp_path, es_url=url, es_max_retries=0, es_request_timeout=5))
+    assert isinstance(err.value, BackendUnavailableError), err.value
+    assert expect in str(err.value), str(err.value)
+    assert url in str(err.value), case
