@@ -41,6 +41,23 @@ def fts_text(text: str) -> str:
     return " ".join(tokens(text))
 
 
+def is_meaningful(text: str, min_chars: int = 4) -> bool:
+    """Whether OCR text says anything: a stray "0" read off a photo must not get a text vector,
+    or it ranks for every query on the text routes."""
+    return sum(ch.isalpha() for ch in text) >= min_chars
+
+
+def keyword_query(query: str) -> str:
+    """The query for full-text routes: latin stop words dropped ("a", "of", "find" match every
+    English page and would let BM25 rank by noise); CJK text is kept whole for the analyser."""
+    words = []
+    for m in _TOKEN.finditer(normalize(query)):
+        tok = m.group(0)
+        if "\u3400" <= tok[0] <= "\ufaff" or tok not in _STOP:
+            words.append(tok)
+    return " ".join(words)
+
+
 def query_terms(query: str) -> list[str]:
     """Distinct query tokens without stop words, in order."""
     return list(dict.fromkeys(tokens(query, drop_stopwords=True)))

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from .analysis import is_meaningful
 from .config import Settings
 from .detectors import detect_seals, extract_dates
 from .errors import ImgragError
@@ -152,12 +153,13 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         a.tiles.append((suffix, pre.box_to_original(box), img[y0:y1, x0:x1]))
     # Text regions: layout blocks with text; without layout, paragraph-like groups of OCR lines.
-    text_blocks = [b for b in layout_blocks if b.text.strip()]
+    text_blocks = [b for b in layout_blocks if is_meaningful(b.text)]
     for i, b in enumerate(text_blocks):
         a.text_regions.append((f"b{i}", "block", b.text, b.bbox))
     if not text_blocks and lines:
         for i, (box, text, _ids) in enumerate(group_lines(lines)):
-            a.text_regions.append((f"l{i}", "lines", text, box))
+            if is_meaningful(text):
+                a.text_regions.append((f"l{i}", "lines", text, box))
     return a
 
 
@@ -202,7 +204,9 @@ class Indexer:
         whole = rt.image_embedder.embed_images([a.image for a in batch])
         tile_imgs = [t[2] for a in batch for t in a.tiles]
         tiles = rt.image_embedder.embed_images(tile_imgs) if tile_imgs else None
-        texts = [a.record.ocr_text for a in batch] + [r[2] for a in batch for r in a.text_regions]
+        # Text without letters (a stray "0" off a photo) embeds as "", the embedder's no-text vector.
+        texts = [a.record.ocr_text if is_meaningful(a.record.ocr_text) else "" for a in batch]
+        texts += [r[2] for a in batch for r in a.text_regions]
         text_vecs = rt.text_embedder.embed_passages(texts)
         out: list[Indexed] = []
         ti = 0

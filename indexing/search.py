@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .analysis import coverage, normalize, query_terms
+from .analysis import coverage, keyword_query, normalize, query_terms
 from .errors import ImgragError, NotFoundError
 from .models import BBox
 from .runtime import Runtime
@@ -30,6 +30,7 @@ MODE_ROUTES: dict[str, tuple[Route, ...]] = {
     "vector": ("image", "text_vector", "region_text", "region_tile"),
     "keyword": ("bm25",),
 }
+VECTOR_ROUTES = {"image", "text_vector", "region_text", "region_tile", "similar"}
 MAX_QUERY_CHARS = 2000
 
 
@@ -75,14 +76,41 @@ class SearchResult(BaseModel):
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 
-def rrf(ranked: dict[str, list[str]], weights: dict[str, float], k: int) -> dict[str, float]:
-    """Weighted reciprocal rank fusion: ``sum_r w_r / (k + rank_r(d))`` with 1-based ranks."""
+def rrf(
+    ranked: dict[str, list[str]],
+    weights: dict[str, float],
+    k: int,
+    factors: dict[str, dict[str, float]] | None = None,
+) -> dict[str, float]:
+    """Weighted reciprocal rank fusion: ``sum_r w_r * f_r(d) / (k + rank_r(d))``, 1-based ranks;
+    ``f`` (default 1) scales a route's vote for one document (see :func:`standout`)."""
     scores: dict[str, float] = {}
     for route, ids in ranked.items():
         w = weights.get(route, 1.0)
+        f = (factors or {}).get(route, {})
         for rank, doc in enumerate(ids, start=1):
-            scores[doc] = scores.get(doc, 0.0) + w / (k + rank)
+            scores[doc] = scores.get(doc, 0.0) + w * f.get(doc, 1.0) / (k + rank)
     return scores
+
+
+def standout(scores: dict[str, float], full_at: float) -> dict[str, float]:
+    """How far each hit stands out from its route's score distribution, as a 0..1 vote factor.
+
+    A vector route ranks *something* first for every query, and RRF alone cannot tell a real match
+    from the best of the noise (for "a rocket", the OCR-text routes still rank contracts 1, 2, 3).
+    Dense-model similarities are compressed (e5 cosine ~0.75-0.9), but a match sits well above the
+    route's mean: ``(z + 1) / (full_at + 1)`` clipped to [0, 1] gives a hit one standard deviation
+    below the mean no vote and one ``full_at`` deviations above a full vote. Short lists (< 5)
+    carry no distribution and keep full votes; ``full_at <= 0`` turns this off.
+    """
+    if full_at <= 0 or len(scores) < 5:
+        return {d: 1.0 for d in scores}
+    values = np.fromiter(scores.values(), dtype=np.float64)
+    sd = float(values.std())
+    if sd < 1e-9:
+        return {d: 1.0 for d in scores}
+    mu = float(values.mean())
+    return {d: float(np.clip(((s - mu) / sd + 1.0) / (full_at + 1.0), 0.0, 1.0)) for d, s in scores.items()}
 
 
 def _best_per_image(hits: list[RegionHit]) -> list[str]:
@@ -168,8 +196,9 @@ class Searcher:
             routes = tuple(req.routes) if req.routes else MODE_ROUTES[req.mode]
             if "image" in routes:
                 timed("image", lambda: store.knn("image", self._q_image(query), depth, req.filters, principal))
-            if "bm25" in routes:
-                timed("bm25", lambda: store.bm25(query, depth, req.filters, principal))
+            keywords = keyword_query(query)
+            if "bm25" in routes and keywords:
+                timed("bm25", lambda: store.bm25(keywords, depth, req.filters, principal))
             if "text_vector" in routes:
                 timed("text_vector", lambda: store.knn("text", self._q_text(query), depth, req.filters, principal))
             for route, kind, vec in (
@@ -182,9 +211,14 @@ class Searcher:
                     timings[route] = round((time.perf_counter() - t) * 1000, 2)
                     region_hits.extend(hits)
                     ranked[route] = _best_per_image(hits)[:depth]
+                    best: dict[str, float] = {}
+                    for h in hits:
+                        best[h.image_id] = max(best.get(h.image_id, -1.0), h.score)
+                    route_scores[route] = best
 
         t = time.perf_counter()
-        fused = rrf(ranked, self.weights(), s.rrf_k)
+        factors = {r: standout(route_scores[r], s.standout_z) for r in ranked if r in VECTOR_ROUTES}
+        fused = rrf(ranked, self.weights(), s.rrf_k, factors)
         order = sorted(fused, key=lambda d: -fused[d])
         n_cand = len(order)
         window = order[: max(req.offset + req.k, 30) if req.rerank else req.offset + req.k]

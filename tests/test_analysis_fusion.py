@@ -32,3 +32,32 @@ def test_rrf_weights_and_ranks() -> None:
     assert scores["b"] == 1 / 62 + 0.5 / 61
     assert scores["c"] == 0.5 / 62
     assert max(scores, key=scores.__getitem__) == "b"  # found by both routes
+
+
+def test_keyword_query_drops_latin_stopwords_keeps_cjk() -> None:
+    from indexing.analysis import keyword_query
+
+    assert keyword_query("a cup of coffee") == "cup coffee"
+    assert keyword_query("找出甲方盖章日期 of the contract") == "找出甲方盖章日期 contract"
+    assert keyword_query("the a of") == ""
+
+
+def test_standout_votes_follow_the_score_distribution() -> None:
+    from indexing.search import standout
+
+    flat = {f"d{i}": 0.80 + 0.001 * i for i in range(10)}
+    spike = dict(flat, hit=0.86)
+    f = standout(spike, 2.0)
+    assert f["hit"] == 1.0
+    assert max(v for d, v in f.items() if d != "hit") < 0.6
+    assert standout({"a": 0.9, "b": 0.1}, 2.0) == {"a": 1.0, "b": 1.0}  # too few to judge
+    assert set(standout(spike, 0.0).values()) == {1.0}  # off
+    scores = rrf({"image": ["hit", "d1"]}, {"image": 1.0}, 60, {"image": {"d1": 0.0}})
+    assert scores == {"hit": 1 / 61, "d1": 0.0}
+
+
+def test_is_meaningful() -> None:
+    from indexing.analysis import is_meaningful
+
+    assert not is_meaningful("0") and not is_meaningful("12 3")
+    assert is_meaningful("STOP") and is_meaningful("甲方盖章")

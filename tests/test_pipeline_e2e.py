@@ -178,7 +178,7 @@ def test_changed_file_replaces_old_record_and_rollback_restores(indexed: tuple[P
 
     Image.fromarray(data.coffee()).save(photo)
     run(home, "index", str(photo))
-    old = search(home, "a cup of coffee", "-k", "1")[0]
+    old = search(home, "a cup of coffee", "--filter", f"path={photo.parent}", "-k", "1")[0]
     assert old["path"] == str(photo.resolve())
     v_before = json.loads(run(home, "versions", "--json").stdout)[-1]["version"]
     Image.fromarray(data.rocket()).save(photo)  # same path, new content
@@ -197,12 +197,12 @@ def test_acl_filters_search_and_lookup(indexed: tuple[Path, dict], tmp_path: Pat
 
     Image.fromarray(data.rocket()).save(secret / "rocket.png")
     run(home, "index", str(secret), "--acl", "legal")
-    rocket_id = json.loads(run(home, "search", "a rocket", "--json", "-k", "1").stdout)["hits"][0]["image_id"]
+    rocket_id = search(home, "a rocket", "--filter", f"path={secret}", "-k", "1")[0]["image_id"]
     assert json.loads(run(home, "show", rocket_id).stdout)["acl"] == ["legal"]
     as_bob = search(home, "a rocket", "--as", "bob", "-k", "50")
     assert rocket_id not in {h["image_id"] for h in as_bob}
     assert as_bob, "bob still sees the public images"
-    as_legal = search(home, "a rocket", "--as", "carol", "--group", "legal", "-k", "3")
+    as_legal = search(home, "a rocket", "--as", "carol", "--group", "legal", "--filter", "quality=photo", "-k", "3")
     assert as_legal[0]["image_id"] == rocket_id
     p = run(home, "show", rocket_id, "--as", "bob", check=False)
     assert p.returncode == 2 and "no image with id" in p.stderr
