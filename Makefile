@@ -34,8 +34,12 @@ demo: install
 test: install
 	bash tests/run_tests.sh $(PYTEST_ARGS)
 
+# Builds the standard golden sets (contracts, docqa, clipart) into ~/.cache/imgrag/eval once, indexes
+# them, and prints every table; a re-run reuses corpora and indexes. EVAL_ARGS e.g. --backend elasticsearch.
+EVAL_ARGS ?=
 eval: install
-	$(BIN)/imgrag eval all
+	@bash evals/datasets/system_deps.sh --openclipart
+	HF_HUB_OFFLINE=1 $(BIN)/imgrag eval all $(EVAL_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/bench_pipeline.py

@@ -295,5 +295,67 @@ def stats(as_user: AsUser = None, group: Groups = None) -> None:
     print(st.model_dump_json(indent=2))
 
 
+# -- evaluation ------------------------------------------------------------------------------
+eval_app = typer.Typer(help="Measure retrieval, answers and latency on golden sets (see README: Evaluation).", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+SetOpt = Annotated[str, typer.Option("--set", help="standard set (contracts, docqa, clipart) or a JSONL golden file")]
+BackendOpt = Annotated[str | None, typer.Option("--backend", help="lancedb | elasticsearch (default: IMGRAG_BACKEND)")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="folder for the JSON results and PNG charts [default: ~/.cache/imgrag/eval/results]")]
+FolderOpt = Annotated[Path | None, typer.Option("--folder", help="PATH sets: the indexed folder the golden file names refer to (also limits the search to it)")]
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    set_: SetOpt,
+    backend: BackendOpt = None,
+    k: Annotated[int, typer.Option("--k", min=1, max=100, help="ranked list length written by --run-out")] = 10,
+    out_dir: OutOpt = None,
+    run_out: Annotated[Path | None, typer.Option("--run-out", help='write one JSON line per query: id and ranked (file names, best first; hybrid + re-rank)')] = None,
+    folder: FolderOpt = None,
+    sweep: Annotated[str | None, typer.Option("--sweep", help="also score hybrid + re-rank at other settings, e.g. 'image=0,0.5,1;bm25=1,2'")] = None,
+) -> None:
+    """Recall@1/5/10, MRR@10, nDCG@10 and latency for every route configuration, in one run."""
+    from evals.runner import run_retrieval
+
+    try:
+        run_retrieval(set_, backend=backend, k=k, out=out_dir, run_out=run_out, folder=folder, sweep=sweep, console=out)
+    except ImgragError as e:
+        _fail(e)
+
+
+@eval_app.command("answers")
+def eval_answers(
+    set_: SetOpt,
+    backend: BackendOpt = None,
+    out_dir: OutOpt = None,
+    run_out: Annotated[Path | None, typer.Option("--run-out", help='write one JSON line per question: id, answer and citations (image, snippet)')] = None,
+    folder: FolderOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="ask at most this many questions, balanced over kinds (0: all)")] = 0,
+) -> None:
+    """Answer accuracy, citation precision/recall, snippet grounding, seal IoU and latency of the agent."""
+    from evals.runner import run_answers
+
+    try:
+        run_answers(set_, backend=backend, out=out_dir, run_out=run_out, folder=folder, limit=limit or None, console=out)
+    except ImgragError as e:
+        _fail(e)
+
+
+@eval_app.command("all")
+def eval_all(
+    backend: BackendOpt = None,
+    out_dir: OutOpt = None,
+    sweep: Annotated[str | None, typer.Option("--sweep", help="weight sweep for the retrieval runs, as in `eval retrieval`")] = None,
+) -> None:
+    """Build (once) and index the standard sets, then run retrieval and answers on all of them."""
+    from evals.runner import run_all
+
+    try:
+        run_all(backend=backend, out=out_dir, sweep=sweep, console=out)
+    except ImgragError as e:
+        _fail(e)
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,173 @@
+"""What ``imgrag eval retrieval|answers|all`` do, kept out of the CLI module so tests and scripts
+can call it: resolve a set (standard name → built, cached and indexed; PATH → a golden file over
+an already indexed folder), run, print the tables, write JSON + PNG (+ runs)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from indexing.config import Settings, get_settings
+from indexing.errors import ImgragError
+
+from .golden import GoldenFormatError
+from .standard import STANDARD_SETS, PreparedSet, build_standard, ensure_indexed, eval_settings
+
+DEFAULT_OUT = Path("~/.cache/imgrag/eval/results")
+# Questions asked per standard set by `imgrag eval all` (the agent re-reads regions with OCR, a few
+# seconds per question on a laptop CPU); `imgrag eval answers --limit 0` asks them all.
+ALL_ANSWER_LIMITS = {"contracts": 96, "docqa": 48}
+
+
+def base_settings(backend: str | None) -> Settings:
+    s = get_settings()
+    if backend is not None:
+        if backend not in ("lancedb", "elasticsearch"):
+            raise ImgragError(f"unknown --backend {backend!r}", "use lancedb or elasticsearch")
+        s = s.model_copy(update={"backend": backend})
+    return s
+
+
+def resolve(set_arg: str, backend: str | None, folder: Path | None, console: Console) -> tuple[PreparedSet, Any, dict[str, Any]]:
+    """(prepared set, runtime, index info). A standard set is built and indexed on first use."""
+    from indexing.runtime import Runtime
+
+    base = base_settings(backend)
+    log = lambda msg: console.print(f"[dim]{msg}[/]", highlight=False)  # noqa: E731
+    if set_arg in STANDARD_SETS:
+        prepared = build_standard(set_arg, log=log)
+        rt = Runtime(eval_settings(base, prepared))
+        info = ensure_indexed(prepared, rt, log=log, progress=_progress(console, prepared.name))
+        return prepared, rt, info
+    path = Path(set_arg).expanduser()
+    if not path.is_file():
+        raise ImgragError(f"no golden set {set_arg!r}", f"name one of {', '.join(STANDARD_SETS)} or a JSONL file")
+    corpus = folder.expanduser().resolve() if folder else None
+    if corpus is not None and not corpus.is_dir():
+        raise ImgragError(f"--folder {folder} is not a folder", "give the folder the golden file names refer to")
+    prepared = PreparedSet(name=path.stem, golden=path, corpus=corpus)
+    try:
+        prepared.items()
+    except GoldenFormatError as e:
+        raise ImgragError(str(e), 'each line needs {"id", "query", "relevant": [file names]}') from e
+    return prepared, Runtime(base), {}
+
+
+def _progress(console: Console, name: str) -> Any:
+    """A progress callback for indexing: a line every 10 pages (works in logs and terminals)."""
+    state = {"n": 0, "t": time.perf_counter()}
+
+    def cb(event: str, data: dict[str, Any]) -> None:
+        if event == "start":
+            state["total"] = data.get("files", 0)
+        elif event == "page":
+            state["n"] += 1
+            if state["n"] % 10 == 0:
+                dt = time.perf_counter() - state["t"]
+                console.print(f"[dim]  {name}: {state['n']}/{state.get('total', '?')} pages · {dt:.0f}s[/]", highlight=False)
+
+    return cb
+
+
+def run_retrieval(set_arg: str, *, backend: str | None = None, k: int = 10, out: Path | None = None,
+                  run_out: Path | None = None, folder: Path | None = None, sweep: str | None = None,
+                  console: Console | None = None) -> Any:
+    from .report import print_retrieval, retrieval_chart, write_json
+    from .retrieval import evaluate_retrieval, parse_sweep
+
+    console = console or Console()
+    sweep_spec = parse_sweep(sweep)
+    prepared, rt, info = resolve(set_arg, backend, folder, console)
+    items = prepared.items()
+    res = evaluate_retrieval(rt, items, set_name=prepared.name, golden=str(prepared.golden), k=k, corpus=prepared.corpus,
+                             restrict_to_corpus=folder is not None, sweep=sweep_spec, run_out=run_out,
+                             runs_dir=_out(out) / "runs", index_info={k2: v for k2, v in info.items() if k2 != "files"},
+                             progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+    print_retrieval(console, res)
+    d = _out(out)
+    j = write_json(d / f"retrieval-{prepared.name}.json", res)
+    png = retrieval_chart(res, d / f"retrieval-{prepared.name}.png")
+    console.print(f"[dim]wrote {j} and {png}" + (f" and {run_out}" if run_out else "") + "[/]", highlight=False)
+    return res
+
+
+def run_answers(set_arg: str, *, backend: str | None = None, out: Path | None = None, run_out: Path | None = None,
+                folder: Path | None = None, limit: int | None = None, console: Console | None = None) -> Any:
+    from .answers import caption_scores, evaluate_answers
+    from .report import answers_chart, answers_kind_table, answers_table, captions_table, write_json
+
+    console = console or Console()
+    prepared, rt, _ = resolve(set_arg, backend, folder, console)
+    items = prepared.items()
+    captions = None
+    if prepared.name == "clipart" and prepared.root is not None:
+        from .golden.clipart import read_meta
+
+        refs = {m.file: [m.title] + ([" ".join(k.replace("_", " ") for k in m.keywords)] if m.keywords else []) for m in read_meta(prepared.root)}
+        captions = caption_scores(rt, prepared.corpus, refs)
+        console.print(captions_table(prepared.name, captions))
+    res = None
+    if any(it.has_answer for it in items):
+        res = evaluate_answers(rt, items, set_name=prepared.name, golden=str(prepared.golden), corpus=prepared.corpus,
+                               limit=limit or None, run_out=run_out,
+                               progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+        res.captions = captions
+        console.print(answers_table([res]))
+        console.print(answers_kind_table(res))
+        d = _out(out)
+        j = write_json(d / f"answers-{prepared.name}.json", res)
+        png = answers_chart([res], d / f"answers-{prepared.name}.png")
+        console.print(f"[dim]wrote {j} and {png}" + (f" and {run_out}" if run_out else "") + "[/]", highlight=False)
+    elif captions is not None:
+        write_json(_out(out) / f"captions-{prepared.name}.json", captions)
+    else:
+        console.print(f"{prepared.name}: no question has an answer or a box; nothing to score")
+    return res, captions
+
+
+def run_all(*, backend: str | None = None, out: Path | None = None, k: int = 10, sweep: str | None = None,
+            console: Console | None = None) -> dict[str, Any]:
+    """Every standard set: retrieval on all, answers where there are answers, captions on clipart;
+    the tables again at the end, together."""
+    from .report import answers_chart, answers_table, captions_table, print_retrieval, write_json
+
+    console = console or Console()
+    t0 = time.perf_counter()
+    retrieval, answers, captions = {}, [], {}
+    for name in STANDARD_SETS:
+        retrieval[name] = run_retrieval(name, backend=backend, k=k, out=out, sweep=sweep, console=console)
+    for name in STANDARD_SETS:
+        res, cap = run_answers(name, backend=backend, out=out, limit=ALL_ANSWER_LIMITS.get(name), console=console)
+        if res is not None:
+            answers.append(res)
+        if cap is not None:
+            captions[name] = cap
+    console.rule("summary")
+    for r in retrieval.values():
+        print_retrieval(console, r)
+    if answers:
+        console.print(answers_table(answers))
+        answers_chart(answers, _out(out) / "answers-all.png")
+    for name, cap in captions.items():
+        console.print(captions_table(name, cap))
+    total = round(time.perf_counter() - t0, 1)
+    summary = {
+        "seconds": total,
+        "retrieval": {n: {c: r.configs[c].metrics for c in r.configs} for n, r in retrieval.items()},
+        "answers": {a.set: a.metrics for a in answers},
+        "captions": captions,
+        "queries": {n: r.queries for n, r in retrieval.items()},
+        "pairs": {n: r.pairs for n, r in retrieval.items()},
+    }
+    write_json(_out(out) / "summary.json", summary)
+    console.print(f"[dim]eval all: {total:.0f}s · results in {_out(out)}[/]", highlight=False)
+    return summary
+
+
+def _out(out: Path | None) -> Path:
+    d = (out or DEFAULT_OUT).expanduser()
+    d.mkdir(parents=True, exist_ok=True)
+    return d

@@ -1,0 +1,243 @@
+"""The standard golden sets, built once and cached with their index.
+
+Each set lives in ``~/.cache/imgrag/eval/<set>-<recipe hash>/`` (``$IMGRAG_EVAL_CACHE`` overrides the
+parent): ``corpus/`` (the files to index), ``meta/`` (the generators' ground truth), ``golden.jsonl``
+and ``built.json``. The hash covers the recipe *and* the source of the builders, so a change to a
+generator rebuilds instead of silently reusing stale pages. Builds go to a temporary folder renamed
+into place at the end, so an interrupted build is never mistaken for a finished one.
+
+The index sits beside the corpus, one per backend and model configuration: ``index-<key>/`` is an
+``IMGRAG_HOME`` for LanceDB; for Elasticsearch the key becomes the index prefix. Indexing is
+incremental (the indexer skips unchanged files), and a stamp records that a run finished, so a
+re-run of ``imgrag eval`` starts searching at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from indexing.config import Settings
+from indexing.errors import ImgragError
+
+from .golden import GoldenItem, read_golden, write_golden
+
+RECIPE_VERSION = "eval-v1"
+
+
+class StandardSet(BaseModel):
+    name: str
+    description: str
+    corpus_modules: list[str]  # modules that make the corpus: their source is part of the corpus hash
+    golden_module: str  # makes golden.jsonl from the corpus' sidecars; a change only rewrites the golden file
+    recipe: dict[str, Any]
+    golden_only: list[str] = []  # recipe fields that change the queries, not the corpus
+
+
+def _registry() -> dict[str, StandardSet]:
+    from .golden import clipart, contracts, docqa
+
+    return {
+        "contracts": StandardSet(
+            name="contracts", description="generated contract pages (zh + en, scanned variants) with QA and seal boxes",
+            corpus_modules=["evals.datasets.contracts", "evals.datasets.fonts"], golden_module="evals.golden.contracts",
+            recipe=contracts.ContractsRecipe().model_dump()),
+        "docqa": StandardSet(
+            name="docqa", description="Debian Reference pages (en + zh) with questions printed on the page",
+            corpus_modules=["evals.datasets.docpages"], golden_module="evals.golden.docqa",
+            recipe=docqa.DocqaRecipe().model_dump(), golden_only=["keyword_queries_per_page"]),
+        "clipart": StandardSet(
+            name="clipart", description="openclipart titles and keywords → images, held-out split",
+            corpus_modules=["evals.splits"], golden_module="evals.golden.clipart",
+            recipe=clipart.ClipartRecipe().model_dump(), golden_only=["keyword_queries"]),
+    }
+
+
+STANDARD_SETS: tuple[str, ...] = ("contracts", "docqa", "clipart")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("IMGRAG_EVAL_CACHE", "~/.cache/imgrag/eval")).expanduser()
+
+
+def _source(mod: str) -> str:
+    import importlib
+
+    return inspect.getsource(importlib.import_module(mod))
+
+
+def _sha(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:12]
+
+
+def recipe_hash(spec: StandardSet) -> str:
+    """Hash of what the corpus depends on: recipe (less query-only fields) and generator source.
+    The clipart corpus is chosen by the golden module's ``collect``, so its source counts there."""
+    corpus_recipe = {k: v for k, v in spec.recipe.items() if k not in spec.golden_only}
+    mods = list(spec.corpus_modules)
+    if spec.name == "clipart":
+        from .golden import clipart
+
+        mods_src = [inspect.getsource(f) for f in (clipart.collect, clipart.flatten, clipart.good_title, clipart.svg_metadata)]
+    else:
+        mods_src = []
+    return _sha(RECIPE_VERSION, json.dumps(corpus_recipe, sort_keys=True), *[_source(m) for m in mods], *mods_src)
+
+
+def golden_hash(spec: StandardSet) -> str:
+    return _sha(json.dumps(spec.recipe, sort_keys=True), _source(spec.golden_module), _source("evals.golden"))
+
+
+class PreparedSet(BaseModel):
+    """A built standard set (or a user's golden file) and where its corpus is."""
+
+    name: str
+    root: Path | None = None  # the cache folder of a standard set
+    corpus: Path | None = None  # folder the golden file names refer to; None: match by file name anywhere
+    golden: Path
+    built_seconds: float = 0.0
+    reused: bool = False
+
+    def items(self) -> list[GoldenItem]:
+        return read_golden(self.golden)
+
+
+def _golden_builder(spec: StandardSet) -> Callable[[Path], list[GoldenItem]]:
+    import importlib
+
+    mod = importlib.import_module(spec.golden_module)
+    recipe_cls = {"contracts": "ContractsRecipe", "docqa": "DocqaRecipe", "clipart": "ClipartRecipe"}[spec.name]
+    recipe = getattr(mod, recipe_cls).model_validate(spec.recipe)
+    return lambda out: mod.golden(out, recipe)
+
+
+def build_standard(name: str, *, log: Callable[[str], None] = print) -> PreparedSet:
+    """Build (or reuse) a standard set's corpus, and (re)write its golden file when the query
+    builder changed."""
+    import importlib
+
+    reg = _registry()
+    if name not in reg:
+        raise ImgragError(f"unknown golden set {name!r}", f"use one of {', '.join(STANDARD_SETS)} or a path to a JSONL file")
+    spec = reg[name]
+    root = cache_root() / f"{name}-{recipe_hash(spec)}"
+    stamp = root / "built.json"
+    reused = stamp.is_file()
+    seconds = 0.0
+    if not reused:
+        log(f"building corpus {name} into {root} …")
+        t0 = time.perf_counter()
+        tmp = root.with_name(root.name + f".tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            mod = importlib.import_module(spec.golden_module)
+            recipe_cls = {"contracts": "ContractsRecipe", "docqa": "DocqaRecipe", "clipart": "ClipartRecipe"}[name]
+            mod.build_corpus(tmp, getattr(mod, recipe_cls).model_validate(spec.recipe))
+            seconds = round(time.perf_counter() - t0, 1)
+            files = sorted(p.name for p in (tmp / "corpus").iterdir())
+            (tmp / "built.json").write_text(json.dumps({"set": spec.model_dump(), "hash": recipe_hash(spec),
+                                                         "seconds": seconds, "files": len(files)}, indent=2))
+            shutil.rmtree(root, ignore_errors=True)
+            tmp.rename(root)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log(f"built {name}: {len(files)} files in {seconds:.0f}s")
+    else:
+        seconds = json.loads(stamp.read_text()).get("seconds", 0.0)
+    gpath, gstamp = root / "golden.jsonl", root / "golden.hash"
+    gh = golden_hash(spec)
+    if not gpath.is_file() or not gstamp.is_file() or gstamp.read_text().strip() != gh:
+        items = _golden_builder(spec)(root)
+        write_golden(gpath, items)
+        gstamp.write_text(gh)
+    return PreparedSet(name=name, root=root, corpus=root / "corpus", golden=gpath, built_seconds=seconds, reused=reused)
+
+
+# Settings that change what is stored in an index; the index key hashes them.
+INDEX_KEYS = ("backend", "ocr_engine", "paddle_model_dir", "text_embedder", "image_embedder", "adapter", "clip_model", "pdf_dpi", "tables")
+
+
+def index_key(settings: Settings) -> str:
+    data = {k: str(getattr(settings, k)) for k in INDEX_KEYS}
+    if settings.backend == "elasticsearch":
+        data["es_url"] = settings.es_url
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def eval_settings(base: Settings, prepared: PreparedSet) -> Settings:
+    """Settings for searching a standard set: its own index home (LanceDB) or index prefix
+    (Elasticsearch), everything else (weights, models, ES connection) as the user configured."""
+    if prepared.root is None:
+        return base
+    key = index_key(base)
+    home = prepared.root / f"index-{key}"
+    upd: dict[str, Any] = {"home": home}
+    if base.backend == "elasticsearch":
+        upd["es_index_prefix"] = f"{base.es_index_prefix}-eval-{prepared.name}-{prepared.root.name.rsplit('-', 1)[-1]}-{key}"
+    s = base.model_copy(update=upd)
+    # Share the label-vector cache between sets: it is keyed by model identity inside the folder.
+    shared = cache_root() / "model-cache"
+    shared.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    link = home / "cache"
+    if not link.exists() and not link.is_symlink():
+        link.symlink_to(shared, target_is_directory=True)
+    return s
+
+
+def ensure_indexed(prepared: PreparedSet, rt: Any, *, log: Callable[[str], None] = print,
+                   progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Index the set's corpus with ``rt`` unless a finished run with the same files and model spaces
+    is recorded. Returns the stamp (files, seconds, version)."""
+    from indexing.pipeline import Indexer
+    from indexing.stores.base import OPERATOR, Filters
+
+    assert prepared.corpus is not None
+    s = rt.settings
+    stamp_path = s.home / f"indexed-{s.backend}.json"
+    files = sorted(p.name for p in prepared.corpus.iterdir() if p.is_file())
+    spaces = rt.spaces().model_dump()
+    if stamp_path.is_file():
+        stamp = json.loads(stamp_path.read_text())
+        if stamp.get("files") == files and stamp.get("spaces") == spaces and stamp.get("prefix") == s.es_index_prefix:
+            try:
+                n = rt.store.count(OPERATOR, Filters())
+            except ImgragError:
+                n = -1
+            if n == stamp.get("pages"):
+                return {**stamp, "reused": True}
+    stored = rt.store.spaces()
+    if stored is not None and stored.model_dump() != spaces:
+        if s.backend != "lancedb":
+            raise ImgragError(f"the eval index {s.es_index_prefix} was built with other models",
+                              "delete its indices or change IMGRAG_ES_INDEX_PREFIX")
+        log(f"models changed since {s.index_dir} was built: rebuilding it")
+        rt.store.close()
+        shutil.rmtree(s.index_dir, ignore_errors=True)
+        rt._store = None
+    log(f"indexing {prepared.name}: {len(files)} files into {s.backend} ({s.index_dir if s.backend == 'lancedb' else s.es_index_prefix}) …")
+    t0 = time.perf_counter()
+    summary = Indexer(rt).index([str(prepared.corpus)], progress=progress)
+    seconds = round(time.perf_counter() - t0, 1)
+    if summary.failed:
+        log(f"{len(summary.failed)} file(s) failed to index: " + "; ".join(f"{f.path}: {f.reason}" for f in summary.failed[:3]))
+    pages = rt.store.count(OPERATOR, Filters())
+    stamp = {"files": files, "spaces": spaces, "prefix": s.es_index_prefix, "pages": pages, "seconds": seconds,
+             "indexed": summary.indexed, "failed": len(summary.failed)}
+    stamp_path.write_text(json.dumps(stamp))
+    log(f"indexed {prepared.name}: {summary.indexed} new page(s), {pages} in the index, {seconds:.0f}s")
+    return {**stamp, "reused": False}
