@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -128,7 +128,9 @@ class LanceStore:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = lancedb.connect(str(self.path))
+            # Re-check the tables' latest version at most every second: a long-running reader (the MCP
+            # server) must see what `imgrag index` in another process wrote.
+            self.db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(seconds=1))
         except Exception as e:  # lance raises plain OSError/ValueError/RuntimeError variants
             raise BackendUnavailableError(
                 f"cannot open the index at {self.path} ({e})", "check IMGRAG_HOME and its permissions"
@@ -144,6 +146,14 @@ class LanceStore:
         if IMAGES in names and REGIONS in names:
             self._images = self.db.open_table(IMAGES)
             self._regions = self.db.open_table(REGIONS)
+
+    def _ready(self) -> bool:
+        """Whether the tables exist; re-looks for them, as another process may have created them since."""
+        if self._images is None:
+            with self._lock:
+                if self._images is None:
+                    self._open_tables()
+        return self._images is not None
 
     @property
     def _meta_path(self) -> Path:
@@ -259,7 +269,7 @@ class LanceStore:
             )
 
     def soft_delete(self, image_ids: list[str]) -> int:
-        if not image_ids or self._images is None:
+        if not image_ids or not self._ready():
             return 0
         where = f"deleted = false AND image_id IN ({_lits(image_ids)})"
         with self._lock:
@@ -270,7 +280,7 @@ class LanceStore:
         return n
 
     def purge(self) -> int:
-        if self._images is None:
+        if not self._ready():
             return 0
         with self._lock:
             n = self._images.count_rows("deleted = true")
@@ -281,7 +291,7 @@ class LanceStore:
 
     # -- reads ------------------------------------------------------------------
     def _records(self, where: str, limit: int, offset: int = 0) -> list[ImageRecord]:
-        if self._images is None:
+        if not self._ready():
             return []
         q = self._images.search().where(where).select(["record"]).limit(limit)
         if offset:
@@ -289,7 +299,7 @@ class LanceStore:
         return [ImageRecord.model_validate_json(r["record"]) for r in q.to_list()]
 
     def live_ids(self, image_ids: list[str]) -> set[str]:
-        if not image_ids or self._images is None:
+        if not image_ids or not self._ready():
             return set()
         rows = (
             self._images.search()
@@ -301,7 +311,7 @@ class LanceStore:
         return {r["image_id"] for r in rows}
 
     def live_ids_for_path(self, path: str) -> dict[str, str]:
-        if self._images is None:
+        if not self._ready():
             return {}
         rows = (
             self._images.search()
@@ -323,7 +333,7 @@ class LanceStore:
         return {r.image_id: r for r in recs}
 
     def get_vectors(self, image_id: str, principal: Principal) -> ImageVectors | None:
-        if self._images is None:
+        if not self._ready():
             return None
         rows = (
             self._images.search()
@@ -347,14 +357,14 @@ class LanceStore:
         return self._records(where_clause(filters, principal), limit, offset)
 
     def count(self, principal: Principal, filters: Filters) -> int:
-        if self._images is None:
+        if not self._ready():
             return 0
         return self._images.count_rows(where_clause(filters, principal))
 
     def knn(
         self, field: VectorField, vector: np.ndarray, k: int, filters: Filters, principal: Principal
     ) -> list[RouteHit]:
-        if self._images is None:
+        if not self._ready():
             return []
         rows = (
             self._images.search(vector.astype(np.float32), vector_column_name=_VEC_COLUMN[field])
@@ -384,7 +394,7 @@ class LanceStore:
 
     def bm25(self, query: str, k: int, filters: Filters, principal: Principal) -> list[RouteHit]:
         q = fts_text(query)
-        if self._images is None or not q:
+        if not self._ready() or not q:
             return []
         self._ensure_fts(self._images)
         if not self._images.list_indices():
@@ -406,7 +416,7 @@ class LanceStore:
         filters: Filters,
         principal: Principal,
     ) -> list[RegionHit]:
-        if self._regions is None:
+        if not self._ready():
             return []
         kinds = "kind = 'tile'" if kind == "tile" else "kind IN ('block', 'lines')"
         column = "tile_vec" if kind == "tile" else "text_vec"
@@ -433,7 +443,7 @@ class LanceStore:
         )
 
     def regions_of(self, image_ids: list[str]) -> list[RegionHit]:
-        if not image_ids or self._regions is None:
+        if not image_ids or not self._ready():
             return []
         rows = (
             self._regions.search()
@@ -446,7 +456,7 @@ class LanceStore:
 
     def region_vectors(self, region_ids: list[str]) -> dict[str, np.ndarray]:
         """Vectors of the given regions (tile → joint space, text → text space), for re-ranking."""
-        if not region_ids or self._regions is None:
+        if not region_ids or not self._ready():
             return {}
         rows = (
             self._regions.search()
@@ -462,7 +472,7 @@ class LanceStore:
 
     def stats(self, principal: Principal) -> Stats:
         versions = self.versions()
-        if self._images is None:
+        if not self._ready():
             return Stats(
                 backend=self.backend, images=0, documents=0, deleted=0, regions=0,
                 by_quality={}, by_format={}, version=None, spaces=self.spaces(),
@@ -500,7 +510,7 @@ class LanceStore:
         return [json.loads(line) for line in self._log_path.read_text().splitlines() if line.strip()]
 
     def commit(self, op: str, summary: dict[str, int | str]) -> Version:
-        if self._images is None:
+        if not self._ready():
             raise ImgragError("nothing to commit: the index is empty", "index some images first")
         with self._lock:
             self._ensure_fts(self._images)

@@ -1,0 +1,299 @@
+"""Input and output models of the MCP tools, and the limits they enforce.
+
+The field descriptions are what a model reads in ``inputSchema``/``outputSchema`` before it calls
+a tool, so they say what to pass and what comes back in plain words, units and limits included.
+Every bbox is ``[x0, y0, x1, y1]`` in original-image pixels (x right, y down) unless a tool says
+otherwise: the same coordinates search hits, metadata, crops and OCR lines use.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from indexing.models import DateMention, Enhancement, LayoutBlock, QualityClass, Seal, TableResult
+from indexing.stores.base import Filters
+
+# -- limits ---------------------------------------------------------------------------------
+MAX_CROP_SCALE = 4.0
+MAX_CROP_SIDE = 1600  # long side of a returned crop, px (vision models downscale beyond ~1568 anyway)
+MAX_CROP_BYTES = 1_500_000  # one PNG crop; larger ones are downscaled until they fit
+THUMB_SIDE = 192  # long side of a search thumbnail
+MAX_THUMBNAILS = 10  # thumbnails attached to one search result
+MAX_RESOURCE_SIDE = 4096  # imgrag://image/{id} is downscaled beyond this
+MAX_RESOURCE_BYTES = 8_000_000
+OCR_TARGET_TEXT_PX = 32  # ocr_region scale=auto zooms until text lines are about this tall
+MAX_OCR_PIXELS = 12_000_000  # upscaled region handed to OCR
+MAX_OFFSET = 1000  # deepest hit reachable by paging
+MAX_OCR_LINES = 2000
+DEFAULT_OCR_LINES = 200
+MAX_TEXT_CHARS = 20_000  # ocr_text / table html returned by get_metadata
+MAX_INDEX_PATHS = 100
+
+BBoxIn = list[float]
+
+
+def _check_bbox(v: list[float] | None) -> list[float] | None:
+    if v is None:
+        return v
+    if len(v) != 4:
+        raise ValueError(f"bbox needs exactly 4 numbers [x0, y0, x1, y1], got {len(v)}")
+    if not all(math.isfinite(x) for x in v):
+        raise ValueError("bbox numbers must be finite")
+    x0, y0, x1, y1 = v
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(
+            f"bbox {v} is empty or inverted: it needs x1 > x0 and y1 > y0 ([left, top, right, bottom])"
+        )
+    return v
+
+
+_BBOX_DESC = (
+    "[x0, y0, x1, y1]: left, top, right, bottom. With units='px' in original-image pixels (as in search "
+    "hits and get_metadata); with units='relative' as fractions 0..1 of the image width/height. Parts "
+    "outside the image are clipped; the box actually used is returned."
+)
+
+
+# -- search_images --------------------------------------------------------------------------
+class SearchImagesInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str | None = Field(
+        default=None,
+        description="What to look for, in Chinese or English: words on the page (OCR text), what the image "
+        "shows, or both. May be omitted only when similar_to is given.",
+        max_length=2000,
+    )
+    k: int = Field(default=10, ge=1, description="Number of hits to return (at most the server's max_k, 100 by default).")
+    filters: Filters | None = Field(
+        default=None,
+        description="Optional metadata filters; every given condition must hold. Dates are YYYY-MM-DD and match "
+        "dates found on the page.",
+    )
+    mode: Literal["hybrid", "vector", "keyword"] = Field(
+        default="hybrid",
+        description="hybrid (default): vectors + full text fused; vector: semantic only; keyword: exact words "
+        "(BM25) only, best for ids, names and numbers.",
+    )
+    similar_to: str | None = Field(
+        default=None, description="An image id: find images that look like it (combined with query if both are given)."
+    )
+    cursor: str | None = Field(
+        default=None,
+        description="next_cursor from a previous call, to get the next page. Repeat the same query, filters, mode "
+        "and similar_to with it.",
+    )
+    with_thumbnails: bool = Field(
+        default=False,
+        description=f"Attach a small PNG thumbnail ({THUMB_SIDE} px) of each of the first {MAX_THUMBNAILS} hits "
+        "as image content.",
+    )
+
+
+class Region(BaseModel):
+    bbox: tuple[float, float, float, float] = Field(description="[x0, y0, x1, y1] in original-image pixels")
+    kind: str = Field(description="line (one OCR line), block (a layout block), lines (grouped OCR lines) or tile (image grid cell)")
+    label: str = Field(default="", description="layout class (title, text, table, ...) or tile name")
+    text: str = Field(default="", description="the region's OCR text, if any")
+
+
+class SearchHit(BaseModel):
+    image_id: str = Field(description="pass this to crop_region, ocr_region and get_metadata")
+    score: float = Field(description="fused relevance score; only the order within one result matters")
+    snippet: str = Field(default="", description="the OCR line that best matches the query (quote it as evidence)")
+    region: Region | None = Field(default=None, description="where in the image the match is; crop it to look closer")
+    doc_id: str = Field(description="id of the source file; pages of one PDF share it")
+    file: str = Field(description="source file name")
+    page: int = Field(description="1-based page number within the source file")
+    n_pages: int
+    width: int = Field(description="image width in pixels")
+    height: int = Field(description="image height in pixels")
+    quality: QualityClass
+    dates: list[str] = Field(default_factory=list, description="dates found on the page, YYYY-MM-DD")
+    caption: str = ""
+    routes: dict[str, int] = Field(default_factory=dict, description="rank of this hit in each retrieval route that found it")
+
+
+class SearchImagesOutput(BaseModel):
+    query: str | None
+    hits: list[SearchHit]
+    offset: int = Field(description="how many hits earlier pages returned")
+    candidates: int = Field(description="images the retrieval routes found before paging")
+    next_cursor: str | None = Field(default=None, description="pass as cursor to get the next page; null when there are no more hits")
+    thumbnail_ids: list[str] = Field(
+        default_factory=list, description="image ids whose thumbnails are attached as image content, in this order"
+    )
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+# -- crop_region ----------------------------------------------------------------------------
+class CropRegionInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image_id: str = Field(description="an image id from search_images", min_length=1, max_length=200)
+    bbox: BBoxIn = Field(description=_BBOX_DESC, min_length=4, max_length=4)
+    units: Literal["px", "relative"] = Field(default="px", description="px (default) or relative (0..1)")
+    scale: float = Field(
+        default=1.0, ge=1.0, le=MAX_CROP_SCALE,
+        description=f"Zoom factor 1-{MAX_CROP_SCALE:g} applied to the crop. The returned PNG is capped at "
+        f"{MAX_CROP_SIDE} px on its long side, so a large box may come back with a smaller scale.",
+    )
+    enhance: bool = Field(default=False, description="Stretch contrast and sharpen: helps faint or blurry print.")
+
+    @field_validator("bbox")
+    @classmethod
+    def check_bbox(cls, v: list[float] | None) -> list[float] | None:
+        return _check_bbox(v)
+
+
+class CropRegionOutput(BaseModel):
+    image_id: str
+    bbox: tuple[int, int, int, int] = Field(description="the box actually cropped, [x0, y0, x1, y1] in original-image pixels, clipped to the image")
+    requested_bbox: tuple[float, float, float, float] = Field(description="the requested box converted to pixels, before clipping")
+    clipped: bool = Field(description="true if the requested box reached outside the image")
+    image_width: int
+    image_height: int
+    scale: float = Field(description="zoom actually applied: output pixels per original pixel")
+    requested_scale: float
+    width: int = Field(description="width of the returned PNG")
+    height: int = Field(description="height of the returned PNG")
+    enhanced: bool
+    png_bytes: int
+    note: str = ""
+
+
+# -- ocr_region -----------------------------------------------------------------------------
+class OcrRegionInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image_id: str = Field(description="an image id from search_images", min_length=1, max_length=200)
+    bbox: BBoxIn | None = Field(default=None, description=_BBOX_DESC + " Omit it to read the whole image.", min_length=4, max_length=4)
+    units: Literal["px", "relative"] = Field(default="px", description="px (default) or relative (0..1)")
+    scale: float | Literal["auto"] = Field(
+        default="auto",
+        description=f"Upscaling before OCR, 1-{MAX_CROP_SCALE:g}. auto (default) zooms until text lines are about "
+        f"{OCR_TARGET_TEXT_PX} px tall, which re-reads small print the page-level OCR missed.",
+    )
+
+    @field_validator("bbox")
+    @classmethod
+    def check_bbox(cls, v: list[float] | None) -> list[float] | None:
+        return _check_bbox(v)
+
+    @field_validator("scale")
+    @classmethod
+    def check_scale(cls, v: float | str) -> float | str:
+        if v != "auto" and not (1.0 <= float(v) <= MAX_CROP_SCALE):
+            raise ValueError(f"scale must be 'auto' or a number from 1 to {MAX_CROP_SCALE:g}, got {v}")
+        return v
+
+
+class OcrLineOut(BaseModel):
+    text: str
+    bbox: tuple[float, float, float, float] = Field(description="[x0, y0, x1, y1] in original-image pixels")
+    confidence: float = Field(description="recogniser confidence 0..1")
+
+
+class OcrRegionOutput(BaseModel):
+    image_id: str
+    bbox: tuple[int, int, int, int] = Field(description="the region read, in original-image pixels, clipped to the image")
+    clipped: bool
+    scale: float = Field(description="upscaling applied before OCR")
+    engine: str
+    lines: list[OcrLineOut] = Field(description="lines top to bottom")
+    text: str = Field(description="all lines joined with newlines")
+
+
+# -- get_metadata ---------------------------------------------------------------------------
+class GetMetadataInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image_id: str = Field(description="an image id from search_images", min_length=1, max_length=200)
+    max_ocr_lines: int = Field(
+        default=DEFAULT_OCR_LINES, ge=0, le=MAX_OCR_LINES,
+        description="Return at most this many OCR lines (top to bottom); the rest are counted in ocr_lines_omitted.",
+    )
+
+
+class OcrSummary(BaseModel):
+    lines: int
+    chars: int
+    mean_confidence: float | None
+    engine: str = ""
+
+
+class MetadataOutput(BaseModel):
+    image_id: str
+    doc_id: str
+    source: str = Field(description="path of the indexed file on the server")
+    page: int
+    n_pages: int
+    format: str
+    width: int
+    height: int
+    dpi: float | None
+    file_size: int
+    quality: QualityClass = Field(description="born_digital, scanned, handwritten or photo")
+    quality_stats: dict[str, float]
+    enhancements: list[Enhancement] = Field(description="preprocessing applied before OCR, in order")
+    ocr_summary: OcrSummary
+    ocr_lines: list[OcrLineOut]
+    ocr_lines_omitted: int = Field(description="OCR lines not returned (raise max_ocr_lines, or use ocr_region on a part)")
+    ocr_text: str
+    ocr_text_truncated: bool
+    layout: list[LayoutBlock]
+    tables: list[TableResult]
+    seals: list[Seal]
+    dates: list[DateMention]
+    caption: str
+    meta: dict[str, str] = Field(description="user metadata given at indexing")
+    tags: list[str]
+    acl: list[str] = Field(description="principals/groups allowed to see it; empty means everyone")
+    indexed_at: datetime
+    index_version: int | None = Field(description="current version of the index")
+    models: dict[str, str]
+
+
+# -- write tools ----------------------------------------------------------------------------
+class IndexImagesInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    paths: list[str] = Field(
+        min_length=1, max_length=MAX_INDEX_PATHS,
+        description="Files or folders on the server (folders are indexed recursively). Unchanged files are skipped.",
+    )
+    meta: dict[str, str] = Field(default_factory=dict, description="user metadata key/value pairs stored with every page")
+    acl: list[str] = Field(default_factory=list, description="principals or groups allowed to see these images; empty = everyone")
+    tags: list[str] = Field(default_factory=list, description="tags stored with every page")
+
+
+class IndexFailure(BaseModel):
+    path: str
+    reason: str
+
+
+class IndexImagesOutput(BaseModel):
+    indexed: int
+    unchanged: int
+    duplicates: int
+    replaced: int
+    failed: list[IndexFailure]
+    seconds: float
+    version: int | None
+    image_ids: list[str] = Field(description="ids of the pages indexed in this call (first 200)")
+
+
+class DeleteImageInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image_id: str = Field(description="id of the image to soft-delete (it can be restored with `imgrag rollback`)")
+
+
+class DeleteImageOutput(BaseModel):
+    image_id: str
+    deleted: bool
+    version: int | None
