@@ -38,6 +38,7 @@ from .tools import (
     MAX_CROP_SCALE,
     MAX_CROP_SIDE,
     MAX_OFFSET,
+    MAX_RESOURCE_SIDE,
     MAX_THUMBNAILS,
     THUMB_SIDE,
     CropRegionInput,
@@ -360,7 +361,7 @@ def build_server(
         "imgrag://image/{image_id}",
         name="image",
         title="Original image",
-        description=f"The indexed page as PNG, in original-image coordinates (downscaled beyond 4096 px).",
+        description=f"The indexed page as PNG, in original-image coordinates (downscaled beyond {MAX_RESOURCE_SIDE} px).",
         mime_type="image/png",
     )
     async def image_resource(image_id: str) -> bytes:
