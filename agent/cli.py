@@ -342,17 +342,36 @@ def eval_answers(
         _fail(e)
 
 
+@eval_app.command("embeddings")
+def eval_embeddings(
+    adapter: Annotated[list[Path] | None, typer.Option("--adapter", help="adapter folder(s) to compare (repeatable)")] = None,
+    clip_model: Annotated[str | None, typer.Option("--clip-model", help="also a CLIP model folder or cached name")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the rows as JSON")] = None,
+) -> None:
+    """bridge vs aligned vs clip: text → image R@1/5/10 and MRR on held-out openclipart and scikit-image photos, EN + ZH."""
+    from evals.embeddings import compare, format_table
+
+    try:
+        rows = compare(adapter or [], clip_model, log=lambda m: err.print(m, highlight=False))
+    except ImgragError as e:
+        _fail(e)
+    print(format_table(rows))
+    if json_out is not None:
+        json_out.write_text(json.dumps(rows, indent=2, ensure_ascii=False))
+
+
 @eval_app.command("all")
 def eval_all(
     backend: BackendOpt = None,
     out_dir: OutOpt = None,
     sweep: Annotated[str | None, typer.Option("--sweep", help="weight sweep for the retrieval runs, as in `eval retrieval`")] = None,
+    answers_limit: Annotated[int | None, typer.Option("--answers-limit", min=0, help="questions asked per set (default 60 contracts, 30 docqa; 0: all)")] = None,
 ) -> None:
     """Build (once) and index the standard sets, then run retrieval and answers on all of them."""
     from evals.runner import run_all
 
     try:
-        run_all(backend=backend, out=out_dir, sweep=sweep, console=out)
+        run_all(backend=backend, out=out_dir, sweep=sweep, answers_limit=answers_limit, console=out)
     except ImgragError as e:
         _fail(e)
 

@@ -220,7 +220,7 @@ def evaluate_retrieval(
     run_out: Path | None = None,
     run_config_name: str = DEFAULT_RUN,
     runs_dir: Path | None = None,
-    latency_queries: int = 60,
+    latency_queries: int = 24,
     index_info: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> RetrievalResult:

@@ -19,7 +19,7 @@ from .standard import STANDARD_SETS, PreparedSet, build_standard, ensure_indexed
 DEFAULT_OUT = Path("~/.cache/imgrag/eval/results")
 # Questions asked per standard set by `imgrag eval all` (the agent re-reads regions with OCR, a few
 # seconds per question on a laptop CPU); `imgrag eval answers --limit 0` asks them all.
-ALL_ANSWER_LIMITS = {"contracts": 96, "docqa": 48}
+ALL_ANSWER_LIMITS = {"contracts": 60, "docqa": 30}
 
 
 def base_settings(backend: str | None) -> Settings:
@@ -36,7 +36,7 @@ def resolve(set_arg: str, backend: str | None, folder: Path | None, console: Con
     from indexing.runtime import Runtime
 
     base = base_settings(backend)
-    log = lambda msg: console.print(f"[dim]{msg}[/]", highlight=False)  # noqa: E731
+    log = lambda msg: console.print(msg, style="dim", markup=False, highlight=False)  # noqa: E731
     if set_arg in STANDARD_SETS:
         prepared = build_standard(set_arg, log=log)
         rt = Runtime(eval_settings(base, prepared))
@@ -67,7 +67,7 @@ def _progress(console: Console, name: str) -> Any:
             state["n"] += 1
             if state["n"] % 10 == 0:
                 dt = time.perf_counter() - state["t"]
-                console.print(f"[dim]  {name}: {state['n']}/{state.get('total', '?')} pages · {dt:.0f}s[/]", highlight=False)
+                console.print(f"  {name}: {state['n']}/{state.get('total', '?')} pages · {dt:.0f}s", style="dim", markup=False, highlight=False)
 
     return cb
 
@@ -85,7 +85,7 @@ def run_retrieval(set_arg: str, *, backend: str | None = None, k: int = 10, out:
     res = evaluate_retrieval(rt, items, set_name=prepared.name, golden=str(prepared.golden), k=k, corpus=prepared.corpus,
                              restrict_to_corpus=folder is not None, sweep=sweep_spec, run_out=run_out,
                              runs_dir=_out(out) / "runs", index_info={k2: v for k2, v in info.items() if k2 != "files"},
-                             progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+                             progress=lambda m: console.print(m, style="dim", markup=False, highlight=False))
     print_retrieval(console, res)
     d = _out(out)
     j = write_json(d / f"retrieval-{prepared.name}.json", res)
@@ -113,7 +113,7 @@ def run_answers(set_arg: str, *, backend: str | None = None, out: Path | None = 
     if any(it.has_answer for it in items):
         res = evaluate_answers(rt, items, set_name=prepared.name, golden=str(prepared.golden), corpus=prepared.corpus,
                                limit=limit or None, run_out=run_out,
-                               progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+                               progress=lambda m: console.print(m, style="dim", markup=False, highlight=False))
         res.captions = captions
         console.print(answers_table([res]))
         console.print(answers_kind_table(res))
@@ -129,7 +129,7 @@ def run_answers(set_arg: str, *, backend: str | None = None, out: Path | None = 
 
 
 def run_all(*, backend: str | None = None, out: Path | None = None, k: int = 10, sweep: str | None = None,
-            console: Console | None = None) -> dict[str, Any]:
+            answers_limit: int | None = None, console: Console | None = None) -> dict[str, Any]:
     """Every standard set: retrieval on all, answers where there are answers, captions on clipart;
     the tables again at the end, together."""
     from .report import answers_chart, answers_table, captions_table, print_retrieval, write_json
@@ -140,7 +140,8 @@ def run_all(*, backend: str | None = None, out: Path | None = None, k: int = 10,
     for name in STANDARD_SETS:
         retrieval[name] = run_retrieval(name, backend=backend, k=k, out=out, sweep=sweep, console=console)
     for name in STANDARD_SETS:
-        res, cap = run_answers(name, backend=backend, out=out, limit=ALL_ANSWER_LIMITS.get(name), console=console)
+        limit = ALL_ANSWER_LIMITS.get(name) if answers_limit is None else (answers_limit or None)
+        res, cap = run_answers(name, backend=backend, out=out, limit=limit, console=console)
         if res is not None:
             answers.append(res)
         if cap is not None:

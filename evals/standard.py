@@ -9,7 +9,9 @@ into place at the end, so an interrupted build is never mistaken for a finished 
 The index sits beside the corpus, one per backend and model configuration: ``index-<key>/`` is an
 ``IMGRAG_HOME`` for LanceDB; for Elasticsearch the key becomes the index prefix. Indexing is
 incremental (the indexer skips unchanged files), and a stamp records that a run finished, so a
-re-run of ``imgrag eval`` starts searching at once.
+re-run of ``imgrag eval`` starts searching at once. When the models' identities changed the index is
+rebuilt; ``IMGRAG_EVAL_REUSE_INDEX=1`` searches the old one instead (while models are being worked
+on), and the result records the mismatch.
 """
 
 from __future__ import annotations
@@ -211,15 +213,20 @@ def ensure_indexed(prepared: PreparedSet, rt: Any, *, log: Callable[[str], None]
     stamp_path = s.home / f"indexed-{s.backend}.json"
     files = sorted(p.name for p in prepared.corpus.iterdir() if p.is_file())
     spaces = rt.spaces().model_dump()
+    reuse_any = os.environ.get("IMGRAG_EVAL_REUSE_INDEX", "").strip().lower() in ("1", "true", "yes")
     if stamp_path.is_file():
         stamp = json.loads(stamp_path.read_text())
-        if stamp.get("files") == files and stamp.get("spaces") == spaces and stamp.get("prefix") == s.es_index_prefix:
+        same_models = stamp.get("spaces") == spaces
+        if stamp.get("files") == files and (same_models or reuse_any) and stamp.get("prefix") == s.es_index_prefix:
             try:
                 n = rt.store.count(OPERATOR, Filters())
             except ImgragError:
                 n = -1
             if n == stamp.get("pages"):
-                return {**stamp, "reused": True}
+                if not same_models:
+                    log(f"IMGRAG_EVAL_REUSE_INDEX: searching {prepared.name}'s index built with other model identities "
+                        f"({stamp.get('spaces')}); numbers are not those of the current models")
+                return {**stamp, "reused": True, "spaces_mismatch": not same_models, "current_spaces": spaces}
     stored = rt.store.spaces()
     if stored is not None and stored.model_dump() != spaces:
         if s.backend != "lancedb":

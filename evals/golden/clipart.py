@@ -45,7 +45,7 @@ class ClipartDepsMissing(RuntimeError):
 
 
 class ClipartRecipe(BaseModel):
-    images: int = 320
+    images: int = 240
     keyword_queries: int = 30
     max_side: int = MAX_SIDE
 
