@@ -342,24 +342,6 @@ def eval_answers(
         _fail(e)
 
 
-@eval_app.command("embeddings")
-def eval_embeddings(
-    adapter: Annotated[list[Path] | None, typer.Option("--adapter", help="adapter folder(s) to compare (repeatable)")] = None,
-    clip_model: Annotated[str | None, typer.Option("--clip-model", help="also a CLIP model folder or cached name")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="also write the rows as JSON")] = None,
-) -> None:
-    """bridge vs aligned vs clip: text → image R@1/5/10 and MRR on held-out openclipart and scikit-image photos, EN + ZH."""
-    from evals.embeddings import compare, format_table
-
-    try:
-        rows = compare(adapter or [], clip_model, log=lambda m: err.print(m, highlight=False))
-    except ImgragError as e:
-        _fail(e)
-    print(format_table(rows))
-    if json_out is not None:
-        json_out.write_text(json.dumps(rows, indent=2, ensure_ascii=False))
-
-
 @eval_app.command("all")
 def eval_all(
     backend: BackendOpt = None,
