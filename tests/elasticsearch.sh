@@ -109,13 +109,27 @@ except OSError:
 EOF
 }
 
-free_port() {
+claim() {  # claim PORT: atomically take $RUN_ROOT/PORT if the port is free and no live run owns it
+  local p=$1 run="$RUN_ROOT/$1" pid
+  port_free "$p" || return 1
+  if ! mkdir "$run" 2>/dev/null; then
+    pid=$(cat "$run/pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then return 1; fi
+    # no live server: a crashed run, or another start still booting (then leave it alone)
+    [ -n "$(find "$run" -maxdepth 0 -mmin +5 2>/dev/null)" ] || [ -f "$run/pid" ] || return 1
+    rm -rf "$run"
+    mkdir "$run" 2>/dev/null || return 1
+  fi
+  return 0
+}
+
+free_port() {  # picks and claims a port (concurrent starts never share one)
   if [ -n "${IMGRAG_ES_PORT:-}" ]; then
-    port_free "$IMGRAG_ES_PORT" || die "IMGRAG_ES_PORT=$IMGRAG_ES_PORT is in use"
+    claim "$IMGRAG_ES_PORT" || die "IMGRAG_ES_PORT=$IMGRAG_ES_PORT is in use"
     echo "$IMGRAG_ES_PORT"; return
   fi
   local p
-  for p in 9200 $(seq 9201 9299); do port_free "$p" && { echo "$p"; return; }; done
+  for p in 9200 $(seq 9201 9299); do claim "$p" && { echo "$p"; return; }; done
   die "no free port in 9200-9299; set IMGRAG_ES_PORT"
 }
 
@@ -142,10 +156,9 @@ cmd_start() {
   if is_root && ! as_server_user test -r "$home/lib" -a -x "$home/bin/elasticsearch"; then
     die "user nobody cannot read $home: set IMGRAG_ES_DIST_DIR to a world-readable folder"
   fi
-  port=$(free_port) || exit 1
   mkdir -p "$RUN_ROOT" && chmod 1777 "$RUN_ROOT"
+  port=$(free_port) || exit 1
   run="$RUN_ROOT/$port"
-  [ -e "$run" ] && stop_run "$run"
   mkdir -p "$run/data" "$run/logs" "$run/tmp" "$run/config"
   cp -r "$home/config/." "$run/config/"
   printf '%s\n' "-Xms$HEAP" "-Xmx$HEAP" >"$run/config/jvm.options.d/heap.options" 2>/dev/null \
@@ -170,7 +183,8 @@ cmd_start() {
   for i in $(seq 1 $((WAIT * 2))); do
     out=$(health "$port")
     status=$(printf '%s' "$out" | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p')
-    if [ "$status" = green ] || [ "$status" = yellow ]; then
+    if { [ "$status" = green ] || [ "$status" = yellow ]; } \
+      && [ "$(curl -s -m 3 "http://127.0.0.1:$port/_cat/nodes?h=name" 2>/dev/null | tr -d '[:space:]')" = "imgrag-test-$port" ]; then
       say "Elasticsearch $version is $status at http://127.0.0.1:$port (pid $(cat "$run/pid" 2>/dev/null))"
       echo "http://127.0.0.1:$port"
       return 0

@@ -618,7 +618,7 @@ class ElasticStore:
     def _scan(
         self, query: dict[str, Any], source: Any, index: str | None = None, page: int = _PAGE
     ) -> Iterator[dict[str, Any]]:
-        """Every matching row, in ``_id`` order, via ``search_after`` (no scroll context kept)."""
+        """Every matching row, in (image id, version) order, via ``search_after`` (no scroll context kept)."""
         after: list[Any] | None = None
         while True:
             kw: dict[str, Any] = {"query": query, "size": page, "sort": [{"image_id": "asc"}, {"v_from": "asc"}], "source": source}
