@@ -20,7 +20,6 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .analysis import is_meaningful
-from .config import Settings
 from .detectors import detect_seals, extract_dates
 from .errors import ImgragError
 from .layout import analyze_layout, group_lines
@@ -263,13 +262,26 @@ class Indexer:
             if not batch:
                 return
             items = self._embed(batch)
-            store.write(items)
-            summary.indexed += len(items)
-            summary.indexed_ids.extend(it.record.image_id for it in items)
+            try:
+                store.write(items)
+                written = items
+            except ImgragError:
+                # One page the backend rejects must not sink the batch: retry page by page.
+                written = []
+                for it in items:
+                    try:
+                        store.write([it])
+                        written.append(it)
+                    except ImgragError as e:
+                        rec = it.record
+                        summary.failed.append(Failure(path=f"{rec.path}#page={rec.page}", reason=str(e)))
+                        progress("fail", {"path": rec.path, "reason": str(e)})
+            summary.indexed += len(written)
+            summary.indexed_ids.extend(it.record.image_id for it in written)
             if stale_ids:
                 summary.replaced += store.soft_delete(stale_ids)
                 stale_ids.clear()
-            progress("written", {"count": len(items)})
+            progress("written", {"count": len(written)})
             batch.clear()
 
         def drain(limit: int) -> None:

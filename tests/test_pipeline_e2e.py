@@ -168,6 +168,10 @@ def test_soft_delete_purge_and_rollback(indexed: tuple[Path, dict], tmp_path: Pa
     assert "purged 1" in out
     stats = json.loads(run(home, "stats").stdout)
     assert stats["deleted"] == 0
+    # purge is an erasure: versions from before it cannot bring the image back
+    p = run(home, "rollback", str(before_delete), check=False)
+    assert p.returncode == 2 and "before a purge" in p.stderr
+    assert run(home, "show", cat["image_id"], check=False).returncode == 2
 
 
 def test_changed_file_replaces_old_record_and_rollback_restores(indexed: tuple[Path, dict], tmp_path: Path, corpus: Path) -> None:

@@ -469,6 +469,23 @@ def test_soft_delete_hides_everywhere_then_purge_removes(store: IndexStore) -> N
     assert store.live_ids(["c1"]) == {"c1"}
 
 
+def test_purge_is_final_no_rollback_brings_a_purged_page_back(store: IndexStore) -> None:
+    from indexing.errors import ImgragError
+
+    load(store, CORPUS)
+    v1 = store.commit("index", {"indexed": len(CORPUS)})
+    store.soft_delete(["c1"])
+    store.commit("delete", {"deleted": 1})
+    assert store.purge() == 1
+    store.commit("purge", {"purged": 1})
+    try:
+        store.rollback(v1.version)
+    except ImgragError as e:
+        assert "purge" in str(e)
+    assert store.get("c1", OPERATOR) is None
+    assert "c1" not in store.live_ids(["c1"])
+
+
 def test_versions_and_rollback_round_trip(store: IndexStore) -> None:
     load(store, [Spec("A", text="alpha original"), Spec("B", text="beta original")])
     v1 = store.commit("index", {"indexed": 2})

@@ -287,7 +287,23 @@ class LanceStore:
             if n:
                 self._images.delete("deleted = true")
                 self._regions.delete("deleted = true")
+                # Purge is an erasure (GDPR / PIPL): drop the old table versions that still hold
+                # the rows, and refuse rollbacks to logical versions recorded before it.
+                for table in (self._images, self._regions):
+                    table.optimize(cleanup_older_than=timedelta(0))
+                entries = self._log_entries()
+                floor = (entries[-1]["version"]["version"] + 1) if entries else 1
+                self._purge_path.write_text(json.dumps({"restorable_from": floor}))
         return n
+
+    @property
+    def _purge_path(self) -> Path:
+        return self.path / "purge.json"
+
+    def _restorable_from(self) -> int:
+        if not self._purge_path.is_file():
+            return 0
+        return int(json.loads(self._purge_path.read_text())["restorable_from"])
 
     # -- reads ------------------------------------------------------------------
     def _records(self, where: str, limit: int, offset: int = 0) -> list[ImageRecord]:
@@ -533,6 +549,12 @@ class LanceStore:
         if version not in entries:
             known = ", ".join(str(v) for v in sorted(entries)) or "none"
             raise ImgragError(f"no version {version} (known: {known})", "see `imgrag versions`")
+        floor = self._restorable_from()
+        if version < floor:
+            raise ImgragError(
+                f"version {version} was recorded before a purge, whose erased data cannot come back",
+                f"roll back to version {floor} or later",
+            )
         target = entries[version]
         with self._lock:
             for name, table in ((IMAGES, self._images), (REGIONS, self._regions)):
