@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 from datetime import date, timedelta
 
@@ -145,6 +146,180 @@ def test_no_seal_for_a_stamp_like_logo_off_paper() -> None:
     logo, _ = stamp(np.full((900, 1200, 3), 255, np.uint8), 600, 450, 110)
     img = np.where(logo.min(axis=-1, keepdims=True) < 250, logo, background)
     assert detect_seals(img) == []
+
+
+def test_two_seals_of_one_colour_side_by_side() -> None:
+    """Party A's and Party B's stamps sit on one row; that is no row of red glyphs."""
+    img, a = stamp(page(), 330, 1400, 115)
+    img, b = stamp(img, 860, 1420, 112)
+    seals = detect_seals(img)
+    assert [s.color for s in seals] == ["red", "red"]
+    for box in (a, b):
+        assert max(iou(s.bbox, box) for s in seals) > 0.7
+
+
+@pytest.mark.parametrize("pen", [(40, 60, 170), (20, 30, 110), (200, 30, 40)], ids=["blue-ink", "navy", "red-ink"])
+@pytest.mark.parametrize("color", [RED, BLUE], ids=["red", "blue"])
+def test_seal_crossed_by_a_signature(color, pen) -> None:
+    """A pen stroke of any colour across the stamp (and beyond it) keeps the stamp's own box."""
+    img, box = stamp(page(), 600, 1300, 118, color=color)
+    xs = np.linspace(380, 900, 40)
+    ys = 1330 + 40 * np.sin(xs / 25) + np.random.default_rng(0).normal(0, 4, 40)
+    cv2.polylines(img, [np.stack([xs, ys], 1).astype(np.int32)], False, pen, 3, cv2.LINE_AA)
+    seals = detect_seals(img)
+    assert len(seals) == 1 and seals[0].color == ("red" if color == RED else "blue")
+    assert iou(seals[0].bbox, box) > 0.75
+
+
+def test_faded_seal_on_a_tinted_colour_cast_jpeg() -> None:
+    """Light, washed-out ink on yellowed paper, saved as a poor JPEG."""
+    img, box = stamp(page(), 850, 1350, 118)
+    f = img.astype(np.float32)
+    grey = f.mean(axis=2, keepdims=True)
+    f = (grey + 0.4 * (f - grey)) * np.array([1.0, 0.92, 0.78])  # faded ink, warm paper
+    seals = detect_seals(jpeg(np.clip(f, 0, 255).astype(np.uint8), 30))
+    assert [s.color for s in seals] == ["red"]
+    assert iou(seals[0].bbox, box) > 0.7
+
+
+def test_no_seal_on_red_callout_box_or_red_headed_document() -> None:
+    """A red heading and rule (a 红头文件 masthead), a red word over black text, red underlines and a
+    red-framed note with a red word inside: red, outlined, on paper, but no stamp."""
+    img = red_text(page(), "NOTICE", 90, y=40)
+    cv2.rectangle(img, (700, 1180), (1110, 1420), RED, 4)
+    img = red_text(img, "NOTE", 80, y=1200)  # a red word, over black text
+    cv2.putText(img, "NOTE", (760, 1320), cv2.FONT_HERSHEY_SIMPLEX, 2.5, RED, 6, cv2.LINE_AA)  # in the box
+    cv2.rectangle(img, (110, 200), (1130, 206), RED, -1)
+    for y in range(300, 1700, 140):  # red underlines under words
+        cv2.line(img, (200 + y % 300, y + 12), (600 + y % 300, y + 12), RED, 3)
+    assert detect_seals(img) == []
+
+
+def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+# ----------------------------------------------------------------- seals on generated contracts
+
+
+def _score(pages: list[tuple[list[tuple[list[int], str]], list]]) -> tuple[float, float, int, list[str]]:
+    """(recall, precision, wrong colours, misses) at IoU >= 0.5, greedy by confidence."""
+    truths = tp = fp = wrong = 0
+    misses: list[str] = []
+    for truth, found in pages:
+        used: set[int] = set()
+        truths += len(truth)
+        for s in sorted(found, key=lambda s: -s.confidence):
+            scores = [(iou(s.bbox, box), j) for j, (box, _) in enumerate(truth) if j not in used]
+            best, j = max(scores, default=(0.0, -1))
+            if best >= 0.5:
+                used.add(j)
+                tp += 1
+                wrong += s.color != truth[j][1]
+            else:
+                fp += 1
+                misses.append(f"false positive {s}")
+        misses += [f"missed {truth[j]}" for j in range(len(truth)) if j not in used]
+    return tp / max(truths, 1), tp / max(tp + fp, 1), wrong, misses
+
+
+@pytest.fixture(scope="module")
+def contracts(tmp_path_factory):
+    """8 generated pages (zh + en; scan variants with JPEG, noise, blur, skew, 90/180/270 turns; an
+    oval and blue seals; several pages with two seals on one row) and their ground truth."""
+    from evals.datasets.contracts import make_contracts
+
+    out = tmp_path_factory.mktemp("contracts")
+    specs = make_contracts(out, n=8, seed=5, variants=True)
+    return [(s, np.asarray(Image.open(out / s.file).convert("RGB"))) for s in specs]
+
+
+def _truth(spec) -> list[tuple[list[int], str]]:
+    return [(sl.bbox, sl.colour) for sl in spec.seals]
+
+
+def test_seals_on_generated_contracts(contracts) -> None:
+    assert {s.seals[0].colour for s, _ in contracts} == {"red", "blue"}
+    assert any(sl.shape == "oval" for s, _ in contracts for sl in s.seals)
+    recall, precision, wrong, misses = _score([(_truth(s), detect_seals(img)) for s, img in contracts])
+    assert recall >= 0.9 and precision >= 0.9, misses
+    assert wrong == 0
+
+
+def test_seals_on_preprocessed_contracts_map_back(contracts) -> None:
+    """What the pipeline does: detect on ``preprocess`` output (upscaled to ~2400 px, turned upright,
+    deskewed, denoised) and map the boxes back to the file's pixels."""
+    from indexing.preprocess import preprocess
+
+    pages = []
+    for s, img in contracts:
+        pre = preprocess(img, None, orientation=lambda _, r=s.rotation: r)  # the true turn, without OCR
+        assert max(pre.image.shape[:2]) > 2000
+        found = [f.model_copy(update={"bbox": pre.box_to_original(f.bbox)}) for f in detect_seals(pre.image)]
+        pages.append((_truth(s), found))
+    recall, precision, wrong, misses = _score(pages)
+    assert recall >= 0.9 and precision >= 0.9, misses
+    assert wrong == 0
+
+
+@pytest.mark.parametrize(
+    "degrade",
+    [
+        lambda img: jpeg(_fade(img, 0.5), 30),
+        lambda img: jpeg(np.clip(img * np.array([1.0, 0.9, 0.76]), 0, 255).astype(np.uint8), 50),
+        lambda img: jpeg(cv2.GaussianBlur(_fade(img, 0.6), (0, 0), 2.0), 25),
+    ],
+    ids=["faded-jpeg30", "warm-cast", "faded-blur2-jpeg25"],
+)
+def test_seals_on_degraded_contracts(contracts, degrade) -> None:
+    """Harder copies than the generator makes: washed-out ink, a colour cast, heavy blur and JPEG."""
+    recall, precision, wrong, misses = _score([(_truth(s), detect_seals(degrade(img))) for s, img in contracts])
+    assert recall >= 0.9 and precision >= 0.9, misses
+    assert wrong == 0
+
+
+def test_seals_on_a_75_dpi_copy(contracts) -> None:
+    pages = []
+    for s, img in contracts:
+        small = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        pages.append(([([v / 2 for v in box], c) for box, c in _truth(s)], detect_seals(jpeg(small, 50))))
+    recall, precision, wrong, misses = _score(pages)
+    assert recall >= 0.9 and precision >= 0.9, misses
+    assert wrong == 0
+
+
+def _fade(img: np.ndarray, keep: float) -> np.ndarray:
+    f = img.astype(np.float32)
+    grey = f.mean(axis=2, keepdims=True)
+    return np.clip(grey + keep * (f - grey), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina"])
+def test_no_seal_in_photos(name: str) -> None:
+    """Red, orange and blue things in photos: a flag and a space suit, coffee, a cat, a rocket,
+    stained cells, a retina. Raw and as ``preprocess`` leaves them."""
+    from indexing.preprocess import preprocess
+
+    skdata = pytest.importorskip("skimage.data")
+    img = getattr(skdata, name)()
+    assert detect_seals(img) == []
+    assert detect_seals(preprocess(img, None).image) == []
+
+
+def test_no_seal_on_documentation_pages(tmp_path) -> None:
+    """Debian Reference pages (en + zh): blue links and code, tables, headings; raw and preprocessed."""
+    from evals.datasets.docpages import have_doc_deps, make_doc_pages
+    from indexing.preprocess import preprocess
+
+    if not have_doc_deps():
+        pytest.skip("needs bash evals/datasets/system_deps.sh")
+    files = make_doc_pages(tmp_path, 4, dpi=150, pdf_lang=None, sidecar=None)
+    for f in files:
+        img = np.asarray(Image.open(f).convert("RGB"))
+        assert detect_seals(img) == [], f.name
+        assert detect_seals(preprocess(img, None).image) == [], f.name
 
 
 # ------------------------------------------------------------------------------------- dates
