@@ -101,6 +101,8 @@ _TEXT_EMBEDDERS: dict[str, str] = {
 _IMAGE_TEXT_EMBEDDERS: dict[str, str | Callable[..., ImageTextEmbedder]] = {
     "bridge": "indexing.embedders.bridge:LabelBridgeEmbedder",
     "label-bridge": "indexing.embedders.bridge:LabelBridgeEmbedder",
+    "aligned": "indexing.embedders.aligned:AlignedEmbedder",
+    "clip": "indexing.embedders.clip:ClipEmbedder",
 }
 _INSTANCES: dict[tuple[Any, ...], Any] = {}
 _LOCK = threading.RLock()

