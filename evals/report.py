@@ -63,13 +63,14 @@ def stages_table(r: RetrievalResult) -> Table:
 
 
 def sweep_table(r: RetrievalResult) -> Table:
-    t = Table(title=f"weight sweep (hybrid + re-rank) · {r.set}", header_style="bold", title_justify="left")
+    n = r.sweep[0].queries if r.sweep else 0
+    t = Table(title=f"weight sweep (hybrid + re-rank, fixed sample of {n} queries; * = current) · {r.set}", header_style="bold", title_justify="left")
     t.add_column("setting")
     t.add_column("value", justify="right")
     for m in RANKING_METRICS:
         t.add_column(_HEAD[m], justify="right")
     for p in r.sweep:
-        t.add_row(p.setting, f"{p.value:g}", *[_f(p.metrics[m]) for m in RANKING_METRICS])
+        t.add_row(p.setting, f"{p.value:g}" + (" *" if p.current else ""), *[_f(p.metrics[m]) for m in RANKING_METRICS])
     return t
 
 

@@ -69,6 +69,8 @@ class ConfigResult(BaseModel):
 class SweepPoint(BaseModel):
     setting: str
     value: float
+    current: bool = False
+    queries: int = 0
     metrics: dict[str, float]
 
 
@@ -149,6 +151,19 @@ class _SharedCacheSearcher(Searcher):
         self._cache = cache
 
 
+def prime_cache(rt: Any, cache: _LRU, queries: Sequence[str], batch: int = 64) -> None:
+    """Embed every query in batches, for both spaces, into the shared cache. A batched call costs
+    about what one query alone does (the per-call overhead dominates for short texts), so scoring a
+    large set takes minutes instead of an hour; latency is measured separately, one query at a time."""
+    qs = list(dict.fromkeys(q.strip() for q in queries if q.strip()))
+    for i in range(0, len(qs), batch):
+        part = qs[i : i + batch]
+        for space, embed in (("text", rt.text_embedder.embed_queries), ("image", rt.image_embedder.embed_queries)):
+            vecs = embed(part)
+            for q, v in zip(part, vecs, strict=True):
+                cache.data[(space, q)] = v
+
+
 def run_config(
     searcher: Searcher,
     cfg: RouteConfig,
@@ -220,7 +235,8 @@ def evaluate_retrieval(
     run_out: Path | None = None,
     run_config_name: str = DEFAULT_RUN,
     runs_dir: Path | None = None,
-    latency_queries: int = 24,
+    latency_queries: int = 12,
+    sweep_queries: int = 80,
     index_info: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> RetrievalResult:
@@ -233,6 +249,9 @@ def evaluate_retrieval(
     results: dict[str, ConfigResult] = {}
     all_runs: dict[str, dict[str, list[str]]] = {}
     cache = _LRU(size=1_000_000)
+    if progress:
+        progress(f"retrieval {set_name}: embedding {len(items)} queries")
+    prime_cache(rt, cache, [it.query for it in items])
     timed = latency_sample(items, latency_queries)
     for cfg in configs:
         if progress:
@@ -257,18 +276,24 @@ def evaluate_retrieval(
             r.ratio_vs_hybrid = {m: (round(r.metrics[m] / base[m], 3) if base[m] else None) for m in RANKING_METRICS}
     points: list[SweepPoint] = []
     if sweep:
+        # Each point re-runs every search, so the sweep uses a fixed sample and always includes the
+        # current setting: compare points with each other, not with the full-set table.
+        sample = latency_sample(items, sweep_queries)
+        sq = {it.id: qrels[it.id] for it in sample}
         original = rt.settings
         try:
             for key, values in sweep.items():
                 field = SWEEP_FIELDS[key]
-                for v in values:
+                current = float(getattr(original, field))
+                for v in sorted(set(values) | {current}):
                     rt.settings = original.model_copy(update={field: int(v) if field == "rrf_k" else float(v)})
                     if progress:
-                        progress(f"sweep {field}={v}")
+                        progress(f"sweep {field}={v:g} on {len(sample)} queries")
                     cfg = next(c for c in CONFIGS if c.name == DEFAULT_RUN)
-                    runs, _ = run_config(_SharedCacheSearcher(rt, cache), cfg, items, k_eff, corpus, filters)
-                    mean, _ = ranking_metrics(qrels, runs)
-                    points.append(SweepPoint(setting=field, value=float(v), metrics={m: round(x, 4) for m, x in mean.items()}))
+                    runs, _ = run_config(_SharedCacheSearcher(rt, cache), cfg, sample, k_eff, corpus, filters)
+                    mean, _ = ranking_metrics(sq, runs)
+                    points.append(SweepPoint(setting=field, value=float(v), current=v == current, queries=len(sample),
+                                             metrics={m: round(x, 4) for m, x in mean.items()}))
         finally:
             rt.settings = original
     if run_out is not None:

@@ -220,6 +220,7 @@ def _imgrag(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_eval_end_to_end_on_a_tiny_index(tmp_path: Path) -> None:
     from evals.datasets.contracts import make_contracts
     from evals.golden.contracts import items_for
@@ -227,7 +228,7 @@ def test_eval_end_to_end_on_a_tiny_index(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     specs = make_contracts(corpus, 2, seed=11, variants=False, sidecar=tmp_path / "contracts.jsonl")
     texts = {s.file: "\n".join(ln.text for ln in s.lines) for s in specs}
-    items = [it for s in specs for it in items_for(s, texts)]
+    items = [it for s in specs for it in items_for(s, texts) if it.kind in ("party_a", "sign_date", "seal", "find_type")]
     golden = write_golden(tmp_path / "tiny.jsonl", items)
     home = tmp_path / "home"
     _imgrag(home, "index", str(corpus))
@@ -247,7 +248,7 @@ def test_eval_end_to_end_on_a_tiny_index(tmp_path: Path) -> None:
     assert set(res["configs"]) == {"image", "bm25", "text_vector", "region_text", "region_tile", "hybrid", "hybrid_rerank"}
     for c in res["configs"].values():
         assert all(0.0 <= v <= 1.0 for v in c["metrics"].values())
-        assert c["latency"]["n"] == len(items)
+        assert c["latency"]["n"] == min(len(items), 12)
     assert res["configs"]["hybrid"]["ratio_vs_hybrid"]["ndcg@10"] == 1.0
     # two pages, every query names one of them: the full system must not rank them at random
     assert res["configs"]["hybrid_rerank"]["metrics"]["mrr@10"] > 0.75
@@ -258,21 +259,22 @@ def test_eval_end_to_end_on_a_tiny_index(tmp_path: Path) -> None:
     if importlib.util.find_spec("agent.graph") is None or importlib.util.find_spec("mcp_server.server") is None:
         pytest.skip("the bundled agent (agent.graph) is not in this checkout: answers eval not exercised")
     arun = tmp_path / "answers.jsonl"
-    p = _imgrag(home, "eval", "answers", "--set", str(golden), "--folder", str(corpus), "--limit", "4",
+    p = _imgrag(home, "eval", "answers", "--set", str(golden), "--folder", str(corpus), "--limit", "3",
                 "--run-out", str(arun), "--out", str(out))
     assert "accuracy" in p.stdout
     alines = [json.loads(x) for x in arun.read_text().splitlines()]
-    assert len(alines) == 4
+    assert len(alines) == 3
     for ln in alines:
         assert {"id", "answer", "citations"} <= set(ln)
         for c in ln["citations"]:
             assert set(c) == {"image", "snippet"} and c["image"] in files
     ares = json.loads((out / "answers-tiny.json").read_text())
-    assert ares["questions"] == 4 and ares["metrics"]["errors"] == 0.0
+    assert ares["questions"] == 3 and ares["metrics"]["errors"] == 0.0
 
 
 @pytest.mark.slow
 @pytest.mark.es
+@pytest.mark.timeout(2400)
 def test_eval_retrieval_on_elasticsearch(tmp_path: Path) -> None:
     """`--backend elasticsearch` runs the same eval on the distributed store."""
     import uuid
