@@ -131,6 +131,24 @@ class ModelSpaces(BaseModel):
     text_dim: int
 
 
+def check_same_spaces(current: ModelSpaces, configured: ModelSpaces, new_index_hint: str) -> None:
+    """Refuse to mix vector spaces: one message for every backend, naming each differing model."""
+    if current == configured:
+        return
+    from ..errors import ImgragError
+
+    diff = [
+        f"{k}: index has {getattr(current, k)!r}, configured {getattr(configured, k)!r}"
+        for k in ModelSpaces.model_fields
+        if getattr(current, k) != getattr(configured, k)
+    ]
+    raise ImgragError(
+        "the index was built with other embedding models (" + "; ".join(diff) + ")",
+        f"use the models it was built with, re-index into a new {new_index_hint}, "
+        "or `imgrag rollback N` to a version built with the configured models",
+    )
+
+
 class Version(BaseModel):
     version: int
     time: datetime

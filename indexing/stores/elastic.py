@@ -57,6 +57,7 @@ from .base import (
     Stats,
     Version,
     VectorField,
+    check_same_spaces,
 )
 
 if TYPE_CHECKING:
@@ -579,17 +580,7 @@ class ElasticStore:
         with self._lock:
             current = self.spaces()
             if current is not None:
-                if current != spaces:
-                    diff = [
-                        f"{k}: index has {getattr(current, k)!r}, configured {getattr(spaces, k)!r}"
-                        for k in ModelSpaces.model_fields
-                        if getattr(current, k) != getattr(spaces, k)
-                    ]
-                    raise ImgragError(
-                        "the index was built with other embedding models (" + "; ".join(diff) + ")",
-                        "use the models it was built with, re-index into a new IMGRAG_ES_INDEX_PREFIX, "
-                        "or `imgrag rollback N` to a version built with the configured models",
-                    )
+                check_same_spaces(current, spaces, "IMGRAG_ES_INDEX_PREFIX")
                 return
             self._ensure_versions_index()
             name, _ = self._create_generation(spaces)

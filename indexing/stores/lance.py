@@ -33,6 +33,7 @@ from .base import (
     Stats,
     Version,
     VectorField,
+    check_same_spaces,
 )
 
 log = logging.getLogger(__name__)
@@ -171,17 +172,7 @@ class LanceStore:
     def ensure_spaces(self, spaces: ModelSpaces) -> None:
         current = self.spaces()
         if current is not None and self._images is not None:
-            if current != spaces:
-                diff = [
-                    f"{k}: index has {getattr(current, k)!r}, configured {getattr(spaces, k)!r}"
-                    for k in ModelSpaces.model_fields
-                    if getattr(current, k) != getattr(spaces, k)
-                ]
-                raise ImgragError(
-                    "the index was built with other embedding models (" + "; ".join(diff) + ")",
-                    "use the models it was built with, re-index into a new IMGRAG_HOME, "
-                    "or `imgrag rollback N` to a version built with the configured models",
-                )
+            check_same_spaces(current, spaces, "IMGRAG_HOME")
             return
         strings = pa.list_(pa.string())
         images_schema = pa.schema(
