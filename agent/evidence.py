@@ -1,0 +1,255 @@
+"""Evidence lines, how well each answers a sub-question, and the extractive answerer.
+
+Pure functions over what the MCP tools returned, so the answer logic and the citation checks can be
+tested without a server. The normalisation is the index's own (``indexing.analysis.normalize``:
+NFKC, lower case, whitespace collapsed) with spaces removed, as ``snippet_in_record`` does: OCR puts
+spaces in Chinese text and drops them in English unpredictably, so neither may decide a match.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from indexing.analysis import normalize, tokens
+
+from .planner import SubQuestion
+
+BBox = tuple[float, float, float, float]
+Source = Literal["ocr_region", "metadata", "snippet"]
+
+
+class EvidenceLine(BaseModel):
+    """One line of text seen in this run, and where."""
+
+    image_id: str
+    text: str
+    bbox: BBox | None = None
+    confidence: float = 0.0
+    source: Source = "ocr_region"
+    rank: int = Field(default=0, description="rank of the image among the sub-question's hits (0 = best)")
+
+
+class ImageInfo(BaseModel):
+    """What this run learned about one image through get_metadata and ocr_region."""
+
+    image_id: str
+    path: str = ""
+    file: str = ""
+    page: int = 1
+    width: int = 0
+    height: int = 0
+    ocr_text: str = ""
+    lines: list[EvidenceLine] = Field(default_factory=list, description="page-level OCR lines (metadata)")
+    reread: list[EvidenceLine] = Field(default_factory=list, description="lines from ocr_region re-reads")
+    seals: list[BBox] = Field(default_factory=list)
+    vlm_notes: list[str] = Field(default_factory=list)
+
+    def corpus(self) -> str:
+        """Every OCR text of this image seen in the run, normalised for substring checks."""
+        parts = [self.ocr_text, *(ln.text for ln in self.lines), *(ln.text for ln in self.reread)]
+        return squash("\n".join(parts))
+
+
+def squash(text: str) -> str:
+    """The comparison form of a text: normalised, without spaces."""
+    return normalize(text).replace(" ", "")
+
+
+def snippet_matches(snippet: str, info: ImageInfo) -> bool:
+    """Whether a quoted snippet occurs in the image's OCR text after normalisation."""
+    s = squash(snippet)
+    return bool(s) and s in info.corpus()
+
+
+# -- recognising values ----------------------------------------------------------------------
+_MONTH = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|Jun(?:e)?|Jul(?:y)?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+DATE_RE = re.compile(
+    r"(\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日"
+    r"|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}"
+    rf"|{_MONTH}\s*\d{{1,2}}(?:st|nd|rd|th)?\s*,?\s*\d{{4}}"
+    rf"|\d{{1,2}}(?:st|nd|rd|th)?\s*(?:of\s+)?{_MONTH}\s*,?\s*\d{{4}}"
+    r"|\d{1,2}[/.]\d{1,2}[/.]\d{4})",
+    re.I,
+)
+AMOUNT_RE = re.compile(
+    r"((?:人民币|RMB|CNY|USD|GBP|EUR|JPY|HKD|US\$|[¥￥$£€])\s*[\d,，]+(?:\.\d+)?\s*(?:元|万元)?"
+    r"|[\d,，]+(?:\.\d+)?\s*(?:元|万元|yuan|dollars|pounds|euros)"
+    r"|[零壹贰叁肆伍陆柒捌玖拾佰仟万亿元角分整]{4,})",
+    re.I,
+)
+ROLE_RE = re.compile(r"(甲方|乙方|丙方|买方|卖方|委托方|受托方|出租方|承租方|party\s*[a-c]\b|buyer|seller|client|contractor|supplier|vendor)", re.I)
+_COLON = re.compile(r"[:：]")
+
+
+def find_date(text: str) -> str | None:
+    m = DATE_RE.search(text)
+    return m.group(0).strip() if m else None
+
+
+def find_amount(text: str) -> str | None:
+    m = AMOUNT_RE.search(text)
+    return m.group(0).strip() if m else None
+
+
+def after_colon(text: str) -> str:
+    parts = _COLON.split(text, maxsplit=1)
+    return parts[1].strip(" ：:;；,，") if len(parts) == 2 else ""
+
+
+def term_coverage(terms: list[str], text: str) -> float:
+    """Share of terms in ``text``; multi-word terms ("party a") match as phrases."""
+    if not terms:
+        return 0.0
+    have = set(tokens(text))
+    flat = normalize(text)
+    hit = 0
+    for t in terms:
+        hit += (t in flat) if " " in t else (t in have)
+    return hit / len(terms)
+
+
+def entity_match(entities: list[str], info: ImageInfo) -> float:
+    """1 when every entity is on the page, 0.5 when some are, 0 when none (or no entities)."""
+    if not entities:
+        return 0.0
+    corpus = info.corpus()
+    found = sum(squash(e) in corpus for e in entities)
+    return 1.0 if found == len(entities) else (0.5 if found else 0.0)
+
+
+# -- scoring and values --------------------------------------------------------------------------
+class Scored(BaseModel):
+    line: EvidenceLine
+    score: float
+    value: str
+    snippet_line: EvidenceLine
+    why: str = ""
+
+
+def _below(line: EvidenceLine, pool: list[EvidenceLine]) -> EvidenceLine | None:
+    """The nearest line under ``line`` that starts in its horizontal span (a value on the next row)."""
+    if line.bbox is None:
+        return None
+    x0, _, x1, y1 = line.bbox
+    h = max(1.0, line.bbox[3] - line.bbox[1])
+    best, best_dy = None, 2.5 * h
+    for other in pool:
+        if other.bbox is None or other is line or other.image_id != line.image_id:
+            continue
+        dy = other.bbox[1] - y1
+        if -0.3 * h <= dy < best_dy and other.bbox[0] < x1 and other.bbox[2] > x0 - 2 * h:
+            best, best_dy = other, dy
+    return best
+
+
+def _right(line: EvidenceLine, pool: list[EvidenceLine]) -> EvidenceLine | None:
+    """The nearest line to the right on the same row (OCR often splits "甲方：" from its value)."""
+    if line.bbox is None:
+        return None
+    _, y0, x1, y1 = line.bbox
+    cy, h = (y0 + y1) / 2, max(1.0, y1 - y0)
+    best, best_dx = None, float("inf")
+    for other in pool:
+        if other.bbox is None or other is line or other.image_id != line.image_id:
+            continue
+        ocy = (other.bbox[1] + other.bbox[3]) / 2
+        dx = other.bbox[0] - x1
+        if abs(ocy - cy) < 0.5 * h and -0.2 * h <= dx < best_dx:
+            best, best_dx = other, dx
+    return best
+
+
+def score_line(sub: SubQuestion, line: EvidenceLine, pool: list[EvidenceLine], image_bonus: float) -> Scored | None:
+    """How well one line answers ``sub`` and the value it gives, or None if it says nothing about it."""
+    text = line.text.strip()
+    if not text:
+        return None
+    cov = term_coverage(sub.key_terms, text)
+    score = cov
+    value, snippet_line, why = text, line, f"terms {cov:.2f}"
+    if sub.intent == "date":
+        d = find_date(text)
+        if d:
+            score += 1.0
+            value, why = d, why + " +date"
+        elif cov > 0:
+            nxt = _right(line, pool) or _below(line, pool)
+            if nxt is not None and (d := find_date(nxt.text)):
+                score += 0.9
+                value, snippet_line, why = d, nxt, why + " +date(next)"
+    elif sub.intent == "amount":
+        a = find_amount(text)
+        if a:
+            score += 1.0
+            value, why = a, why + " +amount"
+    elif sub.intent == "party":
+        # "甲方（买方）：X" answers "甲方是谁"; "第三条 付款方式：甲方应于…" merely mentions it. The role
+        # asked for must be in the line's label (before the colon); context words count for little.
+        has_colon = bool(_COLON.search(text))
+        label = _COLON.split(text, maxsplit=1)[0] if has_colon else text
+        roles = asked_roles(sub)
+        if roles:
+            is_label = any(r in squash(label) for r in roles)
+        else:
+            is_label = term_coverage([t for t in sub.key_terms if len(t) > 1] or sub.key_terms, label) > 0
+        score = 0.5 * cov
+        v = after_colon(text) if has_colon else ""
+        if is_label and v:
+            score += 1.0 - (0.5 if len(label) > 16 else 0.0) - (0.3 if len(v) > 40 else 0.0)
+            value, why = v, why + " +role:value"
+        elif is_label and (has_colon or len(text) <= 12):
+            # The value sits in the next box on the row, or on the next row.
+            nxt = _right(line, pool) or _below(line, pool)
+            if nxt is not None and nxt.text.strip(" ：:"):
+                score += 0.8
+                value, snippet_line, why = nxt.text.strip(" ：:"), nxt, why + " +value(next)"
+    if score <= 0:
+        return None
+    score += image_bonus + 0.1 * line.confidence - 0.05 * line.rank
+    score += {"ocr_region": 0.1, "metadata": 0.0, "snippet": -0.05}[line.source]
+    return Scored(line=line, score=round(score, 4), value=value, snippet_line=snippet_line, why=why)
+
+
+def best_lines(sub: SubQuestion, evidence: list[EvidenceLine], images: dict[str, ImageInfo]) -> list[Scored]:
+    """The best answering line per image, best first."""
+    per_image: dict[str, Scored] = {}
+    by_image: dict[str, list[EvidenceLine]] = {}
+    for ln in evidence:
+        by_image.setdefault(ln.image_id, []).append(ln)
+    for image_id, lines in by_image.items():
+        info = images.get(image_id)
+        bonus = 0.6 * entity_match(sub.entities, info) if info else 0.0
+        for ln in lines:
+            s = score_line(sub, ln, lines, bonus)
+            if s is not None and (image_id not in per_image or s.score > per_image[image_id].score):
+                per_image[image_id] = s
+    return sorted(per_image.values(), key=lambda s: -s.score)
+
+
+def asked_roles(sub: SubQuestion) -> list[str]:
+    """Party roles named in the sub-question, in comparison form ("甲方", "partya")."""
+    return list(dict.fromkeys(squash(m.group(0)) for m in ROLE_RE.finditer(sub.question)))
+
+
+_ORG_TAIL = re.compile(r"^[\s.,，]*(?:(?:co|ltd|limited|inc|llc|corp|plc)\.?[\s.,，]*)+", re.I)
+
+
+def label_for(sub: SubQuestion) -> str:
+    """A short label for a claim: the role asked about ("甲方", "Party B"), else the question's
+    content words without the entity ("合同金额", "signed")."""
+    from .planner import strip_question_words
+
+    if sub.intent == "party":
+        m = ROLE_RE.search(sub.question)
+        if m:
+            return m.group(0)
+    text = sub.question
+    for e in sub.entities:
+        head, _, tail = text.partition(e)
+        text = head + " " + _ORG_TAIL.sub(" ", tail)
+    label = strip_question_words(text)
+    label = re.sub(r"\s+", " ", label).strip(" .,，")
+    return label or sub.question

@@ -1,0 +1,259 @@
+"""Fast tests of the agent's pure parts: planning, JSON repair, evidence scoring, citation checks,
+argument shaping, the LLM settings and the Markdown/PDF reports (no index, no server)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from agent.evidence import EvidenceLine, ImageInfo, best_lines, find_date, snippet_matches
+from agent.llm import LLMConfig, json_schema_for, parse_json_reply, schema_example
+from agent.mcp_client import shape_arguments
+from agent.planner import extract_dates, extract_entities, rule_plan, split_question
+from agent.report import find_cjk_font, to_markdown, write_markdown, write_pdf
+from agent.schemas import Answer, Checks, Citation, Claim, LLMAnswer, LLMPlan
+
+# -- planning --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "parts"),
+    [
+        ("甲方和乙方分别是谁", ["甲方分别是谁", "乙方分别是谁"]),
+        ("合同签订日期以及合同金额", ["合同签订日期", "合同金额"]),
+        ("甲方是谁并且签订日期是哪天", ["甲方是谁", "签订日期是哪天"]),
+        ("甲方是谁；乙方是谁", ["甲方是谁", "乙方是谁"]),
+        ("Who is Party A and when was it signed", ["Who is Party A", "when was it signed"]),
+        ("Who are Party A and Party B", ["Who are Party A", "Who are Party B"]),
+        ("what is the price; also who is Party B", ["what is the price", "who is Party B"]),
+        ("合同签订日期", ["合同签订日期"]),
+    ],
+)
+def test_split_question(question: str, parts: list[str]) -> None:
+    assert split_question(question) == parts
+
+
+def test_split_keeps_entities_and_fixed_words_whole() -> None:
+    q = "和信贸易有限公司的及时交付条款"
+    assert split_question(q, extract_entities(q)) == [q]
+
+
+@pytest.mark.parametrize(
+    ("question", "expected", "rest"),
+    [
+        ("2023年签订的合同", {"date_from": "2023-01-01", "date_to": "2023-12-31"}, "签订的合同"),
+        ("2023年5月的合同", {"date_from": "2023-05-01", "date_to": "2023-05-31"}, "合同"),
+        ("2023年5月12日签订的合同", {"date_from": "2023-05-12", "date_to": "2023-05-12"}, "签订的合同"),
+        ("contracts signed in 2021", {"date_from": "2021-01-01", "date_to": "2021-12-31"}, "contracts signed"),
+        ("agreement dated May 12, 2023", {"date_from": "2023-05-12", "date_to": "2023-05-12"}, "agreement"),
+        ("contracts signed before 2024", {"date_to": "2023-12-31"}, "contracts signed"),
+        ("contracts signed between 2021 and 2023", {"date_from": "2021-01-01", "date_to": "2023-12-31"}, "contracts signed"),
+        ("2022年以后的合同", {"date_from": "2023-01-01"}, "合同"),
+        ("合同 HT-2023-0012 的金额", {}, "合同 HT-2023-0012 的金额"),
+    ],
+)
+def test_extract_dates(question: str, expected: dict[str, str], rest: str) -> None:
+    filters, text = extract_dates(question)
+    assert filters == expected
+    assert text == rest
+
+
+def test_extract_entities() -> None:
+    assert extract_entities("与重庆东方商贸股份有限公司签订的合同") == ["重庆东方商贸股份有限公司"]
+    assert extract_entities("Who is Party B of the deal with Oakridge Manufacturing Corporation?") == [
+        "Oakridge Manufacturing Corporation"
+    ]
+    assert "HT-20241215-0901" in extract_entities("合同编号 HT-20241215-0901 的甲方")
+    assert extract_entities("find “blue seal” pages") == ["blue seal"]
+
+
+def test_rule_plan_intents_filters_and_user_filter_precedence() -> None:
+    plan = rule_plan("2023年重庆东方商贸股份有限公司的合同签订日期和合同金额是多少")
+    assert plan.filters == {"date_from": "2023-01-01", "date_to": "2023-12-31"}
+    assert [s.intent for s in plan.sub_questions] == ["date", "amount"]
+    assert all(s.entities == ["重庆东方商贸股份有限公司"] for s in plan.sub_questions)
+    assert all(s.filters == plan.filters for s in plan.sub_questions)
+    # A --filter date range replaces the one read from the question.
+    user = rule_plan("2023年的合同甲方是谁", {"date_from": "2020-01-01", "quality": ["scanned"]})
+    assert user.filters == {"date_from": "2020-01-01", "quality": ["scanned"]}
+    en = rule_plan("Who is Party A?")
+    assert en.sub_questions[0].intent == "party"
+    assert "party a" in en.sub_questions[0].key_terms
+    assert en.sub_questions[0].queries[0] == "Party A"
+
+
+# -- JSON from models -----------------------------------------------------------------------------
+
+
+def test_parse_json_reply_repairs_truncated_and_fenced() -> None:
+    assert parse_json_reply('{"a": 1}') == ({"a": 1}, False)
+    assert parse_json_reply('Sure:\n```json\n{"a": [1, 2]}\n```') == ({"a": [1, 2]}, True)
+    value, repaired = parse_json_reply('{"answer": "x", "claims": [{"text": "t", "citations": [{"image_id": "ab')
+    assert repaired and value["answer"] == "x"
+    # Incomplete list items are dropped by the bounded schemas instead of failing the reply.
+    ans = LLMAnswer.model_validate(value)
+    assert ans.claims[0].text == "t" and ans.claims[0].citations == []
+    with pytest.raises(ValueError):
+        parse_json_reply("no json here")
+
+
+def test_bounded_schemas_trim_and_inline() -> None:
+    long = LLMAnswer.model_validate({"answer": "x" * 900, "claims": [{"text": "c"}] * 9})
+    assert len(long.answer) == 600 and len(long.claims) == 4
+    schema = json_schema_for(LLMAnswer)
+    assert "$defs" not in schema and "$ref" not in str(schema)
+    assert schema["properties"]["claims"]["maxItems"] == 4
+    example = schema_example(json_schema_for(LLMPlan))
+    assert set(example) == {"sub_questions"} and set(example["sub_questions"][0]) == {"question", "queries"}
+
+
+def test_llm_config_from_env() -> None:
+    assert LLMConfig.from_env({}) is None
+    assert LLMConfig.from_env({"OPENAI_BASE_URL": "http://x/v1", "IMGRAG_LLM": "off"}) is None
+    cfg = LLMConfig.from_env(
+        {"OPENAI_BASE_URL": "http://x/v1", "IMGRAG_LLM_MODEL": "m", "IMGRAG_VLM_MODEL": "v", "IMGRAG_LLM_MAX_TOKENS": "99"}
+    )
+    assert cfg is not None and (cfg.base_url, cfg.model, cfg.vlm_model, cfg.max_tokens) == ("http://x/v1", "m", "v", 99)
+    assert cfg.api_key == "not-needed"
+
+
+# -- evidence and checks --------------------------------------------------------------------------
+
+
+def _line(text: str, y: float, x0: float = 100, x1: float = 600, image_id: str = "img1") -> EvidenceLine:
+    return EvidenceLine(image_id=image_id, text=text, bbox=(x0, y, x1, y + 24), confidence=0.95)
+
+
+def test_party_prefers_label_value_over_mention() -> None:
+    plan = rule_plan("甲方是谁")
+    lines = [
+        _line("第一条 合同标的：乙方按照本合同约定向甲方提供办公设备", 600),
+        _line("甲方（买方）：重庆东方商贸股份有限公司", 260),
+    ]
+    best = best_lines(plan.sub_questions[0], lines, {"img1": ImageInfo(image_id="img1")})
+    assert best[0].value == "重庆东方商贸股份有限公司"
+
+
+def test_party_value_in_the_next_box() -> None:
+    plan = rule_plan("Who is Party A?")
+    lines = [_line("Party A:", 200, 100, 200), _line("Oakridge Manufacturing Corporation", 201, 230, 700)]
+    best = best_lines(plan.sub_questions[0], lines, {"img1": ImageInfo(image_id="img1")})
+    assert best[0].value == "Oakridge Manufacturing Corporation"
+    assert best[0].snippet_line.text == "Oakridge Manufacturing Corporation"
+
+
+def test_date_and_amount_values() -> None:
+    date_sub = rule_plan("合同签订日期").sub_questions[0]
+    amount_sub = rule_plan("合同金额是多少").sub_questions[0]
+    lines = [
+        _line("签订日期：2024年12月15日", 500),
+        _line("第二条 合同金额：本合同总金额为人民币512,700.50元（大写：人民币伍拾壹万）", 700),
+        _line("甲乙双方本着平等互利的原则", 540),
+    ]
+    info = {"img1": ImageInfo(image_id="img1")}
+    assert best_lines(date_sub, lines, info)[0].value == "2024年12月15日"
+    assert best_lines(amount_sub, lines, info)[0].value == "人民币512,700.50元"
+    assert find_date("This Agreement is dated September 21, 2023.") == "September 21, 2023"
+
+
+def test_entity_bonus_picks_the_named_document() -> None:
+    sub = rule_plan("重庆东方商贸股份有限公司的合同签订日期").sub_questions[0]
+    lines = [_line("签订日期：2025年1月2日", 500, image_id="other"), _line("签订日期：2024年12月15日", 500, image_id="named")]
+    images = {
+        "other": ImageInfo(image_id="other", ocr_text="甲方：成都博达科技有限公司"),
+        "named": ImageInfo(image_id="named", ocr_text="甲方（买方）：重庆东方商贸股份有限公司"),
+    }
+    lines[1].rank = 1  # even from a lower-ranked hit
+    assert best_lines(sub, lines, images)[0].line.image_id == "named"
+
+
+def test_snippet_matches_after_normalisation() -> None:
+    info = ImageInfo(image_id="a", ocr_text="甲方（买方）：重庆东方商贸股份有限公司\nParty A: Oakridge  Manufacturing")
+    assert snippet_matches("甲方(买方):重庆东方商贸股份有限公司", info)  # full-width vs half-width
+    assert snippet_matches("party a:oakridge manufacturing", info)  # case and spaces
+    assert not snippet_matches("Party A: Fabricated Corp", info)
+    assert not snippet_matches("   ", info)
+
+
+def test_shape_arguments_flat_wrapped_and_unknown_keys() -> None:
+    flat = {"type": "object", "properties": {"image_id": {}, "bbox": {}, "scale": {}}}
+    assert shape_arguments(flat, {"image_id": "a", "bbox": None, "units": "px"}) == ({"image_id": "a"}, ["units"])
+    wrapped = {
+        "type": "object",
+        "properties": {"params": {"$ref": "#/$defs/In"}},
+        "$defs": {"In": {"type": "object", "properties": {"image_id": {}, "scale": {}}}},
+    }
+    assert shape_arguments(wrapped, {"image_id": "a", "scale": 2}) == ({"params": {"image_id": "a", "scale": 2}}, [])
+
+
+# -- reports --------------------------------------------------------------------------------------
+
+
+def _answer() -> Answer:
+    c1 = Citation(image_id="abc123", path="/data/contract.png", page=1, bbox=(10, 20, 300, 50), snippet="甲方：重庆东方商贸股份有限公司")
+    c2 = Citation(image_id="def456", path="/data/en.png", page=2, bbox=None, snippet="Party A: Oakridge | Co")
+    claims = [
+        Claim(text="甲方: 重庆东方商贸股份有限公司", citations=[c1], status="passed"),
+        Claim(text="Party A: Oakridge", citations=[c2], status="passed"),
+    ]
+    return Answer(
+        question="甲方是谁", answer="甲方: 重庆东方商贸股份有限公司 [1]", mode="extractive", claims=claims, citations=[c1, c2],
+        checks=Checks(claims_total=2, claims_passed=2, citations_checked=2, citations_passed=2),
+    )
+
+
+def test_markdown_report_tables_and_crops(tmp_path: Path) -> None:
+    a = _answer()
+    md = to_markdown(a)
+    assert "| 1 | `abc123` | /data/contract.png | 1 | [10, 20, 300, 50] | 甲方：重庆东方商贸股份有限公司 |" in md
+    assert "Oakridge \\| Co" in md  # pipes escaped inside cells
+    assert "| 1 | 甲方: 重庆东方商贸股份有限公司 | [1] |" in md
+    out = write_markdown(a, tmp_path / "r.md", {1: _png()})
+    assert (tmp_path / "r_crops" / "1.png").is_file()
+    assert "![crop 1](r_crops/1.png)" in out.read_text(encoding="utf-8")
+    public = a.public()
+    assert set(public) >= {"answer", "citations", "checks", "usage", "mode"}
+    assert set(public["citations"][0]) == {"image_id", "path", "page", "bbox", "snippet"}  # type: ignore[index]
+
+
+def _png() -> bytes:
+    img = Image.new("RGB", (600, 120), "white")
+    d = ImageDraw.Draw(img)
+    d.rectangle((20, 20, 580, 100), fill=(200, 30, 30))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="needs poppler-utils (apt-get install poppler-utils)")
+@pytest.mark.parametrize("with_font", [True, False])
+def test_pdf_report_embeds_crops(tmp_path: Path, with_font: bool) -> None:
+    font = find_cjk_font() if with_font else None
+    if with_font and font is None:
+        pytest.skip("no CJK font on this machine")
+    pdf = tmp_path / "r.pdf"
+    if with_font:
+        notes = write_pdf(_answer(), pdf, {1: _png()}, font)
+        assert notes == []
+    else:
+        import agent.report as report
+
+        orig = report.find_cjk_font
+        report.find_cjk_font = lambda: None  # type: ignore[assignment]
+        try:
+            notes = write_pdf(_answer(), pdf, {1: _png()})
+        finally:
+            report.find_cjk_font = orig  # type: ignore[assignment]
+        assert notes and "No CJK font" in notes[0]
+    listing = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert len(listing.strip().splitlines()) >= 3  # header, rule, one image
+    subprocess.run(["pdftoppm", "-r", "50", "-png", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "page")], check=True)
+    page = np.asarray(Image.open(next(tmp_path.glob("page*.png"))).convert("RGB")).astype(int)
+    red = (page[..., 0] > 150) & (page[..., 1] < 90) & (page[..., 2] < 90)
+    assert red.sum() > 200, "the crop is not visible on the rendered page"
