@@ -270,7 +270,13 @@ class LLMClient:
                     f"the LLM endpoint answered {e.status_code} for the {purpose} call: {str(e)[:300]}",
                     "check OPENAI_BASE_URL, OPENAI_API_KEY and IMGRAG_LLM_MODEL",
                 ) from e
-            except (APIConnectionError, APITimeoutError) as e:
+            except APITimeoutError as e:
+                raise ImgragError(
+                    f"the LLM endpoint {self.config.base_url or 'api.openai.com'} did not answer the {purpose} call "
+                    f"within {self.config.timeout_s:g} s",
+                    "raise IMGRAG_LLM_TIMEOUT, use a faster model, or unset OPENAI_BASE_URL for the extractive mode",
+                ) from e
+            except APIConnectionError as e:
                 raise ImgragError(
                     f"cannot reach the LLM endpoint {self.config.base_url or 'api.openai.com'} ({type(e).__name__})",
                     "start the server or fix OPENAI_BASE_URL; unset it to use the extractive mode",

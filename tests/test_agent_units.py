@@ -257,3 +257,25 @@ def test_pdf_report_embeds_crops(tmp_path: Path, with_font: bool) -> None:
     page = np.asarray(Image.open(next(tmp_path.glob("page*.png"))).convert("RGB")).astype(int)
     red = (page[..., 0] > 150) & (page[..., 1] < 90) & (page[..., 2] < 90)
     assert red.sum() > 200, "the crop is not visible on the rendered page"
+
+
+def test_unreachable_llm_endpoint_is_one_clear_error() -> None:
+    import asyncio
+    import socket
+
+    from agent.llm import LLMClient
+    from indexing.errors import ImgragError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket closes
+
+    async def go() -> None:
+        llm = LLMClient(LLMConfig(base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout_s=5))
+        try:
+            await llm.chat([{"role": "user", "content": "hi"}])
+        finally:
+            await llm.close()
+
+    with pytest.raises(ImgragError, match="cannot reach the LLM endpoint"):
+        asyncio.run(go())
