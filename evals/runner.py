@@ -53,7 +53,24 @@ def resolve(set_arg: str, backend: str | None, folder: Path | None, console: Con
         prepared.items()
     except GoldenFormatError as e:
         raise ImgragError(str(e), 'each line needs {"id", "query", "relevant": [file names]}') from e
-    return prepared, Runtime(base), {}
+    rt = Runtime(base)
+    _require_pages(rt, corpus)
+    return prepared, rt, {}
+
+
+def _require_pages(rt: Any, corpus: Path | None) -> None:
+    """An eval over an empty index (or a folder it never indexed) would score 0 everywhere and look
+    like a ranking failure; say what is missing instead."""
+    from indexing.stores.base import OPERATOR, Filters
+
+    filters = Filters(path_prefix=str(corpus)) if corpus is not None else Filters()
+    if rt.store.count(OPERATOR, filters):
+        return
+    s = rt.settings
+    where = f"Elasticsearch index {s.es_index_prefix!r} at {s.es_url}" if s.backend == "elasticsearch" else f"index in {s.home}"
+    what = f"no page under {corpus}" if corpus is not None else "no pages"
+    env = "IMGRAG_BACKEND=elasticsearch " if s.backend == "elasticsearch" else ""
+    raise ImgragError(f"the {where} holds {what}", f"index it first: {env}imgrag index {corpus or 'FOLDER'}")
 
 
 def _progress(console: Console, name: str) -> Any:
