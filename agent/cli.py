@@ -25,8 +25,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+
+def _console(stderr: bool = False) -> Console:
+    """Tables piped into a log or CI (no terminal, no COLUMNS) get 160 columns instead of rich's 80,
+    where every column name and number was wrapped beyond reading."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=160 if wide else None)
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 def _fail(e: Exception) -> NoReturn:
@@ -501,6 +510,24 @@ def eval_answers(
 
     try:
         run_answers(set_, backend=backend, out=out_dir, run_out=run_out, folder=folder, limit=limit or None, console=out)
+    except ImgragError as e:
+        _fail(e)
+
+
+@eval_app.command("tune")
+def eval_tune(
+    set_: Annotated[list[str] | None, typer.Option("--set", help="standard set(s) to tune on (repeatable; default: all three)")] = None,
+    backend: BackendOpt = None,
+    grid: Annotated[str | None, typer.Option("--grid", help="settings to try, e.g. 'image=0,0.25;bm25=1,2;rerank=0.3,0.6' (keys: image, bm25, text_vector, region, rerank, rrf_k, standout)")] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="rows to print")] = 15,
+    folder: FolderOpt = None,
+    out_dir: OutOpt = None,
+) -> None:
+    """Grid-search the fusion weights: each query is recalled once, every setting re-ranks it; dev/test halves."""
+    from evals.runner import run_tune
+
+    try:
+        run_tune(set_, backend=backend, grid=grid, top=top, folder=folder, out=out_dir, console=out)
     except ImgragError as e:
         _fail(e)
 

@@ -178,3 +178,23 @@ def answers_chart(results: list[AnswersResult], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def tune_table(res: Any, top: int = 15) -> Table:
+    """The best settings by dev-half nDCG@10 (mean over sets), the current one always shown."""
+    keys = list(res.grid)
+    t = Table(title=f"fusion weights by nDCG@10 · dev half chooses, test half checks · {', '.join(res.sets)}")
+    for key in keys:
+        t.add_column(key, justify="right")
+    t.add_column("dev mean", justify="right")
+    t.add_column("test mean", justify="right")
+    for s in res.sets:
+        t.add_column(f"{s} dev/test", justify="right")
+    shown = list(res.points[:top])
+    if res.current not in shown:
+        shown.append(res.current)
+    for p in shown:
+        row = [f"{p.setting[k]:g}" for k in keys] + [_f(p.dev_mean), _f(p.test_mean)]
+        row += [f"{_f(p.dev[s])} / {_f(p.test[s])}" for s in res.sets]
+        t.add_row(*row, style="bold" if p.current else None, end_section=p.current)
+    return t

@@ -185,6 +185,28 @@ def run_all(*, backend: str | None = None, out: Path | None = None, k: int = 10,
     return summary
 
 
+def run_tune(sets: list[str] | None = None, *, backend: str | None = None, grid: str | None = None, top: int = 15,
+             folder: Path | None = None, out: Path | None = None, console: Console | None = None) -> Any:
+    """Recall each set's queries once, score every grid point on dev/test halves, print the best."""
+    from .report import tune_table, write_json
+    from .tune import DEFAULT_GRID, parse_grid, recall_set, tune
+
+    console = console or Console()
+    names = sets or list(STANDARD_SETS)
+    grid_spec = parse_grid(grid or DEFAULT_GRID)
+    log = lambda m: console.print(m, style="dim", markup=False, highlight=False)  # noqa: E731
+    prepared = []
+    for name in names:
+        p, rt, _ = resolve(name, backend, folder, console)
+        log(f"tune {p.name}: recalling {len(p.items())} queries")
+        prepared.append(recall_set(p.name, rt, p.items(), p.corpus, 10, restrict=folder is not None, progress=log))
+    res = tune(prepared, grid_spec, progress=log)
+    console.print(tune_table(res, top))
+    j = write_json(_out(out) / "tune.json", res)
+    console.print(f"[dim]{len(res.points)} settings in {res.seconds:.0f}s · wrote {j}[/]", highlight=False)
+    return res
+
+
 def _out(out: Path | None) -> Path:
     d = (out or DEFAULT_OUT).expanduser()
     d.mkdir(parents=True, exist_ok=True)

@@ -69,6 +69,16 @@ class Hit(BaseModel):
     height: int
 
 
+class Recall(BaseModel):
+    """What the routes found for one request, before fusion."""
+
+    query: str
+    ranked: dict[str, list[str]] = Field(default_factory=dict, description="image ids per route, best first")
+    route_scores: dict[str, dict[str, float]] = Field(default_factory=dict)
+    region_hits: list[RegionHit] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
 class SearchResult(BaseModel):
     query: str | None
     hits: list[Hit]
@@ -161,6 +171,10 @@ class Searcher:
         }
 
     def search(self, req: SearchRequest, principal: Principal) -> SearchResult:
+        return self.rank(req, principal, self.recall(req, principal))
+
+    def recall(self, req: SearchRequest, principal: Principal) -> Recall:
+        """Every route's ranked candidates (the expensive part: embeddings and store queries)."""
         s = self.rt.settings
         if req.k > s.max_k:
             raise ImgragError(f"k={req.k} is over the limit of {s.max_k}", "ask for fewer hits or page with offset")
@@ -170,18 +184,15 @@ class Searcher:
         if not query and not req.similar_to:
             raise ImgragError("empty query", "give a text query or an image id to find similar images")
         store = self.rt.store
-        timings: dict[str, float] = {}
+        rec = Recall(query=query)
         depth = max(50, 3 * (req.offset + req.k))
-        ranked: dict[str, list[str]] = {}
-        route_scores: dict[str, dict[str, float]] = {}
-        region_hits: list[RegionHit] = []
 
         def timed(name: str, fn: Callable[[], list[RouteHit]]) -> None:
             t = time.perf_counter()
             hits = fn()
-            timings[name] = round((time.perf_counter() - t) * 1000, 2)
-            ranked[name] = [h.image_id for h in hits]
-            route_scores[name] = {h.image_id: h.score for h in hits}
+            rec.timings[name] = round((time.perf_counter() - t) * 1000, 2)
+            rec.ranked[name] = [h.image_id for h in hits]
+            rec.route_scores[name] = {h.image_id: h.score for h in hits}
 
         if req.similar_to:
             vecs = store.get_vectors(req.similar_to, principal)
@@ -208,26 +219,39 @@ class Searcher:
                 if route in routes:
                     t = time.perf_counter()
                     hits = store.knn_regions(kind, vec(query), depth * 4, req.filters, principal)  # type: ignore[arg-type]
-                    timings[route] = round((time.perf_counter() - t) * 1000, 2)
-                    region_hits.extend(hits)
-                    ranked[route] = _best_per_image(hits)[:depth]
+                    rec.timings[route] = round((time.perf_counter() - t) * 1000, 2)
+                    rec.region_hits.extend(hits)
+                    rec.ranked[route] = _best_per_image(hits)[:depth]
                     best: dict[str, float] = {}
                     for h in hits:
                         best[h.image_id] = max(best.get(h.image_id, -1.0), h.score)
-                    route_scores[route] = best
+                    rec.route_scores[route] = best
+        return rec
 
+    def rank(
+        self,
+        req: SearchRequest,
+        principal: Principal,
+        rec: Recall,
+        get_many: Callable[[list[str], Principal], dict[str, ImageRecord]] | None = None,
+    ) -> SearchResult:
+        """Fuse the routes, re-rank the top by their best region and attach evidence. Cheap, so
+        evaluation can re-rank one recall under many weight settings (``get_many`` may cache)."""
+        s = self.rt.settings
+        get_many = get_many or self.rt.store.get_many
+        query, ranked, timings = rec.query, rec.ranked, dict(rec.timings)
         t = time.perf_counter()
-        factors = {r: standout(route_scores[r], s.standout_z) for r in ranked if r in VECTOR_ROUTES}
+        factors = {r: standout(rec.route_scores[r], s.standout_z) for r in ranked if r in VECTOR_ROUTES}
         fused = rrf(ranked, self.weights(), s.rrf_k, factors)
         order = sorted(fused, key=lambda d: -fused[d])
         n_cand = len(order)
         window = order[: max(req.offset + req.k, 30) if req.rerank else req.offset + req.k]
-        records = store.get_many(window, principal)
+        records = get_many(window, principal)
         window = [d for d in window if d in records]
         timings["fuse"] = round((time.perf_counter() - t) * 1000, 2)
 
         t = time.perf_counter()
-        evidence = self._evidence(query, window, records, region_hits, principal, req.filters)
+        evidence = self._evidence(query, window, records, rec.region_hits, principal, req.filters)
         if req.rerank and query:
             bonus_unit = 1.0 / (s.rrf_k + 1)
             for d in window:
@@ -237,24 +261,24 @@ class Searcher:
 
         hits: list[Hit] = []
         for d in window[req.offset : req.offset + req.k]:
-            rec = records[d]
+            r = records[d]
             region, snippet, _cov = evidence[d]
             hits.append(
                 Hit(
                     image_id=d,
-                    doc_id=rec.doc_id,
-                    path=rec.path,
-                    page=rec.page,
-                    n_pages=rec.n_pages,
+                    doc_id=r.doc_id,
+                    path=r.path,
+                    page=r.page,
+                    n_pages=r.n_pages,
                     score=round(fused[d], 6),
                     snippet=snippet,
                     region=region,
-                    ranks={r: ids.index(d) + 1 for r, ids in ranked.items() if d in ids},
-                    quality=rec.quality,
-                    dates=sorted({m.date.isoformat() for m in rec.dates}),
-                    caption=rec.caption,
-                    width=rec.width,
-                    height=rec.height,
+                    ranks={rt: ids.index(d) + 1 for rt, ids in ranked.items() if d in ids},
+                    quality=r.quality,
+                    dates=sorted({m.date.isoformat() for m in r.dates}),
+                    caption=r.caption,
+                    width=r.width,
+                    height=r.height,
                 )
             )
         timings["total"] = round(sum(timings.values()), 2)

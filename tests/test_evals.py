@@ -257,6 +257,18 @@ def test_eval_end_to_end_on_a_tiny_index(tmp_path: Path) -> None:
     assert res["configs"]["hybrid_rerank"]["metrics"]["mrr@10"] > 0.75
     assert (out / "retrieval-tiny.png").stat().st_size > 1000
 
+    # tune: one recall per query, every grid point re-ranked; the current setting is always a row
+    p = _imgrag(home, "eval", "tune", "--set", str(golden), "--folder", str(corpus), "--grid", "bm25=1,3;rerank=0.6",
+                "--out", str(out))
+    tune = json.loads((out / "tune.json").read_text())
+    assert tune["sets"] == ["tiny"] and len(tune["points"]) == 2 * 2  # bm25 {1,3} x rerank {0.3 (current), 0.6}
+    assert sum(pt["current"] for pt in tune["points"]) == 1 and "dev mean" in p.stdout
+    # the re-ranked current setting scores what `eval retrieval` measured for hybrid + re-rank
+    cur = tune["current"]
+    n = tune["queries"]["tiny"]
+    both = (cur["dev"]["tiny"] * n["dev"] + cur["test"]["tiny"] * n["test"]) / (n["dev"] + n["test"])
+    assert both == pytest.approx(res["configs"]["hybrid_rerank"]["metrics"]["ndcg@10"], abs=0.02)
+
     import importlib.util
 
     if importlib.util.find_spec("agent.graph") is None or importlib.util.find_spec("mcp_server.server") is None:
@@ -323,3 +335,17 @@ def test_eval_retrieval_on_elasticsearch(tmp_path: Path) -> None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def test_tune_grid_and_halves() -> None:
+    from evals.tune import half_of, parse_grid
+    from indexing.errors import ImgragError
+
+    assert parse_grid("bm25=2,1,2; rerank=0.6") == {"bm25": [1.0, 2.0], "rerank": [0.6]}
+    with pytest.raises(ImgragError, match="bad --grid"):
+        parse_grid("colour=1")
+    with pytest.raises(ImgragError, match="bad --grid value"):
+        parse_grid("bm25=one")
+    halves = [half_of(f"q{i}") for i in range(400)]
+    assert halves == [half_of(f"q{i}") for i in range(400)]  # stable
+    assert 150 < halves.count("dev") < 250  # about half each
