@@ -29,6 +29,7 @@ from indexing.stores.base import (
     ImageVectors,
     Indexed,
     IndexStore,
+    MetadataUpdate,
     ModelSpaces,
     Principal,
     RegionRecord,
@@ -467,6 +468,66 @@ def test_soft_delete_hides_everywhere_then_purge_removes(store: IndexStore) -> N
     # a purged page can be indexed again
     store.write([make(CORPUS[0])])
     assert store.live_ids(["c1"]) == {"c1"}
+
+
+def test_update_metadata_in_place_applies_to_every_read_and_rolls_back(store: IndexStore) -> None:
+    load(store, ACL_CORPUS + [Spec("gone", text="common gone words", acl=["alice"])])
+    store.soft_delete(["gone"])
+    v1 = store.commit("index", {"indexed": 5})
+    alice, bob, carol = Principal(name="alice"), Principal(name="bob", groups=["legal"]), Principal(name="carol")
+    before = {i: store.get_vectors(i, OPERATOR) for i in ("pub", "ali")}
+    regions_before = {(r.region_id, r.bbox, r.text) for r in store.regions_of(["pub", "ali"])}
+
+    assert store.update_metadata(["pub", "ali"], MetadataUpdate()) == 0
+    # restrict a public page and move alice's page to legal; "leg" already has that ACL, "gone"
+    # is soft-deleted and "nope" does not exist: neither counts nor changes
+    upd = MetadataUpdate(acl=["legal"], tags=["fixed"], meta={"owner": "zebra"})
+    assert store.update_metadata(["pub", "ali", "nope", "gone"], upd) == 2
+    assert store.update_metadata(["pub", "ali"], upd) == 0  # idempotent
+    assert store.update_metadata(["leg"], MetadataUpdate(acl=["legal"])) == 0
+
+    # the new ACL holds inside every route at once, regions and BM25 included
+    assert_visible(store, alice, Filters(), {"hr"})
+    assert_visible(store, bob, Filters(), {"pub", "ali", "leg"})
+    assert_visible(store, carol, Filters(), set())
+    assert {h.image_id for h in store.bm25("public alice", 10, Filters(), alice)} == set()
+    # tags and metadata filter everywhere, and their words are searchable
+    assert_visible(store, OPERATOR, Filters(tags=["fixed"]), {"pub", "ali"})
+    assert_visible(store, OPERATOR, Filters(meta={"owner": "zebra"}), {"pub", "ali"})
+    assert {h.image_id for h in store.bm25("zebra", 10, Filters(), OPERATOR)} == {"pub", "ali"}
+    rec = store.get("ali", OPERATOR)
+    assert rec is not None and (rec.acl, rec.tags, rec.meta) == (["legal"], ["fixed"], {"owner": "zebra"})
+    assert rec.ocr_text == "common alice words" and rec.indexed_at == NOW
+    # vectors and regions are untouched; nothing else changed
+    for i, vec in before.items():
+        got = store.get_vectors(i, OPERATOR)
+        assert got is not None and vec is not None
+        np.testing.assert_allclose(got.image, vec.image, atol=1e-6)
+        np.testing.assert_allclose(got.feature, vec.feature, atol=1e-6)
+        np.testing.assert_allclose(got.text, vec.text, atol=1e-6)
+    assert {(r.region_id, r.bbox, r.text) for r in store.regions_of(["pub", "ali"])} == regions_before
+    assert store.live_ids(["pub", "ali", "gone"]) == {"pub", "ali"}
+    assert store.count(OPERATOR, Filters()) == 4 and store.stats(OPERATOR).deleted == 1
+    hr = store.get("hr", OPERATOR)
+    assert hr is not None and hr.acl == ["alice", "hr"]
+
+    # a given empty ACL makes a page public; fields not given keep their values
+    assert store.update_metadata(["ali"], MetadataUpdate(acl=[])) == 1
+    assert_visible(store, carol, Filters(), {"ali"})
+    rec = store.get("ali", OPERATOR)
+    assert rec is not None and (rec.acl, rec.tags, rec.meta) == ([], ["fixed"], {"owner": "zebra"})
+
+    # a metadata update is part of the next version: rolling back restores the old ACL everywhere
+    v2 = store.commit("index", {"updated_metadata": 3})
+    assert v2.version == v1.version + 1
+    store.rollback(v1.version)
+    assert_visible(store, alice, Filters(), {"pub", "ali", "hr"})
+    assert_visible(store, carol, Filters(), {"pub"})
+    assert_visible(store, OPERATOR, Filters(tags=["fixed"]), set())
+    assert store.get("gone", OPERATOR) is None
+    store.rollback(v2.version)
+    assert_visible(store, carol, Filters(), {"ali"})
+    assert_visible(store, alice, Filters(), {"hr", "ali"})
 
 
 def test_purge_is_final_no_rollback_brings_a_purged_page_back(store: IndexStore) -> None:

@@ -120,6 +120,34 @@ class Indexed(BaseModel):
     regions: list[RegionRecord]
 
 
+class MetadataUpdate(BaseModel):
+    """New user metadata for pages whose content did not change; ``None`` keeps the stored value.
+
+    A given field *replaces* the stored one (``acl=[]`` makes a page public, ``meta={}`` drops all
+    metadata). ACL and tags compare as sets, so a different order is not a change.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    acl: list[str] | None = None
+    meta: dict[str, str] | None = None
+    tags: list[str] | None = None
+
+    def is_empty(self) -> bool:
+        return self.acl is None and self.meta is None and self.tags is None
+
+    def apply(self, rec: ImageRecord) -> ImageRecord | None:
+        """The record with this update applied, or ``None`` when it would not change anything."""
+        changes: dict[str, object] = {}
+        if self.acl is not None and sorted(set(self.acl)) != sorted(set(rec.acl)):
+            changes["acl"] = list(dict.fromkeys(self.acl))
+        if self.tags is not None and sorted(set(self.tags)) != sorted(set(rec.tags)):
+            changes["tags"] = list(dict.fromkeys(self.tags))
+        if self.meta is not None and self.meta != rec.meta:
+            changes["meta"] = dict(self.meta)
+        return rec.model_copy(update=changes) if changes else None
+
+
 class ModelSpaces(BaseModel):
     """Identities and dimensions of the vector spaces an index was built with."""
 
@@ -216,6 +244,14 @@ class IndexStore(Protocol):
     def list_images(
         self, principal: Principal, filters: Filters, *, offset: int = 0, limit: int = 100
     ) -> list[ImageRecord]: ...
+
+    def update_metadata(self, image_ids: list[str], update: MetadataUpdate) -> int:
+        """Apply ``update`` to these live pages and their regions in place, without re-embedding.
+
+        Pages it would not change are left alone; returns how many pages changed. The change is
+        visible to every read (ACL filters included) as soon as this returns, and is part of the
+        next :meth:`commit`, so ``rollback`` to an earlier version restores the old metadata.
+        """
 
     def soft_delete(self, image_ids: list[str]) -> int: ...
 

@@ -50,6 +50,7 @@ from .base import (
     ImageRecord,
     ImageVectors,
     Indexed,
+    MetadataUpdate,
     ModelSpaces,
     Principal,
     RegionHit,
@@ -739,6 +740,59 @@ class ElasticStore:
                         f"region {r.region_id} has a {np.asarray(r.vector).size}-dimensional vector, the index {dim}",
                         "the configured embedding models differ from the index's",
                     )
+
+    @_guard("update metadata")
+    def update_metadata(self, image_ids: list[str], update: MetadataUpdate) -> int:
+        """Like :meth:`write` for the metadata only: the current row of each changed page is
+        superseded by a copy (vectors and regions included) with the new ACL, tags and metadata,
+        so a rollback to an earlier version brings the old metadata back."""
+        if not image_ids or update.is_empty():
+            return 0
+        with self._lock:
+            info = self._generation()
+            if info is None:
+                return 0
+            index = info[0]
+            p = self._next_version()
+            ids = list(dict.fromkeys(image_ids))
+            actions: list[dict[str, Any]] = []
+            changed = 0
+            for i in range(0, len(ids), 200):
+                chunk = ids[i : i + 200]
+                q = _bool([{"term": {"current": True}}, {"term": {"deleted": False}}, {"terms": {"image_id": chunk}}])
+                hits = self.es.search(
+                    index=index, query=q, size=2 * len(chunk), sort=[{"v_from": "desc"}],
+                    source={"includes": ["*"]},  # explicit includes: vectors come back too
+                ).body["hits"]["hits"]
+                for h in _dedup(hits, _image_id):
+                    src = h["_source"]
+                    rec = update.apply(ImageRecord.model_validate(src["record"]))
+                    if rec is None:
+                        continue
+                    if any(f not in src for f in _SPACE_DIM):
+                        raise ImgragError(
+                            f"cannot update {rec.image_id}: Elasticsearch returned its row without vectors",
+                            "nothing was changed; report this with the Elasticsearch version",
+                        )
+                    new_id = f"{rec.image_id}@{p}"
+                    if h["_id"] != new_id:
+                        actions.append(
+                            {"_op_type": "update", "_index": index, "_id": h["_id"], "routing": rec.image_id,
+                             "doc": {"current": False, "v_to": p}}
+                        )
+                    src.update(
+                        acl=rec.acl, tags=rec.tags, meta_kv=[f"{k}={v}" for k, v in sorted(rec.meta.items())],
+                        fts=fts_source(rec), record=rec.model_dump(mode="json"), current=True, v_from=p,
+                    )
+                    src.pop("v_to", None)
+                    actions.append(
+                        {"_op_type": "index", "_index": index, "_id": new_id, "routing": rec.image_id, "_source": src}
+                    )
+                    changed += 1
+            failures = self._bulk(actions, "update metadata")
+            self._refresh()
+            self._raise_failures(failures, changed, "update metadata")
+            return changed
 
     @_guard("soft-delete images")
     def soft_delete(self, image_ids: list[str]) -> int:

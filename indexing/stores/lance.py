@@ -26,6 +26,7 @@ from .base import (
     ImageRecord,
     ImageVectors,
     Indexed,
+    MetadataUpdate,
     ModelSpaces,
     Principal,
     RegionHit,
@@ -110,6 +111,11 @@ def _filter_schema() -> list[pa.Field]:
         pa.field("date_tokens", strings),
         pa.field("has_seal", pa.bool_()),
     ]
+
+
+def _image_fts(rec: ImageRecord) -> str:
+    """What BM25 sees for a page: OCR text, caption, tags and metadata values."""
+    return fts_text(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.meta.values()]))
 
 
 def _unit(dim: int) -> list[float]:
@@ -224,7 +230,7 @@ class LanceStore:
                 {
                     **common,
                     "page": rec.page,
-                    "fts": fts_text(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.meta.values()])),
+                    "fts": _image_fts(rec),
                     "record": rec.model_dump_json(),
                     "img_vec": it.vectors.image.astype(np.float32).tolist(),
                     "feat_vec": it.vectors.feature.astype(np.float32).tolist(),
@@ -258,6 +264,52 @@ class LanceStore:
                 .when_not_matched_insert_all()
                 .execute(image_rows)
             )
+
+    def update_metadata(self, image_ids: list[str], update: MetadataUpdate) -> int:
+        if not image_ids or update.is_empty() or not self._ready():
+            return 0
+        ids = list(dict.fromkeys(image_ids))
+        changed = 0
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                # Whole rows (vectors included): merge_insert replaces a matched row as a whole.
+                images = (
+                    self._images.search()
+                    .where(f"deleted = false AND image_id IN ({_lits(chunk)})")
+                    .limit(len(chunk))
+                    .to_arrow()
+                )
+                rows: list[dict[str, Any]] = []
+                new_fields: dict[str, dict[str, Any]] = {}
+                for row in images.to_pylist():
+                    rec = update.apply(ImageRecord.model_validate_json(row["record"]))
+                    if rec is None:
+                        continue
+                    fields = {k: v for k, v in _filter_fields(rec).items() if k in ("acl", "tags", "meta_kv")}
+                    new_fields[rec.image_id] = fields
+                    rows.append({**row, **fields, "fts": _image_fts(rec), "record": rec.model_dump_json()})
+                if not rows:
+                    continue
+                where = f"image_id IN ({_lits(list(new_fields))})"
+                n_regions = self._regions.count_rows(where)
+                # Regions first, then the pages, as in write(): each table changes in one commit.
+                if n_regions:
+                    regions = self._regions.search().where(where).limit(n_regions).to_arrow().to_pylist()
+                    for r in regions:
+                        r.update(new_fields[r["image_id"]])
+                    (
+                        self._regions.merge_insert("region_id")
+                        .when_matched_update_all()
+                        .execute(pa.Table.from_pylist(regions, schema=self._regions.schema))
+                    )
+                (
+                    self._images.merge_insert("image_id")
+                    .when_matched_update_all()
+                    .execute(pa.Table.from_pylist(rows, schema=self._images.schema))
+                )
+                changed += len(rows)
+        return changed
 
     def soft_delete(self, image_ids: list[str]) -> int:
         if not image_ids or not self._ready():
