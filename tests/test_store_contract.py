@@ -591,6 +591,57 @@ def test_versions_and_rollback_round_trip(store: IndexStore) -> None:
         store.rollback(99)
 
 
+def test_replace_image_space_from_features_and_rollback(store: IndexStore) -> None:
+    load(store, [Spec("A", text="alpha words"), Spec("B", text="beta words", acl=["alice"]), Spec("C", text="gamma")])
+    store.soft_delete(["C"])
+    v1 = store.commit("index", {"indexed": 3})
+    new = SPACES.model_copy(update={"image": "test-joint-2", "image_dim": 8})
+    proj = np.random.default_rng(5).normal(size=(FEAT, 8)).astype(np.float32)
+    seen: list[str] = []
+
+    def new_vectors(feats: np.ndarray, records: list[ImageRecord]) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+        assert feats.shape == (len(records), FEAT)
+        seen.extend(r.image_id for r in records)
+        whole = feats @ proj
+        whole /= np.linalg.norm(whole, axis=1, keepdims=True)
+        # tiles of live pages from "pixels" (here: the negated whole vector), none for deleted ones
+        return whole, [{} if r.deleted else {"t0": -whole[i]} for i, r in enumerate(records)]
+
+    with pytest.raises(ImgragError, match="features"):
+        store.replace_image_space(new.model_copy(update={"feature": "other-feat"}), new_vectors)
+    assert store.spaces() == SPACES and seen == []
+
+    done = store.replace_image_space(new, new_vectors)
+    assert (done.images, done.tiles_from_pixels, done.tiles_placeholder) == (3, 2, 1)
+    assert sorted(seen) == ["A", "B", "C"]
+    assert store.spaces() == new and store.stats(OPERATOR).spaces == new
+    v2 = store.commit("reembed", {"images": 3})
+    assert v2.spaces == new
+    vec = store.get_vectors("A", OPERATOR)
+    assert vec is not None and vec.image.shape == (8,) and vec.feature.shape == (FEAT,) and vec.text.shape == (TXT,)
+    expect = vec.feature @ proj
+    np.testing.assert_allclose(vec.image, expect / np.linalg.norm(expect), atol=1e-5)
+    # every route works in the new space, with ACL, deletes and text untouched
+    q = vec.image
+    assert [h.image_id for h in store.knn("image", q, 5, Filters(), OPERATOR)][0] == "A"
+    assert {h.image_id for h in store.knn("image", q, 5, Filters(), Principal(name="carol"))} == {"A"}
+    tiles = store.knn_regions("tile", -q, 5, Filters(), OPERATOR)
+    assert tiles[0].region_id == "A:t0" and tiles[0].score == pytest.approx(1.0, abs=1e-4)
+    assert {h.image_id for h in store.bm25("alpha beta gamma", 5, Filters(), OPERATOR)} == {"A", "B"}
+    assert store.live_ids(["A", "B", "C"]) == {"A", "B"} and store.stats(OPERATOR).deleted == 1
+    assert {r.region_id for r in store.regions_of(["A"])} == {"A:t0", "A:b0"}
+    with pytest.raises(ImgragError):
+        store.ensure_spaces(SPACES)
+
+    store.rollback(v1.version)
+    assert store.spaces() == SPACES
+    back = store.get_vectors("A", OPERATOR)
+    assert back is not None and back.image.shape == (IMG,)
+    assert {h.image_id for h in store.knn("image", back.image, 5, Filters(), OPERATOR)} == {"A", "B"}
+    store.rollback(v2.version)
+    assert store.spaces() == new and store.live_ids(["A", "B", "C"]) == {"A", "B"}
+
+
 def test_model_space_mismatch_is_refused(store: IndexStore) -> None:
     load(store, [Spec("A")])
     store.ensure_spaces(SPACES)  # the same models: fine, and idempotent

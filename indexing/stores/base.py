@@ -9,6 +9,7 @@ never applied afterwards.
 from __future__ import annotations
 
 from datetime import date, datetime
+from collections.abc import Callable
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -177,6 +178,33 @@ def check_same_spaces(current: ModelSpaces, configured: ModelSpaces, new_index_h
     )
 
 
+ImageSpaceFn = Callable[[np.ndarray, list[ImageRecord]], tuple[np.ndarray, list[dict[str, np.ndarray]]]]
+"""``(features (n, feature_dim), records) -> (whole-image vectors (n, image_dim), per record its
+grid tiles' new vectors by region label)``; called on batches of pages, soft-deleted ones included."""
+
+
+class ImageSpaceReplaced(BaseModel):
+    """What :meth:`IndexStore.replace_image_space` did."""
+
+    images: int = 0
+    tiles_from_pixels: int = 0  # tiles whose new vector the callback gave
+    tiles_placeholder: int = 0  # tiles it gave none for: they get their page's new whole-image vector
+
+
+def check_same_base_spaces(current: ModelSpaces, new: ModelSpaces) -> None:
+    """An image space can only be replaced on the features and text space it was derived from."""
+    if (current.feature, current.feature_dim, current.text, current.text_dim) != (
+        new.feature, new.feature_dim, new.text, new.text_dim
+    ):
+        from ..errors import ImgragError
+
+        raise ImgragError(
+            f"the index's features ({current.feature}) or text model ({current.text}) differ from the new "
+            f"ones ({new.feature}, {new.text})",
+            "an adapter can only re-embed an index built on the features it was trained on; re-index instead",
+        )
+
+
 class Version(BaseModel):
     version: int
     time: datetime
@@ -280,6 +308,13 @@ class IndexStore(Protocol):
     def count(self, principal: Principal, filters: Filters) -> int: ...
 
     def stats(self, principal: Principal) -> Stats: ...
+
+    def replace_image_space(self, spaces: ModelSpaces, new_vectors: ImageSpaceFn) -> ImageSpaceReplaced:
+        """Move every page (soft-deleted ones too) to a new image-text space computed from its stored
+        features: whole-image and tile vectors change, features, text vectors and text regions do
+        not. ``spaces`` must keep the index's feature and text spaces (ImgragError otherwise).
+        Reads see the new space when this returns; the next :meth:`commit` records it, and
+        ``rollback`` to an earlier version restores the old space."""
 
     def commit(self, op: str, summary: dict[str, int | str]) -> Version:
         """Record a logical version after a write operation."""

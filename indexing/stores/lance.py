@@ -24,6 +24,8 @@ from ..errors import BackendUnavailableError, ImgragError
 from .base import (
     Filters,
     ImageRecord,
+    ImageSpaceFn,
+    ImageSpaceReplaced,
     ImageVectors,
     Indexed,
     MetadataUpdate,
@@ -34,6 +36,7 @@ from .base import (
     Stats,
     Version,
     VectorField,
+    check_same_base_spaces,
     check_same_spaces,
 )
 
@@ -310,6 +313,55 @@ class LanceStore:
                 )
                 changed += len(rows)
         return changed
+
+    def replace_image_space(self, spaces: ModelSpaces, new_vectors: ImageSpaceFn) -> ImageSpaceReplaced:
+        """Rewrite ``img_vec`` and the tiles' ``tile_vec`` at the new width as new table versions
+        (an overwrite keeps the old versions, so rollback restores the old space)."""
+        current = self.spaces()
+        if current is None or not self._ready():
+            raise ImgragError("the index is empty: nothing to re-embed", "index some images first")
+        check_same_base_spaces(current, spaces)
+        out = ImageSpaceReplaced()
+        with self._lock:
+            images = self._images.to_arrow()
+            regions = self._regions.to_arrow()
+            records = [
+                ImageRecord.model_validate_json(r).model_copy(update={"deleted": bool(d)})
+                for r, d in zip(images.column("record").to_pylist(), images.column("deleted").to_pylist(), strict=True)
+            ]
+            feats = np.asarray(images.column("feat_vec").to_pylist(), np.float32).reshape(len(records), -1)
+            whole, tiles = new_vectors(feats, records) if records else (np.zeros((0, spaces.image_dim)), [])
+            by_id = {rec.image_id: i for i, rec in enumerate(records)}
+            vec_type = pa.list_(pa.float32(), spaces.image_dim)
+            new_tiles: list[list[float]] = []
+            for image_id, kind, label in zip(
+                regions.column("image_id").to_pylist(), regions.column("kind").to_pylist(),
+                regions.column("label").to_pylist(), strict=True,
+            ):
+                i = by_id.get(image_id)
+                v = None
+                if kind == "tile" and i is not None:
+                    v = tiles[i].get(label)
+                    if v is None:
+                        out.tiles_placeholder += 1
+                    else:
+                        out.tiles_from_pixels += 1
+                if v is None:  # text regions never use tile_vec; a tile without pixels gets its page's vector
+                    v = whole[i] if i is not None else _unit(spaces.image_dim)
+                new_tiles.append(np.asarray(v, np.float32).tolist())
+            images = images.set_column(
+                images.schema.get_field_index("img_vec"), pa.field("img_vec", vec_type),
+                pa.array(np.asarray(whole, np.float32).reshape(len(records), spaces.image_dim).tolist(), type=vec_type),
+            )
+            regions = regions.set_column(
+                regions.schema.get_field_index("tile_vec"), pa.field("tile_vec", vec_type),
+                pa.array(new_tiles, type=vec_type),
+            )
+            self._images = self.db.create_table(IMAGES, images, mode="overwrite")
+            self._regions = self.db.create_table(REGIONS, regions, mode="overwrite")
+            self._meta_path.write_text(spaces.model_dump_json(indent=2))
+        out.images = len(records)
+        return out
 
     def soft_delete(self, image_ids: list[str]) -> int:
         if not image_ids or not self._ready():
