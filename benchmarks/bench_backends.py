@@ -208,6 +208,8 @@ def open_backend(name: str, workdir: Path, es_url: str | None, index_options: st
 @dataclass
 class _FakeEmbedder:
     vectors: dict[str, np.ndarray]
+    identity: str  # the searcher checks the query space against the index's
+    dim: int
 
     def embed_queries(self, texts: list[str]) -> list[np.ndarray]:
         return [self.vectors[t] for t in texts]
@@ -216,11 +218,11 @@ class _FakeEmbedder:
 class _BenchRuntime:
     """Just what :class:`indexing.search.Searcher` touches: settings, store and query embedders."""
 
-    def __init__(self, store: IndexStore, img: dict[str, np.ndarray], txt: dict[str, np.ndarray]) -> None:
+    def __init__(self, store: IndexStore, img: dict[str, np.ndarray], txt: dict[str, np.ndarray], spaces: ModelSpaces) -> None:
         self.settings = Settings()
         self.store = store
-        self.image_embedder = _FakeEmbedder(img)
-        self.text_embedder = _FakeEmbedder(txt)
+        self.image_embedder = _FakeEmbedder(img, spaces.image, spaces.image_dim)
+        self.text_embedder = _FakeEmbedder(txt, spaces.text, spaces.text_dim)
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -265,7 +267,7 @@ def run_backend(
             "knn image, user+2023": lambda q: store.knn("image", q.image, 50, year, user),
             "bm25, user+2023": lambda q: store.bm25(q.text, 50, year, user),
         }
-        rt = _BenchRuntime(store, {q.text: q.image for q in queries}, {q.text: q.text_vec for q in queries})
+        rt = _BenchRuntime(store, {q.text: q.image for q in queries}, {q.text: q.text_vec for q in queries}, spaces)
         searcher = Searcher(rt)  # type: ignore[arg-type]
         routes["fused search (k=10)"] = lambda q: searcher.search(SearchRequest(query=q.text, k=10), OPERATOR)
         routes["fused, user+2023"] = lambda q: searcher.search(SearchRequest(query=q.text, k=10, filters=year), user)

@@ -654,6 +654,30 @@ def test_model_space_mismatch_is_refused(store: IndexStore) -> None:
     assert store.live_ids(["A"]) == {"A"}
 
 
+def test_search_with_other_configured_models_names_both_spaces(store: IndexStore, tmp_path: Path) -> None:
+    """An index built with other models than the configured ones: one clear error naming both
+    spaces and the fix, on every backend, instead of a dimension error from the driver."""
+    from indexing.config import Settings
+    from indexing.runtime import Runtime
+    from indexing.search import Searcher, SearchRequest
+
+    load(store, [Spec("A", text="alpha words"), Spec("B", text="beta words")])
+    rt = Runtime(Settings(home=tmp_path / "home", text_embedder="e5", image_embedder="bridge"), store=store)
+    searcher = Searcher(rt)
+    with pytest.raises(ImgragError) as err:
+        searcher.search(SearchRequest(query="alpha", routes=["text_vector"]), OPERATOR)
+    text_id = rt.text_embedder.identity
+    assert "test-text" in err.value.message and text_id in err.value.message and "text space" in err.value.message
+    assert "IMGRAG_TEXT_EMBEDDER" in err.value.hint
+    with pytest.raises(ImgragError) as err:
+        searcher.search(SearchRequest(query="alpha", mode="vector"), OPERATOR)
+    assert "test-joint" in err.value.message and rt.image_embedder.identity in err.value.message
+    assert "imgrag reembed" in err.value.hint and "IMGRAG_IMAGE_EMBEDDER" in err.value.hint
+    # routes that need no configured model still work: keywords, and similar images from stored vectors
+    assert [h.image_id for h in searcher.search(SearchRequest(query="alpha", mode="keyword"), OPERATOR).hits] == ["A"]
+    assert {h.image_id for h in searcher.search(SearchRequest(similar_to="A"), OPERATOR).hits} == {"B"}
+
+
 def test_stats(store: IndexStore) -> None:
     load(store, CORPUS)
     st = store.stats(OPERATOR)

@@ -205,6 +205,34 @@ def check_same_base_spaces(current: ModelSpaces, new: ModelSpaces) -> None:
         )
 
 
+def check_query_space(stored: ModelSpaces | None, kind: Literal["image", "text"], identity: str, dim: int) -> None:
+    """Refuse to query a vector space with another model's vectors: one message for every backend,
+    naming both spaces and the fixes, instead of the backend's dimension error or silent nonsense."""
+    if stored is None:
+        return
+    have, have_dim = (stored.image, stored.image_dim) if kind == "image" else (stored.text, stored.text_dim)
+    if (have, have_dim) == (identity, dim):
+        return
+    from ..errors import ImgragError
+
+    if kind == "image":
+        hint = (
+            "run `imgrag reembed --adapter DIR` to move the index to the configured adapter, or set "
+            "IMGRAG_IMAGE_EMBEDDER / IMGRAG_ADAPTER / IMGRAG_CLIP_MODEL back to the model the index was "
+            "built with (see `imgrag stats`)"
+        )
+    else:
+        hint = (
+            "set IMGRAG_TEXT_EMBEDDER back to the model the index was built with (see `imgrag stats`), or "
+            "re-index into a new index (`imgrag reembed` replaces only the image space)"
+        )
+    raise ImgragError(
+        f"the index's {kind} space is {have!r} ({have_dim} dimensions) but the configured {kind} embedder "
+        f"is {identity!r} ({dim} dimensions)",
+        hint,
+    )
+
+
 class Version(BaseModel):
     version: int
     time: datetime
