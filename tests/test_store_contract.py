@@ -377,12 +377,13 @@ def _shared_store(request: pytest.FixtureRequest, factory: pytest.TempPathFactor
     s, dispose = open_test_store(request.param, factory.mktemp(request.param))
     try:
         load(s, specs)
+        s.commit("index", {"indexed": len(specs)})  # lancedb-ann builds its vector indices here
         yield s
     finally:
         dispose()
 
 
-@pytest.fixture(scope="module", params=["lancedb", "elasticsearch"])
+@pytest.fixture(scope="module", params=["lancedb", "lancedb-ann", "elasticsearch"])
 def corpus_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexStore]:
     """One store per backend holding CORPUS, shared by the read-only filter tests."""
     yield from _shared_store(request, tmp_path_factory, CORPUS)
@@ -418,7 +419,7 @@ PRINCIPALS: dict[str, tuple[Principal, set[str]]] = {
 }
 
 
-@pytest.fixture(scope="module", params=["lancedb", "elasticsearch"])
+@pytest.fixture(scope="module", params=["lancedb", "lancedb-ann", "elasticsearch"])
 def acl_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexStore]:
     """One store per backend holding ACL_CORPUS, shared by the read-only ACL tests."""
     yield from _shared_store(request, tmp_path_factory, ACL_CORPUS)
@@ -688,6 +689,58 @@ def test_stats(store: IndexStore) -> None:
     assert st.version is None and st.spaces == SPACES
     store.commit("index", {"indexed": 7})
     assert store.stats(OPERATOR).version == 1
+
+
+# -- LanceDB only ---------------------------------------------------------------------------------
+def test_lance_ann_index_is_built_at_the_threshold_and_stays_exact_enough(tmp_path: Path) -> None:
+    from indexing.stores.lance import LanceStore
+
+    specs = [Spec(f"p{i}", text=f"common page{i}", acl=["alice"] if i % 3 == 0 else []) for i in range(40)]
+    flat, ann = LanceStore(tmp_path / "flat", ann_min_rows=10**9), LanceStore(tmp_path / "ann", ann_min_rows=30)
+
+    def indexed_columns(store: LanceStore) -> set[str]:
+        return {c for t in (store._images, store._regions) for ix in t.list_indices() for c in ix.columns}
+
+    for st in (flat, ann):
+        load(st, specs[:20])
+        st.commit("index", {"indexed": 20})
+    assert "img_vec" not in indexed_columns(ann)  # under the threshold: exact scans
+    for st in (flat, ann):
+        st.write([make(s) for s in specs[20:]])
+        st.commit("index", {"indexed": 20})
+    assert indexed_columns(ann) == {"img_vec", "feat_vec", "text_vec", "fts"}  # regions stay exact
+    assert indexed_columns(flat) == {"fts"}
+    # pages written after the index are found too, and filters / ACL stay inside the query
+    late = make(Spec("late", text="common late", image=unit(IMG, (3, 1.0))))
+    for st in (flat, ann):
+        st.write([late])
+    alice = Principal(name="alice")
+    for field, dim in (("image", IMG), ("feature", FEAT), ("text", TXT)):
+        for seed in range(5):
+            q = rand_unit(dim, 1000 + seed)
+            for who in (OPERATOR, alice, Principal(name="carol")):
+                want = [h.image_id for h in flat.knn(field, q, 10, Filters(), who)]  # type: ignore[arg-type]
+                got = [h.image_id for h in ann.knn(field, q, 10, Filters(), who)]  # type: ignore[arg-type]
+                assert got == want, (field, seed, who)
+    assert ann.knn("image", unit(IMG, (3, 1.0)), 1, Filters(), OPERATOR)[0].image_id == "late"
+    got = {h.region_id for h in ann.knn_regions("tile", rand_unit(IMG, 7), 10, Filters(), Principal(name="carol"))}
+    assert got == {h.region_id for h in flat.knn_regions("tile", rand_unit(IMG, 7), 10, Filters(), Principal(name="carol"))}
+    # rollback to a version from before the index works, and the next commit rebuilds it
+    ann.rollback(1)
+    assert ann.count(OPERATOR, Filters()) == 20
+    ann.write([make(s) for s in specs[20:]])
+    v = ann.commit("index", {"indexed": 20})
+    assert "img_vec" in indexed_columns(ann)
+    # over a tenth of the table unindexed: the commit folds it into the index, keeping old versions
+    ann.write([make(Spec(f"q{i}", text="common more", image=unit(IMG, (5, 1.0), (i, 0.1)))) for i in range(10)])
+    ann.commit("index", {"indexed": 10})
+    stats = ann._images.index_stats(next(ix.name for ix in ann._images.list_indices() if ix.columns == ["img_vec"]))
+    assert stats is not None and stats.num_unindexed_rows == 0
+    assert ann.knn("image", unit(IMG, (5, 1.0), (3, 0.1)), 1, Filters(), OPERATOR)[0].image_id == "q3"
+    ann.rollback(v.version)
+    assert ann.count(OPERATOR, Filters()) == 40
+    flat.close()
+    ann.close()
 
 
 # -- Elasticsearch only --------------------------------------------------------------------------

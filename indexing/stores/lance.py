@@ -45,6 +45,12 @@ log = logging.getLogger(__name__)
 IMAGES = "images"
 REGIONS = "regions"
 _VEC_COLUMN: dict[VectorField, str] = {"image": "img_vec", "feature": "feat_vec", "text": "text_vec"}
+# Only the page table gets ANN indices: region searches ask for k=200, where a high-recall HNSW
+# search (ef >= k x refine) was slower than the exact scan at 100k region rows (benchmarks/bench_backends.py),
+# and half of each region vector column is a placeholder (tiles have no text vector and vice versa).
+_ANN_COLUMNS = {IMAGES: ("img_vec", "feat_vec", "text_vec"), REGIONS: ()}
+_KEEP_VERSIONS = timedelta(days=365 * 100)  # optimize() must never clean up versions rollback needs
+_ANN_NPROBES, _ANN_REFINE, _ANN_EF = 20, 10, 400  # recall@10 0.88 -> ~0.99 vs ef 100 / refine 4 (10k pages)
 
 
 def _lit(value: str) -> str:
@@ -132,10 +138,11 @@ class LanceStore:
 
     backend = "lancedb"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, ann_min_rows: int = 10_000) -> None:
         import lancedb
 
         self.path = Path(path)
+        self.ann_min_rows = ann_min_rows
         self.path.mkdir(parents=True, exist_ok=True)
         try:
             # Re-check the tables' latest version at most every second: a long-running reader (the MCP
@@ -478,8 +485,7 @@ class LanceStore:
         if not self._ready():
             return []
         rows = (
-            self._images.search(vector.astype(np.float32), vector_column_name=_VEC_COLUMN[field])
-            .distance_type("cosine")
+            self._vector_search(self._images, vector, _VEC_COLUMN[field], k)
             .where(where_clause(filters, principal), prefilter=True)
             .select(["image_id", "_distance"])
             .limit(k)
@@ -492,15 +498,54 @@ class LanceStore:
             return
         if table.count_rows() == 0:
             return
-        table.create_fts_index(
-            "fts",
-            replace=True,
+        from lancedb.index import FTS
+
+        # `fts` holds pre-tokenised text (indexing.analysis.fts_text): split on whitespace, nothing else
+        config = FTS(
             base_tokenizer="whitespace",
             lower_case=False,
             stem=False,
             remove_stop_words=False,
             ascii_folding=False,
             with_position=False,
+        )
+        table.create_index("fts", config=config, replace=True)
+
+    def _ensure_ann(self, name: str, table: Any) -> None:
+        """An IVF_HNSW_SQ index per vector column once the table has ``ann_min_rows`` rows; rows
+        written after it are searched exactly until ``optimize`` folds them in (when they are over
+        a tenth of the table). Below the threshold kNN stays an exact scan."""
+        if not _ANN_COLUMNS[name]:
+            return
+        rows = table.count_rows()
+        if rows == 0 or rows < self.ann_min_rows:
+            return
+        from lancedb.index import HnswSq
+
+        indexed = {tuple(ix.columns): ix.name for ix in table.list_indices()}
+        stale = False
+        for column in _ANN_COLUMNS[name]:
+            ix_name = indexed.get((column,))
+            if ix_name is None:
+                # about 4k rows per IVF partition; HNSW inside each, scalar-quantised, cosine
+                config = HnswSq(distance_type="cosine", num_partitions=max(1, rows // 4096))
+                table.create_index(column, config=config, replace=True)
+                continue
+            st = table.index_stats(ix_name)
+            if st is not None and st.num_unindexed_rows > rows // 10:
+                stale = True
+        if stale:
+            table.optimize(cleanup_older_than=_KEEP_VERSIONS)
+
+    def _vector_search(self, table: Any, vector: np.ndarray, column: str, k: int) -> Any:
+        # Without an index these are ignored; with one: probe enough partitions, search the HNSW
+        # graphs wide enough, and re-rank the scalar-quantised candidates on the exact vectors.
+        return (
+            table.search(vector.astype(np.float32), vector_column_name=column)
+            .distance_type("cosine")
+            .nprobes(_ANN_NPROBES)
+            .ef(max(_ANN_EF, k * _ANN_REFINE))
+            .refine_factor(_ANN_REFINE)
         )
 
     def bm25(self, query: str, k: int, filters: Filters, principal: Principal) -> list[RouteHit]:
@@ -532,8 +577,7 @@ class LanceStore:
         kinds = "kind = 'tile'" if kind == "tile" else "kind IN ('block', 'lines')"
         column = "tile_vec" if kind == "tile" else "text_vec"
         rows = (
-            self._regions.search(vector.astype(np.float32), vector_column_name=column)
-            .distance_type("cosine")
+            self._vector_search(self._regions, vector, column, k)
             .where(f"{kinds} AND {where_clause(filters, principal)}", prefilter=True)
             .select(["region_id", "image_id", "kind", "label", "bbox", "text", "_distance"])
             .limit(k)
@@ -626,6 +670,8 @@ class LanceStore:
         with self._lock:
             self._ensure_fts(self._images)
             self._ensure_fts(self._regions)
+            self._ensure_ann(IMAGES, self._images)
+            self._ensure_ann(REGIONS, self._regions)
             entries = self._log_entries()
             number = (entries[-1]["version"]["version"] + 1) if entries else 1
             version = Version(
@@ -665,9 +711,9 @@ class LanceStore:
         self._regions = None
 
 
-def open_lance(path: Path) -> LanceStore:
+def open_lance(path: Path, *, ann_min_rows: int = 10_000) -> LanceStore:
     try:
-        return LanceStore(path)
+        return LanceStore(path, ann_min_rows=ann_min_rows)
     except ImgragError:
         raise
     except Exception as e:
