@@ -124,7 +124,7 @@ def index(
     paths: Annotated[list[Path], typer.Argument(help="files or folders (recursive)")],
     meta: Annotated[list[str] | None, typer.Option("--meta", help="user metadata key=value (repeatable)")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="tag (repeatable)")] = None,
-    acl: Annotated[list[str] | None, typer.Option("--acl", help="principal or group allowed to see these (repeatable); none = public")] = None,
+    acl: Annotated[list[str] | None, typer.Option("--acl", help="principal or group allowed to see these (repeatable); none = public. Re-indexing unchanged files with other --acl/--meta/--tag updates them in place; --acl '' makes them public")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="parallel page analysis")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=256)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
@@ -135,7 +135,12 @@ def index(
 
     try:
         rt = _runtime() if adapter is None else _adapter_runtime(adapter, reembed=True, quiet=as_json)
-        opts = IndexOptions(meta=_kv(meta, "--meta"), tags=tag or [], acl=acl or [], workers=workers, batch_size=batch_size)
+        opts = IndexOptions(
+            meta=None if meta is None else _kv([m for m in meta if m], "--meta"),
+            tags=None if tag is None else [t for t in tag if t],
+            acl=None if acl is None else [a for a in acl if a],
+            workers=workers, batch_size=batch_size,
+        )
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -163,12 +168,13 @@ def index(
     else:
         out.print(
             f"indexed [bold]{summary.indexed}[/] pages · unchanged {summary.unchanged} · "
-            f"duplicates {summary.duplicates} · replaced {summary.replaced} · failed {len(summary.failed)} "
+            f"duplicates {summary.duplicates} · replaced {summary.replaced} · "
+            f"updated metadata {summary.updated_metadata} · failed {len(summary.failed)} "
             f"· {summary.seconds:.1f}s" + (f" · version {summary.version}" if summary.version else "")
         )
         for f in summary.failed:
             out.print(f"  [red]failed[/] {f.path}: {f.reason}", highlight=False, soft_wrap=True)
-    if summary.failed and not summary.indexed and not summary.unchanged and not summary.duplicates:
+    if summary.failed and not (summary.indexed or summary.unchanged or summary.duplicates or summary.updated_metadata):
         raise typer.Exit(1)
 
 

@@ -3,6 +3,7 @@
     python benchmarks/bench_backends.py                      # 20k pages; starts a throw-away ES
     python benchmarks/bench_backends.py --n 2000 --queries 50
     python benchmarks/bench_backends.py --es-url http://127.0.0.1:9200   # use a running cluster
+    python benchmarks/bench_backends.py --backends lancedb,lancedb-ann --n 10000   # flat vs ANN
 
 The corpus is synthetic but shaped like the real one, so the numbers need no models: per page a
 joint image vector, a backbone feature vector and an OCR-text vector (default dims 384/1280/384,
@@ -182,10 +183,12 @@ def es_stop(url: str) -> None:
 
 
 def open_backend(name: str, workdir: Path, es_url: str | None, index_options: str) -> tuple[IndexStore, Callable[[], None]]:
-    if name == "lancedb":
+    if name.startswith("lancedb"):
         from indexing.stores.lance import LanceStore
 
-        st = LanceStore(workdir / "lance")
+        # "lancedb": exact kNN scans; "lancedb-ann": an ANN index on every vector column
+        min_rows = 0 if name == "lancedb-ann" else 10**12
+        st = LanceStore(workdir / name, ann_min_rows=min_rows)
         return st, st.close
     from indexing.stores.elastic import ElasticStore
 
@@ -208,6 +211,8 @@ def open_backend(name: str, workdir: Path, es_url: str | None, index_options: st
 @dataclass
 class _FakeEmbedder:
     vectors: dict[str, np.ndarray]
+    identity: str  # the searcher checks the query space against the index's
+    dim: int
 
     def embed_queries(self, texts: list[str]) -> list[np.ndarray]:
         return [self.vectors[t] for t in texts]
@@ -216,11 +221,11 @@ class _FakeEmbedder:
 class _BenchRuntime:
     """Just what :class:`indexing.search.Searcher` touches: settings, store and query embedders."""
 
-    def __init__(self, store: IndexStore, img: dict[str, np.ndarray], txt: dict[str, np.ndarray]) -> None:
+    def __init__(self, store: IndexStore, img: dict[str, np.ndarray], txt: dict[str, np.ndarray], spaces: ModelSpaces) -> None:
         self.settings = Settings()
         self.store = store
-        self.image_embedder = _FakeEmbedder(img)
-        self.text_embedder = _FakeEmbedder(txt)
+        self.image_embedder = _FakeEmbedder(img, spaces.image, spaces.image_dim)
+        self.text_embedder = _FakeEmbedder(txt, spaces.text, spaces.text_dim)
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -265,7 +270,7 @@ def run_backend(
             "knn image, user+2023": lambda q: store.knn("image", q.image, 50, year, user),
             "bm25, user+2023": lambda q: store.bm25(q.text, 50, year, user),
         }
-        rt = _BenchRuntime(store, {q.text: q.image for q in queries}, {q.text: q.text_vec for q in queries})
+        rt = _BenchRuntime(store, {q.text: q.image for q in queries}, {q.text: q.text_vec for q in queries}, spaces)
         searcher = Searcher(rt)  # type: ignore[arg-type]
         routes["fused search (k=10)"] = lambda q: searcher.search(SearchRequest(query=q.text, k=10), OPERATOR)
         routes["fused, user+2023"] = lambda q: searcher.search(SearchRequest(query=q.text, k=10, filters=year), user)
@@ -282,14 +287,15 @@ def run_backend(
                 lat[r].append(time.perf_counter() - t)
         res["latency"] = {r: (pct(v, 50), pct(v, 95)) for r, v in lat.items()}
 
-        # recall@10 of the image route against exact cosine search (no filters)
-        hits = 0
+        # recall@10 of the image and text routes against exact cosine search (no filters)
         sample = queries[args.warmup :][:50]
-        for q in sample:
-            exact = set(np.argsort(-(corpus.img @ q.image))[:10].tolist())
-            got = {int(h.image_id[3:]) for h in store.knn("image", q.image, 10, Filters(), OPERATOR)}
-            hits += len(exact & got)
-        res["recall@10"] = hits / (10 * len(sample)) if sample else float("nan")
+        for label, field, mat, attr in (("recall@10", "image", corpus.img, "image"), ("text recall@10", "text", corpus.txt, "text_vec")):
+            hits = 0
+            for q in sample:
+                exact = set(np.argsort(-(mat @ getattr(q, attr)))[:10].tolist())
+                got = {int(h.image_id[3:]) for h in store.knn(field, getattr(q, attr), 10, Filters(), OPERATOR)}  # type: ignore[arg-type]
+                hits += len(exact & got)
+            res[label] = hits / (10 * len(sample)) if sample else float("nan")
         res["stats"] = store.stats(OPERATOR).model_dump(exclude={"spaces"})
     finally:
         close()
@@ -316,7 +322,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--batch", type=int, default=200, help="pages per write() call")
-    ap.add_argument("--backends", default="lancedb,elasticsearch")
+    ap.add_argument("--backends", default="lancedb,elasticsearch",
+                    help="any of lancedb (exact kNN), lancedb-ann (ANN index on every vector column), elasticsearch")
     ap.add_argument("--es-url", default=os.environ.get("IMGRAG_TEST_ES_URL"), help="default: start a throw-away server")
     ap.add_argument("--index-options", default="int8_hnsw", choices=["hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw"])
     ap.add_argument("--seed", type=int, default=0)
@@ -361,6 +368,7 @@ def main() -> None:
     print(f"{'index: write s':{w}s}" + "".join(f"{results[n]['write_s']:>26.1f}" for n in names))
     print(f"{'index: commit s':{w}s}" + "".join(f"{results[n]['commit_s']:>26.1f}" for n in names))
     print(f"{'kNN image recall@10':{w}s}" + "".join(f"{results[n]['recall@10']:>26.3f}" for n in names))
+    print(f"{'kNN text recall@10':{w}s}" + "".join(f"{results[n]['text recall@10']:>26.3f}" for n in names))
     print(f"{'latency ms (p50 / p95)':{w}s}")
     for route in results[names[0]]["latency"]:
         cells = "".join(

@@ -673,7 +673,7 @@ def reembed_index(rt: Runtime, progress: Callable[[str], None] | None = None) ->
     ``imgrag rollback`` restores the previous space.
     """
     from .embedders.aligned import AlignedEmbedder
-    from .stores.base import ModelSpaces
+    from .stores.base import ModelSpaces, check_same_base_spaces
 
     say = progress or (lambda m: None)
     store = rt.store
@@ -689,20 +689,7 @@ def reembed_index(rt: Runtime, progress: Callable[[str], None] | None = None) ->
     summary = ReembedSummary(old_image_space=old.image, new_image_space=new.image)
     if old == new:
         return summary
-    if (old.feature, old.feature_dim, old.text, old.text_dim) != (new.feature, new.feature_dim, new.text, new.text_dim):
-        raise ImgragError(
-            f"the index's features ({old.feature}) or text model ({old.text}) differ from the adapter's "
-            f"({new.feature}, {new.text})",
-            "an adapter can only re-embed an index built on the features it was trained on; re-index instead",
-        )
-    replace = getattr(store, "replace_image_space", None)
-    if replace is None:
-        from .stores.lance import LanceStore
-
-        if not isinstance(store, LanceStore):
-            raise ImgragError(f"the {store.backend} backend cannot replace the image space in place yet",
-                              "re-index into a new index (IMGRAG_ES_INDEX_PREFIX) with --adapter")
-        replace = lambda s, fn: _lance_replace_image_space(store, s, fn)  # noqa: E731
+    check_same_base_spaces(old, new)
 
     def new_vectors(image_features: np.ndarray, records: list[Any]) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
         """New whole-image vectors, and per record its tiles' new vectors (by region label)."""
@@ -717,7 +704,10 @@ def reembed_index(rt: Runtime, progress: Callable[[str], None] | None = None) ->
             tiles.append(got)
         return whole, tiles
 
-    summary.images, summary.tiles_from_pixels, summary.tiles_placeholder = replace(new, new_vectors)
+    done = store.replace_image_space(new, new_vectors)
+    summary.images, summary.tiles_from_pixels, summary.tiles_placeholder = (
+        done.images, done.tiles_from_pixels, done.tiles_placeholder
+    )
     v = store.commit("reembed", {"images": summary.images, "image_space": new.image[:120],
                                  "tiles_decoded": summary.tiles_from_pixels})
     summary.version = v.version
@@ -748,47 +738,3 @@ def _tile_vectors(rt: Runtime, ie: Any, rec: Any) -> dict[str, np.ndarray]:
         crops.append(img[y0:y1, x0:x1])
     vecs = ie.embed_images(crops).vectors
     return dict(zip(labels, vecs, strict=True))
-
-
-def _lance_replace_image_space(store: Any, spaces: Any, new_vectors: Callable[..., Any]) -> tuple[int, int, int]:
-    """LanceDB: rewrite ``img_vec`` and the tiles' ``tile_vec`` at the new width as new table versions.
-
-    (Belongs in ``LanceStore.replace_image_space``; kept here until the store grows that method.)
-    """
-    import pyarrow as pa
-
-    from .stores.base import ImageRecord
-    from .stores.lance import IMAGES, REGIONS
-
-    with store._lock:
-        images = store._images.to_arrow()
-        regions = store._regions.to_arrow()
-    records = [ImageRecord.model_validate_json(r) for r in images.column("record").to_pylist()]
-    feats = np.asarray(images.column("feat_vec").to_pylist(), np.float32).reshape(len(records), -1)
-    whole, tiles = new_vectors(feats, records)
-    by_id = {rec.image_id: i for i, rec in enumerate(records)}
-    vec_type = pa.list_(pa.float32(), spaces.image_dim)
-    new_tiles: list[list[float]] = []
-    from_pixels = placeholders = 0
-    for image_id, kind, label in zip(regions.column("image_id").to_pylist(), regions.column("kind").to_pylist(),
-                                     regions.column("label").to_pylist(), strict=True):
-        i = by_id.get(image_id)
-        v = None
-        if kind == "tile" and i is not None:
-            v = tiles[i].get(label)
-            if v is None:
-                placeholders += 1
-            else:
-                from_pixels += 1
-        if v is None:  # text regions never use tile_vec; a tile without pixels gets its image's vector
-            v = whole[i] if i is not None else np.eye(1, spaces.image_dim, dtype=np.float32)[0]
-        new_tiles.append(np.asarray(v, np.float32).tolist())
-    images = images.set_column(images.schema.get_field_index("img_vec"), pa.field("img_vec", vec_type),
-                               pa.array(whole.tolist(), type=vec_type))
-    regions = regions.set_column(regions.schema.get_field_index("tile_vec"), pa.field("tile_vec", vec_type),
-                                 pa.array(new_tiles, type=vec_type))
-    with store._lock:
-        store._images = store.db.create_table(IMAGES, images, mode="overwrite")
-        store._regions = store.db.create_table(REGIONS, regions, mode="overwrite")
-        store._meta_path.write_text(spaces.model_dump_json(indent=2))
-    return len(records), from_pixels, placeholders

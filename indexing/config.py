@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path("~/.imgrag"), description="where the index, caches and logs live")
     backend: Literal["lancedb", "elasticsearch"] = "lancedb"
 
+    # LanceDB
+    lance_ann_min_rows: int = Field(
+        default=10_000, ge=0,
+        description="build ANN (IVF_HNSW_SQ) indices on the page vectors once the index has this many pages; below, kNN scans exactly",
+    )
+
     # Elasticsearch
     es_url: str = "http://127.0.0.1:9200"
     es_api_key: SecretStr | None = None

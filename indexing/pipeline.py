@@ -28,7 +28,7 @@ from .models import BBox, OcrLine
 from .ocr import detect_orientation
 from .preprocess import preprocess
 from .runtime import Runtime
-from .stores.base import ImageRecord, ImageVectors, Indexed, RegionRecord
+from .stores.base import ImageRecord, ImageVectors, Indexed, MetadataUpdate, RegionRecord
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class IndexSummary(BaseModel):
     unchanged: int = 0
     duplicates: int = 0
     replaced: int = 0
+    updated_metadata: int = 0  # unchanged content whose ACL / metadata / tags were updated in place
     failed: list[Failure] = Field(default_factory=list)
     seconds: float = 0.0
     version: int | None = None
@@ -67,9 +68,12 @@ class Analysed:
 
 @dataclass
 class IndexOptions:
-    meta: dict[str, str] = field(default_factory=dict)
-    tags: list[str] = field(default_factory=list)
-    acl: list[str] = field(default_factory=list)
+    """``None`` = not given: new pages get none, already indexed unchanged pages keep theirs.
+    A given value (even empty) is applied to new pages and replaces that of unchanged pages."""
+
+    meta: dict[str, str] | None = None
+    tags: list[str] | None = None
+    acl: list[str] | None = None
     workers: int | None = None
     batch_size: int | None = None
 
@@ -138,9 +142,9 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
         tables=tables,
         seals=seals,
         dates=dates,
-        meta=dict(opts.meta),
-        tags=list(opts.tags),
-        acl=list(opts.acl),
+        meta=dict(opts.meta or {}),
+        tags=list(opts.tags or []),
+        acl=list(opts.acl or []),
         indexed_at=datetime.now(timezone.utc),
         models=models,
     )
@@ -169,7 +173,7 @@ class Indexer:
         self.rt = rt
 
     def _pages(
-        self, files: list[Path], summary: IndexSummary, progress: ProgressFn
+        self, files: list[Path], summary: IndexSummary, progress: ProgressFn, unchanged: list[str]
     ) -> Iterator[tuple[Page, dict[str, str]]]:
         """Pages that need indexing, with the stale ids (same path, other content) they replace."""
         s = self.rt.settings
@@ -186,6 +190,7 @@ class Indexer:
                         first = False
                     if existing.get(pg.image_id) == pg.doc_id:
                         summary.unchanged += 1
+                        unchanged.append(pg.image_id)
                         progress("skip", {"path": str(path), "page": pg.page})
                         continue
                     if pg.image_id in store.live_ids([pg.image_id]):
@@ -257,6 +262,7 @@ class Indexer:
         pending: list[tuple[Future[Analysed], Page, dict[str, str]]] = []
         batch: list[Analysed] = []
         stale_ids: list[str] = []
+        unchanged_ids: list[str] = []
 
         def flush() -> None:
             if not batch:
@@ -301,15 +307,21 @@ class Indexer:
 
         self.rt.warm_up()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgrag-page") as pool:
-            for pg, stale in self._pages(files, summary, progress):
+            for pg, stale in self._pages(files, summary, progress, unchanged_ids):
                 pending.append((pool.submit(analyse_page, pg, self.rt, opts), pg, stale))
                 drain(workers * 2)
             drain(0)
         flush()
-        if summary.indexed or summary.replaced:
+        update = MetadataUpdate(acl=opts.acl, meta=opts.meta, tags=opts.tags)
+        if unchanged_ids and not update.is_empty():
+            n = store.update_metadata(unchanged_ids, update)
+            summary.updated_metadata += n
+            summary.unchanged -= n
+        if summary.indexed or summary.replaced or summary.updated_metadata:
             v = store.commit(
                 "index",
-                {"indexed": summary.indexed, "replaced": summary.replaced, "failed": len(summary.failed)},
+                {"indexed": summary.indexed, "replaced": summary.replaced,
+                 "updated_metadata": summary.updated_metadata, "failed": len(summary.failed)},
             )
             summary.version = v.version
         summary.seconds = round(time.perf_counter() - t0, 3)

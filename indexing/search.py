@@ -21,7 +21,7 @@ from .analysis import coverage, keyword_query, normalize, query_terms
 from .errors import ImgragError, NotFoundError
 from .models import BBox
 from .runtime import Runtime
-from .stores.base import Filters, ImageRecord, Principal, RegionHit, RouteHit
+from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, check_query_space
 
 Route = Literal["image", "bm25", "text_vector", "region_text", "region_tile"]
 ALL_ROUTES: tuple[Route, ...] = ("image", "bm25", "text_vector", "region_text", "region_tile")
@@ -152,6 +152,23 @@ class Searcher:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._cache = _LRU()
+        self._spaces: tuple[float, ModelSpaces | None] | None = None
+
+    def _stored_spaces(self) -> ModelSpaces | None:
+        """The index's spaces, re-read at most every 2 s (another process may re-embed it)."""
+        now = time.monotonic()
+        if self._spaces is None or now - self._spaces[0] > 2.0:
+            self._spaces = (now, self.rt.store.spaces())
+        return self._spaces[1]
+
+    def _check_spaces(self, routes: tuple[str, ...]) -> None:
+        """Query vectors must come from the models the index was built with (ImgragError otherwise)."""
+        if "image" in routes or "region_tile" in routes:
+            ie = self.rt.image_embedder
+            check_query_space(self._stored_spaces(), "image", ie.identity, ie.dim)
+        if "text_vector" in routes or "region_text" in routes:
+            te = self.rt.text_embedder
+            check_query_space(self._stored_spaces(), "text", te.identity, te.dim)
 
     def _q_image(self, q: str) -> np.ndarray:
         return self._cache.get(("image", q), lambda: self.rt.image_embedder.embed_queries([q])[0])
@@ -205,6 +222,7 @@ class Searcher:
             )
         if query:
             routes = tuple(req.routes) if req.routes else MODE_ROUTES[req.mode]
+            self._check_spaces(routes)
             if "image" in routes:
                 timed("image", lambda: store.knn("image", self._q_image(query), depth, req.filters, principal))
             keywords = keyword_query(query)

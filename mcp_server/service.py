@@ -403,7 +403,9 @@ class ImgragService:
             raise ImgragError("another index_images call is still running", "wait for it to finish, then call again")
         try:
             log.info("index_images by %s: %s", principal.name or "operator", paths)
-            summary = Indexer(self.rt).index(paths, IndexOptions(meta=inp.meta, tags=inp.tags, acl=inp.acl))
+            # empty = not given: an index call without an ACL must not make indexed pages public
+            opts = IndexOptions(meta=inp.meta or None, tags=inp.tags or None, acl=inp.acl or None)
+            summary = Indexer(self.rt).index(paths, opts)
         finally:
             self._index_lock.release()
         return IndexImagesOutput(

@@ -63,10 +63,11 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 def open_test_store(backend: str, tmp_path: Path) -> tuple[Any, Callable[[], None]]:
     """A fresh, empty store of ``backend`` and the function that disposes of it."""
-    if backend == "lancedb":
+    if backend in ("lancedb", "lancedb-ann"):
         from indexing.stores.lance import LanceStore
 
-        lance = LanceStore(tmp_path / "index")
+        # lancedb-ann: the ANN vector indices are built at the first commit, however small the table
+        lance = LanceStore(tmp_path / "index", ann_min_rows=1 if backend == "lancedb-ann" else 10**9)
         return lance, lance.close
 
     from indexing.stores.elastic import ElasticStore

@@ -215,6 +215,40 @@ def test_acl_filters_search_and_lookup(indexed: tuple[Path, dict], tmp_path: Pat
     assert stats_bob["images"] == stats_all["images"] - 1
 
 
+def test_reindex_with_other_acl_meta_tags_updates_them_in_place(indexed: tuple[Path, dict], tmp_path: Path) -> None:
+    home = _copy_home(indexed, tmp_path)
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    from skimage import data
+
+    Image.fromarray(data.rocket()).save(secret / "rocket.png")
+    run(home, "index", str(secret), "--acl", "legal")
+    rocket_id = search(home, "a rocket", "--filter", f"path={secret}", "-k", "1")[0]["image_id"]
+    v_legal = json.loads(run(home, "versions", "--json").stdout)[-1]["version"]
+
+    def sees(*who: str) -> bool:
+        return rocket_id in {h["image_id"] for h in search(home, "a rocket", *who, "-k", "50")}
+
+    # same file, other ACL and metadata: updated in place, no re-analysis, effective at once
+    p = run(home, "index", str(secret), "--acl", "hr", "--tag", "space", "--meta", "owner=nasa")
+    assert "updated metadata 1" in p.stdout and "indexed 0" in p.stdout
+    assert not sees("--as", "bob", "--group", "legal") and sees("--as", "dave", "--group", "hr")
+    rec = json.loads(run(home, "show", rocket_id).stdout)
+    assert (rec["acl"], rec["tags"], rec["meta"]) == (["hr"], ["space"], {"owner": "nasa"})
+    assert [h["image_id"] for h in search(home, "a rocket", "--filter", "owner=nasa")] == [rocket_id]
+    # a plain re-run keeps what is stored; the same flags again change nothing
+    for args in ((), ("--acl", "hr")):
+        summary = json.loads(run(home, "index", str(secret), *args, "--json").stdout)
+        assert (summary["indexed"], summary["unchanged"], summary["updated_metadata"]) == (0, 1, 0)
+        assert summary["version"] is None
+    # --acl '' makes it public; rollback restores the earlier ACL
+    run(home, "index", str(secret), "--acl", "")
+    assert sees("--as", "bob")
+    run(home, "rollback", str(v_legal))
+    assert not sees("--as", "bob") and sees("--as", "carol", "--group", "legal")
+    assert json.loads(run(home, "show", rocket_id).stdout)["tags"] == []
+
+
 def test_killed_index_run_leaves_usable_index_and_rerun_completes(corpus: Path, tmp_path: Path) -> None:
     from indexing.stores.base import OPERATOR, Filters
     from indexing.stores.lance import LanceStore

@@ -29,6 +29,7 @@ from indexing.stores.base import (
     ImageVectors,
     Indexed,
     IndexStore,
+    MetadataUpdate,
     ModelSpaces,
     Principal,
     RegionRecord,
@@ -376,12 +377,13 @@ def _shared_store(request: pytest.FixtureRequest, factory: pytest.TempPathFactor
     s, dispose = open_test_store(request.param, factory.mktemp(request.param))
     try:
         load(s, specs)
+        s.commit("index", {"indexed": len(specs)})  # lancedb-ann builds its vector indices here
         yield s
     finally:
         dispose()
 
 
-@pytest.fixture(scope="module", params=["lancedb", "elasticsearch"])
+@pytest.fixture(scope="module", params=["lancedb", "lancedb-ann", "elasticsearch"])
 def corpus_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexStore]:
     """One store per backend holding CORPUS, shared by the read-only filter tests."""
     yield from _shared_store(request, tmp_path_factory, CORPUS)
@@ -417,7 +419,7 @@ PRINCIPALS: dict[str, tuple[Principal, set[str]]] = {
 }
 
 
-@pytest.fixture(scope="module", params=["lancedb", "elasticsearch"])
+@pytest.fixture(scope="module", params=["lancedb", "lancedb-ann", "elasticsearch"])
 def acl_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexStore]:
     """One store per backend holding ACL_CORPUS, shared by the read-only ACL tests."""
     yield from _shared_store(request, tmp_path_factory, ACL_CORPUS)
@@ -467,6 +469,66 @@ def test_soft_delete_hides_everywhere_then_purge_removes(store: IndexStore) -> N
     # a purged page can be indexed again
     store.write([make(CORPUS[0])])
     assert store.live_ids(["c1"]) == {"c1"}
+
+
+def test_update_metadata_in_place_applies_to_every_read_and_rolls_back(store: IndexStore) -> None:
+    load(store, ACL_CORPUS + [Spec("gone", text="common gone words", acl=["alice"])])
+    store.soft_delete(["gone"])
+    v1 = store.commit("index", {"indexed": 5})
+    alice, bob, carol = Principal(name="alice"), Principal(name="bob", groups=["legal"]), Principal(name="carol")
+    before = {i: store.get_vectors(i, OPERATOR) for i in ("pub", "ali")}
+    regions_before = {(r.region_id, r.bbox, r.text) for r in store.regions_of(["pub", "ali"])}
+
+    assert store.update_metadata(["pub", "ali"], MetadataUpdate()) == 0
+    # restrict a public page and move alice's page to legal; "leg" already has that ACL, "gone"
+    # is soft-deleted and "nope" does not exist: neither counts nor changes
+    upd = MetadataUpdate(acl=["legal"], tags=["fixed"], meta={"owner": "zebra"})
+    assert store.update_metadata(["pub", "ali", "nope", "gone"], upd) == 2
+    assert store.update_metadata(["pub", "ali"], upd) == 0  # idempotent
+    assert store.update_metadata(["leg"], MetadataUpdate(acl=["legal"])) == 0
+
+    # the new ACL holds inside every route at once, regions and BM25 included
+    assert_visible(store, alice, Filters(), {"hr"})
+    assert_visible(store, bob, Filters(), {"pub", "ali", "leg"})
+    assert_visible(store, carol, Filters(), set())
+    assert {h.image_id for h in store.bm25("public alice", 10, Filters(), alice)} == set()
+    # tags and metadata filter everywhere, and their words are searchable
+    assert_visible(store, OPERATOR, Filters(tags=["fixed"]), {"pub", "ali"})
+    assert_visible(store, OPERATOR, Filters(meta={"owner": "zebra"}), {"pub", "ali"})
+    assert {h.image_id for h in store.bm25("zebra", 10, Filters(), OPERATOR)} == {"pub", "ali"}
+    rec = store.get("ali", OPERATOR)
+    assert rec is not None and (rec.acl, rec.tags, rec.meta) == (["legal"], ["fixed"], {"owner": "zebra"})
+    assert rec.ocr_text == "common alice words" and rec.indexed_at == NOW
+    # vectors and regions are untouched; nothing else changed
+    for i, vec in before.items():
+        got = store.get_vectors(i, OPERATOR)
+        assert got is not None and vec is not None
+        np.testing.assert_allclose(got.image, vec.image, atol=1e-6)
+        np.testing.assert_allclose(got.feature, vec.feature, atol=1e-6)
+        np.testing.assert_allclose(got.text, vec.text, atol=1e-6)
+    assert {(r.region_id, r.bbox, r.text) for r in store.regions_of(["pub", "ali"])} == regions_before
+    assert store.live_ids(["pub", "ali", "gone"]) == {"pub", "ali"}
+    assert store.count(OPERATOR, Filters()) == 4 and store.stats(OPERATOR).deleted == 1
+    hr = store.get("hr", OPERATOR)
+    assert hr is not None and hr.acl == ["alice", "hr"]
+
+    # a given empty ACL makes a page public; fields not given keep their values
+    assert store.update_metadata(["ali"], MetadataUpdate(acl=[])) == 1
+    assert_visible(store, carol, Filters(), {"ali"})
+    rec = store.get("ali", OPERATOR)
+    assert rec is not None and (rec.acl, rec.tags, rec.meta) == ([], ["fixed"], {"owner": "zebra"})
+
+    # a metadata update is part of the next version: rolling back restores the old ACL everywhere
+    v2 = store.commit("index", {"updated_metadata": 3})
+    assert v2.version == v1.version + 1
+    store.rollback(v1.version)
+    assert_visible(store, alice, Filters(), {"pub", "ali", "hr"})
+    assert_visible(store, carol, Filters(), {"pub"})
+    assert_visible(store, OPERATOR, Filters(tags=["fixed"]), set())
+    assert store.get("gone", OPERATOR) is None
+    store.rollback(v2.version)
+    assert_visible(store, carol, Filters(), {"ali"})
+    assert_visible(store, alice, Filters(), {"hr", "ali"})
 
 
 def test_purge_is_final_no_rollback_brings_a_purged_page_back(store: IndexStore) -> None:
@@ -530,6 +592,57 @@ def test_versions_and_rollback_round_trip(store: IndexStore) -> None:
         store.rollback(99)
 
 
+def test_replace_image_space_from_features_and_rollback(store: IndexStore) -> None:
+    load(store, [Spec("A", text="alpha words"), Spec("B", text="beta words", acl=["alice"]), Spec("C", text="gamma")])
+    store.soft_delete(["C"])
+    v1 = store.commit("index", {"indexed": 3})
+    new = SPACES.model_copy(update={"image": "test-joint-2", "image_dim": 8})
+    proj = np.random.default_rng(5).normal(size=(FEAT, 8)).astype(np.float32)
+    seen: list[str] = []
+
+    def new_vectors(feats: np.ndarray, records: list[ImageRecord]) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+        assert feats.shape == (len(records), FEAT)
+        seen.extend(r.image_id for r in records)
+        whole = feats @ proj
+        whole /= np.linalg.norm(whole, axis=1, keepdims=True)
+        # tiles of live pages from "pixels" (here: the negated whole vector), none for deleted ones
+        return whole, [{} if r.deleted else {"t0": -whole[i]} for i, r in enumerate(records)]
+
+    with pytest.raises(ImgragError, match="features"):
+        store.replace_image_space(new.model_copy(update={"feature": "other-feat"}), new_vectors)
+    assert store.spaces() == SPACES and seen == []
+
+    done = store.replace_image_space(new, new_vectors)
+    assert (done.images, done.tiles_from_pixels, done.tiles_placeholder) == (3, 2, 1)
+    assert sorted(seen) == ["A", "B", "C"]
+    assert store.spaces() == new and store.stats(OPERATOR).spaces == new
+    v2 = store.commit("reembed", {"images": 3})
+    assert v2.spaces == new
+    vec = store.get_vectors("A", OPERATOR)
+    assert vec is not None and vec.image.shape == (8,) and vec.feature.shape == (FEAT,) and vec.text.shape == (TXT,)
+    expect = vec.feature @ proj
+    np.testing.assert_allclose(vec.image, expect / np.linalg.norm(expect), atol=1e-5)
+    # every route works in the new space, with ACL, deletes and text untouched
+    q = vec.image
+    assert [h.image_id for h in store.knn("image", q, 5, Filters(), OPERATOR)][0] == "A"
+    assert {h.image_id for h in store.knn("image", q, 5, Filters(), Principal(name="carol"))} == {"A"}
+    tiles = store.knn_regions("tile", -q, 5, Filters(), OPERATOR)
+    assert tiles[0].region_id == "A:t0" and tiles[0].score == pytest.approx(1.0, abs=1e-4)
+    assert {h.image_id for h in store.bm25("alpha beta gamma", 5, Filters(), OPERATOR)} == {"A", "B"}
+    assert store.live_ids(["A", "B", "C"]) == {"A", "B"} and store.stats(OPERATOR).deleted == 1
+    assert {r.region_id for r in store.regions_of(["A"])} == {"A:t0", "A:b0"}
+    with pytest.raises(ImgragError):
+        store.ensure_spaces(SPACES)
+
+    store.rollback(v1.version)
+    assert store.spaces() == SPACES
+    back = store.get_vectors("A", OPERATOR)
+    assert back is not None and back.image.shape == (IMG,)
+    assert {h.image_id for h in store.knn("image", back.image, 5, Filters(), OPERATOR)} == {"A", "B"}
+    store.rollback(v2.version)
+    assert store.spaces() == new and store.live_ids(["A", "B", "C"]) == {"A", "B"}
+
+
 def test_model_space_mismatch_is_refused(store: IndexStore) -> None:
     load(store, [Spec("A")])
     store.ensure_spaces(SPACES)  # the same models: fine, and idempotent
@@ -542,6 +655,30 @@ def test_model_space_mismatch_is_refused(store: IndexStore) -> None:
     assert store.live_ids(["A"]) == {"A"}
 
 
+def test_search_with_other_configured_models_names_both_spaces(store: IndexStore, tmp_path: Path) -> None:
+    """An index built with other models than the configured ones: one clear error naming both
+    spaces and the fix, on every backend, instead of a dimension error from the driver."""
+    from indexing.config import Settings
+    from indexing.runtime import Runtime
+    from indexing.search import Searcher, SearchRequest
+
+    load(store, [Spec("A", text="alpha words"), Spec("B", text="beta words")])
+    rt = Runtime(Settings(home=tmp_path / "home", text_embedder="e5", image_embedder="bridge"), store=store)
+    searcher = Searcher(rt)
+    with pytest.raises(ImgragError) as err:
+        searcher.search(SearchRequest(query="alpha", routes=["text_vector"]), OPERATOR)
+    text_id = rt.text_embedder.identity
+    assert "test-text" in err.value.message and text_id in err.value.message and "text space" in err.value.message
+    assert "IMGRAG_TEXT_EMBEDDER" in err.value.hint
+    with pytest.raises(ImgragError) as err:
+        searcher.search(SearchRequest(query="alpha", mode="vector"), OPERATOR)
+    assert "test-joint" in err.value.message and rt.image_embedder.identity in err.value.message
+    assert "imgrag reembed" in err.value.hint and "IMGRAG_IMAGE_EMBEDDER" in err.value.hint
+    # routes that need no configured model still work: keywords, and similar images from stored vectors
+    assert [h.image_id for h in searcher.search(SearchRequest(query="alpha", mode="keyword"), OPERATOR).hits] == ["A"]
+    assert {h.image_id for h in searcher.search(SearchRequest(similar_to="A"), OPERATOR).hits} == {"B"}
+
+
 def test_stats(store: IndexStore) -> None:
     load(store, CORPUS)
     st = store.stats(OPERATOR)
@@ -552,6 +689,58 @@ def test_stats(store: IndexStore) -> None:
     assert st.version is None and st.spaces == SPACES
     store.commit("index", {"indexed": 7})
     assert store.stats(OPERATOR).version == 1
+
+
+# -- LanceDB only ---------------------------------------------------------------------------------
+def test_lance_ann_index_is_built_at_the_threshold_and_stays_exact_enough(tmp_path: Path) -> None:
+    from indexing.stores.lance import LanceStore
+
+    specs = [Spec(f"p{i}", text=f"common page{i}", acl=["alice"] if i % 3 == 0 else []) for i in range(40)]
+    flat, ann = LanceStore(tmp_path / "flat", ann_min_rows=10**9), LanceStore(tmp_path / "ann", ann_min_rows=30)
+
+    def indexed_columns(store: LanceStore) -> set[str]:
+        return {c for t in (store._images, store._regions) for ix in t.list_indices() for c in ix.columns}
+
+    for st in (flat, ann):
+        load(st, specs[:20])
+        st.commit("index", {"indexed": 20})
+    assert "img_vec" not in indexed_columns(ann)  # under the threshold: exact scans
+    for st in (flat, ann):
+        st.write([make(s) for s in specs[20:]])
+        st.commit("index", {"indexed": 20})
+    assert indexed_columns(ann) == {"img_vec", "feat_vec", "text_vec", "fts"}  # regions stay exact
+    assert indexed_columns(flat) == {"fts"}
+    # pages written after the index are found too, and filters / ACL stay inside the query
+    late = make(Spec("late", text="common late", image=unit(IMG, (3, 1.0))))
+    for st in (flat, ann):
+        st.write([late])
+    alice = Principal(name="alice")
+    for field, dim in (("image", IMG), ("feature", FEAT), ("text", TXT)):
+        for seed in range(5):
+            q = rand_unit(dim, 1000 + seed)
+            for who in (OPERATOR, alice, Principal(name="carol")):
+                want = [h.image_id for h in flat.knn(field, q, 10, Filters(), who)]  # type: ignore[arg-type]
+                got = [h.image_id for h in ann.knn(field, q, 10, Filters(), who)]  # type: ignore[arg-type]
+                assert got == want, (field, seed, who)
+    assert ann.knn("image", unit(IMG, (3, 1.0)), 1, Filters(), OPERATOR)[0].image_id == "late"
+    got = {h.region_id for h in ann.knn_regions("tile", rand_unit(IMG, 7), 10, Filters(), Principal(name="carol"))}
+    assert got == {h.region_id for h in flat.knn_regions("tile", rand_unit(IMG, 7), 10, Filters(), Principal(name="carol"))}
+    # rollback to a version from before the index works, and the next commit rebuilds it
+    ann.rollback(1)
+    assert ann.count(OPERATOR, Filters()) == 20
+    ann.write([make(s) for s in specs[20:]])
+    v = ann.commit("index", {"indexed": 20})
+    assert "img_vec" in indexed_columns(ann)
+    # over a tenth of the table unindexed: the commit folds it into the index, keeping old versions
+    ann.write([make(Spec(f"q{i}", text="common more", image=unit(IMG, (5, 1.0), (i, 0.1)))) for i in range(10)])
+    ann.commit("index", {"indexed": 10})
+    stats = ann._images.index_stats(next(ix.name for ix in ann._images.list_indices() if ix.columns == ["img_vec"]))
+    assert stats is not None and stats.num_unindexed_rows == 0
+    assert ann.knn("image", unit(IMG, (5, 1.0), (3, 0.1)), 1, Filters(), OPERATOR)[0].image_id == "q3"
+    ann.rollback(v.version)
+    assert ann.count(OPERATOR, Filters()) == 40
+    flat.close()
+    ann.close()
 
 
 # -- Elasticsearch only --------------------------------------------------------------------------

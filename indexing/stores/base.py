@@ -9,6 +9,7 @@ never applied afterwards.
 from __future__ import annotations
 
 from datetime import date, datetime
+from collections.abc import Callable
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -120,6 +121,34 @@ class Indexed(BaseModel):
     regions: list[RegionRecord]
 
 
+class MetadataUpdate(BaseModel):
+    """New user metadata for pages whose content did not change; ``None`` keeps the stored value.
+
+    A given field *replaces* the stored one (``acl=[]`` makes a page public, ``meta={}`` drops all
+    metadata). ACL and tags compare as sets, so a different order is not a change.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    acl: list[str] | None = None
+    meta: dict[str, str] | None = None
+    tags: list[str] | None = None
+
+    def is_empty(self) -> bool:
+        return self.acl is None and self.meta is None and self.tags is None
+
+    def apply(self, rec: ImageRecord) -> ImageRecord | None:
+        """The record with this update applied, or ``None`` when it would not change anything."""
+        changes: dict[str, object] = {}
+        if self.acl is not None and sorted(set(self.acl)) != sorted(set(rec.acl)):
+            changes["acl"] = list(dict.fromkeys(self.acl))
+        if self.tags is not None and sorted(set(self.tags)) != sorted(set(rec.tags)):
+            changes["tags"] = list(dict.fromkeys(self.tags))
+        if self.meta is not None and self.meta != rec.meta:
+            changes["meta"] = dict(self.meta)
+        return rec.model_copy(update=changes) if changes else None
+
+
 class ModelSpaces(BaseModel):
     """Identities and dimensions of the vector spaces an index was built with."""
 
@@ -146,6 +175,61 @@ def check_same_spaces(current: ModelSpaces, configured: ModelSpaces, new_index_h
         "the index was built with other embedding models (" + "; ".join(diff) + ")",
         f"use the models it was built with, re-index into a new {new_index_hint}, "
         "or `imgrag rollback N` to a version built with the configured models",
+    )
+
+
+ImageSpaceFn = Callable[[np.ndarray, list[ImageRecord]], tuple[np.ndarray, list[dict[str, np.ndarray]]]]
+"""``(features (n, feature_dim), records) -> (whole-image vectors (n, image_dim), per record its
+grid tiles' new vectors by region label)``; called on batches of pages, soft-deleted ones included."""
+
+
+class ImageSpaceReplaced(BaseModel):
+    """What :meth:`IndexStore.replace_image_space` did."""
+
+    images: int = 0
+    tiles_from_pixels: int = 0  # tiles whose new vector the callback gave
+    tiles_placeholder: int = 0  # tiles it gave none for: they get their page's new whole-image vector
+
+
+def check_same_base_spaces(current: ModelSpaces, new: ModelSpaces) -> None:
+    """An image space can only be replaced on the features and text space it was derived from."""
+    if (current.feature, current.feature_dim, current.text, current.text_dim) != (
+        new.feature, new.feature_dim, new.text, new.text_dim
+    ):
+        from ..errors import ImgragError
+
+        raise ImgragError(
+            f"the index's features ({current.feature}) or text model ({current.text}) differ from the new "
+            f"ones ({new.feature}, {new.text})",
+            "an adapter can only re-embed an index built on the features it was trained on; re-index instead",
+        )
+
+
+def check_query_space(stored: ModelSpaces | None, kind: Literal["image", "text"], identity: str, dim: int) -> None:
+    """Refuse to query a vector space with another model's vectors: one message for every backend,
+    naming both spaces and the fixes, instead of the backend's dimension error or silent nonsense."""
+    if stored is None:
+        return
+    have, have_dim = (stored.image, stored.image_dim) if kind == "image" else (stored.text, stored.text_dim)
+    if (have, have_dim) == (identity, dim):
+        return
+    from ..errors import ImgragError
+
+    if kind == "image":
+        hint = (
+            "run `imgrag reembed --adapter DIR` to move the index to the configured adapter, or set "
+            "IMGRAG_IMAGE_EMBEDDER / IMGRAG_ADAPTER / IMGRAG_CLIP_MODEL back to the model the index was "
+            "built with (see `imgrag stats`)"
+        )
+    else:
+        hint = (
+            "set IMGRAG_TEXT_EMBEDDER back to the model the index was built with (see `imgrag stats`), or "
+            "re-index into a new index (`imgrag reembed` replaces only the image space)"
+        )
+    raise ImgragError(
+        f"the index's {kind} space is {have!r} ({have_dim} dimensions) but the configured {kind} embedder "
+        f"is {identity!r} ({dim} dimensions)",
+        hint,
     )
 
 
@@ -217,6 +301,14 @@ class IndexStore(Protocol):
         self, principal: Principal, filters: Filters, *, offset: int = 0, limit: int = 100
     ) -> list[ImageRecord]: ...
 
+    def update_metadata(self, image_ids: list[str], update: MetadataUpdate) -> int:
+        """Apply ``update`` to these live pages and their regions in place, without re-embedding.
+
+        Pages it would not change are left alone; returns how many pages changed. The change is
+        visible to every read (ACL filters included) as soon as this returns, and is part of the
+        next :meth:`commit`, so ``rollback`` to an earlier version restores the old metadata.
+        """
+
     def soft_delete(self, image_ids: list[str]) -> int: ...
 
     def purge(self) -> int:
@@ -244,6 +336,13 @@ class IndexStore(Protocol):
     def count(self, principal: Principal, filters: Filters) -> int: ...
 
     def stats(self, principal: Principal) -> Stats: ...
+
+    def replace_image_space(self, spaces: ModelSpaces, new_vectors: ImageSpaceFn) -> ImageSpaceReplaced:
+        """Move every page (soft-deleted ones too) to a new image-text space computed from its stored
+        features: whole-image and tile vectors change, features, text vectors and text regions do
+        not. ``spaces`` must keep the index's feature and text spaces (ImgragError otherwise).
+        Reads see the new space when this returns; the next :meth:`commit` records it, and
+        ``rollback`` to an earlier version restores the old space."""
 
     def commit(self, op: str, summary: dict[str, int | str]) -> Version:
         """Record a logical version after a write operation."""

@@ -48,8 +48,11 @@ from ..errors import BackendUnavailableError, ImgragError
 from .base import (
     Filters,
     ImageRecord,
+    ImageSpaceFn,
+    ImageSpaceReplaced,
     ImageVectors,
     Indexed,
+    MetadataUpdate,
     ModelSpaces,
     Principal,
     RegionHit,
@@ -57,6 +60,7 @@ from .base import (
     Stats,
     Version,
     VectorField,
+    check_same_base_spaces,
     check_same_spaces,
 )
 
@@ -209,6 +213,13 @@ def fts_source(rec: ImageRecord) -> str:
 
 def _vec(v: np.ndarray) -> list[float]:
     return np.asarray(v, dtype=np.float32).ravel().tolist()
+
+
+def _source_vec(v: Any) -> np.ndarray:
+    """A vector as read back from ``_source``: a float list, or base64 big-endian float32."""
+    if isinstance(v, str):
+        return np.frombuffer(base64.b64decode(v), dtype=">f4").astype(np.float32)
+    return np.asarray(v, np.float32)
 
 
 def _vec_b64(v: np.ndarray) -> str:
@@ -739,6 +750,133 @@ class ElasticStore:
                         f"region {r.region_id} has a {np.asarray(r.vector).size}-dimensional vector, the index {dim}",
                         "the configured embedding models differ from the index's",
                     )
+
+    @_guard("update metadata")
+    def update_metadata(self, image_ids: list[str], update: MetadataUpdate) -> int:
+        """Like :meth:`write` for the metadata only: the current row of each changed page is
+        superseded by a copy (vectors and regions included) with the new ACL, tags and metadata,
+        so a rollback to an earlier version brings the old metadata back."""
+        if not image_ids or update.is_empty():
+            return 0
+        with self._lock:
+            info = self._generation()
+            if info is None:
+                return 0
+            index = info[0]
+            p = self._next_version()
+            ids = list(dict.fromkeys(image_ids))
+            actions: list[dict[str, Any]] = []
+            changed = 0
+            for i in range(0, len(ids), 200):
+                chunk = ids[i : i + 200]
+                q = _bool([{"term": {"current": True}}, {"term": {"deleted": False}}, {"terms": {"image_id": chunk}}])
+                hits = self.es.search(
+                    index=index, query=q, size=2 * len(chunk), sort=[{"v_from": "desc"}],
+                    source={"includes": ["*"]},  # explicit includes: vectors come back too
+                ).body["hits"]["hits"]
+                for h in _dedup(hits, _image_id):
+                    src = h["_source"]
+                    rec = update.apply(ImageRecord.model_validate(src["record"]))
+                    if rec is None:
+                        continue
+                    if any(f not in src for f in _SPACE_DIM):
+                        raise ImgragError(
+                            f"cannot update {rec.image_id}: Elasticsearch returned its row without vectors",
+                            "nothing was changed; report this with the Elasticsearch version",
+                        )
+                    new_id = f"{rec.image_id}@{p}"
+                    if h["_id"] != new_id:
+                        actions.append(
+                            {"_op_type": "update", "_index": index, "_id": h["_id"], "routing": rec.image_id,
+                             "doc": {"current": False, "v_to": p}}
+                        )
+                    src.update(
+                        acl=rec.acl, tags=rec.tags, meta_kv=[f"{k}={v}" for k, v in sorted(rec.meta.items())],
+                        fts=fts_source(rec), record=rec.model_dump(mode="json"), current=True, v_from=p,
+                    )
+                    src.pop("v_to", None)
+                    actions.append(
+                        {"_op_type": "index", "_index": index, "_id": new_id, "routing": rec.image_id, "_source": src}
+                    )
+                    changed += 1
+            failures = self._bulk(actions, "update metadata")
+            self._refresh()
+            self._raise_failures(failures, changed, "update metadata")
+            return changed
+
+    @_guard("replace the image space")
+    def replace_image_space(self, spaces: ModelSpaces, new_vectors: ImageSpaceFn) -> ImageSpaceReplaced:
+        """A new generation for the new space (a mapping's vector width is fixed), filled with the
+        current rows of the live one carrying new image and tile vectors, then made live by an
+        atomic alias switch. The old generation stays untouched: ``rollback`` to one of its
+        versions switches back."""
+        with self._lock:
+            info = self._require_generation()
+            current = ModelSpaces.model_validate(info[1]["spaces"])
+            check_same_base_spaces(current, spaces)
+            p = self._next_version()
+            name, _ = self._create_generation(spaces)
+            enc = _vec_b64 if self.server_version >= (9, 3) else _vec
+            out = ImageSpaceReplaced()
+            try:
+                failures: dict[str, str] = {}
+                batch: list[dict[str, Any]] = []
+
+                def flush() -> None:
+                    if not batch:
+                        return
+                    records = [
+                        ImageRecord.model_validate(h["_source"]["record"]).model_copy(
+                            update={"deleted": bool(h["_source"].get("deleted"))}
+                        )
+                        for h in batch
+                    ]
+                    feats = np.stack([_source_vec(h["_source"]["feat_vec"]) for h in batch])
+                    whole, tiles = new_vectors(feats, records)
+                    actions = []
+                    for i, h in enumerate(batch):
+                        src = h["_source"]
+                        if any(f not in src for f in _SPACE_DIM):
+                            raise ImgragError(
+                                f"cannot re-embed {src.get('image_id')}: Elasticsearch returned its row without vectors",
+                                "nothing was changed; report this with the Elasticsearch version",
+                            )
+                        for t in src.get("tiles") or []:
+                            v = tiles[i].get(t["label"])
+                            if v is None:
+                                out.tiles_placeholder += 1
+                                v = whole[i]
+                            else:
+                                out.tiles_from_pixels += 1
+                            t["vector"] = enc(v)
+                        for b in src.get("blocks") or []:
+                            b["vector"] = enc(_source_vec(b["vector"]))
+                        src.update(
+                            img_vec=enc(whole[i]), feat_vec=enc(_source_vec(src["feat_vec"])),
+                            text_vec=enc(_source_vec(src["text_vec"])), current=True, v_from=p,
+                        )
+                        src.pop("v_to", None)
+                        actions.append(
+                            {"_op_type": "index", "_index": name, "_id": f"{src['image_id']}@{p}",
+                             "routing": src["image_id"], "_source": src}
+                        )
+                    failures.update(self._bulk(actions, "re-embed"))
+                    out.images += len(batch)
+                    batch.clear()
+
+                rows = self._scan(_bool([{"term": {"current": True}}]), {"includes": ["*"]}, index=info[0], page=200)
+                for h in _dedup(rows, lambda h: h["_source"]["image_id"]):
+                    batch.append(h)
+                    if len(batch) >= 200:
+                        flush()
+                flush()
+                self.es.indices.refresh(index=name)
+                self._raise_failures(failures, out.images, "re-embed")
+            except BaseException:
+                self.es.indices.delete(index=name, ignore_unavailable=True)  # the old generation stays live
+                raise
+            self._switch_alias(name)
+            return out
 
     @_guard("soft-delete images")
     def soft_delete(self, image_ids: list[str]) -> int:

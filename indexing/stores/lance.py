@@ -24,8 +24,11 @@ from ..errors import BackendUnavailableError, ImgragError
 from .base import (
     Filters,
     ImageRecord,
+    ImageSpaceFn,
+    ImageSpaceReplaced,
     ImageVectors,
     Indexed,
+    MetadataUpdate,
     ModelSpaces,
     Principal,
     RegionHit,
@@ -33,6 +36,7 @@ from .base import (
     Stats,
     Version,
     VectorField,
+    check_same_base_spaces,
     check_same_spaces,
 )
 
@@ -41,6 +45,12 @@ log = logging.getLogger(__name__)
 IMAGES = "images"
 REGIONS = "regions"
 _VEC_COLUMN: dict[VectorField, str] = {"image": "img_vec", "feature": "feat_vec", "text": "text_vec"}
+# Only the page table gets ANN indices: region searches ask for k=200, where a high-recall HNSW
+# search (ef >= k x refine) was slower than the exact scan at 100k region rows (benchmarks/bench_backends.py),
+# and half of each region vector column is a placeholder (tiles have no text vector and vice versa).
+_ANN_COLUMNS = {IMAGES: ("img_vec", "feat_vec", "text_vec"), REGIONS: ()}
+_KEEP_VERSIONS = timedelta(days=365 * 100)  # optimize() must never clean up versions rollback needs
+_ANN_NPROBES, _ANN_REFINE, _ANN_EF = 20, 10, 400  # recall@10 0.88 -> ~0.99 vs ef 100 / refine 4 (10k pages)
 
 
 def _lit(value: str) -> str:
@@ -112,6 +122,11 @@ def _filter_schema() -> list[pa.Field]:
     ]
 
 
+def _image_fts(rec: ImageRecord) -> str:
+    """What BM25 sees for a page: OCR text, caption, tags and metadata values."""
+    return fts_text(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.meta.values()]))
+
+
 def _unit(dim: int) -> list[float]:
     v = [0.0] * dim
     v[0] = 1.0
@@ -123,10 +138,11 @@ class LanceStore:
 
     backend = "lancedb"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, ann_min_rows: int = 10_000) -> None:
         import lancedb
 
         self.path = Path(path)
+        self.ann_min_rows = ann_min_rows
         self.path.mkdir(parents=True, exist_ok=True)
         try:
             # Re-check the tables' latest version at most every second: a long-running reader (the MCP
@@ -224,7 +240,7 @@ class LanceStore:
                 {
                     **common,
                     "page": rec.page,
-                    "fts": fts_text(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.meta.values()])),
+                    "fts": _image_fts(rec),
                     "record": rec.model_dump_json(),
                     "img_vec": it.vectors.image.astype(np.float32).tolist(),
                     "feat_vec": it.vectors.feature.astype(np.float32).tolist(),
@@ -258,6 +274,101 @@ class LanceStore:
                 .when_not_matched_insert_all()
                 .execute(image_rows)
             )
+
+    def update_metadata(self, image_ids: list[str], update: MetadataUpdate) -> int:
+        if not image_ids or update.is_empty() or not self._ready():
+            return 0
+        ids = list(dict.fromkeys(image_ids))
+        changed = 0
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                # Whole rows (vectors included): merge_insert replaces a matched row as a whole.
+                images = (
+                    self._images.search()
+                    .where(f"deleted = false AND image_id IN ({_lits(chunk)})")
+                    .limit(len(chunk))
+                    .to_arrow()
+                )
+                rows: list[dict[str, Any]] = []
+                new_fields: dict[str, dict[str, Any]] = {}
+                for row in images.to_pylist():
+                    rec = update.apply(ImageRecord.model_validate_json(row["record"]))
+                    if rec is None:
+                        continue
+                    fields = {k: v for k, v in _filter_fields(rec).items() if k in ("acl", "tags", "meta_kv")}
+                    new_fields[rec.image_id] = fields
+                    rows.append({**row, **fields, "fts": _image_fts(rec), "record": rec.model_dump_json()})
+                if not rows:
+                    continue
+                where = f"image_id IN ({_lits(list(new_fields))})"
+                n_regions = self._regions.count_rows(where)
+                # Regions first, then the pages, as in write(): each table changes in one commit.
+                if n_regions:
+                    regions = self._regions.search().where(where).limit(n_regions).to_arrow().to_pylist()
+                    for r in regions:
+                        r.update(new_fields[r["image_id"]])
+                    (
+                        self._regions.merge_insert("region_id")
+                        .when_matched_update_all()
+                        .execute(pa.Table.from_pylist(regions, schema=self._regions.schema))
+                    )
+                (
+                    self._images.merge_insert("image_id")
+                    .when_matched_update_all()
+                    .execute(pa.Table.from_pylist(rows, schema=self._images.schema))
+                )
+                changed += len(rows)
+        return changed
+
+    def replace_image_space(self, spaces: ModelSpaces, new_vectors: ImageSpaceFn) -> ImageSpaceReplaced:
+        """Rewrite ``img_vec`` and the tiles' ``tile_vec`` at the new width as new table versions
+        (an overwrite keeps the old versions, so rollback restores the old space)."""
+        current = self.spaces()
+        if current is None or not self._ready():
+            raise ImgragError("the index is empty: nothing to re-embed", "index some images first")
+        check_same_base_spaces(current, spaces)
+        out = ImageSpaceReplaced()
+        with self._lock:
+            images = self._images.to_arrow()
+            regions = self._regions.to_arrow()
+            records = [
+                ImageRecord.model_validate_json(r).model_copy(update={"deleted": bool(d)})
+                for r, d in zip(images.column("record").to_pylist(), images.column("deleted").to_pylist(), strict=True)
+            ]
+            feats = np.asarray(images.column("feat_vec").to_pylist(), np.float32).reshape(len(records), -1)
+            whole, tiles = new_vectors(feats, records) if records else (np.zeros((0, spaces.image_dim)), [])
+            by_id = {rec.image_id: i for i, rec in enumerate(records)}
+            vec_type = pa.list_(pa.float32(), spaces.image_dim)
+            new_tiles: list[list[float]] = []
+            for image_id, kind, label in zip(
+                regions.column("image_id").to_pylist(), regions.column("kind").to_pylist(),
+                regions.column("label").to_pylist(), strict=True,
+            ):
+                i = by_id.get(image_id)
+                v = None
+                if kind == "tile" and i is not None:
+                    v = tiles[i].get(label)
+                    if v is None:
+                        out.tiles_placeholder += 1
+                    else:
+                        out.tiles_from_pixels += 1
+                if v is None:  # text regions never use tile_vec; a tile without pixels gets its page's vector
+                    v = whole[i] if i is not None else _unit(spaces.image_dim)
+                new_tiles.append(np.asarray(v, np.float32).tolist())
+            images = images.set_column(
+                images.schema.get_field_index("img_vec"), pa.field("img_vec", vec_type),
+                pa.array(np.asarray(whole, np.float32).reshape(len(records), spaces.image_dim).tolist(), type=vec_type),
+            )
+            regions = regions.set_column(
+                regions.schema.get_field_index("tile_vec"), pa.field("tile_vec", vec_type),
+                pa.array(new_tiles, type=vec_type),
+            )
+            self._images = self.db.create_table(IMAGES, images, mode="overwrite")
+            self._regions = self.db.create_table(REGIONS, regions, mode="overwrite")
+            self._meta_path.write_text(spaces.model_dump_json(indent=2))
+        out.images = len(records)
+        return out
 
     def soft_delete(self, image_ids: list[str]) -> int:
         if not image_ids or not self._ready():
@@ -374,8 +485,7 @@ class LanceStore:
         if not self._ready():
             return []
         rows = (
-            self._images.search(vector.astype(np.float32), vector_column_name=_VEC_COLUMN[field])
-            .distance_type("cosine")
+            self._vector_search(self._images, vector, _VEC_COLUMN[field], k)
             .where(where_clause(filters, principal), prefilter=True)
             .select(["image_id", "_distance"])
             .limit(k)
@@ -388,15 +498,54 @@ class LanceStore:
             return
         if table.count_rows() == 0:
             return
-        table.create_fts_index(
-            "fts",
-            replace=True,
+        from lancedb.index import FTS
+
+        # `fts` holds pre-tokenised text (indexing.analysis.fts_text): split on whitespace, nothing else
+        config = FTS(
             base_tokenizer="whitespace",
             lower_case=False,
             stem=False,
             remove_stop_words=False,
             ascii_folding=False,
             with_position=False,
+        )
+        table.create_index("fts", config=config, replace=True)
+
+    def _ensure_ann(self, name: str, table: Any) -> None:
+        """An IVF_HNSW_SQ index per vector column once the table has ``ann_min_rows`` rows; rows
+        written after it are searched exactly until ``optimize`` folds them in (when they are over
+        a tenth of the table). Below the threshold kNN stays an exact scan."""
+        if not _ANN_COLUMNS[name]:
+            return
+        rows = table.count_rows()
+        if rows == 0 or rows < self.ann_min_rows:
+            return
+        from lancedb.index import HnswSq
+
+        indexed = {tuple(ix.columns): ix.name for ix in table.list_indices()}
+        stale = False
+        for column in _ANN_COLUMNS[name]:
+            ix_name = indexed.get((column,))
+            if ix_name is None:
+                # about 4k rows per IVF partition; HNSW inside each, scalar-quantised, cosine
+                config = HnswSq(distance_type="cosine", num_partitions=max(1, rows // 4096))
+                table.create_index(column, config=config, replace=True)
+                continue
+            st = table.index_stats(ix_name)
+            if st is not None and st.num_unindexed_rows > rows // 10:
+                stale = True
+        if stale:
+            table.optimize(cleanup_older_than=_KEEP_VERSIONS)
+
+    def _vector_search(self, table: Any, vector: np.ndarray, column: str, k: int) -> Any:
+        # Without an index these are ignored; with one: probe enough partitions, search the HNSW
+        # graphs wide enough, and re-rank the scalar-quantised candidates on the exact vectors.
+        return (
+            table.search(vector.astype(np.float32), vector_column_name=column)
+            .distance_type("cosine")
+            .nprobes(_ANN_NPROBES)
+            .ef(max(_ANN_EF, k * _ANN_REFINE))
+            .refine_factor(_ANN_REFINE)
         )
 
     def bm25(self, query: str, k: int, filters: Filters, principal: Principal) -> list[RouteHit]:
@@ -428,8 +577,7 @@ class LanceStore:
         kinds = "kind = 'tile'" if kind == "tile" else "kind IN ('block', 'lines')"
         column = "tile_vec" if kind == "tile" else "text_vec"
         rows = (
-            self._regions.search(vector.astype(np.float32), vector_column_name=column)
-            .distance_type("cosine")
+            self._vector_search(self._regions, vector, column, k)
             .where(f"{kinds} AND {where_clause(filters, principal)}", prefilter=True)
             .select(["region_id", "image_id", "kind", "label", "bbox", "text", "_distance"])
             .limit(k)
@@ -522,6 +670,8 @@ class LanceStore:
         with self._lock:
             self._ensure_fts(self._images)
             self._ensure_fts(self._regions)
+            self._ensure_ann(IMAGES, self._images)
+            self._ensure_ann(REGIONS, self._regions)
             entries = self._log_entries()
             number = (entries[-1]["version"]["version"] + 1) if entries else 1
             version = Version(
@@ -561,9 +711,9 @@ class LanceStore:
         self._regions = None
 
 
-def open_lance(path: Path) -> LanceStore:
+def open_lance(path: Path, *, ann_min_rows: int = 10_000) -> LanceStore:
     try:
-        return LanceStore(path)
+        return LanceStore(path, ann_min_rows=ann_min_rows)
     except ImgragError:
         raise
     except Exception as e:
