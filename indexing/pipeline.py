@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from .models import BBox, OcrLine
 from .ocr import detect_orientation
 from .preprocess import preprocess
 from .runtime import Runtime
-from .stores.base import ImageRecord, ImageVectors, Indexed, MetadataUpdate, RegionRecord
+from .stores.base import OPERATOR, ImageRecord, ImageVectors, Indexed, MetadataUpdate, RegionRecord
 
 log = logging.getLogger(__name__)
 
@@ -172,10 +172,26 @@ class Indexer:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
+    def _inherit(self, existing: dict[str, str], opts: IndexOptions) -> IndexOptions:
+        """Options for the new content of an already indexed path: what was not given is kept from
+        the version it replaces, so an edited file never silently loses its ACL (becomes public)."""
+        if not existing or None not in (opts.acl, opts.meta, opts.tags):
+            return opts
+        old = next(iter(self.rt.store.get_many(list(existing), OPERATOR).values()), None)
+        if old is None:
+            return opts
+        return replace(
+            opts,
+            acl=opts.acl if opts.acl is not None else list(old.acl),
+            meta=opts.meta if opts.meta is not None else dict(old.meta),
+            tags=opts.tags if opts.tags is not None else list(old.tags),
+        )
+
     def _pages(
-        self, files: list[Path], summary: IndexSummary, progress: ProgressFn, unchanged: list[str]
-    ) -> Iterator[tuple[Page, dict[str, str]]]:
-        """Pages that need indexing, with the stale ids (same path, other content) they replace."""
+        self, files: list[Path], summary: IndexSummary, progress: ProgressFn, unchanged: list[str], opts: IndexOptions
+    ) -> Iterator[tuple[Page, dict[str, str], IndexOptions]]:
+        """Pages that need indexing, with the stale ids (same path, other content) they replace and
+        the options to index them with."""
         s = self.rt.settings
         store = self.rt.store
         for path in files:
@@ -184,9 +200,11 @@ class Indexer:
                 existing = store.live_ids_for_path(str(path))
                 pages = load_file(path, max_pixels=s.max_pixels, pdf_dpi=s.pdf_dpi, max_file_mb=s.max_file_mb)
                 first = True
+                page_opts = opts
                 for pg in pages:
                     if first:
                         stale = {i: d for i, d in existing.items() if d != pg.doc_id}
+                        page_opts = self._inherit(stale, opts)
                         first = False
                     if existing.get(pg.image_id) == pg.doc_id:
                         summary.unchanged += 1
@@ -197,7 +215,7 @@ class Indexer:
                         summary.duplicates += 1
                         progress("skip", {"path": str(path), "page": pg.page})
                         continue
-                    yield pg, stale
+                    yield pg, stale, page_opts
                     stale = {}
             except ImgragError as e:
                 summary.failed.append(Failure(path=str(path), reason=str(e)))
@@ -307,8 +325,8 @@ class Indexer:
 
         self.rt.warm_up()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgrag-page") as pool:
-            for pg, stale in self._pages(files, summary, progress, unchanged_ids):
-                pending.append((pool.submit(analyse_page, pg, self.rt, opts), pg, stale))
+            for pg, stale, page_opts in self._pages(files, summary, progress, unchanged_ids, opts):
+                pending.append((pool.submit(analyse_page, pg, self.rt, page_opts), pg, stale))
                 drain(workers * 2)
             drain(0)
         flush()

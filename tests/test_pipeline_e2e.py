@@ -247,6 +247,14 @@ def test_reindex_with_other_acl_meta_tags_updates_them_in_place(indexed: tuple[P
     run(home, "rollback", str(v_legal))
     assert not sees("--as", "bob") and sees("--as", "carol", "--group", "legal")
     assert json.loads(run(home, "show", rocket_id).stdout)["tags"] == []
+    # the file's content changes: a plain re-run replaces the page and keeps its ACL (never public)
+    Image.fromarray(data.rocket()[:, ::-1].copy()).save(secret / "rocket.png")
+    summary = json.loads(run(home, "index", str(secret), "--json").stdout)
+    assert (summary["indexed"], summary["replaced"]) == (1, 1)
+    hits = search(home, "a rocket", "--as", "carol", "--group", "legal", "--filter", f"path={secret}", "-k", "5")
+    assert len(hits) == 1 and hits[0]["image_id"] != rocket_id
+    assert json.loads(run(home, "show", hits[0]["image_id"]).stdout)["acl"] == ["legal"]
+    assert not search(home, "a rocket", "--as", "bob", "--filter", f"path={secret}", "-k", "5")
 
 
 def test_killed_index_run_leaves_usable_index_and_rerun_completes(corpus: Path, tmp_path: Path) -> None:
