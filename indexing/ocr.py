@@ -202,6 +202,9 @@ def _get_rapidocr(det_max_side: int, threads: int | None, rec_batch: int, use_cl
                 from rapidocr import RapidOCR
             except ImportError as exc:  # pragma: no cover - it is a hard dependency
                 raise ImgragError("rapidocr is not installed", "pip install 'rapidocr>=3.4' onnxruntime") from exc
+            from indexing.threads import patch_ort_sessions
+
+            patch_ort_sessions()
             hit = (RapidOCR(params=_rapid_params(det_max_side, threads, rec_batch, use_cls)), threading.Lock())
             _RAPID_CACHE[key] = hit
         return hit
