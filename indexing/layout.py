@@ -374,6 +374,14 @@ class TableRecognizer:
 # --------------------------------------------------------------------------------------------------
 # the pipeline's one call
 
+
+def preload() -> None:
+    """Load the default layout model now rather than on the first page. (The table model stays lazy:
+    it loads when a page first has a table, and many collections have none.)"""
+    a = LayoutAnalyzer()
+    _get_layout(a.conf_thresh, a.iou_thresh, a.threads)
+
+
 _DEFAULT_ANALYZER: LayoutAnalyzer | None = None
 _DEFAULT_TABLES: TableRecognizer | None = None
 

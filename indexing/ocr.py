@@ -268,6 +268,15 @@ class RapidOcrEngine:
     def _engine(self) -> tuple[RapidOCR, threading.Lock]:
         return _get_rapidocr(self.det_max_side, self.threads, self.rec_batch, self.use_cls)
 
+    def load(self) -> None:
+        """Create the det/cls/rec sessions now (rapidocr 3.x creates them on first use)."""
+        rapid, lock = self._engine()
+        with lock:
+            for name in ("_load_det_model", "_load_cls_model", "_load_rec_model"):
+                loader = getattr(rapid, name, None)
+                if callable(loader):
+                    loader()
+
     def recognize(self, img: np.ndarray) -> list[OcrLine]:
         rgb = to_rgb_uint8(img)
         h, w = rgb.shape[:2]
