@@ -1,22 +1,59 @@
 """Indexing throughput and search latency on the embedded store, side by side.
 
-Indexing: document pages (generated contracts + Debian documentation pages) and photos, each with
-1 and 2 analysis workers. Search: p50/p95 per mode (keyword-only, vector-only, hybrid, hybrid
-without re-rank) over the same queries, after a warm-up.
+Indexing: document pages (generated contracts, a share scanned-looking) and photos, each with
+1 and 2 analysis workers, after every model is loaded (``Runtime.load_models``: model sessions,
+torch, the bridge's label vectors), so the rows are steady-state per-page costs. CPU-s/item is
+the process's CPU time (all threads) per item: on a shared box it is steadier than wall time.
+Search: p50/p95 per mode (keyword-only, vector-only, hybrid, hybrid without re-rank) over the
+same queries, after a warm-up.
+
+``--compare-spin`` runs the indexing part twice more, in child processes (the OpenMP wait policy is
+fixed when libgomp loads), with ``IMGRAG_THREAD_SPIN=1`` (runtimes' spinning default) and ``0``
+(imgrag's default: idle pool threads sleep), and prints them side by side.
 
     ~/.cache/imgrag/venv/bin/python benchmarks/bench_pipeline.py [--docs 12] [--photos 8] [--queries 40]
+        [--workers 1,2] [--compare-spin] [--index-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _print_rows(rows: list[tuple]) -> None:
+    print(f"{'corpus':<16}{'workers':>8}{'spin':>6}{'items':>7}{'seconds':>10}{'items/s':>9}{'CPU-s/item':>12}")
+    for label, w, spin, n, dt, cpu in rows:
+        print(f"{label:<16}{w:>8}{spin:>6}{n:>7}{dt:>10.1f}{n / dt:>9.2f}{cpu / n:>12.2f}")
+
+
+def _compare_spin(args: argparse.Namespace) -> list[tuple]:
+    """The indexing rows under IMGRAG_THREAD_SPIN=1 and =0, each in a fresh child process."""
+    rows: list[tuple] = []
+    for spin in ("1", "0"):
+        env = {**os.environ, "IMGRAG_THREAD_SPIN": spin}
+        env.pop("OMP_WAIT_POLICY", None)
+        cmd = [sys.executable, __file__, "--docs", str(args.docs), "--photos", str(args.photos),
+               "--workers", args.workers, "--index-only", "--json"]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+        rows += [tuple(r) for r in json.loads(out.strip().splitlines()[-1])]
+    return rows
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -52,7 +89,14 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=12)
     ap.add_argument("--photos", type=int, default=8)
     ap.add_argument("--queries", type=int, default=40)
+    ap.add_argument("--workers", default="1,2", help="comma-separated worker counts to index with")
+    ap.add_argument("--compare-spin", action="store_true", help="also index with thread spinning on and off")
+    ap.add_argument("--index-only", action="store_true", help="skip the search benchmark")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child mode of --compare-spin
     args = ap.parse_args()
+    from indexing.threads import spin_enabled
+
+    spin = "on" if spin_enabled() else "off"
 
     from indexing.config import Settings
     from indexing.pipeline import Indexer
@@ -65,23 +109,29 @@ def main() -> None:
         docs, photos, queries = build_corpus(root / "corpus", args.docs, args.photos)
         rows = []
         runtimes: dict[int, Runtime] = {}
-        for workers in (1, 2):
+        for workers in [int(w) for w in args.workers.split(",")]:
             rt = Runtime(Settings(home=root / f"home{workers}", workers=workers))
-            rt.warm_up()
+            rt.load_models()
             runtimes[workers] = rt
             ix = Indexer(rt)
             for label, folder, n in (("document pages", docs, args.docs), ("photos", photos, args.photos)):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), _cpu()
                 summary = ix.index([folder])
-                dt = time.perf_counter() - t
+                dt, cpu = time.perf_counter() - t, _cpu() - c
                 assert summary.indexed == n, summary
-                rows.append((label, workers, n, dt, n / dt))
-        print("\nIndexing throughput (models warm, embedded LanceDB store)")
-        print(f"{'corpus':<16}{'workers':>8}{'items':>7}{'seconds':>10}{'items/s':>9}")
-        for label, w, n, dt, rate in rows:
-            print(f"{label:<16}{w:>8}{n:>7}{dt:>10.1f}{rate:>9.2f}")
+                rows.append((label, workers, spin, n, dt, cpu))
+        if args.json:
+            print(json.dumps(rows))
+            return
+        print("\nIndexing throughput (models loaded, embedded LanceDB store)")
+        _print_rows(rows)
+        if args.compare_spin:
+            print("\nThe same, thread spinning on vs off (IMGRAG_THREAD_SPIN=1 / 0), fresh child processes")
+            _print_rows(_compare_spin(args))
+        if args.index_only:
+            return
 
-        rt = runtimes[2]
+        rt = runtimes[max(runtimes)]
         searcher = Searcher(rt)
         qs = (queries * (args.queries // len(queries) + 1))[: args.queries]
         variants = {

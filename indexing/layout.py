@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from indexing.models import BBox, LayoutBlock, OcrLine, TableResult
 from indexing.ocr import _pkg_version, quiet_loggers, reading_order, rgb_to_bgr, to_rgb_uint8
+from indexing.threads import patch_ort_sessions
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +251,7 @@ def _get_layout(conf: float, iou: float, threads: int | None) -> tuple[Any, thre
                 pass
 
             quiet_loggers(_QUIET)
+            patch_ort_sessions()
             engine_cfg = {"intra_op_num_threads": int(threads)} if threads else {}
             hit = (
                 RapidLayout(model_type="pp_layout_cdla", conf_thresh=conf, iou_thresh=iou, engine_cfg=engine_cfg),
@@ -310,6 +312,7 @@ def _get_table() -> tuple[Any, threading.Lock]:
 
             get_logger("OrtInferSession")  # lru-cached: create it now so it can be quieted
             quiet_loggers(_QUIET)
+            patch_ort_sessions()
             # 0.3.0 defaults to its bundled slanet-plus.onnx; never pass a model name that downloads.
             hit = (RapidTable(), threading.Lock())
             quiet_loggers(_QUIET)
@@ -370,6 +373,14 @@ class TableRecognizer:
 
 # --------------------------------------------------------------------------------------------------
 # the pipeline's one call
+
+
+def preload() -> None:
+    """Load the default layout model now rather than on the first page. (The table model stays lazy:
+    it loads when a page first has a table, and many collections have none.)"""
+    a = LayoutAnalyzer()
+    _get_layout(a.conf_thresh, a.iou_thresh, a.threads)
+
 
 _DEFAULT_ANALYZER: LayoutAnalyzer | None = None
 _DEFAULT_TABLES: TableRecognizer | None = None

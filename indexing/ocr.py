@@ -202,6 +202,9 @@ def _get_rapidocr(det_max_side: int, threads: int | None, rec_batch: int, use_cl
                 from rapidocr import RapidOCR
             except ImportError as exc:  # pragma: no cover - it is a hard dependency
                 raise ImgragError("rapidocr is not installed", "pip install 'rapidocr>=3.4' onnxruntime") from exc
+            from indexing.threads import patch_ort_sessions
+
+            patch_ort_sessions()
             hit = (RapidOCR(params=_rapid_params(det_max_side, threads, rec_batch, use_cls)), threading.Lock())
             _RAPID_CACHE[key] = hit
         return hit
@@ -264,6 +267,15 @@ class RapidOcrEngine:
 
     def _engine(self) -> tuple[RapidOCR, threading.Lock]:
         return _get_rapidocr(self.det_max_side, self.threads, self.rec_batch, self.use_cls)
+
+    def load(self) -> None:
+        """Create the det/cls/rec sessions now (rapidocr 3.x creates them on first use)."""
+        rapid, lock = self._engine()
+        with lock:
+            for name in ("_load_det_model", "_load_cls_model", "_load_rec_model"):
+                loader = getattr(rapid, name, None)
+                if callable(loader):
+                    loader()
 
     def recognize(self, img: np.ndarray) -> list[OcrLine]:
         rgb = to_rgb_uint8(img)

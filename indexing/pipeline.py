@@ -324,8 +324,12 @@ class Indexer:
                     flush()
 
         self.rt.warm_up()
+        loaded = False
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgrag-page") as pool:
             for pg, stale, page_opts in self._pages(files, summary, progress, unchanged_ids, opts):
+                if not loaded:  # only once there is a page to analyse: an unchanged folder loads nothing
+                    self.rt.load_models()
+                    loaded = True
                 pending.append((pool.submit(analyse_page, pg, self.rt, page_opts), pg, stale))
                 drain(workers * 2)
             drain(0)

@@ -84,5 +84,18 @@ class Runtime:
         return {"image": self.image_embedder.identity, "text": self.text_embedder.identity, "ocr": self.ocr.name}
 
     def warm_up(self) -> None:
-        """Load every model on this thread so worker threads never race to load one."""
+        """Build the model objects on this thread so worker threads never race to build one (cheap)."""
         _ = self.ocr, self.text_embedder, self.image_embedder
+
+    def load_models(self) -> None:
+        """Load every model indexing uses, here and now (seconds; plus ~30 CPU-s for the bridge's label
+        vectors the first time in a new cache): lazy loads would otherwise land in the first page's
+        analysis or the first batch's embedding, on whichever thread gets there first."""
+        self.warm_up()
+        for part in (self.ocr, self.text_embedder, self.image_embedder):
+            load = getattr(part, "load", None)
+            if callable(load):
+                load()
+        from .layout import preload
+
+        preload()

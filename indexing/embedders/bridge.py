@@ -298,15 +298,30 @@ class LabelBridgeEmbedder:
         key = hashlib.sha256(f"{self.label_set_id}|{LABEL_TEXT_ID}|{self.text.identity}".encode()).hexdigest()[:20]
         return self.cache_dir / "label_embeddings" / f"{key}.npy"
 
+    def _shared_cache_path(self) -> Path:
+        """The same file in the per-user cache (``~/.cache/imgrag``), shared by every IMGRAG_HOME: the
+        vectors depend only on the label set and the text model, whose identities name the file, and
+        computing them costs ~30 CPU-seconds with e5, which each new home (tests, evals) paid again."""
+        return Path.home() / ".cache" / "imgrag" / "label_embeddings" / self._cache_path().name
+
     def _load_or_compute_label_vectors(self) -> np.ndarray:
-        path = self._cache_path()
-        try:
-            vecs = np.load(path, allow_pickle=False)
+        path, shared = self._cache_path(), self._shared_cache_path()
+        for i, p in enumerate(dict.fromkeys((path, shared))):
+            try:
+                vecs = np.load(p, allow_pickle=False)
+            except (OSError, ValueError):
+                continue
             if vecs.shape == (1000, self.dim) and vecs.dtype == np.float32 and np.isfinite(vecs).all():
+                if i:
+                    self._save(path, vecs)
                 return vecs
-        except (OSError, ValueError):
-            pass
         vecs = np.ascontiguousarray(self.text.embed_passages(self.label_texts()), dtype=np.float32)
+        for p in dict.fromkeys((path, shared)):
+            self._save(p, vecs)
+        return vecs
+
+    @staticmethod
+    def _save(path: Path, vecs: np.ndarray) -> None:
         try:  # atomic write: concurrent processes never read a half-written cache
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
@@ -315,9 +330,13 @@ class LabelBridgeEmbedder:
             os.replace(tmp, path)
         except OSError:
             pass  # a read-only cache folder only costs recomputation
-        return vecs
 
     # -- embedding ------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load the backbone and the label vectors now (both load on first use otherwise)."""
+        _shared_model(self.num_threads)
+        self.label_vectors()
 
     def classify(self, imgs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (n, 1000), raw pooled features (n, 1280)), batched, in inference mode."""

@@ -122,6 +122,10 @@ class E5TextEmbedder:
                 _E5_MODELS[self.variant] = model
             return model
 
+    def load(self) -> None:
+        """Load the model now (it loads on first use otherwise)."""
+        self._model()
+
     def _run(self, texts: list[str], is_query: bool) -> np.ndarray:
         model = self._model()
         with _E5_LOCK:

