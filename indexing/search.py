@@ -77,6 +77,9 @@ class Recall(BaseModel):
     route_scores: dict[str, dict[str, float]] = Field(default_factory=dict)
     region_hits: list[RegionHit] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
+    # Evidence depends on the query, the page and the region hits, never on weights: ranking one
+    # recall again (evaluation, tuning) reuses it.
+    evidence: dict[str, tuple[RegionOut | None, str, float]] = Field(default_factory=dict, exclude=True)
 
 
 class SearchResult(BaseModel):
@@ -269,7 +272,10 @@ class Searcher:
         timings["fuse"] = round((time.perf_counter() - t) * 1000, 2)
 
         t = time.perf_counter()
-        evidence = self._evidence(query, window, records, rec.region_hits, principal, req.filters)
+        missing = [d for d in window if d not in rec.evidence]
+        if missing:
+            rec.evidence.update(self._evidence(query, missing, records, rec.region_hits, principal, req.filters))
+        evidence = rec.evidence
         if req.rerank and query:
             bonus_unit = 1.0 / (s.rrf_k + 1)
             for d in window:
