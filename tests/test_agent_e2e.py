@@ -423,7 +423,7 @@ def test_cli_json_trace_and_pdf_report(corpus: Corpus, tmp_path: Path) -> None:
     out = json.loads(proc.stdout)
     assert set(out) >= {"answer", "citations", "checks", "usage", "mode"}
     assert out["mode"] == "extractive" and out["checks"]["passed"]
-    assert out["citations"] and set(out["citations"][0]) == {"image_id", "path", "page", "bbox", "snippet"}
+    assert out["citations"] and set(out["citations"][0]) == {"image_id", "path", "page", "bbox", "snippet", "kind"}
     for node in ("plan", "retrieve", "inspect", "answer", "self_check", "finalize"):
         assert f"[trace] {node} · round 0 · " in proc.stderr
     assert "[trace] node totals:" in proc.stderr
