@@ -277,14 +277,14 @@ def score_line(sub: SubQuestion, line: EvidenceLine, pool: list[EvidenceLine], i
         # "Which section is “Console basics”?": the line with the title, and the number printed before
         # it (same line, the box to its left or the line above); key words like "section" or
         # "Debian Reference" only pick the page, the running header must not win.
-        t, _ = title_match(sub, text)
+        t, at = title_match(sub, text)
         if t < 0.5:
             return None
         found = section_number(sub, line, pool)
-        score = t
+        score = t + (0.1 if at >= 0 else 0.0)  # the whole title beats a sentence that has its words
         if found is not None:
             value, snippet_line = found
-            score += 1.0
+            score += 1.0 if snippet_line is line else 0.9
             why = f"title {t:.2f} +number" + ("" if snippet_line is line else "(next)")
         else:
             score, why = 0.3 * t, f"title {t:.2f}, no number"

@@ -590,7 +590,7 @@ class ImgragAgent:
                 for box in sorted(info.seals, key=lambda b: (b[1], b[0]))
             ]
             boxes = "; ".join(
-                "[" + ", ".join(f"{v:.0f}" for v in box) + "]" + (f" ({lab})" if lab else "")
+                "[" + ", ".join(f"{round(v, 1):.0f}" for v in box) + "]" + (f" ({lab})" if lab else "")
                 for box, lab in sorted(zip(info.seals, info.seal_labels or [""] * len(info.seals)), key=lambda t: (t[0][1], t[0][0]))
             )
             n = len(info.seals)
