@@ -380,8 +380,9 @@ def ask(
             print("\nCitations:")
             for n, c in enumerate(answer.citations, 1):
                 box = "[" + ", ".join(f"{v:.0f}" for v in c.bbox) + "]" if c.bbox else "—"
-                print(f"  [{n}] {c.image_id} · {c.path} · page {c.page} · bbox {box}")
-                print(f"      \u201c{c.snippet}\u201d")
+                what = "seal bbox (seal detector)" if c.kind == "seal" else "bbox"
+                print(f"  [{n}] {c.image_id} · {c.path} · page {c.page} · {what} {box}")
+                print(f"      \u201c{c.snippet}\u201d" + (" (OCR line nearest the seal)" if c.kind == "seal" and c.snippet else ""))
         print(f"\n{answer.mode} · {checks_line(answer)}")
         print(usage_line(answer))
     for n in notes:

@@ -44,7 +44,9 @@ class ImageInfo(BaseModel):
     ocr_text: str = ""
     lines: list[EvidenceLine] = Field(default_factory=list, description="page-level OCR lines (metadata)")
     reread: list[EvidenceLine] = Field(default_factory=list, description="lines from ocr_region re-reads")
-    seals: list[BBox] = Field(default_factory=list)
+    doc_id: str = Field(default="", description="source file id; pages of one PDF share it")
+    seals: list[BBox] = Field(default_factory=list, description="seal boxes found by the index's seal detector")
+    seal_labels: list[str] = Field(default_factory=list, description="per seal: colour and shape, e.g. 'red round'")
     vlm_notes: list[str] = Field(default_factory=list)
 
     def corpus(self) -> str:
@@ -82,6 +84,92 @@ AMOUNT_RE = re.compile(
 )
 ROLE_RE = re.compile(r"(甲方|乙方|丙方|买方|卖方|委托方|受托方|出租方|承租方|party\s*[a-c]\b|buyer|seller|client|contractor|supplier|vendor)", re.I)
 _COLON = re.compile(r"[:：]")
+
+
+SECTION_NO_RE = re.compile(r"(?<![\d.])(\d{1,2}(?:\.\d{1,3}){1,3})(?![\d]|\.\d)")
+TABLE_NO_RE = re.compile(r"(?<![A-Za-z])(Table|Figure|表|图)\s*(\d{1,2}(?:\.\d{1,3})+)(?![\d]|\.\d)", re.I)
+_ASKS_TABLE = re.compile(r"(\btables?\b|表格|哪张表|哪个表|哪一个表|\bfigure\b|哪张图)", re.I)
+_QUOTED_PART = re.compile(r"[\"“「『《][^\"”」』》]*[\"”」』》]")
+
+
+def asks_table(sub: SubQuestion) -> bool:
+    """A "which table / figure" question (the answer is "Table 1.9"), not a section number."""
+    return bool(_ASKS_TABLE.search(_QUOTED_PART.sub(" ", sub.question)))
+
+
+def title_match(sub: SubQuestion, text: str) -> tuple[float, int]:
+    """How much of the title the question names (its quoted entity) is on ``text``, and where it starts
+    there (-1 when not found whole). Falls back to the key terms when the question quotes nothing."""
+    flat = squash(text)
+    best, at = 0.0, -1
+    for e in sub.entities:
+        se = squash(e)
+        if not se:
+            continue
+        if se in flat:
+            return 1.0, flat.index(se)
+        words = tokens(e)
+        if words:
+            have = set(tokens(text))
+            best = max(best, sum(w in have for w in words) / len(words))
+    if not sub.entities:
+        best = term_coverage(sub.key_terms, text)
+    return best, at
+
+
+def _left(line: EvidenceLine, pool: list[EvidenceLine]) -> EvidenceLine | None:
+    """The nearest line to the left on the same row (a heading's number OCR'd as its own box)."""
+    if line.bbox is None:
+        return None
+    x0, y0, _, y1 = line.bbox
+    cy, h = (y0 + y1) / 2, max(1.0, y1 - y0)
+    best, best_dx = None, float("inf")
+    for other in pool:
+        if other.bbox is None or other is line or other.image_id != line.image_id:
+            continue
+        ocy = (other.bbox[1] + other.bbox[3]) / 2
+        dx = x0 - other.bbox[2]
+        if abs(ocy - cy) < 0.5 * h and -0.2 * h <= dx < min(best_dx, 8 * h):
+            best, best_dx = other, dx
+    return best
+
+
+def _above(line: EvidenceLine, pool: list[EvidenceLine]) -> EvidenceLine | None:
+    """The nearest line just above ``line`` that overlaps it horizontally."""
+    if line.bbox is None:
+        return None
+    x0, y0, x1, _ = line.bbox
+    h = max(1.0, line.bbox[3] - line.bbox[1])
+    best, best_dy = None, 2.0 * h
+    for other in pool:
+        if other.bbox is None or other is line or other.image_id != line.image_id:
+            continue
+        dy = y0 - other.bbox[3]
+        if -0.3 * h <= dy < best_dy and other.bbox[0] < x1 and other.bbox[2] > x0 - 2 * h:
+            best, best_dy = other, dy
+    return best
+
+
+def section_number(sub: SubQuestion, line: EvidenceLine, pool: list[EvidenceLine]) -> tuple[str, EvidenceLine] | None:
+    """The number of the heading or caption on ``line`` ("1.2.5", "Table 1.9"), read before the title
+    on the line itself, else from the box to its left or the line above; None when there is none."""
+    table = asks_table(sub)
+    _, at = title_match(sub, line.text)
+    candidates = [line, *(x for x in (_left(line, pool), _above(line, pool)) if x is not None)]
+    for n, cand in enumerate(candidates):
+        text = cand.text
+        if n > 0 and len(squash(text)) > 16:
+            continue  # a neighbour is a bare number or caption label, not a sentence
+        pat = TABLE_NO_RE if table else SECTION_NO_RE
+        for m in pat.finditer(text):
+            if n == 0:
+                # Only a number before the title ("1.2.5 Permissions…"), or at the start of the line
+                # when the title is only partly there: never a number inside the title or after it.
+                before = len(squash(text[: m.start()]))
+                if (at >= 0 and before > at) or (at < 0 and before > 3):
+                    continue
+            return (f"{m.group(1)} {m.group(2)}" if table else m.group(1)), cand
+    return None
 
 
 def find_date(text: str) -> str | None:
@@ -185,6 +273,21 @@ def score_line(sub: SubQuestion, line: EvidenceLine, pool: list[EvidenceLine], i
         if a:
             score += 1.0
             value, why = a, why + " +amount"
+    elif sub.intent == "section":
+        # "Which section is “Console basics”?": the line with the title, and the number printed before
+        # it (same line, the box to its left or the line above); key words like "section" or
+        # "Debian Reference" only pick the page, the running header must not win.
+        t, at = title_match(sub, text)
+        if t < 0.5:
+            return None
+        found = section_number(sub, line, pool)
+        score = t + (0.1 if at >= 0 else 0.0)  # the whole title beats a sentence that has its words
+        if found is not None:
+            value, snippet_line = found
+            score += 1.0 if snippet_line is line else 0.9
+            why = f"title {t:.2f} +number" + ("" if snippet_line is line else "(next)")
+        else:
+            score, why = 0.3 * t, f"title {t:.2f}, no number"
     elif sub.intent == "party":
         # "甲方（买方）：X" answers "甲方是谁"; "第三条 付款方式：甲方应于…" merely mentions it. The role
         # asked for must be in the line's label (before the colon); context words count for little.
@@ -246,6 +349,14 @@ def label_for(sub: SubQuestion) -> str:
         m = ROLE_RE.search(sub.question)
         if m:
             return m.group(0)
+    if sub.intent == "section":
+        zh = bool(re.search(r"[\u4e00-\u9fff]", _QUOTED_PART.sub("", sub.question)))
+        if asks_table(sub):
+            return "表格" if zh else "Table"
+        return "章节" if zh else "Section"
+    if sub.intent == "seal":
+        zh = bool(re.search(r"[\u4e00-\u9fff]", sub.question))
+        return "印章位置" if zh else "Seal"
     text = sub.question
     for e in sub.entities:
         head, _, tail = text.partition(e)

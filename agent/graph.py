@@ -32,6 +32,7 @@ from .evidence import (
     EvidenceLine,
     asked_roles,
     ImageInfo,
+    title_match,
     Scored,
     best_lines,
     entity_match,
@@ -81,6 +82,7 @@ class AgentState(TypedDict, total=False):
     fallback: bool
     feedback: list[str]
     failed_subs: list[int]
+    answered_docs: dict[int, list[str]]
     round: int
     verdict: Literal["retry", "finalize"]
     result: Answer
@@ -134,6 +136,7 @@ class ImgragAgent:
         self.checks = Checks()
         self._decisions: list[str] = []
         self._ocr_cache: dict[tuple[str, tuple[int, ...] | None], OcrView] = {}
+        self._answered_docs: dict[int, list[str]] = {}  # part → documents its claims came from, in order
         self._graph = self._build()
 
     @property
@@ -227,6 +230,12 @@ class ImgragAgent:
             sub = plan.sub_questions[i]
             queries = list(sub.queries)
             modes = ["hybrid"] * len(queries)
+            if sub.entities and not rnd:
+                # The names alone as an exact keyword search: a contract number or an English company
+                # named in a Chinese question (or the reverse) is what picks the document, and the
+                # vector routes lean towards pages in the question's language.
+                queries.append(" ".join(sub.entities))
+                modes.append("keyword")
             if rnd:
                 # A second look: the bare key words as an exact keyword search, and the raw question.
                 kw = " ".join([*sub.entities, *[t for t in sub.key_terms if len(t) > 1 or t.isascii()]]).strip()
@@ -237,6 +246,7 @@ class ImgragAgent:
             filters = dict(sub.filters)
             fused: dict[str, float] = {}
             first: dict[str, HitView] = {}
+            named: list[HitView] = []  # hits of the entity search whose snippet shows the entity
             for q, mode in zip(queries, modes):
                 found = await self._search(q, k, filters, mode)
                 if not found and filters and set(filters) - set(self.config.filters):
@@ -248,11 +258,21 @@ class ImgragAgent:
                 for rank, h in enumerate(found):
                     fused[h.image_id] = fused.get(h.image_id, 0.0) + 1.0 / (60 + rank + 1)
                     first.setdefault(h.image_id, h)
+                    if mode == "keyword" and sub.entities and any(squash(e) in squash(h.snippet) for e in sub.entities):
+                        named.append(h)
                 self._note(
                     f"search[{mode}] {q!r} k={k}{' filters=' + str(filters) if filters else ''}: "
                     f"{len(found)} hits" + (f", top {found[0].image_id[:12]} {found[0].snippet[:40]!r}" if found else "")
                 )
             merged = sorted(first.values(), key=lambda h: -fused[h.image_id])[:k]
+            if named:
+                # A page whose matching line names the entity is the document asked about: it goes
+                # first, whatever the other queries' rankings (they lean to the question's language).
+                ids = {h.image_id for h in named}
+                merged = [*dict((h.image_id, h) for h in named).values(), *[h for h in merged if h.image_id not in ids]][:k]
+                self._note(f"sub-question {i + 1}: {len(ids)} page(s) whose snippet names {sub.entities} go first")
+            if sub.context_from is not None:
+                merged = await self._context_hits(i, sub, merged, hits, k)
             if rnd:
                 # Keep what earlier rounds found, new images after them.
                 seen = {h.image_id for h in hits.get(i, [])}
@@ -260,6 +280,26 @@ class ImgragAgent:
             hits[i] = merged
             self._note(f"sub-question {i + 1}: {len(merged)} images after fusing {len(queries)} queries")
         return {"hits": hits}
+
+    async def _context_hits(self, i: int, sub: SubQuestion, merged: list[HitView], hits: dict[int, list[HitView]], k: int) -> list[HitView]:
+        """Hits for a part that asks about an earlier part's document: once that part has been
+        answered, pages of that document only (searched with a doc_id filter); before, the earlier
+        part's best pages first, so the same documents get inspected for both."""
+        j = sub.context_from
+        assert j is not None
+        docs = self._answered_docs.get(j, [])
+        if docs:
+            pinned: list[HitView] = []
+            for d in docs:
+                found = await self._search(sub.queries[0] if sub.queries else sub.question, k, {**self.config.filters, "doc_id": d})
+                pinned += [h for h in found if h.image_id not in {x.image_id for x in pinned}]
+            self._note(f"sub-question {i + 1}: searched only the document(s) part {j + 1} was answered from: {len(pinned)} page(s)")
+            return pinned
+        first = hits.get(j, [])[: self.config.inspect_top]
+        ids = {h.image_id for h in first}
+        if first:
+            self._note(f"sub-question {i + 1}: asks about part {j + 1}'s document; its top {len(first)} page(s) go first")
+        return [*first, *[h for h in merged if h.image_id not in ids]][: max(k, len(first))]
 
     # -- inspect ---------------------------------------------------------------------------------
     async def _image(self, hit: HitView) -> ImageInfo | None:
@@ -270,6 +310,7 @@ class ImgragAgent:
         except ToolError as e:
             self._note(f"get_metadata {hit.image_id[:12]} failed: {e}")
             return None
+        seals = [s for s in md.seals if isinstance(s, dict) and len(s.get("bbox", [])) == 4]
         info = ImageInfo(
             image_id=hit.image_id,
             path=md.source or hit.path or hit.file,
@@ -282,7 +323,9 @@ class ImgragAgent:
                 EvidenceLine(image_id=hit.image_id, text=ln.text, bbox=ln.bbox, confidence=ln.confidence, source="metadata")
                 for ln in md.ocr_lines
             ],
-            seals=[tuple(s["bbox"]) for s in md.seals if isinstance(s, dict) and len(s.get("bbox", [])) == 4],  # type: ignore[misc]
+            doc_id=hit.doc_id,
+            seals=[tuple(s["bbox"]) for s in seals],  # type: ignore[misc]
+            seal_labels=[" ".join(str(s.get(k, "")) for k in ("color", "shape")).strip() for s in seals],
         )
         self.images[hit.image_id] = info
         return info
@@ -290,7 +333,10 @@ class ImgragAgent:
     def _regions(self, sub: SubQuestion, hit: HitView, info: ImageInfo) -> list[list[float]]:
         """Where to look closer: the hit's region, then the page lines that best match the
         sub-question (for a date question, lines with a date; for a party, lines with a role)."""
-        want_row = sub.intent in ("party", "date", "amount")
+        if sub.intent == "seal":
+            # The detected seals themselves (cropped for the report or a vision model; not re-read).
+            return [_expand(b, info.width, info.height, full_row=False) for b in info.seals[: self.config.regions_per_image]]
+        want_row = sub.intent in ("party", "date", "amount", "section")
         roles = asked_roles(sub)
         boxes: list[list[float]] = []
         if hit.region is not None:
@@ -306,6 +352,9 @@ class ImgragAgent:
                 s += 0.8
             elif sub.intent == "amount" and find_amount(ln.text):
                 s += 0.8
+            elif sub.intent == "section":
+                t, _ = title_match(sub, ln.text)
+                s = t if t >= 0.5 else 0.0
             elif sub.intent == "party" and roles:
                 label = re.split(r"[:：]", ln.text, maxsplit=1)[0]
                 s = 0.5 * s + (1.0 if any(r in squash(label) for r in roles) else 0.0)
@@ -351,10 +400,11 @@ class ImgragAgent:
                     continue
                 rank = next((r for r, h in enumerate(hits) if h.image_id == hit.image_id), rank)
                 regions: list[list[float] | None] = list(self._regions(sub, hit, info))
-                if rnd and hit.image_id in seen:
+                if rnd and hit.image_id in seen and sub.intent != "seal":
                     regions = [None]  # a retry on a known image: read the whole page at a higher scale
                 read = 0
-                for box in regions:
+                # A seal question is answered from the detector's boxes (get_metadata): nothing to re-read.
+                for box in regions if sub.intent != "seal" else []:
                     key = (hit.image_id, tuple(round(v) for v in box) if box else None)
                     try:
                         if key in self._ocr_cache:
@@ -375,7 +425,12 @@ class ImgragAgent:
                     self.inspected.add(hit.image_id)
                 # Page-level lines that match, and the hit's own snippet, stay candidates too.
                 for ln in info.lines:
-                    if term_coverage(sub.key_terms, ln.text) > 0 or (sub.intent == "date" and find_date(ln.text)):
+                    # A section number often has its own OCR box beside the title: keep every line.
+                    if (
+                        sub.intent == "section"
+                        or term_coverage(sub.key_terms, ln.text) > 0
+                        or (sub.intent == "date" and find_date(ln.text))
+                    ):
                         lines.append(ln.model_copy(update={"rank": rank}))
                 if hit.snippet:
                     lines.append(
@@ -434,16 +489,56 @@ class ImgragAgent:
             snippet=line.text.strip(),
         )
 
+    def _doc_of(self, image_id: str) -> str:
+        info = self.images.get(image_id)
+        return (info.doc_id if info else "") or image_id
+
+    def _allowed_docs(self, i: int, sub: SubQuestion) -> list[str] | None:
+        """The documents part ``i`` must be answered from (those of the part it inherits its subject
+        from), or None when it stands alone."""
+        if sub.context_from is None:
+            return None
+        return self._answered_docs.get(sub.context_from) or None
+
     def _extractive(self, state: AgentState) -> tuple[list[Claim], str]:
         plan = state["plan"]
         claims: list[Claim] = []
+        self._answered_docs = {}
         for i, sub in enumerate(plan.sub_questions):
+            allowed = self._allowed_docs(i, sub)
+            if sub.intent == "seal":
+                got = self._seal_claims(i, sub, state, allowed)
+                claims += got
+                if got:
+                    self._answered_docs[i] = list(dict.fromkeys(self._doc_of(c.citations[0].image_id) for c in got if c.citations))
+                continue
             ranked = best_lines(sub, state.get("evidence", {}).get(i, []), self.images)
+            if sub.entities:
+                # Pages that name the question's entity beat pages that do not, whatever their lines say.
+                named = {sc.line.image_id for sc in ranked if sc.line.image_id in self.images
+                         and entity_match(sub.entities, self.images[sc.line.image_id]) == 1.0}
+                if named and len(named) < len({sc.line.image_id for sc in ranked}):
+                    self._note(f"sub-question {i + 1}: only pages naming {sub.entities} kept")
+                    ranked = [sc for sc in ranked if sc.line.image_id in named]
+            if allowed is not None:
+                # Same document as the part this one inherits its subject from: the best line of each
+                # of that part's documents, in that part's order.
+                by_doc = {}
+                for sc in ranked:
+                    by_doc.setdefault(self._doc_of(sc.line.image_id), sc)
+                ranked = [by_doc[d] for d in allowed if d in by_doc]
+                if not ranked:
+                    self._note(f"sub-question {i + 1}: nothing in the document(s) part {sub.context_from + 1} was answered from")  # type: ignore[operator]
+                    continue
             if not ranked:
                 self._note(f"sub-question {i + 1}: no evidence line answers it")
                 continue
             top = ranked[0].score
-            chosen: list[Scored] = [s for s in ranked if s.score >= top - 0.15][: self.config.max_claims_per_sub]
+            if allowed is not None:
+                chosen: list[Scored] = ranked[: self.config.max_claims_per_sub]
+            else:
+                chosen = [s for s in ranked if s.score >= top - 0.15][: self.config.max_claims_per_sub]
+            self._answered_docs[i] = list(dict.fromkeys(self._doc_of(s.line.image_id) for s in chosen))
             label = label_for(sub)
             for s in chosen:
                 info = self.images.get(s.line.image_id)
@@ -462,6 +557,89 @@ class ImgragAgent:
             if plan.lang == "zh":
                 note = "抽取式回答（LLM 的回复没有可核实的论断）：以下每一行均摘自所引图像的 OCR 文本。"
         return claims, note
+
+    def _seal_claims(self, i: int, sub: SubQuestion, state: AgentState, allowed: list[str] | None) -> list[Claim]:
+        """Where the seals are, from the seal detector (get_metadata) on the document the part is
+        about: the pages of the best-matching document (the named entity, then the search rank), one
+        claim per page with seals citing each seal's box; a page without one gets a claim saying no
+        seal was detected on it."""
+        zh = bool(re.search(r"[\u4e00-\u9fff]", sub.question))
+        cands = [
+            (rank, self.images[h.image_id])
+            for rank, h in enumerate(state.get("hits", {}).get(i, []))
+            if h.image_id in self.images and h.image_id in self.inspected
+        ]
+        if allowed is not None:
+            cands = [(r, info) for r, info in cands if self._doc_of(info.image_id) in allowed]
+        if not cands:
+            self._note(f"sub-question {i + 1}: no inspected page to look for seals on")
+            return []
+        match = {info.image_id: entity_match(sub.entities, info) for _, info in cands}
+        _, best = min(cands, key=lambda c: (-match[c[1].image_id], -bool(c[1].seals), c[0]))
+        doc = self._doc_of(best.image_id)
+        pages = sorted(
+            {info.image_id: info for _, info in cands if self._doc_of(info.image_id) == doc and match[info.image_id] >= match[best.image_id]}.values(),
+            key=lambda info: info.page,
+        )
+        with_seals = [p for p in pages if p.seals]
+        label = label_for(sub)
+        claims: list[Claim] = []
+        for info in with_seals[: self.config.max_claims_per_sub]:
+            cits = [
+                self._citation_for_seal(info, box)
+                for box in sorted(info.seals, key=lambda b: (b[1], b[0]))
+            ]
+            boxes = "; ".join(
+                "[" + ", ".join(f"{round(v, 1):.0f}" for v in box) + "]" + (f" ({lab})" if lab else "")
+                for box, lab in sorted(zip(info.seals, info.seal_labels or [""] * len(info.seals)), key=lambda t: (t[0][1], t[0][0]))
+            )
+            n = len(info.seals)
+            text = (
+                f"{label}：{info.file} 第{info.page}页，检测到{n}枚印章，位于 {boxes}"
+                if zh
+                else f"{label}: {n} seal{'s' if n > 1 else ''} detected on {info.file} p{info.page} at {boxes}"
+            )
+            claims.append(Claim(text=text, citations=cits, sub_question=sub.question, kind="seal"))
+            self._note(f"sub-question {i + 1}: {n} seal(s) on {info.file} p{info.page} from the seal detector")
+        if not with_seals:
+            info = pages[0]
+            line = self._identifying_line(sub, info)
+            where = f"{info.file}" + (f" p{info.page}" if len(pages) == 1 else f" ({len(pages)} pages)")
+            text = f"{label}：未在 {where} 上检测到印章" if zh else f"{label}: no seal was detected on {where}"
+            cits = [self._citation(line)] if line is not None else []
+            claims.append(Claim(text=text, citations=cits, sub_question=sub.question, kind="no_seal"))
+            self._note(f"sub-question {i + 1}: the seal detector found no seal on {where}")
+        return claims
+
+    def _identifying_line(self, sub: SubQuestion, info: ImageInfo) -> EvidenceLine | None:
+        """A line that shows which document a page is: one naming the question's entity, else its
+        first line (usually the title)."""
+        lines = [ln for ln in info.lines if ln.text.strip()]
+        for e in sub.entities:
+            for ln in lines:
+                if squash(e) in squash(ln.text):
+                    return ln
+        return lines[0] if lines else None
+
+    def _citation_for_seal(self, info: ImageInfo, box: tuple[float, float, float, float]) -> Citation:
+        """A seal's box, quoting the page OCR line nearest to it (often the signature line it covers)."""
+
+        def dist(ln: EvidenceLine) -> tuple[float, float]:
+            assert ln.bbox is not None
+            dx = max(0.0, max(box[0], ln.bbox[0]) - min(box[2], ln.bbox[2]))
+            dy = max(0.0, max(box[1], ln.bbox[1]) - min(box[3], ln.bbox[3]))
+            return (dx * dx + dy * dy) ** 0.5, -_overlap(list(box), list(ln.bbox))
+
+        lines = [ln for ln in info.lines if ln.bbox is not None and ln.text.strip()]
+        near = min(lines, key=dist) if lines else None
+        return Citation(
+            image_id=info.image_id,
+            path=info.path,
+            page=info.page,
+            bbox=tuple(round(v, 1) for v in box),  # type: ignore[arg-type]
+            snippet=near.text.strip() if near is not None else "",
+            kind="seal",
+        )
 
     def _evidence_blocks(self, state: AgentState) -> list[tuple[ImageInfo, list[EvidenceLine]]]:
         """Evidence for the LLM, best lines first, within ``llm_evidence_lines``."""
@@ -563,6 +741,14 @@ class ImgragAgent:
                     text, fallback = text2, True  # the LLM's uncited text is not shown
         else:
             claims, text = self._extractive(state)
+        plan = state["plan"]
+        if self.llm is not None and any(sub.intent == "seal" for sub in plan.sub_questions):
+            # Where a seal is comes from the seal detector, not from the model's reading of OCR text.
+            seal_subs = {sub.question for sub in plan.sub_questions if sub.intent == "seal"}
+            claims = [c for c in claims if c.sub_question not in seal_subs or c.kind != "value"]
+            for i, sub in enumerate(plan.sub_questions):
+                if sub.intent == "seal" and not any(c.sub_question == sub.question and c.kind != "value" for c in claims):
+                    claims += self._seal_claims(i, sub, state, None)
         return {"claims": claims, "answer_text": text, "fallback": fallback}
 
     # -- self-check ------------------------------------------------------------------------------
@@ -579,7 +765,12 @@ class ImgragAgent:
             if cit.image_id not in self.inspected or info is None:
                 failure = CheckFailure(claim=claim.text, image_id=cit.image_id, snippet=cit.snippet, check="inspected",
                                        reason=f"image {cit.image_id!r} was not inspected in this run")
-            elif not snippet_matches(cit.snippet, info):
+            elif cit.kind == "seal" and (
+                cit.bbox is None or not any(all(abs(a - b) <= 2 for a, b in zip(cit.bbox, box)) for box in info.seals)
+            ):
+                failure = CheckFailure(claim=claim.text, image_id=cit.image_id, snippet=cit.snippet, check="seal",
+                                       reason=f"bbox {list(cit.bbox or [])} is not a seal the detector found on {cit.image_id}")
+            elif (cit.kind != "seal" or cit.snippet) and not snippet_matches(cit.snippet, info):
                 failure = CheckFailure(claim=claim.text, image_id=cit.image_id, snippet=cit.snippet, check="snippet",
                                        reason=f"snippet {cit.snippet[:60]!r} is not in the OCR text of {cit.image_id}")
             elif cit.bbox is not None and info.width and not (
@@ -592,6 +783,12 @@ class ImgragAgent:
             else:
                 reasons.append(failure)
         if reasons:
+            return reasons
+        if claim.kind == "seal" and not any(c.kind == "seal" for c in claim.citations):
+            reasons.append(CheckFailure(claim=claim.text, check="seal", reason="a seal claim cites no detected seal"))
+        if claim.kind == "no_seal" and any(self.images[c.image_id].seals for c in claim.citations):
+            reasons.append(CheckFailure(claim=claim.text, check="seal", reason="the cited page has a detected seal"))
+        if claim.kind != "value":
             return reasons
         if extractive:
             # The stated value must itself be quoted.
@@ -631,6 +828,8 @@ class ImgragAgent:
         checks = self.checks
         extractive = self.llm is None or bool(state.get("fallback"))
         names = ["inspected", "snippet", "bbox", "value" if extractive else "support"]
+        if any(sub.intent == "seal" for sub in plan.sub_questions):
+            names.append("seal")
         if not extractive and self.llm is not None and self.llm.config.verify:
             names.append("llm_verify")
         checks.checks_run = list(dict.fromkeys([*checks.checks_run, *names]))

@@ -25,7 +25,7 @@ from .schemas import LLMPlan
 if TYPE_CHECKING:
     from .llm import LLMClient
 
-Intent = Literal["date", "party", "amount", "location", "general"]
+Intent = Literal["date", "party", "amount", "seal", "section", "location", "general"]
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _MONTHS = {
@@ -45,6 +45,11 @@ class SubQuestion(BaseModel):
     key_terms: list[str] = Field(default_factory=list, description="words an answering line should contain")
     entities: list[str] = Field(default_factory=list, description="names that pick out the right document")
     filters: dict[str, Any] = Field(default_factory=dict, description="search_images filters (JSON)")
+    context_from: int | None = Field(
+        default=None,
+        description="index of an earlier part whose subject this part inherits (\"When was the supply agreement "
+        "signed and who is Party B?\": part 2 asks about the same agreement): answer it from the same document",
+    )
 
 
 class Plan(BaseModel):
@@ -166,11 +171,13 @@ _QUOTED = re.compile(r"[\"“「『']([^\"”」』']{2,80})[\"”」』']")
 _ZH_ORG = re.compile(
     rf"[{_CJK}A-Za-z0-9（）()]{{2,24}}?(?:股份有限公司|有限责任公司|有限公司|集团公司|集团|公司|银行|大学|医院|研究院|研究所|事务所|工作室)"
 )
+# ASCII word edges, not \b: in "与Redwood Media Inc.签订" or "合同HT-2023-001的" the name touches CJK
+# characters, which \b counts as word characters.
 _EN_ORG = re.compile(
-    r"\b(?:[A-Z][A-Za-z0-9&'.-]*\s+){1,5}(?:Inc|LLC|Ltd|Limited|Corporation|Corp|Co|Company|Group|GmbH|PLC|LLP|Holdings|Partners)\b\.?"
-    r"(?:,?\s*(?:Ltd|Limited|Inc|LLC)\b\.?)?"
+    r"(?<![A-Za-z0-9])(?:[A-Z][A-Za-z0-9&'.-]*\s+){1,5}(?:Inc|LLC|Ltd|Limited|Corporation|Corp|Co|Company|Group|GmbH|PLC|LLP|Holdings|Partners)(?![A-Za-z0-9])\.?"
+    r"(?:,?\s*(?:Ltd|Limited|Inc|LLC)(?![A-Za-z0-9])\.?)?"
 )
-_CODE = re.compile(r"\b[A-Z]{1,8}[-_/]?\d{2,}(?:[-_/][A-Z0-9]+)*\b")
+_CODE = re.compile(r"(?<![A-Za-z0-9])[A-Z]{1,8}[-_/]?\d{2,}(?:[-_/][A-Z0-9]+)*(?![A-Za-z0-9])")
 _ZH_ORG_PREFIX = re.compile(r"^(请问|关于|查询|查找|找到|找出|与|和|跟|同|及|给|对|由|在|是)+")
 _EN_ORG_PREFIX = re.compile(r"^(?:(?:The|With|And|Between|For|From|By|Of|Is|Who|What|When|Where|Which)\s+)+")
 
@@ -196,7 +203,13 @@ def extract_entities(text: str) -> list[str]:
 
 # -- intents and key terms ---------------------------------------------------------------------
 _INTENT_RULES: list[tuple[Intent, re.Pattern[str]]] = [
+    # "Which section is “Console basics”?", "“…”是哪个表格": the answer is a heading's or caption's number.
+    ("section", re.compile(
+        r"(\b(?:which|what)\s+(?:section|chapter|table|figure)\b|\b(?:section|table|chapter)\s+number\b"
+        r"|第几[节章]|哪[一个]?[节章]|哪个表格?|哪张表|哪一个表|表格编号|章节号)", re.I)),
     ("date", re.compile(r"(日期|时间|何时|什么时候|哪天|哪一天|几月|哪年|签订于|签署于|\bwhen\b|\bdate\b|\bdated\b|\bwhat day\b)", re.I)),
+    # Where a seal or stamp is: answered from the seal detector's boxes (get_metadata), not from OCR.
+    ("seal", re.compile(r"(印章|盖章|公章|签章|合同章|用章|\bseals?\b|\bstamps?\b|\bstamped\b|\bchop\b)", re.I)),
     ("party", re.compile(r"(甲方|乙方|丙方|是谁|谁|委托方|受托方|买方|卖方|出租方|承租方|\bwho\b|\bparty\b|\bbuyer\b|\bseller\b|\bclient\b|\bcontractor\b|\bvendor\b|\bsupplier\b)", re.I)),
     ("amount", re.compile(r"(金额|多少钱|价款|价格|总价|费用|合同价|大写|\bamount\b|\bprice\b|how much|\bcost\b|\bfee\b|\btotal\b|\bsum\b|\bvalue\b)", re.I)),
     ("location", re.compile(r"(在哪|哪里|位置|印章|盖章|公章|\bwhere\b|\blocation\b|\bseal\b|\bstamp\b)", re.I)),
@@ -211,6 +224,8 @@ _EXPANSIONS: dict[Intent, dict[str, str]] = {
     "date": {"zh": "签订日期", "en": "date signed"},
     "party": {"zh": "", "en": ""},
     "amount": {"zh": "金额", "en": "amount price"},
+    "seal": {"zh": "", "en": ""},
+    "section": {"zh": "", "en": ""},
     "location": {"zh": "", "en": ""},
     "general": {"zh": "", "en": ""},
 }
@@ -220,9 +235,15 @@ def detect_lang(text: str) -> Literal["zh", "en"]:
     return "zh" if re.search(f"[{_CJK}]", text) else "en"
 
 
+_QUOTED_TITLE = re.compile(r"[\"“「『《]([^\"”」』》]{1,80})[\"”」』》]")
+
+
 def detect_intent(text: str) -> Intent:
+    """What kind of answer a part wants, judged on its words outside quotes (a quoted title such as
+    “When to use sudo” names a heading, it does not ask for a date)."""
+    bare = _QUOTED_TITLE.sub(" ", text)
     for intent, pat in _INTENT_RULES:
-        if pat.search(text):
+        if pat.search(bare):
             return intent
     return "general"
 
@@ -332,6 +353,40 @@ def _queries_for(sub: str, intent: Intent, lang: Literal["zh", "en"], entities: 
     return list(dict.fromkeys(q for q in queries if q.strip()))[:3]
 
 
+_DOC_NOUN_EN = (
+    r"(?:agreement|contract|lease|invoice|purchase\s+order|order|receipt|report|letter|memorandum|memo|policy|"
+    r"certificate|statement|quotation|document|form)s?"
+)
+_SUBJECT_EN = re.compile(rf"\b(?:the|this|that|our|my|your)\s+(?:[A-Za-z][\w-]*\s+){{0,3}}?{_DOC_NOUN_EN}\b", re.I)
+_SUBJECT_ZH = re.compile(rf"(?:(?!的|和|与|及|跟|同)[{_CJK}A-Za-z0-9]){{0,8}}?(?:合同书|合同|协议书|协议|订单|发票|收据|报告|证书|函)")
+
+
+def subject_of(text: str) -> str:
+    """The document a part is about, in its own words ("the supply agreement", "采购合同"), or "".
+    Question words are left out, so "哪份合同" gives the bare "合同"."""
+    m = _SUBJECT_EN.search(text)
+    if m:
+        return m.group(0).strip()
+    m = _SUBJECT_ZH.search(_ZH_QWORDS.sub(" ", text))
+    return m.group(0).strip() if m else ""
+
+
+_GENERIC = re.compile(rf"^(?:(?:the|this|that|our|my|your)\s+)?{_DOC_NOUN_EN}$|^(?:该|本|此|这份|这个|那份)?(?:合同书|合同|协议书|协议)$", re.I)
+
+
+def _generic(subject: str) -> bool:
+    """No subject, or one that names no particular document ("the contract", "合同")."""
+    return not subject or bool(_GENERIC.match(subject))
+
+
+def _with_subject(part: str, subject: str, lang: Literal["zh", "en"]) -> str:
+    """``part`` asked about ``subject``: "who is Party B" → "who is Party B of the supply agreement",
+    "乙方是谁" → "采购合同的乙方是谁"."""
+    if lang == "zh" and detect_lang(subject) == "zh":
+        return f"{subject}的{part}"
+    return f"{part} of {subject}"
+
+
 def rule_plan(question: str, base_filters: dict[str, Any] | None = None) -> Plan:
     """Split, extract dates/entities and build queries without any model."""
     q = clean_question(question) or question.strip()
@@ -344,18 +399,35 @@ def rule_plan(question: str, base_filters: dict[str, Any] | None = None) -> Plan
     filters.update(base)
     notes = [f"date filter from the question: {date_filters}"] if date_filters else []
     subs: list[SubQuestion] = []
+    anchor: tuple[int, str] | None = None  # the first part that names its document, and how
     for part in split_question(without_dates, entities):
+        own = [e for e in entities if e in part]
+        subject = subject_of(part)
         # Entities named once apply to every part ("X公司的甲方和签订日期").
-        ents = [e for e in entities if e in part] or entities
+        ents = own or entities
         intent = detect_intent(part)
+        asked, context_from = part, None
+        if anchor is not None and not own and _generic(subject):
+            # A later part without a subject of its own asks about the earlier part's document
+            # ("When was the supply agreement signed and who is Party B?"): say so in its search
+            # text, and let the answerer keep it to the document that part was answered from.
+            context_from = anchor[0]
+            if anchor[1]:
+                asked = _with_subject(part, anchor[1], lang)
+                notes.append(f"part {len(subs) + 1} {part!r} asks about {anchor[1]!r} (from part {anchor[0] + 1})")
+            else:
+                notes.append(f"part {len(subs) + 1} {part!r} asks about the document of part {anchor[0] + 1}")
+        elif anchor is None and (own or subject):
+            anchor = (len(subs), "" if own or _generic(subject) else subject)
         subs.append(
             SubQuestion(
-                question=part,
-                queries=_queries_for(part, intent, lang, ents),
+                question=asked,
+                queries=_queries_for(asked, intent, lang, ents),
                 intent=intent,
                 key_terms=key_terms(part, ents),
                 entities=ents,
                 filters=dict(filters),
+                context_from=context_from,
             )
         )
     return Plan(question=question, rewritten=without_dates, lang=lang, sub_questions=subs, filters=filters, notes=notes)

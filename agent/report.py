@@ -85,7 +85,8 @@ def _cell(text: str) -> str:
 
 
 def _bbox_text(c: Citation) -> str:
-    return "[" + ", ".join(f"{v:.0f}" for v in c.bbox) + "]" if c.bbox else "—"
+    box = "[" + ", ".join(f"{v:.0f}" for v in c.bbox) + "]" if c.bbox else "—"
+    return f"seal {box}" if c.kind == "seal" else box
 
 
 def checks_line(a: Answer) -> str:

@@ -28,6 +28,11 @@ class Citation(BaseModel):
     page: int = Field(default=1, description="1-based page within the source file")
     bbox: BBox | None = Field(default=None, description="[x0, y0, x1, y1] of the quoted line, original-image pixels")
     snippet: str = Field(description="the quoted OCR text, verbatim")
+    kind: Literal["text", "seal"] = Field(
+        default="text",
+        description="text: bbox is the quoted line's; seal: bbox is a seal the index's seal detector found "
+        "(get_metadata), and the snippet is the OCR line nearest to it",
+    )
 
 
 class Claim(BaseModel):
@@ -37,6 +42,11 @@ class Claim(BaseModel):
     citations: list[Citation] = Field(default_factory=list)
     sub_question: str = ""
     value: str = Field(default="", description="the value quoted from the snippet (extractive answers)")
+    kind: Literal["value", "seal", "no_seal"] = Field(
+        default="value",
+        description="value: a quoted value; seal: where detected seals are (seal citations); no_seal: the "
+        "cited page has no detected seal",
+    )
     status: Literal["unchecked", "passed", "failed", "dropped"] = "unchecked"
     reasons: list[str] = Field(default_factory=list, description="why a check failed")
 
@@ -45,7 +55,7 @@ class CheckFailure(BaseModel):
     claim: str
     image_id: str | None = None
     snippet: str | None = None
-    check: Literal["inspected", "snippet", "value", "support", "bbox", "llm_verify", "no_citation"]
+    check: Literal["inspected", "snippet", "value", "support", "bbox", "seal", "llm_verify", "no_citation"]
     reason: str
 
 

@@ -56,8 +56,9 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
 
 # -- the corpus and its index ---------------------------------------------------------------------
 class Corpus:
-    def __init__(self, root: Path, home: Path, facts: dict[str, dict[str, list[str]]]) -> None:
+    def __init__(self, root: Path, home: Path, facts: dict[str, dict[str, list[str]]], specs: list[Any] | None = None) -> None:
         self.root, self.home, self.facts = root, home, facts
+        self.specs = specs or []
 
     def env(self, **extra: str) -> dict[str, str]:
         return clean_env(self.home, **extra)
@@ -89,7 +90,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout)
     assert summary["indexed"] == 4, summary
-    return Corpus(docs, home, facts)
+    return Corpus(docs, home, facts, specs)
 
 
 def _fact(corpus: Corpus, lang: str, field: str) -> tuple[str, list[str]]:
@@ -164,6 +165,26 @@ def test_extractive_answers_with_verified_citations(corpus: Corpus) -> None:
     assert len({c.sub_question for c in both_ans.claims}) == 2  # both parts answered
     assert _contains_any(both_ans.answer, zh_party_a)
     assert events[:6] == ["plan", "retrieve", "inspect", "answer", "self_check", "finalize"]
+
+
+def test_seal_questions_cite_the_detected_seal_boxes(corpus: Corpus) -> None:
+    """"Where is the seal" is answered from the seal detector: the cited box is a true seal of the
+    named contract (IoU >= 0.5 with the generator's box), in a Chinese and an English question."""
+    from evals.metrics import best_iou
+
+    specs = [s for s in corpus.specs if any(q.field == "seals" and q.answer_bboxes for q in s.qa)]
+    assert specs
+    spec = specs[0]
+    truth = next(q.answer_bboxes for q in spec.qa if q.field == "seals" and q.answer_bboxes)
+    questions = [f"合同{spec.contract_no}的印章在哪里", f"Where is the seal on agreement {spec.contract_no}?"]
+    for answer, agent in asyncio.run(_ask_many(corpus, questions)):
+        assert_verified(answer, agent)
+        top = answer.claims[0]
+        assert top.kind == "seal", answer.answer
+        seal = top.citations[0]
+        assert seal.kind == "seal" and seal.path.endswith(spec.file)
+        assert best_iou(list(seal.bbox or ()), truth) >= 0.5, (seal.bbox, truth)
+        assert "ocr_region" not in answer.usage.tool_calls
 
 
 # -- a scripted OpenAI-compatible endpoint -------------------------------------------------------
@@ -423,7 +444,7 @@ def test_cli_json_trace_and_pdf_report(corpus: Corpus, tmp_path: Path) -> None:
     out = json.loads(proc.stdout)
     assert set(out) >= {"answer", "citations", "checks", "usage", "mode"}
     assert out["mode"] == "extractive" and out["checks"]["passed"]
-    assert out["citations"] and set(out["citations"][0]) == {"image_id", "path", "page", "bbox", "snippet"}
+    assert out["citations"] and set(out["citations"][0]) == {"image_id", "path", "page", "bbox", "snippet", "kind"}
     for node in ("plan", "retrieve", "inspect", "answer", "self_check", "finalize"):
         assert f"[trace] {node} · round 0 · " in proc.stderr
     assert "[trace] node totals:" in proc.stderr

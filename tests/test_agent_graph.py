@@ -53,8 +53,10 @@ def _png(w: int = 40, h: int = 20) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def fake_server(calls: list[tuple[str, dict[str, Any]]]) -> Any:
-    """An MCPServer whose four tools answer from PAGES, shaped like mcp_server's outputs."""
+def fake_server(calls: list[tuple[str, dict[str, Any]]], pages: dict[str, dict[str, Any]] | None = None) -> Any:
+    """An MCPServer whose four tools answer from ``pages`` (PAGES by default), shaped like mcp_server's
+    outputs. A page may carry "seals" (detector boxes) and a "doc_id"."""
+    PAGES = pages or globals()["PAGES"]  # noqa: N806
     mcp = MCPServer("fake-imgrag")
 
     def result(data: dict[str, Any], *extra: Any) -> CallToolResult:
@@ -68,11 +70,14 @@ def fake_server(calls: list[tuple[str, dict[str, Any]]]) -> Any:
         calls.append(("search_images", {"query": query, "k": k, "filters": filters, "mode": mode}))
         q = set(tokens(query))
         hits = []
+        only = (filters or {}).get("doc_id")
         for image_id, page in PAGES.items():
+            if only and page.get("doc_id", image_id) != only:
+                continue
             best = max(page["lines"], key=lambda ln: len(q & set(tokens(ln[0]))))
             score = len(q & set(tokens(" ".join(t for t, _ in page["lines"]))))
             hits.append({
-                "image_id": image_id, "score": score, "snippet": best[0], "doc_id": image_id,
+                "image_id": image_id, "score": score, "snippet": best[0], "doc_id": page.get("doc_id", image_id),
                 "region": {"bbox": list(best[1]), "kind": "line", "label": "ocr", "text": best[0]},
                 "file": page["source"].rsplit("/", 1)[-1], "page": 1, "n_pages": 1, "width": W, "height": H,
             })
@@ -86,7 +91,8 @@ def fake_server(calls: list[tuple[str, dict[str, Any]]]) -> Any:
         return result({
             "image_id": image_id, "source": page["source"], "page": 1, "n_pages": 1, "width": W, "height": H,
             "ocr_lines": [line(t, b) for t, b in page["lines"]], "ocr_text": "\n".join(t for t, _ in page["lines"]),
-            "dates": [], "layout": [], "seals": [],
+            "dates": [], "layout": [],
+            "seals": [{"bbox": list(b), "color": "red", "shape": "round", "confidence": 0.9} for b in page.get("seals", [])],
         })
 
     @mcp.tool()
@@ -125,11 +131,13 @@ class ScriptedLLM(LLMClient):
         return queue.pop(0) if len(queue) > 1 else (queue[0] if queue else "{}")
 
 
-def ask(question: str, llm: LLMClient | None = None, **cfg: Any) -> tuple[Answer, Any, list[tuple[str, dict[str, Any]]]]:
+def ask(
+    question: str, llm: LLMClient | None = None, pages: dict[str, dict[str, Any]] | None = None, **cfg: Any
+) -> tuple[Answer, Any, list[tuple[str, dict[str, Any]]]]:
     calls: list[tuple[str, dict[str, Any]]] = []
 
     async def go() -> tuple[Answer, Any]:
-        async with ToolClient.in_memory(fake_server(calls)) as tools:
+        async with ToolClient.in_memory(fake_server(calls, pages)) as tools:
             return await run_agent(question, tools, llm, AgentConfig(**cfg))
 
     answer, agent = asyncio.run(go())
@@ -214,3 +222,94 @@ def test_public_json_shape(fmt: str) -> None:
     assert set(out) >= {"answer", "citations", "checks", "usage", "mode"}
     assert out["mode"] == "extractive"
     assert out["citations"][0]["snippet"] == "甲方（买方）：重庆东方商贸股份有限公司"  # type: ignore[index]
+
+
+# -- seals, sub-question context, section numbers ----------------------------------------------------
+SEAL = (140, 1270, 390, 1520)
+SEAL_PAGES: dict[str, dict[str, Any]] = {
+    "zh001": {**PAGES["zh001"], "lines": [*PAGES["zh001"]["lines"], ("甲方（盖章）：重庆东方商贸股份有限公司", (130, 1400, 700, 1430))],
+              "seals": [SEAL]},
+    "en002": PAGES["en002"],
+}
+
+
+def test_seal_question_is_answered_from_the_detected_seal_boxes() -> None:
+    answer, agent, calls = ask("重庆东方商贸股份有限公司合同的印章在哪里", pages=SEAL_PAGES)
+    assert answer.checks.passed and "seal" in answer.checks.checks_run
+    top = answer.claims[0]
+    assert top.kind == "seal" and top.citations[0].kind == "seal"
+    assert top.citations[0].image_id == "zh001" and top.citations[0].bbox == SEAL
+    # The quoted snippet is the page's OCR line nearest to the seal, so it is grounded.
+    assert top.citations[0].snippet == "甲方（盖章）：重庆东方商贸股份有限公司"
+    assert "[140, 1270, 390, 1520]" in answer.answer and "contract_zh.png" in answer.answer
+    assert not [a for name, a in calls if name == "ocr_region"]  # nothing to re-read for a seal
+    # A box that is not one the detector found fails the self-check.
+    forged = top.model_copy(update={"citations": [top.citations[0].model_copy(update={"bbox": (10.0, 10.0, 50.0, 50.0)})]})
+    failures = asyncio.run(agent._check_claim(forged, True))
+    assert [f.check for f in failures] == ["seal"]
+
+
+def test_seal_question_says_when_no_seal_was_detected() -> None:
+    answer, _agent, _calls = ask("Where is the company seal on the agreement with Lakeside Logistics Corporation?", pages=SEAL_PAGES)
+    assert answer.checks.passed
+    top = answer.claims[0]
+    assert top.kind == "no_seal" and top.citations[0].image_id == "en002"
+    assert "no seal was detected on contract_en.png" in answer.answer
+    assert "Lakeside Logistics Corporation" in top.citations[0].snippet
+
+
+CONTEXT_PAGES: dict[str, dict[str, Any]] = {
+    "en002": PAGES["en002"],
+    "en003": {
+        "source": "/corpus/supply_en.png",
+        "lines": [
+            ("SUPPLY AGREEMENT", (420, 120, 820, 165)),
+            ("dated March 3, 2022", (470, 180, 770, 210)),
+            ("Party A: Harbor Foods Inc.", (130, 400, 640, 425)),
+            ("Party B: Summit Paper Company", (130, 460, 600, 485)),
+        ],
+    },
+}
+
+
+def test_later_part_inherits_the_subject_and_document_of_the_first() -> None:
+    answer, agent, calls = ask("When was the supply agreement signed and who is Party B?", pages=CONTEXT_PAGES)
+    assert answer.checks.passed
+    plan = agent.trace[0].decisions
+    assert any("asks about 'the supply agreement'" in d for d in plan)
+    # Both parts are answered from the supply agreement only; the consulting agreement's Party B
+    # (also a "Party B:" line) is not.
+    assert {c.image_id for c in answer.citations} == {"en003"}
+    assert "March 3, 2022" in answer.answer and "Summit Paper Company" in answer.answer
+    assert "Lakeside" not in answer.answer
+    searches = [a["query"] for name, a in calls if name == "search_images"]
+    assert any("supply agreement" in q and "Party B" in q for q in searches)
+
+
+SECTION_PAGES: dict[str, dict[str, Any]] = {
+    "doc1": {
+        "source": "/corpus/debian-reference.en-p030.png",
+        "lines": [
+            ("Debian Reference", (77, 50, 179, 64)),
+            ("1.1.2", (77, 200, 120, 220)),
+            ("The shell prompt under GUI", (130, 200, 400, 220)),
+            ("If you installed a GUI environment, you can get a shell prompt", (77, 240, 700, 258)),
+            ("1.1.3 The root account", (77, 300, 400, 320)),
+            ("Table 1.1: List of interesting text-mode program packages", (200, 400, 640, 418)),
+        ],
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("question", "value"),
+    [
+        ("Which section of the Debian Reference is “The shell prompt under GUI”?", "1.1.2"),
+        ("Which section of the Debian Reference is “The root account”?", "1.1.3"),
+        ("Which table is the list of interesting text-mode program packages?", "Table 1.1"),
+    ],
+)
+def test_section_and_table_questions_answer_the_number(question: str, value: str) -> None:
+    answer, _agent, _calls = ask(question, pages=SECTION_PAGES)
+    assert answer.checks.passed
+    assert answer.claims[0].value == value, answer.claims[0]

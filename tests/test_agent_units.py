@@ -88,6 +88,50 @@ def test_rule_plan_intents_filters_and_user_filter_precedence() -> None:
     assert en.sub_questions[0].queries[0] == "Party A"
 
 
+@pytest.mark.parametrize(
+    ("question", "intent"),
+    [
+        ("合同HT-20200218-792的印章在哪里", "seal"),
+        ("where is the seal on contract HT-20200218-792", "seal"),
+        ("Where is the company seal/stamp on the contract?", "seal"),
+        ("盖章位置", "seal"),
+        ("盖章日期是哪天", "date"),
+        ("Which section of the Debian Reference is “When to use sudo”?", "section"),  # not "when" → date
+        ("《Debian 参考手册》中“控制台基础”是第几节", "section"),
+        ("“有趣的文本模式程序包列表”是哪个表格", "section"),
+        ("Which table is the list of informative documentation packages?", "section"),
+        ("Where is the office of Party A?", "party"),
+    ],
+)
+def test_intents_seal_and_section(question: str, intent: str) -> None:
+    assert rule_plan(question).sub_questions[0].intent == intent
+
+
+def test_entities_touching_chinese_text() -> None:
+    assert extract_entities("合同HT-20200218-792的印章在哪里") == ["HT-20200218-792"]
+    assert extract_entities("与Redwood Medical Supplies Inc.签订的合同是哪天签的") == ["Redwood Medical Supplies Inc"]
+    assert extract_entities("与Northwind Technologies Corporation签订的合同") == ["Northwind Technologies Corporation"]
+    assert extract_entities("与Brightstone Trading Co., Ltd.签订的合同") == ["Brightstone Trading Co., Ltd"]
+
+
+def test_later_part_inherits_the_subject_of_the_first() -> None:
+    en = rule_plan("When was the supply agreement signed and who is Party B?")
+    first, second = en.sub_questions
+    assert first.context_from is None and second.context_from == 0
+    assert second.question == "who is Party B of the supply agreement"
+    assert all("supply agreement" in q for q in second.queries)
+    assert "supply" not in second.key_terms  # the subject picks the document, not the line
+    zh = rule_plan("采购合同的签订日期和乙方是谁")
+    assert zh.sub_questions[1].question == "采购合同的乙方是谁" and zh.sub_questions[1].context_from == 0
+    # An entity named once: the later part keeps the entity and the document of the first.
+    ent = rule_plan("重庆东方商贸股份有限公司的合同签订日期和合同金额是多少")
+    assert ent.sub_questions[1].entities == ["重庆东方商贸股份有限公司"] and ent.sub_questions[1].context_from == 0
+    # Parts that name their own documents, or no document at all, stand alone.
+    own = rule_plan("Who is Party A of agreement AG-20230804-751 and who is Party A of agreement AG-20211123-887?")
+    assert [s.context_from for s in own.sub_questions] == [None, None]
+    assert [s.context_from for s in rule_plan("甲方和乙方分别是谁").sub_questions] == [None, None]
+
+
 # -- JSON from models -----------------------------------------------------------------------------
 
 
@@ -219,7 +263,7 @@ def test_markdown_report_tables_and_crops(tmp_path: Path) -> None:
     assert "![crop 1](r_crops/1.png)" in out.read_text(encoding="utf-8")
     public = a.public()
     assert set(public) >= {"answer", "citations", "checks", "usage", "mode"}
-    assert set(public["citations"][0]) == {"image_id", "path", "page", "bbox", "snippet"}  # type: ignore[index]
+    assert set(public["citations"][0]) == {"image_id", "path", "page", "bbox", "snippet", "kind"}  # type: ignore[index]
 
 
 def _png() -> bytes:
