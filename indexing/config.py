@@ -82,13 +82,17 @@ class Settings(BaseSettings):
     standout_z: float = Field(
         default=2.0, ge=0, description="vector-route hits this many std above the route's mean get a full RRF vote; 0: off"
     )
+    image_route_quality: Annotated[list[Literal["born_digital", "scanned", "handwritten", "photo"]], NoDecode] = Field(
+        default_factory=lambda: ["photo"],
+        description="quality classes the image and tile routes search (comma-separated; empty: every page)",
+    )
     max_k: int = 100
 
     # access control: the principal the CLI and the stdio MCP server act as
     principal: str | None = Field(default=None, description="unset: the local operator, who sees everything")
     groups: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated")
 
-    @field_validator("groups", mode="before")
+    @field_validator("groups", "image_route_quality", mode="before")
     @classmethod
     def _split_groups(cls, v: object) -> object:
         return [g.strip() for g in v.split(",") if g.strip()] if isinstance(v, str) else v

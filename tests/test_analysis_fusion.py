@@ -61,3 +61,22 @@ def test_is_meaningful() -> None:
 
     assert not is_meaningful("0") and not is_meaningful("12 3")
     assert is_meaningful("STOP") and is_meaningful("甲方盖章")
+
+
+def test_image_routes_search_only_picture_pages() -> None:
+    from types import SimpleNamespace
+
+    from indexing.config import Settings
+    from indexing.search import Searcher
+    from indexing.stores.base import Filters
+
+    def filters_for(allowed: str, user: Filters) -> Filters | None:
+        rt = SimpleNamespace(settings=Settings(image_route_quality=allowed))
+        return Searcher(rt)._picture_filters(user)  # type: ignore[arg-type]
+
+    assert filters_for("photo", Filters(tags=["x"])) == Filters(tags=["x"], quality=["photo"])
+    # the user's own quality filter narrows it; nothing left means the image routes do not run
+    assert filters_for("photo,scanned", Filters(quality=["scanned", "born_digital"])) == Filters(quality=["scanned"])
+    assert filters_for("photo", Filters(quality=["born_digital"])) is None
+    # empty: every page, the user's filters untouched
+    assert filters_for("", Filters(quality=["born_digital"])) == Filters(quality=["born_digital"])
