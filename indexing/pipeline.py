@@ -28,7 +28,7 @@ from .models import BBox, OcrLine
 from .ocr import detect_orientation
 from .preprocess import preprocess
 from .runtime import Runtime
-from .stores.base import OPERATOR, ImageRecord, ImageVectors, Indexed, MetadataUpdate, RegionRecord
+from .stores.base import OPERATOR, ImageRecord, ImageVectors, Indexed, MetadataUpdate, Principal, RegionRecord
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,9 @@ class IndexOptions:
     acl: list[str] | None = None
     workers: int | None = None
     batch_size: int | None = None
+    # Who asks (an MCP writer): the metadata of unchanged pages they cannot read is left alone.
+    # None: the local operator.
+    principal: Principal | None = None
 
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
@@ -335,6 +338,10 @@ class Indexer:
             drain(0)
         flush()
         update = MetadataUpdate(acl=opts.acl, meta=opts.meta, tags=opts.tags)
+        if unchanged_ids and not update.is_empty():
+            if opts.principal is not None and not opts.principal.all_access:
+                readable = store.get_many(unchanged_ids, opts.principal)
+                unchanged_ids = [i for i in unchanged_ids if i in readable]
         if unchanged_ids and not update.is_empty():
             n = store.update_metadata(unchanged_ids, update)
             summary.updated_metadata += n

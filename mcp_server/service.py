@@ -404,7 +404,8 @@ class ImgragService:
         try:
             log.info("index_images by %s: %s", principal.name or "operator", paths)
             # empty = not given: an index call without an ACL must not make indexed pages public
-            opts = IndexOptions(meta=inp.meta or None, tags=inp.tags or None, acl=inp.acl or None)
+            # and a caller never changes the ACL or metadata of pages they cannot read
+            opts = IndexOptions(meta=inp.meta or None, tags=inp.tags or None, acl=inp.acl or None, principal=principal)
             summary = Indexer(self.rt).index(paths, opts)
         finally:
             self._index_lock.release()
@@ -413,6 +414,7 @@ class ImgragService:
             unchanged=summary.unchanged,
             duplicates=summary.duplicates,
             replaced=summary.replaced,
+            updated_metadata=summary.updated_metadata,
             failed=[IndexFailure(path=f.path, reason=f.reason) for f in summary.failed],
             seconds=summary.seconds,
             version=summary.version,

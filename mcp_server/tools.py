@@ -281,6 +281,7 @@ class IndexImagesOutput(BaseModel):
     unchanged: int
     duplicates: int
     replaced: int
+    updated_metadata: int = Field(default=0, description="unchanged pages whose acl / meta / tags this call replaced (only pages the caller can read)")
     failed: list[IndexFailure]
     seconds: float
     version: int | None

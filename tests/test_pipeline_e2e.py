@@ -299,3 +299,28 @@ def test_bad_arguments_give_one_clear_line(indexed: tuple[Path, dict], tmp_path:
     assert p.returncode == 2 and "no version 999" in p.stderr
     p = run(home, "index", str(tmp_path / "nope"), check=False)
     assert p.returncode == 1 and "no such file" in p.stdout
+
+
+def test_a_writer_never_changes_metadata_of_pages_it_cannot_read(indexed: tuple[Path, dict], tmp_path: Path) -> None:
+    """An MCP writer (index_images) passes its principal: unchanged pages it cannot read keep their ACL."""
+    from skimage import data
+
+    from indexing.config import Settings
+    from indexing.pipeline import Indexer, IndexOptions
+    from indexing.runtime import Runtime
+    from indexing.stores.base import Principal
+
+    home = _copy_home(indexed, tmp_path)
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    Image.fromarray(data.rocket()).save(folder / "rocket.png")
+    Image.fromarray(data.coffee()).save(folder / "coffee.png")
+    run(home, "index", str(folder / "rocket.png"), "--acl", "legal")
+    run(home, "index", str(folder / "coffee.png"), "--acl", "hr")
+
+    writer = Principal(name="dave", groups=["hr"])
+    summary = Indexer(Runtime(Settings(home=home))).index([folder], IndexOptions(acl=["everyone"], principal=writer))
+    assert (summary.indexed, summary.updated_metadata, summary.unchanged) == (0, 1, 1)
+    acl = {Path(h["path"]).name: json.loads(run(home, "show", h["image_id"]).stdout)["acl"]
+           for h in search(home, "rocket coffee", "--filter", f"path={folder}", "-k", "5")}
+    assert acl == {"rocket.png": ["legal"], "coffee.png": ["everyone"]}
