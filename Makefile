@@ -26,7 +26,7 @@ install: $(DEPS_STAMP)
 
 demo: install
 	$(BIN)/python -m evals.datasets.demo $(DEMO_DIR)
-	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag index $(DEMO_DIR)
+	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag index $(DEMO_DIR)/corpus
 	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag search "甲方 盖章 日期" -k 3
 	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag search "a cat" -k 3
 	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag search "contract agreement" -k 3 --filter year=2023
