@@ -355,7 +355,11 @@ class Searcher:
                 if c > block_cov or (c == block_cov and c > 0 and best_block and _area(b.bbox) < _area(best_block.bbox)):
                     best_block, block_cov = b, c
             cov = max(line_cov, block_cov)
-            if cov > 0:
+            # A picture's words are its caption (what the image model saw): "a cat" covered by a
+            # photo's "tabby cat" counts as much as by a page's line "cat a binary file".
+            prefer_tiles = rec.quality == "photo"
+            cap_cov = coverage(terms, rec.caption) if prefer_tiles and rec.caption else 0.0
+            if cov > 0 and cov >= cap_cov:
                 if best_block is not None and block_cov > line_cov:
                     region = RegionOut(bbox=best_block.bbox, kind="block", label=best_block.kind, text=best_block.text)
                     snippet = _best_line_in(rec, best_block.bbox, terms) or best_block.text[:200]
@@ -367,15 +371,14 @@ class Searcher:
                 continue
             # Semantic evidence: the best-scoring region from the vector routes.
             # Photos are matched by what they show (tiles), documents by what they say (text blocks).
-            prefer_tiles = rec.quality == "photo"
             hits = sorted(by_image.get(d, []), key=lambda h: ((h.kind == "tile") != prefer_tiles, -h.score))
             fallback = rec.caption if prefer_tiles or not rec.ocr_lines else rec.ocr_lines[0].text
             if hits:
                 h = hits[0]
                 region = RegionOut(bbox=h.bbox, kind=h.kind, label=h.label, text=h.text)
-                out[d] = (region, h.text[:200] if h.text else fallback, 0.0)
+                out[d] = (region, h.text[:200] if h.text else fallback, cap_cov)
             else:
-                out[d] = (None, fallback, 0.0)
+                out[d] = (None, fallback, cap_cov)
         return out
 
 

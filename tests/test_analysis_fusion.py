@@ -80,3 +80,29 @@ def test_image_routes_search_only_picture_pages() -> None:
     assert filters_for("photo", Filters(quality=["born_digital"])) is None
     # empty: every page, the user's filters untouched
     assert filters_for("", Filters(quality=["born_digital"])) == Filters(quality=["born_digital"])
+
+
+def test_a_photos_caption_is_its_words_for_the_rerank() -> None:
+    """"a cat": the photo captioned "tabby cat" covers the query as fully as a page's OCR line with
+    the command `cat`, so the re-rank does not favour the page; documents ignore captions."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from indexing.config import Settings
+    from indexing.models import OcrLine
+    from indexing.search import Searcher
+    from indexing.stores.base import OPERATOR, Filters, ImageRecord, RegionHit
+
+    now = datetime.now(timezone.utc)
+    photo = ImageRecord(image_id="p", doc_id="p", path="/c/cat.png", format="png", width=400, height=300,
+                        quality="photo", caption="tiger cat, tabby cat | 虎斑猫", indexed_at=now)
+    page = ImageRecord(image_id="d", doc_id="d", path="/c/doc.png", format="png", width=800, height=1000,
+                       quality="born_digital", caption="web site", indexed_at=now,
+                       ocr_lines=[OcrLine(text="cat a binary file", bbox=(10, 10, 300, 40), confidence=0.9)])
+    scan = page.model_copy(update={"image_id": "s", "ocr_lines": [], "caption": "tabby cat"})
+    tile = RegionHit(region_id="p:t2-0-0", image_id="p", kind="tile", label="t2-0-0", bbox=(0, 0, 200, 150), text="", score=0.3)
+    ev = Searcher(SimpleNamespace(settings=Settings()))._evidence(  # type: ignore[arg-type]
+        "a cat", ["p", "d", "s"], {"p": photo, "d": page, "s": scan}, [tile], OPERATOR, Filters())
+    assert ev["p"][2] == 1.0 and ev["p"][0] is not None and ev["p"][0].bbox == (0, 0, 200, 150)
+    assert ev["d"][2] == 1.0 and ev["d"][1] == "cat a binary file"
+    assert ev["s"][2] == 0.0  # a document's caption is not its words
