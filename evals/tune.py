@@ -26,7 +26,7 @@ from .metrics import ranking_metrics
 from .retrieval import SWEEP_FIELDS, ranked_names
 
 TUNE_FIELDS = {**SWEEP_FIELDS, "standout": "standout_z"}
-DEFAULT_GRID = "image=0,0.25,0.5;bm25=1,1.5,2,3;text_vector=0.5,1;region=0.35,0.7;rerank=0.3,0.6,1"
+DEFAULT_GRID = "image=0.25,0.5,1;bm25=2,3,4;text_vector=0.25,0.5,1;region=0.2,0.35,0.7;rerank=0.6,1,1.5"  # around the defaults
 METRIC = "ndcg@10"
 
 
