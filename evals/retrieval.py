@@ -328,8 +328,8 @@ def write_run(path: Path, items: Sequence[GoldenItem], runs: dict[str, list[str]
     return path
 
 
-def parse_sweep(spec: str | None) -> dict[str, list[float]] | None:
-    """``"image=0,0.25,0.5;bm25=1,2"`` → {"image": [0, .25, .5], "bm25": [1, 2]}."""
+def parse_sweep(spec: str | None, fields: dict[str, str] = SWEEP_FIELDS, flag: str = "--sweep") -> dict[str, list[float]] | None:
+    """``"image=0,0.25,0.5;bm25=1,2"`` → {"image": [0, .25, .5], "bm25": [1, 2]} (values sorted, unique)."""
     if not spec:
         return None
     from indexing.errors import ImgragError
@@ -340,10 +340,10 @@ def parse_sweep(spec: str | None) -> dict[str, list[float]] | None:
             continue
         key, _, vals = part.partition("=")
         key = key.strip()
-        if key not in SWEEP_FIELDS or not vals:
-            raise ImgragError(f"bad --sweep {part!r}", f"write it like image=0,0.5,1 with a key among {', '.join(SWEEP_FIELDS)}")
+        if key not in fields or not vals.strip():
+            raise ImgragError(f"bad {flag} {part!r}", f"write it like image=0,0.5,1 with a key among {', '.join(fields)}")
         try:
-            out[key] = [float(v) for v in vals.split(",") if v.strip()]
+            out[key] = sorted({float(v) for v in vals.split(",") if v.strip()})
         except ValueError as e:
-            raise ImgragError(f"bad --sweep value in {part!r}", "values are numbers separated by commas") from e
+            raise ImgragError(f"bad {flag} value in {part!r}", "values are numbers separated by commas") from e
     return out

@@ -23,7 +23,7 @@ from indexing.stores.base import OPERATOR, Filters, ImageRecord, Principal
 
 from .golden import GoldenItem
 from .metrics import ranking_metrics
-from .retrieval import SWEEP_FIELDS, ranked_names
+from .retrieval import SWEEP_FIELDS, parse_sweep, ranked_names
 
 TUNE_FIELDS = {**SWEEP_FIELDS, "standout": "standout_z"}
 DEFAULT_GRID = "image=0.25,0.5,1;bm25=2,3,4;text_vector=0.25,0.5,1;region=0.2,0.35,0.7;rerank=0.6,1,1.5"  # around the defaults
@@ -36,21 +36,7 @@ def half_of(item_id: str) -> str:
 
 
 def parse_grid(spec: str) -> dict[str, list[float]]:
-    from indexing.errors import ImgragError
-
-    out: dict[str, list[float]] = {}
-    for part in spec.split(";"):
-        if not part.strip():
-            continue
-        key, _, vals = part.partition("=")
-        key = key.strip()
-        if key not in TUNE_FIELDS or not vals.strip():
-            raise ImgragError(f"bad --grid part {part!r}", f"write it like bm25=1,2;rerank=0.3,0.6 with keys among {', '.join(TUNE_FIELDS)}")
-        try:
-            out[key] = sorted({float(v) for v in vals.split(",") if v.strip()})
-        except ValueError as e:
-            raise ImgragError(f"bad --grid value in {part!r}", "values are numbers separated by commas") from e
-    return out
+    return parse_sweep(spec, TUNE_FIELDS, "--grid") or {}
 
 
 class TunePoint(BaseModel):
