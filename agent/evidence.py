@@ -117,21 +117,27 @@ def title_match(sub: SubQuestion, text: str) -> tuple[float, int]:
     return best, at
 
 
-def _left(line: EvidenceLine, pool: list[EvidenceLine]) -> EvidenceLine | None:
-    """The nearest line to the left on the same row (a heading's number OCR'd as its own box)."""
+def _beside(line: EvidenceLine, pool: list[EvidenceLine], side: int, max_gap: float = float("inf")) -> EvidenceLine | None:
+    """The nearest line on the same row to the left (``side=-1``) or right (``+1``) of ``line``,
+    at most ``max_gap`` line heights away."""
     if line.bbox is None:
         return None
-    x0, y0, _, y1 = line.bbox
+    x0, y0, x1, y1 = line.bbox
     cy, h = (y0 + y1) / 2, max(1.0, y1 - y0)
-    best, best_dx = None, float("inf")
+    best, best_dx = None, max_gap * h
     for other in pool:
         if other.bbox is None or other is line or other.image_id != line.image_id:
             continue
         ocy = (other.bbox[1] + other.bbox[3]) / 2
-        dx = x0 - other.bbox[2]
-        if abs(ocy - cy) < 0.5 * h and -0.2 * h <= dx < min(best_dx, 8 * h):
+        dx = x0 - other.bbox[2] if side < 0 else other.bbox[0] - x1
+        if abs(ocy - cy) < 0.5 * h and -0.2 * h <= dx < best_dx:
             best, best_dx = other, dx
     return best
+
+
+def _left(line: EvidenceLine, pool: list[EvidenceLine]) -> EvidenceLine | None:
+    """A heading's number OCR'd as its own box, just left of the title."""
+    return _beside(line, pool, -1, max_gap=8)
 
 
 def _above(line: EvidenceLine, pool: list[EvidenceLine]) -> EvidenceLine | None:
@@ -234,20 +240,8 @@ def _below(line: EvidenceLine, pool: list[EvidenceLine]) -> EvidenceLine | None:
 
 
 def _right(line: EvidenceLine, pool: list[EvidenceLine]) -> EvidenceLine | None:
-    """The nearest line to the right on the same row (OCR often splits "甲方：" from its value)."""
-    if line.bbox is None:
-        return None
-    _, y0, x1, y1 = line.bbox
-    cy, h = (y0 + y1) / 2, max(1.0, y1 - y0)
-    best, best_dx = None, float("inf")
-    for other in pool:
-        if other.bbox is None or other is line or other.image_id != line.image_id:
-            continue
-        ocy = (other.bbox[1] + other.bbox[3]) / 2
-        dx = other.bbox[0] - x1
-        if abs(ocy - cy) < 0.5 * h and -0.2 * h <= dx < best_dx:
-            best, best_dx = other, dx
-    return best
+    """OCR often splits "甲方：" from its value on the same row."""
+    return _beside(line, pool, +1)
 
 
 def score_line(sub: SubQuestion, line: EvidenceLine, pool: list[EvidenceLine], image_bonus: float) -> Scored | None:
