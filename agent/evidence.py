@@ -140,20 +140,26 @@ def _left(line: EvidenceLine, pool: list[EvidenceLine]) -> EvidenceLine | None:
     return _beside(line, pool, -1, max_gap=8)
 
 
-def _above(line: EvidenceLine, pool: list[EvidenceLine]) -> EvidenceLine | None:
-    """The nearest line just above ``line`` that overlaps it horizontally."""
+def _stacked(line: EvidenceLine, pool: list[EvidenceLine], side: int, max_gap: float) -> EvidenceLine | None:
+    """The nearest line just above (``side=-1``) or below (``+1``) ``line`` that overlaps its
+    horizontal span, at most ``max_gap`` line heights away."""
     if line.bbox is None:
         return None
-    x0, y0, x1, _ = line.bbox
-    h = max(1.0, line.bbox[3] - line.bbox[1])
-    best, best_dy = None, 2.0 * h
+    x0, y0, x1, y1 = line.bbox
+    h = max(1.0, y1 - y0)
+    best, best_dy = None, max_gap * h
     for other in pool:
         if other.bbox is None or other is line or other.image_id != line.image_id:
             continue
-        dy = y0 - other.bbox[3]
+        dy = y0 - other.bbox[3] if side < 0 else other.bbox[1] - y1
         if -0.3 * h <= dy < best_dy and other.bbox[0] < x1 and other.bbox[2] > x0 - 2 * h:
             best, best_dy = other, dy
     return best
+
+
+def _above(line: EvidenceLine, pool: list[EvidenceLine]) -> EvidenceLine | None:
+    """The nearest line just above ``line`` that overlaps it horizontally."""
+    return _stacked(line, pool, -1, max_gap=2.0)
 
 
 def section_number(sub: SubQuestion, line: EvidenceLine, pool: list[EvidenceLine]) -> tuple[str, EvidenceLine] | None:
@@ -225,18 +231,7 @@ class Scored(BaseModel):
 
 def _below(line: EvidenceLine, pool: list[EvidenceLine]) -> EvidenceLine | None:
     """The nearest line under ``line`` that starts in its horizontal span (a value on the next row)."""
-    if line.bbox is None:
-        return None
-    x0, _, x1, y1 = line.bbox
-    h = max(1.0, line.bbox[3] - line.bbox[1])
-    best, best_dy = None, 2.5 * h
-    for other in pool:
-        if other.bbox is None or other is line or other.image_id != line.image_id:
-            continue
-        dy = other.bbox[1] - y1
-        if -0.3 * h <= dy < best_dy and other.bbox[0] < x1 and other.bbox[2] > x0 - 2 * h:
-            best, best_dy = other, dy
-    return best
+    return _stacked(line, pool, +1, max_gap=2.5)
 
 
 def _right(line: EvidenceLine, pool: list[EvidenceLine]) -> EvidenceLine | None:
