@@ -117,6 +117,12 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log to s
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from indexing.config import get_settings
+
+    try:
+        get_settings()  # a bad IMGRAG_* value: one line naming it, before any command starts
+    except ImgragError as e:
+        _fail(e)
 
 
 @app.command()

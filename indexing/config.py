@@ -130,4 +130,13 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings, or one ImgragError naming each bad value (not a pydantic traceback)."""
+    from pydantic import ValidationError
+
+    from .errors import ImgragError
+
+    try:
+        return Settings()
+    except ValidationError as e:
+        bad = "; ".join(f"IMGRAG_{str(err['loc'][0]).upper()}={err.get('input')!r}: {err['msg']}" for err in e.errors())
+        raise ImgragError(f"invalid setting {bad}", "fix or unset it (environment or imgrag.toml; see README: Settings)") from e

@@ -106,3 +106,19 @@ def test_a_photos_caption_is_its_words_for_the_rerank() -> None:
     assert ev["p"][2] == 1.0 and ev["p"][0] is not None and ev["p"][0].bbox == (0, 0, 200, 150)
     assert ev["d"][2] == 1.0 and ev["d"][1] == "cat a binary file"
     assert ev["s"][2] == 0.0  # a document's caption is not its words
+
+
+def test_a_bad_setting_is_one_error_naming_it(monkeypatch) -> None:
+    import pytest
+
+    from indexing.config import get_settings
+    from indexing.errors import ImgragError
+
+    monkeypatch.setenv("IMGRAG_IMAGE_ROUTE_QUALITY", "photos")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ImgragError, match="IMGRAG_IMAGE_ROUTE_QUALITY='photos'"):
+            get_settings()
+    finally:
+        monkeypatch.delenv("IMGRAG_IMAGE_ROUTE_QUALITY")
+        get_settings.cache_clear()
