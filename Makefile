@@ -8,7 +8,7 @@ DEMO_DIR ?= $(HOME)/.cache/imgrag/demo-corpus
 DEMO_HOME ?= $(HOME)/.imgrag-demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test eval bench clean-demo
+.PHONY: install demo test test-fast eval bench clean-demo
 
 # Heavy dependencies are installed once per pyproject.toml into a venv outside the checkout, so
 # every clone (and CI) reuses torch & co.; the project itself is re-linked into it each time.
@@ -25,7 +25,7 @@ install: $(DEPS_STAMP)
 	@$(BIN)/pip install -q --no-deps --no-build-isolation -e . >/dev/null
 
 demo: install
-	$(BIN)/python -m evals.datasets.demo $(DEMO_DIR)
+	$(BIN)/python -m imgrag.evals.datasets.demo $(DEMO_DIR)
 	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag index $(DEMO_DIR)/corpus
 	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag search "甲方 盖章 日期" -k 3
 	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag search "a cat" -k 3
@@ -34,6 +34,10 @@ demo: install
 
 test: install
 	bash tests/run_tests.sh $(PYTEST_ARGS)
+
+# The edit-test loop: unit tests only (no models, no services), well under a minute.
+test-fast: install
+	IMGRAG_TEST_ES=skip $(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
 
 # Builds the standard golden sets (contracts, docqa, clipart) into ~/.cache/imgrag/eval once, indexes
 # them, and prints every table; a re-run reuses corpora and indexes. EVAL_ARGS e.g. --backend elasticsearch.

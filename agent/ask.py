@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from indexing.errors import ImgragError
+from imgrag.indexing.errors import ImgragError
 
 from .graph import AgentConfig, TraceEvent, run_agent
 from .llm import LLMClient, LLMConfig

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from indexing.analysis import normalize, tokens
+from imgrag.indexing.analysis import normalize, tokens
 
 from .planner import SubQuestion
 

@@ -26,7 +26,7 @@ from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, Field
 
-from indexing.analysis import query_terms, tokens
+from imgrag.indexing.analysis import query_terms, tokens
 
 from .evidence import (
     EvidenceLine,
@@ -191,7 +191,7 @@ class ImgragAgent:
         """Run the graph once for ``question``; the result carries checks, usage and node timings."""
         question = question.strip()
         if not question:
-            from indexing.errors import ImgragError
+            from imgrag.indexing.errors import ImgragError
 
             raise ImgragError("empty question", "ask something, e.g. imgrag ask \"甲方是谁\"")
         limit = 6 * (self.config.max_retries + 2)

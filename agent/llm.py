@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from indexing.errors import ImgragError
+from imgrag.indexing.errors import ImgragError
 
 from .schemas import Usage
 

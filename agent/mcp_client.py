@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from indexing.errors import ImgragError
+from imgrag.indexing.errors import ImgragError
 
 from .schemas import Usage
 
@@ -192,7 +192,7 @@ class ToolClient:
         (``IMGRAG_HOME``, principal, config) so it opens the same index."""
         from mcp.client.stdio import StdioServerParameters
 
-        cmd = command or [sys.executable, "-m", "agent.cli", "serve"]
+        cmd = command or [sys.executable, "-m", "imgrag", "serve"]
         env = {**os.environ, **(extra_env or {})}
         return StdioServerParameters(command=cmd[0], args=cmd[1:], env=env, cwd=os.getcwd())
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from indexing.analysis import normalize, query_terms
+from imgrag.indexing.analysis import normalize, query_terms
 
 from .schemas import LLMPlan
 

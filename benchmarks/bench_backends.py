@@ -40,9 +40,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from indexing.config import Settings  # noqa: E402
-from indexing.models import DateMention, Seal  # noqa: E402
-from indexing.stores.base import (  # noqa: E402
+from imgrag.indexing.config import Settings  # noqa: E402
+from imgrag.indexing.models import DateMention, Seal  # noqa: E402
+from imgrag.indexing.stores.base import (  # noqa: E402
     OPERATOR,
     Filters,
     ImageRecord,
@@ -184,13 +184,13 @@ def es_stop(url: str) -> None:
 
 def open_backend(name: str, workdir: Path, es_url: str | None, index_options: str) -> tuple[IndexStore, Callable[[], None]]:
     if name.startswith("lancedb"):
-        from indexing.stores.lance import LanceStore
+        from imgrag.indexing.stores.lance import LanceStore
 
         # "lancedb": exact kNN scans; "lancedb-ann": an ANN index on every vector column
         min_rows = 0 if name == "lancedb-ann" else 10**12
         st = LanceStore(workdir / name, ann_min_rows=min_rows)
         return st, st.close
-    from indexing.stores.elastic import ElasticStore
+    from imgrag.indexing.stores.elastic import ElasticStore
 
     assert es_url
     settings = Settings(
@@ -236,7 +236,7 @@ def run_backend(
     name: str, corpus: Corpus, queries: list[Query], args: argparse.Namespace,
     workdir: Path, es_url: str | None,
 ) -> dict[str, Any]:
-    from indexing.search import SearchRequest, Searcher
+    from imgrag.indexing.search import SearchRequest, Searcher
 
     store, close = open_backend(name, workdir, es_url, args.index_options)
     res: dict[str, Any] = {}

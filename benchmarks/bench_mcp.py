@@ -44,7 +44,7 @@ def _pct(xs: list[float], q: float) -> float:
 
 def _cmd() -> list[str]:
     script = Path(sys.executable).with_name("imgrag")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "imgrag"]
 
 
 async def bench(home: Path, runs: int) -> tuple[dict[str, float], dict[str, list[float]], dict[str, Any]]:

@@ -63,7 +63,7 @@ def _pct(xs: list[float], q: float) -> float:
 def build_corpus(root: Path, n_docs: int, n_photos: int) -> tuple[Path, Path, list[str]]:
     from skimage import data
 
-    from evals.datasets.contracts import make_contracts
+    from imgrag.evals.datasets.contracts import make_contracts
 
     docs = root / "docs"
     specs = make_contracts(docs, n=n_docs, seed=1, variants=True)
@@ -94,15 +94,15 @@ def main() -> None:
     ap.add_argument("--index-only", action="store_true", help="skip the search benchmark")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child mode of --compare-spin
     args = ap.parse_args()
-    from indexing.threads import spin_enabled
+    from imgrag.indexing.threads import spin_enabled
 
     spin = "on" if spin_enabled() else "off"
 
-    from indexing.config import Settings
-    from indexing.pipeline import Indexer
-    from indexing.runtime import Runtime
-    from indexing.search import Searcher, SearchRequest
-    from indexing.stores.base import OPERATOR
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.pipeline import Indexer
+    from imgrag.indexing.runtime import Runtime
+    from imgrag.indexing.search import Searcher, SearchRequest
+    from imgrag.indexing.stores.base import OPERATOR
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

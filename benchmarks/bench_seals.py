@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from indexing.models import Seal  # noqa: E402
+from imgrag.indexing.models import Seal  # noqa: E402
 
 Detector = Callable[[np.ndarray], list[Seal]]
 
@@ -100,7 +100,7 @@ class Score:
 def load_detector(ref: str | None) -> Detector:
     """``detect_seals`` from the working tree (ref None) or from ``indexing/detectors.py`` at git ``ref``."""
     if ref is None:
-        from indexing.detectors import detect_seals
+        from imgrag.indexing.detectors import detect_seals
 
         return detect_seals
     src = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:indexing/detectors.py"], check=True,
@@ -117,7 +117,7 @@ def load_detector(ref: str | None) -> Detector:
 def red_pages() -> list[tuple[str, np.ndarray]]:
     """A4 at 150 dpi: a red-headed document (红头文件: red title, thick red rule) and a page with a red
     English heading, red underlines under words, a red boxed note and red bullets."""
-    from evals.datasets.fonts import load_font
+    from imgrag.evals.datasets.fonts import load_font
 
     red = (200, 30, 36)
     out = []
@@ -193,7 +193,7 @@ def negatives(root: Path, n_docs: int) -> list[tuple[str, np.ndarray]]:
 
     items = [(name, getattr(data, name)()) for name in ("astronaut", "coffee", "chelsea", "rocket")]
     if n_docs:
-        from evals.datasets.docpages import have_doc_deps, make_doc_pages
+        from imgrag.evals.datasets.docpages import have_doc_deps, make_doc_pages
 
         if have_doc_deps():
             for f in make_doc_pages(root / "docpages", n_docs, dpi=150, pdf_lang=None):
@@ -219,9 +219,9 @@ def _frac(sc: Score) -> str:
 def run(n: int, seed: int, ref: str | None, n_docs: int, verbose: bool) -> None:
     from skimage import data
 
-    from evals.datasets.contracts import make_contracts
-    from indexing.ocr import detect_orientation
-    from indexing.preprocess import preprocess
+    from imgrag.evals.datasets.contracts import make_contracts
+    from imgrag.indexing.ocr import detect_orientation
+    from imgrag.indexing.preprocess import preprocess
 
     detectors: dict[str, Detector] = {}
     if ref is not None:

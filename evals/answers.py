@@ -24,8 +24,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from indexing.errors import ImgragError
-from indexing.stores.base import OPERATOR
+from imgrag.indexing.errors import ImgragError
+from imgrag.indexing.stores.base import OPERATOR
 
 from .golden import GoldenItem
 from .metrics import answer_correct, best_iou, citation_scores, latency_summary, snippet_grounded
@@ -145,10 +145,10 @@ class AgentAnswerer:
 
     def __init__(self, rt: Any, corpus: Path | None, config: dict[str, Any] | None = None) -> None:
         try:
-            from agent.graph import AgentConfig, run_agent
-            from agent.mcp_client import ToolClient
-            from mcp_server.auth import fixed_principal
-            from mcp_server.server import build_server
+            from imgrag.agent.graph import AgentConfig, run_agent
+            from imgrag.agent.mcp_client import ToolClient
+            from imgrag.mcp_server.auth import fixed_principal
+            from imgrag.mcp_server.server import build_server
         except ImportError as e:  # the agent is optional for the retrieval eval
             raise ImgragError(f"the bundled agent is not importable ({e})", "install imgrag with its agent extras") from e
         self.rt = rt
@@ -249,7 +249,7 @@ def evaluate_answers(
     seals: dict[str, list[list[float]]] = {}
     where_files = {it.relevant[0] for it in todo if it.is_where and it.relevant}
     if where_files:
-        from indexing.stores.base import Filters
+        from imgrag.indexing.stores.base import Filters
 
         offset = 0
         while True:
@@ -310,7 +310,7 @@ def write_answers_run(path: Path, items: Sequence[GoldenItem], preds: dict[str, 
 def caption_scores(rt: Any, corpus: Path | None, references: dict[str, list[str]]) -> dict[str, Any]:
     """BLEU and CIDEr-D of the indexed captions (the image embedder's labels, English part) against
     reference captions per file name (clipart: title, and keywords)."""
-    from indexing.stores.base import Filters
+    from imgrag.indexing.stores.base import Filters
 
     from .metrics import bleu, caption_tokens, cider_d
     from .retrieval import hit_name

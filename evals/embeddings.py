@@ -17,9 +17,9 @@ The shipped-adapter recipe lives here too (``train-default``): it trains only on
 *training* split (titles + keywords, English, plus their dictionary translations) and saves the
 adapter with its metrics; ``compare`` prints the side-by-side table::
 
-    python -m evals.embeddings features                # cache openclipart features (~10 min, 2 cores)
-    python -m evals.embeddings train-default --out /tmp/adapter-openclipart
-    python -m evals.embeddings compare --adapter /tmp/adapter-openclipart [--clip-model DIR]
+    python -m imgrag.evals.embeddings features                # cache openclipart features (~10 min, 2 cores)
+    python -m imgrag.evals.embeddings train-default --out /tmp/adapter-openclipart
+    python -m imgrag.evals.embeddings compare --adapter /tmp/adapter-openclipart [--clip-model DIR]
 
 (``imgrag eval embeddings`` runs ``compare``.)
 """
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from evals.splits import is_heldout
+from imgrag.evals.splits import is_heldout
 
 DATA_DIR = Path(__file__).with_name("data")
 SKIMAGE_CAPTIONS = DATA_DIR / "skimage_captions.json"
@@ -46,7 +46,7 @@ MAX_SOURCE_PIXELS = 178_956_970  # where PIL refuses to decode (a 623-Mpixel ope
 
 
 def cache_dir() -> Path:
-    from evals.standard import cache_root
+    from imgrag.evals.standard import cache_root
 
     d = cache_root() / "embeddings"
     d.mkdir(parents=True, exist_ok=True)
@@ -72,7 +72,7 @@ class ClipartItem:
 
 def clipart_catalogue() -> list[ClipartItem]:
     """Every openclipart picture with its SVG metadata, one per file name, sorted by name."""
-    from evals.golden.clipart import PNG_ROOT, SVG_ROOT, find_pngs, svg_metadata
+    from imgrag.evals.golden.clipart import PNG_ROOT, SVG_ROOT, find_pngs, svg_metadata
 
     first: dict[str, Path] = {}
     for p in find_pngs():
@@ -86,14 +86,14 @@ def clipart_catalogue() -> list[ClipartItem]:
 
 
 def _title_ok(title: str, counts: dict[str, int]) -> bool:
-    from evals.golden.clipart import good_title
+    from imgrag.evals.golden.clipart import good_title
 
     return good_title(title) and counts.get(title.lower(), 0) <= 3
 
 
 def content_keywords(item: ClipartItem) -> list[str]:
     """Keywords that say what is drawn (the golden set's generic ones and file-system tags removed)."""
-    from evals.golden.clipart import GENERIC_KEYWORDS
+    from imgrag.evals.golden.clipart import GENERIC_KEYWORDS
 
     out = []
     for k in item.keywords:
@@ -182,7 +182,7 @@ def embed_with_bridge(
 ) -> EmbeddedImages:
     """Features + bridge vectors of the named images (in that order), cached per image and bridge
     identity; with ``limit``, compute at most that many missing ones (the rest are left out)."""
-    from indexing.embedders import get_image_text_embedder
+    from imgrag.indexing.embedders import get_image_text_embedder
 
     bridge = get_image_text_embedder("bridge")
     cache = FeatureCache(cache_key, bridge.identity)
@@ -380,8 +380,8 @@ DEFAULT_TRAIN_IMAGES = 2000  # a hash-ordered prefix of the training split (all 
 def train_default(out: Path, *, train_images: int = DEFAULT_TRAIN_IMAGES, seed: int = 0, epochs: int = 120,
                   cached_only: bool = False, chinese: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train the openclipart adapter: training split only, English titles/keywords + dictionary Chinese."""
-    from indexing.align import PairData, TrainConfig, align
-    from indexing.embedders import get_image_text_embedder, get_text_embedder
+    from imgrag.indexing.align import PairData, TrainConfig, align
+    from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
 
     glossary = Glossary() if chinese else None
     catalogue = clipart_catalogue()
@@ -405,7 +405,7 @@ def train_default(out: Path, *, train_images: int = DEFAULT_TRAIN_IMAGES, seed: 
                 "captions_en": "SVG dc:title when it names one picture; content dc:subject keywords (up to 5)",
                 "captions_zh": (f"word-by-word CC-CEDICT translation of those ({glossary.source}); machine, not human"
                                 if glossary else "none (English only)"),
-                "recipe": "python -m evals.embeddings train-default"},
+                "recipe": "python -m imgrag.evals.embeddings train-default"},
     )
     adapter, metrics = align(data, get_text_embedder("e5"), out, cfg=TrainConfig(seed=seed, epochs=epochs),
                              name="openclipart-linear256" + ("" if chinese else "-en"), log_fn=log)
@@ -421,8 +421,8 @@ def train_default(out: Path, *, train_images: int = DEFAULT_TRAIN_IMAGES, seed: 
 def compare(adapters: Sequence[Path] = (), clip_model: str | None = None, *,
             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Rows ``{collection, embedder, lang, n, images, r1, r5, r10, mrr}`` for every embedder."""
-    from indexing.align import load_adapter, metrics_by_lang
-    from indexing.embedders import get_image_text_embedder, get_text_embedder
+    from imgrag.indexing.align import load_adapter, metrics_by_lang
+    from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
 
     try:
         glossary: Glossary | None = Glossary()
@@ -463,7 +463,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m evals.embeddings", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m imgrag.evals.embeddings", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("features", help="compute and cache openclipart features (held-out queries first)")
     f.add_argument("--limit", type=int, default=None, help="embed at most this many new pictures")
@@ -488,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "train-default":
         m = train_default(args.out, train_images=args.train_images, seed=args.seed, epochs=args.epochs,
                           cached_only=args.cached_only, chinese=not args.english_only)
-        from indexing.align import format_metrics
+        from imgrag.indexing.align import format_metrics
 
         print("\n".join(format_metrics(m)))
     else:

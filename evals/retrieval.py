@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from indexing.search import _LRU, ALL_ROUTES, Hit, Route, Searcher, SearchRequest
-from indexing.stores.base import OPERATOR, Filters
+from imgrag.indexing.search import _LRU, ALL_ROUTES, Hit, Route, Searcher, SearchRequest
+from imgrag.indexing.stores.base import OPERATOR, Filters
 
 from .golden import GoldenItem
 from .metrics import RANKING_METRICS, latency_summary, ranking_metrics
@@ -174,7 +174,7 @@ def run_config(
     progress: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, list[str]], int]:
     """Search every query with one configuration: (ranked names per id, errors)."""
-    from indexing.errors import ImgragError
+    from imgrag.indexing.errors import ImgragError
 
     runs: dict[str, list[str]] = {}
     errors = 0
@@ -332,7 +332,7 @@ def parse_sweep(spec: str | None, fields: dict[str, str] = SWEEP_FIELDS, flag: s
     """``"image=0,0.25,0.5;bm25=1,2"`` → {"image": [0, .25, .5], "bm25": [1, 2]} (values sorted, unique)."""
     if not spec:
         return None
-    from indexing.errors import ImgragError
+    from imgrag.indexing.errors import ImgragError
 
     out: dict[str, list[float]] = {}
     for part in spec.split(";"):

@@ -10,8 +10,8 @@ from typing import Any
 
 from rich.console import Console
 
-from indexing.config import Settings, get_settings
-from indexing.errors import ImgragError
+from imgrag.indexing.config import Settings, get_settings
+from imgrag.indexing.errors import ImgragError
 
 from .golden import GoldenFormatError
 from .standard import STANDARD_SETS, PreparedSet, build_standard, ensure_indexed, eval_settings
@@ -33,7 +33,7 @@ def base_settings(backend: str | None) -> Settings:
 
 def resolve(set_arg: str, backend: str | None, folder: Path | None, console: Console) -> tuple[PreparedSet, Any, dict[str, Any]]:
     """(prepared set, runtime, index info). A standard set is built and indexed on first use."""
-    from indexing.runtime import Runtime
+    from imgrag.indexing.runtime import Runtime
 
     base = base_settings(backend)
     log = lambda msg: console.print(msg, style="dim", markup=False, highlight=False)  # noqa: E731
@@ -61,7 +61,7 @@ def resolve(set_arg: str, backend: str | None, folder: Path | None, console: Con
 def _require_pages(rt: Any, corpus: Path | None) -> None:
     """An eval over an empty index (or a folder it never indexed) would score 0 everywhere and look
     like a ranking failure; say what is missing instead."""
-    from indexing.stores.base import OPERATOR, Filters
+    from imgrag.indexing.stores.base import OPERATOR, Filters
 
     filters = Filters(path_prefix=str(corpus)) if corpus is not None else Filters()
     if rt.store.count(OPERATOR, filters):

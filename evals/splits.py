@@ -5,7 +5,7 @@ openclipart ships the same picture under several categories with one name) falls
 ``HELDOUT_PERCENT`` of the hash space. The rule depends on nothing else, so training code filters
 with ``not is_heldout(path)`` and can never see an image the ``clipart`` golden set is built from::
 
-    from evals.splits import is_heldout
+    from imgrag.evals.splits import is_heldout
     train = [p for p in pngs if not is_heldout(p)]
 """
 

@@ -28,8 +28,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from indexing.config import Settings
-from indexing.errors import ImgragError
+from imgrag.indexing.config import Settings
+from imgrag.indexing.errors import ImgragError
 
 from .golden import GoldenItem, read_golden, write_golden
 
@@ -51,15 +51,15 @@ def _registry() -> dict[str, StandardSet]:
     return {
         "contracts": StandardSet(
             name="contracts", description="generated contract pages (zh + en, scanned variants) with QA and seal boxes",
-            corpus_modules=["evals.datasets.contracts", "evals.datasets.fonts"], golden_module="evals.golden.contracts",
+            corpus_modules=["imgrag.evals.datasets.contracts", "imgrag.evals.datasets.fonts"], golden_module="imgrag.evals.golden.contracts",
             recipe=contracts.ContractsRecipe().model_dump()),
         "docqa": StandardSet(
             name="docqa", description="Debian Reference pages (en + zh) with questions printed on the page",
-            corpus_modules=["evals.datasets.docpages"], golden_module="evals.golden.docqa",
+            corpus_modules=["imgrag.evals.datasets.docpages"], golden_module="imgrag.evals.golden.docqa",
             recipe=docqa.DocqaRecipe().model_dump(), golden_only=["keyword_queries_per_page"]),
         "clipart": StandardSet(
             name="clipart", description="openclipart titles and keywords → images, held-out split",
-            corpus_modules=["evals.splits"], golden_module="evals.golden.clipart",
+            corpus_modules=["imgrag.evals.splits"], golden_module="imgrag.evals.golden.clipart",
             recipe=clipart.ClipartRecipe().model_dump(), golden_only=["keyword_queries"]),
     }
 
@@ -100,7 +100,7 @@ def recipe_hash(spec: StandardSet) -> str:
 
 
 def golden_hash(spec: StandardSet) -> str:
-    return _sha(json.dumps(spec.recipe, sort_keys=True), _source(spec.golden_module), _source("evals.golden"))
+    return _sha(json.dumps(spec.recipe, sort_keys=True), _source(spec.golden_module), _source("imgrag.evals.golden"))
 
 
 class PreparedSet(BaseModel):
@@ -205,8 +205,8 @@ def ensure_indexed(prepared: PreparedSet, rt: Any, *, log: Callable[[str], None]
                    progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Index the set's corpus with ``rt`` unless a finished run with the same files and model spaces
     is recorded. Returns the stamp (files, seconds, version)."""
-    from indexing.pipeline import Indexer
-    from indexing.stores.base import OPERATOR, Filters
+    from imgrag.indexing.pipeline import Indexer
+    from imgrag.indexing.stores.base import OPERATOR, Filters
 
     assert prepared.corpus is not None
     s = rt.settings

@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from indexing.search import ALL_ROUTES, Recall, Searcher, SearchRequest
-from indexing.stores.base import OPERATOR, Filters, ImageRecord, Principal
+from imgrag.indexing.search import ALL_ROUTES, Recall, Searcher, SearchRequest
+from imgrag.indexing.stores.base import OPERATOR, Filters, ImageRecord, Principal
 
 from .golden import GoldenItem
 from .metrics import ranking_metrics
@@ -88,7 +88,7 @@ class _Prepared(BaseModel):
 def recall_set(name: str, rt: Any, items: Sequence[GoldenItem], corpus: Path | None, k: int, *,
                restrict: bool = False, progress: Callable[[str], None] | None = None) -> _Prepared:
     from .retrieval import _SharedCacheSearcher, prime_cache
-    from indexing.search import _LRU
+    from imgrag.indexing.search import _LRU
 
     items = [it for it in items if it.qrels()]
     cache = _LRU(size=1_000_000)

@@ -15,8 +15,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from indexing.models import DateMention, Seal
-from indexing.preprocess import as_rgb, shrink
+from imgrag.indexing.models import DateMention, Seal
+from imgrag.indexing.preprocess import as_rgb, shrink
 
 # ---------------------------------------------------------------------------------------------
 # Seals

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from indexing.models import BBox, LayoutBlock, OcrLine, TableResult
-from indexing.ocr import _pkg_version, quiet_loggers, reading_order, rgb_to_bgr, to_rgb_uint8
-from indexing.threads import patch_ort_sessions
+from imgrag.indexing.models import BBox, LayoutBlock, OcrLine, TableResult
+from imgrag.indexing.ocr import _pkg_version, quiet_loggers, reading_order, rgb_to_bgr, to_rgb_uint8
+from imgrag.indexing.threads import patch_ort_sessions
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from indexing.errors import ImgragError
-from indexing.models import BBox, OcrLine
+from imgrag.indexing.errors import ImgragError
+from imgrag.indexing.models import BBox, OcrLine
 
 if TYPE_CHECKING:  # pragma: no cover
     from rapidocr import RapidOCR
@@ -202,7 +202,7 @@ def _get_rapidocr(det_max_side: int, threads: int | None, rec_batch: int, use_cl
                 from rapidocr import RapidOCR
             except ImportError as exc:  # pragma: no cover - it is a hard dependency
                 raise ImgragError("rapidocr is not installed", "pip install 'rapidocr>=3.4' onnxruntime") from exc
-            from indexing.threads import patch_ort_sessions
+            from imgrag.indexing.threads import patch_ort_sessions
 
             patch_ort_sessions()
             hit = (RapidOCR(params=_rapid_params(det_max_side, threads, rec_batch, use_cls)), threading.Lock())

@@ -84,7 +84,7 @@ class IndexOptions:
 ProgressFn = Callable[[str, dict[str, Any]], None]
 
 
-def _tile_boxes(w: int, h: int, grids: tuple[int, ...]) -> list[tuple[str, BBox]]:
+def tile_boxes(w: int, h: int, grids: tuple[int, ...]) -> list[tuple[str, BBox]]:
     out: list[tuple[str, BBox]] = []
     for g in grids:
         for r in range(g):
@@ -155,7 +155,7 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
     # Tiles are cut from the enhanced image (what the embedder should see) and reported in original pixels.
     h, w = img.shape[:2]
     grids = (2,) if is_doc else (2, 3)
-    for suffix, box in _tile_boxes(w, h, grids):
+    for suffix, box in tile_boxes(w, h, grids):
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         a.tiles.append((suffix, pre.box_to_original(box), img[y0:y1, x0:x1]))
     # Text regions: layout blocks with text; without layout, paragraph-like groups of OCR lines.

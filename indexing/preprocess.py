@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from indexing.models import BBox, Enhancement, QualityClass
+from imgrag.indexing.models import BBox, Enhancement, QualityClass
 
 OrientationFn = Callable[[np.ndarray], int]
 """Returns the degrees (0/90/180/270) the image must be rotated *clockwise* to be upright."""

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from indexing.errors import ImgragError
-from indexing.stores.base import OPERATOR, Principal
+from imgrag.indexing.errors import ImgragError
+from imgrag.indexing.stores.base import OPERATOR, Principal
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from indexing.errors import ImgragError
+from imgrag.indexing.errors import ImgragError
 
 BoxF = tuple[float, float, float, float]
 BoxI = tuple[int, int, int, int]

@@ -27,9 +27,9 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from indexing.errors import ImgragError, NotFoundError
-from indexing.runtime import Runtime
-from indexing.stores.base import Principal
+from imgrag.indexing.errors import ImgragError, NotFoundError
+from imgrag.indexing.runtime import Runtime
+from imgrag.indexing.stores.base import Principal
 
 from .auth import PrincipalResolver, TokenFileVerifier
 from .service import ImgragService

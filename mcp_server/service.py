@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from indexing.errors import ImgragError, NotFoundError
-from indexing.loader import load_page
-from indexing.runtime import Runtime
-from indexing.search import Searcher, SearchRequest
-from indexing.stores.base import Filters, ImageRecord, Principal
+from imgrag.indexing.errors import ImgragError, NotFoundError
+from imgrag.indexing.loader import load_page
+from imgrag.indexing.runtime import Runtime
+from imgrag.indexing.search import Searcher, SearchRequest
+from imgrag.indexing.stores.base import Filters, ImageRecord, Principal
 
 from . import imaging
 from .tools import (
@@ -396,7 +396,7 @@ class ImgragService:
         return out
 
     def index(self, inp: IndexImagesInput, principal: Principal) -> IndexImagesOutput:
-        from indexing.pipeline import Indexer, IndexOptions
+        from imgrag.indexing.pipeline import Indexer, IndexOptions
 
         paths = self._check_paths(inp.paths)
         if not self._index_lock.acquire(blocking=False):

@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from indexing.models import DateMention, Enhancement, LayoutBlock, QualityClass, Seal, TableResult
-from indexing.stores.base import Filters
+from imgrag.indexing.models import DateMention, Enhancement, LayoutBlock, QualityClass, Seal, TableResult
+from imgrag.indexing.stores.base import Filters
 
 # -- limits ---------------------------------------------------------------------------------
 MAX_CROP_SCALE = 4.0

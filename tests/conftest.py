@@ -37,7 +37,7 @@ def es_test_url() -> str:
 
 def es_settings(tmp_path: Path, **overrides: Any) -> Any:
     """Settings for a fresh Elasticsearch index under a unique prefix."""
-    from indexing.config import Settings
+    from imgrag.indexing.config import Settings
 
     values: dict[str, Any] = {
         "home": tmp_path / "home",
@@ -64,13 +64,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 def open_test_store(backend: str, tmp_path: Path) -> tuple[Any, Callable[[], None]]:
     """A fresh, empty store of ``backend`` and the function that disposes of it."""
     if backend in ("lancedb", "lancedb-ann"):
-        from indexing.stores.lance import LanceStore
+        from imgrag.indexing.stores.lance import LanceStore
 
         # lancedb-ann: the ANN vector indices are built at the first commit, however small the table
         lance = LanceStore(tmp_path / "index", ann_min_rows=1 if backend == "lancedb-ann" else 10**9)
         return lance, lance.close
 
-    from indexing.stores.elastic import ElasticStore
+    from imgrag.indexing.stores.elastic import ElasticStore
 
     es = ElasticStore(es_settings(tmp_path))
 

@@ -1,2 +1,2 @@
 """Reproducible corpus builders: everything is generated from Debian/PyPI packages into a target
-folder, never committed. See `python -m evals.datasets.demo --help` and `system_deps.sh`."""
+folder, never committed. See `python -m imgrag.evals.datasets.demo --help` and `system_deps.sh`."""

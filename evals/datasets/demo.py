@@ -1,7 +1,7 @@
 """Build the demo corpus: photos, Debian documentation pages (en + zh) and one PDF, and generated
 contracts with seals — all from packages, nothing downloaded from elsewhere, nothing committed.
 
-    python -m evals.datasets.demo OUT_DIR [--small] [--force]
+    python -m imgrag.evals.datasets.demo OUT_DIR [--small] [--force]
 
 Layout:
     OUT_DIR/corpus/photos/      scikit-image photos (JPEG, PNG, 2-frame TIFF, WebP, BMP, EXIF-rotated JPEG)
@@ -154,7 +154,7 @@ def _print(m: DemoManifest, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m evals.datasets.demo", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m imgrag.evals.datasets.demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--small", action="store_true", help="a smaller corpus (for tests)")

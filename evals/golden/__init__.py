@@ -11,7 +11,7 @@ One line per query::
 ``relevant`` names files as they sit in the indexed folder (file name, or a path relative to the
 folder when names repeat); a multi-page file can be named ``doc.pdf#page=3``. The standard sets are
 built by :mod:`evals.golden.contracts`, :mod:`evals.golden.docqa` and :mod:`evals.golden.clipart`
-into a cache folder, never committed: ``python -m evals.golden.build NAME OUT_DIR``.
+into a cache folder, never committed: ``python -m imgrag.evals.golden.build NAME OUT_DIR``.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from evals.splits import is_heldout
+from imgrag.evals.splits import is_heldout
 
 from . import GoldenItem
 

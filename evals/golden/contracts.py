@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from evals.datasets.contracts import ContractSpec, QAPair, make_contracts, read_contracts
+from imgrag.evals.datasets.contracts import ContractSpec, QAPair, make_contracts, read_contracts
 
 from . import GoldenItem
 

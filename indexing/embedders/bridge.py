@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from indexing.embedders import ImageEmbeddings, TextEmbedder, get_text_embedder
-from indexing.errors import ImgragError
+from imgrag.indexing.embedders import ImageEmbeddings, TextEmbedder, get_text_embedder
+from imgrag.indexing.errors import ImgragError
 
 LABELS_FILE = Path(__file__).with_name("data") / "imagenet_labels.json"
 IMAGE_SIZE = 224

@@ -35,8 +35,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from indexing.embedders import ImageEmbeddings
-from indexing.errors import ImgragError
+from imgrag.indexing.embedders import ImageEmbeddings
+from imgrag.indexing.errors import ImgragError
 
 _CONFIG_SUFFIXES = {".json", ".txt", ".model", ".yaml", ".yml"}
 _WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".npz", ".ckpt"}
@@ -131,7 +131,7 @@ def _offline_hub() -> Iterator[None]:
 def _to_pil(img: np.ndarray) -> Any:
     from PIL import Image
 
-    from indexing.embedders.bridge import _as_rgb
+    from imgrag.indexing.embedders.bridge import _as_rgb
 
     return Image.fromarray(_as_rgb(img))
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from indexing.errors import ImgragError
+from imgrag.indexing.errors import ImgragError
 
 E5_DIM = 384
 MINILM_DIM = 384

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from indexing.models import Enhancement
-from indexing.preprocess import Preprocessed, classify_quality, preprocess, shrink
+from imgrag.indexing.models import Enhancement
+from imgrag.indexing.preprocess import Preprocessed, classify_quality, preprocess, shrink
 
 WORDS = (
     "the parties agree that payment shall be made within thirty days of invoice date contract "
@@ -288,7 +288,7 @@ def test_printed_chinese_page_is_not_handwritten(tmp_path) -> None:
     """CJK print has many diagonal strokes; it must not be mistaken for handwriting."""
     from PIL import Image
 
-    from evals.datasets.contracts import make_contracts
+    from imgrag.evals.datasets.contracts import make_contracts
 
     for spec in make_contracts(tmp_path, n=3, seed=5, variants=True, langs=("zh",)):
         q, _ = classify_quality(np.asarray(Image.open(tmp_path / spec.file).convert("RGB")))

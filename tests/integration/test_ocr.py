@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from indexing.errors import ImgragError
-from indexing.models import OcrLine
-from indexing.ocr import (
+from imgrag.indexing.errors import ImgragError
+from imgrag.indexing.models import OcrLine
+from imgrag.indexing.ocr import (
     OcrEngine,
     PaddleOcrEngine,
     RapidOcrEngine,

@@ -18,9 +18,9 @@ pytest.importorskip("transformers")
 pytest.importorskip("sentence_transformers")
 open_clip = pytest.importorskip("open_clip")
 
-from indexing.embedders import ImageTextEmbedder, get_image_text_embedder  # noqa: E402
-from indexing.embedders.clip import ClipEmbedder, split_spec  # noqa: E402
-from indexing.errors import ImgragError  # noqa: E402
+from imgrag.indexing.embedders import ImageTextEmbedder, get_image_text_embedder  # noqa: E402
+from imgrag.indexing.embedders.clip import ClipEmbedder, split_spec  # noqa: E402
+from imgrag.indexing.errors import ImgragError  # noqa: E402
 
 
 def _tiny_hf_clip(folder: Path, projection_dim: int = 16, seed: int = 0) -> Path:
@@ -169,11 +169,11 @@ def test_index_and_search_with_clip(models: dict[str, Path], tmp_path: Path) -> 
     """Two images indexed with the clip embedder (via settings, as `imgrag index` does) and searched."""
     from PIL import Image
 
-    from indexing.config import Settings
-    from indexing.pipeline import Indexer
-    from indexing.runtime import Runtime
-    from indexing.search import Searcher, SearchRequest
-    from indexing.stores.base import OPERATOR
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.pipeline import Indexer
+    from imgrag.indexing.runtime import Runtime
+    from imgrag.indexing.search import Searcher, SearchRequest
+    from imgrag.indexing.stores.base import OPERATOR
 
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -188,7 +188,7 @@ def test_index_and_search_with_clip(models: dict[str, Path], tmp_path: Path) -> 
     res = Searcher(rt).search(SearchRequest(query="a picture", k=5, mode="vector"), OPERATOR)
     assert {Path(h.path).name for h in res.hits} == {"noise.png", "ramp.png"}
     # image-to-image through the stored CLIP features: an image is its own nearest neighbour
-    from indexing.stores.base import Filters
+    from imgrag.indexing.stores.base import Filters
 
     ids = {Path(h.path).name: h.image_id for h in res.hits}
     vec = rt.store.get_vectors(ids["ramp.png"], OPERATOR)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _policy(**env: str) -> str:
@@ -28,7 +28,7 @@ def test_openmp_wait_policy_defaults_to_passive_and_yields_to_the_user() -> None
 def test_rapid_onnx_sessions_are_created_without_spinning(monkeypatch: pytest.MonkeyPatch) -> None:
     from omegaconf import DictConfig
 
-    from indexing import threads
+    from imgrag.indexing import threads
     from rapidocr.inference_engine.onnxruntime.main import OrtInferSession
 
     monkeypatch.delenv("IMGRAG_THREAD_SPIN", raising=False)

@@ -17,17 +17,17 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from evals.datasets import fonts
-from evals.datasets.contracts import (
+from imgrag.evals.datasets import fonts
+from imgrag.evals.datasets.contracts import (
     ContractSpec,
     cny_uppercase,
     make_contracts,
     number_to_words,
     read_contracts,
 )
-from evals.datasets.docpages import have_doc_deps
+from imgrag.evals.datasets.docpages import have_doc_deps
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEPS_HINT = "run `bash evals/datasets/system_deps.sh`"
 
 needs_fonts = pytest.mark.skipif(
@@ -282,7 +282,7 @@ def test_contract_ground_truth_and_qa(contract_set: tuple[Path, list[ContractSpe
 
 @needs_docs
 def test_doc_pages(tmp_path: Path) -> None:
-    from evals.datasets.docpages import find_doc_pdfs, make_doc_pages, pdf_page_count, read_doc_pages
+    from imgrag.evals.datasets.docpages import find_doc_pdfs, make_doc_pages, pdf_page_count, read_doc_pages
 
     pdfs = find_doc_pdfs()
     assert set(pdfs) == {"en", "zh"}
@@ -314,7 +314,7 @@ def test_doc_pages(tmp_path: Path) -> None:
 
 
 def test_doc_pages_missing_deps_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    from evals.datasets import docpages
+    from imgrag.evals.datasets import docpages
 
     monkeypatch.setattr(docpages, "DOC_PDFS", {"en": ("debian-reference-en", Path("/nonexistent.pdf"), "x")})
     with pytest.raises(docpages.DocDepsMissing, match="debian-reference-en"):
@@ -326,7 +326,7 @@ def test_doc_pages_missing_deps_message(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_photos(tmp_path: Path) -> None:
     pytest.importorskip("skimage")
-    from evals.datasets.photos import make_photos, read_photos, upright_rocket
+    from imgrag.evals.datasets.photos import make_photos, read_photos, upright_rocket
 
     files = make_photos(tmp_path / "a")
     names = {f.name for f in files}
@@ -374,7 +374,7 @@ def test_demo_builder_small(tmp_path: Path) -> None:
     pytest.importorskip("skimage")
     out = tmp_path / "demo"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "evals.datasets.demo", str(out), "--small"]
+    cmd = [sys.executable, "-m", "imgrag.evals.datasets.demo", str(out), "--small"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "built demo corpus" in r.stdout

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from indexing.errors import BackendUnavailableError, ImgragError
-from indexing.models import DateMention, Seal
-from indexing.stores.base import (
+from imgrag.indexing.errors import BackendUnavailableError, ImgragError
+from imgrag.indexing.models import DateMention, Seal
+from imgrag.indexing.stores.base import (
     OPERATOR,
     Filters,
     ImageRecord,
@@ -532,7 +532,7 @@ def test_update_metadata_in_place_applies_to_every_read_and_rolls_back(store: In
 
 
 def test_purge_is_final_no_rollback_brings_a_purged_page_back(store: IndexStore) -> None:
-    from indexing.errors import ImgragError
+    from imgrag.indexing.errors import ImgragError
 
     load(store, CORPUS)
     v1 = store.commit("index", {"indexed": len(CORPUS)})
@@ -658,9 +658,9 @@ def test_model_space_mismatch_is_refused(store: IndexStore) -> None:
 def test_search_with_other_configured_models_names_both_spaces(store: IndexStore, tmp_path: Path) -> None:
     """An index built with other models than the configured ones: one clear error naming both
     spaces and the fix, on every backend, instead of a dimension error from the driver."""
-    from indexing.config import Settings
-    from indexing.runtime import Runtime
-    from indexing.search import Searcher, SearchRequest
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.runtime import Runtime
+    from imgrag.indexing.search import Searcher, SearchRequest
 
     load(store, [Spec("A", text="alpha words"), Spec("B", text="beta words")])
     rt = Runtime(Settings(home=tmp_path / "home", text_embedder="e5", image_embedder="bridge"), store=store)
@@ -693,7 +693,7 @@ def test_stats(store: IndexStore) -> None:
 
 # -- LanceDB only ---------------------------------------------------------------------------------
 def test_lance_ann_index_is_built_at_the_threshold_and_stays_exact_enough(tmp_path: Path) -> None:
-    from indexing.stores.lance import LanceStore
+    from imgrag.indexing.stores.lance import LanceStore
 
     specs = [Spec(f"p{i}", text=f"common page{i}", acl=["alice"] if i % 3 == 0 else []) for i in range(40)]
     flat, ann = LanceStore(tmp_path / "flat", ann_min_rows=10**9), LanceStore(tmp_path / "ann", ann_min_rows=30)
@@ -747,7 +747,7 @@ def test_lance_ann_index_is_built_at_the_threshold_and_stays_exact_enough(tmp_pa
 def _es_store(tmp_path: Path, **overrides: Any) -> Any:
     from conftest import es_settings
 
-    from indexing.stores.elastic import ElasticStore
+    from imgrag.indexing.stores.elastic import ElasticStore
 
     return ElasticStore(es_settings(tmp_path, **overrides))
 
@@ -788,7 +788,7 @@ def test_es_new_generation_and_rollback_across_models(es_store: Any) -> None:
 
 
 def test_es_bulk_failures_are_reported(es_store: Any) -> None:
-    from indexing.stores.elastic import BulkWriteError
+    from imgrag.indexing.stores.elastic import BulkWriteError
 
     load(es_store, [Spec("ok")])
     bad = make(Spec("bad"))
@@ -812,7 +812,7 @@ def test_es_bulk_failures_are_reported(es_store: Any) -> None:
 def test_es_refuses_a_foreign_index_and_bad_settings(tmp_path: Path, es_url: str) -> None:
     from elasticsearch import Elasticsearch
 
-    from indexing.stores.elastic import open_elastic
+    from imgrag.indexing.stores.elastic import open_elastic
 
     prefix = f"imgrag-test-foreign-{datetime.now().strftime('%H%M%S%f')}"
     client = Elasticsearch(es_url)
@@ -840,8 +840,8 @@ def test_es_refuses_a_foreign_index_and_bad_settings(tmp_path: Path, es_url: str
 
 
 def test_es_unreachable_is_one_clear_error(tmp_path: Path) -> None:
-    from indexing.config import Settings
-    from indexing.stores.elastic import open_elastic
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.stores.elastic import open_elastic
 
     url = f"http://127.0.0.1:{_free_port()}"
     with pytest.raises(BackendUnavailableError) as err:
@@ -914,8 +914,8 @@ def _err(kind: str, reason: str) -> dict[str, Any]:
 def test_es_server_problems_are_one_clear_error(
     tmp_path: Path, fake_server: Any, case: str, status: int, headers: dict[str, str], body: Any, expect: str
 ) -> None:
-    from indexing.config import Settings
-    from indexing.stores.elastic import open_elastic
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.stores.elastic import open_elastic
 
     url = fake_server(lambda req: (status, headers, body))
     with pytest.raises(ImgragError) as err:

@@ -29,11 +29,11 @@ import httpx
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from indexing.loader import file_digest
+from imgrag.indexing.loader import file_digest
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMALL_PRINT = "Ref. No. QX-4827-5519 valid until 2024-12-31"
 LEGAL_TOKEN = "legal-token-" + "a" * 24
 HR_TOKEN = "hr-token-" + "b" * 24
@@ -42,7 +42,7 @@ OPS_TOKEN = "ops-token-" + "c" * 24
 
 def imgrag_cmd() -> list[str]:
     script = Path(sys.executable).with_name("imgrag")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "imgrag"]
 
 
 def _cjk_font() -> str | None:

@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from indexing.config import Settings
-from indexing.errors import ImgragError
-from indexing.loader import file_digest
-from indexing.models import OcrLine
-from indexing.runtime import Runtime
-from indexing.stores.base import OPERATOR, ImageRecord, Principal, Stats
-from mcp_server import imaging
-from mcp_server.auth import TokenFileVerifier, fixed_principal, load_tokens, principal_from_settings
-from mcp_server.server import build_server, format_validation_error
-from mcp_server.tools import MAX_CROP_BYTES, MAX_CROP_SIDE, CropRegionInput
+from imgrag.indexing.config import Settings
+from imgrag.indexing.errors import ImgragError
+from imgrag.indexing.loader import file_digest
+from imgrag.indexing.models import OcrLine
+from imgrag.indexing.runtime import Runtime
+from imgrag.indexing.stores.base import OPERATOR, ImageRecord, Principal, Stats
+from imgrag.mcp_server import imaging
+from imgrag.mcp_server.auth import TokenFileVerifier, fixed_principal, load_tokens, principal_from_settings
+from imgrag.mcp_server.server import build_server, format_validation_error
+from imgrag.mcp_server.tools import MAX_CROP_BYTES, MAX_CROP_SIDE, CropRegionInput
 
 # -- geometry -----------------------------------------------------------------------------------
 
@@ -276,7 +276,7 @@ def test_acl_unknown_and_forbidden_read_the_same(fake_server) -> None:
 
 
 def _indexed(image_id: str, path: Path, text: str, acl: list[str]) -> Any:
-    from indexing.stores.base import ImageVectors, Indexed, RegionRecord
+    from imgrag.indexing.stores.base import ImageVectors, Indexed, RegionRecord
 
     rng = np.random.default_rng(sum(map(ord, image_id)))
 
@@ -294,7 +294,7 @@ def _indexed(image_id: str, path: Path, text: str, acl: list[str]) -> Any:
 
 
 def test_tools_over_each_backend(store: Any, tmp_path: Path) -> None:
-    from indexing.stores.base import ModelSpaces
+    from imgrag.indexing.stores.base import ModelSpaces
 
     paths = {}
     for name, colour in (("legal", "white"), ("hr", "ivory")):

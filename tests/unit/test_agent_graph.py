@@ -15,11 +15,11 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, ImageContent, TextContent
 from PIL import Image
 
-from agent.graph import AgentConfig, run_agent
-from agent.llm import LLMClient, LLMConfig
-from agent.mcp_client import ToolClient
-from agent.schemas import Answer
-from indexing.analysis import tokens
+from imgrag.agent.graph import AgentConfig, run_agent
+from imgrag.agent.llm import LLMClient, LLMConfig
+from imgrag.agent.mcp_client import ToolClient
+from imgrag.agent.schemas import Answer
+from imgrag.indexing.analysis import tokens
 
 PAGES: dict[str, dict[str, Any]] = {
     "zh001": {

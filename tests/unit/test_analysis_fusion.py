@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from indexing.analysis import coverage, fts_text, normalize, query_terms, tokens
-from indexing.search import rrf
+from imgrag.indexing.analysis import coverage, fts_text, normalize, query_terms, tokens
+from imgrag.indexing.search import rrf
 
 
 def test_cjk_unigrams_and_bigrams_latin_words() -> None:
@@ -35,7 +35,7 @@ def test_rrf_weights_and_ranks() -> None:
 
 
 def test_keyword_query_drops_latin_stopwords_keeps_cjk() -> None:
-    from indexing.analysis import keyword_query
+    from imgrag.indexing.analysis import keyword_query
 
     assert keyword_query("a cup of coffee") == "cup coffee"
     assert keyword_query("找出甲方盖章日期 of the contract") == "找出甲方盖章日期 contract"
@@ -43,7 +43,7 @@ def test_keyword_query_drops_latin_stopwords_keeps_cjk() -> None:
 
 
 def test_standout_votes_follow_the_score_distribution() -> None:
-    from indexing.search import standout
+    from imgrag.indexing.search import standout
 
     flat = {f"d{i}": 0.80 + 0.001 * i for i in range(10)}
     spike = dict(flat, hit=0.86)
@@ -57,7 +57,7 @@ def test_standout_votes_follow_the_score_distribution() -> None:
 
 
 def test_is_meaningful() -> None:
-    from indexing.analysis import is_meaningful
+    from imgrag.indexing.analysis import is_meaningful
 
     assert not is_meaningful("0") and not is_meaningful("12 3")
     assert is_meaningful("STOP") and is_meaningful("甲方盖章")
@@ -66,9 +66,9 @@ def test_is_meaningful() -> None:
 def test_image_routes_search_only_picture_pages() -> None:
     from types import SimpleNamespace
 
-    from indexing.config import Settings
-    from indexing.search import Searcher
-    from indexing.stores.base import Filters
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.search import Searcher
+    from imgrag.indexing.stores.base import Filters
 
     def filters_for(allowed: str, user: Filters) -> Filters | None:
         rt = SimpleNamespace(settings=Settings(image_route_quality=allowed))
@@ -88,10 +88,10 @@ def test_a_photos_caption_is_its_words_for_the_rerank() -> None:
     from datetime import datetime, timezone
     from types import SimpleNamespace
 
-    from indexing.config import Settings
-    from indexing.models import OcrLine
-    from indexing.search import Searcher
-    from indexing.stores.base import OPERATOR, Filters, ImageRecord, RegionHit
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.models import OcrLine
+    from imgrag.indexing.search import Searcher
+    from imgrag.indexing.stores.base import OPERATOR, Filters, ImageRecord, RegionHit
 
     now = datetime.now(timezone.utc)
     photo = ImageRecord(image_id="p", doc_id="p", path="/c/cat.png", format="png", width=400, height=300,
@@ -111,8 +111,8 @@ def test_a_photos_caption_is_its_words_for_the_rerank() -> None:
 def test_a_bad_setting_is_one_error_naming_it(monkeypatch) -> None:
     import pytest
 
-    from indexing.config import get_settings
-    from indexing.errors import ImgragError
+    from imgrag.indexing.config import get_settings
+    from imgrag.indexing.errors import ImgragError
 
     monkeypatch.setenv("IMGRAG_IMAGE_ROUTE_QUALITY", "photos")
     get_settings.cache_clear()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexing.errors import ImgragError
-from indexing.loader import discover, load_file, load_page
+from imgrag.indexing.errors import ImgragError
+from imgrag.indexing.loader import discover, load_file, load_page
 
 LIMITS = {"max_pixels": 50_000_000, "pdf_dpi": 72}
 

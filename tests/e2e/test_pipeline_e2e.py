@@ -22,8 +22,8 @@ from PIL import Image
 
 pytestmark = pytest.mark.slow
 
-IMGRAG = [sys.executable, "-m", "agent.cli"]
-ROOT = Path(__file__).resolve().parents[1]
+IMGRAG = [sys.executable, "-m", "imgrag"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(home: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -42,7 +42,7 @@ def search(home: Path, query: str, *extra: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from evals.datasets.contracts import make_contracts
+    from imgrag.evals.datasets.contracts import make_contracts
 
     root = tmp_path_factory.mktemp("corpus")
     contracts = root / "contracts"
@@ -94,7 +94,7 @@ def test_index_summary_counts_and_reasons(indexed: tuple[Path, dict], corpus: Pa
 
 
 def test_records_have_every_stage(indexed: tuple[Path, dict], corpus: Path) -> None:
-    from evals.datasets.contracts import read_contracts
+    from imgrag.evals.datasets.contracts import read_contracts
 
     home, _ = indexed
     spec = next(s for s in read_contracts(corpus / "contracts" / "contracts.jsonl") if s.lang == "zh")
@@ -119,7 +119,7 @@ def test_records_have_every_stage(indexed: tuple[Path, dict], corpus: Path) -> N
 
 
 def test_search_english_chinese_photo_and_filters(indexed: tuple[Path, dict], corpus: Path) -> None:
-    from evals.datasets.contracts import read_contracts
+    from imgrag.evals.datasets.contracts import read_contracts
 
     home, _ = indexed
     specs = read_contracts(corpus / "contracts" / "contracts.jsonl")
@@ -258,8 +258,8 @@ def test_reindex_with_other_acl_meta_tags_updates_them_in_place(indexed: tuple[P
 
 
 def test_killed_index_run_leaves_usable_index_and_rerun_completes(corpus: Path, tmp_path: Path) -> None:
-    from indexing.stores.base import OPERATOR, Filters
-    from indexing.stores.lance import LanceStore
+    from imgrag.indexing.stores.base import OPERATOR, Filters
+    from imgrag.indexing.stores.lance import LanceStore
 
     home = tmp_path / "home"
     env = {**os.environ, "IMGRAG_HOME": str(home), "HF_HUB_OFFLINE": "1"}
@@ -305,10 +305,10 @@ def test_a_writer_never_changes_metadata_of_pages_it_cannot_read(indexed: tuple[
     """An MCP writer (index_images) passes its principal: unchanged pages it cannot read keep their ACL."""
     from skimage import data
 
-    from indexing.config import Settings
-    from indexing.pipeline import Indexer, IndexOptions
-    from indexing.runtime import Runtime
-    from indexing.stores.base import Principal
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.pipeline import Indexer, IndexOptions
+    from imgrag.indexing.runtime import Runtime
+    from imgrag.indexing.stores.base import Principal
 
     home = _copy_home(indexed, tmp_path)
     folder = tmp_path / "shared"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from evals.answers import PredictedAnswer, PredictedCitation, _pick_subset, score_item, summarise
-from evals.golden import GoldenFormatError, GoldenItem, read_golden, write_golden
-from evals.metrics import (
+from imgrag.evals.answers import PredictedAnswer, PredictedCitation, _pick_subset, score_item, summarise
+from imgrag.evals.golden import GoldenFormatError, GoldenItem, read_golden, write_golden
+from imgrag.evals.metrics import (
     answer_correct,
     best_iou,
     bleu,
@@ -28,10 +28,10 @@ from evals.metrics import (
     ranking_metrics,
     snippet_grounded,
 )
-from evals.retrieval import hit_name, matcher, parse_sweep
-from evals.splits import HELDOUT_PERCENT, is_heldout, split_of
+from imgrag.evals.retrieval import hit_name, matcher, parse_sweep
+from imgrag.evals.splits import HELDOUT_PERCENT, is_heldout, split_of
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 L3 = math.log2(3)
 
 
@@ -193,8 +193,8 @@ def test_hit_names_and_matching(tmp_path: Path) -> None:
 
 
 def test_contract_questions_name_their_contract() -> None:
-    from evals.datasets.contracts import render_contract
-    from evals.golden.contracts import items_for
+    from imgrag.evals.datasets.contracts import render_contract
+    from imgrag.evals.golden.contracts import items_for
 
     specs = [render_contract(i, 3, lang, None)[1] for i, lang in enumerate(("zh", "en"))]
     texts = {s.file: "\n".join(ln.text for ln in s.lines) for s in specs}
@@ -216,7 +216,7 @@ def _imgrag(home: Path, *args: str, backend: str | None = None, ok: bool = True)
         env.pop(k, None)
     if backend:
         env["IMGRAG_BACKEND"] = backend
-    p = subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    p = subprocess.run([sys.executable, "-m", "imgrag", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     if ok:
         assert p.returncode == 0, f"imgrag {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     return p
@@ -225,8 +225,8 @@ def _imgrag(home: Path, *args: str, backend: str | None = None, ok: bool = True)
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_eval_end_to_end_on_a_tiny_index(tmp_path: Path) -> None:
-    from evals.datasets.contracts import make_contracts
-    from evals.golden.contracts import items_for
+    from imgrag.evals.datasets.contracts import make_contracts
+    from imgrag.evals.golden.contracts import items_for
 
     corpus = tmp_path / "corpus"
     specs = make_contracts(corpus, 2, seed=11, variants=False, sidecar=tmp_path / "contracts.jsonl")
@@ -271,7 +271,7 @@ def test_eval_end_to_end_on_a_tiny_index(tmp_path: Path) -> None:
 
     import importlib.util
 
-    if importlib.util.find_spec("agent.graph") is None or importlib.util.find_spec("mcp_server.server") is None:
+    if importlib.util.find_spec("imgrag.agent.graph") is None or importlib.util.find_spec("imgrag.mcp_server.server") is None:
         pytest.skip("the bundled agent (agent.graph) is not in this checkout: answers eval not exercised")
     arun = tmp_path / "answers.jsonl"
     p = _imgrag(home, "eval", "answers", "--set", str(golden), "--folder", str(corpus), "--limit", "3",
@@ -295,8 +295,8 @@ def test_eval_retrieval_on_elasticsearch(tmp_path: Path) -> None:
     import uuid
 
     from conftest import es_test_url
-    from evals.datasets.contracts import make_contracts
-    from evals.golden.contracts import items_for
+    from imgrag.evals.datasets.contracts import make_contracts
+    from imgrag.evals.golden.contracts import items_for
 
     url = es_test_url()
     prefix = f"imgrag-test-eval-{uuid.uuid4().hex[:10]}"
@@ -322,8 +322,8 @@ def test_eval_retrieval_on_elasticsearch(tmp_path: Path) -> None:
         assert res["backend"] == "elasticsearch" and res["queries"] == 6
         assert all(json.loads(x)["ranked"] for x in run.read_text().splitlines())
     finally:
-        from indexing.config import Settings
-        from indexing.stores.elastic import ElasticStore
+        from imgrag.indexing.config import Settings
+        from imgrag.indexing.stores.elastic import ElasticStore
 
         es = ElasticStore(Settings(home=home, backend="elasticsearch", es_url=url, es_index_prefix=prefix))
         try:
@@ -338,8 +338,8 @@ def test_eval_retrieval_on_elasticsearch(tmp_path: Path) -> None:
 
 
 def test_tune_grid_and_halves() -> None:
-    from evals.tune import half_of, parse_grid
-    from indexing.errors import ImgragError
+    from imgrag.evals.tune import half_of, parse_grid
+    from imgrag.indexing.errors import ImgragError
 
     assert parse_grid("bm25=2,1,2; rerank=0.6") == {"bm25": [1.0, 2.0], "rerank": [0.6]}
     with pytest.raises(ImgragError, match="bad --grid"):

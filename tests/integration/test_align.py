@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from indexing.align import (
+from imgrag.indexing.align import (
     AdapterConfig,
     PairData,
     TrainConfig,
@@ -26,9 +26,9 @@ from indexing.align import (
     train_heads,
     write_safetensors,
 )
-from indexing.errors import ImgragError
+from imgrag.indexing.errors import ImgragError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- pieces ---------------------------------------------------------------------------------
@@ -181,8 +181,8 @@ def _random_adapter(out: Path, feature_identity: str, text_identity: str, seed: 
 
 
 def test_aligned_embedder(tmp_path: Path) -> None:
-    from indexing.embedders import ImageTextEmbedder, get_image_text_embedder, get_text_embedder
-    from indexing.embedders.aligned import AlignedEmbedder
+    from imgrag.indexing.embedders import ImageTextEmbedder, get_image_text_embedder, get_text_embedder
+    from imgrag.indexing.embedders.aligned import AlignedEmbedder
 
     bridge = get_image_text_embedder("bridge")
     e5 = get_text_embedder("e5")
@@ -221,7 +221,7 @@ def _cli(home: Path, *args: str, check: bool = True, env_extra: dict[str, str] |
     for k in ("IMGRAG_PRINCIPAL", "IMGRAG_GROUPS", "IMGRAG_IMAGE_EMBEDDER", "IMGRAG_ADAPTER"):
         env.pop(k, None)
     env.update(env_extra or {})
-    p = subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=ROOT, env=env, capture_output=True,
+    p = subprocess.run([sys.executable, "-m", "imgrag", *args], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=900)
     if check and p.returncode != 0:
         raise AssertionError(f"imgrag {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
@@ -250,8 +250,8 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_align_and_reembed_end_to_end(shapes: Path, tmp_path: Path) -> None:
-    from indexing.stores.base import OPERATOR, Filters
-    from indexing.stores.lance import LanceStore
+    from imgrag.indexing.stores.base import OPERATOR, Filters
+    from imgrag.indexing.stores.lance import LanceStore
 
     home = tmp_path / "home"
     pairs = shapes.parent / f"{shapes.name}-pairs.jsonl"

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from agent.evidence import EvidenceLine, ImageInfo, best_lines, find_date, snippet_matches
-from agent.llm import LLMConfig, json_schema_for, parse_json_reply, schema_example
-from agent.mcp_client import shape_arguments
-from agent.planner import extract_dates, extract_entities, rule_plan, split_question
-from agent.report import find_cjk_font, to_markdown, write_markdown, write_pdf
-from agent.schemas import Answer, Checks, Citation, Claim, LLMAnswer, LLMPlan
+from imgrag.agent.evidence import EvidenceLine, ImageInfo, best_lines, find_date, snippet_matches
+from imgrag.agent.llm import LLMConfig, json_schema_for, parse_json_reply, schema_example
+from imgrag.agent.mcp_client import shape_arguments
+from imgrag.agent.planner import extract_dates, extract_entities, rule_plan, split_question
+from imgrag.agent.report import find_cjk_font, to_markdown, write_markdown, write_pdf
+from imgrag.agent.schemas import Answer, Checks, Citation, Claim, LLMAnswer, LLMPlan
 
 # -- planning --------------------------------------------------------------------------------
 
@@ -286,7 +286,7 @@ def test_pdf_report_embeds_crops(tmp_path: Path, with_font: bool) -> None:
         notes = write_pdf(_answer(), pdf, {1: _png()}, font)
         assert notes == []
     else:
-        import agent.report as report
+        import imgrag.agent.report as report
 
         orig = report.find_cjk_font
         report.find_cjk_font = lambda: None  # type: ignore[assignment]
@@ -307,8 +307,8 @@ def test_unreachable_llm_endpoint_is_one_clear_error() -> None:
     import asyncio
     import socket
 
-    from agent.llm import LLMClient
-    from indexing.errors import ImgragError
+    from imgrag.agent.llm import LLMClient
+    from imgrag.indexing.errors import ImgragError
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from indexing.detectors import date_filter_tokens, date_tokens, dates_in_text, detect_seals, extract_dates
+from imgrag.indexing.detectors import date_filter_tokens, date_tokens, dates_in_text, detect_seals, extract_dates
 
 RED = (215, 30, 40)
 BLUE = (30, 60, 190)
@@ -229,7 +229,7 @@ def _score(pages: list[tuple[list[tuple[list[int], str]], list]]) -> tuple[float
 def contracts(tmp_path_factory):
     """8 generated pages (zh + en; scan variants with JPEG, noise, blur, skew, 90/180/270 turns; an
     oval and blue seals; several pages with two seals on one row) and their ground truth."""
-    from evals.datasets.contracts import make_contracts
+    from imgrag.evals.datasets.contracts import make_contracts
 
     out = tmp_path_factory.mktemp("contracts")
     specs = make_contracts(out, n=8, seed=5, variants=True)
@@ -251,7 +251,7 @@ def test_seals_on_generated_contracts(contracts) -> None:
 def test_seals_on_preprocessed_contracts_map_back(contracts) -> None:
     """What the pipeline does: detect on ``preprocess`` output (upscaled to ~2400 px, turned upright,
     deskewed, denoised) and map the boxes back to the file's pixels."""
-    from indexing.preprocess import preprocess
+    from imgrag.indexing.preprocess import preprocess
 
     pages = []
     for s, img in contracts:
@@ -300,7 +300,7 @@ def _fade(img: np.ndarray, keep: float) -> np.ndarray:
 def test_no_seal_in_photos(name: str) -> None:
     """Red, orange and blue things in photos: a flag and a space suit, coffee, a cat, a rocket,
     stained cells, a retina. Raw and as ``preprocess`` leaves them."""
-    from indexing.preprocess import preprocess
+    from imgrag.indexing.preprocess import preprocess
 
     skdata = pytest.importorskip("skimage.data")
     img = getattr(skdata, name)()
@@ -310,8 +310,8 @@ def test_no_seal_in_photos(name: str) -> None:
 
 def test_no_seal_on_documentation_pages(tmp_path) -> None:
     """Debian Reference pages (en + zh): blue links and code, tables, headings; raw and preprocessed."""
-    from evals.datasets.docpages import have_doc_deps, make_doc_pages
-    from indexing.preprocess import preprocess
+    from imgrag.evals.datasets.docpages import have_doc_deps, make_doc_pages
+    from imgrag.indexing.preprocess import preprocess
 
     if not have_doc_deps():
         pytest.skip("needs bash evals/datasets/system_deps.sh")

@@ -32,11 +32,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.evidence import squash
-from agent.graph import AgentConfig, ImgragAgent, run_agent
-from agent.llm import LLMClient, LLMConfig
-from agent.mcp_client import ToolClient
-from agent.schemas import Answer, LLMAnswer, Usage
+from imgrag.agent.evidence import squash
+from imgrag.agent.graph import AgentConfig, ImgragAgent, run_agent
+from imgrag.agent.llm import LLMClient, LLMConfig
+from imgrag.agent.mcp_client import ToolClient
+from imgrag.agent.schemas import Answer, LLMAnswer, Usage
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ LLM_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "IMGRAG_LLM_MODEL", "IMGRAG_VLM_
 
 def imgrag_cmd() -> list[str]:
     script = Path(sys.executable).with_name("imgrag")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "imgrag"]
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
@@ -71,7 +71,7 @@ def _aliases(qa: Any) -> list[str]:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     """Four contract pages (two Chinese, two English; some scanned-looking) indexed with `imgrag index`."""
-    from evals.datasets.contracts import make_contracts
+    from imgrag.evals.datasets.contracts import make_contracts
 
     root = tmp_path_factory.mktemp("agent_corpus")
     docs = root / "docs"
@@ -170,7 +170,7 @@ def test_extractive_answers_with_verified_citations(corpus: Corpus) -> None:
 def test_seal_questions_cite_the_detected_seal_boxes(corpus: Corpus) -> None:
     """"Where is the seal" is answered from the seal detector: the cited box is a true seal of the
     named contract (IoU >= 0.5 with the generator's box), in a Chinese and an English question."""
-    from evals.metrics import best_iou
+    from imgrag.evals.metrics import best_iou
 
     specs = [s for s in corpus.specs if any(q.field == "seals" and q.answer_bboxes for q in s.qa)]
     assert specs

@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexing.embedders import (
+from imgrag.indexing.embedders import (
     ImageEmbeddings,
     ImageTextEmbedder,
     TextEmbedder,
     get_image_text_embedder,
     get_text_embedder,
 )
-from indexing.embedders import bridge as bridge_mod
-from indexing.embedders.bridge import LabelBridgeEmbedder, build_backbone, load_labels, preprocess
-from indexing.embedders.text import E5TextEmbedder, empty_vector
-from indexing.errors import ImgragError
+from imgrag.indexing.embedders import bridge as bridge_mod
+from imgrag.indexing.embedders.bridge import LabelBridgeEmbedder, build_backbone, load_labels, preprocess
+from imgrag.indexing.embedders.text import E5TextEmbedder, empty_vector
+from imgrag.indexing.errors import ImgragError
 
 skdata = pytest.importorskip("skimage.data")
 

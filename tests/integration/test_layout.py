@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from indexing.layout import (
+from imgrag.indexing.layout import (
     CDLA_KINDS,
     LayoutAnalyzer,
     LayoutResult,
@@ -23,8 +23,8 @@ from indexing.layout import (
     group_lines,
     xy_cut_order,
 )
-from indexing.models import LayoutBlock, OcrLine
-from indexing.ocr import RapidOcrEngine
+from imgrag.indexing.models import LayoutBlock, OcrLine
+from imgrag.indexing.ocr import RapidOcrEngine
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,5 @@
+"""``python -m imgrag``: the same CLI as the ``imgrag`` console script."""
+
+from imgrag.cli import main
+
+main()

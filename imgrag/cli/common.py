@@ -1,0 +1,126 @@
+"""What every command shares: the Typer app, consoles, the one-line error exit, the acting
+principal and the ``--filter`` parser. Every user-caused error prints one line naming the problem
+and the fix and exits 2; tracebacks are for bugs only (``IMGRAG_DEBUG=1`` shows them for errors too)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from imgrag.indexing.errors import ImgragError
+
+
+app = typer.Typer(
+    name="imgrag",
+    help="Multimodal RAG over image collections: index, search, ask, and serve over MCP.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def console(stderr: bool = False) -> Console:
+    """Tables piped into a log or CI (no terminal, no COLUMNS) get 160 columns instead of rich's 80,
+    where every column name and number was wrapped beyond reading."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=160 if wide else None)
+
+
+out = console()
+err = console(stderr=True)
+
+
+def fail(e: Exception) -> NoReturn:
+    if os.environ.get("IMGRAG_DEBUG"):
+        raise e
+    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def runtime() -> Any:
+    from imgrag.indexing.runtime import Runtime
+
+    return Runtime()
+
+
+def principal(as_user: str | None, groups: list[str] | None) -> Any:
+    from imgrag.indexing.config import get_settings
+    from imgrag.indexing.stores.base import OPERATOR, Principal
+
+    s = get_settings()
+    name = as_user or s.principal
+    grp = groups or s.groups
+    if name is None and not grp:
+        return OPERATOR
+    return Principal(name=name, groups=list(grp))
+
+
+def kv(pairs: list[str] | None, what: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for p in pairs or []:
+        if "=" not in p or not p.split("=", 1)[0].strip():
+            raise ImgragError(f"{what} {p!r} is not key=value", f"write it like {what} year=2023")
+        k, v = p.split("=", 1)
+        result[k.strip()] = v.strip()
+    return result
+
+
+def parse_filters(pairs: list[str] | None) -> Any:
+    """``--filter`` pairs → Filters. Known keys: date_from, date_to, year, quality, tag, path,
+    doc, seal; anything else is a user metadata key."""
+    from imgrag.indexing.stores.base import Filters
+
+    data: dict[str, Any] = {"meta": {}}
+    for k, v in kv(pairs, "--filter").items():
+        try:
+            if k in ("date_from", "date_to"):
+                data[k] = date.fromisoformat(v)
+            elif k == "year":
+                y = int(v)
+                data["date_from"], data["date_to"] = date(y, 1, 1), date(y, 12, 31)
+            elif k == "quality":
+                data["quality"] = [q.strip() for q in v.split(",")]
+            elif k in ("tag", "tags"):
+                data["tags"] = [t.strip() for t in v.split(",")]
+            elif k == "path":
+                data["path_prefix"] = str(Path(v).expanduser().resolve()) if not v.startswith("/") else v
+            elif k == "doc":
+                data["doc_id"] = v
+            elif k == "seal":
+                data["has_seal"] = v.lower() in ("1", "true", "yes")
+            else:
+                data["meta"][k] = v
+        except ValueError as e:
+            raise ImgragError(f"--filter {k}={v}: {e}", "dates are YYYY-MM-DD, year is a number") from e
+    try:
+        return Filters.model_validate(data)
+    except Exception as e:
+        raise ImgragError(f"bad --filter: {e}", "quality is one of born_digital, scanned, handwritten, photo") from e
+
+
+AsUser = Annotated[str | None, typer.Option("--as", help="act as this principal (ACL); default IMGRAG_PRINCIPAL")]
+Groups = Annotated[list[str] | None, typer.Option("--group", help="groups of the principal (repeatable)")]
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log to stderr")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from imgrag.indexing.config import get_settings
+
+    try:
+        get_settings()  # a bad IMGRAG_* value: one line naming it, before any command starts
+    except ImgragError as e:
+        fail(e)
+

@@ -1,0 +1,153 @@
+"""Commands that change or inspect the index as a whole: index, delete, purge, versions, rollback, stats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from imgrag.indexing.errors import ImgragError
+
+from .common import AsUser, Groups, app, err, fail, kv, out, principal, runtime
+
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="files or folders (recursive)")],
+    meta: Annotated[list[str] | None, typer.Option("--meta", help="user metadata key=value (repeatable)")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="tag (repeatable)")] = None,
+    acl: Annotated[list[str] | None, typer.Option("--acl", help="principal or group allowed to see these (repeatable); none = public. Re-indexing unchanged files with other --acl/--meta/--tag updates them in place; --acl '' makes them public")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="parallel page analysis")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=256)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    adapter: Annotated[Path | None, typer.Option("--adapter", help="use this `imgrag align` adapter (image_embedder=aligned); an existing index is re-embedded from its stored features first")] = None,
+) -> None:
+    """Index images and PDFs; unchanged files are skipped, changed ones replaced."""
+    from imgrag.indexing.pipeline import Indexer, IndexOptions
+
+    from .align import adapter_runtime
+
+    try:
+        rt = runtime() if adapter is None else adapter_runtime(adapter, reembed=True, quiet=as_json)
+        opts = IndexOptions(
+            meta=None if meta is None else kv([m for m in meta if m], "--meta"),
+            tags=None if tag is None else [t for t in tag if t],
+            acl=None if acl is None else [a for a in acl if a],
+            workers=workers, batch_size=batch_size,
+        )
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=as_json or not err.is_terminal,
+        ) as bar:
+            task = bar.add_task("loading models", total=None)
+
+            def progress(event: str, data: dict[str, Any]) -> None:
+                if event == "start":
+                    bar.update(task, description="indexing", total=data["files"], completed=0)
+                elif event == "file":
+                    bar.update(task, advance=1 if bar.tasks[0].completed or data else 0)
+                elif event == "fail":
+                    err.print(f"[yellow]skipped[/] {data['path']}: {data['reason']}", highlight=False, soft_wrap=True)
+
+            summary = Indexer(rt).index([str(p) for p in paths], opts, progress)
+    except ImgragError as e:
+        fail(e)
+    if as_json:
+        print(summary.model_dump_json(indent=2, exclude={"indexed_ids"}))
+    else:
+        out.print(
+            f"indexed [bold]{summary.indexed}[/] pages · unchanged {summary.unchanged} · "
+            f"duplicates {summary.duplicates} · replaced {summary.replaced} · "
+            f"updated metadata {summary.updated_metadata} · failed {len(summary.failed)} "
+            f"· {summary.seconds:.1f}s" + (f" · version {summary.version}" if summary.version else "")
+        )
+        for f in summary.failed:
+            out.print(f"  [red]failed[/] {f.path}: {f.reason}", highlight=False, soft_wrap=True)
+    if summary.failed and not (summary.indexed or summary.unchanged or summary.duplicates or summary.updated_metadata):
+        raise typer.Exit(1)
+
+
+
+@app.command()
+def delete(
+    image_id: Annotated[list[str] | None, typer.Argument(help="image ids")] = None,
+    path: Annotated[Path | None, typer.Option("--path", help="delete every page indexed from this file")] = None,
+) -> None:
+    """Soft-delete images (hidden at once; `imgrag purge` removes them, `imgrag rollback` restores)."""
+    try:
+        store = runtime().store
+        ids = list(image_id or [])
+        if path is not None:
+            ids.extend(store.live_ids_for_path(str(path.expanduser().resolve())))
+        if not ids:
+            raise ImgragError("nothing to delete", "name image ids or --path FILE")
+        known = store.live_ids(ids)
+        missing = [i for i in ids if i not in known]
+        if missing and not known:
+            raise ImgragError(f"no live image with id {', '.join(missing)}", "check the ids with `imgrag search`")
+        n = store.soft_delete(sorted(known))
+        v = store.commit("delete", {"deleted": n})
+    except ImgragError as e:
+        fail(e)
+    out.print(f"soft-deleted {n} image(s) · version {v.version}" + (f" · unknown: {', '.join(missing)}" if missing else ""))
+
+
+@app.command()
+def purge() -> None:
+    """Physically remove soft-deleted images."""
+    try:
+        store = runtime().store
+        n = store.purge()
+        v = store.commit("purge", {"purged": n}) if n else None
+    except ImgragError as e:
+        fail(e)
+    out.print(f"purged {n} image(s)" + (f" · version {v.version}" if v else ""))
+
+
+@app.command()
+def versions(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the index versions (one per index/delete/purge/rollback)."""
+    try:
+        vs = runtime().store.versions()
+    except ImgragError as e:
+        fail(e)
+    if as_json:
+        print(json.dumps([json.loads(v.model_dump_json()) for v in vs], indent=2, ensure_ascii=False))
+        return
+    table = Table(header_style="bold")
+    for col in ("version", "time", "operation", "summary"):
+        table.add_column(col)
+    for v in vs:
+        table.add_row(str(v.version), v.time.strftime("%Y-%m-%d %H:%M:%S"), v.op, json.dumps(v.summary, ensure_ascii=False))
+    out.print(table)
+
+
+@app.command()
+def rollback(version: Annotated[int, typer.Argument(help="version number from `imgrag versions`")]) -> None:
+    """Restore the index to an earlier version (recorded as a new version, so it can be undone)."""
+    try:
+        v = runtime().store.rollback(version)
+    except ImgragError as e:
+        fail(e)
+    out.print(f"restored version {version} · now version {v.version}")
+
+
+@app.command()
+def stats(as_user: AsUser = None, group: Groups = None) -> None:
+    """Counts by quality class and format, the models and the current version."""
+    try:
+        st = runtime().store.stats(principal(as_user, group))
+    except ImgragError as e:
+        fail(e)
+    print(st.model_dump_json(indent=2))
+

@@ -1,0 +1,74 @@
+"""Reading the index: search and show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from imgrag.indexing.errors import ImgragError
+
+from .common import AsUser, Groups, app, fail, out, parse_filters, principal, runtime
+
+
+
+@app.command()
+def search(
+    query: Annotated[str | None, typer.Argument(help="text query (Chinese or English)")] = None,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="number of hits")] = 10,
+    filter_: Annotated[list[str] | None, typer.Option("--filter", help="key=value: year, date_from, date_to, quality, tag, path, doc, seal, or a metadata key")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="hybrid | vector | keyword")] = "hybrid",
+    similar_to: Annotated[str | None, typer.Option("--like", help="image id: visually similar images")] = None,
+    no_rerank: Annotated[bool, typer.Option("--no-rerank", help="skip the region re-rank")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print {\"hits\": [...]} as JSON")] = False,
+    as_user: AsUser = None,
+    group: Groups = None,
+) -> None:
+    """Hybrid search: image-text vectors, BM25 and OCR-text vectors fused by RRF, re-ranked by region."""
+    from imgrag.indexing.search import Searcher, SearchRequest
+
+    try:
+        if mode not in ("hybrid", "vector", "keyword"):
+            raise ImgragError(f"unknown --mode {mode!r}", "use hybrid, vector or keyword")
+        rt = runtime()
+        req = SearchRequest(
+            query=query, k=k, filters=parse_filters(filter_), mode=mode, similar_to=similar_to, rerank=not no_rerank  # type: ignore[arg-type]
+        )
+        result = Searcher(rt).search(req, principal(as_user, group))
+    except ImgragError as e:
+        fail(e)
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    if not result.hits:
+        out.print("no hits")
+        return
+    table = Table(show_lines=False, header_style="bold")
+    for col in ("#", "score", "image id", "file", "page", "snippet", "region"):
+        table.add_column(col, overflow="fold")
+    for i, h in enumerate(result.hits, 1):
+        region = ",".join(f"{v:.0f}" for v in h.region.bbox) if h.region else ""
+        table.add_row(str(i), f"{h.score:.4f}", h.image_id, Path(h.path).name, str(h.page), h.snippet[:80], region)
+    out.print(table)
+    out.print(f"[dim]{result.candidates} candidates · {result.timings_ms.get('total', 0):.0f} ms[/]")
+
+
+@app.command()
+def show(
+    image_id: Annotated[str, typer.Argument(help="image id")],
+    as_user: AsUser = None,
+    group: Groups = None,
+) -> None:
+    """Print an image's stored record (without vectors) as JSON."""
+    from imgrag.indexing.errors import NotFoundError
+
+    try:
+        rec = runtime().store.get(image_id, principal(as_user, group))
+        if rec is None:
+            raise NotFoundError(f"no image with id {image_id!r}", "find ids with `imgrag search ... --json`")
+    except ImgragError as e:
+        fail(e)
+    print(rec.model_dump_json(indent=2))
+

@@ -1,0 +1,59 @@
+"""`imgrag serve`: the MCP server over stdio or streamable HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imgrag.indexing.errors import ImgragError
+
+from .common import AsUser, Groups, app, err, fail, principal, runtime
+
+
+
+@app.command()
+def serve(
+    http: Annotated[bool, typer.Option("--http", help="serve streamable HTTP instead of stdio")] = False,
+    host: Annotated[str, typer.Option("--host", help="HTTP bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="HTTP port")] = 8765,
+    tokens: Annotated[Path | None, typer.Option("--tokens", envvar="IMGRAG_TOKENS_FILE", help="HTTP: JSON file mapping bearer tokens to principals (required with --http)")] = None,
+    allow_write: Annotated[bool, typer.Option("--allow-write", help="add the index_images and delete_image tools")] = False,
+    index_root: Annotated[list[Path] | None, typer.Option("--index-root", help="folders index_images may read (repeatable); HTTP default: the current folder")] = None,
+    warm_up: Annotated[bool, typer.Option("--warm-up/--no-warm-up", help="load the models in the background right after start")] = True,
+    as_user: AsUser = None,
+    group: Groups = None,
+) -> None:
+    """Serve the index over MCP: stdio (Claude Desktop) or streamable HTTP with bearer tokens."""
+    try:
+        from imgrag.mcp_server.auth import TokenFileVerifier, bearer_principal
+        from imgrag.mcp_server.server import build_server, serve_http, serve_stdio, start_warm_up
+
+        rt = runtime()
+        roots = [p.expanduser().resolve() for p in index_root] if index_root else None
+        if http:
+            if tokens is None:
+                raise ImgragError("--http needs bearer tokens", "pass --tokens tokens.json (or set IMGRAG_TOKENS_FILE): {\"<token>\": {\"name\": \"alice\", \"groups\": [\"legal\"]}}")
+            if as_user or group:
+                raise ImgragError("--as/--group only apply to stdio", "over HTTP each bearer token names its principal in the token file")
+            verifier = TokenFileVerifier(tokens.expanduser())
+            if allow_write and roots is None:
+                roots = [Path.cwd().resolve()]
+            mcp = build_server(
+                rt, bearer_principal, allow_write=allow_write, index_roots=roots,
+                token_verifier=verifier, server_url=f"http://{host}:{port}",
+            )
+            err.print(f"imgrag MCP server on http://{host}:{port}/mcp (bearer tokens from {tokens})", highlight=False)
+        else:
+            mcp = build_server(rt, fixed_principal(principal(as_user, group)), allow_write=allow_write, index_roots=roots)
+        if warm_up:
+            start_warm_up(mcp.service)  # type: ignore[attr-defined]
+        if http:
+            serve_http(mcp, host, port)
+        else:
+            serve_stdio(mcp)
+    except ImgragError as e:
+        fail(e)
+    except KeyboardInterrupt:
+        pass
