@@ -48,6 +48,7 @@ def ask(
         llm_config = None if no_llm else LLMConfig.from_env()
         server_obj = None
         if in_process:
+            from imgrag.mcp_server.auth import fixed_principal
             from imgrag.mcp_server.server import build_server
 
             server_obj = build_server(runtime(), fixed_principal(principal(None, None)))

@@ -27,7 +27,7 @@ def serve(
 ) -> None:
     """Serve the index over MCP: stdio (Claude Desktop) or streamable HTTP with bearer tokens."""
     try:
-        from imgrag.mcp_server.auth import TokenFileVerifier, bearer_principal
+        from imgrag.mcp_server.auth import TokenFileVerifier, bearer_principal, fixed_principal
         from imgrag.mcp_server.server import build_server, serve_http, serve_stdio, start_warm_up
 
         rt = runtime()
