@@ -44,8 +44,8 @@ LLM_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "IMGRAG_LLM_MODEL", "IMGRAG_VLM_
 
 
 def imgrag_cmd() -> list[str]:
-    script = Path(sys.executable).with_name("imgrag")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "imgrag"]
+    # not the console script: an editable install may point at another checkout than this one
+    return [sys.executable, "-m", "imgrag"]
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
