@@ -427,7 +427,7 @@ def build_server(
             annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
         )
         async def index_images(
-            paths: IndexPaths, meta: IndexMeta | None = None, acl: IndexAcl | None = None, tags: IndexTags | None = None
+            paths: IndexPaths, meta: IndexMeta = {}, acl: IndexAcl = [], tags: IndexTags = []  # noqa: B006 (validated copies)
         ) -> Annotated[CallToolResult, IndexImagesOutput]:
             def work(principal: Principal) -> tuple[BaseModel, list[Any]]:
                 log.info("index_images by %s: %s", _who(principal), paths)
