@@ -169,7 +169,9 @@ class Imgrag:
     def get(self, image_id: str, principal: Principal) -> ImageRecord:
         rec = self.store.get(image_id, principal)
         if rec is None:
-            raise NotFoundError(f"no image with id {image_id!r}", "use an image_id returned by a search")
+            raise NotFoundError(
+                f"no image with id {image_id!r}", "use an image_id returned by search_images (on the command line: imgrag search --json)"
+            )
         return rec
 
     def get_many(self, image_ids: Sequence[str], principal: Principal) -> dict[str, ImageRecord]:
