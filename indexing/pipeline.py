@@ -23,7 +23,7 @@ from .analysis import is_meaningful
 from .detectors import detect_seals, extract_dates
 from .errors import ImgragError
 from .layout import analyze_layout, group_lines
-from .loader import Page, Skipped, discover, load_file
+from .loader import Page, discover, load_file
 from .models import BBox, OcrLine
 from .ocr import detect_orientation
 from .preprocess import preprocess

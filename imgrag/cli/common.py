@@ -45,10 +45,11 @@ def fail(e: Exception) -> NoReturn:
     raise typer.Exit(2)
 
 
-def runtime() -> Any:
-    from imgrag.indexing.runtime import Runtime
+def facade() -> Any:
+    """The application (``imgrag.indexing.app.Imgrag``) over the configured index."""
+    from imgrag.indexing.app import Imgrag
 
-    return Runtime()
+    return Imgrag()
 
 
 def principal(as_user: str | None, groups: list[str] | None) -> Any:
