@@ -30,7 +30,6 @@ Fusion is not done here (see :mod:`indexing.search`); ACL and filters always go 
 from __future__ import annotations
 
 import base64
-import calendar
 import functools
 import logging
 import os
@@ -43,8 +42,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
-from ..analysis import normalize, tokens
 from ..errors import BackendUnavailableError, ImgragError
+from ..text import CJK, MAX_DATE, MIN_DATE, Precision, last_day, normalize, tokens
 from .base import (
     Filters,
     ImageRecord,
@@ -74,11 +73,10 @@ log = logging.getLogger(__name__)
 SCHEMA = 1
 _VEC_FIELD: dict[VectorField, str] = {"image": "img_vec", "feature": "feat_vec", "text": "text_vec"}
 _SPACE_DIM: dict[str, str] = {"img_vec": "image_dim", "feat_vec": "feature_dim", "text_vec": "text_dim"}
-_MIN_DATE, _MAX_DATE = date(1900, 1, 1), date(2100, 12, 31)  # the embedded store's bounds
 _PAGE = 1000  # rows per page when scanning
 _LIVE_TTL = 2.0  # seconds a read trusts its cached view of the live generation
 _INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,180}$")
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,}")
+_CJK_RUN = re.compile(rf"[{CJK}]{{2,}}")
 
 T = TypeVar("T")
 
@@ -195,15 +193,9 @@ def _guard(what: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
 
 
 # -- documents and queries ------------------------------------------------------------------------
-def _date_interval(d: date, precision: str) -> dict[str, str]:
+def _date_interval(d: date, precision: Precision) -> dict[str, str]:
     """The days a mention stands for: a day, its whole month or its whole year."""
-    if precision == "year":
-        end = date(d.year, 12, 31)
-    elif precision == "month":
-        end = date(d.year, d.month, calendar.monthrange(d.year, d.month)[1])
-    else:
-        end = d
-    return {"gte": d.isoformat(), "lte": end.isoformat()}
+    return {"gte": d.isoformat(), "lte": last_day(d, precision).isoformat()}
 
 
 def fts_source(rec: ImageRecord) -> str:
@@ -272,8 +264,8 @@ def filter_clauses(filters: Filters, principal: Principal) -> list[dict[str, Any
         toks = principal.tokens()
         out.append({"bool": {"should": [public, {"terms": {"acl": toks}}], "minimum_should_match": 1}} if toks else public)
     if filters.date_from or filters.date_to:
-        lo = max(filters.date_from or _MIN_DATE, _MIN_DATE)
-        hi = min(filters.date_to or _MAX_DATE, _MAX_DATE)
+        lo = max(filters.date_from or MIN_DATE, MIN_DATE)
+        hi = min(filters.date_to or MAX_DATE, MAX_DATE)
         if lo > hi:
             out.append({"match_none": {}})
         else:

@@ -18,9 +18,8 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from ..analysis import fts_text
-from ..detectors import date_filter_tokens, date_tokens
 from ..errors import BackendUnavailableError, ImgragError
+from ..text import date_filter_tokens, date_tokens, fts_text
 from .base import (
     Filters,
     ImageRecord,
@@ -500,7 +499,7 @@ class LanceStore:
             return
         from lancedb.index import FTS
 
-        # `fts` holds pre-tokenised text (indexing.analysis.fts_text): split on whitespace, nothing else
+        # `fts` holds pre-tokenised text (indexing.text.fts_text): split on whitespace, nothing else
         config = FTS(
             base_tokenizer="whitespace",
             lower_case=False,
