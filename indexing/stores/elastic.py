@@ -61,6 +61,7 @@ from .base import (
     VectorField,
     check_same_base_spaces,
     check_same_spaces,
+    fts_source,
 )
 
 if TYPE_CHECKING:
@@ -196,11 +197,6 @@ def _guard(what: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
 def _date_interval(d: date, precision: Precision) -> dict[str, str]:
     """The days a mention stands for: a day, its whole month or its whole year."""
     return {"gte": d.isoformat(), "lte": last_day(d, precision).isoformat()}
-
-
-def fts_source(rec: ImageRecord) -> str:
-    """What BM25 sees: OCR text, caption, tags and metadata values, NFKC-normalised."""
-    return normalize(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.meta.values()]))
 
 
 def _vec(v: np.ndarray) -> list[float]:
