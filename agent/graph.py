@@ -26,7 +26,7 @@ from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, Field
 
-from imgrag.indexing.analysis import query_terms, tokens
+from imgrag.indexing.text import query_terms, tokens
 
 from .evidence import (
     EvidenceLine,

@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..models import BBox, DateMention, Enhancement, LayoutBlock, OcrLine, QualityClass, Seal, TableResult
+from ..text import normalize
 
 
 class Principal(BaseModel):
@@ -84,6 +85,13 @@ class ImageRecord(BaseModel):
     deleted: bool = False
     indexed_at: datetime
     models: dict[str, str] = Field(default_factory=dict)
+
+
+def fts_source(rec: ImageRecord) -> str:
+    """What BM25 indexes for a page on every backend: OCR text, caption, tags and metadata values,
+    normalised. Elasticsearch analyses it with its analyser; LanceDB, which has no CJK analyser,
+    stores its :func:`~indexing.text.fts_text` tokens."""
+    return normalize(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.meta.values()]))
 
 
 class ImageVectors(BaseModel):

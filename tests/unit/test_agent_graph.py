@@ -19,7 +19,7 @@ from imgrag.agent.graph import AgentConfig, run_agent
 from imgrag.agent.llm import LLMClient, LLMConfig
 from imgrag.agent.mcp_client import ToolClient
 from imgrag.agent.schemas import Answer
-from imgrag.indexing.analysis import tokens
+from imgrag.indexing.text import tokens
 
 PAGES: dict[str, dict[str, Any]] = {
     "zh001": {
