@@ -33,7 +33,6 @@ import base64
 import calendar
 import functools
 import logging
-import os
 import re
 import threading
 import time
@@ -354,7 +353,7 @@ class ElasticStore:
     def _connect(self) -> Elasticsearch:
         from elasticsearch import Elasticsearch
 
-        if not os.environ.get("IMGRAG_DEBUG"):
+        if not self.settings.debug:
             # The transport logs every retry with a traceback; our errors say what went wrong.
             logging.getLogger("elastic_transport").setLevel(logging.ERROR)
         s = self.settings
