@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 import threading
 import time
@@ -171,7 +170,7 @@ class Connection:
     def _connect(self) -> Elasticsearch:
         from elasticsearch import Elasticsearch
 
-        if not os.environ.get("IMGRAG_DEBUG"):
+        if not self.settings.debug:
             # The transport logs every retry with a traceback; our errors say what went wrong.
             logging.getLogger("elastic_transport").setLevel(logging.ERROR)
         s = self.settings
