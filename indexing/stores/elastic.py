@@ -8,6 +8,7 @@ Layout (``P`` = ``IMGRAG_ES_INDEX_PREFIX``):
   with other models swaps the alias atomically.
 * ``P-versions`` — the version log, one small document per committed version: number, time,
   operation, summary, spaces and the generation it was committed in.
+* ``P-audit`` — the audit log (:mod:`indexing.audit`), one document per recorded call or write.
 
 One document per page *row*: the filter fields (acl, deleted, quality, tags, meta, dates, path,
 doc id, seal), the analysed full text ``fts``, the stored-only ``record`` (the ImageRecord JSON),
@@ -194,6 +195,48 @@ def _guard(what: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
     return deco
 
 
+def connect(settings: Settings) -> Elasticsearch:
+    """A client from the ``IMGRAG_ES_*`` settings (no request is made yet); the store and the audit
+    log (``<prefix>-audit``) each hold one."""
+    from elasticsearch import Elasticsearch
+
+    if not os.environ.get("IMGRAG_DEBUG"):
+        # The transport logs every retry with a traceback; our errors say what went wrong.
+        logging.getLogger("elastic_transport").setLevel(logging.ERROR)
+    s = settings
+    kwargs: dict[str, Any] = {
+        "request_timeout": s.es_request_timeout,
+        "max_retries": s.es_max_retries,
+        "retry_on_timeout": True,
+        "retry_on_status": (429, 502, 503, 504),
+    }
+    if s.es_api_key is not None:
+        key = s.es_api_key.get_secret_value()
+        kwargs["api_key"] = tuple(key.split(":", 1)) if ":" in key else key
+    elif s.es_username:
+        kwargs["basic_auth"] = (s.es_username, s.es_password.get_secret_value() if s.es_password else "")
+    if s.es_ca_certs is not None:
+        if not s.es_ca_certs.is_file():
+            raise ImgragError(f"IMGRAG_ES_CA_CERTS={s.es_ca_certs} is not a file", "point it at the cluster's CA certificate (PEM)")
+        kwargs["ca_certs"] = str(s.es_ca_certs)
+    try:
+        return Elasticsearch(s.es_url, **kwargs)
+    except Exception as e:  # bad URL and the like
+        raise ImgragError(f"invalid Elasticsearch settings ({e})", "check IMGRAG_ES_URL, e.g. http://127.0.0.1:9200") from e
+
+
+def audit_index_name(prefix: str) -> str:
+    return f"{prefix}-audit"
+
+
+def check_index_name(prefix: str) -> None:
+    if not _INDEX_NAME.match(prefix):
+        raise ImgragError(
+            f"IMGRAG_ES_INDEX_PREFIX={prefix!r} is not a valid index name",
+            "use lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+
+
 # -- documents and queries ------------------------------------------------------------------------
 def _date_interval(d: date, precision: str) -> dict[str, str]:
     """The days a mention stands for: a day, its whole month or its whole year."""
@@ -337,11 +380,7 @@ class ElasticStore:
         self.settings = settings
         self.url = settings.es_url
         prefix = settings.es_index_prefix
-        if not _INDEX_NAME.match(prefix):
-            raise ImgragError(
-                f"IMGRAG_ES_INDEX_PREFIX={prefix!r} is not a valid index name",
-                "use lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
-            )
+        check_index_name(prefix)
         self.alias = prefix
         self.versions_index = f"{prefix}-versions"
         self._lock = threading.RLock()
@@ -352,31 +391,7 @@ class ElasticStore:
 
     # -- connection -------------------------------------------------------------------------
     def _connect(self) -> Elasticsearch:
-        from elasticsearch import Elasticsearch
-
-        if not os.environ.get("IMGRAG_DEBUG"):
-            # The transport logs every retry with a traceback; our errors say what went wrong.
-            logging.getLogger("elastic_transport").setLevel(logging.ERROR)
-        s = self.settings
-        kwargs: dict[str, Any] = {
-            "request_timeout": s.es_request_timeout,
-            "max_retries": s.es_max_retries,
-            "retry_on_timeout": True,
-            "retry_on_status": (429, 502, 503, 504),
-        }
-        if s.es_api_key is not None:
-            key = s.es_api_key.get_secret_value()
-            kwargs["api_key"] = tuple(key.split(":", 1)) if ":" in key else key
-        elif s.es_username:
-            kwargs["basic_auth"] = (s.es_username, s.es_password.get_secret_value() if s.es_password else "")
-        if s.es_ca_certs is not None:
-            if not s.es_ca_certs.is_file():
-                raise ImgragError(f"IMGRAG_ES_CA_CERTS={s.es_ca_certs} is not a file", "point it at the cluster's CA certificate (PEM)")
-            kwargs["ca_certs"] = str(s.es_ca_certs)
-        try:
-            return Elasticsearch(self.url, **kwargs)
-        except Exception as e:  # bad URL and the like
-            raise ImgragError(f"invalid Elasticsearch settings ({e})", "check IMGRAG_ES_URL, e.g. http://127.0.0.1:9200") from e
+        return connect(self.settings)
 
     @_guard("read the server version")
     def _check_server(self) -> tuple[int, ...]:
@@ -1334,10 +1349,11 @@ class ElasticStore:
     # -- maintenance (tests, benchmarks) ------------------------------------------------------
     @_guard("delete the indices")
     def drop(self) -> None:
-        """Delete every index and the alias of this prefix (irreversible)."""
+        """Delete every index and the alias of this prefix, the audit log included (irreversible)."""
         names = [self._gen_name(n) for n in self._existing_generations()]
-        if self.es.indices.exists(index=self.versions_index):
-            names.append(self.versions_index)
+        for name in (self.versions_index, audit_index_name(self.alias)):
+            if self.es.indices.exists(index=name):
+                names.append(name)
         for name in names:
             self.es.indices.delete(index=name, ignore_unavailable=True)
 
