@@ -470,7 +470,8 @@ class JsonlAuditLog:
     def query(self, q: AuditQuery) -> AuditPage:
         newest = _Newest(q.limit)
         problems: list[str] = []
-        needles = [n.encode("utf-8") for n in (q.principal, q.image_id, q.name) if n]
+        # a cheap test before parsing: each wanted value, as it is spelled inside a JSON string
+        needles = [json.dumps(n, ensure_ascii=False)[1:-1].encode("utf-8") for n in (q.principal, q.image_id, q.name) if n]
         for path in self.files():
             try:
                 if q.since is not None and path != self.path and path.stat().st_mtime < q.since.timestamp():

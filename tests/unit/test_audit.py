@@ -386,3 +386,11 @@ def test_http_refusals_are_recorded_and_coalesced(tmp_path: Path) -> None:
     layer.flush()
     last = app.audit.query(AuditQuery(limit=100)).records[-1]
     assert (last.error, last.count, last.client) == ("unknown_token", 4, "10.1.2.3")
+
+
+def test_jsonl_query_matches_values_json_escapes(tmp_path: Path) -> None:
+    log = JsonlAuditLog(tmp_path / "audit")
+    odd = Principal(name='O"Brien \\ 王')
+    log.append(rec(principal=odd))
+    log.append(rec(principal=ALICE))
+    assert [r.principal for r in log.query(AuditQuery(principal='O"Brien \\ 王')).records] == ['O"Brien \\ 王']
