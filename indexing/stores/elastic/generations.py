@@ -8,7 +8,7 @@ from typing import Any
 
 from ...errors import ImgragError
 from ..base import ModelSpaces, Version, check_same_spaces
-from .client import Connection, guard
+from .client import Connection, audit_index_name, guard
 from .mapping import SCHEMA, index_mappings
 
 _LIVE_TTL = 2.0  # seconds a read trusts its cached view of the live generation
@@ -135,9 +135,10 @@ class Generations(Connection):
 
     @guard("delete the indices")
     def drop(self) -> None:
-        """Delete every index and the alias of this prefix (irreversible)."""
+        """Delete every index and the alias of this prefix, the audit log included (irreversible)."""
         names = [self._gen_name(n) for n in self._existing_generations()]
-        if self.es.indices.exists(index=self.versions_index):
-            names.append(self.versions_index)
+        for name in (self.versions_index, audit_index_name(self.alias)):
+            if self.es.indices.exists(index=name):
+                names.append(name)
         for name in names:
             self.es.indices.delete(index=name, ignore_unavailable=True)
