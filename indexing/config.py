@@ -31,6 +31,7 @@ def _read_toml(path: Path, known: set[str]) -> dict[str, Any]:
     """The file's settings, or one ImgragError naming the file and what is wrong with it (a syntax
     error with its line, an unknown key with the closest real one), never a parser traceback."""
     hint = "fix it, or set IMGRAG_CONFIG to another file (see docs/robustness.md)"
+    path = path.absolute()
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)

@@ -16,12 +16,15 @@ import json
 import os
 import sys
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..errors import ImgragError
+
+WAIT_S = 3.0  # how long a writer waits for the lock before it names the holder
 
 # Stores open in this process (by token): their uncommitted changes belong to a live writer.
 _LIVE_TOKENS: set[str] = set()
@@ -67,9 +70,10 @@ class WriterLock:
         except (OSError, ValueError):
             return {}
 
-    def acquire(self) -> bool:
+    def acquire(self, wait: float = WAIT_S) -> bool:
         """Take the lock (True) or deepen this object's hold on it (False); ImgragError naming the
-        process that holds it otherwise."""
+        process that holds it otherwise. ``wait``: seconds to keep trying first (a reader that
+        records a killed run's changes at open holds it for a moment)."""
         import fcntl
 
         with self._mutex:
@@ -83,16 +87,22 @@ class WriterLock:
                     f"cannot write to the index at {self.index_dir} ({e.strerror or e})",
                     "check IMGRAG_HOME and its permissions",
                 ) from e
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                os.close(fd)
-                h = self.holder()
-                who = f"pid {h.get('pid', '?')}: {h.get('command', '?')}, since {h.get('since', '?')}"
-                raise ImgragError(
-                    f"another imgrag process is writing to the index at {self.index_dir} ({who})",
-                    "wait for it to finish and run this again (searches keep working meanwhile), or stop that process",
-                ) from e
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as e:
+                    if time.monotonic() < deadline:
+                        time.sleep(0.1)
+                        continue
+                    os.close(fd)
+                    h = self.holder()
+                    who = f"pid {h.get('pid', '?')}: {h.get('command', '?')}, since {h.get('since', '?')}"
+                    raise ImgragError(
+                        f"another imgrag process is writing to the index at {self.index_dir} ({who})",
+                        "wait for it to finish and run this again (searches keep working meanwhile), or stop that process",
+                    ) from e
             holder = {
                 "pid": os.getpid(),
                 "command": " ".join(["imgrag", *sys.argv[1:]])[:300] if sys.argv else "imgrag",
@@ -123,9 +133,9 @@ class WriterLock:
                 self.release()
 
     def try_acquire(self) -> bool:
-        """Take the lock if nobody holds it, else False (for opportunistic work at open)."""
+        """Take the lock if nobody holds it, else False at once (for opportunistic work at open)."""
         try:
-            self.acquire()
+            self.acquire(wait=0)
         except ImgragError:
             return False
         return True
