@@ -823,8 +823,13 @@ class LanceStore:
 
     def _append_log(self, version: Version, tables: dict[str, int]) -> None:
         entry = {"version": json.loads(version.model_dump_json()), "tables": tables}
-        with self._log_path.open("a") as f:
-            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        with self._log_path.open("a+b") as f:
+            torn = False
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
+            # after a line torn by a crash, start a new one: the torn one stays alone and is skipped
+            f.write((b"\n" if torn else b"") + json.dumps(entry, ensure_ascii=False).encode() + b"\n")
             f.flush()
             os.fsync(f.fileno())
 

@@ -2,7 +2,7 @@
 
 ``WriterLock`` is an exclusive ``fcntl`` lock on ``<index>/writer.lock``: the kernel drops it when
 its process dies, however it dies, so a killed ``imgrag index`` never leaves a stale lock. The
-file holds the holder's pid and command line, for the message a second writer gets.
+file holds the holder's pid and command (``imgrag index``), for the message a second writer gets.
 
 ``Journal`` (``<index>/pending.json``) is written before the first change that no version records
 yet and removed when a version records it. Found on a later open while no live process owns it,
@@ -105,7 +105,8 @@ class WriterLock:
                     ) from e
             holder = {
                 "pid": os.getpid(),
-                "command": " ".join(["imgrag", *sys.argv[1:]])[:300] if sys.argv else "imgrag",
+                # the command, not its arguments: the message may reach a remote MCP client
+                "command": " ".join(["imgrag", *[a for a in sys.argv[1:] if not a.startswith("-")][:1]]),
                 "since": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
             }
             os.ftruncate(fd, 0)

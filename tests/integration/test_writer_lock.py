@@ -91,3 +91,22 @@ def test_a_killed_writer_leaves_no_lock_and_its_pages_get_a_version(holder: tupl
         assert store.count(OPERATOR, Filters()) == 0
     finally:
         store.close()
+
+
+def test_a_torn_version_log_line_is_skipped(tmp_path: Path) -> None:
+    """A crash in the middle of appending a version leaves half a line: the versions around it count."""
+    store = LanceStore(tmp_path / "index", ann_min_rows=10**9)
+    try:
+        store.ensure_spaces(SPACES)
+        store.write([make(Spec("a", text="alpha"))])
+        store.commit("index", {"indexed": 1})
+        with (tmp_path / "index" / "versions.jsonl").open("a") as f:
+            f.write('{"version": {"version": 2, "time": "2026-')  # torn
+        assert [v.version for v in store.versions()] == [1]
+        store.write([make(Spec("b", text="beta"))])
+        assert store.commit("index", {"indexed": 1}).version == 2
+        store.rollback(1)
+        assert store.live_ids(["a", "b"]) == {"a"}
+        assert [v.op for v in LanceStore(tmp_path / "index").versions()] == ["index", "index", "rollback to 1"]
+    finally:
+        store.close()
