@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -283,19 +283,10 @@ def _kind(mode: int) -> str | None:
     return "not a regular file"
 
 
-def load_file(
-    path: Path,
-    *,
-    max_pixels: int,
-    pdf_dpi: int,
-    max_file_mb: int = 512,
-    max_pages: int = 1000,
-    only_page: int | None = None,
-) -> Iterator[Page]:
-    """Yield the pages of one file (or just ``only_page``); raise BadFileError naming the problem."""
-    for item in iter_pages(
-        path, max_pixels=max_pixels, pdf_dpi=pdf_dpi, max_file_mb=max_file_mb, max_pages=max_pages, only_page=only_page
-    ):
+def load_file(path: Path, **limits: Any) -> Iterator[Page]:
+    """Yield the pages of one file (or just ``only_page``); raise BadFileError naming the problem,
+    the first broken page included. ``limits``: the keyword arguments of :func:`iter_pages`."""
+    for item in iter_pages(path, **limits):
         if isinstance(item, BadFileError):
             raise item
         yield item
