@@ -321,7 +321,9 @@ class Indexer:
         batch_size = opts.batch_size or s.batch_size
         pending: list[tuple[Future[Analysed], Page, dict[str, str]]] = []
         batch: list[Analysed] = []
-        stale_ids: list[str] = []
+        # The old pages a changed file replaces, by its new document id: retired once a page of the
+        # new content is written, never when all of it failed (the file then keeps its old pages).
+        stale_by_doc: dict[str, dict[str, str]] = {}
         unchanged_ids: list[str] = []
 
         def flush() -> None:
@@ -330,18 +332,19 @@ class Indexer:
             written = self._embed_and_write(batch, summary, progress)
             summary.indexed += len(written)
             summary.indexed_ids.extend(it.record.image_id for it in written)
-            if stale_ids:
-                summary.replaced += store.soft_delete(stale_ids)
-                stale_ids.clear()
+            retired = [i for doc in {it.record.doc_id for it in written} for i in stale_by_doc.pop(doc, {})]
+            if retired:
+                summary.replaced += store.soft_delete(retired)
             progress("written", {"count": len(written)})
             batch.clear()
 
         def drain(limit: int) -> None:
             while len(pending) > limit:
                 fut, pg, stale = pending.pop(0)
+                if stale:
+                    stale_by_doc.setdefault(pg.doc_id, {}).update(stale)
                 try:
                     batch.append(fut.result())
-                    stale_ids.extend(stale)
                     progress("page", {"path": pg.path, "page": pg.page})
                 except Exception as e:  # a model crashing on one page must not stop the batch
                     log.debug("analysis failed for %s page %s", pg.path, pg.page, exc_info=True)

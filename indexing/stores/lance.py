@@ -10,12 +10,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import threading
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -815,8 +815,9 @@ class LanceStore:
                 entry = json.loads(line)
                 entry["version"]["version"], entry["tables"][IMAGES]  # noqa: B018  (the fields rollback needs)
             except (ValueError, KeyError, TypeError):
-                # a line torn by a crash mid-append (or edited by hand): the versions around it still count
-                log.warning("%s line %d is not a version entry; ignored", self._log_path, n)
+                # A line torn by a crash mid-append (or edited by hand): the versions around it still
+                # count, and the torn one's changes are still journaled, so the next open records them.
+                log.info("%s line %d is not a version entry; ignored", self._log_path, n)
                 continue
             out.append(entry)
         return out

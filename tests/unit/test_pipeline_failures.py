@@ -141,3 +141,17 @@ def test_every_failure_is_reported_as_it_happens_without_repeating_the_path(rt: 
     assert sorted(events) == sorted((f.path, f.reason) for f in summary.failed)
     assert {Path(p).name for p, _ in events} == {"empty.png", "dot.png", "missing.png"}
     assert all(p not in r for p, r in events)
+
+
+def test_a_changed_file_whose_new_content_fails_keeps_its_old_pages(rt: Runtime, tmp_path: Path) -> None:
+    path = image(tmp_path / "page.png", 120)
+    first = Indexer(rt).index([path])
+    assert first.indexed == 1
+    image(path, 0)  # new content, which the embedder chokes on
+    second = Indexer(rt).index([path])
+    assert (second.indexed, second.replaced, len(second.failed)) == (0, 0, 1)
+    assert rt.store.live_ids(first.indexed_ids) == set(first.indexed_ids)  # still searchable as it was
+    image(path, 60)  # fixed: the new content replaces the old
+    third = Indexer(rt).index([path])
+    assert (third.indexed, third.replaced) == (1, 1)
+    assert rt.store.live_ids(first.indexed_ids) == set()
