@@ -14,7 +14,8 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -359,10 +360,18 @@ class Imgrag:
             out.append(str(p))
         return out
 
-    def _writing(self) -> threading.Lock:
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write at a time: in this process (the lock), and on the index (the store's writer
+        lock, which also refuses other processes on the embedded backend and records what a killed
+        writer left before this write begins)."""
         if not self._write_lock.acquire(blocking=False):
             raise ImgragError("another write to this index is still running", "wait for it to finish, then try again")
-        return self._write_lock
+        try:
+            with self.store.writer():
+                yield
+        finally:
+            self._write_lock.release()
 
     def index(
         self, paths: Sequence[str], opts: IndexOptions | None = None, progress: ProgressFn | None = None
@@ -374,11 +383,8 @@ class Imgrag:
         args = {"paths": [str(p) for p in paths], "acl": opts.acl, "meta": opts.meta, "tags": opts.tags}
         with recorded_write(self.audit, "index", opts.principal or OPERATOR, args) as w:
             checked = self.check_paths(paths)
-            lock = self._writing()
-            try:
+            with self._writing():
                 summary = Indexer(self.rt).index(checked, opts, progress)
-            finally:
-                lock.release()
             w.image_ids = [*summary.indexed_ids, *summary.updated_ids]
             w.detail = {
                 **summary.model_dump(include={"indexed", "unchanged", "duplicates", "replaced", "updated_metadata", "version"}),
@@ -398,12 +404,9 @@ class Imgrag:
             w.detail = {"deleted": 0, "unknown": len(unknown)}
             if not known:
                 return Deletion(deleted=[], unknown=unknown)
-            lock = self._writing()
-            try:
+            with self._writing():
                 n = self.store.soft_delete(sorted(known))
                 version = self.store.commit("delete", {"deleted": n}).version if n else None
-            finally:
-                lock.release()
             w.image_ids = sorted(known)
             w.detail.update(deleted=n, version=version)
             return Deletion(deleted=sorted(known), unknown=unknown, version=version)
@@ -415,23 +418,17 @@ class Imgrag:
     def purge(self) -> tuple[int, int | None]:
         """Physically remove soft-deleted images; returns (count, new version or None)."""
         with recorded_write(self.audit, "purge", OPERATOR, {}) as w:
-            lock = self._writing()
-            try:
+            with self._writing():
                 n = self.store.purge()
                 version = self.store.commit("purge", {"purged": n}).version if n else None
-            finally:
-                lock.release()
             w.detail = {"purged": n, "version": version}
             return n, version
 
     def rollback(self, version: int) -> Version:
         """Restore an earlier version (recorded as a new version, so it can be undone)."""
         with recorded_write(self.audit, "rollback", OPERATOR, {"version": version}) as w:
-            lock = self._writing()
-            try:
+            with self._writing():
                 v = self.store.rollback(version)
-            finally:
-                lock.release()
             w.detail = {"to": version, "version": v.version}
             return v
 
@@ -440,11 +437,8 @@ class Imgrag:
         from .align import reembed_index
 
         with recorded_write(self.audit, "reembed", OPERATOR, {"adapter": str(self.settings.adapter)}) as w:
-            lock = self._writing()
-            try:
+            with self._writing():
                 summary = reembed_index(self.rt, progress)
-            finally:
-                lock.release()
             w.detail = summary.model_dump(include={"images", "old_image_space", "new_image_space", "version"})
             return summary
 

@@ -12,13 +12,42 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from imgrag.indexing.errors import ImgragError
 
 
+class OneLineErrors(TyperGroup):
+    """Usage errors of every command (a bad ``-k``, ``--workers 0``, ``rollback abc``, an unknown
+    option) print one line naming the problem and where to look, and exit 2, like every other error
+    a user can cause; click's usage box is for nobody's terminal log."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.TyperException as e:  # typer's own click: UsageError, BadParameter, NoSuchOption, ...
+            code = int(getattr(e, "exit_code", 2))
+            if type(e).__name__ == "NoArgsIsHelpError":  # the help was printed already
+                sys.exit(code)
+            ctx = getattr(e, "ctx", None)
+            where = f" — see `{ctx.command_path} --help`" if ctx is not None else ""
+            message = " ".join(str(getattr(e, "format_message", e.__str__)()).split())
+            err.print(f"[bold red]error:[/] {escape(message + where)}", highlight=False, soft_wrap=True)
+            sys.exit(code)
+        except typer.Abort:
+            err.print("[bold red]aborted[/]", highlight=False)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="imgrag",
+    cls=OneLineErrors,
     help="Multimodal RAG over image collections: index, search, ask, and serve over MCP.",
     no_args_is_help=True,
     add_completion=False,
@@ -41,7 +70,7 @@ err = console(stderr=True)
 def fail(e: Exception) -> NoReturn:
     if _debug():
         raise e
-    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -106,15 +135,21 @@ def parse_filters(pairs: list[str] | None) -> Any:
             elif k == "doc":
                 data["doc_id"] = v
             elif k == "seal":
-                data["has_seal"] = v.lower() in ("1", "true", "yes")
+                flag = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}.get(v.lower())
+                if flag is None:
+                    raise ImgragError(f"--filter seal={v} is not true or false", "write seal=true or seal=false")
+                data["has_seal"] = flag
             else:
                 data["meta"][k] = v
         except ValueError as e:
             raise ImgragError(f"--filter {k}={v}: {e}", "dates are YYYY-MM-DD, year is a number") from e
     try:
         return Filters.model_validate(data)
-    except Exception as e:
-        raise ImgragError(f"bad --filter: {e}", "quality is one of born_digital, scanned, handwritten, photo") from e
+    except ValidationError as e:
+        bad = "; ".join(f"{er['loc'][0]}={er.get('input')!r}: {er['msg']}" for er in e.errors())
+        raise ImgragError(
+            f"bad --filter {bad}", "quality is any of born_digital, scanned, handwritten, photo (comma-separated)"
+        ) from e
 
 
 AsUser = Annotated[str | None, typer.Option("--as", help="act as this principal (ACL); default IMGRAG_PRINCIPAL")]

@@ -8,6 +8,7 @@ never applied afterwards.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import date, datetime
 from collections.abc import Callable
 from typing import Literal, Protocol, runtime_checkable
@@ -354,6 +355,21 @@ class IndexStore(Protocol):
 
     def commit(self, op: str, summary: dict[str, int | str]) -> Version:
         """Record a logical version after a write operation."""
+
+    def writer(self) -> AbstractContextManager[None]:
+        """Hold the index for one whole write operation (read what is there, change it, commit).
+
+        On entry, first :meth:`recover`. The embedded store lets one process write at a time and
+        refuses another (ImgragError naming the holder); Elasticsearch has no cross-process lock.
+        Changes made inside the block that no :meth:`commit` recorded when it ends (it raised) are
+        recorded as version ``interrupted``, so every change that stays visible has a version.
+        """
+
+    def recover(self) -> Version | None:
+        """Record, as version ``recovered``, changes a writer that is gone (killed) left without a
+        version, so ``versions`` lists them and ``rollback`` undoes them; ``None`` if there are
+        none. When no version existed yet, version 0 (the empty index) is recorded first, so
+        ``rollback 0`` undoes even an interrupted first run."""
 
     def versions(self) -> list[Version]: ...
 

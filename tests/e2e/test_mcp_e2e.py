@@ -464,6 +464,30 @@ def test_stdio_write_tools(stdio: SyncSession, mcp_index: dict[str, Any]) -> Non
     assert "no image with id" in error_text(stdio.call("delete_image", {"image_id": nid}))
 
 
+def test_stdio_server_survives_a_purge_by_another_process(stdio: SyncSession, mcp_index: dict[str, Any]) -> None:
+    """`imgrag purge` erases the old table versions a running server may have open, quietly (no
+    LanceDB warning about concurrent readers), and the server keeps answering. (The moment of the
+    race, a read in the same second as the purge, is pinned down by the store contract test
+    test_a_reader_keeps_working_across_a_purge_by_another_handle.)"""
+    ids = mcp_index["ids"]
+    nid = ids["notice"]
+    stdio.call("index_images", {"paths": [str(mcp_index["root"] / "extra")]})
+    stdio.call("delete_image", {"image_id": nid})
+    before = stdio.call("search_images", {"query": "INV-2023-0042", "mode": "keyword", "k": 3})
+    assert before.structured_content["hits"][0]["image_id"] == ids["invoice"]  # the server has the tables open
+    p = subprocess.run([*imgrag_cmd(), "purge"], env=mcp_index["env"], cwd=mcp_index["work"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0 and p.stdout.startswith("purged 1"), p.stdout + p.stderr
+    assert p.stderr == ""
+    for args in ({"query": "INV-2023-0042", "mode": "keyword", "k": 3}, {"query": "Total amount 128,000 RMB", "k": 3},
+                 {"similar_to": ids["contract"], "k": 3}):
+        r = stdio.call("search_images", args)
+        assert not r.is_error, r.content
+        assert r.structured_content["hits"] and nid not in {h["image_id"] for h in r.structured_content["hits"]}
+    m = stdio.call("get_metadata", {"image_id": ids["contract"]})
+    assert not m.is_error and m.structured_content["image_id"] == ids["contract"]
+
+
 def test_stdio_stdout_carries_only_protocol(mcp_index: dict[str, Any]) -> None:
     """Raw pipes: every line the server writes to stdout is JSON-RPC, even while models load and log."""
     errlog = (mcp_index["work"] / "raw-stdio.log").open("w")

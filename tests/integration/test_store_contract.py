@@ -592,6 +592,123 @@ def test_versions_and_rollback_round_trip(store: IndexStore) -> None:
         store.rollback(99)
 
 
+def reopen(store: IndexStore) -> IndexStore:
+    """A second handle on the same index, as another process (or the next command) opens it."""
+    from imgrag.indexing.stores.lance import LanceStore
+
+    if isinstance(store, LanceStore):
+        return LanceStore(store.path, ann_min_rows=store.ann_min_rows)
+    from imgrag.indexing.stores.elastic import ElasticStore
+
+    return ElasticStore(store.settings)  # type: ignore[attr-defined]
+
+
+def die(store: IndexStore) -> None:
+    """The writer goes away without committing: the embedded store's handle releases its lock as a
+    killed process's does (tests/e2e/test_crash.py kills real ones); an Elasticsearch client that is
+    simply no longer used is what a killed one leaves (this one still has to drop the test indices)."""
+    if store.backend == "lancedb":
+        store.close()
+
+
+def state(store: IndexStore) -> dict[str, str]:
+    return {r.image_id: r.ocr_text for r in store.list_images(OPERATOR, Filters())}
+
+
+def test_changes_of_a_writer_that_stopped_get_a_version_rollback_undoes(store: IndexStore) -> None:
+    load(store, [Spec("A", text="alpha"), Spec("B", text="beta")])
+    v1 = store.commit("index", {"indexed": 2})
+    store.write([make(Spec("C", text="gamma"))])
+    store.soft_delete(["A"])
+    die(store)
+
+    other = reopen(store)
+    try:
+        other.recover()  # what the next writer does first (the embedded store already did it at open)
+        assert other.recover() is None  # once
+        vs = other.versions()
+        assert [(v.version, v.op) for v in vs] == [(1, "index"), (2, "recovered")]
+        assert "reason" in vs[-1].summary
+        assert state(other) == {"B": "beta", "C": "gamma"}  # nothing written is lost ...
+        other.rollback(v1.version)  # ... and all of it can be undone
+        assert state(other) == {"A": "alpha", "B": "beta"}
+        # a later writer commits normally after the recovered version
+        other.write([make(Spec("D", text="delta"))])
+        assert other.commit("index", {"indexed": 1}).version == 4
+    finally:
+        other.close()
+
+
+def test_an_interrupted_first_run_can_be_rolled_back_to_the_empty_index(store: IndexStore) -> None:
+    load(store, [Spec("A", text="alpha"), Spec("B", text="beta")])
+    die(store)
+    other = reopen(store)
+    try:
+        other.recover()
+        assert [(v.version, v.op) for v in other.versions()] == [(0, "empty"), (1, "recovered")]
+        assert set(state(other)) == {"A", "B"}
+        v = other.rollback(0)
+        assert (v.version, v.op) == (2, "rollback to 0")
+        assert state(other) == {} and other.count(OPERATOR, Filters()) == 0
+        assert ids_knn(other, OPERATOR, Filters()) == set() and ids_regions(other, "tile", OPERATOR, Filters()) == set()
+        other.rollback(1)
+        assert set(state(other)) == {"A", "B"}
+    finally:
+        other.close()
+
+
+def test_a_writer_block_that_raises_records_its_changes(store: IndexStore) -> None:
+    load(store, [Spec("A", text="alpha")])
+    store.commit("index", {"indexed": 1})
+    with pytest.raises(RuntimeError, match="boom"), store.writer():
+        store.write([make(Spec("B", text="beta"))])
+        raise RuntimeError("boom")
+    vs = store.versions()
+    assert [(v.version, v.op) for v in vs] == [(1, "index"), (2, "interrupted")]
+    assert set(state(store)) == {"A", "B"}
+    with store.writer():  # a block that changes nothing records nothing
+        assert store.live_ids(["A"]) == {"A"}
+    assert len(store.versions()) == 2
+    store.rollback(1)
+    assert set(state(store)) == {"A"}
+
+
+def test_uncommitted_changes_of_a_live_writer_are_not_taken_over(store: IndexStore) -> None:
+    """A second handle that opens (a reader, or `imgrag versions`) while a writer is still at work
+    must not record that writer's changes as "recovered"."""
+    load(store, [Spec("A", text="alpha")])
+    store.commit("index", {"indexed": 1})
+    with store.writer():
+        store.write([make(Spec("B", text="beta"))])
+        reader = reopen(store)
+        try:
+            assert [v.op for v in reader.versions()] == ["index"]
+            assert reader.live_ids(["B"]) == {"B"}
+        finally:
+            reader.close()
+        store.commit("index", {"indexed": 1})
+    assert [v.op for v in store.versions()] == ["index", "index"]
+
+
+def test_a_reader_keeps_working_across_a_purge_by_another_handle(store: IndexStore) -> None:
+    load(store, CORPUS)
+    store.commit("index", {"indexed": len(CORPUS)})
+    reader = reopen(store)
+    try:
+        before = visible_everywhere(reader, OPERATOR, Filters())
+        assert before["list"] == {s.image_id for s in CORPUS}
+        store.soft_delete(["c1"])
+        store.commit("delete", {"deleted": 1})
+        assert store.purge() == 1
+        store.commit("purge", {"purged": 1})
+        after = visible_everywhere(reader, OPERATOR, Filters())  # at once: no wait for a refresh
+        for route, ids in before.items():
+            assert "c1" not in after[route] and after[route] <= ids, route
+        assert after["list"] == before["list"] - {"c1"}
+    finally:
+        reader.close()
+
+
 def test_replace_image_space_from_features_and_rollback(store: IndexStore) -> None:
     load(store, [Spec("A", text="alpha words"), Spec("B", text="beta words", acl=["alice"]), Spec("C", text="gamma")])
     store.soft_delete(["C"])

@@ -193,6 +193,8 @@ class Connection:
     es: Elasticsearch
     server_version: tuple[int, ...]
     _lock: threading.RLock
+    _dirty: bool
+    _writer_depth: int
     _live_cache: tuple[float, tuple[str, dict[str, Any]] | None] | None
 
     # What the parts call on each other (defined in generations, versions and writes).

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -10,6 +13,8 @@ from ..base import ModelSpaces, Version
 from .client import PAGE, Connection, error_reason, guard
 from .mapping import SPACE_DIM, VERSIONS_MAPPING
 from .queries import bool_filter
+
+log = logging.getLogger(__name__)
 
 
 class Versions(Connection):
@@ -90,7 +95,47 @@ class Versions(Connection):
                     f"version {number} was recorded by another process at the same time",
                     "run one writer (index / delete / purge / rollback) at a time, then retry",
                 ) from e
+            self._dirty = False
             return version
+
+    @contextmanager
+    def writer(self) -> Iterator[None]:
+        """No cross-process lock here (a cluster has many clients): a second writer's commit is
+        refused if it would record the same version number. The block records what a stopped
+        writer left (:meth:`recover`) and, if it raises, its own unrecorded changes."""
+        outer = self._writer_depth == 0
+        self._writer_depth += 1
+        try:
+            if outer:
+                self.recover()
+            yield
+        finally:
+            self._writer_depth -= 1
+            if outer and self._dirty:
+                self.commit("interrupted", {"reason": "the operation stopped before it recorded a version"})
+
+    @guard("record an interrupted run")
+    def recover(self) -> Version | None:
+        """Rows a stopped writer wrote (or deleted) carry the next version number, not yet recorded."""
+        with self._lock:
+            info = self._generation()
+            if info is None or self._dirty:  # our own changes are not a stopped writer's
+                return None
+            p = self._next_version()
+            q = {"bool": {"should": [{"range": {"v_from": {"gte": p}}}, {"range": {"deleted_in": {"gte": p}}}],
+                          "minimum_should_match": 1}}
+            if not self.es.count(index=info[0], query=q).body["count"]:
+                return None
+            if p == 1:  # the very first run stopped: version 0 is the empty index, so `rollback 0` undoes it
+                self._ensure_versions_index()
+                empty = Version(version=0, time=datetime.now(timezone.utc), op="empty",
+                                spaces=ModelSpaces.model_validate(info[1]["spaces"]) if "spaces" in info[1] else None)
+                self.es.create(
+                    index=self.versions_index, id="0", refresh=True,
+                    document={**empty.model_dump(mode="json"), "generation": info[1].get("generation"), "index": info[0]},
+                )
+            log.warning("recording changes of an imgrag process that stopped before it finished")
+            return self.commit("recovered", {"reason": "a writer stopped before it recorded a version"})
 
     @guard("roll back")
     def rollback(self, version: int) -> Version:

@@ -109,6 +109,7 @@ class Writes(Connection):
                     {"_op_type": "index", "_index": index, "_id": f"{image_id}@{p}", "routing": image_id,
                      "_source": row_document(it, p, base64_vectors=self.server_version >= (9, 3))}
                 )
+            self._dirty = True
             failures = self._bulk(actions, "write")
             self._refresh()
             self._raise_failures(failures, len(by_id), "write")
@@ -183,6 +184,7 @@ class Writes(Connection):
                         {"_op_type": "index", "_index": index, "_id": new_id, "routing": rec.image_id, "_source": src}
                     )
                     changed += 1
+            self._dirty = self._dirty or bool(actions)
             failures = self._bulk(actions, "update metadata")
             self._refresh()
             self._raise_failures(failures, changed, "update metadata")
@@ -278,6 +280,7 @@ class Writes(Connection):
                  "doc": {"deleted": True, "deleted_in": p}}
                 for r in rows
             ]
+            self._dirty = self._dirty or bool(actions)
             failures = self._bulk(actions, "soft delete")
             self._refresh()
             self._raise_failures(failures, len(actions), "soft delete")
