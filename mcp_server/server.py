@@ -315,7 +315,7 @@ def build_server(
         "Image metadata",
         "Everything indexed about one image: source file and page, size, dpi, quality class and the "
         "preprocessing applied, OCR lines with boxes, layout blocks (title/text/table/figure...), tables as "
-        "HTML, seals, dates, caption, user metadata, tags and ACL.",
+        "HTML, seals, dates, personal data found (kind and box), caption, user metadata, tags and ACL.",
         GetMetadataInput,
         MetadataOutput,
         lambda inp, p: (svc.metadata(inp, p), []),

@@ -349,6 +349,8 @@ class ImgragService:
             tables=tables,
             seals=rec.seals,
             dates=rec.dates,
+            has_pii=rec.has_pii,
+            pii=rec.pii,
             caption=rec.caption,
             meta=rec.meta,
             tags=rec.tags,

@@ -73,9 +73,19 @@ def kv(pairs: list[str] | None, what: str) -> dict[str, str]:
     return result
 
 
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+
+
+def _flag(key: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE or v in _FALSE:
+        return v in _TRUE
+    raise ImgragError(f"--filter {key}={value}: not true or false", f"write --filter {key}=true or --filter {key}=false")
+
+
 def parse_filters(pairs: list[str] | None) -> Any:
     """``--filter`` pairs → Filters. Known keys: date_from, date_to, year, quality, tag, path,
-    doc, seal; anything else is a user metadata key."""
+    doc, seal, pii; anything else is a user metadata key."""
     from imgrag.indexing.stores.base import Filters
 
     data: dict[str, Any] = {"meta": {}}
@@ -95,7 +105,9 @@ def parse_filters(pairs: list[str] | None) -> Any:
             elif k == "doc":
                 data["doc_id"] = v
             elif k == "seal":
-                data["has_seal"] = v.lower() in ("1", "true", "yes")
+                data["has_seal"] = _flag(k, v)
+            elif k == "pii":
+                data["has_pii"] = _flag(k, v)
             else:
                 data["meta"][k] = v
         except ValueError as e:

@@ -10,7 +10,7 @@ Layout (``P`` = ``IMGRAG_ES_INDEX_PREFIX``):
   operation, summary, spaces and the generation it was committed in.
 
 One document per page *row*: the filter fields (acl, deleted, quality, tags, meta, dates, path,
-doc id, seal), the analysed full text ``fts``, the stored-only ``record`` (the ImageRecord JSON),
+doc id, seal, PII flag and kinds), the analysed full text ``fts``, the stored-only ``record`` (the ImageRecord JSON),
 three ``dense_vector`` fields and the page's regions as two ``nested`` fields (``tiles`` in the
 image-text space, ``blocks`` in the OCR-text space) so a region kNN hit names its region through
 ``inner_hits`` and every filter of the page applies to its regions for free.
@@ -81,6 +81,11 @@ _INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,180}$")
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,}")
 
 T = TypeVar("T")
+
+# Fields added after the first release; an older generation gets them on its next ensure_spaces
+# (adding a field to a mapping is allowed; its older rows simply lack it).
+_ADDED_FIELDS: dict[str, Any] = {"has_pii": {"type": "boolean"}, "pii_kinds": {"type": "keyword"}}
+_ADDED_BLOCK_FIELDS: dict[str, Any] = {"pii_kinds": {"type": "keyword"}}
 
 
 class BulkWriteError(ImgragError):
@@ -237,7 +242,7 @@ def row_document(item: Indexed, version: int, *, base64_vectors: bool = False) -
         if r.kind == "tile":
             tiles.append(region)
         else:
-            blocks.append({**region, "kind": r.kind, "text": r.text})
+            blocks.append({**region, "kind": r.kind, "text": r.text, "pii_kinds": list(r.pii_kinds)})
     dates = {(m.date, getattr(m, "precision", "day")) for m in rec.dates}
     return {
         "image_id": rec.image_id,
@@ -250,6 +255,8 @@ def row_document(item: Indexed, version: int, *, base64_vectors: bool = False) -
         "meta_kv": [f"{k}={v}" for k, v in sorted(rec.meta.items())],
         "acl": rec.acl,
         "has_seal": bool(rec.seals),
+        "has_pii": bool(rec.pii),
+        "pii_kinds": sorted({f.kind for f in rec.pii}),
         "dates": [_date_interval(d, p) for d, p in sorted(dates)],
         "deleted": bool(rec.deleted),
         "current": True,
@@ -290,6 +297,10 @@ def filter_clauses(filters: Filters, principal: Principal) -> list[dict[str, Any
         out.append({"term": {"doc_id": filters.doc_id}})
     if filters.has_seal is not None:
         out.append({"term": {"has_seal": filters.has_seal}})
+    if filters.has_pii is not None:
+        # must_not for false: rows written before the field existed have none and hold no findings
+        pii = {"term": {"has_pii": True}}
+        out.append(pii if filters.has_pii else {"bool": {"must_not": [pii]}})
     if filters.image_ids is not None:
         out.append({"terms": {"image_id": list(filters.image_ids)}} if filters.image_ids else {"match_none": {}})
     return out
@@ -324,6 +335,7 @@ def _region_hit(image_id: str, kind_path: str, src: dict[str, Any], score: float
         bbox=tuple(float(x) for x in src["bbox"]),  # type: ignore[arg-type]
         text=src.get("text", ""),
         score=score,
+        pii_kinds=src.get("pii_kinds") or [],
     )
 
 
@@ -502,6 +514,7 @@ class ElasticStore:
                 "meta_kv": keyword,
                 "acl": keyword,
                 "has_seal": {"type": "boolean"},
+                **_ADDED_FIELDS,
                 "dates": {"type": "date_range", "format": "strict_date"},
                 "deleted": {"type": "boolean"},
                 "deleted_in": {"type": "integer"},
@@ -525,6 +538,7 @@ class ElasticStore:
                         "label": stored,
                         "bbox": bbox,
                         "text": {"type": "text", "index": False},
+                        **_ADDED_BLOCK_FIELDS,
                         "vector": vector(spaces.text_dim),
                     },
                 },
@@ -592,10 +606,25 @@ class ElasticStore:
             current = self.spaces()
             if current is not None:
                 check_same_spaces(current, spaces, "IMGRAG_ES_INDEX_PREFIX")
+                self._upgrade_mapping()
                 return
             self._ensure_versions_index()
             name, _ = self._create_generation(spaces)
             self._switch_alias(name)
+
+    def _upgrade_mapping(self) -> None:
+        """Add :data:`_ADDED_FIELDS` to a live generation created by an older imgrag (strict mappings
+        refuse unknown fields, so its next write would fail)."""
+        index, _ = self._require_generation()
+        props = self.es.indices.get_mapping(index=index).body[index]["mappings"].get("properties", {})
+        block_props = props.get("blocks", {}).get("properties", {})
+        if all(f in props for f in _ADDED_FIELDS) and all(f in block_props for f in _ADDED_BLOCK_FIELDS):
+            return
+        self.es.indices.put_mapping(
+            index=index,
+            properties={**_ADDED_FIELDS, "blocks": {"type": "nested", "properties": _ADDED_BLOCK_FIELDS}},
+        )
+        log.info("added the PII fields to %s", index)
 
     @_guard("start a new index generation")
     def start_generation(self, spaces: ModelSpaces) -> Version:
@@ -1170,6 +1199,8 @@ class ElasticStore:
                 "documents": {"cardinality": {"field": "doc_id", "precision_threshold": 40_000}},
                 "quality": {"terms": {"field": "quality", "size": 50}},
                 "format": {"terms": {"field": "format", "size": 200}},
+                "pii_pages": {"filter": {"term": {"has_pii": True}}},
+                "pii_kinds": {"terms": {"field": "pii_kinds", "size": 50}},
                 "tiles": {"nested": {"path": "tiles"}},
                 "blocks": {"nested": {"path": "blocks"}},
             },
@@ -1188,6 +1219,8 @@ class ElasticStore:
             regions=int(aggs["tiles"]["doc_count"]) + int(aggs["blocks"]["doc_count"]),
             by_quality={b["key"]: int(b["doc_count"]) for b in aggs["quality"]["buckets"]},
             by_format={b["key"]: int(b["doc_count"]) for b in aggs["format"]["buckets"]},
+            pii_pages=int(aggs["pii_pages"]["doc_count"]),
+            pii_by_kind={b["key"]: int(b["doc_count"]) for b in aggs["pii_kinds"]["buckets"]},
             version=version,
             spaces=spaces,
         )
