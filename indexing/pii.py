@@ -26,7 +26,8 @@ passport      E/G/D/S/P/H + 8 digits, 2 letters + 7 digits, 9 digits, 1-2 letter
               + 6-8 digits
 ============  =====================================================================  ==============
 
-Every pattern is bounded (no letter or digit, and no digit behind a ``-./``, next to it) and every
+Every pattern is bounded (no letter or digit next to it, nor one behind a ``-./``: no part of a code
+like ``HT-2023-0512`` or ``INV-2025-834821``), and every
 numeric kind is refused right after a currency sign or before 元/万/% (an amount). Overlapping
 matches keep the most specific kind (the order above). Matching runs on the line with full-width
 forms folded to ASCII one character for one, so offsets are those of the OCR text.
@@ -79,8 +80,9 @@ def fold(text: str) -> str:
 
 
 # -- boundaries, context ---------------------------------------------------------------------------
-_L = r"(?<![0-9A-Za-z])(?<![0-9][\-./])"
-_R = r"(?![0-9A-Za-z])(?![\-./][0-9])"
+_L = r"(?<![0-9A-Za-z])(?<![0-9A-Za-z][\-./])"  # not inside a code like HT-2023-..., INV-...
+_R = r"(?![0-9A-Za-z])(?![\-./][0-9A-Za-z])"
+_BOUNDED_LEFT, _BOUNDED_RIGHT = re.compile(_L), re.compile(_R)
 _MONEY_BEFORE = re.compile(r"(?:[¥$€£]|RMB|CNY|USD|EUR|GBP|HKD|JPY)\s?$", re.I)
 _MONEY_AFTER = re.compile(r"^\s?(?:[元万亿%‰]|yuan\b|dollars?\b|euros?\b)", re.I)
 _FILL = r"[^0-9A-Za-z\u3400-\u9fff]{0,3}"
@@ -295,7 +297,8 @@ def _phone(s: str, before: str) -> Iterator[Span]:
         return
     from phonenumbers import Leniency, PhoneNumberMatcher
 
-    for m in PhoneNumberMatcher(s, "US", leniency=Leniency.VALID):
+    # STRICT_GROUPING: the digits must be grouped as the number is written in its country
+    for m in PhoneNumberMatcher(s, "US", leniency=Leniency.STRICT_GROUPING):
         raw = m.raw_string
         international = raw.lstrip("(").startswith(("+", "00"))
         grouped = bool(re.search(r"[\s().\-]", raw))
@@ -305,9 +308,7 @@ def _phone(s: str, before: str) -> Iterator[Span]:
             continue  # plain national digits: only ten of them, right after a label
         if _is_amount(s, m.start, m.end):
             continue
-        if (m.start and s[m.start - 1].isalnum() and s[m.start - 1].isascii()) or (
-            m.end < len(s) and s[m.end].isascii() and s[m.end].isalnum()
-        ):
+        if not _BOUNDED_LEFT.match(s, m.start) or not _BOUNDED_RIGHT.match(s, m.end):
             continue
         yield "phone", m.start, m.end
 
