@@ -20,17 +20,18 @@ us_ssn        AAA-GG-SSSS → area not 000/666/9xx, group not 00, serial not 000
 cn_mobile     [+86] 1[3-9]X XXXX XXXX (plain, or 3-4-4 with spaces/dashes)            no
 cn_landline   [+86] (0AA[A]) / 0AA[A]- local → a real area code shape (010, 02X,      plain ones
               0[3-9]XX), local 7-8 digits not starting 0/1, 8 after a 2-digit code
-phone         +CC ... or US (NXX) NXX-XXXX → libphonenumber says it is a valid        plain US ones
-              number
+phone         +CC ... or US (NXX) NXX-XXXX → libphonenumber: a valid number,          plain US ones
+              grouped the way its country writes it                                   (10 digits)
 passport      E/G/D/S/P/H + 8 digits, 2 letters + 7 digits, 9 digits, 1-2 letters     always
               + 6-8 digits
 ============  =====================================================================  ==============
 
-Every pattern is bounded (no letter or digit next to it, nor one behind a ``-./``: no part of a code
-like ``HT-2023-0512`` or ``INV-2025-834821``), and every
-numeric kind is refused right after a currency sign or before 元/万/% (an amount). Overlapping
-matches keep the most specific kind (the order above). Matching runs on the line with full-width
-forms folded to ASCII one character for one, so offsets are those of the OCR text.
+Every pattern is bounded (no letter or digit next to it, nor one behind a ``-./``: no part of a
+code like ``HT-2023-0512`` or ``INV-2025-834821``), and every numeric kind is refused right after a
+currency sign or before 元/万/% (an amount). Overlapping matches keep the most specific kind
+(e-mail, IBAN, ID, card, SSN, passport, mobile, landline, phone; then the longer). Matching runs on the line with full-width forms folded to ASCII one character for
+one, so offsets are those of the OCR text. A label may also stand at the end of the previous OCR
+line (a form's label column).
 
 A finding's box is estimated from its character offsets: each character gets a width (CJK 1,
 digits and most latin letters about half), the span's share of the line's width is laid along the
@@ -81,7 +82,8 @@ def fold(text: str) -> str:
 
 # -- boundaries, context ---------------------------------------------------------------------------
 _L = r"(?<![0-9A-Za-z])(?<![0-9A-Za-z][\-./])"  # not inside a code like HT-2023-..., INV-...
-_R = r"(?![0-9A-Za-z])(?![\-./][0-9A-Za-z])"
+# OCR glues a form's next column on ("R19304023Mobile:"): a capitalised word may follow directly
+_R = r"(?:(?![0-9A-Za-z])|(?=[A-Z][a-z]))(?![\-./][0-9A-Za-z])"
 _BOUNDED_LEFT, _BOUNDED_RIGHT = re.compile(_L), re.compile(_R)
 _MONEY_BEFORE = re.compile(r"(?:[¥$€£]|RMB|CNY|USD|EUR|GBP|HKD|JPY)\s?$", re.I)
 _MONEY_AFTER = re.compile(r"^\s?(?:[元万亿%‰]|yuan\b|dollars?\b|euros?\b)", re.I)
@@ -202,19 +204,21 @@ def valid_ssn(digits: str) -> bool:
 # -- detectors -------------------------------------------------------------------------------------
 Span = tuple[PiiKind, int, int]
 
-_EMAIL = re.compile(
-    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![A-Za-z0-9\-])"
+_EMAIL = re.compile(  # OCR sets an underscore apart ("michael _jones@"); the TLD is one case
+    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9](?:[A-Za-z0-9.%+\-]| ?_ ?){0,63}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.(?:[a-z]{2,24}|[A-Z]{2,24})"
+    r"(?:(?![A-Za-z0-9\-])|(?=[A-Z][a-z]))"
 )
 _CN_ID = re.compile(_L + r"\d{6} ?\d{8} ?\d{3}[\dXx]" + _R)
-_CARD = re.compile(
-    _L + r"(?:\d{4}(?P<s>[ \-])\d{4}(?P=s)\d{4}(?P=s)\d{4}(?:(?P=s)\d{1,3})?"
-    r"|\d{4}(?P<a>[ \-])\d{6}(?P=a)\d{5}"
-    r"|(?P<plain>\d{15,19}))" + _R
+_CARD = re.compile(  # plain, or groups of 4 (OCR may drop a space: 8, 12), or Amex 4-6-5
+    _L + r"(?:\d{4}(?P<a>[ \-])\d{6}(?P=a)\d{5}|(?P<grouped>\d{4,12}(?:[ \-]\d{1,12}){1,4})|(?P<plain>\d{15,19}))"
+    + r"(?![0-9])"
 )
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,32}")
 _SSN = re.compile(_L + r"(?:\d{3}(?P<s>[ \-])\d{2}(?P=s)\d{4}|(?P<plain>\d{9}))" + _R)
-_CN_MOBILE = re.compile(_L + r"(?:(?:\+|00)86[ \-]?)?1[3-9]\d(?:\d{8}|(?P<s>[ \-])\d{4}(?P=s)\d{4})" + _R)
+_CN_MOBILE = re.compile(  # 11 digits, 3-4-4, or 3-8 / 7-4 where OCR dropped a space
+    _L + r"(?:(?:\+|00)86[ \-]?)?1[3-9]\d(?:\d{8}|(?P<s>[ \-])\d{4}(?P=s)?\d{4}|\d{4}[ \-]\d{4})" + _R
+)
 _AREA = r"(?:10|2\d|[3-9]\d{2})"
 _CN_LANDLINE = re.compile(
     _L
@@ -239,14 +243,33 @@ def _cn_id(s: str, before: str) -> Iterator[Span]:
             yield "cn_id", m.start(), m.end()
 
 
+def _card_end(s: str, m: re.Match[str]) -> int | None:
+    """End of the card number in a grouped match: the most leading groups that make a valid card,
+    each but the last a multiple of 4 digits long (so a number printed after it is not swallowed)."""
+    groups = list(re.finditer(r"\d+", m.group("grouped")))
+    for k in range(len(groups), 1, -1):
+        parts = [g.group() for g in groups[:k]]
+        if all(len(p) % 4 == 0 for p in parts[:-1]) and valid_card("".join(parts)):
+            end = m.start() + groups[k - 1].end()
+            return end if _BOUNDED_RIGHT.match(s, end) else None
+    return None
+
+
 def _bank_card(s: str, before: str) -> Iterator[Span]:
     for m in _CARD.finditer(s):
-        d = _digits(m.group())
-        if not valid_card(d) or _is_amount(s, m.start(), m.end()):
+        if m.group("grouped"):
+            end = _card_end(s, m)
+            if end is None:
+                continue
+        else:
+            end = m.end()
+            if not valid_card(_digits(m.group())) or not _BOUNDED_RIGHT.match(s, end):
+                continue
+        if _is_amount(s, m.start(), end):
             continue
-        if m.group("plain") and not d.startswith("62") and not _labelled("bank_card", before + s[: m.start()]):
+        if m.group("plain") and not m.group().startswith("62") and not _labelled("bank_card", before + s[: m.start()]):
             continue
-        yield "bank_card", m.start(), m.end()
+        yield "bank_card", m.start(), end
 
 
 def _iban(s: str, before: str) -> Iterator[Span]:
@@ -260,8 +283,15 @@ def _iban(s: str, before: str) -> Iterator[Span]:
             n += s[end] != " "
             end += 1
         compact = s[m.start() : end].replace(" ", "")
-        if n == want and not (end < len(s) and s[end].isalnum()) and iban_ok(compact):
+        if n != want or not _BOUNDED_RIGHT.match(s, end):
+            continue
+        if iban_ok(compact) or (compact[:2] in _LETTER_BANKS and iban_ok(compact[:4] + compact[4:8].translate(_AS_LETTER) + compact[8:])):
             yield "iban", m.start(), end
+
+
+# countries whose BBAN starts with a 4-letter bank code, where OCR reads O as 0 ("L0YD")
+_LETTER_BANKS = frozenset(["GB", "NL", "IE"])
+_AS_LETTER = str.maketrans("01586", "OISBG")
 
 
 def _us_ssn(s: str, before: str) -> Iterator[Span]:

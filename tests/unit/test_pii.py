@@ -163,6 +163,30 @@ def test_phone() -> None:
     assert found("+1 555 000 0000") == []  # not a valid number
 
 
+# -- what OCR does to them (each case read off a generated page by the real OCR) -------------------
+@pytest.mark.parametrize(("ocr", "expected"), [
+    # a form's next column glued on
+    ("Passport number: R19304023Mobile: 206.480.5619", [("passport", "R19304023"), ("phone", "206.480.5619")]),
+    ("Email: brown35@example.comMobile: 512.641.2665", [("email", "brown35@example.com"), ("phone", "512.641.2665")]),
+    # a space between groups dropped
+    ("Card number: 43714603 72311521", [("bank_card", "43714603 72311521")]),
+    ("卡号：62284856 8840 5571 834", [("bank_card", "62284856 8840 5571 834")]),
+    ("电话+86 150 99582244。", [("cn_mobile", "+86 150 99582244")]),
+    # an O read as 0 in a bank code that can only be letters
+    ("IBAN : GB74 L0YD 1687 9318 6417 60", [("iban", "GB74 L0YD 1687 9318 6417 60")]),
+    # an underscore set apart
+    ("Send the signed copy to michael _jones@northwind.co.uk (attn.", [("email", "michael _jones@northwind.co.uk")]),
+])
+def test_ocr_artefacts(ocr: str, expected: list[tuple[str, str]]) -> None:
+    assert found(ocr) == expected
+
+
+def test_grouped_card_does_not_swallow_the_next_number() -> None:
+    assert found("Card 4371 4603 7231 1521 2025") == [("bank_card", "4371 4603 7231 1521")]
+    assert found("IBAN GB74 L0YD 1687 9318 6417 61") == []  # the 0→O retry still needs mod-97
+    assert found("IBAN DE89 3704 0044 0532 0130 0O") == []  # and only in a letter bank code
+
+
 # -- what a contract is full of -------------------------------------------------------------------
 NEGATIVES = [
     "签订日期：2023年5月12日  2023-05-12  12/05/2023  May 12, 2023  13:45:20",
