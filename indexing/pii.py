@@ -82,8 +82,10 @@ def fold(text: str) -> str:
 
 # -- boundaries, context ---------------------------------------------------------------------------
 _L = r"(?<![0-9A-Za-z])(?<![0-9A-Za-z][\-./])"  # not inside a code like HT-2023-..., INV-...
-# OCR glues a form's next column on ("R19304023Mobile:"): a capitalised word may follow directly
-_R = r"(?:(?![0-9A-Za-z])|(?=[A-Z][a-z]))(?![\-./][0-9A-Za-z])"
+# OCR glues a form's next column on ("R19304023Mobile:", "EY8800097E-mail:"): a capitalised word may
+# follow directly
+_WORD_AFTER = r"(?=[A-Z]-?[a-z])"
+_R = rf"(?:(?![0-9A-Za-z])|{_WORD_AFTER})(?![\-./][0-9A-Za-z])"
 _BOUNDED_LEFT, _BOUNDED_RIGHT = re.compile(_L), re.compile(_R)
 _MONEY_BEFORE = re.compile(r"(?:[¥$€£]|RMB|CNY|USD|EUR|GBP|HKD|JPY)\s?$", re.I)
 _MONEY_AFTER = re.compile(r"^\s?(?:[元万亿%‰]|yuan\b|dollars?\b|euros?\b)", re.I)
@@ -207,7 +209,7 @@ Span = tuple[PiiKind, int, int]
 _EMAIL = re.compile(  # OCR sets an underscore apart ("michael _jones@"); the TLD is one case
     r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9](?:[A-Za-z0-9.%+\-]| ?_ ?){0,63}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.(?:[a-z]{2,24}|[A-Z]{2,24})"
-    r"(?:(?![A-Za-z0-9\-])|(?=[A-Z][a-z]))"
+    rf"(?:(?![A-Za-z0-9\-])|{_WORD_AFTER})"
 )
 _CN_ID = re.compile(_L + r"\d{6} ?\d{8} ?\d{3}[\dXx]" + _R)
 _CARD = re.compile(  # plain, or groups of 4 (OCR may drop a space: 8, 12), or Amex 4-6-5
@@ -327,8 +329,13 @@ def _phone(s: str, before: str) -> Iterator[Span]:
         return
     from phonenumbers import Leniency, PhoneNumberMatcher
 
-    # STRICT_GROUPING: the digits must be grouped as the number is written in its country
-    for m in PhoneNumberMatcher(s, "US", leniency=Leniency.STRICT_GROUPING):
+    # National numbers must be grouped as their country writes them (INV-2025-834821 is no phone);
+    # one written with its +country code only needs to be valid (OCR drops spaces: "+44207946 9710").
+    hits = {(m.start, m.end): m for m in PhoneNumberMatcher(s, "US", leniency=Leniency.STRICT_GROUPING)}
+    for m in PhoneNumberMatcher(s, "US", leniency=Leniency.VALID):
+        if m.raw_string.lstrip("(").startswith(("+", "00")):
+            hits.setdefault((m.start, m.end), m)
+    for m in sorted(hits.values(), key=lambda m: m.start):
         raw = m.raw_string
         international = raw.lstrip("(").startswith(("+", "00"))
         grouped = bool(re.search(r"[\s().\-]", raw))

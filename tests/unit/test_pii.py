@@ -168,10 +168,12 @@ def test_phone() -> None:
     # a form's next column glued on
     ("Passport number: R19304023Mobile: 206.480.5619", [("passport", "R19304023"), ("phone", "206.480.5619")]),
     ("Email: brown35@example.comMobile: 512.641.2665", [("email", "brown35@example.com"), ("phone", "512.641.2665")]),
+    ("护照号：EY8800097E-mail：wang_jun@qq.com", [("passport", "EY8800097"), ("email", "wang_jun@qq.com")]),
     # a space between groups dropped
     ("Card number: 43714603 72311521", [("bank_card", "43714603 72311521")]),
     ("卡号：62284856 8840 5571 834", [("bank_card", "62284856 8840 5571 834")]),
     ("电话+86 150 99582244。", [("cn_mobile", "+86 150 99582244")]),
+    ("境外电话：+44207946 9710", [("phone", "+44207946 9710")]),
     # an O read as 0 in a bank code that can only be letters
     ("IBAN : GB74 L0YD 1687 9318 6417 60", [("iban", "GB74 L0YD 1687 9318 6417 60")]),
     # an underscore set apart
