@@ -8,7 +8,7 @@ DEMO_DIR ?= $(HOME)/.cache/imgrag/demo-corpus
 DEMO_HOME ?= $(HOME)/.imgrag-demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast eval bench clean-demo
+.PHONY: install demo test test-fast eval bench docs clean-demo
 
 # Heavy dependencies are installed once per pyproject.toml into a venv outside the checkout, so
 # every clone (and CI) reuses torch & co.; the project itself is re-linked into it each time.
@@ -48,6 +48,11 @@ eval: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_pipeline.py
+
+# The reference site (docs/, mkdocs.yml) into site/; --strict fails on a broken link or anchor.
+# Needs only the venv's packages (mkdocs is in the dev extra), not the system packages or the models.
+docs: $(DEPS_STAMP)
+	$(BIN)/python -m mkdocs build --strict --site-dir site
 
 clean-demo:
 	rm -rf $(DEMO_HOME)

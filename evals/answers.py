@@ -139,11 +139,11 @@ def score_item(
 
 
 class AgentAnswerer:
-    """The bundled agent, extractive mode (no LLM), over an in-memory MCP session on ``rt``."""
+    """The bundled agent, extractive mode (no LLM), over an in-memory MCP session on ``app``."""
 
     name = "agent (extractive, no LLM)"
 
-    def __init__(self, rt: Any, corpus: Path | None, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, app: Any, corpus: Path | None, config: dict[str, Any] | None = None) -> None:
         try:
             from imgrag.agent.graph import AgentConfig, run_agent
             from imgrag.agent.mcp_client import ToolClient
@@ -151,11 +151,11 @@ class AgentAnswerer:
             from imgrag.mcp_server.server import build_server
         except ImportError as e:  # the agent is optional for the retrieval eval
             raise ImgragError(f"the bundled agent is not importable ({e})", "install imgrag with its agent extras") from e
-        self.rt = rt
+        self.app = app
         self.corpus = corpus
         self._run_agent = run_agent
         self._config = AgentConfig(**(config or {}))
-        self._server = build_server(rt, fixed_principal(OPERATOR))
+        self._server = build_server(app, fixed_principal(OPERATOR))
         self._tool_client = ToolClient
         self._names: dict[str, str] = {}
 
@@ -163,7 +163,7 @@ class AgentAnswerer:
         if image_id not in self._names:
             from .retrieval import hit_name
 
-            rec = self.rt.store.get(image_id, OPERATOR)
+            rec = self.app.store.get(image_id, OPERATOR)
             self._names[image_id] = hit_name(rec.path, rec.page, rec.n_pages, self.corpus) if rec else image_id
         return self._names[image_id]
 
@@ -204,7 +204,7 @@ def _pick_subset(items: Sequence[GoldenItem], limit: int | None) -> list[GoldenI
 
 
 def evaluate_answers(
-    rt: Any,
+    app: Any,
     items: Sequence[GoldenItem],
     *,
     set_name: str,
@@ -220,7 +220,7 @@ def evaluate_answers(
 
     t0 = time.perf_counter()
     todo = _pick_subset([it for it in items if it.has_answer], limit)
-    ans = answerer or AgentAnswerer(rt, corpus)
+    ans = answerer or AgentAnswerer(app, corpus)
     preds: dict[str, tuple[PredictedAnswer | None, float, str | None]] = {}
 
     async def run_all() -> None:
@@ -243,7 +243,7 @@ def evaluate_answers(
     asyncio.run(run_all())
 
     cited_ids = sorted({c.image_id for p, _, _ in preds.values() if p for c in p.citations if c.image_id})
-    records = rt.store.get_many(cited_ids, OPERATOR) if cited_ids else {}
+    records = app.store.get_many(cited_ids, OPERATOR) if cited_ids else {}
     ocr_text = {i: r.ocr_text for i, r in records.items()}
     # detected seals per file name, for the "where" questions' gold pages
     seals: dict[str, list[list[float]]] = {}
@@ -253,7 +253,7 @@ def evaluate_answers(
 
         offset = 0
         while True:
-            page = rt.store.list_images(OPERATOR, Filters(has_seal=True), offset=offset, limit=100)
+            page = app.store.list_images(OPERATOR, Filters(has_seal=True), offset=offset, limit=100)
             for rec in page:
                 name = hit_name(rec.path, rec.page, rec.n_pages, corpus)
                 if name in where_files:
@@ -307,7 +307,7 @@ def write_answers_run(path: Path, items: Sequence[GoldenItem], preds: dict[str, 
 # --------------------------------------------------------------------------- captions
 
 
-def caption_scores(rt: Any, corpus: Path | None, references: dict[str, list[str]]) -> dict[str, Any]:
+def caption_scores(app: Any, corpus: Path | None, references: dict[str, list[str]]) -> dict[str, Any]:
     """BLEU and CIDEr-D of the indexed captions (the image embedder's labels, English part) against
     reference captions per file name (clipart: title, and keywords)."""
     from imgrag.indexing.stores.base import Filters
@@ -320,7 +320,7 @@ def caption_scores(rt: Any, corpus: Path | None, references: dict[str, list[str]
     examples: list[dict[str, str]] = []
     offset = 0
     while True:
-        page = rt.store.list_images(OPERATOR, Filters(), offset=offset, limit=100)
+        page = app.store.list_images(OPERATOR, Filters(), offset=offset, limit=100)
         for rec in page:
             name = hit_name(rec.path, rec.page, rec.n_pages, corpus)
             if name in references and references[name]:

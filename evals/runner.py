@@ -32,16 +32,16 @@ def base_settings(backend: str | None) -> Settings:
 
 
 def resolve(set_arg: str, backend: str | None, folder: Path | None, console: Console) -> tuple[PreparedSet, Any, dict[str, Any]]:
-    """(prepared set, runtime, index info). A standard set is built and indexed on first use."""
-    from imgrag.indexing.runtime import Runtime
+    """(prepared set, application, index info). A standard set is built and indexed on first use."""
+    from imgrag.indexing.app import Imgrag
 
     base = base_settings(backend)
     log = lambda msg: console.print(msg, style="dim", markup=False, highlight=False)  # noqa: E731
     if set_arg in STANDARD_SETS:
         prepared = build_standard(set_arg, log=log)
-        rt = Runtime(eval_settings(base, prepared))
-        info = ensure_indexed(prepared, rt, log=log, progress=_progress(console, prepared.name))
-        return prepared, rt, info
+        app = Imgrag(eval_settings(base, prepared))
+        info = ensure_indexed(prepared, app, log=log, progress=_progress(console, prepared.name))
+        return prepared, app, info
     path = Path(set_arg).expanduser()
     if not path.is_file():
         raise ImgragError(f"no golden set {set_arg!r}", f"name one of {', '.join(STANDARD_SETS)} or a JSONL file")
@@ -53,20 +53,20 @@ def resolve(set_arg: str, backend: str | None, folder: Path | None, console: Con
         prepared.items()
     except GoldenFormatError as e:
         raise ImgragError(str(e), 'each line needs {"id", "query", "relevant": [file names]}') from e
-    rt = Runtime(base)
-    _require_pages(rt, corpus)
-    return prepared, rt, {}
+    app = Imgrag(base)
+    _require_pages(app, corpus)
+    return prepared, app, {}
 
 
-def _require_pages(rt: Any, corpus: Path | None) -> None:
+def _require_pages(app: Any, corpus: Path | None) -> None:
     """An eval over an empty index (or a folder it never indexed) would score 0 everywhere and look
     like a ranking failure; say what is missing instead."""
     from imgrag.indexing.stores.base import OPERATOR, Filters
 
     filters = Filters(path_prefix=str(corpus)) if corpus is not None else Filters()
-    if rt.store.count(OPERATOR, filters):
+    if app.store.count(OPERATOR, filters):
         return
-    s = rt.settings
+    s = app.settings
     where = f"Elasticsearch index {s.es_index_prefix!r} at {s.es_url}" if s.backend == "elasticsearch" else f"index in {s.home}"
     what = f"no page under {corpus}" if corpus is not None else "no pages"
     env = "IMGRAG_BACKEND=elasticsearch " if s.backend == "elasticsearch" else ""
@@ -97,9 +97,9 @@ def run_retrieval(set_arg: str, *, backend: str | None = None, k: int = 10, out:
 
     console = console or Console()
     sweep_spec = parse_sweep(sweep)
-    prepared, rt, info = resolve(set_arg, backend, folder, console)
+    prepared, app, info = resolve(set_arg, backend, folder, console)
     items = prepared.items()
-    res = evaluate_retrieval(rt, items, set_name=prepared.name, golden=str(prepared.golden), k=k, corpus=prepared.corpus,
+    res = evaluate_retrieval(app.rt, items, set_name=prepared.name, golden=str(prepared.golden), k=k, corpus=prepared.corpus,
                              restrict_to_corpus=folder is not None, sweep=sweep_spec, run_out=run_out,
                              runs_dir=_out(out) / "runs", index_info={k2: v for k2, v in info.items() if k2 != "files"},
                              progress=lambda m: console.print(m, style="dim", markup=False, highlight=False))
@@ -117,18 +117,18 @@ def run_answers(set_arg: str, *, backend: str | None = None, out: Path | None = 
     from .report import answers_chart, answers_kind_table, answers_table, captions_table, write_json
 
     console = console or Console()
-    prepared, rt, _ = resolve(set_arg, backend, folder, console)
+    prepared, app, _ = resolve(set_arg, backend, folder, console)
     items = prepared.items()
     captions = None
     if prepared.name == "clipart" and prepared.root is not None:
         from .golden.clipart import read_meta
 
         refs = {m.file: [m.title] + ([" ".join(k.replace("_", " ") for k in m.keywords)] if m.keywords else []) for m in read_meta(prepared.root)}
-        captions = caption_scores(rt, prepared.corpus, refs)
+        captions = caption_scores(app, prepared.corpus, refs)
         console.print(captions_table(prepared.name, captions))
     res = None
     if any(it.has_answer for it in items):
-        res = evaluate_answers(rt, items, set_name=prepared.name, golden=str(prepared.golden), corpus=prepared.corpus,
+        res = evaluate_answers(app, items, set_name=prepared.name, golden=str(prepared.golden), corpus=prepared.corpus,
                                limit=limit or None, run_out=run_out,
                                progress=lambda m: console.print(m, style="dim", markup=False, highlight=False))
         res.captions = captions
@@ -197,9 +197,9 @@ def run_tune(sets: list[str] | None = None, *, backend: str | None = None, grid:
     log = lambda m: console.print(m, style="dim", markup=False, highlight=False)  # noqa: E731
     prepared = []
     for name in names:
-        p, rt, _ = resolve(name, backend, folder, console)
+        p, app, _ = resolve(name, backend, folder, console)
         log(f"tune {p.name}: recalling {len(p.items())} queries")
-        prepared.append(recall_set(p.name, rt, p.items(), p.corpus, 10, restrict=folder is not None, progress=log))
+        prepared.append(recall_set(p.name, app.rt, p.items(), p.corpus, 10, restrict=folder is not None, progress=log))
     res = tune(prepared, grid_spec, progress=log)
     console.print(tune_table(res, top))
     j = write_json(_out(out) / "tune.json", res)

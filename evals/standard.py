@@ -201,25 +201,24 @@ def eval_settings(base: Settings, prepared: PreparedSet) -> Settings:
     return s
 
 
-def ensure_indexed(prepared: PreparedSet, rt: Any, *, log: Callable[[str], None] = print,
+def ensure_indexed(prepared: PreparedSet, app: Any, *, log: Callable[[str], None] = print,
                    progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Index the set's corpus with ``rt`` unless a finished run with the same files and model spaces
+    """Index the set's corpus with ``app`` (the facade) unless a finished run with the same files and model spaces
     is recorded. Returns the stamp (files, seconds, version)."""
-    from imgrag.indexing.pipeline import Indexer
     from imgrag.indexing.stores.base import OPERATOR, Filters
 
     assert prepared.corpus is not None
-    s = rt.settings
+    s = app.settings
     stamp_path = s.home / f"indexed-{s.backend}.json"
     files = sorted(p.name for p in prepared.corpus.iterdir() if p.is_file())
-    spaces = rt.spaces().model_dump()
+    spaces = app.rt.spaces().model_dump()
     reuse_any = os.environ.get("IMGRAG_EVAL_REUSE_INDEX", "").strip().lower() in ("1", "true", "yes")
     if stamp_path.is_file():
         stamp = json.loads(stamp_path.read_text())
         same_models = stamp.get("spaces") == spaces
         if stamp.get("files") == files and (same_models or reuse_any) and stamp.get("prefix") == s.es_index_prefix:
             try:
-                n = rt.store.count(OPERATOR, Filters())
+                n = app.store.count(OPERATOR, Filters())
             except ImgragError:
                 n = -1
             if n == stamp.get("pages"):
@@ -227,22 +226,21 @@ def ensure_indexed(prepared: PreparedSet, rt: Any, *, log: Callable[[str], None]
                     log(f"IMGRAG_EVAL_REUSE_INDEX: searching {prepared.name}'s index built with other model identities "
                         f"({stamp.get('spaces')}); numbers are not those of the current models")
                 return {**stamp, "reused": True, "spaces_mismatch": not same_models, "current_spaces": spaces}
-    stored = rt.store.spaces()
+    stored = app.store.spaces()
     if stored is not None and stored.model_dump() != spaces:
         if s.backend != "lancedb":
             raise ImgragError(f"the eval index {s.es_index_prefix} was built with other models",
                               "delete its indices or change IMGRAG_ES_INDEX_PREFIX")
         log(f"models changed since {s.index_dir} was built: rebuilding it")
-        rt.store.close()
+        app.close()
         shutil.rmtree(s.index_dir, ignore_errors=True)
-        rt._store = None
     log(f"indexing {prepared.name}: {len(files)} files into {s.backend} ({s.index_dir if s.backend == 'lancedb' else s.es_index_prefix}) …")
     t0 = time.perf_counter()
-    summary = Indexer(rt).index([str(prepared.corpus)], progress=progress)
+    summary = app.index([str(prepared.corpus)], progress=progress)
     seconds = round(time.perf_counter() - t0, 1)
     if summary.failed:
         log(f"{len(summary.failed)} file(s) failed to index: " + "; ".join(f"{f.path}: {f.reason}" for f in summary.failed[:3]))
-    pages = rt.store.count(OPERATOR, Filters())
+    pages = app.store.count(OPERATOR, Filters())
     stamp = {"files": files, "spaces": spaces, "prefix": s.es_index_prefix, "pages": pages, "seconds": seconds,
              "indexed": summary.indexed, "failed": len(summary.failed)}
     stamp_path.write_text(json.dumps(stamp))

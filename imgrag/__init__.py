@@ -18,3 +18,12 @@ __version__ = "0.2.0"
 _checkout = Path(__file__).resolve().parent.parent
 if (_checkout / "pyproject.toml").is_file() and (_checkout / "indexing" / "__init__.py").is_file():
     __path__.append(str(_checkout))  # type: ignore[name-defined]  # noqa: F821
+
+
+def __getattr__(name: str) -> object:
+    """``from imgrag import Imgrag``: the application facade, imported on first use so the CLI starts fast."""
+    if name == "Imgrag":
+        from imgrag.indexing.app import Imgrag
+
+        return Imgrag
+    raise AttributeError(f"module 'imgrag' has no attribute {name!r}")

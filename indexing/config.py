@@ -8,7 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, NoDecode, SettingsConfigDict, TomlConfigSettingsSource
 
 
@@ -25,7 +26,9 @@ def _toml_path() -> Path | None:
 class Settings(BaseSettings):
     """Every knob imgrag has; each one is documented in the README's settings table."""
 
-    model_config = SettingsConfigDict(env_prefix="IMGRAG_", extra="ignore")
+    # validate_by_name / loc_by_alias: fields with env aliases (OPENAI_*) are still set by name in
+    # imgrag.toml, and their errors name the field (IMGRAG_<FIELD>), like every other one.
+    model_config = SettingsConfigDict(env_prefix="IMGRAG_", extra="ignore", validate_by_name=True, loc_by_alias=False)
 
     home: Path = Field(default=Path("~/.imgrag"), description="where the index, caches and logs live")
     backend: Literal["lancedb", "elasticsearch"] = "lancedb"
@@ -93,6 +96,45 @@ class Settings(BaseSettings):
     # access control: the principal the CLI and the stdio MCP server act as
     principal: str | None = Field(default=None, description="unset: the local operator, who sees everything")
     groups: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated")
+
+    # agent (imgrag ask): an OpenAI-compatible LLM endpoint; with neither a base URL nor a model
+    # set, or IMGRAG_LLM=off, the agent answers extractively. OPENAI_* are the OpenAI SDK's names.
+    llm: bool = Field(default=True, description="off: never call an LLM, even when one is configured")
+    llm_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("IMGRAG_LLM_BASE_URL", "OPENAI_BASE_URL"),
+        description="the endpoint's /v1 URL (also read from OPENAI_BASE_URL)",
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("IMGRAG_LLM_API_KEY", "OPENAI_API_KEY"),
+        description="the endpoint's API key (also read from OPENAI_API_KEY); local servers need none",
+    )
+    llm_model: str | None = Field(default=None, description="chat model; unset: the first the endpoint lists")
+    vlm_model: str | None = Field(default=None, description="vision model shown crops of the best regions; unset: none")
+    llm_max_tokens: int = Field(default=700, ge=16, description="completion cap per LLM call")
+    llm_timeout: float = Field(default=300.0, gt=0, description="seconds to wait for one LLM reply")
+    llm_verify: bool = Field(default=True, description="ask the LLM whether each claim is supported by its snippets")
+    debug: bool = Field(default=False, description="tracebacks for errors too, and Elasticsearch transport logs")
+
+    @field_validator("llm", "llm_base_url", "llm_api_key", "llm_model", "vlm_model", "llm_max_tokens", "llm_timeout",
+                     "llm_verify", "debug", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        """An empty variable (``OPENAI_BASE_URL=``) means unset, as it always has for these."""
+        if isinstance(v, str) and not v.strip():
+            raise PydanticUseDefault()
+        return v
+
+    @field_validator("llm", mode="before")
+    @classmethod
+    def _none_is_off(cls, v: object) -> object:
+        return False if isinstance(v, str) and v.strip().lower() == "none" else v  # IMGRAG_LLM=none: off, as before
+
+    @field_validator("llm_base_url", mode="after")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("not an http(s) URL; set it (or OPENAI_BASE_URL) to e.g. http://127.0.0.1:8080/v1")
+        return v
 
     @field_validator("groups", "image_route_quality", mode="before")
     @classmethod

@@ -19,17 +19,17 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .analysis import is_meaningful
-from .detectors import detect_seals, extract_dates
+from .detectors import detect_seals
 from .errors import ImgragError
 from .layout import analyze_layout, group_lines
-from .loader import Page, Skipped, discover, load_file
+from .loader import Page, discover, load_file
 from .models import BBox, OcrLine
 from .ocr import detect_orientation
 from .pii import detect_lines, kinds_in
 from .preprocess import preprocess
 from .runtime import Runtime
 from .stores.base import OPERATOR, ImageRecord, ImageVectors, Indexed, MetadataUpdate, Principal, RegionRecord
+from .text import extract_dates, is_meaningful
 
 log = logging.getLogger(__name__)
 

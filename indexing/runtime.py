@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from functools import cached_property
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .config import Settings, get_settings
 from .errors import ImgragError
@@ -27,13 +27,42 @@ def open_store(settings: Settings) -> IndexStore:
     raise ImgragError(f"unknown backend {settings.backend!r}", "set IMGRAG_BACKEND to lancedb or elasticsearch")
 
 
+T = TypeVar("T")
+
+
+class _built_once(Generic[T]):
+    """A lazily built attribute, built exactly once even when threads (a server's warm-up and its
+    first request, page-analysis workers) ask for it at the same moment. Re-entrant: building the
+    image embedder builds the text embedder it uses."""
+
+    def __init__(self, build: Callable[[Any], T]) -> None:
+        self.build = build
+        self.name = build.__name__
+        self.__doc__ = build.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> T:
+        if obj is None:
+            return self  # type: ignore[return-value]
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:
+            pass
+        with obj._lock:
+            if self.name not in obj.__dict__:
+                obj.__dict__[self.name] = self.build(obj)
+            return obj.__dict__[self.name]
+
+
 class Runtime:
     """Lazily built components; share one per process (the CLI, the MCP server, benchmarks)."""
 
     def __init__(self, settings: Settings | None = None, store: IndexStore | None = None) -> None:
         self.settings = settings or get_settings()
         self._store = store
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     @property
     def store(self) -> IndexStore:
@@ -43,20 +72,20 @@ class Runtime:
                     self._store = open_store(self.settings)
         return self._store
 
-    @cached_property
+    @_built_once
     def ocr(self) -> OcrEngine:
         from .ocr import get_ocr_engine
 
         opts = {"model_dir": self.settings.paddle_model_dir} if self.settings.ocr_engine == "paddleocr" else {}
         return get_ocr_engine(self.settings.ocr_engine, **opts)
 
-    @cached_property
+    @_built_once
     def text_embedder(self) -> TextEmbedder:
         from .embedders import get_text_embedder
 
         return get_text_embedder(self.settings.text_embedder)
 
-    @cached_property
+    @_built_once
     def image_embedder(self) -> ImageTextEmbedder:
         from .embedders import get_image_text_embedder
 
@@ -84,8 +113,8 @@ class Runtime:
         return {"image": self.image_embedder.identity, "text": self.text_embedder.identity, "ocr": self.ocr.name}
 
     def warm_up(self) -> None:
-        """Build the model objects on this thread so worker threads never race to build one (cheap)."""
-        _ = self.ocr, self.text_embedder, self.image_embedder
+        """Open the store and build the model objects (cheap; loading weights is ``load_models``)."""
+        _ = self.store, self.ocr, self.text_embedder, self.image_embedder
 
     def load_models(self) -> None:
         """Load every model indexing uses, here and now (seconds; plus ~30 CPU-s for the bridge's label

@@ -17,8 +17,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .analysis import coverage, keyword_query, normalize, query_terms
+from .text import coverage, keyword_query, query_terms, squash
 from .errors import ImgragError, NotFoundError
+from .limits import MAX_OFFSET, MAX_QUERY_CHARS
 from .models import BBox
 from .runtime import Runtime
 from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, check_query_space
@@ -31,7 +32,6 @@ MODE_ROUTES: dict[str, tuple[Route, ...]] = {
     "keyword": ("bm25",),
 }
 VECTOR_ROUTES = {"image", "text_vector", "region_text", "region_tile", "similar"}
-MAX_QUERY_CHARS = 2000
 
 
 class SearchRequest(BaseModel):
@@ -211,6 +211,8 @@ class Searcher:
         s = self.rt.settings
         if req.k > s.max_k:
             raise ImgragError(f"k={req.k} is over the limit of {s.max_k}", "ask for fewer hits or page with offset")
+        if req.offset > MAX_OFFSET:
+            raise ImgragError(f"paging past hit {MAX_OFFSET} is not supported", "narrow the search with filters or a more specific query")
         query = (req.query or "").strip()
         if len(query) > MAX_QUERY_CHARS:
             raise ImgragError(f"the query is {len(query)} characters long", f"keep it under {MAX_QUERY_CHARS}")
@@ -399,5 +401,5 @@ def _best_line_in(rec: ImageRecord, box: BBox, terms: list[str]) -> str:
 
 def snippet_in_record(snippet: str, rec: ImageRecord) -> bool:
     """Whether a quoted snippet really appears in the image's OCR text (after normalisation)."""
-    s = normalize(snippet).replace(" ", "")
-    return bool(s) and s in normalize(rec.ocr_text).replace(" ", "")
+    s = squash(snippet)
+    return bool(s) and s in squash(rec.ocr_text)

@@ -1,17 +1,17 @@
-"""The imgrag MCP server: tools and resources over a ``Runtime``, for stdio and streamable HTTP.
+"""The imgrag MCP server: typed tools and resources over the ``Imgrag`` facade, for stdio and
+streamable HTTP.
 
-``build_server(rt, resolve_principal)`` wires :class:`~mcp_server.service.ImgragService` into the
-SDK's ``MCPServer``. Nothing heavy happens at build or start-up: the store opens and models load
-on first use (or in a background warm-up thread a moment after start), so ``initialize`` and
-``tools/list`` answer at once. Tool failures come back as ``isError`` results carrying the
-``ImgragError`` text (what is wrong — what to do); unexpected crashes are logged to stderr and
-reported by type only, never as a traceback.
+``build_server(app, resolve_principal)`` registers one typed function per tool. Nothing heavy happens
+at build or start-up: the store opens and models load on first use (or in a background warm-up
+thread a moment after start), so ``initialize`` and ``tools/list`` answer at once. Tool failures come
+back as ``isError`` results carrying the ``ImgragError`` text (what is wrong — what to do);
+unexpected crashes are logged to stderr and reported by type only, never as a traceback.
+
+No ``from __future__ import annotations`` here: the SDK reads each tool's signature, and ``k``'s
+bounds come from the configured ``max_k`` at build time.
 """
 
-from __future__ import annotations
-
 import base64
-import inspect
 import json
 import logging
 import threading
@@ -25,34 +25,62 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, ValidationError
 
+from imgrag import __version__
+from imgrag.indexing.app import Imgrag
 from imgrag.indexing.errors import ImgragError, NotFoundError
-from imgrag.indexing.runtime import Runtime
-from imgrag.indexing.stores.base import Principal
-
-from .auth import PrincipalResolver, TokenFileVerifier
-from .service import ImgragService
-from .tools import (
+from imgrag.indexing.limits import (
+    DEFAULT_OCR_LINES,
     MAX_CROP_BYTES,
     MAX_CROP_SCALE,
     MAX_CROP_SIDE,
     MAX_OFFSET,
     MAX_RESOURCE_SIDE,
+    MAX_TEXT_CHARS,
     MAX_THUMBNAILS,
+    RESOURCE_THUMB_SIDE,
     THUMB_SIDE,
-    CropRegionInput,
+)
+from imgrag.indexing.models import OcrLine
+from imgrag.indexing.pipeline import IndexOptions
+from imgrag.indexing.search import SearchRequest
+from imgrag.indexing.stores.base import Filters, ImageRecord, Principal
+
+from . import paging
+from .auth import PrincipalResolver, TokenFileVerifier
+from .tools import (
+    BBoxIn,
     CropRegionOutput,
-    DeleteImageInput,
+    CropScale,
+    Cursor,
+    DeleteId,
     DeleteImageOutput,
-    GetMetadataInput,
-    IndexImagesInput,
+    Enhance,
+    ImageId,
+    IndexAcl,
+    IndexFailure,
     IndexImagesOutput,
+    IndexMeta,
+    IndexPaths,
+    IndexTags,
+    MaxOcrLines,
     MetadataOutput,
-    OcrRegionInput,
+    OcrBBox,
+    OcrLineOut,
     OcrRegionOutput,
-    SearchImagesInput,
+    OcrScale,
+    OcrSummary,
+    Query,
+    Region,
+    SearchFilters,
+    SearchHit,
     SearchImagesOutput,
+    SearchMode,
+    SimilarTo,
+    Units,
+    WithThumbnails,
+    hits_k,
 )
 
 log = logging.getLogger("imgrag.mcp")
@@ -90,16 +118,17 @@ def format_validation_error(tool: str, err: ValidationError) -> str:
 class ImgragMCP(MCPServer):
     """``MCPServer`` that rejects unknown arguments and words validation errors for a model to fix."""
 
-    input_models: dict[str, type[BaseModel]]
+    app: Imgrag
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None) -> Any:  # type: ignore[override]
-        model = self.input_models.get(name)
-        if model is not None:
-            unknown = sorted(set(arguments) - set(model.model_fields))
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None:
+            accepted = list(tool.parameters.get("properties", {}))
+            unknown = sorted(set(arguments) - set(accepted))
             if unknown:
                 raise ToolError(
                     f"Error executing tool {name}: unknown argument(s) {', '.join(unknown)} — "
-                    f"accepted: {', '.join(model.model_fields)}"
+                    f"accepted: {', '.join(accepted)}"
                 )
         try:
             return await super().call_tool(name, arguments, context)
@@ -107,60 +136,6 @@ class ImgragMCP(MCPServer):
             if isinstance(e.__cause__, ValidationError):
                 raise ToolError(f"Error executing tool {name}: {format_validation_error(name, e.__cause__)}") from e.__cause__
             raise
-
-
-def _tool_function(
-    name: str,
-    input_model: type[BaseModel],
-    output_model: type[BaseModel],
-    run: Callable[[BaseModel, Principal], tuple[BaseModel, list[Any]]],
-    render: Callable[[Any], str],
-    resolve_principal: PrincipalResolver,
-) -> Callable[..., Any]:
-    """An async tool function whose signature *is* ``input_model``'s fields, so the SDK publishes
-    the model's descriptions and constraints as ``inputSchema`` and ``output_model`` as
-    ``outputSchema``; the body re-validates with the model (cross-field checks), resolves the
-    caller, runs the work on a thread and maps errors to tool errors."""
-    params: list[inspect.Parameter] = []
-    annotations: dict[str, Any] = {}
-    for fname, f in input_model.model_fields.items():
-        ann = Annotated[(f.annotation, *f.metadata, Field(description=f.description))]  # type: ignore[valid-type]
-        default = inspect.Parameter.empty if f.is_required() else f.get_default(call_default_factory=True)
-        params.append(inspect.Parameter(fname, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default))
-        annotations[fname] = ann
-    params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context))
-    annotations["ctx"] = Context
-    ret = Annotated[CallToolResult, output_model]
-    annotations["return"] = ret
-
-    async def tool(**kwargs: Any) -> CallToolResult:
-        kwargs.pop("ctx", None)
-        t0 = time.perf_counter()
-        who = "?"
-        try:
-            principal = resolve_principal()
-            who = principal.name or ("operator" if principal.all_access else "anonymous")
-            try:
-                inp = input_model.model_validate(kwargs)
-            except ValidationError as e:
-                raise ImgragError(format_validation_error(name, e)) from None
-            out, extra = await anyio.to_thread.run_sync(lambda: run(inp, principal))
-        except ImgragError as e:
-            audit.info("%s %s error %.0fms: %s", who, name, (time.perf_counter() - t0) * 1000, e)
-            raise ToolError(str(e)) from None
-        except Exception as e:
-            log.exception("%s crashed", name)
-            audit.info("%s %s crash %.0fms", who, name, (time.perf_counter() - t0) * 1000)
-            raise ToolError(f"internal error ({type(e).__name__}); the server log has the details") from None
-        audit.info("%s %s ok %.0fms", who, name, (time.perf_counter() - t0) * 1000)
-        structured = out.model_dump(mode="json")
-        return CallToolResult(content=[TextContent(text=render(out)), *extra], structured_content=structured)
-
-    tool.__name__ = name
-    tool.__qualname__ = name
-    tool.__signature__ = inspect.Signature(params, return_annotation=ret)  # type: ignore[attr-defined]
-    tool.__annotations__ = annotations
-    return tool
 
 
 def _png(data: bytes) -> ImageContent:
@@ -208,19 +183,88 @@ def render_json(o: BaseModel) -> str:
     return o.model_dump_json()
 
 
+def _who(principal: Principal) -> str:
+    return principal.name or ("operator" if principal.all_access else "anonymous")
+
+
+def _thumbnails(app: Imgrag, hit_ids: list[str], principal: Principal) -> tuple[list[str], list[bytes]]:
+    recs = app.get_many(hit_ids[:MAX_THUMBNAILS], principal)
+    ids, pngs = [], []
+    for image_id in hit_ids[:MAX_THUMBNAILS]:
+        rec = recs.get(image_id)
+        if rec is None:
+            continue
+        try:
+            pngs.append(app.thumbnail(rec, THUMB_SIDE))
+            ids.append(image_id)
+        except ImgragError as e:
+            log.warning("no thumbnail for %s: %s", image_id, e)
+    return ids, pngs
+
+
+def _line_out(ln: OcrLine) -> OcrLineOut:
+    return OcrLineOut(text=ln.text, bbox=tuple(round(float(v), 1) for v in ln.bbox), confidence=round(float(ln.confidence), 4))  # type: ignore[arg-type]
+
+
+def metadata_output(app: Imgrag, rec: ImageRecord, max_ocr_lines: int) -> MetadataOutput:
+    confs = [ln.confidence for ln in rec.ocr_lines]
+    tables = [
+        t if len(t.html) <= MAX_TEXT_CHARS else t.model_copy(update={"html": t.html[:MAX_TEXT_CHARS] + "<!-- truncated -->"})
+        for t in rec.tables
+    ]
+    shown = rec.ocr_lines[:max_ocr_lines]
+    return MetadataOutput(
+        image_id=rec.image_id,
+        doc_id=rec.doc_id,
+        source=rec.path,
+        page=rec.page,
+        n_pages=rec.n_pages,
+        format=rec.format,
+        width=rec.width,
+        height=rec.height,
+        dpi=rec.dpi,
+        file_size=rec.file_size,
+        quality=rec.quality,
+        quality_stats=rec.quality_stats,
+        enhancements=rec.enhancements,
+        ocr_summary=OcrSummary(
+            lines=len(rec.ocr_lines),
+            chars=len(rec.ocr_text),
+            mean_confidence=round(sum(confs) / len(confs), 4) if confs else None,
+            engine=rec.models.get("ocr", ""),
+        ),
+        ocr_lines=[_line_out(ln) for ln in shown],
+        ocr_lines_omitted=len(rec.ocr_lines) - len(shown),
+        ocr_text=rec.ocr_text[:MAX_TEXT_CHARS],
+        ocr_text_truncated=len(rec.ocr_text) > MAX_TEXT_CHARS,
+        layout=rec.layout,
+        tables=tables,
+        seals=rec.seals,
+        dates=rec.dates,
+        has_pii=rec.has_pii,
+        pii=rec.pii,
+        caption=rec.caption,
+        meta=rec.meta,
+        tags=rec.tags,
+        acl=rec.acl,
+        indexed_at=rec.indexed_at,
+        index_version=app.current_version(),
+        models=rec.models,
+    )
+
+
 def build_server(
-    rt: Runtime,
+    app: Imgrag,
     resolve_principal: PrincipalResolver,
     *,
     allow_write: bool = False,
-    index_roots: list[Path] | None = None,
     token_verifier: TokenFileVerifier | None = None,
     server_url: str = "http://127.0.0.1",
-    service: ImgragService | None = None,
 ) -> ImgragMCP:
-    """The MCP server over ``rt``. ``resolve_principal`` says whom each request acts for; with a
-    ``token_verifier`` (HTTP) every request must carry a bearer token it accepts."""
-    svc = service or ImgragService(rt, index_roots=index_roots)
+    """The MCP server over ``app``. ``resolve_principal`` says whom each request acts for; with a
+    ``token_verifier`` (HTTP) every request must carry a bearer token it accepts. Each tool below
+    is one typed function over the facade: its parameters are the published ``inputSchema``, its
+    return annotation the ``outputSchema``."""
     auth = None
     if token_verifier is not None:
         auth = AuthSettings(issuer_url=server_url, resource_server_url=None)  # type: ignore[arg-type]
@@ -228,122 +272,198 @@ def build_server(
         "imgrag",
         title="imgrag image search",
         instructions=INSTRUCTIONS,
-        version="0.1.0",
+        version=__version__,
         token_verifier=token_verifier,
         auth=auth,
         log_level="WARNING",
     )
-    mcp.service = svc  # type: ignore[attr-defined]
-    mcp.input_models = {}
-    max_k = rt.settings.max_k
-    # The configured max_k goes into the published schema, so clients see the real limit.
-    search_input = create_model(
-        "SearchImagesInput",
-        __base__=SearchImagesInput,
-        k=(int, Field(default=10, ge=1, le=max_k, description=f"Number of hits to return, 1-{max_k}.")),
-    )
+    mcp.app = app
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
-    def add(
-        name: str,
-        title: str,
-        description: str,
-        inp: type[BaseModel],
-        out: type[BaseModel],
-        run: Callable[[Any, Principal], tuple[BaseModel, list[Any]]],
-        render: Callable[[Any], str],
-        annotations: ToolAnnotations,
-    ) -> None:
-        mcp.input_models[name] = inp
-        mcp.add_tool(
-            _tool_function(name, inp, out, run, render, resolve_principal),
-            name=name,
-            title=title,
-            description=description,
-            annotations=annotations,
-        )
+    async def run(name: str, work: Callable[[Principal], tuple[BaseModel, list[Any]]], render: Callable[[Any], str]) -> CallToolResult:
+        """Resolve the caller, run the work on a thread, map errors to tool errors, audit the call."""
+        t0 = time.perf_counter()
+        who = "?"
+        try:
+            principal = resolve_principal()
+            who = _who(principal)
+            out, extra = await anyio.to_thread.run_sync(lambda: work(principal))
+        except ImgragError as e:
+            audit.info("%s %s error %.0fms: %s", who, name, (time.perf_counter() - t0) * 1000, e)
+            raise ToolError(str(e)) from None
+        except Exception as e:
+            log.exception("%s crashed", name)
+            audit.info("%s %s crash %.0fms", who, name, (time.perf_counter() - t0) * 1000)
+            raise ToolError(f"internal error ({type(e).__name__}); the server log has the details") from None
+        audit.info("%s %s ok %.0fms", who, name, (time.perf_counter() - t0) * 1000)
+        return CallToolResult(content=[TextContent(text=render(out)), *extra], structured_content=out.model_dump(mode="json"))
 
-    def run_search(inp: SearchImagesInput, p: Principal) -> tuple[BaseModel, list[Any]]:
-        out, thumbs = svc.search(inp, p)
-        return out, [_png(t) for t in thumbs]
+    max_k = app.settings.max_k
+    K = hits_k(max_k)
 
-    def run_crop(inp: CropRegionInput, p: Principal) -> tuple[BaseModel, list[Any]]:
-        out, png = svc.crop(inp, p)
-        return out, [_png(png)]
-
-    add(
-        "search_images",
-        "Search images",
-        f"Search the indexed images by text on the page and by what they show (Chinese or English). Returns "
+    @mcp.tool(
+        name="search_images",
+        title="Search images",
+        description=f"Search the indexed images by text on the page and by what they show (Chinese or English). Returns "
         f"hits with image_id, score, the best-matching OCR snippet and the region bbox where it matched, plus "
         f"next_cursor for the next page. k is 1-{max_k}; paging stops after {MAX_OFFSET} hits. "
         f"with_thumbnails attaches {THUMB_SIDE}px PNG thumbnails of the first {MAX_THUMBNAILS} hits. "
         "Use similar_to=<image_id> to find look-alikes.",
-        search_input,
-        SearchImagesOutput,
-        run_search,
-        render_search,
-        read_only,
+        annotations=read_only,
     )
-    add(
-        "crop_region",
-        "Crop and zoom a region",
-        f"Return part of an image as a PNG, to look closely at a region (e.g. a hit's region bbox, a seal, a "
+    async def search_images(
+        query: Query = None,
+        k: K = 10,  # type: ignore[valid-type]
+        filters: SearchFilters = None,
+        mode: SearchMode = "hybrid",
+        similar_to: SimilarTo = None,
+        cursor: Cursor = None,
+        with_thumbnails: WithThumbnails = False,
+    ) -> Annotated[CallToolResult, SearchImagesOutput]:
+        flt = filters or Filters()
+        key = paging.query_key({"q": (query or "").strip(), "f": flt.model_dump(mode="json"), "m": mode, "s": similar_to})
+
+        def work(principal: Principal) -> tuple[BaseModel, list[Any]]:
+            offset = paging.decode_cursor(cursor, key) if cursor else 0
+            req = SearchRequest(query=query, k=k, offset=offset, filters=flt, mode=mode, similar_to=similar_to)
+            res = app.search(req, principal)
+            hits = [
+                SearchHit(
+                    image_id=h.image_id,
+                    score=h.score,
+                    snippet=h.snippet,
+                    region=Region(bbox=h.region.bbox, kind=h.region.kind, label=h.region.label, text=h.region.text[:500])
+                    if h.region
+                    else None,
+                    doc_id=h.doc_id,
+                    file=Path(h.path).name,
+                    page=h.page,
+                    n_pages=h.n_pages,
+                    width=h.width,
+                    height=h.height,
+                    quality=h.quality,  # type: ignore[arg-type]
+                    dates=h.dates,
+                    caption=h.caption,
+                    routes=h.ranks,
+                )
+                for h in res.hits
+            ]
+            more = len(hits) == k and offset + len(hits) < res.candidates and offset + len(hits) <= MAX_OFFSET
+            thumb_ids, thumbs = _thumbnails(app, [h.image_id for h in hits], principal) if with_thumbnails and hits else ([], [])
+            out = SearchImagesOutput(
+                query=res.query,
+                hits=hits,
+                offset=offset,
+                candidates=res.candidates,
+                next_cursor=paging.encode_cursor(offset + len(hits), key) if more else None,
+                thumbnail_ids=thumb_ids,
+                timings_ms=res.timings_ms,
+            )
+            return out, [_png(t) for t in thumbs]
+
+        return await run("search_images", work, render_search)
+
+    @mcp.tool(
+        name="crop_region",
+        title="Crop and zoom a region",
+        description=f"Return part of an image as a PNG, to look closely at a region (e.g. a hit's region bbox, a seal, a "
         f"signature, a table cell). bbox is in original-image pixels (or relative 0..1); it is clipped to the "
         f"image and the box used is returned. scale 1-{MAX_CROP_SCALE:g} zooms in; enhance sharpens faint "
         f"print. The PNG is capped at {MAX_CROP_SIDE}px on its long side and {MAX_CROP_BYTES // 1000} kB.",
-        CropRegionInput,
-        CropRegionOutput,
-        run_crop,
-        render_crop,
-        read_only,
+        annotations=read_only,
     )
-    add(
-        "ocr_region",
-        "Re-read text in a region",
-        "Run OCR again on a region of an image, upscaled first (scale=auto makes text lines ~32 px tall), to read small "
-        "or unclear print exactly. Returns lines with text, confidence and bbox in original-image pixels. "
+    async def crop_region(
+        image_id: ImageId, bbox: BBoxIn, units: Units = "px", scale: CropScale = 1.0, enhance: Enhance = False
+    ) -> Annotated[CallToolResult, CropRegionOutput]:
+        def work(principal: Principal) -> tuple[BaseModel, list[Any]]:
+            c = app.crop(image_id, bbox, principal, units=units, scale=scale, enhance=enhance)
+            out = CropRegionOutput(**c.model_dump(exclude={"png"}), png_bytes=len(c.png))
+            return out, [_png(c.png)]
+
+        return await run("crop_region", work, render_crop)
+
+    @mcp.tool(
+        name="ocr_region",
+        title="Re-read text in a region",
+        description="Run OCR again on a region of an image, upscaled first (scale=auto makes text lines ~32 px tall), to "
+        "read small or unclear print exactly. Returns lines with text, confidence and bbox in original-image pixels. "
         "Omit bbox to re-read the whole image.",
-        OcrRegionInput,
-        OcrRegionOutput,
-        lambda inp, p: (svc.ocr(inp, p), []),
-        render_ocr,
-        read_only,
+        annotations=read_only,
     )
-    add(
-        "get_metadata",
-        "Image metadata",
-        "Everything indexed about one image: source file and page, size, dpi, quality class and the "
+    async def ocr_region(
+        image_id: ImageId, bbox: OcrBBox = None, units: Units = "px", scale: OcrScale = "auto"
+    ) -> Annotated[CallToolResult, OcrRegionOutput]:
+        def work(principal: Principal) -> tuple[BaseModel, list[Any]]:
+            r = app.ocr_region(image_id, principal, bbox, units=units, scale=scale)
+            lines = [_line_out(ln) for ln in r.lines]
+            out = OcrRegionOutput(
+                image_id=r.image_id, bbox=r.bbox, clipped=r.clipped, scale=r.scale, engine=r.engine,
+                lines=lines, text="\n".join(ln.text for ln in lines),
+            )
+            return out, []
+
+        return await run("ocr_region", work, render_ocr)
+
+    @mcp.tool(
+        name="get_metadata",
+        title="Image metadata",
+        description="Everything indexed about one image: source file and page, size, dpi, quality class and the "
         "preprocessing applied, OCR lines with boxes, layout blocks (title/text/table/figure...), tables as "
         "HTML, seals, dates, personal data found (kind and box), caption, user metadata, tags and ACL.",
-        GetMetadataInput,
-        MetadataOutput,
-        lambda inp, p: (svc.metadata(inp, p), []),
-        render_metadata,
-        read_only,
+        annotations=read_only,
     )
+    async def get_metadata(
+        image_id: ImageId, max_ocr_lines: MaxOcrLines = DEFAULT_OCR_LINES
+    ) -> Annotated[CallToolResult, MetadataOutput]:
+        return await run(
+            "get_metadata", lambda p: (metadata_output(app, app.get(image_id, p), max_ocr_lines), []), render_metadata
+        )
+
     if allow_write:
-        add(
-            "index_images",
-            "Index images",
-            "Index image files or folders on the server (recursive; unchanged files are skipped, changed ones "
+
+        @mcp.tool(
+            name="index_images",
+            title="Index images",
+            description="Index image files or folders on the server (recursive; unchanged files are skipped, changed ones "
             "replaced). meta, tags and acl are stored with every page; an empty acl makes them visible to everyone.",
-            IndexImagesInput,
-            IndexImagesOutput,
-            lambda inp, p: (svc.index(inp, p), []),
-            render_json,
-            ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
+            annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
         )
-        add(
-            "delete_image",
-            "Delete an image",
-            "Soft-delete one image from the index (hidden at once; an operator can restore it with `imgrag rollback`).",
-            DeleteImageInput,
-            DeleteImageOutput,
-            lambda inp, p: (svc.delete(inp, p), []),
-            render_json,
-            ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False),
+        async def index_images(
+            paths: IndexPaths, meta: IndexMeta = {}, acl: IndexAcl = [], tags: IndexTags = []  # noqa: B006 (validated copies)
+        ) -> Annotated[CallToolResult, IndexImagesOutput]:
+            def work(principal: Principal) -> tuple[BaseModel, list[Any]]:
+                log.info("index_images by %s: %s", _who(principal), paths)
+                # empty = not given: an index call without an ACL must not make indexed pages public,
+                # and a caller never changes the ACL or metadata of pages they cannot read
+                opts = IndexOptions(meta=meta or None, tags=tags or None, acl=acl or None, principal=principal)
+                summary = app.index(paths, opts)
+                return IndexImagesOutput(
+                    indexed=summary.indexed,
+                    unchanged=summary.unchanged,
+                    duplicates=summary.duplicates,
+                    replaced=summary.replaced,
+                    updated_metadata=summary.updated_metadata,
+                    failed=[IndexFailure(path=f.path, reason=f.reason) for f in summary.failed],
+                    seconds=summary.seconds,
+                    version=summary.version,
+                    image_ids=summary.indexed_ids[:200],
+                ), []
+
+            return await run("index_images", work, render_json)
+
+        @mcp.tool(
+            name="delete_image",
+            title="Delete an image",
+            description="Soft-delete one image from the index (hidden at once; an operator can restore it with `imgrag rollback`).",
+            annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False),
         )
+        async def delete_image(image_id: DeleteId) -> Annotated[CallToolResult, DeleteImageOutput]:
+            def work(principal: Principal) -> tuple[BaseModel, list[Any]]:
+                rec = app.get(image_id, principal)
+                d = app.delete([rec.image_id], principal)
+                return DeleteImageOutput(image_id=rec.image_id, deleted=bool(d.deleted), version=d.version), []
+
+            return await run("delete_image", work, render_json)
 
     async def _resource(fn: Callable[[Principal], bytes | str], what: str) -> bytes | str:
         try:
@@ -365,17 +485,17 @@ def build_server(
         mime_type="image/png",
     )
     async def image_resource(image_id: str) -> bytes:
-        return await _resource(lambda p: svc.image_png(image_id, p), f"imgrag://image/{image_id}")  # type: ignore[return-value]
+        return await _resource(lambda p: app.image_png(image_id, p), f"imgrag://image/{image_id}")  # type: ignore[return-value]
 
     @mcp.resource(
         "imgrag://thumbnail/{image_id}",
         name="thumbnail",
         title="Thumbnail",
-        description="A 256 px PNG thumbnail of the image.",
+        description=f"A {RESOURCE_THUMB_SIDE} px PNG thumbnail of the image.",
         mime_type="image/png",
     )
     async def thumbnail_resource(image_id: str) -> bytes:
-        return await _resource(lambda p: svc.thumbnail_png(image_id, p), f"imgrag://thumbnail/{image_id}")  # type: ignore[return-value]
+        return await _resource(lambda p: app.thumbnail(app.get(image_id, p), RESOURCE_THUMB_SIDE), f"imgrag://thumbnail/{image_id}")  # type: ignore[return-value]
 
     @mcp.resource(
         "imgrag://collection",
@@ -385,12 +505,27 @@ def build_server(
         mime_type="application/json",
     )
     async def collection_resource() -> str:
-        return await _resource(lambda p: json.dumps(svc.collection(p), ensure_ascii=False, indent=2), "imgrag://collection")  # type: ignore[return-value]
+        return await _resource(lambda p: json.dumps(collection(app, p), ensure_ascii=False, indent=2), "imgrag://collection")  # type: ignore[return-value]
 
     return mcp
 
 
-def start_warm_up(svc: ImgragService, delay: float = 1.0) -> threading.Thread:
+def collection(app: Imgrag, principal: Principal) -> dict[str, Any]:
+    st = app.stats(principal)
+    return {
+        "images": st.images,
+        "documents": st.documents,
+        "by_quality": st.by_quality,
+        "by_format": st.by_format,
+        "regions": st.regions,
+        "version": st.version,
+        "backend": st.backend,
+        "models": st.spaces.model_dump() if st.spaces else None,
+        "principal": principal.name or ("operator" if principal.all_access else None),
+    }
+
+
+def start_warm_up(app: Imgrag, delay: float = 1.0) -> threading.Thread:
     """Load the store and models on a daemon thread shortly after start, so the handshake is not
     slowed and the first search does not wait; failures are only logged (the call that needs the
     model will report them properly)."""
@@ -399,7 +534,7 @@ def start_warm_up(svc: ImgragService, delay: float = 1.0) -> threading.Thread:
         time.sleep(delay)
         t0 = time.perf_counter()
         try:
-            svc.warm_up()
+            app.warm_up()
             log.info("models warm in %.1fs", time.perf_counter() - t0)
         except Exception as e:  # noqa: BLE001 - reported again, properly, by the first call that needs it
             log.warning("warm-up failed: %s", e)

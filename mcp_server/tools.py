@@ -1,7 +1,9 @@
-"""Input and output models of the MCP tools, and the limits they enforce.
+"""The MCP tools' parameter types and output models.
 
-The field descriptions are what a model reads in ``inputSchema``/``outputSchema`` before it calls
-a tool, so they say what to pass and what comes back in plain words, units and limits included.
+Each tool is a typed function (``server.py``) whose parameters are the ``Annotated`` types below, so
+the SDK publishes their descriptions and bounds as ``inputSchema``, and the output models as
+``outputSchema``. The descriptions are what a model reads before it calls a tool, so they say what
+to pass and what comes back in plain words, units and limits included.
 Every bbox is ``[x0, y0, x1, y1]`` in original-image pixels (x right, y down) unless a tool says
 otherwise: the same coordinates search hits, metadata, crops and OCR lines use.
 """
@@ -10,35 +12,26 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field
 
 from imgrag.indexing.models import DateMention, Enhancement, LayoutBlock, PiiFinding, QualityClass, Seal, TableResult
 from imgrag.indexing.stores.base import Filters
 
-# -- limits ---------------------------------------------------------------------------------
-MAX_CROP_SCALE = 4.0
-MAX_CROP_SIDE = 1600  # long side of a returned crop, px (vision models downscale beyond ~1568 anyway)
-MAX_CROP_BYTES = 1_500_000  # one PNG crop; larger ones are downscaled until they fit
-THUMB_SIDE = 192  # long side of a search thumbnail
-MAX_THUMBNAILS = 10  # thumbnails attached to one search result
-MAX_RESOURCE_SIDE = 4096  # imgrag://image/{id} is downscaled beyond this
-MAX_RESOURCE_BYTES = 8_000_000
-OCR_TARGET_TEXT_PX = 32  # ocr_region scale=auto zooms until text lines are about this tall
-MAX_OCR_PIXELS = 12_000_000  # upscaled region handed to OCR
-MAX_OFFSET = 1000  # deepest hit reachable by paging
-MAX_OCR_LINES = 2000
-DEFAULT_OCR_LINES = 200
-MAX_TEXT_CHARS = 20_000  # ocr_text / table html returned by get_metadata
-MAX_INDEX_PATHS = 100
+from imgrag.indexing.limits import (
+    MAX_CROP_SCALE,
+    MAX_CROP_SIDE,
+    MAX_ID_CHARS,
+    MAX_INDEX_PATHS,
+    MAX_OCR_LINES,
+    MAX_QUERY_CHARS,
+    MAX_THUMBNAILS,
+    OCR_TARGET_TEXT_PX,
+    THUMB_SIDE,
+)
 
-BBoxIn = list[float]
-
-
-def _check_bbox(v: list[float] | None) -> list[float] | None:
-    if v is None:
-        return v
+def _check_bbox(v: list[float]) -> list[float]:
     if len(v) != 4:
         raise ValueError(f"bbox needs exactly 4 numbers [x0, y0, x1, y1], got {len(v)}")
     if not all(math.isfinite(x) for x in v):
@@ -58,40 +51,58 @@ _BBOX_DESC = (
 )
 
 
-# -- search_images --------------------------------------------------------------------------
-class SearchImagesInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+ImageId = Annotated[str, Field(description="an image id from search_images", min_length=1, max_length=MAX_ID_CHARS)]
+BBoxIn = Annotated[list[float], Field(description=_BBOX_DESC, min_length=4, max_length=4), AfterValidator(_check_bbox)]
+Units = Annotated[Literal["px", "relative"], Field(description="px (default) or relative (0..1)")]
 
-    query: str | None = Field(
-        default=None,
+
+# -- search_images --------------------------------------------------------------------------
+Query = Annotated[
+    str | None,
+    Field(
         description="What to look for, in Chinese or English: words on the page (OCR text), what the image "
         "shows, or both. May be omitted only when similar_to is given.",
-        max_length=2000,
-    )
-    k: int = Field(default=10, ge=1, description="Number of hits to return (at most the server's max_k, 100 by default).")
-    filters: Filters | None = Field(
-        default=None,
+        max_length=MAX_QUERY_CHARS,
+    ),
+]
+SearchFilters = Annotated[
+    Filters | None,
+    Field(
         description="Optional metadata filters; every given condition must hold. Dates are YYYY-MM-DD and match "
         "dates found on the page.",
-    )
-    mode: Literal["hybrid", "vector", "keyword"] = Field(
-        default="hybrid",
+    ),
+]
+SearchMode = Annotated[
+    Literal["hybrid", "vector", "keyword"],
+    Field(
         description="hybrid (default): vectors + full text fused; vector: semantic only; keyword: exact words "
         "(BM25) only, best for ids, names and numbers.",
-    )
-    similar_to: str | None = Field(
-        default=None, description="An image id: find images that look like it (combined with query if both are given)."
-    )
-    cursor: str | None = Field(
-        default=None,
+    ),
+]
+SimilarTo = Annotated[
+    str | None,
+    Field(description="An image id: find images that look like it (combined with query if both are given).", max_length=MAX_ID_CHARS),
+]
+Cursor = Annotated[
+    str | None,
+    Field(
         description="next_cursor from a previous call, to get the next page. Repeat the same query, filters, mode "
         "and similar_to with it.",
-    )
-    with_thumbnails: bool = Field(
-        default=False,
+        max_length=1000,
+    ),
+]
+WithThumbnails = Annotated[
+    bool,
+    Field(
         description=f"Attach a small PNG thumbnail ({THUMB_SIDE} px) of each of the first {MAX_THUMBNAILS} hits "
         "as image content.",
-    )
+    ),
+]
+
+
+def hits_k(max_k: int) -> object:
+    """The ``k`` parameter with the server's configured ``max_k`` in its published bounds."""
+    return Annotated[int, Field(ge=1, le=max_k, description=f"Number of hits to return, 1-{max_k}.")]
 
 
 class Region(BaseModel):
@@ -131,23 +142,15 @@ class SearchImagesOutput(BaseModel):
 
 
 # -- crop_region ----------------------------------------------------------------------------
-class CropRegionInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    image_id: str = Field(description="an image id from search_images", min_length=1, max_length=200)
-    bbox: BBoxIn = Field(description=_BBOX_DESC, min_length=4, max_length=4)
-    units: Literal["px", "relative"] = Field(default="px", description="px (default) or relative (0..1)")
-    scale: float = Field(
-        default=1.0, ge=1.0, le=MAX_CROP_SCALE,
+CropScale = Annotated[
+    float,
+    Field(
+        ge=1.0, le=MAX_CROP_SCALE,
         description=f"Zoom factor 1-{MAX_CROP_SCALE:g} applied to the crop. The returned PNG is capped at "
         f"{MAX_CROP_SIDE} px on its long side, so a large box may come back with a smaller scale.",
-    )
-    enhance: bool = Field(default=False, description="Stretch contrast and sharpen: helps faint or blurry print.")
-
-    @field_validator("bbox")
-    @classmethod
-    def check_bbox(cls, v: list[float] | None) -> list[float] | None:
-        return _check_bbox(v)
+    ),
+]
+Enhance = Annotated[bool, Field(description="Stretch contrast and sharpen: helps faint or blurry print.")]
 
 
 class CropRegionOutput(BaseModel):
@@ -167,29 +170,25 @@ class CropRegionOutput(BaseModel):
 
 
 # -- ocr_region -----------------------------------------------------------------------------
-class OcrRegionInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _check_ocr_scale(v: float | str) -> float | str:
+    if v != "auto" and not (1.0 <= float(v) <= MAX_CROP_SCALE):
+        raise ValueError(f"scale must be 'auto' or a number from 1 to {MAX_CROP_SCALE:g}, got {v}")
+    return v
 
-    image_id: str = Field(description="an image id from search_images", min_length=1, max_length=200)
-    bbox: BBoxIn | None = Field(default=None, description=_BBOX_DESC + " Omit it to read the whole image.", min_length=4, max_length=4)
-    units: Literal["px", "relative"] = Field(default="px", description="px (default) or relative (0..1)")
-    scale: float | Literal["auto"] = Field(
-        default="auto",
+
+OcrBBox = Annotated[
+    list[float] | None,
+    Field(description=_BBOX_DESC + " Omit it to read the whole image.", min_length=4, max_length=4),
+    AfterValidator(lambda v: None if v is None else _check_bbox(v)),
+]
+OcrScale = Annotated[
+    float | Literal["auto"],
+    Field(
         description=f"Upscaling before OCR, 1-{MAX_CROP_SCALE:g}. auto (default) zooms until text lines are about "
         f"{OCR_TARGET_TEXT_PX} px tall, which re-reads small print the page-level OCR missed.",
-    )
-
-    @field_validator("bbox")
-    @classmethod
-    def check_bbox(cls, v: list[float] | None) -> list[float] | None:
-        return _check_bbox(v)
-
-    @field_validator("scale")
-    @classmethod
-    def check_scale(cls, v: float | str) -> float | str:
-        if v != "auto" and not (1.0 <= float(v) <= MAX_CROP_SCALE):
-            raise ValueError(f"scale must be 'auto' or a number from 1 to {MAX_CROP_SCALE:g}, got {v}")
-        return v
+    ),
+    AfterValidator(_check_ocr_scale),
+]
 
 
 class OcrLineOut(BaseModel):
@@ -209,14 +208,13 @@ class OcrRegionOutput(BaseModel):
 
 
 # -- get_metadata ---------------------------------------------------------------------------
-class GetMetadataInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    image_id: str = Field(description="an image id from search_images", min_length=1, max_length=200)
-    max_ocr_lines: int = Field(
-        default=DEFAULT_OCR_LINES, ge=0, le=MAX_OCR_LINES,
+MaxOcrLines = Annotated[
+    int,
+    Field(
+        ge=0, le=MAX_OCR_LINES,
         description="Return at most this many OCR lines (top to bottom); the rest are counted in ocr_lines_omitted.",
-    )
+    ),
+]
 
 
 class OcrSummary(BaseModel):
@@ -265,16 +263,16 @@ class MetadataOutput(BaseModel):
 
 
 # -- write tools ----------------------------------------------------------------------------
-class IndexImagesInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    paths: list[str] = Field(
+IndexPaths = Annotated[
+    list[str],
+    Field(
         min_length=1, max_length=MAX_INDEX_PATHS,
         description="Files or folders on the server (folders are indexed recursively). Unchanged files are skipped.",
-    )
-    meta: dict[str, str] = Field(default_factory=dict, description="user metadata key/value pairs stored with every page")
-    acl: list[str] = Field(default_factory=list, description="principals or groups allowed to see these images; empty = everyone")
-    tags: list[str] = Field(default_factory=list, description="tags stored with every page")
+    ),
+]
+IndexMeta = Annotated[dict[str, str], Field(description="user metadata key/value pairs stored with every page")]
+IndexAcl = Annotated[list[str], Field(description="principals or groups allowed to see these images; empty = everyone")]
+IndexTags = Annotated[list[str], Field(description="tags stored with every page")]
 
 
 class IndexFailure(BaseModel):
@@ -294,10 +292,10 @@ class IndexImagesOutput(BaseModel):
     image_ids: list[str] = Field(description="ids of the pages indexed in this call (first 200)")
 
 
-class DeleteImageInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    image_id: str = Field(description="id of the image to soft-delete (it can be restored with `imgrag rollback`)")
+DeleteId = Annotated[
+    str,
+    Field(description="id of the image to soft-delete (it can be restored with `imgrag rollback`)", min_length=1, max_length=MAX_ID_CHARS),
+]
 
 
 class DeleteImageOutput(BaseModel):

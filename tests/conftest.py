@@ -18,6 +18,11 @@ from typing import Any
 import pytest
 
 BACKENDS = ["lancedb", "elasticsearch"]
+REPO = Path(__file__).resolve().parents[1]
+
+# Every subprocess a test starts (`python -m imgrag ...`, the stdio MCP server the agent spawns) runs
+# this checkout, not whichever checkout an editable install points at (a worktree, a CI clone).
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
 
 
 def es_test_url() -> str:

@@ -10,28 +10,22 @@ import typer
 
 from imgrag.indexing.errors import ImgragError
 
-from .common import app, err, fail, out, runtime
+from .common import app, err, facade, fail, out
 
 
-
-def adapter_runtime(adapter: Path, *, reembed: bool, quiet: bool = False) -> Any:
-    """A runtime whose image embedder is ``aligned`` with ``adapter``; with ``reembed``, an existing
+def adapter_facade(adapter: Path, *, reembed: bool, quiet: bool = False) -> Any:
+    """The application with image embedder ``aligned`` over ``adapter``; with ``reembed``, an existing
     index built with another image space (same features) is re-embedded first."""
-    from imgrag.indexing.align import reembed_index
-    from imgrag.indexing.config import get_settings
-    from imgrag.indexing.runtime import Runtime
-
-    s = get_settings().model_copy(update={"image_embedder": "aligned", "adapter": adapter.expanduser().resolve()})
-    rt = Runtime(s)
-    current = rt.store.spaces()
-    if reembed and current is not None and current.image != rt.image_embedder.identity:
+    ig = facade().with_adapter(adapter)
+    current = ig.store.spaces()
+    if reembed and current is not None and current.image != ig.rt.image_embedder.identity:
         if not quiet:
             err.print(f"re-embedding the index for adapter {adapter} (from stored features) …", highlight=False)
-        summary = reembed_index(rt)
+        summary = ig.reembed()
         if not quiet:
             err.print(f"re-embedded {summary.images} images · {summary.tiles_from_pixels} tiles from decoded pages"
                       f" · version {summary.version}", highlight=False)
-    return rt
+    return ig
 
 
 @app.command()
@@ -55,7 +49,7 @@ def align(
     try:
         if (pairs is None) == (not from_index):
             raise ImgragError("give either --pairs FILE or --from-index", "e.g. imgrag align --pairs pairs.jsonl --out my-adapter")
-        rt = runtime()
+        rt = facade().rt
         say = (lambda m: None) if as_json else (lambda m: err.print(m, highlight=False))
         if pairs is not None:
             say(f"embedding the images of {pairs} …")
@@ -81,10 +75,7 @@ def reembed(
 ) -> None:
     """Switch the index to another adapter using the stored features (no image is decoded for whole-image vectors)."""
     try:
-        rt = adapter_runtime(adapter, reembed=False)
-        from imgrag.indexing.align import reembed_index
-
-        summary = reembed_index(rt)
+        summary = adapter_facade(adapter, reembed=False).reembed()
     except ImgragError as e:
         fail(e)
     if summary.version is None:

@@ -10,7 +10,7 @@ import typer
 
 from imgrag.indexing.errors import ImgragError
 
-from .common import app, err, fail, parse_filters, principal, runtime
+from .common import app, err, facade, fail, parse_filters, principal
 
 
 
@@ -45,12 +45,13 @@ def ask(
             raise ImgragError("--token without --server", "pass --server http://HOST:PORT/mcp, or drop --token for the local stdio server")
         filters = parse_filters(filter_).model_dump(mode="json", exclude_defaults=True)
         config = AgentConfig(k=k, filters=filters)
-        llm_config = None if no_llm else LLMConfig.from_env()
+        llm_config = None if no_llm else LLMConfig.from_settings()
         server_obj = None
         if in_process:
+            from imgrag.mcp_server.auth import fixed_principal
             from imgrag.mcp_server.server import build_server
 
-            server_obj = build_server(runtime(), fixed_principal(principal(None, None)))
+            server_obj = build_server(facade(), fixed_principal(principal(None, None)))
 
         def tracer(ev: TraceEvent) -> None:
             err.print(f"[trace] {ev.node} · round {ev.round} · {ev.ms:.0f} ms", markup=False, highlight=False)

@@ -39,16 +39,27 @@ err = console(stderr=True)
 
 
 def fail(e: Exception) -> NoReturn:
-    if os.environ.get("IMGRAG_DEBUG"):
+    if _debug():
         raise e
     err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
-def runtime() -> Any:
-    from imgrag.indexing.runtime import Runtime
+def _debug() -> bool:
+    """``IMGRAG_DEBUG``; off when the settings themselves are what failed (that error is one line)."""
+    from imgrag.indexing.config import get_settings
 
-    return Runtime()
+    try:
+        return get_settings().debug
+    except ImgragError:
+        return False
+
+
+def facade() -> Any:
+    """The application (``imgrag.indexing.app.Imgrag``) over the configured index."""
+    from imgrag.indexing.app import Imgrag
+
+    return Imgrag()
 
 
 def principal(as_user: str | None, groups: list[str] | None) -> Any:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from imgrag.indexing.errors import ImgragError
 
-from .common import AsUser, Groups, app, err, fail, kv, out, principal, runtime
+from .common import AsUser, Groups, app, err, facade, fail, kv, out, principal
 
 
 
@@ -28,12 +28,12 @@ def index(
     adapter: Annotated[Path | None, typer.Option("--adapter", help="use this `imgrag align` adapter (image_embedder=aligned); an existing index is re-embedded from its stored features first")] = None,
 ) -> None:
     """Index images and PDFs; unchanged files are skipped, changed ones replaced."""
-    from imgrag.indexing.pipeline import Indexer, IndexOptions
+    from imgrag.indexing.pipeline import IndexOptions
 
-    from .align import adapter_runtime
+    from .align import adapter_facade
 
     try:
-        rt = runtime() if adapter is None else adapter_runtime(adapter, reembed=True, quiet=as_json)
+        ig = facade() if adapter is None else adapter_facade(adapter, reembed=True, quiet=as_json)
         opts = IndexOptions(
             meta=None if meta is None else kv([m for m in meta if m], "--meta"),
             tags=None if tag is None else [t for t in tag if t],
@@ -59,7 +59,7 @@ def index(
                 elif event == "fail":
                     err.print(f"[yellow]skipped[/] {data['path']}: {data['reason']}", highlight=False, soft_wrap=True)
 
-            summary = Indexer(rt).index([str(p) for p in paths], opts, progress)
+            summary = ig.index([str(p) for p in paths], opts, progress)
     except ImgragError as e:
         fail(e)
     if as_json:
@@ -85,40 +85,35 @@ def delete(
 ) -> None:
     """Soft-delete images (hidden at once; `imgrag purge` removes them, `imgrag rollback` restores)."""
     try:
-        store = runtime().store
+        ig = facade()
         ids = list(image_id or [])
         if path is not None:
-            ids.extend(store.live_ids_for_path(str(path.expanduser().resolve())))
+            ids.extend(ig.ids_for_path(path))
         if not ids:
             raise ImgragError("nothing to delete", "name image ids or --path FILE")
-        known = store.live_ids(ids)
-        missing = [i for i in ids if i not in known]
-        if missing and not known:
-            raise ImgragError(f"no live image with id {', '.join(missing)}", "check the ids with `imgrag search`")
-        n = store.soft_delete(sorted(known))
-        v = store.commit("delete", {"deleted": n})
+        d = ig.delete(ids)
+        if not d.deleted:
+            raise ImgragError(f"no live image with id {', '.join(d.unknown)}", "check the ids with `imgrag search`")
     except ImgragError as e:
         fail(e)
-    out.print(f"soft-deleted {n} image(s) · version {v.version}" + (f" · unknown: {', '.join(missing)}" if missing else ""))
+    out.print(f"soft-deleted {len(d.deleted)} image(s) · version {d.version}" + (f" · unknown: {', '.join(d.unknown)}" if d.unknown else ""))
 
 
 @app.command()
 def purge() -> None:
     """Physically remove soft-deleted images."""
     try:
-        store = runtime().store
-        n = store.purge()
-        v = store.commit("purge", {"purged": n}) if n else None
+        n, version = facade().purge()
     except ImgragError as e:
         fail(e)
-    out.print(f"purged {n} image(s)" + (f" · version {v.version}" if v else ""))
+    out.print(f"purged {n} image(s)" + (f" · version {version}" if version else ""))
 
 
 @app.command()
 def versions(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the index versions (one per index/delete/purge/rollback)."""
     try:
-        vs = runtime().store.versions()
+        vs = facade().versions()
     except ImgragError as e:
         fail(e)
     if as_json:
@@ -136,7 +131,7 @@ def versions(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def rollback(version: Annotated[int, typer.Argument(help="version number from `imgrag versions`")]) -> None:
     """Restore the index to an earlier version (recorded as a new version, so it can be undone)."""
     try:
-        v = runtime().store.rollback(version)
+        v = facade().rollback(version)
     except ImgragError as e:
         fail(e)
     out.print(f"restored version {version} · now version {v.version}")
@@ -146,7 +141,7 @@ def rollback(version: Annotated[int, typer.Argument(help="version number from `i
 def stats(as_user: AsUser = None, group: Groups = None) -> None:
     """Counts by quality class and format, pages with personal data by kind, the models and the current version."""
     try:
-        st = runtime().store.stats(principal(as_user, group))
+        st = facade().stats(principal(as_user, group))
     except ImgragError as e:
         fail(e)
     print(st.model_dump_json(indent=2))

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from imgrag.indexing.errors import ImgragError
 
-from .common import AsUser, Groups, app, fail, out, parse_filters, principal, runtime
+from .common import AsUser, Groups, app, facade, fail, out, parse_filters, principal
 
 
 
@@ -27,16 +27,15 @@ def search(
     group: Groups = None,
 ) -> None:
     """Hybrid search: image-text vectors, BM25 and OCR-text vectors fused by RRF, re-ranked by region."""
-    from imgrag.indexing.search import Searcher, SearchRequest
+    from imgrag.indexing.search import SearchRequest
 
     try:
         if mode not in ("hybrid", "vector", "keyword"):
             raise ImgragError(f"unknown --mode {mode!r}", "use hybrid, vector or keyword")
-        rt = runtime()
         req = SearchRequest(
             query=query, k=k, filters=parse_filters(filter_), mode=mode, similar_to=similar_to, rerank=not no_rerank  # type: ignore[arg-type]
         )
-        result = Searcher(rt).search(req, principal(as_user, group))
+        result = facade().search(req, principal(as_user, group))
     except ImgragError as e:
         fail(e)
     if as_json:
@@ -62,12 +61,8 @@ def show(
     group: Groups = None,
 ) -> None:
     """Print an image's stored record (without vectors) as JSON."""
-    from imgrag.indexing.errors import NotFoundError
-
     try:
-        rec = runtime().store.get(image_id, principal(as_user, group))
-        if rec is None:
-            raise NotFoundError(f"no image with id {image_id!r}", "find ids with `imgrag search ... --json`")
+        rec = facade().get(image_id, principal(as_user, group))
     except ImgragError as e:
         fail(e)
     print(rec.model_dump_json(indent=2))

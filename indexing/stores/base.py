@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from ..models import (
     BBox, DateMention, Enhancement, LayoutBlock, OcrLine, PiiFinding, PiiKind, QualityClass, Seal, TableResult,
 )
+from ..text import normalize
 
 
 class Principal(BaseModel):
@@ -101,6 +102,13 @@ class ImageRecord(BaseModel):
     @property
     def has_pii(self) -> bool:
         return bool(self.pii)
+
+
+def fts_source(rec: ImageRecord) -> str:
+    """What BM25 indexes for a page on every backend: OCR text, caption, tags and metadata values,
+    normalised. Elasticsearch analyses it with its analyser; LanceDB, which has no CJK analyser,
+    stores its :func:`~indexing.text.fts_text` tokens."""
+    return normalize(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.meta.values()]))
 
 
 class ImageVectors(BaseModel):

@@ -18,9 +18,8 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from ..analysis import fts_text
-from ..detectors import date_filter_tokens, date_tokens
 from ..errors import BackendUnavailableError, ImgragError
+from ..text import date_filter_tokens, date_tokens, fts_text
 from .base import (
     Filters,
     ImageRecord,
@@ -38,6 +37,7 @@ from .base import (
     VectorField,
     check_same_base_spaces,
     check_same_spaces,
+    fts_source,
 )
 
 log = logging.getLogger(__name__)
@@ -132,11 +132,6 @@ _ADDED_COLUMNS: dict[str, dict[str, str | pa.Field]] = {
     IMAGES: {"has_pii": "false"},
     REGIONS: {"has_pii": "false", "pii_kinds": pa.field("pii_kinds", pa.list_(pa.string()))},
 }
-
-
-def _image_fts(rec: ImageRecord) -> str:
-    """What BM25 sees for a page: OCR text, caption, tags and metadata values."""
-    return fts_text(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.meta.values()]))
 
 
 def _unit(dim: int) -> list[float]:
@@ -268,7 +263,7 @@ class LanceStore:
                 {
                     **common,
                     "page": rec.page,
-                    "fts": _image_fts(rec),
+                    "fts": fts_text(fts_source(rec)),
                     "record": rec.model_dump_json(),
                     "img_vec": it.vectors.image.astype(np.float32).tolist(),
                     "feat_vec": it.vectors.feature.astype(np.float32).tolist(),
@@ -327,7 +322,7 @@ class LanceStore:
                         continue
                     fields = {k: v for k, v in _filter_fields(rec).items() if k in ("acl", "tags", "meta_kv")}
                     new_fields[rec.image_id] = fields
-                    rows.append({**row, **fields, "fts": _image_fts(rec), "record": rec.model_dump_json()})
+                    rows.append({**row, **fields, "fts": fts_text(fts_source(rec)), "record": rec.model_dump_json()})
                 if not rows:
                     continue
                 where = f"image_id IN ({_lits(list(new_fields))})"
@@ -529,7 +524,7 @@ class LanceStore:
             return
         from lancedb.index import FTS
 
-        # `fts` holds pre-tokenised text (indexing.analysis.fts_text): split on whitespace, nothing else
+        # `fts` holds pre-tokenised text (indexing.text.fts_text): split on whitespace, nothing else
         config = FTS(
             base_tokenizer="whitespace",
             lower_case=False,

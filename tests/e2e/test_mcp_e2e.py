@@ -41,8 +41,8 @@ OPS_TOKEN = "ops-token-" + "c" * 24
 
 
 def imgrag_cmd() -> list[str]:
-    script = Path(sys.executable).with_name("imgrag")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "imgrag"]
+    # not the console script: an editable install may point at another checkout than this one
+    return [sys.executable, "-m", "imgrag"]
 
 
 def _cjk_font() -> str | None:

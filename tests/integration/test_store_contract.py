@@ -735,10 +735,10 @@ def test_an_index_from_before_pii_detection_is_upgraded(backend: str, tmp_path: 
         store: Any = LanceStore(tmp_path / "index", ann_min_rows=10**9)
         dispose = store.close
     else:
-        from imgrag.indexing.stores import elastic
+        from imgrag.indexing.stores.elastic import mapping, writes
 
         store, dispose = open_test_store(backend, tmp_path)
-        row_document = elastic.row_document
+        row_document = writes.row_document
 
         def old_row(item: Indexed, version: int, **kw: Any) -> dict[str, Any]:
             doc = row_document(item, version, **kw)
@@ -747,9 +747,9 @@ def test_an_index_from_before_pii_detection_is_upgraded(backend: str, tmp_path: 
                 del b["pii_kinds"]
             return doc
 
-        monkeypatch.setattr(elastic, "_ADDED_FIELDS", {})
-        monkeypatch.setattr(elastic, "_ADDED_BLOCK_FIELDS", {})
-        monkeypatch.setattr(elastic, "row_document", old_row)
+        monkeypatch.setattr(mapping, "ADDED_FIELDS", {})
+        monkeypatch.setattr(mapping, "ADDED_BLOCK_FIELDS", {})
+        monkeypatch.setattr(writes, "row_document", old_row)
         load(store, [Spec("old")])
         monkeypatch.undo()
     try:

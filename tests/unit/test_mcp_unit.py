@@ -22,10 +22,13 @@ from imgrag.indexing.loader import file_digest
 from imgrag.indexing.models import OcrLine
 from imgrag.indexing.runtime import Runtime
 from imgrag.indexing.stores.base import OPERATOR, ImageRecord, Principal, Stats
-from imgrag.mcp_server import imaging
+from imgrag.indexing import imaging
+from imgrag.indexing.app import Imgrag
+from imgrag.indexing.limits import MAX_CROP_BYTES, MAX_CROP_SIDE
+from imgrag.mcp_server import paging
 from imgrag.mcp_server.auth import TokenFileVerifier, fixed_principal, load_tokens, principal_from_settings
 from imgrag.mcp_server.server import build_server, format_validation_error
-from imgrag.mcp_server.tools import MAX_CROP_BYTES, MAX_CROP_SIDE, CropRegionInput
+from imgrag.mcp_server.tools import BBoxIn, CropScale, ImageId
 
 # -- geometry -----------------------------------------------------------------------------------
 
@@ -75,13 +78,13 @@ def test_auto_ocr_scale() -> None:
 
 
 def test_cursor_roundtrip_and_mismatch() -> None:
-    key = imaging.query_key({"q": "合同", "m": "hybrid"})
-    cur = imaging.encode_cursor(20, key)
-    assert imaging.decode_cursor(cur, key) == 20
+    key = paging.query_key({"q": "合同", "m": "hybrid"})
+    cur = paging.encode_cursor(20, key)
+    assert paging.decode_cursor(cur, key) == 20
     with pytest.raises(ImgragError, match="different search"):
-        imaging.decode_cursor(cur, imaging.query_key({"q": "other"}))
+        paging.decode_cursor(cur, paging.query_key({"q": "other"}))
     with pytest.raises(ImgragError, match="not one this server issued"):
-        imaging.decode_cursor("!!garbage!!", key)
+        paging.decode_cursor("!!garbage!!", key)
 
 
 # -- tokens and principals ------------------------------------------------------------------------
@@ -153,8 +156,13 @@ def test_stdio_principal_defaults_to_operator() -> None:
 def test_validation_error_wording() -> None:
     from pydantic import ValidationError
 
+    from pydantic import ConfigDict, create_model
+
+    crop_args = create_model(
+        "crop_region", __config__=ConfigDict(extra="forbid"), image_id=(ImageId, ...), bbox=(BBoxIn, ...), scale=(CropScale, 1.0)
+    )
     with pytest.raises(ValidationError) as ei:
-        CropRegionInput.model_validate({"bbox": [3, 3, 1, 1], "scale": 9, "extra": 1})
+        crop_args.model_validate({"bbox": [3, 3, 1, 1], "scale": 9, "extra": 1})
     text = format_validation_error("crop_region", ei.value)
     assert "image_id: missing" in text and "empty or inverted" in text and "scale:" in text
     assert "extra: unknown argument" in text and "pydantic.dev" not in text
@@ -239,7 +247,7 @@ def _run(mcp, fn):
 
 def test_crop_png_matches_bbox_and_scale(fake_server) -> None:
     rt, _ = fake_server
-    mcp = build_server(rt, fixed_principal(OPERATOR))
+    mcp = build_server(Imgrag(runtime=rt), fixed_principal(OPERATOR))
 
     async def calls(c):
         a = await c.call_tool("crop_region", {"image_id": "pub", "bbox": [100, 50, 300, 150], "scale": 2.5})
@@ -261,7 +269,7 @@ def test_crop_png_matches_bbox_and_scale(fake_server) -> None:
 
 def test_ocr_region_maps_boxes_back(fake_server) -> None:
     rt, ocr = fake_server
-    mcp = build_server(rt, fixed_principal(OPERATOR))
+    mcp = build_server(Imgrag(runtime=rt), fixed_principal(OPERATOR))
     r = _run(mcp, lambda c: c.call_tool("ocr_region", {"image_id": "pub", "bbox": [150, 280, 350, 340], "scale": 3}))
     assert not r.is_error, r.content
     (line,) = r.structured_content["lines"]
@@ -274,7 +282,7 @@ def test_ocr_region_maps_boxes_back(fake_server) -> None:
 
 def test_acl_unknown_and_forbidden_read_the_same(fake_server) -> None:
     rt, _ = fake_server
-    bob = build_server(rt, fixed_principal(Principal(name="bob", groups=["hr"])))
+    bob = build_server(Imgrag(runtime=rt), fixed_principal(Principal(name="bob", groups=["hr"])))
 
     async def calls(c):
         out = {}
@@ -337,7 +345,7 @@ def test_tools_over_each_backend(store: Any, tmp_path: Path) -> None:
     rt = Runtime(Settings(home=tmp_path / "home"), store=store)
     alice, bob = Principal(name="alice", groups=["legal"]), Principal(name="bob", groups=["hr"])
     for principal, mine, theirs in ((alice, "legal-1", "hr-1"), (bob, "hr-1", "legal-1")):
-        mcp = build_server(rt, fixed_principal(principal))
+        mcp = build_server(Imgrag(runtime=rt), fixed_principal(principal))
 
         async def calls(c: Any) -> dict[str, Any]:
             out: dict[str, Any] = {}

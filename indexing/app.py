@@ -1,0 +1,416 @@
+"""``Imgrag``: the application facade. One per process; the CLI, the MCP server, evals and benchmarks
+all go through it, so limits, locks, access checks and write bookkeeping exist once.
+
+It owns the :class:`~imgrag.indexing.runtime.Runtime` (settings, store, models built once under a
+lock), the decoded-page and thumbnail caches the read tools share, the index roots a remote caller
+may index from, and the single-writer lock. Every read takes the caller's ``Principal``: an id the
+caller may not see answers exactly like one that does not exist (``NotFoundError``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from . import imaging
+from .config import Settings
+from .errors import ImgragError, NotFoundError
+from .limits import (
+    MAX_CROP_BYTES,
+    MAX_CROP_SCALE,
+    MAX_CROP_SIDE,
+    MAX_OCR_PIXELS,
+    MAX_RESOURCE_BYTES,
+    MAX_RESOURCE_SIDE,
+    OCR_TARGET_TEXT_PX,
+)
+from .loader import load_page
+from .models import BBox, OcrLine
+from .runtime import Runtime
+from .search import Searcher, SearchRequest, SearchResult
+from .stores.base import OPERATOR, ImageRecord, IndexStore, Principal, Stats, Version
+
+if TYPE_CHECKING:
+    from .align import ReembedSummary
+    from .pipeline import IndexOptions, IndexSummary, ProgressFn
+
+log = logging.getLogger(__name__)
+
+
+class Crop(BaseModel):
+    """A region of a page as PNG, with the geometry that was actually applied."""
+
+    image_id: str
+    bbox: tuple[int, int, int, int] = Field(description="the box cropped, clipped to the image")
+    requested_bbox: tuple[float, float, float, float] = Field(description="the requested box in pixels, before clipping")
+    clipped: bool
+    image_width: int
+    image_height: int
+    scale: float = Field(description="zoom applied: output pixels per original pixel")
+    requested_scale: float
+    width: int
+    height: int
+    enhanced: bool
+    png: bytes = Field(repr=False)
+    note: str = ""
+
+
+class RegionText(BaseModel):
+    """What OCR read again in one region, boxes in original-image pixels, lines top to bottom."""
+
+    image_id: str
+    bbox: tuple[int, int, int, int]
+    clipped: bool
+    scale: float
+    engine: str
+    lines: list[OcrLine]
+
+
+class Deletion(BaseModel):
+    deleted: list[str] = Field(description="ids soft-deleted by this call")
+    unknown: list[str] = Field(default_factory=list, description="ids that were not live (or not visible to the caller)")
+    version: int | None = None
+
+
+class _PageCache:
+    """Decoded pages by image id, bounded by bytes: agents crop and re-read the same page many
+    times, and re-opening it means hashing the file (to detect changes) and decoding it again."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._data: OrderedDict[str, tuple[tuple[str, int, int], np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, stamp: tuple[str, int, int]) -> np.ndarray | None:
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is None or hit[0] != stamp:
+                return None
+            self._data.move_to_end(key)
+            return hit[1]
+
+    def put(self, key: str, stamp: tuple[str, int, int], page: np.ndarray) -> None:
+        if page.nbytes > self.max_bytes:
+            return
+        with self._lock:
+            self._data[key] = (stamp, page)
+            self._data.move_to_end(key)
+            while sum(p.nbytes for _, p in self._data.values()) > self.max_bytes:
+                self._data.popitem(last=False)
+
+
+class Imgrag:
+    """The application over one index.
+
+    Args:
+        settings: defaults to the process settings (``IMGRAG_*`` and ``imgrag.toml``).
+        store: an already open store (tests, benchmarks); default: opened from the settings on first use.
+        runtime: share an existing runtime (and so its loaded models) instead of building one.
+        index_roots: folders a *remote* caller may index from (``index_images``); None: anywhere
+            (the local operator's CLI).
+        page_cache_mb: decoded pages kept for crops and OCR re-reads.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: IndexStore | None = None,
+        runtime: Runtime | None = None,
+        index_roots: Sequence[Path] | None = None,
+        page_cache_mb: int = 256,
+    ) -> None:
+        self.rt = runtime or Runtime(settings, store=store)
+        self.searcher = Searcher(self.rt)
+        self.index_roots = [Path(p).expanduser().resolve() for p in index_roots] if index_roots is not None else None
+        self._pages = _PageCache(page_cache_mb * 2**20)
+        self._thumbs: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._thumbs_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+
+    # -- the runtime ---------------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return self.rt.settings
+
+    @property
+    def store(self) -> IndexStore:
+        return self.rt.store
+
+    def warm_up(self) -> None:
+        """Open the store and load the models reads use (query embedders, OCR for re-reads), so the
+        first call does not pay for them; indexing loads the rest (``Runtime.load_models``)."""
+        self.rt.warm_up()
+        for part in (self.rt.text_embedder, self.rt.image_embedder, self.rt.ocr):
+            load = getattr(part, "load", None)
+            if callable(load):
+                load()
+
+    def close(self) -> None:
+        """Close the store; the next call opens it again."""
+        store, self.rt._store = self.rt._store, None
+        if store is not None:
+            store.close()
+
+    # -- reads ---------------------------------------------------------------------------------
+    def search(self, req: SearchRequest, principal: Principal) -> SearchResult:
+        """Hybrid search; the request's k, offset and query length are checked against the limits."""
+        return self.searcher.search(req, principal)
+
+    def get(self, image_id: str, principal: Principal) -> ImageRecord:
+        rec = self.store.get(image_id, principal)
+        if rec is None:
+            raise NotFoundError(
+                f"no image with id {image_id!r}", "use an image_id returned by search_images (on the command line: imgrag search --json)"
+            )
+        return rec
+
+    def get_many(self, image_ids: Sequence[str], principal: Principal) -> dict[str, ImageRecord]:
+        return self.store.get_many(list(image_ids), principal)
+
+    def stats(self, principal: Principal) -> Stats:
+        return self.store.stats(principal)
+
+    def versions(self) -> list[Version]:
+        return self.store.versions()
+
+    def current_version(self) -> int | None:
+        try:
+            vs = self.store.versions()
+        except ImgragError:
+            return None
+        return vs[-1].version if vs else None
+
+    # -- pixels --------------------------------------------------------------------------------
+    def page(self, rec: ImageRecord) -> np.ndarray:
+        """The page as indexed, in original-image coordinates (W×H of the record)."""
+        s = self.settings
+        try:
+            st = os.stat(rec.path)
+            stamp: tuple[str, int, int] | None = (rec.doc_id, st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        if stamp is not None and (cached := self._pages.get(rec.image_id, stamp)) is not None:
+            return cached
+        img = load_page(rec.path, rec.page, max_pixels=s.max_pixels, pdf_dpi=s.pdf_dpi, doc_id=rec.doc_id)
+        if img.shape[:2] != (rec.height, rec.width):
+            # A PDF rendered at another IMGRAG_PDF_DPI than at indexing: keep the indexed coordinates valid.
+            img = np.asarray(Image.fromarray(img).resize((rec.width, rec.height), Image.Resampling.LANCZOS))
+        if stamp is not None:
+            self._pages.put(rec.image_id, stamp, img)
+        return img
+
+    def thumbnail(self, rec: ImageRecord, side: int) -> bytes:
+        """A PNG thumbnail of a record the caller has already been allowed to read."""
+        key = (rec.image_id + f"@{side}", rec.doc_id)
+        with self._thumbs_lock:
+            if key in self._thumbs:
+                self._thumbs.move_to_end(key)
+                return self._thumbs[key]
+        data = imaging.thumbnail(self.page(rec), side)
+        with self._thumbs_lock:
+            self._thumbs[key] = data
+            while len(self._thumbs) > 1024:
+                self._thumbs.popitem(last=False)
+        return data
+
+    def image_png(self, image_id: str, principal: Principal) -> bytes:
+        """The whole page as PNG, downscaled to the resource limits."""
+        page = self.page(self.get(image_id, principal))
+        return imaging.fit_png(Image.fromarray(page), MAX_RESOURCE_SIDE, MAX_RESOURCE_BYTES)[0]
+
+    def crop(
+        self,
+        image_id: str,
+        bbox: Sequence[float],
+        principal: Principal,
+        *,
+        units: Literal["px", "relative"] = "px",
+        scale: float = 1.0,
+        enhance: bool = False,
+    ) -> Crop:
+        """Part of a page as PNG, zoomed; the box is clipped to the image and the one used returned."""
+        if not 1.0 <= scale <= MAX_CROP_SCALE:
+            raise ImgragError(f"scale {scale:g} is out of range", f"use 1 to {MAX_CROP_SCALE:g}")
+        rec = self.get(image_id, principal)
+        req = imaging.to_pixels(bbox, units, rec.width, rec.height)
+        box, clipped = imaging.clamp_box(req, rec.width, rec.height)
+        data, img, applied, note = imaging.render_crop(
+            self.page(rec), box, scale, do_enhance=enhance, max_side=MAX_CROP_SIDE, max_bytes=MAX_CROP_BYTES
+        )
+        if clipped:
+            note = f"bbox clipped to the image ({rec.width}x{rec.height})" + ("; " + note if note else "")
+        return Crop(
+            image_id=rec.image_id,
+            bbox=box,
+            requested_bbox=tuple(round(v, 2) for v in req),  # type: ignore[arg-type]
+            clipped=clipped,
+            image_width=rec.width,
+            image_height=rec.height,
+            scale=round(applied, 4),
+            requested_scale=scale,
+            width=img.width,
+            height=img.height,
+            enhanced=enhance,
+            png=data,
+            note=note,
+        )
+
+    def ocr_region(
+        self,
+        image_id: str,
+        principal: Principal,
+        bbox: Sequence[float] | None = None,
+        *,
+        units: Literal["px", "relative"] = "px",
+        scale: float | Literal["auto"] = "auto",
+    ) -> RegionText:
+        """OCR a region again, upscaled first (``auto``: until its text lines are ~32 px tall)."""
+        if scale != "auto" and not 1.0 <= float(scale) <= MAX_CROP_SCALE:
+            raise ImgragError(f"scale {scale} is out of range", f"use 'auto' or 1 to {MAX_CROP_SCALE:g}")
+        rec = self.get(image_id, principal)
+        if bbox is None:
+            box, clipped = (0, 0, rec.width, rec.height), False
+        else:
+            box, clipped = imaging.clamp_box(imaging.to_pixels(bbox, units, rec.width, rec.height), rec.width, rec.height)
+        x0, y0, x1, y1 = box
+        w, h = x1 - x0, y1 - y0
+        if scale == "auto":
+            heights = [
+                ln.bbox[3] - ln.bbox[1]
+                for ln in rec.ocr_lines
+                if x0 <= (ln.bbox[0] + ln.bbox[2]) / 2 <= x1 and y0 <= (ln.bbox[1] + ln.bbox[3]) / 2 <= y1
+            ]
+            zoom = imaging.auto_ocr_scale(heights, box, target=OCR_TARGET_TEXT_PX, max_scale=MAX_CROP_SCALE)
+        else:
+            zoom = float(scale)
+        zoom = max(1.0, min(zoom, (MAX_OCR_PIXELS / (w * h)) ** 0.5))
+        canvas, pad, (fx, fy) = imaging.ocr_canvas(self.page(rec), box, zoom)
+        engine = self.rt.ocr
+        lines: list[OcrLine] = []
+        for ln in engine.recognize(canvas):
+            if not ln.text.strip():
+                continue
+            bx0, by0, bx1, by1 = (float(v) for v in ln.bbox)
+            ob: BBox = (
+                min(max(x0 + (bx0 - pad) / fx, x0), x1),
+                min(max(y0 + (by0 - pad) / fy, y0), y1),
+                min(max(x0 + (bx1 - pad) / fx, x0), x1),
+                min(max(y0 + (by1 - pad) / fy, y0), y1),
+            )
+            lines.append(OcrLine(text=ln.text, bbox=ob, confidence=float(getattr(ln, "confidence", 0.0))))
+        lines.sort(key=lambda ln: ((ln.bbox[1] + ln.bbox[3]) / 2, ln.bbox[0]))
+        return RegionText(
+            image_id=rec.image_id,
+            bbox=box,
+            clipped=clipped,
+            scale=round(fx, 4),
+            engine=str(getattr(engine, "name", type(engine).__name__)),
+            lines=lines,
+        )
+
+    # -- writes --------------------------------------------------------------------------------
+    def check_paths(self, paths: Sequence[str]) -> list[str]:
+        """With index roots (a remote caller): absolute paths, each inside one of the roots; without
+        (the local operator): the paths as given."""
+        if self.index_roots is None:
+            return [str(Path(raw).expanduser()) for raw in paths]
+        out: list[str] = []
+        for raw in paths:
+            p = Path(raw).expanduser()
+            if not p.is_absolute():
+                p = self.index_roots[0] / p
+            try:
+                p = p.resolve()
+            except (OSError, RuntimeError) as e:
+                raise ImgragError(f"cannot resolve {raw}: {e}", "name a file or folder that exists") from None
+            if not any(p == r or r in p.parents for r in self.index_roots):
+                roots = ", ".join(str(r) for r in self.index_roots)
+                raise ImgragError(
+                    f"{raw} is outside the folders this server may index ({roots})",
+                    "index files under those folders, or restart the server with --index-root",
+                )
+            out.append(str(p))
+        return out
+
+    def _writing(self) -> threading.Lock:
+        if not self._write_lock.acquire(blocking=False):
+            raise ImgragError("another write to this index is still running", "wait for it to finish, then try again")
+        return self._write_lock
+
+    def index(
+        self, paths: Sequence[str], opts: IndexOptions | None = None, progress: ProgressFn | None = None
+    ) -> IndexSummary:
+        """Index files and folders (recursive); unchanged files are skipped, changed ones replaced."""
+        from .pipeline import Indexer, IndexOptions
+
+        checked = self.check_paths(paths)
+        lock = self._writing()
+        try:
+            return Indexer(self.rt).index(checked, opts or IndexOptions(), progress)
+        finally:
+            lock.release()
+
+    def delete(self, image_ids: Sequence[str], principal: Principal = OPERATOR) -> Deletion:
+        """Soft-delete the ids the caller can see (hidden at once; purge removes, rollback restores)."""
+        visible = set(self.get_many(image_ids, principal)) if not principal.all_access else set(image_ids)
+        known = self.store.live_ids([i for i in image_ids if i in visible])
+        unknown = [i for i in dict.fromkeys(image_ids) if i not in known]
+        if not known:
+            return Deletion(deleted=[], unknown=unknown)
+        lock = self._writing()
+        try:
+            n = self.store.soft_delete(sorted(known))
+            version = self.store.commit("delete", {"deleted": n}).version if n else None
+        finally:
+            lock.release()
+        return Deletion(deleted=sorted(known), unknown=unknown, version=version)
+
+    def ids_for_path(self, path: str | Path) -> list[str]:
+        """Live image ids indexed from one file (every page of a PDF)."""
+        return self.store.live_ids_for_path(str(Path(path).expanduser().resolve()))
+
+    def purge(self) -> tuple[int, int | None]:
+        """Physically remove soft-deleted images; returns (count, new version or None)."""
+        lock = self._writing()
+        try:
+            n = self.store.purge()
+            return n, (self.store.commit("purge", {"purged": n}).version if n else None)
+        finally:
+            lock.release()
+
+    def rollback(self, version: int) -> Version:
+        """Restore an earlier version (recorded as a new version, so it can be undone)."""
+        lock = self._writing()
+        try:
+            return self.store.rollback(version)
+        finally:
+            lock.release()
+
+    def reembed(self, progress: Callable[[str], None] | None = None) -> ReembedSummary:
+        """Re-embed the index into the configured image space from stored features (``imgrag align``)."""
+        from .align import reembed_index
+
+        lock = self._writing()
+        try:
+            return reembed_index(self.rt, progress)
+        finally:
+            lock.release()
+
+    def with_adapter(self, adapter: Path) -> Imgrag:
+        """A facade over the same index whose image embedder is ``aligned`` with ``adapter``."""
+        s = self.settings.model_copy(update={"image_embedder": "aligned", "adapter": Path(adapter).expanduser().resolve()})
+        return Imgrag(s, index_roots=self.index_roots)
+
+    def __repr__(self) -> str:
+        return f"Imgrag(backend={self.settings.backend!r}, home={str(self.settings.home)!r})"
+
