@@ -110,16 +110,40 @@ def test_filter_stats_and_region_flags(indexed: tuple[Any, dict[str, Any]]) -> N
     assert all(r.kind != "tile" for r in regions if r.pii_kinds)
 
 
-def test_get_metadata_returns_the_findings(indexed: tuple[Any, dict[str, Any]]) -> None:
-    from imgrag.mcp_server.service import ImgragService
-    from imgrag.mcp_server.tools import GetMetadataInput
+def test_mcp_get_metadata_and_has_pii_filter(indexed: tuple[Any, dict[str, Any]]) -> None:
+    """Over a real MCP session: get_metadata returns the findings, search_images takes filters.has_pii."""
+    import asyncio
+
+    from mcp import Client
+
+    from imgrag.indexing.app import Imgrag
+    from imgrag.mcp_server.auth import fixed_principal
+    from imgrag.mcp_server.server import build_server
 
     rt, records = indexed
-    svc = ImgragService(rt)
+    mcp = build_server(Imgrag(runtime=rt), fixed_principal(OPERATOR))
+
+    async def calls() -> tuple[dict[str, Any], dict[bool, set[str]]]:
+        async with Client(mcp) as c:
+            meta = {}
+            for _, rec in records.values():
+                r = await c.call_tool("get_metadata", {"image_id": rec.image_id})
+                meta[rec.image_id] = r.structured_content
+            hits = {}
+            for flag in (True, False):
+                r = await c.call_tool("search_images", {"query": "合同编号 Agreement Name 姓名", "k": 10,
+                                                        "filters": {"has_pii": flag}})
+                hits[flag] = {h["image_id"] for h in r.structured_content["hits"]}
+            return meta, hits
+
+    meta, hits = asyncio.run(calls())
     for spec, rec in records.values():
-        out = svc.metadata(GetMetadataInput(image_id=rec.image_id), OPERATOR)
-        assert out.has_pii == bool(spec.pii)
-        assert [f.model_dump() for f in out.pii] == [f.model_dump() for f in rec.pii]
+        out = meta[rec.image_id]
+        assert out["has_pii"] == bool(spec.pii)
+        assert out["pii"] == [f.model_dump(mode="json") for f in rec.pii]
+    forms = {rec.image_id for spec, rec in records.values() if spec.page_kind == "form"}
+    assert hits[True] and hits[True] <= forms
+    assert hits[False] and not hits[False] & forms
 
 
 def test_blacking_out_the_stored_boxes_leaves_nothing_to_read(indexed: tuple[Any, dict[str, Any]], corpus: tuple[Path, dict[str, Any]]) -> None:
