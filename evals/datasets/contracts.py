@@ -19,7 +19,6 @@ gives the same bytes, and page i is the same whatever n is.
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pydantic import BaseModel, Field
 
 from .fonts import load_font
+from .sidecar import read_sidecar, write_sidecar
 
 W, H = 1240, 1754  # A4 at 150 dpi
 DPI = 150
@@ -1072,18 +1072,10 @@ def make_contracts(out_dir: str | Path, n: int, seed: int = 0, variants: bool = 
         (out / spec.file).write_bytes(data)
         specs.append(spec)
     if sidecar is not None:
-        sc = Path(sidecar)
-        sc = sc if sc.is_absolute() else out / sc
-        sc.parent.mkdir(parents=True, exist_ok=True)
-        with sc.open("w", encoding="utf-8") as fh:
-            for s in specs:
-                fh.write(json.dumps(s.model_dump(mode="json"), ensure_ascii=False) + "\n")
+        write_sidecar(out, sidecar, specs)
     return specs
 
 
 def read_contracts(path: str | Path) -> list[ContractSpec]:
     """Read a contracts.jsonl sidecar (or the folder holding one) back into specs."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / SIDECAR
-    return [ContractSpec.model_validate_json(line) for line in p.read_text("utf-8").splitlines() if line]
+    return read_sidecar(path, SIDECAR, ContractSpec)

@@ -19,7 +19,6 @@ and the value's box in the saved file's pixels (after skew / rotation). Output i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
@@ -49,6 +48,7 @@ from .contracts import (
     map_box,
     scan_page,
 )
+from .sidecar import read_sidecar, write_sidecar
 
 SIDECAR = "pii_pages.jsonl"
 PageKind = Literal["form", "negative"]
@@ -333,27 +333,26 @@ def _form_fields(lang: str, rng: Rng) -> list[tuple[PiiKind, str, str]]:
     return [out[i] for i in rng.permutation(len(out))]
 
 
+_INLINE: dict[str, dict[PiiKind, str]] = {
+    "zh": {
+        "cn_id": "本人{name}（身份证号 {value}）承诺以上信息真实有效。",
+        "cn_mobile": "如有疑问请致电经办人{name}，电话{value}。",
+        "email": "电子版材料请发送至{value}，抄送{name}。",
+    },
+    "en": {
+        "passport": "I, {name}, holder of passport {value}, confirm the above.",
+        "phone": "Questions: call {name} at {value}.",
+        "email": "Send the signed copy to {value} (attn. {name}).",
+    },
+}
+
+
 def _inline(lang: str, rng: Rng) -> tuple[str, PiiKind, str]:
     """A declaration sentence with one value in it."""
-    if lang == "zh":
-        name = _zh_person(rng)
-        kind: PiiKind = _pick(rng, ("cn_id", "cn_mobile", "email"))
-        value = _ZH_FIELDS[kind][0](rng)
-        text = {
-            "cn_id": f"本人{name}（身份证号 {value}）承诺以上信息真实有效。",
-            "cn_mobile": f"如有疑问请致电经办人{name}，电话{value}。",
-            "email": f"电子版材料请发送至{value}，抄送{name}。",
-        }[kind]
-        return text, kind, value
-    name = _en_person(rng)
-    kind = _pick(rng, ("passport", "phone", "email"))
-    value = _EN_FIELDS[kind][0](rng)
-    text = {
-        "passport": f"I, {name}, holder of passport {value}, confirm the above.",
-        "phone": f"Questions: call {name} at {value}.",
-        "email": f"Send the signed copy to {value} (attn. {name}).",
-    }[kind]
-    return text, kind, value
+    name = (_zh_person if lang == "zh" else _en_person)(rng)
+    kind: PiiKind = _pick(rng, tuple(_INLINE[lang]))
+    value = (_ZH_FIELDS if lang == "zh" else _EN_FIELDS)[kind][0](rng)
+    return _INLINE[lang][kind].format(name=name, value=value), kind, value
 
 
 def render_pii_page(index: int, seed: int, lang: str, page_kind: PageKind, scan_index: int | None
@@ -447,17 +446,11 @@ def make_pii_pages(out_dir: str | Path, n_forms: int, n_negatives: int, seed: in
         (out / spec.file).write_bytes(data)
         specs.append(spec)
     if sidecar is not None:
-        sc = Path(sidecar)
-        sc = sc if sc.is_absolute() else out / sc
-        with sc.open("w", encoding="utf-8") as fh:
-            for s in specs:
-                fh.write(json.dumps(s.model_dump(mode="json"), ensure_ascii=False) + "\n")
+        write_sidecar(out, sidecar, specs)
     return specs
 
 
 def read_pii_pages(path: str | Path) -> list[PiiPageSpec]:
-    p = Path(path)
-    if p.is_dir():
-        p = p / SIDECAR
-    return [PiiPageSpec.model_validate_json(line) for line in p.read_text("utf-8").splitlines() if line]
+    """Read a pii_pages.jsonl sidecar (or the folder holding one) back into specs."""
+    return read_sidecar(path, SIDECAR, PiiPageSpec)
 
