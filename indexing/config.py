@@ -93,6 +93,17 @@ class Settings(BaseSettings):
     )
     max_k: int = 100
 
+    # audit log (indexing/audit.py, docs/audit.md)
+    audit: bool = Field(
+        default=True, description="record every MCP call and every write in the audit log (on|off); off: nothing is recorded"
+    )
+    audit_max_mb: int = Field(
+        default=100, ge=1, le=1_000_000, description="embedded backend: rotate the audit JSONL file when it would grow past this"
+    )
+    audit_keep: int = Field(
+        default=0, ge=0, description="embedded backend: rotated audit files kept (the oldest beyond are deleted); 0: keep all"
+    )
+
     # access control: the principal the CLI and the stdio MCP server act as
     principal: str | None = Field(default=None, description="unset: the local operator, who sees everything")
     groups: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated")

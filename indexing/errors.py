@@ -21,3 +21,12 @@ class NotFoundError(ImgragError):
 
 class BackendUnavailableError(ImgragError):
     """The index backend cannot be reached or refused us."""
+
+
+class AccessDeniedError(ImgragError):
+    """The caller may not do this at all (a path outside the index roots); the audit log records it as denied."""
+
+
+class AuditError(ImgragError):
+    """The audit log could not be written: the call it was recording is refused (or, for a write that
+    already happened, reported as unrecorded) — never answered silently."""

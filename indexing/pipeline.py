@@ -53,6 +53,7 @@ class IndexSummary(BaseModel):
     seconds: float = 0.0
     version: int | None = None
     indexed_ids: list[str] = Field(default_factory=list)
+    updated_ids: list[str] = Field(default_factory=list, description="unchanged pages whose ACL / metadata / tags were updated")
 
 
 @dataclass
@@ -348,6 +349,8 @@ class Indexer:
         if unchanged_ids and not update.is_empty():
             n = store.update_metadata(unchanged_ids, update)
             summary.updated_metadata += n
+            if n:
+                summary.updated_ids.extend(unchanged_ids)
             summary.unchanged -= n
         if summary.indexed or summary.replaced or summary.updated_metadata:
             v = store.commit(

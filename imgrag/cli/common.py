@@ -140,8 +140,10 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log to s
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from imgrag.indexing.audit import Caller, set_caller
     from imgrag.indexing.config import get_settings
 
+    set_caller(Caller(transport="cli"))  # the audit log names writes made from here (serve's calls name their own)
     try:
         get_settings()  # a bad IMGRAG_* value: one line naming it, before any command starts
     except ImgragError as e:

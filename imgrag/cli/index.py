@@ -63,7 +63,7 @@ def index(
     except ImgragError as e:
         fail(e)
     if as_json:
-        print(summary.model_dump_json(indent=2, exclude={"indexed_ids"}))
+        print(summary.model_dump_json(indent=2, exclude={"indexed_ids", "updated_ids"}))
     else:
         out.print(
             f"indexed [bold]{summary.indexed}[/] pages · unchanged {summary.unchanged} · "

@@ -8,6 +8,7 @@ Layout (``P`` = ``IMGRAG_ES_INDEX_PREFIX``):
   with other models swaps the alias atomically.
 * ``P-versions`` — the version log, one small document per committed version: number, time,
   operation, summary, spaces and the generation it was committed in.
+* ``P-audit`` — the audit log (:mod:`indexing.audit`), one document per recorded call or write.
 
 One document per page *row*: the filter fields (acl, deleted, quality, tags, meta, dates, path,
 doc id, seal, PII flag and kinds), the analysed full text ``fts``, the stored-only ``record`` (the ImageRecord JSON),
@@ -33,7 +34,7 @@ primitives), :mod:`.mapping` (a generation's mapping and a page's row document),
 deletes, re-embedding), :mod:`.reads` (lookups and searches); :mod:`.store` puts them together.
 """
 
-from .client import BulkWriteError
+from .client import BulkWriteError, audit_index_name, check_index_name, connect, translate
 from .store import ElasticStore, open_elastic
 
-__all__ = ["BulkWriteError", "ElasticStore", "open_elastic"]
+__all__ = ["BulkWriteError", "ElasticStore", "audit_index_name", "check_index_name", "connect", "open_elastic", "translate"]

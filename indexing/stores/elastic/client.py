@@ -137,6 +137,50 @@ def guard(what: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
 
     return deco
 
+_INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,180}$")
+
+
+def check_index_name(prefix: str) -> None:
+    if not _INDEX_NAME.match(prefix):
+        raise ImgragError(
+            f"IMGRAG_ES_INDEX_PREFIX={prefix!r} is not a valid index name",
+            "use lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+
+
+def audit_index_name(prefix: str) -> str:
+    return f"{prefix}-audit"
+
+
+def connect(settings: Settings) -> Elasticsearch:
+    """A client from the ``IMGRAG_ES_*`` settings (no request is made yet); the store and the audit
+    log (``<prefix>-audit``) each hold one."""
+    from elasticsearch import Elasticsearch
+
+    if not settings.debug:
+        # The transport logs every retry with a traceback; our errors say what went wrong.
+        logging.getLogger("elastic_transport").setLevel(logging.ERROR)
+    s = settings
+    kwargs: dict[str, Any] = {
+        "request_timeout": s.es_request_timeout,
+        "max_retries": s.es_max_retries,
+        "retry_on_timeout": True,
+        "retry_on_status": (429, 502, 503, 504),
+    }
+    if s.es_api_key is not None:
+        key = s.es_api_key.get_secret_value()
+        kwargs["api_key"] = tuple(key.split(":", 1)) if ":" in key else key
+    elif s.es_username:
+        kwargs["basic_auth"] = (s.es_username, s.es_password.get_secret_value() if s.es_password else "")
+    if s.es_ca_certs is not None:
+        if not s.es_ca_certs.is_file():
+            raise ImgragError(f"IMGRAG_ES_CA_CERTS={s.es_ca_certs} is not a file", "point it at the cluster's CA certificate (PEM)")
+        kwargs["ca_certs"] = str(s.es_ca_certs)
+    try:
+        return Elasticsearch(s.es_url, **kwargs)
+    except Exception as e:  # bad URL and the like
+        raise ImgragError(f"invalid Elasticsearch settings ({e})", "check IMGRAG_ES_URL, e.g. http://127.0.0.1:9200") from e
+
 
 class Connection:
     """What every part of :class:`~.store.ElasticStore` shares: the client, the alias and the
@@ -168,31 +212,7 @@ class Connection:
         def _raise_failures(self, failures: dict[str, str], total: int, what: str) -> None: ...
 
     def _connect(self) -> Elasticsearch:
-        from elasticsearch import Elasticsearch
-
-        if not self.settings.debug:
-            # The transport logs every retry with a traceback; our errors say what went wrong.
-            logging.getLogger("elastic_transport").setLevel(logging.ERROR)
-        s = self.settings
-        kwargs: dict[str, Any] = {
-            "request_timeout": s.es_request_timeout,
-            "max_retries": s.es_max_retries,
-            "retry_on_timeout": True,
-            "retry_on_status": (429, 502, 503, 504),
-        }
-        if s.es_api_key is not None:
-            key = s.es_api_key.get_secret_value()
-            kwargs["api_key"] = tuple(key.split(":", 1)) if ":" in key else key
-        elif s.es_username:
-            kwargs["basic_auth"] = (s.es_username, s.es_password.get_secret_value() if s.es_password else "")
-        if s.es_ca_certs is not None:
-            if not s.es_ca_certs.is_file():
-                raise ImgragError(f"IMGRAG_ES_CA_CERTS={s.es_ca_certs} is not a file", "point it at the cluster's CA certificate (PEM)")
-            kwargs["ca_certs"] = str(s.es_ca_certs)
-        try:
-            return Elasticsearch(self.url, **kwargs)
-        except Exception as e:  # bad URL and the like
-            raise ImgragError(f"invalid Elasticsearch settings ({e})", "check IMGRAG_ES_URL, e.g. http://127.0.0.1:9200") from e
+        return connect(self.settings)
 
     @guard("read the server version")
     def _check_server(self) -> tuple[int, ...]:

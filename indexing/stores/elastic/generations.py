@@ -9,8 +9,8 @@ from typing import Any
 
 from ...errors import ImgragError
 from ..base import ModelSpaces, Version, check_same_spaces
-from .client import Connection, guard
 from . import mapping
+from .client import Connection, audit_index_name, guard
 from .mapping import SCHEMA, index_mappings
 
 log = logging.getLogger(__name__)
@@ -153,9 +153,10 @@ class Generations(Connection):
 
     @guard("delete the indices")
     def drop(self) -> None:
-        """Delete every index and the alias of this prefix (irreversible)."""
+        """Delete every index and the alias of this prefix, the audit log included (irreversible)."""
         names = [self._gen_name(n) for n in self._existing_generations()]
-        if self.es.indices.exists(index=self.versions_index):
-            names.append(self.versions_index)
+        for name in (self.versions_index, audit_index_name(self.alias)):
+            if self.es.indices.exists(index=name):
+                names.append(name)
         for name in names:
             self.es.indices.delete(index=name, ignore_unavailable=True)

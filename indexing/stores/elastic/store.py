@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ImgragError
-from .client import translate
+from .client import check_index_name, translate
 from .generations import Generations
 from .reads import Reads
 from .versions import Versions
@@ -18,9 +17,6 @@ if TYPE_CHECKING:
 
     from ...config import Settings
 
-_INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,180}$")
-
-
 class ElasticStore(Reads, Writes, Versions, Generations):
     """:class:`~indexing.stores.base.IndexStore` on Elasticsearch 9.x; one writer process at a time."""
 
@@ -30,11 +26,7 @@ class ElasticStore(Reads, Writes, Versions, Generations):
         self.settings = settings
         self.url = settings.es_url
         prefix = settings.es_index_prefix
-        if not _INDEX_NAME.match(prefix):
-            raise ImgragError(
-                f"IMGRAG_ES_INDEX_PREFIX={prefix!r} is not a valid index name",
-                "use lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
-            )
+        check_index_name(prefix)
         self.alias = prefix
         self.versions_index = f"{prefix}-versions"
         self._lock = threading.RLock()
