@@ -1,4 +1,4 @@
-"""Indexing: load → preprocess → OCR + layout → detectors → embeddings → regions → store.
+"""Indexing: load → preprocess → OCR + layout → detectors (seals, dates, PII) → embeddings → regions → store.
 
 Page analysis (OCR dominates) runs in a small thread pool — onnxruntime releases the GIL —
 while embedding and writing happen in batches on the calling thread. Each batch is written as
@@ -25,6 +25,7 @@ from .layout import analyze_layout, group_lines
 from .loader import BadFileError, Page, discover, iter_pages, shown_path
 from .models import BBox, OcrLine
 from .ocr import detect_orientation
+from .pii import detect_lines, kinds_in
 from .preprocess import preprocess
 from .runtime import Runtime
 from .stores.base import OPERATOR, ImageRecord, ImageVectors, Indexed, MetadataUpdate, Principal, RegionRecord
@@ -139,6 +140,7 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
             tables.append(t.model_copy(update={"bbox": pre.box_to_original(t.bbox)}))
     seals = [sl.model_copy(update={"bbox": pre.box_to_original(sl.bbox)}) for sl in detect_seals(img)]
     dates = extract_dates([ln.text for ln in lines])
+    pii = detect_lines(lines)
     ocr_text = "\n".join(ln.text for ln in lines)
     rec = ImageRecord(
         image_id=page.image_id,
@@ -161,6 +163,7 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
         tables=tables,
         seals=seals,
         dates=dates,
+        pii=pii,
         meta=dict(opts.meta or {}),
         tags=list(opts.tags or []),
         acl=list(opts.acl or []),
@@ -282,7 +285,7 @@ class Indexer:
                 regions.append(
                     RegionRecord(
                         region_id=f"{rec.image_id}:{suffix}", image_id=rec.image_id, kind=kind,  # type: ignore[arg-type]
-                        label=suffix, bbox=box, text=text, vector=text_vecs[ri],
+                        label=suffix, bbox=box, text=text, pii_kinds=kinds_in(rec.pii, box), vector=text_vecs[ri],
                     )
                 )
                 ri += 1

@@ -295,6 +295,8 @@ def metadata_output(app: Imgrag, rec: ImageRecord, max_ocr_lines: int) -> Metada
         tables=tables,
         seals=rec.seals,
         dates=rec.dates,
+        has_pii=rec.has_pii,
+        pii=rec.pii,
         caption=rec.caption,
         meta=rec.meta,
         tags=rec.tags,
@@ -462,7 +464,7 @@ def build_server(
         title="Image metadata",
         description="Everything indexed about one image: source file and page, size, dpi, quality class and the "
         "preprocessing applied, OCR lines with boxes, layout blocks (title/text/table/figure...), tables as "
-        "HTML, seals, dates, caption, user metadata, tags and ACL.",
+        "HTML, seals, dates, personal data found (kind and box), caption, user metadata, tags and ACL.",
         annotations=read_only,
     )
     async def get_metadata(

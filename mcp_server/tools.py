@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from imgrag.indexing.models import DateMention, Enhancement, LayoutBlock, QualityClass, Seal, TableResult
+from imgrag.indexing.models import DateMention, Enhancement, LayoutBlock, PiiFinding, QualityClass, Seal, TableResult
 from imgrag.indexing.stores.base import Filters
 
 from imgrag.indexing.limits import (
@@ -247,6 +247,12 @@ class MetadataOutput(BaseModel):
     tables: list[TableResult]
     seals: list[Seal]
     dates: list[DateMention]
+    has_pii: bool = Field(default=False, description="personal data was found on the page (filter with filters.has_pii)")
+    pii: list[PiiFinding] = Field(
+        default_factory=list,
+        description="personal data found in the OCR lines: kind (cn_id, cn_mobile, cn_landline, bank_card, email, "
+        "passport, us_ssn, iban, phone), the text, its OCR line index and character offsets, and its estimated bbox",
+    )
     caption: str
     meta: dict[str, str] = Field(description="user metadata given at indexing")
     tags: list[str]

@@ -113,9 +113,19 @@ def kv(pairs: list[str] | None, what: str) -> dict[str, str]:
     return result
 
 
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+
+
+def _flag(key: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE or v in _FALSE:
+        return v in _TRUE
+    raise ImgragError(f"--filter {key}={value}: not true or false", f"write --filter {key}=true or --filter {key}=false")
+
+
 def parse_filters(pairs: list[str] | None) -> Any:
     """``--filter`` pairs → Filters. Known keys: date_from, date_to, year, quality, tag, path,
-    doc, seal; anything else is a user metadata key."""
+    doc, seal, pii; anything else is a user metadata key."""
     from imgrag.indexing.stores.base import Filters
 
     data: dict[str, Any] = {"meta": {}}
@@ -135,10 +145,9 @@ def parse_filters(pairs: list[str] | None) -> Any:
             elif k == "doc":
                 data["doc_id"] = v
             elif k == "seal":
-                flag = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}.get(v.lower())
-                if flag is None:
-                    raise ImgragError(f"--filter seal={v} is not true or false", "write seal=true or seal=false")
-                data["has_seal"] = flag
+                data["has_seal"] = _flag(k, v)
+            elif k == "pii":
+                data["has_pii"] = _flag(k, v)
             else:
                 data["meta"][k] = v
         except ValueError as e:

@@ -139,7 +139,7 @@ def rollback(version: Annotated[int, typer.Argument(help="version number from `i
 
 @app.command()
 def stats(as_user: AsUser = None, group: Groups = None) -> None:
-    """Counts by quality class and format, the models and the current version."""
+    """Counts by quality class and format, pages with personal data by kind, the models and the current version."""
     try:
         st = facade().stats(principal(as_user, group))
     except ImgragError as e:

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from ..models import BBox, DateMention, Enhancement, LayoutBlock, OcrLine, QualityClass, Seal, TableResult
+from ..models import (
+    BBox, DateMention, Enhancement, LayoutBlock, OcrLine, PiiFinding, PiiKind, QualityClass, Seal, TableResult,
+)
 from ..text import normalize
 
 
@@ -26,6 +28,12 @@ class Principal(BaseModel):
     name: str | None = None
     groups: list[str] = Field(default_factory=list)
     all_access: bool = False
+    pii_clearance: bool = Field(default=False, description="may see personal data unmasked (operators always may)")
+
+    @property
+    def sees_pii(self) -> bool:
+        """Whether texts and pixels go to this principal unredacted (see :mod:`indexing.pii`)."""
+        return self.all_access or self.pii_clearance
 
     def tokens(self) -> list[str]:
         return [t for t in [self.name, *self.groups] if t]
@@ -50,6 +58,9 @@ class Filters(BaseModel):
     path_prefix: str | None = None
     doc_id: str | None = None
     has_seal: bool | None = None
+    has_pii: bool | None = Field(
+        default=None, description="true: pages where personal data (ID, phone, card, e-mail, ...) was found; false: none"
+    )
     image_ids: list[str] | None = Field(default=None, description="restrict to these ids")
 
     def is_empty(self) -> bool:
@@ -79,6 +90,7 @@ class ImageRecord(BaseModel):
     tables: list[TableResult] = Field(default_factory=list)
     seals: list[Seal] = Field(default_factory=list)
     dates: list[DateMention] = Field(default_factory=list)
+    pii: list[PiiFinding] = Field(default_factory=list)
     caption: str = ""
     meta: dict[str, str] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
@@ -86,6 +98,11 @@ class ImageRecord(BaseModel):
     deleted: bool = False
     indexed_at: datetime
     models: dict[str, str] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def has_pii(self) -> bool:
+        return bool(self.pii)
 
 
 def fts_source(rec: ImageRecord) -> str:
@@ -117,6 +134,7 @@ class RegionRecord(BaseModel):
     label: str
     bbox: BBox
     text: str = ""
+    pii_kinds: list[PiiKind] = Field(default_factory=list)  # personal data inside this text region
     vector: np.ndarray  # joint space for tiles, text space for blocks/lines
 
 
@@ -258,6 +276,8 @@ class Stats(BaseModel):
     regions: int
     by_quality: dict[str, int]
     by_format: dict[str, int]
+    pii_pages: int = 0  # pages with personal data found
+    pii_by_kind: dict[str, int] = Field(default_factory=dict)  # pages holding each kind
     version: int | None
     spaces: ModelSpaces | None
 
@@ -278,6 +298,7 @@ class RegionHit(BaseModel):
     bbox: BBox
     text: str
     score: float
+    pii_kinds: list[PiiKind] = Field(default_factory=list)
 
 
 @runtime_checkable

@@ -118,6 +118,8 @@ def where_clause(filters: Filters, principal: Principal) -> str:
         parts.append(f"doc_id = {_lit(filters.doc_id)}")
     if filters.has_seal is not None:
         parts.append(f"has_seal = {'true' if filters.has_seal else 'false'}")
+    if filters.has_pii is not None:
+        parts.append(f"has_pii = {'true' if filters.has_pii else 'false'}")
     if filters.image_ids is not None:
         parts.append(f"image_id IN ({_lits(filters.image_ids)})" if filters.image_ids else "false")
     return " AND ".join(parts)
@@ -136,6 +138,7 @@ def _filter_fields(rec: ImageRecord) -> dict[str, Any]:
         "meta_kv": [f"{k}={v}" for k, v in sorted(rec.meta.items())],
         "date_tokens": tokens,
         "has_seal": bool(rec.seals),
+        "has_pii": bool(rec.pii),
     }
 
 
@@ -152,7 +155,16 @@ def _filter_schema() -> list[pa.Field]:
         pa.field("meta_kv", strings),
         pa.field("date_tokens", strings),
         pa.field("has_seal", pa.bool_()),
+        pa.field("has_pii", pa.bool_()),
     ]
+
+
+# Columns added after the first release: the SQL value older rows get, or a field (all null) for a
+# list column, read back as empty. See LanceStore._upgrade.
+_ADDED_COLUMNS: dict[str, dict[str, str | pa.Field]] = {
+    IMAGES: {"has_pii": "false"},
+    REGIONS: {"has_pii": "false", "pii_kinds": pa.field("pii_kinds", pa.list_(pa.string()))},
+}
 
 
 def _unit(dim: int) -> list[float]:
@@ -197,6 +209,22 @@ class LanceStore:
         if IMAGES in names and REGIONS in names:
             self._images = self.db.open_table(IMAGES)
             self._regions = self.db.open_table(REGIONS)
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Add the columns an index built by an older imgrag lacks (pages indexed then have no PII
+        findings: re-index them to scan them)."""
+        for name, table in ((IMAGES, self._images), (REGIONS, self._regions)):
+            have = set(table.schema.names)
+            missing = {c: v for c, v in _ADDED_COLUMNS[name].items() if c not in have}
+            if not missing:
+                continue
+            try:
+                for column, value in missing.items():
+                    table.add_columns(value if isinstance(value, pa.Field) else {column: value})
+                log.info("added column(s) %s to the %s table", ", ".join(missing), name)
+            except Exception as e:  # another process upgrading at the same time, a read-only index
+                log.warning("could not add column(s) %s to the %s table: %s", ", ".join(missing), name, e)
 
     def _refresh_tables(self) -> None:
         for table in (self._images, self._regions):
@@ -344,12 +372,12 @@ class LanceStore:
                 pa.field("label", pa.string()),
                 pa.field("bbox", pa.list_(pa.float32(), 4)),
                 pa.field("text", pa.string()),
+                pa.field("pii_kinds", strings),
                 pa.field("fts", pa.string()),
                 pa.field("tile_vec", pa.list_(pa.float32(), spaces.image_dim)),
                 pa.field("text_vec", pa.list_(pa.float32(), spaces.text_dim)),
             ]
         )
-        del strings
         with self._writer_lock_only():
             self._images = self.db.create_table(IMAGES, schema=images_schema, exist_ok=True)
             self._regions = self.db.create_table(REGIONS, schema=regions_schema, exist_ok=True)
@@ -392,6 +420,7 @@ class LanceStore:
                         "label": r.label,
                         "bbox": [float(x) for x in r.bbox],
                         "text": r.text,
+                        "pii_kinds": list(r.pii_kinds),
                         "fts": fts_text(r.text),
                         "tile_vec": r.vector.astype(np.float32).tolist() if is_tile else _unit(spaces.image_dim),
                         "text_vec": _unit(spaces.text_dim) if is_tile else r.vector.astype(np.float32).tolist(),
@@ -727,7 +756,7 @@ class LanceStore:
         rows = (
             self._vector_search(self._regions, vector, column, k)
             .where(f"{kinds} AND {where_clause(filters, principal)}", prefilter=True)
-            .select(["region_id", "image_id", "kind", "label", "bbox", "text", "_distance"])
+            .select(["region_id", "image_id", "kind", "label", "bbox", "text", "pii_kinds", "_distance"])
             .limit(k)
             .to_list()
         )
@@ -743,6 +772,7 @@ class LanceStore:
             bbox=tuple(float(x) for x in r["bbox"]),  # type: ignore[arg-type]
             text=r["text"],
             score=score,
+            pii_kinds=r.get("pii_kinds") or [],
         )
 
     @_fresh_reads
@@ -752,7 +782,7 @@ class LanceStore:
         rows = (
             self._regions.search()
             .where(f"deleted = false AND image_id IN ({_lits(image_ids)})")
-            .select(["region_id", "image_id", "kind", "label", "bbox", "text"])
+            .select(["region_id", "image_id", "kind", "label", "bbox", "text", "pii_kinds"])
             .limit(200 * len(image_ids) + 100)
             .to_list()
         )
@@ -786,8 +816,14 @@ class LanceStore:
         where = where_clause(Filters(), principal)
         tbl = self._images.search().where(where).select(["doc_id", "quality", "record"]).limit(10_000_000).to_arrow()
         formats: Counter[str] = Counter()
+        pii: Counter[str] = Counter()
+        pii_pages = 0
         for raw in tbl.column("record").to_pylist():
-            formats[json.loads(raw).get("format", "?")] += 1
+            doc = json.loads(raw)
+            formats[doc.get("format", "?")] += 1
+            kinds = {f["kind"] for f in doc.get("pii") or []}
+            pii.update(kinds)
+            pii_pages += bool(kinds)
         return Stats(
             backend=self.backend,
             images=tbl.num_rows,
@@ -796,6 +832,8 @@ class LanceStore:
             regions=self._regions.count_rows(f"kind != '' AND {where}"),
             by_quality=dict(Counter(tbl.column("quality").to_pylist())),
             by_format=dict(formats),
+            pii_pages=pii_pages,
+            pii_by_kind=dict(pii),
             version=versions[-1].version if versions else None,
             spaces=self.spaces(),
         )
@@ -873,6 +911,7 @@ class LanceStore:
             for name, table in ((IMAGES, self._images), (REGIONS, self._regions)):
                 table.checkout(target["tables"][name])
                 table.restore()
+            self._upgrade()  # a version from before a column was added
             spaces = target["version"].get("spaces")
             if spaces:
                 self._meta_path.write_text(json.dumps(spaces, indent=2))

@@ -11,7 +11,7 @@ Layout (``P`` = ``IMGRAG_ES_INDEX_PREFIX``):
 * ``P-audit`` — the audit log (:mod:`indexing.audit`), one document per recorded call or write.
 
 One document per page *row*: the filter fields (acl, deleted, quality, tags, meta, dates, path,
-doc id, seal), the analysed full text ``fts``, the stored-only ``record`` (the ImageRecord JSON),
+doc id, seal, PII flag and kinds), the analysed full text ``fts``, the stored-only ``record`` (the ImageRecord JSON),
 three ``dense_vector`` fields and the page's regions as two ``nested`` fields (``tiles`` in the
 image-text space, ``blocks`` in the OCR-text space) so a region kNN hit names its region through
 ``inner_hits`` and every filter of the page applies to its regions for free.

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
 
 from ...errors import ImgragError
 from ..base import ModelSpaces, Version, check_same_spaces
+from . import mapping
 from .client import Connection, audit_index_name, guard
 from .mapping import SCHEMA, index_mappings
 
+log = logging.getLogger(__name__)
 _LIVE_TTL = 2.0  # seconds a read trusts its cached view of the live generation
 
 
@@ -115,10 +118,25 @@ class Generations(Connection):
             current = self.spaces()
             if current is not None:
                 check_same_spaces(current, spaces, "IMGRAG_ES_INDEX_PREFIX")
+                self._upgrade_mapping()
                 return
             self._ensure_versions_index()
             name, _ = self._create_generation(spaces)
             self._switch_alias(name)
+
+    def _upgrade_mapping(self) -> None:
+        """Add :data:`mapping.ADDED_FIELDS` to a live generation created by an older imgrag (strict
+        mappings refuse unknown fields, so its next write would fail)."""
+        index, _ = self._require_generation()
+        props = self.es.indices.get_mapping(index=index).body[index]["mappings"].get("properties", {})
+        blocks = props.get("blocks", {}).get("properties", {})
+        if all(f in props for f in mapping.ADDED_FIELDS) and all(f in blocks for f in mapping.ADDED_BLOCK_FIELDS):
+            return
+        self.es.indices.put_mapping(
+            index=index,
+            properties={**mapping.ADDED_FIELDS, "blocks": {"type": "nested", "properties": mapping.ADDED_BLOCK_FIELDS}},
+        )
+        log.info("added the PII fields to %s", index)
 
     @guard("start a new index generation")
     def start_generation(self, spaces: ModelSpaces) -> Version:

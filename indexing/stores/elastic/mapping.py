@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from ...config import Settings
 
 SCHEMA = 1
+# Fields added after the first release; an older generation gets them on its next ensure_spaces
+# (adding a field to a mapping is allowed; its older rows simply lack it).
+ADDED_FIELDS: dict[str, Any] = {"has_pii": {"type": "boolean"}, "pii_kinds": {"type": "keyword"}}
+ADDED_BLOCK_FIELDS: dict[str, Any] = {"pii_kinds": {"type": "keyword"}}
 VEC_FIELD: dict[VectorField, str] = {"image": "img_vec", "feature": "feat_vec", "text": "text_vec"}
 SPACE_DIM: dict[str, str] = {"img_vec": "image_dim", "feat_vec": "feature_dim", "text_vec": "text_dim"}
 VERSIONS_MAPPING: dict[str, Any] = {
@@ -66,6 +70,7 @@ def index_mappings(settings: Settings, spaces: ModelSpaces, generation: int) -> 
             "meta_kv": keyword,
             "acl": keyword,
             "has_seal": {"type": "boolean"},
+            **ADDED_FIELDS,
             "dates": {"type": "date_range", "format": "strict_date"},
             "deleted": {"type": "boolean"},
             "deleted_in": {"type": "integer"},
@@ -89,6 +94,7 @@ def index_mappings(settings: Settings, spaces: ModelSpaces, generation: int) -> 
                     "label": stored,
                     "bbox": bbox,
                     "text": {"type": "text", "index": False},
+                    **ADDED_BLOCK_FIELDS,
                     "vector": vector(spaces.text_dim),
                 },
             },
@@ -127,7 +133,7 @@ def row_document(item: Indexed, version: int, *, base64_vectors: bool = False) -
         if r.kind == "tile":
             tiles.append(region)
         else:
-            blocks.append({**region, "kind": r.kind, "text": r.text})
+            blocks.append({**region, "kind": r.kind, "text": r.text, "pii_kinds": list(r.pii_kinds)})
     dates = {(m.date, getattr(m, "precision", "day")) for m in rec.dates}
     return {
         "image_id": rec.image_id,
@@ -140,6 +146,8 @@ def row_document(item: Indexed, version: int, *, base64_vectors: bool = False) -
         "meta_kv": [f"{k}={v}" for k, v in sorted(rec.meta.items())],
         "acl": rec.acl,
         "has_seal": bool(rec.seals),
+        "has_pii": bool(rec.pii),
+        "pii_kinds": sorted({f.kind for f in rec.pii}),
         "dates": [date_interval(d, p) for d, p in sorted(dates)],
         "deleted": bool(rec.deleted),
         "current": True,

@@ -43,6 +43,10 @@ def filter_clauses(filters: Filters, principal: Principal) -> list[dict[str, Any
         out.append({"term": {"doc_id": filters.doc_id}})
     if filters.has_seal is not None:
         out.append({"term": {"has_seal": filters.has_seal}})
+    if filters.has_pii is not None:
+        # must_not for false: rows written before the field existed have none and hold no findings
+        pii = {"term": {"has_pii": True}}
+        out.append(pii if filters.has_pii else {"bool": {"must_not": [pii]}})
     if filters.image_ids is not None:
         out.append({"terms": {"image_id": list(filters.image_ids)}} if filters.image_ids else {"match_none": {}})
     return out
@@ -108,4 +112,5 @@ def region_hit(image_id: str, kind_path: str, src: dict[str, Any], score: float)
         bbox=tuple(float(x) for x in src["bbox"]),  # type: ignore[arg-type]
         text=src.get("text", ""),
         score=score,
+        pii_kinds=src.get("pii_kinds") or [],
     )

@@ -239,6 +239,8 @@ class Reads(Connection):
                 "documents": {"cardinality": {"field": "doc_id", "precision_threshold": 40_000}},
                 "quality": {"terms": {"field": "quality", "size": 50}},
                 "format": {"terms": {"field": "format", "size": 200}},
+                "pii_pages": {"filter": {"term": {"has_pii": True}}},
+                "pii_kinds": {"terms": {"field": "pii_kinds", "size": 50}},
                 "tiles": {"nested": {"path": "tiles"}},
                 "blocks": {"nested": {"path": "blocks"}},
             },
@@ -257,6 +259,8 @@ class Reads(Connection):
             regions=int(aggs["tiles"]["doc_count"]) + int(aggs["blocks"]["doc_count"]),
             by_quality={b["key"]: int(b["doc_count"]) for b in aggs["quality"]["buckets"]},
             by_format={b["key"]: int(b["doc_count"]) for b in aggs["format"]["buckets"]},
+            pii_pages=int(aggs["pii_pages"]["doc_count"]),
+            pii_by_kind={b["key"]: int(b["doc_count"]) for b in aggs["pii_kinds"]["buckets"]},
             version=version,
             spaces=spaces,
         )
