@@ -120,7 +120,7 @@ def _flag(key: str, value: str) -> bool:
     v = value.strip().lower()
     if v in _TRUE or v in _FALSE:
         return v in _TRUE
-    raise ImgragError(f"--filter {key}={value}: not true or false", f"write --filter {key}=true or --filter {key}=false")
+    raise ImgragError(f"--filter {key}={value} is not true or false", f"write --filter {key}=true or --filter {key}=false")
 
 
 def parse_filters(pairs: list[str] | None) -> Any:
