@@ -31,7 +31,7 @@ CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 """The CJK ideograph ranges (for a regex character class)."""
 
 _TOKEN = re.compile(rf"[{CJK}]+|[0-9a-z]+(?:[.,'][0-9a-z]+)*")
-_STOP = frozenset(
+STOPWORDS = frozenset(
     "a an and are as at be by for from in is it of on or the to was were with what which who whom where when how "
     "find show me please image images photo picture document page".split()
 )
@@ -55,7 +55,7 @@ def tokens(text: str, *, drop_stopwords: bool = False) -> list[str]:
         if "\u3400" <= tok[0] <= "\ufaff":
             out.extend(tok)
             out.extend(tok[i : i + 2] for i in range(len(tok) - 1))
-        elif not (drop_stopwords and tok in _STOP):
+        elif not (drop_stopwords and tok in STOPWORDS):
             out.append(tok)
     return out
 
@@ -77,7 +77,7 @@ def keyword_query(query: str) -> str:
     words = []
     for m in _TOKEN.finditer(normalize(query)):
         tok = m.group(0)
-        if "\u3400" <= tok[0] <= "\ufaff" or tok not in _STOP:
+        if "\u3400" <= tok[0] <= "\ufaff" or tok not in STOPWORDS:
             words.append(tok)
     return " ".join(words)
 

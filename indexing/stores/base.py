@@ -9,7 +9,7 @@ never applied afterwards.
 from __future__ import annotations
 
 from datetime import date, datetime
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -269,6 +269,14 @@ class RouteHit(BaseModel):
     score: float
 
 
+class WeightedTerms(BaseModel):
+    """More words for a full-text search, voting ``weight`` × what the query's own words do: a
+    translated query is a guess, so its matches must rank below the user's words."""
+
+    text: str
+    weight: float = Field(gt=0, le=1)
+
+
 class RegionHit(BaseModel):
     region_id: str
     image_id: str
@@ -326,7 +334,12 @@ class IndexStore(Protocol):
         self, field: VectorField, vector: np.ndarray, k: int, filters: Filters, principal: Principal
     ) -> list[RouteHit]: ...
 
-    def bm25(self, query: str, k: int, filters: Filters, principal: Principal) -> list[RouteHit]: ...
+    def bm25(
+        self, query: str, k: int, filters: Filters, principal: Principal, extra: Sequence[WeightedTerms] = ()
+    ) -> list[RouteHit]:
+        """BM25 over the page text; a page's score is its BM25 for ``query`` plus ``weight`` × its
+        BM25 for each of ``extra`` (a page matching only ``extra`` is found too)."""
+        ...
 
     def knn_regions(
         self,
