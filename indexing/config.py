@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     )
     max_k: int = 100
 
+    # cross-language full text: the query's dictionary translation (CC-CEDICT) also searched by BM25
+    translate_query: bool = Field(
+        default=True, description="also search the query's zh↔en dictionary translation on the full-text route"
+    )
+    weight_translated: float = Field(
+        default=0.3, gt=0, le=1, description="BM25 weight of a translated term relative to a typed one"
+    )
+
     # access control: the principal the CLI and the stdio MCP server act as
     principal: str | None = Field(default=None, description="unset: the local operator, who sees everything")
     groups: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated")

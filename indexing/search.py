@@ -22,7 +22,8 @@ from .errors import ImgragError, NotFoundError
 from .limits import MAX_OFFSET, MAX_QUERY_CHARS
 from .models import BBox
 from .runtime import Runtime
-from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, check_query_space
+from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space
+from .translate import translate_query
 
 Route = Literal["image", "bm25", "text_vector", "region_text", "region_tile"]
 ALL_ROUTES: tuple[Route, ...] = ("image", "bm25", "text_vector", "region_text", "region_tile")
@@ -206,6 +207,15 @@ class Searcher:
         quality = [q for q in filters.quality if q in allowed] if filters.quality else list(allowed)
         return filters.model_copy(update={"quality": quality}) if quality else None
 
+    def _translated(self, query: str) -> list[WeightedTerms]:
+        """The query's dictionary translation as BM25 terms below the typed ones (empty when off
+        or when nothing translates): a Chinese question then matches an English page's words."""
+        s = self.rt.settings
+        if not s.translate_query:
+            return []
+        text = translate_query(query, s.cache_dir)
+        return [WeightedTerms(text=text, weight=s.weight_translated)] if text else []
+
     def recall(self, req: SearchRequest, principal: Principal) -> Recall:
         """Every route's ranked candidates (the expensive part: embeddings and store queries)."""
         s = self.rt.settings
@@ -247,8 +257,10 @@ class Searcher:
             if "image" in routes:
                 timed("image", lambda: store.knn("image", self._q_image(query), depth, pictures, principal))
             keywords = keyword_query(query)
-            if "bm25" in routes and keywords:
-                timed("bm25", lambda: store.bm25(keywords, depth, req.filters, principal))
+            if "bm25" in routes:
+                extra = self._translated(query)
+                if keywords or extra:
+                    timed("bm25", lambda: store.bm25(keywords, depth, req.filters, principal, extra))
             if "text_vector" in routes:
                 timed("text_vector", lambda: store.knn("text", self._q_text(query), depth, req.filters, principal))
             for route, kind, vec, flt in (

@@ -36,7 +36,9 @@ _BAD_SENSE = re.compile(
     r"\bcoll\.|\bdialect|\bname\b|\bliterary\b|\bfig\.|\bpr\.|particle|\bsth\b|\bsb\b",
     re.I,
 )
-_FORMAT = 1  # bump when what is saved changes
+_FORMAT = 3  # bump when what is saved changes
+_NOT_A_NAME = re.compile(r"surname|variant of|see (also )?[^ ]|\bold\b|archaic|Taiwan pr\.|\bpr\.", re.I)
+_PROPER = re.compile(r"([A-Z][a-z'-]+(?: [A-Z][a-z'-]+)?)(?:$|,| [a-z(])")  # a name leading a sense
 _PAREN = re.compile(r"\([^)]*\)|\[[^]]*\]")
 # Chinese function and question words: they say what is asked, not what the page says.
 _ZH_STOP = frozenset(
@@ -68,6 +70,14 @@ class Dictionary:
                 continue
             glosses = zh_en.setdefault(zh, [])
             for i, sense in enumerate(e["definitions"]):
+                place = _PROPER.match(sense)
+                if place and len(zh) >= 2 and not _NOT_A_NAME.search(sense):
+                    # "Hangzhou subprovincial city and capital of Zhejiang": the name is the translation
+                    name = place.group(1).lower()
+                    if i == 0 and not glosses:
+                        glosses.extend(_LATIN.findall(name))
+                    cands.setdefault(name, set()).add((i, len(zh), zh))
+                    continue
                 if _BAD_SENSE.search(sense):
                     continue
                 clean = re.sub(r"^(to|a|an|the) ", "", _PAREN.sub("", sense).strip().lower()).strip()
@@ -103,7 +113,7 @@ class Dictionary:
 
     def zh_to_en(self, text: str) -> list[str]:
         out: list[str] = []
-        for run in _CJK_RUN.findall(text):
+        for run in _CJK_RUN.findall(normalize(text)):
             for word in self.segment(run):
                 if len(word) >= 2 and word not in _ZH_STOP:
                     out.extend(self.zh_en.get(word, []))
@@ -111,7 +121,7 @@ class Dictionary:
 
     def en_to_zh(self, text: str) -> list[str]:
         out: list[str] = []
-        for chunk in re.split(rf"[{CJK}]+", text):
+        for chunk in re.split(rf"[{CJK}]+", normalize(text)):
             words = _LATIN.findall(chunk)
             i = 0
             while i < len(words):
@@ -121,10 +131,19 @@ class Dictionary:
                     i += 2
                     continue
                 w = words[i]
-                if w not in STOPWORDS and w not in _EN_EXTRA_STOP and len(w) > 2:
-                    out.extend(self.zh_for(w) or (self.zh_for(w[:-1]) if w.endswith("s") else []))
+                if w not in STOPWORDS and w not in _EN_EXTRA_STOP and len(w) > 3:
+                    out.extend(next((z for stem in _stems(w) if (z := self.zh_for(stem))), []))
                 i += 1
         return out
+
+
+def _stems(word: str) -> list[str]:
+    """The word and its likely base forms ("signed" → sign, "services" → service), most literal first."""
+    out = [word]
+    for suffix, repl in (("s", ""), ("es", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            out.append(word[: -len(suffix)] + repl)
+    return out
 
 
 _LOCK = threading.Lock()
