@@ -93,12 +93,17 @@ class Settings(BaseSettings):
     )
     max_k: int = 100
 
-    # cross-language full text: the query's dictionary translation (CC-CEDICT) also searched by BM25
+    # query-dependent routing: the query's dictionary translation (CC-CEDICT) also searched by
+    # BM25; a query naming something seen lets the image routes search document pages
     translate_query: bool = Field(
         default=True, description="also search the query's zh↔en dictionary translation on the full-text route"
     )
     weight_translated: float = Field(
         default=0.3, gt=0, le=1, description="BM25 weight of a translated term relative to a typed one"
+    )
+    visual_query_all_pages: bool = Field(
+        default=True,
+        description="a query naming something seen (chart, map, photo, stamp, logo, handwriting) lets the image routes search every page",
     )
 
     # access control: the principal the CLI and the stdio MCP server act as

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .text import coverage, keyword_query, query_terms, squash
+from .text import coverage, is_visual_query, keyword_query, query_terms, squash
 from .errors import ImgragError, NotFoundError
 from .limits import MAX_OFFSET, MAX_QUERY_CHARS
 from .models import BBox
@@ -194,15 +194,19 @@ class Searcher:
     def search(self, req: SearchRequest, principal: Principal) -> SearchResult:
         return self.rank(req, principal, self.recall(req, principal))
 
-    def _picture_filters(self, filters: Filters) -> Filters | None:
-        """The filters of the image and tile routes: only pages of ``IMGRAG_IMAGE_ROUTE_QUALITY``.
+    def _picture_filters(self, filters: Filters, query: str = "") -> Filters | None:
+        """The filters of the image and tile routes: only pages of ``IMGRAG_IMAGE_ROUTE_QUALITY``,
+        unless the query names something a page shows (``IMGRAG_VISUAL_QUERY_ALL_PAGES``).
 
         A text query embedded into the image space matches what a picture shows; on a text page the
         label-bridge similarity is noise (nDCG@10 ≈ 0.1 alone on contracts and docqa), and its
-        votes pushed the right contract down. Documents are found by their words, photos by both.
+        votes pushed the right contract down. Documents are found by their words, photos by both —
+        but "a bar chart", "a floor plan" or "a handwritten note" asks what a scan looks like, which
+        its OCR text rarely says, so such a query lets those routes vote on every page.
         None: the user's own quality filter leaves nothing for these routes."""
-        allowed = self.rt.settings.image_route_quality
-        if not allowed:
+        s = self.rt.settings
+        allowed = s.image_route_quality
+        if not allowed or (s.visual_query_all_pages and query and is_visual_query(query)):
             return filters
         quality = [q for q in filters.quality if q in allowed] if filters.quality else list(allowed)
         return filters.model_copy(update={"quality": quality}) if quality else None
@@ -251,7 +255,7 @@ class Searcher:
         if query:
             routes = tuple(req.routes) if req.routes else MODE_ROUTES[req.mode]
             self._check_spaces(routes)
-            pictures = self._picture_filters(req.filters)
+            pictures = self._picture_filters(req.filters, query)
             if pictures is None:  # the user's quality filter excludes every page the image routes search
                 routes = tuple(r for r in routes if r not in ("image", "region_tile"))
             if "image" in routes:
