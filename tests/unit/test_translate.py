@@ -62,6 +62,7 @@ def test_translate_query_and_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(Dictionary, "from_entries", classmethod(fake))
     monkeypatch.setattr(T, "_DICT", None)
+    monkeypatch.setattr(T, "SHARED_CACHE", tmp_path / "shared")
     T.translate_query.cache_clear()
     try:
         assert T.translate_query("合同价格", tmp_path) == "contract price"
@@ -72,7 +73,9 @@ def test_translate_query_and_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         T.translate_query.cache_clear()
         assert T.translate_query("价格", tmp_path) == "price"
         assert len(calls) == 1  # the second process reads the saved dictionary
-        next(tmp_path.glob("cccedict-*.json")).write_text("{broken", encoding="utf-8")
+        assert list((tmp_path / "shared").glob("cccedict-*.json"))
+        for p in [*tmp_path.glob("cccedict-*.json"), *(tmp_path / "shared").glob("cccedict-*.json")]:
+            p.write_text("{broken", encoding="utf-8")
         monkeypatch.setattr(T, "_DICT", None)
         T.translate_query.cache_clear()
         assert T.translate_query("价格", tmp_path) == "price"  # a damaged cache is rebuilt
