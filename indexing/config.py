@@ -99,7 +99,7 @@ class Settings(BaseSettings):
         default=True, description="also search the query's zh↔en dictionary translation on the full-text route"
     )
     weight_translated: float = Field(
-        default=0.3, gt=0, le=1, description="BM25 weight of a translated term relative to a typed one"
+        default=0.7, gt=0, le=1, description="BM25 weight of the translated query as a whole relative to the typed one"
     )
     visual_query_all_pages: bool = Field(
         default=True,

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .text import coverage, is_visual_query, keyword_query, query_terms, squash
+from .text import coverage, is_visual_query, keyword_query, query_terms, squash, tokens
 from .errors import ImgragError, NotFoundError
 from .limits import MAX_OFFSET, MAX_QUERY_CHARS
 from .models import BBox
@@ -218,7 +218,13 @@ class Searcher:
         if not s.translate_query:
             return []
         text = translate_query(query, s.cache_dir)
-        return [WeightedTerms(text=text, weight=s.weight_translated)] if text else []
+        if not text:
+            return []
+        # The translation as a whole votes IMGRAG_WEIGHT_TRANSLATED × the typed query as a whole:
+        # a Chinese query is a dozen unigrams and bigrams, its English gloss a few words, and
+        # per-term weights let the typed CJK tokens bury every English page (zh→en nDCG 0.12).
+        ratio = max(1, len(tokens(keyword_query(query)))) / max(1, len(tokens(text)))
+        return [WeightedTerms(text=text, weight=s.weight_translated * ratio)]
 
     def recall(self, req: SearchRequest, principal: Principal) -> Recall:
         """Every route's ranked candidates (the expensive part: embeddings and store queries)."""

@@ -270,11 +270,11 @@ class RouteHit(BaseModel):
 
 
 class WeightedTerms(BaseModel):
-    """More words for a full-text search, voting ``weight`` × what the query's own words do: a
-    translated query is a guess, so its matches must rank below the user's words."""
+    """More words for a full-text search, each voting ``weight`` × what one of the query's own
+    words does (a translated query: the search sets the weight)."""
 
     text: str
-    weight: float = Field(gt=0, le=1)
+    weight: float = Field(gt=0, le=100)
 
 
 class RegionHit(BaseModel):
