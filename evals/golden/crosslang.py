@@ -75,27 +75,22 @@ def items_for(spec: ContractSpec, specs: list[ContractSpec]) -> list[GoldenItem]
     stem, page_lang = Path(spec.file).stem, spec.lang
     other = "zh" if page_lang == "en" else "en"
     same_place = [s.file for s in specs if (s.lang, s.contract_type, s.city) == (page_lang, spec.contract_type, spec.city)]
-    needs: list[tuple[str, list[str], dict[str, str]]] = []
     if page_lang == "en":
         t_en, t_zh = spec.contract_type.lower(), TYPE_ZH.get(spec.contract_type)
         c_en, c_zh = spec.city, CITY_ZH.get(spec.city)
-        if t_zh and c_zh and same_place[0] == spec.file:
-            needs.append(("place", same_place, {
-                "en": _pick([f"{t_en} signed in {c_en}", f"the {t_en} made in {c_en}"], stem),
-                "zh": _pick([f"在{c_zh}签订的{t_zh}", f"{c_zh}签的{t_zh}"], stem),
-            }))
-        if t_zh:
-            needs.append(("party", [spec.file], {"en": f"the {t_en} with {spec.party_b}", "zh": f"与{spec.party_b}签订的{t_zh}"}))
+        party = {"en": f"the {t_en} with {spec.party_b}", "zh": f"与{spec.party_b}签订的{t_zh}"}
     else:
-        t_zh, t_en = spec.contract_type, TYPE_EN.get(spec.contract_type)
-        c_zh, c_en = spec.city, CITY_EN.get(spec.city)
-        if t_en and c_en and same_place[0] == spec.file:
-            needs.append(("place", same_place, {
-                "zh": _pick([f"在{c_zh}签订的{t_zh}", f"{c_zh}签的{t_zh}"], stem),
-                "en": _pick([f"{t_en} signed in {c_en}", f"the {t_en} made in {c_en}"], stem),
-            }))
-        if t_en:
-            needs.append(("party", [spec.file], {"zh": f"{spec.party_a}的{t_zh}", "en": f"the {t_en} of {spec.party_a}"}))
+        t_zh, t_en = spec.contract_type, TYPE_EN.get(spec.contract_type)  # type: ignore[assignment]
+        c_zh, c_en = spec.city, CITY_EN.get(spec.city)  # type: ignore[assignment]
+        party = {"zh": f"{spec.party_a}的{t_zh}", "en": f"the {t_en} of {spec.party_a}"}
+    needs: list[tuple[str, list[str], dict[str, str]]] = []
+    if t_en and t_zh and c_en and c_zh and same_place[0] == spec.file:
+        needs.append(("place", same_place, {
+            "en": _pick([f"{t_en} signed in {c_en}", f"the {t_en} made in {c_en}"], stem),
+            "zh": _pick([f"在{c_zh}签订的{t_zh}", f"{c_zh}签的{t_zh}"], stem),
+        }))
+    if t_en and t_zh:
+        needs.append(("party", [spec.file], party))
     out = []
     for template, relevant, queries in needs:
         for q_lang in (page_lang, other):
