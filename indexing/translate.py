@@ -34,10 +34,10 @@ _LATIN = re.compile(r"[a-z][a-z'-]*")
 _BAD_SENSE = re.compile(
     r"surname|variant of|CL:|classifier|abbr\.|\bused in\b|see (also )?[^ ]|\bold\b|archaic|Taiwan pr\.|\bslang\b|"
     r"\bcoll\.|\bdialect|\bname\b|\bliterary\b|\bfig\.|\bpr\.|particle|\bsth\b|\bsb\b",
-    re.I,
+    re.IGNORECASE,
 )
 _FORMAT = 3  # bump when what is saved changes
-_NOT_A_NAME = re.compile(r"surname|variant of|see (also )?[^ ]|\bold\b|archaic|Taiwan pr\.|\bpr\.", re.I)
+_NOT_A_NAME = re.compile(r"surname|variant of|see (also )?[^ ]|\bold\b|archaic|Taiwan pr\.|\bpr\.", re.IGNORECASE)
 _PROPER = re.compile(r"([A-Z][a-z'-]+(?: [A-Z][a-z'-]+)?)(?:$|,| [a-z(])")  # a name leading a sense
 _PAREN = re.compile(r"\([^)]*\)|\[[^]]*\]")
 # Chinese function and question words: they say what is asked, not what the page says.

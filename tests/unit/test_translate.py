@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import imgrag.indexing.translate as T
+import pytest
 from imgrag.indexing.translate import Dictionary
 
 ENTRIES = [
