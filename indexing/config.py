@@ -101,8 +101,10 @@ class Settings(BaseSettings):
     weight_translated: float = Field(
         default=0.7, gt=0, le=1, description="BM25 weight of the translated query as a whole relative to the typed one"
     )
+    # off by default: on contracts it let the image routes vote on every page for "where is the
+    # seal on contract N" and cost those queries 0.06 / 0.36 nDCG@10 (docs/evaluation.md)
     visual_query_all_pages: bool = Field(
-        default=True,
+        default=False,
         description="a query naming something seen (chart, map, photo, stamp, logo, handwriting) lets the image routes search every page",
     )
 

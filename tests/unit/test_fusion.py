@@ -62,11 +62,11 @@ def test_visual_queries_reach_document_pages() -> None:
     for q in ["Who is Party A of agreement HT-1?", "合同编号HT-1的甲方是谁", "termination clause", "payment within 30 days",
               "chartered accountant", "mapping table"]:
         assert not is_visual_query(q), q
-    rt = SimpleNamespace(settings=Settings(image_route_quality="photo"))
+    rt = SimpleNamespace(settings=Settings(image_route_quality="photo", visual_query_all_pages=True))
     user = Filters(tags=["x"])
     assert Searcher(rt)._picture_filters(user, "a bar chart") == user  # type: ignore[arg-type]
     assert Searcher(rt)._picture_filters(user, "payment terms") == Filters(tags=["x"], quality=["photo"])  # type: ignore[arg-type]
-    off = SimpleNamespace(settings=Settings(image_route_quality="photo", visual_query_all_pages=False))
+    off = SimpleNamespace(settings=Settings(image_route_quality="photo"))  # the default
     assert Searcher(off)._picture_filters(user, "a bar chart") == Filters(tags=["x"], quality=["photo"])  # type: ignore[arg-type]
     # the user's own quality filter still binds a visual query
     scans = Filters(quality=["scanned"])
