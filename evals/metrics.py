@@ -48,8 +48,9 @@ def ranking_metrics(
         run[q] = {d: float(len(docs) - i) for i, d in enumerate(docs)} or {"\x00none": 0.0}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba's uint64→int64 cast notices
+        gold = Qrels({q: {d: int(g) for d, g in qrels[q].items() if g > 0} for q in qids})
         per = evaluate(
-            Qrels({q: {d: int(g) for d, g in qrels[q].items() if g > 0} for q in qids}),
+            gold,
             Run(run),
             list(metrics),
             return_mean=False,
@@ -57,7 +58,9 @@ def ranking_metrics(
         )
     if isinstance(per, np.ndarray):  # a single metric comes back as a bare array
         per = {metrics[0]: per}
-    per_query = {m: [float(x) for x in per[m]] for m in metrics}
+    # ranx scores queries in its own (sorted) id order; put them back in the order of ``qrels``
+    at = {q: i for i, q in enumerate(gold.keys())}
+    per_query = {m: [float(per[m][at[q]]) for q in qids] for m in metrics}
     return {m: float(np.mean(per_query[m])) for m in metrics}, per_query
 
 

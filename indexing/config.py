@@ -139,6 +139,21 @@ class Settings(BaseSettings):
         default=0, ge=0, description="embedded backend: rotated audit files kept (the oldest beyond are deleted); 0: keep all"
     )
 
+    # query-dependent routing: the query's dictionary translation (CC-CEDICT) also searched by
+    # BM25; a query naming something seen lets the image routes search document pages
+    translate_query: bool = Field(
+        default=True, description="also search the query's zh↔en dictionary translation on the full-text route"
+    )
+    weight_translated: float = Field(
+        default=0.7, gt=0, le=1, description="BM25 weight of the translated query as a whole relative to the typed one"
+    )
+    # off by default: on contracts it let the image routes vote on every page for "where is the
+    # seal on contract N" and cost those queries 0.06 / 0.36 nDCG@10 (docs/evaluation.md)
+    visual_query_all_pages: bool = Field(
+        default=False,
+        description="a query naming something seen (chart, map, photo, stamp, logo, handwriting) lets the image routes search every page",
+    )
+
     # access control: the principal the CLI and the stdio MCP server act as
     principal: str | None = Field(default=None, description="unset: the local operator, who sees everything")
     groups: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated")

@@ -17,12 +17,13 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .text import coverage, keyword_query, query_terms, squash
+from .text import coverage, is_visual_query, keyword_query, query_terms, squash, tokens
 from .errors import ImgragError, NotFoundError
 from .limits import MAX_OFFSET, MAX_QUERY_CHARS
 from .models import BBox
 from .runtime import Runtime
-from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, check_query_space
+from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space
+from .translate import translate_query
 
 Route = Literal["image", "bm25", "text_vector", "region_text", "region_tile"]
 ALL_ROUTES: tuple[Route, ...] = ("image", "bm25", "text_vector", "region_text", "region_tile")
@@ -193,18 +194,37 @@ class Searcher:
     def search(self, req: SearchRequest, principal: Principal) -> SearchResult:
         return self.rank(req, principal, self.recall(req, principal))
 
-    def _picture_filters(self, filters: Filters) -> Filters | None:
-        """The filters of the image and tile routes: only pages of ``IMGRAG_IMAGE_ROUTE_QUALITY``.
+    def _picture_filters(self, filters: Filters, query: str = "") -> Filters | None:
+        """The filters of the image and tile routes: only pages of ``IMGRAG_IMAGE_ROUTE_QUALITY``,
+        unless the query names something a page shows (``IMGRAG_VISUAL_QUERY_ALL_PAGES``).
 
         A text query embedded into the image space matches what a picture shows; on a text page the
         label-bridge similarity is noise (nDCG@10 ≈ 0.1 alone on contracts and docqa), and its
-        votes pushed the right contract down. Documents are found by their words, photos by both.
+        votes pushed the right contract down. Documents are found by their words, photos by both —
+        but "a bar chart", "a floor plan" or "a handwritten note" asks what a scan looks like, which
+        its OCR text rarely says, so such a query lets those routes vote on every page.
         None: the user's own quality filter leaves nothing for these routes."""
-        allowed = self.rt.settings.image_route_quality
-        if not allowed:
+        s = self.rt.settings
+        allowed = s.image_route_quality
+        if not allowed or (s.visual_query_all_pages and query and is_visual_query(query)):
             return filters
         quality = [q for q in filters.quality if q in allowed] if filters.quality else list(allowed)
         return filters.model_copy(update={"quality": quality}) if quality else None
+
+    def _translated(self, query: str) -> list[WeightedTerms]:
+        """The query's dictionary translation as BM25 terms below the typed ones (empty when off
+        or when nothing translates): a Chinese question then matches an English page's words."""
+        s = self.rt.settings
+        if not s.translate_query:
+            return []
+        text = translate_query(query, s.cache_dir)
+        if not text:
+            return []
+        # The translation as a whole votes IMGRAG_WEIGHT_TRANSLATED × the typed query as a whole:
+        # a Chinese query is a dozen unigrams and bigrams, its English gloss a few words, and
+        # per-term weights let the typed CJK tokens bury every English page (zh→en nDCG 0.12).
+        ratio = max(1, len(tokens(keyword_query(query)))) / max(1, len(tokens(text)))
+        return [WeightedTerms(text=text, weight=s.weight_translated * ratio)]
 
     def recall(self, req: SearchRequest, principal: Principal) -> Recall:
         """Every route's ranked candidates (the expensive part: embeddings and store queries)."""
@@ -241,14 +261,16 @@ class Searcher:
         if query:
             routes = tuple(req.routes) if req.routes else MODE_ROUTES[req.mode]
             self._check_spaces(routes)
-            pictures = self._picture_filters(req.filters)
+            pictures = self._picture_filters(req.filters, query)
             if pictures is None:  # the user's quality filter excludes every page the image routes search
                 routes = tuple(r for r in routes if r not in ("image", "region_tile"))
             if "image" in routes:
                 timed("image", lambda: store.knn("image", self._q_image(query), depth, pictures, principal))
             keywords = keyword_query(query)
-            if "bm25" in routes and keywords:
-                timed("bm25", lambda: store.bm25(keywords, depth, req.filters, principal))
+            if "bm25" in routes:
+                extra = self._translated(query)
+                if keywords or extra:
+                    timed("bm25", lambda: store.bm25(keywords, depth, req.filters, principal, extra))
             if "text_vector" in routes:
                 timed("text_vector", lambda: store.knn("text", self._q_text(query), depth, req.filters, principal))
             for route, kind, vec, flt in (

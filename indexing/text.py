@@ -31,7 +31,7 @@ CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 """The CJK ideograph ranges (for a regex character class)."""
 
 _TOKEN = re.compile(rf"[{CJK}]+|[0-9a-z]+(?:[.,'][0-9a-z]+)*")
-_STOP = frozenset(
+STOPWORDS = frozenset(
     "a an and are as at be by for from in is it of on or the to was were with what which who whom where when how "
     "find show me please image images photo picture document page".split()
 )
@@ -55,7 +55,7 @@ def tokens(text: str, *, drop_stopwords: bool = False) -> list[str]:
         if "\u3400" <= tok[0] <= "\ufaff":
             out.extend(tok)
             out.extend(tok[i : i + 2] for i in range(len(tok) - 1))
-        elif not (drop_stopwords and tok in _STOP):
+        elif not (drop_stopwords and tok in STOPWORDS):
             out.append(tok)
     return out
 
@@ -77,9 +77,31 @@ def keyword_query(query: str) -> str:
     words = []
     for m in _TOKEN.finditer(normalize(query)):
         tok = m.group(0)
-        if "\u3400" <= tok[0] <= "\ufaff" or tok not in _STOP:
+        if "\u3400" <= tok[0] <= "\ufaff" or tok not in STOPWORDS:
             words.append(tok)
     return " ".join(words)
+
+
+# Things a page shows rather than says: a query naming one asks what the page looks like, so the
+# image routes may answer it on document pages too (indexing/search.py). Entity and clause words
+# ("party", "amount", "甲方") are deliberately absent.
+_VISUAL_EN = re.compile(
+    r"\b(?:(?:bar|pie|line|flow|org(?:anisation|anization)?)[ -]?charts?|charts?|graphs?|plots?|diagrams?|maps?|"
+    r"floor ?plans?|blueprints?|photos?|photographs?|pictures?|images?|illustrations?|drawings?|sketch(?:es)?|"
+    r"stamps?|seals?|logos?|emblems?|signatures?|handwrit(?:ten|ing)|hand-written|scribbles?|doodles?|"
+    r"screenshots?|qr ?codes?|barcodes?|figures?|infographics?)\b"
+)
+_VISUAL_ZH = re.compile(
+    "图表|柱状图|条形图|饼图|折线图|曲线图|流程图|示意图|结构图|组织架构图|地图|平面图|户型图|图纸|蓝图|照片|相片|图片|"
+    "插图|截图|印章|公章|盖章|图章|徽标|标志|商标|签名|签字|手写|手绘|草图|涂鸦|二维码|条形码"
+)
+
+
+def is_visual_query(query: str) -> bool:
+    """Whether a query names something a page shows (a chart, map, photo, stamp, logo, handwriting)
+    rather than only what it says."""
+    q = normalize(query)
+    return bool(_VISUAL_EN.search(q) or _VISUAL_ZH.search(q))
 
 
 def query_terms(query: str) -> list[str]:

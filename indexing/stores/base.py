@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import date, datetime
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -290,6 +290,14 @@ class RouteHit(BaseModel):
     score: float
 
 
+class WeightedTerms(BaseModel):
+    """More words for a full-text search, each voting ``weight`` × what one of the query's own
+    words does (a translated query: the search sets the weight)."""
+
+    text: str
+    weight: float = Field(gt=0, le=100)
+
+
 class RegionHit(BaseModel):
     region_id: str
     image_id: str
@@ -348,7 +356,12 @@ class IndexStore(Protocol):
         self, field: VectorField, vector: np.ndarray, k: int, filters: Filters, principal: Principal
     ) -> list[RouteHit]: ...
 
-    def bm25(self, query: str, k: int, filters: Filters, principal: Principal) -> list[RouteHit]: ...
+    def bm25(
+        self, query: str, k: int, filters: Filters, principal: Principal, extra: Sequence[WeightedTerms] = ()
+    ) -> list[RouteHit]:
+        """BM25 over the page text; a page's score is its BM25 for ``query`` plus ``weight`` × its
+        BM25 for each of ``extra`` (a page matching only ``extra`` is found too)."""
+        ...
 
     def knn_regions(
         self,

@@ -14,7 +14,7 @@ import os
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -40,6 +40,7 @@ from .base import (
     Stats,
     Version,
     VectorField,
+    WeightedTerms,
     check_same_base_spaces,
     check_same_spaces,
     fts_source,
@@ -724,15 +725,24 @@ class LanceStore:
         )
 
     @_fresh_reads
-    def bm25(self, query: str, k: int, filters: Filters, principal: Principal) -> list[RouteHit]:
+    def bm25(
+        self, query: str, k: int, filters: Filters, principal: Principal, extra: Sequence[WeightedTerms] = ()
+    ) -> list[RouteHit]:
         q = fts_text(query)
-        if not self._ready() or not q:
+        more = [(t, e.weight) for e in extra if (t := fts_text(e.text))]
+        if not self._ready() or not (q or more):
             return []
         self._ensure_fts(self._images)
         if not self._images.list_indices():
             return []
+        fts: Any = q
+        if more:
+            from lancedb.query import BooleanQuery, MatchQuery, Occur
+
+            parts = [(q, 1.0)] if q else []
+            fts = BooleanQuery([(Occur.SHOULD, MatchQuery(t, "fts", boost=w)) for t, w in parts + more])
         rows = (
-            self._images.search(q, query_type="fts", fts_columns="fts")
+            self._images.search(fts, query_type="fts", fts_columns="fts")
             .where(where_clause(filters, principal), prefilter=True)
             .select(["image_id", "_score"])
             .limit(k)

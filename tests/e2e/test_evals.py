@@ -63,6 +63,13 @@ def test_ranking_metrics_graded_missing_and_duplicates() -> None:
     assert mean["mrr@10"] == pytest.approx(0.5)
 
 
+def test_per_query_metrics_follow_the_qrels_order() -> None:
+    """ranx scores queries in sorted-id order; the per-query lists (and so the by-kind and by-lang
+    breakdowns built from them) must follow the golden file's order instead."""
+    _, per = ranking_metrics({"b": {"x": 1}, "a": {"y": 1}, "c": {"z": 1}}, {"b": ["x"], "a": ["q"], "c": ["z"]})
+    assert per["ndcg@10"] == [1.0, 0.0, 1.0]
+
+
 def test_latency_percentiles() -> None:
     assert percentile([1, 2, 3, 4], 50) == pytest.approx(2.5)
     assert percentile([1, 2, 3, 4], 95) == pytest.approx(3.85)

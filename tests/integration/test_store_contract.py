@@ -33,6 +33,7 @@ from imgrag.indexing.stores.base import (
     ModelSpaces,
     Principal,
     RegionRecord,
+    WeightedTerms,
 )
 
 IMG, FEAT, TXT = 16, 24, 16
@@ -280,6 +281,33 @@ def test_bm25_english_and_chinese(store: IndexStore) -> None:
     assert store.bm25("  ?! ", 10, Filters(), OPERATOR) == []
     assert store.bm25("zebra", 10, Filters(), OPERATOR) == []
     assert len(store.bm25("合同 invoice meeting", 2, Filters(), OPERATOR)) == 2
+
+
+def test_bm25_weighted_extra_terms(store: IndexStore) -> None:
+    """A translated query's terms find pages on their own, vote at their weight, and keep filters."""
+    load(store, [
+        Spec("en1", text="The contract price is payable in two instalments"),
+        Spec("en2", text="Price list of the canteen"),
+        Spec("zh1", text="本合同价格为人民币十万元"),
+        Spec("zh2", text="合同价格 合同价格 合同价格", tags=["t"]),
+    ])
+    ids = lambda hits: [h.image_id for h in hits]  # noqa: E731
+    plain = store.bm25("合同价格", 10, Filters(), OPERATOR)
+    assert not {"en1", "en2"} & set(ids(plain))
+    both = store.bm25("合同价格", 10, Filters(), OPERATOR, [WeightedTerms(text="contract price", weight=0.5)])
+    assert set(ids(both)) == {"zh1", "zh2", "en1", "en2"}
+    assert ids(both).index("en1") < ids(both).index("en2")  # both translated words beat one
+    by_id = {h.image_id: h.score for h in both}
+    low = store.bm25("合同价格", 10, Filters(), OPERATOR, [WeightedTerms(text="contract price", weight=0.1)])
+    low_by_id = {h.image_id: h.score for h in low}
+    # the original terms score as before; the translated ones scale with their weight
+    assert low_by_id["zh1"] == pytest.approx({h.image_id: h.score for h in plain}["zh1"], rel=1e-3)
+    assert low_by_id["en1"] == pytest.approx(by_id["en1"] / 5, rel=1e-2)
+    # an empty original query still searches the extra terms; an empty extra is ignored
+    assert ids(store.bm25("", 10, Filters(), OPERATOR, [WeightedTerms(text="canteen", weight=0.5)])) == ["en2"]
+    assert ids(store.bm25("合同价格", 10, Filters(), OPERATOR, [WeightedTerms(text=" ?! ", weight=0.5)])) == ids(plain)
+    # filters and the ACL bind the extra terms too
+    assert ids(store.bm25("合同价格", 10, Filters(tags=["t"]), OPERATOR, [WeightedTerms(text="price", weight=1.0)])) == ["zh2"]
 
 
 def test_knn_regions_tile_and_text_with_bbox(store: IndexStore) -> None:

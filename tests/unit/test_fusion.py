@@ -46,6 +46,33 @@ def test_image_routes_search_only_picture_pages() -> None:
     assert filters_for("", Filters(quality=["born_digital"])) == Filters(quality=["born_digital"])
 
 
+def test_visual_queries_reach_document_pages() -> None:
+    """A query naming what a page shows lets the image routes search scans; an entity or clause
+    query does not."""
+    from types import SimpleNamespace
+
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.search import Searcher
+    from imgrag.indexing.stores.base import Filters
+    from imgrag.indexing.text import is_visual_query
+
+    for q in ["a bar chart", "a floor plan", "a handwritten note", "a page with a photo of a machine", "the company logo",
+              "where is the seal", "一张柱状图", "手写的便条", "盖章的页面", "地图"]:
+        assert is_visual_query(q), q
+    for q in ["Who is Party A of agreement HT-1?", "合同编号HT-1的甲方是谁", "termination clause", "payment within 30 days",
+              "chartered accountant", "mapping table"]:
+        assert not is_visual_query(q), q
+    rt = SimpleNamespace(settings=Settings(image_route_quality="photo", visual_query_all_pages=True))
+    user = Filters(tags=["x"])
+    assert Searcher(rt)._picture_filters(user, "a bar chart") == user  # type: ignore[arg-type]
+    assert Searcher(rt)._picture_filters(user, "payment terms") == Filters(tags=["x"], quality=["photo"])  # type: ignore[arg-type]
+    off = SimpleNamespace(settings=Settings(image_route_quality="photo"))  # the default
+    assert Searcher(off)._picture_filters(user, "a bar chart") == Filters(tags=["x"], quality=["photo"])  # type: ignore[arg-type]
+    # the user's own quality filter still binds a visual query
+    scans = Filters(quality=["scanned"])
+    assert Searcher(rt)._picture_filters(scans, "a bar chart") == scans  # type: ignore[arg-type]
+
+
 def test_a_photos_caption_is_its_words_for_the_rerank() -> None:
     """"a cat": the photo captioned "tabby cat" covers the query as fully as a page's OCR line with
     the command `cat`, so the re-rank does not favour the page; documents ignore captions."""

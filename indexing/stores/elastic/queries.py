@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...text import CJK, MAX_DATE, MIN_DATE, normalize
-from ..base import Filters, Principal, RegionHit
+from ..base import Filters, Principal, RegionHit, WeightedTerms
 
 if TYPE_CHECKING:
     from ...config import Settings
@@ -74,17 +74,23 @@ def knn_clause(
     return clause
 
 
-def bm25_query(query: str, filters: Filters, principal: Principal) -> dict[str, Any]:
-    """BM25 over ``fts``; each CJK run of the query also as a phrase, so "盖章" beats 盖 … 章."""
-    q = normalize(query)
-    phrases = [{"match_phrase": {"fts": {"query": run}}} for run in dict.fromkeys(_CJK_RUN.findall(q))]
-    return {
-        "bool": {
-            "must": [{"match": {"fts": {"query": q}}}],
-            "should": phrases,
-            "filter": filter_clauses(filters, principal),
-        }
-    }
+def bm25_query(
+    query: str, filters: Filters, principal: Principal, extra: Sequence[WeightedTerms] = ()
+) -> dict[str, Any]:
+    """BM25 over ``fts``; each CJK run of the query also as a phrase, so "盖章" beats 盖 … 章.
+    ``extra`` terms (a translation) match at their weight, phrases included, and on their own
+    find a page too."""
+    parts = [(normalize(query), 1.0)] + [(normalize(e.text), e.weight) for e in extra]
+    matches: list[dict[str, Any]] = []
+    phrases: list[dict[str, Any]] = []
+    for q, w in parts:
+        if not q:
+            continue
+        boost = {} if w == 1.0 else {"boost": w}
+        matches.append({"match": {"fts": {"query": q, **boost}}})
+        phrases += [{"match_phrase": {"fts": {"query": run, **boost}}} for run in dict.fromkeys(_CJK_RUN.findall(q))]
+    must = matches if len(matches) == 1 else [{"bool": {"should": matches, "minimum_should_match": 1}}]
+    return {"bool": {"must": must, "should": phrases, "filter": filter_clauses(filters, principal)}}
 
 
 def hit_image_id(hit: dict[str, Any]) -> str:

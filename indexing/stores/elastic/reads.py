@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from ...errors import ImgragError
 from ...text import tokens
-from ..base import Filters, ImageRecord, ImageVectors, Principal, RegionHit, RouteHit, Stats, VectorField
+from ..base import Filters, ImageRecord, ImageVectors, Principal, RegionHit, RouteHit, Stats, VectorField, WeightedTerms
 from .client import PAGE, Connection, guard
 from .mapping import SPACE_DIM, VEC_FIELD, vec_list
 from .queries import bm25_query, bool_filter, dedup, filter_clauses, hit_image_id, knn_clause, region_hit
@@ -133,11 +134,14 @@ class Reads(Connection):
         return dedup(hits, lambda h: h.image_id)
 
     @guard("run a full-text search")
-    def bm25(self, query: str, k: int, filters: Filters, principal: Principal) -> list[RouteHit]:
-        if not tokens(query) or k <= 0 or self._live() is None:
+    def bm25(
+        self, query: str, k: int, filters: Filters, principal: Principal, extra: Sequence[WeightedTerms] = ()
+    ) -> list[RouteHit]:
+        extra = [e for e in extra if tokens(e.text)]
+        if not (tokens(query) or extra) or k <= 0 or self._live() is None:
             return []
         res = self._search(
-            query=bm25_query(query, filters, principal),
+            query=bm25_query(query, filters, principal, extra),
             size=min(k, 10_000),
             source=False,
         )

