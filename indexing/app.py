@@ -170,6 +170,10 @@ class Imgrag:
             load = getattr(part, "load", None)
             if callable(load):
                 load()
+        if self.settings.translate_query:
+            from .translate import dictionary
+
+            dictionary(self.settings.cache_dir)  # seconds to read; the first translated query would pay them
 
     def close(self) -> None:
         """Close the store and the audit log's connection; the next call opens them again."""
