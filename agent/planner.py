@@ -150,9 +150,9 @@ _INTENT_RULES: list[tuple[Intent, re.Pattern[str]]] = [
     ("amount", re.compile(r"(金额|多少钱|价款|价格|总价|费用|合同价|大写|\bamount\b|\bprice\b|how much|\bcost\b|\bfee\b|\btotal\b|\bsum\b|\bvalue\b)", re.I)),
     ("location", re.compile(r"(在哪|哪里|位置|印章|盖章|公章|\bwhere\b|\blocation\b|\bseal\b|\bstamp\b)", re.I)),
 ]
-_ZH_QWORDS = re.compile(r"(请问|请|分别|是谁|是什么|是多少|是哪[一]?[天年月个家]?|在哪里|在哪儿|在哪|哪里|什么时候|何时|多少钱|多少|什么|哪些|哪个|哪家|吗|呢|吧|是否|有没有|告诉我|一下)")
+_ZH_QWORDS = re.compile(r"(请问|请|分别|怎么|怎样|如何|用什么|应该|是谁|是什么|是多少|是哪[一]?[天年月个家]?|在哪里|在哪儿|在哪|哪里|什么时候|何时|多少钱|多少|什么|哪些|哪个|哪家|吗|呢|吧|是否|有没有|告诉我|一下)")
 _EN_QWORDS = frozenset(
-    "who whom whose what when where which how much many is are was were did does do please tell me find show "
+    "who whom whose what when where which how much many is are was were did does do please tell me find show i my can should "
     "give list the a an of in on for to by with and also this that it its their there".split()
 )
 _ROLE_EN = re.compile(r"\bparty\s+[a-c]\b", re.I)
@@ -264,6 +264,10 @@ def split_question(text: str, entities: list[str] | None = None) -> list[str]:
     else:
         lead = _EN_LEAD.match(parts[0])
         prefix = lead.group(1) if lead else ""
+        if not prefix and any(not _HAS_Q.search(p) for p in parts[1:]):
+            # "Members of which group may add, modify and remove printers?": a list inside one
+            # question, not two questions.
+            return [text.strip()]
         parts = [p if (_HAS_Q.search(p) or not prefix) else f"{prefix} {p}" for p in parts]
     return [_restore(p, table) for p in parts]
 

@@ -13,9 +13,14 @@ from ..evidence import (
     entity_match,
     find_amount,
     find_date,
+    near_bottom,
+    next_page,
+    next_page_name,
     squash,
     term_coverage,
     title_match,
+    typed,
+    weighted_coverage,
 )
 from ..llm import image_part, text_part
 from ..mcp_client import HitView, OcrView, ToolError
@@ -62,6 +67,7 @@ async def image_info(deps: Deps, note: Note, images: dict[str, ImageInfo], hit: 
         path=md.source or hit.path or hit.file,
         file=hit.file or md.source.rsplit("/", 1)[-1],
         page=md.page or hit.page,
+        n_pages=md.n_pages or hit.n_pages,
         width=md.width or hit.width,
         height=md.height or hit.height,
         ocr_text=md.ocr_text,
@@ -201,6 +207,8 @@ async def inspect(state: AgentState, deps: Deps, note: Note = log.debug) -> dict
                     )
                 )
             inspected.add(hit.image_id)
+            if rank < 2 and typed(sub) is not None:
+                await fetch_next_page(deps, note, images, sub, info)
             note(
                 f"sub-question {i + 1}: inspected {info.file or hit.image_id[:12]} p{info.page}: "
                 f"re-read {len(boxes)} region(s) → {read} lines"
@@ -241,3 +249,37 @@ async def look(deps: Deps, note: Note, crops: dict[str, Crop], sub: SubQuestion,
     if reply:
         info.vlm_notes.append(reply[:400])
         note(f"vision model on {image_id[:12]}: {reply[:80]!r}")
+
+
+async def fetch_next_page(deps: Deps, note: Note, images: dict[str, ImageInfo], sub: SubQuestion, info: ImageInfo) -> None:
+    """When the line that best matches the question is at the bottom of the page, its answer may
+    start the next page: find that page (the same document's next page, or the next file of a
+    page-per-file book) with a filtered search and read its metadata, so the answerer can look at
+    its first rows."""
+    lines = [ln for ln in info.lines if ln.bbox is not None]
+    best = max(lines, key=lambda ln: weighted_coverage(sub.key_terms, ln.text), default=None)
+    if best is None or weighted_coverage(sub.key_terms, best.text) <= 0 or not near_bottom(best, lines):
+        return
+    if next_page(info, images) is not None:
+        return
+    extra: dict[str, Any] | None = None
+    if info.n_pages > 1:
+        if info.page >= info.n_pages or not info.doc_id:
+            return
+        extra = {"doc_id": info.doc_id}
+    elif (nxt := next_page_name(info.path)) is not None:
+        extra = {"path_prefix": nxt}
+    else:
+        return
+    query = sub.queries[0] if sub.queries else sub.question
+    try:
+        found = await deps.tools.search_images(query, k=10, filters={**deps.config.filters, **extra}, mode="hybrid")
+    except ToolError as e:
+        note(f"next page of {info.file} p{info.page}: search failed: {e}")
+        return
+    hit = next((h for h in found.hits if ("doc_id" in extra and h.page == info.page + 1) or h.path == extra.get("path_prefix")), None)
+    if hit is None:
+        return
+    got = await image_info(deps, note, images, hit)
+    if got is not None:
+        note(f"the best line of {info.file} p{info.page} ends the page: read the next page {got.file} p{got.page}")

@@ -204,7 +204,7 @@ zh|41|number|管道的大小是多少？|零|
 zh|41|command|用什么命令查看系统打开了哪些套接字？|netstat -an|
 zh|41|path|控制台用哪个设备文件描述？|/dev/console|
 zh|41|list|最常见的两种套接字是什么？|互联网套接字|UNIX 域套接字
-zh|41,42|multipage|平时访问打印机应该用什么命令？|lp(1)|
+zh|41,42|multipage|平时访问打印机应该用什么命令？|lp(1)|lp
 zh|42|number|/dev/sda 的主设备号是多少？|8|
 zh|42|number|/dev/ttyS0 的次设备号是多少？|64|
 zh|42|path|写入时返回磁盘已满错误的是哪个设备文件？|/dev/full|
