@@ -37,7 +37,7 @@ _TYPE_RULES: list[tuple[AnswerType, re.Pattern[str]]] = [
     ("command", re.compile(r"(\b(?:which|what)\s+(?:\w+\s+)?commands?\b|\bcommand\s+(?:to|for|that)\b|\bhow\s+(?:do|can|should|would)\s+(?:i|you|we|one)\b"
                            r"|\bwhat\s+should\s+i\s+(?:type|run|enter)\b|\bwhat(?:'s| is)\s+the\s+command\b|\bwhich\s+\w+\s+starts\b"
                            r"|什么命令|哪个命令|哪些命令|用什么命令|输入什么|怎么|怎样|如何|用哪个命令)", re.I)),
-    ("number", re.compile(r"(\bhow\s+(?:many|big|large|long|much)\b|\bwhat\s+(?:\w+\s+)?(?:number|size|count|value)\b|\bat\s+what\s+(?:number|count)\b"
+    ("number", re.compile(r"(\b(?:which|what)\s+(?:\w+\s+)?(?:port|size|limit|timeout|percentage)\b|端口|\bhow\s+(?:many|big|large|long|much)\b|\bwhat\s+(?:\w+\s+)?(?:number|size|count|value)\b|\bat\s+what\s+(?:number|count)\b"
                           r"|多少|几个|几位|几节|第几|多大|从几|数值|编号)", re.I)),
     ("list", re.compile(r"(\b(?:which|what)\s+(?:\w+\s+){0,2}(?:programs|packages|commands|files|groups|options|kinds|types|characters|ones)\b"
                         r"|\bwhat\s+are\s+the\b|\blist\b(?!\s+of)|哪些|哪几)", re.I)),
