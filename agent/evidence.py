@@ -398,7 +398,7 @@ def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: l
         # A short table label ("ctime"): its meaning is the cell beside it, or the row under it.
         cell = _beside(line, pool, 1, max_gap=12) or next(iter(following(line, pool, 1)), None)
         if cell is not None and cell.text.strip():
-            value, snippet_line, why = f"{text} {cell.text.strip()}", cell, why + " +cell"
+            value, snippet_line, why = cell.text.strip(), cell, why + " +cell"
     score += image_bonus + 0.1 * line.confidence - 0.05 * line.rank
     score += {"ocr_region": 0.1, "metadata": 0.0, "snippet": -0.05}[line.source]
     return Scored(line=line, score=round(score, 4), value=value, snippet_line=snippet_line, why=why)
