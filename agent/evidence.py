@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from imgrag.indexing.text import find_date, normalize, squash, tokens
 
 from .planner import SubQuestion
-from .spans import NOT_DATE_OR_PARTY, VALUE_TYPES, AnswerType, answer_type, in_question, spans
+from .spans import NOT_DATE_OR_PARTY, VALUE_TYPES, AnswerType, answer_type, in_question, literals, spans
 
 BBox = tuple[float, float, float, float]
 Source = Literal["ocr_region", "metadata", "snippet"]
@@ -347,9 +347,13 @@ def near_bottom(line: EvidenceLine, pool: list[EvidenceLine], rows: int = 4) -> 
     return line.bbox is not None and len(following(line, pool, rows, max_gap=float("inf"))) < rows
 
 
+_FOLIO = re.compile(r"^\s*(?:\d+\s*/\s*\d+|\d+|page\s+\d+|第\s*\d+\s*页)\s*$", re.I)
+
+
 def top_rows(info: ImageInfo, n: int = 6) -> list[EvidenceLine]:
-    """The first ``n`` rows of a page in reading order (its running header included)."""
-    lines = sorted((ln for ln in info.lines if ln.bbox is not None and ln.text.strip()), key=lambda ln: (ln.bbox[1], ln.bbox[0]))  # type: ignore[index]
+    """The first ``n`` rows of a page in reading order, without its page number ("11 / 233")."""
+    lines = sorted((ln for ln in info.lines if ln.bbox is not None and ln.text.strip() and not _FOLIO.match(ln.text)),
+                   key=lambda ln: (ln.bbox[1], ln.bbox[0]))  # type: ignore[index]
     return lines[:n]
 
 
@@ -363,6 +367,9 @@ def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: l
     cov = weighted_coverage(sub.key_terms, text)
     if not text or cov <= 0:
         return None
+    flat = squash(text)
+    if any(squash(lit) in flat for lit in literals(sub.question)):
+        cov += 0.3  # the path or option the question names, verbatim
     best: tuple[float, str, EvidenceLine, str] | None = None
 
     def consider(cand: EvidenceLine, weight: float, tag: str) -> None:
@@ -377,10 +384,12 @@ def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: l
     intro = bool(_INTRO.search(text))
     for k, nxt in enumerate(following(line, pool, 3)):
         consider(nxt, (0.95 if intro else 0.7) - 0.1 * k, f"span(next {k + 1})")
-    for side in (-1, 1):
+    # A table row: the key (the first column) is usually left of the cell that matches.
+    short = len(text.split()) <= 8
+    for side, weight in ((-1, 1.0 if short else 0.85), (1, 0.75)):
         cell = _beside(line, pool, side, max_gap=12)
         if cell is not None:
-            consider(cell, 0.85, "span(cell)")
+            consider(cell, weight, "span(cell)")
     if next_rows and (best is None or best[0] < 0.6) and near_bottom(line, pool):
         # The question's context ends the page and the answer starts the next one.
         for k, nxt in enumerate(next_rows):
@@ -442,6 +451,17 @@ def best_lines(sub: SubQuestion, evidence: list[EvidenceLine], images: dict[str,
     for ln in evidence:
         by_image.setdefault(ln.image_id, []).append(ln)
     atype = typed(sub)
+    if atype is not None:
+        # The top rows of a fetched next page are candidates too: a table that starts the page
+        # after the sentence introducing it.
+        for image_id in list(by_image):
+            info = images.get(image_id)
+            after = next_page(info, images) if info is not None else None
+            if after is not None:
+                rank = min(ln.rank for ln in by_image[image_id])
+                known = {squash(ln.text) for ln in by_image.get(after.image_id, [])}
+                extra = [ln.model_copy(update={"rank": rank}) for ln in top_rows(after, 8) if squash(ln.text) not in known]
+                by_image.setdefault(after.image_id, []).extend(x for x in extra if term_coverage(sub.key_terms, x.text) > 0)
     for image_id, lines in by_image.items():
         info = images.get(image_id)
         bonus = 0.6 * entity_match(sub.entities, info) if info else 0.0

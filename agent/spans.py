@@ -82,6 +82,10 @@ _EN_WORDS = frozenset(
 )
 
 
+# Table headers and yes/no cells are not names.
+_TABLE_WORDS = frozenset("yes no n/a none true false size description package popcon key type meaning action value usage".split())
+
+
 def _clean(v: str) -> str:
     return v.strip().strip(" \"'“”‘’「」『』,，。.;；:：()（）")
 
@@ -96,24 +100,35 @@ def command_spans(text: str) -> list[tuple[str, float]]:
         cmd = t[m.end():].split(" # ", 1)[0].strip()
         if cmd:
             out.append((cmd, 1.0))
-    elif _CODEY.match(t) and not re.search(rf"[{CJK}]", t) and len(t) <= 60:
+    elif _CODEY.match(t) and t[:1].isalpha() and not re.search(rf"[{CJK}]", t) and len(t) <= 60:
         words = t.lower().split()
         if len(words) >= 2 and not any(w in _EN_WORDS for w in words) or (len(words) == 1 and re.search(r"[-./]", t) is None and len(t) > 1):
             out.append((t, 0.7))
     for q in _QUOTES.findall(t):
         q = _clean(q)
         if q and re.match(r"^[a-z][\w.+-]*(?:\s+\S+){0,5}$", q) and not re.search(rf"[{CJK}]", q):
-            # ”su -l” is a command; a quoted single word is as often a value or a name.
-            out.append((q, 0.85 if " " in q else 0.55))
+            # ”su -l” is a command (an argument with -, /, = or .); a quoted single word, or words
+            # without one (OCR's "st rictat ime"), are as often a value or a name.
+            args = q.split()[1:]
+            out.append((q, 0.85 if any(re.search(r"^-|[/=.]", a) for a in args) else 0.5))
     for name, _sec in _MANREF.findall(t):
-        out.append((name, 0.6))
+        out.append((name, 0.7))
     return out
+
+
+def _ocr_joined(text: str) -> str:
+    """OCR spaces inside paths and options undone: "~/ . bashrc" → "~/.bashrc", quoted "- l" → "-l"."""
+    t = re.sub(r"(?<=[/~])\s+(?=[.\w])", "", text)
+    t = re.sub(r"(?<=/\.)\s+(?=\w)", "", t)
+    return _QUOTES.sub(lambda m: m.group(0).replace(" ", "") if re.fullmatch(r"-\s?-?\s?\w[\w-]*", m.group(1).strip()) else m.group(0), t)
 
 
 def spans(text: str, atype: AnswerType) -> list[tuple[str, float]]:
     """Candidate values of type ``atype`` in one line, with their fit, best first; empty for the
     types answered by the line itself (definition, yes/no, list, general)."""
     t = text.strip()
+    if atype in ("path", "option"):
+        t = _ocr_joined(t)
     out: list[tuple[str, float]] = []
     if atype == "command":
         # "How do I get back to the GUI?" is answered by a key combination as often as by a command.
@@ -125,10 +140,14 @@ def spans(text: str, atype: AnswerType) -> list[tuple[str, float]]:
         out += [(m.group(1), 0.8) for m in _OPTION.finditer(t)]
         out += [(w, 0.5) for w in re.findall(r"(?<![\w-])([a-z]{4,}time|[A-Z]+:[A-Z]+)(?![\w])", t)]
     elif atype == "path":
-        out = [(_clean(m.group(1)) if m.group(1) not in ("/", "../", "./") else m.group(1), 1.0 if m.group(1).count("/") > 1 else 0.8)
+        out = [(_clean(m.group(1)) if m.group(1) not in ("/", "../", "./") else m.group(1), 0.9)
                for m in _PATH.finditer(t) if len(m.group(1)) > 1 or t.strip() == "/"]
     elif atype == "version":
-        out = [(m.group(1), 1.0) for m in _VERSION.finditer(t)]
+        # Not a section or table number ("Section 1.1.6", "第 1.2.3 节", "Table 1.9").
+        out = [(m.group(1), 1.0) for m in _VERSION.finditer(t)
+               if not re.search(r"(section|chapter|table|figure|第)\s*$", t[: m.start()], re.I) and not re.match(r"\s*[节章]", t[m.end():])
+               and not re.fullmatch(r"\d{1,2}(?:\.\d{1,2}){1,3}", t.strip())
+               and not (m.start() == 0 and re.match(rf"\s+[A-Z{CJK}]", t[m.end():]))]  # a numbered heading
     elif atype == "number":
         for m in _NUMBER.finditer(t):
             v = next(g for g in m.groups() if g)
@@ -138,11 +157,11 @@ def spans(text: str, atype: AnswerType) -> list[tuple[str, float]]:
     elif atype in ("group", "name"):
         # A table's first column, a quoted or man-page name, else an identifier-like word.
         words = t.split()
-        if 1 <= len(words) <= 2 and _IDENT.fullmatch(words[0].lower()) and words[0].lower() not in _EN_WORDS:
+        if 1 <= len(words) <= 2 and _IDENT.fullmatch(words[0].lower()) and words[0].lower() not in _EN_WORDS | _TABLE_WORDS:
             out.append((words[0], 1.0 if len(words) == 1 else 0.8))
         for q in _QUOTES.findall(t):
             q = _clean(q)
-            if q and len(q) <= 40:
+            if q and len(q) <= 40 and not q.startswith(("/", "~", "-")):
                 out.append((q, 0.7))
         out += [(name, 0.6) for name, _ in _MANREF.findall(t)]
         out += [(w, 0.5) for w in _IDENT.findall(t) if w not in _EN_WORDS and re.search(r"[-_.0-9]", w)]
@@ -162,11 +181,14 @@ def spans(text: str, atype: AnswerType) -> list[tuple[str, float]]:
 def in_question(value: str, question: str) -> bool:
     """The value is already in the question: it is the question's subject, not its answer
     ("mount" is not in "mounted", a word counts whole)."""
-    v, q = squash(value), squash(question)
+    v, q = squash(value).rstrip("/") or squash(value), squash(question)
     if not v:
         return False
     if re.fullmatch(r"[a-z0-9]\w*", v):
         return re.search(rf"(?<![a-z0-9]){re.escape(v)}(?![a-z0-9])", normalize(question)) is not None
+    if v.startswith(("/", "~", "-")):
+        # "/run" is not in "/var/run", "-l" is not in "-lu": a path or option counts whole.
+        return re.search(rf"(?<![\w/.~-]){re.escape(v)}(?![\w-])", normalize(question)) is not None
     return v in q
 
 
@@ -181,3 +203,11 @@ def type_label(atype: AnswerType, zh: bool) -> str:
     """The claim label for a typed answer: what the value is, not the question's words again."""
     en, cn = TYPE_LABELS[atype]
     return cn if zh else en
+
+
+_LITERAL = re.compile(r"(?<![\w/.~-])((?:~|\.{1,2})?/[\w.*@+:/-]+|--?[A-Za-z][\w-]*|[\w.-]+\.(?:conf|sh|txt|gz|html|d))(?![\w-])")
+
+
+def literals(question: str) -> list[str]:
+    """Paths, options and file names the question quotes: a line holding one verbatim is about it."""
+    return [m.group(1) for m in _LITERAL.finditer(question) if len(m.group(1)) > 2]

@@ -46,7 +46,7 @@ def test_spans_pick_the_value_of_the_asked_type() -> None:
     assert spans("$ dpkg -l", "command")[0][0] == "dpkg -l"
     assert spans("# deluser --remove-home fish", "command")[0][0] == "deluser --remove-home fish"
     assert spans("Type ”su -l” from any user shell prompt.", "command")[0][0] == "su -l"
-    assert ("chgrp", 0.6) in spans("chgrp(1) is used from the file’s owner or root account", "command")
+    assert ("chgrp", 0.7) in spans("chgrp(1) is used from the file’s owner or root account", "command")
     assert spans("The daemon listens on port 8080 by default.", "number")[0][0] == "8080"
     assert spans("The keyboard layout is kept in /etc/default/keyboard.", "path")[0][0] == "/etc/default/keyboard"
     assert spans("Use -V to print only the version.", "option")[0][0] == "-V"
