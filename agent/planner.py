@@ -314,6 +314,14 @@ def subject_of(text: str) -> str:
 _GENERIC = re.compile(rf"^(?:(?:the|this|that|our|my|your)\s+)?{_DOC_NOUN_EN}$|^(?:该|本|此|这份|这个|那份)?(?:合同书|合同|协议书|协议)$", re.I)
 
 
+def document_name(subject: str) -> str:
+    """The name a specific subject gives its document, without the determiner ("the supply
+    agreement" → "supply agreement", "采购合同" as is); "" for a generic one ("the contract")."""
+    if _generic(subject):
+        return ""
+    return re.sub(r"^(?:the|this|that|our|my|your)\s+", "", subject, flags=re.I).strip()
+
+
 def _generic(subject: str) -> bool:
     """No subject, or one that names no particular document ("the contract", "合同")."""
     return not subject or bool(_GENERIC.match(subject))
@@ -340,13 +348,25 @@ def rule_plan(question: str, base_filters: dict[str, Any] | None = None) -> Plan
     notes = [f"date filter from the question: {date_filters}"] if date_filters else []
     subs: list[SubQuestion] = []
     anchor: tuple[int, str] | None = None  # the first part that names its document, and how
-    for part in split_question(without_dates, entities):
+    parts = split_question(without_dates, entities)
+    named = ""
+    if len(parts) > 1 and not entities:
+        # A document named anywhere in the question ("Who is Party B of the supply agreement and
+        # when was it signed?") picks the pages of every part, whatever the word order: its name
+        # is an entity of each.
+        named = next((d for d in (document_name(subject_of(p)) for p in parts) if d), "")
+        if named:
+            entities = [named]
+            notes.append(f"the question is about {named!r}: every part is answered from pages naming it")
+    for part in parts:
         own = [e for e in entities if e in part]
         subject = subject_of(part)
         # Entities named once apply to every part ("X公司的甲方和签订日期").
         ents = own or entities
         intent = detect_intent(part)
         asked, context_from = part, None
+        if named:
+            own = [e for e in own if e != named]  # the subject's name: the part still says it in words
         if anchor is not None and not own and _generic(subject):
             # A later part without a subject of its own asks about the earlier part's document
             # ("When was the supply agreement signed and who is Party B?"): say so in its search

@@ -107,3 +107,13 @@ def test_next_page_name() -> None:
 def test_a_list_inside_one_question_is_not_split() -> None:
     assert split_question("Members of which group may add, modify and remove printers?") == ["Members of which group may add, modify and remove printers?"]
     assert len(split_question("When was the supply agreement signed and who is Party B?")) == 2
+
+
+def test_a_document_named_anywhere_restricts_every_part() -> None:
+    for q in ("When was the supply agreement signed and who is Party B?", "Who is Party B of the supply agreement and when was it signed?"):
+        plan = rule_plan(q)
+        assert len(plan.sub_questions) == 2
+        assert all(s.entities == ["supply agreement"] for s in plan.sub_questions), q
+    plan = rule_plan("采购合同的乙方是谁和签订日期")
+    assert all(s.entities == ["采购合同"] for s in plan.sub_questions)
+    assert all(not s.entities for s in rule_plan("When was the contract signed and who is Party B?").sub_questions)
