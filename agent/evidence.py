@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from imgrag.indexing.text import find_date, normalize, squash, tokens
 
 from .planner import SubQuestion
+from .spans import NOT_DATE_OR_PARTY, VALUE_TYPES, AnswerType, answer_type, in_question, literals, spans
 
 BBox = tuple[float, float, float, float]
 Source = Literal["ocr_region", "metadata", "snippet"]
@@ -38,6 +39,7 @@ class ImageInfo(BaseModel):
     path: str = ""
     file: str = ""
     page: int = 1
+    n_pages: int = 1
     width: int = 0
     height: int = 0
     ocr_text: str = ""
@@ -285,17 +287,189 @@ def score_line(sub: SubQuestion, line: EvidenceLine, pool: list[EvidenceLine], i
     return Scored(line=line, score=round(score, 4), value=value, snippet_line=snippet_line, why=why)
 
 
+_INTRO = re.compile(r"([:：]\s*$|\bfollowing\b|\bas follows\b|\bby typing\b|下面|下列|如下|以下)", re.I)
+
+
+def following(line: EvidenceLine, pool: list[EvidenceLine], n: int = 3, max_gap: float = 6.0) -> list[EvidenceLine]:
+    """The next ``n`` rows under ``line`` in reading order (a code block or table row after an
+    introducing sentence), each at most ``max_gap`` line heights below the previous one."""
+    if line.bbox is None:
+        return []
+    h = max(1.0, line.bbox[3] - line.bbox[1])
+    below = sorted(
+        (o for o in pool if o.bbox is not None and o.image_id == line.image_id and o is not line and o.bbox[1] >= line.bbox[1] + 0.6 * h),
+        key=lambda o: (o.bbox[1], o.bbox[0]),  # type: ignore[index]
+    )
+    out: list[EvidenceLine] = []
+    last = line.bbox[3]
+    for o in below:
+        assert o.bbox is not None
+        if o.bbox[1] - last > max_gap * h:
+            break
+        if out and abs(o.bbox[1] - out[-1].bbox[1]) < 0.5 * h:  # type: ignore[index]
+            continue  # another cell of a row already taken
+        out.append(o)
+        last = o.bbox[3]
+        if len(out) >= n:
+            break
+    return out
+
+
+_PAGE_NO = re.compile(r"^(.*?)(\d+)(\.[A-Za-z0-9]+)$")
+
+
+def next_page_name(path: str) -> str | None:
+    """The file of the next page when a book is stored a page per file ("book-p029.png" →
+    "book-p030.png", the number's width kept); None when the name has no page number."""
+    m = _PAGE_NO.match(path)
+    if not m:
+        return None
+    num = m.group(2)
+    return f"{m.group(1)}{int(num) + 1:0{len(num)}d}{m.group(3)}"
+
+
+def next_page(info: ImageInfo, images: dict[str, ImageInfo]) -> ImageInfo | None:
+    """The page after ``info`` among the pages this run has seen: the same document's next page,
+    or the next file of a page-per-file book."""
+    nxt = next_page_name(info.path or info.file)
+    for other in images.values():
+        if other.image_id == info.image_id:
+            continue
+        if info.n_pages > 1 and info.doc_id and other.doc_id == info.doc_id and other.page == info.page + 1:
+            return other
+        if info.n_pages <= 1 and nxt and (other.path or other.file) == nxt:
+            return other
+    return None
+
+
+def near_bottom(line: EvidenceLine, pool: list[EvidenceLine], rows: int = 4) -> bool:
+    """Whether ``line`` is among the last ``rows`` rows of its page (its sentence may go on over the page)."""
+    return line.bbox is not None and len(following(line, pool, rows, max_gap=float("inf"))) < rows
+
+
+_FOLIO = re.compile(r"^\s*(?:\d+\s*/\s*\d+|\d+|page\s+\d+|第\s*\d+\s*页)\s*$", re.I)
+
+
+def top_rows(info: ImageInfo, n: int = 6) -> list[EvidenceLine]:
+    """The first ``n`` rows of a page in reading order, without its page number ("11 / 233")."""
+    lines = sorted((ln for ln in info.lines if ln.bbox is not None and ln.text.strip() and not _FOLIO.match(ln.text)),
+                   key=lambda ln: (ln.bbox[1], ln.bbox[0]))  # type: ignore[index]
+    return lines[:n]
+
+
+def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: list[EvidenceLine], image_bonus: float,
+                next_rows: list[EvidenceLine] | None = None) -> Scored | None:
+    """Question coverage of the line plus the type fit of the best span in it, in the rows after
+    it (more so after "…the following:") or in the cells beside it; values already in the
+    question are its subject, not its answer. Types without a value (definition, yes/no, list)
+    quote the line, and the cell beside a short table label."""
+    text = line.text.strip()
+    cov = weighted_coverage(sub.key_terms, text)
+    if not text or cov <= 0:
+        return None
+    flat = squash(text)
+    if any(squash(lit) in flat for lit in literals(sub.question)):
+        cov += 0.3  # the path or option the question names, verbatim
+    best: tuple[float, str, EvidenceLine, str] | None = None
+
+    def consider(cand: EvidenceLine, weight: float, tag: str) -> None:
+        nonlocal best
+        for v, fit in spans(cand.text, atype):
+            if in_question(v, sub.question):
+                continue
+            if best is None or fit * weight > best[0]:
+                best = (fit * weight, v, cand, tag)
+
+    consider(line, 1.0, "span")
+    intro = bool(_INTRO.search(text))
+    for k, nxt in enumerate(following(line, pool, 3)):
+        consider(nxt, (0.95 if intro else 0.7) - 0.1 * k, f"span(next {k + 1})")
+    # A table row: the key (the first column) is usually left of the cell that matches.
+    short = len(text.split()) <= 8
+    for side, weight in ((-1, 1.0 if short else 0.85), (1, 0.75)):
+        cell = _beside(line, pool, side, max_gap=12)
+        if cell is not None:
+            consider(cell, weight, "span(cell)")
+    if next_rows and (best is None or best[0] < 0.6) and near_bottom(line, pool):
+        # The question's context ends the page and the answer starts the next one.
+        for k, nxt in enumerate(next_rows):
+            consider(nxt, (0.9 if intro else 0.75) - 0.05 * k, f"span(next page {k + 1})")
+    value, snippet_line, why = text, line, f"terms {cov:.2f} [{atype}]"
+    score = cov
+    if best is not None:
+        fit, value, snippet_line, tag = best
+        score = cov + 0.8 * fit
+        why += f" +{tag} {fit:.2f}"
+    elif atype in VALUE_TYPES:
+        score = 0.6 * cov  # names the topic but not the value
+        why += " no value"
+    elif len(squash(text)) <= 20:
+        # A short table label ("ctime"): its meaning is the cell beside it, or the row under it.
+        cell = _beside(line, pool, 1, max_gap=12) or next(iter(following(line, pool, 1)), None)
+        if cell is not None and cell.text.strip():
+            value, snippet_line, why = cell.text.strip(), cell, why + " +cell"
+    score += image_bonus + 0.1 * line.confidence - 0.05 * line.rank
+    score += {"ocr_region": 0.1, "metadata": 0.0, "snippet": -0.05}[line.source]
+    return Scored(line=line, score=round(score, 4), value=value, snippet_line=snippet_line, why=why)
+
+
+def typed(sub: SubQuestion) -> AnswerType | None:
+    """The answer type the extractive answerer reads ``sub`` with, or None for the contract intents
+    (date, party, amount, section, seal), which have their own readers."""
+    atype = answer_type(sub.question)
+    if sub.intent in ("general", "location") or (sub.intent in ("date", "party") and atype in NOT_DATE_OR_PARTY):
+        return atype
+    return None
+
+
+def weighted_coverage(terms: list[str], text: str) -> float:
+    """Like :func:`term_coverage`, but a single CJK character or a one- or two-letter word counts a
+    quarter: "个", "一", "组" are in half the lines of a Chinese page."""
+    if not terms:
+        return 0.0
+    have = set(tokens(text))
+    flat = normalize(text)
+    got = tot = 0.0
+    for t in terms:
+        w = 0.25 if len(t) == 1 or (t.isascii() and len(t) <= 2) else 1.0
+        tot += w
+        got += w * ((t in flat) if " " in t else (t in have))
+    return got / tot if tot else 0.0
+
+
+def page_pool(image_id: str, lines: list[EvidenceLine], images: dict[str, ImageInfo]) -> list[EvidenceLine]:
+    """Every line known on the page: the evidence, the page's OCR lines and its re-reads (the
+    neighbours of a matching line are rarely matches themselves)."""
+    info = images.get(image_id)
+    return [*lines, *(info.reread if info else []), *(info.lines if info else [])]
+
+
 def best_lines(sub: SubQuestion, evidence: list[EvidenceLine], images: dict[str, ImageInfo]) -> list[Scored]:
     """The best answering line per image, best first."""
     per_image: dict[str, Scored] = {}
     by_image: dict[str, list[EvidenceLine]] = {}
     for ln in evidence:
         by_image.setdefault(ln.image_id, []).append(ln)
+    atype = typed(sub)
+    if atype is not None:
+        # The top rows of a fetched next page are candidates too: a table that starts the page
+        # after the sentence introducing it.
+        for image_id in list(by_image):
+            info = images.get(image_id)
+            after = next_page(info, images) if info is not None else None
+            if after is not None:
+                rank = min(ln.rank for ln in by_image[image_id])
+                known = {squash(ln.text) for ln in by_image.get(after.image_id, [])}
+                extra = [ln.model_copy(update={"rank": rank}) for ln in top_rows(after, 8) if squash(ln.text) not in known]
+                by_image.setdefault(after.image_id, []).extend(x for x in extra if term_coverage(sub.key_terms, x.text) > 0)
     for image_id, lines in by_image.items():
         info = images.get(image_id)
         bonus = 0.6 * entity_match(sub.entities, info) if info else 0.0
+        pool = page_pool(image_id, lines, images) if atype is not None else lines
+        after = next_page(info, images) if info is not None and atype is not None else None
+        rows = top_rows(after) if after is not None else None
         for ln in lines:
-            s = score_line(sub, ln, lines, bonus)
+            s = score_typed(sub, atype, ln, pool, bonus, rows) if atype is not None else score_line(sub, ln, lines, bonus)
             if s is not None and (image_id not in per_image or s.score > per_image[image_id].score):
                 per_image[image_id] = s
     return sorted(per_image.values(), key=lambda s: -s.score)

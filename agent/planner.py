@@ -150,9 +150,9 @@ _INTENT_RULES: list[tuple[Intent, re.Pattern[str]]] = [
     ("amount", re.compile(r"(金额|多少钱|价款|价格|总价|费用|合同价|大写|\bamount\b|\bprice\b|how much|\bcost\b|\bfee\b|\btotal\b|\bsum\b|\bvalue\b)", re.I)),
     ("location", re.compile(r"(在哪|哪里|位置|印章|盖章|公章|\bwhere\b|\blocation\b|\bseal\b|\bstamp\b)", re.I)),
 ]
-_ZH_QWORDS = re.compile(r"(请问|请|分别|是谁|是什么|是多少|是哪[一]?[天年月个家]?|在哪里|在哪儿|在哪|哪里|什么时候|何时|多少钱|多少|什么|哪些|哪个|哪家|吗|呢|吧|是否|有没有|告诉我|一下)")
+_ZH_QWORDS = re.compile(r"(请问|请|分别|怎么|怎样|如何|用什么|应该|是谁|是什么|是多少|是哪[一]?[天年月个家]?|在哪里|在哪儿|在哪|哪里|什么时候|何时|多少钱|多少|什么|哪些|哪个|哪家|吗|呢|吧|是否|有没有|告诉我|一下)")
 _EN_QWORDS = frozenset(
-    "who whom whose what when where which how much many is are was were did does do please tell me find show "
+    "who whom whose what when where which how much many is are was were did does do please tell me find show i my can should "
     "give list the a an of in on for to by with and also this that it its their there".split()
 )
 _ROLE_EN = re.compile(r"\bparty\s+[a-c]\b", re.I)
@@ -264,6 +264,10 @@ def split_question(text: str, entities: list[str] | None = None) -> list[str]:
     else:
         lead = _EN_LEAD.match(parts[0])
         prefix = lead.group(1) if lead else ""
+        if not prefix and any(not _HAS_Q.search(p) for p in parts[1:]):
+            # "Members of which group may add, modify and remove printers?": a list inside one
+            # question, not two questions.
+            return [text.strip()]
         parts = [p if (_HAS_Q.search(p) or not prefix) else f"{prefix} {p}" for p in parts]
     return [_restore(p, table) for p in parts]
 
@@ -310,6 +314,14 @@ def subject_of(text: str) -> str:
 _GENERIC = re.compile(rf"^(?:(?:the|this|that|our|my|your)\s+)?{_DOC_NOUN_EN}$|^(?:该|本|此|这份|这个|那份)?(?:合同书|合同|协议书|协议)$", re.I)
 
 
+def document_name(subject: str) -> str:
+    """The name a specific subject gives its document, without the determiner ("the supply
+    agreement" → "supply agreement", "采购合同" as is); "" for a generic one ("the contract")."""
+    if _generic(subject):
+        return ""
+    return re.sub(r"^(?:the|this|that|our|my|your)\s+", "", subject, flags=re.I).strip()
+
+
 def _generic(subject: str) -> bool:
     """No subject, or one that names no particular document ("the contract", "合同")."""
     return not subject or bool(_GENERIC.match(subject))
@@ -336,13 +348,25 @@ def rule_plan(question: str, base_filters: dict[str, Any] | None = None) -> Plan
     notes = [f"date filter from the question: {date_filters}"] if date_filters else []
     subs: list[SubQuestion] = []
     anchor: tuple[int, str] | None = None  # the first part that names its document, and how
-    for part in split_question(without_dates, entities):
+    parts = split_question(without_dates, entities)
+    named = ""
+    if len(parts) > 1 and not entities:
+        # A document named anywhere in the question ("Who is Party B of the supply agreement and
+        # when was it signed?") picks the pages of every part, whatever the word order: its name
+        # is an entity of each.
+        named = next((d for d in (document_name(subject_of(p)) for p in parts) if d), "")
+        if named:
+            entities = [named]
+            notes.append(f"the question is about {named!r}: every part is answered from pages naming it")
+    for part in parts:
         own = [e for e in entities if e in part]
         subject = subject_of(part)
         # Entities named once apply to every part ("X公司的甲方和签订日期").
         ents = own or entities
         intent = detect_intent(part)
         asked, context_from = part, None
+        if named:
+            own = [e for e in own if e != named]  # the subject's name: the part still says it in words
         if anchor is not None and not own and _generic(subject):
             # A later part without a subject of its own asks about the earlier part's document
             # ("When was the supply agreement signed and who is Party B?"): say so in its search

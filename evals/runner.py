@@ -14,7 +14,7 @@ from imgrag.indexing.config import Settings, get_settings
 from imgrag.indexing.errors import ImgragError
 
 from .golden import GoldenFormatError
-from .standard import STANDARD_SETS, PreparedSet, build_standard, ensure_indexed, eval_settings
+from .standard import ALL_SETS, STANDARD_SETS, PreparedSet, build_standard, ensure_indexed, eval_settings
 
 DEFAULT_OUT = Path("~/.cache/imgrag/eval/results")
 # Questions asked per standard set by `imgrag eval all` (the agent re-reads regions with OCR, a few
@@ -37,14 +37,14 @@ def resolve(set_arg: str, backend: str | None, folder: Path | None, console: Con
 
     base = base_settings(backend)
     log = lambda msg: console.print(msg, style="dim", markup=False, highlight=False)  # noqa: E731
-    if set_arg in STANDARD_SETS:
+    if set_arg in ALL_SETS:
         prepared = build_standard(set_arg, log=log)
         app = Imgrag(eval_settings(base, prepared))
         info = ensure_indexed(prepared, app, log=log, progress=_progress(console, prepared.name))
         return prepared, app, info
     path = Path(set_arg).expanduser()
     if not path.is_file():
-        raise ImgragError(f"no golden set {set_arg!r}", f"name one of {', '.join(STANDARD_SETS)} or a JSONL file")
+        raise ImgragError(f"no golden set {set_arg!r}", f"name one of {', '.join(ALL_SETS)} or a JSONL file")
     corpus = folder.expanduser().resolve() if folder else None
     if corpus is not None and not corpus.is_dir():
         raise ImgragError(f"--folder {folder} is not a folder", "give the folder the golden file names refer to")

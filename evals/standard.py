@@ -65,6 +65,10 @@ def _registry() -> dict[str, StandardSet]:
 
 
 STANDARD_SETS: tuple[str, ...] = ("contracts", "docqa", "clipart")
+# Hand-written questions over the docqa corpus (evals.golden.natural), split once into a half to tune
+# on and a held-out half; not part of `imgrag eval all`.
+NATURAL_SETS: dict[str, str] = {"natural-dev": "dev", "natural-heldout": "heldout"}
+ALL_SETS: tuple[str, ...] = (*STANDARD_SETS, *NATURAL_SETS)
 
 
 def cache_root() -> Path:
@@ -131,9 +135,17 @@ def build_standard(name: str, *, log: Callable[[str], None] = print) -> Prepared
     builder changed."""
     import importlib
 
+    if name in NATURAL_SETS:
+        from .golden import natural
+
+        docqa = build_standard("docqa", log=log)
+        assert docqa.root is not None
+        gpath = docqa.root / f"golden-{name}.jsonl"
+        write_golden(gpath, natural.golden(docqa.root, split=NATURAL_SETS[name]))
+        return docqa.model_copy(update={"name": name, "golden": gpath})
     reg = _registry()
     if name not in reg:
-        raise ImgragError(f"unknown golden set {name!r}", f"use one of {', '.join(STANDARD_SETS)} or a path to a JSONL file")
+        raise ImgragError(f"unknown golden set {name!r}", f"use one of {', '.join(ALL_SETS)} or a path to a JSONL file")
     spec = reg[name]
     root = cache_root() / f"{name}-{recipe_hash(spec)}"
     stamp = root / "built.json"
@@ -189,7 +201,8 @@ def eval_settings(base: Settings, prepared: PreparedSet) -> Settings:
     home = prepared.root / f"index-{key}"
     upd: dict[str, Any] = {"home": home}
     if base.backend == "elasticsearch":
-        upd["es_index_prefix"] = f"{base.es_index_prefix}-eval-{prepared.name}-{prepared.root.name.rsplit('-', 1)[-1]}-{key}"
+        # the root's name ("docqa-<hash>"): sets that share a corpus (natural-*) share its index
+        upd["es_index_prefix"] = f"{base.es_index_prefix}-eval-{prepared.root.name}-{key}"
     s = base.model_copy(update=upd)
     # Share the label-vector cache between sets: it is keyed by model identity inside the folder.
     shared = cache_root() / "model-cache"

@@ -17,10 +17,12 @@ from ..evidence import (
     label_for,
     squash,
     term_coverage,
+    typed,
 )
 from ..llm import LLMOutputError
 from ..planner import Plan, SubQuestion
 from ..schemas import Citation, Claim, LLMAnswer
+from ..spans import type_label
 from ..state import AgentState, Deps, Note, log
 from .inspect import overlap
 
@@ -83,12 +85,17 @@ def extractive(state: AgentState, deps: Deps, note: Note = log.debug) -> tuple[l
             note(f"sub-question {i + 1}: no evidence line answers it")
             continue
         top = ranked[0].score
+        atype = typed(sub)
         if allowed is not None:
             chosen: list[Scored] = ranked[:max_claims]
+        elif atype is not None and atype != "list":
+            # A typed answer is one value: other pages are cited only when they give the same one,
+            # not because they share words with the question.
+            chosen = [s for s in ranked if s.score >= top - 0.15 and squash(s.value) == squash(ranked[0].value)][:max_claims]
         else:
             chosen = [s for s in ranked if s.score >= top - 0.15][:max_claims]
         answered[i] = list(dict.fromkeys(doc_of(images, s.line.image_id) for s in chosen))
-        label = label_for(sub)
+        label = type_label(atype, plan.lang == "zh") if atype is not None else label_for(sub)
         for s in chosen:
             info = images.get(s.line.image_id)
             where = f" ({info.file} p{info.page})" if len(chosen) > 1 and info else ""

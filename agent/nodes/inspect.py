@@ -13,13 +13,20 @@ from ..evidence import (
     entity_match,
     find_amount,
     find_date,
+    near_bottom,
+    score_typed,
+    next_page,
+    next_page_name,
     squash,
     term_coverage,
     title_match,
+    typed,
+    weighted_coverage,
 )
 from ..llm import image_part, text_part
 from ..mcp_client import HitView, OcrView, ToolError
 from ..planner import SubQuestion
+from ..spans import VALUE_TYPES
 from ..state import AgentConfig, AgentState, Crop, Deps, Note, log
 
 
@@ -62,6 +69,7 @@ async def image_info(deps: Deps, note: Note, images: dict[str, ImageInfo], hit: 
         path=md.source or hit.path or hit.file,
         file=hit.file or md.source.rsplit("/", 1)[-1],
         page=md.page or hit.page,
+        n_pages=md.n_pages or hit.n_pages,
         width=md.width or hit.width,
         height=md.height or hit.height,
         ocr_text=md.ocr_text,
@@ -163,6 +171,12 @@ async def inspect(state: AgentState, deps: Deps, note: Note = log.debug) -> dict
             boxes: list[list[float] | None] = list(regions(cfg, sub, hit, info))
             if rnd and hit.image_id in seen and sub.intent != "seal":
                 boxes = [None]  # a retry on a known image: read the whole page at a higher scale
+            elif not rnd and page_answers(sub, info):
+                # The page's own OCR already holds a value of the asked type beside a line that
+                # matches the question: a re-read would cost seconds and quote the same text (a
+                # failed check still re-reads the whole page in the next round).
+                boxes = []
+                note(f"sub-question {i + 1}: {info.file or hit.image_id[:12]} p{info.page}: page OCR has a typed answer, no re-read")
             read = 0
             # A seal question is answered from the detector's boxes (get_metadata): nothing to re-read.
             for box in boxes if sub.intent != "seal" else []:
@@ -201,6 +215,9 @@ async def inspect(state: AgentState, deps: Deps, note: Note = log.debug) -> dict
                     )
                 )
             inspected.add(hit.image_id)
+            if rank < 2 and typed(sub) is not None:
+                if (after := await fetch_next_page(deps, note, images, sub, info)) is not None:
+                    inspected.add(after.image_id)
             note(
                 f"sub-question {i + 1}: inspected {info.file or hit.image_id[:12]} p{info.page}: "
                 f"re-read {len(boxes)} region(s) → {read} lines"
@@ -241,3 +258,55 @@ async def look(deps: Deps, note: Note, crops: dict[str, Crop], sub: SubQuestion,
     if reply:
         info.vlm_notes.append(reply[:400])
         note(f"vision model on {image_id[:12]}: {reply[:80]!r}")
+
+
+async def fetch_next_page(deps: Deps, note: Note, images: dict[str, ImageInfo], sub: SubQuestion, info: ImageInfo) -> ImageInfo | None:
+    """When the line that best matches the question is at the bottom of the page, its answer may
+    start the next page: find that page (the same document's next page, or the next file of a
+    page-per-file book) with a filtered search and read its metadata, so the answerer can look at
+    its first rows."""
+    lines = [ln for ln in info.lines if ln.bbox is not None]
+    best = max(lines, key=lambda ln: weighted_coverage(sub.key_terms, ln.text), default=None)
+    if best is None or weighted_coverage(sub.key_terms, best.text) <= 0 or not near_bottom(best, lines):
+        return None
+    if (known := next_page(info, images)) is not None:
+        return known
+    extra: dict[str, Any] | None = None
+    if info.n_pages > 1:
+        if info.page >= info.n_pages or not info.doc_id:
+            return None
+        extra = {"doc_id": info.doc_id}
+    elif (nxt := next_page_name(info.path)) is not None:
+        extra = {"path_prefix": nxt}
+    else:
+        return None
+    query = sub.queries[0] if sub.queries else sub.question
+    try:
+        found = await deps.tools.search_images(query, k=10, filters={**deps.config.filters, **extra}, mode="hybrid")
+    except ToolError as e:
+        note(f"next page of {info.file} p{info.page}: search failed: {e}")
+        return None
+    hit = next((h for h in found.hits if ("doc_id" in extra and h.page == info.page + 1) or h.path == extra.get("path_prefix")), None)
+    if hit is None:
+        return None
+    got = await image_info(deps, note, images, hit)
+    if got is not None:
+        note(f"the best line of {info.file} p{info.page} ends the page: read the next page {got.file} p{got.page}")
+    return got
+
+
+def page_answers(sub: SubQuestion, info: ImageInfo, threshold: float = 1.1) -> bool:
+    """Whether the page-level OCR lines already give a typed answer that scores well (question
+    coverage plus a span of the asked type); only for typed value questions."""
+    atype = typed(sub)
+    if atype is None or atype not in VALUE_TYPES:
+        return False
+    lines = [ln for ln in info.lines if ln.text.strip()]
+    best = 0.0
+    for ln in lines:
+        if weighted_coverage(sub.key_terms, ln.text) < 0.5:
+            continue
+        got = score_typed(sub, atype, ln, lines, 0.0)
+        if got is not None and "+span" in got.why:
+            best = max(best, got.score)
+    return best >= threshold
