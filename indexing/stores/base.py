@@ -251,6 +251,9 @@ class Stats(BaseModel):
     by_format: dict[str, int]
     version: int | None
     spaces: ModelSpaces | None
+    by_year: dict[str, int] = Field(
+        default_factory=dict, description="pages that mention a date in each year (a page counts once per year it mentions)"
+    )
 
 
 VectorField = Literal["image", "feature", "text"]

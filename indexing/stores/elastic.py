@@ -1170,6 +1170,7 @@ class ElasticStore:
                 "documents": {"cardinality": {"field": "doc_id", "precision_threshold": 40_000}},
                 "quality": {"terms": {"field": "quality", "size": 50}},
                 "format": {"terms": {"field": "format", "size": 200}},
+                "years": {"date_histogram": {"field": "dates", "calendar_interval": "year", "format": "yyyy", "min_doc_count": 1}},
                 "tiles": {"nested": {"path": "tiles"}},
                 "blocks": {"nested": {"path": "blocks"}},
             },
@@ -1188,6 +1189,7 @@ class ElasticStore:
             regions=int(aggs["tiles"]["doc_count"]) + int(aggs["blocks"]["doc_count"]),
             by_quality={b["key"]: int(b["doc_count"]) for b in aggs["quality"]["buckets"]},
             by_format={b["key"]: int(b["doc_count"]) for b in aggs["format"]["buckets"]},
+            by_year={b["key_as_string"]: int(b["doc_count"]) for b in aggs["years"]["buckets"]},
             version=version,
             spaces=spaces,
         )

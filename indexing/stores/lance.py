@@ -635,8 +635,11 @@ class LanceStore:
         where = where_clause(Filters(), principal)
         tbl = self._images.search().where(where).select(["doc_id", "quality", "record"]).limit(10_000_000).to_arrow()
         formats: Counter[str] = Counter()
+        years: Counter[str] = Counter()
         for raw in tbl.column("record").to_pylist():
-            formats[json.loads(raw).get("format", "?")] += 1
+            data = json.loads(raw)
+            formats[data.get("format", "?")] += 1
+            years.update({str(m.get("date", ""))[:4] for m in data.get("dates") or []} - {""})
         return Stats(
             backend=self.backend,
             images=tbl.num_rows,
@@ -645,6 +648,7 @@ class LanceStore:
             regions=self._regions.count_rows(f"kind != '' AND {where}"),
             by_quality=dict(Counter(tbl.column("quality").to_pylist())),
             by_format=dict(formats),
+            by_year=dict(sorted(years.items())),
             version=versions[-1].version if versions else None,
             spaces=self.spaces(),
         )
