@@ -49,6 +49,7 @@ from imgrag.indexing.stores.base import Filters, ImageRecord, Principal
 
 from . import paging
 from .auth import PrincipalResolver, TokenFileVerifier
+from .prompts import prompt_error, register_prompts
 from .tools import (
     BBoxIn,
     CropRegionOutput,
@@ -136,6 +137,12 @@ class ImgragMCP(MCPServer):
             if isinstance(e.__cause__, ValidationError):
                 raise ToolError(f"Error executing tool {name}: {format_validation_error(name, e.__cause__)}") from e.__cause__
             raise
+
+    async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Context | None = None) -> Any:  # type: ignore[override]
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as e:
+            raise prompt_error(name, e) from None
 
 
 def _png(data: bytes) -> ImageContent:
@@ -276,6 +283,7 @@ def build_server(
         log_level="WARNING",
     )
     mcp.app = app
+    register_prompts(mcp)
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
     async def run(name: str, work: Callable[[Principal], tuple[BaseModel, list[Any]]], render: Callable[[Any], str]) -> CallToolResult:
