@@ -22,6 +22,7 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import re
 import secrets
 import time
@@ -60,7 +61,7 @@ SESSION_IDLE_S = 12 * 3600
 MAX_SESSIONS = 2000
 MAX_BODY = 64 * 1024
 MAX_TOKEN_CHARS = 4096
-LOGIN_FAILURES = (10, 300.0)  # at most this many failed logins per client address per window (s)
+FAILED_LOGIN_DELAY_S = 1.0  # a wrong token answers after this: slows guessing without locking anyone out
 THUMB_SIDES = (192, 256, 384, 512)
 PAGE_K = 50
 MAX_ASKS_RUNNING = 2
@@ -242,7 +243,7 @@ def _floats(raw: str, n: int, what: str) -> list[float]:
         vals = [float(v) for v in raw.split(",")]
     except ValueError:
         vals = []
-    if len(vals) != n or not all(v == v and abs(v) < 1e9 for v in vals):
+    if len(vals) != n or not all(math.isfinite(v) and abs(v) < 1e9 for v in vals):
         raise ImgragError(f"{what} must be {n} comma-separated numbers", f"e.g. {what}=" + ",".join(["0"] * n))
     return vals
 
@@ -348,7 +349,6 @@ class WebViewer:
         self.cookie = f"{COOKIE}-{port}" if port else COOKIE
         self.sessions = Sessions()
         self.jobs: OrderedDict[str, AskJob] = OrderedDict()
-        self._failures: dict[str, list[float]] = {}
 
     @staticmethod
     def loopback_hosts(port: int) -> list[str]:
@@ -474,27 +474,20 @@ class WebViewer:
         html = self._html("index.html").replace("{{title}}", _esc(self.title))
         return Response(html, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
-    def _login_page(self, message: str = "", status: int = 200) -> Response:
+    def _login_page(self, request: Request, message: str = "", status: int = 200) -> Response:
+        notes = [message] if message else []
+        host = (request.url.hostname or "").strip("[]")
+        if request.url.scheme != "https" and host not in ("127.0.0.1", "localhost", "::1"):
+            notes.append(
+                "This page came over plain HTTP: browsers keep the login cookie (it is Secure) only over HTTPS "
+                "or from 127.0.0.1 / localhost. Serve the viewer behind an HTTPS proxy."
+            )
         html = (
             self._html("login.html")
             .replace("{{title}}", _esc(self.title))
-            .replace("{{message}}", f'<p class="error" role="alert">{_esc(message)}</p>' if message else "")
+            .replace("{{message}}", "".join(f'<p class="error" role="alert">{_esc(n)}</p>' for n in notes))
         )
         return Response(html, status_code=status, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
-
-    def _too_many_failures(self, request: Request) -> bool:
-        client = request.client.host if request.client else "?"
-        limit, window = LOGIN_FAILURES
-        now = time.monotonic()
-        recent = [t for t in self._failures.get(client, []) if now - t < window]
-        self._failures[client] = recent
-        return len(recent) >= limit
-
-    def _failed(self, request: Request) -> None:
-        client = request.client.host if request.client else "?"
-        self._failures.setdefault(client, []).append(time.monotonic())
-        if len(self._failures) > 10_000:
-            self._failures.clear()
 
     def _start_session(self, token: str, principal: Principal) -> Response:
         sess = self.sessions.create(token)
@@ -507,20 +500,19 @@ class WebViewer:
         if request.method == "GET":
             token = request.query_params.get("token")
             if token is None or not self.link_login:
-                return self._login_page()
+                return self._login_page(request)
         else:
             if not self._same_origin(request):
-                return self._login_page("This login did not come from this server's own page.", 403)
+                return self._login_page(request, "This login did not come from this server's own page.", 403)
             body = await _body(request)
             token = (parse_qs(body.decode("utf-8", "replace")).get("token") or [""])[0]
-        if self._too_many_failures(request):
-            return self._login_page("Too many failed logins; wait a few minutes.", 429)
         token = token.strip()
         principal = self.authenticate(token) if 0 < len(token) <= MAX_TOKEN_CHARS else None
         if principal is None:
-            self._failed(request)
-            audit.info("- web login refused")
-            return self._login_page("That token is not valid here.", 401)
+            client = request.client.host if request.client else "?"
+            audit.info("- web login refused (from %s)", client)
+            await anyio.sleep(FAILED_LOGIN_DELAY_S)
+            return self._login_page(request, "That token is not valid here.", 401)
         return self._start_session(token, principal)
 
     async def _logout(self, request: Request) -> Response:

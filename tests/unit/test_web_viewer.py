@@ -4,7 +4,6 @@ index are in tests/e2e/test_web_viewer.py."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -128,6 +127,16 @@ def test_a_page_the_user_may_not_see_answers_like_a_missing_one(viewer: Any) -> 
     assert c.get("/api/image/legal1/crop.png?bbox=0,0,50,20&scale=2").status_code == 200
     assert c.get("/api/image/legal1/crop.png?bbox=0,0,50").status_code == 400
     assert c.get("/api/image/..%2Fsecret").status_code == 404
+
+
+def test_login_page_warns_when_the_cookie_cannot_stick(viewer: Any) -> None:
+    """Over plain HTTP on a network address a browser drops the Secure cookie: say so, not loop."""
+    v, _ = viewer
+    v.allowed_hosts = None
+    plain = TestClient(v.starlette(), base_url="http://10.1.2.3:8765").get("/login")
+    assert plain.status_code == 200 and "HTTPS proxy" in plain.text
+    for base in ("http://127.0.0.1:8766", "http://localhost:8766", BASE):
+        assert "HTTPS proxy" not in TestClient(v.starlette(), base_url=base).get("/login").text
 
 
 def test_sessions_expire_when_idle() -> None:
