@@ -1,7 +1,7 @@
 """The agent-framework recipes of docs/agent-frameworks.md, run exactly as written against a real index:
-LangChain / LangGraph (langchain-mcp-adapters) and the OpenAI Agents SDK, over stdio and streamable
-HTTP, each through its own MCP client on the 1.x SDK (imgrag's server is on 2.x), from the virtual
-environment tests/recipes/venv.sh makes. Also: the stdio servers of the Cursor, VS Code and Claude
+LangChain / LangGraph (langchain-mcp-adapters) and the OpenAI Agents SDK, each through its own MCP
+client on the 1.x SDK (imgrag's server is on 2.x), and Pydantic AI (FastMCP, 2.x), over stdio and
+streamable HTTP, from the virtual environments tests/recipes/venv.sh makes. Also: the stdio servers of the Cursor, VS Code and Claude
 Desktop configurations shown in the docs start with their args and env and list the tools.
 
 The corpus is tests/e2e/test_mcp_e2e.py's contract and invoice, indexed for group `legal`.
@@ -41,10 +41,14 @@ def blocks(kind: str, lang: str) -> dict[str, str]:
 
 RECIPES = blocks("recipe", "python")
 CLIENTS = blocks("client", "json")
+RECIPE_NAMES = [
+    "langchain_stdio", "langchain_http", "openai_agents_stdio", "openai_agents_http", "pydantic_ai_stdio", "pydantic_ai_http",
+]
+VENV_SET = {"pydantic_ai": "mcp2"}  # recipe prefix → tests/recipes/venv.sh set (default mcp1)
 
 
 def test_the_docs_have_the_recipes_and_configs() -> None:
-    assert set(RECIPES) == {"langchain_stdio", "langchain_http", "openai_agents_stdio", "openai_agents_http"}
+    assert set(RECIPES) == set(RECIPE_NAMES)
     assert set(CLIENTS) == {"cursor", "vscode", "claude_desktop"}
     for name, code in RECIPES.items():
         compile(code, name, "exec")
@@ -52,14 +56,21 @@ def test_the_docs_have_the_recipes_and_configs() -> None:
             assert DOC_URL in code and "IMGRAG_TOKEN" in code
 
 
-@pytest.fixture(scope="module")
-def recipes_python() -> str:
-    r = subprocess.run(["bash", str(REPO / "tests" / "recipes" / "venv.sh")], capture_output=True, text=True, timeout=1800)
-    assert r.returncode == 0, f"tests/recipes/venv.sh failed (it installs from PyPI):\n{r.stderr[-3000:]}"
-    last = r.stdout.strip().splitlines()[-1]
-    if last == "skip":
+_PYTHONS: dict[str, str] = {}
+
+
+def recipes_python(recipe: str) -> str:
+    """The python of the recipe's venv (made on first use by tests/recipes/venv.sh, from PyPI)."""
+    vset = next((v for prefix, v in VENV_SET.items() if recipe.startswith(prefix)), "mcp1")
+    if vset not in _PYTHONS:
+        r = subprocess.run(
+            ["bash", str(REPO / "tests" / "recipes" / "venv.sh"), vset], capture_output=True, text=True, timeout=1800
+        )
+        assert r.returncode == 0, f"tests/recipes/venv.sh {vset} failed (it installs from PyPI):\n{r.stderr[-3000:]}"
+        _PYTHONS[vset] = r.stdout.strip().splitlines()[-1]
+    if _PYTHONS[vset] == "skip":
         pytest.skip("agent-framework recipes skipped on request (IMGRAG_TEST_RECIPES=skip)")
-    return last
+    return _PYTHONS[vset]
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +118,9 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Any:
             proc.kill()
 
 
-@pytest.mark.parametrize("name", ["langchain_stdio", "langchain_http", "openai_agents_stdio", "openai_agents_http"])
-def test_recipe_runs_as_written(name: str, recipes_python: str, index: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", RECIPE_NAMES)
+def test_recipe_runs_as_written(name: str, index: dict[str, Any], tmp_path: Path) -> None:
+    python = recipes_python(name)
     code = RECIPES[name].replace(DOC_URL, index["url"])  # the docs' port → this test's server
     script = tmp_path / f"{name}.py"
     script.write_text(code)
@@ -119,7 +131,7 @@ def test_recipe_runs_as_written(name: str, recipes_python: str, index: dict[str,
         "IMGRAG_TOKEN": LEGAL_TOKEN,
         "HF_HUB_OFFLINE": "1",
     }
-    r = subprocess.run([recipes_python, str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    r = subprocess.run([python, str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, f"{name} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
     out = dict(line.split(": ", 1) for line in r.stdout.splitlines() if ": " in line)
     assert out["tools"] == READ_TOOLS, r.stdout

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The agent-framework recipes' own virtual environment: LangChain's langchain-mcp-adapters (with LangGraph) and the
-# OpenAI Agents SDK, each with its own MCP client on the 1.x SDK (imgrag's server runs the 2.x SDK),
-# so they can never go into imgrag's venv. Idempotent: re-installs only when the pins below change.
+# Virtual environments of their own for the agent-framework recipes (docs/agent-frameworks.md), which
+# must never go into imgrag's venv:
+#   mcp1 (default)  LangChain's langchain-mcp-adapters with LangGraph, and the OpenAI Agents SDK: their
+#                   MCP clients pin the 1.x SDK (imgrag's server runs on 2.x)  → ~/.cache/imgrag/recipes-venv
+#   mcp2            Pydantic AI, whose MCP client (FastMCP) is on the 2.x SDK  → ~/.cache/imgrag/recipes-venv-mcp2
+# Idempotent: installs only when the pins below change.
 #
-#   bash tests/recipes/venv.sh          # prints the venv's python on the last line
+#   bash tests/recipes/venv.sh [mcp1|mcp2]      # prints the venv's python on the last line
 #
-# RECIPES_VENV overrides the location (default ~/.cache/imgrag/recipes-venv). IMGRAG_TEST_RECIPES=skip
-# installs nothing and prints "skip" (tests/e2e/test_recipes.py then skips, saying so).
+# IMGRAG_TEST_RECIPES=skip installs nothing and prints "skip" (tests/e2e/test_recipes.py then skips, saying so).
 set -euo pipefail
 
 if [ "${IMGRAG_TEST_RECIPES:-}" = skip ]; then
@@ -14,13 +16,15 @@ if [ "${IMGRAG_TEST_RECIPES:-}" = skip ]; then
   exit 0
 fi
 
-PINS=(
-  "langchain-mcp-adapters==0.3.2"
-  "langgraph==1.2.24"
-  "openai-agents==0.24.0"
-  "mcp>=1.24,<2"
-)
-VENV=${RECIPES_VENV:-$HOME/.cache/imgrag/recipes-venv}
+case "${1:-mcp1}" in
+  mcp1)
+    VENV=$HOME/.cache/imgrag/recipes-venv
+    PINS=("langchain-mcp-adapters==0.3.2" "langgraph==1.2.24" "openai-agents==0.24.0" "mcp>=1.24,<2") ;;
+  mcp2)
+    VENV=$HOME/.cache/imgrag/recipes-venv-mcp2
+    PINS=("pydantic-ai-slim[mcp]==2.68.0") ;;
+  *) echo "venv.sh: unknown set '$1' (mcp1 or mcp2)" >&2; exit 2 ;;
+esac
 PY=${PYTHON:-python3}
 stamp="$VENV/.pins-$(printf '%s\n' "${PINS[@]}" | sha1sum | cut -c1-12)"
 
