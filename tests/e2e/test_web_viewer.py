@@ -144,6 +144,16 @@ def accept_confirm(driver: Any) -> None:
     WebDriverWait(driver, WAIT).until(EC.alert_is_present()).accept()
 
 
+def text_of(driver: Any, selector: str) -> str:
+    """The text of the first match, read in one step ('' when there is none yet)."""
+    return driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.textContent : '';", selector)
+
+
+def current_version(driver: Any) -> str | None:
+    """The top row of the versions table, read in one step (the view re-renders after a rollback)."""
+    return driver.execute_script("const td = document.querySelector('#versions tbody tr td'); return td && td.textContent;")
+
+
 def kv_pairs(driver: Any) -> dict[str, str]:
     """The first definition list of the view (the collection's counts), as a dict."""
     dl = wait_for(driver, "dl.kv")
@@ -163,7 +173,7 @@ def login(driver: Any, base: str, token: str, who: str) -> None:
     assert driver.current_url.endswith("/login")
     css(driver, "#token")[0].send_keys(token)
     css(driver, "button[type=submit]")[0].click()
-    wait_until(driver, lambda d: who in (css(d, "#who") or [None])[0].text if css(d, "#who") else False)
+    wait_until(driver, lambda d: who in text_of(d, "#who"))
 
 
 def fetch(driver: Any, path: str, binary: bool = False) -> dict[str, Any]:
@@ -242,10 +252,10 @@ def test_search_shows_region_snippet_why_and_pages(site: dict[str, Any], browser
     wait_for(d, "#next")
     page1 = css(d, ".hit .file")[0].text
     css(d, "#next")[0].click()
-    wait_until(d, lambda d: "hits 2–2" in css(d, "#result-summary")[0].text if css(d, "#result-summary") else False)
+    wait_until(d, lambda d: "hits 2–2" in text_of(d, "#result-summary"))
     assert css(d, ".hit .file")[0].text != page1
     css(d, "#prev")[0].click()
-    wait_until(d, lambda d: "hits 1–1" in css(d, "#result-summary")[0].text if css(d, "#result-summary") else False)
+    wait_until(d, lambda d: "hits 1–1" in text_of(d, "#result-summary"))
     assert css(d, ".hit .file")[0].text == page1
 
     # filters come from the Filters model: quality choices and the seal switch are there
@@ -254,7 +264,7 @@ def test_search_shows_region_snippet_why_and_pages(site: dict[str, Any], browser
     names = {e.get_attribute("data-filter") for e in css(d, "[data-filter]")}
     assert {"date_from", "date_to", "quality", "tags", "meta", "has_seal"} <= names
     d.get(site["serve"] + "/#/search?" + "q=amount&f=" + json.dumps({"tags": ["nothing-has-this"]}))
-    wait_until(d, lambda d: "no hits" in css(d, "#result-summary")[0].text if css(d, "#result-summary") else False)
+    wait_until(d, lambda d: "no hits" in text_of(d, "#result-summary"))
     assert not js_errors(d)
 
 
@@ -284,7 +294,7 @@ def test_page_view_overlays_copy_and_escaping(site: dict[str, Any], browser: Any
     # click a line to copy its text
     item = next(li for li in css(d, "#ocr-lines li") if "Total amount" in li.text)
     item.click()
-    wait_until(d, lambda d: "Copied: Total amount" in css(d, "#toast")[0].text)
+    wait_until(d, lambda d: "Copied: Total amount" in text_of(d, "#toast"))
     assert "picked" in item.get_attribute("class")
     # zoom
     before = css(d, "#zoom-label")[0].text
@@ -427,7 +437,7 @@ def test_imgrag_ui_operator_collection_charts_and_rollback(site: dict[str, Any],
     assert httpx.get(ui + "/login", params={"token": site["ui_key"]}, follow_redirects=False).status_code == 303
     d.delete_all_cookies()
     d.get(ui + "/login?token=" + site["ui_key"])
-    wait_until(d, lambda d: css(d, "#who") and css(d, "#who")[0].text == "operator")
+    wait_until(d, lambda d: text_of(d, "#who") == "operator")
     d.get(ui + "/#/collection")
     wait_for(d, "#versions")
     kv = kv_pairs(d)
@@ -440,13 +450,13 @@ def test_imgrag_ui_operator_collection_charts_and_rollback(site: dict[str, Any],
     # roll back to version 2 (before the public notice was indexed) ...
     css(d, '#versions button[data-version="2"]')[0].click()
     accept_confirm(d)
-    wait_until(d, lambda d: css(d, "#versions tbody tr") and css(d, "#versions tbody tr td")[0].text == "4")
+    wait_until(d, lambda d: current_version(d) == "4")
     kv = kv_pairs(d)
     assert kv["images"] == "4"
     # ... and forward again: a rollback is a version too
     css(d, '#versions button[data-version="3"]')[0].click()
     accept_confirm(d)
-    wait_until(d, lambda d: css(d, "#versions tbody tr") and css(d, "#versions tbody tr td")[0].text == "5")
+    wait_until(d, lambda d: current_version(d) == "5")
     kv = kv_pairs(d)
     assert kv["images"] == "5"
     # the operator sees every group's pages
