@@ -285,13 +285,11 @@ def filter_fields() -> list[dict[str, Any]]:
     defs = schema.get("$defs", {})
     out = []
     for name, prop in schema["properties"].items():
-        if name in ("image_ids",):
+        if name == "image_ids":  # the viewer links to pages instead
             continue
-        options = prop.get("anyOf", [prop])
-        kinds = {o.get("type") for o in options if "type" in o or "$ref" in o}
         kind = "text"
         choices: list[str] = []
-        for o in options:
+        for o in prop.get("anyOf", [prop]):
             if o.get("type") == "array":
                 kind = "list"
                 items = o.get("items", {})
@@ -304,8 +302,6 @@ def filter_fields() -> list[dict[str, Any]]:
                 kind = "bool"
             elif o.get("type") == "object":
                 kind = "map"
-        if "string" in kinds and kind == "text":
-            kind = "text"
         out.append({"name": name, "kind": kind, "choices": choices, "description": prop.get("description", "")})
     return out
 
