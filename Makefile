@@ -32,7 +32,9 @@ demo: install
 	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag search "contract agreement" -k 3 --filter year=2023
 	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag ask "2023年签订的合同的甲方是谁" --trace
 
+# The web viewer's tests drive headless Chromium (Debian's chromium + chromium-driver).
 test: install
+	@bash evals/datasets/system_deps.sh --browser
 	bash tests/run_tests.sh $(PYTEST_ARGS)
 
 # The edit-test loop: unit tests only (no models, no services), well under a minute.

@@ -37,6 +37,17 @@ class ToolError(ImgragError):
         self.tool = tool
 
 
+class ToolCall(BaseModel):
+    """One call as made (arguments after shaping), for showing an agent's trace; kept only when
+    ``ToolClient.record_calls`` is on."""
+
+    tool: str
+    args: dict[str, Any]
+    ms: float
+    error: str = ""
+    result: dict[str, Any] = Field(default_factory=dict, description="the call's structured content")
+
+
 # -- typed views of tool results (lenient: the server may add fields) ---------------------------
 class RegionView(BaseModel):
     bbox: tuple[float, float, float, float]
@@ -183,6 +194,8 @@ class ToolClient:
         self.timings_ms: dict[str, list[float]] = {}
         self.schemas: dict[str, dict[str, Any]] = {}
         self.dropped_args: dict[str, list[str]] = {}
+        self.record_calls = False
+        self.calls: list[ToolCall] = []
         self._errlog = errlog
 
     # construction -------------------------------------------------------------------------
@@ -292,11 +305,22 @@ class ToolClient:
             self.dropped_args.setdefault(tool, [])
             self.dropped_args[tool] = sorted(set(self.dropped_args[tool]) | set(dropped))
         t = time.perf_counter()
+        result = None
         try:
             result = await self._client.call_tool(tool, shaped)
         finally:
+            ms = (time.perf_counter() - t) * 1000
             self.usage.tool_calls[tool] = self.usage.tool_calls.get(tool, 0) + 1
-            self.timings_ms.setdefault(tool, []).append((time.perf_counter() - t) * 1000)
+            self.timings_ms.setdefault(tool, []).append(ms)
+            if self.record_calls:
+                failed = result is None or getattr(result, "is_error", False)
+                self.calls.append(
+                    ToolCall(
+                        tool=tool, args=shaped, ms=round(ms, 1),
+                        error=(_error_text(result) if result is not None else "no result") if failed else "",
+                        result={} if failed else _structured(result),
+                    )
+                )
         if getattr(result, "is_error", False):
             raise ToolError(tool, _error_text(result))
         return result

@@ -40,7 +40,7 @@ from .loader import load_page
 from .models import BBox, OcrLine
 from .runtime import Runtime
 from .search import Searcher, SearchRequest, SearchResult
-from .stores.base import OPERATOR, ImageRecord, IndexStore, Principal, Stats, Version
+from .stores.base import OPERATOR, Filters, ImageRecord, IndexStore, Principal, RegionHit, Stats, Version
 
 if TYPE_CHECKING:
     from .align import ReembedSummary
@@ -198,6 +198,15 @@ class Imgrag:
 
     def get_many(self, image_ids: Sequence[str], principal: Principal) -> dict[str, ImageRecord]:
         return self.store.get_many(list(image_ids), principal)
+
+    def list_images(self, principal: Principal, filters: Filters, *, offset: int = 0, limit: int = 100) -> list[ImageRecord]:
+        """Records the caller can see that match ``filters`` (e.g. the pages of one document)."""
+        return self.store.list_images(principal, filters, offset=offset, limit=min(limit, 1000))
+
+    def regions(self, image_id: str, principal: Principal) -> list[RegionHit]:
+        """The indexed regions (grid tiles, text blocks) of one image the caller can see."""
+        rec = self.get(image_id, principal)
+        return self.store.regions_of([rec.image_id])
 
     def stats(self, principal: Principal) -> Stats:
         return self.store.stats(principal)

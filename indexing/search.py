@@ -63,6 +63,11 @@ class Hit(BaseModel):
     snippet: str = ""
     region: RegionOut | None = None
     ranks: dict[str, int] = Field(default_factory=dict, description="1-based rank in each route that found it")
+    contributions: dict[str, float] = Field(
+        default_factory=dict,
+        description="what each route added to the fused score (weight × vote / (rrf_k + rank)), and 'rerank': "
+        "the region re-rank bonus; they sum to score",
+    )
     quality: str
     dates: list[str] = Field(default_factory=list)
     caption: str = ""
@@ -303,7 +308,8 @@ class Searcher:
         query, ranked, timings = rec.query, rec.ranked, dict(rec.timings)
         t = time.perf_counter()
         factors = {r: standout(rec.route_scores[r], s.standout_z) for r in ranked if r in VECTOR_ROUTES}
-        fused = rrf(ranked, self.weights(), s.rrf_k, factors)
+        weights = self.weights()
+        fused = rrf(ranked, weights, s.rrf_k, factors)
         order = sorted(fused, key=lambda d: -fused[d])
         n_cand = len(order)
         window = order[: max(req.offset + req.k, 30) if req.rerank else req.offset + req.k]
@@ -316,10 +322,12 @@ class Searcher:
         if missing:
             rec.evidence.update(self._evidence(query, missing, records, rec.region_hits, principal, req.filters))
         evidence = rec.evidence
+        bonus: dict[str, float] = {}
         if req.rerank and query:
             bonus_unit = 1.0 / (s.rrf_k + 1)
             for d in window:
-                fused[d] += s.region_rerank * bonus_unit * evidence[d][2]
+                bonus[d] = s.region_rerank * bonus_unit * evidence[d][2]
+                fused[d] += bonus[d]
             window.sort(key=lambda d: -fused[d])
         timings["rerank"] = round((time.perf_counter() - t) * 1000, 2)
 
@@ -337,7 +345,14 @@ class Searcher:
                     score=round(fused[d], 6),
                     snippet=snippet,
                     region=region,
-                    ranks={rt: ids.index(d) + 1 for rt, ids in ranked.items() if d in ids},
+                    ranks=(ranks := {rt: ids.index(d) + 1 for rt, ids in ranked.items() if d in ids}),
+                    contributions={
+                        **{
+                            rt: round(weights.get(rt, 1.0) * factors.get(rt, {}).get(d, 1.0) / (s.rrf_k + r), 6)
+                            for rt, r in ranks.items()
+                        },
+                        **({"rerank": round(bonus[d], 6)} if bonus.get(d) else {}),
+                    },
                     quality=r.quality,
                     dates=sorted({m.date.isoformat() for m in r.dates}),
                     caption=r.caption,

@@ -54,6 +54,7 @@ from imgrag.indexing.stores.base import Filters, ImageRecord, Principal
 from . import paging
 from .auditing import CallRecorder, HttpAuditMiddleware, resource_name, returned_ids
 from .auth import PrincipalResolver, TokenFileVerifier
+from .prompts import prompt_error, register_prompts
 from .tools import (
     BBoxIn,
     CropRegionOutput,
@@ -190,6 +191,12 @@ class ImgragMCP(MCPServer):
             if isinstance(e.__cause__, ValidationError):
                 raise ToolError(f"Error executing tool {name}: {format_validation_error(name, e.__cause__)}") from e.__cause__
             raise
+
+    async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Context | None = None) -> Any:  # type: ignore[override]
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as e:
+            raise prompt_error(name, e) from None
 
 
 def _png(data: bytes) -> ImageContent:
@@ -333,6 +340,7 @@ def build_server(
     )
     mcp.app = app
     mcp.recorder = CallRecorder(app, resolve_principal, "http" if token_verifier is not None else "stdio")
+    register_prompts(mcp)
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
     async def run(name: str, work: Callable[[Principal], tuple[BaseModel, list[Any]]], render: Callable[[Any], str]) -> CallToolResult:

@@ -5,6 +5,8 @@
 #   bash evals/datasets/system_deps.sh                # poppler, fonts, Debian Reference PDFs (en + zh)
 #   bash evals/datasets/system_deps.sh --openclipart  # ... plus openclipart-png/-svg (~156 MB download,
 #                                                     #     ~327 MB installed; only the eval sets need it)
+#   bash evals/datasets/system_deps.sh --browser      # ... plus chromium + chromium-driver (~90 MB download):
+#                                                     #     headless Chromium drives the web viewer's tests
 #   bash evals/datasets/system_deps.sh --check        # report what is missing, install nothing (exit 1 if any)
 #
 # What and why (sizes measured on Debian 12 bookworm):
@@ -20,12 +22,14 @@
 set -euo pipefail
 
 want_openclipart=0
+want_browser=0
 check_only=0
 for arg in "$@"; do
   case "$arg" in
     --openclipart) want_openclipart=1 ;;
+    --browser) want_browser=1 ;;
     --check) check_only=1 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "system_deps.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -34,6 +38,9 @@ pkgs=(poppler-utils poppler-data fontconfig fonts-wqy-zenhei fonts-dejavu-core
       debian-reference-en debian-reference-zh-cn)
 if [ "$want_openclipart" = 1 ]; then
   pkgs+=(openclipart-png openclipart-svg)
+fi
+if [ "$want_browser" = 1 ]; then
+  pkgs+=(chromium chromium-driver)
 fi
 
 missing=()

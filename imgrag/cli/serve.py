@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +22,7 @@ def serve(
     allow_write: Annotated[bool, typer.Option("--allow-write", help="add the index_images and delete_image tools")] = False,
     index_root: Annotated[list[Path] | None, typer.Option("--index-root", help="folders index_images may read (repeatable); HTTP default: the current folder")] = None,
     warm_up: Annotated[bool, typer.Option("--warm-up/--no-warm-up", help="load the models in the background right after start")] = True,
+    web: Annotated[bool, typer.Option("--web/--no-web", help="HTTP: also serve the web viewer at / (log in with a token from --tokens)")] = True,
     as_user: AsUser = None,
     group: Groups = None,
 ) -> None:
@@ -45,7 +46,11 @@ def serve(
                 Imgrag(index_roots=roots), bearer_principal, allow_write=allow_write,
                 token_verifier=verifier, server_url=f"http://{host}:{port}",
             )
+            if web:
+                mount_viewer(mcp, verifier, host, port)
             err.print(f"imgrag MCP server on http://{host}:{port}/mcp (bearer tokens from {tokens})", highlight=False)
+            if web:
+                err.print(f"web viewer on http://{host}:{port}/ (log in with a token from {tokens})", highlight=False)
         else:
             mcp = build_server(Imgrag(index_roots=roots), fixed_principal(principal(as_user, group)), allow_write=allow_write)
         mcp.app.audit.check()  # a log it cannot write would refuse every call: say so now
@@ -59,3 +64,25 @@ def serve(
         fail(e)
     except KeyboardInterrupt:
         pass
+
+
+def mount_viewer(mcp: Any, verifier: Any, host: str, port: int) -> None:
+    """The web viewer on the MCP server's port: a browser logs in with a token from the same file
+    and sees what that token's agent sees."""
+    from imgrag.mcp_server.web import WebViewer
+
+    from .ui import default_eval_dir, web_asker
+
+    def authenticate(token: str) -> Any:
+        entry = verifier.entry(token)
+        return entry.principal() if entry is not None else None
+
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    WebViewer(
+        mcp.app,
+        authenticate,
+        asker=web_asker(mcp.app),  # type: ignore[arg-type]
+        eval_dir=default_eval_dir(),
+        allowed_hosts=WebViewer.loopback_hosts(port) if loopback else None,
+        port=port,
+    ).mount(mcp)

@@ -280,6 +280,9 @@ class Stats(BaseModel):
     pii_by_kind: dict[str, int] = Field(default_factory=dict)  # pages holding each kind
     version: int | None
     spaces: ModelSpaces | None
+    by_year: dict[str, int] = Field(
+        default_factory=dict, description="pages that mention a date in each year (a page counts once per year it mentions)"
+    )
 
 
 VectorField = Literal["image", "feature", "text"]

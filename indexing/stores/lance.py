@@ -827,10 +827,12 @@ class LanceStore:
         tbl = self._images.search().where(where).select(["doc_id", "quality", "record"]).limit(10_000_000).to_arrow()
         formats: Counter[str] = Counter()
         pii: Counter[str] = Counter()
+        years: Counter[str] = Counter()
         pii_pages = 0
         for raw in tbl.column("record").to_pylist():
             doc = json.loads(raw)
             formats[doc.get("format", "?")] += 1
+            years.update({str(m.get("date", ""))[:4] for m in doc.get("dates") or []} - {""})
             kinds = {f["kind"] for f in doc.get("pii") or []}
             pii.update(kinds)
             pii_pages += bool(kinds)
@@ -842,6 +844,7 @@ class LanceStore:
             regions=self._regions.count_rows(f"kind != '' AND {where}"),
             by_quality=dict(Counter(tbl.column("quality").to_pylist())),
             by_format=dict(formats),
+            by_year=dict(sorted(years.items())),
             pii_pages=pii_pages,
             pii_by_kind=dict(pii),
             version=versions[-1].version if versions else None,

@@ -845,6 +845,8 @@ def test_stats(store: IndexStore) -> None:
     assert st.by_quality == {"scanned": 4, "born_digital": 1, "photo": 1, "handwritten": 1}
     assert st.by_format == {"png": 4, "jpg": 2, "tif": 1}
     assert st.pii_pages == 2 and st.pii_by_kind == {"cn_mobile": 2, "email": 1}
+    # a page counts once in each year it mentions (c5: 2022 and 2023; c6's year-precision 2023 is 2023)
+    assert st.by_year == {"2021": 1, "2022": 1, "2023": 4, "2024": 1, "2025": 1}
     assert st.version is None and st.spaces == SPACES
     store.commit("index", {"indexed": 7})
     assert store.stats(OPERATOR).version == 1
@@ -1139,3 +1141,22 @@ def test_es_server_problems_are_one_clear_error(
     assert isinstance(err.value, BackendUnavailableError), err.value
     assert expect in str(err.value), str(err.value)
     assert url in str(err.value), case
+
+
+def test_fusion_contributions_add_up_to_the_score(store: IndexStore, tmp_path: Path) -> None:
+    """Each hit says what each route (and the region re-rank) added: the viewer's 'why it ranked'."""
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.runtime import Runtime
+    from imgrag.indexing.search import Searcher, SearchRequest
+
+    load(store, [Spec("A", text="alpha words"), Spec("B", text="beta words"), Spec("C", text="alpha beta")])
+    searcher = Searcher(Runtime(Settings(home=tmp_path / "home"), store=store))
+    for req in (SearchRequest(query="alpha", mode="keyword"), SearchRequest(similar_to="A")):
+        hits = searcher.search(req, OPERATOR).hits
+        assert hits
+        for h in hits:
+            assert set(h.contributions) - {"rerank"} == set(h.ranks), (h.ranks, h.contributions)
+            assert sum(h.contributions.values()) == pytest.approx(h.score, abs=1e-5)
+    top = searcher.search(SearchRequest(query="alpha", mode="keyword"), OPERATOR).hits[0]
+    rrf_k = searcher.rt.settings.rrf_k
+    assert top.contributions["bm25"] == pytest.approx(searcher.weights()["bm25"] / (rrf_k + 1), abs=1e-6)
