@@ -33,7 +33,7 @@ from imgrag.indexing.audit import (
 )
 from imgrag.indexing.config import Settings
 from imgrag.indexing.errors import AuditError, ImgragError
-from imgrag.indexing.stores.base import OPERATOR, ModelSpaces, Principal
+from imgrag.indexing.stores.base import ModelSpaces, Principal
 from imgrag.indexing.stores.lance import LanceStore
 
 REPO = Path(__file__).resolve().parents[2]
