@@ -18,7 +18,7 @@ def web_asker(imgrag_app: object) -> object:
     from imgrag.agent.llm import LLMConfig
     from imgrag.agent.viewer import ViewerAsker
 
-    return ViewerAsker(imgrag_app, LLMConfig.from_env())  # type: ignore[arg-type]
+    return ViewerAsker(imgrag_app, LLMConfig.from_settings(imgrag_app.settings))
 
 
 def check_port(host: str, port: int) -> None:
