@@ -14,7 +14,8 @@
 #   poppler-data           CMaps for CJK PDFs                                  1.6 MB download, 13 MB installed
 #   fontconfig             fc-match, used to locate fonts
 #   fonts-wqy-zenhei       Chinese (and Latin) font for the contracts           7.5 MB download, 16 MB installed
-#                          (fonts-noto-cjk would be 56.5 MB download, 91 MB installed)
+#   fonts-noto-cjk         Noto Sans CJK: the layout/OCR tests render their pages with it (the layout
+#                          model misses a WenQuanYi title); 56.5 MB download, 91 MB installed
 #   fonts-dejavu-core      English serif font for the contracts                 1.1 MB download, 3 MB installed
 #   debian-reference-en    Debian Reference 2.100, English PDF, 261 pages       1.7 MB download, 3.8 MB installed
 #   debian-reference-zh-cn Debian Reference 2.100, Simplified Chinese PDF, 251 p. 1.9 MB download, 3.9 MB installed
@@ -34,7 +35,7 @@ for arg in "$@"; do
   esac
 done
 
-pkgs=(poppler-utils poppler-data fontconfig fonts-wqy-zenhei fonts-dejavu-core
+pkgs=(poppler-utils poppler-data fontconfig fonts-wqy-zenhei fonts-noto-cjk fonts-dejavu-core
       debian-reference-en debian-reference-zh-cn)
 if [ "$want_openclipart" = 1 ]; then
   pkgs+=(openclipart-png openclipart-svg)
