@@ -240,4 +240,4 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as e:
         bad = "; ".join(f"IMGRAG_{str(err['loc'][0]).upper()}={err.get('input')!r}: {err['msg']}" for err in e.errors())
-        raise ImgragError(f"invalid setting {bad}", "fix or unset it (environment or imgrag.toml; see README: Settings)") from e
+        raise ImgragError(f"invalid setting {bad}", "fix or unset it (environment or imgrag.toml; see docs/settings.md)") from e

@@ -13,7 +13,7 @@ from imgrag.indexing.errors import ImgragError
 from .common import app, err, fail, out
 
 
-eval_app = typer.Typer(help="Measure retrieval, answers and latency on golden sets (see README: Evaluation).", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure retrieval, answers and latency on golden sets (see docs/evaluation.md).", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
 SetOpt = Annotated[str, typer.Option("--set", help="standard set (contracts, docqa, clipart, natural-dev, natural-heldout) or a JSONL golden file")]
