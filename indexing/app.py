@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from . import imaging
 from .config import Settings
 from .errors import ImgragError, NotFoundError
+from .links import LinkedItem, visible_links
 from .limits import (
     MAX_CROP_BYTES,
     MAX_CROP_SCALE,
@@ -173,6 +174,17 @@ class Imgrag:
                 f"no image with id {image_id!r}", "use an image_id returned by search_images (on the command line: imgrag search --json)"
             )
         return rec
+
+    def record_for(self, image_id: str, principal: Principal) -> ImageRecord:
+        """A record as ``principal`` may see it: personal data masked unless they see everything,
+        links only to pages they may read."""
+        rec = self.get(image_id, principal)
+        links = {ln.image_id for ln in self.links(rec, principal)}
+        return rec.for_principal(principal).model_copy(update={"links": [ln for ln in rec.links if ln.image_id in links]})
+
+    def links(self, rec: ImageRecord, principal: Principal) -> list[LinkedItem]:
+        """The images / documents linked to a record that ``principal`` may read."""
+        return visible_links(self.store, [rec], principal)[rec.image_id]
 
     def get_many(self, image_ids: Sequence[str], principal: Principal) -> dict[str, ImageRecord]:
         return self.store.get_many(list(image_ids), principal)

@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
+from .dicom import DICOM_EXTS, DicomFile, is_dicom
 from .errors import ImgragError
+from .models import FileInfo
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
 DOC_EXTS = {".pdf"}
-SUPPORTED_EXTS = IMAGE_EXTS | DOC_EXTS
+SUPPORTED_EXTS = IMAGE_EXTS | DOC_EXTS | DICOM_EXTS
 
 # We check width × height against IMGRAG_MAX_PIXELS ourselves, from the header, before decoding;
 # PIL's fixed global limit would otherwise override the user's setting.
@@ -40,6 +42,7 @@ class Page:
     dpi: float | None
     file_size: int
     mtime: float
+    info: FileInfo | None = None  # what the file says about itself (DICOM tags)
 
 
 @dataclass
@@ -74,9 +77,11 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Skipped]]:
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
                     f = Path(root) / name
-                    if f.suffix.lower() in SUPPORTED_EXTS and not name.startswith("."):
+                    if name.startswith("."):
+                        continue
+                    if f.suffix.lower() in SUPPORTED_EXTS or (not f.suffix and is_dicom(f)):
                         found.append(f.resolve())
-        elif p.suffix.lower() in SUPPORTED_EXTS:
+        elif p.suffix.lower() in SUPPORTED_EXTS or is_dicom(p):
             found.append(p.resolve())
         else:
             problems.append(
@@ -131,6 +136,8 @@ def load_file(
     doc_id = file_digest(path)
     if path.suffix.lower() == ".pdf":
         yield from _load_pdf(path, doc_id, st, max_pixels=max_pixels, dpi=pdf_dpi, only_page=only_page)
+    elif is_dicom(path):
+        yield from _load_dicom(path, doc_id, st, max_pixels=max_pixels, only_page=only_page)
     else:
         yield from _load_image(path, doc_id, st, max_pixels=max_pixels, only_page=only_page)
 
@@ -170,6 +177,18 @@ def _load_image(
         raise ImgragError(f"{path}: not an image PIL can decode", "check the file type; re-export it as PNG/JPEG") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise ImgragError(f"{path}: damaged or truncated image ({e})", "re-export or re-copy the file") from e
+
+
+def _load_dicom(
+    path: Path, doc_id: str, st: os.stat_result, *, max_pixels: int, only_page: int | None
+) -> Iterator[Page]:
+    dcm = DicomFile(path)
+    _check_pixels(dcm.cols, dcm.rows, max_pixels, path)
+    for i, image in dcm.frames(only_page):
+        yield Page(
+            image_id=page_id(doc_id, i, dcm.n_frames), doc_id=doc_id, path=str(path), page=i, n_pages=dcm.n_frames,
+            format="dicom", image=image, dpi=None, file_size=st.st_size, mtime=st.st_mtime, info=dcm.info,
+        )
 
 
 def _load_pdf(

@@ -62,3 +62,18 @@ class Enhancement(BaseModel):
 
     name: str
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+
+class FileInfo(BaseModel):
+    """What a file says about itself beside its pixels (DICOM tags, a sidecar, its case folder).
+
+    Kept apart from the user's metadata: ``imgrag index --meta`` replaces the user's metadata of
+    unchanged pages, never what the file itself carries."""
+
+    caption: str = Field(default="", description="words for what the image shows, from its tags (searched, embedded)")
+    meta: dict[str, str] = Field(default_factory=dict, description="filterable key/values (modality, accession, ...)")
+    dates: list[DateMention] = Field(default_factory=list, description="dates from the tags (the study date)")
+    personal: dict[str, str] = Field(
+        default_factory=dict, description="personal data from the tags (patient name, ID, birth date): stored, never indexed"
+    )
+    quality: QualityClass | None = Field(default=None, description="the quality class the file implies (a DICOM image is a picture)")

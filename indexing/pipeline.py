@@ -23,6 +23,7 @@ from .analysis import is_meaningful
 from .detectors import detect_seals, extract_dates
 from .errors import ImgragError
 from .layout import analyze_layout, group_lines
+from .links import LINK_KEYS, clear_caches, file_keys, norm_value, read_off, relink
 from .loader import Page, discover, load_file
 from .models import BBox, OcrLine
 from .ocr import detect_orientation
@@ -48,6 +49,7 @@ class IndexSummary(BaseModel):
     duplicates: int = 0
     replaced: int = 0
     updated_metadata: int = 0  # unchanged content whose ACL / metadata / tags were updated in place
+    linked: int = 0  # pages whose links to images / documents changed (new pages and their partners)
     failed: list[Failure] = Field(default_factory=list)
     seconds: float = 0.0
     version: int | None = None
@@ -97,7 +99,8 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
     """Run every per-page model; all boxes in the result are in original-image pixels."""
     s = rt.settings
     original = page.image
-    pre = preprocess(original, page.dpi, orientation=detect_orientation)
+    info = page.info
+    pre = preprocess(original, page.dpi, quality=info.quality if info else None, orientation=detect_orientation)
     img = pre.image
     lines_proc = rt.ocr.recognize(img)
     lines = [
@@ -122,8 +125,13 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
         for t in lay.tables:
             tables.append(t.model_copy(update={"bbox": pre.box_to_original(t.bbox)}))
     seals = [sl.model_copy(update={"bbox": pre.box_to_original(sl.bbox)}) for sl in detect_seals(img)]
-    dates = extract_dates([ln.text for ln in lines])
+    dates = extract_dates([ln.text for ln in lines]) + (list(info.dates) if info else [])
     ocr_text = "\n".join(ln.text for ln in lines)
+    # The file's own metadata: keys read off the page, under its tags, under its sidecar / case folder.
+    file_meta = {**read_off(ocr_text), **(info.meta if info else {}), **file_keys(page.path)}
+    for key in LINK_KEYS:
+        if key != "case" and key in file_meta:
+            file_meta[key] = norm_value(file_meta[key])
     rec = ImageRecord(
         image_id=page.image_id,
         doc_id=page.doc_id,
@@ -145,7 +153,10 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
         tables=tables,
         seals=seals,
         dates=dates,
+        caption=info.caption if info else "",
         meta=dict(opts.meta or {}),
+        file_meta=file_meta,
+        personal=dict(info.personal) if info else {},
         tags=list(opts.tags or []),
         acl=list(opts.acl or []),
         indexed_at=datetime.now(timezone.utc),
@@ -230,7 +241,11 @@ class Indexer:
         tile_imgs = [t[2] for a in batch for t in a.tiles]
         tiles = rt.image_embedder.embed_images(tile_imgs) if tile_imgs else None
         # Text without letters (a stray "0" off a photo) embeds as "", the embedder's no-text vector.
-        texts = [a.record.ocr_text if is_meaningful(a.record.ocr_text) else "" for a in batch]
+        # A caption the file gave (DICOM tags) is the page's words too: it is all a CT slice says.
+        texts = [
+            "\n".join(t for t in (a.record.caption, a.record.ocr_text if is_meaningful(a.record.ocr_text) else "") if t)
+            for a in batch
+        ]
         texts += [r[2] for a in batch for r in a.text_regions]
         text_vecs = rt.text_embedder.embed_passages(texts)
         out: list[Indexed] = []
@@ -238,7 +253,7 @@ class Indexer:
         ri = len(batch)
         for n, a in enumerate(batch):
             rec = a.record
-            rec.caption = whole.captions[n]
+            rec.caption = rec.caption or whole.captions[n]  # the file's own words beat the image model's guess
             rec.models.update(rt.model_identities())
             regions: list[RegionRecord] = []
             for suffix, box, _ in a.tiles:
@@ -327,6 +342,7 @@ class Indexer:
                     flush()
 
         self.rt.warm_up()
+        clear_caches()
         loaded = False
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgrag-page") as pool:
             for pg, stale, page_opts in self._pages(files, summary, progress, unchanged_ids, opts):
@@ -342,15 +358,24 @@ class Indexer:
             if opts.principal is not None and not opts.principal.all_access:
                 readable = store.get_many(unchanged_ids, opts.principal)
                 unchanged_ids = [i for i in unchanged_ids if i in readable]
+        relink_ids = list(summary.indexed_ids)
         if unchanged_ids and not update.is_empty():
             n = store.update_metadata(unchanged_ids, update)
             summary.updated_metadata += n
             summary.unchanged -= n
-        if summary.indexed or summary.replaced or summary.updated_metadata:
+            relink_ids += unchanged_ids  # their metadata may carry other link keys now
+        if relink_ids:
+            try:
+                summary.linked = relink(store, relink_ids, opts.principal or OPERATOR)
+            except ImgragError as e:  # what was indexed stays indexed; the next run links again
+                summary.failed.append(Failure(path="(links)", reason=str(e)))
+                progress("fail", {"path": "(links)", "reason": str(e)})
+        if summary.indexed or summary.replaced or summary.updated_metadata or summary.linked:
             v = store.commit(
                 "index",
                 {"indexed": summary.indexed, "replaced": summary.replaced,
-                 "updated_metadata": summary.updated_metadata, "failed": len(summary.failed)},
+                 "updated_metadata": summary.updated_metadata, "linked": summary.linked,
+                 "failed": len(summary.failed)},
             )
             summary.version = v.version
         summary.seconds = round(time.perf_counter() - t0, 3)

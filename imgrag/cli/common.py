@@ -76,7 +76,8 @@ def kv(pairs: list[str] | None, what: str) -> dict[str, str]:
 
 def parse_filters(pairs: list[str] | None) -> Any:
     """``--filter`` pairs → Filters. Known keys: date_from, date_to, year, quality, tag, path,
-    doc, seal; anything else is a user metadata key."""
+    doc, seal, linked (words a linked page contains); anything else is a metadata key (the user's,
+    or the file's own: modality, body_part, accession, part_number, ...)."""
     from imgrag.indexing.stores.base import Filters
 
     data: dict[str, Any] = {"meta": {}}
@@ -97,6 +98,8 @@ def parse_filters(pairs: list[str] | None) -> Any:
                 data["doc_id"] = v
             elif k == "seal":
                 data["has_seal"] = v.lower() in ("1", "true", "yes")
+            elif k == "linked":
+                data["linked_text"] = v
             else:
                 data["meta"][k] = v
         except ValueError as e:

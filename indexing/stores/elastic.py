@@ -208,7 +208,7 @@ def _date_interval(d: date, precision: str) -> dict[str, str]:
 
 def fts_source(rec: ImageRecord) -> str:
     """What BM25 sees: OCR text, caption, tags and metadata values, NFKC-normalised."""
-    return normalize(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.meta.values()]))
+    return normalize(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.all_meta().values()]))
 
 
 def _vec(v: np.ndarray) -> list[float]:
@@ -247,7 +247,7 @@ def row_document(item: Indexed, version: int, *, base64_vectors: bool = False) -
         "format": rec.format,
         "quality": rec.quality,
         "tags": rec.tags,
-        "meta_kv": [f"{k}={v}" for k, v in sorted(rec.meta.items())],
+        "meta_kv": [f"{k}={v}" for k, v in sorted(rec.all_meta().items())],
         "acl": rec.acl,
         "has_seal": bool(rec.seals),
         "dates": [_date_interval(d, p) for d, p in sorted(dates)],
@@ -791,7 +791,7 @@ class ElasticStore:
                              "doc": {"current": False, "v_to": p}}
                         )
                     src.update(
-                        acl=rec.acl, tags=rec.tags, meta_kv=[f"{k}={v}" for k, v in sorted(rec.meta.items())],
+                        acl=rec.acl, tags=rec.tags, meta_kv=[f"{k}={v}" for k, v in sorted(rec.all_meta().items())],
                         fts=fts_source(rec), record=rec.model_dump(mode="json"), current=True, v_from=p,
                     )
                     src.pop("v_to", None)

@@ -100,7 +100,7 @@ def _filter_fields(rec: ImageRecord) -> dict[str, Any]:
         "acl": rec.acl,
         "quality": rec.quality,
         "tags": rec.tags,
-        "meta_kv": [f"{k}={v}" for k, v in sorted(rec.meta.items())],
+        "meta_kv": [f"{k}={v}" for k, v in sorted(rec.all_meta().items())],
         "date_tokens": tokens,
         "has_seal": bool(rec.seals),
     }
@@ -124,7 +124,7 @@ def _filter_schema() -> list[pa.Field]:
 
 def _image_fts(rec: ImageRecord) -> str:
     """What BM25 sees for a page: OCR text, caption, tags and metadata values."""
-    return fts_text(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.meta.values()]))
+    return fts_text(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.all_meta().values()]))
 
 
 def _unit(dim: int) -> list[float]:
