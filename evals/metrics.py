@@ -45,18 +45,15 @@ def ranking_metrics(
         docs = list(dict.fromkeys(ranked.get(q, [])))
         # ranx needs every query present; a placeholder that is never relevant keeps an empty list at 0
         run[q] = {d: float(len(docs) - i) for i, d in enumerate(docs)} or {"\x00none": 0.0}
+    qr = Qrels({q: {d: int(g) for d, g in qrels[q].items() if g > 0} for q in qids})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba's uint64→int64 cast notices
-        per = evaluate(
-            Qrels({q: {d: int(g) for d, g in qrels[q].items() if g > 0} for q in qids}),
-            Run(run),
-            list(metrics),
-            return_mean=False,
-            make_comparable=True,
-        )
+        per = evaluate(qr, Run(run), list(metrics), return_mean=False, make_comparable=True)
     if isinstance(per, np.ndarray):  # a single metric comes back as a bare array
         per = {metrics[0]: per}
-    per_query = {m: [float(x) for x in per[m]] for m in metrics}
+    # ranx scores queries in its own (sorted) id order: put them back in the order of ``qrels``
+    pos = {q: i for i, q in enumerate(qr.keys())}
+    per_query = {m: [float(per[m][pos[q]]) for q in qids] for m in metrics}
     return {m: float(np.mean(per_query[m])) for m in metrics}, per_query
 
 

@@ -63,6 +63,15 @@ def test_ranking_metrics_graded_missing_and_duplicates() -> None:
     assert mean["mrr@10"] == pytest.approx(0.5)
 
 
+def test_ranking_metrics_per_query_follow_the_order_of_qrels() -> None:
+    """ranx scores queries in sorted id order; the per-query lists (by-kind / by-lang breakdowns)
+    must follow the caller's order, or each query gets another query's score."""
+    qrels = {"z-hit": {"a": 1}, "a-miss": {"b": 1}, "m-hit": {"c": 1}}
+    ranked = {"z-hit": ["a"], "a-miss": ["x"], "m-hit": ["c"]}
+    _, per = ranking_metrics(qrels, ranked)
+    assert per["recall@1"] == [1.0, 0.0, 1.0]
+
+
 def test_latency_percentiles() -> None:
     assert percentile([1, 2, 3, 4], 50) == pytest.approx(2.5)
     assert percentile([1, 2, 3, 4], 95) == pytest.approx(3.85)
