@@ -14,7 +14,7 @@ from imgrag.indexing.config import Settings, get_settings
 from imgrag.indexing.errors import ImgragError
 
 from .golden import GoldenFormatError
-from .standard import STANDARD_SETS, PreparedSet, build_standard, ensure_indexed, eval_settings
+from .standard import KNOWN_SETS, STANDARD_SETS, PreparedSet, build_standard, ensure_indexed, eval_settings
 
 DEFAULT_OUT = Path("~/.cache/imgrag/eval/results")
 # Questions asked per standard set by `imgrag eval all` (the agent re-reads regions with OCR, a few
@@ -37,14 +37,14 @@ def resolve(set_arg: str, backend: str | None, folder: Path | None, console: Con
 
     base = base_settings(backend)
     log = lambda msg: console.print(msg, style="dim", markup=False, highlight=False)  # noqa: E731
-    if set_arg in STANDARD_SETS:
+    if set_arg in KNOWN_SETS:
         prepared = build_standard(set_arg, log=log)
         app = Imgrag(eval_settings(base, prepared))
         info = ensure_indexed(prepared, app, log=log, progress=_progress(console, prepared.name))
         return prepared, app, info
     path = Path(set_arg).expanduser()
     if not path.is_file():
-        raise ImgragError(f"no golden set {set_arg!r}", f"name one of {', '.join(STANDARD_SETS)} or a JSONL file")
+        raise ImgragError(f"no golden set {set_arg!r}", f"name one of {', '.join(KNOWN_SETS)} or a JSONL file")
     corpus = folder.expanduser().resolve() if folder else None
     if corpus is not None and not corpus.is_dir():
         raise ImgragError(f"--folder {folder} is not a folder", "give the folder the golden file names refer to")
@@ -93,13 +93,15 @@ def run_retrieval(set_arg: str, *, backend: str | None = None, k: int = 10, out:
                   run_out: Path | None = None, folder: Path | None = None, sweep: str | None = None,
                   console: Console | None = None) -> Any:
     from .report import print_retrieval, retrieval_chart, write_json
-    from .retrieval import evaluate_retrieval, parse_sweep
+    from .retrieval import CONFIGS, NO_LINKS, evaluate_retrieval, parse_sweep
 
     console = console or Console()
     sweep_spec = parse_sweep(sweep)
     prepared, app, info = resolve(set_arg, backend, folder, console)
     items = prepared.items()
+    configs = (*CONFIGS, NO_LINKS) if prepared.links or any(getattr(it, "link", None) for it in items) else CONFIGS
     res = evaluate_retrieval(app.rt, items, set_name=prepared.name, golden=str(prepared.golden), k=k, corpus=prepared.corpus,
+                             configs=configs,
                              restrict_to_corpus=folder is not None, sweep=sweep_spec, run_out=run_out,
                              runs_dir=_out(out) / "runs", index_info={k2: v for k2, v in info.items() if k2 != "files"},
                              progress=lambda m: console.print(m, style="dim", markup=False, highlight=False))

@@ -84,7 +84,7 @@ MODALITY_WORDS: dict[str, tuple[str, str]] = {
     "DX": ("X-ray radiograph (digital radiography)", "X光 X线 平片 拍片"),
     "DR": ("X-ray radiograph (digital radiography)", "X光 X线 平片 拍片"),
     "RG": ("X-ray radiograph", "X光 X线 平片"),
-    "MG": ("mammogram mammography X-ray of the breast", "乳腺钼靶 乳腺X线"),
+    "MG": ("mammogram mammography X-ray", "乳腺钼靶 乳腺X线"),
     "US": ("ultrasound sonography", "超声 B超 彩超"),
     "NM": ("nuclear medicine scintigraphy", "核医学 核素显像"),
     "PT": ("PET positron emission tomography", "PET 正电子发射断层扫描"),
@@ -104,42 +104,42 @@ MODALITY_WORDS: dict[str, tuple[str, str]] = {
     "SC": ("secondary capture image", "二次采集图像"),
 }
 # Body parts (BodyPartExamined defined terms and words in descriptions) → English, Chinese.
-BODY_PART_WORDS: dict[str, tuple[str, str]] = {
-    "HEAD": ("head", "头部 头颅"),
-    "BRAIN": ("brain head", "脑 头颅"),
-    "SKULL": ("skull head", "颅骨 头颅"),
-    "NECK": ("neck", "颈部"),
-    "CHEST": ("chest thorax lungs", "胸部 胸片 肺"),
-    "THORAX": ("chest thorax lungs", "胸部 肺"),
-    "LUNG": ("lung chest", "肺 胸部"),
-    "HEART": ("heart cardiac", "心脏"),
-    "BREAST": ("breast", "乳腺 乳房"),
-    "ABDOMEN": ("abdomen", "腹部"),
-    "LIVER": ("liver abdomen", "肝脏 腹部"),
-    "KIDNEY": ("kidney renal", "肾脏"),
-    "PELVIS": ("pelvis", "骨盆 盆腔"),
-    "SPINE": ("spine", "脊柱"),
-    "CSPINE": ("cervical spine neck", "颈椎"),
-    "TSPINE": ("thoracic spine", "胸椎"),
-    "LSPINE": ("lumbar spine lower back", "腰椎"),
-    "SHOULDER": ("shoulder", "肩关节 肩部"),
-    "ELBOW": ("elbow", "肘关节"),
-    "WRIST": ("wrist", "腕关节 手腕"),
-    "HAND": ("hand", "手部 手"),
-    "HIP": ("hip", "髋关节"),
-    "KNEE": ("knee", "膝关节 膝盖"),
-    "ANKLE": ("ankle", "踝关节 脚踝"),
-    "FOOT": ("foot", "足部 脚"),
-    "EXTREMITY": ("extremity limb", "四肢"),
-    "LEG": ("leg", "腿部 下肢"),
-    "ARM": ("arm", "手臂 上肢"),
-    "SINUS": ("paranasal sinuses", "鼻窦"),
-    "JAW": ("jaw mandible", "颌骨"),
-    "TEETH": ("teeth dental", "牙齿"),
-    "EYE": ("eye", "眼"),
-    "PROSTATE": ("prostate", "前列腺"),
-    "THYROID": ("thyroid", "甲状腺"),
-    "WHOLEBODY": ("whole body", "全身"),
+BODY_PART_WORDS: dict[str, tuple[str, str, str]] = {  # name, synonyms, Chinese
+    "HEAD": ("head", "", "头部 头颅"),
+    "BRAIN": ("brain", "head", "脑 头颅"),
+    "SKULL": ("skull", "head", "颅骨 头颅"),
+    "NECK": ("neck", "", "颈部"),
+    "CHEST": ("chest", "thorax lungs", "胸部 胸片 肺"),
+    "THORAX": ("chest", "thorax lungs", "胸部 肺"),
+    "LUNG": ("lung", "chest", "肺 胸部"),
+    "HEART": ("heart", "cardiac", "心脏"),
+    "BREAST": ("breast", "", "乳腺 乳房"),
+    "ABDOMEN": ("abdomen", "", "腹部"),
+    "LIVER": ("liver", "abdomen", "肝脏 腹部"),
+    "KIDNEY": ("kidney", "renal", "肾脏"),
+    "PELVIS": ("pelvis", "", "骨盆 盆腔"),
+    "SPINE": ("spine", "", "脊柱"),
+    "CSPINE": ("cervical spine", "neck", "颈椎"),
+    "TSPINE": ("thoracic spine", "", "胸椎"),
+    "LSPINE": ("lumbar spine", "lower back", "腰椎"),
+    "SHOULDER": ("shoulder", "", "肩关节 肩部"),
+    "ELBOW": ("elbow", "", "肘关节"),
+    "WRIST": ("wrist", "", "腕关节 手腕"),
+    "HAND": ("hand", "", "手部 手"),
+    "HIP": ("hip", "", "髋关节"),
+    "KNEE": ("knee", "", "膝关节 膝盖"),
+    "ANKLE": ("ankle", "", "踝关节 脚踝"),
+    "FOOT": ("foot", "", "足部 脚"),
+    "EXTREMITY": ("extremity", "limb", "四肢"),
+    "LEG": ("leg", "", "腿部 下肢"),
+    "ARM": ("arm", "", "手臂 上肢"),
+    "SINUS": ("paranasal sinuses", "", "鼻窦"),
+    "JAW": ("jaw", "mandible", "颌骨"),
+    "TEETH": ("teeth", "dental", "牙齿"),
+    "EYE": ("eye", "", "眼"),
+    "PROSTATE": ("prostate", "", "前列腺"),
+    "THYROID": ("thyroid", "", "甲状腺"),
+    "WHOLEBODY": ("whole body", "", "全身"),
 }
 _BODY_ALIASES = {"LUNGS": "LUNG", "CERVICAL": "CSPINE", "LUMBAR": "LSPINE", "CARDIAC": "HEART", "RENAL": "KIDNEY",
                  "MAMMO": "BREAST", "THORACIC": "TSPINE", "ABD": "ABDOMEN", "HEADNECK": "NECK"}
@@ -194,6 +194,9 @@ def _need_pydicom() -> Any:
         import pydicom
     except ImportError as e:  # pragma: no cover - a dependency; kept for trimmed installs
         raise ImgragError("reading DICOM needs pydicom, which is not installed", "pip install pydicom pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg") from e
+    # pydicom logs every failing decoder plugin with a traceback at ERROR; the failure reaches the
+    # user as one ImgragError line instead (the details stay in imgrag's debug log).
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     return pydicom
 
 
@@ -210,8 +213,12 @@ def read_dataset(path: Path) -> Any:
             except InvalidDicomError:
                 if path.suffix.lower() not in DICOM_EXTS:
                     raise
-                # Files written without the 128-byte preamble are common; the extension vouches for them.
-                return pydicom.dcmread(str(path), force=True)
+                # Files written without the 128-byte preamble are common; the extension vouches for them,
+                # as long as what is read looks like DICOM at all.
+                ds = pydicom.dcmread(str(path), force=True)
+                if not any(k in ds for k in ("SOPClassUID", "Modality", "Rows", "PixelData", "StudyInstanceUID")):
+                    raise InvalidDicomError("no DICOM elements found")
+                return ds
         except InvalidDicomError as e:
             raise ImgragError(f"{path}: not a DICOM file ({e})", "check the file type") from e
         except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, NotImplementedError) as e:
@@ -271,6 +278,8 @@ def describe(meta: dict[str, str]) -> str:
         key = _BODY_ALIASES.get(w, w)
         if key in BODY_PART_WORDS and key not in parts:
             parts.append(key)
+    if any(p.endswith("SPINE") and p != "SPINE" for p in parts):
+        parts = [p for p in parts if p != "SPINE"]  # "lumbar spine", not "lumbar spine and spine"
     views: list[str] = []
     for w in [meta.get("view_position", "").upper(), *_words(meta.get("series_description", ""), meta.get("protocol", ""))]:
         if w in VIEW_WORDS and VIEW_WORDS[w] not in [VIEW_WORDS[v] for v in views]:
@@ -279,11 +288,13 @@ def describe(meta: dict[str, str]) -> str:
     side_en, side_zh = SIDE_WORDS.get(side, ("", ""))
     en = mod_en or "medical image"
     if parts:
-        en += " of the " + " ".join(filter(None, [side_en, " and ".join(BODY_PART_WORDS[p][0].split()[0] for p in parts)]))
+        en += " of the " + " ".join(filter(None, [side_en, " and ".join(BODY_PART_WORDS[p][0] for p in parts)]))
+        synonyms = " ".join(BODY_PART_WORDS[p][1] for p in parts if BODY_PART_WORDS[p][1])
+        en += f" ({synonyms})" if synonyms else ""
     if views:
         en += ", " + ", ".join(VIEW_WORDS[v][0] for v in views)
-    details = "; ".join(d for d in descriptive[1:] if d)
-    zh = " ".join(filter(None, [mod_zh, side_zh, *(BODY_PART_WORDS[p][1] for p in parts), *(VIEW_WORDS[v][1] for v in views)]))
+    details = "; ".join(dict.fromkeys(d for d in descriptive[1:] if d))
+    zh = " ".join(filter(None, [mod_zh, side_zh, *(BODY_PART_WORDS[p][2] for p in parts), *(VIEW_WORDS[v][1] for v in views)]))
     out = en + (f" — {details}" if details else "")
     return out + (f" · {zh}" if zh else "")
 
@@ -459,6 +470,7 @@ def _transfer_syntax(ds: Any) -> Any:
 
 def _decode_error(path: Path, ds: Any, e: BaseException) -> ImgragError:
     """One line for a frame that cannot be decoded: the transfer syntax and what would decode it."""
+    log.debug("cannot decode %s", path, exc_info=e)
     ts = _transfer_syntax(ds)
     name = getattr(ts, "name", None) or str(ts or "unknown transfer syntax")
     text = _one_line(e, 240)
@@ -496,6 +508,11 @@ class DicomFile:
     """An opened DICOM image: its tags as :class:`FileInfo`, its size, and its frames on demand."""
 
     def __init__(self, path: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._open(path)
+
+    def _open(self, path: Path) -> None:
         self.path = path
         self.ds = ds = read_dataset(path)
         if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):

@@ -48,7 +48,7 @@ _MAX_SIDECAR_BYTES = 64 * 1024
 _MAX_MARKER_DEPTH = 12
 
 _VALUE = r"([A-Za-z0-9][A-Za-z0-9_/.\-]*[A-Za-z0-9])"
-_SEP = r"\s*(?:[:：#=]\s*)?"
+_SEP = r"[^\S\n]*(?:[:：#=][^\S\n]*)?"  # a label and its value stay on one line
 READ_OFF: dict[str, re.Pattern[str]] = {
     "accession": re.compile(
         r"(?:accession\s*(?:no\b\.?|number|num\b\.?|#)?|acc\.?\s*no\b\.?|检查号|检查编号|影像号|登记号)" + _SEP + _VALUE,
@@ -136,6 +136,11 @@ def clear_caches() -> None:
 
 
 def link_kind(rec: ImageRecord) -> LinkKind:
+    """DICOM frames and photos are images, other pages documents; ``kind=image|document`` in the
+    metadata or a sidecar overrides it (a photo the quality classifier took for a document)."""
+    kind = rec.all_meta().get("kind", "").strip().lower()
+    if kind in ("image", "document"):
+        return kind  # type: ignore[return-value]
     return "image" if rec.format == "dicom" or rec.quality == "photo" else "document"
 
 

@@ -32,6 +32,7 @@ MODE_ROUTES: dict[str, tuple[Route, ...]] = {
     "vector": ("image", "text_vector", "region_text", "region_tile"),
     "keyword": ("bm25",),
 }
+_LINK_MODE = "max"
 VECTOR_ROUTES = {"image", "text_vector", "region_text", "region_tile", "similar"}
 
 
@@ -402,7 +403,7 @@ class Searcher:
                 other = ln.image_id
                 if other not in ok or other == d:
                     continue
-                fused[other] = fused.get(other, 0.0) + w * base[d]
+                fused[other] = (max(fused.get(other, 0.0), w * base[d]) if _LINK_MODE == "max" else fused.get(other, 0.0) + w * base[d])
                 via.setdefault(other, rank)
                 if other not in records:
                     records[other] = ok[other]
