@@ -86,6 +86,18 @@ class IndexOptions:
 ProgressFn = Callable[[str, dict[str, Any]], None]
 
 
+_NOT_WORDS = ("sop_uid", "series_uid", "study_uid", "series_number", "instance_number", "kind", "case")
+
+
+def page_words(rec: ImageRecord) -> str:
+    """The text a page's text vector embeds: a caption the file gave and the file's own metadata
+    (DICOM tags, a sidecar: all a CT slice or a label-less photo says), then its OCR text. Text
+    without letters (a stray "0" off a photo) counts as none, the embedder's no-text vector."""
+    ocr = rec.ocr_text if is_meaningful(rec.ocr_text) else ""
+    meta = " · ".join(v for k, v in rec.file_meta.items() if k not in _NOT_WORDS)
+    return "\n".join(t for t in (rec.caption, meta, ocr) if t)
+
+
 def tile_boxes(w: int, h: int, grids: tuple[int, ...]) -> list[tuple[str, BBox]]:
     out: list[tuple[str, BBox]] = []
     for g in grids:
@@ -240,12 +252,7 @@ class Indexer:
         whole = rt.image_embedder.embed_images([a.image for a in batch])
         tile_imgs = [t[2] for a in batch for t in a.tiles]
         tiles = rt.image_embedder.embed_images(tile_imgs) if tile_imgs else None
-        # Text without letters (a stray "0" off a photo) embeds as "", the embedder's no-text vector.
-        # A caption the file gave (DICOM tags) is the page's words too: it is all a CT slice says.
-        texts = [
-            "\n".join(t for t in (a.record.caption, a.record.ocr_text if is_meaningful(a.record.ocr_text) else "") if t)
-            for a in batch
-        ]
+        texts = [page_words(a.record) for a in batch]
         texts += [r[2] for a in batch for r in a.text_regions]
         text_vecs = rt.text_embedder.embed_passages(texts)
         out: list[Indexed] = []

@@ -32,7 +32,7 @@ MODE_ROUTES: dict[str, tuple[Route, ...]] = {
     "vector": ("image", "text_vector", "region_text", "region_tile"),
     "keyword": ("bm25",),
 }
-_LINK_MODE = "max"
+LINK_OWN_SHARE = 0.1
 VECTOR_ROUTES = {"image", "text_vector", "region_text", "region_tile", "similar"}
 
 
@@ -46,7 +46,7 @@ class SearchRequest(BaseModel):
     rerank: bool = Field(default=True, description="re-rank candidates by their best region")
     similar_to: str | None = Field(default=None, description="image id: find visually similar images")
     follow_links: bool = Field(
-        default=True, description="pages linked to a hit (an X-ray's report, a photo's SOP) rank with it (IMGRAG_LINK_WEIGHT)"
+        default=True, description="pages linked to a hit (an X-ray's report, a photo's SOP) rank right below it (IMGRAG_LINK_WEIGHT)"
     )
 
 
@@ -381,8 +381,9 @@ class Searcher:
         fused: dict[str, float],
         via: dict[str, int],
     ) -> list[str]:
-        """Joint retrieval: each page linked to a candidate gains ``link_weight`` × the candidate's
-        score (the report found by its words brings its X-ray along, and the other way round).
+        """Joint retrieval: each page linked to a candidate scores about ``link_weight`` × the
+        candidate's final score (the report found by its words brings its X-ray along, right below
+        it, and the other way round).
         Linked pages must pass the request's filters and the caller's ACL like any hit; ``via``
         gets the 1-based rank of the candidate that brought each page. Returns the pages added to
         ``window`` (and to ``records``)."""
@@ -403,7 +404,12 @@ class Searcher:
                 other = ln.image_id
                 if other not in ok or other == d:
                     continue
-                fused[other] = (max(fused.get(other, 0.0), w * base[d]) if _LINK_MODE == "max" else fused.get(other, 0.0) + w * base[d])
+                # The better of the two scores, plus a tenth of the other: of two pages lifted by
+                # one partner, the one that also matches by itself ranks first. Not a sum: a pair
+                # must not outrank a page that answers alone because the image routes gave the
+                # picture of the pair a vote (every picture gets some for any text query).
+                a, b = fused.get(other, 0.0), w * base[d]
+                fused[other] = max(a, b) + LINK_OWN_SHARE * min(a, b)
                 via.setdefault(other, rank)
                 if other not in records:
                     records[other] = ok[other]
