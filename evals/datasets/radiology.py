@@ -382,7 +382,7 @@ def write_dicom(spec: StudySpec, path: Path, rng: np.random.Generator, index: in
     ts = UID(spec.transfer_syntax)
     if ts != ExplicitVRLittleEndian and spec.modality != "US":
         kwargs = {"encoding_plugin": "pylibjpeg"} if ts.is_compressed and "4.90" in str(ts) else {}
-        ds.compress(ts, arr, **kwargs)
+        ds.compress(ts, arr, generate_instance_uid=False, **kwargs)  # same bytes for the same seed
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
 
