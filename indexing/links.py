@@ -10,8 +10,9 @@ Two pages are linked when one is an *image* (a DICOM frame or a photo) and the o
   "Accession No." / "检查号" (read off the OCR text) or given as metadata;
 - ``part_number`` / ``defect_code``: printed after "Part No." / "P/N" / "零件号" / "Defect code" /
   "缺陷代码" on the photo's label or the SOP sheet, or given as metadata;
-- ``stem``: their files lie in one folder and their names agree up to the first dot
-  (``study07.dcm`` and ``study07.report.pdf``).
+- ``stem``: their files lie in one folder and one's name without its extension is the other's, or
+  the start of the other's up to a dot (``study07.dcm``, ``study07.pdf``, ``study07.report.png``; not
+  ``IMG_2023.01.05.jpg`` and ``IMG_2023.02.07.pdf``).
 
 A sidecar ``<file name>.imgrag.json`` (a JSON object of strings) adds key/values to one file's
 ``file_meta``, link keys included. Links are computed at index time, over the pages indexed in the
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -130,9 +132,41 @@ def file_keys(path: str | Path) -> dict[str, str]:
     return out
 
 
+@lru_cache(maxsize=4096)
+def _stems_in(folder: str) -> dict[str, int] | None:
+    """How many files of a folder have each stem (see :func:`_stems`); None: unreadable."""
+    counts: dict[str, int] = {}
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    for name in names:
+        if not name.endswith(SIDECAR_SUFFIX) and not name.startswith("."):
+            for stem in _stems(name):
+                counts[stem] = counts.get(stem, 0) + 1
+    return counts
+
+
+def _base(name: str) -> str:
+    """A file name without its extension."""
+    return name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+
+
+def _stems(name: str) -> list[str]:
+    """The stems a file answers to: its name without the extension, then that cut at each dot
+    from the right (``a.report.png`` → ``a.report``, ``a``)."""
+    base = _base(name)
+    out = [base]
+    while "." in base:
+        base = base.rsplit(".", 1)[0]
+        out.append(base)
+    return [b for b in out if b]
+
+
 def clear_caches() -> None:
-    """Forget case markers read so far (a new index run may follow edits to them)."""
+    """Forget case markers and folder listings read so far (a new index run may follow edits)."""
     _case_of.cache_clear()
+    _stems_in.cache_clear()
 
 
 def link_kind(rec: ImageRecord) -> LinkKind:
@@ -144,20 +178,24 @@ def link_kind(rec: ImageRecord) -> LinkKind:
     return "image" if rec.format == "dicom" or rec.quality == "photo" else "document"
 
 
-def _stem(rec: ImageRecord) -> tuple[str, str]:
-    """(folder, name up to the first dot) of a page's file."""
+def _folder_base(rec: ImageRecord) -> tuple[str, str]:
     p = Path(rec.path)
-    return str(p.parent), p.name.split(".", 1)[0]
+    return str(p.parent), _base(p.name)
 
 
 def keys_of(rec: ImageRecord) -> list[tuple[str, str]]:
-    """The link keys of a page as ``(key, normalised value)``, strongest first; the stem last."""
+    """The link keys of a page as ``(key, normalised value)``, strongest first; its stems last."""
     meta = rec.all_meta()
     out = [(k, norm_value(meta[k]) if k != "case" else meta[k].strip()) for k in LINK_KEYS if meta.get(k, "").strip()]
-    folder, stem = _stem(rec)
-    if stem:
-        out.append(("stem", f"{folder}/{stem}"))
+    p = Path(rec.path)
+    out += [("stem", f"{p.parent}/{stem}") for stem in _stems(p.name)]
     return out
+
+
+def _stem_match(value: str, a: ImageRecord, b: ImageRecord) -> bool:
+    """Two files sharing a stem link only when it is one of them's whole name without extension."""
+    folder, _, stem = value.rpartition("/")
+    return _folder_base(a) == (folder, stem) or _folder_base(b) == (folder, stem)
 
 
 def _why(key: str, value: str) -> str:
@@ -172,7 +210,7 @@ def _members(store: IndexStore, key: str, value: str, spellings: set[str], princ
     if key == "stem":
         folder, _, stem = value.rpartition("/")
         for r in store.list_images(principal, Filters(path_prefix=f"{folder}/{stem}"), limit=MAX_GROUP):
-            if _stem(r) == (folder, stem):
+            if ("stem", value) in keys_of(r):
                 found[r.image_id] = r
         return list(found.values())
     for v in sorted({value, *spellings}):
@@ -191,6 +229,8 @@ def compute_links(recs: Iterable[ImageRecord], groups: dict[tuple[str, str], lis
             for other in sorted(groups.get((key, value), []), key=lambda r: (r.path, r.page)):
                 if other.doc_id == rec.doc_id or other.image_id == rec.image_id or link_kind(other) == kind:
                     continue
+                if key == "stem" and not _stem_match(value, rec, other):
+                    continue
                 if other.image_id not in links:
                     links[other.image_id] = Link(image_id=other.image_id, kind=link_kind(other), why=_why(key, value))
         ordered = sorted(links.values(), key=lambda ln: (ln.kind, ln.image_id))
@@ -208,6 +248,11 @@ def relink(store: IndexStore, image_ids: list[str], principal: Principal) -> int
     groups: dict[tuple[str, str], list[ImageRecord]] = {}
 
     def group(rec: ImageRecord, key: str, value: str) -> list[ImageRecord]:
+        if key == "stem":
+            folder, _, stem = value.rpartition("/")
+            on_disk = _stems_in(folder)
+            if on_disk is not None and on_disk.get(stem, 0) < 2:
+                return [rec]  # no other file on disk shares the stem: nothing to ask the store (most files)
         if (key, value) not in groups:
             raw = rec.all_meta().get(key, "").strip()
             groups[(key, value)] = _members(store, key, value, {raw} if raw else set(), principal)

@@ -398,23 +398,26 @@ class Searcher:
         ok = {r.image_id: r for r in self.rt.store.list_images(principal, allowed, limit=len(targets))}
         if not ok:
             return []
-        added: list[str] = []
+        lent: dict[str, float] = {}  # per linked page, its best partner's score × link_weight
         for rank, d in enumerate(window, start=1):
             for ln in records[d].links:
                 other = ln.image_id
-                if other not in ok or other == d:
-                    continue
-                # The better of the two scores, plus a tenth of the other: of two pages lifted by
-                # one partner, the one that also matches by itself ranks first. Not a sum: a pair
-                # must not outrank a page that answers alone because the image routes gave the
-                # picture of the pair a vote (every picture gets some for any text query).
-                a, b = fused.get(other, 0.0), w * base[d]
-                fused[other] = max(a, b) + LINK_OWN_SHARE * min(a, b)
-                via.setdefault(other, rank)
-                if other not in records:
-                    records[other] = ok[other]
-                if other not in window and other not in added:
-                    added.append(other)
+                if other in ok and other != d and w * base[d] > lent.get(other, 0.0):
+                    lent[other] = w * base[d]
+                    via.setdefault(other, rank)
+        added: list[str] = []
+        for other, b in lent.items():
+            # The better of its own score and its best partner's, plus a tenth of the other: of two
+            # pages lifted by one partner, the one that also matches by itself ranks first. Not a
+            # sum: a pair must not outrank a page that answers alone because the image routes gave
+            # the picture of the pair a vote (every picture gets some for any text query); and
+            # several partners count once, by the best.
+            a = base.get(other, fused.get(other, 0.0))
+            fused[other] = max(a, b) + LINK_OWN_SHARE * min(a, b)
+            if other not in records:
+                records[other] = ok[other]
+            if other not in window:
+                added.append(other)
         window.extend(added)
         return added
 

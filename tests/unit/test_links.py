@@ -51,7 +51,9 @@ def test_links_join_images_and_documents_sharing_a_key() -> None:
     pdf_p2 = rec("pdf-p2", path="/d/studies/S2.pdf", doc="pdf")
     photo_as_doc = rec("ph", path="/d/x/ph.jpg", quality="scanned", kind="image", part_number="P1")
     sop = rec("sop", path="/d/sops/sop.png", part_number="P1")
-    recs = [ct, ct2, report, stem_img, stem_rep, pdf_p1, pdf_p2, photo_as_doc, sop]
+    dated_photo = rec("dp", path="/d/cam/IMG_2023.01.05.jpg", quality="photo")  # names with dots, not one stem
+    dated_doc = rec("dd", path="/d/cam/IMG_2023.02.07.pdf")
+    recs = [ct, ct2, report, stem_img, stem_rep, pdf_p1, pdf_p2, photo_as_doc, sop, dated_photo, dated_doc]
     groups: dict[tuple[str, str], list[ImageRecord]] = {}
     for r in recs:
         for k in keys_of(r):
@@ -62,6 +64,7 @@ def test_links_join_images_and_documents_sharing_a_key() -> None:
     assert {ln.image_id for ln in links["s"]} == {"sr", "pdf-p1", "pdf-p2"}
     assert [ln.why for ln in links["sr"]] == ["stem"] and [ln.image_id for ln in links["pdf-p1"]] == ["s"]  # pages of one file: no link
     assert link_kind(photo_as_doc) == "image" and [ln.image_id for ln in links["sop"]] == ["ph"]
+    assert links["dp"] == [] and links["dd"] == []
 
 
 def test_personal_data_masked_for_everyone_but_the_operator() -> None:
