@@ -330,8 +330,20 @@ class Indexer:
             if stale_ids:
                 summary.replaced += store.soft_delete(stale_ids)
                 stale_ids.clear()
+            # Link as each batch is written (partners written earlier are in the store), so a run
+            # stopped later keeps the links of what it wrote; a re-run skips those pages.
+            link([it.record.image_id for it in written])
             progress("written", {"count": len(written)})
             batch.clear()
+
+        def link(image_ids: list[str]) -> None:
+            if not image_ids:
+                return
+            try:
+                summary.linked += relink(store, image_ids, opts.principal or OPERATOR)
+            except ImgragError as e:  # what was indexed stays indexed; re-indexing the files links them
+                summary.failed.append(Failure(path="(links)", reason=str(e)))
+                progress("fail", {"path": "(links)", "reason": str(e)})
 
         def drain(limit: int) -> None:
             while len(pending) > limit:
@@ -365,18 +377,11 @@ class Indexer:
             if opts.principal is not None and not opts.principal.all_access:
                 readable = store.get_many(unchanged_ids, opts.principal)
                 unchanged_ids = [i for i in unchanged_ids if i in readable]
-        relink_ids = list(summary.indexed_ids)
         if unchanged_ids and not update.is_empty():
             n = store.update_metadata(unchanged_ids, update)
             summary.updated_metadata += n
             summary.unchanged -= n
-            relink_ids += unchanged_ids  # their metadata may carry other link keys now
-        if relink_ids:
-            try:
-                summary.linked = relink(store, relink_ids, opts.principal or OPERATOR)
-            except ImgragError as e:  # what was indexed stays indexed; the next run links again
-                summary.failed.append(Failure(path="(links)", reason=str(e)))
-                progress("fail", {"path": "(links)", "reason": str(e)})
+            link(unchanged_ids)  # their metadata may carry other link keys now
         if summary.indexed or summary.replaced or summary.updated_metadata or summary.linked:
             v = store.commit(
                 "index",
