@@ -30,6 +30,8 @@ demo: install
 	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag search "甲方 盖章 日期" -k 3
 	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag search "a cat" -k 3
 	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag search "contract agreement" -k 3 --filter year=2023
+	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag search "bone bruise of the lateral femoral condyle" -k 3
+	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag search "SOP for the part photographed at station QC-04" -k 3
 	IMGRAG_HOME=$(DEMO_HOME) $(BIN)/imgrag ask "2023年签订的合同的甲方是谁" --trace
 
 # The web viewer's tests drive headless Chromium (Debian's chromium + chromium-driver).

@@ -29,6 +29,7 @@ class RouteConfig(BaseModel):
     label: str
     routes: list[Route]
     rerank: bool
+    follow_links: bool = True
 
 
 CONFIGS: tuple[RouteConfig, ...] = (
@@ -40,6 +41,9 @@ CONFIGS: tuple[RouteConfig, ...] = (
     RouteConfig(name="hybrid", label="hybrid RRF (no re-rank)", routes=list(ALL_ROUTES), rerank=False),
     RouteConfig(name="hybrid_rerank", label="hybrid + region re-rank", routes=list(ALL_ROUTES), rerank=True),
 )
+# Joint-retrieval sets (golden items with a ``link`` field) are also scored with links not followed.
+NO_LINKS = RouteConfig(name="hybrid_rerank_nolinks", label="hybrid + re-rank, links not followed", routes=list(ALL_ROUTES),
+                       rerank=True, follow_links=False)
 BASELINE = "hybrid"
 DEFAULT_RUN = "hybrid_rerank"
 
@@ -63,6 +67,8 @@ class ConfigResult(BaseModel):
     stages: dict[str, dict[str, float]] = Field(default_factory=dict, description="per search stage p50/p95 (ms)")
     by_kind: dict[str, dict[str, float]] = Field(default_factory=dict, description="kind → nDCG@10, Recall@10, n")
     by_lang: dict[str, dict[str, float]] = Field(default_factory=dict)
+    by_split: dict[str, dict[str, float]] = Field(default_factory=dict, description="dev / heldout halves, where items have a split")
+    by_kind_lang: dict[str, dict[str, float]] = Field(default_factory=dict, description="'kind/lang' → nDCG@10, Recall@5, Recall@10, n")
     errors: int = 0
 
 
@@ -126,19 +132,19 @@ def ranked_names(hits: Sequence[Hit], item: GoldenItem, corpus: Path | None) -> 
     return list(dict.fromkeys(m(hit_name(h.path, h.page, h.n_pages, corpus)) for h in hits))
 
 
-def _group_metrics(items: Sequence[GoldenItem], per_query: dict[str, list[float]], attr: str) -> dict[str, dict[str, float]]:
+def _group_metrics(items: Sequence[GoldenItem], per_query: dict[str, list[float]], *attrs: str) -> dict[str, dict[str, float]]:
     groups: dict[str, list[int]] = {}
     scored = [it for it in items if it.qrels()]
     for i, it in enumerate(scored):
-        key = getattr(it, attr) or "-"
+        values = [getattr(it, a, None) for a in attrs]
+        if len(attrs) > 1 and not all(values):
+            continue
+        key = "/".join(str(v or "-") for v in values)
         groups.setdefault(key, []).append(i)
     out: dict[str, dict[str, float]] = {}
     for key, idx in sorted(groups.items()):
-        out[key] = {
-            "ndcg@10": round(sum(per_query["ndcg@10"][i] for i in idx) / len(idx), 4),
-            "recall@10": round(sum(per_query["recall@10"][i] for i in idx) / len(idx), 4),
-            "n": len(idx),
-        }
+        out[key] = {m: round(sum(per_query[m][i] for i in idx) / len(idx), 4) for m in ("ndcg@10", "recall@5", "recall@10") if m in per_query}
+        out[key]["n"] = len(idx)
     return out
 
 
@@ -179,7 +185,7 @@ def run_config(
     runs: dict[str, list[str]] = {}
     errors = 0
     for n, it in enumerate(items):
-        req = SearchRequest(query=it.query, k=k, routes=cfg.routes, rerank=cfg.rerank, filters=filters)
+        req = SearchRequest(query=it.query, k=k, routes=cfg.routes, rerank=cfg.rerank, filters=filters, follow_links=cfg.follow_links)
         try:
             res = searcher.search(req, OPERATOR)
         except ImgragError:
@@ -195,12 +201,13 @@ def run_config(
 def time_config(rt: Any, cfg: RouteConfig, items: Sequence[GoldenItem], k: int, filters: Filters) -> tuple[list[float], dict[str, list[float]]]:
     """Latency as a user sees it: a fresh Searcher (cold query-embedding cache) per configuration,
     after one untimed warm-up search (models load and the store opens outside the timed calls)."""
-    Searcher(rt).search(SearchRequest(query="warm up", k=k, routes=cfg.routes, rerank=cfg.rerank, filters=filters), OPERATOR)
+    Searcher(rt).search(SearchRequest(query="warm up", k=k, routes=cfg.routes, rerank=cfg.rerank, filters=filters,
+                                      follow_links=cfg.follow_links), OPERATOR)
     searcher = Searcher(rt)
     lat: list[float] = []
     stages: dict[str, list[float]] = {}
     for it in items:
-        req = SearchRequest(query=it.query, k=k, routes=cfg.routes, rerank=cfg.rerank, filters=filters)
+        req = SearchRequest(query=it.query, k=k, routes=cfg.routes, rerank=cfg.rerank, filters=filters, follow_links=cfg.follow_links)
         t = time.perf_counter()
         try:
             res = searcher.search(req, OPERATOR)
@@ -268,6 +275,8 @@ def evaluate_retrieval(
             stages={s: latency_summary(v) for s, v in sorted(stages.items())},
             by_kind=_group_metrics(items, per, "kind"),
             by_lang=_group_metrics(items, per, "lang"),
+            by_split=_group_metrics(items, per, "split") if any(getattr(it, "split", None) for it in items) else {},
+            by_kind_lang=_group_metrics(items, per, "kind", "lang"),
             errors=errors,
         )
     if BASELINE in results:

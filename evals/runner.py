@@ -93,13 +93,15 @@ def run_retrieval(set_arg: str, *, backend: str | None = None, k: int = 10, out:
                   run_out: Path | None = None, folder: Path | None = None, sweep: str | None = None,
                   console: Console | None = None) -> Any:
     from .report import print_retrieval, retrieval_chart, write_json
-    from .retrieval import evaluate_retrieval, parse_sweep
+    from .retrieval import CONFIGS, NO_LINKS, evaluate_retrieval, parse_sweep
 
     console = console or Console()
     sweep_spec = parse_sweep(sweep)
     prepared, app, info = resolve(set_arg, backend, folder, console)
     items = prepared.items()
+    configs = (*CONFIGS, NO_LINKS) if prepared.links or any(getattr(it, "link", None) for it in items) else CONFIGS
     res = evaluate_retrieval(app.rt, items, set_name=prepared.name, golden=str(prepared.golden), k=k, corpus=prepared.corpus,
+                             configs=configs,
                              restrict_to_corpus=folder is not None, sweep=sweep_spec, run_out=run_out,
                              runs_dir=_out(out) / "runs", index_info={k2: v for k2, v in info.items() if k2 != "files"},
                              progress=lambda m: console.print(m, style="dim", markup=False, highlight=False))

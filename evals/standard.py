@@ -43,24 +43,38 @@ class StandardSet(BaseModel):
     golden_module: str  # makes golden.jsonl from the corpus' sidecars; a change only rewrites the golden file
     recipe: dict[str, Any]
     golden_only: list[str] = []  # recipe fields that change the queries, not the corpus
+    recipe_cls: str  # the recipe model in golden_module
+    build_fn: str = "build_corpus"  # golden_module's (out_dir, recipe) -> None that writes corpus/ and meta/
+    golden_fn: str = "golden"  # golden_module's (out_dir, recipe) -> list[GoldenItem]
+    links: bool = False  # a joint-retrieval set: also scored with links not followed
 
 
 def _registry() -> dict[str, StandardSet]:
-    from .golden import clipart, contracts, docqa
+    from .golden import cases, clipart, contracts, docqa
 
     return {
         "contracts": StandardSet(
             name="contracts", description="generated contract pages (zh + en, scanned variants) with QA and seal boxes",
             corpus_modules=["imgrag.evals.datasets.contracts", "imgrag.evals.datasets.fonts"], golden_module="imgrag.evals.golden.contracts",
-            recipe=contracts.ContractsRecipe().model_dump()),
+            recipe=contracts.ContractsRecipe().model_dump(), recipe_cls="ContractsRecipe"),
         "docqa": StandardSet(
             name="docqa", description="Debian Reference pages (en + zh) with questions printed on the page",
             corpus_modules=["imgrag.evals.datasets.docpages"], golden_module="imgrag.evals.golden.docqa",
-            recipe=docqa.DocqaRecipe().model_dump(), golden_only=["keyword_queries_per_page"]),
+            recipe=docqa.DocqaRecipe().model_dump(), golden_only=["keyword_queries_per_page"], recipe_cls="DocqaRecipe"),
         "clipart": StandardSet(
             name="clipart", description="openclipart titles and keywords → images, held-out split",
             corpus_modules=["imgrag.evals.splits"], golden_module="imgrag.evals.golden.clipart",
-            recipe=clipart.ClipartRecipe().model_dump(), golden_only=["keyword_queries"]),
+            recipe=clipart.ClipartRecipe().model_dump(), golden_only=["keyword_queries"], recipe_cls="ClipartRecipe"),
+        "xray_reports": StandardSet(
+            name="xray_reports", description="DICOM studies (CR/DX/CT/MR/US/MG phantoms with real tags) and their reports, zh + en, linked",
+            corpus_modules=["imgrag.evals.datasets.radiology", "imgrag.evals.datasets.contracts", "imgrag.evals.datasets.fonts"],
+            golden_module="imgrag.evals.golden.cases", recipe=cases.XrayRecipe().model_dump(), recipe_cls="XrayRecipe",
+            build_fn="build_xray", golden_fn="xray_golden", links=True),
+        "defect_sops": StandardSet(
+            name="defect_sops", description="generated defect photos and the SOP pages of their parts, zh + en, linked",
+            corpus_modules=["imgrag.evals.datasets.defects", "imgrag.evals.datasets.contracts", "imgrag.evals.datasets.fonts"],
+            golden_module="imgrag.evals.golden.cases", recipe=cases.DefectRecipe().model_dump(), recipe_cls="DefectRecipe",
+            build_fn="build_defects", golden_fn="defect_golden", links=True),
     }
 
 
@@ -68,7 +82,9 @@ STANDARD_SETS: tuple[str, ...] = ("contracts", "docqa", "clipart")
 # Hand-written questions over the docqa corpus (evals.golden.natural), split once into a half to tune
 # on and a held-out half; not part of `imgrag eval all`.
 NATURAL_SETS: dict[str, str] = {"natural-dev": "dev", "natural-heldout": "heldout"}
-ALL_SETS: tuple[str, ...] = (*STANDARD_SETS, *NATURAL_SETS)
+# Joint retrieval (an image and the document that explains it, linked); not part of `imgrag eval all`.
+CASE_SETS: tuple[str, ...] = ("xray_reports", "defect_sops")
+ALL_SETS: tuple[str, ...] = (*STANDARD_SETS, *NATURAL_SETS, *CASE_SETS)
 
 
 def cache_root() -> Path:
@@ -116,6 +132,7 @@ class PreparedSet(BaseModel):
     golden: Path
     built_seconds: float = 0.0
     reused: bool = False
+    links: bool = False  # a joint-retrieval set: score it without links too
 
     def items(self) -> list[GoldenItem]:
         return read_golden(self.golden)
@@ -125,9 +142,8 @@ def _golden_builder(spec: StandardSet) -> Callable[[Path], list[GoldenItem]]:
     import importlib
 
     mod = importlib.import_module(spec.golden_module)
-    recipe_cls = {"contracts": "ContractsRecipe", "docqa": "DocqaRecipe", "clipart": "ClipartRecipe"}[spec.name]
-    recipe = getattr(mod, recipe_cls).model_validate(spec.recipe)
-    return lambda out: mod.golden(out, recipe)
+    recipe = getattr(mod, spec.recipe_cls).model_validate(spec.recipe)
+    return lambda out: getattr(mod, spec.golden_fn)(out, recipe)
 
 
 def build_standard(name: str, *, log: Callable[[str], None] = print) -> PreparedSet:
@@ -159,8 +175,7 @@ def build_standard(name: str, *, log: Callable[[str], None] = print) -> Prepared
         tmp.mkdir(parents=True)
         try:
             mod = importlib.import_module(spec.golden_module)
-            recipe_cls = {"contracts": "ContractsRecipe", "docqa": "DocqaRecipe", "clipart": "ClipartRecipe"}[name]
-            mod.build_corpus(tmp, getattr(mod, recipe_cls).model_validate(spec.recipe))
+            getattr(mod, spec.build_fn)(tmp, getattr(mod, spec.recipe_cls).model_validate(spec.recipe))
             seconds = round(time.perf_counter() - t0, 1)
             files = sorted(p.name for p in (tmp / "corpus").iterdir())
             (tmp / "built.json").write_text(json.dumps({"set": spec.model_dump(), "hash": recipe_hash(spec),
@@ -178,7 +193,8 @@ def build_standard(name: str, *, log: Callable[[str], None] = print) -> Prepared
         items = _golden_builder(spec)(root)
         write_golden(gpath, items)
         gstamp.write_text(gh)
-    return PreparedSet(name=name, root=root, corpus=root / "corpus", golden=gpath, built_seconds=seconds, reused=reused)
+    return PreparedSet(name=name, root=root, corpus=root / "corpus", golden=gpath, built_seconds=seconds, reused=reused,
+                       links=spec.links)
 
 
 # Settings that change what is stored in an index; the index key hashes them.
@@ -223,7 +239,7 @@ def ensure_indexed(prepared: PreparedSet, app: Any, *, log: Callable[[str], None
     assert prepared.corpus is not None
     s = app.settings
     stamp_path = s.home / f"indexed-{s.backend}.json"
-    files = sorted(p.name for p in prepared.corpus.iterdir() if p.is_file())
+    files = sorted(p.relative_to(prepared.corpus).as_posix() for p in prepared.corpus.rglob("*") if p.is_file())
     spaces = app.rt.spaces().model_dump()
     reuse_any = os.environ.get("IMGRAG_EVAL_REUSE_INDEX", "").strip().lower() in ("1", "true", "yes")
     if stamp_path.is_file():

@@ -27,6 +27,7 @@ from . import imaging
 from .audit import AuditLog, open_audit, recorded_write
 from .config import Settings
 from .errors import AccessDeniedError, ImgragError, NotFoundError
+from .links import LinkedItem, visible_links
 from .limits import (
     MAX_CROP_BYTES,
     MAX_CROP_SCALE,
@@ -38,6 +39,7 @@ from .limits import (
 )
 from .loader import load_page
 from .models import BBox, OcrLine
+from .pii import mask_record
 from .runtime import Runtime
 from .search import Searcher, SearchRequest, SearchResult
 from .stores.base import OPERATOR, Filters, ImageRecord, IndexStore, Principal, RegionHit, Stats, Version
@@ -195,6 +197,19 @@ class Imgrag:
                 f"no image with id {image_id!r}", "use an image_id returned by search_images (on the command line: imgrag search --json)"
             )
         return rec
+
+    def record_for(self, image_id: str, principal: Principal) -> ImageRecord:
+        """A record as ``principal`` may see it: personal data masked (:func:`~indexing.pii.mask_record`:
+        OCR findings and the file's own personal fields, such as DICOM patient tags) unless they are
+        cleared to see it, links only to pages they may read."""
+        rec = self.get(image_id, principal)
+        links = {ln.image_id for ln in self.links(rec, principal)}
+        shown = rec if principal.sees_pii else mask_record(rec)
+        return shown.model_copy(update={"links": [ln for ln in rec.links if ln.image_id in links]})
+
+    def links(self, rec: ImageRecord, principal: Principal) -> list[LinkedItem]:
+        """The images / documents linked to a record that ``principal`` may read."""
+        return visible_links(self.store, [rec], principal)[rec.image_id]
 
     def get_many(self, image_ids: Sequence[str], principal: Principal) -> dict[str, ImageRecord]:
         return self.store.get_many(list(image_ids), principal)

@@ -126,6 +126,10 @@ class Settings(BaseSettings):
         default_factory=lambda: ["photo"],
         description="quality classes the image and tile routes search (comma-separated; empty: every page)",
     )
+    link_weight: float = Field(
+        default=0.95, ge=0,
+        description="a page linked to a hit (an X-ray's report, a photo's SOP) scores this share of the hit's score on top of its own; 0: links are not followed",
+    )
     max_k: int = Field(default=100, ge=1, description="the most hits one search may ask for")
 
     # audit log (indexing/audit.py, docs/audit.md)

@@ -22,13 +22,15 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .dicom import DICOM_EXTS, DicomError, DicomFile, is_dicom, looks_like_dicom
 from .errors import ImgragError
+from .models import FileInfo
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
 DOC_EXTS = {".pdf"}
-SUPPORTED_EXTS = IMAGE_EXTS | DOC_EXTS
+SUPPORTED_EXTS = IMAGE_EXTS | DOC_EXTS | DICOM_EXTS
 # The decoders PIL may use, whatever the file is called: never EPS (it runs Ghostscript) or the
 # dozens of rarely audited formats PIL would otherwise try on unknown bytes. (JPEG covers MPO, the
 # multi-picture JPEG of some cameras.)
@@ -55,6 +57,7 @@ class Page:
     dpi: float | None
     file_size: int
     mtime: float
+    info: FileInfo | None = None  # what the file says about itself (DICOM tags)
 
 
 @dataclass
@@ -161,9 +164,12 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Skipped]]:
             for root, dirs, files in os.walk(p, onerror=unreadable):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
-                    if Path(name).suffix.lower() in SUPPORTED_EXTS and not name.startswith("."):
-                        add(Path(root) / name)
-        elif p.suffix.lower() in SUPPORTED_EXTS:
+                    f = Path(root) / name
+                    if name.startswith("."):
+                        continue
+                    if f.suffix.lower() in SUPPORTED_EXTS or (not f.suffix and is_dicom(f)):
+                        add(f)
+        elif p.suffix.lower() in SUPPORTED_EXTS or is_dicom(p):
             add(p)
         else:
             problems.append(
@@ -332,6 +338,8 @@ def iter_pages(
         # The content decides, not the name: a PDF saved as .png is read as a PDF, a PNG saved as .pdf as an image.
         if b"%PDF-" in head:
             yield from _load_pdf(path, f, doc_id, st, max_pixels=max_pixels, dpi=pdf_dpi, max_pages=max_pages, only_page=only_page)
+        elif looks_like_dicom(head, path):
+            yield from _load_dicom(path, f, doc_id, st, max_pixels=max_pixels, max_pages=max_pages, only_page=only_page)
         else:
             yield from _load_image(path, f, doc_id, st, max_pixels=max_pixels, max_pages=max_pages, only_page=only_page)
 
@@ -371,6 +379,47 @@ def _load_image(
             image_id=page_id(doc_id, i, n), doc_id=doc_id, path=str(path), page=i, n_pages=n, format=fmt,
             image=arr, dpi=dpi, file_size=st.st_size, mtime=st.st_mtime,
         )
+
+
+def _load_dicom(
+    path: Path, f: BinaryIO, doc_id: str, st: os.stat_result, *, max_pixels: int, max_pages: int, only_page: int | None
+) -> Iterator[Page | BadFileError]:
+    """Every frame of a DICOM image is a page. A frame that cannot be decoded is reported as a page
+    error, a run of frames failing for one reason as one error (a truncated 900-frame file is one
+    line, not 900); a reason that holds for the whole file (no decoder) stops at the first frame."""
+    try:
+        dcm = DicomFile(f, path)
+        n = dcm.n_frames
+        if only_page is None:
+            _check_pages(n, max_pages, path)
+        _check_pixels(dcm.cols, dcm.rows, max_pixels, path)
+    except DicomError as e:
+        raise BadFileError(path, e.message, e.hint) from e
+    failed: tuple[int, DicomError] | None = None  # the first frame of a run failing for one reason
+
+    def flush(last: int) -> BadFileError:
+        first, err = failed  # type: ignore[misc]
+        which = f"frame {first}" if first == last else f"frames {first}-{last}"
+        return BadFileError(path, f"{which}: {err.message}" if n > 1 else err.message, err.hint, page=first if n > 1 else None)
+
+    for i, image in dcm.frames(only_page):
+        if isinstance(image, DicomError):
+            if n == 1 or image.whole_file:
+                raise BadFileError(path, image.message, image.hint) from image
+            if failed is not None and failed[1].message != image.message:
+                yield flush(i - 1)
+                failed = None
+            failed = failed or (i, image)
+            continue
+        if failed is not None:
+            yield flush(i - 1)
+            failed = None
+        yield Page(
+            image_id=page_id(doc_id, i, n), doc_id=doc_id, path=str(path), page=i, n_pages=n,
+            format="dicom", image=image, dpi=None, file_size=st.st_size, mtime=st.st_mtime, info=dcm.info,
+        )
+    if failed is not None:
+        yield flush(only_page or n)
 
 
 def _load_pdf(

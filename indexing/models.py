@@ -69,15 +69,38 @@ PiiKind = Literal[
 ]
 """Personal data found in OCR text; :mod:`indexing.pii` says how each is recognised and validated."""
 
+FieldPiiKind = Literal["person_name", "patient_id", "birth_date", "address"]
+"""Personal data a file carries in named fields (DICOM patient name, ID, birth date, address):
+nothing to detect, so these kinds are never looked for in text."""
+
 
 class PiiFinding(BaseModel):
-    """One piece of personal data in one OCR line: what it is, where in the line, where on the page."""
+    """One piece of personal data: in one OCR line (what it is, where in the line, where on the
+    page), or in one of the file's own fields (``field``; no line, no box)."""
 
-    kind: PiiKind
-    text: str = Field(description="the span as OCR read it (separators included)")
-    line: int | None = Field(default=None, description="index into the record's OCR lines; None for free text")
+    kind: PiiKind | FieldPiiKind
+    text: str = Field(description="the span as OCR read it (separators included), or the field's value")
+    line: int | None = Field(default=None, description="index into the record's OCR lines; None for free text or a field")
     start: int = Field(description="character offset of the span in the line")
     end: int = Field(description="offset one past the span's last character")
     bbox: BBox | None = Field(
         default=None, description="the span's box in original-image pixels, estimated from the line box and the offsets"
     )
+    field: str | None = Field(default=None, description="the file's field it was read from (a DICOM tag keyword), if not OCR")
+
+
+class FileInfo(BaseModel):
+    """What a file says about itself beside its pixels (DICOM tags, a sidecar, its case folder).
+
+    Kept apart from the user's metadata: ``imgrag index --meta`` replaces the user's metadata of
+    unchanged pages, never what the file itself carries."""
+
+    caption: str = Field(default="", description="words for what the image shows, from its tags (searched, embedded)")
+    meta: dict[str, str] = Field(default_factory=dict, description="filterable key/values (modality, accession, ...)")
+    dates: list[DateMention] = Field(default_factory=list, description="dates from the tags (the study date)")
+    pii: list[PiiFinding] = Field(
+        default_factory=list,
+        description="personal data from the file's fields (patient name, ID, birth date): stored with the page's "
+        "other findings (so masked like them), never indexed",
+    )
+    quality: QualityClass | None = Field(default=None, description="the quality class the file implies (a DICOM image is a picture)")

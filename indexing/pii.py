@@ -537,8 +537,11 @@ def redact_pixels(image: Img, boxes: Iterable[BBox | None], view: BBox | None = 
 def mask_record(rec: Any) -> Any:
     """A copy of an :class:`~indexing.stores.base.ImageRecord` with personal data masked in every
     text it holds (OCR lines and text, layout, tables, dates, caption, metadata values, the
-    findings themselves); boxes are kept so a client still sees *where* something was redacted."""
-    known = list(rec.pii)
+    findings themselves); boxes are kept so a client still sees *where* something was redacted.
+    Findings include personal data the file carries in named fields (DICOM patient name, ID, birth
+    date): their values are masked, and so is any copy of them in the page's texts (a name burnt
+    into the pixels and OCR'd). Masking a masked record changes nothing."""
+    known = [f for f in rec.pii if f.text != mask_label(f.kind)]
 
     def m(t: str) -> str:
         return mask_text(t, known)
@@ -552,6 +555,7 @@ def mask_record(rec: Any) -> Any:
             "dates": [d.model_copy(update={"text": m(d.text)}) for d in rec.dates],
             "caption": m(rec.caption),
             "meta": {k: m(v) for k, v in rec.meta.items()},
-            "pii": [f.model_copy(update={"text": mask_label(f.kind)}) for f in known],
+            "file_meta": {k: m(v) for k, v in rec.file_meta.items()},
+            "pii": [f.model_copy(update={"text": mask_label(f.kind)}) for f in rec.pii],
         }
     )

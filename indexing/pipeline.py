@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from .detectors import detect_seals
 from .errors import BackendUnavailableError, ImgragError
 from .layout import analyze_layout, group_lines
+from .links import LINK_KEYS, clear_caches, file_keys, norm_value, read_off, relink
 from .loader import BadFileError, Page, discover, iter_pages, shown_path
 from .models import BBox, OcrLine
 from .ocr import detect_orientation
@@ -64,6 +65,7 @@ class IndexSummary(BaseModel):
     duplicates: int = 0
     replaced: int = 0
     updated_metadata: int = 0  # unchanged content whose ACL / metadata / tags were updated in place
+    linked: int = 0  # pages whose links to images / documents changed (new pages and their partners)
     failed: list[Failure] = Field(default_factory=list)
     seconds: float = 0.0
     version: int | None = None
@@ -101,6 +103,18 @@ class IndexOptions:
 ProgressFn = Callable[[str, dict[str, Any]], None]
 
 
+_NOT_WORDS = ("sop_uid", "series_uid", "study_uid", "series_number", "instance_number", "kind", "case")
+
+
+def page_words(rec: ImageRecord) -> str:
+    """The text a page's text vector embeds: a caption the file gave and the file's own metadata
+    (DICOM tags, a sidecar: all a CT slice or a label-less photo says), then its OCR text. Text
+    without letters (a stray "0" off a photo) counts as none, the embedder's no-text vector."""
+    ocr = rec.ocr_text if is_meaningful(rec.ocr_text) else ""
+    meta = " · ".join(v for k, v in rec.file_meta.items() if k not in _NOT_WORDS)
+    return "\n".join(t for t in (rec.caption, meta, ocr) if t)
+
+
 def tile_boxes(w: int, h: int, grids: tuple[int, ...]) -> list[tuple[str, BBox]]:
     out: list[tuple[str, BBox]] = []
     for g in grids:
@@ -114,7 +128,8 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
     """Run every per-page model; all boxes in the result are in original-image pixels."""
     s = rt.settings
     original = page.image
-    pre = preprocess(original, page.dpi, orientation=detect_orientation)
+    info = page.info
+    pre = preprocess(original, page.dpi, quality=info.quality if info else None, orientation=detect_orientation)
     img = pre.image
     lines_proc = rt.ocr.recognize(img)
     lines = [
@@ -139,9 +154,15 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
         for t in lay.tables:
             tables.append(t.model_copy(update={"bbox": pre.box_to_original(t.bbox)}))
     seals = [sl.model_copy(update={"bbox": pre.box_to_original(sl.bbox)}) for sl in detect_seals(img)]
-    dates = extract_dates([ln.text for ln in lines])
-    pii = detect_lines(lines)
+    dates = extract_dates([ln.text for ln in lines]) + (list(info.dates) if info else [])
+    # personal data read off the page, then what the file carries in named fields (DICOM patient tags)
+    pii = detect_lines(lines) + (list(info.pii) if info else [])
     ocr_text = "\n".join(ln.text for ln in lines)
+    # The file's own metadata: keys read off the page, under its tags, under its sidecar / case folder.
+    file_meta = {**read_off(ocr_text), **(info.meta if info else {}), **file_keys(page.path)}
+    for key in LINK_KEYS:
+        if key != "case" and key in file_meta:
+            file_meta[key] = norm_value(file_meta[key])
     rec = ImageRecord(
         image_id=page.image_id,
         doc_id=page.doc_id,
@@ -164,7 +185,9 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
         seals=seals,
         dates=dates,
         pii=pii,
+        caption=info.caption if info else "",
         meta=dict(opts.meta or {}),
+        file_meta=file_meta,
         tags=list(opts.tags or []),
         acl=list(opts.acl or []),
         indexed_at=datetime.now(timezone.utc),
@@ -260,8 +283,7 @@ class Indexer:
         whole = rt.image_embedder.embed_images([a.image for a in batch])
         tile_imgs = [t[2] for a in batch for t in a.tiles]
         tiles = rt.image_embedder.embed_images(tile_imgs) if tile_imgs else None
-        # Text without letters (a stray "0" off a photo) embeds as "", the embedder's no-text vector.
-        texts = [a.record.ocr_text if is_meaningful(a.record.ocr_text) else "" for a in batch]
+        texts = [page_words(a.record) for a in batch]
         texts += [r[2] for a in batch for r in a.text_regions]
         text_vecs = rt.text_embedder.embed_passages(texts)
         out: list[Indexed] = []
@@ -269,7 +291,7 @@ class Indexer:
         ri = len(batch)
         for n, a in enumerate(batch):
             rec = a.record
-            rec.caption = whole.captions[n]
+            rec.caption = rec.caption or whole.captions[n]  # the file's own words beat the image model's guess
             rec.models.update(rt.model_identities())
             regions: list[RegionRecord] = []
             for suffix, box, _ in a.tiles:
@@ -338,8 +360,20 @@ class Indexer:
             retired = [i for doc in {it.record.doc_id for it in written} for i in stale_by_doc.pop(doc, {})]
             if retired:
                 summary.replaced += store.soft_delete(retired)
+            # Link as each batch is written (partners written earlier are in the store), so a run
+            # stopped later keeps the links of what it wrote; a re-run skips those pages.
+            link([it.record.image_id for it in written])
             progress("written", {"count": len(written)})
             batch.clear()
+
+        def link(image_ids: list[str]) -> None:
+            if not image_ids:
+                return
+            try:
+                summary.linked += relink(store, image_ids, opts.principal or OPERATOR)
+            except ImgragError as e:  # what was indexed stays indexed; re-indexing the files links them
+                summary.failed.append(Failure(path="(links)", reason=str(e)))
+                progress("fail", {"path": "(links)", "reason": str(e)})
 
         def drain(limit: int) -> None:
             while len(pending) > limit:
@@ -357,6 +391,7 @@ class Indexer:
                     flush()
 
         self.rt.warm_up()
+        clear_caches()
         loaded = False
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgrag-page") as pool:
             try:
@@ -382,6 +417,7 @@ class Indexer:
             if n:
                 summary.updated_ids.extend(unchanged_ids)
             summary.unchanged -= n
+            link(unchanged_ids)  # their metadata may carry other link keys now
 
     def index(
         self,
@@ -405,11 +441,12 @@ class Indexer:
             finally:
                 # Whatever was written is recorded as a version, even when the run stops on an
                 # error (backend gone, Ctrl-C): nothing stays visible without a version to undo it.
-                if summary.indexed or summary.replaced or summary.updated_metadata:
+                if summary.indexed or summary.replaced or summary.updated_metadata or summary.linked:
                     v = store.commit(
                         "index",
                         {"indexed": summary.indexed, "replaced": summary.replaced,
-                         "updated_metadata": summary.updated_metadata, "failed": len(summary.failed)},
+                         "updated_metadata": summary.updated_metadata, "linked": summary.linked,
+                         "failed": len(summary.failed)},
                     )
                     summary.version = v.version
         summary.seconds = round(time.perf_counter() - t0, 3)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from .text import coverage, is_visual_query, keyword_query, query_terms, squash, tokens
 from .errors import ImgragError, NotFoundError
 from .limits import MAX_OFFSET, MAX_QUERY_CHARS
+from .links import LinkedItem, visible_links
 from .models import BBox
 from .runtime import Runtime
 from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space
@@ -32,6 +33,7 @@ MODE_ROUTES: dict[str, tuple[Route, ...]] = {
     "vector": ("image", "text_vector", "region_text", "region_tile"),
     "keyword": ("bm25",),
 }
+LINK_OWN_SHARE = 0.1
 VECTOR_ROUTES = {"image", "text_vector", "region_text", "region_tile", "similar"}
 
 
@@ -44,6 +46,9 @@ class SearchRequest(BaseModel):
     routes: list[Route] | None = Field(default=None, description="override the mode's routes (evaluation)")
     rerank: bool = Field(default=True, description="re-rank candidates by their best region")
     similar_to: str | None = Field(default=None, description="image id: find visually similar images")
+    follow_links: bool = Field(
+        default=True, description="pages linked to a hit (an X-ray's report, a photo's SOP) rank right below it (IMGRAG_LINK_WEIGHT)"
+    )
 
 
 class RegionOut(BaseModel):
@@ -73,6 +78,7 @@ class Hit(BaseModel):
     caption: str = ""
     width: int
     height: int
+    links: list[LinkedItem] = Field(default_factory=list, description="linked images / documents the caller may read")
 
 
 class Recall(BaseModel):
@@ -197,7 +203,29 @@ class Searcher:
         }
 
     def search(self, req: SearchRequest, principal: Principal) -> SearchResult:
+        req = self.resolve_filters(req, principal)
         return self.rank(req, principal, self.recall(req, principal))
+
+    def resolve_filters(self, req: SearchRequest, principal: Principal) -> SearchRequest:
+        """``filters.linked_text`` → ``image_ids``: the pages linked to a page (that ``principal``
+        may read) whose text holds every word of it — "images whose report mentions X"."""
+        text = (req.filters.linked_text or "").strip()
+        if req.filters.linked_text is None:
+            return req
+        terms = query_terms(text)
+        keywords = keyword_query(text)
+        if not terms or not keywords:
+            raise ImgragError("filters.linked_text has no words to look for", "give the words the linked page must contain")
+        store = self.rt.store
+        hits = store.bm25(keywords, 1000, Filters(), principal)
+        recs = store.get_many([h.image_id for h in hits], principal)
+        linked: set[str] = set()
+        for r in recs.values():
+            words = " ".join([r.ocr_text, r.caption, " ".join(r.tags), *r.all_meta().values()])
+            if r.links and coverage(terms, words) == 1.0:
+                linked.update(ln.image_id for ln in r.links)
+        ids = sorted(linked if req.filters.image_ids is None else linked & set(req.filters.image_ids))
+        return req.model_copy(update={"filters": req.filters.model_copy(update={"linked_text": None, "image_ids": ids})})
 
     def _picture_filters(self, filters: Filters, query: str = "") -> Filters | None:
         """The filters of the image and tile routes: only pages of ``IMGRAG_IMAGE_ROUTE_QUALITY``,
@@ -238,6 +266,8 @@ class Searcher:
             raise ImgragError(f"k={req.k} is over the limit of {s.max_k}", "ask for fewer hits or page with offset")
         if req.offset > MAX_OFFSET:
             raise ImgragError(f"paging past hit {MAX_OFFSET} is not supported", "narrow the search with filters or a more specific query")
+        if req.filters.linked_text is not None:
+            req = self.resolve_filters(req, principal)
         query = (req.query or "").strip()
         if len(query) > MAX_QUERY_CHARS:
             raise ImgragError(f"the query is {len(query)} characters long", f"keep it under {MAX_QUERY_CHARS}")
@@ -304,6 +334,8 @@ class Searcher:
         """Fuse the routes, re-rank the top by their best region and attach evidence. Cheap, so
         evaluation can re-rank one recall under many weight settings (``get_many`` may cache)."""
         s = self.rt.settings
+        if req.filters.linked_text is not None:
+            req = self.resolve_filters(req, principal)
         get_many = get_many or self.rt.store.get_many
         query, ranked, timings = rec.query, rec.ranked, dict(rec.timings)
         t = time.perf_counter()
@@ -331,10 +363,32 @@ class Searcher:
             window.sort(key=lambda d: -fused[d])
         timings["rerank"] = round((time.perf_counter() - t) * 1000, 2)
 
+        t = time.perf_counter()
+        via: dict[str, tuple[int, float]] = {}
+        if req.follow_links and s.link_weight > 0:
+            added = self._follow_links(req, principal, window, records, fused, via)
+            if added:
+                n_cand += len(added)
+                missing = [d for d in added if d not in rec.evidence]
+                if missing:
+                    rec.evidence.update(self._evidence(query, missing, records, rec.region_hits, principal, req.filters))
+            window.sort(key=lambda d: -fused[d])
+        links = visible_links(self.rt.store, [records[d] for d in window[req.offset : req.offset + req.k]], principal)
+        timings["links"] = round((time.perf_counter() - t) * 1000, 2)
+
         hits: list[Hit] = []
         for d in window[req.offset : req.offset + req.k]:
             r = records[d]
             region, snippet, _cov = evidence[d]
+            ranks = {rt: ids.index(d) + 1 for rt, ids in ranked.items() if d in ids}
+            contributions = {
+                rt: round(weights.get(rt, 1.0) * factors.get(rt, {}).get(d, 1.0) / (s.rrf_k + r), 6) for rt, r in ranks.items()
+            }
+            if bonus.get(d):
+                contributions["rerank"] = round(bonus[d], 6)
+            if d in via:  # brought or lifted by a linked page: the rank of that page, and the lift
+                ranks["links"], lift = via[d]
+                contributions["links"] = round(lift, 6)
             hits.append(
                 Hit(
                     image_id=d,
@@ -345,23 +399,69 @@ class Searcher:
                     score=round(fused[d], 6),
                     snippet=snippet,
                     region=region,
-                    ranks=(ranks := {rt: ids.index(d) + 1 for rt, ids in ranked.items() if d in ids}),
-                    contributions={
-                        **{
-                            rt: round(weights.get(rt, 1.0) * factors.get(rt, {}).get(d, 1.0) / (s.rrf_k + r), 6)
-                            for rt, r in ranks.items()
-                        },
-                        **({"rerank": round(bonus[d], 6)} if bonus.get(d) else {}),
-                    },
+                    ranks=ranks,
+                    contributions=contributions,
                     quality=r.quality,
                     dates=sorted({m.date.isoformat() for m in r.dates}),
                     caption=r.caption,
                     width=r.width,
                     height=r.height,
+                    links=links.get(d, []),
                 )
             )
         timings["total"] = round(sum(timings.values()), 2)
         return SearchResult(query=query or None, hits=hits, candidates=n_cand, timings_ms=timings)
+
+    def _follow_links(
+        self,
+        req: SearchRequest,
+        principal: Principal,
+        window: list[str],
+        records: dict[str, ImageRecord],
+        fused: dict[str, float],
+        via: dict[str, tuple[int, float]],
+    ) -> list[str]:
+        """Joint retrieval: each page linked to a candidate scores about ``link_weight`` × the
+        candidate's final score (the report found by its words brings its X-ray along, right below
+        it, and the other way round).
+        Linked pages must pass the request's filters and the caller's ACL like any hit; ``via``
+        gets, per page lifted, the 1-based rank of the candidate that brought it and how much its
+        score rose. Returns the pages added to ``window`` (and to ``records``)."""
+        w = self.rt.settings.link_weight
+        base = {d: fused[d] for d in window}
+        targets = sorted({ln.image_id for d in window for ln in records[d].links})
+        if not targets:
+            return []
+        if req.filters.image_ids is not None:
+            targets = sorted(set(targets) & set(req.filters.image_ids))
+        allowed = req.filters.model_copy(update={"image_ids": targets})
+        ok = {r.image_id: r for r in self.rt.store.list_images(principal, allowed, limit=len(targets))}
+        if not ok:
+            return []
+        lent: dict[str, float] = {}  # per linked page, its best partner's score × link_weight
+        by: dict[str, int] = {}  # ... and that partner's rank
+        for rank, d in enumerate(window, start=1):
+            for ln in records[d].links:
+                other = ln.image_id
+                if other in ok and other != d and w * base[d] > lent.get(other, 0.0):
+                    lent[other] = w * base[d]
+                    by.setdefault(other, rank)
+        added: list[str] = []
+        for other, b in lent.items():
+            # The better of its own score and its best partner's, plus a tenth of the other: of two
+            # pages lifted by one partner, the one that also matches by itself ranks first. Not a
+            # sum: a pair must not outrank a page that answers alone because the image routes gave
+            # the picture of the pair a vote (every picture gets some for any text query); and
+            # several partners count once, by the best.
+            a = base.get(other, fused.get(other, 0.0))
+            fused[other] = max(a, b) + LINK_OWN_SHARE * min(a, b)
+            via[other] = (by[other], fused[other] - a)
+            if other not in records:
+                records[other] = ok[other]
+            if other not in window:
+                added.append(other)
+        window.extend(added)
+        return added
 
     def _evidence(
         self,

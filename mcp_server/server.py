@@ -93,9 +93,11 @@ log = logging.getLogger("imgrag.mcp")
 audit = logging.getLogger("imgrag.audit")
 
 INSTRUCTIONS = """\
-imgrag searches an indexed collection of images (scanned documents, contracts, photos) by their text
-and content. Typical loop: search_images → look at hits' snippet and region → crop_region the region
-(scale 2-4 for small print) → ocr_region to re-read it exactly → cite image_id and the OCR text.
+imgrag searches an indexed collection of images (scanned documents, contracts, photos, DICOM X-rays / CT /
+MRI) by their text and content. Typical loop: search_images → look at hits' snippet and region → crop_region
+the region (scale 2-4 for small print) → ocr_region to re-read it exactly → cite image_id and the OCR text.
+Hits carry their links (an X-ray and its report, a defect photo and its SOP page): when a question needs
+both, read the linked page too and cite both image_ids.
 All boxes are [x0, y0, x1, y1] in original-image pixels unless units='relative'."""
 
 
@@ -217,6 +219,7 @@ def render_search(o: SearchImagesOutput) -> str:
         lines.append(
             f"{i}. image_id={h.image_id} score={h.score:.4f} {h.file} p{h.page}/{h.n_pages} {h.width}x{h.height} "
             f"{h.quality}{where}" + (f'\n   "{h.snippet[:200]}"' if h.snippet else "")
+            + "".join(f"\n   linked {ln.kind} image_id={ln.image_id} {ln.file} p{ln.page} ({ln.why})" for ln in h.links[:5])
         )
     if o.thumbnail_ids:
         lines.append(f"Thumbnails attached in order for: {', '.join(o.thumbnail_ids)}")
@@ -267,7 +270,7 @@ def _line_out(ln: OcrLine) -> OcrLineOut:
     return OcrLineOut(text=ln.text, bbox=tuple(round(float(v), 1) for v in ln.bbox), confidence=round(float(ln.confidence), 4))  # type: ignore[arg-type]
 
 
-def metadata_output(app: Imgrag, rec: ImageRecord, max_ocr_lines: int) -> MetadataOutput:
+def metadata_output(app: Imgrag, rec: ImageRecord, max_ocr_lines: int, principal: Principal) -> MetadataOutput:
     confs = [ln.confidence for ln in rec.ocr_lines]
     tables = [
         t if len(t.html) <= MAX_TEXT_CHARS else t.model_copy(update={"html": t.html[:MAX_TEXT_CHARS] + "<!-- truncated -->"})
@@ -306,6 +309,8 @@ def metadata_output(app: Imgrag, rec: ImageRecord, max_ocr_lines: int) -> Metada
         pii=rec.pii,
         caption=rec.caption,
         meta=rec.meta,
+        file_meta=rec.file_meta,
+        links=app.links(rec, principal),
         tags=rec.tags,
         acl=rec.acl,
         indexed_at=rec.indexed_at,
@@ -408,6 +413,7 @@ def build_server(
                     dates=h.dates,
                     caption=h.caption,
                     routes=h.ranks,
+                    links=h.links,
                 )
                 for h in res.hits
             ]
@@ -472,14 +478,16 @@ def build_server(
         title="Image metadata",
         description="Everything indexed about one image: source file and page, size, dpi, quality class and the "
         "preprocessing applied, OCR lines with boxes, layout blocks (title/text/table/figure...), tables as "
-        "HTML, seals, dates, personal data found (kind and box), caption, user metadata, tags and ACL.",
+        "HTML, seals, dates, personal data found (kind and box, or the file field it came from), caption, user "
+        "metadata, the file's own metadata (DICOM tags), tags, ACL, and its links to images / documents (an "
+        "X-ray's report, a defect photo's SOP page) with why they are linked.",
         annotations=read_only,
     )
     async def get_metadata(
         image_id: ImageId, max_ocr_lines: MaxOcrLines = DEFAULT_OCR_LINES
     ) -> Annotated[CallToolResult, MetadataOutput]:
         return await run(
-            "get_metadata", lambda p: (metadata_output(app, app.get(image_id, p), max_ocr_lines), []), render_metadata
+            "get_metadata", lambda p: (metadata_output(app, app.record_for(image_id, p), max_ocr_lines, p), []), render_metadata
         )
 
     if allow_write:

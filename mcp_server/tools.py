@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from imgrag.indexing.links import LinkedItem
 from imgrag.indexing.models import DateMention, Enhancement, LayoutBlock, PiiFinding, QualityClass, Seal, TableResult
 from imgrag.indexing.stores.base import Filters
 
@@ -69,7 +70,9 @@ SearchFilters = Annotated[
     Filters | None,
     Field(
         description="Optional metadata filters; every given condition must hold. Dates are YYYY-MM-DD and match "
-        "dates found on the page.",
+        "dates found on the page (a DICOM image's study date too). meta matches the user's metadata and what the "
+        "file carries (DICOM: modality, body_part, study_description, accession, study_uid, ...). linked_text keeps "
+        "the images / pages linked to one whose text holds all its words (\"images whose report mentions nodule\").",
     ),
 ]
 SearchMode = Annotated[
@@ -126,7 +129,15 @@ class SearchHit(BaseModel):
     quality: QualityClass
     dates: list[str] = Field(default_factory=list, description="dates found on the page, YYYY-MM-DD")
     caption: str = ""
-    routes: dict[str, int] = Field(default_factory=dict, description="rank of this hit in each retrieval route that found it")
+    routes: dict[str, int] = Field(
+        default_factory=dict,
+        description="rank of this hit in each retrieval route that found it; 'links': the rank of the linked hit that brought it",
+    )
+    links: list[LinkedItem] = Field(
+        default_factory=list,
+        description="images / documents linked to this hit (an X-ray and its report, a defect photo and its SOP page), "
+        "with why they are linked; call get_metadata or ocr_region on them to read the other side",
+    )
 
 
 class SearchImagesOutput(BaseModel):
@@ -251,10 +262,21 @@ class MetadataOutput(BaseModel):
     pii: list[PiiFinding] = Field(
         default_factory=list,
         description="personal data found in the OCR lines: kind (cn_id, cn_mobile, cn_landline, bank_card, email, "
-        "passport, us_ssn, iban, phone), the text, its OCR line index and character offsets, and its estimated bbox",
+        "passport, us_ssn, iban, phone), the text, its OCR line index and character offsets, and its estimated bbox; "
+        "and personal data the file carries in named fields (DICOM patient name, ID, birth date: kind person_name, "
+        "patient_id, birth_date, address or phone, field = the DICOM tag, no line or box). The texts are masked "
+        "for callers not cleared to see personal data; none of it is searchable",
     )
     caption: str
     meta: dict[str, str] = Field(description="user metadata given at indexing")
+    file_meta: dict[str, str] = Field(
+        default_factory=dict,
+        description="what the file carries itself (DICOM tags: modality, body_part, study_description, accession, "
+        "study_uid, ...; a sidecar; its case) or what was read off the page to link it (accession, part_number)",
+    )
+    links: list[LinkedItem] = Field(
+        default_factory=list, description="linked images / documents you may read, with why they are linked"
+    )
     tags: list[str]
     acl: list[str] = Field(description="principals/groups allowed to see it; empty means everyone")
     indexed_at: datetime

@@ -7,7 +7,9 @@ Layout:
     OUT_DIR/corpus/photos/      scikit-image photos (JPEG, PNG, 2-frame TIFF, WebP, BMP, EXIF-rotated JPEG)
     OUT_DIR/corpus/docs/        Debian Reference pages as PNG (en + zh) and one 2-page PDF
     OUT_DIR/corpus/contracts/   contract pages (zh + en, one scanned-looking)
-    OUT_DIR/meta/               photos.jsonl, docpages.jsonl, contracts.jsonl (ground truth)
+    OUT_DIR/corpus/xray/        DICOM studies (CT, MR, X-ray) with their reports, linked (cases)
+    OUT_DIR/corpus/defects/     defect photos with the SOP pages of their parts, linked (cases)
+    OUT_DIR/meta/               photos.jsonl, docpages.jsonl, contracts.jsonl, studies.jsonl, defects.jsonl (ground truth)
     OUT_DIR/demo-stamp.json     recipe version + file list; a re-run with the same recipe is a no-op
 
 Index `OUT_DIR/corpus`; the ground truth stays out of it so the indexer doesn't see the sidecars.
@@ -26,15 +28,20 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from .contracts import make_contracts
+from .defects import make_defects
 from .docpages import DocDepsMissing, make_doc_pages
 from .fonts import FontNotFoundError, find_face
 from .photos import make_photos
+from .radiology import make_studies
 
-RECIPE_VERSION = "demo-v1"
+RECIPE_VERSION = "demo-v2"
 # Chosen (by searching seeds) so that the first Chinese contract is signed 2023-05-12 and the first
 # English one in 2023 too, while the other two are not: a "signed in 2023" filter has answers to find
 # and others to leave out, in the full and the --small corpus alike.
 DEMO_SEED = 39817
+# The cases: study S002 (an MR of the left knee and its report, linked by file stem) and part D004 (a
+# flange photo whose sidecar names its part number, lot and station) are the ones `make demo` asks for.
+XRAY_SEED, DEFECT_SEED = 7301, 7302
 STAMP = "demo-stamp.json"
 
 
@@ -56,6 +63,8 @@ class _Recipe(BaseModel):
     pdf_pages: int
     contracts: int
     scan_ratio: float
+    studies: int = 4
+    parts: int = 4
 
 
 def _recipe(small: bool) -> _Recipe:
@@ -95,7 +104,7 @@ def build_demo(out_dir: str | Path, small: bool = False, force: bool = False) ->
             return m.model_copy(update={"skipped": True})
     recipe = _recipe(small)
     corpus, meta = out / "corpus", out / "meta"
-    for sub in ("photos", "docs", "contracts"):
+    for sub in ("photos", "docs", "contracts", "xray", "defects"):
         shutil.rmtree(corpus / sub, ignore_errors=True)
     meta.mkdir(parents=True, exist_ok=True)
     (out / STAMP).unlink(missing_ok=True)
@@ -106,6 +115,10 @@ def build_demo(out_dir: str | Path, small: bool = False, force: bool = False) ->
     specs = make_contracts(corpus / "contracts", recipe.contracts, seed=DEMO_SEED, variants=True,
                            scan_ratio=recipe.scan_ratio, sidecar=meta / "contracts.jsonl")
     contracts = [corpus / "contracts" / s.file for s in specs]
+    studies = make_studies(out, recipe.studies, XRAY_SEED, corpus=corpus / "xray", sidecar=meta / "studies.jsonl")
+    parts = make_defects(out, recipe.parts, DEFECT_SEED, corpus=corpus / "defects", sidecar=meta / "defects.jsonl")
+    xray = sorted(p for p in (corpus / "xray").rglob("*") if p.is_file())
+    defects = sorted(p for p in (corpus / "defects").rglob("*") if p.is_file())
 
     def rel(ps: list[Path]) -> list[str]:
         return [p.relative_to(out).as_posix() for p in ps]
@@ -114,8 +127,13 @@ def build_demo(out_dir: str | Path, small: bool = False, force: bool = False) ->
         "photos": rel(photos),
         "docs": rel(docs),
         "contracts": rel(contracts),
-        "meta": rel([meta / "photos.jsonl", meta / "docpages.jsonl", meta / "contracts.jsonl"]),
+        "xray": rel(xray),
+        "defects": rel(defects),
+        "meta": rel([meta / "photos.jsonl", meta / "docpages.jsonl", meta / "contracts.jsonl", meta / "studies.jsonl",
+                     meta / "defects.jsonl"]),
     }
+    knee = next(s for s in studies if s.study_id == "S002")
+    flange = next(d for d in parts if d.part_id == "D004")
     zh = next(s for s in specs if s.lang == "zh")
     en = next(s for s in specs if s.lang == "en")
     queries = [
@@ -125,6 +143,8 @@ def build_demo(out_dir: str | Path, small: bool = False, force: bool = False) ->
         {"lang": "en", "query": "a cup of coffee" if not small else "astronaut in a spacesuit",
          "expect": "coffee.jpg" if not small else "astronaut.jpg"},
         {"lang": "en", "query": "contract", "filter": f"date in {zh.sign_date[:4]}", "expect": zh.file},
+        {"lang": "en", "query": knee.key_finding, "expect": f"xray/{knee.dicom} (via its report)"},
+        {"lang": "en", "query": f"SOP for the part photographed at station {flange.station}", "expect": f"defects/{flange.sop} (via the photo)"},
     ]
     m = DemoManifest(
         recipe=RECIPE_VERSION, small=small, seed=DEMO_SEED, corpus="corpus", files=files,

@@ -125,7 +125,8 @@ def _flag(key: str, value: str) -> bool:
 
 def parse_filters(pairs: list[str] | None) -> Any:
     """``--filter`` pairs → Filters. Known keys: date_from, date_to, year, quality, tag, path,
-    doc, seal, pii; anything else is a user metadata key."""
+    doc, seal, pii, linked (words a linked page contains); anything else is a metadata key (the
+    user's, or the file's own: modality, body_part, accession, part_number, ...)."""
     from imgrag.indexing.stores.base import Filters
 
     data: dict[str, Any] = {"meta": {}}
@@ -148,6 +149,8 @@ def parse_filters(pairs: list[str] | None) -> Any:
                 data["has_seal"] = _flag(k, v)
             elif k == "pii":
                 data["has_pii"] = _flag(k, v)
+            elif k == "linked":
+                data["linked_text"] = v
             else:
                 data["meta"][k] = v
         except ValueError as e:

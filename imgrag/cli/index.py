@@ -23,6 +23,7 @@ def index(
     meta: Annotated[list[str] | None, typer.Option("--meta", help="user metadata key=value (repeatable)")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="tag (repeatable)")] = None,
     acl: Annotated[list[str] | None, typer.Option("--acl", help="principal or group allowed to see these (repeatable); none = public. Re-indexing unchanged files with other --acl/--meta/--tag updates them in place; --acl '' makes them public")] = None,
+    link: Annotated[str | None, typer.Option("--link", help="link these files as one case (an X-ray with its report, a photo with its SOP): the same as --meta case=CASE")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="parallel page analysis")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=256)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
@@ -35,8 +36,13 @@ def index(
 
     try:
         ig = facade() if adapter is None else adapter_facade(adapter, reembed=True, quiet=as_json)
+        user_meta = None if meta is None else kv([m for m in meta if m], "--meta")
+        if link is not None:
+            if not link.strip():
+                raise ImgragError("--link needs a case name", "write it like --link patient-17 or --link lot-2024-0412")
+            user_meta = {**(user_meta or {}), "case": link.strip()}
         opts = IndexOptions(
-            meta=None if meta is None else kv([m for m in meta if m], "--meta"),
+            meta=user_meta,
             tags=None if tag is None else [t for t in tag if t],
             acl=None if acl is None else [a for a in acl if a],
             workers=workers, batch_size=batch_size,
@@ -69,7 +75,7 @@ def index(
         out.print(
             f"indexed [bold]{summary.indexed}[/] pages · unchanged {summary.unchanged} · "
             f"duplicates {summary.duplicates} · replaced {summary.replaced} · "
-            f"updated metadata {summary.updated_metadata} · failed {len(summary.failed)} "
+            f"updated metadata {summary.updated_metadata} · linked {summary.linked} · failed {len(summary.failed)} "
             f"· {summary.seconds:.1f}s" + (f" · version {summary.version}" if summary.version else "")
         )
     # each failure was printed once on stderr as it happened ("skipped PATH: reason — hint")

@@ -22,6 +22,7 @@ def search(
     mode: Annotated[str, typer.Option("--mode", help="hybrid | vector | keyword")] = "hybrid",
     similar_to: Annotated[str | None, typer.Option("--like", help="image id: visually similar images")] = None,
     no_rerank: Annotated[bool, typer.Option("--no-rerank", help="skip the region re-rank")] = False,
+    no_links: Annotated[bool, typer.Option("--no-links", help="do not rank pages linked to a hit with it (an X-ray's report, a photo's SOP); hits still list their links")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print {\"hits\": [...]} as JSON")] = False,
     as_user: AsUser = None,
     group: Groups = None,
@@ -33,7 +34,8 @@ def search(
         if mode not in ("hybrid", "vector", "keyword"):
             raise ImgragError(f"unknown --mode {mode!r}", "use hybrid, vector or keyword")
         req = SearchRequest(
-            query=query, k=k, filters=parse_filters(filter_), mode=mode, similar_to=similar_to, rerank=not no_rerank  # type: ignore[arg-type]
+            query=query, k=k, filters=parse_filters(filter_), mode=mode, similar_to=similar_to, rerank=not no_rerank,  # type: ignore[arg-type]
+            follow_links=not no_links,
         )
         result = facade().search(req, principal(as_user, group))
     except ImgragError as e:
@@ -45,11 +47,13 @@ def search(
         out.print("no hits")
         return
     table = Table(show_lines=False, header_style="bold")
-    for col in ("#", "score", "image id", "file", "page", "snippet", "region"):
+    linked = any(h.links for h in result.hits)
+    for col in ("#", "score", "image id", "file", "page", "snippet", "region", *(["linked"] if linked else [])):
         table.add_column(col, overflow="fold")
     for i, h in enumerate(result.hits, 1):
         region = ",".join(f"{v:.0f}" for v in h.region.bbox) if h.region else ""
-        table.add_row(str(i), f"{h.score:.4f}", h.image_id, Path(h.path).name, str(h.page), h.snippet[:80], region)
+        links = "; ".join(f"{ln.file} ({ln.why})" for ln in h.links[:3]) + (f"; +{len(h.links) - 3}" if len(h.links) > 3 else "")
+        table.add_row(str(i), f"{h.score:.4f}", h.image_id, Path(h.path).name, str(h.page), h.snippet[:80], region, *([links] if linked else []))
     out.print(table)
     out.print(f"[dim]{result.candidates} candidates · {result.timings_ms.get('total', 0):.0f} ms[/]")
 
@@ -60,9 +64,10 @@ def show(
     as_user: AsUser = None,
     group: Groups = None,
 ) -> None:
-    """Print an image's stored record (without vectors) as JSON."""
+    """Print an image's stored record (without vectors) as JSON; personal data masked for a principal
+    other than the operator, links only to pages that principal may read."""
     try:
-        rec = facade().get(image_id, principal(as_user, group))
+        rec = facade().record_for(image_id, principal(as_user, group))
     except ImgragError as e:
         fail(e)
     print(rec.model_dump_json(indent=2))

@@ -46,7 +46,10 @@ OPERATOR = Principal(all_access=True)
 
 
 class Filters(BaseModel):
-    """Metadata filters shared by every route; all given conditions must hold."""
+    """Metadata filters shared by every route; all given conditions must hold.
+
+    ``linked_text`` is resolved by the search (:meth:`indexing.search.Searcher.resolve_filters`)
+    into ``image_ids`` before any backend sees the filters."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -54,7 +57,11 @@ class Filters(BaseModel):
     date_to: date | None = Field(default=None, description="some date found on the page is on or before this")
     quality: list[QualityClass] | None = Field(default=None, description="any of these quality classes")
     tags: list[str] | None = Field(default=None, description="has any of these tags")
-    meta: dict[str, str] = Field(default_factory=dict, description="user metadata key=value, all must match")
+    meta: dict[str, str] = Field(
+        default_factory=dict,
+        description="metadata key=value, all must match: the user's metadata or what the file carries "
+        "(DICOM: modality, body_part, study_description, accession, study_uid, ...)",
+    )
     path_prefix: str | None = None
     doc_id: str | None = None
     has_seal: bool | None = None
@@ -62,9 +69,26 @@ class Filters(BaseModel):
         default=None, description="true: pages where personal data (ID, phone, card, e-mail, ...) was found; false: none"
     )
     image_ids: list[str] | None = Field(default=None, description="restrict to these ids")
+    linked_text: str | None = Field(
+        default=None,
+        max_length=500,
+        description="only images or pages linked to one whose text contains all these words "
+        "(e.g. images whose report mentions 'nodule')",
+    )
 
     def is_empty(self) -> bool:
         return self == Filters()
+
+
+LinkKind = Literal["image", "document"]
+
+
+class Link(BaseModel):
+    """A stored link from one page to another (an X-ray and its report, a defect photo and its SOP)."""
+
+    image_id: str = Field(description="the linked image or page")
+    kind: LinkKind = Field(description="what the linked item is: image (a picture, DICOM or photo) or document")
+    why: str = Field(description="what they share, e.g. accession=A123, study_uid=1.2.3, part_number=BRK-204, stem, case=...")
 
 
 class ImageRecord(BaseModel):
@@ -93,6 +117,11 @@ class ImageRecord(BaseModel):
     pii: list[PiiFinding] = Field(default_factory=list)
     caption: str = ""
     meta: dict[str, str] = Field(default_factory=dict)
+    # What the file says about itself (DICOM tags, a sidecar, its case folder) or what was read off
+    # the page to link it (accession, part number): filterable and searchable like ``meta``, but
+    # recomputed from the file, never replaced by the user's metadata.
+    file_meta: dict[str, str] = Field(default_factory=dict)
+    links: list[Link] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     acl: list[str] = Field(default_factory=list)
     deleted: bool = False
@@ -104,12 +133,23 @@ class ImageRecord(BaseModel):
     def has_pii(self) -> bool:
         return bool(self.pii)
 
+    def all_meta(self) -> dict[str, str]:
+        """What metadata filters and full text see: the file's own metadata under the user's."""
+        return {**self.file_meta, **self.meta}
+
+
+
+def meta_kv(rec: ImageRecord) -> list[str]:
+    """The ``key=value`` terms metadata filters match on every backend: the user's metadata over
+    what the file carries (DICOM tags, sidecar, link keys read off the page)."""
+    return [f"{k}={v}" for k, v in sorted(rec.all_meta().items())]
+
 
 def fts_source(rec: ImageRecord) -> str:
     """What BM25 indexes for a page on every backend: OCR text, caption, tags and metadata values,
     normalised. Elasticsearch analyses it with its analyser; LanceDB, which has no CJK analyser,
     stores its :func:`~indexing.text.fts_text` tokens."""
-    return normalize(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.meta.values()]))
+    return normalize(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.all_meta().values()]))
 
 
 class ImageVectors(BaseModel):
@@ -160,9 +200,10 @@ class MetadataUpdate(BaseModel):
     acl: list[str] | None = None
     meta: dict[str, str] | None = None
     tags: list[str] | None = None
+    links: list[Link] | None = None
 
     def is_empty(self) -> bool:
-        return self.acl is None and self.meta is None and self.tags is None
+        return self.acl is None and self.meta is None and self.tags is None and self.links is None
 
     def apply(self, rec: ImageRecord) -> ImageRecord | None:
         """The record with this update applied, or ``None`` when it would not change anything."""
@@ -173,6 +214,8 @@ class MetadataUpdate(BaseModel):
             changes["tags"] = list(dict.fromkeys(self.tags))
         if self.meta is not None and self.meta != rec.meta:
             changes["meta"] = dict(self.meta)
+        if self.links is not None and self.links != rec.links:
+            changes["links"] = list(self.links)
         return rec.model_copy(update=changes) if changes else None
 
 

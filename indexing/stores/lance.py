@@ -44,6 +44,7 @@ from .base import (
     check_same_base_spaces,
     check_same_spaces,
     fts_source,
+    meta_kv,
 )
 from .locking import Journal, WriterLock
 
@@ -136,7 +137,7 @@ def _filter_fields(rec: ImageRecord) -> dict[str, Any]:
         "acl": rec.acl,
         "quality": rec.quality,
         "tags": rec.tags,
-        "meta_kv": [f"{k}={v}" for k, v in sorted(rec.meta.items())],
+        "meta_kv": meta_kv(rec),
         "date_tokens": tokens,
         "has_seal": bool(rec.seals),
         "has_pii": bool(rec.pii),

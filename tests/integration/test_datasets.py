@@ -390,7 +390,12 @@ def test_demo_builder_small(tmp_path: Path) -> None:
     assert any("_zh" in c for c in contracts) and any("_en" in c for c in contracts)
     assert any("_scan" in c for c in contracts)
     assert not list(corpus.rglob("*.jsonl")), "ground truth must stay out of the indexed folder"
-    for name in ("photos.jsonl", "docpages.jsonl", "contracts.jsonl"):
+    # the cases: DICOM studies with their reports, defect photos with their SOP pages
+    assert len(list((corpus / "xray").rglob("*.dcm"))) == 4 and len(list((corpus / "xray").rglob("*.png"))) == 4
+    assert list((corpus / "xray").rglob(".imgrag-case"))
+    assert len(list((corpus / "defects").rglob("*.jpg"))) == 4 and len(list((corpus / "defects").rglob("*.png"))) == 4
+    assert len(list((corpus / "defects").rglob("*.imgrag.json"))) == 2
+    for name in ("photos.jsonl", "docpages.jsonl", "contracts.jsonl", "studies.jsonl", "defects.jsonl"):
         assert (out / "meta" / name).stat().st_size > 0
     truth = [json.loads(x) for x in (out / "meta" / "contracts.jsonl").read_text("utf-8").splitlines()]
     assert truth[0]["lang"] == "zh" and truth[0]["sign_date"] == "2023-05-12"

@@ -22,6 +22,7 @@ import pytest
 
 from imgrag.indexing.errors import BackendUnavailableError, ImgragError
 from imgrag.indexing.models import DateMention, PiiFinding, Seal
+from imgrag.indexing.pii import mask_record
 from imgrag.indexing.stores.base import (
     OPERATOR,
     Filters,
@@ -65,6 +66,8 @@ class Spec:
     fmt: str = "png"
     tags: list[str] = field(default_factory=list)
     meta: dict[str, str] = field(default_factory=dict)
+    file_meta: dict[str, str] = field(default_factory=dict)
+    fields: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, value, file field): personal data in tags
     acl: list[str] = field(default_factory=list)
     dates: list[tuple[date, str]] = field(default_factory=list)
     seal: bool = False
@@ -92,13 +95,14 @@ def make(spec: Spec) -> Indexed:
         caption=spec.caption,
         tags=spec.tags,
         meta=spec.meta,
+        file_meta=spec.file_meta,
         acl=spec.acl,
         dates=[DateMention(text=d.isoformat(), date=d, precision=p) for d, p in spec.dates],  # type: ignore[arg-type]
         seals=[Seal(bbox=(1, 2, 30, 40), color="red", confidence=0.9)] if spec.seal else [],
         pii=[
             PiiFinding(kind=k, text=t, line=0, start=0, end=len(t), bbox=(10, 5, 60, 15))  # type: ignore[arg-type]
             for k, t in spec.pii
-        ],
+        ] + [PiiFinding(kind=k, text=t, start=0, end=len(t), field=f) for k, t, f in spec.fields],  # type: ignore[arg-type]
         indexed_at=NOW,
         models={"image": "test-joint"},
     )
@@ -907,6 +911,86 @@ def test_an_index_from_before_pii_detection_is_upgraded(backend: str, tmp_path: 
         assert store.stats(OPERATOR).pii_by_kind == {"email": 1}
     finally:
         dispose()
+
+
+# -- the file's own metadata, personal data and links ---------------------------------------------
+def _cases_store(store: IndexStore) -> None:
+    load(store, [
+        Spec("ct1", text="", fmt="dicom", quality="photo", caption="CT computed tomography of the chest",
+             file_meta={"modality": "CT", "accession": "ACC1", "study_uid": "1.2.3"},
+             fields=[("person_name", "ZHANG SAN", "PatientName"), ("patient_id", "P0042", "PatientID")]),
+        Spec("rep1", text="Accession No ACC1 a 7 mm nodule in the right upper lobe", file_meta={"accession": "ACC1"}),
+        Spec("rep2", text="healed fracture of the left sixth rib", path="/data/cases/s2.report.png"),
+        Spec("dx2", text="", fmt="dicom", quality="photo", path="/data/cases/s2.dcm", acl=["radiology"],
+             file_meta={"modality": "DX"}),
+        Spec("photo9", text="", quality="photo", meta={"part_number": "BRK-1"}),
+    ])
+
+
+def _searcher(store: IndexStore, tmp_path: Path) -> Any:
+    from types import SimpleNamespace
+
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.search import Searcher
+
+    return Searcher(SimpleNamespace(store=store, settings=Settings(home=tmp_path / "home")))  # type: ignore[arg-type]
+
+
+def test_file_meta_filters_like_meta_and_personal_data_is_never_searchable(store: IndexStore) -> None:
+    _cases_store(store)
+    ct = Filters(meta={"modality": "CT"})
+    assert {r.image_id for r in store.list_images(OPERATOR, ct)} == {"ct1"}
+    assert ids_knn(store, OPERATOR, ct) == {"ct1"}
+    assert ids_bm25(store, OPERATOR, Filters(), "ACC1") == {"ct1", "rep1"}  # file_meta values are words too
+    # personal data from the file's fields: stored with the page's findings, never indexed
+    for word in ("zhang", "P0042", "person_name", "PatientName"):
+        assert ids_bm25(store, OPERATOR, Filters(), word) == set(), word
+    assert store.list_images(OPERATOR, Filters(meta={"patient_id": "P0042"})) == []
+    rec = store.get("ct1", OPERATOR)
+    assert rec is not None and rec.has_pii
+    assert [(f.kind, f.text, f.field) for f in rec.pii] == [("person_name", "ZHANG SAN", "PatientName"), ("patient_id", "P0042", "PatientID")]
+    assert_visible(store, OPERATOR, Filters(has_pii=True), {"ct1"})
+    assert store.stats(OPERATOR).pii_by_kind == {"person_name": 1, "patient_id": 1}
+    # masked like every other finding for a principal without clearance
+    masked = mask_record(rec).model_dump_json()
+    assert "ZHANG" not in masked and "P0042" not in masked and "[person_name redacted]" in masked
+
+
+def test_links_on_both_sides_follow_acl_and_roll_back(store: IndexStore, tmp_path: Path) -> None:
+    from imgrag.indexing.links import relink
+    from imgrag.indexing.search import SearchRequest
+
+    _cases_store(store)
+    v1 = store.commit("index", {})
+    assert relink(store, ["ct1", "rep1", "rep2", "dx2", "photo9"], OPERATOR) == 4
+    store.commit("index", {"linked": 4})
+    recs = store.get_many(["ct1", "rep1", "rep2", "dx2", "photo9"], OPERATOR)
+    assert [(ln.image_id, ln.kind, ln.why) for ln in recs["ct1"].links] == [("rep1", "document", "accession=ACC1")]
+    assert [(ln.image_id, ln.kind) for ln in recs["rep1"].links] == [("ct1", "image")]
+    assert [(ln.image_id, ln.why) for ln in recs["rep2"].links] == [("dx2", "stem")]
+    assert recs["photo9"].links == []
+    assert relink(store, ["ct1"], OPERATOR) == 0  # nothing changed: nothing rewritten
+
+    s = _searcher(store, tmp_path)
+    hits = s.search(SearchRequest(query="nodule right upper lobe", mode="keyword"), OPERATOR).hits
+    assert [h.image_id for h in hits] == ["rep1", "ct1"]  # the report brings its CT along
+    assert hits[1].ranks.get("links") == 1 and [ln.image_id for ln in hits[0].links] == ["ct1"]
+    alone = s.search(SearchRequest(query="nodule right upper lobe", mode="keyword", follow_links=False), OPERATOR).hits
+    assert [h.image_id for h in alone] == ["rep1"]
+    # A linked page the caller may not read is neither ranked nor listed.
+    bob = Principal(name="bob")
+    hits = s.search(SearchRequest(query="fracture rib", mode="keyword"), bob).hits
+    assert [h.image_id for h in hits] == ["rep2"] and hits[0].links == []
+    rad = Principal(name="ann", groups=["radiology"])
+    assert [h.image_id for h in s.search(SearchRequest(query="fracture rib", mode="keyword"), rad).hits] == ["rep2", "dx2"]
+    # "images whose report mentions X"
+    req = SearchRequest(query="computed tomography chest", mode="keyword", filters=Filters(linked_text="nodule lobe"))
+    assert [h.image_id for h in s.search(req, OPERATOR).hits] == ["ct1"]
+    req = SearchRequest(query="DX", mode="keyword", filters=Filters(linked_text="healed fracture"))
+    assert s.search(req, bob).hits == [] and [h.image_id for h in s.search(req, rad).hits] == ["dx2"]
+    # Links are part of the records: a rollback restores the unlinked state.
+    store.rollback(v1.version)
+    assert store.get("ct1", OPERATOR).links == []  # type: ignore[union-attr]
 
 
 # -- LanceDB only ---------------------------------------------------------------------------------

@@ -365,3 +365,61 @@ def test_tools_over_each_backend(store: Any, tmp_path: Path) -> None:
         for tool in ("get_metadata", "crop_region", "ocr_region"):
             assert out[(tool, theirs)] == out[(tool, "missing-1")] and "no image with id ID" in out[(tool, theirs)]
         assert out["collection"]["images"] == 1
+
+
+def test_links_dicom_pages_and_personal_data_over_each_backend(store: Any, tmp_path: Path) -> None:
+    """A DICOM image and its report through the MCP tools: hits and get_metadata carry the links the
+    caller may read, the patient tags (PII findings with a ``field``) are masked for a caller
+    without PII clearance, and crop_region cuts the windowed DICOM page like any other."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    from imgrag.indexing.links import relink
+    from imgrag.indexing.models import PiiFinding
+    from imgrag.indexing.stores.base import ModelSpaces
+
+    ct = tmp_path / "ct.dcm"
+    ct.write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes())
+    report = tmp_path / "ct.report.png"
+    Image.new("RGB", (200, 100), "white").save(report)
+    store.ensure_spaces(ModelSpaces(image="t-img", image_dim=8, feature="t-feat", feature_dim=8, text="t-txt", text_dim=8))
+    image = _indexed("ct-1", ct, "", [])
+    image.record = image.record.model_copy(update={
+        "format": "dicom", "quality": "photo", "width": 128, "height": 128, "ocr_lines": [],
+        "caption": "CT computed tomography scan", "file_meta": {"modality": "CT"},
+        "pii": [PiiFinding(kind="person_name", text="DOE JANE", start=0, end=8, field="PatientName")],
+    })
+    secret = _indexed("rep-secret", tmp_path / "ct.report.png", "secret nodule", ["oncology"])
+    secret.record = secret.record.model_copy(update={"path": str(tmp_path / "ct.notes.png"), "doc_id": "other"})
+    store.write([image, _indexed("rep-1", report, "report: a nodule in the right upper lobe", []), secret])
+    assert relink(store, ["ct-1", "rep-1", "rep-secret"], OPERATOR) == 3  # ct.notes.png shares the stem too
+    store.commit("index", {"indexed": 3})
+    rt = Runtime(Settings(home=tmp_path / "home"), store=store)
+    cleared = Principal(name="carol", pii_clearance=True)  # carol: no oncology, cleared for personal data
+    for principal, masked in ((OPERATOR, False), (Principal(name="bob"), True), (cleared, False)):  # bob: neither
+        limited = principal is not OPERATOR
+        mcp = build_server(Imgrag(runtime=rt), fixed_principal(principal))
+
+        async def calls(c: Any) -> dict[str, Any]:
+            return {
+                "search": await c.call_tool("search_images", {"query": "nodule upper lobe", "mode": "keyword"}),
+                "filtered": await c.call_tool("search_images", {"query": "CT", "mode": "keyword", "filters": {"linked_text": "nodule"}}),
+                "meta": await c.call_tool("get_metadata", {"image_id": "ct-1"}),
+                "crop": await c.call_tool("crop_region", {"image_id": "ct-1", "bbox": [0, 0, 64, 64], "scale": 2}),
+            }
+
+        out = _run(mcp, calls)
+        hits = out["search"].structured_content["hits"]
+        assert [h["image_id"] for h in hits][:2] == ["rep-1", "ct-1"] and ("rep-secret" in [h["image_id"] for h in hits]) != limited
+        assert hits[0]["links"] == [{"image_id": "ct-1", "kind": "image", "why": "stem", "file": "ct.dcm", "page": 1}]
+        assert "linked image image_id=ct-1" in out["search"].content[0].text
+        assert [h["image_id"] for h in out["filtered"].structured_content["hits"]] == ["ct-1"]
+        meta = out["meta"].structured_content
+        # a link to a page the caller may not read is not shown
+        assert meta["file_meta"] == {"modality": "CT"}
+        assert [ln["image_id"] for ln in meta["links"]] == (["rep-1"] if limited else ["rep-1", "rep-secret"])
+        assert meta["has_pii"] and [(f["kind"], f["field"]) for f in meta["pii"]] == [("person_name", "PatientName")]
+        assert meta["pii"][0]["text"] == ("[person_name redacted]" if masked else "DOE JANE")
+        assert ("DOE" in str(out["meta"].content)) != masked
+        (png,) = [c for c in out["crop"].content if c.type == "image"]
+        assert _decode(base64.b64decode(png.data)).size == (128, 128)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...text import Precision, last_day
-from ..base import Indexed, ModelSpaces, VectorField, fts_source
+from ..base import Indexed, ModelSpaces, VectorField, fts_source, meta_kv
 
 if TYPE_CHECKING:
     from ...config import Settings
@@ -143,7 +143,7 @@ def row_document(item: Indexed, version: int, *, base64_vectors: bool = False) -
         "format": rec.format,
         "quality": rec.quality,
         "tags": rec.tags,
-        "meta_kv": [f"{k}={v}" for k, v in sorted(rec.meta.items())],
+        "meta_kv": meta_kv(rec),
         "acl": rec.acl,
         "has_seal": bool(rec.seals),
         "has_pii": bool(rec.pii),

@@ -17,6 +17,7 @@ from ..base import (
     ModelSpaces,
     check_same_base_spaces,
     fts_source,
+    meta_kv,
 )
 from .client import BulkWriteError, Connection, guard, log
 from .mapping import SPACE_DIM, row_document, source_vec, vec_b64, vec_list
@@ -176,7 +177,7 @@ class Writes(Connection):
                              "doc": {"current": False, "v_to": p}}
                         )
                     src.update(
-                        acl=rec.acl, tags=rec.tags, meta_kv=[f"{k}={v}" for k, v in sorted(rec.meta.items())],
+                        acl=rec.acl, tags=rec.tags, meta_kv=meta_kv(rec),
                         fts=fts_source(rec), record=rec.model_dump(mode="json"), current=True, v_from=p,
                     )
                     src.pop("v_to", None)

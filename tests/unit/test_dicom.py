@@ -1,0 +1,197 @@
+"""DICOM decoding and tags, without models: pydicom's own test files and small hand-made datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pydicom = pytest.importorskip("pydicom")
+
+from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
+
+from imgrag.indexing import dicom  # noqa: E402
+from imgrag.indexing.errors import ImgragError  # noqa: E402
+from imgrag.indexing.loader import discover, load_file  # noqa: E402
+
+MAX_PIXELS = 80_000_000
+
+
+def _pixel_test_files() -> list[Path]:
+    from pydicom.data import get_testdata_files
+
+    out = []
+    for f in sorted(get_testdata_files("*")):
+        p = Path(f)
+        if p.is_file() and dicom.is_dicom(p):
+            try:
+                ds = pydicom.dcmread(f, force=True, stop_before_pixels=False)
+            except Exception:
+                continue
+            if any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+                out.append(p)
+    return out
+
+
+def test_every_pydicom_test_file_with_pixels_decodes_or_fails_in_one_line() -> None:
+    """The target: each file either gives RGB pages of its size (one per frame) or one ImgragError
+    line naming why (damaged header, truncated pixels, non-conformant codestream, missing decoder)."""
+    files = _pixel_test_files()
+    assert len(files) >= 50, "pydicom's test files are missing"
+    ok, failed = 0, {}
+    for p in files:
+        try:
+            pages = list(load_file(p, max_pixels=MAX_PIXELS, pdf_dpi=150))
+        except ImgragError as e:
+            text = str(e)
+            assert "\n" not in text and "Traceback" not in text, text
+            assert str(p) in text and " — " in text, text  # names the file and the fix
+            failed[p.name] = text
+            continue
+        ds = pydicom.dcmread(p, force=True, stop_before_pixels=True)
+        assert len(pages) == int(ds.get("NumberOfFrames") or 1)
+        for pg in pages:
+            assert pg.image.dtype == np.uint8 and pg.image.shape == (int(ds.Rows), int(ds.Columns), 3)
+            assert pg.format == "dicom" and pg.info is not None
+        ok += 1
+    # Everything a conformant file holds decodes with the installed plugins; what fails is damaged,
+    # or smaller than any page imgrag analyses (3x3 px test images: the loader's MIN_SIDE rule).
+    tiny = {n for n, t in failed.items() if "too small to analyse" in t}
+    assert tiny <= {"SC_rgb_small_odd.dcm", "SC_rgb_small_odd_big_endian.dcm", "SC_rgb_small_odd_jpeg.dcm"}, tiny
+    assert ok >= len(files) - 6 - len(tiny), failed
+    assert set(failed) - tiny <= {"MR_truncated.dcm", "JPEG2000-embedded-sequence-delimiter.dcm", "JPEG-lossy.dcm",
+                                  "badVR.dcm", "meta_missing_tsyntax.dcm", "nested_priv_SQ.dcm"}, failed
+
+
+def _dataset(pixels: np.ndarray, **tags: Any) -> Dataset:
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID = generate_uid()
+    ds.Modality = "CT"
+    ds.Rows, ds.Columns = pixels.shape[-2:]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    for k, v in tags.items():
+        setattr(ds, k, v)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    return ds
+
+
+def _grey(ds: Dataset, frame: int = 0) -> np.ndarray:
+    from pydicom.pixels import pixel_array
+
+    return dicom.render_frame(pixel_array(ds, index=frame) if int(ds.get("NumberOfFrames") or 1) > 1 else pixel_array(ds), ds, frame)[..., 0]
+
+
+def test_window_from_the_file_after_the_rescale() -> None:
+    # stored 0..2000 with intercept -1024 → HU -1024..976; a brain window 40/80 maps [0, 80] HU onto 0..255
+    px = np.array([[1024, 1064, 1104, 0]], np.uint16)  # 0, 40, 80, -1024 HU
+    g = _grey(_dataset(px, RescaleIntercept=-1024, RescaleSlope=1, WindowCenter=40, WindowWidth=80))
+    assert g[0, 0] < 5 and 120 <= g[0, 1] <= 135 and g[0, 2] > 250 and g[0, 3] == 0
+
+
+def test_monochrome1_is_inverted_and_sigmoid_voi_applies() -> None:
+    px = np.array([[0, 2048, 4095]], np.uint16)
+    plain = _grey(_dataset(px, WindowCenter=2048, WindowWidth=4096))
+    inv = _grey(_dataset(px, WindowCenter=2048, WindowWidth=4096, PhotometricInterpretation="MONOCHROME1"))
+    assert plain[0, 0] < plain[0, 2] and inv[0, 0] > inv[0, 2]
+    sig = _grey(_dataset(px, WindowCenter=2048, WindowWidth=4096, VOILUTFunction="SIGMOID"))
+    assert sig[0, 0] < 40 and 120 <= sig[0, 1] <= 135 and sig[0, 2] > 215
+
+
+def test_percentile_window_ignores_padding_and_outliers() -> None:
+    rng = np.random.default_rng(0)
+    px = rng.integers(1000, 1100, (64, 64)).astype(np.uint16)
+    px[:8] = 0  # padding outside the field of view
+    px[10, 10] = 4095  # one hot pixel must not squash the contrast
+    g = _grey(_dataset(px, PixelPaddingValue=0))
+    body = g[8:].astype(float)
+    assert body.std() > 50 and g[0, 0] == 0
+
+
+def test_voi_lut_sequence() -> None:
+    px = np.array([[0, 2, 3]], np.uint16)
+    ds = _dataset(px)
+    lut = Dataset()
+    lut.LUTDescriptor = [4, 0, 8]
+    lut.add_new(0x00283006, "US", [0, 10, 200, 255])
+    ds.VOILUTSequence = [lut]
+    g = _grey(ds)
+    assert g[0, 0] == 0 and 195 <= g[0, 1] <= 205 and g[0, 2] == 255
+
+
+def test_enhanced_multiframe_pages_use_the_per_frame_window(tmp_path: Path) -> None:
+    frames = np.stack([np.full((8, 8), 100), np.full((8, 8), 300)]).astype(np.uint16)
+    ds = _dataset(frames, NumberOfFrames=2)
+    shared, voi = Dataset(), Dataset()
+    voi.WindowCenter, voi.WindowWidth = 200, 200  # 100 → 0, 300 → 255
+    shared.FrameVOILUTSequence = [voi]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    path = tmp_path / "multi"  # no extension: found by the DICM marker
+    ds.save_as(path, enforce_file_format=True)
+    (tmp_path / "DICOMDIR").write_bytes(path.read_bytes())  # the index file of a DICOM folder is not an image
+    (tmp_path / "notes").write_text("not dicom")
+    found, problems = discover([tmp_path])
+    assert found == [path.resolve()] and problems == []
+    pages = list(load_file(path, max_pixels=MAX_PIXELS, pdf_dpi=150))
+    assert [p.page for p in pages] == [1, 2] and pages[0].image_id.endswith("-p1")
+    assert pages[0].image.max() <= 1 and pages[1].image.min() >= 254
+    assert [p.page for p in load_file(path, max_pixels=MAX_PIXELS, pdf_dpi=150, only_page=2)] == [2]
+
+
+def test_tags_become_metadata_caption_dates_and_personal_data() -> None:
+    ds = _dataset(np.zeros((4, 4)), Modality="MR", BodyPartExamined="KNEE", ImageLaterality="L",
+                  StudyDescription="MR KNEE LEFT", SeriesDescription="SAG PD FS", StudyDate="20210304",
+                  AccessionNumber="ACC-77", StudyInstanceUID="1.2.3.4", InstitutionName="Riverside\x07 General",
+                  Manufacturer="SIEMENS", PatientName="DOE^JANE", PatientID="P123", PatientBirthDate="19700101")
+    info = dicom.file_info(ds)
+    assert info.meta["modality"] == "MR" and info.meta["body_part"] == "KNEE" and info.meta["accession"] == "ACC-77"
+    assert info.meta["institution"] == "Riverside General" and info.meta["study_date"] == "2021-03-04"
+    assert [d.date.isoformat() for d in info.dates] == ["2021-03-04"]
+    assert [(f.kind, f.text, f.field, f.line, f.bbox) for f in info.pii] == [
+        ("person_name", "DOE JANE", "PatientName", None, None), ("patient_id", "P123", "PatientID", None, None),
+        ("birth_date", "19700101", "PatientBirthDate", None, None)]
+    blob = " ".join([info.caption, *info.meta.values()])
+    assert "DOE" not in blob and "P123" not in blob and "19700101" not in blob
+    assert "MRI" in info.caption and "left knee" in info.caption and "sagittal" in info.caption
+    assert "膝关节" in info.caption and "磁共振" in info.caption and info.quality == "photo"
+
+
+def test_no_pixel_data_and_missing_decoder_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydicom.data import get_testdata_file
+
+    with pytest.raises(ImgragError, match="without pixel data .*Basic Text SR"):
+        list(load_file(Path(get_testdata_file("reportsi.dcm")), max_pixels=MAX_PIXELS, pdf_dpi=150))
+
+    class Unavailable:
+        is_available = False
+
+    import pydicom.pixels.decoders.base as base
+
+    monkeypatch.setattr(base, "get_decoder", lambda uid: Unavailable())
+    monkeypatch.setattr("pydicom.pixels.pixel_array", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no plugins")))
+    jls = Path(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
+    with pytest.raises(ImgragError) as e:
+        list(load_file(jls, max_pixels=MAX_PIXELS, pdf_dpi=150))
+    assert "no installed decoder for JPEG-LS Lossless" in str(e.value) and "pip install pylibjpeg pylibjpeg-libjpeg" in str(e.value)
+
+
+def test_not_dicom_and_too_big(tmp_path: Path) -> None:
+    bad = tmp_path / "x.dcm"
+    bad.write_bytes(os.urandom(300))
+    with pytest.raises(ImgragError, match="not a DICOM file|damaged DICOM"):
+        list(load_file(bad, max_pixels=MAX_PIXELS, pdf_dpi=150))
+    big = tmp_path / "big.dcm"
+    _dataset(np.zeros((40, 50))).save_as(big, enforce_file_format=True)
+    with pytest.raises(ImgragError, match="over the"):
+        list(load_file(big, max_pixels=1000, pdf_dpi=150))
