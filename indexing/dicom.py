@@ -18,12 +18,15 @@ study and series description) say exactly what it shows. So each page gets:
   :func:`indexing.pii.mask_record` like every other finding for principals without clearance.
 
 Compressed transfer syntaxes decode through pydicom's plugins: pylibjpeg (+ -libjpeg, -openjpeg,
--rle), python-gdcm and Pillow. A file no installed plugin can decode fails with one line naming the
-transfer syntax and the package that would add it.
+-rle) and Pillow. python-gdcm, when a user has it installed, is only asked for a transfer syntax
+no other plugin decodes: its bundled OpenJPEG prints errors about a damaged JPEG 2000 codestream
+straight to the terminal, past any handler. A file no installed plugin can decode fails with one
+line naming the transfer syntax and the package that would add it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import warnings
@@ -165,8 +168,8 @@ VIEW_WORDS: dict[str, tuple[str, str]] = {
 SIDE_WORDS = {"L": ("left", "左侧"), "R": ("right", "右侧"), "B": ("both sides", "双侧")}
 
 # Which package decodes which transfer syntax (pydicom's plugins), for the "missing decoder" hint.
-_JPEG = "pylibjpeg pylibjpeg-libjpeg (or python-gdcm)"
-_J2K = "pylibjpeg pylibjpeg-openjpeg (or python-gdcm)"
+_JPEG = "pylibjpeg pylibjpeg-libjpeg"
+_J2K = "pylibjpeg pylibjpeg-openjpeg"
 _DECODER_PACKAGES: dict[str, str] = {
     "1.2.840.10008.1.2.4.50": _JPEG, "1.2.840.10008.1.2.4.51": _JPEG, "1.2.840.10008.1.2.4.57": _JPEG,
     "1.2.840.10008.1.2.4.70": _JPEG, "1.2.840.10008.1.2.4.80": _JPEG, "1.2.840.10008.1.2.4.81": _JPEG,
@@ -227,7 +230,21 @@ def _need_pydicom() -> Any:
     # pydicom logs every failing decoder plugin with a traceback at ERROR; the failure reaches the
     # user as one ImgragError line instead (the details stay in imgrag's debug log).
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+    _gdcm_last()
     return pydicom
+
+
+@functools.cache
+def _gdcm_last() -> None:
+    """Take gdcm off every transfer syntax another installed plugin decodes (see the module doc)."""
+    try:
+        from pydicom.pixels.decoders.base import _PIXEL_DATA_DECODERS
+    except ImportError:  # pragma: no cover - pydicom moved it
+        return
+    for decoder, *_ in _PIXEL_DATA_DECODERS.values():
+        others = [p for p in decoder.available_plugins if p != "gdcm"]
+        if "gdcm" in decoder.available_plugins and others:
+            decoder.remove_plugin("gdcm")
 
 
 def read_dataset(f: BinaryIO, path: Path) -> Any:
@@ -528,7 +545,7 @@ def _decode_error(path: Path, ds: Any, e: BaseException) -> DicomError:
         except Exception:
             decoder = None
         if decoder is not None and not decoder.is_available:
-            pkgs = _DECODER_PACKAGES.get(str(ts), "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg python-gdcm")
+            pkgs = _DECODER_PACKAGES.get(str(ts), "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle")
             return DicomError(f"no installed decoder for {name} pixel data", f"pip install {pkgs}", whole_file=True)
     if "no (0002,0010)" in text or "Transfer Syntax UID" in text:
         return DicomError(
@@ -566,13 +583,26 @@ class DicomFile:
                     self.rows, self.cols = int(ds.Rows), int(ds.Columns)
                 except (AttributeError, TypeError, ValueError) as e:
                     raise DicomError("damaged DICOM header (no valid Rows / Columns)", "re-export it from the modality or PACS") from e
-                self.n_frames = _n_frames(ds)
+                self.declared_frames = self.n_frames = _n_frames(ds)
+                self._count_native_frames()
                 self.info = file_info(ds)
         except DicomError:
             raise
         except Exception as e:  # a tag pydicom cannot parse, read lazily here
             log.debug("cannot read %s", path, exc_info=True)
             raise DicomError(f"damaged DICOM header ({type(e).__name__}: {_one_line(e)})", "re-export it from the modality or PACS") from e
+
+    def _count_native_frames(self) -> None:
+        """Uncompressed pixel data shorter than the frames the header declares: index the frames
+        it holds (pydicom refuses every frame of such a file), the loader reports the rest."""
+        ds = self.ds
+        ts = _transfer_syntax(ds)
+        if self.n_frames < 2 or ts is None or getattr(ts, "is_compressed", True) or "PixelData" not in ds:
+            return
+        frame_bits = self.rows * self.cols * int(ds.get("SamplesPerPixel") or 1) * int(ds.get("BitsAllocated") or 8)
+        have = len(ds.PixelData) * 8 // frame_bits if frame_bits > 0 else 0
+        if 0 < have < self.n_frames:
+            self.n_frames = ds.NumberOfFrames = have
 
     def frames(self, only_page: int | None = None) -> Iterator[tuple[int, np.ndarray | DicomError]]:
         """``(page number, RGB uint8 image)`` for every frame, or just ``only_page`` (1-based); a frame

@@ -391,7 +391,7 @@ def _load_dicom(
         dcm = DicomFile(f, path)
         n = dcm.n_frames
         if only_page is None:
-            _check_pages(n, max_pages, path)
+            _check_pages(dcm.declared_frames, max_pages, path)
         _check_pixels(dcm.cols, dcm.rows, max_pixels, path)
     except DicomError as e:
         raise BadFileError(path, e.message, e.hint) from e
@@ -420,6 +420,11 @@ def _load_dicom(
         )
     if failed is not None:
         yield flush(only_page or n)
+    if only_page is None and dcm.declared_frames > n:
+        yield BadFileError(
+            path, f"frames {n + 1}-{dcm.declared_frames}: the pixel data holds {n} of the {dcm.declared_frames} frames the header declares",
+            "re-copy or re-export the file", page=n + 1,
+        )
 
 
 def _load_pdf(

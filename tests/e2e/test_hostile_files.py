@@ -124,6 +124,32 @@ def jpeg_with_size(w: int, h: int) -> bytes:
     return patch(data, sof + 5, ">HH", h, w)
 
 
+def dicom_bytes(px: np.ndarray, *, frames: int | None = None, ts: str | None = None, encapsulated: bytes | None = None) -> bytes:
+    """An 8-bit greyscale DICOM image written by pydicom; ``frames`` overrides NumberOfFrames (a
+    header that lies), ``ts`` + ``encapsulated`` make a compressed one from the given codestream."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.7", generate_uid(), "OT"
+    ds.Rows, ds.Columns = px.shape[-2:]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    if px.ndim == 3 or frames:
+        ds.NumberOfFrames = frames or px.shape[0]
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ts or ExplicitVRLittleEndian
+    ds.file_meta = meta
+    ds.PixelData = encapsulate([encapsulated]) if encapsulated is not None else px.astype(np.uint8).tobytes()
+    if encapsulated is not None:
+        ds["PixelData"].VR = "OB"
+    buf = io.BytesIO()
+    ds.save_as(buf, implicit_vr=False, little_endian=True, enforce_file_format=True)
+    return buf.getvalue()
+
+
 @dataclass
 class Case:
     name: str  # path under the corpus folder
@@ -222,6 +248,33 @@ def build(root: Path) -> tuple[dict[str, int], list[Case]]:
     # a bad file whose path is rich markup ("[/x]" closes a tag never opened): printed verbatim
     put("markup [/x] [bold]/bad.png", b"not a png")
     bad.append(Case("markup [/x] [bold]/bad.png", r"not an image imgrag can decode"))
+
+    # -- DICOM: good, unnamed, mislabelled, truncated, imageless, lying, undecodable ------------
+    scan = np.asarray(text_image("DICOM scan|frame one", (240, 120)).convert("L"))
+    dcm = dicom_bytes(scan)
+    put("good.dcm", dcm)
+    put("IM000001", dcm[:-1] + b"\x01")  # a PACS export without an extension: found by its DICM marker
+    put("png_named.dcm", encoded(text_image("A PNG saved|as dcm"), "PNG"))  # the content decides
+    put("lying_frames.dcm", dicom_bytes(np.stack([scan, scan[::-1]]), frames=500))  # holds 2 of 500 frames
+    good.update({"good.dcm": 1, "IM000001": 1, "png_named.dcm": 1, "lying_frames.dcm": 2})
+    bad.append(Case("lying_frames.dcm#page=3", r"frames 3-500: the pixel data holds 2 of the 500 frames"))
+    put("truncated.dcm", dcm[: len(dcm) * 2 // 3])
+    bad.append(Case("truncated.dcm", r"pixel data is truncated"))
+    from pydicom.data import get_testdata_file
+
+    put("no_pixels.dcm", Path(get_testdata_file("reportsi.dcm")).read_bytes())
+    bad.append(Case("no_pixels.dcm", r"DICOM file without pixel data \(Basic Text SR"))
+    put("huge_frame_count.dcm", dicom_bytes(scan, frames=10**9))
+    bad.append(Case("huge_frame_count.dcm", r"1000000000 pages is over the limit of 1000"))
+    mpeg = dicom_bytes(scan, ts="1.2.840.10008.1.2.4.102", encapsulated=b"\x00\x00\x00\x01" + bytes(100))
+    put("video.dcm", mpeg)
+    bad.append(Case("video.dcm", r"no decoder exists for MPEG-4 AVC/H.264"))
+    put("jpeg_xl.dcm", mpeg.replace(b"1.2.840.10008.1.2.4.102", b"1.2.840.10008.1.2.4.110"))  # newer than pydicom
+    bad.append(Case("jpeg_xl.dcm", r"no decoder exists for 1.2.840.10008.1.2.4.110"))
+    put("broken_j2k.dcm", dicom_bytes(scan, ts="1.2.840.10008.1.2.4.90", encapsulated=b"\xff\x4f\xff\x51" + os.urandom(200)))
+    bad.append(Case("broken_j2k.dcm", r"JPEG 2000 .*pixel data cannot be decoded"))
+    put("text.dcm", b"this is not a DICOM file " * 20)
+    bad.append(Case("text.dcm", r"not a DICOM file"))
 
     # -- PDFs: broken, encrypted, empty, endless, enormous --------------------------------------
     full = pdf_bytes(3, text="Truncated")
@@ -357,7 +410,7 @@ def test_one_run_indexes_every_good_file_and_reports_each_bad_one_once(
     indexed = {Path(r.split("#")[0]).name for r in (f["path"] for f in summary["failed"])}
     assert summary["indexed"] == sum(good.values()), (summary["indexed"], summary["failed"])
     for name in good:
-        assert name.replace("\n", "\\n") not in indexed or name == "second_page_broken.tif", name
+        assert name.replace("\n", "\\n") not in indexed or name in ("second_page_broken.tif", "lying_frames.dcm"), name
 
     # every bad file or page: one stderr line naming it and why, and the same in the summary
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]

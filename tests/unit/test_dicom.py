@@ -195,3 +195,68 @@ def test_not_dicom_and_too_big(tmp_path: Path) -> None:
     _dataset(np.zeros((40, 50))).save_as(big, enforce_file_format=True)
     with pytest.raises(ImgragError, match="over the"):
         list(load_file(big, max_pixels=1000, pdf_dpi=150))
+
+
+def _jpeg_frames(tmp_path: Path, frames: list[bytes]) -> Path:
+    """An 8-bit JPEG Baseline multi-frame file with the given codestreams as its frames."""
+    from pydicom.encaps import encapsulate
+
+    ds = _dataset(np.zeros((32, 48)), NumberOfFrames=len(frames), BitsAllocated=8, BitsStored=8, HighBit=7)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"
+    ds.PixelData = encapsulate(frames)
+    ds["PixelData"].VR = "OB"
+    p = tmp_path / "multi.dcm"
+    ds.save_as(p, enforce_file_format=True)
+    return p
+
+
+def test_frames_that_fail_for_one_reason_are_one_error(tmp_path: Path) -> None:
+    """Frames 2-4 of 6 damaged: 3 pages indexed and one error for 2-4; a header claiming more
+    frames than the pixel data holds: the frames it holds, one error for the rest."""
+    import io
+
+    from PIL import Image
+
+    from imgrag.indexing.loader import BadFileError, iter_pages
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((32, 48), 128, np.uint8)).save(buf, "JPEG")
+    ok, broken = buf.getvalue(), b"\xff\xd8\xff\xdb" + bytes(64)
+    out = list(iter_pages(_jpeg_frames(tmp_path, [ok, broken, broken, broken, ok, ok]), max_pixels=MAX_PIXELS, pdf_dpi=150))
+    pages = [o.page for o in out if not isinstance(o, BadFileError)]
+    errors = [o for o in out if isinstance(o, BadFileError)]
+    assert pages == [1, 5, 6] and len(errors) == 1
+    assert errors[0].page == 2 and errors[0].reason.startswith("frames 2-4: JPEG Baseline") and "\n" not in str(errors[0])
+
+    lying = tmp_path / "lying.dcm"
+    _dataset(np.arange(2 * 16 * 20).reshape(2, 16, 20) % 4096, NumberOfFrames=500).save_as(lying, enforce_file_format=True)
+    out = list(iter_pages(lying, max_pixels=MAX_PIXELS, pdf_dpi=150))
+    assert [o.page for o in out if not isinstance(o, BadFileError)] == [1, 2]
+    (err,) = [o for o in out if isinstance(o, BadFileError)]
+    assert err.page == 3 and "frames 3-500: the pixel data holds 2 of the 500 frames the header declares" in str(err)
+    # a frame count no file could hold is refused from the header, in one line
+    huge = tmp_path / "huge.dcm"
+    _dataset(np.zeros((16, 20)), NumberOfFrames=10**9).save_as(huge, enforce_file_format=True)
+    with pytest.raises(ImgragError, match=r"1000000000 pages is over the limit of 1000"):
+        list(iter_pages(huge, max_pixels=MAX_PIXELS, pdf_dpi=150))
+
+
+def test_content_decides_and_gdcm_is_never_asked_first(tmp_path: Path) -> None:
+    """A PNG named .dcm is read as the PNG it is; an extensionless file with the DICM marker is DICOM;
+    gdcm (whose OpenJPEG prints to the terminal) is off every transfer syntax another plugin decodes."""
+    from PIL import Image
+
+    png = tmp_path / "photo.dcm"
+    Image.new("RGB", (40, 30), "white").save(png, "PNG")
+    (page,) = list(load_file(png, max_pixels=MAX_PIXELS, pdf_dpi=150))
+    assert page.format == "png" and page.info is None
+    raw = tmp_path / "IM0001"
+    _dataset(np.zeros((16, 20))).save_as(raw, enforce_file_format=True)
+    assert discover([tmp_path])[0] == sorted([png.resolve(), raw.resolve()])
+    (page,) = list(load_file(raw, max_pixels=MAX_PIXELS, pdf_dpi=150))
+    assert page.format == "dicom"
+    from pydicom.pixels.decoders.base import _PIXEL_DATA_DECODERS
+
+    for decoder, *_ in _PIXEL_DATA_DECODERS.values():
+        plugins = decoder.available_plugins
+        assert "gdcm" not in plugins or plugins == ("gdcm",), (decoder.UID, plugins)
