@@ -1,8 +1,8 @@
 """The article's two cases through the real CLI on real models: DICOM studies with their reports,
 defect photos with their SOP pages. One small corpus (the demo's studies and parts, plus two of
 pydicom's test files that cannot be indexed) is indexed once; each test checks one thing a user
-relies on: links on both sides, joint retrieval, the tag filters, the linked-text filter, personal
-data masking, and crops of a DICOM page."""
+relies on: links on both sides, joint retrieval, the tag filters, the linked-text filter, the patient
+tags stored as masked PII findings, and crops of a DICOM page."""
 
 from __future__ import annotations
 
@@ -103,10 +103,14 @@ def test_personal_data_is_stored_masked_and_never_searchable(indexed: tuple) -> 
     knee = ctx["knee"]
     image_id = next(h["image_id"] for h in hits(home, knee.key_finding, "-k", "2") if h["path"].endswith(".dcm"))
     operator = json.loads(run(home, "show", image_id).stdout)
-    assert operator["personal"]["patient_id"] == knee.patient_id
+    fields = {f["field"]: f for f in operator["pii"]}
+    assert fields["PatientID"]["kind"] == "patient_id" and fields["PatientID"]["text"] == knee.patient_id
+    assert fields["PatientName"]["kind"] == "person_name" and operator["has_pii"]
     assert operator["file_meta"]["accession"] == knee.accession and operator["file_meta"]["modality"] == "MR"
     bob = json.loads(run(home, "show", image_id, "--as", "bob").stdout)
-    assert bob["personal"]["patient_id"] == "[patient_id]"
+    assert {f["field"]: f["text"] for f in bob["pii"]}["PatientID"] == "[patient_id redacted]"
+    assert knee.patient_id not in json.dumps(bob) and str(fields["PatientName"]["text"]) not in json.dumps(bob)
+    assert image_id in [h["image_id"] for h in hits(home, "MRI knee", "--filter", "pii=true", "--no-links")]
     # the patient ID is printed on the report (so found there), never on the image's record
     assert image_id not in [h["image_id"] for h in hits(home, knee.patient_id, "--mode", "keyword", "--no-links")]
 
