@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,10 +61,33 @@ def page_id(doc_id: str, page: int, n_pages: int) -> str:
     return doc_id if n_pages == 1 else f"{doc_id}-p{page}"
 
 
-def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Skipped]]:
-    """Expand folders recursively; named files of unknown type are reported, not silently dropped."""
+def outside_roots(path: Path, roots: Sequence[Path] | None) -> bool:
+    """Whether ``path``'s real location (symbolic links followed) lies outside every root; None: no roots."""
+    if roots is None:
+        return False
+    real = path.resolve()
+    return not any(real == r or r in real.parents for r in roots)
+
+
+def discover(paths: Iterable[str | Path], roots: Sequence[Path] | None = None) -> tuple[list[Path], list[Skipped]]:
+    """Expand folders recursively; named files of unknown type are reported, not silently dropped.
+
+    With ``roots`` (resolved folders a remote caller may index), a file whose real path leaves
+    every root — a symbolic link to elsewhere — is reported under the name it was found by and
+    never opened.
+    """
     found: list[Path] = []
     problems: list[Skipped] = []
+
+    def add(f: Path) -> None:
+        try:
+            if outside_roots(f, roots):
+                problems.append(Skipped(str(f), "a link to a file outside the folders this server may index: skipped, not read"))
+            else:
+                found.append(f.resolve())
+        except (OSError, RuntimeError) as e:  # a symbolic link loop
+            problems.append(Skipped(str(f), f"cannot resolve the path ({e.__class__.__name__}): skipped, not read"))
+
     for raw in paths:
         p = Path(raw).expanduser()
         if not p.exists():
@@ -75,9 +98,9 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Skipped]]:
                 for name in sorted(files):
                     f = Path(root) / name
                     if f.suffix.lower() in SUPPORTED_EXTS and not name.startswith("."):
-                        found.append(f.resolve())
+                        add(f)
         elif p.suffix.lower() in SUPPORTED_EXTS:
-            found.append(p.resolve())
+            add(p)
         else:
             problems.append(
                 Skipped(str(p), f"not a supported file type ({', '.join(sorted(SUPPORTED_EXTS))})")
