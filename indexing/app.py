@@ -372,9 +372,10 @@ class Imgrag:
         joined = (self.index_roots[0] / rel).as_posix()
         return joined + "/" if relative.endswith("/") else joined
 
-    def check_paths(self, paths: Sequence[str]) -> list[str]:
+    def check_paths(self, paths: Sequence[str], caller: Principal | None = None) -> list[str]:
         """With index roots (a remote caller): absolute paths, each inside one of the roots; without
-        (the local operator): the paths as given."""
+        (the local operator): the paths as given. A ``caller`` who is not the operator is not told
+        where the roots are on the server."""
         for raw in paths:
             if "\x00" in raw or len(raw) > MAX_PATH_CHARS:
                 raise ImgragError(
@@ -392,6 +393,11 @@ class Imgrag:
             except (OSError, RuntimeError) as e:
                 raise ImgragError(f"cannot resolve {raw}: {e}", "name a file or folder that exists") from None
             if not any(p == r or r in p.parents for r in self.index_roots):
+                if caller is not None and not caller.all_access:
+                    raise ImgragError(
+                        f"{raw} is outside the folders this server may index",
+                        "give a path relative to the index root (as get_metadata shows source), or ask the server's operator",
+                    )
                 roots = ", ".join(str(r) for r in self.index_roots)
                 raise ImgragError(
                     f"{raw} is outside the folders this server may index ({roots})",
@@ -416,8 +422,8 @@ class Imgrag:
         """
         from .pipeline import Indexer, IndexOptions
 
-        checked = self.check_paths(paths)
         opts = opts or IndexOptions()
+        checked = self.check_paths(paths, opts.principal)
         if self.index_roots is not None:
             opts = replace(opts, roots=list(self.index_roots))
         caller = opts.principal

@@ -202,6 +202,7 @@ def test_indexing_what_others_indexed_reveals_nothing_and_stays_private(http_url
         out["again"] = (await c.call_tool("index_images", {"paths": ["bob/new.png"]})).structured_content
         out["not_me"] = _text(await c.call_tool("index_images", {"paths": ["bob/new.png"], "acl": ["alice"]}))
         out["strict"] = _text(await c.call_tool("search_images", {"query": "memo", "k": "2"}))
+        out["escape"] = [_text(await c.call_tool("index_images", {"paths": [p]})) for p in ("../outside/secret.png", "/etc")]
         return out
 
     bob = session(http_url, BOB, as_bob)
@@ -222,6 +223,8 @@ def test_indexing_what_others_indexed_reveals_nothing_and_stays_private(http_url
     assert bob["again"]["unchanged"] == 1 and bob["again"]["indexed"] == 0
     assert "does not include you" in bob["not_me"]
     assert "k: Input should be a valid integer (got '2')" in bob["strict"]
+    for text in bob["escape"]:  # refused, without telling where the index root is on the server
+        assert "outside the folders this server may index" in text and str(world["root"]) not in text
 
     async def as_alice(c: Any) -> dict[str, str]:
         out = {name: _text(await c.call_tool("get_metadata", {"image_id": i})) for name, i in new_ids.items()}
