@@ -150,7 +150,6 @@ class ImgragMCP(MCPServer):
     the SDK's "Error executing tool X:" prefix, and no prompts capability (it has no prompts)."""
 
     app: Imgrag
-    budget: PayloadBudget
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -364,7 +363,6 @@ def build_server(
         log_level="WARNING",
     )
     mcp.app = app
-    mcp.budget = budget
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
     async def run(name: str, work: Callable[[Principal], tuple[BaseModel, list[Any]]], render: Callable[[Any], str]) -> CallToolResult:
