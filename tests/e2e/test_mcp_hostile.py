@@ -13,7 +13,6 @@ pipes:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -21,14 +20,11 @@ import os
 import re
 import select
 import shutil
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
@@ -36,15 +32,13 @@ from PIL import Image, ImageDraw, ImageFont
 from imgrag.indexing.limits import HTTP_BUDGET, SSE_EVENT_LIMIT
 from imgrag.indexing.loader import file_digest
 
+from mcp_http import finish, http_session, imgrag_cmd, served_http
+
 pytestmark = pytest.mark.slow
 
 ALICE = "alice-token-" + "a" * 24
 BOB = "bob-token-" + "b" * 24
 UNKNOWN_ID = "ffffffffffffffffffff"
-
-
-def imgrag_cmd() -> list[str]:
-    return [sys.executable, "-m", "imgrag"]
 
 
 def _page(path: Path, lines: list[str], size: tuple[int, int] = (900, 500), grain: float = 0.0) -> None:
@@ -91,45 +85,9 @@ def http_url(world: dict[str, Any]):
     tokens = world["work"] / "tokens.json"
     tokens.write_text(json.dumps({ALICE: {"name": "alice"}, BOB: {"name": "bob"}}))
     tokens.chmod(0o600)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log_path = world["work"] / "http-server.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [*imgrag_cmd(), "serve", "--http", "--port", str(port), "--tokens", str(tokens), "--allow-write",
-             "--index-root", str(world["root"])],
-            env=world["env"], cwd=world["work"], stdout=log, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/mcp"
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise AssertionError("imgrag serve --http exited: " + log_path.read_text()[-3000:])
-        try:
-            httpx.get(url, timeout=2)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def session(url: str, token: str, fn: Any) -> Any:
-    """One session of the MCP SDK's own streamable-HTTP client, with its defaults (1 MiB SSE events)."""
-    import httpx2
-    from mcp import Client
-    from mcp.client.streamable_http import streamable_http_client
-
-    async def main() -> Any:
-        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30, read=600)) as hc:
-            async with Client(streamable_http_client(url, http_client=hc)) as c:
-                return await fn(c)
-
-    return asyncio.run(main())
+    args = ["--tokens", str(tokens), "--allow-write", "--index-root", str(world["root"])]
+    with served_http(args, world["env"], world["work"], world["work"] / "http-server.log") as url:
+        yield url
 
 
 def _text(r: Any) -> str:
@@ -171,7 +129,7 @@ def test_the_other_principals_images_answer_like_absent_ones(http_url: str, worl
         mine = _text(await c.call_tool("get_metadata", {"image_id": ids["memo"]}))
         return {"theirs": theirs, "absent": absent, "collection": col, "hits": hits, "mine": mine}
 
-    bob = session(http_url, BOB, as_bob)
+    bob = http_session(http_url, BOB, as_bob)
     for name, answers in bob["theirs"].items():
         assert answers == bob["absent"], (name, answers, bob["absent"])
     assert "no image with id 'ID'" in bob["absent"]["get_metadata"] and bob["absent"]["filter"] == "[]"
@@ -182,7 +140,7 @@ def test_the_other_principals_images_answer_like_absent_ones(http_url: str, worl
     def alice_sees(c: Any) -> Any:
         return c.call_tool("get_metadata", {"image_id": ids["contract"]})
 
-    still = session(http_url, ALICE, alice_sees)  # bob's delete_image did nothing to alice's page
+    still = http_session(http_url, ALICE, alice_sees)  # bob's delete_image did nothing to alice's page
     assert not still.is_error and still.structured_content["acl"] == ["alice"]
 
 
@@ -205,7 +163,7 @@ def test_indexing_what_others_indexed_reveals_nothing_and_stays_private(http_url
         out["escape"] = [_text(await c.call_tool("index_images", {"paths": [p]})) for p in ("../outside/secret.png", "/etc")]
         return out
 
-    bob = session(http_url, BOB, as_bob)
+    bob = http_session(http_url, BOB, as_bob)
 
     def shape(summary: dict[str, Any]) -> dict[str, Any]:
         return {k: (len(v) if k == "image_ids" else v) for k, v in summary.items() if k not in ("seconds", "version")}
@@ -231,7 +189,7 @@ def test_indexing_what_others_indexed_reveals_nothing_and_stays_private(http_url
         out["own"] = json.dumps((await c.call_tool("get_metadata", {"image_id": ids["contract"]})).structured_content["acl"])
         return out
 
-    alice = session(http_url, ALICE, as_alice)
+    alice = http_session(http_url, ALICE, as_alice)
     for name in new_ids:
         assert alice[name].startswith("no image with id"), (name, alice[name])
     assert alice["own"] == '["alice"]'  # bob indexing her files left her pages alone
@@ -243,7 +201,7 @@ def test_links_out_of_the_index_root_are_skipped_unread(http_url: str, world: di
         hits = (await c.call_tool("search_images", {"query": "OUTSIDE SECRET must never be indexed", "mode": "keyword"})).structured_content
         return r, hits
 
-    r, hits = session(http_url, BOB, as_bob)
+    r, hits = http_session(http_url, BOB, as_bob)
     assert not r.is_error, r.content
     out = r.structured_content
     assert out["indexed"] == 0 and sorted(f["path"] for f in out["failed"]) == ["bob/sub/p.png", "bob/sub/x.png"]
@@ -267,7 +225,7 @@ def test_payloads_fit_the_sdk_clients_default_limit(http_url: str, world: dict[s
             "search": await c.call_tool("search_images", {"query": "ledger contract", "k": 100, "with_thumbnails": True}),
         }
 
-    out = session(http_url, ALICE, as_alice)  # the SDK client raises on an event over 1 MiB
+    out = http_session(http_url, ALICE, as_alice)  # the SDK client raises on an event over 1 MiB
     for name in ("crop", "small", "meta", "search"):
         r = out[name]
         assert not r.is_error, (name, r.content)
@@ -320,10 +278,7 @@ def test_stdio_answers_malformed_jsonrpc(world: dict[str, Any]) -> None:
             replies.append(json.loads(line))
     finally:
         proc.stdin.close()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        finish(proc, 60)
     by_id = {r.get("id"): r for r in replies}
     assert len(replies) == 8, replies
     assert "prompts" not in by_id[1]["result"]["capabilities"]

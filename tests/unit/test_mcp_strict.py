@@ -5,7 +5,6 @@ through symbolic links. The same over real transports and models: tests/e2e/test
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import threading
