@@ -1,9 +1,8 @@
 """Evidence lines, how well each answers a sub-question, and the extractive answerer.
 
 Pure functions over what the MCP tools returned, so the answer logic and the citation checks can be
-tested without a server. The normalisation is the index's own (``indexing.analysis.normalize``:
-NFKC, lower case, whitespace collapsed) with spaces removed, as ``snippet_in_record`` does: OCR puts
-spaces in Chinese text and drops them in English unpredictably, so neither may decide a match.
+tested without a server. Text is compared and dates are read as the index does
+(:mod:`indexing.text`: ``squash`` for substring checks, ``find_date`` for a "when" answer).
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from imgrag.indexing.analysis import normalize, tokens
+from imgrag.indexing.text import find_date, normalize, squash, tokens
 
 from .planner import SubQuestion
 
@@ -55,11 +54,6 @@ class ImageInfo(BaseModel):
         return squash("\n".join(parts))
 
 
-def squash(text: str) -> str:
-    """The comparison form of a text: normalised, without spaces."""
-    return normalize(text).replace(" ", "")
-
-
 def snippet_matches(snippet: str, info: ImageInfo) -> bool:
     """Whether a quoted snippet occurs in the image's OCR text after normalisation."""
     s = squash(snippet)
@@ -67,15 +61,6 @@ def snippet_matches(snippet: str, info: ImageInfo) -> bool:
 
 
 # -- recognising values ----------------------------------------------------------------------
-_MONTH = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|Jun(?:e)?|Jul(?:y)?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
-DATE_RE = re.compile(
-    r"(\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日"
-    r"|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}"
-    rf"|{_MONTH}\s*\d{{1,2}}(?:st|nd|rd|th)?\s*,?\s*\d{{4}}"
-    rf"|\d{{1,2}}(?:st|nd|rd|th)?\s*(?:of\s+)?{_MONTH}\s*,?\s*\d{{4}}"
-    r"|\d{1,2}[/.]\d{1,2}[/.]\d{4})",
-    re.I,
-)
 AMOUNT_RE = re.compile(
     r"((?:人民币|RMB|CNY|USD|GBP|EUR|JPY|HKD|US\$|[¥￥$£€])\s*[\d,，]+(?:\.\d+)?\s*(?:元|万元)?"
     r"|[\d,，]+(?:\.\d+)?\s*(?:元|万元|yuan|dollars|pounds|euros)"
@@ -182,11 +167,6 @@ def section_number(sub: SubQuestion, line: EvidenceLine, pool: list[EvidenceLine
                     continue
             return (f"{m.group(1)} {m.group(2)}" if table else m.group(1)), cand
     return None
-
-
-def find_date(text: str) -> str | None:
-    m = DATE_RE.search(text)
-    return m.group(0).strip() if m else None
 
 
 def find_amount(text: str) -> str | None:

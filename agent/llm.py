@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
+from imgrag.indexing.config import Settings, get_settings
 from imgrag.indexing.errors import ImgragError
 
 from .schemas import Usage
@@ -29,8 +29,8 @@ Message = dict[str, Any]
 
 
 class LLMConfig(BaseModel):
-    """Where the models are. Read from ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``IMGRAG_LLM_MODEL``,
-    ``IMGRAG_VLM_MODEL`` and a few ``IMGRAG_LLM_*`` knobs."""
+    """Where the models are: :meth:`from_settings` reads them from the one settings object
+    (``IMGRAG_LLM_*``, ``IMGRAG_VLM_MODEL``, ``OPENAI_BASE_URL``/``OPENAI_API_KEY``, imgrag.toml)."""
 
     base_url: str | None = None
     api_key: str = "not-needed"
@@ -43,31 +43,21 @@ class LLMConfig(BaseModel):
     verify: bool = Field(default=True, description="ask the LLM whether each claim is supported")
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> LLMConfig | None:
-        """The configured endpoint, or None (extractive mode) when neither ``OPENAI_BASE_URL`` nor
-        ``IMGRAG_LLM_MODEL`` is set or ``IMGRAG_LLM=off``."""
-        e = os.environ if env is None else env
-        if e.get("IMGRAG_LLM", "").lower() in ("0", "off", "false", "no", "none"):
+    def from_settings(cls, settings: Settings | None = None) -> LLMConfig | None:
+        """The configured endpoint, or None (extractive mode) when neither a base URL nor a model is
+        set or ``IMGRAG_LLM=off``."""
+        s = settings if settings is not None else get_settings()
+        if not s.llm or (not s.llm_base_url and not s.llm_model):
             return None
-        base_url = e.get("OPENAI_BASE_URL") or None
-        model = e.get("IMGRAG_LLM_MODEL") or None
-        if not base_url and not model:
-            return None
-        cfg = cls(
-            base_url=base_url,
-            api_key=e.get("OPENAI_API_KEY") or "not-needed",
-            model=model,
-            vlm_model=e.get("IMGRAG_VLM_MODEL") or None,
+        return cls(
+            base_url=s.llm_base_url,
+            api_key=s.llm_api_key.get_secret_value() if s.llm_api_key is not None else "not-needed",
+            model=s.llm_model,
+            vlm_model=s.vlm_model,
+            max_tokens=s.llm_max_tokens,
+            timeout_s=s.llm_timeout,
+            verify=s.llm_verify,
         )
-        for key, field in (("IMGRAG_LLM_MAX_TOKENS", "max_tokens"), ("IMGRAG_LLM_TIMEOUT", "timeout_s")):
-            if e.get(key):
-                try:
-                    setattr(cfg, field, type(getattr(cfg, field))(e[key]))
-                except ValueError as err:
-                    raise ImgragError(f"{key}={e[key]!r} is not a number", f"set {key} to a number") from err
-        if e.get("IMGRAG_LLM_VERIFY", "").lower() in ("0", "off", "false", "no"):
-            cfg.verify = False
-        return cfg
 
 
 class LLMOutputError(ImgragError):

@@ -11,14 +11,13 @@ rule-extracted filters, so a weak model cannot make the search worse than the ru
 
 from __future__ import annotations
 
-import calendar
 import re
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from imgrag.indexing.analysis import normalize, query_terms
+from imgrag.indexing.text import CJK, find_dates, normalize, query_terms, squash
 
 from .schemas import LLMPlan
 
@@ -26,14 +25,6 @@ if TYPE_CHECKING:
     from .llm import LLMClient
 
 Intent = Literal["date", "party", "amount", "seal", "section", "location", "general"]
-
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_MONTHS = {
-    m.lower(): i
-    for i in range(1, 13)
-    for m in (calendar.month_name[i], calendar.month_abbr[i], calendar.month_abbr[i] + ".")
-}
-_MONTH_RE = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|Jun(?:e)?|Jul(?:y)?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 
 
 class SubQuestion(BaseModel):
@@ -63,55 +54,8 @@ class Plan(BaseModel):
 
 
 # -- dates ----------------------------------------------------------------------------------
-def _month_end(y: int, m: int) -> date:
-    return date(y, m, calendar.monthrange(y, m)[1])
-
-
-def _safe_date(y: int, m: int, d: int) -> date | None:
-    try:
-        return date(y, m, d)
-    except ValueError:
-        return None
-
-
-_DATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]?"), "ymd"),
-    (re.compile(r"\b(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})\b"), "ymd"),
-    (re.compile(rf"\b({_MONTH_RE})\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I), "mdy"),
-    (re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+({_MONTH_RE}),?\s+(\d{{4}})\b", re.I), "dmy"),
-    (re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月(?!\s*\d)"), "ym"),
-    (re.compile(rf"\b({_MONTH_RE})\s+(\d{{4}})\b", re.I), "my"),
-    (re.compile(r"\b(\d{4})-(\d{1,2})\b(?!-)"), "ym"),
-    (re.compile(r"((?:19|20)\d{2})\s*年(?:度)?"), "y"),
-    (re.compile(r"(?<![\d-])\b((?:19|20)\d{2})\b(?![-/.]\d)"), "y"),
-]
 _BEFORE = re.compile(r"(before|prior to|earlier than|until|之前|以前|前)", re.I)
 _AFTER = re.compile(r"(after|since|later than|from|之后|以后|后|起|以来)", re.I)
-
-
-def _span_range(kind: str, groups: tuple[str, ...]) -> tuple[date, date] | None:
-    try:
-        if kind == "ymd":
-            d = _safe_date(int(groups[0]), int(groups[1]), int(groups[2]))
-            return (d, d) if d else None
-        if kind == "mdy":
-            d = _safe_date(int(groups[2]), _MONTHS[groups[0].lower()], int(groups[1]))
-            return (d, d) if d else None
-        if kind == "dmy":
-            d = _safe_date(int(groups[2]), _MONTHS[groups[1].lower()], int(groups[0]))
-            return (d, d) if d else None
-        if kind == "ym":
-            y, m = int(groups[0]), int(groups[1])
-            return (date(y, m, 1), _month_end(y, m)) if 1 <= m <= 12 else None
-        if kind == "my":
-            y, m = int(groups[1]), _MONTHS[groups[0].lower()]
-            return date(y, m, 1), _month_end(y, m)
-        if kind == "y":
-            y = int(groups[0])
-            return date(y, 1, 1), date(y, 12, 31)
-    except (KeyError, ValueError):
-        return None
-    return None
 
 
 def extract_dates(text: str) -> tuple[dict[str, str], str]:
@@ -121,20 +65,12 @@ def extract_dates(text: str) -> tuple[dict[str, str], str]:
     and "after/since/之后" open the range on one side; two mentions give the range between them.
     """
     found: list[tuple[int, int, date, date]] = []
-    taken = [False] * len(text)
-    for pat, kind in _DATE_PATTERNS:
-        for m in pat.finditer(text):
-            if any(taken[m.start() : m.end()]):
-                continue
-            rng = _span_range(kind, m.groups())
-            if rng is None:
-                continue
-            found.append((m.start(), m.end(), *rng))
-            for i in range(m.start(), m.end()):
-                taken[i] = True
+    for s in find_dates(text, question=True):
+        # "2023年度" (fiscal year 2023): the 度 goes with the year, not into the search text
+        end = s.end + 1 if s.precision == "year" and text[s.end : s.end + 1] == "度" else s.end
+        found.append((s.start, end, s.date, s.last))
     if not found:
         return {}, text
-    found.sort()
     lo, hi = min(f[2] for f in found), max(f[3] for f in found)
     filters: dict[str, str] = {}
     if len(found) == 1:
@@ -169,7 +105,7 @@ def extract_dates(text: str) -> tuple[dict[str, str], str]:
 # -- entities --------------------------------------------------------------------------------
 _QUOTED = re.compile(r"[\"“「『']([^\"”」』']{2,80})[\"”」』']")
 _ZH_ORG = re.compile(
-    rf"[{_CJK}A-Za-z0-9（）()]{{2,24}}?(?:股份有限公司|有限责任公司|有限公司|集团公司|集团|公司|银行|大学|医院|研究院|研究所|事务所|工作室)"
+    rf"[{CJK}A-Za-z0-9（）()]{{2,24}}?(?:股份有限公司|有限责任公司|有限公司|集团公司|集团|公司|银行|大学|医院|研究院|研究所|事务所|工作室)"
 )
 # ASCII word edges, not \b: in "与Redwood Media Inc.签订" or "合同HT-2023-001的" the name touches CJK
 # characters, which \b counts as word characters.
@@ -232,7 +168,7 @@ _EXPANSIONS: dict[Intent, dict[str, str]] = {
 
 
 def detect_lang(text: str) -> Literal["zh", "en"]:
-    return "zh" if re.search(f"[{_CJK}]", text) else "en"
+    return "zh" if re.search(f"[{CJK}]", text) else "en"
 
 
 _QUOTED_TITLE = re.compile(r"[\"“「『《]([^\"”」』》]{1,80})[\"”」』》]")
@@ -307,7 +243,7 @@ def split_question(text: str, entities: list[str] | None = None) -> list[str]:
         # English conjunctions can still appear in mixed questions.
         parts = [q.strip(" ,，。?？") for p in parts for q in _SPLIT_EN.split(p)]
     parts = [re.sub(r"^(?:also|and|then)\s+", "", p, flags=re.I) for p in parts]
-    parts = [p for p in parts if re.search(rf"[{_CJK}A-Za-z0-9\uE000]", p)]
+    parts = [p for p in parts if re.search(rf"[{CJK}A-Za-z0-9\uE000]", p)]
     if len(parts) <= 1:
         return [text.strip()]
     if lang == "zh":
@@ -358,7 +294,7 @@ _DOC_NOUN_EN = (
     r"certificate|statement|quotation|document|form)s?"
 )
 _SUBJECT_EN = re.compile(rf"\b(?:the|this|that|our|my|your)\s+(?:[A-Za-z][\w-]*\s+){{0,3}}?{_DOC_NOUN_EN}\b", re.I)
-_SUBJECT_ZH = re.compile(rf"(?:(?!的|和|与|及|跟|同)[{_CJK}A-Za-z0-9]){{0,8}}?(?:合同书|合同|协议书|协议|订单|发票|收据|报告|证书|函)")
+_SUBJECT_ZH = re.compile(rf"(?:(?!的|和|与|及|跟|同)[{CJK}A-Za-z0-9]){{0,8}}?(?:合同书|合同|协议书|协议|订单|发票|收据|报告|证书|函)")
 
 
 def subject_of(text: str) -> str:
@@ -433,10 +369,6 @@ def rule_plan(question: str, base_filters: dict[str, Any] | None = None) -> Plan
     return Plan(question=question, rewritten=without_dates, lang=lang, sub_questions=subs, filters=filters, notes=notes)
 
 
-def squash_key(text: str) -> str:
-    return normalize(text).replace(" ", "").strip("?？.。")
-
-
 # -- LLM planner ---------------------------------------------------------------------------------
 _PLAN_SYSTEM = (
     "You plan searches over a collection of scanned documents and images. Split the user's question into "
@@ -470,9 +402,10 @@ async def llm_plan(question: str, llm: LLMClient, base_filters: dict[str, Any] |
     seen: set[str] = set()
     for s in out.sub_questions:
         text = clean_question(s.question)
-        if not text or not _anchored(text, anchor) or squash_key(text) in seen:
+        key = squash(text).strip("?？.。")
+        if not text or not _anchored(text, anchor) or key in seen:
             continue
-        seen.add(squash_key(text))
+        seen.add(key)
         ents = [e for e in extract_entities(text)] or [e for sub in rules.sub_questions for e in sub.entities if e in text]
         ents = ents or [e for sub in rules.sub_questions for e in sub.entities]
         intent = detect_intent(text)

@@ -15,9 +15,10 @@ import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
 
 import numpy as np
+
+from imgrag.indexing.text import find_dates, squash
 
 RANKING_METRICS: tuple[str, ...] = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")
 
@@ -71,53 +72,17 @@ def latency_summary(ms: Sequence[float]) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- answers
 
-_MONTHS = {m: i for i, m in enumerate(
-    ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-     "november", "december"), start=1)}
-_MONTHS.update({k[:3]: v for k, v in list(_MONTHS.items())})
-_MONTHS["sept"] = 9
-_MON = r"(january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\.?"
-
-_DATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"(?<!\d)(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]"), "ymd"),
-    (re.compile(r"(?<!\d)(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?!\d)"), "ymd"),
-    (re.compile(rf"\b{_MON}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I), "mdy_name"),
-    (re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MON},?\s+(\d{{4}})\b", re.I), "dmy_name"),
-    (re.compile(r"(?<!\d)(\d{1,2})/(\d{1,2})/(\d{4})(?!\d)"), "mdy"),
-]
-
-
-def _iso(y: int, m: int, d: int) -> str | None:
-    try:
-        return date(y, m, d).isoformat()
-    except ValueError:
-        return None
-
 
 def normalize_dates(text: str) -> str:
-    """Rewrite every date in ``text`` as ISO ``YYYY-MM-DD`` (2023年5月12日, May 12, 2023, 12 May 2023,
-    2023/05/12, 2023.05.12, 05/12/2023 → 2023-05-12), so answers in any printed form compare equal.
-    Numeric ``a/b/yyyy`` is read month-first (US), day-first only when the month would be > 12."""
-
-    def sub(kind: str) -> object:
-        def f(m: re.Match[str]) -> str:
-            g = m.groups()
-            if kind == "ymd":
-                iso = _iso(int(g[0]), int(g[1]), int(g[2]))
-            elif kind == "mdy_name":
-                iso = _iso(int(g[2]), _MONTHS[g[0].lower().rstrip(".")], int(g[1]))
-            elif kind == "dmy_name":
-                iso = _iso(int(g[2]), _MONTHS[g[1].lower().rstrip(".")], int(g[0]))
-            else:
-                a, b, y = int(g[0]), int(g[1]), int(g[2])
-                iso = _iso(y, a, b) if a <= 12 else _iso(y, b, a)
-            return f" {iso} " if iso else m.group(0)
-
-        return f
-
-    for pat, kind in _DATE_PATTERNS:
-        text = pat.sub(sub(kind), text)  # type: ignore[arg-type]
-    return text
+    """Rewrite every full date in ``text`` as ISO ``YYYY-MM-DD`` (2023年5月12日, 二〇二三年五月十二日,
+    May 12, 2023, 12 May 2023, 2023/05/12, 05/12/2023 → 2023-05-12), read as the index reads them
+    (:func:`indexing.text.find_dates`), so answers in any printed form compare equal."""
+    out, last = [], 0
+    for s in find_dates(text):
+        if s.precision == "day":
+            out += [text[last : s.start], f" {s.date.isoformat()} "]
+            last = s.end
+    return "".join(out) + text[last:]
 
 
 _CJK = "\u3400-\u9fff\uf900-\ufaff"
@@ -170,16 +135,11 @@ def citation_scores(cited: Sequence[str], relevant: Iterable[str]) -> tuple[floa
     return precision, recall
 
 
-def squash(text: str) -> str:
-    """NFKC, lower case, no whitespace: how OCR text and quoted snippets are compared."""
-    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text or "")).lower()
-
-
 def snippet_grounded(snippet: str, ocr_text: str) -> bool:
     """Whether the quoted snippet really appears in the image's OCR text (whitespace- and
     width-insensitive). An empty snippet is not grounded."""
-    s = squash(snippet)
-    return bool(s) and s in squash(ocr_text)
+    s = squash(snippet or "")
+    return bool(s) and s in squash(ocr_text or "")
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:

@@ -3,10 +3,11 @@ all go through it, so limits, locks, access checks and write bookkeeping exist o
 
 It owns the :class:`~imgrag.indexing.runtime.Runtime` (settings, store, models built once under a
 lock), the decoded-page and thumbnail caches the read tools share, the index roots a remote caller
-may index from, and the single-writer lock. Every read takes the caller's ``Principal``: an id the
-caller may not see answers exactly like one that does not exist (``NotFoundError``). Heavy reads
-(OCR re-reads, crops, page images) pass fair per-principal gates, and image payloads fit the
-caller's transport (``PayloadBudget``).
+may index from, the single-writer lock and the audit log. Every read takes the caller's
+``Principal``: an id the caller may not see answers exactly like one that does not exist
+(``NotFoundError``). Every write is recorded in the audit log, whoever calls it (:mod:`.audit`).
+Heavy reads (OCR re-reads, crops, page images) pass fair per-principal gates, and image payloads
+fit the caller's transport (``PayloadBudget``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -25,8 +27,9 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from . import imaging
+from .audit import AuditLog, open_audit, recorded_write
 from .config import Settings
-from .errors import ImgragError, NotFoundError
+from .errors import AccessDeniedError, ImgragError, NotFoundError
 from .gate import FairGate
 from .limits import (
     MAX_CROP_SCALE,
@@ -130,6 +133,7 @@ class Imgrag:
             the paths a caller who is not the operator is shown; None: anywhere (the local
             operator's CLI). Files found under a root whose real path leaves every root are skipped.
         page_cache_mb: decoded pages kept for crops and OCR re-reads.
+        audit: where writes (and the MCP server's calls) are recorded; default: from the settings.
     """
 
     def __init__(
@@ -140,8 +144,11 @@ class Imgrag:
         runtime: Runtime | None = None,
         index_roots: Sequence[Path] | None = None,
         page_cache_mb: int = 256,
+        audit: AuditLog | None = None,
     ) -> None:
         self.rt = runtime or Runtime(settings, store=store)
+        self._audit = audit
+        self._audit_lock = threading.Lock()
         self.searcher = Searcher(self.rt)
         self.index_roots = [Path(p).expanduser().resolve() for p in index_roots] if index_roots is not None else None
         self._pages = _PageCache(page_cache_mb * 2**20)
@@ -160,6 +167,15 @@ class Imgrag:
     def store(self) -> IndexStore:
         return self.rt.store
 
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log of this index (opened on first use; ``IMGRAG_AUDIT=off``: records nothing)."""
+        if self._audit is None:
+            with self._audit_lock:
+                if self._audit is None:
+                    self._audit = open_audit(self.settings)
+        return self._audit
+
     def warm_up(self) -> None:
         """Open the store and load the models reads use (query embedders, OCR for re-reads), so the
         first call does not pay for them; indexing loads the rest (``Runtime.load_models``)."""
@@ -170,10 +186,12 @@ class Imgrag:
                 load()
 
     def close(self) -> None:
-        """Close the store; the next call opens it again."""
+        """Close the store and the audit log's connection; the next call opens them again."""
         store, self.rt._store = self.rt._store, None
         if store is not None:
             store.close()
+        if self._audit is not None:
+            self._audit.close()  # reopens on the next record
 
     # -- reads ---------------------------------------------------------------------------------
     def search(self, req: SearchRequest, principal: Principal) -> SearchResult:
@@ -394,22 +412,30 @@ class Imgrag:
                 raise ImgragError(f"cannot resolve {raw}: {e}", "name a file or folder that exists") from None
             if not any(p == r or r in p.parents for r in self.index_roots):
                 if caller is not None and not caller.all_access:
-                    raise ImgragError(
+                    raise AccessDeniedError(
                         f"{raw} is outside the folders this server may index",
                         "give a path relative to the index root (as get_metadata shows source), or ask the server's operator",
                     )
                 roots = ", ".join(str(r) for r in self.index_roots)
-                raise ImgragError(
+                raise AccessDeniedError(
                     f"{raw} is outside the folders this server may index ({roots})",
                     "index files under those folders (the server's operator chooses them with --index-root)",
                 )
             out.append(str(p))
         return out
 
-    def _writing(self) -> threading.Lock:
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write at a time: in this process (the lock), and on the index (the store's writer
+        lock, which also refuses other processes on the embedded backend and records what a killed
+        writer left before this write begins)."""
         if not self._write_lock.acquire(blocking=False):
             raise ImgragError("another write to this index is still running", "wait for it to finish, then try again")
-        return self._write_lock
+        try:
+            with self.store.writer():
+                yield
+        finally:
+            self._write_lock.release()
 
     def index(
         self, paths: Sequence[str], opts: IndexOptions | None = None, progress: ProgressFn | None = None
@@ -423,35 +449,44 @@ class Imgrag:
         from .pipeline import Indexer, IndexOptions
 
         opts = opts or IndexOptions()
-        checked = self.check_paths(paths, opts.principal)
-        if self.index_roots is not None:
-            opts = replace(opts, roots=list(self.index_roots))
-        caller = opts.principal
-        if caller is not None and not caller.all_access and opts.acl and not caller.admits(opts.acl):
-            raise ImgragError(
-                f"acl {opts.acl} does not include you ({caller.name or ', '.join(caller.groups)})",
-                "add your name or one of your groups to acl, or leave acl out: the images are then visible to you alone",
-            )
-        lock = self._writing()
-        try:
-            return Indexer(self.rt).index(checked, opts, progress)
-        finally:
-            lock.release()
+        args = {"paths": [str(p) for p in paths], "acl": opts.acl, "meta": opts.meta, "tags": opts.tags}
+        with recorded_write(self.audit, "index", opts.principal or OPERATOR, args) as w:
+            checked = self.check_paths(paths, opts.principal)
+            if self.index_roots is not None:
+                opts = replace(opts, roots=list(self.index_roots))
+            caller = opts.principal
+            if caller is not None and not caller.all_access and opts.acl and not caller.admits(opts.acl):
+                raise ImgragError(
+                    f"acl {opts.acl} does not include you ({caller.name or ', '.join(caller.groups)})",
+                    "add your name or one of your groups to acl, or leave acl out: the images are then visible to you alone",
+                )
+            with self._writing():
+                summary = Indexer(self.rt).index(checked, opts, progress)
+            w.image_ids = [*summary.indexed_ids, *summary.updated_ids]
+            w.detail = {
+                **summary.model_dump(include={"indexed", "unchanged", "duplicates", "replaced", "updated_metadata", "version"}),
+                "failed": len(summary.failed),
+                **({"acl": opts.acl} if opts.acl is not None else {}),  # an ACL change: who may now see them
+                "meta_given": opts.meta is not None,
+                "tags_given": opts.tags is not None,
+            }
+            return summary
 
     def delete(self, image_ids: Sequence[str], principal: Principal = OPERATOR) -> Deletion:
         """Soft-delete the ids the caller can see (hidden at once; purge removes, rollback restores)."""
-        visible = set(self.get_many(image_ids, principal)) if not principal.all_access else set(image_ids)
-        known = self.store.live_ids([i for i in image_ids if i in visible])
-        unknown = [i for i in dict.fromkeys(image_ids) if i not in known]
-        if not known:
-            return Deletion(deleted=[], unknown=unknown)
-        lock = self._writing()
-        try:
-            n = self.store.soft_delete(sorted(known))
-            version = self.store.commit("delete", {"deleted": n}).version if n else None
-        finally:
-            lock.release()
-        return Deletion(deleted=sorted(known), unknown=unknown, version=version)
+        with recorded_write(self.audit, "delete", principal, {"image_ids": list(image_ids)}) as w:
+            visible = set(self.get_many(image_ids, principal)) if not principal.all_access else set(image_ids)
+            known = self.store.live_ids([i for i in image_ids if i in visible])
+            unknown = [i for i in dict.fromkeys(image_ids) if i not in known]
+            w.detail = {"deleted": 0, "unknown": len(unknown)}
+            if not known:
+                return Deletion(deleted=[], unknown=unknown)
+            with self._writing():
+                n = self.store.soft_delete(sorted(known))
+                version = self.store.commit("delete", {"deleted": n}).version if n else None
+            w.image_ids = sorted(known)
+            w.detail.update(deleted=n, version=version)
+            return Deletion(deleted=sorted(known), unknown=unknown, version=version)
 
     def ids_for_path(self, path: str | Path) -> list[str]:
         """Live image ids indexed from one file (every page of a PDF)."""
@@ -459,35 +494,35 @@ class Imgrag:
 
     def purge(self) -> tuple[int, int | None]:
         """Physically remove soft-deleted images; returns (count, new version or None)."""
-        lock = self._writing()
-        try:
-            n = self.store.purge()
-            return n, (self.store.commit("purge", {"purged": n}).version if n else None)
-        finally:
-            lock.release()
+        with recorded_write(self.audit, "purge", OPERATOR, {}) as w:
+            with self._writing():
+                n = self.store.purge()
+                version = self.store.commit("purge", {"purged": n}).version if n else None
+            w.detail = {"purged": n, "version": version}
+            return n, version
 
     def rollback(self, version: int) -> Version:
         """Restore an earlier version (recorded as a new version, so it can be undone)."""
-        lock = self._writing()
-        try:
-            return self.store.rollback(version)
-        finally:
-            lock.release()
+        with recorded_write(self.audit, "rollback", OPERATOR, {"version": version}) as w:
+            with self._writing():
+                v = self.store.rollback(version)
+            w.detail = {"to": version, "version": v.version}
+            return v
 
     def reembed(self, progress: Callable[[str], None] | None = None) -> ReembedSummary:
         """Re-embed the index into the configured image space from stored features (``imgrag align``)."""
         from .align import reembed_index
 
-        lock = self._writing()
-        try:
-            return reembed_index(self.rt, progress)
-        finally:
-            lock.release()
+        with recorded_write(self.audit, "reembed", OPERATOR, {"adapter": str(self.settings.adapter)}) as w:
+            with self._writing():
+                summary = reembed_index(self.rt, progress)
+            w.detail = summary.model_dump(include={"images", "old_image_space", "new_image_space", "version"})
+            return summary
 
     def with_adapter(self, adapter: Path) -> Imgrag:
         """A facade over the same index whose image embedder is ``aligned`` with ``adapter``."""
         s = self.settings.model_copy(update={"image_embedder": "aligned", "adapter": Path(adapter).expanduser().resolve()})
-        return Imgrag(s, index_roots=self.index_roots)
+        return Imgrag(s, index_roots=self.index_roots, audit=self.audit)
 
     def __repr__(self) -> str:
         return f"Imgrag(backend={self.settings.backend!r}, home={str(self.settings.home)!r})"

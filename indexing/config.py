@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, NoDecode, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_core import PydanticUseDefault
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, NoDecode, SettingsConfigDict
+
+from .errors import ImgragError
 
 
 def _toml_path() -> Path | None:
@@ -22,10 +27,40 @@ def _toml_path() -> Path | None:
     return None
 
 
+def _read_toml(path: Path, known: set[str]) -> dict[str, Any]:
+    """The file's settings, or one ImgragError naming the file and what is wrong with it (a syntax
+    error with its line, an unknown key with the closest real one), never a parser traceback."""
+    hint = "fix it, or set IMGRAG_CONFIG to another file (see docs/robustness.md)"
+    path = path.absolute()
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError as e:
+        raise ImgragError(f"config file {path} does not exist", "create it, or unset IMGRAG_CONFIG") from e
+    except OSError as e:
+        raise ImgragError(f"cannot read config file {path} ({e.strerror or e})", hint) from e
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ImgragError(f"config file {path} is not valid TOML: {e}", hint) from e
+    unknown = sorted(set(data) - known)
+    if unknown:
+        guesses = [difflib.get_close_matches(k, sorted(known), n=1) for k in unknown]
+        named = ", ".join(f"{k!r}" + (f" (did you mean {g[0]!r}?)" if g else "") for k, g in zip(unknown, guesses, strict=True))
+        raise ImgragError(
+            f"config file {path} has unknown setting(s) {named}",
+            "keys are the IMGRAG_* names in lower case without the prefix, e.g. max_pixels = 60000000",
+        )
+    return data
+
+
 class Settings(BaseSettings):
     """Every knob imgrag has; each one is documented in the README's settings table."""
 
-    model_config = SettingsConfigDict(env_prefix="IMGRAG_", extra="ignore")
+    # validate_by_name / loc_by_alias: fields with env aliases (OPENAI_*) are still set by name in
+    # imgrag.toml, and their errors name the field (IMGRAG_<FIELD>), like every other one.
+    # allow_inf_nan=False: a weight of nan or inf would make every score null; refused like any bad value.
+    model_config = SettingsConfigDict(
+        env_prefix="IMGRAG_", extra="ignore", validate_by_name=True, loc_by_alias=False, allow_inf_nan=False
+    )
 
     home: Path = Field(default=Path("~/.imgrag"), description="where the index, caches and logs live")
     backend: Literal["lancedb", "elasticsearch"] = "lancedb"
@@ -67,20 +102,23 @@ class Settings(BaseSettings):
     # pipeline
     workers: int = Field(default=2, ge=1, le=64)
     batch_size: int = Field(default=8, ge=1, le=256)
-    max_pixels: int = Field(default=80_000_000, description="larger images are refused as decompression bombs")
-    max_file_mb: int = 512
+    max_pixels: int = Field(default=80_000_000, ge=1, description="larger images are refused as decompression bombs")
+    max_file_mb: int = Field(default=512, ge=1, description="larger files are refused before they are read")
+    max_pages: int = Field(
+        default=1000, ge=1, description="documents (PDF, multi-page TIFF) with more pages are refused before any page is decoded"
+    )
     pdf_dpi: int = Field(default=150, ge=50, le=400)
     tables: bool = True
 
     # search
-    rrf_k: int = 60
+    rrf_k: int = Field(default=60, ge=0, description="RRF constant: a hit at rank r gets weight / (rrf_k + r)")
     # From `imgrag eval tune` over contracts + docqa + clipart (README "Evaluation"): mean nDCG@10
     # 0.581 / 0.601 (dev / test half) at the old 0.25 / 1 / 1 / 0.7 / 0.3 → 0.646 / 0.667 here.
-    weight_image: float = 0.5
-    weight_bm25: float = 3.0
-    weight_text_vector: float = 0.5
-    weight_region: float = 0.35
-    region_rerank: float = 1.0
+    weight_image: float = Field(default=0.5, ge=0)
+    weight_bm25: float = Field(default=3.0, ge=0)
+    weight_text_vector: float = Field(default=0.5, ge=0)
+    weight_region: float = Field(default=0.35, ge=0)
+    region_rerank: float = Field(default=1.0, ge=0)
     standout_z: float = Field(
         default=2.0, ge=0, description="vector-route hits this many std above the route's mean get a full RRF vote; 0: off"
     )
@@ -88,11 +126,61 @@ class Settings(BaseSettings):
         default_factory=lambda: ["photo"],
         description="quality classes the image and tile routes search (comma-separated; empty: every page)",
     )
-    max_k: int = 100
+    max_k: int = Field(default=100, ge=1, description="the most hits one search may ask for")
+
+    # audit log (indexing/audit.py, docs/audit.md)
+    audit: bool = Field(
+        default=True, description="record every MCP call and every write in the audit log (on|off); off: nothing is recorded"
+    )
+    audit_max_mb: int = Field(
+        default=100, ge=1, le=1_000_000, description="embedded backend: rotate the audit JSONL file when it would grow past this"
+    )
+    audit_keep: int = Field(
+        default=0, ge=0, description="embedded backend: rotated audit files kept (the oldest beyond are deleted); 0: keep all"
+    )
 
     # access control: the principal the CLI and the stdio MCP server act as
     principal: str | None = Field(default=None, description="unset: the local operator, who sees everything")
     groups: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated")
+
+    # agent (imgrag ask): an OpenAI-compatible LLM endpoint; with neither a base URL nor a model
+    # set, or IMGRAG_LLM=off, the agent answers extractively. OPENAI_* are the OpenAI SDK's names.
+    llm: bool = Field(default=True, description="off: never call an LLM, even when one is configured")
+    llm_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("IMGRAG_LLM_BASE_URL", "OPENAI_BASE_URL"),
+        description="the endpoint's /v1 URL (also read from OPENAI_BASE_URL)",
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("IMGRAG_LLM_API_KEY", "OPENAI_API_KEY"),
+        description="the endpoint's API key (also read from OPENAI_API_KEY); local servers need none",
+    )
+    llm_model: str | None = Field(default=None, description="chat model; unset: the first the endpoint lists")
+    vlm_model: str | None = Field(default=None, description="vision model shown crops of the best regions; unset: none")
+    llm_max_tokens: int = Field(default=700, ge=16, description="completion cap per LLM call")
+    llm_timeout: float = Field(default=300.0, gt=0, description="seconds to wait for one LLM reply")
+    llm_verify: bool = Field(default=True, description="ask the LLM whether each claim is supported by its snippets")
+    debug: bool = Field(default=False, description="tracebacks for errors too, and Elasticsearch transport logs")
+
+    @field_validator("llm", "llm_base_url", "llm_api_key", "llm_model", "vlm_model", "llm_max_tokens", "llm_timeout",
+                     "llm_verify", "debug", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        """An empty variable (``OPENAI_BASE_URL=``) means unset, as it always has for these."""
+        if isinstance(v, str) and not v.strip():
+            raise PydanticUseDefault()
+        return v
+
+    @field_validator("llm", mode="before")
+    @classmethod
+    def _none_is_off(cls, v: object) -> object:
+        return False if isinstance(v, str) and v.strip().lower() == "none" else v  # IMGRAG_LLM=none: off, as before
+
+    @field_validator("llm_base_url", mode="after")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("not an http(s) URL; set it (or OPENAI_BASE_URL) to e.g. http://127.0.0.1:8080/v1")
+        return v
 
     @field_validator("groups", "image_route_quality", mode="before")
     @classmethod
@@ -116,7 +204,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         toml = _toml_path()
         if toml is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=_read_toml(toml, set(settings_cls.model_fields))))
         return tuple(sources)
 
     @property
@@ -132,8 +220,6 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The settings, or one ImgragError naming each bad value (not a pydantic traceback)."""
     from pydantic import ValidationError
-
-    from .errors import ImgragError
 
     try:
         return Settings()

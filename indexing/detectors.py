@@ -1,21 +1,14 @@
-"""Rule-based detectors that need no model: ink seals (stamps) and dates in OCR text.
-
-Dates are indexed as year/month/day tokens so that the embedded store, which can only filter list
-columns with ``array_has_any``, can answer date-range filters (see ``date_filter_tokens``).
-"""
+"""Rule-based detectors that need no model: ink seals (stamps). Dates in OCR text are read by
+:mod:`indexing.text`."""
 
 from __future__ import annotations
 
-import calendar
-import re
-from collections.abc import Iterable
-from datetime import date, timedelta
 from typing import Literal
 
 import cv2
 import numpy as np
 
-from imgrag.indexing.models import DateMention, Seal
+from imgrag.indexing.models import Seal
 from imgrag.indexing.preprocess import as_rgb, shrink
 
 # ---------------------------------------------------------------------------------------------
@@ -331,145 +324,3 @@ def detect_seals(img: np.ndarray) -> list[Seal]:
             )
         )
     return seals
-
-
-# ---------------------------------------------------------------------------------------------
-# Dates
-
-Precision = Literal["day", "month", "year"]
-MIN_DATE, MAX_DATE = date(1900, 1, 1), date(2100, 12, 31)
-
-# Full-width digits and separators are common in CJK OCR output; one-for-one so spans stay valid.
-_FULLWIDTH = str.maketrans("０１２３４５６７８９－／．，　", "0123456789-/., ")
-_CN_DIGIT = {c: i for i, c in enumerate("〇一二三四五六七八九")} | {"○": 0, "零": 0, "两": 2}
-_CN_NUM = "〇○零一二三四五六七八九十廿卅两"
-_MONTHS = {
-    "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6,
-    "jul": 7, "aug": 8, "sep": 9, "oct": 10, "nov": 11, "dec": 12,
-}  # fmt: skip
-_MON = (
-    r"(?P<mon>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
-    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
-)
-_CJK = re.compile(
-    r"(?<![\d〇○零一二三四五六七八九])(?P<y>\d{4}|[〇○零一二三四五六七八九]{4})\s*年"
-    rf"(?:\s*(?P<m>\d{{1,2}}|[{_CN_NUM}]{{1,3}})\s*月(?:\s*(?P<d>\d{{1,2}}|[{_CN_NUM}]{{1,4}})\s*[日号號])?)?"
-)
-_EN_MDY = re.compile(rf"\b{_MON}\s*(?P<d>\d{{1,2}})(?:st|nd|rd|th)?(?:\s*,\s*|\s+)(?P<y>\d{{4}})\b", re.I)
-_EN_DMY = re.compile(rf"\b(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MON},?\s+(?P<y>\d{{4}})\b", re.I)
-_EN_MY = re.compile(rf"\b{_MON},?\s+(?P<y>\d{{4}})\b", re.I)
-_ISO = re.compile(r"(?<![\d.])(?P<y>\d{4}) ?(?P<sep>[-/.]) ?(?P<m>\d{1,2}) ?(?P=sep) ?(?P<d>\d{1,2})(?![\d]|[-/.]\d)")
-_NUMERIC = re.compile(r"(?<![\d.])(?P<a>\d{1,2})(?P<sep>[-/.])(?P<b>\d{1,2})(?P=sep)(?P<y>\d{4})(?![\d]|[-/.]\d)")
-
-
-def _cn_number(s: str) -> int | None:
-    """Chinese numerals up to 39: 五, 十二, 二十一, 廿三, 卅一; also plain ASCII digits."""
-    if s.isdigit():
-        return int(s)
-    tens = {"廿": 2, "卅": 3}.get(s[0])
-    if tens is not None:
-        s = "十" + s[1:]
-    if "十" in s:
-        head, _, tail = s.partition("十")
-        if tens is None:
-            tens = _CN_DIGIT.get(head) if head else 1
-        ones = _CN_DIGIT.get(tail) if tail else 0
-        return None if tens is None or ones is None or "十" in tail else tens * 10 + ones
-    return _CN_DIGIT[s] if len(s) == 1 and s in _CN_DIGIT else None
-
-
-def _cn_year(s: str) -> int | None:
-    return int(s) if s.isdigit() else int("".join(str(_CN_DIGIT[c]) for c in s))
-
-
-def _make(y: int | None, m: int | None, d: int | None) -> date | None:
-    """The date, or None when impossible (2023-02-30) or outside 1900-2100."""
-    if y is None or m is None or d is None:
-        return None
-    try:
-        out = date(y, m, d)
-    except ValueError:
-        return None
-    return out if MIN_DATE <= out <= MAX_DATE else None
-
-
-def dates_in_text(text: str, line_index: int | None = None, *, dayfirst: bool = False) -> list[DateMention]:
-    """Dates written in one string, in reading order.
-
-    Numeric ``a/b/yyyy``: day-first when ``a`` > 12, month-first when ``b`` > 12; when both could be
-    a month, ``dayfirst`` decides (default False: US month/day), except with dots (``12.05.2023``),
-    which only day-first writers use. Year-month and year-only forms (``2023年5月``, ``May 2023``,
-    ``2023年``) give the first day of the period with ``precision`` "month"/"year".
-    """
-    norm = text.translate(_FULLWIDTH)
-    found: list[tuple[int, int, date, Precision]] = []
-
-    def add(m: re.Match[str], d: date | None, precision: Precision) -> None:
-        if d is not None and all(m.end() <= s or m.start() >= e for s, e, *_ in found):
-            found.append((m.start(), m.end(), d, precision))
-
-    for m in _CJK.finditer(norm):
-        y = _cn_year(m["y"])
-        if m["d"]:
-            add(m, _make(y, _cn_number(m["m"]), _cn_number(m["d"])), "day")
-        elif m["m"]:
-            add(m, _make(y, _cn_number(m["m"]), 1), "month")
-        else:
-            add(m, _make(y, 1, 1), "year")
-    for rx in (_EN_MDY, _EN_DMY):
-        for m in rx.finditer(norm):
-            add(m, _make(int(m["y"]), _MONTHS[m["mon"][:3].lower()], int(m["d"])), "day")
-    for m in _ISO.finditer(norm):
-        add(m, _make(int(m["y"]), int(m["m"]), int(m["d"])), "day")
-    for m in _NUMERIC.finditer(norm):
-        a, b = int(m["a"]), int(m["b"])
-        day_first = a > 12 or (b <= 12 and (dayfirst or m["sep"] == "."))
-        add(m, _make(int(m["y"]), a if not day_first else b, b if not day_first else a), "day")
-    for m in _EN_MY.finditer(norm):
-        add(m, _make(int(m["y"]), _MONTHS[m["mon"][:3].lower()], 1), "month")
-    return [
-        DateMention(text=text[s:e], date=d, line_index=line_index, precision=p) for s, e, d, p in sorted(found)
-    ]
-
-
-def extract_dates(lines: Iterable[str], *, dayfirst: bool = False) -> list[DateMention]:
-    """Dates in OCR lines; ``line_index`` is the position of the line in ``lines``."""
-    return [m for i, line in enumerate(lines) for m in dates_in_text(line, i, dayfirst=dayfirst)]
-
-
-def date_tokens(d: date, precision: Precision = "day") -> list[str]:
-    """Index tokens for a date: ``Y2023``, ``M2023-05``, ``D2023-05-12`` (down to ``precision``).
-
-    A month-precision mention gets no day token, so it matches a filter only when the filter
-    covers its whole month.
-    """
-    tokens = [f"Y{d.year:04d}"]
-    if precision != "year":
-        tokens.append(f"M{d.year:04d}-{d.month:02d}")
-    if precision == "day":
-        tokens.append(f"D{d.isoformat()}")
-    return tokens
-
-
-def date_filter_tokens(start: date | None, end: date | None) -> list[str]:
-    """Fewest year/month/day tokens covering the inclusive range [start, end].
-
-    Use with ``array_has_any(date_tokens, [...])``: whole years become ``Y`` tokens, whole
-    months ``M`` tokens, the leftover days ``D`` tokens. Open ends are bounded to 1900-01-01 and
-    2100-12-31; an empty range gives ``[]``.
-    """
-    d = max(start or MIN_DATE, MIN_DATE)
-    last = min(end or MAX_DATE, MAX_DATE)
-    tokens: list[str] = []
-    while d <= last:
-        month_end = date(d.year, d.month, calendar.monthrange(d.year, d.month)[1])
-        if d.month == 1 and d.day == 1 and date(d.year, 12, 31) <= last:
-            tokens.append(f"Y{d.year:04d}")
-            d = date(d.year + 1, 1, 1)
-        elif d.day == 1 and month_end <= last:
-            tokens.append(f"M{d.year:04d}-{d.month:02d}")
-            d = month_end + timedelta(days=1)
-        else:
-            tokens.append(f"D{d.isoformat()}")
-            d += timedelta(days=1)
-    return tokens

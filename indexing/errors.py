@@ -38,3 +38,12 @@ class BusyError(ImgragError):
     def __init__(self, message: str, retry_after: float) -> None:
         self.retry_after = max(1, round(retry_after))
         super().__init__(message, f"retry in {self.retry_after} s")
+
+
+class AccessDeniedError(ImgragError):
+    """The caller may not do this at all (a path outside the index roots); the audit log records it as denied."""
+
+
+class AuditError(ImgragError):
+    """The audit log could not be written: the call it was recording is refused (or, for a write that
+    already happened, reported as unrecorded) — never answered silently."""

@@ -6,20 +6,35 @@ EXIF orientation applied (as every viewer shows it), PDF pages rendered at ``pdf
 
 from __future__ import annotations
 
+import errno
+import functools
 import hashlib
+import logging
 import os
+import stat
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImgragError
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
 DOC_EXTS = {".pdf"}
 SUPPORTED_EXTS = IMAGE_EXTS | DOC_EXTS
+# The decoders PIL may use, whatever the file is called: never EPS (it runs Ghostscript) or the
+# dozens of rarely audited formats PIL would otherwise try on unknown bytes. (JPEG covers MPO, the
+# multi-picture JPEG of some cameras.)
+PIL_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "DIB", "GIF")
+MIN_SIDE = 8  # px: below, there is nothing to read or recognise (and the grid tiles would be empty)
+MAX_ASPECT = 100  # a longer strip is no page; models would resize it into gigapixels
 
 # We check width × height against IMGRAG_MAX_PIXELS ourselves, from the header, before decoding;
 # PIL's fixed global limit would otherwise override the user's setting.
@@ -48,11 +63,34 @@ class Skipped:
     reason: str
 
 
-def file_digest(path: Path) -> str:
+class BadFileError(ImgragError):
+    """A file (or one page of it) that cannot be indexed. ``reason`` and ``hint`` do not repeat the
+    path, so a run's report names each file once; ``str()`` names it, for use on its own."""
+
+    def __init__(self, path: str | Path, reason: str, hint: str = "", page: int | None = None) -> None:
+        super().__init__(f"{shown_path(path)}: {reason}", hint)
+        self.path = shown_path(path)
+        self.reason = reason
+        self.page = page
+
+    def __str__(self) -> str:
+        where = f"{self.path}#page={self.page}" if self.page is not None else self.path
+        return f"{where}: {self.detail}"
+
+    @property
+    def detail(self) -> str:
+        """Why, and what to do, without the path."""
+        return f"{self.reason} — {self.hint}" if self.hint else self.reason
+
+
+def file_digest(source: Path | BinaryIO) -> str:
+    """Content id: the same bytes anywhere are the same document."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    if isinstance(source, Path):
+        with source.open("rb") as f:
+            return file_digest(f)
+    for chunk in iter(lambda: source.read(1 << 20), b""):
+        h.update(chunk)
     return h.hexdigest()[:20]
 
 
@@ -62,55 +100,101 @@ def page_id(doc_id: str, page: int, n_pages: int) -> str:
 
 
 def outside_roots(path: Path, roots: Sequence[Path] | None) -> bool:
-    """Whether ``path``'s real location (symbolic links followed) lies outside every root; None: no roots."""
+    """Whether ``path``'s real location (symbolic links followed, even dangling ones) lies outside
+    every root; None: no roots. A link loop has no location: ``discover`` reports it as a loop."""
     if roots is None:
         return False
-    real = path.resolve()
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):
+        return False
     return not any(real == r or r in real.parents for r in roots)
 
 
+def shown_path(path: str | Path) -> str:
+    """The path as text that prints on one line: undecodable bytes and control characters escaped."""
+    text = str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _resolve(p: Path) -> Path | Skipped:
+    """The real file behind ``p``, or why there is none (a link loop or a dangling link)."""
+    try:
+        return p.resolve(strict=True)
+    except RuntimeError:  # Python 3.11-3.12 report a symlink loop this way
+        return Skipped(shown_path(p), "symbolic link loop — fix or remove the link")
+    except FileNotFoundError:
+        return Skipped(shown_path(p), f"broken symbolic link (to {shown_path(os.readlink(p))}) — fix or remove the link")
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return Skipped(shown_path(p), "symbolic link loop — fix or remove the link")
+        return Skipped(shown_path(p), f"cannot read ({e.strerror or e}) — check the path and its permissions")
+
+
+def _utf8_name(p: Path) -> Skipped | None:
+    try:
+        str(p).encode("utf-8")
+    except UnicodeEncodeError:
+        return Skipped(shown_path(p), "the file name is not valid UTF-8 — rename the file")
+    return None
+
+
 def discover(paths: Iterable[str | Path], roots: Sequence[Path] | None = None) -> tuple[list[Path], list[Skipped]]:
-    """Expand folders recursively; named files of unknown type are reported, not silently dropped.
+    """Expand folders recursively; named files of unknown type are reported, not silently dropped,
+    and so is anything that cannot be listed or followed (unreadable folder, link loop, broken link).
 
     With ``roots`` (resolved folders a remote caller may index), a file whose real path leaves
-    every root — a symbolic link to elsewhere — is reported under the name it was found by and
-    never opened.
+    every root — a symbolic link to elsewhere, dangling or not — is reported under the name it was
+    found by, without its target, and never opened.
     """
     found: list[Path] = []
     problems: list[Skipped] = []
 
-    def add(f: Path) -> None:
-        try:
-            if outside_roots(f, roots):
-                problems.append(Skipped(str(f), "a link to a file outside the folders this server may index: skipped, not read"))
-            else:
-                found.append(f.resolve())
-        except (OSError, RuntimeError) as e:  # a symbolic link loop
-            problems.append(Skipped(str(f), f"cannot resolve the path ({e.__class__.__name__}): skipped, not read"))
+    def add(p: Path) -> None:
+        if outside_roots(p, roots):
+            problems.append(Skipped(shown_path(p), "a link to a file outside the folders this server may index: skipped, not read"))
+            return
+        target = _resolve(p)
+        if isinstance(target, Skipped):
+            problems.append(target)
+        elif (bad := _utf8_name(p) or _utf8_name(target)) is not None:
+            problems.append(bad)
+        elif (kind := _kind_of(target)) is not None:  # a pipe would block the run, a device never end
+            via = f" ({shown_path(target)})" if target != p.absolute() else ""
+            problems.append(Skipped(shown_path(p), f"{kind}{via}, not a file — index regular files only"))
+        else:
+            found.append(target)
 
     for raw in paths:
         p = Path(raw).expanduser()
-        if not p.exists():
-            problems.append(Skipped(str(p), "no such file or folder — check the path"))
+        if p.is_symlink() and not p.exists():  # exists() is False for a loop or a dangling link
+            problems.append(r if isinstance(r := _resolve(p), Skipped) else Skipped(shown_path(p), "cannot follow the link"))
+        elif not p.exists():
+            problems.append(Skipped(shown_path(p), "no such file or folder — check the path"))
         elif p.is_dir():
-            for root, dirs, files in os.walk(p):
+
+            def unreadable(e: OSError) -> None:
+                problems.append(
+                    Skipped(shown_path(e.filename), f"cannot list this folder ({e.strerror}) — check its permissions")
+                )
+
+            for root, dirs, files in os.walk(p, onerror=unreadable):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
-                    f = Path(root) / name
-                    if f.suffix.lower() in SUPPORTED_EXTS and not name.startswith("."):
-                        add(f)
+                    if Path(name).suffix.lower() in SUPPORTED_EXTS and not name.startswith("."):
+                        add(Path(root) / name)
         elif p.suffix.lower() in SUPPORTED_EXTS:
             add(p)
         else:
             problems.append(
-                Skipped(str(p), f"not a supported file type ({', '.join(sorted(SUPPORTED_EXTS))})")
+                Skipped(shown_path(p), f"not a supported file type ({', '.join(sorted(SUPPORTED_EXTS))})")
             )
     unique = list(dict.fromkeys(found))
     return unique, problems
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
-    if img.mode in ("RGBA", "LA", "P"):
+    if img.mode in ("RGBA", "LA", "P", "PA"):
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(bg, rgba)
@@ -118,12 +202,31 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
 
 
 def _check_pixels(w: int, h: int, max_pixels: int, path: Path) -> None:
+    """Refuse, from the header and before decoding, what the models cannot use or the machine cannot hold."""
     if w <= 0 or h <= 0:
-        raise ImgragError(f"{path}: image has no pixels ({w}x{h})", "the file is damaged; re-export it")
+        raise BadFileError(path, f"image has no pixels ({w}x{h})", "the file is damaged; re-export it")
     if w * h > max_pixels:
-        raise ImgragError(
-            f"{path}: {w}x{h} = {w * h / 1e6:.0f} MP is over the {max_pixels / 1e6:.0f} MP limit",
+        raise BadFileError(
+            path,
+            f"{w}x{h} = {w * h / 1e6:.0f} MP is over the {max_pixels / 1e6:g} MP limit",
             "downscale the image, or raise IMGRAG_MAX_PIXELS if you trust the file",
+        )
+    if min(w, h) < MIN_SIDE:
+        raise BadFileError(
+            path, f"{w}x{h} px is too small to analyse (the shorter side must be at least {MIN_SIDE} px)",
+            "nothing to index in it; remove it or re-export it larger",
+        )
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise BadFileError(
+            path, f"{w}x{h} px is a strip over {MAX_ASPECT} times as long as it is wide",
+            "crop or split it into pages",
+        )
+
+
+def _check_pages(n: int, max_pages: int, path: Path) -> None:
+    if n > max_pages:
+        raise BadFileError(
+            path, f"{n} pages is over the limit of {max_pages}", "split the document, or raise IMGRAG_MAX_PAGES"
         )
 
 
@@ -136,99 +239,197 @@ def _dpi(img: Image.Image) -> float | None:
     return value if value and 20 <= value <= 2400 else None
 
 
-def load_file(
-    path: Path, *, max_pixels: int, pdf_dpi: int, max_file_mb: int = 512, only_page: int | None = None
-) -> Iterator[Page]:
-    """Yield the pages of one file (or just ``only_page``); raise ImgragError naming the problem."""
+@functools.cache
+def _quiet_libtiff() -> None:
+    """libtiff prints its complaints about damaged files ("Using code not yet in table") straight
+    to stderr, from C. The same damage raises in PIL, which we report as one line; so its handlers
+    go (Linux: found among the loaded libraries; elsewhere nothing changes)."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:
+            libs = {p for p in (line.split()[-1] for line in maps) if p.startswith("/") and "libtiff" in Path(p).name}
+    except OSError:
+        return
+    for lib in libs:
+        try:
+            tiff = ctypes.CDLL(lib)
+            tiff.TIFFSetErrorHandler(None)
+            tiff.TIFFSetWarningHandler(None)
+        except (OSError, AttributeError):
+            log.debug("cannot silence %s", lib)
+
+
+@contextmanager
+def _decoding(path: Path) -> Iterator[None]:
+    """Decoder warnings (corrupt EXIF, odd palettes) go to the debug log, not the user's terminal,
+    and any decoder failure on hostile bytes becomes one BadFileError naming the file (and page)."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except ImgragError:
+            raise
+        except UnidentifiedImageError as e:
+            raise BadFileError(
+                path, "not an image imgrag can decode (" + ", ".join(sorted(SUPPORTED_EXTS)) + ")",
+                "check the file type; re-export it as PNG, JPEG or PDF",
+            ) from e
+        except MemoryError as e:
+            raise BadFileError(path, "too large to decode in memory", "downscale it or lower IMGRAG_MAX_PIXELS") from e
+        except Exception as e:  # hostile bytes reach every corner of a decoder: one bad file, not a crash
+            log.debug("cannot decode %s", path, exc_info=True)
+            raise BadFileError(path, f"damaged or truncated ({type(e).__name__}: {e})", "re-export or re-copy the file") from e
+        finally:
+            for w in seen:
+                log.debug("%s: %s", path, w.message)
+
+
+def _kind_of(path: Path) -> str | None:
+    try:
+        return _kind(path.stat().st_mode)
+    except OSError:
+        return None  # load_file says why it cannot be read
+
+
+def _kind(mode: int) -> str | None:
+    """What a non-regular file is, in words; ``None`` for a regular file."""
+    for test, name in (
+        (stat.S_ISREG, None), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def load_file(path: Path, **limits: Any) -> Iterator[Page]:
+    """Yield the pages of one file (or just ``only_page``); raise BadFileError naming the problem,
+    the first broken page included. ``limits``: the keyword arguments of :func:`iter_pages`."""
+    for item in iter_pages(path, **limits):
+        if isinstance(item, BadFileError):
+            raise item
+        yield item
+
+
+def iter_pages(
+    path: Path,
+    *,
+    max_pixels: int,
+    pdf_dpi: int,
+    max_file_mb: int = 512,
+    max_pages: int = 1000,
+    only_page: int | None = None,
+) -> Iterator[Page | BadFileError]:
+    """Like :func:`load_file`, but a page that cannot be decoded is yielded as its error and the
+    other pages of the document still come; a problem with the whole file is raised."""
     try:
         st = path.stat()
     except OSError as e:
-        raise ImgragError(f"{path}: cannot read ({e.strerror})", "check the path and its permissions") from e
+        raise BadFileError(path, f"cannot read ({e.strerror or e})", "check the path and its permissions") from e
+    kind = _kind(st.st_mode)
+    if kind is not None:
+        raise BadFileError(path, f"{kind}, not a file", "index regular files only")
     if st.st_size == 0:
-        raise ImgragError(f"{path}: empty file (0 bytes)", "remove it or replace it with the real file")
+        raise BadFileError(path, "empty file (0 bytes)", "remove it or replace it with the real file")
     if st.st_size > max_file_mb * 1024 * 1024:
-        raise ImgragError(
-            f"{path}: {st.st_size / 2**20:.0f} MiB is over the {max_file_mb} MiB limit",
+        raise BadFileError(
+            path, f"{st.st_size / 2**20:.0f} MiB is over the {max_file_mb} MiB limit",
             "split the document, or raise IMGRAG_MAX_FILE_MB",
         )
-    doc_id = file_digest(path)
-    if path.suffix.lower() == ".pdf":
-        yield from _load_pdf(path, doc_id, st, max_pixels=max_pixels, dpi=pdf_dpi, only_page=only_page)
-    else:
-        yield from _load_image(path, doc_id, st, max_pixels=max_pixels, only_page=only_page)
+    try:
+        f = path.open("rb")
+    except OSError as e:
+        raise BadFileError(path, f"cannot read ({e.strerror or e})", "check its permissions (ls -l)") from e
+    with f:
+        try:
+            doc_id = file_digest(f)
+            f.seek(0)
+            head = f.read(1024)
+            f.seek(0)
+        except OSError as e:
+            raise BadFileError(path, f"cannot read ({e.strerror or e})", "check the disk and the file") from e
+        # The content decides, not the name: a PDF saved as .png is read as a PDF, a PNG saved as .pdf as an image.
+        if b"%PDF-" in head:
+            yield from _load_pdf(path, f, doc_id, st, max_pixels=max_pixels, dpi=pdf_dpi, max_pages=max_pages, only_page=only_page)
+        else:
+            yield from _load_image(path, f, doc_id, st, max_pixels=max_pixels, max_pages=max_pages, only_page=only_page)
 
 
 def _load_image(
-    path: Path, doc_id: str, st: os.stat_result, *, max_pixels: int, only_page: int | None
-) -> Iterator[Page]:
-    try:
-        img = Image.open(path)
+    path: Path, f: BinaryIO, doc_id: str, st: os.stat_result, *, max_pixels: int, max_pages: int, only_page: int | None
+) -> Iterator[Page | BadFileError]:
+    with _decoding(path):
+        img = Image.open(f, formats=PIL_FORMATS)
+        if img.format == "TIFF":
+            _quiet_libtiff()  # PIL loaded libtiff by now
         _check_pixels(img.width, img.height, max_pixels, path)
-        n = getattr(img, "n_frames", 1) if img.format in ("TIFF", "GIF", "WEBP") else 1
-        if img.format in ("GIF", "WEBP"):
-            n = 1  # animations: the first frame stands for the image
+        n = getattr(img, "n_frames", 1) if img.format == "TIFF" else 1  # GIF, WebP, MPO: the first frame stands for the image
+        if only_page is None:
+            _check_pages(n, max_pages, path)
         fmt = (img.format or path.suffix.lstrip(".")).lower()
-        frames = ImageSequence.Iterator(img) if n > 1 else [img]
-        for i, frame in enumerate(frames, start=1):
-            if only_page is not None and i != only_page:
-                continue
-            _check_pixels(frame.width, frame.height, max_pixels, path)
-            frame.load()
-            upright = ImageOps.exif_transpose(frame) if n == 1 else frame
-            yield Page(
-                image_id=page_id(doc_id, i, n),
-                doc_id=doc_id,
-                path=str(path),
-                page=i,
-                n_pages=n,
-                format=fmt,
-                image=_to_rgb(upright),
-                dpi=_dpi(frame),
-                file_size=st.st_size,
-                mtime=st.st_mtime,
-            )
-    except ImgragError:
-        raise
-    except UnidentifiedImageError as e:
-        raise ImgragError(f"{path}: not an image PIL can decode", "check the file type; re-export it as PNG/JPEG") from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImgragError(f"{path}: damaged or truncated image ({e})", "re-export or re-copy the file") from e
+        fmt = "jpeg" if fmt == "mpo" else fmt
+    for i in range(1, n + 1):
+        if only_page is not None and i != only_page:
+            continue
+        try:
+            with _decoding(path):
+                if n > 1:
+                    img.seek(i - 1)
+                _check_pixels(img.width, img.height, max_pixels, path)
+                img.load()
+                upright = ImageOps.exif_transpose(img) if n == 1 else img
+                arr = _to_rgb(upright)
+                dpi = _dpi(img)
+        except BadFileError as e:
+            if n == 1:
+                raise
+            e.page = i
+            yield e
+            continue
+        yield Page(
+            image_id=page_id(doc_id, i, n), doc_id=doc_id, path=str(path), page=i, n_pages=n, format=fmt,
+            image=arr, dpi=dpi, file_size=st.st_size, mtime=st.st_mtime,
+        )
 
 
 def _load_pdf(
-    path: Path, doc_id: str, st: os.stat_result, *, max_pixels: int, dpi: int, only_page: int | None
-) -> Iterator[Page]:
+    path: Path, f: BinaryIO, doc_id: str, st: os.stat_result, *, max_pixels: int, dpi: int, max_pages: int, only_page: int | None
+) -> Iterator[Page | BadFileError]:
     import pypdfium2 as pdfium
 
     try:
-        pdf = pdfium.PdfDocument(str(path))
+        pdf = pdfium.PdfDocument(f)
     except pdfium.PdfiumError as e:
-        raise ImgragError(f"{path}: not a readable PDF ({e})", "check that the file is a complete, unencrypted PDF") from e
+        if "password" in str(e).lower():
+            raise BadFileError(path, "encrypted PDF (it needs a password)", "save an unencrypted copy (e.g. qpdf --decrypt)") from e
+        raise BadFileError(path, f"not a readable PDF ({e})", "check that the file is a complete PDF; re-export it") from e
+    except Exception as e:
+        raise BadFileError(path, f"not a readable PDF ({type(e).__name__}: {e})", "re-export the document") from e
     try:
         n = len(pdf)
         if n == 0:
-            raise ImgragError(f"{path}: PDF has no pages", "re-export the document")
+            raise BadFileError(path, "PDF has no pages", "re-export the document")
+        if only_page is None:
+            _check_pages(n, max_pages, path)
         scale = dpi / 72.0
         for i in range(n) if only_page is None else [only_page - 1] if 0 < only_page <= n else []:
-            page = pdf[i]
-            w, h = page.get_size()
-            _check_pixels(int(w * scale), int(h * scale), max_pixels, path)
             try:
-                bitmap = page.render(scale=scale)
-                arr = _to_rgb(bitmap.to_pil())
-            except pdfium.PdfiumError as e:
-                raise ImgragError(f"{path}: page {i + 1} cannot be rendered ({e})", "re-export the PDF") from e
+                with _decoding(path):
+                    page = pdf[i]
+                    w, h = page.get_size()
+                    _check_pixels(int(w * scale), int(h * scale), max_pixels, path)
+                    bitmap = page.render(scale=scale)
+                    arr = _to_rgb(bitmap.to_pil())
+            except BadFileError as e:
+                if n == 1:
+                    raise
+                e.page = i + 1
+                yield e
+                continue
             yield Page(
-                image_id=page_id(doc_id, i + 1, n),
-                doc_id=doc_id,
-                path=str(path),
-                page=i + 1,
-                n_pages=n,
-                format="pdf",
-                image=arr,
-                dpi=float(dpi),
-                file_size=st.st_size,
-                mtime=st.st_mtime,
+                image_id=page_id(doc_id, i + 1, n), doc_id=doc_id, path=str(path), page=i + 1, n_pages=n,
+                format="pdf", image=arr, dpi=float(dpi), file_size=st.st_size, mtime=st.st_mtime,
             )
     finally:
         pdf.close()
@@ -238,9 +439,13 @@ def load_page(path: str | Path, page: int, *, max_pixels: int, pdf_dpi: int, doc
     """Re-open one page of an indexed file (for crops); refuse if the file changed since indexing."""
     p = Path(path)
     if not p.is_file():
-        raise ImgragError(f"the original file {p} is gone", "restore it or re-index the folder it moved to")
-    if doc_id is not None and file_digest(p) != doc_id:
-        raise ImgragError(f"{p} changed since it was indexed", f"run `imgrag index {p}` again")
+        raise ImgragError(f"the original file {shown_path(p)} is gone", "restore it or re-index the folder it moved to")
+    try:
+        changed = doc_id is not None and file_digest(p) != doc_id
+    except OSError as e:
+        raise BadFileError(p, f"cannot read ({e.strerror or e})", "check its permissions (ls -l)") from e
+    if changed:
+        raise ImgragError(f"{shown_path(p)} changed since it was indexed", f"run `imgrag index {shown_path(p)}` again")
     for pg in load_file(p, max_pixels=max_pixels, pdf_dpi=pdf_dpi, only_page=page):
         if pg.page == page:
             return pg.image

@@ -62,3 +62,22 @@ class Enhancement(BaseModel):
 
     name: str
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+
+PiiKind = Literal[
+    "cn_id", "cn_mobile", "cn_landline", "bank_card", "email", "passport", "us_ssn", "iban", "phone"
+]
+"""Personal data found in OCR text; :mod:`indexing.pii` says how each is recognised and validated."""
+
+
+class PiiFinding(BaseModel):
+    """One piece of personal data in one OCR line: what it is, where in the line, where on the page."""
+
+    kind: PiiKind
+    text: str = Field(description="the span as OCR read it (separators included)")
+    line: int | None = Field(default=None, description="index into the record's OCR lines; None for free text")
+    start: int = Field(description="character offset of the span in the line")
+    end: int = Field(description="offset one past the span's last character")
+    bbox: BBox | None = Field(
+        default=None, description="the span's box in original-image pixels, estimated from the line box and the offsets"
+    )

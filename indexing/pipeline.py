@@ -1,4 +1,4 @@
-"""Indexing: load → preprocess → OCR + layout → detectors → embeddings → regions → store.
+"""Indexing: load → preprocess → OCR + layout → detectors (seals, dates, PII) → embeddings → regions → store.
 
 Page analysis (OCR dominates) runs in a small thread pool — onnxruntime releases the GIL —
 while embedding and writing happen in batches on the calling thread. Each batch is written as
@@ -20,16 +20,17 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .analysis import is_meaningful
-from .detectors import detect_seals, extract_dates
-from .errors import ImgragError
+from .detectors import detect_seals
+from .errors import BackendUnavailableError, ImgragError
 from .layout import analyze_layout, group_lines
-from .loader import Page, discover, load_file, outside_roots
+from .loader import BadFileError, Page, discover, iter_pages, outside_roots, shown_path
 from .models import BBox, OcrLine
 from .ocr import detect_orientation
+from .pii import detect_lines, kinds_in
 from .preprocess import preprocess
 from .runtime import Runtime
 from .stores.base import OPERATOR, Filters, ImageRecord, ImageVectors, Indexed, MetadataUpdate, Principal, RegionRecord
+from .text import extract_dates, is_meaningful
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,23 @@ DOC_CLASSES = {"born_digital", "scanned", "handwritten"}
 
 
 class Failure(BaseModel):
+    """One file (``path``) or page (``path#page=N``) that was not indexed, and why (without the path)."""
+
     path: str
     reason: str
+
+
+def _as_stage(e: Exception, stage: str) -> ImgragError:
+    """An unexpected model error on one page, as that page's one-line reason."""
+    return ImgragError(f"{stage} failed: {type(e).__name__}: {e}", "report it with the file if it keeps happening")
+
+
+def _reason(e: Exception) -> str:
+    """Why, in one line, without repeating the path the report names anyway."""
+    if isinstance(e, BadFileError):
+        return e.detail
+    text = str(e) if isinstance(e, ImgragError) else f"{type(e).__name__}: {e}"
+    return " ".join(text.split())
 
 
 class IndexSummary(BaseModel):
@@ -53,6 +69,7 @@ class IndexSummary(BaseModel):
     seconds: float = 0.0
     version: int | None = None
     indexed_ids: list[str] = Field(default_factory=list)
+    updated_ids: list[str] = Field(default_factory=list, description="unchanged pages whose ACL / metadata / tags were updated")
 
 
 @dataclass
@@ -139,6 +156,7 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
             tables.append(t.model_copy(update={"bbox": pre.box_to_original(t.bbox)}))
     seals = [sl.model_copy(update={"bbox": pre.box_to_original(sl.bbox)}) for sl in detect_seals(img)]
     dates = extract_dates([ln.text for ln in lines])
+    pii = detect_lines(lines)
     ocr_text = "\n".join(ln.text for ln in lines)
     rec = ImageRecord(
         image_id=page.image_id,
@@ -161,6 +179,7 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
         tables=tables,
         seals=seals,
         dates=dates,
+        pii=pii,
         meta=dict(opts.meta or {}),
         tags=list(opts.tags or []),
         acl=list(opts.acl or []),
@@ -214,22 +233,28 @@ class Indexer:
         self, files: list[Path], summary: IndexSummary, progress: ProgressFn, unchanged: list[str], opts: IndexOptions
     ) -> Iterator[tuple[Page, dict[str, str], IndexOptions]]:
         """Pages that need indexing, with the stale ids (same path, other content) they replace and
-        the options to index them with."""
+        the options to index them with. A file or page that cannot be read is reported and skipped."""
         s = self.rt.settings
         store = self.rt.store
         caller = caller_of(opts)
         for path in files:
             progress("file", {"path": str(path)})
+            existing = store.live_ids_for_path(str(path))
+            if caller is not None:  # pages the caller cannot see are as good as absent to them
+                existing = {i: existing[i] for i in store.get_many(list(existing), caller)}
             try:
                 if outside_roots(path, opts.roots):  # replaced by a link since it was found
-                    raise ImgragError(f"{path}: now a link outside the folders this server may index", "skipped, not read")
-                existing = store.live_ids_for_path(str(path))
-                if caller is not None:  # pages the caller cannot see are as good as absent to them
-                    existing = {i: existing[i] for i in store.get_many(list(existing), caller)}
-                pages = load_file(path, max_pixels=s.max_pixels, pdf_dpi=s.pdf_dpi, max_file_mb=s.max_file_mb)
+                    raise BadFileError(path, "now a link outside the folders this server may index", "skipped, not read")
+                pages = iter_pages(
+                    path, max_pixels=s.max_pixels, pdf_dpi=s.pdf_dpi, max_file_mb=s.max_file_mb, max_pages=s.max_pages
+                )
                 first = True
                 page_opts = opts
+                stale: dict[str, str] = {}
                 for pg in pages:
+                    if isinstance(pg, BadFileError):  # one page of a document: the others still come
+                        self._fail(summary, progress, str(path), pg, pg.page)
+                        continue
                     if first:
                         stale = {i: d for i, d in existing.items() if d != pg.doc_id}
                         page_opts = self._inherit(stale, opts)
@@ -259,9 +284,15 @@ class Indexer:
                         continue
                     yield pg, stale, page_opts
                     stale = {}
-            except ImgragError as e:
-                summary.failed.append(Failure(path=str(path), reason=str(e)))
-                progress("fail", {"path": str(path), "reason": str(e)})
+            except BadFileError as e:
+                self._fail(summary, progress, str(path), e, e.page)
+
+    @staticmethod
+    def _fail(summary: IndexSummary, progress: ProgressFn, path: str, e: Exception, page: int | None = None) -> None:
+        where = shown_path(path) + (f"#page={page}" if page is not None else "")
+        reason = _reason(e)
+        summary.failed.append(Failure(path=where, reason=reason))
+        progress("fail", {"path": where, "reason": reason})
 
     def _twins(self, caller: Principal, doc_id: str, path: str) -> dict[int, ImageRecord]:
         """For a caller who is not the operator: by page number, the copies of this content they
@@ -304,7 +335,7 @@ class Indexer:
                 regions.append(
                     RegionRecord(
                         region_id=f"{rec.image_id}:{suffix}", image_id=rec.image_id, kind=kind,  # type: ignore[arg-type]
-                        label=suffix, bbox=box, text=text, vector=text_vecs[ri],
+                        label=suffix, bbox=box, text=text, pii_kinds=kinds_in(rec.pii, box), vector=text_vecs[ri],
                     )
                 )
                 ri += 1
@@ -312,80 +343,83 @@ class Indexer:
             out.append(Indexed(record=rec, vectors=vectors, regions=regions))
         return out
 
-    def index(
-        self,
-        paths: list[str | Path],
-        opts: IndexOptions | None = None,
-        progress: ProgressFn | None = None,
-    ) -> IndexSummary:
-        opts = opts or IndexOptions()
-        progress = progress or (lambda event, data: None)
+    def _embed_and_write(self, batch: list[Analysed], summary: IndexSummary, progress: ProgressFn) -> list[Indexed]:
+        """Embed and write a batch; when that fails, page by page, so one bad page costs only itself.
+        An unreachable backend is no page's fault: it stops the run."""
+        store = self.rt.store
+        try:
+            items = self._embed(batch)
+            store.write(items)
+            return items
+        except BackendUnavailableError:
+            raise
+        except Exception as e:
+            if len(batch) == 1:
+                a = batch[0]
+                log.debug("page %s#%s failed", a.page.path, a.page.page, exc_info=True)
+                page = a.page.page if a.page.n_pages > 1 else None
+                self._fail(summary, progress, a.page.path, e if isinstance(e, ImgragError) else _as_stage(e, "embedding"), page)
+                return []
+            log.info("a batch of %d pages failed (%s); retrying page by page", len(batch), e)
+        written: list[Indexed] = []
+        for a in batch:
+            written.extend(self._embed_and_write([a], summary, progress))
+        return written
+
+    def _run(self, files: list[Path], opts: IndexOptions, summary: IndexSummary, progress: ProgressFn) -> None:
         s = self.rt.settings
-        t0 = time.perf_counter()
-        summary = IndexSummary()
-        files, problems = discover(paths, opts.roots)
-        summary.failed.extend(Failure(path=p.path, reason=p.reason) for p in problems)
-        progress("start", {"files": len(files)})
         store = self.rt.store
         store.ensure_spaces(self.rt.spaces())
         workers = opts.workers or s.workers
         batch_size = opts.batch_size or s.batch_size
         pending: list[tuple[Future[Analysed], Page, dict[str, str]]] = []
         batch: list[Analysed] = []
-        stale_ids: list[str] = []
+        # The old pages a changed file replaces, by its new document id: retired once a page of the
+        # new content is written, never when all of it failed (the file then keeps its old pages).
+        stale_by_doc: dict[str, dict[str, str]] = {}
         unchanged_ids: list[str] = []
 
         def flush() -> None:
             if not batch:
                 return
-            items = self._embed(batch)
-            try:
-                store.write(items)
-                written = items
-            except ImgragError:
-                # One page the backend rejects must not sink the batch: retry page by page.
-                written = []
-                for it in items:
-                    try:
-                        store.write([it])
-                        written.append(it)
-                    except ImgragError as e:
-                        rec = it.record
-                        summary.failed.append(Failure(path=f"{rec.path}#page={rec.page}", reason=str(e)))
-                        progress("fail", {"path": rec.path, "reason": str(e)})
+            written = self._embed_and_write(batch, summary, progress)
             summary.indexed += len(written)
             summary.indexed_ids.extend(it.record.image_id for it in written)
-            if stale_ids:
-                summary.replaced += store.soft_delete(stale_ids)
-                stale_ids.clear()
+            retired = [i for doc in {it.record.doc_id for it in written} for i in stale_by_doc.pop(doc, {})]
+            if retired:
+                summary.replaced += store.soft_delete(retired)
             progress("written", {"count": len(written)})
             batch.clear()
 
         def drain(limit: int) -> None:
             while len(pending) > limit:
                 fut, pg, stale = pending.pop(0)
+                if stale:
+                    stale_by_doc.setdefault(pg.doc_id, {}).update(stale)
                 try:
                     batch.append(fut.result())
-                    stale_ids.extend(stale)
                     progress("page", {"path": pg.path, "page": pg.page})
                 except Exception as e:  # a model crashing on one page must not stop the batch
-                    log.exception("analysis failed for %s page %s", pg.path, pg.page)
-                    reason = str(e) if isinstance(e, ImgragError) else f"analysis failed: {type(e).__name__}: {e}"
-                    summary.failed.append(Failure(path=f"{pg.path}#page={pg.page}", reason=reason))
-                    progress("fail", {"path": pg.path, "reason": reason})
+                    log.debug("analysis failed for %s page %s", pg.path, pg.page, exc_info=True)
+                    err = e if isinstance(e, ImgragError) else _as_stage(e, "analysis")
+                    self._fail(summary, progress, pg.path, err, pg.page if pg.n_pages > 1 else None)
                 if len(batch) >= batch_size:
                     flush()
 
         self.rt.warm_up()
         loaded = False
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgrag-page") as pool:
-            for pg, stale, page_opts in self._pages(files, summary, progress, unchanged_ids, opts):
-                if not loaded:  # only once there is a page to analyse: an unchanged folder loads nothing
-                    self.rt.load_models()
-                    loaded = True
-                pending.append((pool.submit(analyse_page, pg, self.rt, page_opts), pg, stale))
-                drain(workers * 2)
-            drain(0)
+            try:
+                for pg, stale, page_opts in self._pages(files, summary, progress, unchanged_ids, opts):
+                    if not loaded:  # only once there is a page to analyse: an unchanged folder loads nothing
+                        self.rt.load_models()
+                        loaded = True
+                    pending.append((pool.submit(analyse_page, pg, self.rt, page_opts), pg, stale))
+                    drain(workers * 2)
+                drain(0)
+            finally:
+                for fut, _, _ in pending:  # stopping on an error: do not analyse what will not be written
+                    fut.cancel()
         flush()
         update = MetadataUpdate(acl=opts.acl, meta=opts.meta, tags=opts.tags)
         if unchanged_ids and not update.is_empty():
@@ -395,14 +429,39 @@ class Indexer:
         if unchanged_ids and not update.is_empty():
             n = store.update_metadata(unchanged_ids, update)
             summary.updated_metadata += n
+            if n:
+                summary.updated_ids.extend(unchanged_ids)
             summary.unchanged -= n
-        if summary.indexed or summary.replaced or summary.updated_metadata:
-            v = store.commit(
-                "index",
-                {"indexed": summary.indexed, "replaced": summary.replaced,
-                 "updated_metadata": summary.updated_metadata, "failed": len(summary.failed)},
-            )
-            summary.version = v.version
+
+    def index(
+        self,
+        paths: list[str | Path],
+        opts: IndexOptions | None = None,
+        progress: ProgressFn | None = None,
+    ) -> IndexSummary:
+        opts = opts or IndexOptions()
+        progress = progress or (lambda event, data: None)
+        t0 = time.perf_counter()
+        summary = IndexSummary()
+        files, problems = discover(paths, opts.roots)
+        for p in problems:
+            summary.failed.append(Failure(path=p.path, reason=p.reason))
+            progress("fail", {"path": p.path, "reason": p.reason})
+        progress("start", {"files": len(files)})
+        store = self.rt.store
+        with store.writer():  # one writer per index; what a killed run left is versioned first
+            try:
+                self._run(files, opts, summary, progress)
+            finally:
+                # Whatever was written is recorded as a version, even when the run stops on an
+                # error (backend gone, Ctrl-C): nothing stays visible without a version to undo it.
+                if summary.indexed or summary.replaced or summary.updated_metadata:
+                    v = store.commit(
+                        "index",
+                        {"indexed": summary.indexed, "replaced": summary.replaced,
+                         "updated_metadata": summary.updated_metadata, "failed": len(summary.failed)},
+                    )
+                    summary.version = v.version
         summary.seconds = round(time.perf_counter() - t0, 3)
         progress("done", summary.model_dump())
         return summary

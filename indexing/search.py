@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .analysis import coverage, keyword_query, normalize, query_terms
+from .text import coverage, keyword_query, query_terms, squash
 from .errors import ImgragError, NotFoundError
 from .limits import MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS
 from .models import BBox
@@ -401,5 +401,5 @@ def _best_line_in(rec: ImageRecord, box: BBox, terms: list[str]) -> str:
 
 def snippet_in_record(snippet: str, rec: ImageRecord) -> bool:
     """Whether a quoted snippet really appears in the image's OCR text (after normalisation)."""
-    s = normalize(snippet).replace(" ", "")
-    return bool(s) and s in normalize(rec.ocr_text).replace(" ", "")
+    s = squash(snippet)
+    return bool(s) and s in squash(rec.ocr_text)

@@ -1,9 +1,10 @@
 """Who is calling: one fixed principal over stdio, bearer tokens mapped to principals over HTTP.
 
 The token file is JSON, ``{"<token>": {"name": "alice", "groups": ["legal"]}, ...}``; an entry may
-set ``"all_access": true`` for an operator token that sees everything. It is re-read when it
-changes, so tokens are added and revoked without restarting the server. Tokens are compared by
-their SHA-256, so the lookup does not leak how much of a guessed token matched.
+set ``"all_access": true`` for an operator token that sees everything, or ``"pii": true`` for a
+principal cleared to see personal data unmasked (``Principal.sees_pii``; see indexing/pii.py). It
+is re-read when it changes, so tokens are added and revoked without restarting the server. Tokens
+are compared by their SHA-256, so the lookup does not leak how much of a guessed token matched.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ class TokenEntry(BaseModel):
     name: str = Field(min_length=1)
     groups: list[str] = Field(default_factory=list)
     all_access: bool = False
+    pii: bool = False  # PII clearance: sees personal data unmasked (all_access implies it)
 
     def principal(self) -> Principal:
-        return Principal(name=self.name, groups=list(self.groups), all_access=self.all_access)
+        return Principal(name=self.name, groups=list(self.groups), all_access=self.all_access, pii_clearance=self.pii)
 
 
 def _digest(token: str) -> str:
@@ -66,7 +68,7 @@ def load_tokens(path: Path) -> dict[str, TokenEntry]:
         try:
             out[_digest(token)] = TokenEntry.model_validate(entry)
         except ValidationError as e:
-            raise ImgragError(f"token file {path}: bad entry ({e.errors()[0]['msg']})", "each entry is {\"name\": str, \"groups\": [str], \"all_access\": bool}") from e
+            raise ImgragError(f"token file {path}: bad entry ({e.errors()[0]['msg']})", "each entry is {\"name\": str, \"groups\": [str], \"all_access\": bool, \"pii\": bool}") from e
     if os.name == "posix" and path.stat().st_mode & 0o004:
         log.warning("token file %s is world-readable; chmod 600 it", path)
     return out
@@ -119,7 +121,7 @@ class TokenFileVerifier:
             client_id=entry.name,
             subject=entry.name,
             scopes=[],
-            claims={"groups": list(entry.groups), "all_access": entry.all_access},
+            claims={"groups": list(entry.groups), "all_access": entry.all_access, "pii": entry.pii},
         )
 
 
@@ -145,4 +147,5 @@ def bearer_principal() -> Principal:
         name=token.subject or token.client_id,
         groups=[str(g) for g in claims.get("groups", [])],
         all_access=bool(claims.get("all_access", False)),
+        pii_clearance=bool(claims.get("pii", False)),
     )

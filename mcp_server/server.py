@@ -5,7 +5,9 @@ streamable HTTP.
 at build or start-up: the store opens and models load on first use (or in a background warm-up
 thread a moment after start), so ``initialize`` and ``tools/list`` answer at once. Tool failures come
 back as ``isError`` results carrying the ``ImgragError`` text (what is wrong — what to do);
-unexpected crashes are logged to stderr and reported by type only, never as a traceback.
+unexpected crashes are logged to stderr and reported by type only, never as a traceback. Every tool
+call and resource read, rejected ones included, is recorded in the audit log before it is answered
+(``auditing``).
 
 Every client is untrusted: arguments are validated strictly against the published schemas
 (unknown ones refused), every response fits the transport's ``PayloadBudget``, a caller who is not
@@ -35,12 +37,14 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
+from starlette.applications import Starlette
 from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from imgrag import __version__
 from imgrag.indexing.app import Imgrag
-from imgrag.indexing.errors import BackendUnavailableError, ImgragError, NotFoundError
+from imgrag.indexing.audit import calling_as
+from imgrag.indexing.errors import AuditError, BackendUnavailableError, ImgragError, NotFoundError
 from imgrag.indexing.limits import (
     DEFAULT_OCR_LINES,
     HTTP_BUDGET,
@@ -62,6 +66,7 @@ from imgrag.indexing.search import SearchRequest
 from imgrag.indexing.stores.base import Filters, ImageRecord, Principal
 
 from . import paging
+from .auditing import CallRecorder, HttpAuditMiddleware, resource_name, returned_ids
 from .auth import PrincipalResolver, TokenFileVerifier
 from .tools import (
     BBoxIn,
@@ -147,9 +152,11 @@ def format_validation_error(tool: str, err: ValidationError, accepted: list[str]
 class ImgragMCP(MCPServer):
     """``MCPServer`` with strict tool arguments (``additionalProperties: false``, no coercion
     beyond what the schema says), validation errors worded for a model to fix, error texts without
-    the SDK's "Error executing tool X:" prefix, and no prompts capability (it has no prompts)."""
+    the SDK's "Error executing tool X:" prefix, no prompts capability (it has no prompts), and
+    every call and resource read recorded in the audit log before it is answered."""
 
     app: Imgrag
+    recorder: CallRecorder
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -168,6 +175,53 @@ class ImgragMCP(MCPServer):
         tool.parameters = strict.model_json_schema(by_alias=True)
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None) -> Any:  # type: ignore[override]
+        t0 = time.perf_counter()
+        known = self._tool_manager.get_tool(name) is not None
+        # an unknown tool's name is the client's free text: only its digest is kept
+        label, args = (name, arguments) if known else ("unknown", {"name": name, "arguments": arguments})
+        with calling_as(self.recorder.caller()):
+            try:
+                result = await self._call_tool(name, arguments, context)
+            except Exception as e:
+                kind = None if known else "unknown_tool"  # bad arguments: classified by their ValidationError
+                target = arguments.get("image_id") if known else None
+                await self._recorded(self.recorder.failed("tool", label, args, t0, e, kind=kind, target=target), ToolError)
+                raise
+            ids = returned_ids(getattr(result, "structured_content", None))
+            await self._recorded(self.recorder.done("tool", label, args, t0, ids), ToolError)
+            return result
+
+    async def read_resource(self, uri: Any, context: Context | None = None) -> Any:  # type: ignore[override]
+        t0 = time.perf_counter()
+        name, image_id = resource_name(uri)
+        args = {"uri": str(uri)}
+        with calling_as(self.recorder.caller()):
+            try:
+                result = await super().read_resource(uri, context)
+            except Exception as e:
+                await self._recorded(self.recorder.failed("resource", name, args, t0, e, target=image_id), ResourceError)
+                raise
+            await self._recorded(self.recorder.done("resource", name, args, t0, [image_id] if image_id else []), ResourceError)
+            return result
+
+    @staticmethod
+    async def _recorded(record: Any, error: type[Exception]) -> None:
+        """Await the audit record; if it cannot be written, the call fails with that instead (a
+        result is withheld, never handed out unrecorded)."""
+        try:
+            await record
+        except AuditError as e:
+            log.error("audit log: %s", e)
+            raise error(str(e)) from None
+
+    def streamable_http_app(self, **kwargs: Any) -> Starlette:  # type: ignore[override]
+        http = super().streamable_http_app(**kwargs)
+        http.add_middleware(HttpAuditMiddleware, recorder=self.recorder)  # outermost: sees every 401
+        return http
+
+    async def _call_tool(self, name: str, arguments: dict[str, Any], context: Context | None) -> Any:
+        """The SDK's call (arguments validated by the strict model ``add_tool`` installed), its
+        errors reworded: validation errors for a model to fix, others without the SDK's prefix."""
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as e:
@@ -310,6 +364,8 @@ def metadata_output(
         tables=tables,
         seals=rec.seals,
         dates=rec.dates,
+        has_pii=rec.has_pii,
+        pii=rec.pii,
         caption=rec.caption,
         meta=rec.meta,
         tags=rec.tags,
@@ -363,6 +419,7 @@ def build_server(
         log_level="WARNING",
     )
     mcp.app = app
+    mcp.recorder = CallRecorder(app, resolve_principal, "http" if token_verifier is not None else "stdio")
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
     async def run(name: str, work: Callable[[Principal], tuple[BaseModel, list[Any]]], render: Callable[[Any], str]) -> CallToolResult:
@@ -508,7 +565,7 @@ def build_server(
         title="Image metadata",
         description="Everything indexed about one image: source file and page, size, dpi, quality class and the "
         "preprocessing applied, OCR lines with boxes, layout blocks (title/text/table/figure...), tables as "
-        "HTML, seals, dates, caption, user metadata, tags and ACL.",
+        "HTML, seals, dates, personal data found (kind and box), caption, user metadata, tags and ACL.",
         annotations=read_only,
     )
     async def get_metadata(

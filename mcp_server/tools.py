@@ -35,7 +35,7 @@ from imgrag.indexing.limits import (
     OCR_TARGET_TEXT_PX,
     THUMB_SIDE,
 )
-from imgrag.indexing.models import DateMention, Enhancement, LayoutBlock, QualityClass, Seal, TableResult
+from imgrag.indexing.models import DateMention, Enhancement, LayoutBlock, PiiFinding, QualityClass, Seal, TableResult
 from imgrag.indexing.stores.base import Filters, Label, MetaValue
 
 StrictFloat = Annotated[float, Field(strict=True)]
@@ -254,6 +254,12 @@ class MetadataOutput(BaseModel):
     tables: list[TableResult] = Field(description="tables recognised on the page, as HTML with their boxes")
     seals: list[Seal] = Field(description="red or blue ink stamps found on the page, with boxes")
     dates: list[DateMention] = Field(description="dates found in the OCR text")
+    has_pii: bool = Field(default=False, description="personal data was found on the page (filter with filters.has_pii)")
+    pii: list[PiiFinding] = Field(
+        default_factory=list,
+        description="personal data found in the OCR lines: kind (cn_id, cn_mobile, cn_landline, bank_card, email, "
+        "passport, us_ssn, iban, phone), the text, its OCR line index and character offsets, and its estimated bbox",
+    )
     caption: str = Field(description="what the image shows, from the image embedder's labels (may be empty)")
     meta: dict[str, str] = Field(description="user metadata given at indexing")
     tags: list[str] = Field(description="tags given at indexing")

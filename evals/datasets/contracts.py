@@ -19,9 +19,9 @@ gives the same bytes, and page i is the same whatever n is.
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -33,6 +33,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pydantic import BaseModel, Field
 
 from .fonts import load_font
+from .sidecar import read_sidecar, write_sidecar
 
 W, H = 1240, 1754  # A4 at 150 dpi
 DPI = 150
@@ -827,6 +828,99 @@ def _mask_bbox(m: np.ndarray, thr: float = 0.02) -> list[int]:
     return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
 
 
+@dataclass
+class Scanned:
+    """A drawn page after :func:`scan_page`, with what was done to it."""
+
+    page: np.ndarray  # float32 (h, w, 3), 0..255, not yet clipped
+    masks: list[np.ndarray]  # the input masks, moved with the page
+    M: np.ndarray  # 3x3: drawn-page pixels -> saved-file pixels
+    ops: list[dict[str, Any]]
+    rotation: int = 0
+    skew: float = 0.0
+    blur_pad: float = 0.0
+    fmt: str = "png"
+    jpeg_q: int = 0
+
+
+def scan_page(page: np.ndarray, masks: list[np.ndarray], scan_index: int | None, rng: np.random.Generator,
+              noise_seed: Sequence[int]) -> Scanned:
+    """Make a drawn W x H page (float32 RGB) scanned-looking with the `scan_index`-th profile
+    (paper tint, skew, blur, noise, 90/180/270 rotation, JPEG); `None` leaves it clean. `masks`
+    (same size as the page) are moved along; `M` maps drawn-page boxes to the saved file's."""
+    ops: list[dict[str, Any]] = []
+    M = np.eye(3)
+    rotation, skew = 0, 0.0
+    blur_pad = 0.0
+    fmt = "png"
+    jpeg_q = 0
+    if scan_index is not None:
+        plan = _scan_plan(scan_index, rng)
+        paper = np.array([float(rng.uniform(228, 242)), float(rng.uniform(224, 238)),
+                          float(rng.uniform(210, 230))], dtype=np.float32)
+        if plan["tint"]:
+            yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+            gx, gy = float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1))
+            grad = 1.0 - 0.05 * ((xx / W - 0.5) * gx + (yy / H - 0.5) * gy)
+            page = page * (paper / 255.0)[None, None, :] * grad[..., None]
+            ops.append({"op": "paper_tint", "rgb": [round(float(v)) for v in paper]})
+        if plan["skew"]:
+            skew = plan["skew"]
+            R = cv2.getRotationMatrix2D((W / 2, H / 2), skew, 1.0)
+            page = cv2.warpAffine(page, R, (W, H), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_CONSTANT,
+                                  borderValue=tuple(float(v) for v in paper))
+            masks = [cv2.warpAffine(m, R, (W, H), flags=cv2.INTER_LINEAR) for m in masks]
+            M = np.vstack([R, [0, 0, 1]]) @ M
+            ops.append({"op": "skew", "degrees": skew})
+        if plan["blur"]:
+            sigma = plan["blur"]
+            page = cv2.GaussianBlur(page, (0, 0), sigma)
+            blur_pad = math.ceil(2 * sigma)
+            ops.append({"op": "gaussian_blur", "sigma": sigma})
+        if plan["noise"]:
+            nrng = np.random.default_rng(list(noise_seed))
+            page = page + nrng.normal(0.0, plan["noise"], page.shape).astype(np.float32)
+            ops.append({"op": "gaussian_noise", "sigma": plan["noise"]})
+        if plan["rot"]:
+            rotation = plan["rot"]
+            k = rotation // 90
+            hh, ww = page.shape[:2]
+            page = np.ascontiguousarray(np.rot90(page, k))
+            masks = [np.ascontiguousarray(np.rot90(m, k)) for m in masks]
+            # continuous coordinates, counter-clockwise turns
+            if k == 1:
+                T = np.array([[0, 1, 0], [-1, 0, ww], [0, 0, 1]], dtype=np.float64)
+            elif k == 2:
+                T = np.array([[-1, 0, ww], [0, -1, hh], [0, 0, 1]], dtype=np.float64)
+            else:
+                T = np.array([[0, -1, hh], [1, 0, 0], [0, 0, 1]], dtype=np.float64)
+            M = T @ M
+            ops.append({"op": "rotate", "degrees": rotation, "direction": "ccw"})
+        if plan["jpeg"]:
+            fmt = "jpeg"
+            jpeg_q = plan["jpeg"]
+            ops.append({"op": "jpeg", "quality": jpeg_q})
+    return Scanned(page=page, masks=masks, M=M, ops=ops, rotation=rotation, skew=skew, blur_pad=blur_pad,
+                   fmt=fmt, jpeg_q=jpeg_q)
+
+
+def encode_page(page: np.ndarray, fmt: str, jpeg_q: int = 0) -> bytes:
+    """The file bytes of a float page (PNG, or JPEG at `jpeg_q`), tagged DPI dpi."""
+    img = Image.fromarray(np.clip(np.round(page), 0, 255).astype(np.uint8), "RGB")
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        img.save(buf, "JPEG", quality=jpeg_q, dpi=(DPI, DPI))
+    else:
+        img.save(buf, "PNG", dpi=(DPI, DPI), optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def map_box(M: np.ndarray, box: Sequence[float], w: int, h: int, pad: float = 0.0) -> list[int]:
+    """A drawn-page box in the saved file's pixels (the bounding box of its moved corners)."""
+    return _clip_box(_affine_pts(M, box), w, h, pad)
+
+
 def render_contract(index: int, seed: int, lang: str, scan_index: int | None
                     ) -> tuple[bytes, ContractSpec]:
     """Render one page. `scan_index` is None for a clean page, else the ordinal among scanned pages
@@ -867,71 +961,15 @@ def render_contract(index: int, seed: int, lang: str, scan_index: int | None
                            "text": name if lang == "zh" else name.upper(), "center_text": center_text})
 
     # --- scanned-looking variants
-    ops: list[dict[str, Any]] = []
-    M = np.eye(3)
-    rotation, skew = 0, 0.0
-    blur_pad = 0.0
+    sc = scan_page(page, seal_masks, scan_index, rng, noise_seed=[seed, index, 7])
+    page, seal_masks, M, ops = sc.page, sc.masks, sc.M, sc.ops
+    rotation, skew, blur_pad, fmt = sc.rotation, sc.skew, sc.blur_pad, sc.fmt
     scanned = scan_index is not None
-    fmt = "png"
-    jpeg_q = 0
-    if scanned:
-        plan = _scan_plan(scan_index, rng)
-        paper = np.array([float(rng.uniform(228, 242)), float(rng.uniform(224, 238)),
-                          float(rng.uniform(210, 230))], dtype=np.float32)
-        if plan["tint"]:
-            yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-            gx, gy = float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1))
-            grad = 1.0 - 0.05 * ((xx / W - 0.5) * gx + (yy / H - 0.5) * gy)
-            page = page * (paper / 255.0)[None, None, :] * grad[..., None]
-            ops.append({"op": "paper_tint", "rgb": [round(float(v)) for v in paper]})
-        if plan["skew"]:
-            skew = plan["skew"]
-            R = cv2.getRotationMatrix2D((W / 2, H / 2), skew, 1.0)
-            page = cv2.warpAffine(page, R, (W, H), flags=cv2.INTER_LINEAR,
-                                  borderMode=cv2.BORDER_CONSTANT,
-                                  borderValue=tuple(float(v) for v in paper))
-            seal_masks = [cv2.warpAffine(m, R, (W, H), flags=cv2.INTER_LINEAR) for m in seal_masks]
-            M = np.vstack([R, [0, 0, 1]]) @ M
-            ops.append({"op": "skew", "degrees": skew})
-        if plan["blur"]:
-            sigma = plan["blur"]
-            page = cv2.GaussianBlur(page, (0, 0), sigma)
-            blur_pad = math.ceil(2 * sigma)
-            ops.append({"op": "gaussian_blur", "sigma": sigma})
-        if plan["noise"]:
-            nrng = np.random.default_rng([seed, index, 7])
-            page = page + nrng.normal(0.0, plan["noise"], page.shape).astype(np.float32)
-            ops.append({"op": "gaussian_noise", "sigma": plan["noise"]})
-        if plan["rot"]:
-            rotation = plan["rot"]
-            k = rotation // 90
-            hh, ww = page.shape[:2]
-            page = np.ascontiguousarray(np.rot90(page, k))
-            seal_masks = [np.ascontiguousarray(np.rot90(m, k)) for m in seal_masks]
-            # continuous coordinates, counter-clockwise turns
-            if k == 1:
-                T = np.array([[0, 1, 0], [-1, 0, ww], [0, 0, 1]], dtype=np.float64)
-            elif k == 2:
-                T = np.array([[-1, 0, ww], [0, -1, hh], [0, 0, 1]], dtype=np.float64)
-            else:
-                T = np.array([[0, -1, hh], [1, 0, 0], [0, 0, 1]], dtype=np.float64)
-            M = T @ M
-            ops.append({"op": "rotate", "degrees": rotation, "direction": "ccw"})
-        if plan["jpeg"]:
-            fmt = "jpeg"
-            jpeg_q = plan["jpeg"]
-            ops.append({"op": "jpeg", "quality": jpeg_q})
-    arr = np.clip(np.round(page), 0, 255).astype(np.uint8)
-    hh, ww = arr.shape[:2]
-    img = Image.fromarray(arr, "RGB")
-    buf = io.BytesIO()
-    if fmt == "jpeg":
-        img.save(buf, "JPEG", quality=jpeg_q, dpi=(DPI, DPI))
-    else:
-        img.save(buf, "PNG", dpi=(DPI, DPI), optimize=False, compress_level=6)
+    data = encode_page(page, fmt, sc.jpeg_q)
+    hh, ww = page.shape[:2]
 
     def tb(b: TextBox) -> TextBox:
-        return b.model_copy(update={"bbox": _clip_box(_affine_pts(M, b.bbox), ww, hh)})
+        return b.model_copy(update={"bbox": map_box(M, b.bbox, ww, hh)})
 
     seals = []
     for meta, m in zip(seals_meta, seal_masks, strict=True):
@@ -987,7 +1025,7 @@ def render_contract(index: int, seed: int, lang: str, scan_index: int | None
         variant_ops=ops, rotation=rotation, skew_deg=skew, clauses=g["clauses"], fields=fields, lines=lines,
         qa=qa,
     )
-    return buf.getvalue(), spec
+    return data, spec
 
 
 def _scan_schedule(n: int, ratio: float, n_langs: int) -> list[int | None]:
@@ -1034,18 +1072,10 @@ def make_contracts(out_dir: str | Path, n: int, seed: int = 0, variants: bool = 
         (out / spec.file).write_bytes(data)
         specs.append(spec)
     if sidecar is not None:
-        sc = Path(sidecar)
-        sc = sc if sc.is_absolute() else out / sc
-        sc.parent.mkdir(parents=True, exist_ok=True)
-        with sc.open("w", encoding="utf-8") as fh:
-            for s in specs:
-                fh.write(json.dumps(s.model_dump(mode="json"), ensure_ascii=False) + "\n")
+        write_sidecar(out, sidecar, specs)
     return specs
 
 
 def read_contracts(path: str | Path) -> list[ContractSpec]:
     """Read a contracts.jsonl sidecar (or the folder holding one) back into specs."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / SIDECAR
-    return [ContractSpec.model_validate_json(line) for line in p.read_text("utf-8").splitlines() if line]
+    return read_sidecar(path, SIDECAR, ContractSpec)

@@ -14,7 +14,6 @@ is exercised.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -24,6 +23,8 @@ from typing import Literal
 
 from PIL import Image
 from pydantic import BaseModel
+
+from .sidecar import read_sidecar, write_sidecar
 
 SIDECAR = "docpages.jsonl"
 
@@ -223,17 +224,9 @@ def make_doc_pages(out_dir: str | Path, max_pages_per_pdf: int, dpi: int = 100, 
                                package=package, page=start, pages=end - start + 1,
                                text=_norm("\n".join(_page_texts(pdf, start, end)))))
     if sidecar is not None:
-        sc = Path(sidecar)
-        sc = sc if sc.is_absolute() else out / sc
-        sc.parent.mkdir(parents=True, exist_ok=True)
-        with sc.open("w", encoding="utf-8") as fh:
-            for r in records:
-                fh.write(json.dumps(r.model_dump(mode="json"), ensure_ascii=False) + "\n")
+        write_sidecar(out, sidecar, records)
     return files
 
 
 def read_doc_pages(path: str | Path) -> list[DocPage]:
-    p = Path(path)
-    if p.is_dir():
-        p = p / SIDECAR
-    return [DocPage.model_validate_json(line) for line in p.read_text("utf-8").splitlines() if line]
+    return read_sidecar(path, SIDECAR, DocPage)

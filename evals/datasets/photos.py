@@ -15,7 +15,6 @@ stored and upright sizes and the EXIF orientation. Output is byte-for-byte repro
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
+
+from .sidecar import read_sidecar, write_sidecar
 
 SIDECAR = "photos.jsonl"
 EXIF_ORIENTATION_TAG = 0x0112
@@ -176,17 +177,9 @@ def make_photos(out_dir: str | Path, names: Sequence[str] | None = None, extras:
               _record("rocket_exif6.jpg", ["rocket"], "jpeg", stored, orientation=6, upright=upright))
 
     if sidecar is not None:
-        sc = Path(sidecar)
-        sc = sc if sc.is_absolute() else out / sc
-        sc.parent.mkdir(parents=True, exist_ok=True)
-        with sc.open("w", encoding="utf-8") as fh:
-            for r in records:
-                fh.write(json.dumps(r.model_dump(mode="json"), ensure_ascii=False) + "\n")
+        write_sidecar(out, sidecar, records)
     return files
 
 
 def read_photos(path: str | Path) -> list[PhotoRecord]:
-    p = Path(path)
-    if p.is_dir():
-        p = p / SIDECAR
-    return [PhotoRecord.model_validate_json(line) for line in p.read_text("utf-8").splitlines() if line]
+    return read_sidecar(path, SIDECAR, PhotoRecord)

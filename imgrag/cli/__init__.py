@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import index, search, ask, align, serve, eval  # noqa: F401  (registration order = help order)
+from . import index, search, ask, align, serve, audit, eval  # noqa: F401  (registration order = help order)
 from .common import app
 
 

@@ -45,7 +45,7 @@ def ask(
             raise ImgragError("--token without --server", "pass --server http://HOST:PORT/mcp, or drop --token for the local stdio server")
         filters = parse_filters(filter_).model_dump(mode="json", exclude_defaults=True)
         config = AgentConfig(k=k, filters=filters)
-        llm_config = None if no_llm else LLMConfig.from_env()
+        llm_config = None if no_llm else LLMConfig.from_settings()
         server_obj = None
         if in_process:
             from imgrag.mcp_server.auth import fixed_principal

@@ -12,13 +12,42 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from imgrag.indexing.errors import ImgragError
 
 
+class OneLineErrors(TyperGroup):
+    """Usage errors of every command (a bad ``-k``, ``--workers 0``, ``rollback abc``, an unknown
+    option) print one line naming the problem and where to look, and exit 2, like every other error
+    a user can cause; click's usage box is for nobody's terminal log."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.TyperException as e:  # typer's own click: UsageError, BadParameter, NoSuchOption, ...
+            code = int(getattr(e, "exit_code", 2))
+            if type(e).__name__ == "NoArgsIsHelpError":  # the help was printed already
+                sys.exit(code)
+            ctx = getattr(e, "ctx", None)
+            where = f" — see `{ctx.command_path} --help`" if ctx is not None else ""
+            message = " ".join(str(getattr(e, "format_message", e.__str__)()).split())
+            err.print(f"[bold red]error:[/] {escape(message + where)}", highlight=False, soft_wrap=True)
+            sys.exit(code)
+        except typer.Abort:
+            err.print("[bold red]aborted[/]", highlight=False)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="imgrag",
+    cls=OneLineErrors,
     help="Multimodal RAG over image collections: index, search, ask, and serve over MCP.",
     no_args_is_help=True,
     add_completion=False,
@@ -39,10 +68,20 @@ err = console(stderr=True)
 
 
 def fail(e: Exception) -> NoReturn:
-    if os.environ.get("IMGRAG_DEBUG"):
+    if _debug():
         raise e
-    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def _debug() -> bool:
+    """``IMGRAG_DEBUG``; off when the settings themselves are what failed (that error is one line)."""
+    from imgrag.indexing.config import get_settings
+
+    try:
+        return get_settings().debug
+    except ImgragError:
+        return False
 
 
 def facade() -> Any:
@@ -74,9 +113,19 @@ def kv(pairs: list[str] | None, what: str) -> dict[str, str]:
     return result
 
 
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+
+
+def _flag(key: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE or v in _FALSE:
+        return v in _TRUE
+    raise ImgragError(f"--filter {key}={value} is not true or false", f"write --filter {key}=true or --filter {key}=false")
+
+
 def parse_filters(pairs: list[str] | None) -> Any:
     """``--filter`` pairs → Filters. Known keys: date_from, date_to, year, quality, tag, path,
-    doc, seal; anything else is a user metadata key."""
+    doc, seal, pii; anything else is a user metadata key."""
     from imgrag.indexing.stores.base import Filters
 
     data: dict[str, Any] = {"meta": {}}
@@ -96,15 +145,20 @@ def parse_filters(pairs: list[str] | None) -> Any:
             elif k == "doc":
                 data["doc_id"] = v
             elif k == "seal":
-                data["has_seal"] = v.lower() in ("1", "true", "yes")
+                data["has_seal"] = _flag(k, v)
+            elif k == "pii":
+                data["has_pii"] = _flag(k, v)
             else:
                 data["meta"][k] = v
         except ValueError as e:
             raise ImgragError(f"--filter {k}={v}: {e}", "dates are YYYY-MM-DD, year is a number") from e
     try:
         return Filters.model_validate(data)
-    except Exception as e:
-        raise ImgragError(f"bad --filter: {e}", "quality is one of born_digital, scanned, handwritten, photo") from e
+    except ValidationError as e:
+        bad = "; ".join(f"{er['loc'][0]}={er.get('input')!r}: {er['msg']}" for er in e.errors())
+        raise ImgragError(
+            f"bad --filter {bad}", "quality is any of born_digital, scanned, handwritten, photo (comma-separated)"
+        ) from e
 
 
 AsUser = Annotated[str | None, typer.Option("--as", help="act as this principal (ACL); default IMGRAG_PRINCIPAL")]
@@ -118,8 +172,10 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log to s
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from imgrag.indexing.audit import Caller, set_caller
     from imgrag.indexing.config import get_settings
 
+    set_caller(Caller(transport="cli"))  # the audit log names writes made from here (serve's calls name their own)
     try:
         get_settings()  # a bad IMGRAG_* value: one line naming it, before any command starts
     except ImgragError as e:

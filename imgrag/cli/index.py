@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -57,13 +58,13 @@ def index(
                 elif event == "file":
                     bar.update(task, advance=1 if bar.tasks[0].completed or data else 0)
                 elif event == "fail":
-                    err.print(f"[yellow]skipped[/] {data['path']}: {data['reason']}", highlight=False, soft_wrap=True)
+                    err.print(f"[yellow]skipped[/] {escape(data['path'])}: {escape(data['reason'])}", highlight=False, soft_wrap=True)
 
             summary = ig.index([str(p) for p in paths], opts, progress)
     except ImgragError as e:
         fail(e)
     if as_json:
-        print(summary.model_dump_json(indent=2, exclude={"indexed_ids"}))
+        print(summary.model_dump_json(indent=2, exclude={"indexed_ids", "updated_ids"}))
     else:
         out.print(
             f"indexed [bold]{summary.indexed}[/] pages · unchanged {summary.unchanged} · "
@@ -71,10 +72,9 @@ def index(
             f"updated metadata {summary.updated_metadata} · failed {len(summary.failed)} "
             f"· {summary.seconds:.1f}s" + (f" · version {summary.version}" if summary.version else "")
         )
-        for f in summary.failed:
-            out.print(f"  [red]failed[/] {f.path}: {f.reason}", highlight=False, soft_wrap=True)
+    # each failure was printed once on stderr as it happened ("skipped PATH: reason — hint")
     if summary.failed and not (summary.indexed or summary.unchanged or summary.duplicates or summary.updated_metadata):
-        raise typer.Exit(1)
+        raise typer.Exit(2)  # nothing could be indexed: a user error, like every other (docs/robustness.md)
 
 
 
@@ -139,7 +139,7 @@ def rollback(version: Annotated[int, typer.Argument(help="version number from `i
 
 @app.command()
 def stats(as_user: AsUser = None, group: Groups = None) -> None:
-    """Counts by quality class and format, the models and the current version."""
+    """Counts by quality class and format, pages with personal data by kind, the models and the current version."""
     try:
         st = facade().stats(principal(as_user, group))
     except ImgragError as e:

@@ -18,7 +18,7 @@ from .common import AsUser, Groups, app, facade, fail, out, parse_filters, princ
 def search(
     query: Annotated[str | None, typer.Argument(help="text query (Chinese or English)")] = None,
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="number of hits")] = 10,
-    filter_: Annotated[list[str] | None, typer.Option("--filter", help="key=value: year, date_from, date_to, quality, tag, path, doc, seal, or a metadata key")] = None,
+    filter_: Annotated[list[str] | None, typer.Option("--filter", help="key=value: year, date_from, date_to, quality, tag, path, doc, seal, pii (true/false), or a metadata key")] = None,
     mode: Annotated[str, typer.Option("--mode", help="hybrid | vector | keyword")] = "hybrid",
     similar_to: Annotated[str | None, typer.Option("--like", help="image id: visually similar images")] = None,
     no_rerank: Annotated[bool, typer.Option("--no-rerank", help="skip the region re-rank")] = False,

@@ -48,6 +48,7 @@ def serve(
             err.print(f"imgrag MCP server on http://{host}:{port}/mcp (bearer tokens from {tokens})", highlight=False)
         else:
             mcp = build_server(Imgrag(index_roots=roots), fixed_principal(principal(as_user, group)), allow_write=allow_write)
+        mcp.app.audit.check()  # a log it cannot write would refuse every call: say so now
         if warm_up:
             start_warm_up(mcp.app)
         if http:

@@ -51,9 +51,10 @@ PREPROCESS_ID = "bicubic256-center224-pm1"
 
 
 def default_cache_dir() -> Path:
-    """``$IMGRAG_HOME/cache`` if set, else ``~/.cache/imgrag``."""
-    home = os.environ.get("IMGRAG_HOME")
-    return Path(home) / "cache" if home else Path.home() / ".cache" / "imgrag"
+    """The settings' cache folder (``$IMGRAG_HOME/cache``), as every other cache."""
+    from ..config import get_settings
+
+    return get_settings().cache_dir
 
 
 @cache

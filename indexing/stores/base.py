@@ -8,15 +8,19 @@ never applied afterwards.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import date, datetime
 from collections.abc import Callable
 from typing import Annotated, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field, model_validator
 
 from ..limits import MAX_FILTER_IDS, MAX_ID_CHARS, MAX_LABEL_CHARS, MAX_META, MAX_META_VALUE_CHARS, MAX_PATH_CHARS, MAX_TAGS
-from ..models import BBox, DateMention, Enhancement, LayoutBlock, OcrLine, QualityClass, Seal, TableResult
+from ..models import (
+    BBox, DateMention, Enhancement, LayoutBlock, OcrLine, PiiFinding, PiiKind, QualityClass, Seal, TableResult,
+)
+from ..text import normalize
 
 
 Label = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LABEL_CHARS)]
@@ -31,6 +35,12 @@ class Principal(BaseModel):
     name: str | None = None
     groups: list[str] = Field(default_factory=list)
     all_access: bool = False
+    pii_clearance: bool = Field(default=False, description="may see personal data unmasked (operators always may)")
+
+    @property
+    def sees_pii(self) -> bool:
+        """Whether texts and pixels go to this principal unredacted (see :mod:`indexing.pii`)."""
+        return self.all_access or self.pii_clearance
 
     def tokens(self) -> list[str]:
         return [t for t in [self.name, *self.groups] if t]
@@ -66,6 +76,10 @@ class Filters(BaseModel):
         description="pages of this source file only (doc_id from a hit or get_metadata)",
     )
     has_seal: bool | None = Field(default=None, strict=True, description="true: pages with a detected seal; false: without")
+    has_pii: bool | None = Field(
+        default=None, strict=True,
+        description="true: pages where personal data (ID, phone, card, e-mail, ...) was found; false: none",
+    )
     image_ids: list[Identifier] | None = Field(
         default=None, max_length=MAX_FILTER_IDS, description=f"restrict to these ids (at most {MAX_FILTER_IDS})"
     )
@@ -103,6 +117,7 @@ class ImageRecord(BaseModel):
     tables: list[TableResult] = Field(default_factory=list)
     seals: list[Seal] = Field(default_factory=list)
     dates: list[DateMention] = Field(default_factory=list)
+    pii: list[PiiFinding] = Field(default_factory=list)
     caption: str = ""
     meta: dict[str, str] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
@@ -110,6 +125,18 @@ class ImageRecord(BaseModel):
     deleted: bool = False
     indexed_at: datetime
     models: dict[str, str] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def has_pii(self) -> bool:
+        return bool(self.pii)
+
+
+def fts_source(rec: ImageRecord) -> str:
+    """What BM25 indexes for a page on every backend: OCR text, caption, tags and metadata values,
+    normalised. Elasticsearch analyses it with its analyser; LanceDB, which has no CJK analyser,
+    stores its :func:`~indexing.text.fts_text` tokens."""
+    return normalize(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.meta.values()]))
 
 
 class ImageVectors(BaseModel):
@@ -134,6 +161,7 @@ class RegionRecord(BaseModel):
     label: str
     bbox: BBox
     text: str = ""
+    pii_kinds: list[PiiKind] = Field(default_factory=list)  # personal data inside this text region
     vector: np.ndarray  # joint space for tiles, text space for blocks/lines
 
 
@@ -275,6 +303,8 @@ class Stats(BaseModel):
     regions: int
     by_quality: dict[str, int]
     by_format: dict[str, int]
+    pii_pages: int = 0  # pages with personal data found
+    pii_by_kind: dict[str, int] = Field(default_factory=dict)  # pages holding each kind
     version: int | None
     spaces: ModelSpaces | None
 
@@ -295,6 +325,7 @@ class RegionHit(BaseModel):
     bbox: BBox
     text: str
     score: float
+    pii_kinds: list[PiiKind] = Field(default_factory=list)
 
 
 @runtime_checkable
@@ -372,6 +403,21 @@ class IndexStore(Protocol):
 
     def commit(self, op: str, summary: dict[str, int | str]) -> Version:
         """Record a logical version after a write operation."""
+
+    def writer(self) -> AbstractContextManager[None]:
+        """Hold the index for one whole write operation (read what is there, change it, commit).
+
+        On entry, first :meth:`recover`. The embedded store lets one process write at a time and
+        refuses another (ImgragError naming the holder); Elasticsearch has no cross-process lock.
+        Changes made inside the block that no :meth:`commit` recorded when it ends (it raised) are
+        recorded as version ``interrupted``, so every change that stays visible has a version.
+        """
+
+    def recover(self) -> Version | None:
+        """Record, as version ``recovered``, changes a writer that is gone (killed) left without a
+        version, so ``versions`` lists them and ``rollback`` undoes them; ``None`` if there are
+        none. When no version existed yet, version 0 (the empty index) is recorded first, so
+        ``rollback 0`` undoes even an interrupted first run."""
 
     def versions(self) -> list[Version]: ...
 

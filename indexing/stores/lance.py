@@ -7,21 +7,25 @@ table versions recorded in ``versions.jsonl``; rollback restores both tables tog
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import threading
+import warnings
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
-from ..analysis import fts_text
-from ..detectors import date_filter_tokens, date_tokens
 from ..errors import BackendUnavailableError, ImgragError
 from ..limits import MAX_FILTER_IDS
+from ..text import date_filter_tokens, date_tokens, fts_text
 from .base import (
     Filters,
     ImageRecord,
@@ -39,7 +43,9 @@ from .base import (
     VectorField,
     check_same_base_spaces,
     check_same_spaces,
+    fts_source,
 )
+from .locking import Journal, WriterLock
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,33 @@ _VEC_COLUMN: dict[VectorField, str] = {"image": "img_vec", "feature": "feat_vec"
 _ANN_COLUMNS = {IMAGES: ("img_vec", "feat_vec", "text_vec"), REGIONS: ()}
 _KEEP_VERSIONS = timedelta(days=365 * 100)  # optimize() must never clean up versions rollback needs
 _ANN_NPROBES, _ANN_REFINE, _ANN_EF = 20, 10, 400  # recall@10 0.88 -> ~0.99 vs ef 100 / refine 4 (10k pages)
+
+
+T = TypeVar("T")
+
+
+def _stale_read(e: Exception) -> bool:
+    """A data file gone under a reader: another process's purge cleaned up the version it had open."""
+    text = str(e)
+    return "Not found" in text and ".lance" in text
+
+
+def _fresh_reads(fn: Callable[..., T]) -> Callable[..., T]:
+    """Retry a read once on the latest table versions after a purge in another process removed the
+    files of the version this one had open (LanceDB's documented failure for concurrent readers)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: LanceStore, *args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(self, *args, **kwargs)
+        except Exception as e:
+            if not _stale_read(e) or self._images is None:
+                raise
+            log.info("re-reading the index after a purge in another process (%s)", e)
+            self._refresh_tables()
+            return fn(self, *args, **kwargs)
+
+    return wrapper
 
 
 def _lit(value: str) -> str:
@@ -86,6 +119,8 @@ def where_clause(filters: Filters, principal: Principal) -> str:
         parts.append(f"doc_id = {_lit(filters.doc_id)}")
     if filters.has_seal is not None:
         parts.append(f"has_seal = {'true' if filters.has_seal else 'false'}")
+    if filters.has_pii is not None:
+        parts.append(f"has_pii = {'true' if filters.has_pii else 'false'}")
     if filters.image_ids is not None:
         parts.append(f"image_id IN ({_lits(filters.image_ids)})" if filters.image_ids else "false")
     return " AND ".join(parts)
@@ -104,6 +139,7 @@ def _filter_fields(rec: ImageRecord) -> dict[str, Any]:
         "meta_kv": [f"{k}={v}" for k, v in sorted(rec.meta.items())],
         "date_tokens": tokens,
         "has_seal": bool(rec.seals),
+        "has_pii": bool(rec.pii),
     }
 
 
@@ -120,12 +156,16 @@ def _filter_schema() -> list[pa.Field]:
         pa.field("meta_kv", strings),
         pa.field("date_tokens", strings),
         pa.field("has_seal", pa.bool_()),
+        pa.field("has_pii", pa.bool_()),
     ]
 
 
-def _image_fts(rec: ImageRecord) -> str:
-    """What BM25 sees for a page: OCR text, caption, tags and metadata values."""
-    return fts_text(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.meta.values()]))
+# Columns added after the first release: the SQL value older rows get, or a field (all null) for a
+# list column, read back as empty. See LanceStore._upgrade.
+_ADDED_COLUMNS: dict[str, dict[str, str | pa.Field]] = {
+    IMAGES: {"has_pii": "false"},
+    REGIONS: {"has_pii": "false", "pii_kinds": pa.field("pii_kinds", pa.list_(pa.string()))},
+}
 
 
 def _unit(dim: int) -> list[float]:
@@ -135,7 +175,10 @@ def _unit(dim: int) -> list[float]:
 
 
 class LanceStore:
-    """:class:`~indexing.stores.base.IndexStore` on LanceDB; safe for one writer process at a time."""
+    """:class:`~indexing.stores.base.IndexStore` on LanceDB. Any number of reader processes; one
+    writer process at a time, enforced by an exclusive lock (``writer.lock``) that a second writer
+    is refused with a message naming the first. Changes that no version records when their writer
+    dies are recorded as a version when the index is next opened (see :mod:`.locking`)."""
 
     backend = "lancedb"
 
@@ -153,10 +196,13 @@ class LanceStore:
             raise BackendUnavailableError(
                 f"cannot open the index at {self.path} ({e})", "check IMGRAG_HOME and its permissions"
             ) from e
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._images: Any = None
         self._regions: Any = None
+        self._writer = WriterLock(self.path / "writer.lock", self.path)
+        self._journal = Journal(self.path / "pending.json")
         self._open_tables()
+        self._recover_at_open()
 
     # -- tables -----------------------------------------------------------------
     def _open_tables(self) -> None:
@@ -164,6 +210,122 @@ class LanceStore:
         if IMAGES in names and REGIONS in names:
             self._images = self.db.open_table(IMAGES)
             self._regions = self.db.open_table(REGIONS)
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Add the columns an index built by an older imgrag lacks (pages indexed then have no PII
+        findings: re-index them to scan them)."""
+        for name, table in ((IMAGES, self._images), (REGIONS, self._regions)):
+            have = set(table.schema.names)
+            missing = {c: v for c, v in _ADDED_COLUMNS[name].items() if c not in have}
+            if not missing:
+                continue
+            try:
+                for column, value in missing.items():
+                    table.add_columns(value if isinstance(value, pa.Field) else {column: value})
+                log.info("added column(s) %s to the %s table", ", ".join(missing), name)
+            except Exception as e:  # another process upgrading at the same time, a read-only index
+                log.warning("could not add column(s) %s to the %s table: %s", ", ".join(missing), name, e)
+
+    def _refresh_tables(self) -> None:
+        for table in (self._images, self._regions):
+            if table is not None:
+                table.checkout_latest()
+
+    def _table_versions(self) -> dict[str, int]:
+        return {IMAGES: self._images.version, REGIONS: self._regions.version}
+
+    # -- one writer, and no change without a version ------------------------------------------
+    def _acquire(self) -> tuple[bool, Version | None]:
+        """Take (or deepen) the writer lock; on taking it, first record what a dead writer left."""
+        fresh = self._writer.acquire()
+        if not fresh:
+            return False, None
+        try:
+            self._refresh_tables()
+            return True, self._recover_locked()
+        except BaseException:
+            self._writer.release()
+            raise
+
+    @contextmanager
+    def _writer_lock_only(self) -> Iterator[None]:
+        self._acquire()
+        try:
+            yield
+        finally:
+            self._writer.release()
+
+    @contextmanager
+    def writer(self) -> Iterator[None]:
+        """Hold the index for one whole operation (an index run; a delete and its commit): another
+        process that tries to write meanwhile gets an ImgragError naming this one. Changes left
+        without a version when the block ends (it raised) are recorded as version "interrupted"."""
+        fresh, _ = self._acquire()
+        try:
+            yield
+        finally:
+            try:
+                if fresh and self._uncommitted():
+                    self._commit_locked("interrupted", {"reason": "the operation stopped before it recorded a version"})
+            finally:
+                self._writer.release()
+
+    @contextmanager
+    def _change(self) -> Iterator[None]:
+        """Around every change: the writer lock, and the journal noted before the first change."""
+        with self._writer_lock_only():
+            if self._images is not None:
+                self._journal.note({"tables": self._table_versions()})
+            yield
+
+    def _uncommitted(self) -> bool:
+        entry = self._journal.read()
+        return entry is not None and entry.get("token") == self._journal.token
+
+    def recover(self) -> Version | None:
+        fresh, recovered = self._acquire()
+        try:
+            return recovered if fresh else self._recover_locked()
+        finally:
+            self._writer.release()
+
+    def _recover_locked(self) -> Version | None:
+        """With the lock held: record the changes of a writer that died before its version."""
+        entry = self._journal.orphaned()
+        if entry is None or self._images is None:
+            return None
+        entries = self._log_entries()
+        if entries and entries[-1]["tables"] == self._table_versions():
+            self._journal.clear()  # it died after recording its version, before removing the note
+            return None
+        before = (entry.get("before") or {}).get("tables")
+        if not entries and before:
+            # The very first run died: version 0 is the empty index, so `imgrag rollback 0` undoes it.
+            self._append_log(Version(version=0, time=datetime.now(timezone.utc), op="empty", spaces=self.spaces()), before)
+        log.warning("recording changes of an imgrag process that stopped before it finished (pid %s)", entry.get("pid"))
+        return self._commit_locked(
+            "recovered",
+            {"reason": "a writer stopped before it recorded a version", "pid": str(entry.get("pid", "?")),
+             "since": str(entry.get("since", "?"))[:19]},
+        )
+
+    def _recover_at_open(self) -> None:
+        """An orphaned journal is recorded at once if no writer runs now; readers never fail on it."""
+        if self._images is None or not self._journal.path.exists():
+            return
+        try:
+            if not self._writer.try_acquire():
+                return
+        except Exception:
+            return
+        try:
+            self._refresh_tables()
+            self._recover_locked()
+        except Exception as e:  # a read-only index, say: the next writer records it
+            log.warning("could not record an interrupted run's changes at %s (%s)", self.path, e)
+        finally:
+            self._writer.release()
 
     def _ready(self) -> bool:
         """Whether the tables exist; re-looks for them, as another process may have created them since."""
@@ -211,15 +373,16 @@ class LanceStore:
                 pa.field("label", pa.string()),
                 pa.field("bbox", pa.list_(pa.float32(), 4)),
                 pa.field("text", pa.string()),
+                pa.field("pii_kinds", strings),
                 pa.field("fts", pa.string()),
                 pa.field("tile_vec", pa.list_(pa.float32(), spaces.image_dim)),
                 pa.field("text_vec", pa.list_(pa.float32(), spaces.text_dim)),
             ]
         )
-        del strings
-        self._images = self.db.create_table(IMAGES, schema=images_schema, exist_ok=True)
-        self._regions = self.db.create_table(REGIONS, schema=regions_schema, exist_ok=True)
-        self._meta_path.write_text(spaces.model_dump_json(indent=2))
+        with self._writer_lock_only():
+            self._images = self.db.create_table(IMAGES, schema=images_schema, exist_ok=True)
+            self._regions = self.db.create_table(REGIONS, schema=regions_schema, exist_ok=True)
+            self._meta_path.write_text(spaces.model_dump_json(indent=2))
 
     def _need_tables(self) -> bool:
         return self._images is not None
@@ -241,7 +404,7 @@ class LanceStore:
                 {
                     **common,
                     "page": rec.page,
-                    "fts": _image_fts(rec),
+                    "fts": fts_text(fts_source(rec)),
                     "record": rec.model_dump_json(),
                     "img_vec": it.vectors.image.astype(np.float32).tolist(),
                     "feat_vec": it.vectors.feature.astype(np.float32).tolist(),
@@ -258,12 +421,13 @@ class LanceStore:
                         "label": r.label,
                         "bbox": [float(x) for x in r.bbox],
                         "text": r.text,
+                        "pii_kinds": list(r.pii_kinds),
                         "fts": fts_text(r.text),
                         "tile_vec": r.vector.astype(np.float32).tolist() if is_tile else _unit(spaces.image_dim),
                         "text_vec": _unit(spaces.text_dim) if is_tile else r.vector.astype(np.float32).tolist(),
                     }
                 )
-        with self._lock:
+        with self._change(), self._lock:
             # Regions first, the image row last: a page without its image row is not "live", so an
             # interrupted run re-indexes it and its half-written regions are replaced here.
             self._regions.delete(f"image_id IN ({_lits(ids)})")
@@ -281,7 +445,7 @@ class LanceStore:
             return 0
         ids = list(dict.fromkeys(image_ids))
         changed = 0
-        with self._lock:
+        with self._change(), self._lock:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
                 # Whole rows (vectors included): merge_insert replaces a matched row as a whole.
@@ -299,7 +463,7 @@ class LanceStore:
                         continue
                     fields = {k: v for k, v in _filter_fields(rec).items() if k in ("acl", "tags", "meta_kv")}
                     new_fields[rec.image_id] = fields
-                    rows.append({**row, **fields, "fts": _image_fts(rec), "record": rec.model_dump_json()})
+                    rows.append({**row, **fields, "fts": fts_text(fts_source(rec)), "record": rec.model_dump_json()})
                 if not rows:
                     continue
                 where = f"image_id IN ({_lits(list(new_fields))})"
@@ -330,7 +494,7 @@ class LanceStore:
             raise ImgragError("the index is empty: nothing to re-embed", "index some images first")
         check_same_base_spaces(current, spaces)
         out = ImageSpaceReplaced()
-        with self._lock:
+        with self._change(), self._lock:
             images = self._images.to_arrow()
             regions = self._regions.to_arrow()
             records = [
@@ -375,9 +539,10 @@ class LanceStore:
         if not image_ids or not self._ready():
             return 0
         where = f"deleted = false AND image_id IN ({_lits(image_ids)})"
-        with self._lock:
+        with self._writer_lock_only(), self._lock:
             n = self._images.count_rows(where)
             if n:
+                self._journal.note({"tables": self._table_versions()})
                 self._images.update(where=where, values={"deleted": True})
                 self._regions.update(where=where, values={"deleted": True})
         return n
@@ -385,15 +550,19 @@ class LanceStore:
     def purge(self) -> int:
         if not self._ready():
             return 0
-        with self._lock:
+        with self._writer_lock_only(), self._lock:
             n = self._images.count_rows("deleted = true")
             if n:
+                self._journal.note({"tables": self._table_versions()})
                 self._images.delete("deleted = true")
                 self._regions.delete("deleted = true")
                 # Purge is an erasure (GDPR / PIPL): drop the old table versions that still hold
-                # the rows, and refuse rollbacks to logical versions recorded before it.
-                for table in (self._images, self._regions):
-                    table.optimize(cleanup_older_than=timedelta(0))
+                # the rows, and refuse rollbacks to logical versions recorded before it. LanceDB
+                # warns that a concurrent reader of an old version fails: ours re-read (_fresh_reads).
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=r"optimize\(cleanup_older_than=0\)")
+                    for table in (self._images, self._regions):
+                        table.optimize(cleanup_older_than=timedelta(0))
                 entries = self._log_entries()
                 floor = (entries[-1]["version"]["version"] + 1) if entries else 1
                 self._purge_path.write_text(json.dumps({"restorable_from": floor}))
@@ -409,6 +578,7 @@ class LanceStore:
         return int(json.loads(self._purge_path.read_text())["restorable_from"])
 
     # -- reads ------------------------------------------------------------------
+    @_fresh_reads
     def _records(self, where: str, limit: int, offset: int = 0) -> list[ImageRecord]:
         if not self._ready():
             return []
@@ -417,6 +587,7 @@ class LanceStore:
             q = q.offset(offset)
         return [ImageRecord.model_validate_json(r["record"]) for r in q.to_list()]
 
+    @_fresh_reads
     def live_ids(self, image_ids: list[str]) -> set[str]:
         if not image_ids or not self._ready():
             return set()
@@ -429,6 +600,7 @@ class LanceStore:
         )
         return {r["image_id"] for r in rows}
 
+    @_fresh_reads
     def live_ids_for_path(self, path: str) -> dict[str, str]:
         if not self._ready():
             return {}
@@ -455,6 +627,7 @@ class LanceStore:
             out.update((r.image_id, r) for r in self._records(where_clause(Filters(image_ids=chunk), principal), len(chunk)))
         return out
 
+    @_fresh_reads
     def get_vectors(self, image_id: str, principal: Principal) -> ImageVectors | None:
         if not self._ready():
             return None
@@ -479,11 +652,13 @@ class LanceStore:
     ) -> list[ImageRecord]:
         return self._records(where_clause(filters, principal), limit, offset)
 
+    @_fresh_reads
     def count(self, principal: Principal, filters: Filters) -> int:
         if not self._ready():
             return 0
         return self._images.count_rows(where_clause(filters, principal))
 
+    @_fresh_reads
     def knn(
         self, field: VectorField, vector: np.ndarray, k: int, filters: Filters, principal: Principal
     ) -> list[RouteHit]:
@@ -505,7 +680,7 @@ class LanceStore:
             return
         from lancedb.index import FTS
 
-        # `fts` holds pre-tokenised text (indexing.analysis.fts_text): split on whitespace, nothing else
+        # `fts` holds pre-tokenised text (indexing.text.fts_text): split on whitespace, nothing else
         config = FTS(
             base_tokenizer="whitespace",
             lower_case=False,
@@ -553,6 +728,7 @@ class LanceStore:
             .refine_factor(_ANN_REFINE)
         )
 
+    @_fresh_reads
     def bm25(self, query: str, k: int, filters: Filters, principal: Principal) -> list[RouteHit]:
         q = fts_text(query)
         if not self._ready() or not q:
@@ -569,6 +745,7 @@ class LanceStore:
         )
         return [RouteHit(image_id=r["image_id"], score=float(r["_score"])) for r in rows]
 
+    @_fresh_reads
     def knn_regions(
         self,
         kind: Literal["tile", "text"],
@@ -584,7 +761,7 @@ class LanceStore:
         rows = (
             self._vector_search(self._regions, vector, column, k)
             .where(f"{kinds} AND {where_clause(filters, principal)}", prefilter=True)
-            .select(["region_id", "image_id", "kind", "label", "bbox", "text", "_distance"])
+            .select(["region_id", "image_id", "kind", "label", "bbox", "text", "pii_kinds", "_distance"])
             .limit(k)
             .to_list()
         )
@@ -600,20 +777,23 @@ class LanceStore:
             bbox=tuple(float(x) for x in r["bbox"]),  # type: ignore[arg-type]
             text=r["text"],
             score=score,
+            pii_kinds=r.get("pii_kinds") or [],
         )
 
+    @_fresh_reads
     def regions_of(self, image_ids: list[str]) -> list[RegionHit]:
         if not image_ids or not self._ready():
             return []
         rows = (
             self._regions.search()
             .where(f"deleted = false AND image_id IN ({_lits(image_ids)})")
-            .select(["region_id", "image_id", "kind", "label", "bbox", "text"])
+            .select(["region_id", "image_id", "kind", "label", "bbox", "text", "pii_kinds"])
             .limit(200 * len(image_ids) + 100)
             .to_list()
         )
         return [self._region_hit(r, 0.0) for r in rows]
 
+    @_fresh_reads
     def region_vectors(self, region_ids: list[str]) -> dict[str, np.ndarray]:
         """Vectors of the given regions (tile → joint space, text → text space), for re-ranking."""
         if not region_ids or not self._ready():
@@ -630,6 +810,7 @@ class LanceStore:
             for r in rows
         }
 
+    @_fresh_reads
     def stats(self, principal: Principal) -> Stats:
         versions = self.versions()
         if not self._ready():
@@ -640,8 +821,14 @@ class LanceStore:
         where = where_clause(Filters(), principal)
         tbl = self._images.search().where(where).select(["doc_id", "quality", "record"]).limit(10_000_000).to_arrow()
         formats: Counter[str] = Counter()
+        pii: Counter[str] = Counter()
+        pii_pages = 0
         for raw in tbl.column("record").to_pylist():
-            formats[json.loads(raw).get("format", "?")] += 1
+            doc = json.loads(raw)
+            formats[doc.get("format", "?")] += 1
+            kinds = {f["kind"] for f in doc.get("pii") or []}
+            pii.update(kinds)
+            pii_pages += bool(kinds)
         return Stats(
             backend=self.backend,
             images=tbl.num_rows,
@@ -650,28 +837,55 @@ class LanceStore:
             regions=self._regions.count_rows(f"kind != '' AND {where}"),
             by_quality=dict(Counter(tbl.column("quality").to_pylist())),
             by_format=dict(formats),
+            pii_pages=pii_pages,
+            pii_by_kind=dict(pii),
             version=versions[-1].version if versions else None,
             spaces=self.spaces(),
         )
 
     # -- versions ---------------------------------------------------------------
     def versions(self) -> list[Version]:
-        if not self._log_path.is_file():
-            return []
-        out = []
-        for line in self._log_path.read_text().splitlines():
-            if line.strip():
-                out.append(Version.model_validate(json.loads(line)["version"]))
-        return out
+        return [Version.model_validate(e["version"]) for e in self._log_entries()]
 
     def _log_entries(self) -> list[dict[str, Any]]:
         if not self._log_path.is_file():
             return []
-        return [json.loads(line) for line in self._log_path.read_text().splitlines() if line.strip()]
+        out: list[dict[str, Any]] = []
+        for n, line in enumerate(self._log_path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                entry["version"]["version"], entry["tables"][IMAGES]  # noqa: B018  (the fields rollback needs)
+            except (ValueError, KeyError, TypeError):
+                # A line torn by a crash mid-append (or edited by hand): the versions around it still
+                # count, and the torn one's changes are still journaled, so the next open records them.
+                log.info("%s line %d is not a version entry; ignored", self._log_path, n)
+                continue
+            out.append(entry)
+        return out
+
+    def _append_log(self, version: Version, tables: dict[str, int]) -> None:
+        entry = {"version": json.loads(version.model_dump_json()), "tables": tables}
+        with self._log_path.open("a+b") as f:
+            torn = False
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
+            # after a line torn by a crash, start a new one: the torn one stays alone and is skipped
+            f.write((b"\n" if torn else b"") + json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def commit(self, op: str, summary: dict[str, int | str]) -> Version:
         if not self._ready():
             raise ImgragError("nothing to commit: the index is empty", "index some images first")
+        with self.writer():
+            return self._commit_locked(op, summary)
+
+    def _commit_locked(self, op: str, summary: dict[str, int | str]) -> Version:
+        """Record the tables' current state as the next version, then forget the journal (the
+        version records its changes). The writer lock makes read-number-then-append safe."""
         with self._lock:
             self._ensure_fts(self._images)
             self._ensure_fts(self._regions)
@@ -682,12 +896,8 @@ class LanceStore:
             version = Version(
                 version=number, time=datetime.now(timezone.utc), op=op, summary=summary, spaces=self.spaces()
             )
-            entry = {
-                "version": json.loads(version.model_dump_json()),
-                "tables": {IMAGES: self._images.version, REGIONS: self._regions.version},
-            }
-            with self._log_path.open("a") as f:
-                f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self._append_log(version, self._table_versions())
+            self._journal.clear()
         return version
 
     def rollback(self, version: int) -> Version:
@@ -702,16 +912,19 @@ class LanceStore:
                 f"roll back to version {floor} or later",
             )
         target = entries[version]
-        with self._lock:
+        with self._change(), self._lock:
             for name, table in ((IMAGES, self._images), (REGIONS, self._regions)):
                 table.checkout(target["tables"][name])
                 table.restore()
+            self._upgrade()  # a version from before a column was added
             spaces = target["version"].get("spaces")
             if spaces:
                 self._meta_path.write_text(json.dumps(spaces, indent=2))
-        return self.commit(f"rollback to {version}", {"restored": version})
+            return self._commit_locked(f"rollback to {version}", {"restored": version})
 
     def close(self) -> None:
+        self._writer.release_all()
+        self._journal.close()
         self._images = None
         self._regions = None
 

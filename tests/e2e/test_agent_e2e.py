@@ -33,7 +33,7 @@ import pytest
 from PIL import Image
 
 from imgrag.agent.evidence import squash
-from imgrag.agent.graph import AgentConfig, ImgragAgent, run_agent
+from imgrag.agent.graph import AgentConfig, AgentRun, run_agent
 from imgrag.agent.llm import LLMClient, LLMConfig
 from imgrag.agent.mcp_client import ToolClient
 from imgrag.agent.schemas import Answer, LLMAnswer, Usage
@@ -105,7 +105,7 @@ def _party_field(corpus: Corpus, file: str, which: str) -> list[str]:
     return corpus.facts[file][f"party_{which}"]
 
 
-def assert_verified(answer: Answer, agent: ImgragAgent) -> None:
+def assert_verified(answer: Answer, agent: AgentRun) -> None:
     """Every kept citation: its image was inspected in the run, its snippet is in that image's OCR
     text (as stored, or as re-read by ocr_region), and its box lies inside the image."""
     assert answer.checks.passed, answer.checks
@@ -124,7 +124,7 @@ def _contains_any(text: str, values: list[str]) -> bool:
     return any(squash(v) in t for v in values)
 
 
-async def _ask_many(corpus: Corpus, questions: list[str], **kw: Any) -> list[tuple[Answer, ImgragAgent]]:
+async def _ask_many(corpus: Corpus, questions: list[str], **kw: Any) -> list[tuple[Answer, AgentRun]]:
     out = []
     async with ToolClient.stdio(extra_env=corpus.env()) as tools:
         for q in questions:
@@ -276,8 +276,8 @@ def scripted() -> Iterator[tuple[str, list[Script]]]:
         httpd.server_close()
 
 
-def _run_llm(corpus: Corpus, question: str, cfg: LLMConfig, agent_cfg: AgentConfig | None = None) -> tuple[Answer, ImgragAgent]:
-    async def go() -> tuple[Answer, ImgragAgent]:
+def _run_llm(corpus: Corpus, question: str, cfg: LLMConfig, agent_cfg: AgentConfig | None = None) -> tuple[Answer, AgentRun]:
+    async def go() -> tuple[Answer, AgentRun]:
         llm = LLMClient(cfg)
         try:
             async with ToolClient.stdio(extra_env=corpus.env()) as tools:

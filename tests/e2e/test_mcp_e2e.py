@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -415,6 +416,30 @@ def test_stdio_write_tools(stdio: SyncSession, mcp_index: dict[str, Any]) -> Non
     assert "no image with id" in error_text(stdio.call("delete_image", {"image_id": nid}))
 
 
+def test_stdio_server_survives_a_purge_by_another_process(stdio: SyncSession, mcp_index: dict[str, Any]) -> None:
+    """`imgrag purge` erases the old table versions a running server may have open, quietly (no
+    LanceDB warning about concurrent readers), and the server keeps answering. (The moment of the
+    race, a read in the same second as the purge, is pinned down by the store contract test
+    test_a_reader_keeps_working_across_a_purge_by_another_handle.)"""
+    ids = mcp_index["ids"]
+    nid = ids["notice"]
+    stdio.call("index_images", {"paths": [str(mcp_index["root"] / "extra")]})
+    stdio.call("delete_image", {"image_id": nid})
+    before = stdio.call("search_images", {"query": "INV-2023-0042", "mode": "keyword", "k": 3})
+    assert before.structured_content["hits"][0]["image_id"] == ids["invoice"]  # the server has the tables open
+    p = subprocess.run([*imgrag_cmd(), "purge"], env=mcp_index["env"], cwd=mcp_index["work"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0 and p.stdout.startswith("purged 1"), p.stdout + p.stderr
+    assert p.stderr == ""
+    for args in ({"query": "INV-2023-0042", "mode": "keyword", "k": 3}, {"query": "Total amount 128,000 RMB", "k": 3},
+                 {"similar_to": ids["contract"], "k": 3}):
+        r = stdio.call("search_images", args)
+        assert not r.is_error, r.content
+        assert r.structured_content["hits"] and nid not in {h["image_id"] for h in r.structured_content["hits"]}
+    m = stdio.call("get_metadata", {"image_id": ids["contract"]})
+    assert not m.is_error and m.structured_content["image_id"] == ids["contract"]
+
+
 def test_stdio_stdout_carries_only_protocol(mcp_index: dict[str, Any]) -> None:
     """Raw pipes: every line the server writes to stdout is JSON-RPC, even while models load and log."""
     errlog = (mcp_index["work"] / "raw-stdio.log").open("w")
@@ -512,6 +537,64 @@ def test_http_tokens_see_disjoint_images(http_server: str, mcp_index: dict[str, 
                 else:  # another group's image answers exactly like an id that does not exist
                     assert f"no image with id '{iid}'" in who[kind][name]
                     assert who[kind][name].replace(iid, "X") == who[kind]["unknown"].replace(UNKNOWN_ID, "X")
+
+
+def test_http_audit_log_says_who_saw_an_image(http_server: str, mcp_index: dict[str, Any]) -> None:
+    """Two tokens call the real server — one call denied by the ACL, one with a bad argument — and a
+    request with an unknown token is refused; then `imgrag audit`, in another process, answers who
+    saw the contract and what bob did."""
+    import hashlib
+    from datetime import datetime, timezone
+
+    since = datetime.now(timezone.utc).isoformat()
+    contract, memo = mcp_index["ids"]["contract"], mcp_index["ids"]["memo"]
+
+    async def alice(c: Any) -> Any:
+        hits = await c.call_tool("search_images", {"query": "service contract", "k": 3})
+        await c.call_tool("get_metadata", {"image_id": contract})
+        return hits
+
+    async def bob(c: Any) -> list[Any]:
+        return [
+            await c.call_tool("search_images", {"query": "employee handbook annual leave", "k": 3}),
+            await c.call_tool("get_metadata", {"image_id": contract}),  # legal's: "no image with id"
+            await c.call_tool("crop_region", {"image_id": memo, "bbox": [0, 0, 50, 50], "scale": 99}),
+        ]
+
+    hits = http_session(http_server, LEGAL_TOKEN, alice)
+    assert contract in [h["image_id"] for h in hits.structured_content["hits"]]
+    found, denied, invalid = http_session(http_server, HR_TOKEN, bob)
+    assert contract not in [h["image_id"] for h in found.structured_content["hits"]]
+    assert denied.is_error and invalid.is_error
+    time.sleep(1.1)  # refusals from one peer are recorded at most once a second (the rest counted)
+    bad = "not-a-token-" + "d" * 20
+    assert httpx.post(http_server, json={}, headers={"Authorization": f"Bearer {bad}"}, timeout=30).status_code == 401
+
+    def audit(*args: str) -> list[dict[str, Any]]:
+        r = subprocess.run(
+            [*imgrag_cmd(), "audit", "--since", since, "--json", *args],
+            env=mcp_index["env"], cwd=mcp_index["work"], capture_output=True, text=True, timeout=300,
+        )
+        assert r.returncode == 0, r.stderr[-3000:]
+        return json.loads(r.stdout)
+
+    saw = audit("--image", contract)
+    assert [(r["principal"], r["name"], r["outcome"]) for r in saw] == [
+        ("alice", "search_images", "ok"), ("alice", "get_metadata", "ok"), ("bob", "get_metadata", "denied"),
+    ]
+    bobs = audit("--principal", "bob")
+    assert [(r["name"], r["outcome"], r.get("error")) for r in bobs] == [
+        ("search_images", "ok", None), ("get_metadata", "denied", "acl"), ("crop_region", "error", "invalid_arguments"),
+    ]
+    assert bobs[0]["image_ids"] == [h["image_id"] for h in found.structured_content["hits"]]
+    assert bobs[0]["args_sha256"] == hashlib.sha256(
+        json.dumps({"query": "employee handbook annual leave", "k": 3}, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    assert all(r["transport"] == "http" and r["client"].startswith("127.0.0.1:") and r["groups"] == ["hr"] for r in bobs)
+    assert "annual leave" not in (mcp_index["home"] / "audit" / "audit.jsonl").read_text()
+    (refused,) = audit("--tool", "bearer_token")
+    assert (refused["outcome"], refused["error"], refused.get("principal")) == ("denied", "unknown_token", None)
+    assert refused["args_sha256"] == hashlib.sha256(bad.encode()).hexdigest()
 
 
 # -- MCP Inspector CLI ---------------------------------------------------------------------------

@@ -426,3 +426,25 @@ def test_system_deps_script_cli() -> None:
     r = subprocess.run(["bash", str(script), "--check"], capture_output=True, text=True)
     assert r.returncode in (0, 1), r.stderr
     assert r.stdout.startswith("system_deps:")
+
+
+def test_pii_pages_ground_truth(tmp_path: Path) -> None:
+    """Forms hold their planted values where the sidecar says, negatives hold none, both conditions
+    occur, and the detector reads exactly the planted values off the printed text (no OCR)."""
+    from imgrag.evals.datasets.pii_pages import make_pii_pages, read_pii_pages
+    from imgrag.indexing.pii import find_spans
+
+    specs = make_pii_pages(tmp_path / "a", 4, 2, seed=2)
+    assert [s.model_dump() for s in read_pii_pages(tmp_path / "a")] == [s.model_dump() for s in specs]
+    again = make_pii_pages(tmp_path / "b", 4, 2, seed=2, sidecar=None)
+    assert all((tmp_path / "a" / s.file).read_bytes() == (tmp_path / "b" / s.file).read_bytes() for s in again)
+    assert {(s.page_kind, s.scanned) for s in specs} == {("form", True), ("form", False), ("negative", True), ("negative", False)}
+    for s in specs:
+        with Image.open(tmp_path / "a" / s.file) as im:
+            assert im.size == (s.width, s.height)
+        assert bool(s.pii) == (s.page_kind == "form")
+        planted = {(p.kind, p.value) for p in s.pii}
+        for p in s.pii:
+            assert p.value in p.line and 0 <= p.bbox[0] < p.bbox[2] <= s.width and 0 <= p.bbox[1] < p.bbox[3] <= s.height
+        read = {(k, ln.text[a:b]) for ln in s.lines for k, a, b in find_spans(ln.text)}
+        assert read == planted

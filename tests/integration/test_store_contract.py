@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from imgrag.indexing.errors import BackendUnavailableError, ImgragError
-from imgrag.indexing.models import DateMention, Seal
+from imgrag.indexing.models import DateMention, PiiFinding, Seal
 from imgrag.indexing.stores.base import (
     OPERATOR,
     Filters,
@@ -67,6 +67,7 @@ class Spec:
     acl: list[str] = field(default_factory=list)
     dates: list[tuple[date, str]] = field(default_factory=list)
     seal: bool = False
+    pii: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) found in the block's text
     caption: str = ""
     image: np.ndarray | None = None
     feature: np.ndarray | None = None
@@ -93,6 +94,10 @@ def make(spec: Spec) -> Indexed:
         acl=spec.acl,
         dates=[DateMention(text=d.isoformat(), date=d, precision=p) for d, p in spec.dates],  # type: ignore[arg-type]
         seals=[Seal(bbox=(1, 2, 30, 40), color="red", confidence=0.9)] if spec.seal else [],
+        pii=[
+            PiiFinding(kind=k, text=t, line=0, start=0, end=len(t), bbox=(10, 5, 60, 15))  # type: ignore[arg-type]
+            for k, t in spec.pii
+        ],
         indexed_at=NOW,
         models={"image": "test-joint"},
     )
@@ -106,7 +111,10 @@ def make(spec: Spec) -> Indexed:
         RegionRecord(region_id=f"{spec.image_id}:{s}", image_id=spec.image_id, kind="tile", label=s, bbox=b, vector=v)
         for s, b, v in tiles
     ] + [
-        RegionRecord(region_id=f"{spec.image_id}:{s}", image_id=spec.image_id, kind=k, label=s, bbox=b, text=t, vector=v)  # type: ignore[arg-type]
+        RegionRecord(
+            region_id=f"{spec.image_id}:{s}", image_id=spec.image_id, kind=k, label=s, bbox=b, text=t,  # type: ignore[arg-type]
+            pii_kinds=sorted({f.kind for f in rec.pii if f.bbox is not None and f.bbox[2] <= b[2]}), vector=v,
+        )
         for s, k, b, t, v in blocks
     ]
     vectors = ImageVectors(
@@ -331,10 +339,12 @@ CORPUS = [
     Spec("c1", path="/data/contracts/a.pdf", doc_id="docA", page=1, dates=[(date(2023, 5, 12), "day")],
          tags=["urgent"], meta={"dept": "legal", "year": "2023"}, seal=True),
     Spec("c2", path="/data/contracts/a.pdf", doc_id="docA", page=2,
-         dates=[(date(2021, 3, 1), "day"), (date(2025, 7, 1), "day")], meta={"dept": "legal", "year": "2021"}),
+         dates=[(date(2021, 3, 1), "day"), (date(2025, 7, 1), "day")], meta={"dept": "legal", "year": "2021"},
+         pii=[("cn_mobile", "13812345678"), ("email", "li.na@example.com")]),
     Spec("c3", path="/data/contracts/b.png", doc_id="docB", quality="born_digital",
          dates=[(date(2023, 11, 1), "month")], tags=["archive"], meta={"dept": "sales"}),
-    Spec("c4", path="/data/photos/cat.jpg", fmt="jpg", quality="photo", tags=["pets", "urgent"]),
+    Spec("c4", path="/data/photos/cat.jpg", fmt="jpg", quality="photo", tags=["pets", "urgent"],
+         pii=[("cn_mobile", "13912345678")]),
     Spec("c5", path="/data/photos/x.jpg", fmt="jpg", quality="handwritten",
          dates=[(date(2022, 12, 31), "day"), (date(2023, 1, 1), "day")], seal=True),
     Spec("c6", path="/data/scans/y.tif", fmt="tif", dates=[(date(2023, 1, 1), "year")]),
@@ -366,6 +376,9 @@ FILTER_CASES: list[tuple[str, Filters, set[str]]] = [
     ("doc", Filters(doc_id="docA"), {"c1", "c2"}),
     ("seal", Filters(has_seal=True), {"c1", "c5"}),
     ("no seal", Filters(has_seal=False), ALL - {"c1", "c5"}),
+    ("pii", Filters(has_pii=True), {"c2", "c4"}),
+    ("no pii", Filters(has_pii=False), ALL - {"c2", "c4"}),
+    ("pii and seal", Filters(has_pii=True, has_seal=True), set()),
     ("ids", Filters(image_ids=["c2", "c4", "zz"]), {"c2", "c4"}),
     ("no ids", Filters(image_ids=[]), set()),
     ("combined", Filters(tags=["urgent"], quality=["scanned"], date_from=date(2023, 1, 1)), {"c1"}),
@@ -593,6 +606,123 @@ def test_versions_and_rollback_round_trip(store: IndexStore) -> None:
         store.rollback(99)
 
 
+def reopen(store: IndexStore) -> IndexStore:
+    """A second handle on the same index, as another process (or the next command) opens it."""
+    from imgrag.indexing.stores.lance import LanceStore
+
+    if isinstance(store, LanceStore):
+        return LanceStore(store.path, ann_min_rows=store.ann_min_rows)
+    from imgrag.indexing.stores.elastic import ElasticStore
+
+    return ElasticStore(store.settings)  # type: ignore[attr-defined]
+
+
+def die(store: IndexStore) -> None:
+    """The writer goes away without committing: the embedded store's handle releases its lock as a
+    killed process's does (tests/e2e/test_crash.py kills real ones); an Elasticsearch client that is
+    simply no longer used is what a killed one leaves (this one still has to drop the test indices)."""
+    if store.backend == "lancedb":
+        store.close()
+
+
+def state(store: IndexStore) -> dict[str, str]:
+    return {r.image_id: r.ocr_text for r in store.list_images(OPERATOR, Filters())}
+
+
+def test_changes_of_a_writer_that_stopped_get_a_version_rollback_undoes(store: IndexStore) -> None:
+    load(store, [Spec("A", text="alpha"), Spec("B", text="beta")])
+    v1 = store.commit("index", {"indexed": 2})
+    store.write([make(Spec("C", text="gamma"))])
+    store.soft_delete(["A"])
+    die(store)
+
+    other = reopen(store)
+    try:
+        other.recover()  # what the next writer does first (the embedded store already did it at open)
+        assert other.recover() is None  # once
+        vs = other.versions()
+        assert [(v.version, v.op) for v in vs] == [(1, "index"), (2, "recovered")]
+        assert "reason" in vs[-1].summary
+        assert state(other) == {"B": "beta", "C": "gamma"}  # nothing written is lost ...
+        other.rollback(v1.version)  # ... and all of it can be undone
+        assert state(other) == {"A": "alpha", "B": "beta"}
+        # a later writer commits normally after the recovered version
+        other.write([make(Spec("D", text="delta"))])
+        assert other.commit("index", {"indexed": 1}).version == 4
+    finally:
+        other.close()
+
+
+def test_an_interrupted_first_run_can_be_rolled_back_to_the_empty_index(store: IndexStore) -> None:
+    load(store, [Spec("A", text="alpha"), Spec("B", text="beta")])
+    die(store)
+    other = reopen(store)
+    try:
+        other.recover()
+        assert [(v.version, v.op) for v in other.versions()] == [(0, "empty"), (1, "recovered")]
+        assert set(state(other)) == {"A", "B"}
+        v = other.rollback(0)
+        assert (v.version, v.op) == (2, "rollback to 0")
+        assert state(other) == {} and other.count(OPERATOR, Filters()) == 0
+        assert ids_knn(other, OPERATOR, Filters()) == set() and ids_regions(other, "tile", OPERATOR, Filters()) == set()
+        other.rollback(1)
+        assert set(state(other)) == {"A", "B"}
+    finally:
+        other.close()
+
+
+def test_a_writer_block_that_raises_records_its_changes(store: IndexStore) -> None:
+    load(store, [Spec("A", text="alpha")])
+    store.commit("index", {"indexed": 1})
+    with pytest.raises(RuntimeError, match="boom"), store.writer():
+        store.write([make(Spec("B", text="beta"))])
+        raise RuntimeError("boom")
+    vs = store.versions()
+    assert [(v.version, v.op) for v in vs] == [(1, "index"), (2, "interrupted")]
+    assert set(state(store)) == {"A", "B"}
+    with store.writer():  # a block that changes nothing records nothing
+        assert store.live_ids(["A"]) == {"A"}
+    assert len(store.versions()) == 2
+    store.rollback(1)
+    assert set(state(store)) == {"A"}
+
+
+def test_uncommitted_changes_of_a_live_writer_are_not_taken_over(store: IndexStore) -> None:
+    """A second handle that opens (a reader, or `imgrag versions`) while a writer is still at work
+    must not record that writer's changes as "recovered"."""
+    load(store, [Spec("A", text="alpha")])
+    store.commit("index", {"indexed": 1})
+    with store.writer():
+        store.write([make(Spec("B", text="beta"))])
+        reader = reopen(store)
+        try:
+            assert [v.op for v in reader.versions()] == ["index"]
+            assert reader.live_ids(["B"]) == {"B"}
+        finally:
+            reader.close()
+        store.commit("index", {"indexed": 1})
+    assert [v.op for v in store.versions()] == ["index", "index"]
+
+
+def test_a_reader_keeps_working_across_a_purge_by_another_handle(store: IndexStore) -> None:
+    load(store, CORPUS)
+    store.commit("index", {"indexed": len(CORPUS)})
+    reader = reopen(store)
+    try:
+        before = visible_everywhere(reader, OPERATOR, Filters())
+        assert before["list"] == {s.image_id for s in CORPUS}
+        store.soft_delete(["c1"])
+        store.commit("delete", {"deleted": 1})
+        assert store.purge() == 1
+        store.commit("purge", {"purged": 1})
+        after = visible_everywhere(reader, OPERATOR, Filters())  # at once: no wait for a refresh
+        for route, ids in before.items():
+            assert "c1" not in after[route] and after[route] <= ids, route
+        assert after["list"] == before["list"] - {"c1"}
+    finally:
+        reader.close()
+
+
 def test_replace_image_space_from_features_and_rollback(store: IndexStore) -> None:
     load(store, [Spec("A", text="alpha words"), Spec("B", text="beta words", acl=["alice"]), Spec("C", text="gamma")])
     store.soft_delete(["C"])
@@ -687,9 +817,67 @@ def test_stats(store: IndexStore) -> None:
     assert (st.images, st.documents, st.deleted, st.regions) == (7, 6, 0, 14)
     assert st.by_quality == {"scanned": 4, "born_digital": 1, "photo": 1, "handwritten": 1}
     assert st.by_format == {"png": 4, "jpg": 2, "tif": 1}
+    assert st.pii_pages == 2 and st.pii_by_kind == {"cn_mobile": 2, "email": 1}
     assert st.version is None and st.spaces == SPACES
     store.commit("index", {"indexed": 7})
     assert store.stats(OPERATOR).version == 1
+
+
+def test_pii_findings_round_trip_and_flag_their_regions(store: IndexStore) -> None:
+    load(store, [Spec("p", pii=[("cn_id", "11010519491231002X")]), Spec("q")])
+    rec = store.get("p", OPERATOR)
+    assert rec is not None and rec.has_pii and rec.pii[0].kind == "cn_id" and rec.pii[0].bbox == (10, 5, 60, 15)
+    assert not store.get("q", OPERATOR).has_pii  # type: ignore[union-attr]
+    regions = {r.region_id: r for r in store.regions_of(["p", "q"])}
+    assert regions["p:b0"].pii_kinds == ["cn_id"] and regions["p:t0"].pii_kinds == []
+    assert regions["q:b0"].pii_kinds == []
+    hits = store.knn_regions("text", rand_unit(TXT, 98), 10, Filters(has_pii=True), OPERATOR)
+    assert {h.region_id for h in hits} == {"p:b0"} and hits[0].pii_kinds == ["cn_id"]
+    # the finding's value is not added to the full text: only what the OCR text holds is searchable
+    assert ids_bm25(store, OPERATOR, Filters(), "11010519491231002X") == set()
+    assert ids_bm25(store, OPERATOR, Filters(), "cn_id") == set()
+
+
+def test_an_index_from_before_pii_detection_is_upgraded(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An index built without the PII fields gains them when opened (LanceDB) or before the next
+    write (Elasticsearch); its old pages count as holding none."""
+    from conftest import open_test_store
+
+    if backend == "lancedb":
+        from imgrag.indexing.stores.lance import LanceStore
+
+        old = LanceStore(tmp_path / "index", ann_min_rows=10**9)
+        load(old, [Spec("old")])
+        old._images.drop_columns(["has_pii"])
+        old._regions.drop_columns(["has_pii", "pii_kinds"])
+        store: Any = LanceStore(tmp_path / "index", ann_min_rows=10**9)
+        dispose = store.close
+    else:
+        from imgrag.indexing.stores.elastic import mapping, writes
+
+        store, dispose = open_test_store(backend, tmp_path)
+        row_document = writes.row_document
+
+        def old_row(item: Indexed, version: int, **kw: Any) -> dict[str, Any]:
+            doc = row_document(item, version, **kw)
+            del doc["has_pii"], doc["pii_kinds"]
+            for b in doc["blocks"]:
+                del b["pii_kinds"]
+            return doc
+
+        monkeypatch.setattr(mapping, "ADDED_FIELDS", {})
+        monkeypatch.setattr(mapping, "ADDED_BLOCK_FIELDS", {})
+        monkeypatch.setattr(writes, "row_document", old_row)
+        load(store, [Spec("old")])
+        monkeypatch.undo()
+    try:
+        store.ensure_spaces(SPACES)
+        store.write([make(Spec("new", pii=[("email", "a.b@example.com")]))])
+        assert_visible(store, OPERATOR, Filters(has_pii=True), {"new"})
+        assert_visible(store, OPERATOR, Filters(has_pii=False), {"old"})
+        assert store.stats(OPERATOR).pii_by_kind == {"email": 1}
+    finally:
+        dispose()
 
 
 # -- LanceDB only ---------------------------------------------------------------------------------

@@ -15,11 +15,12 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, ImageContent, TextContent
 from PIL import Image
 
-from imgrag.agent.graph import AgentConfig, run_agent
+from imgrag.agent.graph import AgentConfig, Deps, run_agent
 from imgrag.agent.llm import LLMClient, LLMConfig
 from imgrag.agent.mcp_client import ToolClient
-from imgrag.agent.schemas import Answer
-from imgrag.indexing.analysis import tokens
+from imgrag.agent.nodes.self_check import check_claim
+from imgrag.agent.schemas import Answer, Checks
+from imgrag.indexing.text import tokens
 
 PAGES: dict[str, dict[str, Any]] = {
     "zh001": {
@@ -245,7 +246,7 @@ def test_seal_question_is_answered_from_the_detected_seal_boxes() -> None:
     assert not [a for name, a in calls if name == "ocr_region"]  # nothing to re-read for a seal
     # A box that is not one the detector found fails the self-check.
     forged = top.model_copy(update={"citations": [top.citations[0].model_copy(update={"bbox": (10.0, 10.0, 50.0, 50.0)})]})
-    failures = asyncio.run(agent._check_claim(forged, True))
+    failures = asyncio.run(check_claim(forged, True, agent.state, Deps(tools=None), Checks()))  # type: ignore[arg-type]
     assert [f.check for f in failures] == ["seal"]
 
 

@@ -4,6 +4,7 @@ argument shaping, the LLM settings and the Markdown/PDF reports (no index, no se
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +19,8 @@ from imgrag.agent.mcp_client import shape_arguments
 from imgrag.agent.planner import extract_dates, extract_entities, rule_plan, split_question
 from imgrag.agent.report import find_cjk_font, to_markdown, write_markdown, write_pdf
 from imgrag.agent.schemas import Answer, Checks, Citation, Claim, LLMAnswer, LLMPlan
+from imgrag.indexing.config import Settings
+from imgrag.indexing.errors import ImgragError
 
 # -- planning --------------------------------------------------------------------------------
 
@@ -157,14 +160,74 @@ def test_bounded_schemas_trim_and_inline() -> None:
     assert set(example) == {"sub_questions"} and set(example["sub_questions"][0]) == {"question", "queries"}
 
 
-def test_llm_config_from_env() -> None:
-    assert LLMConfig.from_env({}) is None
-    assert LLMConfig.from_env({"OPENAI_BASE_URL": "http://x/v1", "IMGRAG_LLM": "off"}) is None
-    cfg = LLMConfig.from_env(
-        {"OPENAI_BASE_URL": "http://x/v1", "IMGRAG_LLM_MODEL": "m", "IMGRAG_VLM_MODEL": "v", "IMGRAG_LLM_MAX_TOKENS": "99"}
-    )
+LLM_VARS = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "IMGRAG_LLM_BASE_URL", "IMGRAG_LLM_API_KEY", "IMGRAG_LLM_MODEL",
+            "IMGRAG_VLM_MODEL", "IMGRAG_LLM", "IMGRAG_LLM_MAX_TOKENS", "IMGRAG_LLM_TIMEOUT", "IMGRAG_LLM_VERIFY", "IMGRAG_DEBUG")
+
+
+def _llm_from(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, toml: str = "", **env: str) -> LLMConfig | None:
+    """LLMConfig from the settings object over exactly these variables (and this imgrag.toml)."""
+    for var in LLM_VARS:
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "imgrag.toml").write_text(toml)
+    monkeypatch.setenv("IMGRAG_CONFIG", str(tmp_path / "imgrag.toml"))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return LLMConfig.from_settings(Settings())
+
+
+def test_llm_config_from_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert _llm_from(monkeypatch, tmp_path) is None
+    assert _llm_from(monkeypatch, tmp_path, OPENAI_BASE_URL="http://x/v1", IMGRAG_LLM="off") is None
+    assert _llm_from(monkeypatch, tmp_path, OPENAI_BASE_URL="http://x/v1", IMGRAG_LLM="none") is None
+    assert _llm_from(monkeypatch, tmp_path, OPENAI_BASE_URL="", IMGRAG_LLM_MODEL="") is None  # empty = unset
+    cfg = _llm_from(monkeypatch, tmp_path, OPENAI_BASE_URL="http://x/v1", IMGRAG_LLM_MODEL="m", IMGRAG_VLM_MODEL="v",
+                    IMGRAG_LLM_MAX_TOKENS="99", IMGRAG_LLM_VERIFY="0", IMGRAG_LLM_TIMEOUT="")
     assert cfg is not None and (cfg.base_url, cfg.model, cfg.vlm_model, cfg.max_tokens) == ("http://x/v1", "m", "v", 99)
-    assert cfg.api_key == "not-needed"
+    assert cfg.api_key == "not-needed" and cfg.verify is False and cfg.timeout_s == 300.0
+    # The imgrag-prefixed names win over the OpenAI SDK's; the environment wins over imgrag.toml.
+    cfg = _llm_from(monkeypatch, tmp_path, IMGRAG_LLM_BASE_URL="http://mine/v1", OPENAI_BASE_URL="http://sdk/v1",
+                    OPENAI_API_KEY="sk-1")
+    assert cfg is not None and (cfg.base_url, cfg.api_key) == ("http://mine/v1", "sk-1")
+    toml = 'llm_base_url = "http://toml/v1"\nllm_model = "t"\nllm_api_key = "sk-t"\nllm_max_tokens = 50\n'
+    cfg = _llm_from(monkeypatch, tmp_path, toml)
+    assert cfg is not None and (cfg.base_url, cfg.model, cfg.api_key, cfg.max_tokens) == ("http://toml/v1", "t", "sk-t", 50)
+    cfg = _llm_from(monkeypatch, tmp_path, toml, OPENAI_BASE_URL="http://env/v1")
+    assert cfg is not None and cfg.base_url == "http://env/v1"
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "named"),
+    [
+        ("IMGRAG_LLM_MAX_TOKENS", "lots", "IMGRAG_LLM_MAX_TOKENS='lots'"),
+        ("IMGRAG_LLM_MAX_TOKENS", "3", "IMGRAG_LLM_MAX_TOKENS='3'"),
+        ("IMGRAG_LLM_TIMEOUT", "-1", "IMGRAG_LLM_TIMEOUT='-1'"),
+        ("IMGRAG_LLM_VERIFY", "maybe", "IMGRAG_LLM_VERIFY='maybe'"),
+        ("IMGRAG_LLM", "sometimes", "IMGRAG_LLM='sometimes'"),
+        ("IMGRAG_DEBUG", "loud", "IMGRAG_DEBUG='loud'"),
+        ("OPENAI_BASE_URL", "localhost:8080", "IMGRAG_LLM_BASE_URL='localhost:8080'"),
+    ],
+)
+def test_a_bad_llm_setting_is_one_error_naming_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, var: str, value: str, named: str) -> None:
+    from imgrag.indexing.config import get_settings
+
+    _llm_from(monkeypatch, tmp_path)
+    monkeypatch.setenv(var, value)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ImgragError, match=re.escape(named)) as e:
+            get_settings()
+        assert "\n" not in e.value.message
+    finally:
+        monkeypatch.delenv(var)
+        get_settings.cache_clear()
+
+
+def test_debug_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _llm_from(monkeypatch, tmp_path)
+    assert Settings().debug is False
+    for value, on in (("1", True), ("0", False), ("", False), ("true", True)):
+        monkeypatch.setenv("IMGRAG_DEBUG", value)
+        assert Settings().debug is on, value
 
 
 # -- evidence and checks --------------------------------------------------------------------------

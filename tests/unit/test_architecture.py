@@ -127,3 +127,13 @@ def test_distribution_installs_only_the_imgrag_name() -> None:
     assert cfg is not None
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"imgrag": "imgrag.cli:main"}
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports test modules by basename (no __init__.py): two test_x.py in different folders
+    stop the whole suite at collection."""
+    names: dict[str, list[str]] = {}
+    for path in (REPO / "tests").rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(REPO)))
+    clashes = {n: p for n, p in names.items() if len(p) > 1}
+    assert not clashes, f"rename one of each: {clashes}"

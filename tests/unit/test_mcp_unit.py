@@ -97,7 +97,8 @@ def test_token_file(tmp_path: Path) -> None:
     assert [e.name for e in tokens.values()] == ["alice"]
     v = TokenFileVerifier(f)
     tok = asyncio.run(v.verify_token("a" * 20))
-    assert tok is not None and tok.subject == "alice" and tok.claims == {"groups": ["legal"], "all_access": False}
+    assert tok is not None and tok.subject == "alice"
+    assert tok.claims == {"groups": ["legal"], "all_access": False, "pii": False}
     assert asyncio.run(v.verify_token("b" * 20)) is None
     f.write_text(json.dumps({"short": {"name": "x"}}))
     with pytest.raises(ImgragError, match="shorter than"):
@@ -107,6 +108,33 @@ def test_token_file(tmp_path: Path) -> None:
         load_tokens(f)
     with pytest.raises(ImgragError, match="does not exist"):
         load_tokens(tmp_path / "missing.json")
+
+
+def test_token_file_pii_clearance(tmp_path: Path) -> None:
+    """``"pii": true`` clears a principal to see personal data; an operator always may; nobody else."""
+    from mcp.server.auth.middleware.auth_context import auth_context_var
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+
+    from imgrag.mcp_server.auth import bearer_principal
+
+    f = tmp_path / "tokens.json"
+    f.write_text(json.dumps({"a" * 20: {"name": "dpo", "pii": True}, "b" * 20: {"name": "bob"}}))
+    v = TokenFileVerifier(f)
+    seen = {}
+    for token in ("a" * 20, "b" * 20):
+        access = asyncio.run(v.verify_token(token))
+        assert access is not None
+        ctx = auth_context_var.set(AuthenticatedUser(access))
+        try:
+            seen[access.subject] = bearer_principal()
+        finally:
+            auth_context_var.reset(ctx)
+    assert seen["dpo"].pii_clearance and seen["dpo"].sees_pii
+    assert not seen["bob"].sees_pii
+    assert OPERATOR.sees_pii and not Principal(name="x").sees_pii
+    f.write_text(json.dumps({"a" * 20: {"name": "dpo", "pii": "maybe"}}))
+    with pytest.raises(ImgragError, match="bad entry"):
+        load_tokens(f)
 
 
 def test_token_file_reload_revokes(tmp_path: Path) -> None:

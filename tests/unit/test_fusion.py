@@ -1,29 +1,8 @@
-"""Tokenisation for mixed CJK/latin text and the RRF arithmetic."""
+"""Fusion: the RRF arithmetic, standout votes and which routes a query takes."""
 
 from __future__ import annotations
 
-from imgrag.indexing.analysis import coverage, fts_text, normalize, query_terms, tokens
 from imgrag.indexing.search import rrf
-
-
-def test_cjk_unigrams_and_bigrams_latin_words() -> None:
-    assert tokens("甲方盖章") == ["甲", "方", "盖", "章", "甲方", "方盖", "盖章"]
-    assert tokens("Party A, dated May 12, 2023") == ["party", "a", "dated", "may", "12", "2023"]
-    assert tokens("ＡＢＣ１２３") == ["abc123"]  # full-width folded by NFKC
-    assert fts_text("合同 Contract") == "合 同 合同 contract"
-
-
-def test_query_terms_drop_stopwords_and_duplicates() -> None:
-    assert query_terms("find the contract with the seal") == ["contract", "seal"]
-    assert query_terms("盖章 盖章") == ["盖", "章", "盖章"]
-
-
-def test_coverage_is_local_share_of_terms() -> None:
-    terms = query_terms("甲方 盖章")
-    assert coverage(terms, "甲方（盖章）：") == 1.0
-    assert 0 < coverage(terms, "甲方：北京") < 1.0
-    assert coverage(terms, "unrelated") == 0.0
-    assert normalize("  A\tB  ") == "a b"
 
 
 def test_rrf_weights_and_ranks() -> None:
@@ -32,14 +11,6 @@ def test_rrf_weights_and_ranks() -> None:
     assert scores["b"] == 1 / 62 + 0.5 / 61
     assert scores["c"] == 0.5 / 62
     assert max(scores, key=scores.__getitem__) == "b"  # found by both routes
-
-
-def test_keyword_query_drops_latin_stopwords_keeps_cjk() -> None:
-    from imgrag.indexing.analysis import keyword_query
-
-    assert keyword_query("a cup of coffee") == "cup coffee"
-    assert keyword_query("找出甲方盖章日期 of the contract") == "找出甲方盖章日期 contract"
-    assert keyword_query("the a of") == ""
 
 
 def test_standout_votes_follow_the_score_distribution() -> None:
@@ -54,13 +25,6 @@ def test_standout_votes_follow_the_score_distribution() -> None:
     assert set(standout(spike, 0.0).values()) == {1.0}  # off
     scores = rrf({"image": ["hit", "d1"]}, {"image": 1.0}, 60, {"image": {"d1": 0.0}})
     assert scores == {"hit": 1 / 61, "d1": 0.0}
-
-
-def test_is_meaningful() -> None:
-    from imgrag.indexing.analysis import is_meaningful
-
-    assert not is_meaningful("0") and not is_meaningful("12 3")
-    assert is_meaningful("STOP") and is_meaningful("甲方盖章")
 
 
 def test_image_routes_search_only_picture_pages() -> None:

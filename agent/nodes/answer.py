@@ -1,0 +1,321 @@
+"""*answer*: claims that cite image ids and verbatim OCR snippets — from the LLM, or from the
+extractive answerer, which quotes the best evidence lines (and answers seal questions from the
+index's seal detector)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..evidence import (
+    EvidenceLine,
+    ImageInfo,
+    Scored,
+    best_lines,
+    entity_match,
+    find_date,
+    label_for,
+    squash,
+    term_coverage,
+)
+from ..llm import LLMOutputError
+from ..planner import Plan, SubQuestion
+from ..schemas import Citation, Claim, LLMAnswer
+from ..state import AgentState, Deps, Note, log
+from .inspect import overlap
+
+
+def citation(images: dict[str, ImageInfo], line: EvidenceLine) -> Citation:
+    info = images.get(line.image_id)
+    return Citation(
+        image_id=line.image_id,
+        path=info.path if info else "",
+        page=info.page if info else 1,
+        bbox=tuple(round(v, 1) for v in line.bbox) if line.bbox else None,  # type: ignore[arg-type]
+        snippet=line.text.strip(),
+    )
+
+
+def doc_of(images: dict[str, ImageInfo], image_id: str) -> str:
+    """The document an image is a page of (the image itself when the index knows no document)."""
+    info = images.get(image_id)
+    return (info.doc_id if info else "") or image_id
+
+
+def extractive(state: AgentState, deps: Deps, note: Note = log.debug) -> tuple[list[Claim], str, dict[int, list[str]]]:
+    """Claims quoting the best evidence line(s) of each part, the note that heads such an answer,
+    and the documents each part was answered from (a later part about "that contract" must be
+    answered from the same ones)."""
+    plan = state["plan"]
+    images = state.get("images", {})
+    max_claims = deps.config.max_claims_per_sub
+    claims: list[Claim] = []
+    answered: dict[int, list[str]] = {}
+    for i, sub in enumerate(plan.sub_questions):
+        # The documents part i must be answered from (those of the part it inherits its subject
+        # from), or None when it stands alone.
+        allowed = (answered.get(sub.context_from) or None) if sub.context_from is not None else None
+        if sub.intent == "seal":
+            got = seal_claims(state, deps, note, i, sub, allowed)
+            claims += got
+            if got:
+                answered[i] = list(dict.fromkeys(doc_of(images, c.citations[0].image_id) for c in got if c.citations))
+            continue
+        ranked = best_lines(sub, state.get("evidence", {}).get(i, []), images)
+        if sub.entities:
+            # Pages that name the question's entity beat pages that do not, whatever their lines say.
+            named = {sc.line.image_id for sc in ranked if sc.line.image_id in images
+                     and entity_match(sub.entities, images[sc.line.image_id]) == 1.0}
+            if named and len(named) < len({sc.line.image_id for sc in ranked}):
+                note(f"sub-question {i + 1}: only pages naming {sub.entities} kept")
+                ranked = [sc for sc in ranked if sc.line.image_id in named]
+        if allowed is not None:
+            # Same document as the part this one inherits its subject from: the best line of each
+            # of that part's documents, in that part's order.
+            by_doc: dict[str, Scored] = {}
+            for sc in ranked:
+                by_doc.setdefault(doc_of(images, sc.line.image_id), sc)
+            ranked = [by_doc[d] for d in allowed if d in by_doc]
+            if not ranked:
+                note(f"sub-question {i + 1}: nothing in the document(s) part {sub.context_from + 1} was answered from")  # type: ignore[operator]
+                continue
+        if not ranked:
+            note(f"sub-question {i + 1}: no evidence line answers it")
+            continue
+        top = ranked[0].score
+        if allowed is not None:
+            chosen: list[Scored] = ranked[:max_claims]
+        else:
+            chosen = [s for s in ranked if s.score >= top - 0.15][:max_claims]
+        answered[i] = list(dict.fromkeys(doc_of(images, s.line.image_id) for s in chosen))
+        label = label_for(sub)
+        for s in chosen:
+            info = images.get(s.line.image_id)
+            where = f" ({info.file} p{info.page})" if len(chosen) > 1 and info else ""
+            cits = [citation(images, s.snippet_line)]
+            if s.snippet_line is not s.line and s.line.text.strip():
+                cits.insert(0, citation(images, s.line))
+            claims.append(Claim(text=f"{label}: {s.value}{where}", value=s.value, citations=cits, sub_question=sub.question))
+            note(f"sub-question {i + 1}: {s.value!r} from {s.line.image_id[:12]} (score {s.score}, {s.why})")
+    if deps.llm is None:
+        head = "Extractive answer (no LLM configured): each line below is quoted from the OCR text of the cited image."
+        if plan.lang == "zh":
+            head = "抽取式回答（未配置 LLM）：以下每一行均摘自所引图像的 OCR 文本。"
+    else:
+        head = "Extractive answer (the LLM's reply gave no verifiable claim): each line below is quoted from the OCR text of the cited image."
+        if plan.lang == "zh":
+            head = "抽取式回答（LLM 的回复没有可核实的论断）：以下每一行均摘自所引图像的 OCR 文本。"
+    return claims, head, answered
+
+
+def seal_claims(state: AgentState, deps: Deps, note: Note, i: int, sub: SubQuestion, allowed: list[str] | None) -> list[Claim]:
+    """Where the seals are, from the seal detector (get_metadata) on the document the part is
+    about: the pages of the best-matching document (the named entity, then the search rank), one
+    claim per page with seals citing each seal's box; a page without one gets a claim saying no
+    seal was detected on it."""
+    images = state.get("images", {})
+    inspected = state.get("inspected", set())
+    zh = bool(re.search(r"[\u4e00-\u9fff]", sub.question))
+    cands = [
+        (rank, images[h.image_id])
+        for rank, h in enumerate(state.get("hits", {}).get(i, []))
+        if h.image_id in images and h.image_id in inspected
+    ]
+    if allowed is not None:
+        cands = [(r, info) for r, info in cands if doc_of(images, info.image_id) in allowed]
+    if not cands:
+        note(f"sub-question {i + 1}: no inspected page to look for seals on")
+        return []
+    match = {info.image_id: entity_match(sub.entities, info) for _, info in cands}
+    _, best = min(cands, key=lambda c: (-match[c[1].image_id], -bool(c[1].seals), c[0]))
+    doc = doc_of(images, best.image_id)
+    pages = sorted(
+        {info.image_id: info for _, info in cands if doc_of(images, info.image_id) == doc and match[info.image_id] >= match[best.image_id]}.values(),
+        key=lambda info: info.page,
+    )
+    with_seals = [p for p in pages if p.seals]
+    label = label_for(sub)
+    claims: list[Claim] = []
+    for info in with_seals[: deps.config.max_claims_per_sub]:
+        cits = [seal_citation(info, box) for box in sorted(info.seals, key=lambda b: (b[1], b[0]))]
+        boxes = "; ".join(
+            "[" + ", ".join(f"{round(v, 1):.0f}" for v in box) + "]" + (f" ({lab})" if lab else "")
+            for box, lab in sorted(zip(info.seals, info.seal_labels or [""] * len(info.seals)), key=lambda t: (t[0][1], t[0][0]))
+        )
+        n = len(info.seals)
+        text = (
+            f"{label}：{info.file} 第{info.page}页，检测到{n}枚印章，位于 {boxes}"
+            if zh
+            else f"{label}: {n} seal{'s' if n > 1 else ''} detected on {info.file} p{info.page} at {boxes}"
+        )
+        claims.append(Claim(text=text, citations=cits, sub_question=sub.question, kind="seal"))
+        note(f"sub-question {i + 1}: {n} seal(s) on {info.file} p{info.page} from the seal detector")
+    if not with_seals:
+        info = pages[0]
+        line = identifying_line(sub, info)
+        where = f"{info.file}" + (f" p{info.page}" if len(pages) == 1 else f" ({len(pages)} pages)")
+        text = f"{label}：未在 {where} 上检测到印章" if zh else f"{label}: no seal was detected on {where}"
+        cits = [citation(images, line)] if line is not None else []
+        claims.append(Claim(text=text, citations=cits, sub_question=sub.question, kind="no_seal"))
+        note(f"sub-question {i + 1}: the seal detector found no seal on {where}")
+    return claims
+
+
+def identifying_line(sub: SubQuestion, info: ImageInfo) -> EvidenceLine | None:
+    """A line that shows which document a page is: one naming the question's entity, else its
+    first line (usually the title)."""
+    lines = [ln for ln in info.lines if ln.text.strip()]
+    for e in sub.entities:
+        for ln in lines:
+            if squash(e) in squash(ln.text):
+                return ln
+    return lines[0] if lines else None
+
+
+def seal_citation(info: ImageInfo, box: tuple[float, float, float, float]) -> Citation:
+    """A seal's box, quoting the page OCR line nearest to it (often the signature line it covers)."""
+
+    def dist(ln: EvidenceLine) -> tuple[float, float]:
+        assert ln.bbox is not None
+        dx = max(0.0, max(box[0], ln.bbox[0]) - min(box[2], ln.bbox[2]))
+        dy = max(0.0, max(box[1], ln.bbox[1]) - min(box[3], ln.bbox[3]))
+        return (dx * dx + dy * dy) ** 0.5, -overlap(list(box), list(ln.bbox))
+
+    lines = [ln for ln in info.lines if ln.bbox is not None and ln.text.strip()]
+    near = min(lines, key=dist) if lines else None
+    return Citation(
+        image_id=info.image_id,
+        path=info.path,
+        page=info.page,
+        bbox=tuple(round(v, 1) for v in box),  # type: ignore[arg-type]
+        snippet=near.text.strip() if near is not None else "",
+        kind="seal",
+    )
+
+
+def evidence_blocks(state: AgentState, deps: Deps) -> list[tuple[ImageInfo, list[EvidenceLine]]]:
+    """Evidence for the LLM, best lines first, within ``llm_evidence_lines``."""
+    plan = state["plan"]
+    images = state.get("images", {})
+    ranked: list[tuple[float, EvidenceLine]] = []
+    for i, sub in enumerate(plan.sub_questions):
+        for ln in state.get("evidence", {}).get(i, []):
+            if ln.source == "snippet":
+                continue
+            s = term_coverage(sub.key_terms, ln.text) + (0.5 if sub.intent == "date" and find_date(ln.text) else 0.0)
+            ranked.append((s - 0.05 * ln.rank + (0.05 if ln.source == "ocr_region" else 0.0), ln))
+    ranked.sort(key=lambda t: -t[0])
+    picked: dict[str, list[EvidenceLine]] = {}
+    seen: set[tuple[str, str]] = set()
+    for _, ln in ranked:
+        key = (ln.image_id, squash(ln.text))
+        if key in seen or not key[1]:
+            continue
+        seen.add(key)
+        picked.setdefault(ln.image_id, []).append(ln)
+        if len(seen) >= deps.config.llm_evidence_lines:
+            break
+    return [(images[i], sorted(lines, key=lambda ln: (ln.bbox or (0, 0, 0, 0))[1])) for i, lines in picked.items() if i in images]
+
+
+async def llm_answer(state: AgentState, deps: Deps, note: Note = log.debug) -> tuple[list[Claim], str]:
+    """The LLM's claims over the evidence, shown as ``ocr_region`` tool results; each citation is
+    resolved to the evidence line it quotes (path, page, box) where one matches."""
+    assert deps.llm is not None
+    plan = state["plan"]
+    images = state.get("images", {})
+    blocks = evidence_blocks(state, deps)
+    if not blocks:
+        return [], ""
+    system = (
+        "You answer questions about scanned documents using only the evidence returned by the ocr_region tool. "
+        "Each claim must cite the image_id of an evidence block and copy a snippet verbatim from one of its lines. "
+        "Never invent ids or text. If the evidence does not answer the question, say so and give no claims. "
+        f"Answer in {'Chinese' if plan.lang == 'zh' else 'English'}."
+    )
+    user = f"Question: {plan.question}"
+    if len(plan.sub_questions) > 1:
+        user += "\nParts:\n" + "\n".join(f"{n}. {s.question}" for n, s in enumerate(plan.sub_questions, 1))
+    if state.get("feedback"):
+        user += "\nYour previous answer failed verification:\n" + "\n".join(f"- {f}" for f in state["feedback"])
+    calls, results = [], []
+    for n, (info, lines) in enumerate(blocks):
+        call_id = f"call_{n + 1}"
+        calls.append({"id": call_id, "type": "function", "function": {"name": "ocr_region", "arguments": f'{{"image_id": "{info.image_id}"}}'}})
+        body = f"image_id: {info.image_id}\nfile: {info.file} page {info.page}\n" + "\n".join(f"- {ln.text}" for ln in lines)
+        if info.vlm_notes:
+            body += "\nvision model: " + " / ".join(info.vlm_notes)
+        results.append({"role": "tool", "tool_call_id": call_id, "content": body})
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        *results,
+    ]
+    out = await deps.llm.structured(messages, LLMAnswer, purpose="answer")
+    claims: list[Claim] = []
+    by_text = {i.image_id: i for i, _ in blocks}
+    for c in out.claims:
+        cits: list[Citation] = []
+        for cit in c.citations:
+            image_id = cit.image_id.strip()
+            line = find_line(images, image_id, cit.snippet)
+            if line is not None:
+                cits.append(citation(images, line).model_copy(update={"snippet": cit.snippet.strip()}))
+            else:
+                info = images.get(image_id) or by_text.get(image_id)
+                cits.append(
+                    Citation(image_id=image_id, path=info.path if info else "", page=info.page if info else 1, snippet=cit.snippet.strip())
+                )
+        unique = [x for n, x in enumerate(cits) if x not in cits[:n]]
+        claims.append(Claim(text=c.text.strip(), citations=unique, sub_question=match_sub(plan, c.text)))
+    note(f"LLM answer: {len(claims)} claim(s), {sum(len(c.citations) for c in claims)} citation(s)")
+    return claims, out.answer.strip()
+
+
+def find_line(images: dict[str, ImageInfo], image_id: str, snippet: str) -> EvidenceLine | None:
+    """The line of that image (re-read first) that contains the snippet or is contained in it."""
+    info = images.get(image_id)
+    s = squash(snippet)
+    if info is None or not s:
+        return None
+    for ln in [*info.reread, *info.lines]:
+        if s in squash(ln.text) or (squash(ln.text) and squash(ln.text) in s):
+            return ln
+    return None
+
+
+def match_sub(plan: Plan, text: str) -> str:
+    """The sub-question a free-text claim most likely answers (by shared terms)."""
+    if len(plan.sub_questions) == 1:
+        return plan.sub_questions[0].question
+    best = max(plan.sub_questions, key=lambda s: term_coverage(s.key_terms, text))
+    return best.question
+
+
+async def answer(state: AgentState, deps: Deps, note: Note = log.debug) -> dict[str, Any]:
+    fallback = False
+    update: dict[str, Any] = {}
+    if deps.llm is not None:
+        try:
+            claims, text = await llm_answer(state, deps, note)
+        except LLMOutputError as e:
+            note(f"LLM answer unusable ({e.message}); falling back to the extractive answerer")
+            claims, text, update["answered_docs"] = extractive(state, deps, note)
+            fallback = True
+        if not claims and not fallback:
+            note(f"LLM gave no checkable claim (its text: {text[:60]!r}); using the extractive answerer")
+            claims, text2, update["answered_docs"] = extractive(state, deps, note)
+            if claims:
+                text, fallback = text2, True  # the LLM's uncited text is not shown
+    else:
+        claims, text, update["answered_docs"] = extractive(state, deps, note)
+    plan = state["plan"]
+    if deps.llm is not None and any(sub.intent == "seal" for sub in plan.sub_questions):
+        # Where a seal is comes from the seal detector, not from the model's reading of OCR text.
+        seal_subs = {sub.question for sub in plan.sub_questions if sub.intent == "seal"}
+        claims = [c for c in claims if c.sub_question not in seal_subs or c.kind != "value"]
+        for i, sub in enumerate(plan.sub_questions):
+            if sub.intent == "seal" and not any(c.sub_question == sub.question and c.kind != "value" for c in claims):
+                claims += seal_claims(state, deps, note, i, sub, None)
+    return {"claims": claims, "answer_text": text, "fallback": fallback, **update}

@@ -1,0 +1,243 @@
+"""*inspect*: zoom in. Page-level OCR misses small print, so the best regions of the best pages are
+re-read with ``ocr_region`` at a higher scale; a vision model, when configured, is shown a crop."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..evidence import (
+    EvidenceLine,
+    ImageInfo,
+    asked_roles,
+    entity_match,
+    find_amount,
+    find_date,
+    squash,
+    term_coverage,
+    title_match,
+)
+from ..llm import image_part, text_part
+from ..mcp_client import HitView, OcrView, ToolError
+from ..planner import SubQuestion
+from ..state import AgentConfig, AgentState, Crop, Deps, Note, log
+
+
+def expand(b: tuple[float, float, float, float], w: int, h: int, *, full_row: bool, down: float = 0.0) -> list[float]:
+    """A line box grown into the band a re-read should see: some margin around the glyphs, the whole
+    row when the value may sit to the right, and optionally the next row."""
+    x0, y0, x1, y1 = b
+    lh = max(8.0, y1 - y0)
+    if full_row and w:
+        x0, x1 = 0.03 * w, 0.97 * w
+    else:
+        x0, x1 = x0 - 0.6 * lh, x1 + 0.6 * lh
+    y0, y1 = y0 - 0.45 * lh, y1 + 0.45 * lh + down * lh
+    if w and h:
+        x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1)
+    return [x0, y0, x1, y1]
+
+
+def overlap(a: list[float], b: list[float]) -> float:
+    """Intersection over the smaller box's area."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])) or 1.0
+    return inter / small
+
+
+async def image_info(deps: Deps, note: Note, images: dict[str, ImageInfo], hit: HitView) -> ImageInfo | None:
+    """What ``get_metadata`` says about a hit's image (fetched once per run, kept in ``images``)."""
+    if hit.image_id in images:
+        return images[hit.image_id]
+    try:
+        md = await deps.tools.get_metadata(hit.image_id)
+    except ToolError as e:
+        note(f"get_metadata {hit.image_id[:12]} failed: {e}")
+        return None
+    seals = [s for s in md.seals if isinstance(s, dict) and len(s.get("bbox", [])) == 4]
+    info = ImageInfo(
+        image_id=hit.image_id,
+        path=md.source or hit.path or hit.file,
+        file=hit.file or md.source.rsplit("/", 1)[-1],
+        page=md.page or hit.page,
+        width=md.width or hit.width,
+        height=md.height or hit.height,
+        ocr_text=md.ocr_text,
+        lines=[
+            EvidenceLine(image_id=hit.image_id, text=ln.text, bbox=ln.bbox, confidence=ln.confidence, source="metadata")
+            for ln in md.ocr_lines
+        ],
+        doc_id=hit.doc_id,
+        seals=[tuple(s["bbox"]) for s in seals],  # type: ignore[misc]
+        seal_labels=[" ".join(str(s.get(k, "")) for k in ("color", "shape")).strip() for s in seals],
+    )
+    images[hit.image_id] = info
+    return info
+
+
+def regions(config: AgentConfig, sub: SubQuestion, hit: HitView, info: ImageInfo) -> list[list[float]]:
+    """Where to look closer: the hit's region, then the page lines that best match the
+    sub-question (for a date question, lines with a date; for a party, lines with a role)."""
+    if sub.intent == "seal":
+        # The detected seals themselves (cropped for the report or a vision model; not re-read).
+        return [expand(b, info.width, info.height, full_row=False) for b in info.seals[: config.regions_per_image]]
+    want_row = sub.intent in ("party", "date", "amount", "section")
+    roles = asked_roles(sub)
+    boxes: list[list[float]] = []
+    if hit.region is not None:
+        b = hit.region.bbox
+        row = want_row and (b[3] - b[1]) < 0.05 * max(1, info.height)
+        boxes.append(expand(b, info.width, info.height, full_row=row))
+    scored: list[tuple[float, EvidenceLine]] = []
+    for ln in info.lines:
+        if ln.bbox is None:
+            continue
+        s = term_coverage(sub.key_terms, ln.text)
+        if sub.intent == "date" and find_date(ln.text):
+            s += 0.8
+        elif sub.intent == "amount" and find_amount(ln.text):
+            s += 0.8
+        elif sub.intent == "section":
+            t, _ = title_match(sub, ln.text)
+            s = t if t >= 0.5 else 0.0
+        elif sub.intent == "party" and roles:
+            label = re.split(r"[:：]", ln.text, maxsplit=1)[0]
+            s = 0.5 * s + (1.0 if any(r in squash(label) for r in roles) else 0.0)
+        if s > 0:
+            scored.append((s, ln))
+    scored.sort(key=lambda t: -t[0])
+    for _, ln in scored:
+        assert ln.bbox is not None
+        down = 1.6 if ln.text.rstrip().endswith((":", "：")) else 0.0
+        box = expand(ln.bbox, info.width, info.height, full_row=want_row, down=down)
+        if all(overlap(box, b) < 0.6 for b in boxes):
+            boxes.append(box)
+        if len(boxes) >= config.regions_per_image:
+            break
+    return boxes[: config.regions_per_image]
+
+
+def _ocr_key(image_id: str, box: list[float] | None) -> str:
+    return f"{image_id}|{','.join(str(round(v)) for v in box) if box else 'page'}"
+
+
+async def inspect(state: AgentState, deps: Deps, note: Note = log.debug) -> dict[str, Any]:
+    plan = state["plan"]
+    cfg = deps.config
+    rnd = state.get("round", 0)
+    evidence = dict(state.get("evidence", {}))
+    # This node's own copies: what it learns is returned, the state it was given stays as it was.
+    images = {
+        iid: info.model_copy(update={"reread": list(info.reread), "vlm_notes": list(info.vlm_notes)})
+        for iid, info in state.get("images", {}).items()
+    }
+    inspected = set(state.get("inspected", set()))
+    ocr_cache = dict(state.get("ocr_cache", {}))
+    crops = dict(state.get("crops", {}))
+    for i in state.get("failed_subs", []):
+        sub = plan.sub_questions[i]
+        lines = list(evidence.get(i, [])) if rnd else []
+        hits = state["hits"].get(i, [])
+        # In a retry, look at images not inspected for this part yet, then re-read the rest wider.
+        seen = {ln.image_id for ln in lines}
+        todo = [h for h in hits if h.image_id not in seen][: cfg.inspect_top]
+        if not todo and hits:
+            todo = hits[: cfg.inspect_top]
+        infos = {h.image_id: await image_info(deps, note, images, h) for h in todo}
+        if sub.entities:
+            # get_metadata is cheap, re-reading is not: when some page names the entity, skip the
+            # pages that do not.
+            match = {iid: entity_match(sub.entities, info) for iid, info in infos.items() if info is not None}
+            if any(v == 1.0 for v in match.values()):
+                skipped = [iid for iid, v in match.items() if v == 0.0]
+                if skipped:
+                    note(f"sub-question {i + 1}: {len(skipped)} page(s) without {sub.entities} not re-read")
+                todo = [h for h in todo if match.get(h.image_id, 0.0) > 0.0]
+        for rank, hit in enumerate(todo):
+            info = infos.get(hit.image_id)
+            if info is None:
+                continue
+            rank = next((r for r, h in enumerate(hits) if h.image_id == hit.image_id), rank)
+            boxes: list[list[float] | None] = list(regions(cfg, sub, hit, info))
+            if rnd and hit.image_id in seen and sub.intent != "seal":
+                boxes = [None]  # a retry on a known image: read the whole page at a higher scale
+            read = 0
+            # A seal question is answered from the detector's boxes (get_metadata): nothing to re-read.
+            for box in boxes if sub.intent != "seal" else []:
+                key = _ocr_key(hit.image_id, box)
+                try:
+                    ocr: OcrView
+                    if key in ocr_cache:
+                        ocr = ocr_cache[key]
+                    else:
+                        ocr = ocr_cache[key] = await deps.tools.ocr_region(hit.image_id, box, "auto")
+                except ToolError as e:
+                    note(f"ocr_region {hit.image_id[:12]} {box} failed: {e}")
+                    continue
+                new = [
+                    EvidenceLine(image_id=hit.image_id, text=ln.text, bbox=ln.bbox, confidence=ln.confidence, source="ocr_region", rank=rank)
+                    for ln in ocr.lines
+                    if ln.text.strip()
+                ]
+                info.reread.extend(new)
+                lines.extend(new)
+                read += len(new)
+                inspected.add(hit.image_id)
+            # Page-level lines that match, and the hit's own snippet, stay candidates too.
+            for ln in info.lines:
+                # A section number often has its own OCR box beside the title: keep every line.
+                if (
+                    sub.intent == "section"
+                    or term_coverage(sub.key_terms, ln.text) > 0
+                    or (sub.intent == "date" and find_date(ln.text))
+                ):
+                    lines.append(ln.model_copy(update={"rank": rank}))
+            if hit.snippet:
+                lines.append(
+                    EvidenceLine(
+                        image_id=hit.image_id, text=hit.snippet, bbox=hit.region.bbox if hit.region else None, source="snippet", rank=rank
+                    )
+                )
+            inspected.add(hit.image_id)
+            note(
+                f"sub-question {i + 1}: inspected {info.file or hit.image_id[:12]} p{info.page}: "
+                f"re-read {len(boxes)} region(s) → {read} lines"
+            )
+            # ocr_region already zooms server-side; an explicit crop is for eyes: the vision model's
+            # (best page of each part only) or the caller's (keep_crops).
+            wants_crop = (deps.vision and hit is todo[0]) or cfg.keep_crops
+            first = boxes[0] if boxes else None
+            if wants_crop and first is not None:
+                await look(deps, note, crops, sub, hit.image_id, first, info)
+        evidence[i] = lines
+    return {"evidence": evidence, "images": images, "inspected": inspected, "ocr_cache": ocr_cache, "crops": crops}
+
+
+async def look(deps: Deps, note: Note, crops: dict[str, Crop], sub: SubQuestion, image_id: str, box: list[float], info: ImageInfo) -> None:
+    """Crop the region (kept in ``crops`` for the report) and, with a vision model, ask it about the
+    crop (its reply goes to ``info.vlm_notes``, shown to the LLM with the evidence)."""
+    try:
+        crop = await deps.tools.crop_region(image_id, box, scale=deps.config.crop_scale)
+    except ToolError as e:
+        note(f"crop_region {image_id[:12]} failed: {e}")
+        return
+    if not crop.png:
+        return
+    crops.setdefault(image_id, (list(crop.bbox or box), crop.png))
+    note(f"cropped {image_id[:12]} {[round(v) for v in (crop.bbox or box)]} → {crop.width}x{crop.height}px")
+    if deps.llm is None or not deps.vision:
+        return
+    messages = [
+        {"role": "system", "content": "You read document crops. Transcribe the text relevant to the question exactly; say 'none' if there is none."},
+        {"role": "user", "content": [text_part(f"Question: {sub.question}"), image_part(crop.png)]},
+    ]
+    try:
+        reply = (await deps.llm.chat(messages, max_tokens=160, model=deps.vision, purpose="vision")).strip()
+    except Exception as e:  # the vision model is an aid, never a requirement
+        note(f"vision model failed on {image_id[:12]}: {e}")
+        return
+    if reply:
+        info.vlm_notes.append(reply[:400])
+        note(f"vision model on {image_id[:12]}: {reply[:80]!r}")

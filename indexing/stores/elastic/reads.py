@@ -1,0 +1,266 @@
+"""Reads: records, vectors and regions by id, listing, counting, statistics and the search routes."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from ...errors import ImgragError
+from ...text import tokens
+from ..base import Filters, ImageRecord, ImageVectors, Principal, RegionHit, RouteHit, Stats, VectorField
+from .client import PAGE, Connection, guard
+from .mapping import SPACE_DIM, VEC_FIELD, vec_list
+from .queries import bm25_query, bool_filter, dedup, filter_clauses, hit_image_id, knn_clause, region_hit
+
+
+class Reads(Connection):
+    """Every read goes through the alias, with the principal's ACL and the filters inside the query."""
+
+    def _records(self, clauses: list[dict[str, Any]], limit: int, offset: int = 0) -> list[ImageRecord]:
+        if limit <= 0 or self._live() is None:
+            return []
+        sort = [{"path": "asc"}, {"page": "asc"}, {"image_id": "asc"}, {"v_from": "desc"}]
+        src = ["record"]
+        out: list[dict[str, Any]] = []
+        if offset + limit <= 10_000:
+            hits = self._search(query=bool_filter(clauses), sort=sort, from_=offset, size=limit, source=src)["hits"]["hits"]
+            out = hits
+        else:  # deep paging: walk with search_after
+            after: list[Any] | None = None
+            skipped = 0
+            while len(out) < limit:
+                kw: dict[str, Any] = {"query": bool_filter(clauses), "sort": sort, "size": PAGE, "source": src}
+                if after is not None:
+                    kw["search_after"] = after
+                hits = self._search(**kw)["hits"]["hits"]
+                if not hits:
+                    break
+                after = hits[-1]["sort"]
+                take = hits[max(0, offset - skipped) :]
+                skipped += len(hits)
+                out.extend(take[: limit - len(out)])
+        recs = [ImageRecord.model_validate(h["_source"]["record"]) for h in out]
+        return dedup(recs, lambda r: r.image_id)
+
+    @guard("look up images")
+    def live_ids(self, image_ids: list[str]) -> set[str]:
+        if not image_ids or self._live() is None:
+            return set()
+        out: set[str] = set()
+        ids = list(dict.fromkeys(image_ids))
+        for i in range(0, len(ids), 1000):
+            q = bool_filter([*filter_clauses(Filters(), Principal(all_access=True)), {"terms": {"image_id": ids[i : i + 1000]}}])
+            out.update(h["_source"]["image_id"] for h in self._scan(q, ["image_id"]))
+        return out
+
+    @guard("look up a path")
+    def live_ids_for_path(self, path: str) -> dict[str, str]:
+        if self._live() is None:
+            return {}
+        q = bool_filter([*filter_clauses(Filters(), Principal(all_access=True)), {"term": {"path": path}}])
+        return {h["_source"]["image_id"]: h["_source"]["doc_id"] for h in self._scan(q, ["image_id", "doc_id"])}
+
+    @guard("read an image")
+    def get(self, image_id: str, principal: Principal) -> ImageRecord | None:
+        return self.get_many([image_id], principal).get(image_id)
+
+    @guard("read images")
+    def get_many(self, image_ids: list[str], principal: Principal) -> dict[str, ImageRecord]:
+        if not image_ids:
+            return {}
+        ids = list(dict.fromkeys(image_ids))
+        out: dict[str, ImageRecord] = {}
+        for i in range(0, len(ids), 1000):
+            chunk = ids[i : i + 1000]
+            for r in self._records(filter_clauses(Filters(image_ids=chunk), principal), 2 * len(chunk)):
+                out.setdefault(r.image_id, r)
+        return out
+
+    @guard("read an image's vectors")
+    def get_vectors(self, image_id: str, principal: Principal) -> ImageVectors | None:
+        if self._live() is None:
+            return None
+        hits = self._search(
+            query=bool_filter(filter_clauses(Filters(image_ids=[image_id]), principal)),
+            size=1,
+            sort=[{"v_from": "desc"}],
+            source={"includes": ["img_vec", "feat_vec", "text_vec"]},
+        )["hits"]["hits"]
+        if not hits:
+            return None
+        s = hits[0]["_source"]
+        return ImageVectors(
+            image=np.asarray(s["img_vec"], np.float32),
+            feature=np.asarray(s["feat_vec"], np.float32),
+            text=np.asarray(s["text_vec"], np.float32),
+        )
+
+    @guard("list images")
+    def list_images(
+        self, principal: Principal, filters: Filters, *, offset: int = 0, limit: int = 100
+    ) -> list[ImageRecord]:
+        return self._records(filter_clauses(filters, principal), limit, offset)
+
+    @guard("count images")
+    def count(self, principal: Principal, filters: Filters) -> int:
+        if self._live() is None:
+            return 0
+        return int(self.es.count(index=self.alias, query=bool_filter(filter_clauses(filters, principal)))["count"])
+
+    def _check_query_dim(self, vector: np.ndarray, field: str, spaces: dict[str, Any]) -> list[float]:
+        v = vec_list(vector)
+        dim = spaces[SPACE_DIM[field]]
+        if len(v) != dim:
+            raise ImgragError(
+                f"the query vector has {len(v)} dimensions, the index's {field} field {dim}",
+                "query with the models the index was built with (see `imgrag stats`)",
+            )
+        return v
+
+    @guard("run a vector search")
+    def knn(
+        self, field: VectorField, vector: np.ndarray, k: int, filters: Filters, principal: Principal
+    ) -> list[RouteHit]:
+        info = self._live()
+        if info is None or k <= 0:
+            return []
+        name = VEC_FIELD[field]
+        qv = self._check_query_dim(vector, name, info[1]["spaces"])
+        k = min(k, 10_000)
+        res = self._search(knn=knn_clause(self.settings, name, qv, k, filters, principal), size=k, source=False)
+        hits = [RouteHit(image_id=hit_image_id(h), score=2.0 * float(h["_score"]) - 1.0) for h in res["hits"]["hits"]]
+        return dedup(hits, lambda h: h.image_id)
+
+    @guard("run a full-text search")
+    def bm25(self, query: str, k: int, filters: Filters, principal: Principal) -> list[RouteHit]:
+        if not tokens(query) or k <= 0 or self._live() is None:
+            return []
+        res = self._search(
+            query=bm25_query(query, filters, principal),
+            size=min(k, 10_000),
+            source=False,
+        )
+        hits = [RouteHit(image_id=hit_image_id(h), score=float(h["_score"])) for h in res["hits"]["hits"]]
+        return dedup(hits, lambda h: h.image_id)
+
+    @guard("run a region search")
+    def knn_regions(
+        self,
+        kind: Literal["tile", "text"],
+        vector: np.ndarray,
+        k: int,
+        filters: Filters,
+        principal: Principal,
+    ) -> list[RegionHit]:
+        info = self._live()
+        if info is None or k <= 0:
+            return []
+        path = "tiles" if kind == "tile" else "blocks"
+        qv = self._check_query_dim(vector, "img_vec" if kind == "tile" else "text_vec", info[1]["spaces"])
+        k = min(k, 10_000)
+        # Nested kNN ranks pages by their best region; inner_hits names the regions. Inner hits
+        # cost one small query per returned page, so ask for just enough pages to fill k regions
+        # at ``es_region_hits`` regions per page.
+        per_image = min(k, self.settings.es_region_hits)
+        pages = -(-k // per_image)
+        knn = knn_clause(self.settings, f"{path}.vector", qv, pages, filters, principal)
+        knn["inner_hits"] = {"size": per_image, "_source": {"excludes": [f"{path}.vector"]}}
+        res = self._search(knn=knn, size=pages, source=False)
+        out: list[RegionHit] = []
+        for h in dedup(res["hits"]["hits"], hit_image_id):
+            for ih in h.get("inner_hits", {}).get(path, {}).get("hits", {}).get("hits", []):
+                out.append(region_hit(hit_image_id(h), path, ih["_source"], 2.0 * float(ih["_score"]) - 1.0))
+        out.sort(key=lambda r: -r.score)
+        return out[:k]
+
+    @staticmethod
+    def _regions_source(with_vectors: bool) -> dict[str, Any]:
+        # Since 9.2 vectors leave _source by default, but any explicit `includes` brings them back.
+        src: dict[str, Any] = {"includes": ["image_id", "tiles", "blocks"]}
+        if not with_vectors:
+            src["excludes"] = ["tiles.vector", "blocks.vector"]
+        return src
+
+    @guard("read regions")
+    def regions_of(self, image_ids: list[str]) -> list[RegionHit]:
+        if not image_ids or self._live() is None:
+            return []
+        ids = list(dict.fromkeys(image_ids))
+        out: list[RegionHit] = []
+        for i in range(0, len(ids), 1000):
+            q = bool_filter([*filter_clauses(Filters(), Principal(all_access=True)), {"terms": {"image_id": ids[i : i + 1000]}}])
+            rows = dedup(self._scan(q, self._regions_source(False), page=200), lambda h: h["_source"]["image_id"])
+            for h in rows:
+                src = h["_source"]
+                for path in ("tiles", "blocks"):
+                    out.extend(region_hit(src["image_id"], path, r, 0.0) for r in src.get(path) or [])
+        return out
+
+    @guard("read region vectors")
+    def region_vectors(self, region_ids: list[str]) -> dict[str, np.ndarray]:
+        """Vectors of the given regions (tile → joint space, text → text space), for re-ranking."""
+        if not region_ids or self._live() is None:
+            return {}
+        wanted = set(region_ids)
+        out: dict[str, np.ndarray] = {}
+        q = {
+            "bool": {
+                "filter": [{"term": {"current": True}}],
+                "should": [
+                    {"nested": {"path": p, "query": {"terms": {f"{p}.region_id": sorted(wanted)}}}}
+                    for p in ("tiles", "blocks")
+                ],
+                "minimum_should_match": 1,
+            }
+        }
+        for h in self._scan(q, self._regions_source(True), page=100):
+            for path in ("tiles", "blocks"):
+                for r in h["_source"].get(path) or []:
+                    if r["region_id"] in wanted and r.get("vector") is not None:
+                        out.setdefault(r["region_id"], np.asarray(r["vector"], np.float32))
+        return out
+
+    @guard("compute statistics")
+    def stats(self, principal: Principal) -> Stats:
+        versions = self.versions()
+        spaces = self.spaces()
+        version = versions[-1].version if versions else None
+        if self._live() is None:
+            return Stats(
+                backend=self.backend, images=0, documents=0, deleted=0, regions=0,
+                by_quality={}, by_format={}, version=version, spaces=spaces,
+            )
+        res = self._search(
+            query=bool_filter(filter_clauses(Filters(), principal)),
+            size=0,
+            track_total_hits=True,
+            aggs={
+                "documents": {"cardinality": {"field": "doc_id", "precision_threshold": 40_000}},
+                "quality": {"terms": {"field": "quality", "size": 50}},
+                "format": {"terms": {"field": "format", "size": 200}},
+                "pii_pages": {"filter": {"term": {"has_pii": True}}},
+                "pii_kinds": {"terms": {"field": "pii_kinds", "size": 50}},
+                "tiles": {"nested": {"path": "tiles"}},
+                "blocks": {"nested": {"path": "blocks"}},
+            },
+        )
+        aggs = res["aggregations"]
+        deleted = 0
+        if principal.all_access:
+            deleted = int(
+                self.es.count(index=self.alias, query=bool_filter([{"term": {"current": True}}, {"term": {"deleted": True}}]))["count"]
+            )
+        return Stats(
+            backend=self.backend,
+            images=int(res["hits"]["total"]["value"]),
+            documents=int(aggs["documents"]["value"]),
+            deleted=deleted,
+            regions=int(aggs["tiles"]["doc_count"]) + int(aggs["blocks"]["doc_count"]),
+            by_quality={b["key"]: int(b["doc_count"]) for b in aggs["quality"]["buckets"]},
+            by_format={b["key"]: int(b["doc_count"]) for b in aggs["format"]["buckets"]},
+            pii_pages=int(aggs["pii_pages"]["doc_count"]),
+            pii_by_kind={b["key"]: int(b["doc_count"]) for b in aggs["pii_kinds"]["buckets"]},
+            version=version,
+            spaces=spaces,
+        )

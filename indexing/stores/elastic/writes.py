@@ -1,0 +1,309 @@
+"""Writes: bulk requests with retries and per-page failures, pages, metadata updates, soft deletes,
+purges and re-embedding into a new generation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ...errors import ImgragError
+from ..base import (
+    ImageRecord,
+    ImageSpaceFn,
+    ImageSpaceReplaced,
+    Indexed,
+    MetadataUpdate,
+    ModelSpaces,
+    check_same_base_spaces,
+    fts_source,
+)
+from .client import BulkWriteError, Connection, guard, log
+from .mapping import SPACE_DIM, row_document, source_vec, vec_b64, vec_list
+from .queries import bool_filter, dedup, hit_image_id
+
+
+class Writes(Connection):
+    """Every write supersedes current rows and adds new ones at the next version, in bulk."""
+
+    def _bulk(self, actions: list[dict[str, Any]], what: str) -> dict[str, str]:
+        """Send actions in order, retrying 429/5xx with backoff; return ``image id → reason`` failures."""
+        from elasticsearch import helpers
+
+        if not actions:
+            return {}
+        failures: dict[str, str] = {}
+        s = self.settings
+        for ok, info in helpers.streaming_bulk(
+            self.es,
+            actions,
+            chunk_size=s.es_bulk_docs,
+            max_chunk_bytes=50 * 1024 * 1024,
+            raise_on_error=False,
+            raise_on_exception=True,
+            max_retries=s.es_max_retries,
+            initial_backoff=0.5,
+            max_backoff=30,
+            retry_on_status=(429, 500, 502, 503, 504),
+            yield_ok=False,
+        ):
+            if ok:
+                continue
+            op, detail = next(iter(info.items()))
+            status = detail.get("status")
+            if op == "delete" and status == 404:
+                continue
+            err = detail.get("error")
+            reason = (
+                f"{err.get('type')}: {err.get('reason')}" if isinstance(err, dict) else str(err or detail.get("result"))
+            )
+            doc_id = str(detail.get("_id", "?")).rsplit("@", 1)[0]
+            failures[doc_id] = f"{op} failed ({status}): {reason}"
+        if failures:
+            log.error("%s: %d document(s) failed: %s", what, len(failures), failures)
+        return failures
+
+    def _raise_failures(self, failures: dict[str, str], total: int, what: str) -> None:
+        if not failures:
+            return
+        shown = "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        mapping = any("mapper_parsing" in v or "strict_dynamic" in v or "illegal_argument" in v for v in failures.values())
+        raise BulkWriteError(
+            f"{what}: {len(failures)} of {total} page(s) were rejected by Elasticsearch: {shown}{more}",
+            "the index mapping conflicts with these records: use a new IMGRAG_ES_INDEX_PREFIX"
+            if mapping
+            else "the other pages were written; retry the failed ones (imgrag index skips what is already indexed)",
+            failures,
+        )
+
+    def _current_rows(self, image_ids: list[str], extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(image_ids), 1000):
+            chunk = image_ids[i : i + 1000]
+            q = bool_filter([{"term": {"current": True}}, {"terms": {"image_id": chunk}}, *(extra or [])])
+            out.extend(self._scan(q, ["image_id", "v_from", "deleted"]))
+        return out
+
+    @guard("write pages")
+    def write(self, items: list[Indexed]) -> None:
+        if not items:
+            return
+        with self._lock:
+            index, meta = self._require_generation()
+            spaces = ModelSpaces.model_validate(meta["spaces"])
+            self._check_dims(items, spaces)
+            p = self._next_version()
+            by_id = {it.record.image_id: it for it in items}
+            actions: list[dict[str, Any]] = []
+            for row in self._current_rows(list(by_id)):
+                src = row["_source"]
+                if row["_id"] == f"{src['image_id']}@{p}":
+                    continue  # the new row below overwrites it
+                actions.append(
+                    {"_op_type": "update", "_index": index, "_id": row["_id"], "routing": src["image_id"],
+                     "doc": {"current": False, "v_to": p}}
+                )
+            for image_id, it in by_id.items():
+                actions.append(
+                    {"_op_type": "index", "_index": index, "_id": f"{image_id}@{p}", "routing": image_id,
+                     "_source": row_document(it, p, base64_vectors=self.server_version >= (9, 3))}
+                )
+            self._dirty = True
+            failures = self._bulk(actions, "write")
+            self._refresh()
+            self._raise_failures(failures, len(by_id), "write")
+
+    @staticmethod
+    def _check_dims(items: list[Indexed], spaces: ModelSpaces) -> None:
+        for it in items:
+            v = it.vectors
+            for name, vec, dim in (
+                ("image", v.image, spaces.image_dim),
+                ("feature", v.feature, spaces.feature_dim),
+                ("text", v.text, spaces.text_dim),
+            ):
+                if np.asarray(vec).size != dim:
+                    raise ImgragError(
+                        f"the {name} vector of {it.record.image_id} has {np.asarray(vec).size} dimensions, the index {dim}",
+                        "the configured embedding models differ from the index's: see `imgrag stats`",
+                    )
+            for r in it.regions:
+                dim = spaces.image_dim if r.kind == "tile" else spaces.text_dim
+                if np.asarray(r.vector).size != dim:
+                    raise ImgragError(
+                        f"region {r.region_id} has a {np.asarray(r.vector).size}-dimensional vector, the index {dim}",
+                        "the configured embedding models differ from the index's",
+                    )
+
+    @guard("update metadata")
+    def update_metadata(self, image_ids: list[str], update: MetadataUpdate) -> int:
+        """Like :meth:`write` for the metadata only: the current row of each changed page is
+        superseded by a copy (vectors and regions included) with the new ACL, tags and metadata,
+        so a rollback to an earlier version brings the old metadata back."""
+        if not image_ids or update.is_empty():
+            return 0
+        with self._lock:
+            info = self._generation()
+            if info is None:
+                return 0
+            index = info[0]
+            p = self._next_version()
+            ids = list(dict.fromkeys(image_ids))
+            actions: list[dict[str, Any]] = []
+            changed = 0
+            for i in range(0, len(ids), 200):
+                chunk = ids[i : i + 200]
+                q = bool_filter([{"term": {"current": True}}, {"term": {"deleted": False}}, {"terms": {"image_id": chunk}}])
+                hits = self.es.search(
+                    index=index, query=q, size=2 * len(chunk), sort=[{"v_from": "desc"}],
+                    source={"includes": ["*"]},  # explicit includes: vectors come back too
+                ).body["hits"]["hits"]
+                for h in dedup(hits, hit_image_id):
+                    src = h["_source"]
+                    rec = update.apply(ImageRecord.model_validate(src["record"]))
+                    if rec is None:
+                        continue
+                    if any(f not in src for f in SPACE_DIM):
+                        raise ImgragError(
+                            f"cannot update {rec.image_id}: Elasticsearch returned its row without vectors",
+                            "nothing was changed; report this with the Elasticsearch version",
+                        )
+                    new_id = f"{rec.image_id}@{p}"
+                    if h["_id"] != new_id:
+                        actions.append(
+                            {"_op_type": "update", "_index": index, "_id": h["_id"], "routing": rec.image_id,
+                             "doc": {"current": False, "v_to": p}}
+                        )
+                    src.update(
+                        acl=rec.acl, tags=rec.tags, meta_kv=[f"{k}={v}" for k, v in sorted(rec.meta.items())],
+                        fts=fts_source(rec), record=rec.model_dump(mode="json"), current=True, v_from=p,
+                    )
+                    src.pop("v_to", None)
+                    actions.append(
+                        {"_op_type": "index", "_index": index, "_id": new_id, "routing": rec.image_id, "_source": src}
+                    )
+                    changed += 1
+            self._dirty = self._dirty or bool(actions)
+            failures = self._bulk(actions, "update metadata")
+            self._refresh()
+            self._raise_failures(failures, changed, "update metadata")
+            return changed
+
+    @guard("replace the image space")
+    def replace_image_space(self, spaces: ModelSpaces, new_vectors: ImageSpaceFn) -> ImageSpaceReplaced:
+        """A new generation for the new space (a mapping's vector width is fixed), filled with the
+        current rows of the live one carrying new image and tile vectors, then made live by an
+        atomic alias switch. The old generation stays untouched: ``rollback`` to one of its
+        versions switches back."""
+        with self._lock:
+            info = self._require_generation()
+            current = ModelSpaces.model_validate(info[1]["spaces"])
+            check_same_base_spaces(current, spaces)
+            p = self._next_version()
+            name, _ = self._create_generation(spaces)
+            enc = vec_b64 if self.server_version >= (9, 3) else vec_list
+            out = ImageSpaceReplaced()
+            try:
+                failures: dict[str, str] = {}
+                batch: list[dict[str, Any]] = []
+
+                def flush() -> None:
+                    if not batch:
+                        return
+                    records = [
+                        ImageRecord.model_validate(h["_source"]["record"]).model_copy(
+                            update={"deleted": bool(h["_source"].get("deleted"))}
+                        )
+                        for h in batch
+                    ]
+                    feats = np.stack([source_vec(h["_source"]["feat_vec"]) for h in batch])
+                    whole, tiles = new_vectors(feats, records)
+                    actions = []
+                    for i, h in enumerate(batch):
+                        src = h["_source"]
+                        if any(f not in src for f in SPACE_DIM):
+                            raise ImgragError(
+                                f"cannot re-embed {src.get('image_id')}: Elasticsearch returned its row without vectors",
+                                "nothing was changed; report this with the Elasticsearch version",
+                            )
+                        for t in src.get("tiles") or []:
+                            v = tiles[i].get(t["label"])
+                            if v is None:
+                                out.tiles_placeholder += 1
+                                v = whole[i]
+                            else:
+                                out.tiles_from_pixels += 1
+                            t["vector"] = enc(v)
+                        for b in src.get("blocks") or []:
+                            b["vector"] = enc(source_vec(b["vector"]))
+                        src.update(
+                            img_vec=enc(whole[i]), feat_vec=enc(source_vec(src["feat_vec"])),
+                            text_vec=enc(source_vec(src["text_vec"])), current=True, v_from=p,
+                        )
+                        src.pop("v_to", None)
+                        actions.append(
+                            {"_op_type": "index", "_index": name, "_id": f"{src['image_id']}@{p}",
+                             "routing": src["image_id"], "_source": src}
+                        )
+                    failures.update(self._bulk(actions, "re-embed"))
+                    out.images += len(batch)
+                    batch.clear()
+
+                rows = self._scan(bool_filter([{"term": {"current": True}}]), {"includes": ["*"]}, index=info[0], page=200)
+                for h in dedup(rows, lambda h: h["_source"]["image_id"]):
+                    batch.append(h)
+                    if len(batch) >= 200:
+                        flush()
+                flush()
+                self.es.indices.refresh(index=name)
+                self._raise_failures(failures, out.images, "re-embed")
+            except BaseException:
+                self.es.indices.delete(index=name, ignore_unavailable=True)  # the old generation stays live
+                raise
+            self._switch_alias(name)
+            return out
+
+    @guard("soft-delete images")
+    def soft_delete(self, image_ids: list[str]) -> int:
+        if not image_ids:
+            return 0
+        with self._lock:
+            info = self._generation()
+            if info is None:
+                return 0
+            p = self._next_version()
+            rows = dedup(self._current_rows(list(dict.fromkeys(image_ids)), [{"term": {"deleted": False}}]),
+                          lambda r: r["_source"]["image_id"])
+            actions = [
+                {"_op_type": "update", "_index": info[0], "_id": r["_id"], "routing": r["_source"]["image_id"],
+                 "doc": {"deleted": True, "deleted_in": p}}
+                for r in rows
+            ]
+            self._dirty = self._dirty or bool(actions)
+            failures = self._bulk(actions, "soft delete")
+            self._refresh()
+            self._raise_failures(failures, len(actions), "soft delete")
+            return len(actions)
+
+    @guard("purge deleted images")
+    def purge(self) -> int:
+        with self._lock:
+            info = self._generation()
+            if info is None:
+                return 0
+            q = bool_filter([{"term": {"current": True}}, {"term": {"deleted": True}}])
+            ids = sorted({h["_source"]["image_id"] for h in self._scan(q, ["image_id"])})
+            if not ids:
+                return 0
+            actions: list[dict[str, Any]] = []
+            for i in range(0, len(ids), 1000):
+                # every row of these images, history included: purged means gone for good
+                for h in self._scan({"terms": {"image_id": ids[i : i + 1000]}}, ["image_id"]):
+                    actions.append(
+                        {"_op_type": "delete", "_index": info[0], "_id": h["_id"], "routing": h["_source"]["image_id"]}
+                    )
+            failures = self._bulk(actions, "purge")
+            self._refresh()
+            self._raise_failures(failures, len(ids), "purge")
+            return len(ids)

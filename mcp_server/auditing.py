@@ -1,0 +1,216 @@
+"""The MCP server's side of the audit log (:mod:`imgrag.indexing.audit`): one record per tool call,
+resource read and rejected HTTP request, written before the answer leaves the server.
+
+``CallRecorder.done`` raises when the record cannot be written; the server then answers with that
+error instead of the result (withheld: nothing is disclosed unrecorded). ``HttpAuditMiddleware``
+sits outside the SDK's bearer-token check, so it sees every 401 and names the peer of each request.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import threading
+import time
+from contextvars import ContextVar
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from pydantic import ValidationError
+
+from imgrag.indexing.app import Imgrag
+from imgrag.indexing.audit import AuditRecord, Caller, Event, Outcome, Transport, error_kind, make_record
+from imgrag.indexing.errors import AuditError, ImgragError
+from imgrag.indexing.stores.base import OPERATOR, Principal
+
+from .auth import PrincipalResolver
+
+log = logging.getLogger("imgrag.mcp")
+
+_PEER: ContextVar[str | None] = ContextVar("imgrag_http_peer", default=None)
+RESOURCES = ("image", "thumbnail", "collection")
+
+
+def returned_ids(structured: Any) -> list[str]:
+    """The image ids a tool's structured result hands out: search hits, or the one image a
+    crop / OCR / metadata / delete call was about, or the ids an index call wrote."""
+    if not isinstance(structured, dict):
+        return []
+    ids = [h["image_id"] for h in structured.get("hits") or [] if isinstance(h, dict) and isinstance(h.get("image_id"), str)]
+    if isinstance(structured.get("image_id"), str):
+        ids.append(structured["image_id"])
+    ids += [i for i in structured.get("image_ids") or [] if isinstance(i, str)]
+    return ids
+
+
+def resource_name(uri: Any) -> tuple[str, str | None]:
+    """(name, image id) of an ``imgrag://`` URI; anything else is ``unknown`` (its text is not kept)."""
+    parts = urlsplit(str(uri))
+    if parts.scheme != "imgrag" or parts.netloc not in RESOURCES:
+        return "unknown", None
+    image_id = parts.path.strip("/") or None
+    return parts.netloc, image_id if parts.netloc != "collection" else None
+
+
+class CallRecorder:
+    """Writes the records of one server: who (the resolved principal), how (``transport``, and over
+    HTTP the peer), what (tool or resource, digest of the arguments), which images, outcome, latency."""
+
+    def __init__(self, app: Imgrag, resolve_principal: PrincipalResolver, transport: Transport) -> None:
+        self.app = app
+        self.resolve_principal = resolve_principal
+        self.transport = transport
+
+    def caller(self) -> Caller:
+        return Caller(transport=self.transport, client=_PEER.get())
+
+    def principal(self) -> Principal | None:
+        try:
+            return self.resolve_principal()
+        except Exception:  # no verified token: the call fails on its own; record it as unauthenticated
+            return None
+
+    async def append(self, record: AuditRecord) -> None:
+        await anyio.to_thread.run_sync(self.app.audit.append, record)
+
+    async def done(self, event: Event, name: str, args: Any, t0: float, ids: list[str]) -> None:
+        """Record a call that succeeded; raises AuditError (the caller withholds the result)."""
+        await self.append(make_record(
+            event=event, name=name, outcome="ok", principal=self.principal(), args=args, image_ids=ids,
+            latency_ms=(time.perf_counter() - t0) * 1000, caller=self.caller(),
+        ))
+
+    async def failed(
+        self, event: Event, name: str, args: Any, t0: float, e: BaseException, *, kind: str | None = None, target: Any = None
+    ) -> None:
+        """Record a call that failed (``kind`` when the caller knows better than the exception). A
+        ``not_found`` for an image that exists is the ACL at work: the caller was told "no such
+        image", the log says ``denied`` / ``acl`` and names the image, so "who tried to see it"
+        has an answer."""
+        outcome, found = classify(e)
+        kind = kind or found
+        ids: list[str] = []
+        if kind == "not_found" and isinstance(target, str) and await anyio.to_thread.run_sync(self._exists, target):
+            outcome, kind, ids = "denied", "acl", [target]
+        await self.append(make_record(
+            event=event, name=name, outcome=outcome, error=kind, principal=self.principal(), args=args, image_ids=ids,
+            latency_ms=(time.perf_counter() - t0) * 1000, caller=self.caller(),
+        ))
+
+    def _exists(self, image_id: str) -> bool:
+        try:
+            return bool(self.app.get_many([image_id], OPERATOR))
+        except Exception:  # the store is down: the record says not_found, as the caller was told
+            return False
+
+
+def classify(e: BaseException) -> tuple[Outcome, str]:
+    """(outcome, kind) of a failed call, from the error behind the SDK's wrappers: the
+    ``ImgragError`` a tool turned into a ``ToolError`` (``raise ... from None`` keeps it as
+    ``__context__``) or the pydantic ``ValidationError`` of bad arguments."""
+    cur: BaseException | None = e
+    seen: set[int] = set()
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (ImgragError, ValidationError)):
+            return error_kind(cur)
+        cur = cur.__cause__ or cur.__context__
+    if isinstance(e, ResourceNotFoundError):  # a URI no resource template matches
+        return "error", "not_found"
+    return error_kind(e)
+
+
+# -- rejected HTTP requests -------------------------------------------------------------------------
+class _Coalescer:
+    """At most one record per second for each (peer host, reason): a client hammering bad tokens
+    must not fill the disk or tie up the server in fsyncs. The requests in between are counted, and
+    the count rides on that peer's next record (``count``), or is written when the server stops."""
+
+    WINDOW = 1.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state: dict[tuple[str, str], list[float]] = {}  # key -> [window start, requests not yet recorded]
+
+    def admit(self, key: tuple[str, str], now: float) -> int:
+        """How many requests a record written now stands for; 0: only count this one."""
+        with self._lock:
+            st = self._state.get(key)
+            if st is not None and now - st[0] < self.WINDOW:
+                st[1] += 1
+                return 0
+            count = 1 + int(st[1]) if st else 1
+            self._state[key] = [now, 0]
+            if len(self._state) > 10_000:  # forget quiet peers
+                self._state = {k: v for k, v in self._state.items() if v[1] or now - v[0] < self.WINDOW}
+            return count
+
+    def drain(self) -> list[tuple[tuple[str, str], int]]:
+        with self._lock:
+            pending = [(k, int(v[1])) for k, v in self._state.items() if v[1]]
+            self._state.clear()
+        return pending
+
+
+class HttpAuditMiddleware:
+    """ASGI middleware outside the SDK's authentication: remembers each request's peer (tool records
+    name it) and records every refused request — 401 (no or unknown bearer token), 403, 421 (bad
+    Host) — with the SHA-256 of the token presented, never the token. A record that cannot be
+    written does not change the refusal; it is logged as an error on stderr."""
+
+    def __init__(self, app: Any, recorder: CallRecorder) -> None:
+        self.app = app
+        self.recorder = recorder
+        self.coalescer = _Coalescer()
+        atexit.register(self.flush)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        host, port = scope.get("client") or ("?", 0)
+        peer = f"{host}:{port}"
+        t0 = time.perf_counter()
+
+        async def send_and_record(message: dict[str, Any]) -> None:
+            if message.get("type") == "http.response.start" and message.get("status") in (401, 403, 421):
+                await self._denied(scope, int(message["status"]), str(host), peer, t0)
+            await send(message)
+
+        token = _PEER.set(peer)
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            _PEER.reset(token)
+
+    async def _denied(self, scope: Any, status: int, host: str, peer: str, t0: float) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        auth = headers.get("authorization", "")
+        bearer = auth[7:] if auth.lower().startswith("bearer ") else None
+        reason = {401: "unknown_token" if bearer else "missing_token", 403: "forbidden", 421: "bad_host"}[status]
+        count = self.coalescer.admit((host, reason), time.monotonic())
+        if not count:
+            return
+        record = self._record(reason, peer, bearer, count, (time.perf_counter() - t0) * 1000)
+        try:
+            await self.recorder.append(record)
+        except AuditError as e:
+            log.error("a refused request from %s could not be recorded: %s", peer, e)
+
+    def _record(self, reason: str, peer: str, bearer: str | None, count: int, latency_ms: float | None) -> AuditRecord:
+        return make_record(
+            event="auth", name="bearer_token", outcome="denied", error=reason, principal=None,
+            args_sha256=hashlib.sha256(bearer.encode()).hexdigest() if bearer else None,
+            latency_ms=latency_ms, count=count, caller=Caller(transport="http", client=peer),
+        )
+
+    def flush(self) -> None:
+        """Write the counts of refused requests not yet on record (at server exit)."""
+        for (host, reason), n in self.coalescer.drain():
+            try:
+                self.recorder.app.audit.append(self._record(reason, host, None, n, None))
+            except AuditError as e:
+                log.error("%d refused request(s) from %s could not be recorded: %s", n, host, e)

@@ -1,0 +1,157 @@
+"""The pipeline's failure paths on a real embedded store with stand-in models (the edge cases need
+a model that fails on cue): one page that cannot be embedded costs only itself, a document's broken
+page costs only that page, and a run stopped by an unreachable backend keeps a version of what it
+wrote. Real models on real hostile files: tests/e2e/test_hostile_files.py."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgrag.indexing import pipeline
+from imgrag.indexing.config import Settings
+from imgrag.indexing.embedders import ImageEmbeddings
+from imgrag.indexing.errors import BackendUnavailableError
+from imgrag.indexing.pipeline import Analysed, Indexer, IndexOptions
+from imgrag.indexing.runtime import Runtime
+from imgrag.indexing.stores.base import OPERATOR, Filters, ImageRecord
+from imgrag.indexing.stores.lance import LanceStore
+
+DIM = 8
+
+
+class PoisonedImages:
+    """Embeds any image but a black one, on which it raises (as a model does on input it chokes on)."""
+
+    identity, feature_identity, dim, feature_dim = "fake-joint", "fake-feat", DIM, DIM
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def embed_images(self, imgs: list[np.ndarray]) -> ImageEmbeddings:
+        self.batches.append(len(imgs))
+        if any(int(np.asarray(i).max()) == 0 for i in imgs):
+            raise ValueError("poisoned input")
+        n = len(imgs)
+        vecs = np.tile(np.eye(DIM, dtype=np.float32)[0], (n, 1))
+        return ImageEmbeddings(vectors=vecs, features=vecs.copy(), captions=["fake"] * n)
+
+
+class Texts:
+    identity, dim = "fake-text", DIM
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        return np.tile(np.eye(DIM, dtype=np.float32)[1], (len(texts), 1))
+
+
+def analysed(page: pipeline.Page, rt: Runtime, opts: IndexOptions) -> Analysed:
+    """Stands in for the OCR / layout / detector stage: the page as it is."""
+    rec = ImageRecord(
+        image_id=page.image_id, doc_id=page.doc_id, path=page.path, page=page.page, n_pages=page.n_pages,
+        format=page.format, width=page.image.shape[1], height=page.image.shape[0], quality="photo",
+        indexed_at=datetime.now(timezone.utc),
+    )
+    return Analysed(page=page, record=rec, image=page.image, to_original=lambda b: b)
+
+
+@pytest.fixture
+def rt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Runtime:
+    monkeypatch.setattr(pipeline, "analyse_page", analysed)
+    store = LanceStore(tmp_path / "index", ann_min_rows=10**9)
+    runtime = Runtime(Settings(home=tmp_path / "home"), store=store)
+    runtime.__dict__.update(ocr=type("Ocr", (), {"name": "fake-ocr"})(), text_embedder=Texts(), image_embedder=PoisonedImages())
+    monkeypatch.setattr(runtime, "load_models", lambda: None)
+    return runtime
+
+
+def image(path: Path, value: int) -> Path:
+    Image.new("RGB", (64, 48), (value, value, value)).save(path)
+    return path
+
+
+def test_a_page_that_cannot_be_embedded_costs_only_itself(rt: Runtime, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i, v in enumerate((200, 150, 0, 100)):  # the third is black: poison for the embedder
+        image(folder / f"p{i}.png", v)
+    summary = Indexer(rt).index([folder], IndexOptions(batch_size=8, workers=1))
+    assert summary.indexed == 3 and summary.version == 1
+    assert [(Path(f.path).name, f.reason.split(" — ")[0]) for f in summary.failed] == [
+        ("p2.png", "embedding failed: ValueError: poisoned input")
+    ]
+    assert rt.image_embedder.batches[0] == 4  # one batch first, then page by page
+    assert rt.store.count(OPERATOR, Filters()) == 3
+
+
+def test_a_broken_page_of_a_document_costs_only_that_page(rt: Runtime, tmp_path: Path) -> None:
+    tif = tmp_path / "two.tif"
+    frames = [Image.new("RGB", (64, 48), (200, 0, 0)), Image.new("RGB", (40, 4400), (0, 200, 0))]  # page 2: a strip
+    frames[0].save(tif, save_all=True, append_images=frames[1:])
+    summary = Indexer(rt).index([tif])
+    assert summary.indexed == 1
+    assert [f.path for f in summary.failed] == [f"{tif}#page=2"]
+    assert "strip over 100 times" in summary.failed[0].reason and str(tif) not in summary.failed[0].reason
+
+
+def test_a_run_stopped_by_the_backend_keeps_a_version_of_what_it_wrote(
+    rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(4):
+        image(folder / f"p{i}.png", 50 + 40 * i)
+    store = rt.store
+    real_write = store.write
+    calls: list[int] = []
+
+    def flaky(items: list) -> None:
+        calls.append(len(items))
+        if len(calls) > 1:
+            raise BackendUnavailableError("the index went away", "bring it back")
+        real_write(items)
+
+    monkeypatch.setattr(store, "write", flaky)
+    with pytest.raises(BackendUnavailableError):
+        Indexer(rt).index([folder], IndexOptions(batch_size=2, workers=1))
+    assert calls == [2, 2]  # not retried page by page: no page is at fault
+    vs = store.versions()
+    assert [(v.op, v.summary.get("indexed")) for v in vs] == [("index", 2)]
+    assert store.count(OPERATOR, Filters()) == 2
+    monkeypatch.setattr(store, "write", real_write)
+    again = Indexer(rt).index([folder])
+    assert (again.indexed, again.unchanged) == (2, 2)
+
+
+def test_every_failure_is_reported_as_it_happens_without_repeating_the_path(rt: Runtime, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    image(folder / "good.png", 200)
+    (folder / "empty.png").write_bytes(b"")
+    Image.new("RGB", (1, 1)).save(folder / "dot.png")
+    events: list[tuple[str, str]] = []
+    summary = Indexer(rt).index(
+        [folder, tmp_path / "missing.png"],
+        progress=lambda ev, data: events.append((data["path"], data["reason"])) if ev == "fail" else None,
+    )
+    assert summary.indexed == 1
+    assert sorted(events) == sorted((f.path, f.reason) for f in summary.failed)
+    assert {Path(p).name for p, _ in events} == {"empty.png", "dot.png", "missing.png"}
+    assert all(p not in r for p, r in events)
+
+
+def test_a_changed_file_whose_new_content_fails_keeps_its_old_pages(rt: Runtime, tmp_path: Path) -> None:
+    path = image(tmp_path / "page.png", 120)
+    first = Indexer(rt).index([path])
+    assert first.indexed == 1
+    image(path, 0)  # new content, which the embedder chokes on
+    second = Indexer(rt).index([path])
+    assert (second.indexed, second.replaced, len(second.failed)) == (0, 0, 1)
+    assert rt.store.live_ids(first.indexed_ids) == set(first.indexed_ids)  # still searchable as it was
+    image(path, 60)  # fixed: the new content replaces the old
+    third = Indexer(rt).index([path])
+    assert (third.indexed, third.replaced) == (1, 1)
+    assert rt.store.live_ids(first.indexed_ids) == set()

@@ -1,0 +1,147 @@
+"""Every setting is validated with the same one-line error, a broken config file names itself and
+its line, and every CLI usage error is one line and exit 2 (the same as any error a user causes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from imgrag.cli import app
+from imgrag.indexing.config import get_settings
+from imgrag.indexing.errors import ImgragError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def clean_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for k in list(os.environ):
+        if k.startswith("IMGRAG_") and not k.startswith("IMGRAG_TEST"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("IMGRAG_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)  # no ./imgrag.toml from elsewhere
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "why"),
+    [
+        ("MAX_K", "0", "greater than or equal to 1"),
+        ("MAX_K", "-5", "greater than or equal to 1"),
+        ("MAX_PIXELS", "-1", "greater than or equal to 1"),
+        ("MAX_FILE_MB", "-1", "greater than or equal to 1"),
+        ("MAX_PAGES", "0", "greater than or equal to 1"),
+        ("RRF_K", "-1", "greater than or equal to 0"),
+        ("WEIGHT_IMAGE", "nan", "finite number"),
+        ("WEIGHT_BM25", "inf", "finite number"),
+        ("WEIGHT_TEXT_VECTOR", "-0.5", "greater than or equal to 0"),
+        ("WEIGHT_REGION", "NaN", "finite number"),
+        ("REGION_RERANK", "-inf", "finite number"),
+        ("STANDOUT_Z", "nan", "finite number"),
+        ("WORKERS", "0", "greater than or equal to 1"),
+    ],
+)
+def test_nonsense_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str, why: str) -> None:
+    monkeypatch.setenv(f"IMGRAG_{name}", value)
+    with pytest.raises(ImgragError) as e:
+        get_settings()
+    text = str(e.value)
+    assert f"IMGRAG_{name}={value!r}" in text and why in text and "\n" not in text
+
+
+def test_valid_edge_values_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGRAG_RRF_K", "0")
+    monkeypatch.setenv("IMGRAG_WEIGHT_IMAGE", "0")
+    monkeypatch.setenv("IMGRAG_MAX_PAGES", "5")
+    s = get_settings()
+    assert (s.rrf_k, s.weight_image, s.max_pages) == (0, 0.0, 5)
+
+
+@pytest.mark.parametrize(
+    ("content", "expect"),
+    [
+        ("workers = 2\nmax_k = [1,,2]\nbatch_size = 4\n", r"is not valid TOML: .*line 2"),
+        ("workers = 2\nmax_k = [\n", r"is not valid TOML: .*end of document"),
+        ("workers = 2\nmax_k = 'a' 'b'\n", r"is not valid TOML: .*line 2"),
+        (b"\xff\xfe not utf-8", r"is not valid TOML"),
+        ("max_pixel = 5\n", r"unknown setting\(s\) 'max_pixel' \(did you mean 'max_pixels'\?\)"),
+        ("max_k = 0\n", r"IMGRAG_MAX_K=0: Input should be greater than or equal to 1"),
+    ],
+)
+def test_a_broken_config_file_is_one_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str | bytes, expect: str
+) -> None:
+    toml = tmp_path / "imgrag.toml"  # found in the current folder
+    toml.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ImgragError, match=expect) as e:
+        get_settings()
+    assert "\n" not in str(e.value)
+    if "TOML" in expect or "unknown" in expect:
+        assert str(toml) in str(e.value)
+
+
+def test_imgrag_config_must_exist_and_be_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGRAG_CONFIG", str(tmp_path / "nope.toml"))
+    with pytest.raises(ImgragError, match="nope.toml does not exist"):
+        get_settings()
+    get_settings.cache_clear()
+    monkeypatch.setenv("IMGRAG_CONFIG", str(tmp_path))
+    with pytest.raises(ImgragError, match="cannot read config file"):
+        get_settings()
+
+
+def one_line_exit_2(result: object) -> str:
+    out = result.output  # type: ignore[attr-defined]
+    assert result.exit_code == 2, (result.exit_code, out)  # type: ignore[attr-defined]
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), out
+    assert "Usage:" not in out and "╭" not in out and "Traceback" not in out
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["search", "x", "-k", "0"], "'-k': Input should be greater than or equal to 1 — see `imgrag search --help`"),
+        (["index", "--workers", "0", "."], "'--workers': Input should be greater than or equal to 1"),
+        (["index", "--batch-size", "999", "."], "'--batch-size'"),
+        (["rollback", "abc"], "Invalid value for 'version'"),
+        (["index"], "Missing argument"),
+        (["search", "x", "--nope"], "No such option: --nope"),
+        (["serach", "x"], "No such command 'serach'"),
+        (["search", "x", "--filter", "seal=maybe"], "--filter seal=maybe is not true or false"),
+        (["search", "x", "--filter", "quality=bogus"], "bad --filter quality='bogus'"),
+        (["search", "x", "--filter", "year=soon"], "--filter year=soon"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(args: list[str], expect: str) -> None:
+    line = one_line_exit_2(CliRunner().invoke(app, args, prog_name="imgrag"))
+    assert expect in line
+
+
+def test_a_bad_setting_stops_every_command_with_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "imgrag.toml").write_text("max_k = [\n")
+    for args in (["stats"], ["serve"], ["versions"], ["search", "x"]):
+        line = one_line_exit_2(CliRunner().invoke(app, args, prog_name="imgrag"))
+        assert "imgrag.toml is not valid TOML" in line
+
+
+def test_help_still_works() -> None:
+    result = CliRunner().invoke(app, ["rollback", "--help"], prog_name="imgrag")
+    assert result.exit_code == 0 and "version" in result.output
+
+
+def test_the_real_entry_point_prints_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMGRAG_")} | {"IMGRAG_HOME": str(tmp_path)}
+    p = subprocess.run([sys.executable, "-m", "imgrag", "rollback", "abc"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("error: Invalid value for 'version'")
