@@ -21,12 +21,17 @@ def imgrag_cmd() -> list[str]:
     return [sys.executable, "-m", "imgrag"]
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @contextmanager
 def served_http(args: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> Iterator[str]:
     """`imgrag serve --http --port <free> ARGS` until the block ends; yields the /mcp URL once it answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [*imgrag_cmd(), "serve", "--http", "--port", str(port), *args], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
