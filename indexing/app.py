@@ -6,6 +6,8 @@ lock), the decoded-page and thumbnail caches the read tools share, the index roo
 may index from, the single-writer lock and the audit log. Every read takes the caller's
 ``Principal``: an id the caller may not see answers exactly like one that does not exist
 (``NotFoundError``). Every write is recorded in the audit log, whoever calls it (:mod:`.audit`).
+Heavy reads (OCR re-reads, crops, page images) pass fair per-principal gates, and image payloads
+fit the caller's transport (``PayloadBudget``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -27,15 +30,23 @@ from . import imaging
 from .audit import AuditLog, open_audit, recorded_write
 from .config import Settings
 from .errors import AccessDeniedError, ImgragError, NotFoundError
+from .gate import FairGate
 from .links import LinkedItem, visible_links
 from .limits import (
-    MAX_CROP_BYTES,
     MAX_CROP_SCALE,
     MAX_CROP_SIDE,
+    MAX_ID_CHARS,
     MAX_OCR_PIXELS,
-    MAX_RESOURCE_BYTES,
+    MAX_PATH_CHARS,
     MAX_RESOURCE_SIDE,
+    MAX_WAIT_SECONDS,
+    MAX_WAITING_CALLS,
+    OCR_SLOTS,
     OCR_TARGET_TEXT_PX,
+    PER_PRINCIPAL_CALLS,
+    PIXEL_SLOTS,
+    STDIO_BUDGET,
+    PayloadBudget,
 )
 from .loader import load_page
 from .models import BBox, OcrLine
@@ -120,8 +131,9 @@ class Imgrag:
         settings: defaults to the process settings (``IMGRAG_*`` and ``imgrag.toml``).
         store: an already open store (tests, benchmarks); default: opened from the settings on first use.
         runtime: share an existing runtime (and so its loaded models) instead of building one.
-        index_roots: folders a *remote* caller may index from (``index_images``); None: anywhere
-            (the local operator's CLI).
+        index_roots: folders a *remote* caller may index from (``index_images``), and the base of
+            the paths a caller who is not the operator is shown; None: anywhere (the local
+            operator's CLI). Files found under a root whose real path leaves every root are skipped.
         page_cache_mb: decoded pages kept for crops and OCR re-reads.
         audit: where writes (and the MCP server's calls) are recorded; default: from the settings.
     """
@@ -145,6 +157,8 @@ class Imgrag:
         self._thumbs: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._thumbs_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self.ocr_gate = FairGate("OCR", OCR_SLOTS, PER_PRINCIPAL_CALLS, MAX_WAITING_CALLS, MAX_WAIT_SECONDS)
+        self.pixel_gate = FairGate("image", PIXEL_SLOTS, PER_PRINCIPAL_CALLS, MAX_WAITING_CALLS, MAX_WAIT_SECONDS)
 
     # -- the runtime ---------------------------------------------------------------------------
     @property
@@ -191,11 +205,9 @@ class Imgrag:
         return self.searcher.search(req, principal)
 
     def get(self, image_id: str, principal: Principal) -> ImageRecord:
-        rec = self.store.get(image_id, principal)
+        rec = self.store.get(image_id, principal) if len(image_id) <= MAX_ID_CHARS else None
         if rec is None:
-            raise NotFoundError(
-                f"no image with id {image_id!r}", "use an image_id returned by search_images (on the command line: imgrag search --json)"
-            )
+            raise NotFoundError.image(image_id)
         return rec
 
     def record_for(self, image_id: str, principal: Principal) -> ImageRecord:
@@ -212,7 +224,7 @@ class Imgrag:
         return visible_links(self.store, [rec], principal)[rec.image_id]
 
     def get_many(self, image_ids: Sequence[str], principal: Principal) -> dict[str, ImageRecord]:
-        return self.store.get_many(list(image_ids), principal)
+        return self.store.get_many([i for i in image_ids if len(i) <= MAX_ID_CHARS], principal)
 
     def list_images(self, principal: Principal, filters: Filters, *, offset: int = 0, limit: int = 100) -> list[ImageRecord]:
         """Records the caller can see that match ``filters`` (e.g. the pages of one document)."""
@@ -255,24 +267,40 @@ class Imgrag:
             self._pages.put(rec.image_id, stamp, img)
         return img
 
-    def thumbnail(self, rec: ImageRecord, side: int) -> bytes:
+    def _page_for(self, rec: ImageRecord, principal: Principal) -> np.ndarray:
+        """``page`` for a caller: one who is not the operator learns neither the server's paths nor
+        advice only the operator can follow when the file cannot be read."""
+        try:
+            return self.page(rec)
+        except ImgragError as e:
+            if principal.all_access:
+                raise
+            raise type(e)(
+                e.message.replace(rec.path, self.display_path(rec.path)),
+                "the server cannot read this image's file now; tell whoever runs the server (they can restore or re-index it)",
+            ) from None
+
+    def thumbnail(self, rec: ImageRecord, side: int, principal: Principal = OPERATOR) -> bytes:
         """A PNG thumbnail of a record the caller has already been allowed to read."""
         key = (rec.image_id + f"@{side}", rec.doc_id)
         with self._thumbs_lock:
             if key in self._thumbs:
                 self._thumbs.move_to_end(key)
                 return self._thumbs[key]
-        data = imaging.thumbnail(self.page(rec), side)
+        with self.pixel_gate.slot(principal):
+            data = imaging.thumbnail(self._page_for(rec, principal), side)
         with self._thumbs_lock:
             self._thumbs[key] = data
             while len(self._thumbs) > 1024:
                 self._thumbs.popitem(last=False)
         return data
 
-    def image_png(self, image_id: str, principal: Principal) -> bytes:
-        """The whole page as PNG, downscaled to the resource limits."""
-        page = self.page(self.get(image_id, principal))
-        return imaging.fit_png(Image.fromarray(page), MAX_RESOURCE_SIDE, MAX_RESOURCE_BYTES)[0]
+    def image_png(self, image_id: str, principal: Principal, budget: PayloadBudget = STDIO_BUDGET) -> bytes:
+        """The whole page as PNG, downscaled to the resource limits and the transport's budget."""
+        rec = self.get(image_id, principal)
+        with self.pixel_gate.slot(principal):
+            page = self._page_for(rec, principal)
+            return imaging.fit_png(Image.fromarray(page), MAX_RESOURCE_SIDE, budget.resource_bytes)[0]
 
     def crop(
         self,
@@ -283,16 +311,19 @@ class Imgrag:
         units: Literal["px", "relative"] = "px",
         scale: float = 1.0,
         enhance: bool = False,
+        budget: PayloadBudget = STDIO_BUDGET,
     ) -> Crop:
-        """Part of a page as PNG, zoomed; the box is clipped to the image and the one used returned."""
+        """Part of a page as PNG, zoomed; the box is clipped to the image and the one used returned.
+        A PNG over the transport's budget is downscaled until it fits (and the note says so)."""
         if not 1.0 <= scale <= MAX_CROP_SCALE:
             raise ImgragError(f"scale {scale:g} is out of range", f"use 1 to {MAX_CROP_SCALE:g}")
         rec = self.get(image_id, principal)
         req = imaging.to_pixels(bbox, units, rec.width, rec.height)
         box, clipped = imaging.clamp_box(req, rec.width, rec.height)
-        data, img, applied, note = imaging.render_crop(
-            self.page(rec), box, scale, do_enhance=enhance, max_side=MAX_CROP_SIDE, max_bytes=MAX_CROP_BYTES
-        )
+        with self.pixel_gate.slot(principal):
+            data, img, applied, note = imaging.render_crop(
+                self._page_for(rec, principal), box, scale, do_enhance=enhance, max_side=MAX_CROP_SIDE, max_bytes=budget.crop_bytes
+            )
         if clipped:
             note = f"bbox clipped to the image ({rec.width}x{rec.height})" + ("; " + note if note else "")
         return Crop(
@@ -340,10 +371,12 @@ class Imgrag:
         else:
             zoom = float(scale)
         zoom = max(1.0, min(zoom, (MAX_OCR_PIXELS / (w * h)) ** 0.5))
-        canvas, pad, (fx, fy) = imaging.ocr_canvas(self.page(rec), box, zoom)
         engine = self.rt.ocr
+        with self.ocr_gate.slot(principal):
+            canvas, pad, (fx, fy) = imaging.ocr_canvas(self._page_for(rec, principal), box, zoom)
+            found = engine.recognize(canvas)
         lines: list[OcrLine] = []
-        for ln in engine.recognize(canvas):
+        for ln in found:
             if not ln.text.strip():
                 continue
             bx0, by0, bx1, by1 = (float(v) for v in ln.bbox)
@@ -365,9 +398,35 @@ class Imgrag:
         )
 
     # -- writes --------------------------------------------------------------------------------
-    def check_paths(self, paths: Sequence[str]) -> list[str]:
+    def display_path(self, path: str) -> str:
+        """How a caller who is not the operator sees a server path: relative to the index root it
+        lies under, else just the file name (never the server's folder layout)."""
+        p = Path(path)
+        for root in self.index_roots or ():
+            if root in p.parents:
+                return p.relative_to(root).as_posix()
+        return p.name
+
+    def root_path(self, relative: str) -> str:
+        """The server path a caller who is not the operator means by ``relative`` (a path as
+        :meth:`display_path` shows it), e.g. for a ``path_prefix`` filter: under the first index root."""
+        rel = Path(relative)
+        if not self.index_roots:
+            raise ImgragError("this server has no index root to resolve paths against", "filter by doc_id or tags instead of path_prefix")
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ImgragError(f"{relative!r} is not a relative path under the index root", "give it as get_metadata shows source, e.g. contracts/2023/")
+        joined = (self.index_roots[0] / rel).as_posix()
+        return joined + "/" if relative.endswith("/") else joined
+
+    def check_paths(self, paths: Sequence[str], caller: Principal | None = None) -> list[str]:
         """With index roots (a remote caller): absolute paths, each inside one of the roots; without
-        (the local operator): the paths as given."""
+        (the local operator): the paths as given. A ``caller`` who is not the operator is not told
+        where the roots are on the server."""
+        for raw in paths:
+            if "\x00" in raw or len(raw) > MAX_PATH_CHARS:
+                raise ImgragError(
+                    f"path {raw[:80]!r} contains a NUL character or is over {MAX_PATH_CHARS} characters", "name a real file or folder"
+                )
         if self.index_roots is None:
             return [str(Path(raw).expanduser()) for raw in paths]
         out: list[str] = []
@@ -380,10 +439,15 @@ class Imgrag:
             except (OSError, RuntimeError) as e:
                 raise ImgragError(f"cannot resolve {raw}: {e}", "name a file or folder that exists") from None
             if not any(p == r or r in p.parents for r in self.index_roots):
+                if caller is not None and not caller.all_access:
+                    raise AccessDeniedError(
+                        f"{raw} is outside the folders this server may index",
+                        "give a path relative to the index root (as get_metadata shows source), or ask the server's operator",
+                    )
                 roots = ", ".join(str(r) for r in self.index_roots)
                 raise AccessDeniedError(
                     f"{raw} is outside the folders this server may index ({roots})",
-                    "index files under those folders, or restart the server with --index-root",
+                    "index files under those folders (the server's operator chooses them with --index-root)",
                 )
             out.append(str(p))
         return out
@@ -404,13 +468,26 @@ class Imgrag:
     def index(
         self, paths: Sequence[str], opts: IndexOptions | None = None, progress: ProgressFn | None = None
     ) -> IndexSummary:
-        """Index files and folders (recursive); unchanged files are skipped, changed ones replaced."""
+        """Index files and folders (recursive); unchanged files are skipped, changed ones replaced.
+
+        With index roots, files whose real path leaves every root (symbolic links) are skipped and
+        reported without being opened. A caller who is not the operator (``opts.principal``) may
+        only give an ACL that admits them; without one their new pages are visible to them alone.
+        """
         from .pipeline import Indexer, IndexOptions
 
         opts = opts or IndexOptions()
         args = {"paths": [str(p) for p in paths], "acl": opts.acl, "meta": opts.meta, "tags": opts.tags}
         with recorded_write(self.audit, "index", opts.principal or OPERATOR, args) as w:
-            checked = self.check_paths(paths)
+            checked = self.check_paths(paths, opts.principal)
+            if self.index_roots is not None:
+                opts = replace(opts, roots=list(self.index_roots))
+            caller = opts.principal
+            if caller is not None and not caller.all_access and opts.acl and not caller.admits(opts.acl):
+                raise ImgragError(
+                    f"acl {opts.acl} does not include you ({caller.name or ', '.join(caller.groups)})",
+                    "add your name or one of your groups to acl, or leave acl out: the images are then visible to you alone",
+                )
             with self._writing():
                 summary = Indexer(self.rt).index(checked, opts, progress)
             w.image_ids = [*summary.indexed_ids, *summary.updated_ids]

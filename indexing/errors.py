@@ -18,9 +18,26 @@ class ImgragError(Exception):
 class NotFoundError(ImgragError):
     """An id that does not exist *or* that the caller may not see: both answer the same."""
 
+    @classmethod
+    def image(cls, image_id: str) -> NotFoundError:
+        """The one answer for an image id that is unknown, deleted or not visible to the caller."""
+        shown = image_id if len(image_id) <= 80 else image_id[:79] + "…"
+        return cls(
+            f"no image with id {shown!r}",
+            "use an image_id returned by search_images (on the command line: imgrag search --json)",
+        )
+
 
 class BackendUnavailableError(ImgragError):
     """The index backend cannot be reached or refused us."""
+
+
+class BusyError(ImgragError):
+    """Too many heavy calls are running or waiting: the caller should retry later."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        self.retry_after = max(1, round(retry_after))
+        super().__init__(message, f"retry in {self.retry_after} s")
 
 
 class AccessDeniedError(ImgragError):

@@ -27,13 +27,15 @@ import logging
 import os
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from .limits import MAX_META_VALUE_CHARS
+from .loader import outside_roots
 from .stores.base import Filters, ImageRecord, Link, LinkKind, MetadataUpdate, Principal
 
 if TYPE_CHECKING:
@@ -91,12 +93,17 @@ def read_off(text: str) -> dict[str, str]:
 
 
 @lru_cache(maxsize=4096)
-def _case_of(folder: Path) -> str | None:
-    """The case a folder belongs to: the nearest ``.imgrag-case`` marker at or above it."""
+def _case_of(folder: Path, roots: tuple[Path, ...] | None = None) -> str | None:
+    """The case a folder belongs to: the nearest ``.imgrag-case`` marker at or above it (and, with
+    ``roots``, inside them: a server reads nothing outside the folders it may index)."""
     for depth, d in enumerate([folder, *folder.parents]):
         if depth > _MAX_MARKER_DEPTH:
             break
         marker = d / CASE_MARKER
+        if roots is not None and outside_roots(marker, list(roots)):
+            if outside_roots(d, list(roots)):
+                break
+            continue
         try:
             if marker.is_file():
                 first = marker.read_text(encoding="utf-8", errors="replace")[:200].strip().splitlines()
@@ -106,8 +113,10 @@ def _case_of(folder: Path) -> str | None:
     return None
 
 
-def _sidecar(path: Path) -> dict[str, str]:
+def _sidecar(path: Path, roots: Sequence[Path] | None = None) -> dict[str, str]:
     side = path.with_name(path.name + SIDECAR_SUFFIX)
+    if outside_roots(side, roots):  # a link out of the index roots is not read
+        return {}
     try:
         if not side.is_file() or side.stat().st_size > _MAX_SIDECAR_BYTES:
             return {}
@@ -121,14 +130,15 @@ def _sidecar(path: Path) -> dict[str, str]:
     return {str(k)[:100]: str(v)[:200] for k, v in data.items() if isinstance(v, (str, int, float)) and str(k).strip()}
 
 
-def file_keys(path: str | Path) -> dict[str, str]:
-    """What a file's surroundings say about it: its case folder and its sidecar (the sidecar wins)."""
+def file_keys(path: str | Path, roots: Sequence[Path] | None = None) -> dict[str, str]:
+    """What a file's surroundings say about it: its case folder and its sidecar (the sidecar wins);
+    with ``roots`` (a server's index roots), only what lies inside them."""
     p = Path(path)
     out: dict[str, str] = {}
-    case = _case_of(p.parent)
+    case = _case_of(p.parent, tuple(roots) if roots is not None else None)
     if case:
         out["case"] = case
-    out.update(_sidecar(p))
+    out.update(_sidecar(p, roots))
     return out
 
 
@@ -186,7 +196,11 @@ def _folder_base(rec: ImageRecord) -> tuple[str, str]:
 def keys_of(rec: ImageRecord) -> list[tuple[str, str]]:
     """The link keys of a page as ``(key, normalised value)``, strongest first; its stems last."""
     meta = rec.all_meta()
-    out = [(k, norm_value(meta[k]) if k != "case" else meta[k].strip()) for k in LINK_KEYS if meta.get(k, "").strip()]
+    out = [
+        (k, norm_value(meta[k]) if k != "case" else meta[k].strip())
+        for k in LINK_KEYS
+        if meta.get(k, "").strip() and len(meta[k]) <= MAX_META_VALUE_CHARS  # longer: no filter can ask for it
+    ]
     p = Path(rec.path)
     out += [("stem", f"{p.parent}/{stem}") for stem in _stems(p.name)]
     return out

@@ -13,7 +13,7 @@ import logging
 import os
 import stat
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +102,18 @@ def page_id(doc_id: str, page: int, n_pages: int) -> str:
     return doc_id if n_pages == 1 else f"{doc_id}-p{page}"
 
 
+def outside_roots(path: Path, roots: Sequence[Path] | None) -> bool:
+    """Whether ``path``'s real location (symbolic links followed, even dangling ones) lies outside
+    every root; None: no roots. A link loop has no location: ``discover`` reports it as a loop."""
+    if roots is None:
+        return False
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):
+        return False
+    return not any(real == r or r in real.parents for r in roots)
+
+
 def shown_path(path: str | Path) -> str:
     """The path as text that prints on one line: undecodable bytes and control characters escaped."""
     text = str(path).encode("utf-8", "backslashreplace").decode("utf-8")
@@ -130,13 +142,21 @@ def _utf8_name(p: Path) -> Skipped | None:
     return None
 
 
-def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Skipped]]:
+def discover(paths: Iterable[str | Path], roots: Sequence[Path] | None = None) -> tuple[list[Path], list[Skipped]]:
     """Expand folders recursively; named files of unknown type are reported, not silently dropped,
-    and so is anything that cannot be listed or followed (unreadable folder, link loop, broken link)."""
+    and so is anything that cannot be listed or followed (unreadable folder, link loop, broken link).
+
+    With ``roots`` (resolved folders a remote caller may index), a file whose real path leaves
+    every root — a symbolic link to elsewhere, dangling or not — is reported under the name it was
+    found by, without its target, and never opened.
+    """
     found: list[Path] = []
     problems: list[Skipped] = []
 
     def add(p: Path) -> None:
+        if outside_roots(p, roots):
+            problems.append(Skipped(shown_path(p), "a link to a file outside the folders this server may index: skipped, not read"))
+            return
         target = _resolve(p)
         if isinstance(target, Skipped):
             problems.append(target)
@@ -167,9 +187,10 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Skipped]]:
                     f = Path(root) / name
                     if name.startswith("."):
                         continue
-                    if f.suffix.lower() in SUPPORTED_EXTS or (not f.suffix and is_dicom(f)):
+                    # an extensionless file is DICOM if its marker says so; one outside the roots is not opened to look
+                    if f.suffix.lower() in SUPPORTED_EXTS or (not f.suffix and not outside_roots(f, roots) and is_dicom(f)):
                         add(f)
-        elif p.suffix.lower() in SUPPORTED_EXTS or is_dicom(p):
+        elif p.suffix.lower() in SUPPORTED_EXTS or outside_roots(p, roots) or is_dicom(p):
             add(p)
         else:
             problems.append(

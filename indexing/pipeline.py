@@ -7,6 +7,7 @@ soon as it is embedded, so an interrupted run keeps everything before it and a r
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -23,13 +24,13 @@ from .detectors import detect_seals
 from .errors import BackendUnavailableError, ImgragError
 from .layout import analyze_layout, group_lines
 from .links import LINK_KEYS, clear_caches, file_keys, norm_value, read_off, relink
-from .loader import BadFileError, Page, discover, iter_pages, shown_path
+from .loader import BadFileError, Page, discover, iter_pages, outside_roots, shown_path
 from .models import BBox, OcrLine
 from .ocr import detect_orientation
 from .pii import detect_lines, kinds_in
 from .preprocess import preprocess
 from .runtime import Runtime
-from .stores.base import OPERATOR, ImageRecord, ImageVectors, Indexed, MetadataUpdate, Principal, RegionRecord
+from .stores.base import OPERATOR, Filters, ImageRecord, ImageVectors, Indexed, MetadataUpdate, Principal, RegionRecord
 from .text import extract_dates, is_meaningful
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,24 @@ class IndexOptions:
     acl: list[str] | None = None
     workers: int | None = None
     batch_size: int | None = None
-    # Who asks (an MCP writer): the metadata of unchanged pages they cannot read is left alone.
-    # None: the local operator.
+    # Who asks (an MCP writer): the metadata of unchanged pages they cannot read is left alone,
+    # and pages they cannot see are indexed anew for them (see Indexer._pages). None: the local operator.
     principal: Principal | None = None
+    # Resolved folders a remote caller may index: files whose real path leaves them are skipped unread.
+    roots: list[Path] | None = None
+
+
+def caller_of(opts: IndexOptions) -> Principal | None:
+    """The principal an index call acts for when it is not the operator (who sees everything)."""
+    p = opts.principal
+    return p if p is not None and not p.all_access else None
+
+
+def owned_id(image_id: str, principal: Principal) -> str:
+    """The id of a page a principal who is not the operator indexes: their own, so it never
+    collides with (or reveals) a copy of the same content that someone else indexed."""
+    owner = principal.name or ",".join(sorted(principal.groups))
+    return f"{image_id}-o{hashlib.sha256(owner.encode()).hexdigest()[:10]}"
 
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
@@ -159,7 +175,7 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
     pii = detect_lines(lines) + (list(info.pii) if info else [])
     ocr_text = "\n".join(ln.text for ln in lines)
     # The file's own metadata: keys read off the page, under its tags, under its sidecar / case folder.
-    file_meta = {**read_off(ocr_text), **(info.meta if info else {}), **file_keys(page.path)}
+    file_meta = {**read_off(ocr_text), **(info.meta if info else {}), **file_keys(page.path, opts.roots)}
     for key in LINK_KEYS:
         if key != "case" and key in file_meta:
             file_meta[key] = norm_value(file_meta[key])
@@ -219,7 +235,11 @@ class Indexer:
 
     def _inherit(self, existing: dict[str, str], opts: IndexOptions) -> IndexOptions:
         """Options for the new content of an already indexed path: what was not given is kept from
-        the version it replaces, so an edited file never silently loses its ACL (becomes public)."""
+        the version it replaces, so an edited file never silently loses its ACL (becomes public).
+        A caller who is not the operator and gives no ACL gets pages only they can see."""
+        caller = caller_of(opts)
+        if caller is not None and opts.acl is None and not existing:
+            return replace(opts, acl=[caller.name] if caller.name else list(caller.groups))
         if not existing or None not in (opts.acl, opts.meta, opts.tags):
             return opts
         old = next(iter(self.rt.store.get_many(list(existing), OPERATOR).values()), None)
@@ -239,10 +259,15 @@ class Indexer:
         the options to index them with. A file or page that cannot be read is reported and skipped."""
         s = self.rt.settings
         store = self.rt.store
+        caller = caller_of(opts)
         for path in files:
             progress("file", {"path": str(path)})
             existing = store.live_ids_for_path(str(path))
+            if caller is not None:  # pages the caller cannot see are as good as absent to them
+                existing = {i: existing[i] for i in store.get_many(list(existing), caller)}
             try:
+                if outside_roots(path, opts.roots):  # replaced by a link since it was found
+                    raise BadFileError(path, "now a link outside the folders this server may index", "skipped, not read")
                 pages = iter_pages(
                     path, max_pixels=s.max_pixels, pdf_dpi=s.pdf_dpi, max_file_mb=s.max_file_mb, max_pages=s.max_pages
                 )
@@ -256,7 +281,21 @@ class Indexer:
                     if first:
                         stale = {i: d for i, d in existing.items() if d != pg.doc_id}
                         page_opts = self._inherit(stale, opts)
+                        twins = self._twins(caller, pg.doc_id, str(path)) if caller is not None else {}
                         first = False
+                    if caller is not None:
+                        twin = twins.get(pg.page)
+                        if twin is None:  # no copy they can see: index it for them, as if nobody had
+                            yield replace(pg, image_id=owned_id(pg.image_id, caller)), stale, page_opts
+                            stale = {}
+                            continue
+                        if twin.path == str(path):
+                            summary.unchanged += 1
+                            unchanged.append(twin.image_id)
+                        else:
+                            summary.duplicates += 1
+                        progress("skip", {"path": str(path), "page": pg.page})
+                        continue
                     if existing.get(pg.image_id) == pg.doc_id:
                         summary.unchanged += 1
                         unchanged.append(pg.image_id)
@@ -277,6 +316,17 @@ class Indexer:
         reason = _reason(e)
         summary.failed.append(Failure(path=where, reason=reason))
         progress("fail", {"path": where, "reason": reason})
+
+    def _twins(self, caller: Principal, doc_id: str, path: str) -> dict[int, ImageRecord]:
+        """For a caller who is not the operator: by page number, the copies of this content they
+        can see, one indexed from ``path`` first (unchanged), else from elsewhere (a duplicate).
+        A page with none is indexed for them under their own id, exactly as if nobody had indexed
+        it: what others indexed and they cannot see neither shows in the counts nor hides their copy."""
+        out: dict[int, ImageRecord] = {}
+        for rec in self.rt.store.list_images(caller, Filters(doc_id=doc_id), limit=10_000):
+            if rec.page not in out or rec.path == path:
+                out[rec.page] = rec
+        return out
 
     def _embed(self, batch: list[Analysed]) -> list[Indexed]:
         rt = self.rt
@@ -429,7 +479,7 @@ class Indexer:
         progress = progress or (lambda event, data: None)
         t0 = time.perf_counter()
         summary = IndexSummary()
-        files, problems = discover(paths)
+        files, problems = discover(paths, opts.roots)
         for p in problems:
             summary.failed.append(Failure(path=p.path, reason=p.reason))
             progress("fail", {"path": p.path, "reason": p.reason})

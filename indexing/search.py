@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from .text import coverage, is_visual_query, keyword_query, query_terms, squash, tokens
 from .errors import ImgragError, NotFoundError
-from .limits import MAX_OFFSET, MAX_QUERY_CHARS
+from .limits import MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS
 from .links import LinkedItem, visible_links
 from .models import BBox
 from .runtime import Runtime
@@ -285,9 +285,9 @@ class Searcher:
             rec.route_scores[name] = {h.image_id: h.score for h in hits}
 
         if req.similar_to:
-            vecs = store.get_vectors(req.similar_to, principal)
+            vecs = store.get_vectors(req.similar_to, principal) if len(req.similar_to) <= MAX_ID_CHARS else None
             if vecs is None:
-                raise NotFoundError(f"no image with id {req.similar_to!r}", "check the id with `imgrag search`")
+                raise NotFoundError.image(req.similar_to)
             flt = req.filters
             timed(
                 "similar",

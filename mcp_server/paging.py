@@ -26,9 +26,11 @@ def decode_cursor(cursor: str, key: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
-        offset, qk = int(data["o"]), str(data["q"])
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        offset, qk = data["o"], data["q"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as e:
         raise ImgragError("cursor is not one this server issued", "pass next_cursor exactly as returned, or omit it") from e
+    if type(offset) is not int or not isinstance(qk, str):  # a forged cursor: 2.5, true, "3"
+        raise ImgragError("cursor is not one this server issued", "pass next_cursor exactly as returned, or omit it")
     if qk != key:
         raise ImgragError(
             "cursor belongs to a different search",

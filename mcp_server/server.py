@@ -9,33 +9,45 @@ unexpected crashes are logged to stderr and reported by type only, never as a tr
 call and resource read, rejected ones included, is recorded in the audit log before it is answered
 (``auditing``).
 
+Every client is untrusted: arguments are validated strictly against the published schemas
+(unknown ones refused), every response fits the transport's ``PayloadBudget``, a caller who is not
+the operator sees paths relative to the index root and no server internals, and malformed
+JSON-RPC on stdio gets a JSON-RPC error instead of silence.
+
 No ``from __future__ import annotations`` here: the SDK reads each tool's signature, and ``k``'s
 bounds come from the configured ``max_k`` at build time.
 """
 
 import base64
+import io
 import json
 import logging
+import os
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
+import mcp_types
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
 from starlette.applications import Starlette
 from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from imgrag import __version__
 from imgrag.indexing.app import Imgrag
 from imgrag.indexing.audit import calling_as
-from imgrag.indexing.errors import AuditError, ImgragError, NotFoundError
+from imgrag.indexing.errors import AuditError, BackendUnavailableError, ImgragError, NotFoundError
 from imgrag.indexing.limits import (
     DEFAULT_OCR_LINES,
+    HTTP_BUDGET,
     MAX_CROP_BYTES,
     MAX_CROP_SCALE,
     MAX_CROP_SIDE,
@@ -44,7 +56,9 @@ from imgrag.indexing.limits import (
     MAX_TEXT_CHARS,
     MAX_THUMBNAILS,
     RESOURCE_THUMB_SIDE,
+    STDIO_BUDGET,
     THUMB_SIDE,
+    PayloadBudget,
 )
 from imgrag.indexing.models import OcrLine
 from imgrag.indexing.pipeline import IndexOptions
@@ -106,29 +120,57 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def format_validation_error(tool: str, err: ValidationError) -> str:
-    """One line per bad field, naming the field, the rule and the value given; no pydantic URLs."""
-    parts = []
+_UNION_ARM = re.compile(r"[^A-Za-z0-9_]")  # pydantic names union arms like "constrained-float", "literal['auto']"
+
+
+def format_validation_error(tool: str, err: ValidationError, accepted: list[str] | None = None) -> str:
+    """One clause per bad field, naming the field, the rule and the value given; no pydantic URLs.
+    The arms of a union (``scale``: a number or 'auto') are merged into one clause."""
+    clauses: dict[str, list[str]] = {}
+    unknown: list[str] = []
     for e in err.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"]) or "arguments"
+        path = [str(p) for p in e["loc"] if isinstance(p, int) or not _UNION_ARM.search(str(p))]
+        loc = ".".join(path) or "arguments"
         msg = str(e["msg"]).removeprefix("Value error, ")
         if e["type"] == "missing":
-            parts.append(f"{loc}: missing (required)")
+            text = "missing (required)"
         elif e["type"] == "extra_forbidden":
-            parts.append(f"{loc}: unknown argument")
+            if len(path) == 1:
+                unknown.append(loc)
+                continue
+            text = "unknown field"
         elif e["type"] == "value_error":
-            parts.append(f"{loc}: {msg}")
+            text = msg
         else:
-            parts.append(f"{loc}: {msg} (got {_short(e.get('input'))})")
+            text = f"{msg} (got {_short(e.get('input'))})"
+        clauses.setdefault(loc, []).append(text)
+    parts = [f"{loc}: " + ", or ".join(dict.fromkeys(texts)) for loc, texts in clauses.items()]
+    if unknown:
+        parts.append(
+            f"unknown argument(s) {', '.join(unknown)}" + (f" (accepted: {', '.join(accepted)})" if accepted else "")
+        )
     return f"invalid arguments for {tool}: " + "; ".join(parts) + " — check the tool's inputSchema"
 
 
 class ImgragMCP(MCPServer):
-    """``MCPServer`` that rejects unknown arguments, words validation errors for a model to fix, and
-    records every call and resource read in the audit log before answering it."""
+    """``MCPServer`` with strict tool arguments (``additionalProperties: false``, no coercion
+    beyond what the schema says), validation errors worded for a model to fix, error texts without
+    the SDK's "Error executing tool X:" prefix, and
+    every call and resource read recorded in the audit log before it is answered."""
 
     app: Imgrag
     recorder: CallRecorder
+
+    def add_tool(self, fn: Callable[..., Any], name: str | None = None, **kwargs: Any) -> None:  # type: ignore[override]
+        """Register ``fn`` as the SDK does, then forbid unknown arguments in its argument model,
+        so validation refuses them and ``inputSchema`` says ``additionalProperties: false``."""
+        super().add_tool(fn, name=name, **kwargs)
+        tool = self._tool_manager.get_tool(name or fn.__name__)
+        assert tool is not None
+        base = tool.fn_metadata.arg_model
+        strict = type(base.__name__, (base,), {"model_config": ConfigDict(extra="forbid"), "__module__": base.__module__})
+        tool.fn_metadata.arg_model = strict
+        tool.parameters = strict.model_json_schema(by_alias=True)
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None) -> Any:  # type: ignore[override]
         t0 = time.perf_counter()
@@ -139,9 +181,7 @@ class ImgragMCP(MCPServer):
             try:
                 result = await self._call_tool(name, arguments, context)
             except Exception as e:
-                kind = None if known else "unknown_tool"
-                if isinstance(e, ToolError) and e.__cause__ is None and e.__context__ is None and known:
-                    kind = "invalid_arguments"  # rejected before the tool ran (unknown argument)
+                kind = None if known else "unknown_tool"  # bad arguments: classified by their ValidationError
                 target = arguments.get("image_id") if known else None
                 await self._recorded(self.recorder.failed("tool", label, args, t0, e, kind=kind, target=target), ToolError)
                 raise
@@ -178,21 +218,17 @@ class ImgragMCP(MCPServer):
         return http
 
     async def _call_tool(self, name: str, arguments: dict[str, Any], context: Context | None) -> Any:
-        tool = self._tool_manager.get_tool(name)
-        if tool is not None:
-            accepted = list(tool.parameters.get("properties", {}))
-            unknown = sorted(set(arguments) - set(accepted))
-            if unknown:
-                raise ToolError(
-                    f"Error executing tool {name}: unknown argument(s) {', '.join(unknown)} — "
-                    f"accepted: {', '.join(accepted)}"
-                )
+        """The SDK's call (arguments validated by the strict model ``add_tool`` installed), its
+        errors reworded: validation errors for a model to fix, others without the SDK's prefix."""
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as e:
             if isinstance(e.__cause__, ValidationError):
-                raise ToolError(f"Error executing tool {name}: {format_validation_error(name, e.__cause__)}") from e.__cause__
-            raise
+                tool = self._tool_manager.get_tool(name)
+                accepted = list(tool.parameters.get("properties", {})) if tool is not None else None
+                raise ToolError(format_validation_error(name, e.__cause__, accepted)) from e.__cause__
+            text = str(e).removeprefix(f"Error executing tool {name}: ")
+            raise type(e)(text) from e.__cause__
 
     async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Context | None = None) -> Any:  # type: ignore[override]
         try:
@@ -251,7 +287,8 @@ def _who(principal: Principal) -> str:
     return principal.name or ("operator" if principal.all_access else "anonymous")
 
 
-def _thumbnails(app: Imgrag, hit_ids: list[str], principal: Principal) -> tuple[list[str], list[bytes]]:
+def _thumbnails(app: Imgrag, hit_ids: list[str], principal: Principal, room: int) -> tuple[list[str], list[bytes]]:
+    """Thumbnails of the first hits, as many as fit in ``room`` bytes of response (base64)."""
     recs = app.get_many(hit_ids[:MAX_THUMBNAILS], principal)
     ids, pngs = [], []
     for image_id in hit_ids[:MAX_THUMBNAILS]:
@@ -259,28 +296,55 @@ def _thumbnails(app: Imgrag, hit_ids: list[str], principal: Principal) -> tuple[
         if rec is None:
             continue
         try:
-            pngs.append(app.thumbnail(rec, THUMB_SIDE))
-            ids.append(image_id)
+            png = app.thumbnail(rec, THUMB_SIDE, principal)
         except ImgragError as e:
             log.warning("no thumbnail for %s: %s", image_id, e)
+            continue
+        room -= _b64_len(png) + 64
+        if room < 0:
+            break
+        pngs.append(png)
+        ids.append(image_id)
     return ids, pngs
+
+
+def _b64_len(data: bytes) -> int:
+    return 4 * ((len(data) + 2) // 3)
+
+
+def response_bytes(result: CallToolResult) -> int:
+    """Size of the JSON-RPC response carrying ``result``, as the transport writes it."""
+    return len(result.model_dump_json(by_alias=True, exclude_none=True).encode()) + 64
+
+
+def _shown(app: Imgrag, principal: Principal, path: str, text: str) -> str:
+    """``text`` as a caller who is not the operator may see it: the server path made relative."""
+    if principal.all_access:
+        return text
+    bare = path.split("#page=", 1)[0]
+    return text.replace(bare, app.display_path(bare))
 
 
 def _line_out(ln: OcrLine) -> OcrLineOut:
     return OcrLineOut(text=ln.text, bbox=tuple(round(float(v), 1) for v in ln.bbox), confidence=round(float(ln.confidence), 4))  # type: ignore[arg-type]
 
 
-def metadata_output(app: Imgrag, rec: ImageRecord, max_ocr_lines: int, principal: Principal) -> MetadataOutput:
+def metadata_output(
+    app: Imgrag, rec: ImageRecord, max_ocr_lines: int, principal: Principal, text_chars: int = MAX_TEXT_CHARS
+) -> MetadataOutput:
+    """The record as ``principal`` may see it: not the operator → the source relative to the index
+    root and only the ACL entries that admit them (who else may see a page is not theirs to know)."""
     confs = [ln.confidence for ln in rec.ocr_lines]
     tables = [
-        t if len(t.html) <= MAX_TEXT_CHARS else t.model_copy(update={"html": t.html[:MAX_TEXT_CHARS] + "<!-- truncated -->"})
+        t if len(t.html) <= text_chars else t.model_copy(update={"html": t.html[:text_chars] + "<!-- truncated -->"})
         for t in rec.tables
     ]
     shown = rec.ocr_lines[:max_ocr_lines]
+    mine = set(principal.tokens())
     return MetadataOutput(
         image_id=rec.image_id,
         doc_id=rec.doc_id,
-        source=rec.path,
+        source=rec.path if principal.all_access else app.display_path(rec.path),
         page=rec.page,
         n_pages=rec.n_pages,
         format=rec.format,
@@ -299,8 +363,8 @@ def metadata_output(app: Imgrag, rec: ImageRecord, max_ocr_lines: int, principal
         ),
         ocr_lines=[_line_out(ln) for ln in shown],
         ocr_lines_omitted=len(rec.ocr_lines) - len(shown),
-        ocr_text=rec.ocr_text[:MAX_TEXT_CHARS],
-        ocr_text_truncated=len(rec.ocr_text) > MAX_TEXT_CHARS,
+        ocr_text=rec.ocr_text[:text_chars],
+        ocr_text_truncated=len(rec.ocr_text) > text_chars,
         layout=rec.layout,
         tables=tables,
         seals=rec.seals,
@@ -312,11 +376,26 @@ def metadata_output(app: Imgrag, rec: ImageRecord, max_ocr_lines: int, principal
         file_meta=rec.file_meta,
         links=app.links(rec, principal),
         tags=rec.tags,
-        acl=rec.acl,
+        acl=rec.acl if principal.all_access else [a for a in rec.acl if a in mine],
         indexed_at=rec.indexed_at,
         index_version=app.current_version(),
         models=rec.models,
     )
+
+
+def fit_metadata(app: Imgrag, rec: ImageRecord, max_ocr_lines: int, principal: Principal, budget: PayloadBudget) -> MetadataOutput:
+    """``metadata_output`` cut to fit one response: fewer OCR lines first (``ocr_lines_omitted``
+    counts them), then shorter text and table HTML (``ocr_text_truncated``)."""
+    lines, chars = max_ocr_lines, MAX_TEXT_CHARS
+    while True:
+        out = metadata_output(app, rec, lines, principal, chars)
+        # the text rendering repeats the structured content, so the response holds it twice
+        if 2 * len(out.model_dump_json(exclude_none=True).encode()) + 4096 <= budget.response_bytes or (lines == 0 and chars <= 1000):
+            return out
+        if lines > 0:
+            lines //= 2
+        else:
+            chars //= 4
 
 
 def build_server(
@@ -326,11 +405,14 @@ def build_server(
     allow_write: bool = False,
     token_verifier: TokenFileVerifier | None = None,
     server_url: str = "http://127.0.0.1",
+    budget: PayloadBudget | None = None,
 ) -> ImgragMCP:
     """The MCP server over ``app``. ``resolve_principal`` says whom each request acts for; with a
-    ``token_verifier`` (HTTP) every request must carry a bearer token it accepts. Each tool below
-    is one typed function over the facade: its parameters are the published ``inputSchema``, its
-    return annotation the ``outputSchema``."""
+    ``token_verifier`` (HTTP) every request must carry a bearer token it accepts. ``budget``: the
+    bytes one response may take (default: ``HTTP_BUDGET`` with a token verifier, else
+    ``STDIO_BUDGET``). Each tool below is one typed function over the facade: its parameters are
+    the published ``inputSchema``, its return annotation the ``outputSchema``."""
+    budget = budget or (HTTP_BUDGET if token_verifier is not None else STDIO_BUDGET)
     auth = None
     if token_verifier is not None:
         auth = AuthSettings(issuer_url=server_url, resource_server_url=None)  # type: ignore[arg-type]
@@ -356,15 +438,22 @@ def build_server(
             principal = resolve_principal()
             who = _who(principal)
             out, extra = await anyio.to_thread.run_sync(lambda: work(principal))
+            result = CallToolResult(content=[TextContent(text=render(out)), *extra], structured_content=out.model_dump(mode="json"))
+            if (size := response_bytes(result)) > budget.response_bytes:  # the tools fit themselves; this is the backstop
+                raise ImgragError(
+                    f"the {name} result would be {size:,} bytes, over the {budget.response_bytes:,}-byte limit of one "
+                    f"{budget.transport} response",
+                    "ask for less: fewer hits, fewer OCR lines or a smaller region",
+                )
         except ImgragError as e:
             audit.info("%s %s error %.0fms: %s", who, name, (time.perf_counter() - t0) * 1000, e)
-            raise ToolError(str(e)) from None
+            raise ToolError(_client_text(e, principal if who != "?" else None)) from None
         except Exception as e:
             log.exception("%s crashed", name)
             audit.info("%s %s crash %.0fms", who, name, (time.perf_counter() - t0) * 1000)
             raise ToolError(f"internal error ({type(e).__name__}); the server log has the details") from None
         audit.info("%s %s ok %.0fms", who, name, (time.perf_counter() - t0) * 1000)
-        return CallToolResult(content=[TextContent(text=render(out)), *extra], structured_content=out.model_dump(mode="json"))
+        return result
 
     max_k = app.settings.max_k
     K = hits_k(max_k)
@@ -393,7 +482,10 @@ def build_server(
 
         def work(principal: Principal) -> tuple[BaseModel, list[Any]]:
             offset = paging.decode_cursor(cursor, key) if cursor else 0
-            req = SearchRequest(query=query, k=k, offset=offset, filters=flt, mode=mode, similar_to=similar_to)
+            where = flt
+            if flt.path_prefix and not principal.all_access:  # given as get_metadata shows paths
+                where = flt.model_copy(update={"path_prefix": app.root_path(flt.path_prefix)})
+            req = SearchRequest(query=query, k=k, offset=offset, filters=where, mode=mode, similar_to=similar_to)
             res = app.search(req, principal)
             hits = [
                 SearchHit(
@@ -418,17 +510,21 @@ def build_server(
                 for h in res.hits
             ]
             more = len(hits) == k and offset + len(hits) < res.candidates and offset + len(hits) <= MAX_OFFSET
-            thumb_ids, thumbs = _thumbnails(app, [h.image_id for h in hits], principal) if with_thumbnails and hits else ([], [])
             out = SearchImagesOutput(
                 query=res.query,
                 hits=hits,
                 offset=offset,
                 candidates=res.candidates,
                 next_cursor=paging.encode_cursor(offset + len(hits), key) if more else None,
-                thumbnail_ids=thumb_ids,
+                thumbnail_ids=[h.image_id for h in hits[:MAX_THUMBNAILS]] if with_thumbnails else [],
                 timings_ms=res.timings_ms,
             )
-            return out, [_png(t) for t in thumbs]
+            if not (with_thumbnails and hits):
+                return out, []
+            # what the hits take, twice (structured and as text), leaves the room for thumbnails
+            room = budget.response_bytes - 2 * len(out.model_dump_json().encode()) - 4096
+            thumb_ids, thumbs = _thumbnails(app, [h.image_id for h in hits], principal, room)
+            return out.model_copy(update={"thumbnail_ids": thumb_ids}), [_png(t) for t in thumbs]
 
         return await run("search_images", work, render_search)
 
@@ -445,7 +541,7 @@ def build_server(
         image_id: ImageId, bbox: BBoxIn, units: Units = "px", scale: CropScale = 1.0, enhance: Enhance = False
     ) -> Annotated[CallToolResult, CropRegionOutput]:
         def work(principal: Principal) -> tuple[BaseModel, list[Any]]:
-            c = app.crop(image_id, bbox, principal, units=units, scale=scale, enhance=enhance)
+            c = app.crop(image_id, bbox, principal, units=units, scale=scale, enhance=enhance, budget=budget)
             out = CropRegionOutput(**c.model_dump(exclude={"png"}), png_bytes=len(c.png))
             return out, [_png(c.png)]
 
@@ -487,7 +583,7 @@ def build_server(
         image_id: ImageId, max_ocr_lines: MaxOcrLines = DEFAULT_OCR_LINES
     ) -> Annotated[CallToolResult, MetadataOutput]:
         return await run(
-            "get_metadata", lambda p: (metadata_output(app, app.record_for(image_id, p), max_ocr_lines, p), []), render_metadata
+            "get_metadata", lambda p: (fit_metadata(app, app.record_for(image_id, p), max_ocr_lines, p, budget), []), render_metadata
         )
 
     if allow_write:
@@ -496,7 +592,8 @@ def build_server(
             name="index_images",
             title="Index images",
             description="Index image files or folders on the server (recursive; unchanged files are skipped, changed ones "
-            "replaced). meta, tags and acl are stored with every page; an empty acl makes them visible to everyone.",
+            "replaced). meta, tags and acl are stored with every page. Without acl, new pages are visible to you "
+            "alone; a given acl must include you. Files you cannot see that others indexed are indexed again for you.",
             annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
         )
         async def index_images(
@@ -508,13 +605,14 @@ def build_server(
                 # and a caller never changes the ACL or metadata of pages they cannot read
                 opts = IndexOptions(meta=meta or None, tags=tags or None, acl=acl or None, principal=principal)
                 summary = app.index(paths, opts)
+                failed = [IndexFailure(path=_shown(app, principal, f.path, f.path), reason=_shown(app, principal, f.path, f.reason)) for f in summary.failed]
                 return IndexImagesOutput(
                     indexed=summary.indexed,
                     unchanged=summary.unchanged,
                     duplicates=summary.duplicates,
                     replaced=summary.replaced,
                     updated_metadata=summary.updated_metadata,
-                    failed=[IndexFailure(path=f.path, reason=f.reason) for f in summary.failed],
+                    failed=failed,
                     seconds=summary.seconds,
                     version=summary.version,
                     image_ids=summary.indexed_ids[:200],
@@ -525,7 +623,8 @@ def build_server(
         @mcp.tool(
             name="delete_image",
             title="Delete an image",
-            description="Soft-delete one image from the index (hidden at once; an operator can restore it with `imgrag rollback`).",
+            description="Soft-delete one image you can see from the index (hidden at once, for everyone who could see it; "
+            "the server's operator can restore it).",
             annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False),
         )
         async def delete_image(image_id: DeleteId) -> Annotated[CallToolResult, DeleteImageOutput]:
@@ -537,13 +636,14 @@ def build_server(
             return await run("delete_image", work, render_json)
 
     async def _resource(fn: Callable[[Principal], bytes | str], what: str) -> bytes | str:
+        principal: Principal | None = None
         try:
             principal = resolve_principal()
-            return await anyio.to_thread.run_sync(lambda: fn(principal))
+            return await anyio.to_thread.run_sync(lambda: fn(principal))  # type: ignore[arg-type]
         except NotFoundError as e:
             raise ResourceNotFoundError(str(e)) from None
         except ImgragError as e:
-            raise ResourceError(str(e)) from None
+            raise ResourceError(_client_text(e, principal)) from None
         except Exception as e:
             log.exception("reading %s crashed", what)
             raise ResourceError(f"internal error ({type(e).__name__}) reading {what}; the server log has the details") from None
@@ -552,11 +652,12 @@ def build_server(
         "imgrag://image/{image_id}",
         name="image",
         title="Original image",
-        description=f"The indexed page as PNG, in original-image coordinates (downscaled beyond {MAX_RESOURCE_SIDE} px).",
+        description=f"The indexed page as PNG (downscaled beyond {MAX_RESOURCE_SIDE} px, and to what fits in one "
+        "response: about 740 kB over HTTP); crop_region shows details at full resolution.",
         mime_type="image/png",
     )
     async def image_resource(image_id: str) -> bytes:
-        return await _resource(lambda p: app.image_png(image_id, p), f"imgrag://image/{image_id}")  # type: ignore[return-value]
+        return await _resource(lambda p: app.image_png(image_id, p, budget), f"imgrag://image/{image_id}")  # type: ignore[return-value]
 
     @mcp.resource(
         "imgrag://thumbnail/{image_id}",
@@ -566,7 +667,7 @@ def build_server(
         mime_type="image/png",
     )
     async def thumbnail_resource(image_id: str) -> bytes:
-        return await _resource(lambda p: app.thumbnail(app.get(image_id, p), RESOURCE_THUMB_SIDE), f"imgrag://thumbnail/{image_id}")  # type: ignore[return-value]
+        return await _resource(lambda p: app.thumbnail(app.get(image_id, p), RESOURCE_THUMB_SIDE, p), f"imgrag://thumbnail/{image_id}")  # type: ignore[return-value]
 
     @mcp.resource(
         "imgrag://collection",
@@ -579,6 +680,14 @@ def build_server(
         return await _resource(lambda p: json.dumps(collection(app, p), ensure_ascii=False, indent=2), "imgrag://collection")  # type: ignore[return-value]
 
     return mcp
+
+
+def _client_text(e: ImgragError, principal: Principal | None) -> str:
+    """The error as a client sees it: the backend's address and settings are the operator's to know."""
+    if isinstance(e, BackendUnavailableError) and not (principal is not None and principal.all_access):
+        log.error("index backend unavailable: %s", e)
+        return "the index is unavailable right now — try again in a minute; the server log has the details"
+    return str(e)
 
 
 def collection(app: Imgrag, principal: Principal) -> dict[str, Any]:
@@ -615,9 +724,99 @@ def start_warm_up(app: Imgrag, delay: float = 1.0) -> threading.Thread:
     return t
 
 
+def _top_level_id(line: str) -> int | str | None:
+    """The ``id`` of a JSON-RPC object that will not parse (too deep, a bad escape further on), read
+    by a scan of its top level, so the client waiting on that id gets an answer; None if unsure."""
+    depth, i, n = 0, 0, min(len(line), 1 << 20)
+    while i < n:
+        ch = line[i]
+        if ch == '"':
+            j = i + 1
+            while j < n and line[j] != '"':
+                j += 2 if line[j] == "\\" else 1
+            if depth == 1 and line[i + 1 : j] == "id":
+                m = re.match(r'\s*:\s*(-?\d{1,18}(?![\d.eE])|"[^"\\]{0,200}")', line[j + 1 :])
+                if m:
+                    value = m.group(1)
+                    return value[1:-1] if value.startswith('"') else int(value)
+            i = j + 1
+            continue
+        if ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+        i += 1
+    return None
+
+
+def malformed_reply(line: str) -> mcp_types.JSONRPCError | None:
+    """The JSON-RPC error a stdin line deserves, or None if it is a well-formed message.
+
+    The SDK's stdio transport drops lines it cannot parse without a word, and the client waits
+    forever: bad JSON, a lone surrogate escape, nesting deeper than the parser allows, or JSON
+    that is not a JSON-RPC message. These get -32700 (parse error) or -32600 (invalid request),
+    with the request's id when it can be read."""
+    try:
+        mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+        return None
+    except ValidationError as e:
+        kind = e.errors()[0]["type"]
+    try:
+        data: Any = json.loads(line)
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict):
+        rid = data.get("id")
+    else:
+        rid = _top_level_id(line) if data is None and line.lstrip().startswith("{") else None
+    if isinstance(rid, bool) or not isinstance(rid, int | str):
+        rid = None
+    if data is None:
+        code, message = mcp_types.PARSE_ERROR, "Parse error: the line is not valid JSON (or nests too deeply)"
+    elif kind == "json_invalid":
+        code, message = mcp_types.INVALID_REQUEST, "Invalid request: unpaired surrogate escape or nesting too deep"
+    else:
+        code, message = mcp_types.INVALID_REQUEST, "Invalid request: not a JSON-RPC 2.0 request, notification or response"
+    return mcp_types.JSONRPCError(jsonrpc="2.0", id=rid, error=mcp_types.ErrorData(code=code, message=message))
+
+
+class _CheckedStdin:
+    """stdin lines for the SDK's stdio transport; a malformed line is answered here instead of
+    being dropped by the transport."""
+
+    def __init__(self) -> None:
+        self._source = anyio.wrap_file(io.TextIOWrapper(os.fdopen(os.dup(0), "rb"), encoding="utf-8", errors="replace"))
+        self.write: Any = None
+        self.ready = anyio.Event()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._lines()
+
+    async def _lines(self) -> AsyncIterator[str]:
+        await self.ready.wait()
+        async for line in self._source:
+            if not line.strip():
+                continue
+            reply = malformed_reply(line)
+            if reply is None:
+                yield line
+            else:
+                log.warning("answered a malformed stdin line (%d chars) with JSON-RPC error %d", len(line), reply.error.code)
+                await self.write.send(SessionMessage(reply))
+
+
+async def _run_stdio(mcp: ImgragMCP) -> None:
+    stdin = _CheckedStdin()
+    async with stdio_server(stdin=stdin) as (read_stream, write_stream):  # type: ignore[arg-type]
+        stdin.write = write_stream
+        stdin.ready.set()
+        server = mcp._lowlevel_server
+        await server.run(read_stream, write_stream, server.create_initialization_options())
+
+
 def serve_stdio(mcp: ImgragMCP) -> None:
     """Serve on stdin/stdout (stdout carries only the protocol; logs go to stderr)."""
-    anyio.run(mcp.run_stdio_async)
+    anyio.run(_run_stdio, mcp)
 
 
 def serve_http(mcp: ImgragMCP, host: str, port: int, *, path: str = "/mcp") -> None:

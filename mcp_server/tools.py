@@ -6,6 +6,10 @@ the SDK publishes their descriptions and bounds as ``inputSchema``, and the outp
 to pass and what comes back in plain words, units and limits included.
 Every bbox is ``[x0, y0, x1, y1]`` in original-image pixels (x right, y down) unless a tool says
 otherwise: the same coordinates search hits, metadata, crops and OCR lines use.
+
+Arguments are strict, as the schema says: numbers and booleans are not parsed from strings
+(``k="2"``, ``k=true`` are refused), and unknown arguments are refused (``additionalProperties:
+false``, set on each tool's argument model in ``server.py``). Every string and list is bounded.
 """
 
 from __future__ import annotations
@@ -16,21 +20,26 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from imgrag.indexing.links import LinkedItem
-from imgrag.indexing.models import DateMention, Enhancement, LayoutBlock, PiiFinding, QualityClass, Seal, TableResult
-from imgrag.indexing.stores.base import Filters
-
 from imgrag.indexing.limits import (
+    MAX_ACL,
     MAX_CROP_SCALE,
     MAX_CROP_SIDE,
     MAX_ID_CHARS,
     MAX_INDEX_PATHS,
+    MAX_META,
     MAX_OCR_LINES,
+    MAX_PATH_CHARS,
     MAX_QUERY_CHARS,
+    MAX_TAGS,
     MAX_THUMBNAILS,
     OCR_TARGET_TEXT_PX,
     THUMB_SIDE,
 )
+from imgrag.indexing.links import LinkedItem
+from imgrag.indexing.models import DateMention, Enhancement, LayoutBlock, PiiFinding, QualityClass, Seal, TableResult
+from imgrag.indexing.stores.base import Filters, Label, MetaValue
+
+StrictFloat = Annotated[float, Field(strict=True)]
 
 def _check_bbox(v: list[float]) -> list[float]:
     if len(v) != 4:
@@ -53,7 +62,7 @@ _BBOX_DESC = (
 
 
 ImageId = Annotated[str, Field(description="an image id from search_images", min_length=1, max_length=MAX_ID_CHARS)]
-BBoxIn = Annotated[list[float], Field(description=_BBOX_DESC, min_length=4, max_length=4), AfterValidator(_check_bbox)]
+BBoxIn = Annotated[list[StrictFloat], Field(description=_BBOX_DESC, min_length=4, max_length=4), AfterValidator(_check_bbox)]
 Units = Annotated[Literal["px", "relative"], Field(description="px (default) or relative (0..1)")]
 
 
@@ -97,15 +106,16 @@ Cursor = Annotated[
 WithThumbnails = Annotated[
     bool,
     Field(
+        strict=True,
         description=f"Attach a small PNG thumbnail ({THUMB_SIDE} px) of each of the first {MAX_THUMBNAILS} hits "
-        "as image content.",
+        "as image content (over HTTP, as many as fit in the response).",
     ),
 ]
 
 
 def hits_k(max_k: int) -> object:
     """The ``k`` parameter with the server's configured ``max_k`` in its published bounds."""
-    return Annotated[int, Field(ge=1, le=max_k, description=f"Number of hits to return, 1-{max_k}.")]
+    return Annotated[int, Field(strict=True, ge=1, le=max_k, description=f"Number of hits to return, 1-{max_k}.")]
 
 
 class Region(BaseModel):
@@ -123,12 +133,12 @@ class SearchHit(BaseModel):
     doc_id: str = Field(description="id of the source file; pages of one PDF share it")
     file: str = Field(description="source file name")
     page: int = Field(description="1-based page number within the source file")
-    n_pages: int
+    n_pages: int = Field(description="pages in the source file")
     width: int = Field(description="image width in pixels")
     height: int = Field(description="image height in pixels")
-    quality: QualityClass
+    quality: QualityClass = Field(description="born_digital, scanned, handwritten or photo")
     dates: list[str] = Field(default_factory=list, description="dates found on the page, YYYY-MM-DD")
-    caption: str = ""
+    caption: str = Field(default="", description="what the image shows: from a DICOM image's tags, else the image embedder's labels (may be empty)")
     routes: dict[str, int] = Field(
         default_factory=dict,
         description="rank of this hit in each retrieval route that found it; 'links': the rank of the linked hit that brought it",
@@ -141,79 +151,73 @@ class SearchHit(BaseModel):
 
 
 class SearchImagesOutput(BaseModel):
-    query: str | None
-    hits: list[SearchHit]
+    query: str | None = Field(description="the query as searched (trimmed)")
+    hits: list[SearchHit] = Field(description="best first")
     offset: int = Field(description="how many hits earlier pages returned")
     candidates: int = Field(description="images the retrieval routes found before paging")
     next_cursor: str | None = Field(default=None, description="pass as cursor to get the next page; null when there are no more hits")
     thumbnail_ids: list[str] = Field(
         default_factory=list, description="image ids whose thumbnails are attached as image content, in this order"
     )
-    timings_ms: dict[str, float] = Field(default_factory=dict)
+    timings_ms: dict[str, float] = Field(default_factory=dict, description="milliseconds spent per retrieval step")
 
 
 # -- crop_region ----------------------------------------------------------------------------
 CropScale = Annotated[
     float,
     Field(
-        ge=1.0, le=MAX_CROP_SCALE,
+        strict=True, ge=1.0, le=MAX_CROP_SCALE,
         description=f"Zoom factor 1-{MAX_CROP_SCALE:g} applied to the crop. The returned PNG is capped at "
-        f"{MAX_CROP_SIDE} px on its long side, so a large box may come back with a smaller scale.",
+        f"{MAX_CROP_SIDE} px on its long side (and over HTTP to what fits in one response), so a large box may "
+        "come back with a smaller scale.",
     ),
 ]
-Enhance = Annotated[bool, Field(description="Stretch contrast and sharpen: helps faint or blurry print.")]
+Enhance = Annotated[bool, Field(strict=True, description="Stretch contrast and sharpen: helps faint or blurry print.")]
 
 
 class CropRegionOutput(BaseModel):
-    image_id: str
+    image_id: str = Field(description="the image cropped")
     bbox: tuple[int, int, int, int] = Field(description="the box actually cropped, [x0, y0, x1, y1] in original-image pixels, clipped to the image")
     requested_bbox: tuple[float, float, float, float] = Field(description="the requested box converted to pixels, before clipping")
     clipped: bool = Field(description="true if the requested box reached outside the image")
-    image_width: int
-    image_height: int
+    image_width: int = Field(description="width of the whole image in pixels")
+    image_height: int = Field(description="height of the whole image in pixels")
     scale: float = Field(description="zoom actually applied: output pixels per original pixel")
-    requested_scale: float
+    requested_scale: float = Field(description="the scale asked for")
     width: int = Field(description="width of the returned PNG")
     height: int = Field(description="height of the returned PNG")
-    enhanced: bool
-    png_bytes: int
-    note: str = ""
+    enhanced: bool = Field(description="whether contrast stretching and sharpening were applied")
+    png_bytes: int = Field(description="size of the returned PNG in bytes")
+    note: str = Field(default="", description="why the box or the scale differ from the request, if they do")
 
 
 # -- ocr_region -----------------------------------------------------------------------------
-def _check_ocr_scale(v: float | str) -> float | str:
-    if v != "auto" and not (1.0 <= float(v) <= MAX_CROP_SCALE):
-        raise ValueError(f"scale must be 'auto' or a number from 1 to {MAX_CROP_SCALE:g}, got {v}")
-    return v
-
-
 OcrBBox = Annotated[
-    list[float] | None,
+    list[StrictFloat] | None,
     Field(description=_BBOX_DESC + " Omit it to read the whole image.", min_length=4, max_length=4),
     AfterValidator(lambda v: None if v is None else _check_bbox(v)),
 ]
 OcrScale = Annotated[
-    float | Literal["auto"],
+    Annotated[float, Field(strict=True, ge=1.0, le=MAX_CROP_SCALE)] | Literal["auto"],
     Field(
         description=f"Upscaling before OCR, 1-{MAX_CROP_SCALE:g}. auto (default) zooms until text lines are about "
         f"{OCR_TARGET_TEXT_PX} px tall, which re-reads small print the page-level OCR missed.",
     ),
-    AfterValidator(_check_ocr_scale),
 ]
 
 
 class OcrLineOut(BaseModel):
-    text: str
+    text: str = Field(description="the line as read")
     bbox: tuple[float, float, float, float] = Field(description="[x0, y0, x1, y1] in original-image pixels")
     confidence: float = Field(description="recogniser confidence 0..1")
 
 
 class OcrRegionOutput(BaseModel):
-    image_id: str
+    image_id: str = Field(description="the image read")
     bbox: tuple[int, int, int, int] = Field(description="the region read, in original-image pixels, clipped to the image")
-    clipped: bool
+    clipped: bool = Field(description="true if the requested box reached outside the image")
     scale: float = Field(description="upscaling applied before OCR")
-    engine: str
+    engine: str = Field(description="the OCR engine that read it")
     lines: list[OcrLineOut] = Field(description="lines top to bottom")
     text: str = Field(description="all lines joined with newlines")
 
@@ -222,42 +226,45 @@ class OcrRegionOutput(BaseModel):
 MaxOcrLines = Annotated[
     int,
     Field(
-        ge=0, le=MAX_OCR_LINES,
-        description="Return at most this many OCR lines (top to bottom); the rest are counted in ocr_lines_omitted.",
+        strict=True, ge=0, le=MAX_OCR_LINES,
+        description="Return at most this many OCR lines (top to bottom); the rest are counted in ocr_lines_omitted "
+        "(over HTTP fewer may come back, to fit in one response).",
     ),
 ]
 
 
 class OcrSummary(BaseModel):
-    lines: int
-    chars: int
-    mean_confidence: float | None
-    engine: str = ""
+    lines: int = Field(description="OCR lines on the page")
+    chars: int = Field(description="characters of OCR text on the page")
+    mean_confidence: float | None = Field(description="mean recogniser confidence 0..1; null without text")
+    engine: str = Field(default="", description="the OCR engine used at indexing")
 
 
 class MetadataOutput(BaseModel):
-    image_id: str
-    doc_id: str
-    source: str = Field(description="path of the indexed file on the server")
-    page: int
-    n_pages: int
-    format: str
-    width: int
-    height: int
-    dpi: float | None
-    file_size: int
+    image_id: str = Field(description="the image described")
+    doc_id: str = Field(description="id of the source file (content hash); pages of one PDF share it")
+    source: str = Field(
+        description="the indexed file: its path relative to the server's index root (absolute only for the operator)"
+    )
+    page: int = Field(description="1-based page number within the source file")
+    n_pages: int = Field(description="pages in the source file")
+    format: str = Field(description="file format: png, jpeg, tiff, pdf, ...")
+    width: int = Field(description="image width in pixels")
+    height: int = Field(description="image height in pixels")
+    dpi: float | None = Field(description="resolution from the file (PDF: the render dpi); null when unknown")
+    file_size: int = Field(description="size of the source file in bytes")
     quality: QualityClass = Field(description="born_digital, scanned, handwritten or photo")
-    quality_stats: dict[str, float]
+    quality_stats: dict[str, float] = Field(description="the measurements the quality class was decided on (sharpness, noise, ...)")
     enhancements: list[Enhancement] = Field(description="preprocessing applied before OCR, in order")
-    ocr_summary: OcrSummary
-    ocr_lines: list[OcrLineOut]
+    ocr_summary: OcrSummary = Field(description="counts over all OCR lines of the page")
+    ocr_lines: list[OcrLineOut] = Field(description="OCR lines top to bottom, at most max_ocr_lines")
     ocr_lines_omitted: int = Field(description="OCR lines not returned (raise max_ocr_lines, or use ocr_region on a part)")
-    ocr_text: str
-    ocr_text_truncated: bool
-    layout: list[LayoutBlock]
-    tables: list[TableResult]
-    seals: list[Seal]
-    dates: list[DateMention]
+    ocr_text: str = Field(description="all OCR text of the page, lines joined with newlines")
+    ocr_text_truncated: bool = Field(description="true if ocr_text was cut to the response limit")
+    layout: list[LayoutBlock] = Field(description="layout blocks (title, text, table, figure, ...) with boxes and text")
+    tables: list[TableResult] = Field(description="tables recognised on the page, as HTML with their boxes")
+    seals: list[Seal] = Field(description="red or blue ink stamps found on the page, with boxes")
+    dates: list[DateMention] = Field(description="dates found in the OCR text")
     has_pii: bool = Field(default=False, description="personal data was found on the page (filter with filters.has_pii)")
     pii: list[PiiFinding] = Field(
         default_factory=list,
@@ -267,7 +274,7 @@ class MetadataOutput(BaseModel):
         "patient_id, birth_date, address or phone, field = the DICOM tag, no line or box). The texts are masked "
         "for callers not cleared to see personal data; none of it is searchable",
     )
-    caption: str
+    caption: str = Field(description="what the image shows, from the image embedder's labels (may be empty)")
     meta: dict[str, str] = Field(description="user metadata given at indexing")
     file_meta: dict[str, str] = Field(
         default_factory=dict,
@@ -277,50 +284,63 @@ class MetadataOutput(BaseModel):
     links: list[LinkedItem] = Field(
         default_factory=list, description="linked images / documents you may read, with why they are linked"
     )
-    tags: list[str]
-    acl: list[str] = Field(description="principals/groups allowed to see it; empty means everyone")
-    indexed_at: datetime
+    tags: list[str] = Field(description="tags given at indexing")
+    acl: list[str] = Field(
+        description="principals/groups allowed to see it; empty means everyone. A caller who is not the operator "
+        "sees only the entries that admit them"
+    )
+    indexed_at: datetime = Field(description="when the page was indexed (UTC)")
     index_version: int | None = Field(description="current version of the index")
-    models: dict[str, str]
+    models: dict[str, str] = Field(description="the models that produced the OCR, layout and vectors")
 
 
 # -- write tools ----------------------------------------------------------------------------
 IndexPaths = Annotated[
-    list[str],
+    list[Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]],
     Field(
         min_length=1, max_length=MAX_INDEX_PATHS,
-        description="Files or folders on the server (folders are indexed recursively). Unchanged files are skipped.",
+        description="Files or folders on the server, absolute or relative to the index root (folders are indexed "
+        "recursively). Unchanged files are skipped; links leading outside the index roots are skipped unread.",
     ),
 ]
-IndexMeta = Annotated[dict[str, str], Field(description="user metadata key/value pairs stored with every page")]
-IndexAcl = Annotated[list[str], Field(description="principals or groups allowed to see these images; empty = everyone")]
-IndexTags = Annotated[list[str], Field(description="tags stored with every page")]
+IndexMeta = Annotated[
+    dict[Label, MetaValue], Field(max_length=MAX_META, description="user metadata key/value pairs stored with every page")
+]
+IndexAcl = Annotated[
+    list[Label],
+    Field(
+        max_length=MAX_ACL,
+        description="principals or groups allowed to see these images; it must include you (your name or one of "
+        "your groups). Empty (default): new images are visible to you alone, indexed ones keep their ACL.",
+    ),
+]
+IndexTags = Annotated[list[Label], Field(max_length=MAX_TAGS, description="tags stored with every page")]
 
 
 class IndexFailure(BaseModel):
-    path: str
-    reason: str
+    path: str = Field(description="the file (relative to the index root) or file#page=N that was not indexed")
+    reason: str = Field(description="why, and what to do about it")
 
 
 class IndexImagesOutput(BaseModel):
-    indexed: int
-    unchanged: int
-    duplicates: int
-    replaced: int
+    indexed: int = Field(description="pages indexed by this call")
+    unchanged: int = Field(description="pages you can see that were already indexed from the same file")
+    duplicates: int = Field(description="pages whose content you can already see indexed from another file")
+    replaced: int = Field(description="pages of edited files whose old version this call replaced")
     updated_metadata: int = Field(default=0, description="unchanged pages whose acl / meta / tags this call replaced (only pages the caller can read)")
-    failed: list[IndexFailure]
-    seconds: float
-    version: int | None
+    failed: list[IndexFailure] = Field(description="files or pages not indexed, with reasons")
+    seconds: float = Field(description="time the call took")
+    version: int | None = Field(description="the index version this call created; null if it changed nothing")
     image_ids: list[str] = Field(description="ids of the pages indexed in this call (first 200)")
 
 
 DeleteId = Annotated[
     str,
-    Field(description="id of the image to soft-delete (it can be restored with `imgrag rollback`)", min_length=1, max_length=MAX_ID_CHARS),
+    Field(description="id of the image to soft-delete (the server's operator can restore it)", min_length=1, max_length=MAX_ID_CHARS),
 ]
 
 
 class DeleteImageOutput(BaseModel):
-    image_id: str
-    deleted: bool
-    version: int | None
+    image_id: str = Field(description="the image deleted")
+    deleted: bool = Field(description="true when this call deleted it")
+    version: int | None = Field(description="the index version this call created")

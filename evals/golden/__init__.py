@@ -10,8 +10,9 @@ One line per query::
 
 ``relevant`` names files as they sit in the indexed folder (file name, or a path relative to the
 folder when names repeat); a multi-page file can be named ``doc.pdf#page=3``. The standard sets are
-built by :mod:`evals.golden.contracts`, :mod:`evals.golden.docqa` and :mod:`evals.golden.clipart`
-into a cache folder, never committed: ``python -m imgrag.evals.golden.build NAME OUT_DIR``.
+built by :mod:`evals.golden.contracts`, :mod:`evals.golden.docqa`, :mod:`evals.golden.clipart` and
+:mod:`evals.golden.natural` into the eval cache (``IMGRAG_EVAL_CACHE``) the first time ``imgrag eval``
+names them (:mod:`evals.standard`), never committed.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="HTTP port")] = 8765,
     tokens: Annotated[Path | None, typer.Option("--tokens", envvar="IMGRAG_TOKENS_FILE", help="HTTP: JSON file mapping bearer tokens to principals (required with --http)")] = None,
     allow_write: Annotated[bool, typer.Option("--allow-write", help="add the index_images and delete_image tools")] = False,
-    index_root: Annotated[list[Path] | None, typer.Option("--index-root", help="folders index_images may read (repeatable); HTTP default: the current folder")] = None,
+    index_root: Annotated[list[Path] | None, typer.Option("--index-root", help="folders index_images may read, and the base of the paths callers who are not the operator see (repeatable); HTTP default: the current folder")] = None,
     warm_up: Annotated[bool, typer.Option("--warm-up/--no-warm-up", help="load the models in the background right after start")] = True,
     web: Annotated[bool, typer.Option("--web/--no-web", help="HTTP: also serve the web viewer at / (log in with a token from --tokens)")] = True,
     as_user: AsUser = None,
@@ -40,7 +40,7 @@ def serve(
             if as_user or group:
                 raise ImgragError("--as/--group only apply to stdio", "over HTTP each bearer token names its principal in the token file")
             verifier = TokenFileVerifier(tokens.expanduser())
-            if allow_write and roots is None:
+            if roots is None:  # what index_images may read, and what remote callers' paths are relative to
                 roots = [Path.cwd().resolve()]
             mcp = build_server(
                 Imgrag(index_roots=roots), bearer_principal, allow_write=allow_write,

@@ -11,15 +11,22 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Annotated, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field, model_validator
 
+from ..limits import MAX_FILTER_IDS, MAX_ID_CHARS, MAX_LABEL_CHARS, MAX_META, MAX_META_VALUE_CHARS, MAX_PATH_CHARS, MAX_TAGS
 from ..models import (
     BBox, DateMention, Enhancement, LayoutBlock, OcrLine, PiiFinding, PiiKind, QualityClass, Seal, TableResult,
 )
 from ..text import normalize
+
+
+Label = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LABEL_CHARS)]
+"""A tag, an ACL entry or a metadata key."""
+MetaValue = Annotated[str, StringConstraints(max_length=MAX_META_VALUE_CHARS)]
+Identifier = Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)]
 
 
 class Principal(BaseModel):
@@ -46,35 +53,53 @@ OPERATOR = Principal(all_access=True)
 
 
 class Filters(BaseModel):
-    """Metadata filters shared by every route; all given conditions must hold.
-
-    ``linked_text`` is resolved by the search (:meth:`indexing.search.Searcher.resolve_filters`)
-    into ``image_ids`` before any backend sees the filters."""
+    """Metadata filters shared by every route; all given conditions must hold. Every list and string
+    is bounded (``limits``): each becomes a term of a backend query. ``linked_text`` is resolved by
+    the search (:meth:`indexing.search.Searcher.resolve_filters`) into ``image_ids`` before any
+    backend sees the filters."""
 
     model_config = ConfigDict(extra="forbid")
 
-    date_from: date | None = Field(default=None, description="some date found on the page is on or after this")
-    date_to: date | None = Field(default=None, description="some date found on the page is on or before this")
-    quality: list[QualityClass] | None = Field(default=None, description="any of these quality classes")
-    tags: list[str] | None = Field(default=None, description="has any of these tags")
-    meta: dict[str, str] = Field(
-        default_factory=dict,
+    date_from: date | None = Field(default=None, description="some date found on the page is on or after this (YYYY-MM-DD)")
+    date_to: date | None = Field(default=None, description="some date found on the page is on or before this (YYYY-MM-DD)")
+    quality: list[QualityClass] | None = Field(
+        default=None, max_length=4, description="any of these quality classes: born_digital, scanned, handwritten, photo"
+    )
+    tags: list[Label] | None = Field(default=None, max_length=MAX_TAGS, description="has any of these tags")
+    meta: dict[Label, MetaValue] = Field(
+        default_factory=dict, max_length=MAX_META,
         description="metadata key=value, all must match: the user's metadata or what the file carries "
         "(DICOM: modality, body_part, study_description, accession, study_uid, ...)",
     )
-    path_prefix: str | None = None
-    doc_id: str | None = None
-    has_seal: bool | None = None
-    has_pii: bool | None = Field(
-        default=None, description="true: pages where personal data (ID, phone, card, e-mail, ...) was found; false: none"
+    path_prefix: str | None = Field(
+        default=None, min_length=1, max_length=MAX_PATH_CHARS,
+        description="the source file's path starts with this (over MCP: relative to the server's index root)",
     )
-    image_ids: list[str] | None = Field(default=None, description="restrict to these ids")
+    doc_id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_CHARS,
+        description="pages of this source file only (doc_id from a hit or get_metadata)",
+    )
+    has_seal: bool | None = Field(default=None, strict=True, description="true: pages with a detected seal; false: without")
+    has_pii: bool | None = Field(
+        default=None, strict=True,
+        description="true: pages where personal data (ID, phone, card, e-mail, ...) was found; false: none",
+    )
+    image_ids: list[Identifier] | None = Field(
+        default=None, max_length=MAX_FILTER_IDS, description=f"restrict to these ids (at most {MAX_FILTER_IDS})"
+    )
     linked_text: str | None = Field(
         default=None,
+        min_length=1,
         max_length=500,
         description="only images or pages linked to one whose text contains all these words "
         "(e.g. images whose report mentions 'nodule')",
     )
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> Filters:
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError(f"date_from {self.date_from} is after date_to {self.date_to}: swap them")
+        return self
 
     def is_empty(self) -> bool:
         return self == Filters()

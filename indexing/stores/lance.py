@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import BackendUnavailableError, ImgragError
+from ..limits import MAX_FILTER_IDS
 from ..text import date_filter_tokens, date_tokens, fts_text
 from .base import (
     Filters,
@@ -621,8 +622,12 @@ class LanceStore:
     def get_many(self, image_ids: list[str], principal: Principal) -> dict[str, ImageRecord]:
         if not image_ids:
             return {}
-        recs = self._records(where_clause(Filters(image_ids=list(image_ids)), principal), len(image_ids))
-        return {r.image_id: r for r in recs}
+        ids = list(dict.fromkeys(image_ids))
+        out: dict[str, ImageRecord] = {}
+        for i in range(0, len(ids), MAX_FILTER_IDS):  # a filter holds at most MAX_FILTER_IDS ids
+            chunk = ids[i : i + MAX_FILTER_IDS]
+            out.update((r.image_id, r) for r in self._records(where_clause(Filters(image_ids=chunk), principal), len(chunk)))
+        return out
 
     @_fresh_reads
     def get_vectors(self, image_id: str, principal: Principal) -> ImageVectors | None:

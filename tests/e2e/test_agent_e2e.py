@@ -37,6 +37,7 @@ from imgrag.agent.graph import AgentConfig, AgentRun, run_agent
 from imgrag.agent.llm import LLMClient, LLMConfig
 from imgrag.agent.mcp_client import ToolClient
 from imgrag.agent.schemas import Answer, LLMAnswer, Usage
+from mcp_http import free_port as _free_port
 
 pytestmark = pytest.mark.slow
 
@@ -339,12 +340,6 @@ def test_fabricated_citation_is_caught_retried_and_removed(corpus: Corpus, scrip
 
 
 # -- a real OpenAI-compatible server: xllamacpp + SmolLM2-135M ------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def smollm() -> Iterator[str]:
     """An OpenAI-compatible endpoint served by llama.cpp (xllamacpp) with the SmolLM2-135M GGUF."""

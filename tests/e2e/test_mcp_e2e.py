@@ -15,9 +15,7 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +29,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from imgrag.indexing.loader import file_digest
 
+from mcp_http import finish, http_session, imgrag_cmd, served_http
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,11 +38,6 @@ SMALL_PRINT = "Ref. No. QX-4827-5519 valid until 2024-12-31"
 LEGAL_TOKEN = "legal-token-" + "a" * 24
 HR_TOKEN = "hr-token-" + "b" * 24
 OPS_TOKEN = "ops-token-" + "c" * 24
-
-
-def imgrag_cmd() -> list[str]:
-    # not the console script: an editable install may point at another checkout than this one
-    return [sys.executable, "-m", "imgrag"]
 
 
 def _cjk_font() -> str | None:
@@ -221,12 +216,6 @@ def stdio(mcp_index: dict[str, Any]):
     log.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def http_server(mcp_index: dict[str, Any]):
     tokens = mcp_index["work"] / "tokens.json"
@@ -240,45 +229,8 @@ def http_server(mcp_index: dict[str, Any]):
         )
     )
     tokens.chmod(0o600)
-    port = _free_port()
-    log = (mcp_index["work"] / "http-server.log").open("w")
-    proc = subprocess.Popen(
-        [*imgrag_cmd(), "serve", "--http", "--port", str(port), "--tokens", str(tokens)],
-        env=mcp_index["env"], cwd=mcp_index["work"], stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/mcp"
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise AssertionError("imgrag serve --http exited: " + (mcp_index["work"] / "http-server.log").read_text()[-3000:])
-        try:
-            httpx.get(url, timeout=2)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
-
-def http_session(url: str, token: str, fn: Callable[[Any], Any]) -> Any:
-    """One SDK client session over streamable HTTP with a bearer token (the Client's default
-    protocol negotiation, unlike the stdio fixture's classic initialize handshake)."""
-    import httpx2
-    from mcp import Client
-    from mcp.client.streamable_http import streamable_http_client
-
-    async def main() -> Any:
-        async with httpx2.AsyncClient(
-            headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30, read=600)
-        ) as hc:
-            async with Client(streamable_http_client(url, http_client=hc)) as c:
-                return await fn(c)
-
-    return asyncio.run(main())
+    with served_http(["--tokens", str(tokens)], mcp_index["env"], mcp_index["work"], mcp_index["work"] / "http-server.log") as url:
+        yield url
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -515,10 +467,7 @@ def test_stdio_stdout_carries_only_protocol(mcp_index: dict[str, Any]) -> None:
                     replies[msg.get("id")] = msg
     finally:
         proc.stdin.close()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        finish(proc, 60)
         errlog.close()
     assert replies[1]["result"]["serverInfo"]["name"] == "imgrag"
     assert len(replies[2]["result"]["tools"]) == 4  # read-only by default

@@ -302,10 +302,12 @@ def test_bad_arguments_give_one_clear_line(indexed: tuple[Path, dict], tmp_path:
 
 
 def test_a_writer_never_changes_metadata_of_pages_it_cannot_read(indexed: tuple[Path, dict], tmp_path: Path) -> None:
-    """An MCP writer (index_images) passes its principal: unchanged pages it cannot read keep their ACL."""
+    """An MCP writer (index_images) passes its principal: unchanged pages it cannot read keep their ACL,
+    and are not reported as unchanged either (that would reveal them): the writer gets a copy of its own."""
     from skimage import data
 
     from imgrag.indexing.config import Settings
+    from imgrag.indexing.loader import file_digest
     from imgrag.indexing.pipeline import Indexer, IndexOptions
     from imgrag.indexing.runtime import Runtime
     from imgrag.indexing.stores.base import Principal
@@ -320,7 +322,10 @@ def test_a_writer_never_changes_metadata_of_pages_it_cannot_read(indexed: tuple[
 
     writer = Principal(name="dave", groups=["hr"])
     summary = Indexer(Runtime(Settings(home=home))).index([folder], IndexOptions(acl=["everyone"], principal=writer))
-    assert (summary.indexed, summary.updated_metadata, summary.unchanged) == (0, 1, 1)
-    acl = {Path(h["path"]).name: json.loads(run(home, "show", h["image_id"]).stdout)["acl"]
+    assert (summary.indexed, summary.updated_metadata, summary.unchanged, summary.duplicates) == (1, 1, 0, 0)
+    rocket, coffee = file_digest(folder / "rocket.png"), file_digest(folder / "coffee.png")
+    (own,) = summary.indexed_ids
+    assert own.startswith(rocket + "-o")  # dave's copy of the rocket he could not see
+    acl = {h["image_id"]: json.loads(run(home, "show", h["image_id"]).stdout)["acl"]
            for h in search(home, "rocket coffee", "--filter", f"path={folder}", "-k", "5")}
-    assert acl == {"rocket.png": ["legal"], "coffee.png": ["everyone"]}
+    assert acl == {rocket: ["legal"], own: ["everyone"], coffee: ["everyone"]}

@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from test_mcp_e2e import LEGAL_TOKEN, _free_port, build_corpus, imgrag_cmd, server_env
+from mcp_http import free_port as _free_port, imgrag_cmd
+from test_mcp_e2e import LEGAL_TOKEN, build_corpus, server_env
 
 pytestmark = pytest.mark.slow
 

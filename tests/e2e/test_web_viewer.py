@@ -23,7 +23,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from browser import js_errors, screenshot, start_chromium
-from test_mcp_e2e import HR_TOKEN, LEGAL_TOKEN, OPS_TOKEN, _free_port, build_corpus, imgrag_cmd, server_env
+from mcp_http import free_port as _free_port, imgrag_cmd
+from test_mcp_e2e import HR_TOKEN, LEGAL_TOKEN, OPS_TOKEN, build_corpus, server_env
 
 pytestmark = pytest.mark.slow
 

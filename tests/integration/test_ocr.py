@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import subprocess
 import unicodedata
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
-
+from cjk_font import font
 from imgrag.indexing.errors import ImgragError
 from imgrag.indexing.models import OcrLine
 from imgrag.indexing.ocr import (
@@ -25,43 +21,12 @@ from imgrag.indexing.ocr import (
     reading_order,
     rotate_cw,
 )
+from PIL import Image, ImageDraw
 
 # --------------------------------------------------------------------------------------------------
 # rendering helpers
 
 
-@lru_cache(maxsize=1)
-def _cjk_font() -> tuple[str, int] | None:
-    """(file, face index) of an installed font with Simplified Chinese glyphs, preferring Noto Sans CJK SC."""
-    if shutil.which("fc-list"):
-        out = subprocess.run(
-            ["fc-list", ":lang=zh", "--format", "%{file}|%{index}|%{family}\n"],
-            capture_output=True, text=True, check=False,
-        ).stdout
-        faces = []
-        for row in out.splitlines():
-            parts = row.split("|")
-            if len(parts) == 3 and Path(parts[0]).is_file():
-                faces.append((parts[0], int(parts[1] or 0), parts[2]))
-
-        def rank(face: tuple[str, int, str]) -> tuple[int, int, int]:
-            file, _, family = face
-            return ("Sans CJK SC" not in family, "Bold" in file, "Mono" in family)
-
-        if faces:
-            file, index, _ = min(faces, key=rank)
-            return file, index
-    for path in ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",):
-        if Path(path).is_file():
-            return path, 2
-    return None
-
-
-def font(size: int) -> ImageFont.FreeTypeFont:
-    found = _cjk_font()
-    if found is None:
-        pytest.skip("no CJK font installed (apt-get install fonts-noto-cjk) — cannot render Chinese test images")
-    return ImageFont.truetype(found[0], size, index=found[1])
 
 
 def norm(text: str) -> str:

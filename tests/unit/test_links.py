@@ -43,6 +43,27 @@ def test_file_keys_from_case_marker_and_sidecar(tmp_path: Path) -> None:
     assert file_keys(other) == {}
 
 
+def test_file_keys_read_nothing_outside_the_index_roots(tmp_path: Path) -> None:
+    """A server given index roots reads no case marker above them and no sidecar linked out of them."""
+    from imgrag.indexing.links import clear_caches
+
+    outside, root = tmp_path / "outside", tmp_path / "outside" / "root"
+    (root / "x").mkdir(parents=True)
+    (outside / ".imgrag-case").write_text("SECRET first line\n")
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"token": "s3cr3t"}')
+    img = root / "x" / "a.png"
+    img.write_bytes(b"")
+    (root / "x" / "a.png.imgrag.json").symlink_to(secret)
+    clear_caches()
+    assert file_keys(img) == {"case": "SECRET first line", "token": "s3cr3t"}  # no roots: the operator's CLI
+    clear_caches()
+    assert file_keys(img, [root.resolve()]) == {}
+    (root / ".imgrag-case").write_text("inside\n")
+    clear_caches()
+    assert file_keys(img, [root.resolve()]) == {"case": "inside"}
+
+
 def test_links_join_images_and_documents_sharing_a_key() -> None:
     ct = rec("ct", path="/d/images/IM1.dcm", fmt="dicom", quality="photo", accession="ACC1", study_uid="1.2")
     ct2 = rec("ct2", path="/d/images/IM2.dcm", fmt="dicom", quality="photo", study_uid="1.2")

@@ -165,7 +165,7 @@ def test_validation_error_wording() -> None:
         crop_args.model_validate({"bbox": [3, 3, 1, 1], "scale": 9, "extra": 1})
     text = format_validation_error("crop_region", ei.value)
     assert "image_id: missing" in text and "empty or inverted" in text and "scale:" in text
-    assert "extra: unknown argument" in text and "pydantic.dev" not in text
+    assert "unknown argument(s) extra" in text and "pydantic.dev" not in text
 
 
 # -- tools through an in-process session over a fake store ----------------------------------------

@@ -1,0 +1,321 @@
+"""The MCP server against hostile clients, without models: strict schemas (no coercion, no unknown
+arguments, real bounds), bounded filters, forged cursors, malformed JSON-RPC lines, payload budgets,
+fair gates for heavy calls, paths a caller who is not the operator sees, and the index-root escape
+through symbolic links. The same over real transports and models: tests/e2e/test_mcp_hostile.py."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgrag.indexing.app import Imgrag
+from imgrag.indexing.config import Settings
+from imgrag.indexing.errors import BusyError, ImgragError
+from imgrag.indexing.gate import FairGate
+from imgrag.indexing.limits import HTTP_BUDGET, SSE_EVENT_LIMIT, STDIO_BUDGET
+from imgrag.indexing.loader import discover
+from imgrag.indexing.runtime import Runtime
+from imgrag.indexing.stores.base import OPERATOR, Filters, Principal
+from imgrag.mcp_server import paging
+from imgrag.mcp_server.auth import fixed_principal
+from imgrag.mcp_server.server import build_server, malformed_reply
+
+from test_mcp_unit import FakeStore, _run, fake_server  # noqa: F401 (fixture)
+
+BOB = Principal(name="bob", groups=["hr"])
+
+
+def _server(rt: Runtime, principal: Principal = OPERATOR, **kw: Any):
+    return build_server(Imgrag(runtime=rt, index_roots=kw.pop("roots", None)), fixed_principal(principal), **kw)
+
+
+# -- schemas ------------------------------------------------------------------------------------
+
+
+def test_every_tool_schema_is_closed_and_bounded(fake_server) -> None:
+    rt, _ = fake_server
+    mcp = _server(rt, allow_write=True)
+
+    async def calls(c: Any) -> Any:
+        return (await c.list_tools()).tools, c.server_capabilities
+
+    tools, caps = _run(mcp, calls)
+    tools = {t.name: t for t in tools}
+    for t in tools.values():
+        assert t.input_schema["additionalProperties"] is False, t.name
+    flt = tools["search_images"].input_schema["$defs"]["Filters"]
+    assert flt["additionalProperties"] is False
+    assert flt["properties"]["image_ids"]["anyOf"][0]["maxItems"] == 1000
+    for name in ("path_prefix", "doc_id", "has_seal", "date_from", "date_to", "tags", "meta", "quality", "image_ids"):
+        assert flt["properties"][name].get("description"), name
+    scale = tools["ocr_region"].input_schema["properties"]["scale"]["anyOf"]
+    assert {"type": "number", "minimum": 1.0, "maximum": 4.0} == {k: scale[0][k] for k in ("type", "minimum", "maximum")}
+    assert scale[1]["const"] == "auto"
+    index = tools["index_images"].input_schema["properties"]
+    assert index["tags"]["maxItems"] == 50 and index["acl"]["maxItems"] == 50 and index["meta"]["maxProperties"] == 50
+    for t in tools.values():  # every output field says what it is
+        for model in [t.output_schema, *t.output_schema.get("$defs", {}).values()]:
+            if model.get("title") in ("SearchHit", "Region", "OcrLineOut", "OcrSummary", "IndexFailure") or model is t.output_schema:
+                missing = [n for n, p in model.get("properties", {}).items() if not p.get("description")]
+                assert not missing, (t.name, model.get("title"), missing)
+    assert caps is not None and caps.prompts is not None  # the capability is advertised because prompts exist (test_mcp_prompts)
+
+
+def test_arguments_are_not_coerced_and_errors_have_one_prefix(fake_server) -> None:
+    rt, _ = fake_server
+    mcp = _server(rt)
+    cases = [
+        ("search_images", {"query": "x", "k": True}, "k: Input should be a valid integer (got true)"),
+        ("search_images", {"query": "x", "k": "2"}, "k: Input should be a valid integer (got '2')"),
+        ("search_images", {"query": "x", "with_thumbnails": "yes"}, "with_thumbnails: Input should be a valid boolean"),
+        ("search_images", {"query": "x", "filters": {"has_seal": 1}}, "filters.has_seal"),
+        ("search_images", {"query": "x", "filters": {"date_from": "2024-02-01", "date_to": "2023-01-01"}}, "is after date_to"),
+        ("search_images", {"query": "x", "filters": {"image_ids": ["a"] * 1001}}, "at most 1000 items"),
+        ("search_images", {"query": "x", "filters": {"tags": ["t"] * 51}}, "at most 50 items"),
+        ("search_images", {"query": "x", "filters": {"meta": {f"k{i}": "v" for i in range(51)}}}, "filters.meta"),
+        ("crop_region", {"image_id": "pub", "bbox": [0, 0, "9", 9]}, "bbox.2: Input should be a valid number"),
+        ("crop_region", {"image_id": "pub", "bbox": [0, 0, 9, 9], "scale": "2"}, "scale: Input should be a valid number"),
+        ("crop_region", {"image_id": "pub", "bbox": [0, 0, 9, 9], "zoom": 2}, "unknown argument(s) zoom (accepted: image_id, bbox"),
+        ("ocr_region", {"image_id": "pub", "scale": 9}, "scale: Input should be less than or equal to 4 (got 9), or Input should be 'auto'"),
+        ("get_metadata", {"image_id": "pub", "max_ocr_lines": 2.5}, "max_ocr_lines: Input should be a valid integer"),
+        ("get_metadata", {"image_id": "nope"}, "no image with id 'nope' — use an image_id returned by search_images"),
+    ]
+
+    async def calls(c: Any) -> list[Any]:
+        return [await c.call_tool(tool, args) for tool, args, _ in cases]
+
+    for (tool, args, expected), r in zip(cases, _run(mcp, calls), strict=True):
+        assert r.is_error, (tool, args)
+        text = r.content[0].text
+        assert expected in text, (tool, args, text)
+        assert "Error executing tool" not in text and "pydantic.dev" not in text
+
+
+def test_forged_cursors_are_refused() -> None:
+    key = paging.query_key({"q": "x"})
+    forged = [
+        base64.urlsafe_b64encode(json.dumps({"o": o, "q": key}).encode()).decode().rstrip("=") for o in (2.5, True, "3", -1)
+    ]
+    for cursor in forged:
+        with pytest.raises(ImgragError, match="not one this server issued"):
+            paging.decode_cursor(cursor, key)
+    assert paging.decode_cursor(paging.encode_cursor(3, key), key) == 3
+
+
+def test_filters_caps_and_date_order() -> None:
+    from pydantic import ValidationError
+
+    Filters(image_ids=["a"] * 1000, tags=["t"] * 50, date_from="2023-01-01", date_to="2023-01-01")  # type: ignore[arg-type]
+    for bad in ({"image_ids": ["a"] * 1001}, {"tags": ["x" * 201]}, {"meta": {"k": "v" * 2001}}, {"path_prefix": "p" * 5000},
+                {"date_from": "2023-02-01", "date_to": "2023-01-01"}, {"quality": ["photo"] * 5}):
+        with pytest.raises(ValidationError):
+            Filters(**bad)  # type: ignore[arg-type]
+
+
+# -- malformed JSON-RPC -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "rid"),
+    [
+        ('{"jsonrpc": "2.0", "id": 7, "method": "tools/list"', -32700, 7),
+        ("not json at all", -32700, None),
+        ('{"jsonrpc": "2.0", "id": "a", "method": "tools/call", "params": {"arguments": {"q": "\\ud800"}}}', -32600, "a"),
+        ('{"jsonrpc": "2.0", "id": 9, "method": "x", "params": {"p": ' + "[" * 5000 + "]" * 5000 + "}}", -32700, 9),
+        ('{"jsonrpc": "2.0", "params": {"id": 3, "x": ' + "[" * 5000 + "]" * 5000 + '}, "id": 4}', -32700, 4),
+        ('{"jsonrpc": "2.0", "id": 5}', -32600, 5),
+        ('{"jsonrpc": "2.0", "id": true, "method": 5}', -32600, None),
+        ("[1, 2]", -32600, None),
+    ],
+)
+def test_malformed_lines_get_jsonrpc_errors(line: str, code: int, rid: Any) -> None:
+    reply = malformed_reply(line)
+    assert reply is not None and reply.error.code == code and reply.id == rid
+
+
+def test_wellformed_lines_pass() -> None:
+    assert malformed_reply('{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}') is None
+    assert malformed_reply('{"jsonrpc": "2.0", "method": "notifications/initialized"}') is None
+
+
+# -- payloads -----------------------------------------------------------------------------------
+
+
+def test_http_budget_fits_the_sdk_client() -> None:
+    assert HTTP_BUDGET.response_bytes < SSE_EVENT_LIMIT
+    assert 4 * HTTP_BUDGET.crop_bytes / 3 + 32_000 <= HTTP_BUDGET.response_bytes
+    assert 4 * HTTP_BUDGET.resource_bytes / 3 + 4_000 <= HTTP_BUDGET.response_bytes
+    assert STDIO_BUDGET.crop_bytes == 1_500_000
+
+
+def _noise_page(tmp_path: Path, size: tuple[int, int]) -> Runtime:
+    """A store holding one page of noise (PNG-incompressible), visible to everyone."""
+    from datetime import datetime, timezone
+
+    from imgrag.indexing.loader import file_digest
+    from imgrag.indexing.models import OcrLine
+    from imgrag.indexing.stores.base import ImageRecord, TableResult
+
+    path = tmp_path / "files" / "scans" / "noise.png"
+    path.parent.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    lines = [OcrLine(text=f"line {i} " + "字" * 60, bbox=(0, i, 10, i + 1), confidence=0.9) for i in range(2000)]
+    rec = ImageRecord(
+        image_id="noise", doc_id=file_digest(path), path=str(path), format="png", width=size[0], height=size[1],
+        quality="scanned", indexed_at=datetime.now(timezone.utc), ocr_lines=lines, ocr_text="\n".join(ln.text for ln in lines),
+        tables=[TableResult(bbox=(0, 0, 1, 1), html="<td>" + "x" * 30_000) for _ in range(20)], acl=["hr", "secret-group"],
+    )
+    return Runtime(Settings(home=tmp_path / "home"), store=FakeStore([rec]))  # type: ignore[arg-type]
+
+
+def test_http_responses_stay_under_the_sse_limit(tmp_path: Path) -> None:
+    from imgrag.indexing.limits import HTTP_BUDGET
+
+    rt = _noise_page(tmp_path, (1500, 1500))
+    mcp = _server(rt, BOB, budget=HTTP_BUDGET, roots=[tmp_path / "files"])
+
+    async def calls(c: Any) -> dict[str, Any]:
+        return {
+            "crop": await c.call_tool("crop_region", {"image_id": "noise", "bbox": [0, 0, 1500, 1500], "scale": 4}),
+            "meta": await c.call_tool("get_metadata", {"image_id": "noise", "max_ocr_lines": 2000}),
+            "image": await c.read_resource("imgrag://image/noise"),
+        }
+
+    out = _run(mcp, calls)
+    for name in ("crop", "meta"):
+        r = out[name]
+        assert not r.is_error, r.content
+        assert len(r.model_dump_json(by_alias=True, exclude_none=True).encode()) < HTTP_BUDGET.response_bytes, name
+    crop = out["crop"].structured_content
+    assert crop["png_bytes"] <= HTTP_BUDGET.crop_bytes and "downscaled" in crop["note"]
+    meta = out["meta"].structured_content
+    assert 0 < len(meta["ocr_lines"]) < 2000 and meta["ocr_lines_omitted"] == 2000 - len(meta["ocr_lines"])
+    assert meta["source"] == "scans/noise.png" and meta["acl"] == ["hr"]  # relative; only the entries that admit bob
+    blob = base64.b64decode(out["image"].contents[0].blob)
+    assert len(blob) <= HTTP_BUDGET.resource_bytes and Image.open(__import__("io").BytesIO(blob)).format == "PNG"
+
+
+def test_operator_sees_absolute_paths_and_the_whole_acl(tmp_path: Path) -> None:
+    rt = _noise_page(tmp_path, (64, 64))
+    mcp = _server(rt, OPERATOR, roots=[tmp_path / "files"])
+    meta = _run(mcp, lambda c: c.call_tool("get_metadata", {"image_id": "noise", "max_ocr_lines": 1})).structured_content
+    assert meta["source"] == str(tmp_path / "files" / "scans" / "noise.png") and meta["acl"] == ["hr", "secret-group"]
+
+
+def test_display_and_root_paths(tmp_path: Path) -> None:
+    app = Imgrag(Settings(home=tmp_path / "home"), index_roots=[tmp_path / "root"])
+    root = (tmp_path / "root").resolve()
+    assert app.display_path(str(root / "a" / "b.png")) == "a/b.png"
+    assert app.display_path("/elsewhere/secret/c.png") == "c.png"
+    assert app.root_path("a/") == f"{root}/a/"
+    for bad in ("/etc", "../x", "a/../../x"):
+        with pytest.raises(ImgragError, match="not a relative path"):
+            app.root_path(bad)
+    with pytest.raises(ImgragError, match="NUL"):
+        app.check_paths(["a\x00b"])
+
+
+# -- fair gates ---------------------------------------------------------------------------------
+
+
+def _until_waiting(gate: FairGate, n: int) -> None:
+    for _ in range(1000):
+        if gate._queued() >= n:
+            return
+        time.sleep(0.01)
+    raise AssertionError("no caller queued")
+
+
+def test_gate_refuses_past_a_principals_share_and_serves_round_robin() -> None:
+    gate = FairGate("OCR", slots=1, per_principal=2, max_waiting=10, max_wait=30)
+    alice, bob = Principal(name="alice"), Principal(name="bob")
+    order: list[str] = []
+    release = threading.Event()
+
+    def call(who: Principal, tag: str, hold: bool = False) -> None:
+        with gate.slot(who):
+            order.append(tag)
+            if hold:
+                release.wait(10)
+
+    first = threading.Thread(target=call, args=(alice, "a1", True))
+    first.start()
+    while not order:
+        time.sleep(0.01)
+    threads = [threading.Thread(target=call, args=(alice, "a2"))]
+    threads[0].start()
+    _until_waiting(gate, 1)
+    with pytest.raises(BusyError, match="you already have 2 OCR calls") as ei:
+        call(alice, "a3")
+    assert ei.value.hint.startswith("retry in ")
+    threads.append(threading.Thread(target=call, args=(bob, "b1")))
+    threads[1].start()
+    _until_waiting(gate, 2)
+    release.set()
+    for t in [first, *threads]:
+        t.join(10)
+    assert order == ["a1", "b1", "a2"]  # bob, served never, goes before alice's second call
+
+
+def test_gate_bounds_the_queue_and_the_wait() -> None:
+    gate = FairGate("image", slots=1, per_principal=5, max_waiting=1, max_wait=0.5)
+    hold = threading.Event()
+    outcome: dict[str, str] = {}
+
+    def call(name: str, wait_for: threading.Event | None = None) -> None:
+        try:
+            with gate.slot(Principal(name=name)):
+                outcome[name] = "ran"
+                if wait_for is not None:
+                    wait_for.wait(5)
+        except BusyError as e:
+            outcome[name] = str(e)
+
+    holder = threading.Thread(target=call, args=("a", hold))
+    holder.start()
+    while "a" not in outcome:
+        time.sleep(0.01)
+    call("b")  # the one waiting place is free: b waits, then gives up after max_wait
+    assert "waited" in outcome["b"] and "retry in" in outcome["b"]
+    waiter = threading.Thread(target=call, args=("c",))
+    waiter.start()
+    _until_waiting(gate, 1)
+    call("d")  # c holds the one waiting place
+    assert "calls are waiting" in outcome["d"]
+    hold.set()
+    holder.join(5)
+    waiter.join(5)
+    assert outcome["c"] == "ran"
+    call("e")  # every place was given back
+    assert outcome["e"] == "ran"
+
+
+# -- the index-root escape ------------------------------------------------------------------------
+
+
+def test_discover_skips_links_out_of_the_roots(tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "sub").mkdir(parents=True)
+    elsewhere.mkdir()
+    Image.new("RGB", (8, 8)).save(elsewhere / "x.png")
+    Image.new("RGB", (8, 8)).save(root / "in.png")
+    (root / "sub" / "x.png").symlink_to(elsewhere / "x.png")
+    (root / "sub" / "p.png").symlink_to("/etc/passwd")
+    (root / "sub" / "ok.png").symlink_to(root / "in.png")
+    (root / "linkdir").symlink_to(elsewhere, target_is_directory=True)
+    files, problems = discover([root.resolve()], roots=[root.resolve()])
+    assert files == [(root / "in.png").resolve()]  # the in-root link resolves to it; the folder link is not followed
+    reasons = {Path(p.path).name: p.reason for p in problems}
+    assert set(reasons) == {"x.png", "p.png"} and all("outside the folders" in r for r in reasons.values())
+    assert not any("passwd" in p.path or "elsewhere" in p.path for p in problems)
+    files, _ = discover([root], roots=None)  # the local operator: links are followed as before
+    assert (elsewhere / "x.png").resolve() in files
