@@ -93,6 +93,7 @@ class SearchResult(BaseModel):
     hits: list[Hit]
     candidates: int
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    note: str = Field(default="", description="what was changed about the query, e.g. personal data left out of it")
 
 
 def rrf(

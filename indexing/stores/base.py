@@ -21,6 +21,7 @@ from ..models import (
     BBox, DateMention, Enhancement, LayoutBlock, OcrLine, PiiFinding, PiiKind, QualityClass, Seal, TableResult,
 )
 from ..text import normalize
+from ..pii import is_personal_key
 
 
 Label = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LABEL_CHARS)]
@@ -135,8 +136,10 @@ class ImageRecord(BaseModel):
 def fts_source(rec: ImageRecord) -> str:
     """What BM25 indexes for a page on every backend: OCR text, caption, tags and metadata values,
     normalised. Elasticsearch analyses it with its analyser; LanceDB, which has no CJK analyser,
-    stores its :func:`~indexing.text.fts_text` tokens."""
-    return normalize(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.meta.values()]))
+    stores its :func:`~indexing.text.fts_text` tokens. Values under a personal metadata key (a
+    patient's name) are stored, never searchable: a name is no query an uncleared caller may test."""
+    meta = [v for k, v in rec.meta.items() if not is_personal_key(k)]
+    return normalize(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *meta]))
 
 
 class ImageVectors(BaseModel):
