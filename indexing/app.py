@@ -267,7 +267,8 @@ class Imgrag:
 
     # -- pixels --------------------------------------------------------------------------------
     def page(self, rec: ImageRecord) -> np.ndarray:
-        """The page as indexed, in original-image coordinates (W×H of the record)."""
+        """The page as indexed, in original-image coordinates (W×H of the record), unredacted: what
+        a caller receives is cut from ``_page_for``, which blacks out personal data for them."""
         s = self.settings
         try:
             st = os.stat(rec.path)
