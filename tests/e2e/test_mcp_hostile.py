@@ -281,7 +281,7 @@ def test_stdio_answers_malformed_jsonrpc(world: dict[str, Any]) -> None:
         finish(proc, 60)
     by_id = {r.get("id"): r for r in replies}
     assert len(replies) == 8, replies
-    assert "prompts" not in by_id[1]["result"]["capabilities"]
+    assert "prompts" in by_id[1]["result"]["capabilities"]  # advertised: the prompts exist
     assert by_id[2]["error"]["code"] == -32700
     assert by_id[3]["error"]["code"] == -32600
     assert by_id[4]["error"]["code"] == -32700
