@@ -60,7 +60,7 @@ _VEC_COLUMN: dict[VectorField, str] = {"image": "img_vec", "feature": "feat_vec"
 # and half of each region vector column is a placeholder (tiles have no text vector and vice versa).
 _ANN_COLUMNS = {IMAGES: ("img_vec", "feat_vec", "text_vec"), REGIONS: ()}
 _KEEP_VERSIONS = timedelta(days=365 * 100)  # optimize() must never clean up versions rollback needs
-_PARSED_RECORDS = 2048  # parsed ImageRecords kept by the hash of their stored JSON (hot pages of search)
+_PARSED_RECORDS = 512  # parsed ImageRecords kept by their stored JSON's hash: hot pages of search (~50 MB at most)
 _ANN_NPROBES, _ANN_REFINE, _ANN_EF = 20, 10, 400  # recall@10 0.88 -> ~0.99 vs ef 100 / refine 4 (10k pages)
 
 
