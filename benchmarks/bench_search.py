@@ -5,8 +5,8 @@
 
 The index: ``--pages`` pages (default 1000) made from the real pages of one or more ``--source``
 indexes (``IMGRAG_HOME`` folders on LanceDB, e.g. the eval caches' ``index-*`` folders or the demo):
-each source page is copied as often as needed under a new id, its vectors nudged by a little noise
-so no two copies tie. Built once into ``--home`` (default ``/tmp/imgrag-bench-search-<pages>``) and
+each source page is copied as often as needed under a new id (same file, same document), its
+vectors nudged by a little noise so no two copies tie. Built once into ``--home`` (default ``/tmp/imgrag-bench-search-<pages>``) and
 reused while the sources stay the same.
 
 Each checkout (``.`` and ``--baseline-tree``) runs in its own child process (``python -m`` from its
@@ -52,7 +52,7 @@ DEFAULT_QUERIES = [
 
 # -- the index ------------------------------------------------------------------------------------
 def _stamp(sources: list[Path], pages: int) -> str:
-    h = hashlib.sha256(str(pages).encode())
+    h = hashlib.sha256(f"copies-v2/{pages}".encode())
     for s in sources:
         for f in sorted((s / "index").rglob("*.manifest")):
             h.update(str(f.relative_to(s)).encode())
@@ -101,8 +101,8 @@ def build_index(sources: list[Path], home: Path, pages: int, seed: int = 0) -> N
             rec, vecs, regions, rvecs = src_pages[i % len(src_pages)]
             copy = i // len(src_pages)
             iid = f"{rec.image_id}-c{copy}" if copy else rec.image_id
-            r2 = rec.model_copy(update={"image_id": iid, "doc_id": f"{rec.doc_id}-c{copy}" if copy else rec.doc_id,
-                                        "path": rec.path if not copy else f"{rec.path}.copy{copy}{Path(rec.path).suffix}"})
+            # a copy keeps the file (path and document id): the MCP tools can crop and re-read it
+            r2 = rec.model_copy(update={"image_id": iid})
             v2 = ImageVectors(image=nudge(vecs.image) if copy else vecs.image,
                               feature=nudge(vecs.feature) if copy else vecs.feature,
                               text=nudge(vecs.text) if copy else vecs.text)
