@@ -411,6 +411,12 @@ class IndexStore(Protocol):
 
     def count(self, principal: Principal, filters: Filters) -> int: ...
 
+    def data_version(self) -> str | None:
+        """A token that changes whenever what reads return may change (any write, metadata update,
+        delete, purge, rollback or re-embedding, by this process or, once reads see it, another),
+        cheap enough to ask before every search: the search caches results under it. ``None``: the
+        backend cannot tell cheaply, and nothing is cached."""
+
     def stats(self, principal: Principal) -> Stats: ...
 
     def replace_image_space(self, spaces: ModelSpaces, new_vectors: ImageSpaceFn) -> ImageSpaceReplaced:
