@@ -1,10 +1,14 @@
 """Per-tool latency of the MCP server over a real stdio session, as an agent sees it.
 
-Spawns `imgrag serve` (stdio) against an existing index, times the handshake and the first
-(cold) call of each tool, then repeats every tool `--runs` times and prints p50/p95 per tool.
-Arguments come from the index itself: queries, then each hit's image id and region bbox.
+Spawns `python -m imgrag serve` (stdio) from this checkout against an existing index, times the
+handshake and the first (cold) call of each tool, then repeats every tool `--runs` times and prints
+p50/p95 per tool. Arguments come from the index itself: queries, then each hit's image id and
+region bbox. With ``--baseline-tree`` a second server runs from that checkout (say a ``git
+worktree`` of main) on the same index, the two sessions' calls interleaved, and the table shows
+both side by side.
 
     IMGRAG_HOME=~/.imgrag-demo ~/.cache/imgrag/venv/bin/python benchmarks/bench_mcp.py [--runs 20]
+        [--baseline-tree /path/to/main]
 
 Default index: $IMGRAG_HOME (else ~/.imgrag-demo, the one `make demo` builds).
 """
@@ -15,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -42,75 +45,90 @@ def _pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
 
 
-def _cmd() -> list[str]:
-    script = Path(sys.executable).with_name("imgrag")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "imgrag"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
-async def bench(home: Path, runs: int) -> tuple[dict[str, float], dict[str, list[float]], dict[str, Any]]:
+async def bench(
+    home: Path, runs: int, trees: dict[str, Path]
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[float]]], dict[str, Any]]:
+    from contextlib import AsyncExitStack
+
     from mcp import ClientSession
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMGRAG_")}
     env.update(IMGRAG_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    cmd = _cmd()
-    params = StdioServerParameters(command=cmd[0], args=[*cmd[1:], "serve", "--no-warm-up"], env=env)
-    once: dict[str, float] = {}
-    times: dict[str, list[float]] = {}
+    once: dict[str, dict[str, float]] = {n: {} for n in trees}
+    times: dict[str, dict[str, list[float]]] = {n: {} for n in trees}
     info: dict[str, Any] = {}
 
-    async def timed(label: str, fn: Callable[[], Awaitable[Any]], cold: bool = False) -> Any:
-        t = time.perf_counter()
-        r = await fn()
-        ms = (time.perf_counter() - t) * 1000
-        if getattr(r, "is_error", False):
-            raise SystemExit(f"{label} failed: {r.content[0].text}")
-        if cold:
-            once[label] = ms
-        else:
-            times.setdefault(label, []).append(ms)
-        return r
+    def timer(tree: str) -> Callable[..., Awaitable[Any]]:
+        async def timed(label: str, fn: Callable[[], Awaitable[Any]], cold: bool = False) -> Any:
+            t = time.perf_counter()
+            r = await fn()
+            ms = (time.perf_counter() - t) * 1000
+            if getattr(r, "is_error", False):
+                raise SystemExit(f"{tree}: {label} failed: {r.content[0].text}")
+            if cold:
+                once[tree][label] = ms
+            else:
+                times[tree].setdefault(label, []).append(ms)
+            return r
 
-    t0 = time.perf_counter()
-    with open(os.devnull, "w") as devnull:
-        async with stdio_client(params, errlog=devnull) as (read, write):
-            async with ClientSession(read, write) as s:
-                await s.initialize()
-                once["spawn + initialize"] = (time.perf_counter() - t0) * 1000
-                await timed("tools/list", s.list_tools, cold=True)
-                col = await s.read_resource("imgrag://collection")
-                info["collection"] = json.loads(col.contents[0].text)
-                if not info["collection"]["images"]:
-                    raise SystemExit(f"the index at {home} is empty: run `make demo` or `imgrag index <folder>` with IMGRAG_HOME={home}")
+        return timed
 
-                # Cold: the first call of each tool pays for loading the store and its models.
-                first = await timed("search_images (first, loads embedders)", lambda: s.call_tool("search_images", {"query": QUERIES[0], "k": 10}), cold=True)
-                hits = first.structured_content["hits"]
-                targets: list[tuple[str, list[float]]] = []
+    async with AsyncExitStack() as stack:
+        devnull = stack.enter_context(open(os.devnull, "w"))
+        sessions: dict[str, Any] = {}
+        for name, tree in trees.items():
+            # `python -m` from the checkout's root imports that checkout (imgrag/__init__.py)
+            params = StdioServerParameters(command=sys.executable, args=["-m", "imgrag", "serve", "--no-warm-up"],
+                                           env=env, cwd=str(tree))
+            t0 = time.perf_counter()
+            read, write = await stack.enter_async_context(stdio_client(params, errlog=devnull))
+            s = await stack.enter_async_context(ClientSession(read, write))
+            await s.initialize()
+            once[name]["spawn + initialize"] = (time.perf_counter() - t0) * 1000
+            sessions[name] = s
+        first_name = next(iter(trees))
+        s0 = sessions[first_name]
+        col = await s0.read_resource("imgrag://collection")
+        info["collection"] = json.loads(col.contents[0].text)
+        if not info["collection"]["images"]:
+            raise SystemExit(f"the index at {home} is empty: run `make demo` or `imgrag index <folder>` with IMGRAG_HOME={home}")
+        targets: list[tuple[str, list[float]]] = []
+        for name, s in sessions.items():
+            timed = timer(name)
+            await timed("tools/list", s.list_tools, cold=True)
+            # Cold: the first call of each tool pays for loading the store and its models.
+            first = await timed("search_images (first, loads embedders)", lambda: s.call_tool("search_images", {"query": QUERIES[0], "k": 10}), cold=True)
+            if not targets:
                 for q in QUERIES:
                     r = await s.call_tool("search_images", {"query": q, "k": 5})
                     for h in r.structured_content["hits"]:
                         box = h["region"]["bbox"] if h.get("region") else [0, 0, h["width"] / 2, h["height"] / 2]
                         targets.append((h["image_id"], box))
-                targets = targets or [(h["image_id"], [0, 0, 200, 200]) for h in hits]
-                iid, box = targets[0]
-                await timed("ocr_region (first, loads OCR)", lambda: s.call_tool("ocr_region", {"image_id": iid, "bbox": box}), cold=True)
-                await timed("crop_region (first, opens page)", lambda: s.call_tool("crop_region", {"image_id": targets[-1][0], "bbox": targets[-1][1], "scale": 2}), cold=True)
+                targets = targets or [(h["image_id"], [0, 0, 200, 200]) for h in first.structured_content["hits"]]
+            iid, box = targets[0]
+            await timed("ocr_region (first, loads OCR)", lambda: s.call_tool("ocr_region", {"image_id": iid, "bbox": box}), cold=True)
+            await timed("crop_region (first, opens page)", lambda: s.call_tool("crop_region", {"image_id": targets[-1][0], "bbox": targets[-1][1], "scale": 2}), cold=True)
 
-                for i in range(runs):
-                    q = QUERIES[i % len(QUERIES)]
-                    iid, box = targets[i % len(targets)]
-                    await timed("search_images hybrid k=10", lambda: s.call_tool("search_images", {"query": q, "k": 10}))
-                    await timed("search_images keyword k=10", lambda: s.call_tool("search_images", {"query": q, "k": 10, "mode": "keyword"}))
-                    await timed("search_images +thumbnails", lambda: s.call_tool("search_images", {"query": q, "k": 5, "with_thumbnails": True}))
-                    await timed("search_images similar_to", lambda: s.call_tool("search_images", {"similar_to": iid, "k": 10}))
-                    await timed("crop_region scale=2", lambda: s.call_tool("crop_region", {"image_id": iid, "bbox": box, "scale": 2}))
-                    await timed("crop_region scale=4 enhance", lambda: s.call_tool("crop_region", {"image_id": iid, "bbox": box, "scale": 4, "enhance": True}))
-                    await timed("ocr_region scale=auto", lambda: s.call_tool("ocr_region", {"image_id": iid, "bbox": box}))
-                    await timed("get_metadata", lambda: s.call_tool("get_metadata", {"image_id": iid}))
-                    await timed("resource thumbnail", lambda: s.read_resource(f"imgrag://thumbnail/{iid}"))
-                    await timed("resource image", lambda: s.read_resource(f"imgrag://image/{iid}"))
-                info["targets"] = len(targets)
+        for i in range(runs):
+            q = QUERIES[i % len(QUERIES)]
+            iid, box = targets[i % len(targets)]
+            for name, s in sessions.items():  # interleaved: machine load hits every server alike
+                timed = timer(name)
+                await timed("search_images hybrid k=10", lambda: s.call_tool("search_images", {"query": q, "k": 10}))
+                await timed("search_images keyword k=10", lambda: s.call_tool("search_images", {"query": q, "k": 10, "mode": "keyword"}))
+                await timed("search_images +thumbnails", lambda: s.call_tool("search_images", {"query": q, "k": 5, "with_thumbnails": True}))
+                await timed("search_images similar_to", lambda: s.call_tool("search_images", {"similar_to": iid, "k": 10}))
+                await timed("crop_region scale=2", lambda: s.call_tool("crop_region", {"image_id": iid, "bbox": box, "scale": 2}))
+                await timed("crop_region scale=4 enhance", lambda: s.call_tool("crop_region", {"image_id": iid, "bbox": box, "scale": 4, "enhance": True}))
+                await timed("ocr_region scale=auto", lambda: s.call_tool("ocr_region", {"image_id": iid, "bbox": box}))
+                await timed("get_metadata", lambda: s.call_tool("get_metadata", {"image_id": iid}))
+                await timed("resource thumbnail", lambda: s.read_resource(f"imgrag://thumbnail/{iid}"))
+                await timed("resource image", lambda: s.read_resource(f"imgrag://image/{iid}"))
+        info["targets"] = len(targets)
     return once, times, info
 
 
@@ -118,19 +136,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path, default=Path(os.environ.get("IMGRAG_HOME", "~/.imgrag-demo")).expanduser(), help="IMGRAG_HOME of the index to serve")
     ap.add_argument("--runs", type=int, default=20, help="repetitions of each tool call")
+    ap.add_argument("--baseline-tree", type=Path, help="also serve from this checkout and compare (calls interleaved)")
     args = ap.parse_args()
-    once, times, info = asyncio.run(bench(args.home, args.runs))
+    trees = {"this": ROOT}
+    if args.baseline_tree:
+        trees = {"baseline": args.baseline_tree.resolve(), **trees}
+    once, times, info = asyncio.run(bench(args.home, args.runs, trees))
     col = info["collection"]
     print(f"index {args.home}: {col['images']} images, {col['documents']} documents, backend {col['backend']}; "
-          f"{info['targets']} (image, region) targets from {len(QUERIES)} queries; {args.runs} runs per tool; stdio")
+          f"{info['targets']} (image, region) targets from {len(QUERIES)} queries; {args.runs} runs per tool; stdio; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    names = list(trees)
     print()
-    print(f"{'cold (once)':<44}{'ms':>10}")
-    for k, v in once.items():
-        print(f"{k:<44}{v:>10.0f}")
+    print(f"{'cold (once), ms':<44}" + "".join(f"{n:>12}" for n in names))
+    for k in once[names[0]]:
+        print(f"{k:<44}" + "".join(f"{once[n].get(k, float('nan')):>12.0f}" for n in names))
     print()
-    print(f"{'tool (warm)':<44}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}{'n':>5}")
-    for k, xs in times.items():
-        print(f"{k:<44}{_pct(xs, 50):>10.1f}{_pct(xs, 95):>10.1f}{statistics.fmean(xs):>10.1f}{len(xs):>5}")
+    print(f"{'tool (warm), p50 / p95 ms':<44}" + "".join(f"{n:>20}" for n in names) + f"{'n':>5}")
+    for k, xs in times[names[0]].items():
+        cells = "".join(f"{_pct(times[n][k], 50):>11.1f} / {_pct(times[n][k], 95):>6.1f}" for n in names)
+        print(f"{k:<44}{cells}{len(xs):>5}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,12 @@ may index from, the single-writer lock and the audit log. Every read takes the c
 (``NotFoundError``). Every write is recorded in the audit log, whoever calls it (:mod:`.audit`).
 Heavy reads (OCR re-reads, crops, page images) pass fair per-principal gates, and image payloads
 fit the caller's transport (``PayloadBudget``).
+
+Personal data: every output goes to a principal who does not ``sees_pii`` through
+:mod:`.redaction` — records, hits and regions masked, OCR re-reads of redacted pixels masked again,
+crops, thumbnails and page images with the findings blacked out, and personal values left out of
+search queries. Internally the facade keeps the stored record (``_record``) so masking always has
+the real values to look for.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from . import imaging
+from . import imaging, redaction
 from .audit import AuditLog, open_audit, recorded_write
 from .config import Settings
 from .errors import AccessDeniedError, ImgragError, NotFoundError
@@ -201,39 +207,62 @@ class Imgrag:
 
     # -- reads ---------------------------------------------------------------------------------
     def search(self, req: SearchRequest, principal: Principal) -> SearchResult:
-        """Hybrid search; the request's k, offset and query length are checked against the limits."""
-        return self.searcher.search(req, principal)
+        """Hybrid search; the request's k, offset and query length are checked against the limits.
+        Without PII clearance: personal values left out of the query, hits masked (:mod:`.redaction`)."""
+        if principal.sees_pii:
+            return self.searcher.search(req, principal)
 
-    def get(self, image_id: str, principal: Principal) -> ImageRecord:
+        def probe(terms: str) -> list[ImageRecord]:
+            hits = self.store.bm25(terms, 50, Filters(has_pii=True), principal)
+            return list(self._records([h.image_id for h in hits], principal).values())
+
+        return redaction.guarded_search(
+            req, lambda r: self.searcher.search(r, principal), probe, lambda ids: self._records(ids, principal)
+        )
+
+    def _record(self, image_id: str, principal: Principal) -> ImageRecord:
+        """The stored record, unmasked: for the facade's own work (pixels, masking); never returned
+        to a caller as is."""
         rec = self.store.get(image_id, principal) if len(image_id) <= MAX_ID_CHARS else None
         if rec is None:
             raise NotFoundError.image(image_id)
         return rec
 
     def record_for(self, image_id: str, principal: Principal) -> ImageRecord:
-        """A record as ``principal`` may see it: personal data masked (:func:`~indexing.pii.mask_record`:
-        OCR findings and the file's own personal fields, such as DICOM patient tags) unless they are
-        cleared to see it, links only to pages they may read."""
+        """A record as ``principal`` may see it (:meth:`get`: personal data masked unless they are
+        cleared, DICOM patient tags included), with links only to pages they may read."""
         rec = self.get(image_id, principal)
         links = {ln.image_id for ln in self.links(rec, principal)}
-        shown = rec if principal.sees_pii else mask_record(rec)
-        return shown.model_copy(update={"links": [ln for ln in rec.links if ln.image_id in links]})
+        return rec.model_copy(update={"links": [ln for ln in rec.links if ln.image_id in links]})
 
     def links(self, rec: ImageRecord, principal: Principal) -> list[LinkedItem]:
         """The images / documents linked to a record that ``principal`` may read."""
         return visible_links(self.store, [rec], principal)[rec.image_id]
 
-    def get_many(self, image_ids: Sequence[str], principal: Principal) -> dict[str, ImageRecord]:
+    def _records(self, image_ids: Sequence[str], principal: Principal) -> dict[str, ImageRecord]:
         return self.store.get_many([i for i in image_ids if len(i) <= MAX_ID_CHARS], principal)
+
+    @staticmethod
+    def shown(rec: ImageRecord, principal: Principal) -> ImageRecord:
+        """A record as ``principal`` may see it: personal data masked unless they are cleared."""
+        return rec if principal.sees_pii else mask_record(rec)
+
+    def get(self, image_id: str, principal: Principal) -> ImageRecord:
+        return self.shown(self._record(image_id, principal), principal)
+
+    def get_many(self, image_ids: Sequence[str], principal: Principal) -> dict[str, ImageRecord]:
+        return {k: self.shown(r, principal) for k, r in self._records(image_ids, principal).items()}
 
     def list_images(self, principal: Principal, filters: Filters, *, offset: int = 0, limit: int = 100) -> list[ImageRecord]:
         """Records the caller can see that match ``filters`` (e.g. the pages of one document)."""
-        return self.store.list_images(principal, filters, offset=offset, limit=min(limit, 1000))
+        recs = self.store.list_images(principal, filters, offset=offset, limit=min(limit, 1000))
+        return [self.shown(r, principal) for r in recs]
 
     def regions(self, image_id: str, principal: Principal) -> list[RegionHit]:
         """The indexed regions (grid tiles, text blocks) of one image the caller can see."""
-        rec = self.get(image_id, principal)
-        return self.store.regions_of([rec.image_id])
+        rec = self._record(image_id, principal)
+        regions = self.store.regions_of([rec.image_id])
+        return regions if principal.sees_pii else redaction.mask_regions(regions, {rec.image_id: rec})
 
     def stats(self, principal: Principal) -> Stats:
         return self.store.stats(principal)
@@ -250,7 +279,8 @@ class Imgrag:
 
     # -- pixels --------------------------------------------------------------------------------
     def page(self, rec: ImageRecord) -> np.ndarray:
-        """The page as indexed, in original-image coordinates (W×H of the record)."""
+        """The page as indexed, in original-image coordinates (W×H of the record), unredacted: what
+        a caller receives is cut from ``_page_for``, which blacks out personal data for them."""
         s = self.settings
         try:
             st = os.stat(rec.path)
@@ -268,10 +298,12 @@ class Imgrag:
         return img
 
     def _page_for(self, rec: ImageRecord, principal: Principal) -> np.ndarray:
-        """``page`` for a caller: one who is not the operator learns neither the server's paths nor
-        advice only the operator can follow when the file cannot be read."""
+        """``page`` for a caller: personal data blacked out unless they are cleared; one who is not
+        the operator learns neither the server's paths nor advice only the operator can follow when
+        the file cannot be read."""
         try:
-            return self.page(rec)
+            page = self.page(rec)
+            return page if principal.sees_pii else redaction.redact_page(page, rec)
         except ImgragError as e:
             if principal.all_access:
                 raise
@@ -280,9 +312,10 @@ class Imgrag:
                 "the server cannot read this image's file now; tell whoever runs the server (they can restore or re-index it)",
             ) from None
 
-    def thumbnail(self, rec: ImageRecord, side: int, principal: Principal = OPERATOR) -> bytes:
-        """A PNG thumbnail of a record the caller has already been allowed to read."""
-        key = (rec.image_id + f"@{side}", rec.doc_id)
+    def thumbnail(self, rec: ImageRecord, side: int, principal: Principal) -> bytes:
+        """A PNG thumbnail of a record the caller has already been allowed to read (redacted for
+        a caller without clearance: the cache key says which, so neither is served to the other)."""
+        key = (rec.image_id + f"@{side}" + ("" if principal.sees_pii else "/redacted"), rec.doc_id)
         with self._thumbs_lock:
             if key in self._thumbs:
                 self._thumbs.move_to_end(key)
@@ -297,7 +330,7 @@ class Imgrag:
 
     def image_png(self, image_id: str, principal: Principal, budget: PayloadBudget = STDIO_BUDGET) -> bytes:
         """The whole page as PNG, downscaled to the resource limits and the transport's budget."""
-        rec = self.get(image_id, principal)
+        rec = self._record(image_id, principal)
         with self.pixel_gate.slot(principal):
             page = self._page_for(rec, principal)
             return imaging.fit_png(Image.fromarray(page), MAX_RESOURCE_SIDE, budget.resource_bytes)[0]
@@ -317,7 +350,7 @@ class Imgrag:
         A PNG over the transport's budget is downscaled until it fits (and the note says so)."""
         if not 1.0 <= scale <= MAX_CROP_SCALE:
             raise ImgragError(f"scale {scale:g} is out of range", f"use 1 to {MAX_CROP_SCALE:g}")
-        rec = self.get(image_id, principal)
+        rec = self._record(image_id, principal)
         req = imaging.to_pixels(bbox, units, rec.width, rec.height)
         box, clipped = imaging.clamp_box(req, rec.width, rec.height)
         with self.pixel_gate.slot(principal):
@@ -351,10 +384,12 @@ class Imgrag:
         units: Literal["px", "relative"] = "px",
         scale: float | Literal["auto"] = "auto",
     ) -> RegionText:
-        """OCR a region again, upscaled first (``auto``: until its text lines are ~32 px tall)."""
+        """OCR a region again, upscaled first (``auto``: until its text lines are ~32 px tall).
+        Without clearance the region is read from the redacted page and what OCR reads is masked
+        again (stored values and fresh detections): a re-read never returns what a crop hides."""
         if scale != "auto" and not 1.0 <= float(scale) <= MAX_CROP_SCALE:
             raise ImgragError(f"scale {scale} is out of range", f"use 'auto' or 1 to {MAX_CROP_SCALE:g}")
-        rec = self.get(image_id, principal)
+        rec = self._record(image_id, principal)
         if bbox is None:
             box, clipped = (0, 0, rec.width, rec.height), False
         else:
@@ -388,6 +423,8 @@ class Imgrag:
             )
             lines.append(OcrLine(text=ln.text, bbox=ob, confidence=float(getattr(ln, "confidence", 0.0))))
         lines.sort(key=lambda ln: ((ln.bbox[1] + ln.bbox[3]) / 2, ln.bbox[0]))
+        if not principal.sees_pii:
+            lines = redaction.mask_lines(lines, rec.pii)
         return RegionText(
             image_id=rec.image_id,
             bbox=box,
@@ -503,7 +540,7 @@ class Imgrag:
     def delete(self, image_ids: Sequence[str], principal: Principal = OPERATOR) -> Deletion:
         """Soft-delete the ids the caller can see (hidden at once; purge removes, rollback restores)."""
         with recorded_write(self.audit, "delete", principal, {"image_ids": list(image_ids)}) as w:
-            visible = set(self.get_many(image_ids, principal)) if not principal.all_access else set(image_ids)
+            visible = set(self._records(image_ids, principal)) if not principal.all_access else set(image_ids)
             known = self.store.live_ids([i for i in image_ids if i in visible])
             unknown = [i for i in dict.fromkeys(image_ids) if i not in known]
             w.detail = {"deleted": 0, "unknown": len(unknown)}

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pydantic import BaseModel, Field, ValidationError
 
 from .errors import AccessDeniedError, AuditError, BackendUnavailableError, ImgragError, NotFoundError
+from .pii import mask_values
 from .stores.base import Principal
 
 if TYPE_CHECKING:
@@ -153,6 +154,15 @@ def principal_label(principal: Principal | None) -> str | None:
     return principal.name or ("operator" if principal.all_access else "anonymous")
 
 
+def caller_digest(args: Any, principal: Principal | None) -> str:
+    """``args_digest`` of what a caller may see of its own arguments: without PII clearance
+    (``principal.sees_pii``) the personal data in them is masked first (:func:`~indexing.pii.mask_values`),
+    so the log holds nothing from which a value could be recovered."""
+    if principal is None or not principal.sees_pii:
+        args = mask_values(args)
+    return args_digest(args)
+
+
 def args_digest(args: Any) -> str:
     """SHA-256 (hex) of ``json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``:
     lets an investigator check whether given arguments were sent, without the log holding them."""
@@ -216,7 +226,7 @@ def make_record(
         groups=list(principal.groups) if principal is not None else [],
         transport=c.transport,
         client=c.client,
-        args_sha256=args_sha256 if args_sha256 is not None else (args_digest(args) if args is not None else None),
+        args_sha256=args_sha256 if args_sha256 is not None else (caller_digest(args, principal) if args is not None else None),
         image_ids=ids[:MAX_IDS],
         ids_omitted=max(0, len(ids) - MAX_IDS),
         latency_ms=None if latency_ms is None else round(latency_ms, 2),
@@ -240,7 +250,7 @@ def recorded_write(audit: AuditLog, name: str, principal: Principal, args: Any) 
     refuses the write, so nothing changes unrecorded — and ``ok`` / ``error`` / ``denied`` after.
     If only the second record fails, the error says the write itself completed."""
     t0 = time.perf_counter()
-    digest = args_digest(args)
+    digest = caller_digest(args, principal)
     audit.append(make_record(event="write", name=name, outcome="started", principal=principal, args_sha256=digest))
     w = WriteRecord()
 

@@ -131,6 +131,14 @@ class Settings(BaseSettings):
         description="a page linked to a hit (an X-ray's report, a photo's SOP) scores this share of the hit's score on top of its own; 0: links are not followed",
     )
     max_k: int = Field(default=100, ge=1, description="the most hits one search may ask for")
+    search_threads: int = Field(
+        default=4, ge=1, le=32,
+        description="threads one search runs its independent routes on at once (full text, vectors, regions); 1: one after the other",
+    )
+    search_cache: int = Field(
+        default=256, ge=0, le=100_000,
+        description="fused results of recent searches kept per process, dropped when the index changes; 0: off",
+    )
 
     # audit log (indexing/audit.py, docs/audit.md)
     audit: bool = Field(

@@ -456,6 +456,25 @@ def count_kinds(findings: Iterable[PiiFinding]) -> dict[str, int]:
 
 
 # -- redaction -------------------------------------------------------------------------------------
+PERSONAL_META_KEYS: frozenset[str] = frozenset(
+    {
+        "full_name", "person", "person_name", "patient", "patient_name", "patient_id", "patient_birth_date",
+        "patient_sex", "patient_age", "patient_address", "patient_phone", "birth_date", "date_of_birth", "dob",
+        "id_number", "id_card", "national_id", "passport", "ssn", "phone", "mobile", "email", "address",
+        "姓名", "身份证", "身份证号", "出生日期", "电话", "手机", "邮箱", "住址", "地址",
+    }
+)
+"""Metadata keys whose values are personal data whatever they look like (a name, a birth date):
+masked whole for a principal without clearance, left out of full-text search, and refused as a
+``meta`` filter for such a principal. Matched case-insensitively with ``-``/space as ``_``; a key
+ending in ``_name`` / ``_id`` under ``patient_`` or ``person_`` counts too (DICOM-derived fields)."""
+
+
+def is_personal_key(key: str) -> bool:
+    k = key.strip().lower().replace("-", "_").replace(" ", "_")
+    return k in PERSONAL_META_KEYS or k.startswith(("patient_", "person_"))
+
+
 def mask_label(kind: str) -> str:
     return f"[{kind} redacted]"
 
@@ -469,12 +488,13 @@ def _loose(value: str) -> re.Pattern[str] | None:
     return re.compile(r"[\s\-]?".join(re.escape(c) for c in chars), re.I)
 
 
-def mask_text(text: str, findings: Iterable[PiiFinding] = ()) -> str:
+def mask_text(text: str, findings: Iterable[PiiFinding] = (), before: str = "") -> str:
     """``text`` with personal data replaced by ``[kind redacted]``: every occurrence of the given
-    findings' values (however spaced) and everything detected in ``text`` itself."""
+    findings' values (however spaced) and everything detected in ``text`` itself (``before``: the
+    previous OCR line, where a label such as 护照号码 may stand)."""
     if not text:
         return text
-    spans: list[tuple[int, int, str]] = [(a, b, k) for k, a, b in find_spans(text)]
+    spans: list[tuple[int, int, str]] = [(a, b, k) for k, a, b in find_spans(text, before)]
     folded = fold(text)
     for f in findings:
         pat = _loose(f.text)
@@ -496,6 +516,19 @@ def mask_text(text: str, findings: Iterable[PiiFinding] = ()) -> str:
         pos = b
     out.append(text[pos:])
     return "".join(out)
+
+
+def mask_values(value: Any) -> Any:
+    """``value`` (JSON-like: dicts, lists, strings) with :func:`mask_text` applied to every string,
+    keys included: what an audit digest is taken of for a caller without clearance (a SHA-256 of
+    a phone number is found again by trying every phone number)."""
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {mask_values(k): mask_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_values(v) for v in value]
+    return value
 
 
 Img = TypeVar("Img")
@@ -540,7 +573,8 @@ def mask_record(rec: Any) -> Any:
     findings themselves); boxes are kept so a client still sees *where* something was redacted.
     Findings include personal data the file carries in named fields (DICOM patient name, ID, birth
     date): their values are masked, and so is any copy of them in the page's texts (a name burnt
-    into the pixels and OCR'd). Masking a masked record changes nothing."""
+    into the pixels and OCR'd). Metadata values under a personal key (:func:`is_personal_key`) are
+    masked whole, the user's and the file's own. Masking a masked record changes nothing."""
     known = [f for f in rec.pii if f.text != mask_label(f.kind)]
 
     def m(t: str) -> str:
@@ -554,8 +588,8 @@ def mask_record(rec: Any) -> Any:
             "tables": [t.model_copy(update={"html": m(t.html)}) for t in rec.tables],
             "dates": [d.model_copy(update={"text": m(d.text)}) for d in rec.dates],
             "caption": m(rec.caption),
-            "meta": {k: m(v) for k, v in rec.meta.items()},
-            "file_meta": {k: m(v) for k, v in rec.file_meta.items()},
+            "meta": {k: mask_label("personal") if is_personal_key(k) else m(v) for k, v in rec.meta.items()},
+            "file_meta": {k: mask_label("personal") if is_personal_key(k) else m(v) for k, v in rec.file_meta.items()},
             "pii": [f.model_copy(update={"text": mask_label(f.kind)}) for f in rec.pii],
         }
     )

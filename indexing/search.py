@@ -9,10 +9,12 @@ of the image answers the query, and that region's bbox and OCR line become the h
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Literal
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -21,6 +23,7 @@ from .text import coverage, is_visual_query, keyword_query, query_terms, squash,
 from .errors import ImgragError, NotFoundError
 from .limits import MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS
 from .links import LinkedItem, visible_links
+from .lru import LRU
 from .models import BBox
 from .runtime import Runtime
 from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space
@@ -88,7 +91,8 @@ class Recall(BaseModel):
     ranked: dict[str, list[str]] = Field(default_factory=dict, description="image ids per route, best first")
     route_scores: dict[str, dict[str, float]] = Field(default_factory=dict)
     region_hits: list[RegionHit] = Field(default_factory=list)
-    timings: dict[str, float] = Field(default_factory=dict)
+    timings: dict[str, float] = Field(default_factory=dict, description="ms per route and for embedding the query")
+    elapsed_ms: float = Field(default=0.0, description="wall time of the whole recall (routes run concurrently)")
     # Evidence depends on the query, the page and the region hits, never on weights: ranking one
     # recall again (evaluation, tuning) reuses it.
     evidence: dict[str, tuple[RegionOut | None, str, float]] = Field(default_factory=dict, exclude=True)
@@ -99,6 +103,7 @@ class SearchResult(BaseModel):
     hits: list[Hit]
     candidates: int
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    note: str = Field(default="", description="what was changed about the query, e.g. personal data left out of it")
 
 
 def rrf(
@@ -145,28 +150,43 @@ def _best_per_image(hits: list[RegionHit]) -> list[str]:
     return list(seen)
 
 
-class _LRU:
+V = TypeVar("V")
+
+
+class _LRU(LRU):
     """A small cache of query embeddings: agents repeat and page through the same queries."""
 
-    def __init__(self, size: int = 512) -> None:
-        self.size = size
-        self.data: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 
-    def get(self, key: tuple[str, str], make: Callable[[], np.ndarray]) -> np.ndarray:
-        if key in self.data:
-            self.data.move_to_end(key)
-            return self.data[key]
-        value = make()
-        self.data[key] = value
-        if len(self.data) > self.size:
-            self.data.popitem(last=False)
-        return value
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One process-wide pool per size: the routes of every search (and every server thread) share
+    it. A route never waits on another route, so a full pool only queues, it cannot deadlock."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(threads)
+        if pool is None:
+            pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="imgrag-search")
+        return pool
+
+
+def _timed(fn: Callable[[], V]) -> tuple[V, float]:
+    t = time.perf_counter()
+    out = fn()
+    return out, round((time.perf_counter() - t) * 1000, 2)
 
 
 class Searcher:
+    """Recall (every route, concurrently), fusion, re-ranking; plus two caches: query embeddings
+    (``_cache``) and whole results (``_results``, ``IMGRAG_SEARCH_CACHE`` entries, keyed by the
+    store's :meth:`~indexing.stores.base.IndexStore.data_version`, so any write to the index
+    misses it)."""
+
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._cache = _LRU()
+        self._results = LRU(rt.settings.search_cache)
         self._spaces: tuple[float, ModelSpaces | None] | None = None
 
     def _stored_spaces(self) -> ModelSpaces | None:
@@ -186,10 +206,24 @@ class Searcher:
             check_query_space(self._stored_spaces(), "text", te.identity, te.dim)
 
     def _q_image(self, q: str) -> np.ndarray:
-        return self._cache.get(("image", q), lambda: self.rt.image_embedder.embed_queries([q])[0])
+        ie = self.rt.image_embedder
+        derive = getattr(ie, "queries_from_text", None)
+        if derive is not None and getattr(getattr(ie, "text", None), "identity", None) == self.rt.text_embedder.identity:
+            # the joint space's query encoder runs the text model first: run it once for both spaces
+            return self._cache.get(("image", q), lambda: derive(self._q_text(q)[None, :])[0])
+        return self._cache.get(("image", q), lambda: ie.embed_queries([q])[0])
 
     def _q_text(self, q: str) -> np.ndarray:
         return self._cache.get(("text", q), lambda: self.rt.text_embedder.embed_queries([q])[0])
+
+    def _query_vectors(self, q: str, routes: tuple[str, ...]) -> tuple[dict[str, np.ndarray], float]:
+        """The query's vector in each space its routes need, and the ms it took (0 when cached)."""
+        need = [sp for sp, rs in (("text", ("text_vector", "region_text")), ("image", ("image", "region_tile")))
+                if any(r in routes for r in rs)]
+        make = {"text": self._q_text, "image": self._q_image}
+        t = time.perf_counter()
+        out = {sp: make[sp](q) for sp in need}
+        return out, round((time.perf_counter() - t) * 1000, 2)
 
     def weights(self) -> dict[str, float]:
         s = self.rt.settings
@@ -204,7 +238,28 @@ class Searcher:
 
     def search(self, req: SearchRequest, principal: Principal) -> SearchResult:
         req = self.resolve_filters(req, principal)
-        return self.rank(req, principal, self.recall(req, principal))
+        t = time.perf_counter()
+        key = self._result_key(req, principal)
+        if key is not None:
+            cached = self._results.peek(key)
+            if cached is not None:
+                ms = round((time.perf_counter() - t) * 1000, 2)
+                return cached.model_copy(deep=True, update={"timings_ms": {"cached": ms, "total": ms}})
+        res = self.rank(req, principal, self.recall(req, principal))
+        if key is not None:
+            self._results.put(key, res.model_copy(deep=True))
+        return res
+
+    def _result_key(self, req: SearchRequest, principal: Principal) -> tuple[str, ...] | None:
+        """What a search's result depends on: the index's data version, the settings (weights,
+        models, limits), who asks and what. None: not cacheable (cache off, or a backend that
+        cannot tell cheaply whether its data changed)."""
+        if self._results.size <= 0:
+            return None
+        version = self.rt.store.data_version()
+        if version is None:
+            return None
+        return (version, self.rt.settings.model_dump_json(), principal.model_dump_json(), req.model_dump_json())
 
     def resolve_filters(self, req: SearchRequest, principal: Principal) -> SearchRequest:
         """``filters.linked_text`` → ``image_ids``: the pages linked to a page (that ``principal``
@@ -276,22 +331,28 @@ class Searcher:
         store = self.rt.store
         rec = Recall(query=query)
         depth = max(50, 3 * (req.offset + req.k))
+        t0 = time.perf_counter()
+        threads = self.rt.settings.search_threads
+        pool = _pool(threads) if threads > 1 else None
 
-        def timed(name: str, fn: Callable[[], list[RouteHit]]) -> None:
-            t = time.perf_counter()
-            hits = fn()
-            rec.timings[name] = round((time.perf_counter() - t) * 1000, 2)
-            rec.ranked[name] = [h.image_id for h in hits]
-            rec.route_scores[name] = {h.image_id: h.score for h in hits}
+        def run(fn: Callable[[], V]) -> Future[tuple[V, float]]:
+            """Start a route on the pool (or, with one thread, run it here) and time it."""
+            if pool is not None:
+                return pool.submit(_timed, fn)
+            fut: Future[tuple[V, float]] = Future()
+            fut.set_result(_timed(fn))
+            return fut
 
+        # Futures in the order the routes are fused (RRF sums floats: a fixed order, fixed scores).
+        pages: dict[str, Future[tuple[list[RouteHit] | None, float]]] = {}
+        regions: dict[str, Future[tuple[list[RegionHit], float]]] = {}
         if req.similar_to:
             vecs = store.get_vectors(req.similar_to, principal) if len(req.similar_to) <= MAX_ID_CHARS else None
             if vecs is None:
                 raise NotFoundError.image(req.similar_to)
             flt = req.filters
-            timed(
-                "similar",
-                lambda: [h for h in store.knn("feature", vecs.feature, depth + 1, flt, principal) if h.image_id != req.similar_to],
+            pages["similar"] = run(
+                lambda: [h for h in store.knn("feature", vecs.feature, depth + 1, flt, principal) if h.image_id != req.similar_to]
             )
         if query:
             routes = tuple(req.routes) if req.routes else MODE_ROUTES[req.mode]
@@ -299,29 +360,41 @@ class Searcher:
             pictures = self._picture_filters(req.filters, query)
             if pictures is None:  # the user's quality filter excludes every page the image routes search
                 routes = tuple(r for r in routes if r not in ("image", "region_tile"))
-            if "image" in routes:
-                timed("image", lambda: store.knn("image", self._q_image(query), depth, pictures, principal))
             keywords = keyword_query(query)
-            if "bm25" in routes:
+
+            def bm25() -> list[RouteHit] | None:
                 extra = self._translated(query)
-                if keywords or extra:
-                    timed("bm25", lambda: store.bm25(keywords, depth, req.filters, principal, extra))
+                return store.bm25(keywords, depth, req.filters, principal, extra) if keywords or extra else None
+
+            # Full text needs no query vector: it starts while the query is embedded.
+            bm25_fut = run(bm25) if "bm25" in routes else None
+            vec, rec.timings["embed"] = self._query_vectors(query, routes)
+            if "image" in routes:
+                pages["image"] = run(lambda: store.knn("image", vec["image"], depth, pictures, principal))
+            if bm25_fut is not None:
+                pages["bm25"] = bm25_fut
             if "text_vector" in routes:
-                timed("text_vector", lambda: store.knn("text", self._q_text(query), depth, req.filters, principal))
-            for route, kind, vec, flt in (
-                ("region_text", "text", self._q_text, req.filters),
-                ("region_tile", "tile", self._q_image, pictures),
-            ):
-                if route in routes:
-                    t = time.perf_counter()
-                    hits = store.knn_regions(kind, vec(query), depth * 4, flt, principal)  # type: ignore[arg-type]
-                    rec.timings[route] = round((time.perf_counter() - t) * 1000, 2)
-                    rec.region_hits.extend(hits)
-                    rec.ranked[route] = _best_per_image(hits)[:depth]
-                    best: dict[str, float] = {}
-                    for h in hits:
-                        best[h.image_id] = max(best.get(h.image_id, -1.0), h.score)
-                    rec.route_scores[route] = best
+                pages["text_vector"] = run(lambda: store.knn("text", vec["text"], depth, req.filters, principal))
+            if "region_text" in routes:
+                regions["region_text"] = run(lambda: store.knn_regions("text", vec["text"], depth * 4, req.filters, principal))
+            if "region_tile" in routes:
+                regions["region_tile"] = run(lambda: store.knn_regions("tile", vec["image"], depth * 4, pictures, principal))
+        for name, fut in pages.items():
+            hits, ms = fut.result()
+            if hits is None:
+                continue
+            rec.timings[name] = ms
+            rec.ranked[name] = [h.image_id for h in hits]
+            rec.route_scores[name] = {h.image_id: h.score for h in hits}
+        for name, rfut in regions.items():
+            rhits, rec.timings[name] = rfut.result()
+            rec.region_hits.extend(rhits)
+            rec.ranked[name] = _best_per_image(rhits)[:depth]
+            best: dict[str, float] = {}
+            for h in rhits:
+                best[h.image_id] = max(best.get(h.image_id, -1.0), h.score)
+            rec.route_scores[name] = best
+        rec.elapsed_ms = round((time.perf_counter() - t0) * 1000, 2)
         return rec
 
     def rank(
@@ -409,7 +482,7 @@ class Searcher:
                     links=links.get(d, []),
                 )
             )
-        timings["total"] = round(sum(timings.values()), 2)
+        timings["total"] = round(rec.elapsed_ms + timings["fuse"] + timings["rerank"], 2)
         return SearchResult(query=query or None, hits=hits, candidates=n_cand, timings_ms=timings)
 
     def _follow_links(

@@ -22,6 +22,7 @@ import calendar
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 from datetime import date, timedelta
 from typing import Literal, NamedTuple
 
@@ -109,11 +110,18 @@ def query_terms(query: str) -> list[str]:
     return list(dict.fromkeys(tokens(query, drop_stopwords=True)))
 
 
+@lru_cache(maxsize=1 << 15)  # lines of ~1k recent pages; a few tens of MB at most
+def token_set(text: str) -> frozenset[str]:
+    """The distinct tokens of ``text``, memoised: search tokenises every OCR line and block of its
+    candidate pages for every query, and the same hot pages come back query after query."""
+    return frozenset(tokens(text))
+
+
 def coverage(query_terms_: list[str], text: str) -> float:
     """Share of the query's terms found in ``text`` (0..1): how well one region answers the query."""
     if not query_terms_:
         return 0.0
-    have = set(tokens(text))
+    have = token_set(text)
     return sum(t in have for t in query_terms_) / len(query_terms_)
 
 

@@ -247,9 +247,10 @@ def _bbox(b: Any) -> str:
 
 # -- short text renderings, for clients that only pass `content` to the model -------------------
 def render_search(o: SearchImagesOutput) -> str:
+    note = f"Note: {o.note}." if o.note else ""
     if not o.hits:
-        return f"No hits for {o.query!r}." if o.query else "No hits."
-    lines = [f"{len(o.hits)} hit(s) {o.offset + 1}-{o.offset + len(o.hits)} of {o.candidates} candidates for {o.query!r}:"]
+        return " ".join(filter(None, [f"No hits for {o.query!r}." if o.query else "No hits.", note]))
+    lines = [*([note] if note else []), f"{len(o.hits)} hit(s) {o.offset + 1}-{o.offset + len(o.hits)} of {o.candidates} candidates for {o.query!r}:"]
     for i, h in enumerate(o.hits, o.offset + 1):
         where = f" region {h.region.kind} {_bbox(h.region.bbox)}" if h.region else ""
         lines.append(
@@ -518,6 +519,7 @@ def build_server(
                 next_cursor=paging.encode_cursor(offset + len(hits), key) if more else None,
                 thumbnail_ids=[h.image_id for h in hits[:MAX_THUMBNAILS]] if with_thumbnails else [],
                 timings_ms=res.timings_ms,
+                note=res.note,
             )
             if not (with_thumbnails and hits):
                 return out, []

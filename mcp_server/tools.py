@@ -160,6 +160,10 @@ class SearchImagesOutput(BaseModel):
         default_factory=list, description="image ids whose thumbnails are attached as image content, in this order"
     )
     timings_ms: dict[str, float] = Field(default_factory=dict, description="milliseconds spent per retrieval step")
+    note: str = Field(
+        default="",
+        description="what was changed about the query: without PII clearance, terms that are personal data are left out",
+    )
 
 
 # -- crop_region ----------------------------------------------------------------------------

@@ -43,6 +43,8 @@ def search(
     if as_json:
         print(result.model_dump_json(indent=2))
         return
+    if result.note:
+        out.print(f"note: {result.note}", markup=False)
     if not result.hits:
         out.print("no hits")
         return

@@ -79,5 +79,10 @@ class AlignedEmbedder:
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.adapter.project_texts(self.text.embed_queries(texts))
 
+    def queries_from_text(self, text_vectors: np.ndarray) -> np.ndarray:
+        """``embed_queries`` from vectors ``self.text.embed_queries`` already made (the search embeds
+        a query once for the text and the joint space)."""
+        return self.adapter.project_texts(text_vectors)
+
     def __repr__(self) -> str:
         return f"AlignedEmbedder({self.identity!r})"

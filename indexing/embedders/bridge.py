@@ -388,5 +388,10 @@ class LabelBridgeEmbedder:
         """Text queries through the text model's query encoder, in the same space as the label passages."""
         return self.text.embed_queries(texts)
 
+    def queries_from_text(self, text_vectors: np.ndarray) -> np.ndarray:
+        """``embed_queries`` from vectors ``self.text.embed_queries`` already made: the joint space
+        *is* the text model's query space, so a search embeds its query once for both."""
+        return text_vectors
+
     def __repr__(self) -> str:
         return f"LabelBridgeEmbedder({self.identity!r})"

@@ -21,6 +21,7 @@ from ..models import (
     BBox, DateMention, Enhancement, LayoutBlock, OcrLine, PiiFinding, PiiKind, QualityClass, Seal, TableResult,
 )
 from ..text import normalize
+from ..pii import is_personal_key
 
 
 Label = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LABEL_CHARS)]
@@ -173,8 +174,10 @@ def meta_kv(rec: ImageRecord) -> list[str]:
 def fts_source(rec: ImageRecord) -> str:
     """What BM25 indexes for a page on every backend: OCR text, caption, tags and metadata values,
     normalised. Elasticsearch analyses it with its analyser; LanceDB, which has no CJK analyser,
-    stores its :func:`~indexing.text.fts_text` tokens."""
-    return normalize(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *rec.all_meta().values()]))
+    stores its :func:`~indexing.text.fts_text` tokens. Values under a personal metadata key (a
+    patient's name) are stored, never searchable: a name is no query an uncleared caller may test."""
+    meta = [v for k, v in rec.all_meta().items() if not is_personal_key(k)]
+    return normalize(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *meta]))
 
 
 class ImageVectors(BaseModel):
@@ -448,6 +451,12 @@ class IndexStore(Protocol):
         """All regions of these (already ACL-checked) images, score 0, for re-ranking and snippets."""
 
     def count(self, principal: Principal, filters: Filters) -> int: ...
+
+    def data_version(self) -> str | None:
+        """A token that changes whenever what reads return may change (any write, metadata update,
+        delete, purge, rollback or re-embedding, by this process or, once reads see it, another),
+        cheap enough to ask before every search: the search caches results under it. ``None``: the
+        backend cannot tell cheaply, and nothing is cached."""
 
     def stats(self, principal: Principal) -> Stats: ...
 

@@ -581,6 +581,7 @@ class WebViewer:
                 "candidates": res.candidates,
                 "hits": hits,
                 "timings_ms": res.timings_ms,
+                "note": res.note,
                 "more": len(hits) == req.k and req.offset + len(hits) < res.candidates,
             }
         )
@@ -608,7 +609,7 @@ class WebViewer:
         image_id = _image_id(request.path_params["image_id"])
         side = _int(request.query_params.get("side"), THUMB_SIDES[1], THUMB_SIDES[0], THUMB_SIDES[-1], "side")
         side = min(THUMB_SIDES, key=lambda s: abs(s - side))
-        return await self._png(lambda: self.app.thumbnail(self.app.get(image_id, p), side))
+        return await self._png(lambda: self.app.thumbnail(self.app.get(image_id, p), side, p))
 
     async def _crop_png(self, request: Request, p: Principal, sess: Session) -> Response:
         image_id = _image_id(request.path_params["image_id"])

@@ -160,3 +160,29 @@ def test_blacking_out_the_stored_boxes_leaves_nothing_to_read(indexed: tuple[Any
     for planted in spec.pii:
         assert norm(planted.value)[-6:] not in text, planted.value
     assert detect_lines(lines) == []
+
+
+def test_uncleared_search_on_each_backend(indexed: tuple[Any, dict[str, Any]]) -> None:
+    """The search guard over each real backend (its BM25 probe included): an uncleared principal
+    searching for a stored value, whole or its last eight digits, is told the terms were left out
+    and gets no page by them; the operator finds the page; snippets hold no value."""
+    from imgrag.indexing.app import Imgrag
+    from imgrag.indexing.search import SearchRequest
+    from imgrag.indexing.stores.base import Principal
+
+    rt, records = indexed
+    ig = Imgrag(runtime=rt)
+    clerk = Principal(name="clerk")  # the pages were indexed without an ACL: everyone may read them
+    _, rec = next((s, r) for s, r in records.values() if s.page_kind == "form")
+    values = [f.text for f in rec.pii]
+    digits = next(f.text for f in rec.pii if f.kind in ("cn_mobile", "cn_id", "bank_card") and len(re.sub(r"\D", "", f.text)) >= 11)
+    whole = re.sub(r"\D", "", digits)
+    op = ig.search(SearchRequest(query=digits, mode="keyword", k=3), OPERATOR)
+    assert op.hits and op.hits[0].image_id == rec.image_id and not op.note
+    for query in (digits, f"Phone {whole[-8:]}"):
+        res = ig.search(SearchRequest(query=query, k=10), clerk)
+        assert res.note, query
+        assert whole[-8:] not in (res.query or ""), res.query
+    res = ig.search(SearchRequest(query="Name 姓名 Phone 电话", k=10), clerk)
+    dump = norm(res.model_dump_json())
+    assert res.hits and not [v for v in values if len(norm(v)) >= 6 and norm(v) in dump]

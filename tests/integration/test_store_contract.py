@@ -1246,3 +1246,112 @@ def test_fusion_contributions_add_up_to_the_score(store: IndexStore, tmp_path: P
     top = searcher.search(SearchRequest(query="alpha", mode="keyword"), OPERATOR).hits[0]
     rrf_k = searcher.rt.settings.rrf_k
     assert top.contributions["bm25"] == pytest.approx(searcher.weights()["bm25"] / (rrf_k + 1), abs=1e-6)
+
+
+# -- what the search caches rely on ----------------------------------------------------------------
+def test_data_version_changes_with_every_change(store: IndexStore) -> None:
+    """The search caches results under ``data_version``: every change that reads can see must
+    change it, and reads alone must not. ``None`` (Elasticsearch) means nothing is cached."""
+    first = store.data_version()
+    load(store, [Spec("A", text="alpha words"), Spec("B", text="beta words")])
+    v1 = store.data_version()
+    if first is None:
+        assert v1 is None
+        return
+    assert v1 != first
+    store.commit("index", {"indexed": 2})
+    v2 = store.data_version()
+    visible_everywhere(store, OPERATOR, Filters())
+    assert store.data_version() == v2, "reads changed the data version"
+    seen = {first, v1, v2}
+    steps: list[Callable[[], object]] = [
+        lambda: store.update_metadata(["A"], MetadataUpdate(acl=["g1"])),
+        lambda: store.soft_delete(["B"]),
+        lambda: store.rollback(1),
+        lambda: store.soft_delete(["B"]),
+        lambda: store.purge(),
+        lambda: store.write([make(Spec("C", text="gamma"))]),
+    ]
+    for n, step in enumerate(steps):
+        step()
+        v = store.data_version()
+        assert v not in seen, f"step {n}: data version {v} seen before"
+        seen.add(v)
+
+
+class _QueryVectors:
+    """Fixed query vectors for the test spaces (the contract's records carry hand-made vectors)."""
+
+    def __init__(self, identity: str, dim: int, seed: int) -> None:
+        self.identity, self.dim, self.seed = identity, dim, seed
+        self.calls = 0
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        return np.stack([rand_unit(self.dim, self.seed + sum(map(ord, t))) for t in texts])
+
+
+def _runtime(store: IndexStore, tmp_path: Path, **settings: Any) -> Any:
+    from types import SimpleNamespace
+
+    from imgrag.indexing.config import Settings
+
+    return SimpleNamespace(
+        settings=Settings(home=tmp_path / "home", image_route_quality=[], **settings),
+        store=store,
+        image_embedder=_QueryVectors("test-joint", IMG, 1),
+        text_embedder=_QueryVectors("test-text", TXT, 2),
+    )
+
+
+def test_concurrent_routes_rank_as_sequential_ones(store: IndexStore, tmp_path: Path) -> None:
+    """Routes run on a thread pool; the fused hits, scores, evidence and ranks are those of the
+    routes run one after the other."""
+    from imgrag.indexing.search import Searcher, SearchRequest
+
+    load(store, CORPUS)
+    user = Principal(name="u1", groups=["g1"])
+    reqs = [
+        SearchRequest(query="common words", k=5),
+        SearchRequest(query="alpha 合同", k=3, offset=1),
+        SearchRequest(query="common", mode="vector", k=5),
+        SearchRequest(query="words", filters=Filters(quality=["scanned"]), k=5),
+        SearchRequest(similar_to="c1", k=4),
+    ]
+    one = Searcher(_runtime(store, tmp_path, search_threads=1, search_cache=0))  # type: ignore[arg-type]
+    many = Searcher(_runtime(store, tmp_path, search_threads=4, search_cache=0))  # type: ignore[arg-type]
+    for req in reqs:
+        for who in (OPERATOR, user):
+            a, b = one.search(req, who), many.search(req, who)
+            assert a.model_dump(exclude={"timings_ms"}) == b.model_dump(exclude={"timings_ms"}), req
+    res = many.search(SearchRequest(query="common words", k=5), OPERATOR)
+    assert {"embed", "image", "bm25", "text_vector", "region_text", "region_tile", "fuse", "rerank", "total"} <= set(res.timings_ms)
+
+
+def test_repeated_search_is_cached_until_the_index_changes(store: IndexStore, tmp_path: Path) -> None:
+    """A repeated search is answered from the result cache where the backend has a data version,
+    and never after a change: an ACL taken away hides the page at once."""
+    from imgrag.indexing.search import Searcher, SearchRequest
+
+    load(store, [Spec("A", text="alpha words"), Spec("B", text="alpha beta")])
+    store.commit("index", {"indexed": 2})  # builds the full-text index (LanceDB: a new table version)
+    rt = _runtime(store, tmp_path)
+    searcher = Searcher(rt)  # type: ignore[arg-type]
+    user = Principal(name="u1")
+    req = SearchRequest(query="alpha", k=5)
+    first = searcher.search(req, user)
+    calls = rt.text_embedder.calls
+    again = searcher.search(req, user)
+    assert again.model_dump(exclude={"timings_ms"}) == first.model_dump(exclude={"timings_ms"})
+    cached = store.data_version() is not None
+    assert ("cached" in again.timings_ms) == cached
+    assert len(searcher._results.data) == (1 if cached else 0)
+    again.hits.clear()  # a caller changing its copy does not change the cache
+    assert searcher.search(req, user).model_dump(exclude={"timings_ms"}) == first.model_dump(exclude={"timings_ms"})
+    assert rt.text_embedder.calls == calls  # the query was embedded once
+    assert {h.image_id for h in first.hits} == {"A", "B"}
+    store.update_metadata(["A"], MetadataUpdate(acl=["secret"]))
+    assert {h.image_id for h in searcher.search(req, user).hits} == {"B"}
+    assert {h.image_id for h in searcher.search(req, OPERATOR).hits} == {"A", "B"}
+    store.soft_delete(["B"])
+    assert {h.image_id for h in searcher.search(req, OPERATOR).hits} == {"A"}

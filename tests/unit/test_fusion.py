@@ -113,3 +113,35 @@ def test_a_bad_setting_is_one_error_naming_it(monkeypatch) -> None:
     finally:
         monkeypatch.delenv("IMGRAG_IMAGE_ROUTE_QUALITY")
         get_settings.cache_clear()
+
+
+def test_a_query_is_embedded_once_for_the_text_and_the_joint_space() -> None:
+    """The label bridge and an adapter encode a query with the text model first: the search runs
+    that model once and derives the joint-space vector from its output (the same numbers)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.embedders.bridge import LabelBridgeEmbedder
+    from imgrag.indexing.search import Searcher
+
+    class Text:
+        identity, dim, calls = "text-model", 4, 0
+
+        def embed_queries(self, texts: list[str]) -> np.ndarray:
+            Text.calls += 1
+            return np.tile(np.array([[0.5, 0.5, 0.5, 0.5]], np.float32), (len(texts), 1))
+
+    text = Text()
+    bridge = LabelBridgeEmbedder.__new__(LabelBridgeEmbedder)  # no backbone: only the query path is used
+    bridge.text = text  # type: ignore[assignment]
+    s = Searcher(SimpleNamespace(settings=Settings(), text_embedder=text, image_embedder=bridge))  # type: ignore[arg-type]
+    vecs, _ = s._query_vectors("a cat", ("image", "text_vector", "region_text", "region_tile"))
+    assert Text.calls == 1
+    assert np.array_equal(vecs["image"], bridge.embed_queries(["a cat"])[0]) and np.array_equal(vecs["text"], vecs["image"])
+    # another text model behind the joint space: embedded on its own
+    other = SimpleNamespace(identity="clip", embed_queries=lambda t: np.ones((len(t), 2), np.float32))
+    s2 = Searcher(SimpleNamespace(settings=Settings(), text_embedder=text, image_embedder=other))  # type: ignore[arg-type]
+    vecs, _ = s2._query_vectors("a dog", ("image", "bm25"))
+    assert set(vecs) == {"image"} and vecs["image"].shape == (2,)

@@ -103,6 +103,12 @@ class Reads(Connection):
     ) -> list[ImageRecord]:
         return self._records(filter_clauses(filters, principal), limit, offset)
 
+    def data_version(self) -> str | None:
+        """None: any client may write to the cluster, and knowing whether one did costs a request
+        per search (index stats), which would eat what a cached result saves; results are not
+        cached (the cluster caches its own shard requests)."""
+        return None
+
     @guard("count images")
     def count(self, principal: Principal, filters: Filters) -> int:
         if self._live() is None:

@@ -210,9 +210,10 @@
     if (like) p.like = like;
     const res = await api("/api/search?" + new URLSearchParams(p));
     clear(results).removeAttribute("aria-busy");
-    const head = like ? `Images like ${like.slice(0, 12)}…` + (q ? ` and “${q}”` : "") : `“${res.query}”`;
+    const head = like ? `Images like ${like.slice(0, 12)}…` + (q ? ` and “${q}”` : "") : `“${res.query || q}”`;
     results.appendChild(h("p", { class: "summary", id: "result-summary",
       text: res.hits.length ? `${head}: hits ${res.offset + 1}–${res.offset + res.hits.length} of ${res.candidates} candidates · ${fmt(res.timings_ms.total || 0)} ms` : `${head}: no hits` }));
+    if (res.note) results.appendChild(h("p", { class: "hint", id: "result-note", text: res.note }));
     const grid = h("div", { class: "hits" });
     res.hits.forEach((hit, i) => grid.appendChild(hitCard(hit, res.offset + i + 1)));
     results.appendChild(grid);
