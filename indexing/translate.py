@@ -201,3 +201,22 @@ def translate_query(query: str, cache_dir: Path | None = None) -> str:
     have = set(q.split()) | set(_LATIN.findall(q))
     words = [w for w in dict.fromkeys(d.zh_to_en(q) + d.en_to_zh(q)) if w not in have and w not in q]
     return " ".join(words)
+
+
+@lru_cache(maxsize=4096)
+def readings(query: str, cache_dir: Path | None = None) -> tuple[str, ...]:
+    """The query as a page in each language would word it, where that differs from what was typed:
+    the English reading keeps the typed latin words (names, numbers) and glosses the Chinese ones;
+    the Chinese reading keeps the typed Chinese and translates the English words. "与Redwood Medical
+    Supplies Inc.签订的软件开发协议" reads "redwood medical supplies inc agree sign software
+    development agreement pact" on an English page (codes and numbers stay in both). The region re-rank scores a page against each
+    reading, so a Chinese question is not measured by the share of Chinese words an English page lacks."""
+    q = normalize(query)
+    d = dictionary(cache_dir)
+    out: list[str] = []
+    if _CJK_RUN.search(q) and (en := d.zh_to_en(q)):
+        out.append(" ".join([_CJK_RUN.sub(" ", q), *en]))
+    if _LATIN.search(_CJK_RUN.sub(" ", q)) and (zh := d.en_to_zh(q)):
+        codes = [w for w in _CJK_RUN.sub(" ", q).split() if any(c.isdigit() for c in w)]  # printed as is on any page
+        out.append(" ".join([*_CJK_RUN.findall(q), *codes, *zh]))
+    return tuple(" ".join(r.split()) for r in out)
