@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -23,7 +25,9 @@ from .limits import MAX_OFFSET, MAX_QUERY_CHARS
 from .models import BBox
 from .runtime import Runtime
 from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space
+from .translate import concepts as translate_concepts
 from .translate import readings as translate_readings
+from .translate import stem as translate_stem
 from .translate import translate_query
 
 Route = Literal["image", "bm25", "text_vector", "region_text", "region_tile"]
@@ -67,7 +71,7 @@ class Hit(BaseModel):
     contributions: dict[str, float] = Field(
         default_factory=dict,
         description="what each route added to the fused score (weight × vote / (rrf_k + rank)), and 'rerank': "
-        "the region re-rank bonus; they sum to score",
+        "the re-rank bonus (best region + concepts the page prints); they sum to score",
     )
     quality: str
     dates: list[str] = Field(default_factory=list)
@@ -326,8 +330,11 @@ class Searcher:
         bonus: dict[str, float] = {}
         if req.rerank and query:
             bonus_unit = 1.0 / (s.rrf_k + 1)
+            # the region that answers best, plus how many of the query's concepts the page prints
+            # in either language (weighted by how few candidates print them)
+            cc = concept_coverage(query, [records[d] for d in window], s.cache_dir) if s.concept_rerank and s.translate_query else {}
             for d in window:
-                bonus[d] = s.region_rerank * bonus_unit * evidence[d][2]
+                bonus[d] = bonus_unit * (s.region_rerank * evidence[d][2] + s.concept_rerank * cc.get(d, 0.0))
                 fused[d] += bonus[d]
             window.sort(key=lambda d: -fused[d])
         timings["rerank"] = round((time.perf_counter() - t) * 1000, 2)
@@ -431,6 +438,31 @@ class Searcher:
             else:
                 out[d] = (None, fallback, cap_cov)
         return out
+
+
+def concept_coverage(query: str, recs: list[ImageRecord], cache_dir: Path | None) -> dict[str, float]:
+    """Per page: the IDF-weighted share of the query's concepts (:func:`translate.concepts`) printed
+    anywhere on it, in either language. IDF over the pages compared: a concept every candidate
+    prints (合同 on every contract) decides nothing, a city or a name decides much. A photo's
+    caption counts as its words, as in the region re-rank."""
+    cs = translate_concepts(query, cache_dir)
+    if not cs or not recs:
+        return {}
+    match = []
+    for r in recs:
+        squashed, stems = _page_forms(r.ocr_text + (" " + r.caption if r.quality == "photo" else ""))
+        match.append([any((f in squashed) if "\u3400" <= f[0] <= "\ufaff" else (f in stems) for f in c) for c in cs])
+    n = len(recs)
+    idf = [float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for df in (sum(m[i] for m in match) for i in range(len(cs)))]
+    total = sum(idf) or 1.0
+    return {r.image_id: sum(w for w, ok in zip(idf, m, strict=True) if ok) / total for r, m in zip(recs, match, strict=True)}
+
+
+@lru_cache(maxsize=2048)
+def _page_forms(text: str) -> tuple[str, frozenset[str]]:
+    """A page's text as concepts are looked up in it: squashed (Chinese forms are substrings) and
+    its stemmed latin tokens. Cached: the same candidates come back query after query."""
+    return squash(text), frozenset(translate_stem(t) for t in tokens(text))
 
 
 def _area(b: BBox) -> float:

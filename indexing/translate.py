@@ -45,7 +45,7 @@ _ZH_STOP = frozenset(
     "多少 什么 哪里 哪个 哪些 哪天 哪家 哪位 怎么 怎样 如何 是否 一个 这个 那个 关于 以及 可以 应该 我们 你们 他们 "
     "请问 有没有 是不是 一下 一些 这些 那些 为什么 的话 还是 或者 其中 所有 一张 一份 有关 里面 上面".split()
 )
-_EN_EXTRA_STOP = frozenset("etc one some do does did has have had been being not no into about up out".split())
+_EN_EXTRA_STOP = frozenset("etc one some do does did has have had been being not no into about up out made make".split())
 MAX_SENSES = 2  # senses read per Chinese word
 MAX_EN_PER_WORD = 3  # English words kept per Chinese word
 MAX_ZH_PER_WORD = 2  # Chinese words kept per English word or pair
@@ -220,3 +220,35 @@ def readings(query: str, cache_dir: Path | None = None) -> tuple[str, ...]:
         codes = [w for w in _CJK_RUN.sub(" ", q).split() if any(c.isdigit() for c in w)]  # printed as is on any page
         out.append(" ".join([*_CJK_RUN.findall(q), *codes, *zh]))
     return tuple(" ".join(r.split()) for r in out)
+
+
+def stem(word: str) -> str:
+    """A crude English stem, so "signed", "signing" and "signs" meet "sign" (the dictionary's form)."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
+@lru_cache(maxsize=4096)
+def concepts(query: str, cache_dir: Path | None = None) -> tuple[tuple[str, ...], ...]:
+    """The query's content words, each with the forms a page in either language may print it in:
+    a Chinese dictionary word with its English glosses (stemmed), an English word (stemmed) with
+    its Chinese translations, a number or code as typed. Stop words and single Chinese characters
+    ("的", "在") carry no concept."""
+    from .text import tokens
+
+    q = normalize(query)
+    d = dictionary(cache_dir)
+    out: list[tuple[str, ...]] = []
+    for run in _CJK_RUN.findall(q):
+        for word in d.segment(run):
+            if len(word) >= 2 and word not in _ZH_STOP:
+                out.append((word, *dict.fromkeys(stem(t) for g in d.zh_en.get(word, []) for t in tokens(g))))
+    for tok in tokens(_CJK_RUN.sub(" ", q), drop_stopwords=True):
+        if tok in _EN_EXTRA_STOP or len(tok) < 2:
+            continue
+        zh = next((z for s in _stems(tok) if (z := d.zh_for(s))), []) if tok.isalpha() and len(tok) > 3 else []
+        out.append((stem(tok), *zh))
+    return tuple(dict.fromkeys(out))
