@@ -9,6 +9,11 @@ words of its first senses; English words (and adjacent pairs, for "first party" 
 the Chinese words whose sense is exactly that word. The search votes these terms below the typed
 ones (``IMGRAG_WEIGHT_TRANSLATED``): a dictionary gloss is a guess, the user's own word is not.
 
+The re-rank reads the same dictionary twice more (``indexing/search.py``): :func:`readings` words
+the whole query as a page in the other language would, and :func:`concepts` lists its content words
+with every form either language prints them in, so a page is credited for what it says in its own
+language.
+
 The dictionary is parsed from the package once (seconds) and saved as JSON in the cache folder;
 later processes read that on their first translated query. Translations are cached per query;
 an uncached one costs well under a millisecond.
@@ -26,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .text import CJK, STOPWORDS, normalize
+from .text import CJK, STOPWORDS, normalize, tokens
 
 _CJK_RUN = re.compile(rf"[{CJK}]+")
 _LATIN = re.compile(r"[a-z][a-z'-]*")
@@ -237,8 +242,6 @@ def concepts(query: str, cache_dir: Path | None = None) -> tuple[tuple[str, ...]
     a Chinese dictionary word with its English glosses (stemmed), an English word (stemmed) with
     its Chinese translations, a number or code as typed. Stop words and single Chinese characters
     ("的", "在") carry no concept."""
-    from .text import tokens
-
     q = normalize(query)
     d = dictionary(cache_dir)
     out: list[tuple[str, ...]] = []
