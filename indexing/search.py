@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .text import coverage, is_visual_query, keyword_query, query_terms, squash, tokens
+from .text import is_visual_query, keyword_query, query_terms, squash, tokens
 from .errors import ImgragError, NotFoundError
 from .limits import MAX_OFFSET, MAX_QUERY_CHARS
 from .models import BBox
@@ -380,7 +380,13 @@ class Searcher:
         readings = [(query_terms(query), 1.0)] if query else []
         if query and s.translate_query:
             readings += [(query_terms(r), s.weight_translated) for r in translate_readings(query, s.cache_dir)]
-        return lambda text: max((w * coverage(terms, text) for terms, w in readings), default=0.0)
+        readings = [(terms, w) for terms, w in readings if terms]
+
+        def cover(text: str) -> float:
+            have = set(tokens(text))  # once per text, not per reading
+            return max((w * sum(t in have for t in terms) / len(terms) for terms, w in readings), default=0.0)
+
+        return cover
 
     def _evidence(
         self,
