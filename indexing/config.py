@@ -155,6 +155,12 @@ class Settings(BaseSettings):
     weight_translated: float = Field(
         default=0.7, gt=0, le=1, description="BM25 weight of the translated query as a whole relative to the typed one"
     )
+    concept_rerank: float = Field(
+        default=4.0,
+        ge=0,
+        description="re-rank bonus (in units of a first-rank RRF vote) for the IDF-weighted share of the query's concepts a page "
+        "prints in either language; 0: off",
+    )
     # off by default: on contracts it let the image routes vote on every page for "where is the
     # seal on contract N" and cost those queries 0.06 / 0.36 nDCG@10 (docs/evaluation.md)
     visual_query_all_pages: bool = Field(
