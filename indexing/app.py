@@ -178,12 +178,15 @@ class Imgrag:
 
     def warm_up(self) -> None:
         """Open the store and load the models reads use (query embedders, OCR for re-reads), so the
-        first call does not pay for them; indexing loads the rest (``Runtime.load_models``)."""
+        first call does not pay for them; indexing loads the rest (``Runtime.load_models``). The
+        image embedder is warmed through a query, not ``load``: a query needs its text side only, and
+        the bridge's image backbone (torch, ~650 MB resident) is for indexing."""
         self.rt.warm_up()
-        for part in (self.rt.text_embedder, self.rt.image_embedder, self.rt.ocr):
+        for part in (self.rt.text_embedder, self.rt.ocr):
             load = getattr(part, "load", None)
             if callable(load):
                 load()
+        self.rt.image_embedder.embed_queries(["warm-up"])
         if self.settings.translate_query:
             from .translate import dictionary
 

@@ -128,6 +128,16 @@ class Settings(BaseSettings):
     )
     max_k: int = Field(default=100, ge=1, description="the most hits one search may ask for")
 
+    # MCP server (mcp_server/pool.py)
+    server_workers: int = Field(
+        default=4, ge=0, le=256,
+        description="MCP server: tool calls run at once on worker threads (heavy ones on at most half); 0: no pool, every call on its own thread",
+    )
+    server_queue: int = Field(
+        default=256, ge=1, le=100_000,
+        description="MCP server: cheap calls that may wait for a worker, all callers together; past it a caller is told to retry",
+    )
+
     # audit log (indexing/audit.py, docs/audit.md)
     audit: bool = Field(
         default=True, description="record every MCP call and every write in the audit log (on|off); off: nothing is recorded"

@@ -55,6 +55,9 @@ from imgrag.indexing.limits import (
     MAX_RESOURCE_SIDE,
     MAX_TEXT_CHARS,
     MAX_THUMBNAILS,
+    MAX_WAIT_SECONDS,
+    MAX_WAITING_CALLS,
+    PER_PRINCIPAL_CALLS,
     RESOURCE_THUMB_SIDE,
     STDIO_BUDGET,
     THUMB_SIDE,
@@ -68,6 +71,7 @@ from imgrag.indexing.stores.base import Filters, ImageRecord, Principal
 from . import paging
 from .auditing import CallRecorder, HttpAuditMiddleware, resource_name, returned_ids
 from .auth import PrincipalResolver, TokenFileVerifier
+from .pool import WorkerPool
 from .prompts import prompt_error, register_prompts
 from .tools import (
     BBoxIn,
@@ -158,6 +162,7 @@ class ImgragMCP(MCPServer):
 
     app: Imgrag
     recorder: CallRecorder
+    pool: WorkerPool
 
     def add_tool(self, fn: Callable[..., Any], name: str | None = None, **kwargs: Any) -> None:  # type: ignore[override]
         """Register ``fn`` as the SDK does, then forbid unknown arguments in its argument model,
@@ -422,17 +427,27 @@ def build_server(
     )
     mcp.app = app
     mcp.recorder = CallRecorder(app, resolve_principal, "http" if token_verifier is not None else "stdio")
+    mcp.pool = pool = WorkerPool(
+        app.settings.server_workers,
+        max_waiting=app.settings.server_queue,
+        heavy_per_principal=PER_PRINCIPAL_CALLS,
+        heavy_max_waiting=MAX_WAITING_CALLS,
+        max_wait=MAX_WAIT_SECONDS,
+    )
     register_prompts(mcp)
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
-    async def run(name: str, work: Callable[[Principal], tuple[BaseModel, list[Any]]], render: Callable[[Any], str]) -> CallToolResult:
-        """Resolve the caller, run the work on a thread, map errors to tool errors, audit the call."""
+    async def run(
+        name: str, work: Callable[[Principal], tuple[BaseModel, list[Any]]], render: Callable[[Any], str], *, heavy: bool = False
+    ) -> CallToolResult:
+        """Resolve the caller, run the work on a pool worker (``heavy``: in the heavy lane), map
+        errors to tool errors, audit the call."""
         t0 = time.perf_counter()
         who = "?"
         try:
             principal = resolve_principal()
             who = _who(principal)
-            out, extra = await anyio.to_thread.run_sync(lambda: work(principal))
+            out, extra = await pool.run(principal, lambda: work(principal), heavy=heavy)
             result = CallToolResult(content=[TextContent(text=render(out)), *extra], structured_content=out.model_dump(mode="json"))
             if (size := response_bytes(result)) > budget.response_bytes:  # the tools fit themselves; this is the backstop
                 raise ImgragError(
@@ -520,7 +535,7 @@ def build_server(
             thumb_ids, thumbs = _thumbnails(app, [h.image_id for h in hits], principal, room)
             return out.model_copy(update={"thumbnail_ids": thumb_ids}), [_png(t) for t in thumbs]
 
-        return await run("search_images", work, render_search)
+        return await run("search_images", work, render_search, heavy=similar_to is not None or with_thumbnails)
 
     @mcp.tool(
         name="crop_region",
@@ -539,7 +554,7 @@ def build_server(
             out = CropRegionOutput(**c.model_dump(exclude={"png"}), png_bytes=len(c.png))
             return out, [_png(c.png)]
 
-        return await run("crop_region", work, render_crop)
+        return await run("crop_region", work, render_crop, heavy=True)
 
     @mcp.tool(
         name="ocr_region",
@@ -561,7 +576,7 @@ def build_server(
             )
             return out, []
 
-        return await run("ocr_region", work, render_ocr)
+        return await run("ocr_region", work, render_ocr, heavy=True)
 
     @mcp.tool(
         name="get_metadata",
@@ -610,7 +625,7 @@ def build_server(
                     image_ids=summary.indexed_ids[:200],
                 ), []
 
-            return await run("index_images", work, render_json)
+            return await run("index_images", work, render_json, heavy=True)
 
         @mcp.tool(
             name="delete_image",
@@ -627,11 +642,11 @@ def build_server(
 
             return await run("delete_image", work, render_json)
 
-    async def _resource(fn: Callable[[Principal], bytes | str], what: str) -> bytes | str:
+    async def _resource(fn: Callable[[Principal], bytes | str], what: str, heavy: bool = False) -> bytes | str:
         principal: Principal | None = None
         try:
             principal = resolve_principal()
-            return await anyio.to_thread.run_sync(lambda: fn(principal))  # type: ignore[arg-type]
+            return await pool.run(principal, lambda: fn(principal), heavy=heavy)  # type: ignore[arg-type]
         except NotFoundError as e:
             raise ResourceNotFoundError(str(e)) from None
         except ImgragError as e:
@@ -649,7 +664,7 @@ def build_server(
         mime_type="image/png",
     )
     async def image_resource(image_id: str) -> bytes:
-        return await _resource(lambda p: app.image_png(image_id, p, budget), f"imgrag://image/{image_id}")  # type: ignore[return-value]
+        return await _resource(lambda p: app.image_png(image_id, p, budget), f"imgrag://image/{image_id}", heavy=True)  # type: ignore[return-value]
 
     @mcp.resource(
         "imgrag://thumbnail/{image_id}",
@@ -659,7 +674,7 @@ def build_server(
         mime_type="image/png",
     )
     async def thumbnail_resource(image_id: str) -> bytes:
-        return await _resource(lambda p: app.thumbnail(app.get(image_id, p), RESOURCE_THUMB_SIDE, p), f"imgrag://thumbnail/{image_id}")  # type: ignore[return-value]
+        return await _resource(lambda p: app.thumbnail(app.get(image_id, p), RESOURCE_THUMB_SIDE, p), f"imgrag://thumbnail/{image_id}", heavy=True)  # type: ignore[return-value]
 
     @mcp.resource(
         "imgrag://collection",
