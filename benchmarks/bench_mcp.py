@@ -1,10 +1,21 @@
-"""Per-tool latency of the MCP server over a real stdio session, as an agent sees it.
+"""Per-tool latency of the MCP server over a real stdio session, as an agent sees it; and with
+`--load`, the HTTP server under many clients.
 
 Spawns `imgrag serve` (stdio) against an existing index, times the handshake and the first
 (cold) call of each tool, then repeats every tool `--runs` times and prints p50/p95 per tool.
 Arguments come from the index itself: queries, then each hit's image id and region bbox.
 
     IMGRAG_HOME=~/.imgrag-demo ~/.cache/imgrag/venv/bin/python benchmarks/bench_mcp.py [--runs 20]
+    IMGRAG_HOME=~/.imgrag-demo ~/.cache/imgrag/venv/bin/python benchmarks/bench_mcp.py --load [--clients 32]
+        [--baseline-ref REF]
+
+`--load` serves streamable HTTP (one bearer token per client, each its own principal) twice in the
+same run — the baseline (`IMGRAG_SERVER_WORKERS=0`: no pool, and with `--baseline-ref` the code of
+that git ref) and this checkout with its default pool — and prints for each: search p50/p95 and
+throughput with 1 client and with `--clients` at once (distinct queries, so no cache answers them),
+the p95 ratio and errors; a mixed load (`--heavy` users each asking a full-page `ocr_region` while
+the others search): search p95 meanwhile and how long the last OCR call waited; and the server's
+RSS after every read tool and resource has run.
 
 Default index: $IMGRAG_HOME (else ~/.imgrag-demo, the one `make demo` builds).
 """
@@ -118,7 +129,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path, default=Path(os.environ.get("IMGRAG_HOME", "~/.imgrag-demo")).expanduser(), help="IMGRAG_HOME of the index to serve")
     ap.add_argument("--runs", type=int, default=20, help="repetitions of each tool call")
+    ap.add_argument("--load", action="store_true", help="the HTTP server under many clients, baseline and pool, instead")
+    ap.add_argument("--clients", type=int, default=32, help="--load: concurrent clients")
+    ap.add_argument("--searches", type=int, default=4, help="--load: searches per client (the single client makes 2x this many)")
+    ap.add_argument("--heavy", type=int, default=4, help="--load: users each asking one full-page ocr_region in the mixed load")
+    ap.add_argument("--baseline-ref", default=None, help="--load: run the baseline server from this git ref's code (default: this checkout, pool off)")
     args = ap.parse_args()
+    if args.load:
+        from bench_mcp_load import run_load  # type: ignore[import-not-found]
+
+        run_load(args.home, args.clients, args.searches, args.heavy, args.baseline_ref, QUERIES)
+        return
     once, times, info = asyncio.run(bench(args.home, args.runs))
     col = info["collection"]
     print(f"index {args.home}: {col['images']} images, {col['documents']} documents, backend {col['backend']}; "

@@ -338,8 +338,11 @@ class Imgrag:
         *,
         units: Literal["px", "relative"] = "px",
         scale: float | Literal["auto"] = "auto",
+        on_step: Callable[[str, int], None] | None = None,
     ) -> RegionText:
-        """OCR a region again, upscaled first (``auto``: until its text lines are ~32 px tall)."""
+        """OCR a region again, upscaled first (``auto``: until its text lines are ~32 px tall).
+        ``on_step(message, steps)`` hears of each of its 3 steps (a server's progress notifications)."""
+        step = on_step or (lambda message, total: None)
         if scale != "auto" and not 1.0 <= float(scale) <= MAX_CROP_SCALE:
             raise ImgragError(f"scale {scale} is out of range", f"use 'auto' or 1 to {MAX_CROP_SCALE:g}")
         rec = self.get(image_id, principal)
@@ -361,7 +364,9 @@ class Imgrag:
         zoom = max(1.0, min(zoom, (MAX_OCR_PIXELS / (w * h)) ** 0.5))
         engine = self.rt.ocr
         with self.ocr_gate.slot(principal):
+            step(f"reading the page ({w}x{h} px region at scale {zoom:.2f})", 3)
             canvas, pad, (fx, fy) = imaging.ocr_canvas(self._page_for(rec, principal), box, zoom)
+            step(f"recognising text in {canvas.shape[1]}x{canvas.shape[0]} px", 3)
             found = engine.recognize(canvas)
         lines: list[OcrLine] = []
         for ln in found:
@@ -376,6 +381,7 @@ class Imgrag:
             )
             lines.append(OcrLine(text=ln.text, bbox=ob, confidence=float(getattr(ln, "confidence", 0.0))))
         lines.sort(key=lambda ln: ((ln.bbox[1] + ln.bbox[3]) / 2, ln.bbox[0]))
+        step(f"{len(lines)} line(s) read", 3)
         return RegionText(
             image_id=rec.image_id,
             bbox=box,

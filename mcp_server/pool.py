@@ -17,7 +17,7 @@ before; the benchmark's baseline).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
@@ -73,7 +73,15 @@ class WorkerPool:
     def enabled(self) -> bool:
         return self.workers > 0
 
-    async def run(self, principal: Principal, fn: Callable[[], T], *, heavy: bool = False) -> T:
+    async def run(
+        self,
+        principal: Principal,
+        fn: Callable[[], T],
+        *,
+        heavy: bool = False,
+        on_wait: Callable[[int], Awaitable[None]] | None = None,
+    ) -> T:
+        """``fn()`` on a worker; ``on_wait(calls ahead)`` is awaited first when it has to queue."""
         if not self.enabled:
             return await anyio.to_thread.run_sync(fn)
         ticket = self.queue.enter(principal_key(principal), HEAVY if heavy else CHEAP)
@@ -81,6 +89,8 @@ class WorkerPool:
             self._grant()
             if not ticket.granted:
                 ticket.wake = anyio.Event()
+                if on_wait is not None:
+                    await on_wait(self.queue.queued(ticket.lane))
                 with anyio.move_on_after(self.max_wait):
                     await ticket.wake.wait()  # type: ignore[attr-defined]
                 if not ticket.granted:
