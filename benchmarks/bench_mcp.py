@@ -9,8 +9,8 @@ Arguments come from the index itself: queries, then each hit's image id and regi
     IMGRAG_HOME=~/.imgrag-demo ~/.cache/imgrag/venv/bin/python benchmarks/bench_mcp.py --load [--clients 32]
         [--baseline-ref REF]
 
-`--load` serves streamable HTTP (one bearer token per client, each its own principal) twice in the
-same run — the baseline (`IMGRAG_SERVER_WORKERS=0`: no pool, and with `--baseline-ref` the code of
+`--load` serves streamable HTTP (one bearer token per client, each its own principal) from two
+servers up at once, each phase on one then the other — the baseline (`IMGRAG_SERVER_WORKERS=0`: no pool, and with `--baseline-ref` the code of
 that git ref) and this checkout with its default pool — and prints for each: search p50/p95 and
 throughput with 1 client and with `--clients` at once (distinct queries, so no cache answers them),
 the p95 ratio and errors; a mixed load (`--heavy` users each asking a full-page `ocr_region` while

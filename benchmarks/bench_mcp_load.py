@@ -133,76 +133,99 @@ def _queries(queries: list[str], n: int, salt: str) -> list[str]:
     return [f"{queries[i % len(queries)]} {salt}{i}" for i in range(n)]
 
 
-async def _measure(url: str, pid: int, tokens: list[str], queries: list[str], n_clients: int, per_client: int, heavy: int, tag: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    async with _Sessions(url, tokens[:n_clients]) as clients:
-        c0 = clients[0]
-        first = await c0.call_tool("search_images", {"query": queries[0], "k": 5})
-        hits = first.structured_content["hits"]
-        if not hits:
-            raise SystemExit("the index returned no hits; index something first")
-        iid = hits[0]["image_id"]
-        # warm every tool once (and the RSS row: after every read tool and resource has run)
-        for tool, args in [
-            ("search_images", {"query": queries[1], "k": 10, "mode": "keyword"}),
-            ("search_images", {"query": queries[2], "k": 5, "with_thumbnails": True}),
-            ("search_images", {"similar_to": iid, "k": 10}),
-            ("crop_region", {"image_id": iid, "bbox": [0, 0, 400, 400], "scale": 4, "enhance": True}),
-            ("ocr_region", {"image_id": iid}),
-            ("get_metadata", {"image_id": iid}),
-        ]:
-            _, err = await _timed(c0, tool, args)
-            if err:
-                raise SystemExit(f"{tool} failed: {err}")
-        await c0.read_resource(f"imgrag://thumbnail/{iid}")
-        await c0.read_resource(f"imgrag://image/{iid}")
-        await c0.read_resource("imgrag://collection")
-        out["rss_mb"], out["hwm_mb"] = _rss_mb(pid)
+async def _warm(clients: list[Any], pid: int, queries: list[str], out: dict[str, Any]) -> None:
+    """Every read tool and resource once (the RSS row: after every one has run)."""
+    c0 = clients[0]
+    first = await c0.call_tool("search_images", {"query": queries[0], "k": 5})
+    hits = first.structured_content["hits"]
+    if not hits:
+        raise SystemExit("the index returned no hits; index something first")
+    iid = hits[0]["image_id"]
+    for tool, args in [
+        ("search_images", {"query": queries[1], "k": 10, "mode": "keyword"}),
+        ("search_images", {"query": queries[2], "k": 5, "with_thumbnails": True}),
+        ("search_images", {"similar_to": iid, "k": 10}),
+        ("crop_region", {"image_id": iid, "bbox": [0, 0, 400, 400], "scale": 4, "enhance": True}),
+        ("ocr_region", {"image_id": iid}),
+        ("get_metadata", {"image_id": iid}),
+    ]:
+        _, err = await _timed(c0, tool, args)
+        if err:
+            raise SystemExit(f"{tool} failed: {err}")
+    await c0.read_resource(f"imgrag://thumbnail/{iid}")
+    await c0.read_resource(f"imgrag://image/{iid}")
+    await c0.read_resource("imgrag://collection")
+    out["rss_mb"], out["hwm_mb"] = _rss_mb(pid)
+    out["ids"] = [h["image_id"] for h in hits]
 
-        # one client alone
-        single = [await _timed(c0, "search_images", {"query": q, "k": 10}) for q in _queries(queries, 2 * per_client, tag + "s")]
-        out["single"] = single
 
-        # every client at once, each `per_client` searches back to back
-        async def user(c: Any, qs: list[str]) -> list[tuple[float, str | None]]:
-            return [await _timed(c, "search_images", {"query": q, "k": 10}) for q in qs]
+async def _single(clients: list[Any], queries: list[str], per_client: int, tag: str, out: dict[str, Any]) -> None:
+    out["single"] = [await _timed(clients[0], "search_images", {"query": q, "k": 10}) for q in _queries(queries, 2 * per_client, tag)]
 
-        qs = _queries(queries, n_clients * per_client, tag + "c")
-        t0 = time.perf_counter()
-        res = await asyncio.gather(*(user(c, qs[i::n_clients]) for i, c in enumerate(clients)))
-        out["many_wall"] = time.perf_counter() - t0
-        out["many"] = [x for r in res for x in r]
 
-        # mixed: `heavy` users each ask one full-page OCR, the others search meanwhile
-        ids = [h["image_id"] for h in hits] or [iid]
-        ocr_users, searchers = clients[:heavy], clients[heavy:]
-        stop = asyncio.Event()
+async def _many(clients: list[Any], queries: list[str], per_client: int, tag: str, out: dict[str, Any]) -> None:
+    """Every client at once, each ``per_client`` searches back to back."""
 
-        async def searcher(c: Any, qs: list[str]) -> list[tuple[float, str | None]]:
-            done = []
-            for q in qs:
-                if stop.is_set():
-                    break
-                done.append(await _timed(c, "search_images", {"query": q, "k": 10}))
-            return done
+    async def user(c: Any, qs: list[str]) -> list[tuple[float, str | None]]:
+        return [await _timed(c, "search_images", {"query": q, "k": 10}) for q in qs]
 
-        async def ocr(c: Any, image_id: str) -> tuple[float, str | None]:
-            return await _timed(c, "ocr_region", {"image_id": image_id})
+    n = len(clients)
+    qs = _queries(queries, n * per_client, tag)
+    t0 = time.perf_counter()
+    res = await asyncio.gather(*(user(c, qs[i::n]) for i, c in enumerate(clients)))
+    out["many_wall"] = time.perf_counter() - t0
+    out["many"] = [x for r in res for x in r]
 
-        mq = _queries(queries, len(searchers) * 50, tag + "m")
-        s_tasks = [asyncio.create_task(searcher(c, mq[i :: max(1, len(searchers))])) for i, c in enumerate(searchers)]
-        ocr_res = await asyncio.gather(*(ocr(c, ids[i % len(ids)]) for i, c in enumerate(ocr_users)))
-        stop.set()
-        mixed = [x for r in await asyncio.gather(*s_tasks) for x in r]
-        out["mixed_search"] = mixed
-        out["mixed_ocr"] = ocr_res
-    return out
+
+async def _mixed(clients: list[Any], queries: list[str], heavy: int, tag: str, out: dict[str, Any]) -> None:
+    """``heavy`` users each ask one full-page OCR; the others search until the last OCR is done."""
+    ids = out["ids"]
+    ocr_users, searchers = clients[:heavy], clients[heavy:]
+    stop = asyncio.Event()
+
+    async def searcher(c: Any, qs: list[str]) -> list[tuple[float, str | None]]:
+        done = []
+        for q in qs:
+            if stop.is_set():
+                break
+            done.append(await _timed(c, "search_images", {"query": q, "k": 10}))
+        return done
+
+    mq = _queries(queries, len(searchers) * 50, tag)
+    t0 = time.perf_counter()
+    s_tasks = [asyncio.create_task(searcher(c, mq[i :: max(1, len(searchers))])) for i, c in enumerate(searchers)]
+    out["mixed_ocr"] = await asyncio.gather(*(_timed(c, "ocr_region", {"image_id": ids[i % len(ids)]}) for i, c in enumerate(ocr_users)))
+    stop.set()
+    out["mixed_search"] = [x for r in await asyncio.gather(*s_tasks) for x in r]
+    out["mixed_wall"] = time.perf_counter() - t0
+
+
+async def _measure_all(servers: list[tuple[str, int]], tokens: list[str], queries: list[str], n_clients: int, per_client: int, heavy: int) -> list[dict[str, Any]]:
+    """Every phase on every server in turn (baseline, pool, baseline, ...), so a change in the
+    machine's load during the run falls on both alike."""
+    from contextlib import AsyncExitStack
+
+    outs: list[dict[str, Any]] = [{} for _ in servers]
+    async with AsyncExitStack() as stack:
+        sessions = [await stack.enter_async_context(_Sessions(url, tokens[:n_clients])) for url, _ in servers]
+        for i, (_, pid) in enumerate(servers):
+            await _warm(sessions[i], pid, queries, outs[i])
+        for phase in ("single", "many", "mixed"):
+            for i in range(len(servers)):
+                tag = f"{phase}{i}-"
+                if phase == "single":
+                    await _single(sessions[i], queries, per_client, tag, outs[i])
+                elif phase == "many":
+                    await _many(sessions[i], queries, per_client, tag, outs[i])
+                else:
+                    await _mixed(sessions[i], queries, heavy, tag, outs[i])
+    return outs
 
 
 def _row(label: str, xs: list[tuple[float, str | None]], wall: float | None = None) -> str:
     ms = [t for t, e in xs if e is None]
     errs = [e for _, e in xs if e is not None]
-    rate = f"{len(xs) / wall:>8.1f}" if wall else f"{len(ms) / (sum(ms) / 1000):>8.1f}" if ms else "     nan"
+    rate = f"{len(xs) / wall:>8.1f}" if wall else f"{len(ms) / (sum(ms) / 1000):>8.1f}" if ms else "     nan"  # all clients
     return f"{label:<46}{_pct(ms, 50):>9.0f}{_pct(ms, 95):>9.0f}{rate}{len(xs):>6}{len(errs):>6}"
 
 
@@ -219,10 +242,10 @@ def run_load(home: Path, n_clients: int, per_client: int, heavy: int, baseline_r
             (f"baseline ({baseline_ref or 'this checkout'}, no pool)", baseline_ref, 0),
             ("pool (this checkout, default IMGRAG_SERVER_WORKERS)", None, None),
         ]
-        results = []
-        for i, (label, ref, workers) in enumerate(configs):
-            with _code_of(ref) as code, _server(code, home, workers, tok_path, corpus_root) as (url, pid):
-                results.append((label, asyncio.run(_measure(url, pid, tok_list, queries, n_clients, per_client, heavy, f"r{i}"))))
+        with _code_of(configs[0][1]) as base_code, _server(base_code, home, 0, tok_path, corpus_root) as base, \
+                _server(REPO, home, None, tok_path, corpus_root) as pool:
+            outs = asyncio.run(_measure_all([base, pool], tok_list, queries, n_clients, per_client, heavy))
+        results = [(label, out) for (label, _, _), out in zip(configs, outs)]
 
     print(f"index {home}; HTTP; {n_clients} clients x {per_client} searches (k=10, distinct queries); "
           f"mixed: {heavy} full-page ocr_region users + {n_clients - heavy} searching; {os.cpu_count()} CPUs, "
@@ -236,7 +259,7 @@ def run_load(home: Path, n_clients: int, per_client: int, heavy: int, baseline_r
         s1 = _pct([t for t, e in r["single"] if e is None], 95)
         sn = _pct([t for t, e in r["many"] if e is None], 95)
         print(f"{'p95 ratio, ' + str(n_clients) + ' clients / 1 (target <= 16)':<46}{sn / s1:>9.1f}")
-        print(_row(f"search_images during {heavy} full-page OCR calls", r["mixed_search"]))
+        print(_row(f"search_images during {heavy} full-page OCR calls", r["mixed_search"], r["mixed_wall"]))
         ocr_ms = sorted(t for t, _ in r["mixed_ocr"])
         ocr_err = [e for _, e in r["mixed_ocr"] if e]
         print(f"{'full-page ocr_region, first / last done (ms)':<46}{ocr_ms[0]:>9.0f}{ocr_ms[-1]:>9.0f}"
