@@ -50,7 +50,9 @@ class Ticket:
 class FairQueue:
     """Who runs, who waits and whose turn it is. Not thread-safe: the owner serialises calls (a
     lock, or the event loop). ``lanes`` caps how many of the ``slots`` each lane may run at once
-    (a lane not named may use them all); ``per_principal`` and ``max_waiting`` are per lane too."""
+    (a lane not named may use them all); ``per_principal`` and ``max_waiting`` are per lane too.
+    ``within`` nests a lane in another: it runs under both caps (OCR re-reads are heavy calls of
+    which only one may run)."""
 
     def __init__(
         self,
@@ -62,6 +64,7 @@ class FairQueue:
         lanes: dict[str, int] | None = None,
         lane_per_principal: dict[str, int] | None = None,
         lane_max_waiting: dict[str, int] | None = None,
+        within: dict[str, str] | None = None,
     ) -> None:
         self.what = what
         self.slots = slots
@@ -70,6 +73,7 @@ class FairQueue:
         self.lanes = dict(lanes or {})
         self.lane_per_principal = dict(lane_per_principal or {})
         self.lane_max_waiting = dict(lane_max_waiting or {})
+        self.within = dict(within or {})
         self.running = 0
         self._running: Counter[str] = Counter()  # per lane
         self._waiting: dict[str, deque[Ticket]] = {}  # per principal, oldest first
@@ -100,7 +104,17 @@ class FairQueue:
         return ticket
 
     def _has_room(self, lane: str) -> bool:
-        return self.running < self.slots and self._running[lane] < self.lanes.get(lane, self.slots)
+        outer = self.within.get(lane)
+        return (
+            self.running < self.slots
+            and self._running[lane] < self.lanes.get(lane, self.slots)
+            and (outer is None or self._running[outer] < self.lanes.get(outer, self.slots))
+        )
+
+    def _count(self, lane: str, delta: int) -> None:
+        self._running[lane] += delta
+        if lane in self.within:
+            self._running[self.within[lane]] += delta
 
     def grant(self) -> list[Ticket]:
         """Start every waiting ticket that may run now, in fair order, and return them: per free
@@ -117,7 +131,7 @@ class FairQueue:
             self._waiting[best.who].remove(best)
             best.granted, best.started_at = True, time.monotonic()
             self.running += 1
-            self._running[best.lane] += 1
+            self._count(best.lane, 1)
             self._last_served[best.who] = self._turn
             self._turn += 1
             granted.append(best)
@@ -127,7 +141,7 @@ class FairQueue:
         """Give back ``ticket``'s place, running or still waiting (a caller that gave up)."""
         if ticket.granted:
             self.running -= 1
-            self._running[ticket.lane] -= 1
+            self._count(ticket.lane, -1)
             took = time.monotonic() - ticket.started_at
             self._seconds[ticket.lane] = 0.8 * self._seconds.get(ticket.lane, took) + 0.2 * took
         else:

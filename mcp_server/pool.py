@@ -29,6 +29,7 @@ from imgrag.indexing.stores.base import Principal
 T = TypeVar("T")
 
 HEAVY = "heavy"
+OCR = "OCR"  # a heavy call that needs the OCR engine, which runs one re-read at a time
 CHEAP = ""
 
 
@@ -54,6 +55,7 @@ class WorkerPool:
         max_waiting: int = 256,
         heavy_max_waiting: int = 16,
         max_wait: float = 120.0,
+        ocr: int = 1,
     ) -> None:
         self.workers = workers
         self.heavy = max(1, min(workers - 1, heavy if heavy is not None else workers // 2)) if workers > 1 else workers
@@ -63,9 +65,10 @@ class WorkerPool:
             max(1, workers),
             per_principal,
             max_waiting,
-            lanes={HEAVY: max(1, self.heavy)},
-            lane_per_principal={HEAVY: heavy_per_principal},
-            lane_max_waiting={HEAVY: heavy_max_waiting},
+            lanes={HEAVY: max(1, self.heavy), OCR: max(1, ocr)},
+            lane_per_principal={HEAVY: heavy_per_principal, OCR: heavy_per_principal},
+            lane_max_waiting={HEAVY: heavy_max_waiting, OCR: heavy_max_waiting},
+            within={OCR: HEAVY},
         )
         self._limiter = anyio.CapacityLimiter(max(1, workers))
 
@@ -79,12 +82,15 @@ class WorkerPool:
         fn: Callable[[], T],
         *,
         heavy: bool = False,
+        ocr: bool = False,
         on_wait: Callable[[int], Awaitable[None]] | None = None,
     ) -> T:
-        """``fn()`` on a worker; ``on_wait(calls ahead)`` is awaited first when it has to queue."""
+        """``fn()`` on a worker; ``on_wait(calls queued)`` is awaited first when it has to queue.
+        ``ocr``: a heavy call that needs the OCR engine; it waits here, holding no worker, while
+        another re-read runs (``ocr`` of them at once, the facade's OCR gate)."""
         if not self.enabled:
             return await anyio.to_thread.run_sync(fn)
-        ticket = self.queue.enter(principal_key(principal), HEAVY if heavy else CHEAP)
+        ticket = self.queue.enter(principal_key(principal), OCR if ocr else HEAVY if heavy else CHEAP)
         try:
             self._grant()
             if not ticket.granted:
@@ -111,7 +117,7 @@ class WorkerPool:
     def snapshot(self) -> dict[str, int]:
         """Running and waiting calls, for logs and tests."""
         q = self.queue
-        return {"running": q.running, "waiting": q.queued(), "heavy_waiting": q.queued(HEAVY)}
+        return {"running": q.running, "waiting": q.queued(), "heavy_waiting": q.queued(HEAVY) + q.queued(OCR)}
 
 
-__all__ = ["CHEAP", "HEAVY", "Ticket", "WorkerPool", "usable_cores"]
+__all__ = ["CHEAP", "HEAVY", "OCR", "Ticket", "WorkerPool", "usable_cores"]

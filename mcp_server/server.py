@@ -57,6 +57,7 @@ from imgrag.indexing.limits import (
     MAX_THUMBNAILS,
     MAX_WAIT_SECONDS,
     MAX_WAITING_CALLS,
+    OCR_SLOTS,
     PER_PRINCIPAL_CALLS,
     RESOURCE_THUMB_SIDE,
     STDIO_BUDGET,
@@ -438,6 +439,7 @@ def build_server(
         heavy_per_principal=PER_PRINCIPAL_CALLS,
         heavy_max_waiting=MAX_WAITING_CALLS,
         max_wait=MAX_WAIT_SECONDS,
+        ocr=OCR_SLOTS,
     )
     register_prompts(mcp)
     register_completion(mcp, app, resolve_principal)
@@ -451,6 +453,7 @@ def build_server(
         render: Callable[[Any], str],
         *,
         heavy: bool = False,
+        ocr: bool = False,
         note: CallNotifier | None = None,
     ) -> CallToolResult:
         """Resolve the caller, run the work on a pool worker (``heavy``: in the heavy lane), map
@@ -461,7 +464,7 @@ def build_server(
         try:
             principal = resolve_principal()
             who = _who(principal)
-            out, extra = await pool.run(principal, lambda: work(principal), heavy=heavy, on_wait=note.queued)
+            out, extra = await pool.run(principal, lambda: work(principal), heavy=heavy, ocr=ocr, on_wait=note.queued)
             result = CallToolResult(content=[TextContent(text=render(out)), *extra], structured_content=out.model_dump(mode="json"))
             if (size := response_bytes(result)) > budget.response_bytes:  # the tools fit themselves; this is the backstop
                 raise ImgragError(
@@ -597,7 +600,7 @@ def build_server(
             )
             return out, []
 
-        return await run("ocr_region", work, render_ocr, heavy=True, note=note)
+        return await run("ocr_region", work, render_ocr, heavy=True, ocr=True, note=note)
 
     @mcp.tool(
         name="get_metadata",

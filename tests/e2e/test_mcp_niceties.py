@@ -174,7 +174,7 @@ def test_a_principal_past_its_heavy_share_is_told_to_retry_while_others_search(h
     ocr, search = asyncio.run(both())
     busy = [r.content[0].text for r in ocr if r.is_error]
     assert len(busy) == 2, [r.content[0].text[:200] for r in ocr]  # 3 per principal running or waiting
-    assert all("you already have 3 heavy tool calls running or waiting" in t and "retry in" in t for t in busy), busy
+    assert all("you already have 3 OCR tool calls running or waiting" in t and "retry in" in t for t in busy), busy
     assert sum(not r.is_error for r in ocr) == 3
     assert not search.is_error and search.structured_content["hits"][0]["image_id"] == ids["memo"]
 

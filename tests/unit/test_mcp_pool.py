@@ -154,3 +154,26 @@ def test_workers_zero_is_no_pool() -> None:
         return out
 
     assert sorted(anyio.run(main)) == ["0", "1", "2"]
+
+
+def test_an_ocr_call_waits_for_the_engine_without_holding_a_worker() -> None:
+    pool, calls = WorkerPool(4), Calls()
+    assert pool.heavy == 2
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: pool.run(ALICE, calls.fn("ocr1"), heavy=True, ocr=True))
+            await until(lambda: calls.started == ["ocr1"], "the first OCR call")
+            tg.start_soon(lambda: pool.run(BOB, calls.fn("ocr2"), heavy=True, ocr=True))
+            await until(lambda: pool.snapshot()["heavy_waiting"] == 1, "the second OCR call to queue")
+            tg.start_soon(lambda: pool.run(BOB, calls.fn("crop"), heavy=True))  # the heavy lane's second place
+            for tag in ("s1", "s2"):
+                tg.start_soon(pool.run, CAROL, calls.fn(tag))
+            await until(lambda: len(calls.started) == 4, "the crop and two searches")
+            assert set(calls.started) == {"ocr1", "crop", "s1", "s2"}
+            for tag in ("s1", "s2", "crop", "ocr1"):
+                calls.release(tag)
+            await until(lambda: "ocr2" in calls.started, "the second OCR call")
+            calls.release("ocr2")
+
+    anyio.run(main)
