@@ -136,6 +136,16 @@ class Settings(BaseSettings):
         description="fused results of recent searches kept per process, dropped when the index changes; 0: off",
     )
 
+    # MCP server (mcp_server/pool.py)
+    server_workers: int = Field(
+        default=4, ge=0, le=256,
+        description="MCP server: tool calls run at once on worker threads (heavy ones on at most half); 0: no pool, every call on its own thread",
+    )
+    server_queue: int = Field(
+        default=256, ge=1, le=100_000,
+        description="MCP server: cheap calls that may wait for a worker, all callers together; past it a caller is told to retry",
+    )
+
     # audit log (indexing/audit.py, docs/audit.md)
     audit: bool = Field(
         default=True, description="record every MCP call and every write in the audit log (on|off); off: nothing is recorded"
