@@ -179,9 +179,17 @@ def detect_intent(text: str) -> Intent:
     “When to use sudo” names a heading, it does not ask for a date)."""
     bare = _QUOTED_TITLE.sub(" ", text)
     for intent, pat in _INTENT_RULES:
-        if pat.search(bare):
+        m = pat.search(bare)
+        if m and intent == "date" and m.group(0).lower() == "when" and _WHEN_CLAUSE.search(bare[: m.start()]):
+            # "How do I get to the login prompt when I'm in the GUI?": a condition, not a date asked for.
+            m = pat.search(bare, m.end())
+        if m:
             return intent
     return "general"
+
+
+# Words before a "when" that make it a clause of a question already asked ("How do I … when …").
+_WHEN_CLAUSE = re.compile(r"\b(?:how|what|which|who|where|why|do|does|did|can|is|are|should)\b.*\S\s*$", re.I)
 
 
 def strip_question_words(text: str) -> str:
