@@ -387,7 +387,8 @@ def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: l
     question are its subject, not its answer. Types without a value (definition, yes/no, list)
     quote the line, and the cell beside a short table label."""
     text = line.text.strip()
-    cov = weighted_coverage(sub.key_terms, text)
+    terms = content_terms(sub.key_terms)
+    cov = weighted_coverage(terms, text)
     if not text or cov <= 0:
         return None
     flat = squash(text)
@@ -403,7 +404,17 @@ def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: l
             if best is None or fit * weight > best[0]:
                 best = (fit * weight, v, cand, tag)
 
-    consider(line, 1.0, "span")
+    # A line of several sentences: the value in the sentence that matches the question ("chown(1)
+    # changes the owner. chgrp(1) changes the group." asked which command changes the group).
+    parts = [p for p in _SENTENCE_END.split(text) if p.strip()]
+    if len(parts) > 1:
+        covs = [weighted_coverage(terms, p) for p in parts]
+        for part, c in zip(parts, covs, strict=True):
+            consider(line.model_copy(update={"text": part}), 1.0 if c == max(covs) else 0.8, "span")
+        if best is not None:
+            best = (best[0], best[1], line, best[3])  # the quote is the whole line, as OCR read it
+    else:
+        consider(line, 1.0, "span")
     intro = bool(_INTRO.search(text))
     for k, nxt in enumerate(following(line, pool, 3)):
         consider(nxt, (0.95 if intro else 0.7) - 0.1 * k, f"span(next {k + 1})")
@@ -438,6 +449,16 @@ def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: l
     score += image_bonus + 0.1 * line.confidence - 0.05 * line.rank
     score += {"ocr_region": 0.1, "metadata": 0.0, "snippet": -0.05}[line.source]
     return Scored(line=line, score=round(score, 4), value=value, snippet_line=snippet_line, why=why)
+
+
+_SENTENCE_END = re.compile(r"(?<=[。；;！？!?])|(?<=[a-z0-9)\]”\"]\.)\s+(?=[A-Z])")
+# Words that name the kind of answer, not its subject: every line about commands says "command".
+_TYPE_WORDS = frozenset("command commands 命令 命 令 option options flag flags 选项 参数 table tables 表格".split())
+
+
+def content_terms(terms: list[str]) -> list[str]:
+    """The question's terms without the words that only name the answer's type."""
+    return [t for t in terms if t not in _TYPE_WORDS] or terms
 
 
 def typed(sub: SubQuestion) -> AnswerType | None:

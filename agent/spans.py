@@ -104,13 +104,17 @@ def command_spans(text: str) -> list[tuple[str, float]]:
         words = t.lower().split()
         if len(words) >= 2 and not any(w in _EN_WORDS for w in words) or (len(words) == 1 and re.search(r"[-./]", t) is None and len(t) > 1):
             out.append((t, 0.7))
-    for q in _QUOTES.findall(t):
-        q = _clean(q)
+    for m in _QUOTES.finditer(t):
+        q = _clean(m.group(1))
+        # "type "reset"", "issue "clear"", 输入“reset”: the quote is what to run.
+        told = re.search(r"(\btype|\brun|\bissue|\benter|\bexecute|\bvia command|输入|执行|运行)\s*$", t[: m.start()], re.I)
         if q and re.match(r"^[a-z][\w.+-]*(?:\s+\S+){0,5}$", q) and not re.search(rf"[{CJK}]", q):
             # ”su -l” is a command (an argument with -, /, = or .); a quoted single word, or words
             # without one (OCR's "st rictat ime"), are as often a value or a name.
             args = q.split()[1:]
-            out.append((q, 0.85 if any(re.search(r"^-|[/=.]", a) for a in args) else 0.5))
+            out.append((q, 0.85 if told or any(re.search(r"^-|[/=.]", a) for a in args) else 0.5))
+        elif told and re.fullmatch(r"/[\w.+-]+(?:/[\w.+-]+)+", q):
+            out.append((q, 0.85))  # via command "/usr/bin/editor"
     for name, _sec in _MANREF.findall(t):
         out.append((name, 0.7))
     return out

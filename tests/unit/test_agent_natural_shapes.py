@@ -84,3 +84,42 @@ def test_when_as_a_condition_does_not_make_a_date_question() -> None:
     assert detect_intent("What happens when the disk is full?") == "general"
     assert detect_intent("When was the supply agreement signed?") == "date"
     assert detect_intent("合同什么时候签订的") == "date"
+
+
+OWNERS_ZH: list[Row] = [  # zh-cn p36: one line, three commands, one sentence each
+    ("Table 1.4: “ls -l”输出的第一个字符列表", (295, 625, 569, 644)),
+    ("chown(1)用于 root 账户修改文件的所有者。chgrp(1)用于文件的所有者或 root 账户修改文件所属的组。chmod(1)用", (78, 660, 788, 677)),
+    ("于文件的所有者或root账户修改文件和文件夹的访问权限。操作一个foo文件的基本语法如下。", (77, 676, 663, 694)),
+]
+SANE_CONSOLE_EN: list[Row] = [  # en p32
+    ("1.1.9 Recovering a sane console", (75, 408, 348, 427)),
+    ('When the screen goes berserk after doing some funny things such as "cat some-binary- file", type "reset" at the', (77, 443, 789, 460)),
+    ('command prompt. You may not be able to see the command echoed as you type. You may also issue "c lear" to clean up the',
+     (75, 461, 789, 478)),
+    ("screen.", (75, 479, 120, 495)),
+]
+SANE_CONSOLE_ZH: list[Row] = [  # zh-cn p32
+    ("1.1.9 恢复一个正常的控制台", (76, 109, 298, 127)),
+    ("当做了一些滑稽的事(例如“cat二进制文件”)后，屏幕会发狂，你可以在命令行输入“reset”。你可能无法在屏", (78, 147, 789, 164)),
+    ("幕上看到你输入的命令。你也可以输入“clear”来清屏。", (76, 163, 431, 182)),
+    ("1.1.10 建议新手安装的额外软件包", (76, 211, 342, 229)),
+]
+EDITOR_EN: list[Row] = [  # en p50
+    ("1.4.7 Setting a default text editor", (76, 510, 348, 527)),
+    ("Debian comes with a number of different editors. We recommend to install the vim package, as mentioned above.", (75, 543, 712, 561)),
+    ('Debian provides unified access to the system default editor via command "/usr/bin/editor” so other programs (e.g.,',
+     (75, 565, 789, 586)),
+    ("repor tbug(1)) can invoke it. You can change it by the following.", (78, 586, 454, 600)),
+    ("$ sudo update-alternatives --config editor", (76, 609, 393, 623)),
+]
+
+
+def test_the_value_of_the_sentence_that_matches() -> None:
+    assert _best("修改文件所属的组用什么命令？", _page("zh-p036", OWNERS_ZH))[0] == "chgrp"
+
+
+def test_the_quoted_word_one_is_told_to_type() -> None:
+    assert _best("The screen went berserk after I cat'ed a binary file. What should I type?", _page("en-p032", SANE_CONSOLE_EN))[0] == "reset"
+    # "命令" names the answer's type: the line that says it is not the better for it.
+    assert _best("清屏用哪个命令？", _page("zh-p032", SANE_CONSOLE_ZH))[0] == "clear"
+    assert _best("Which command gives unified access to the system default editor?", _page("en-p050", EDITOR_EN))[0] == "/usr/bin/editor"
