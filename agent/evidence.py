@@ -408,7 +408,11 @@ def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: l
     # changes the owner. chgrp(1) changes the group." asked which command changes the group).
     parts = [p for p in _SENTENCE_END.split(text) if p.strip()]
     if len(parts) > 1:
-        covs = [weighted_coverage(terms, p) for p in parts]
+        # The path or option the question names picks the line; the other words pick the clause
+        # ("/dev/ttyS0 的次设备号": "主设备号是4，次设备号是64").
+        subject = set(tokens(" ".join(literals(sub.question))))
+        clause_terms = [t for t in terms if t not in subject] or terms
+        covs = [weighted_coverage(clause_terms, p) for p in parts]
         for part, c in zip(parts, covs, strict=True):
             consider(line.model_copy(update={"text": part}), 1.0 if c == max(covs) else 0.8, "span")
         if best is not None:
@@ -447,11 +451,13 @@ def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: l
         if cell is not None and cell.text.strip():
             value, snippet_line, why = cell.text.strip(), cell, why + " +cell"
     score += image_bonus + 0.1 * line.confidence - 0.05 * line.rank
-    score += {"ocr_region": 0.1, "metadata": 0.0, "snippet": -0.05}[line.source]
+    # A re-read line wins only by what it reads better (a value the page OCR garbled); as good as
+    # the stored line, the stored line is quoted (it is what the index holds and shows).
+    score += {"ocr_region": 0.0, "metadata": 0.01, "snippet": -0.05}[line.source]
     return Scored(line=line, score=round(score, 4), value=value, snippet_line=snippet_line, why=why)
 
 
-_SENTENCE_END = re.compile(r"(?<=[。；;！？!?])|(?<=[a-z0-9)\]”\"]\.)\s+(?=[A-Z])")
+_SENTENCE_END = re.compile(r"(?<=[。；;！？!?，])|(?<=[a-z0-9)\]”\"]\.)\s+(?=[A-Z])")
 # Words that name the kind of answer, not its subject: every line about commands says "command".
 _TYPE_WORDS = frozenset("command commands 命令 命 令 option options flag flags 选项 参数 table tables 表格".split())
 
