@@ -276,6 +276,10 @@ def split_question(text: str, entities: list[str] | None = None) -> list[str]:
             # "Members of which group may add, modify and remove printers?": a list inside one
             # question, not two questions.
             return [text.strip()]
+        if prefix and len(parts[0].split()) > 6 and any(not _HAS_Q.search(p) and len(p.split()) <= 3 for p in parts[1:]):
+            # "What should I use instead of sudo to give access to limited devices and files?": two
+            # nouns of one long question, not "What files?".
+            return [text.strip()]
         parts = [p if (_HAS_Q.search(p) or not prefix) else f"{prefix} {p}" for p in parts]
     return [_restore(p, table) for p in parts]
 
