@@ -299,7 +299,7 @@ async def fetch_next_page(deps: Deps, note: Note, images: dict[str, ImageInfo], 
     return got
 
 
-# Page-OCR lines read below this confidence are usually garbled (a code block on a grey background,
+# Page-OCR lines read below this confidence are usually garbled (often a code block or
 # small print): the only lines a re-read at a higher scale is likely to change.
 LOW_CONFIDENCE = 0.8
 
