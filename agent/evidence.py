@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from imgrag.indexing.text import find_date, normalize, squash, tokens
+from imgrag.indexing.text import CJK, find_date, normalize, squash, tokens
 
 from .planner import SubQuestion
 from .spans import NOT_DATE_OR_PARTY, VALUE_TYPES, AnswerType, answer_type, in_question, literals, spans
@@ -120,6 +120,29 @@ def _beside(line: EvidenceLine, pool: list[EvidenceLine], side: int, max_gap: fl
         if abs(ocy - cy) < 0.5 * h and -0.2 * h <= dx < best_dx:
             best, best_dx = other, dx
     return best
+
+
+def row_cells(line: EvidenceLine, pool: list[EvidenceLine], side: int, max_gap: float = 30.0) -> list[EvidenceLine]:
+    """The other cells of ``line``'s table row on one side (``-1`` left, ``+1`` right), nearest first.
+    A cell is on the row when the boxes share at least 40 % of the smaller height: a two-line cell
+    is centred on its row, so its first line sits half a line above the key beside it."""
+    if line.bbox is None:
+        return []
+    x0, y0, x1, y1 = line.bbox
+    h = max(1.0, y1 - y0)
+    found: list[tuple[float, EvidenceLine]] = []
+    seen: set[str] = set()
+    for other in pool:
+        if other.bbox is None or other is line or other.image_id != line.image_id:
+            continue
+        ox0, oy0, ox1, oy1 = other.bbox
+        shared = min(y1, oy1) - max(y0, oy0)
+        dx = x0 - ox1 if side < 0 else ox0 - x1
+        key = squash(other.text)
+        if shared >= 0.4 * min(h, max(1.0, oy1 - oy0)) and -0.2 * h <= dx < max_gap * h and key not in seen:
+            seen.add(key)
+            found.append((dx, other))
+    return [o for _, o in sorted(found, key=lambda t: t[0])]
 
 
 def _left(line: EvidenceLine, pool: list[EvidenceLine]) -> EvidenceLine | None:
@@ -364,7 +387,8 @@ def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: l
     question are its subject, not its answer. Types without a value (definition, yes/no, list)
     quote the line, and the cell beside a short table label."""
     text = line.text.strip()
-    cov = weighted_coverage(sub.key_terms, text)
+    terms = content_terms(sub.key_terms)
+    cov = weighted_coverage(terms, text)
     if not text or cov <= 0:
         return None
     flat = squash(text)
@@ -380,16 +404,34 @@ def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: l
             if best is None or fit * weight > best[0]:
                 best = (fit * weight, v, cand, tag)
 
-    consider(line, 1.0, "span")
+    # A line of several sentences: the value in the sentence that matches the question ("chown(1)
+    # changes the owner. chgrp(1) changes the group." asked which command changes the group).
+    parts = [p for p in _SENTENCE_END.split(text) if p.strip()]
+    if len(parts) > 1:
+        # The path or option the question names picks the line; the other words pick the clause
+        # ("/dev/ttyS0 的次设备号": "主设备号是4，次设备号是64").
+        subject = set(tokens(" ".join(literals(sub.question))))
+        clause_terms = [t for t in terms if t not in subject] or terms
+        covs = [weighted_coverage(clause_terms, p) for p in parts]
+        for part, c in zip(parts, covs, strict=True):
+            consider(line.model_copy(update={"text": part}), 1.0 if c == max(covs) else 0.8, "span")
+        if best is not None:
+            best = (best[0], best[1], line, best[3])  # the quote is the whole line, as OCR read it
+    else:
+        consider(line, 1.0, "span")
     intro = bool(_INTRO.search(text))
     for k, nxt in enumerate(following(line, pool, 3)):
         consider(nxt, (0.95 if intro else 0.7) - 0.1 * k, f"span(next {k + 1})")
-    # A table row: the key (the first column) is usually left of the cell that matches.
+    # A table row: the key (the first column) is usually left of the cell that matches, often past
+    # other columns (size, popcon, yes/no); the nearest cell on the right comes next.
     short = len(text.split()) <= 8
-    for side, weight in ((-1, 1.0 if short else 0.85), (1, 0.75)):
-        cell = _beside(line, pool, side, max_gap=12)
-        if cell is not None:
-            consider(cell, weight, "span(cell)")
+    left = row_cells(line, pool, -1)
+    for k, cell in enumerate(left):
+        first_column = k == len(left) - 1
+        consider(cell, (1.0 if short else 0.85) * (1.0 if first_column else 0.9), "span(cell)")
+    right = row_cells(line, pool, 1)
+    if right:
+        consider(right[0], 0.75, "span(cell)")
     if next_rows and (best is None or best[0] < 0.6) and near_bottom(line, pool):
         # The question's context ends the page and the answer starts the next one.
         for k, nxt in enumerate(next_rows):
@@ -409,8 +451,20 @@ def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: l
         if cell is not None and cell.text.strip():
             value, snippet_line, why = cell.text.strip(), cell, why + " +cell"
     score += image_bonus + 0.1 * line.confidence - 0.05 * line.rank
-    score += {"ocr_region": 0.1, "metadata": 0.0, "snippet": -0.05}[line.source]
+    # A re-read line wins only by what it reads better (a value the page OCR garbled); as good as
+    # the stored line, the stored line is quoted (it is what the index holds and shows).
+    score += {"ocr_region": 0.0, "metadata": 0.01, "snippet": -0.05}[line.source]
     return Scored(line=line, score=round(score, 4), value=value, snippet_line=snippet_line, why=why)
+
+
+_SENTENCE_END = re.compile(r"(?<=[。；;！？!?，])|(?<=[a-z0-9)\]”\"]\.)\s+(?=[A-Z])")
+# Words that name the kind of answer, not its subject: every line about commands says "command".
+_TYPE_WORDS = frozenset("command commands 命令 命 令 option options flag flags 选项 参数 table tables 表格".split())
+
+
+def content_terms(terms: list[str]) -> list[str]:
+    """The question's terms without the words that only name the answer's type."""
+    return [t for t in terms if t not in _TYPE_WORDS] or terms
 
 
 def typed(sub: SubQuestion) -> AnswerType | None:
@@ -433,7 +487,10 @@ def weighted_coverage(terms: list[str], text: str) -> float:
     for t in terms:
         w = 0.25 if len(t) == 1 or (t.isascii() and len(t) <= 2) else 1.0
         tot += w
-        got += w * ((t in flat) if " " in t else (t in have))
+        if " " in t or t in have:
+            got += w * ((t in flat) if " " in t else 1.0)
+        elif t.isascii() and len(t) >= 4 and any(x.startswith(t) for x in have):
+            got += 0.5 * w  # "sudo" in "/etc/sudoers", "install" in "installed": the same word, less surely
     return got / tot if tot else 0.0
 
 
@@ -465,6 +522,9 @@ def best_lines(sub: SubQuestion, evidence: list[EvidenceLine], images: dict[str,
     for image_id, lines in by_image.items():
         info = images.get(image_id)
         bonus = 0.6 * entity_match(sub.entities, info) if info else 0.0
+        if atype is not None and info is not None and page_lang(info) == question_lang(sub.question):
+            # A manual printed in both languages answers in both: quote the one the question is asked in.
+            bonus += SAME_LANGUAGE_BONUS
         pool = page_pool(image_id, lines, images) if atype is not None else lines
         after = next_page(info, images) if info is not None and atype is not None else None
         rows = top_rows(after) if after is not None else None
@@ -473,6 +533,23 @@ def best_lines(sub: SubQuestion, evidence: list[EvidenceLine], images: dict[str,
             if s is not None and (image_id not in per_image or s.score > per_image[image_id].score):
                 per_image[image_id] = s
     return sorted(per_image.values(), key=lambda s: -s.score)
+
+
+SAME_LANGUAGE_BONUS = 0.15
+_CJK_CHAR = re.compile(f"[{CJK}]")
+
+
+def question_lang(question: str) -> Literal["zh", "en"]:
+    return "zh" if _CJK_CHAR.search(question) else "en"
+
+
+def page_lang(info: ImageInfo) -> Literal["zh", "en"]:
+    """The language a page is written in: Chinese when CJK characters are a real share of its text
+    (a Chinese manual page is full of Latin commands, an English one has no CJK at all)."""
+    text = info.ocr_text or " ".join(ln.text for ln in info.lines)
+    cjk = len(_CJK_CHAR.findall(text))
+    latin = len(re.findall(r"[A-Za-z]", text))
+    return "zh" if cjk >= 20 and cjk >= 0.15 * latin else "en"
 
 
 def asked_roles(sub: SubQuestion) -> list[str]:

@@ -179,9 +179,17 @@ def detect_intent(text: str) -> Intent:
     “When to use sudo” names a heading, it does not ask for a date)."""
     bare = _QUOTED_TITLE.sub(" ", text)
     for intent, pat in _INTENT_RULES:
-        if pat.search(bare):
+        m = pat.search(bare)
+        if m and intent == "date" and m.group(0).lower() == "when" and _WHEN_CLAUSE.search(bare[: m.start()]):
+            # "How do I get to the login prompt when I'm in the GUI?": a condition, not a date asked for.
+            m = pat.search(bare, m.end())
+        if m:
             return intent
     return "general"
+
+
+# Words before a "when" that make it a clause of a question already asked ("How do I … when …").
+_WHEN_CLAUSE = re.compile(r"\b(?:how|what|which|who|where|why|do|does|did|can|is|are|should)\b.*\S\s*$", re.I)
 
 
 def strip_question_words(text: str) -> str:
@@ -267,6 +275,10 @@ def split_question(text: str, entities: list[str] | None = None) -> list[str]:
         if not prefix and any(not _HAS_Q.search(p) for p in parts[1:]):
             # "Members of which group may add, modify and remove printers?": a list inside one
             # question, not two questions.
+            return [text.strip()]
+        if prefix and len(parts[0].split()) > 6 and any(not _HAS_Q.search(p) and len(p.split()) <= 3 for p in parts[1:]):
+            # "What should I use instead of sudo to give access to limited devices and files?": two
+            # nouns of one long question, not "What files?".
             return [text.strip()]
         parts = [p if (_HAS_Q.search(p) or not prefix) else f"{prefix} {p}" for p in parts]
     return [_restore(p, table) for p in parts]

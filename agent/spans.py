@@ -70,8 +70,10 @@ _MANREF = re.compile(r"(?<![\w/.-])([a-z][\w.+-]{0,30})\((\d)\)")
 _OPTION = re.compile(r"(?<![\w/-])(--?[A-Za-z][\w-]*(?:=\S+)?)")
 _PATH = re.compile(r"(?<![\w/])((?:~|\.{1,2})?/(?:[\w.*@+:\[\]-]+/?)*|~/[\w.*-]+(?:/[\w.*-]+)*)")
 _VERSION = re.compile(r"(?<![\w.])(\d+\.\d+(?:\.\d+)*(?:-[\w.+-]+)?)(?![\w.])")
-_NUMBER = re.compile(rf"(?<![\w.])(\d+(?:[.,]\d+)?(?:\s*(?:to|-|到|至)\s*\d+)?(?:\s*(?:位|个|kB|KB|MB|GB|bytes?|%))?)(?![\w.])"
-                     rf"|\b(zero|one|two|three|four|five|six|seven|eight|nine|ten|twelve)\b|([零〇一二两三四五六七八九十]+(?=个|位|种|次))|(?<![{CJK}])(零)(?![{CJK}])|(?<=是)(零)", re.I)
+# A digit may touch a Chinese character ("主设备号是8"), not a Latin one; a number word is not part of
+# a path ("/dev/zero").
+_NUMBER = re.compile(rf"(?<![A-Za-z0-9_.])(\d+(?:[.,]\d+)?(?:\s*(?:to|-|到|至)\s*\d+)?(?:\s*(?:位|个|kB|KB|MB|GB|bytes?|%))?)(?![A-Za-z0-9_.])"
+                     rf"|(?<![/\w-])(zero|one|two|three|four|five|six|seven|eight|nine|ten|twelve)\b|([零〇一二两三四五六七八九十]+(?=个|位|种|次))|(?<![{CJK}])(零)(?![{CJK}])|(?<=是)(零)", re.I)
 _KEY = re.compile(r"((?:(?:Left-|Right-)?(?:Ctrl|Alt|Shift|Super|Esc|Meta)[- +])+(?:[A-Za-z0-9]{1,3}|F\d{1,2}|Del|Tab|Enter|Ins)(?![\w])|\bF\d{1,2}\b|\^[A-Z]\b)")
 _IDENT = re.compile(r"(?<![\w/.$-])([a-z][a-z0-9+._-]{1,30}[a-z0-9])(?![\w/(-])")
 _CODEY = re.compile(r"^[\w./~$:=+@*,\[\]-]+(?:\s+[\w./~$:=+@*,\"'”\[\]-]+){0,6}$")
@@ -104,13 +106,17 @@ def command_spans(text: str) -> list[tuple[str, float]]:
         words = t.lower().split()
         if len(words) >= 2 and not any(w in _EN_WORDS for w in words) or (len(words) == 1 and re.search(r"[-./]", t) is None and len(t) > 1):
             out.append((t, 0.7))
-    for q in _QUOTES.findall(t):
-        q = _clean(q)
+    for m in _QUOTES.finditer(t):
+        q = _clean(m.group(1))
+        # "type "reset"", "issue "clear"", 输入“reset”: the quote is what to run.
+        told = re.search(r"(\btype|\brun|\bissue|\benter|\bexecute|\bvia command|输入|执行|运行)\s*$", t[: m.start()], re.I)
         if q and re.match(r"^[a-z][\w.+-]*(?:\s+\S+){0,5}$", q) and not re.search(rf"[{CJK}]", q):
             # ”su -l” is a command (an argument with -, /, = or .); a quoted single word, or words
             # without one (OCR's "st rictat ime"), are as often a value or a name.
             args = q.split()[1:]
-            out.append((q, 0.85 if any(re.search(r"^-|[/=.]", a) for a in args) else 0.5))
+            out.append((q, 0.85 if told or any(re.search(r"^-|[/=.]", a) for a in args) else 0.5))
+        elif told and re.fullmatch(r"/[\w.+-]+(?:/[\w.+-]+)+", q):
+            out.append((q, 0.85))  # via command "/usr/bin/editor"
     for name, _sec in _MANREF.findall(t):
         out.append((name, 0.7))
     return out
@@ -149,9 +155,10 @@ def spans(text: str, atype: AnswerType) -> list[tuple[str, float]]:
                and not re.fullmatch(r"\d{1,2}(?:\.\d{1,2}){1,3}", t.strip())
                and not (m.start() == 0 and re.match(rf"\s+[A-Z{CJK}]", t[m.end():]))]  # a numbered heading
     elif atype == "number":
-        for m in _NUMBER.finditer(t):
+        # Not a man page's section ("chmod(1)"); "一个" is as often "a" as "one".
+        for m in _NUMBER.finditer(_MANREF.sub(lambda r: r.group(1) + "   ", t)):
             v = next(g for g in m.groups() if g)
-            out.append((v.strip(), 0.9 if any(c.isdigit() for c in v) else 0.8))
+            out.append((v.strip(), 0.9 if any(c.isdigit() for c in v) else 0.4 if v == "一" else 0.8))
     elif atype == "key":
         out = [(m.group(1), 1.0 if "-" in m.group(1) or "^" in m.group(1) else 0.8) for m in _KEY.finditer(t)]
     elif atype in ("group", "name"):

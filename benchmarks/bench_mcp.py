@@ -1,4 +1,5 @@
-"""Per-tool latency of the MCP server over a real stdio session, as an agent sees it.
+"""Per-tool latency of the MCP server over a real stdio session, as an agent sees it; and with
+`--load`, the HTTP server under many clients.
 
 Spawns `python -m imgrag serve` (stdio) from this checkout against an existing index, times the
 handshake and the first (cold) call of each tool, then repeats every tool `--runs` times and prints
@@ -9,6 +10,17 @@ both side by side.
 
     IMGRAG_HOME=~/.imgrag-demo ~/.cache/imgrag/venv/bin/python benchmarks/bench_mcp.py [--runs 20]
         [--baseline-tree /path/to/main]
+
+    IMGRAG_HOME=~/.imgrag-demo ~/.cache/imgrag/venv/bin/python benchmarks/bench_mcp.py --load [--clients 32]
+        [--baseline-ref REF]
+
+`--load` serves streamable HTTP (one bearer token per client, each its own principal) from two
+servers up at once, each phase on one then the other — the baseline (`IMGRAG_SERVER_WORKERS=0`: no pool, and with `--baseline-ref` the code of
+that git ref) and this checkout with its default pool — and prints for each: search p50/p95 and
+throughput with 1 client and with `--clients` at once (distinct queries, so no cache answers them),
+the p95 ratio and errors; a mixed load (`--heavy` users each asking a full-page `ocr_region` while
+the others search): search p95 meanwhile and how long the last OCR call waited; and the server's
+RSS after every read tool and resource has run.
 
 Default index: $IMGRAG_HOME (else ~/.imgrag-demo, the one `make demo` builds).
 """
@@ -137,7 +149,17 @@ def main() -> None:
     ap.add_argument("--home", type=Path, default=Path(os.environ.get("IMGRAG_HOME", "~/.imgrag-demo")).expanduser(), help="IMGRAG_HOME of the index to serve")
     ap.add_argument("--runs", type=int, default=20, help="repetitions of each tool call")
     ap.add_argument("--baseline-tree", type=Path, help="also serve from this checkout and compare (calls interleaved)")
+    ap.add_argument("--load", action="store_true", help="the HTTP server under many clients, baseline and pool, instead")
+    ap.add_argument("--clients", type=int, default=32, help="--load: concurrent clients")
+    ap.add_argument("--searches", type=int, default=4, help="--load: searches per client (the single client makes 2x this many)")
+    ap.add_argument("--heavy", type=int, default=4, help="--load: users each asking one full-page ocr_region in the mixed load")
+    ap.add_argument("--baseline-ref", default=None, help="--load: run the baseline server from this git ref's code (default: this checkout, pool off)")
     args = ap.parse_args()
+    if args.load:
+        from bench_mcp_load import run_load  # type: ignore[import-not-found]
+
+        run_load(args.home, args.clients, args.searches, args.heavy, args.baseline_ref, QUERIES)
+        return
     trees = {"this": ROOT}
     if args.baseline_tree:
         trees = {"baseline": args.baseline_tree.resolve(), **trees}

@@ -186,12 +186,15 @@ class Imgrag:
 
     def warm_up(self) -> None:
         """Open the store and load the models reads use (query embedders, OCR for re-reads), so the
-        first call does not pay for them; indexing loads the rest (``Runtime.load_models``)."""
+        first call does not pay for them; indexing loads the rest (``Runtime.load_models``). The
+        image embedder is warmed through a query, not ``load``: a query needs its text side only, and
+        the bridge's image backbone (torch, ~650 MB resident) is for indexing."""
         self.rt.warm_up()
-        for part in (self.rt.text_embedder, self.rt.image_embedder, self.rt.ocr):
+        for part in (self.rt.text_embedder, self.rt.ocr):
             load = getattr(part, "load", None)
             if callable(load):
                 load()
+        self.rt.image_embedder.embed_queries(["warm-up"])
         if self.settings.translate_query:
             from .translate import dictionary
 
@@ -383,10 +386,13 @@ class Imgrag:
         *,
         units: Literal["px", "relative"] = "px",
         scale: float | Literal["auto"] = "auto",
+        on_step: Callable[[str, int], None] | None = None,
     ) -> RegionText:
         """OCR a region again, upscaled first (``auto``: until its text lines are ~32 px tall).
         Without clearance the region is read from the redacted page and what OCR reads is masked
-        again (stored values and fresh detections): a re-read never returns what a crop hides."""
+        again (stored values and fresh detections): a re-read never returns what a crop hides.
+        ``on_step(message, steps)`` hears of each of its 3 steps (a server's progress notifications)."""
+        step = on_step or (lambda message, total: None)
         if scale != "auto" and not 1.0 <= float(scale) <= MAX_CROP_SCALE:
             raise ImgragError(f"scale {scale} is out of range", f"use 'auto' or 1 to {MAX_CROP_SCALE:g}")
         rec = self._record(image_id, principal)
@@ -408,7 +414,9 @@ class Imgrag:
         zoom = max(1.0, min(zoom, (MAX_OCR_PIXELS / (w * h)) ** 0.5))
         engine = self.rt.ocr
         with self.ocr_gate.slot(principal):
+            step(f"reading the page ({w}x{h} px region at scale {zoom:.2f})", 3)
             canvas, pad, (fx, fy) = imaging.ocr_canvas(self._page_for(rec, principal), box, zoom)
+            step(f"recognising text in {canvas.shape[1]}x{canvas.shape[0]} px", 3)
             found = engine.recognize(canvas)
         lines: list[OcrLine] = []
         for ln in found:
@@ -425,6 +433,7 @@ class Imgrag:
         lines.sort(key=lambda ln: ((ln.bbox[1] + ln.bbox[3]) / 2, ln.bbox[0]))
         if not principal.sees_pii:
             lines = redaction.mask_lines(lines, rec.pii)
+        step(f"{len(lines)} line(s) read", 3)
         return RegionText(
             image_id=rec.image_id,
             bbox=box,

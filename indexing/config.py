@@ -140,6 +140,16 @@ class Settings(BaseSettings):
         description="fused results of recent searches kept per process, dropped when the index changes; 0: off",
     )
 
+    # MCP server (mcp_server/pool.py)
+    server_workers: int = Field(
+        default=4, ge=0, le=256,
+        description="MCP server: tool calls run at once on worker threads (heavy ones on at most half); 0: no pool, every call on its own thread",
+    )
+    server_queue: int = Field(
+        default=256, ge=1, le=100_000,
+        description="MCP server: cheap calls that may wait for a worker, all callers together; past it a caller is told to retry",
+    )
+
     # audit log (indexing/audit.py, docs/audit.md)
     audit: bool = Field(
         default=True, description="record every MCP call and every write in the audit log (on|off); off: nothing is recorded"
@@ -158,6 +168,12 @@ class Settings(BaseSettings):
     )
     weight_translated: float = Field(
         default=0.7, gt=0, le=1, description="BM25 weight of the translated query as a whole relative to the typed one"
+    )
+    concept_rerank: float = Field(
+        default=4.0,
+        ge=0,
+        description="re-rank bonus (in units of a first-rank RRF vote) for the IDF-weighted share of the query's concepts a page "
+        "prints in either language; 0: off",
     )
     # off by default: on contracts it let the image routes vote on every page for "where is the
     # seal on contract N" and cost those queries 0.06 / 0.36 nDCG@10 (docs/evaluation.md)

@@ -14,6 +14,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -27,6 +29,9 @@ from .lru import LRU
 from .models import BBox
 from .runtime import Runtime
 from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space
+from .translate import concepts as translate_concepts
+from .translate import readings as translate_readings
+from .translate import stem as translate_stem
 from .translate import translate_query
 
 Route = Literal["image", "bm25", "text_vector", "region_text", "region_tile"]
@@ -74,7 +79,7 @@ class Hit(BaseModel):
     contributions: dict[str, float] = Field(
         default_factory=dict,
         description="what each route added to the fused score (weight × vote / (rrf_k + rank)), and 'rerank': "
-        "the region re-rank bonus; they sum to score",
+        "the re-rank bonus (best region + concepts the page prints); they sum to score",
     )
     quality: str
     dates: list[str] = Field(default_factory=list)
@@ -430,8 +435,11 @@ class Searcher:
         bonus: dict[str, float] = {}
         if req.rerank and query:
             bonus_unit = 1.0 / (s.rrf_k + 1)
+            # the region that answers best, plus how many of the query's concepts the page prints
+            # in either language (weighted by how few candidates print them)
+            cc = concept_coverage(query, [records[d] for d in window], s.cache_dir) if s.concept_rerank and s.translate_query else {}
             for d in window:
-                bonus[d] = s.region_rerank * bonus_unit * evidence[d][2]
+                bonus[d] = bonus_unit * (s.region_rerank * evidence[d][2] + s.concept_rerank * cc.get(d, 0.0))
                 fused[d] += bonus[d]
             window.sort(key=lambda d: -fused[d])
         timings["rerank"] = round((time.perf_counter() - t) * 1000, 2)
@@ -536,6 +544,23 @@ class Searcher:
         window.extend(added)
         return added
 
+    def _coverage(self, query: str) -> Callable[[str], float]:
+        """How completely a text answers the query: the share of its terms the text holds, read as
+        typed and, at ``IMGRAG_WEIGHT_TRANSLATED``, as a page in the other language would word it
+        (:func:`translate.readings`), whichever is higher. Typed terms alone measured an English page
+        by the Chinese words of a Chinese question, which it can never hold (zh → en 0.35 → 0.17)."""
+        s = self.rt.settings
+        readings = [(query_terms(query), 1.0)] if query else []
+        if query and s.translate_query:
+            readings += [(query_terms(r), s.weight_translated) for r in translate_readings(query, s.cache_dir)]
+        readings = [(terms, w) for terms, w in readings if terms]
+
+        def cover(text: str) -> float:
+            have = set(tokens(text))  # once per text, not per reading
+            return max((w * sum(t in have for t in terms) / len(terms) for terms, w in readings), default=0.0)
+
+        return cover
+
     def _evidence(
         self,
         query: str,
@@ -547,7 +572,7 @@ class Searcher:
     ) -> dict[str, tuple[RegionOut | None, str, float]]:
         """Per image: the region that best answers the query, the OCR line to quote, and the
         share of query terms that region covers (the re-rank signal)."""
-        terms = query_terms(query) if query else []
+        cover = self._coverage(query)
         by_image: dict[str, list[RegionHit]] = {}
         for h in region_hits:
             if h.image_id in records:
@@ -558,23 +583,23 @@ class Searcher:
             # Lexical evidence: the OCR line and the text block covering most query terms.
             best_line, line_cov = None, 0.0
             for ln in rec.ocr_lines:
-                c = coverage(terms, ln.text)
+                c = cover(ln.text)
                 if c > line_cov:
                     best_line, line_cov = ln, c
             best_block, block_cov = None, 0.0
             for b in rec.layout:
-                c = coverage(terms, b.text) if b.text else 0.0
+                c = cover(b.text) if b.text else 0.0
                 if c > block_cov or (c == block_cov and c > 0 and best_block and _area(b.bbox) < _area(best_block.bbox)):
                     best_block, block_cov = b, c
             cov = max(line_cov, block_cov)
             # A picture's words are its caption (what the image model saw): "a cat" covered by a
             # photo's "tabby cat" counts as much as by a page's line "cat a binary file".
             prefer_tiles = rec.quality == "photo"
-            cap_cov = coverage(terms, rec.caption) if prefer_tiles and rec.caption else 0.0
+            cap_cov = cover(rec.caption) if prefer_tiles and rec.caption else 0.0
             if cov > 0 and cov >= cap_cov:
                 if best_block is not None and block_cov > line_cov:
                     region = RegionOut(bbox=best_block.bbox, kind="block", label=best_block.kind, text=best_block.text)
-                    snippet = _best_line_in(rec, best_block.bbox, terms) or best_block.text[:200]
+                    snippet = _best_line_in(rec, best_block.bbox, cover) or best_block.text[:200]
                 else:
                     assert best_line is not None
                     region = RegionOut(bbox=best_line.bbox, kind="line", label="ocr", text=best_line.text)
@@ -594,16 +619,41 @@ class Searcher:
         return out
 
 
+def concept_coverage(query: str, recs: list[ImageRecord], cache_dir: Path | None) -> dict[str, float]:
+    """Per page: the IDF-weighted share of the query's concepts (:func:`translate.concepts`) printed
+    anywhere on it, in either language. IDF over the pages compared: a concept every candidate
+    prints (合同 on every contract) decides nothing, a city or a name decides much. A photo's
+    caption counts as its words, as in the region re-rank."""
+    cs = translate_concepts(query, cache_dir)
+    if not cs or not recs:
+        return {}
+    match = []
+    for r in recs:
+        squashed, stems = _page_forms(r.ocr_text + (" " + r.caption if r.quality == "photo" else ""))
+        match.append([any((f in squashed) if "\u3400" <= f[0] <= "\ufaff" else (f in stems) for f in c) for c in cs])
+    n = len(recs)
+    idf = [float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for df in (sum(m[i] for m in match) for i in range(len(cs)))]
+    total = sum(idf) or 1.0
+    return {r.image_id: sum(w for w, ok in zip(idf, m, strict=True) if ok) / total for r, m in zip(recs, match, strict=True)}
+
+
+@lru_cache(maxsize=2048)
+def _page_forms(text: str) -> tuple[str, frozenset[str]]:
+    """A page's text as concepts are looked up in it: squashed (Chinese forms are substrings) and
+    its stemmed latin tokens. Cached: the same candidates come back query after query."""
+    return squash(text), frozenset(translate_stem(t) for t in tokens(text))
+
+
 def _area(b: BBox) -> float:
     return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
 
 
-def _best_line_in(rec: ImageRecord, box: BBox, terms: list[str]) -> str:
+def _best_line_in(rec: ImageRecord, box: BBox, cover: Callable[[str], float]) -> str:
     best, best_c = "", 0.0
     for ln in rec.ocr_lines:
         cx, cy = (ln.bbox[0] + ln.bbox[2]) / 2, (ln.bbox[1] + ln.bbox[3]) / 2
         if box[0] <= cx <= box[2] and box[1] <= cy <= box[3]:
-            c = coverage(terms, ln.text)
+            c = cover(ln.text)
             if c > best_c:
                 best, best_c = ln.text, c
     return best

@@ -9,6 +9,11 @@ words of its first senses; English words (and adjacent pairs, for "first party" 
 the Chinese words whose sense is exactly that word. The search votes these terms below the typed
 ones (``IMGRAG_WEIGHT_TRANSLATED``): a dictionary gloss is a guess, the user's own word is not.
 
+The re-rank reads the same dictionary twice more (``indexing/search.py``): :func:`readings` words
+the whole query as a page in the other language would, and :func:`concepts` lists its content words
+with every form either language prints them in, so a page is credited for what it says in its own
+language.
+
 The dictionary is parsed from the package once (seconds) and saved as JSON in the cache folder;
 later processes read that on their first translated query. Translations are cached per query;
 an uncached one costs well under a millisecond.
@@ -26,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .text import CJK, STOPWORDS, normalize
+from .text import CJK, STOPWORDS, normalize, tokens
 
 _CJK_RUN = re.compile(rf"[{CJK}]+")
 _LATIN = re.compile(r"[a-z][a-z'-]*")
@@ -45,7 +50,7 @@ _ZH_STOP = frozenset(
     "多少 什么 哪里 哪个 哪些 哪天 哪家 哪位 怎么 怎样 如何 是否 一个 这个 那个 关于 以及 可以 应该 我们 你们 他们 "
     "请问 有没有 是不是 一下 一些 这些 那些 为什么 的话 还是 或者 其中 所有 一张 一份 有关 里面 上面".split()
 )
-_EN_EXTRA_STOP = frozenset("etc one some do does did has have had been being not no into about up out".split())
+_EN_EXTRA_STOP = frozenset("etc one some do does did has have had been being not no into about up out made make".split())
 MAX_SENSES = 2  # senses read per Chinese word
 MAX_EN_PER_WORD = 3  # English words kept per Chinese word
 MAX_ZH_PER_WORD = 2  # Chinese words kept per English word or pair
@@ -201,3 +206,52 @@ def translate_query(query: str, cache_dir: Path | None = None) -> str:
     have = set(q.split()) | set(_LATIN.findall(q))
     words = [w for w in dict.fromkeys(d.zh_to_en(q) + d.en_to_zh(q)) if w not in have and w not in q]
     return " ".join(words)
+
+
+@lru_cache(maxsize=4096)
+def readings(query: str, cache_dir: Path | None = None) -> tuple[str, ...]:
+    """The query as a page in each language would word it, where that differs from what was typed:
+    the English reading keeps the typed latin words (names, numbers) and glosses the Chinese ones;
+    the Chinese reading keeps the typed Chinese and translates the English words. "与Redwood Medical
+    Supplies Inc.签订的软件开发协议" reads "redwood medical supplies inc agree sign software
+    development agreement pact" on an English page (codes and numbers stay in both). The region re-rank scores a page against each
+    reading, so a Chinese question is not measured by the share of Chinese words an English page lacks."""
+    q = normalize(query)
+    d = dictionary(cache_dir)
+    out: list[str] = []
+    if _CJK_RUN.search(q) and (en := d.zh_to_en(q)):
+        out.append(" ".join([_CJK_RUN.sub(" ", q), *en]))
+    if _LATIN.search(_CJK_RUN.sub(" ", q)) and (zh := d.en_to_zh(q)):
+        codes = [w for w in _CJK_RUN.sub(" ", q).split() if any(c.isdigit() for c in w)]  # printed as is on any page
+        out.append(" ".join([*_CJK_RUN.findall(q), *codes, *zh]))
+    return tuple(" ".join(r.split()) for r in out)
+
+
+def stem(word: str) -> str:
+    """A crude English stem, so "signed", "signing" and "signs" meet "sign" (the dictionary's form)."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
+@lru_cache(maxsize=4096)
+def concepts(query: str, cache_dir: Path | None = None) -> tuple[tuple[str, ...], ...]:
+    """The query's content words, each with the forms a page in either language may print it in:
+    a Chinese dictionary word with its English glosses (stemmed), an English word (stemmed) with
+    its Chinese translations, a number or code as typed. Stop words and single Chinese characters
+    ("的", "在") carry no concept."""
+    q = normalize(query)
+    d = dictionary(cache_dir)
+    out: list[tuple[str, ...]] = []
+    for run in _CJK_RUN.findall(q):
+        for word in d.segment(run):
+            if len(word) >= 2 and word not in _ZH_STOP:
+                out.append((word, *dict.fromkeys(stem(t) for g in d.zh_en.get(word, []) for t in tokens(g))))
+    for tok in tokens(_CJK_RUN.sub(" ", q), drop_stopwords=True):
+        if tok in _EN_EXTRA_STOP or len(tok) < 2:
+            continue
+        zh = next((z for s in _stems(tok) if (z := d.zh_for(s))), []) if tok.isalpha() and len(tok) > 3 else []
+        out.append((stem(tok), *zh))
+    return tuple(dict.fromkeys(out))

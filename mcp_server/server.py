@@ -55,6 +55,10 @@ from imgrag.indexing.limits import (
     MAX_RESOURCE_SIDE,
     MAX_TEXT_CHARS,
     MAX_THUMBNAILS,
+    MAX_WAIT_SECONDS,
+    MAX_WAITING_CALLS,
+    OCR_SLOTS,
+    PER_PRINCIPAL_CALLS,
     RESOURCE_THUMB_SIDE,
     STDIO_BUDGET,
     THUMB_SIDE,
@@ -68,6 +72,9 @@ from imgrag.indexing.stores.base import Filters, ImageRecord, Principal
 from . import paging
 from .auditing import CallRecorder, HttpAuditMiddleware, resource_name, returned_ids
 from .auth import PrincipalResolver, TokenFileVerifier
+from .completion import register_completion
+from .notify import CALL_CONTEXT, CallNotifier, ClientLevels
+from .pool import WorkerPool
 from .prompts import prompt_error, register_prompts
 from .tools import (
     BBoxIn,
@@ -160,6 +167,8 @@ class ImgragMCP(MCPServer):
 
     app: Imgrag
     recorder: CallRecorder
+    pool: WorkerPool
+    levels: ClientLevels
 
     def add_tool(self, fn: Callable[..., Any], name: str | None = None, **kwargs: Any) -> None:  # type: ignore[override]
         """Register ``fn`` as the SDK does, then forbid unknown arguments in its argument model,
@@ -177,6 +186,7 @@ class ImgragMCP(MCPServer):
         known = self._tool_manager.get_tool(name) is not None
         # an unknown tool's name is the client's free text: only its digest is kept
         label, args = (name, arguments) if known else ("unknown", {"name": name, "arguments": arguments})
+        CALL_CONTEXT.set(context)  # this task's call: progress and log messages go to its client
         with calling_as(self.recorder.caller()):
             try:
                 result = await self._call_tool(name, arguments, context)
@@ -193,6 +203,7 @@ class ImgragMCP(MCPServer):
         t0 = time.perf_counter()
         name, image_id = resource_name(uri)
         args = {"uri": str(uri)}
+        CALL_CONTEXT.set(context)
         with calling_as(self.recorder.caller()):
             try:
                 result = await super().read_resource(uri, context)
@@ -428,17 +439,38 @@ def build_server(
     )
     mcp.app = app
     mcp.recorder = CallRecorder(app, resolve_principal, "http" if token_verifier is not None else "stdio")
+    mcp.pool = pool = WorkerPool(
+        app.settings.server_workers,
+        max_waiting=app.settings.server_queue,
+        heavy_per_principal=PER_PRINCIPAL_CALLS,
+        heavy_max_waiting=MAX_WAITING_CALLS,
+        max_wait=MAX_WAIT_SECONDS,
+        ocr=OCR_SLOTS,
+    )
     register_prompts(mcp)
+    register_completion(mcp, app, resolve_principal)
+    mcp.levels = levels = ClientLevels()
+    register_log_level(mcp, levels)
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
-    async def run(name: str, work: Callable[[Principal], tuple[BaseModel, list[Any]]], render: Callable[[Any], str]) -> CallToolResult:
-        """Resolve the caller, run the work on a thread, map errors to tool errors, audit the call."""
+    async def run(
+        name: str,
+        work: Callable[[Principal], tuple[BaseModel, list[Any]]],
+        render: Callable[[Any], str],
+        *,
+        heavy: bool = False,
+        ocr: bool = False,
+        note: CallNotifier | None = None,
+    ) -> CallToolResult:
+        """Resolve the caller, run the work on a pool worker (``heavy``: in the heavy lane), map
+        errors to tool errors, audit the call; its client hears of its wait and outcome (``note``)."""
         t0 = time.perf_counter()
         who = "?"
+        note = note or CallNotifier.current(levels, name)
         try:
             principal = resolve_principal()
             who = _who(principal)
-            out, extra = await anyio.to_thread.run_sync(lambda: work(principal))
+            out, extra = await pool.run(principal, lambda: work(principal), heavy=heavy, ocr=ocr, on_wait=note.queued)
             result = CallToolResult(content=[TextContent(text=render(out)), *extra], structured_content=out.model_dump(mode="json"))
             if (size := response_bytes(result)) > budget.response_bytes:  # the tools fit themselves; this is the backstop
                 raise ImgragError(
@@ -448,12 +480,17 @@ def build_server(
                 )
         except ImgragError as e:
             audit.info("%s %s error %.0fms: %s", who, name, (time.perf_counter() - t0) * 1000, e)
-            raise ToolError(_client_text(e, principal if who != "?" else None)) from None
+            text = _client_text(e, principal if who != "?" else None)
+            await note.alog("warning", f"{name} failed: {text}")
+            raise ToolError(text) from None
         except Exception as e:
             log.exception("%s crashed", name)
             audit.info("%s %s crash %.0fms", who, name, (time.perf_counter() - t0) * 1000)
-            raise ToolError(f"internal error ({type(e).__name__}); the server log has the details") from None
+            text = f"internal error ({type(e).__name__}); the server log has the details"
+            await note.alog("error", f"{name} failed: {text}")
+            raise ToolError(text) from None
         audit.info("%s %s ok %.0fms", who, name, (time.perf_counter() - t0) * 1000)
+        await note.alog("debug", f"{name} done in {(time.perf_counter() - t0) * 1000:.0f} ms")
         return result
 
     max_k = app.settings.max_k
@@ -528,7 +565,7 @@ def build_server(
             thumb_ids, thumbs = _thumbnails(app, [h.image_id for h in hits], principal, room)
             return out.model_copy(update={"thumbnail_ids": thumb_ids}), [_png(t) for t in thumbs]
 
-        return await run("search_images", work, render_search)
+        return await run("search_images", work, render_search, heavy=similar_to is not None or with_thumbnails)
 
     @mcp.tool(
         name="crop_region",
@@ -547,7 +584,7 @@ def build_server(
             out = CropRegionOutput(**c.model_dump(exclude={"png"}), png_bytes=len(c.png))
             return out, [_png(c.png)]
 
-        return await run("crop_region", work, render_crop)
+        return await run("crop_region", work, render_crop, heavy=True)
 
     @mcp.tool(
         name="ocr_region",
@@ -560,8 +597,10 @@ def build_server(
     async def ocr_region(
         image_id: ImageId, bbox: OcrBBox = None, units: Units = "px", scale: OcrScale = "auto"
     ) -> Annotated[CallToolResult, OcrRegionOutput]:
+        note = CallNotifier.current(levels, "ocr_region")
+
         def work(principal: Principal) -> tuple[BaseModel, list[Any]]:
-            r = app.ocr_region(image_id, principal, bbox, units=units, scale=scale)
+            r = app.ocr_region(image_id, principal, bbox, units=units, scale=scale, on_step=note.step)
             lines = [_line_out(ln) for ln in r.lines]
             out = OcrRegionOutput(
                 image_id=r.image_id, bbox=r.bbox, clipped=r.clipped, scale=r.scale, engine=r.engine,
@@ -569,7 +608,7 @@ def build_server(
             )
             return out, []
 
-        return await run("ocr_region", work, render_ocr)
+        return await run("ocr_region", work, render_ocr, heavy=True, ocr=True, note=note)
 
     @mcp.tool(
         name="get_metadata",
@@ -601,12 +640,14 @@ def build_server(
         async def index_images(
             paths: IndexPaths, meta: IndexMeta = {}, acl: IndexAcl = [], tags: IndexTags = []  # noqa: B006 (validated copies)
         ) -> Annotated[CallToolResult, IndexImagesOutput]:
+            note = CallNotifier.current(levels, "index_images")
+
             def work(principal: Principal) -> tuple[BaseModel, list[Any]]:
                 log.info("index_images by %s: %s", _who(principal), paths)
                 # empty = not given: an index call without an ACL must not make indexed pages public,
                 # and a caller never changes the ACL or metadata of pages they cannot read
                 opts = IndexOptions(meta=meta or None, tags=tags or None, acl=acl or None, principal=principal)
-                summary = app.index(paths, opts)
+                summary = app.index(paths, opts, progress=index_progress(app, principal, note))
                 failed = [IndexFailure(path=_shown(app, principal, f.path, f.path), reason=_shown(app, principal, f.path, f.reason)) for f in summary.failed]
                 return IndexImagesOutput(
                     indexed=summary.indexed,
@@ -620,7 +661,7 @@ def build_server(
                     image_ids=summary.indexed_ids[:200],
                 ), []
 
-            return await run("index_images", work, render_json)
+            return await run("index_images", work, render_json, heavy=True, note=note)
 
         @mcp.tool(
             name="delete_image",
@@ -637,11 +678,12 @@ def build_server(
 
             return await run("delete_image", work, render_json)
 
-    async def _resource(fn: Callable[[Principal], bytes | str], what: str) -> bytes | str:
+    async def _resource(fn: Callable[[Principal], bytes | str], what: str, heavy: bool = False) -> bytes | str:
         principal: Principal | None = None
         try:
             principal = resolve_principal()
-            return await anyio.to_thread.run_sync(lambda: fn(principal))  # type: ignore[arg-type]
+            note = CallNotifier.current(levels, "resource")
+            return await pool.run(principal, lambda: fn(principal), heavy=heavy, on_wait=note.queued)  # type: ignore[arg-type]
         except NotFoundError as e:
             raise ResourceNotFoundError(str(e)) from None
         except ImgragError as e:
@@ -659,7 +701,7 @@ def build_server(
         mime_type="image/png",
     )
     async def image_resource(image_id: str) -> bytes:
-        return await _resource(lambda p: app.image_png(image_id, p, budget), f"imgrag://image/{image_id}")  # type: ignore[return-value]
+        return await _resource(lambda p: app.image_png(image_id, p, budget), f"imgrag://image/{image_id}", heavy=True)  # type: ignore[return-value]
 
     @mcp.resource(
         "imgrag://thumbnail/{image_id}",
@@ -669,7 +711,7 @@ def build_server(
         mime_type="image/png",
     )
     async def thumbnail_resource(image_id: str) -> bytes:
-        return await _resource(lambda p: app.thumbnail(app.get(image_id, p), RESOURCE_THUMB_SIDE, p), f"imgrag://thumbnail/{image_id}")  # type: ignore[return-value]
+        return await _resource(lambda p: app.thumbnail(app.get(image_id, p), RESOURCE_THUMB_SIDE, p), f"imgrag://thumbnail/{image_id}", heavy=True)  # type: ignore[return-value]
 
     @mcp.resource(
         "imgrag://collection",
@@ -682,6 +724,41 @@ def build_server(
         return await _resource(lambda p: json.dumps(collection(app, p), ensure_ascii=False, indent=2), "imgrag://collection")  # type: ignore[return-value]
 
     return mcp
+
+
+def index_progress(app: Imgrag, principal: Principal, note: CallNotifier) -> Callable[[str, dict[str, Any]], None]:
+    """The indexer's progress events as progress notifications: one step per file (``total`` = the
+    files found), paths as the caller sees them."""
+    state = {"files": 0, "done": 0}
+
+    def on(event: str, data: dict[str, Any]) -> None:
+        if event == "start":
+            state["files"] = int(data.get("files", 0))
+            note.progress(0, state["files"] or None, f"{state['files']} file(s) to index")
+        elif event == "file":
+            path = str(data.get("path", ""))
+            shown = path if principal.all_access else app.display_path(path)
+            note.progress(state["done"], state["files"] or None, f"indexing {shown}")
+            state["done"] += 1
+        elif event == "fail":
+            path = str(data.get("path", ""))
+            note.log("warning", f"index_images: {_shown(app, principal, path, path)} failed")
+        elif event == "done":
+            note.progress(state["files"], state["files"] or None, "done")
+
+    return on
+
+
+def register_log_level(mcp: ImgragMCP, levels: ClientLevels) -> None:
+    """``logging/setLevel`` (protocol versions before 2026-07-28): the level of the log messages
+    this connection's calls send it; advertising it turns on the logging capability."""
+    from mcp_types import EmptyResult, SetLevelRequestParams
+
+    async def set_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
+        levels.set(ctx.session, params.level)
+        return EmptyResult()
+
+    mcp._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
 
 
 def _client_text(e: ImgragError, principal: Principal | None) -> str:

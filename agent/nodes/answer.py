@@ -15,6 +15,7 @@ from ..evidence import (
     entity_match,
     find_date,
     label_for,
+    page_lang,
     squash,
     term_coverage,
     typed,
@@ -42,6 +43,11 @@ def doc_of(images: dict[str, ImageInfo], image_id: str) -> str:
     """The document an image is a page of (the image itself when the index knows no document)."""
     info = images.get(image_id)
     return (info.doc_id if info else "") or image_id
+
+
+def lang_of(images: dict[str, ImageInfo], scored: Scored) -> str:
+    info = images.get(scored.line.image_id)
+    return page_lang(info) if info is not None else ""
 
 
 def extractive(state: AgentState, deps: Deps, note: Note = log.debug) -> tuple[list[Claim], str, dict[int, list[str]]]:
@@ -88,10 +94,13 @@ def extractive(state: AgentState, deps: Deps, note: Note = log.debug) -> tuple[l
         atype = typed(sub)
         if allowed is not None:
             chosen: list[Scored] = ranked[:max_claims]
-        elif atype is not None and atype != "list":
-            # A typed answer is one value: other pages are cited only when they give the same one,
-            # not because they share words with the question.
-            chosen = [s for s in ranked if s.score >= top - 0.15 and squash(s.value) == squash(ranked[0].value)][:max_claims]
+        elif atype is not None:
+            # A typed answer is one value: other pages are cited only when they give the same one
+            # (a list: nearly as well), not because they share words with the question; and not
+            # the same page of the manual in the other language.
+            lang = lang_of(images, ranked[0])
+            chosen = [s for s in ranked if lang_of(images, s) == lang and (
+                s.score >= top - 0.1 if atype == "list" else s.score >= top - 0.15 and squash(s.value) == squash(ranked[0].value))][:max_claims]
         else:
             chosen = [s for s in ranked if s.score >= top - 0.15][:max_claims]
         answered[i] = list(dict.fromkeys(doc_of(images, s.line.image_id) for s in chosen))

@@ -10,13 +10,15 @@ from ..evidence import (
     EvidenceLine,
     ImageInfo,
     asked_roles,
+    best_lines,
     entity_match,
     find_amount,
     find_date,
+    following,
     near_bottom,
-    score_typed,
     next_page,
     next_page_name,
+    row_cells,
     squash,
     term_coverage,
     title_match,
@@ -26,7 +28,6 @@ from ..evidence import (
 from ..llm import image_part, text_part
 from ..mcp_client import HitView, OcrView, ToolError
 from ..planner import SubQuestion
-from ..spans import VALUE_TYPES
 from ..state import AgentConfig, AgentState, Crop, Deps, Note, log
 
 
@@ -163,6 +164,8 @@ async def inspect(state: AgentState, deps: Deps, note: Note = log.debug) -> dict
                 if skipped:
                     note(f"sub-question {i + 1}: {len(skipped)} page(s) without {sub.entities} not re-read")
                 todo = [h for h in todo if match.get(h.image_id, 0.0) > 0.0]
+        # A typed question in the first round: re-read only the lines that can change the answer.
+        worth = reread_plan(sub, [infos[h.image_id] for h in todo if infos.get(h.image_id) is not None]) if not rnd else None
         for rank, hit in enumerate(todo):
             info = infos.get(hit.image_id)
             if info is None:
@@ -171,12 +174,13 @@ async def inspect(state: AgentState, deps: Deps, note: Note = log.debug) -> dict
             boxes: list[list[float] | None] = list(regions(cfg, sub, hit, info))
             if rnd and hit.image_id in seen and sub.intent != "seal":
                 boxes = [None]  # a retry on a known image: read the whole page at a higher scale
-            elif not rnd and page_answers(sub, info):
-                # The page's own OCR already holds a value of the asked type beside a line that
-                # matches the question: a re-read would cost seconds and quote the same text (a
-                # failed check still re-reads the whole page in the next round).
-                boxes = []
-                note(f"sub-question {i + 1}: {info.file or hit.image_id[:12]} p{info.page}: page OCR has a typed answer, no re-read")
+            elif worth is not None:
+                # Only the poorly read lines near the best answering lines (a failed check still
+                # re-reads the whole page in the next round).
+                boxes = [expand(ln.bbox, info.width, info.height, full_row=False)
+                         for ln in worth.get(hit.image_id, []) if ln.bbox is not None][: cfg.regions_per_image]
+                if not boxes:
+                    note(f"sub-question {i + 1}: {info.file or hit.image_id[:12]} p{info.page}: page OCR is clear where it answers, no re-read")
             read = 0
             # A seal question is answered from the detector's boxes (get_metadata): nothing to re-read.
             for box in boxes if sub.intent != "seal" else []:
@@ -295,18 +299,29 @@ async def fetch_next_page(deps: Deps, note: Note, images: dict[str, ImageInfo], 
     return got
 
 
-def page_answers(sub: SubQuestion, info: ImageInfo, threshold: float = 1.1) -> bool:
-    """Whether the page-level OCR lines already give a typed answer that scores well (question
-    coverage plus a span of the asked type); only for typed value questions."""
-    atype = typed(sub)
-    if atype is None or atype not in VALUE_TYPES:
-        return False
-    lines = [ln for ln in info.lines if ln.text.strip()]
-    best = 0.0
-    for ln in lines:
-        if weighted_coverage(sub.key_terms, ln.text) < 0.5:
+# Page-OCR lines read below this confidence are usually garbled (often a code block or
+# small print): the only lines a re-read at a higher scale is likely to change.
+LOW_CONFIDENCE = 0.8
+
+
+def reread_plan(sub: SubQuestion, infos: list[ImageInfo]) -> dict[str, list[EvidenceLine]] | None:
+    """For a typed question, the page-OCR lines whose ``ocr_region`` re-read could change the answer:
+    the poorly read lines on the row of, or in the three rows after, the best answering line of the
+    best two pages (where a command or value introduced by that line would be). Every other line
+    would be read again as it already is, at seconds a region. None (re-read as before) for the
+    contract intents, whose readers need the value right of a label at a higher scale."""
+    if typed(sub) is None or not infos:
+        return None
+    images = {info.image_id: info for info in infos}
+    evidence = [ln.model_copy(update={"rank": r}) for r, info in enumerate(infos) for ln in info.lines if ln.text.strip()]
+    plan: dict[str, list[EvidenceLine]] = {}
+    for sc in best_lines(sub, evidence, images)[:2]:
+        info = images.get(sc.line.image_id)
+        if info is None or sc.line.bbox is None:
             continue
-        got = score_typed(sub, atype, ln, lines, 0.0)
-        if got is not None and "+span" in got.why:
-            best = max(best, got.score)
-    return best >= threshold
+        pool = [ln for ln in info.lines if ln.bbox is not None]
+        near = [sc.line, *following(sc.line, pool, 3), *row_cells(sc.line, pool, -1), *row_cells(sc.line, pool, 1)]
+        bad = [ln for ln in near if ln.confidence < LOW_CONFIDENCE and len(squash(ln.text)) >= 2]
+        if bad:
+            plan[info.image_id] = list({ln.bbox: ln for ln in bad}.values())
+    return plan

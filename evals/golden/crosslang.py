@@ -17,7 +17,9 @@ pages, and en→zh beside zh→zh. ``template`` says which need:
 ``split``: ``dev`` or ``heldout`` by a salted hash of the page file (as :mod:`evals.splits`), so
 translation choices are tuned on dev and reported on held-out.
 
-    python -m imgrag.evals.golden.crosslang ~/.cache/imgrag/eval/contracts-<hash> crosslang.jsonl
+    python -m imgrag.evals.golden.crosslang ~/.cache/imgrag/eval/contracts-<hash> crosslang.jsonl [dev|heldout]
+
+(the third argument writes one split only, so ``eval retrieval`` reports it alone).
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def golden(contracts_dir: str | Path) -> list[GoldenItem]:
 
 
 if __name__ == "__main__":  # pragma: no cover - a build script
-    if len(sys.argv) != 3:
-        raise SystemExit("usage: python -m imgrag.evals.golden.crosslang CONTRACTS_DIR OUT.jsonl")
-    items = golden(sys.argv[1])
+    if len(sys.argv) not in (3, 4) or sys.argv[3:] not in ([], ["dev"], ["heldout"]):
+        raise SystemExit("usage: python -m imgrag.evals.golden.crosslang CONTRACTS_DIR OUT.jsonl [dev|heldout]")
+    items = [it for it in golden(sys.argv[1]) if sys.argv[3:] in ([], [getattr(it, "split", None)])]
     print(f"{len(items)} items → {write_golden(sys.argv[2], items)}")

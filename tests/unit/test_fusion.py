@@ -145,3 +145,50 @@ def test_a_query_is_embedded_once_for_the_text_and_the_joint_space() -> None:
     s2 = Searcher(SimpleNamespace(settings=Settings(), text_embedder=text, image_embedder=other))  # type: ignore[arg-type]
     vecs, _ = s2._query_vectors("a dog", ("image", "bm25"))
     assert set(vecs) == {"image"} and vecs["image"].shape == (2,)
+
+
+def test_a_page_in_the_other_language_is_scored_by_its_reading(monkeypatch) -> None:
+    """A Chinese question about an English page: the re-rank reads the page against the question's
+    English reading, and the concept coverage counts the city, which only the English page prints,
+    over words every candidate shares."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    import imgrag.indexing.translate as T
+    import pytest
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.models import OcrLine
+    from imgrag.indexing.search import Searcher, concept_coverage
+    from imgrag.indexing.stores.base import ImageRecord
+
+    d = T.Dictionary.from_entries([
+        {"simplified": "合同", "definitions": ["contract"]},
+        {"simplified": "价格", "definitions": ["price"]},
+        {"simplified": "杭州", "definitions": ["Hangzhou city in Zhejiang"]},
+        {"simplified": "北京", "definitions": ["Beijing capital of China"]},
+    ])
+    monkeypatch.setattr(T, "_DICT", d)
+    for f in (T.readings, T.concepts):
+        f.cache_clear()
+    try:
+        now = datetime.now(timezone.utc)
+
+        def page(i: str, *lines: str) -> ImageRecord:
+            ocr = [OcrLine(text=t, bbox=(10, 10 + 40 * n, 500, 40 + 40 * n), confidence=0.9) for n, t in enumerate(lines)]
+            return ImageRecord(image_id=i, doc_id=i, path=f"/c/{i}.png", format="png", width=800, height=1000,
+                               quality="born_digital", indexed_at=now, ocr_lines=ocr, ocr_text="\n".join(lines))
+
+        en = page("en", "Contract price: USD 100", "Signed in Hangzhou")
+        zh = page("zh", "合同价格：人民币100元", "签订地点：北京")
+        zh2 = page("zh2", "合同价格", "北京")
+        q = "在杭州签订的合同价格"
+        s = Searcher(SimpleNamespace(settings=Settings()))  # type: ignore[arg-type]
+        assert s._coverage(q)("Contract price: USD 100") == pytest.approx(Settings().weight_translated * 2 / 3)  # 2 of "hangzhou contract price"
+        off = Searcher(SimpleNamespace(settings=Settings(translate_query=False)))  # type: ignore[arg-type]
+        assert off._coverage(q)("Contract price: USD 100") == 0.0
+        cc = concept_coverage(q, [en, zh, zh2], None)
+        assert cc["en"] == 1.0 and cc["zh"] == cc["zh2"] < 0.5  # the city decides; 合同 / 价格 are on every page
+        assert concept_coverage("contract price in Beijing", [en, zh], None)["zh"] == 1.0  # and the reverse
+    finally:
+        for f in (T.readings, T.concepts):
+            f.cache_clear()

@@ -229,7 +229,7 @@ def test_display_and_root_paths(tmp_path: Path) -> None:
 
 def _until_waiting(gate: FairGate, n: int) -> None:
     for _ in range(1000):
-        if gate._queued() >= n:
+        if gate.queue.queued() >= n:
             return
         time.sleep(0.01)
     raise AssertionError("no caller queued")

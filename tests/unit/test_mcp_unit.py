@@ -187,6 +187,10 @@ class FakeStore:
     def get_many(self, ids: list[str], principal: Principal) -> dict[str, ImageRecord]:
         return {i: r for i in ids if (r := self.get(i, principal)) is not None}
 
+    def list_images(self, principal: Principal, filters: Any, *, offset: int = 0, limit: int = 100) -> list[ImageRecord]:
+        visible = [r for i, r in self.records.items() if i not in self.deleted and principal.admits(r.acl)]
+        return visible[offset : offset + limit]
+
     def versions(self) -> list:
         return []
 

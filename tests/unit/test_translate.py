@@ -82,3 +82,31 @@ def test_translate_query_and_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     finally:
         monkeypatch.setattr(T, "_DICT", None)
         T.translate_query.cache_clear()
+
+
+@pytest.fixture()
+def small_dict(d: Dictionary, monkeypatch: pytest.MonkeyPatch) -> Dictionary:
+    """The module's dictionary replaced by the handful of entries above (caches cleared around it)."""
+    monkeypatch.setattr(T, "_DICT", d)
+    for f in (T.readings, T.concepts, T.translate_query):
+        f.cache_clear()
+    yield d
+    for f in (T.readings, T.concepts, T.translate_query):
+        f.cache_clear()
+
+
+def test_readings_word_the_query_as_each_language_would(small_dict: Dictionary) -> None:
+    # a Chinese question: its English reading keeps the typed name and glosses the Chinese words
+    assert T.readings("与Acme Ltd.在杭州签订的合同") == ("acme ltd. hangzhou agree sign contract",)
+    # an English one: the Chinese reading keeps codes and numbers, which any page prints as they are
+    assert T.readings("contract HT-2023-001 signed in Hangzhou") == ("ht-2023-001 合同 杭州",)
+    assert T.readings("合同") == ("contract",)
+    assert T.readings("nothing here translates") == ()
+
+
+def test_concepts_group_each_word_with_its_other_language_forms(small_dict: Dictionary) -> None:
+    assert T.concepts("在杭州签订的合同价格是多少") == (("杭州", "hangzhou"), ("签订", "agre", "sign"), ("合同", "contract"), ("价格", "pric"))
+    # English words stemmed as pages are ("signed" meets "signing"), numbers and codes as typed
+    assert T.concepts("contract signed by Acme, no. 976") == (("contract", "合同"), ("sign",), ("acm",), ("976",))
+    assert T.stem("signing") == T.stem("signed") == T.stem("signs") == "sign"
+    assert T.stem("services") == T.stem("service")
