@@ -24,9 +24,9 @@ from .errors import BackendUnavailableError, ImgragError
 from .layout import analyze_layout, group_lines
 from .loader import BadFileError, Page, discover, iter_pages, shown_path
 from .models import BBox, OcrLine
-from .ocr import detect_orientation
+from .ocr import DetectsFirst, OcrEngine, detect_orientation
 from .pii import detect_lines, kinds_in
-from .preprocess import preprocess
+from .preprocess import Preprocessed, preprocess
 from .runtime import Runtime
 from .stores.base import OPERATOR, ImageRecord, ImageVectors, Indexed, MetadataUpdate, Principal, RegionRecord
 from .text import extract_dates, is_meaningful
@@ -110,13 +110,32 @@ def tile_boxes(w: int, h: int, grids: tuple[int, ...]) -> list[tuple[str, BBox]]
     return out
 
 
+def _ocr_page(original: np.ndarray, dpi: float | None, engine: OcrEngine) -> tuple[Preprocessed, list[OcrLine]]:
+    """Preprocess and OCR one page with one run of the text detector.
+
+    Documents used to run the detector twice: once for the orientation, once inside OCR. An engine
+    that detects and reads apart (``DetectsFirst``) detects once on the enhanced page, reads the
+    orientation off those boxes and recognises them, unless the page must turn: then (rarely) the
+    page is enhanced again the right way up and detected again. No boxes, no recogniser."""
+    if not isinstance(engine, DetectsFirst):
+        pre = preprocess(original, dpi, orientation=detect_orientation)
+        return pre, engine.recognize(pre.image)
+    pre = preprocess(original, dpi)
+    det = engine.detect(pre.image)
+    if pre.quality in DOC_CLASSES and not det.empty:
+        deg = engine.orientation(det)
+        if deg:
+            pre = preprocess(original, dpi, quality=pre.quality, orientation=lambda _img: deg)
+            det = engine.detect(pre.image)
+    return pre, engine.read(det)
+
+
 def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
     """Run every per-page model; all boxes in the result are in original-image pixels."""
     s = rt.settings
     original = page.image
-    pre = preprocess(original, page.dpi, orientation=detect_orientation)
+    pre, lines_proc = _ocr_page(original, page.dpi, rt.ocr)
     img = pre.image
-    lines_proc = rt.ocr.recognize(img)
     lines = [
         OcrLine(
             text=ln.text,
@@ -129,7 +148,7 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
     is_doc = pre.quality in DOC_CLASSES
     layout_blocks, tables = [], []
     models = {"ocr": rt.ocr.name}
-    if is_doc or len(lines) >= 3:
+    if lines and (is_doc or len(lines) >= 3):  # no text found: the layout model has nothing to order
         lay = analyze_layout(img, lines_proc, tables=s.tables)
         models["layout"] = lay.name
         if lay.table_name:
@@ -186,6 +205,16 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
             if is_meaningful(text):
                 a.text_regions.append((f"l{i}", "lines", text, box))
     return a
+
+
+def page_text_vector(region_vecs: np.ndarray, texts: list[str]) -> np.ndarray:
+    """A page's text vector from its text regions' vectors: their mean weighted by text length,
+    re-normalised. e5 mean-pools its token vectors, so this approximates embedding the page's text
+    in one piece (which stops at 512 tokens, where this covers the whole page) at no extra cost."""
+    w = np.array([max(len(t), 1) for t in texts], dtype=np.float32)
+    v = (region_vecs * w[:, None]).sum(0)
+    norm = float(np.linalg.norm(v))
+    return (v / norm).astype(np.float32) if norm > 0 else region_vecs[0]
 
 
 class Indexer:
@@ -260,13 +289,25 @@ class Indexer:
         whole = rt.image_embedder.embed_images([a.image for a in batch])
         tile_imgs = [t[2] for a in batch for t in a.tiles]
         tiles = rt.image_embedder.embed_images(tile_imgs) if tile_imgs else None
+        # One embedding per text span: the regions are embedded, and a page's text vector is pooled
+        # from its regions' (``page_text_vector``); only pages without regions embed their page text.
         # Text without letters (a stray "0" off a photo) embeds as "", the embedder's no-text vector.
-        texts = [a.record.ocr_text if is_meaningful(a.record.ocr_text) else "" for a in batch]
-        texts += [r[2] for a in batch for r in a.text_regions]
-        text_vecs = rt.text_embedder.embed_passages(texts)
+        region_texts = [r[2] for a in batch for r in a.text_regions]
+        own = [a.record.ocr_text if is_meaningful(a.record.ocr_text) else "" for a in batch if not a.text_regions]
+        vecs = rt.text_embedder.embed_passages(region_texts + own)
+        region_vecs, own_vecs = vecs[: len(region_texts)], iter(vecs[len(region_texts) :])
+        page_vecs: list[np.ndarray] = []
+        ri = 0
+        for a in batch:
+            k = len(a.text_regions)
+            if k:
+                page_vecs.append(page_text_vector(region_vecs[ri : ri + k], [r[2] for r in a.text_regions]))
+            else:
+                page_vecs.append(next(own_vecs))
+            ri += k
         out: list[Indexed] = []
         ti = 0
-        ri = len(batch)
+        ri = 0
         for n, a in enumerate(batch):
             rec = a.record
             rec.caption = whole.captions[n]
@@ -285,11 +326,11 @@ class Indexer:
                 regions.append(
                     RegionRecord(
                         region_id=f"{rec.image_id}:{suffix}", image_id=rec.image_id, kind=kind,  # type: ignore[arg-type]
-                        label=suffix, bbox=box, text=text, pii_kinds=kinds_in(rec.pii, box), vector=text_vecs[ri],
+                        label=suffix, bbox=box, text=text, pii_kinds=kinds_in(rec.pii, box), vector=region_vecs[ri],
                     )
                 )
                 ri += 1
-            vectors = ImageVectors(image=whole.vectors[n], feature=whole.features[n], text=text_vecs[n])
+            vectors = ImageVectors(image=whole.vectors[n], feature=whole.features[n], text=page_vecs[n])
             out.append(Indexed(record=rec, vectors=vectors, regions=regions))
         return out
 
