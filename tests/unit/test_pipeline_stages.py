@@ -1,5 +1,5 @@
-"""The pipeline's shortcuts: one text detection per page, no recogniser without text, one embedding
-per text span. Fakes stand in for the models (the real ones: tests/integration/test_ocr.py)."""
+"""The pipeline's shortcuts: one text detection per page, no recogniser without text.
+Fakes stand in for the models (the real ones: tests/integration/test_ocr.py)."""
 
 from __future__ import annotations
 
@@ -76,10 +76,3 @@ def test_blank_page_reads_nothing() -> None:
     assert lines == []
     assert "orientation" not in eng.calls
 
-
-def test_page_text_vector_is_the_length_weighted_mean_of_its_regions() -> None:
-    a, b = np.array([1.0, 0.0], np.float32), np.array([0.0, 1.0], np.float32)
-    v = pipeline.page_text_vector(np.stack([a, b]), ["xxx", "x"])
-    assert np.allclose(v, np.array([3.0, 1.0]) / np.sqrt(10.0))
-    assert v.dtype == np.float32
-    assert np.allclose(pipeline.page_text_vector(np.stack([a]), ["only"]), a)
