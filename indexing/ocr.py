@@ -11,10 +11,12 @@ serialised by a lock: a thread pool may call ``recognize`` freely, it just gains
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -172,6 +174,45 @@ def quiet_loggers(prefixes: tuple[str, ...], level: int = logging.WARNING) -> No
 # --------------------------------------------------------------------------------------------------
 # RapidOCR
 
+
+@dataclass
+class TextDetection:
+    """What the text detector found on one image: what ``RapidOcrEngine.read`` recognises next.
+
+    ``bgr`` is the image the detector saw (after the small-image upscale by ``scale``); ``size`` is
+    the caller's image size (w, h); ``crops`` the perspective-corrected line crops."""
+
+    bgr: np.ndarray
+    size: tuple[int, int]
+    scale: float = 1.0
+    crops: list[np.ndarray] = field(default_factory=list)
+    raw: Any = None  # rapidocr's TextDetOutput (boxes in the detector's working pixels)
+    op_record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not self.crops
+
+    def quads(self) -> np.ndarray:
+        """(N, 4, 2) line quadrilaterals in ``bgr`` pixels."""
+        from rapidocr.utils.process_img import map_boxes_to_original
+
+        h, w = self.bgr.shape[:2]
+        return map_boxes_to_original(np.array(self.raw.boxes, dtype=np.float64), dict(self.op_record), h, w)
+
+
+@runtime_checkable
+class DetectsFirst(Protocol):
+    """An engine whose detection and recognition can be run apart (the indexing pipeline's fast path)."""
+
+    def detect(self, img: np.ndarray) -> TextDetection: ...
+
+    def read(self, det: TextDetection) -> list[OcrLine]: ...
+
+    def orientation(self, det: TextDetection) -> int: ...
+
+
+
 _RAPID_LOCK = threading.Lock()
 _RAPID_CACHE: dict[tuple[Any, ...], tuple[RapidOCR, threading.Lock]] = {}
 
@@ -277,11 +318,15 @@ class RapidOcrEngine:
                 if callable(loader):
                     loader()
 
-    def recognize(self, img: np.ndarray) -> list[OcrLine]:
+    def detect(self, img: np.ndarray) -> TextDetection:
+        """Stage 1 of ``recognize``: text-line boxes only (the detector is ~40 % of a page's OCR).
+
+        The pipeline looks at them before paying for recognition: no boxes means no recogniser and
+        no layout model, and the page orientation is read off the same boxes (``orientation``)."""
         rgb = to_rgb_uint8(img)
         h, w = rgb.shape[:2]
         if h < 2 or w < 2:
-            return []
+            return TextDetection(bgr=rgb[:, :, ::-1], size=(w, h))
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
         scale = 1.0
         long_side = max(h, w)
@@ -291,19 +336,59 @@ class RapidOcrEngine:
             scale = min(4.0, self.upscale_below / long_side)
             bgr = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
         engine, lock = self._engine()
+        from rapidocr.main import RapidOCRError
+
+        work, op_record = engine.preprocess_img(bgr)
         with lock:
-            out = engine(bgr)
+            try:
+                crops, det_res = engine.detect_and_crop(work, op_record)
+            except RapidOCRError:  # "the text detection result is empty"
+                return TextDetection(bgr=bgr, size=(w, h), scale=scale)
+        return TextDetection(bgr=bgr, size=(w, h), scale=scale, crops=crops, raw=det_res, op_record=op_record)
+
+    def read(self, det: TextDetection) -> list[OcrLine]:
+        """Stage 2 of ``recognize``: direction classifier + recogniser on ``det``'s line crops."""
+        if det.empty:
+            return []
+        from rapidocr.ch_ppocr_cls import TextClsOutput
+        from rapidocr.main import RapidOCRError
+
+        engine, lock = self._engine()
+        cls_res = TextClsOutput()
+        with lock:
+            try:
+                imgs = det.crops
+                if engine.use_cls:
+                    imgs, cls_res = engine.cls_and_rotate(imgs)
+                rec_res = engine.recognize_txt(imgs)
+            except RapidOCRError:
+                return []
+        raw = copy.copy(det.raw)
+        raw.boxes = np.array(det.raw.boxes, copy=True)  # build_final_output maps them in place
+        out = engine.build_final_output(det.bgr, raw, cls_res, rec_res, list(det.crops), dict(det.op_record))
         boxes = getattr(out, "boxes", None)
         txts = getattr(out, "txts", None)
         scores = getattr(out, "scores", None)
         if boxes is None or txts is None or scores is None or len(txts) == 0:
             return []
+        w, h = det.size
         lines: list[OcrLine] = []
         for quad, text, score in zip(boxes, txts, scores):
             if float(score) < self.min_confidence or _is_junk(text):
                 continue
-            lines.append(_line_from_quad(np.asarray(quad) / scale, text, float(score), w, h))
+            lines.append(_line_from_quad(np.asarray(quad) / det.scale, text, float(score), w, h))
         return [lines[i] for i in reading_order(lines)]
+
+    def orientation(self, det: TextDetection, **kw: Any) -> int:
+        """``detect_orientation``'s answer for the image ``det`` was run on, from ``det``'s boxes:
+        no second pass of the detector."""
+        if det.empty:
+            return 0
+        engine, lock = self._engine()
+        return _orientation_from_quads(det.bgr, det.quads(), engine, lock, **kw)
+
+    def recognize(self, img: np.ndarray) -> list[OcrLine]:
+        return self.read(self.detect(img))
 
     def recognize_batch(self, imgs: Sequence[np.ndarray]) -> list[list[OcrLine]]:
         # rapidocr has no cross-image batching; one image already fills the cores.
@@ -504,6 +589,13 @@ def detect_orientation(
     if det_out.boxes is None or len(det_out.boxes) == 0:
         return 0
     quads = np.asarray(det_out.boxes, dtype=np.float64) / scale
+    return _orientation_from_quads(bgr, quads, rapid, lock, max_lines=max_lines, elongation=elongation)
+
+
+def _orientation_from_quads(
+    bgr: np.ndarray, quads: np.ndarray, rapid: Any, lock: threading.Lock, *, max_lines: int = 8, elongation: float = 2.0
+) -> int:
+    """Steps 1-2 of ``detect_orientation`` on text-line quads already found in ``bgr`` (its pixels)."""
     xs, ys = quads[..., 0], quads[..., 1]
     dx = xs.max(1) - xs.min(1)
     dy = ys.max(1) - ys.min(1)

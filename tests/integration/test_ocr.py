@@ -246,3 +246,55 @@ def test_paddle_not_installed_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ImgragError) as err:
         PaddleOcrEngine(model_dir=tmp_path)
     assert "not installed" in err.value.message and "pip install" in err.value.hint
+
+
+# --------------------------------------------------------------------------------------------------
+# the pipeline's one-detection path (detect, read the orientation off the boxes, recognise)
+
+
+def _count_detector_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from rapidocr.ch_ppocr_det import TextDetector
+
+    calls: list[int] = []
+    real = TextDetector.__call__
+
+    def counted(self, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(1)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(TextDetector, "__call__", counted)
+    return calls
+
+
+@pytest.mark.parametrize("applied", [0, 90, 180, 270])
+def test_page_ocr_detects_once_and_reads_like_before(
+    engine: RapidOcrEngine, page: np.ndarray, applied: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgrag.indexing.pipeline import _ocr_page
+    from imgrag.indexing.preprocess import preprocess
+
+    rotated = rotate_cw(page, applied)
+    before_pre = preprocess(rotated, 150, orientation=detect_orientation)
+    before = engine.recognize(before_pre.image)
+    calls = _count_detector_runs(monkeypatch)
+    pre, lines = _ocr_page(rotated, 150, engine)
+    # upright: one detector run (it used to be two); a page that must turn is detected again once turned
+    assert len(calls) == (1 if applied == 0 else 2)
+    assert [e.name for e in pre.applied] == [e.name for e in before_pre.applied]
+    assert [ln.text for ln in lines] == [ln.text for ln in before]
+    assert [ln.bbox for ln in lines] == [ln.bbox for ln in before]
+    assert any("Purchase" in ln.text for ln in lines)
+
+
+def test_no_text_detected_skips_the_recogniser(engine: RapidOcrEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rapidocr.ch_ppocr_rec import TextRecognizer
+
+    from imgrag.indexing.pipeline import _ocr_page
+
+    rng = np.random.default_rng(0)
+    photo = (rng.normal(128, 20, (480, 640, 3)).clip(0, 255)).astype(np.uint8)  # smooth noise, no strokes
+    det = engine.detect(photo)
+    assert det.empty
+    monkeypatch.setattr(TextRecognizer, "__call__", lambda *a, **k: pytest.fail("recogniser ran on an empty page"))
+    _, lines = _ocr_page(photo, None, engine)
+    assert lines == []
