@@ -7,7 +7,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-
 from imgrag.indexing.errors import BackendUnavailableError
 from imgrag.indexing.stores.elastic import client as es_client
 from imgrag.indexing.stores.elastic.client import Connection
