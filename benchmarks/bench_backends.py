@@ -170,8 +170,24 @@ class Query:
 
 
 # -- backends -------------------------------------------------------------------------------------
-def es_start() -> str:
-    env = {**os.environ, "IMGRAG_ES_HEAP": os.environ.get("IMGRAG_ES_HEAP", "2g")}
+# column name -> (backend, LanceDB ANN index or Elasticsearch index_options); None: LanceDB exact scan
+CONFIGS: dict[str, tuple[str, str | None]] = {
+    "lancedb": ("lancedb", None),
+    "lancedb-sq": ("lancedb", "ivf_hnsw_sq"),
+    "lancedb-ann": ("lancedb", "ivf_hnsw_sq"),  # the old name of lancedb-sq
+    "lancedb-pq": ("lancedb", "ivf_pq"),
+    "elasticsearch": ("elasticsearch", None),  # index_options from --index-options
+    "es-hnsw": ("elasticsearch", "hnsw"),
+    "es-int8": ("elasticsearch", "int8_hnsw"),
+    "es-int4": ("elasticsearch", "int4_hnsw"),
+    "es-bbq": ("elasticsearch", "bbq_hnsw"),
+}
+
+
+def es_start(heap: str, port: int | None) -> str:
+    env = {**os.environ, "IMGRAG_ES_HEAP": heap}
+    if port:
+        env["IMGRAG_ES_PORT"] = str(port)
     res = subprocess.run(["bash", str(ROOT / "tests/elasticsearch.sh"), "start"], env=env, capture_output=True, text=True)
     if res.returncode != 0:
         sys.exit(f"could not start Elasticsearch:\n{res.stderr}")
@@ -182,21 +198,28 @@ def es_stop(url: str) -> None:
     subprocess.run(["bash", str(ROOT / "tests/elasticsearch.sh"), "stop", url], capture_output=True)
 
 
-def open_backend(name: str, workdir: Path, es_url: str | None, index_options: str) -> tuple[IndexStore, Callable[[], None]]:
-    if name.startswith("lancedb"):
+def open_backend(
+    name: str, workdir: Path, es_url: str | None, index_options: str
+) -> tuple[IndexStore, Callable[[], None], Callable[[], int]]:
+    """The store, its close(), and a function that returns its size on disk in bytes."""
+    backend, option = CONFIGS[name]
+    if backend == "lancedb":
         from imgrag.indexing.stores.lance import LanceStore
 
-        # "lancedb": exact kNN scans; "lancedb-ann": an ANN index on every vector column
-        min_rows = 0 if name == "lancedb-ann" else 10**12
-        st = LanceStore(workdir / name, ann_min_rows=min_rows)
-        return st, st.close
+        path = workdir / name
+        if option is None:  # exact kNN scans
+            st = LanceStore(path, ann_min_rows=10**12)
+        else:  # an ANN index on every page vector column, whatever the size
+            st = LanceStore(path, ann_min_rows=0, ann_index=option)  # type: ignore[arg-type]
+        return st, st.close, lambda: sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     from imgrag.indexing.stores.elastic import ElasticStore
 
     assert es_url
+    prefix = f"imgrag-bench-{int(time.time())}"
     settings = Settings(
         home=workdir / "home", backend="elasticsearch", es_url=es_url, es_replicas=0,
-        es_index_prefix=f"imgrag-bench-{int(time.time())}", es_index_options=index_options,  # type: ignore[arg-type]
-        es_request_timeout=300,
+        es_index_prefix=prefix, es_index_options=option or index_options,  # type: ignore[arg-type]
+        es_request_timeout=600,
     )
     st = ElasticStore(settings)
 
@@ -204,7 +227,92 @@ def open_backend(name: str, workdir: Path, es_url: str | None, index_options: st
         st.drop()
         st.close()
 
-    return st, close
+    def disk() -> int:
+        stats = st.es.indices.stats(index=f"{prefix}-*", metric="store", filter_path="_all.primaries.store")
+        return int(stats["_all"]["primaries"]["store"]["size_in_bytes"])
+
+    return st, close, disk
+
+
+def vector_bytes(name: str, index_options: str, dims: tuple[int, int, int], pages: int, regions: int) -> int:
+    """What the vector indices need in memory (page cache) to answer kNN from RAM: the quantised
+    vectors plus the HNSW graph, from the stores' documented formulas (Elasticsearch: "tune
+    approximate kNN search"; LanceDB: int8 per dimension for SQ, dim/16 bytes for PQ). Exact LanceDB
+    scans read the float32 vectors. Every page has its 3 vectors; ~half the regions are tiles
+    (joint space), half text blocks (text space)."""
+    backend, option = CONFIGS[name]
+    option = option or (index_options if backend == "elasticsearch" else None)
+    img, feat, txt = dims
+    tiles = regions // 2
+    blocks = regions - tiles
+    vecs = [(img, pages), (feat, pages), (txt, pages), (img, pages * tiles), (txt, pages * blocks)]
+    if backend == "lancedb":
+        # LanceDB indexes only the page vectors (regions are scanned exactly: float32)
+        page_vecs, region_vecs = vecs[:3], vecs[3:]
+        per = {None: lambda d: 4 * d, "ivf_hnsw_sq": lambda d: d + 4 * 20 * 2, "ivf_pq": lambda d: d // 16}[option]
+        return sum(per(d) * n for d, n in page_vecs) + sum(4 * d * n for d, n in region_vecs)
+    per = {
+        "hnsw": lambda d: 4 * (d + 12),
+        "int8_hnsw": lambda d: d + 4,
+        "int4_hnsw": lambda d: d // 2 + 4,
+        "bbq_hnsw": lambda d: d // 8 + 14,
+    }[option]  # type: ignore[index]
+    return sum(per(d) * n for d, n in vecs)
+
+
+def es_process_rss(es: Any) -> tuple[int, int] | None:
+    """Resident memory of the (local) Elasticsearch JVM (the heap is pre-touched: RSS >= heap), and
+    its file-backed part: the mmapped index files that searches touched."""
+    from elasticsearch import ApiError
+
+    try:
+        nodes = es.nodes.info(node_id="_local", metric="process", filter_path="nodes.*.process.id")["nodes"]
+        pid = next(iter(nodes.values()))["process"]["id"]
+        status = Path(f"/proc/{pid}/status")
+        return _rss_kb(status, "VmRSS") * 1024, _rss_kb(status, "RssFile") * 1024
+    except (OSError, KeyError, StopIteration, ApiError):  # a remote cluster, or /proc not readable
+        return None
+
+
+def _rss_kb(status: Path, field: str) -> int:
+    for line in status.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def reset_peak_rss() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux >= 4.0)
+    except OSError:
+        pass
+
+
+class RegionTruth:
+    """Exact region search for the recall sample, page level: each page's best tile / text-block
+    cosine per query, filled in while the corpus is written (the region vectors never all sit in
+    memory at once)."""
+
+    def __init__(self, queries: list[Query], n: int) -> None:
+        self.qi = np.stack([q.image for q in queries]) if queries else np.zeros((0, 1), np.float32)
+        self.qt = np.stack([q.text_vec for q in queries]) if queries else np.zeros((0, 1), np.float32)
+        self.best = {"tile": np.full((len(queries), n), -2.0, np.float32), "text": np.full((len(queries), n), -2.0, np.float32)}
+        self.done = 0
+
+    def observe(self, items: list[Indexed]) -> None:
+        for kind, qs, kinds in (("tile", self.qi, ("tile",)), ("text", self.qt, ("block", "lines"))):
+            vecs, pages = [], []
+            for it in items:
+                for r in it.regions:
+                    if r.kind in kinds:
+                        vecs.append(r.vector)
+                        pages.append(int(r.image_id[3:]))
+            if vecs:
+                sims = qs @ np.stack(vecs).T
+                np.maximum.at(self.best[kind], (slice(None), np.asarray(pages)), sims)  # type: ignore[arg-type]
+
+    def top(self, kind: str, qi: int, k: int) -> set[int]:
+        return set(np.argsort(-self.best[kind][qi])[:k].tolist())
 
 
 # -- measuring ------------------------------------------------------------------------------------
@@ -233,12 +341,14 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def run_backend(
-    name: str, corpus: Corpus, queries: list[Query], args: argparse.Namespace,
+    name: str, corpus: Corpus, queries: list[Query], truth: RegionTruth, args: argparse.Namespace,
     workdir: Path, es_url: str | None,
 ) -> dict[str, Any]:
     from imgrag.indexing.search import SearchRequest, Searcher
 
-    store, close = open_backend(name, workdir, es_url, args.index_options)
+    reset_peak_rss()
+    rss0 = _rss_kb(Path("/proc/self/status"), "VmRSS")
+    store, close, disk = open_backend(name, workdir, es_url, args.index_options)
     res: dict[str, Any] = {}
     try:
         spaces = ModelSpaces(image="bench-joint", image_dim=corpus.img_dim, feature="bench-feat",
@@ -247,16 +357,23 @@ def run_backend(
         t_write = 0.0
         for start in range(0, corpus.n, args.batch):
             items = corpus.batch(start, args.batch)
+            if truth.done < corpus.n:  # the first backend fills the exact region search in
+                truth.observe(items)
+                truth.done = start + len(items)
             t = time.perf_counter()
             store.write(items)
             t_write += time.perf_counter() - t
-            if (start // args.batch) % 20 == 0:
+            if (start // args.batch) % 50 == 0:
                 print(f"  [{name}] wrote {start + len(items)}/{corpus.n} pages ({t_write:.0f} s)", file=sys.stderr, flush=True)
         t = time.perf_counter()
         store.commit("index", {"indexed": corpus.n})
         t_commit = time.perf_counter() - t
         res["write_s"], res["commit_s"] = t_write, t_commit
         res["pages_per_s"] = corpus.n / (t_write + t_commit)
+        res["disk_bytes"] = disk()
+        res["vector_ram_bytes"] = vector_bytes(
+            name, args.index_options, (corpus.img_dim, corpus.feat_dim, corpus.txt_dim), corpus.n, corpus.regions
+        )
 
         user = Principal(name="bench-user", groups=["g3"])
         year = Filters(date_from=date(2023, 1, 1), date_to=date(2023, 12, 31))
@@ -287,16 +404,30 @@ def run_backend(
                 lat[r].append(time.perf_counter() - t)
         res["latency"] = {r: (pct(v, 50), pct(v, 95)) for r, v in lat.items()}
 
-        # recall@10 of the image and text routes against exact cosine search (no filters)
-        sample = queries[args.warmup :][:50]
-        for label, field, mat, attr in (("recall@10", "image", corpus.img, "image"), ("text recall@10", "text", corpus.txt, "text_vec")):
+        # recall@10 against exact cosine search (no filters): the page routes, and the region routes
+        # at page level (the first 10 distinct pages of the route vs the 10 pages with the best region)
+        sample = queries[args.warmup :][: args.recall_queries]
+        for label, field, mat, attr in (("recall image", "image", corpus.img, "image"), ("recall text", "text", corpus.txt, "text_vec")):
             hits = 0
             for q in sample:
                 exact = set(np.argsort(-(mat @ getattr(q, attr)))[:10].tolist())
                 got = {int(h.image_id[3:]) for h in store.knn(field, getattr(q, attr), 10, Filters(), OPERATOR)}  # type: ignore[arg-type]
                 hits += len(exact & got)
             res[label] = hits / (10 * len(sample)) if sample else float("nan")
+        for label, kind, attr in (("recall regions tile", "tile", "image"), ("recall regions text", "text", "text_vec")):
+            hits = 0
+            for qi, q in enumerate(sample):
+                pages: list[int] = []
+                for h in store.knn_regions(kind, getattr(q, attr), 200, Filters(), OPERATOR):  # type: ignore[arg-type]
+                    p = int(h.image_id[3:])
+                    if p not in pages:
+                        pages.append(p)
+                hits += len(truth.top(kind, qi, 10) & set(pages[:10]))
+            res[label] = hits / (10 * len(sample)) if sample else float("nan")
         res["stats"] = store.stats(OPERATOR).model_dump(exclude={"spaces"})
+        res["rss_peak_bytes"] = (_rss_kb(Path("/proc/self/status"), "VmHWM") - rss0) * 1024
+        if CONFIGS[name][0] == "elasticsearch":
+            res["es_rss_bytes"] = es_process_rss(store.es)  # type: ignore[attr-defined]
     finally:
         close()
     return res
@@ -316,68 +447,118 @@ def es_version(url: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=20_000, help="pages")
-    ap.add_argument("--regions", type=int, default=10, help="regions per page (half tiles, half text blocks)")
+    ap.add_argument("--n", default="20000", help="pages; a comma-separated list runs each size in turn (1000,10000,100000)")
+    ap.add_argument("--regions", type=int, default=15, help="regions per page (half tiles, half text blocks)")
     ap.add_argument("--dims", default="384,1280,384", help="joint,feature,text dimensions")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--recall-queries", type=int, default=50, help="queries of the recall@10 sample")
     ap.add_argument("--batch", type=int, default=200, help="pages per write() call")
     ap.add_argument("--backends", default="lancedb,elasticsearch",
-                    help="any of lancedb (exact kNN), lancedb-ann (ANN index on every vector column), elasticsearch")
-    ap.add_argument("--es-url", default=os.environ.get("IMGRAG_TEST_ES_URL"), help="default: start a throw-away server")
-    ap.add_argument("--index-options", default="int8_hnsw", choices=["hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw"])
+                    help="columns, any of: " + ", ".join(CONFIGS))
+    ap.add_argument("--es-url", default=None, help="a running cluster; default: start a throw-away server")
+    ap.add_argument("--es-heap", default="2g", help="heap of the throw-away server")
+    ap.add_argument("--es-port", type=int, default=None, help="port of the throw-away server (default: a free one from 9200)")
+    ap.add_argument("--index-options", default="int8_hnsw", choices=["hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw"],
+                    help="index_options of the 'elasticsearch' column")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--json", type=Path, help="also write the results here (one entry per size)")
     args = ap.parse_args()
     dims = tuple(int(d) for d in args.dims.split(","))
     assert len(dims) == 3
+    sizes = [int(x) for x in str(args.n).split(",") if x.strip()]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in backends if b not in CONFIGS]
+    if unknown:
+        sys.exit(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
 
-    started = None
-    if "elasticsearch" in backends and not args.es_url:
-        print("starting Elasticsearch (tests/elasticsearch.sh) ...", file=sys.stderr)
-        args.es_url = started = es_start()
-    corpus = Corpus(args.n, dims, args.regions, args.seed)  # type: ignore[arg-type]
+    out: list[dict[str, Any]] = []
+    for n in sizes:
+        results, load, version = run_size(n, dims, backends, args)  # type: ignore[arg-type]
+        print_table(n, results, load, version, args)
+        out.append({"n": n, "load": load, "es_version": version, "results": results})
+        if args.json:
+            args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "sizes": out},
+                                            indent=2, default=str))
+
+
+def run_size(
+    n: int, dims: tuple[int, int, int], backends: list[str], args: argparse.Namespace
+) -> tuple[dict[str, dict[str, Any]], tuple[float, float, float], str]:
+    corpus = Corpus(n, dims, args.regions, args.seed)
     results: dict[str, dict[str, Any]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="imgrag-bench-"))
     load = os.getloadavg()
+    version = "-"
     try:
-        print("generating the corpus ...", file=sys.stderr, flush=True)
+        print(f"generating the corpus ({n} pages) ...", file=sys.stderr, flush=True)
         for start in range(0, corpus.n, 2000):  # fills the page vectors the queries are drawn near
             corpus.batch(start, 2000)
         queries = corpus.queries(args.queries + args.warmup, args.seed)
-        for b in backends:
-            print(f"== {b}", file=sys.stderr, flush=True)
-            results[b] = run_backend(b, corpus, queries, args, workdir, args.es_url)
-        version = es_version(args.es_url) if "elasticsearch" in backends else "-"
-    finally:
-        if started:
-            es_stop(started)
-        shutil.rmtree(workdir, ignore_errors=True)
+        truth = RegionTruth(queries[args.warmup :][: args.recall_queries], n)
+        import lancedb  # noqa: F401  (loaded before the RSS baseline of the first column)
+        from imgrag.indexing.search import Searcher  # noqa: F401
+        from imgrag.indexing.stores.elastic import ElasticStore  # noqa: F401
 
+        for b in backends:
+            print(f"== {b} ({n} pages)", file=sys.stderr, flush=True)
+            url = args.es_url
+            # without --es-url every Elasticsearch column gets a fresh server: its RSS is its own
+            fresh = CONFIGS[b][0] == "elasticsearch" and not url
+            if fresh:
+                url = es_start(args.es_heap, args.es_port)
+            try:
+                if CONFIGS[b][0] == "elasticsearch":
+                    version = es_version(url)
+                results[b] = run_backend(b, corpus, queries, truth, args, workdir, url)
+                print(f"  [{b}] {json.dumps(results[b], default=str)}", file=sys.stderr, flush=True)
+            finally:
+                if fresh:
+                    es_stop(url)  # type: ignore[arg-type]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results, load, version
+
+
+def _mb(x: int | None) -> str:
+    if x is None:
+        return "-"
+    mb = x / 2**20
+    return f"{mb:,.1f} MB" if mb < 100 else f"{mb:,.0f} MB"
+
+
+def print_table(
+    n: int, results: dict[str, dict[str, Any]], load: tuple[float, float, float], version: str, args: argparse.Namespace
+) -> None:
     names = list(results)
-    w = 24
+    w, c = 26, 18
     print()
-    print(f"imgrag backend benchmark · {args.n} pages × {args.regions} regions · dims {args.dims} · "
-          f"{args.queries} queries (+{args.warmup} warm-up) · batch {args.batch}")
-    print(f"Elasticsearch {version} · index_options {args.index_options} · num_candidates max(100, 2k) · 1 shard, 0 replicas")
+    print(f"imgrag backend benchmark · {n} pages × {args.regions} regions · dims {args.dims} · "
+          f"{args.queries} queries (+{args.warmup} warm-up) · recall over {args.recall_queries} · batch {args.batch}")
+    print(f"Elasticsearch {version} · num_candidates max(100, 2k) · rescore oversample 2 · 1 shard, 0 replicas"
+          + ("" if args.es_url else " · a fresh server per column"))
     print(f"machine: {os.cpu_count()} CPUs · load average at start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     print()
-    print(f"{'':{w}s}" + "".join(f"{n:>26s}" for n in names))
-    print(f"{'index: pages/s':{w}s}" + "".join(f"{results[n]['pages_per_s']:>26.1f}" for n in names))
-    print(f"{'index: write s':{w}s}" + "".join(f"{results[n]['write_s']:>26.1f}" for n in names))
-    print(f"{'index: commit s':{w}s}" + "".join(f"{results[n]['commit_s']:>26.1f}" for n in names))
-    print(f"{'kNN image recall@10':{w}s}" + "".join(f"{results[n]['recall@10']:>26.3f}" for n in names))
-    print(f"{'kNN text recall@10':{w}s}" + "".join(f"{results[n]['text recall@10']:>26.3f}" for n in names))
+
+    def row(label: str, cell: Callable[[dict[str, Any]], str]) -> None:
+        print(f"{label:{w}s}" + "".join(f"{cell(results[m]):>{c}s}" for m in names))
+
+    row("", lambda r: "")
+    print(f"{'':{w}s}" + "".join(f"{m:>{c}s}" for m in names))
+    row("index: build s", lambda r: f"{r['write_s'] + r['commit_s']:.1f}")
+    row("index: pages/s", lambda r: f"{r['pages_per_s']:.1f}")
+    row("index: commit s", lambda r: f"{r['commit_s']:.1f}")
+    row("disk", lambda r: _mb(r["disk_bytes"]))
+    row("vector RAM (est.)", lambda r: _mb(r["vector_ram_bytes"]))
+    row("RSS: bench process peak Δ", lambda r: _mb(r["rss_peak_bytes"]))
+    row("RSS: Elasticsearch JVM", lambda r: _mb(r["es_rss_bytes"][0]) if r.get("es_rss_bytes") else "-")
+    row("  of it mmapped files", lambda r: _mb(r["es_rss_bytes"][1]) if r.get("es_rss_bytes") else "-")
+    for label in ("recall image", "recall text", "recall regions tile", "recall regions text"):
+        row(label.replace("recall", "recall@10"), lambda r, label=label: f"{r[label]:.3f}")  # type: ignore[misc]
     print(f"{'latency ms (p50 / p95)':{w}s}")
     for route in results[names[0]]["latency"]:
-        cells = "".join(
-            f"{results[n]['latency'][route][0]:>15.1f} / {results[n]['latency'][route][1]:>7.1f}" for n in names
-        )
-        print(f"  {route:{w - 2}s}{cells}")
-    if args.json:
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "es_version": version,
-                                         "results": results}, indent=2, default=str))
+        row("  " + route, lambda r, route=route: f"{r['latency'][route][0]:.1f} / {r['latency'][route][1]:.1f}")  # type: ignore[misc]
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

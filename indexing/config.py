@@ -68,7 +68,11 @@ class Settings(BaseSettings):
     # LanceDB
     lance_ann_min_rows: int = Field(
         default=10_000, ge=0,
-        description="build ANN (IVF_HNSW_SQ) indices on the page vectors once the index has this many pages; below, kNN scans exactly",
+        description="build ANN indices on the page vectors once the index has this many pages; below, kNN scans exactly",
+    )
+    lance_ann_index: Literal["ivf_hnsw_sq", "ivf_pq"] = Field(
+        default="ivf_hnsw_sq",
+        description="the page vectors' ANN index: IVF + HNSW over int8 vectors, or IVF + product quantisation (smaller, lower recall)",
     )
 
     # Elasticsearch

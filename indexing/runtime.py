@@ -19,7 +19,7 @@ def open_store(settings: Settings) -> IndexStore:
     if settings.backend == "lancedb":
         from .stores.lance import open_lance
 
-        return open_lance(settings.index_dir, ann_min_rows=settings.lance_ann_min_rows)
+        return open_lance(settings.index_dir, ann_min_rows=settings.lance_ann_min_rows, ann_index=settings.lance_ann_index)
     if settings.backend == "elasticsearch":
         from .stores.elastic import open_elastic
 

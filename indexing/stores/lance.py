@@ -62,6 +62,8 @@ _VEC_COLUMN: dict[VectorField, str] = {"image": "img_vec", "feature": "feat_vec"
 _ANN_COLUMNS = {IMAGES: ("img_vec", "feat_vec", "text_vec"), REGIONS: ()}
 _KEEP_VERSIONS = timedelta(days=365 * 100)  # optimize() must never clean up versions rollback needs
 _PARSED_RECORDS = 512  # parsed ImageRecords kept by their stored JSON's hash: hot pages of search (~50 MB at most)
+AnnIndex = Literal["ivf_hnsw_sq", "ivf_pq"]  # the ANN index of the page vectors (IMGRAG_LANCE_ANN_INDEX)
+_PQ_MIN_ROWS = 256
 _ANN_NPROBES, _ANN_REFINE, _ANN_EF = 20, 10, 400  # recall@10 0.88 -> ~0.99 vs ef 100 / refine 4 (10k pages)
 
 
@@ -187,11 +189,12 @@ class LanceStore:
 
     backend = "lancedb"
 
-    def __init__(self, path: Path, *, ann_min_rows: int = 10_000) -> None:
+    def __init__(self, path: Path, *, ann_min_rows: int = 10_000, ann_index: AnnIndex = "ivf_hnsw_sq") -> None:
         import lancedb
 
         self.path = Path(path)
         self.ann_min_rows = ann_min_rows
+        self.ann_index = ann_index
         self.path.mkdir(parents=True, exist_ok=True)
         try:
             # Re-check the tables' latest version at most every second: a long-running reader (the MCP
@@ -713,23 +716,32 @@ class LanceStore:
         table.create_index("fts", config=config, replace=True)
 
     def _ensure_ann(self, name: str, table: Any) -> None:
-        """An IVF_HNSW_SQ index per vector column once the table has ``ann_min_rows`` rows; rows
-        written after it are searched exactly until ``optimize`` folds them in (when they are over
-        a tenth of the table). Below the threshold kNN stays an exact scan."""
+        """An ANN index (``ann_index``) per vector column once the table has ``ann_min_rows`` rows;
+        rows written after it are searched exactly until ``optimize`` folds them in (when they are
+        over a tenth of the table). Below the threshold kNN stays an exact scan. An existing index
+        keeps its type: a new ``ann_index`` applies to indices built afterwards."""
         if not _ANN_COLUMNS[name]:
             return
         rows = table.count_rows()
-        if rows == 0 or rows < self.ann_min_rows:
+        # PQ trains 256 centroids per sub-vector: on fewer rows LanceDB builds an index that holds
+        # no rows and stays empty through later optimize() calls, so wait until it can train
+        if rows == 0 or rows < max(self.ann_min_rows, _PQ_MIN_ROWS if self.ann_index == "ivf_pq" else 0):
             return
-        from lancedb.index import HnswSq
+        from lancedb.index import HnswSq, IvfPq
 
         indexed = {tuple(ix.columns): ix.name for ix in table.list_indices()}
         stale = False
         for column in _ANN_COLUMNS[name]:
             ix_name = indexed.get((column,))
             if ix_name is None:
-                # about 4k rows per IVF partition; HNSW inside each, scalar-quantised, cosine
-                config = HnswSq(distance_type="cosine", num_partitions=max(1, rows // 4096))
+                # about 4k rows per IVF partition, cosine; HNSW over int8 (scalar-quantised) vectors
+                # inside each, or a flat scan of product-quantised codes (dim/16 bytes a vector)
+                parts = max(1, rows // 4096)
+                config = (
+                    IvfPq(distance_type="cosine", num_partitions=parts)
+                    if self.ann_index == "ivf_pq"
+                    else HnswSq(distance_type="cosine", num_partitions=parts)
+                )
                 table.create_index(column, config=config, replace=True)
                 continue
             st = table.index_stats(ix_name)
@@ -964,9 +976,9 @@ class LanceStore:
         self._regions = None
 
 
-def open_lance(path: Path, *, ann_min_rows: int = 10_000) -> LanceStore:
+def open_lance(path: Path, *, ann_min_rows: int = 10_000, ann_index: AnnIndex = "ivf_hnsw_sq") -> LanceStore:
     try:
-        return LanceStore(path, ann_min_rows=ann_min_rows)
+        return LanceStore(path, ann_min_rows=ann_min_rows, ann_index=ann_index)
     except ImgragError:
         raise
     except Exception as e:

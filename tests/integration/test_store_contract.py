@@ -996,6 +996,36 @@ def test_links_on_both_sides_follow_acl_and_roll_back(store: IndexStore, tmp_pat
 
 
 # -- LanceDB only ---------------------------------------------------------------------------------
+def test_lance_pq_index_waits_until_it_can_train_then_keeps_recall(tmp_path: Path) -> None:
+    """IMGRAG_LANCE_ANN_INDEX=ivf_pq: no index below 256 rows (LanceDB would build one that stays
+    empty), then an index over every row whose re-ranked answers match the exact scan's."""
+    from imgrag.indexing.stores.lance import LanceStore
+
+    specs = [Spec(f"p{i:03d}", text=f"common page{i}", image=rand_unit(IMG, 5000 + i)) for i in range(300)]
+    flat = LanceStore(tmp_path / "flat", ann_min_rows=10**9)
+    pq = LanceStore(tmp_path / "pq", ann_min_rows=0, ann_index="ivf_pq")
+    try:
+        for st in (flat, pq):
+            load(st, specs[:200])
+            st.commit("index", {"indexed": 200})
+        assert [ix.columns for ix in pq._images.list_indices() if ix.columns != ["fts"]] == []
+        for st in (flat, pq):
+            st.write([make(s) for s in specs[200:]])
+            st.commit("index", {"indexed": 100})
+        name = next(ix.name for ix in pq._images.list_indices() if ix.columns == ["img_vec"])
+        stats = pq._images.index_stats(name)
+        assert stats is not None and stats.index_type == "IVF_PQ" and stats.num_indexed_rows == 300
+        overlap = 0
+        for seed in range(10):
+            q = rand_unit(IMG, 100 + seed)
+            want = {h.image_id for h in flat.knn("image", q, 10, Filters(), OPERATOR)}
+            overlap += len(want & {h.image_id for h in pq.knn("image", q, 10, Filters(), OPERATOR)})
+        assert overlap >= 90, overlap  # PQ codes pick the candidates, the exact re-rank orders them
+    finally:
+        flat.close()
+        pq.close()
+
+
 def test_lance_ann_index_is_built_at_the_threshold_and_stays_exact_enough(tmp_path: Path) -> None:
     from imgrag.indexing.stores.lance import LanceStore
 

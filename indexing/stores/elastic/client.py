@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAGE = 1000  # rows per page when scanning
+_PARTIAL_RETRIES = 2  # a search answered by part of the shards is asked again this often
 
 T = TypeVar("T")
 
@@ -242,8 +243,30 @@ class Connection:
     def _refresh(self) -> None:
         self.es.indices.refresh(index=self.alias)
 
+    def _complete(self, call: Callable[..., Any], **kw: Any) -> Any:
+        """``call(**kw)`` (a search or count), asked again while any shard failed. Elasticsearch
+        answers from the shards it reached: a node that drops out between the query and the fetch
+        phase (its copies are not retried) leaves a 200 answer with half the results. Asked again,
+        the copies left answer; an answer that stays partial is an error, never a silent subset
+        (a write that supersedes rows must see all of them)."""
+        for attempt in range(_PARTIAL_RETRIES + 1):
+            res = call(**kw)
+            shards = getattr(res, "body", res).get("_shards") or {}
+            if not shards.get("failed"):
+                return res
+            if attempt < _PARTIAL_RETRIES:
+                log.warning("Elasticsearch answered from part of the shards (%s); asking again", shards)
+                time.sleep(0.25 * (attempt + 1))
+        failures = shards.get("failures") or [{}]
+        reason = (failures[0].get("reason") or {}).get("type", "unknown") if isinstance(failures[0], dict) else "unknown"
+        raise BackendUnavailableError(
+            f"Elasticsearch at {self.url} answered from {shards.get('successful', '?')} of {shards.get('total', '?')} "
+            f"shards ({shards.get('failed')} failed: {reason})",
+            "a node or shard copy is missing: check the cluster's health (GET _cluster/health) and retry",
+        )
+
     def _search(self, **body: Any) -> dict[str, Any]:
-        return self.es.search(index=self.alias, **body).body
+        return self._complete(self.es.search, index=self.alias, **body).body  # type: ignore[no-any-return]
 
     def _scan(
         self, query: dict[str, Any], source: Any, index: str | None = None, page: int = PAGE
@@ -254,7 +277,7 @@ class Connection:
             kw: dict[str, Any] = {"query": query, "size": page, "sort": [{"image_id": "asc"}, {"v_from": "asc"}], "source": source}
             if after is not None:
                 kw["search_after"] = after
-            hits = self.es.search(index=index or self.alias, **kw).body["hits"]["hits"]
+            hits = self._complete(self.es.search, index=index or self.alias, **kw).body["hits"]["hits"]
             yield from hits
             if len(hits) < page:
                 return

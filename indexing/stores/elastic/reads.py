@@ -113,7 +113,7 @@ class Reads(Connection):
     def count(self, principal: Principal, filters: Filters) -> int:
         if self._live() is None:
             return 0
-        return int(self.es.count(index=self.alias, query=bool_filter(filter_clauses(filters, principal)))["count"])
+        return int(self._complete(self.es.count, index=self.alias, query=bool_filter(filter_clauses(filters, principal)))["count"])
 
     def _check_query_dim(self, vector: np.ndarray, field: str, spaces: dict[str, Any]) -> list[float]:
         v = vec_list(vector)
@@ -260,7 +260,7 @@ class Reads(Connection):
         deleted = 0
         if principal.all_access:
             deleted = int(
-                self.es.count(index=self.alias, query=bool_filter([{"term": {"current": True}}, {"term": {"deleted": True}}]))["count"]
+                self._complete(self.es.count, index=self.alias, query=bool_filter([{"term": {"current": True}}, {"term": {"deleted": True}}]))["count"]
             )
         return Stats(
             backend=self.backend,

@@ -37,8 +37,8 @@ class Versions(Connection):
     def _next_version(self) -> int:
         if not self.es.indices.exists(index=self.versions_index):
             return 1
-        res = self.es.search(
-            index=self.versions_index, size=0, aggs={"top": {"max": {"field": "version"}}}, request_cache=False
+        res = self._complete(
+            self.es.search, index=self.versions_index, size=0, aggs={"top": {"max": {"field": "version"}}}, request_cache=False
         ).body
         top = res["aggregations"]["top"]["value"]
         return int(top) + 1 if top is not None else 1
@@ -52,7 +52,7 @@ class Versions(Connection):
             kw: dict[str, Any] = {"size": PAGE, "sort": [{"version": "asc"}], "query": {"match_all": {}}}
             if after is not None:
                 kw["search_after"] = after
-            hits = self.es.search(index=self.versions_index, **kw).body["hits"]["hits"]
+            hits = self._complete(self.es.search, index=self.versions_index, **kw).body["hits"]["hits"]
             out.extend(h["_source"] for h in hits)
             if len(hits) < PAGE:
                 return out
@@ -124,7 +124,7 @@ class Versions(Connection):
             p = self._next_version()
             q = {"bool": {"should": [{"range": {"v_from": {"gte": p}}}, {"range": {"deleted_in": {"gte": p}}}],
                           "minimum_should_match": 1}}
-            if not self.es.count(index=info[0], query=q).body["count"]:
+            if not self._complete(self.es.count, index=info[0], query=q).body["count"]:
                 return None
             if p == 1:  # the very first run stopped: version 0 is the empty index, so `rollback 0` undoes it
                 self._ensure_versions_index()
@@ -187,8 +187,8 @@ class Versions(Connection):
                 chunk = revive[i : i + 200]
                 found = {
                     d["_id"]: d["_source"]
-                    for d in self.es.search(
-                        index=index, query={"ids": {"values": [h["_id"] for h, _ in chunk]}},
+                    for d in self._complete(
+                        self.es.search, index=index, query={"ids": {"values": [h["_id"] for h, _ in chunk]}},
                         size=len(chunk), source=full_source,
                     ).body["hits"]["hits"]
                 }

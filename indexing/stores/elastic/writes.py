@@ -156,8 +156,8 @@ class Writes(Connection):
             for i in range(0, len(ids), 200):
                 chunk = ids[i : i + 200]
                 q = bool_filter([{"term": {"current": True}}, {"term": {"deleted": False}}, {"terms": {"image_id": chunk}}])
-                hits = self.es.search(
-                    index=index, query=q, size=2 * len(chunk), sort=[{"v_from": "desc"}],
+                hits = self._complete(
+                    self.es.search, index=index, query=q, size=2 * len(chunk), sort=[{"v_from": "desc"}],
                     source={"includes": ["*"]},  # explicit includes: vectors come back too
                 ).body["hits"]["hits"]
                 for h in dedup(hits, hit_image_id):
