@@ -52,7 +52,7 @@ MAX_IDS = 10_000  # image ids kept in one record; beyond, only their number (``i
 MAX_QUERY_LIMIT = 10_000
 
 Transport = Literal["cli", "stdio", "http", "python"]
-Event = Literal["tool", "resource", "write", "auth", "log"]
+Event = Literal["tool", "resource", "write", "auth", "log", "web"]
 Outcome = Literal["started", "ok", "error", "denied"]
 
 
@@ -64,7 +64,7 @@ class AuditRecord(BaseModel):
     id: str = Field(default_factory=lambda: uuid.uuid4().hex, description="unique; the Elasticsearch _id")
     time: datetime = Field(description="UTC, when the call ended (for `started`: when it began)")
     event: Event
-    name: str = Field(description="tool, resource (image, thumbnail, collection), write (index, delete, ...) or auth check")
+    name: str = Field(description="tool, resource (image, thumbnail, collection), write (index, delete, ...), auth check or web viewer route")
     outcome: Outcome
     error: str | None = Field(default=None, description="kind of failure: not_found, invalid_arguments, denied, backend, ...")
     principal: str | None = Field(default=None, description="who: the token's or configured name, `operator`, `anonymous`; none when unauthenticated")

@@ -43,11 +43,13 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from imgrag.indexing.app import Imgrag
-from imgrag.indexing.errors import ImgragError, NotFoundError
+from imgrag.indexing.audit import Caller, make_record
+from imgrag.indexing.errors import AuditError, ImgragError, NotFoundError
 from imgrag.indexing.limits import MAX_CROP_SCALE, MAX_ID_CHARS, MAX_QUERY_CHARS
 from imgrag.indexing.search import SearchRequest
 from imgrag.indexing.stores.base import Filters, ImageRecord, Principal
 
+from ..auditing import returned_ids
 from .models import Asker, AskStep
 
 log = logging.getLogger("imgrag.web")
@@ -419,6 +421,7 @@ class WebViewer:
         async def endpoint(request: Request) -> Response:
             t0 = time.perf_counter()
             who = "-"
+            seen_as: Principal | None = None
             try:
                 if not self._host_ok(request):
                     raise HTTPError(421, "this server does not answer for that host name", "open it as http://127.0.0.1:PORT")
@@ -426,7 +429,7 @@ class WebViewer:
                 if auth is None:
                     raise HTTPError(401, "not logged in", "log in at /login")
                 sess, principal = auth
-                who = self._name(principal)
+                who, seen_as = self._name(principal), principal
                 if write and not (
                     self._same_origin(request)
                     and hmac.compare_digest(request.headers.get("x-csrf-token", "").encode(), sess.csrf.encode())
@@ -448,9 +451,37 @@ class WebViewer:
             audit.info(
                 "%s web %s %s %s %.0fms", who, request.method, request.url.path, outcome, (time.perf_counter() - t0) * 1000
             )
-            return _secure(resp)
+            return _secure(await self._recorded(request, seen_as, outcome, t0, resp))
 
         return endpoint
+
+    async def _recorded(self, request: Request, principal: Principal | None, outcome: str, t0: float, resp: Response) -> Response:
+        """Put an API call in the durable audit log as the MCP server puts a tool call — who, which
+        route, which images it showed, outcome — before the answer leaves; a log that cannot be
+        written withholds the answer (nothing is shown unrecorded)."""
+        ids: list[str] = []
+        if isinstance(request.path_params.get("image_id"), str):
+            ids.append(request.path_params["image_id"][:MAX_ID_CHARS])
+        if outcome == "ok" and isinstance(resp, JSONResponse):
+            try:
+                ids += returned_ids(json.loads(bytes(resp.body)))
+            except ValueError:
+                pass
+        route = getattr(request.scope.get("route"), "path", None) or "unknown"
+        peer = f"{request.client.host}:{request.client.port}" if request.client else None
+        kind = {"ok": None, "401": "unauthenticated", "403": "denied", "421": "bad_host", "404": "not_found"}.get(outcome, outcome)
+        record = make_record(
+            event="web", name=f"{request.method} {route}",
+            outcome="ok" if outcome == "ok" else "denied" if outcome in ("401", "403", "421") else "error", error=kind,
+            principal=principal, args=dict(request.query_params) or None, image_ids=ids if outcome == "ok" else ids[:1],
+            latency_ms=(time.perf_counter() - t0) * 1000, caller=Caller(transport="http", client=peer),
+        )
+        try:
+            await anyio.to_thread.run_sync(self.app.audit.append, record)
+        except AuditError as e:
+            log.error("web %s: the audit record could not be written (%s); answer withheld", route, e)
+            return _error(503, "the audit log cannot be written, so the answer is withheld", e.hint or "tell the operator")
+        return resp
 
     def _page(self, fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:

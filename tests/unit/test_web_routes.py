@@ -191,3 +191,26 @@ def test_tool_calls_become_trace_entries() -> None:
     assert ocr.image_id == "a" and ocr.bbox == (1.0, 1.0, 8.0, 8.0) and ocr.text == "hi"
     failed = call_view(ToolCall(tool="crop_region", args={"image_id": "a", "bbox": [0, 0, 9, 9]}, ms=1, error="no image"))
     assert failed.error == "no image" and failed.bbox == (0.0, 0.0, 9.0, 9.0)
+
+
+def test_every_api_call_is_in_the_audit_log_before_it_answers(viewer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgrag.indexing.audit import AuditQuery
+    from imgrag.indexing.errors import AuditError
+
+    v, _ = viewer
+    c = logged_in(v, ALICE)
+    assert c.get("/api/image/legal1").status_code == 200
+    assert c.get("/api/image/hr1/thumb.png").status_code == 404  # another group's page: refused, and on record
+    records = [r for r in v.app.audit.query(AuditQuery(limit=100)).records if r.event == "web"]
+    by_name = {r.name: r for r in records}
+    seen = by_name["GET /api/image/{image_id}"]
+    assert seen.outcome == "ok" and seen.principal == "alice" and seen.image_ids == ["legal1"] and seen.transport == "http"
+    refused = by_name["GET /api/image/{image_id}/thumb.png"]
+    assert refused.outcome == "error" and refused.error == "not_found" and refused.image_ids == ["hr1"]
+
+    def broken(record: Any) -> None:
+        raise AuditError("the audit log cannot be written", "check the disk")
+
+    monkeypatch.setattr(v.app.audit, "append", broken)
+    r = c.get("/api/image/legal1")
+    assert r.status_code == 503 and "legal1" not in r.text and "<script>" not in r.text  # withheld
