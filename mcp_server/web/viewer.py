@@ -601,6 +601,8 @@ class WebViewer:
         for h in res.hits:
             d = h.model_dump(mode="json")
             d["file"] = Path(h.path).name
+            if not p.all_access:  # as over MCP: a path under the index root, never the server's layout
+                d["path"] = self.app.display_path(h.path)
             hits.append(d)
         return _json(
             {
@@ -624,7 +626,10 @@ class WebViewer:
             rec = self.app.get(image_id, p)
             regions = self.app.regions(image_id, p)
             pages = self.app.list_images(p, Filters(doc_id=rec.doc_id), limit=500) if rec.n_pages > 1 else [rec]
-            return record_view(rec, regions, pages, self.app.current_version())
+            data = record_view(rec, regions, pages, self.app.current_version())
+            if not p.all_access:  # as over MCP: a path under the index root, never the server's layout
+                data["path"] = self.app.display_path(rec.path)
+            return data
 
         return _json(await anyio.to_thread.run_sync(work))
 

@@ -115,6 +115,7 @@ def test_a_page_the_user_may_not_see_answers_like_a_missing_one(viewer: Any) -> 
     c = logged_in(v, ALICE)
     rec = c.get("/api/image/legal1").json()
     assert rec["file"] == "page.png" and rec["acl"] == ["legal"]
+    assert rec["path"] == "page.png"  # not the server's folder layout (outside every index root: the name)
     # texts are data for textContent; table HTML arrives as rows of plain text
     assert rec["ocr_lines"][0]["text"] == "<script>alert(1)</script>"
     assert rec["tables"] == [{"bbox": [10.0, 40.0, 300.0, 200.0], "rows": [["a", "b"]]}]
