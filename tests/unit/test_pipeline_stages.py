@@ -52,7 +52,7 @@ def page(h: int = 300, w: int = 200) -> np.ndarray:
 def as_document(monkeypatch: pytest.MonkeyPatch) -> None:
     """Bars are no text to the classifier: call every test page a document (orientation is for those)."""
     real = pipeline.preprocess
-    monkeypatch.setattr(pipeline, "preprocess", lambda img, dpi, **kw: real(img, dpi, **{"quality": "born_digital", **kw}))
+    monkeypatch.setattr(pipeline, "preprocess", lambda img, dpi, **kw: real(img, dpi, **{**kw, "quality": kw.get("quality") or "born_digital"}))
 
 
 def test_upright_page_is_detected_once() -> None:
