@@ -730,7 +730,8 @@ class LanceStore:
         table.create_index("fts", config=config, replace=True)
 
     def _ensure_ann(self, name: str, table: Any) -> None:
-        """An ANN index (``ann_index``) per vector column once the table has ``ann_min_rows`` rows;
+        """An ANN index per vector column (pages: ``ann_index``; regions: IVF_FLAT) once the table has
+        ``ann_min_rows`` rows;
         rows written after it are searched exactly until ``optimize`` folds them in (when they are
         over a tenth of the table). Below the threshold kNN stays an exact scan. An existing index
         keeps its type: a new ``ann_index`` applies to indices built afterwards."""
@@ -749,7 +750,8 @@ class LanceStore:
             ix_name = indexed.get((column,))
             if ix_name is None:
                 # about 4k rows per IVF partition, cosine; HNSW over int8 (scalar-quantised) vectors
-                # inside each, or a flat scan of product-quantised codes (dim/16 bytes a vector)
+                # inside each, or a flat scan of product-quantised codes (dim/16 bytes a vector), or
+                # (regions) a flat scan of the float32 vectors of the probed partitions
                 parts = _partitions(rows)
                 config: Any
                 if name == REGIONS:
