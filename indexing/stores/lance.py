@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import warnings
@@ -56,15 +57,28 @@ log = logging.getLogger(__name__)
 IMAGES = "images"
 REGIONS = "regions"
 _VEC_COLUMN: dict[VectorField, str] = {"image": "img_vec", "feature": "feat_vec", "text": "text_vec"}
-# Only the page table gets ANN indices: region searches ask for k=200, where a high-recall HNSW
-# search (ef >= k x refine) was slower than the exact scan at 100k region rows (benchmarks/bench_backends.py),
-# and half of each region vector column is a placeholder (tiles have no text vector and vice versa).
-_ANN_COLUMNS = {IMAGES: ("img_vec", "feat_vec", "text_vec"), REGIONS: ()}
+# Page vectors get ``ann_index``. Region searches ask for k=200, where a high-recall HNSW search
+# (ef >= k x refine) was slower than the exact scan at 100k region rows, so region vectors get IVF_FLAT:
+# exact distances inside the probed partitions, no refine (benchmarks/bench_backends.py, docs/performance.md
+# "Scale"). Half of each region column is a placeholder (tiles have no text vector and
+# vice versa): those identical vectors share a partition that the kind prefilter empties.
+_ANN_COLUMNS = {IMAGES: ("img_vec", "feat_vec", "text_vec"), REGIONS: ("tile_vec", "text_vec")}
 _KEEP_VERSIONS = timedelta(days=365 * 100)  # optimize() must never clean up versions rollback needs
 _PARSED_RECORDS = 512  # parsed ImageRecords kept by their stored JSON's hash: hot pages of search (~50 MB at most)
 AnnIndex = Literal["ivf_hnsw_sq", "ivf_pq"]  # the ANN index of the page vectors (IMGRAG_LANCE_ANN_INDEX)
 _PQ_MIN_ROWS = 256
 _ANN_NPROBES, _ANN_REFINE, _ANN_EF = 20, 10, 400  # recall@10 0.88 -> ~0.99 vs ef 100 / refine 4 (10k pages)
+_ANN_PROBE_SHARE = 0.1  # probe at least this share of the IVF partitions (and never fewer than _ANN_NPROBES)
+_ROWS_PER_PART = 4096
+
+
+def _partitions(rows: int) -> int:
+    """IVF partitions of an index built over ``rows`` rows: ~4k rows each."""
+    return max(1, rows // _ROWS_PER_PART)
+
+
+def _nprobes(rows: int) -> int:
+    return max(_ANN_NPROBES, math.ceil(_partitions(rows) * _ANN_PROBE_SHARE))
 
 
 T = TypeVar("T")
@@ -716,7 +730,8 @@ class LanceStore:
         table.create_index("fts", config=config, replace=True)
 
     def _ensure_ann(self, name: str, table: Any) -> None:
-        """An ANN index (``ann_index``) per vector column once the table has ``ann_min_rows`` rows;
+        """An ANN index per vector column (pages: ``ann_index``; regions: IVF_FLAT) once the table has
+        ``ann_min_rows`` rows;
         rows written after it are searched exactly until ``optimize`` folds them in (when they are
         over a tenth of the table). Below the threshold kNN stays an exact scan. An existing index
         keeps its type: a new ``ann_index`` applies to indices built afterwards."""
@@ -727,7 +742,7 @@ class LanceStore:
         # no rows and stays empty through later optimize() calls, so wait until it can train
         if rows == 0 or rows < max(self.ann_min_rows, _PQ_MIN_ROWS if self.ann_index == "ivf_pq" else 0):
             return
-        from lancedb.index import HnswSq, IvfPq
+        from lancedb.index import HnswSq, IvfFlat, IvfPq
 
         indexed = {tuple(ix.columns): ix.name for ix in table.list_indices()}
         stale = False
@@ -735,13 +750,16 @@ class LanceStore:
             ix_name = indexed.get((column,))
             if ix_name is None:
                 # about 4k rows per IVF partition, cosine; HNSW over int8 (scalar-quantised) vectors
-                # inside each, or a flat scan of product-quantised codes (dim/16 bytes a vector)
-                parts = max(1, rows // 4096)
-                config = (
-                    IvfPq(distance_type="cosine", num_partitions=parts)
-                    if self.ann_index == "ivf_pq"
-                    else HnswSq(distance_type="cosine", num_partitions=parts)
-                )
+                # inside each, or a flat scan of product-quantised codes (dim/16 bytes a vector), or
+                # (regions) a flat scan of the float32 vectors of the probed partitions
+                parts = _partitions(rows)
+                config: Any
+                if name == REGIONS:
+                    config = IvfFlat(distance_type="cosine", num_partitions=parts)
+                elif self.ann_index == "ivf_pq":
+                    config = IvfPq(distance_type="cosine", num_partitions=parts)
+                else:
+                    config = HnswSq(distance_type="cosine", num_partitions=parts)
                 table.create_index(column, config=config, replace=True)
                 continue
             st = table.index_stats(ix_name)
@@ -751,15 +769,18 @@ class LanceStore:
             table.optimize(cleanup_older_than=_KEEP_VERSIONS)
 
     def _vector_search(self, table: Any, vector: np.ndarray, column: str, k: int) -> Any:
-        # Without an index these are ignored; with one: probe enough partitions, search the HNSW
-        # graphs wide enough, and re-rank the scalar-quantised candidates on the exact vectors.
-        return (
+        # Without an index these are ignored; with one: probe enough partitions (a share of them, which
+        # grows with the table), search the HNSW graphs wide enough, and re-rank the scalar-quantised
+        # candidates on the exact vectors. Region indices are IVF_FLAT: exact distances, no re-rank.
+        name = table.name
+        q = (
             table.search(vector.astype(np.float32), vector_column_name=column)
             .distance_type("cosine")
-            .nprobes(_ANN_NPROBES)
-            .ef(max(_ANN_EF, k * _ANN_REFINE))
-            .refine_factor(_ANN_REFINE)
+            .nprobes(_nprobes(table.count_rows()))
         )
+        if name == REGIONS:
+            return q
+        return q.ef(max(_ANN_EF, k * _ANN_REFINE)).refine_factor(_ANN_REFINE)
 
     @_fresh_reads
     def bm25(

@@ -1042,7 +1042,11 @@ def test_lance_ann_index_is_built_at_the_threshold_and_stays_exact_enough(tmp_pa
     for st in (flat, ann):
         st.write([make(s) for s in specs[20:]])
         st.commit("index", {"indexed": 20})
-    assert indexed_columns(ann) == {"img_vec", "feat_vec", "text_vec", "fts"}  # regions stay exact
+    # page vectors and both region vector columns (IVF_FLAT: exact distances in the probed partitions)
+    assert indexed_columns(ann) == {"img_vec", "feat_vec", "text_vec", "tile_vec", "fts"}
+    region_ix = {tuple(ix.columns): ix.name for ix in ann._regions.list_indices() if ix.columns != ["fts"]}
+    assert set(region_ix) == {("tile_vec",), ("text_vec",)}
+    assert all(ann._regions.index_stats(n).index_type == "IVF_FLAT" for n in region_ix.values())  # type: ignore[union-attr]
     assert indexed_columns(flat) == {"fts"}
     # pages written after the index are found too, and filters / ACL stay inside the query
     late = make(Spec("late", text="common late", image=unit(IMG, (3, 1.0))))
@@ -1057,8 +1061,12 @@ def test_lance_ann_index_is_built_at_the_threshold_and_stays_exact_enough(tmp_pa
                 got = [h.image_id for h in ann.knn(field, q, 10, Filters(), who)]  # type: ignore[arg-type]
                 assert got == want, (field, seed, who)
     assert ann.knn("image", unit(IMG, (3, 1.0)), 1, Filters(), OPERATOR)[0].image_id == "late"
-    got = {h.region_id for h in ann.knn_regions("tile", rand_unit(IMG, 7), 10, Filters(), Principal(name="carol"))}
-    assert got == {h.region_id for h in flat.knn_regions("tile", rand_unit(IMG, 7), 10, Filters(), Principal(name="carol"))}
+    for kind, dim in (("tile", IMG), ("text", TXT)):
+        for seed in range(5):
+            q = rand_unit(dim, 7 + seed)
+            for who in (OPERATOR, alice, Principal(name="carol")):
+                want = [h.region_id for h in flat.knn_regions(kind, q, 10, Filters(), who)]  # type: ignore[arg-type]
+                assert [h.region_id for h in ann.knn_regions(kind, q, 10, Filters(), who)] == want, (kind, seed, who)  # type: ignore[arg-type]
     # rollback to a version from before the index works, and the next commit rebuilds it
     ann.rollback(1)
     assert ann.count(OPERATOR, Filters()) == 20
