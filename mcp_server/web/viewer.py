@@ -458,7 +458,11 @@ class WebViewer:
     async def _recorded(self, request: Request, principal: Principal | None, outcome: str, t0: float, resp: Response) -> Response:
         """Put an API call in the durable audit log as the MCP server puts a tool call — who, which
         route, which images it showed, outcome — before the answer leaves; a log that cannot be
-        written withholds the answer (nothing is shown unrecorded)."""
+        written withholds the answer (nothing is shown unrecorded). Requests refused before anyone
+        logged in are left to the HTTP layer's coalesced records: an anonymous flood must not write
+        one fsync'd record per request."""
+        if principal is None:
+            return resp
         ids: list[str] = []
         if isinstance(request.path_params.get("image_id"), str):
             ids.append(request.path_params["image_id"][:MAX_ID_CHARS])

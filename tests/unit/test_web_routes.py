@@ -199,10 +199,14 @@ def test_every_api_call_is_in_the_audit_log_before_it_answers(viewer: Any, monke
     from imgrag.indexing.errors import AuditError
 
     v, _ = viewer
+    anonymous = TestClient(v.starlette(), base_url=BASE, follow_redirects=False)
+    for _ in range(5):  # refused before login: left to the HTTP layer's coalesced records, not one each
+        assert anonymous.get("/api/image/legal1").status_code == 401
     c = logged_in(v, ALICE)
     assert c.get("/api/image/legal1").status_code == 200
     assert c.get("/api/image/hr1/thumb.png").status_code == 404  # another group's page: refused, and on record
     records = [r for r in v.app.audit.query(AuditQuery(limit=100)).records if r.event == "web"]
+    assert len(records) == 2 and all(r.principal == "alice" for r in records), records
     by_name = {r.name: r for r in records}
     seen = by_name["GET /api/image/{image_id}"]
     assert seen.outcome == "ok" and seen.principal == "alice" and seen.image_ids == ["legal1"] and seen.transport == "http"
