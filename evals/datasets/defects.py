@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from .contracts import MARGIN_X
 from .contracts import _Page as TextPage  # the contract generator's text-page drawer
 from .fonts import load_font
+from .sidecars import read_sidecar, write_sidecar
 
 SIDECAR = "defects.jsonl"
 
@@ -282,16 +283,12 @@ def make_defects(out_dir: str | Path, n: int = 20, seed: int = 20240915, *, corp
                 for j, (c, de, dz, ae, az) in enumerate([own, *picks])]
         rows = [rows[int(j)] for j in rng.permutation(len(rows))]
         render_sop(spec, corpus / spec.sop, rng, rows)
-    sidecar = sidecar or out / "meta" / SIDECAR
-    sidecar.parent.mkdir(parents=True, exist_ok=True)
-    with sidecar.open("w", encoding="utf-8") as fh:
-        for s in specs:
-            fh.write(s.model_dump_json() + "\n")
+    write_sidecar(sidecar or out / "meta" / SIDECAR, specs)
     return specs
 
 
 def read_defects(path: str | Path) -> list[DefectSpec]:
-    return [DefectSpec.model_validate_json(line) for line in Path(path).read_text("utf-8").splitlines() if line.strip()]
+    return read_sidecar(path, DefectSpec)
 
 
 if __name__ == "__main__":  # python -m imgrag.evals.datasets.defects OUT_DIR [N]

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from .contracts import MARGIN_X
 from .contracts import _Page as TextPage  # the contract generator's text-page drawer: fonts, wrapping, boxes
+from .sidecars import read_sidecar, write_sidecar
 
 SIDECAR = "studies.jsonl"
 Link = Literal["accession", "stem", "case"]
@@ -521,16 +522,12 @@ def make_studies(out_dir: str | Path, n: int = 20, seed: int = 20240901, *, corp
         render_report(spec, corpus / spec.report, rng)
         if spec.link == "case":
             (corpus / spec.dicom).parent.joinpath(".imgrag-case").write_text(f"{spec.study_id}\n", encoding="utf-8")
-    sidecar = sidecar or out / "meta" / SIDECAR
-    sidecar.parent.mkdir(parents=True, exist_ok=True)
-    with sidecar.open("w", encoding="utf-8") as fh:
-        for s in specs:
-            fh.write(s.model_dump_json() + "\n")
+    write_sidecar(sidecar or out / "meta" / SIDECAR, specs)
     return specs
 
 
 def read_studies(path: str | Path) -> list[StudySpec]:
-    return [StudySpec.model_validate_json(line) for line in Path(path).read_text("utf-8").splitlines() if line.strip()]
+    return read_sidecar(path, StudySpec)
 
 
 if __name__ == "__main__":  # python -m imgrag.evals.datasets.radiology OUT_DIR [N]
