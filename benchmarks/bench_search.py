@@ -102,7 +102,9 @@ def build_index(sources: list[Path], home: Path, pages: int, seed: int = 0) -> N
             copy = i // len(src_pages)
             iid = f"{rec.image_id}-c{copy}" if copy else rec.image_id
             # a copy keeps the file (path and document id): the MCP tools can crop and re-read it
-            r2 = rec.model_copy(update={"image_id": iid})
+            # and is public: bench_mcp's --load clients are plain token users (an eval index's pages are
+            # the operator's alone, default deny)
+            r2 = rec.model_copy(update={"image_id": iid, "acl": []})
             v2 = ImageVectors(image=nudge(vecs.image) if copy else vecs.image,
                               feature=nudge(vecs.feature) if copy else vecs.feature,
                               text=nudge(vecs.text) if copy else vecs.text)

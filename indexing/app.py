@@ -323,6 +323,8 @@ class Imgrag:
             if key in self._thumbs:
                 self._thumbs.move_to_end(key)
                 return self._thumbs[key]
+        if not principal.sees_pii:  # ``rec`` may be the masked copy, whose path is for showing only
+            rec = self._record(rec.image_id, principal)
         with self.pixel_gate.slot(principal):
             data = imaging.thumbnail(self._page_for(rec, principal), side)
         with self._thumbs_lock:

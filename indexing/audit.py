@@ -52,7 +52,7 @@ MAX_IDS = 10_000  # image ids kept in one record; beyond, only their number (``i
 MAX_QUERY_LIMIT = 10_000
 
 Transport = Literal["cli", "stdio", "http", "python"]
-Event = Literal["tool", "resource", "write", "auth", "log", "web"]
+Event = Literal["tool", "resource", "write", "auth", "log", "web", "completion"]
 Outcome = Literal["started", "ok", "error", "denied"]
 
 

@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field
 
 from .limits import MAX_META_VALUE_CHARS
 from .loader import outside_roots
+from .pii import mask_name
 from .stores.base import Filters, ImageRecord, Link, LinkKind, MetadataUpdate, Principal
 
 if TYPE_CHECKING:
@@ -304,6 +305,9 @@ def visible_links(store: IndexStore, recs: Iterable[ImageRecord], principal: Pri
         for ln in r.links:
             other = readable.get(ln.image_id)
             if other is not None:
-                items.append(LinkedItem(image_id=ln.image_id, kind=ln.kind, why=ln.why, file=Path(other.path).name, page=other.page))
+                why, file = ln.why, Path(other.path).name
+                if not principal.sees_pii:  # a case folder or a report named after the patient
+                    why, file = mask_name(why, r, other), mask_name(file, r, other)
+                items.append(LinkedItem(image_id=ln.image_id, kind=ln.kind, why=why, file=file, page=other.page))
         out[r.image_id] = items
     return out

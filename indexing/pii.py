@@ -481,11 +481,13 @@ def mask_label(kind: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _loose(value: str) -> re.Pattern[str] | None:
-    """A pattern for ``value`` that tolerates other spacing, dashes and case (snippets are normalised)."""
+    """A pattern for ``value`` that tolerates other spacing, dashes and case (snippets are normalised),
+    and the separators a file or folder name puts between a name's parts ("ZHANG^SAN" is found in
+    ``zhang_san_chest.dcm``)."""
     chars = [c for c in fold(value) if c.isalnum() or c in "@._%+"]
     if len(chars) < 4:
         return None
-    return re.compile(r"[\s\-]?".join(re.escape(c) for c in chars), re.I)
+    return re.compile(r"[\s\-_.,^]?".join(re.escape(c) for c in chars), re.I)
 
 
 def mask_text(text: str, findings: Iterable[PiiFinding] = (), before: str = "") -> str:
@@ -516,6 +518,21 @@ def mask_text(text: str, findings: Iterable[PiiFinding] = (), before: str = "") 
         pos = b
     out.append(text[pos:])
     return "".join(out)
+
+
+def mask_name(text: str, *recs: Any) -> str:
+    """A file path, file name or link reason (``case=<folder>``) with the personal data of ``recs``
+    masked: their findings, the values under their personal metadata keys (a folder named after
+    the patient) and whatever the detectors find in ``text`` itself."""
+    known = [f for r in recs for f in r.pii if f.text != mask_label(f.kind)]
+    text = mask_text(text, known)
+    for r in recs:
+        for meta in (r.meta, r.file_meta):
+            for k, v in meta.items():
+                pat = _loose(v) if is_personal_key(k) and v != mask_label("personal") else None
+                if pat is not None and pat.search(fold(text)):
+                    text = pat.sub(mask_label("personal"), fold(text))
+    return text
 
 
 def mask_values(value: Any) -> Any:
@@ -573,12 +590,17 @@ def mask_record(rec: Any) -> Any:
     findings themselves); boxes are kept so a client still sees *where* something was redacted.
     Findings include personal data the file carries in named fields (DICOM patient name, ID, birth
     date): their values are masked, and so is any copy of them in the page's texts (a name burnt
-    into the pixels and OCR'd). Metadata values under a personal key (:func:`is_personal_key`) are
-    masked whole, the user's and the file's own. Masking a masked record changes nothing."""
+    into the pixels and OCR'd) and in its file path and link reasons (a file or case folder named
+    after the patient). Metadata values under a personal key (:func:`is_personal_key`) are
+    masked whole, the user's and the file's own. Masking a masked record changes nothing; the
+    masked ``path`` is for showing only — open files from the stored record."""
     known = [f for f in rec.pii if f.text != mask_label(f.kind)]
 
     def m(t: str) -> str:
         return mask_text(t, known)
+
+    def m_name(t: str) -> str:
+        return mask_name(t, rec)
 
     return rec.model_copy(
         update={
@@ -588,6 +610,8 @@ def mask_record(rec: Any) -> Any:
             "tables": [t.model_copy(update={"html": m(t.html)}) for t in rec.tables],
             "dates": [d.model_copy(update={"text": m(d.text)}) for d in rec.dates],
             "caption": m(rec.caption),
+            "path": m_name(rec.path),
+            "links": [ln.model_copy(update={"why": m_name(ln.why)}) for ln in rec.links],
             "meta": {k: mask_label("personal") if is_personal_key(k) else m(v) for k, v in rec.meta.items()},
             "file_meta": {k: mask_label("personal") if is_personal_key(k) else m(v) for k, v in rec.file_meta.items()},
             "pii": [f.model_copy(update={"text": mask_label(f.kind)}) for f in rec.pii],

@@ -30,7 +30,7 @@ from .ocr import DetectsFirst, OcrEngine, detect_orientation
 from .pii import detect_lines, kinds_in
 from .preprocess import Preprocessed, preprocess
 from .runtime import Runtime
-from .stores.base import OPERATOR, Filters, ImageRecord, ImageVectors, Indexed, MetadataUpdate, Principal, RegionRecord
+from .stores.base import OPERATOR, OPERATOR_ONLY, Filters, ImageRecord, ImageVectors, Indexed, MetadataUpdate, Principal, RegionRecord
 from .text import extract_dates, is_meaningful
 
 log = logging.getLogger(__name__)
@@ -258,15 +258,17 @@ class Indexer:
     def _inherit(self, existing: dict[str, str], opts: IndexOptions) -> IndexOptions:
         """Options for the new content of an already indexed path: what was not given is kept from
         the version it replaces, so an edited file never silently loses its ACL (becomes public).
-        A caller who is not the operator and gives no ACL gets pages only they can see."""
+        New pages without an ACL are private (default deny): a caller who is not the operator gets
+        pages only they can see, the operator pages only operators see (``OPERATOR_ONLY``)."""
         caller = caller_of(opts)
-        if caller is not None and opts.acl is None and not existing:
-            return replace(opts, acl=[caller.name] if caller.name else list(caller.groups))
-        if not existing or None not in (opts.acl, opts.meta, opts.tags):
+        private = replace(opts, acl=([caller.name] if caller.name else list(caller.groups)) if caller is not None else [OPERATOR_ONLY])
+        if not existing:
+            return private if opts.acl is None else opts
+        if None not in (opts.acl, opts.meta, opts.tags):
             return opts
         old = next(iter(self.rt.store.get_many(list(existing), OPERATOR).values()), None)
         if old is None:
-            return opts
+            return private if opts.acl is None else opts
         return replace(
             opts,
             acl=opts.acl if opts.acl is not None else list(old.acl),

@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import ImgragError
 from .models import BBox, OcrLine, PiiFinding
-from .pii import find_spans, fold, is_personal_key, mask_text, redact_pixels
+from .pii import find_spans, fold, is_personal_key, mask_name, mask_text, redact_pixels
 from .search import Hit, SearchRequest, SearchResult
 from .stores.base import ImageRecord, RegionHit
 
@@ -70,7 +70,7 @@ def mask_hit(hit: Hit, rec: ImageRecord | None) -> Hit:
 
     region = hit.region.model_copy(update={"text": m(hit.region.text), "label": m(hit.region.label)}) if hit.region else None
     return hit.model_copy(
-        update={"snippet": m(hit.snippet), "region": region, "caption": m(hit.caption), "dates": [m(d) for d in hit.dates]}
+        update={"path": mask_name(hit.path, rec) if rec is not None else mask_text(hit.path), "snippet": m(hit.snippet), "region": region, "caption": m(hit.caption), "dates": [m(d) for d in hit.dates]}
     )
 
 

@@ -15,12 +15,13 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from imgrag.indexing.errors import ImgragError
-from imgrag.indexing.stores.base import OPERATOR, Principal
+from imgrag.indexing.stores.base import OPERATOR, OPERATOR_ONLY, Principal
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 
@@ -39,6 +40,14 @@ class TokenEntry(BaseModel):
     groups: list[str] = Field(default_factory=list)
     all_access: bool = False
     pii: bool = False  # PII clearance: sees personal data unmasked (all_access implies it)
+
+    @field_validator("name", "groups")
+    @classmethod
+    def _not_reserved(cls, v: Any) -> Any:
+        for t in [v] if isinstance(v, str) else v:
+            if t.startswith("@"):
+                raise ValueError(f"{t!r}: names and groups starting with @ are reserved ({OPERATOR_ONLY} marks pages only operators see)")
+        return v
 
     def principal(self) -> Principal:
         return Principal(name=self.name, groups=list(self.groups), all_access=self.all_access, pii_clearance=self.pii)

@@ -10,6 +10,7 @@ bounded (``SCAN_LIMIT`` visible pages, newest first as the store lists them) and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
@@ -18,7 +19,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, Completion, PromptReference, ResourceTemplateReference
 
 from imgrag.indexing.app import Imgrag
-from imgrag.indexing.errors import ImgragError
+from imgrag.indexing.errors import AuditError, ImgragError
 from imgrag.indexing.limits import MAX_ID_CHARS
 from imgrag.indexing.stores.base import Filters, Principal
 
@@ -38,8 +39,9 @@ ASPECTS = (
 )
 
 
-def _matches(prefix: str, app: Imgrag, principal: Principal, with_files: bool) -> tuple[list[str], int]:
-    """Visible image ids (and, ``with_files``, file names) starting with ``prefix``; (values, total)."""
+def _matches(prefix: str, app: Imgrag, principal: Principal, with_files: bool) -> tuple[list[str], int, list[str]]:
+    """Visible image ids (and, ``with_files``, file names) starting with ``prefix``; (values,
+    total, the image ids among the values)."""
     p = prefix.strip().lower()
     ids: list[str] = []
     files: dict[str, None] = {}
@@ -57,7 +59,8 @@ def _matches(prefix: str, app: Imgrag, principal: Principal, with_files: bool) -
             break
         offset += PAGE
     values = sorted(dict.fromkeys(ids)) + [f for f in files if f not in ids]
-    return values[:MAX_VALUES], len(values)
+    shown = set(ids)
+    return values[:MAX_VALUES], len(values), [v for v in values[:MAX_VALUES] if v in shown]
 
 
 def register_completion(mcp: Any, app: Imgrag, resolve_principal: Callable[[], Principal]) -> None:
@@ -81,8 +84,15 @@ def register_completion(mcp: Any, app: Imgrag, resolve_principal: Callable[[], P
         else:
             return None
         principal = resolve_principal()
+        t0 = time.perf_counter()
+        name = f"{getattr(ref, 'name', None) or getattr(ref, 'uri', '?')} {argument.name}"
         try:
-            values, total = await mcp.pool.run(principal, lambda: _matches(value, app, principal, with_files))
+            values, total, ids = await mcp.pool.run(principal, lambda: _matches(value, app, principal, with_files))
         except ImgragError as e:
+            raise MCPError(code=INTERNAL_ERROR, message=f"completing {argument.name}: {e}") from None
+        # on record like a read: which ids (and file names) a caller was shown; unrecorded, withheld
+        try:
+            await mcp.recorder.done("completion", name, {"value": value}, t0, ids)
+        except AuditError as e:
             raise MCPError(code=INTERNAL_ERROR, message=f"completing {argument.name}: {e}") from None
         return Completion(values=values, total=total, has_more=total > len(values))

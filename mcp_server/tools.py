@@ -290,8 +290,8 @@ class MetadataOutput(BaseModel):
     )
     tags: list[str] = Field(description="tags given at indexing")
     acl: list[str] = Field(
-        description="principals/groups allowed to see it; empty means everyone. A caller who is not the operator "
-        "sees only the entries that admit them"
+        description="principals/groups allowed to see it; empty means everyone (indexed as public), @operator "
+        "operators only. A caller who is not the operator sees only the entries that admit them"
     )
     indexed_at: datetime = Field(description="when the page was indexed (UTC)")
     index_version: int | None = Field(description="current version of the index")

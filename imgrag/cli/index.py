@@ -22,7 +22,8 @@ def index(
     paths: Annotated[list[Path], typer.Argument(help="files or folders (recursive)")],
     meta: Annotated[list[str] | None, typer.Option("--meta", help="user metadata key=value (repeatable)")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="tag (repeatable)")] = None,
-    acl: Annotated[list[str] | None, typer.Option("--acl", help="principal or group allowed to see these (repeatable); none = public. Re-indexing unchanged files with other --acl/--meta/--tag updates them in place; --acl '' makes them public")] = None,
+    acl: Annotated[list[str] | None, typer.Option("--acl", help="principal or group allowed to see these (repeatable). None: new pages are visible to operators only (default deny). Re-indexing unchanged files with other --acl/--meta/--tag/--public updates them in place")] = None,
+    public: Annotated[bool, typer.Option("--public", help="every principal may see these (an empty ACL; the same as --acl '')")] = False,
     link: Annotated[str | None, typer.Option("--link", help="link these files as one case (an X-ray with its report, a photo with its SOP): the same as --meta case=CASE")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="parallel page analysis")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=256)] = None,
@@ -41,10 +42,12 @@ def index(
             if not link.strip():
                 raise ImgragError("--link needs a case name", "write it like --link patient-17 or --link lot-2024-0412")
             user_meta = {**(user_meta or {}), "case": link.strip()}
+        if public and any(acl or []):
+            raise ImgragError("--public and --acl contradict each other", "give --public for everyone, or --acl for the principals and groups who may see them")
         opts = IndexOptions(
             meta=user_meta,
             tags=None if tag is None else [t for t in tag if t],
-            acl=None if acl is None else [a for a in acl if a],
+            acl=[] if public else None if acl is None else [a for a in acl if a],
             workers=workers, batch_size=batch_size,
         )
         with Progress(
@@ -78,6 +81,8 @@ def index(
             f"updated metadata {summary.updated_metadata} · linked {summary.linked} · failed {len(summary.failed)} "
             f"· {summary.seconds:.1f}s" + (f" · version {summary.version}" if summary.version else "")
         )
+    if acl is None and not public and summary.indexed and not as_json:
+        err.print("new pages are visible to operators only; give --acl NAME or --public to share them with token holders", style="dim")
     # each failure was printed once on stderr as it happened ("skipped PATH: reason — hint")
     if summary.failed and not (summary.indexed or summary.unchanged or summary.duplicates or summary.updated_metadata):
         raise typer.Exit(2)  # nothing could be indexed: a user error, like every other (docs/robustness.md)

@@ -44,13 +44,19 @@ class Principal(BaseModel):
         return self.all_access or self.pii_clearance
 
     def tokens(self) -> list[str]:
-        return [t for t in [self.name, *self.groups] if t]
+        return [t for t in [self.name, *self.groups] if t and not t.startswith("@")]  # "@…" is reserved
 
     def admits(self, acl: list[str]) -> bool:
         return self.all_access or not acl or bool(set(acl) & set(self.tokens()))
 
 
 OPERATOR = Principal(all_access=True)
+
+OPERATOR_ONLY = "@operator"
+"""The ACL entry an operator's index call gives new pages when it names no ACL (default deny):
+only principals with ``all_access`` see them until ``--acl`` names who may, or ``--public``
+(an empty ACL) opens them to everyone. No principal's name or group may start with ``@``, so no
+token can claim it."""
 
 
 class Filters(BaseModel):

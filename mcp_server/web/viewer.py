@@ -199,6 +199,9 @@ class AskJob:
     result: dict[str, Any] | None = None
     error: str = ""
     task: asyncio.Task[None] | None = None
+    # what the durable audit log already holds of this job's polls: a poll that shows nothing new
+    # (the viewer asks every second while the agent runs) adds no record
+    audited: tuple[str, frozenset[str]] | None = None
 
     def public(self) -> dict[str, Any]:
         return {
@@ -472,6 +475,13 @@ class WebViewer:
             except ValueError:
                 pass
         route = getattr(request.scope.get("route"), "path", None) or "unknown"
+        if route == "/api/ask/{job_id}" and outcome == "ok":
+            job = self.jobs.get(str(request.path_params.get("job_id", "")))
+            if job is not None:
+                seen = (job.status, frozenset(ids))
+                if job.audited == seen:
+                    return resp
+                job.audited = seen
         peer = f"{request.client.host}:{request.client.port}" if request.client else None
         kind = {"ok": None, "401": "unauthenticated", "403": "denied", "421": "bad_host", "404": "not_found"}.get(outcome, outcome)
         record = make_record(

@@ -55,7 +55,7 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict,
     for name in ("MR_truncated.dcm", "reportsi.dcm"):
         shutil.copy(get_testdata_file(name), bad / name)
     home = tmp_path_factory.mktemp("home")
-    summary = json.loads(run(home, "index", str(corpus), "--json", check=False).stdout)
+    summary = json.loads(run(home, "index", str(corpus), "--public", "--json", check=False).stdout)
     knee = next(s for s in studies if s.study_id == "S002")
     flange = next(d for d in parts if d.part_id == "D004")
     return home, corpus, {"summary": summary, "knee": knee, "flange": flange}, {s.study_id: s for s in studies}

@@ -76,7 +76,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def indexed(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     home = tmp_path_factory.mktemp("home")
     (home / "imgrag.toml").write_text("max_pixels = 60000000\n")
-    p = run(home, "index", str(corpus), "--meta", "project=demo", "--json", check=False)
+    p = run(home, "index", str(corpus), "--meta", "project=demo", "--public", "--json", check=False)
     assert p.returncode == 0, p.stderr
     return home, json.loads(p.stdout)
 
@@ -200,6 +200,16 @@ def test_acl_filters_search_and_lookup(indexed: tuple[Path, dict], tmp_path: Pat
     from skimage import data
 
     Image.fromarray(data.rocket()).save(secret / "rocket.png")
+    # default deny: a new page indexed without --acl is the operator's alone, and the CLI says so
+    Image.fromarray(data.coffee()).save(secret / "coffee.png")
+    p = run(home, "index", str(secret / "coffee.png"))
+    assert "visible to operators only" in p.stderr, p.stderr
+    coffee_id = search(home, "a cup of coffee", "--filter", f"path={secret}", "-k", "1")[0]["image_id"]
+    assert json.loads(run(home, "show", coffee_id).stdout)["acl"] == ["@operator"]
+    assert not search(home, "a cup of coffee", "--as", "bob", "--filter", f"path={secret}", "-k", "5")
+    assert not search(home, "a cup of coffee", "--as", "@operator", "--filter", f"path={secret}", "-k", "5")
+    (secret / "coffee.png").unlink()
+    run(home, "delete", coffee_id)
     run(home, "index", str(secret), "--acl", "legal")
     rocket_id = search(home, "a rocket", "--filter", f"path={secret}", "-k", "1")[0]["image_id"]
     assert json.loads(run(home, "show", rocket_id).stdout)["acl"] == ["legal"]

@@ -62,7 +62,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Any:
     for folder, extra in (
         ("legal", ["--acl", "legal", "--meta", f"note={XSS}", "--tag", "contracts"]),
         ("hr", ["--acl", "hr"]),
-        ("extra", []),
+        ("extra", ["--public"]),
     ):
         r = subprocess.run(
             [*imgrag_cmd(), "index", str(corpus["root"] / folder), *extra, "--json"],

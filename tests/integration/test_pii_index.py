@@ -57,7 +57,9 @@ def indexed(request: pytest.FixtureRequest, corpus: tuple[Path, dict[str, Any]],
     settings = es_settings(tmp) if request.param == "elasticsearch" else Settings(home=tmp / "home")
     rt = Runtime(settings)
     root, specs = corpus
-    summary = Indexer(rt).index([root])
+    from imgrag.indexing.pipeline import IndexOptions
+
+    summary = Indexer(rt).index([root], IndexOptions(acl=[]))  # public: a clerk without clearance reads them
     assert summary.indexed == len(PAGES) and not summary.failed
     records = {}
     for path, spec in specs.items():
@@ -172,7 +174,7 @@ def test_uncleared_search_on_each_backend(indexed: tuple[Any, dict[str, Any]]) -
 
     rt, records = indexed
     ig = Imgrag(runtime=rt)
-    clerk = Principal(name="clerk")  # the pages were indexed without an ACL: everyone may read them
+    clerk = Principal(name="clerk")  # the pages were indexed public: everyone may read them
     _, rec = next((s, r) for s, r in records.values() if s.page_kind == "form")
     values = [f.text for f in rec.pii]
     digits = next(f.text for f in rec.pii if f.kind in ("cn_mobile", "cn_id", "bank_card") and len(re.sub(r"\D", "", f.text)) >= 11)

@@ -42,6 +42,13 @@ def test_completion_never_offers_an_id_the_caller_cannot_see(fake_server) -> Non
     assert complete(alice, "page", seal, "document")["values"] == ["page.png"]
     assert complete(bob, "legal", seal, "document")["values"] == []
     assert complete(alice, "x", PromptReference(name="find_and_cite"), "question")["values"] == []
+    # each answered completion is on record like a read: who asked, which ids they were shown
+    from imgrag.indexing.audit import AuditQuery
+
+    recs = [r for r in Imgrag(runtime=rt).audit.query(AuditQuery(limit=100)).records if r.event == "completion"]
+    assert len(recs) == 6, recs  # find_and_cite has nothing to complete: no answer, no record
+    first = recs[-1] if recs[0].time > recs[-1].time else recs[0]
+    assert first.principal == "alice" and first.image_ids == ["legal1"] and first.name == "imgrag://image/{image_id} image_id"
 
 
 def test_ocr_region_reports_its_steps_and_logs_failures_to_its_client(fake_server) -> None:  # noqa: F811

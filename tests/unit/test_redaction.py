@@ -244,3 +244,44 @@ def test_audit_digest_of_an_uncleared_caller_holds_no_personal_data() -> None:
     assert make_record(event="tool", name="search_images", outcome="ok", principal=None, args=args).args_sha256 == args_digest(masked)
     for who in (DPO, OPERATOR):
         assert make_record(event="tool", name="search_images", outcome="ok", principal=who, args=args).args_sha256 == args_digest(args)
+
+
+def test_file_names_and_link_reasons_masked_for_the_uncleared(tmp_path: Path) -> None:
+    """A file or case folder named after the patient (a DICOM PatientName field, a personal meta
+    value) or holding a detected number is masked in the path, the link reason and the linked
+    file's name; the stored record keeps them, and its pixels still open for a thumbnail."""
+    from imgrag.indexing.links import visible_links
+    from imgrag.indexing.models import PiiFinding
+    from imgrag.indexing.stores.base import Link
+
+    folder = tmp_path / "case_Zhang_San"
+    folder.mkdir()
+    img, rep = folder / f"zhang-san_{MOBILE}_chest.png", folder / "ZHANG_SAN_report.png"
+    for p in (img, rep):
+        Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(p)
+    name = PiiFinding(kind="person_name", text="ZHANG^SAN", start=0, end=9)
+
+    def rec(i: str, path: Path, other: str, **kw: Any) -> ImageRecord:
+        return ImageRecord(
+            image_id=i, doc_id=file_digest(path), path=str(path), format="png", width=40, height=40, quality="photo",
+            indexed_at=datetime.now(timezone.utc), acl=["team"], links=[Link(image_id=other, kind="document", why="case=case_Zhang_San")], **kw,
+        )
+
+    xray = rec("x", img, "r", pii=[name])
+    report = rec("r", rep, "x", meta={"patient_name": "Zhang San"})
+    for r in (xray, report):
+        masked = mask_record(r)
+        assert "zhang" not in masked.model_dump_json().lower() and MOBILE not in masked.path, masked.path
+        assert masked.path.endswith("_chest.png") or masked.path.endswith("_report.png")
+        assert mask_record(masked) == masked
+    store = MemStore([xray, report])
+    for who, seen in ((CLERK, False), (DPO, True), (OPERATOR, True)):
+        items = visible_links(store, [xray], who)["x"]  # type: ignore[arg-type]
+        assert [i.image_id for i in items] == ["r"]
+        assert ("zhang" in (items[0].file + items[0].why).lower()) is seen, items
+    ig = Imgrag(runtime=Runtime(Settings(home=tmp_path / "home", audit=False), store=store))  # type: ignore[arg-type]
+    shown = ig.get("x", CLERK)
+    assert "zhang" not in shown.path.lower() and ig.get("x", DPO).path == str(img)
+    assert _png(ig.thumbnail(shown, 32, CLERK)).shape[:2] == (32, 32)  # opened from the stored path
+    hit = redaction.mask_hit(Hit(image_id="x", doc_id="d", path=str(img), page=1, n_pages=1, width=40, height=40, score=1.0, quality="photo"), xray)
+    assert "zhang" not in hit.path.lower() and MOBILE not in hit.path

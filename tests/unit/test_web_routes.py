@@ -219,3 +219,28 @@ def test_every_api_call_is_in_the_audit_log_before_it_answers(viewer: Any, monke
     monkeypatch.setattr(v.app.audit, "append", broken)
     r = c.get("/api/image/legal1")
     assert r.status_code == 503 and "legal1" not in r.text and "<script>" not in r.text  # withheld
+
+
+def test_ask_polls_that_show_nothing_new_add_no_audit_record(viewer: Any) -> None:
+    """The page polls a running question every second: one record per state it shows, not per poll."""
+    from imgrag.indexing.audit import AuditQuery
+    from imgrag.mcp_server.web.viewer import AskJob
+
+    v, users = viewer
+    c = logged_in(v, ALICE)
+    sess = next(iter(v.sessions._data.values()))
+    job = AskJob(id="j1", sid=sess.sid, principal=users[ALICE], question="who signed?", filters={})
+    v.jobs["j1"] = job
+
+    def polls() -> list[Any]:
+        return [r for r in v.app.audit.query(AuditQuery(limit=100)).records if r.name == "GET /api/ask/{job_id}"]
+
+    for _ in range(4):
+        assert c.get("/api/ask/j1").status_code == 200
+    assert len(polls()) == 1
+    job.status, job.result = "done", {"answer": "x", "citations": [{"image_id": "legal1"}]}
+    for _ in range(3):
+        assert c.get("/api/ask/j1").status_code == 200
+    assert len(polls()) == 2  # the finished answer is a new state: on record once
+    assert logged_in(v, BOB).get("/api/ask/j1").status_code == 404  # another session: refused, and on record
+    assert len(polls()) == 3
