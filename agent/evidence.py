@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from imgrag.indexing.text import CJK, find_date, normalize, squash, tokens
 
+from .mcp_client import LinkView
 from .planner import SubQuestion
 from .spans import NOT_DATE_OR_PARTY, VALUE_TYPES, AnswerType, answer_type, in_question, literals, spans
 
@@ -49,6 +50,8 @@ class ImageInfo(BaseModel):
     seals: list[BBox] = Field(default_factory=list, description="seal boxes found by the index's seal detector")
     seal_labels: list[str] = Field(default_factory=list, description="per seal: colour and shape, e.g. 'red round'")
     vlm_notes: list[str] = Field(default_factory=list)
+    caption: str = Field(default="", description="what the image shows (a DICOM image: from its tags)")
+    links: list[LinkView] = Field(default_factory=list, description="pages linked to this one (get_metadata)")
 
     def corpus(self) -> str:
         """Every OCR text of this image seen in the run, normalised for substring checks."""
