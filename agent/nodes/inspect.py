@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from ..evidence import (
+    REMEDY_LINE,
     EvidenceLine,
     ImageInfo,
     asked_roles,
@@ -110,6 +111,8 @@ def regions(config: AgentConfig, sub: SubQuestion, hit: HitView, info: ImageInfo
             s += 0.8
         elif sub.intent == "amount" and find_amount(ln.text):
             s += 0.8
+        elif sub.intent == "remedy" and REMEDY_LINE.search(ln.text):
+            s += 0.8
         elif sub.intent == "section":
             t, _ = title_match(sub, ln.text)
             s = t if t >= 0.5 else 0.0
@@ -212,6 +215,7 @@ async def inspect(state: AgentState, deps: Deps, note: Note = log.debug) -> dict
                     sub.intent == "section"
                     or term_coverage(sub.key_terms, ln.text) > 0
                     or (sub.intent == "date" and find_date(ln.text))
+                    or (sub.intent == "remedy" and REMEDY_LINE.search(ln.text))
                 ):
                     lines.append(ln.model_copy(update={"rank": rank}))
             if hit.snippet:

@@ -601,3 +601,36 @@ def test_a_linked_citation_must_be_linked_to_a_quoted_page_and_quote_the_partner
             assert checks == [] and update["claims"][0].status == "passed", update["checks"].failures
         else:
             assert "linked" in checks, (name, update["checks"].failures)
+
+
+SOP_PAGES: dict[str, dict[str, Any]] = {
+    "sop": {
+        "doc": "doc-sop", "file": "sop_gr-3668.png",
+        "links": [{"image_id": "photo", "kind": "image", "why": "part_number=GR-3668", "file": "d002_gear.jpg", "page": 1}],
+        "lines": [
+            ("Visual Inspection SOP — Spur Gear", (300, 80, 940, 120)),
+            ("Part No: GR-3668", (130, 200, 500, 230)),
+            ("DF-D02 dent no dent deeper than 0.2 mm", (130, 400, 1100, 430)),
+            ("3. Rework: polish with 120-grit paper and re-anodize on line 2.", (130, 700, 1100, 730)),
+        ],
+    },
+    "photo": {
+        "doc": "doc-photo", "file": "d002_gear.jpg", "caption": "gear, sprocket",
+        "links": [{"image_id": "sop", "kind": "document", "why": "part_number=GR-3668", "file": "sop_gr-3668.png", "page": 1}],
+        "lines": [("P/N: GR-3668", (500, 400, 620, 420)), ("LOT: L2408-00132", (500, 430, 620, 450))],
+    },
+}
+
+
+@pytest.mark.parametrize("question", ["Which SOP step fixes the dent on part GR-3668?", "零件GR-3668的凹坑按作业指导书怎么处理？"])
+def test_a_remedy_question_quotes_the_step_and_cites_the_photo(question: str) -> None:
+    from imgrag.agent.evidence import typed
+
+    ans, _ = asyncio.run(run_agent(question, FakeTools(SOP_PAGES)))  # type: ignore[arg-type]
+    assert ans.checks.passed, ans.checks
+    step = next(c for c in ans.citations if c.kind == "text" and c.image_id == "sop")
+    assert step.snippet.startswith("3. Rework"), ans.citations  # the step, not the line naming the defect
+    photo = next(c for c in ans.citations if c.kind == "linked")
+    assert photo.image_id == "photo" and photo.snippet == "P/N: GR-3668" and photo.why == "part_number=GR-3668"
+    # a question that asks for a value keeps its reader ("which option may fix …" is an option)
+    assert typed(rule_plan("Which option to MC may fix garbage characters on screen?").sub_questions[0]) == "option"
