@@ -200,3 +200,41 @@ def test_a_page_in_the_other_language_is_scored_by_its_reading(monkeypatch) -> N
     finally:
         for f in (T.readings, T.concepts):
             f.cache_clear()
+
+
+def test_a_linked_page_ranks_below_its_partner_unless_it_scores_better_alone() -> None:
+    """Joint retrieval: the report found by its words lifts its image (which has none) right below
+    it; but a page that matches better on its own keeps its own score, so a half-matching pair does
+    not outrank the page that answers best alone."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    import pytest
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.search import LINK_OWN_SHARE, SearchRequest, Searcher
+    from imgrag.indexing.stores.base import OPERATOR, ImageRecord, Link
+
+    now = datetime.now(timezone.utc)
+
+    def rec(i: str, *linked: str) -> ImageRecord:
+        return ImageRecord(image_id=i, doc_id=i, path=f"/c/{i}", format="png", width=10, height=10, quality="photo",
+                           indexed_at=now, links=[Link(image_id=o, kind="document", why="stem") for o in linked])
+
+    recs = {r.image_id: r for r in [rec("rep", "img"), rec("img", "rep"), rec("left_mr", "left_rep"), rec("left_rep", "left_mr"),
+                                    rec("right_mr", "right_rep"), rec("right_rep", "right_mr")]}
+    store = SimpleNamespace(list_images=lambda principal, flt, limit: [recs[i] for i in flt.image_ids])
+    s = Searcher(SimpleNamespace(settings=Settings(), store=store))  # type: ignore[arg-type]
+    w = Settings().link_weight
+
+    # the report matches, its image does not: the image comes right below the report
+    fused = {"rep": 0.10, "img": 0.01}
+    window, via = ["rep", "img"], {}
+    s._follow_links(SearchRequest(query="q"), OPERATOR, window, dict(recs), fused, via)
+    assert fused["img"] == pytest.approx(w * 0.10 + LINK_OWN_SHARE * 0.01) and via["img"][0] == 1
+    # both halves of a pair match half-way; the right knee's MR matches best alone and stays first
+    fused = {"left_mr": 0.141, "left_rep": 0.136, "right_mr": 0.143, "right_rep": 0.01}
+    window, via = sorted(fused, key=lambda d: -fused[d]), {}
+    s._follow_links(SearchRequest(query="q"), OPERATOR, window, dict(recs), fused, via)
+    assert max(fused, key=lambda d: fused[d]) == "right_mr" and fused["left_mr"] == 0.141 and "left_mr" not in via
+    assert fused["left_rep"] == 0.136  # better alone than the 0.95 × 0.141 its MR would lend
+    assert fused["right_rep"] == pytest.approx(w * 0.143 + LINK_OWN_SHARE * 0.01)  # lifted right below its MR
