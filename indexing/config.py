@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     )
     link_weight: float = Field(
         default=0.95, ge=0,
-        description="a page linked to a hit (an X-ray's report, a photo's SOP) that scores less on its own is lifted to this share of the hit's score; 0: links are not followed",
+        description="a page linked to a hit (an X-ray's report, a photo's SOP) scores this share of the hit's score on top of its own; 0: links are not followed",
     )
     max_k: int = Field(default=100, ge=1, description="the most hits one search may ask for")
     search_threads: int = Field(
