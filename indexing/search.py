@@ -529,17 +529,13 @@ class Searcher:
                     by.setdefault(other, rank)
         added: list[str] = []
         for other, b in lent.items():
-            # A page lifted by its partner scores the partner's share plus a tenth of its own: of
-            # two pages lifted by one partner, the one that also matches by itself ranks first. A
-            # page that scores better on its own than its partner would lend keeps its own score:
-            # a pair whose both sides match half-way ("右膝关节磁共振": the left knee's MR and its
-            # Chinese report) must not outrank the page that answers best alone (the right knee's
-            # MR, whose report is in English). Not a sum either: the image routes give the picture
-            # of any pair a vote; and several partners count once, by the best.
+            # The better of its own score and its best partner's, plus a tenth of the other: of two
+            # pages lifted by one partner, the one that also matches by itself ranks first. Not a
+            # sum: a pair must not outrank a page that answers alone because the image routes gave
+            # the picture of the pair a vote (every picture gets some for any text query); and
+            # several partners count once, by the best.
             a = base.get(other, fused.get(other, 0.0))
-            if b <= a:
-                continue
-            fused[other] = b + LINK_OWN_SHARE * a
+            fused[other] = max(a, b) + LINK_OWN_SHARE * min(a, b)
             via[other] = (by[other], fused[other] - a)
             if other not in records:
                 records[other] = ok[other]
