@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from imgrag.indexing.text import CJK, find_date, normalize, squash, tokens
 
+from .mcp_client import LinkView
 from .planner import SubQuestion
 from .spans import NOT_DATE_OR_PARTY, VALUE_TYPES, AnswerType, answer_type, in_question, literals, spans
 
@@ -49,6 +50,8 @@ class ImageInfo(BaseModel):
     seals: list[BBox] = Field(default_factory=list, description="seal boxes found by the index's seal detector")
     seal_labels: list[str] = Field(default_factory=list, description="per seal: colour and shape, e.g. 'red round'")
     vlm_notes: list[str] = Field(default_factory=list)
+    caption: str = Field(default="", description="what the image shows (a DICOM image: from its tags)")
+    links: list[LinkView] = Field(default_factory=list, description="pages linked to this one (get_metadata)")
 
     def corpus(self) -> str:
         """Every OCR text of this image seen in the run, normalised for substring checks."""
@@ -267,6 +270,10 @@ def score_line(sub: SubQuestion, line: EvidenceLine, pool: list[EvidenceLine], i
         if a:
             score += 1.0
             value, why = a, why + " +amount"
+    elif sub.intent == "remedy":
+        if REMEDY_LINE.search(text):
+            score += 1.0
+            why += " +remedy"
     elif sub.intent == "section":
         # "Which section is “Console basics”?": the line with the title, and the number printed before
         # it (same line, the box to its left or the line above); key words like "section" or
@@ -473,7 +480,16 @@ def typed(sub: SubQuestion) -> AnswerType | None:
     atype = answer_type(sub.question)
     if sub.intent in ("general", "location") or (sub.intent in ("date", "party") and atype in NOT_DATE_OR_PARTY):
         return atype
+    if sub.intent == "remedy" and atype in VALUE_TYPES and not REMEDY_ASKED.search(sub.question):
+        return atype  # "which option may fix garbled characters": an option, read as one
     return None
+
+
+# A line that prescribes an action ("3. Rework: polish with 120-grit paper…", "返工：…", "Corrective
+# action: …"), and a question that asks for one in so many words ("怎么处理" is also a "how" question).
+REMEDY_LINE = re.compile(r"(\brework\b|\brepair\b|\bcorrective\s+action|\bremedy\b|\bdisposition\b"
+                         r"|返工|返修|纠正措施|处置|整改|补救|维修)", re.I)
+REMEDY_ASKED = re.compile(r"(怎么处理|如何处理|怎样处理|怎么修|如何修|修复|返工|返修|整改|纠正|处置|补救|\brework\b|\bcorrective\b)", re.I)
 
 
 def weighted_coverage(terms: list[str], text: str) -> float:

@@ -56,6 +56,16 @@ class RegionView(BaseModel):
     text: str = ""
 
 
+class LinkView(BaseModel):
+    """A linked page as the server lists it (an X-ray and its report, a defect photo and its SOP)."""
+
+    image_id: str
+    kind: str = ""
+    why: str = ""
+    file: str = ""
+    page: int = 1
+
+
 class HitView(BaseModel):
     image_id: str
     score: float = 0.0
@@ -69,6 +79,8 @@ class HitView(BaseModel):
     width: int = 0
     height: int = 0
     dates: list[str] = Field(default_factory=list)
+    caption: str = ""
+    links: list[LinkView] = Field(default_factory=list)
 
 
 class SearchView(BaseModel):
@@ -119,6 +131,9 @@ class MetadataView(BaseModel):
     dates: list[DateView] = Field(default_factory=list)
     layout: list[dict[str, Any]] = Field(default_factory=list)
     seals: list[dict[str, Any]] = Field(default_factory=list)
+    caption: str = ""
+    file_meta: dict[str, str] = Field(default_factory=dict)
+    links: list[LinkView] = Field(default_factory=list)
 
 
 # -- argument shaping ----------------------------------------------------------------------------

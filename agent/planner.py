@@ -24,7 +24,7 @@ from .schemas import LLMPlan
 if TYPE_CHECKING:
     from .llm import LLMClient
 
-Intent = Literal["date", "party", "amount", "seal", "section", "location", "general"]
+Intent = Literal["date", "party", "amount", "seal", "section", "location", "remedy", "general"]
 
 
 class SubQuestion(BaseModel):
@@ -149,6 +149,10 @@ _INTENT_RULES: list[tuple[Intent, re.Pattern[str]]] = [
     ("party", re.compile(r"(甲方|乙方|丙方|是谁|谁|委托方|受托方|买方|卖方|出租方|承租方|\bwho\b|\bparty\b|\bbuyer\b|\bseller\b|\bclient\b|\bcontractor\b|\bvendor\b|\bsupplier\b)", re.I)),
     ("amount", re.compile(r"(金额|多少钱|价款|价格|总价|费用|合同价|大写|\bamount\b|\bprice\b|how much|\bcost\b|\bfee\b|\btotal\b|\bsum\b|\bvalue\b)", re.I)),
     ("location", re.compile(r"(在哪|哪里|位置|印章|盖章|公章|\bwhere\b|\blocation\b|\bseal\b|\bstamp\b)", re.I)),
+    # How a defect or fault is fixed ("which SOP step fixes the scratch", "裂纹怎么处理"): the answer is the
+    # line that prescribes the action (REMEDY_LINE in agent/evidence.py), not the one naming the defect.
+    ("remedy", re.compile(r"(\bfix(?:es|ing)?\b|\brepair(?:s|ed|ing)?\b|\brework(?:ed)?\b|\bremed(?:y|ies)\b|\bcorrective\b"
+                          r"|怎么处理|如何处理|怎样处理|怎么修|如何修|修复|返工|返修|整改|纠正|处置|补救)", re.I)),
 ]
 _ZH_QWORDS = re.compile(r"(请问|请|分别|怎么|怎样|如何|用什么|应该|是谁|是什么|是多少|是哪[一]?[天年月个家]?|在哪里|在哪儿|在哪|哪里|什么时候|何时|多少钱|多少|什么|哪些|哪个|哪家|吗|呢|吧|是否|有没有|告诉我|一下)")
 _EN_QWORDS = frozenset(
@@ -163,6 +167,7 @@ _EXPANSIONS: dict[Intent, dict[str, str]] = {
     "seal": {"zh": "", "en": ""},
     "section": {"zh": "", "en": ""},
     "location": {"zh": "", "en": ""},
+    "remedy": {"zh": "", "en": ""},
     "general": {"zh": "", "en": ""},
 }
 

@@ -86,6 +86,8 @@ def _cell(text: str) -> str:
 
 def _bbox_text(c: Citation) -> str:
     box = "[" + ", ".join(f"{v:.0f}" for v in c.bbox) + "]" if c.bbox else "—"
+    if c.kind == "linked":
+        return f"linked ({c.why}) {box}"
     return f"seal {box}" if c.kind == "seal" else box
 
 

@@ -28,11 +28,15 @@ class Citation(BaseModel):
     page: int = Field(default=1, description="1-based page within the source file")
     bbox: BBox | None = Field(default=None, description="[x0, y0, x1, y1] of the quoted line, original-image pixels")
     snippet: str = Field(description="the quoted OCR text, verbatim")
-    kind: Literal["text", "seal"] = Field(
+    kind: Literal["text", "seal", "linked"] = Field(
         default="text",
         description="text: bbox is the quoted line's; seal: bbox is a seal the index's seal detector found "
-        "(get_metadata), and the snippet is the OCR line nearest to it",
+        "(get_metadata), and the snippet is the OCR line nearest to it; linked: the page linked to another page "
+        "the claim quotes (the X-ray of a quoted report, the defect photo of a quoted SOP), the snippet is what "
+        "identifies it (its caption from the DICOM tags, or the label line that carries the link key), bbox that line's or null",
     )
+    linked_to: str | None = Field(default=None, description="kind linked: the image_id of the quoted page it is linked to")
+    why: str = Field(default="", description="kind linked: why the two are linked, e.g. accession=ACC2103045, part_number=BRK-5269, stem")
 
 
 class Claim(BaseModel):
@@ -55,7 +59,7 @@ class CheckFailure(BaseModel):
     claim: str
     image_id: str | None = None
     snippet: str | None = None
-    check: Literal["inspected", "snippet", "value", "support", "bbox", "seal", "llm_verify", "no_citation"]
+    check: Literal["inspected", "snippet", "value", "support", "bbox", "seal", "linked", "llm_verify", "no_citation"]
     reason: str
 
 
@@ -104,7 +108,7 @@ class Answer(BaseModel):
         return {
             "question": self.question,
             "answer": self.answer,
-            "citations": [c.model_dump(mode="json") for c in self.citations],
+            "citations": [c.model_dump(mode="json", exclude=None if c.kind == "linked" else {"linked_to", "why"}) for c in self.citations],
             "claims": [
                 {
                     "text": cl.text,

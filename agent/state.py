@@ -40,6 +40,10 @@ class AgentConfig(BaseModel):
     crop_scale: float = Field(default=2.0, ge=1.0, le=4.0)
     llm_evidence_lines: int = Field(default=24, ge=4, le=200, description="evidence lines shown to the LLM")
     keep_crops: bool = Field(default=False, description="crop the best regions even without a vision model")
+    linked_per_page: int = Field(
+        default=2, ge=0, le=10,
+        description="linked pages (a report's X-ray, an SOP's defect photo) read and cited per cited page; 0: links ignored",
+    )
 
 
 class TraceEvent(BaseModel):

@@ -166,6 +166,13 @@ VIEW_WORDS: dict[str, tuple[str, str]] = {
     "CORONAL": ("coronal", "冠状位"),
 }
 SIDE_WORDS = {"L": ("left", "左侧"), "R": ("right", "右侧"), "B": ("both sides", "双侧")}
+# How a Chinese exam name is written, run together: side + body part + (view) + modality —
+# "右膝关节磁共振", "左手正位X光片", "腰椎CT". The caption carries it beside the separate words: the
+# full-text index matches Chinese by character pairs, and "右膝" or "节磁" only occur run together.
+_SIDE_SHORT = {"L": "左", "R": "右", "B": "双侧"}
+_EXAM_ZH = {"CT": "CT", "MR": "磁共振", "CR": "X光片", "DX": "X光片", "DR": "X光片", "RG": "X光片", "MG": "钼靶",
+            "US": "超声", "XA": "血管造影", "RF": "造影", "PT": "PET", "NM": "核素显像"}
+_PART_SHORT = {"HAND": "手", "FOOT": "足"}  # "左手正位X光片", not "左手部…"
 
 # Which package decodes which transfer syntax (pydicom's plugins), for the "missing decoder" hint.
 _JPEG = "pylibjpeg pylibjpeg-libjpeg"
@@ -322,7 +329,7 @@ def describe(meta: dict[str, str]) -> str:
     """The caption of a DICOM page: what it is in plain words, English then Chinese, from its tags.
 
     ``MR`` + ``KNEE`` + ``SAG`` + ``L`` → "MRI magnetic resonance imaging of the left knee, sagittal —
-    MR KNEE LEFT; SAG PD FS · 磁共振 核磁共振 MRI 左侧 膝关节 膝盖 矢状位"."""
+    MR KNEE LEFT; SAG PD FS · 磁共振 核磁共振 MRI 左侧 膝关节 膝盖 矢状位 左膝关节磁共振"."""
     modality = meta.get("modality", "").upper()
     mod_en, mod_zh = MODALITY_WORDS.get(modality, (modality, ""))
     descriptive = [meta.get(k, "") for k in ("body_part", "study_description", "series_description", "protocol")]
@@ -348,6 +355,10 @@ def describe(meta: dict[str, str]) -> str:
         en += ", " + ", ".join(VIEW_WORDS[v][0] for v in views)
     details = "; ".join(dict.fromkeys(d for d in descriptive[1:] if d))
     zh = " ".join(filter(None, [mod_zh, side_zh, *(BODY_PART_WORDS[p][2] for p in parts), *(VIEW_WORDS[v][1] for v in views)]))
+    if parts and modality in _EXAM_ZH:
+        view_zh = VIEW_WORDS[views[0]][1].split()[-1] if views and modality in ("CR", "DX", "DR", "RG") else ""
+        part_zh = _PART_SHORT.get(parts[0]) or BODY_PART_WORDS[parts[0]][2].split()[0]
+        zh += " " + _SIDE_SHORT.get(side, "") + part_zh + view_zh + _EXAM_ZH[modality]
     out = en + (f" — {details}" if details else "")
     return out + (f" · {zh}" if zh else "")
 

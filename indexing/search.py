@@ -28,7 +28,7 @@ from .links import LinkedItem, visible_links
 from .lru import LRU
 from .models import BBox
 from .runtime import Runtime
-from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space
+from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space, meta_words
 from .translate import concepts as translate_concepts
 from .translate import readings as translate_readings
 from .translate import stem as translate_stem
@@ -623,13 +623,15 @@ def concept_coverage(query: str, recs: list[ImageRecord], cache_dir: Path | None
     """Per page: the IDF-weighted share of the query's concepts (:func:`translate.concepts`) printed
     anywhere on it, in either language. IDF over the pages compared: a concept every candidate
     prints (合同 on every contract) decides nothing, a city or a name decides much. A photo's
-    caption counts as its words, as in the region re-rank."""
+    caption counts as its words, as in the region re-rank, and so do the page's metadata values, as
+    in full text (:func:`~indexing.stores.base.meta_words`: the lot and station a photo's sidecar
+    gives were invisible here, so the lot number that names one photo decided nothing)."""
     cs = translate_concepts(query, cache_dir)
     if not cs or not recs:
         return {}
     match = []
     for r in recs:
-        squashed, stems = _page_forms(r.ocr_text + (" " + r.caption if r.quality == "photo" else ""))
+        squashed, stems = _page_forms(" ".join([r.ocr_text, r.caption if r.quality == "photo" else "", meta_words(r)]))
         match.append([any((f in squashed) if "\u3400" <= f[0] <= "\ufaff" else (f in stems) for f in c) for c in cs])
     n = len(recs)
     idf = [float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for df in (sum(m[i] for m in match) for i in range(len(cs)))]

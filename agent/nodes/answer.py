@@ -39,6 +39,42 @@ def citation(images: dict[str, ImageInfo], line: EvidenceLine) -> Citation:
     )
 
 
+def linked_citation(partner: ImageInfo, quoted: str, why: str) -> Citation:
+    """The citation of a page linked to a quoted one, by what identifies it: the line that prints the
+    link key (a photo's "P/N: BRK-5269" label, a report's accession number), else its caption (a
+    DICOM image's, from its tags), else its first line, else its file name."""
+    _, _, value = why.partition("=")
+    lines = [ln for ln in [*partner.lines, *partner.reread] if ln.text.strip()]
+    line = next((ln for ln in lines if value and squash(value) in squash(ln.text)), None)
+    if line is None and not partner.caption.strip() and lines:
+        line = lines[0]
+    snippet = line.text.strip() if line is not None else (partner.caption.strip() or partner.file)
+    bbox = tuple(round(v, 1) for v in line.bbox) if line is not None and line.bbox else None
+    return Citation(image_id=partner.image_id, path=partner.path, page=partner.page, bbox=bbox, snippet=snippet,  # type: ignore[arg-type]
+                    kind="linked", linked_to=quoted, why=why)
+
+
+def cite_links(claims: list[Claim], images: dict[str, ImageInfo], inspected: set[str], per_page: int, note: Note = log.debug) -> list[Claim]:
+    """Each claim also cites the pages linked to the pages it quotes, where this run read them: the
+    report sentence comes with its X-ray, the SOP step with the photo of the defect it fixes (and the
+    other way round), so an answer that needs both sides names both."""
+    out: list[Claim] = []
+    for claim in claims:
+        cits = list(claim.citations)
+        for cit in claim.citations:
+            info = images.get(cit.image_id)
+            if info is None or cit.kind == "linked":
+                continue
+            for ln in info.links[:per_page]:
+                partner = images.get(ln.image_id)
+                if partner is None or ln.image_id not in inspected or any(c.image_id == ln.image_id for c in cits):
+                    continue
+                cits.append(linked_citation(partner, cit.image_id, ln.why))
+                note(f"{claim.text[:40]!r} also cites {partner.file or ln.image_id[:12]}, linked to {info.file} ({ln.why})")
+        out.append(claim.model_copy(update={"citations": cits}) if len(cits) > len(claim.citations) else claim)
+    return out
+
+
 def doc_of(images: dict[str, ImageInfo], image_id: str) -> str:
     """The document an image is a page of (the image itself when the index knows no document)."""
     info = images.get(image_id)
@@ -334,4 +370,5 @@ async def answer(state: AgentState, deps: Deps, note: Note = log.debug) -> dict[
         for i, sub in enumerate(plan.sub_questions):
             if sub.intent == "seal" and not any(c.sub_question == sub.question and c.kind != "value" for c in claims):
                 claims += seal_claims(state, deps, note, i, sub, None)
+    claims = cite_links(claims, state.get("images", {}), state.get("inspected", set()), deps.config.linked_per_page, note)
     return {"claims": claims, "answer_text": text, "fallback": fallback, **update}

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from ..evidence import (
+    REMEDY_LINE,
     EvidenceLine,
     ImageInfo,
     asked_roles,
@@ -81,6 +82,8 @@ async def image_info(deps: Deps, note: Note, images: dict[str, ImageInfo], hit: 
         doc_id=hit.doc_id,
         seals=[tuple(s["bbox"]) for s in seals],  # type: ignore[misc]
         seal_labels=[" ".join(str(s.get(k, "")) for k in ("color", "shape")).strip() for s in seals],
+        caption=md.caption or hit.caption,
+        links=md.links or hit.links,
     )
     images[hit.image_id] = info
     return info
@@ -107,6 +110,8 @@ def regions(config: AgentConfig, sub: SubQuestion, hit: HitView, info: ImageInfo
         if sub.intent == "date" and find_date(ln.text):
             s += 0.8
         elif sub.intent == "amount" and find_amount(ln.text):
+            s += 0.8
+        elif sub.intent == "remedy" and REMEDY_LINE.search(ln.text):
             s += 0.8
         elif sub.intent == "section":
             t, _ = title_match(sub, ln.text)
@@ -210,6 +215,7 @@ async def inspect(state: AgentState, deps: Deps, note: Note = log.debug) -> dict
                     sub.intent == "section"
                     or term_coverage(sub.key_terms, ln.text) > 0
                     or (sub.intent == "date" and find_date(ln.text))
+                    or (sub.intent == "remedy" and REMEDY_LINE.search(ln.text))
                 ):
                     lines.append(ln.model_copy(update={"rank": rank}))
             if hit.snippet:
@@ -233,7 +239,25 @@ async def inspect(state: AgentState, deps: Deps, note: Note = log.debug) -> dict
             if wants_crop and first is not None:
                 await look(deps, note, crops, sub, hit.image_id, first, info)
         evidence[i] = lines
+        await read_links(deps, note, images, inspected, [h.image_id for h in todo])
     return {"evidence": evidence, "images": images, "inspected": inspected, "ocr_cache": ocr_cache, "crops": crops}
+
+
+async def read_links(deps: Deps, note: Note, images: dict[str, ImageInfo], inspected: set[str], ids: list[str]) -> None:
+    """Read the pages linked to the inspected ones (the X-ray of a report, the defect photo of an SOP
+    page): a question about one side often needs the other cited too ("what does the report say
+    about the nodule in this CT?"), and the answer may only cite what this run looked at. Metadata
+    only (caption, tags, label lines): the linked page is cited for what identifies it."""
+    n = deps.config.linked_per_page
+    for iid in ids:
+        info = images.get(iid)
+        if info is None or iid not in inspected or not n:
+            continue
+        for ln in info.links[:n]:
+            got = await image_info(deps, note, images, HitView(image_id=ln.image_id, file=ln.file, page=ln.page))
+            if got is not None and ln.image_id not in inspected:
+                inspected.add(ln.image_id)
+                note(f"read {got.file or ln.image_id[:12]} p{got.page}, linked to {info.file or iid[:12]} ({ln.why})")
 
 
 async def look(deps: Deps, note: Note, crops: dict[str, Crop], sub: SubQuestion, image_id: str, box: list[float], info: ImageInfo) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 
 from imgrag.indexing.text import query_terms, tokens
 
-from ..evidence import snippet_matches, squash
+from ..evidence import ImageInfo, snippet_matches, squash
 from ..llm import LLMOutputError
-from ..schemas import CheckFailure, Checks, Claim, LLMVerdict
+from ..schemas import CheckFailure, Checks, Citation, Claim, LLMVerdict
 from ..state import AgentState, Deps, Note, log
-from .answer import extractive
+from .answer import cite_links, extractive
 
 SUPPORT_MIN = 0.5
 
@@ -25,6 +25,22 @@ def support(claim: Claim) -> float:
         return 1.0
     quoted = set(tokens(" ".join(c.snippet for c in claim.citations)))
     return sum(t in quoted for t in terms) / len(terms)
+
+
+def linked_failure(cit: Citation, claim: Claim, images: dict[str, ImageInfo]) -> str | None:
+    """Why a ``linked`` citation fails, or None: it must name a page the claim also quotes, the two
+    must be linked (as get_metadata said in this run), and its snippet must be that page's own text,
+    caption or file name."""
+    info = images[cit.image_id]
+    quoted = images.get(cit.linked_to or "")
+    if quoted is None or not any(c.image_id == cit.linked_to and c.kind != "linked" for c in claim.citations):
+        return f"linked citation {cit.image_id!r} is not linked to a page the claim quotes"
+    if not any(ln.image_id == cit.image_id for ln in quoted.links) and not any(ln.image_id == quoted.image_id for ln in info.links):
+        return f"{cit.image_id!r} is not linked to {quoted.image_id!r}"
+    s = squash(cit.snippet)
+    if not s or s not in info.corpus() + squash(info.caption) + squash(info.file):
+        return f"snippet {cit.snippet[:60]!r} is not in the text, caption or name of {cit.image_id}"
+    return None
 
 
 async def check_claim(
@@ -49,7 +65,9 @@ async def check_claim(
         ):
             failure = CheckFailure(claim=claim.text, image_id=cit.image_id, snippet=cit.snippet, check="seal",
                                    reason=f"bbox {list(cit.bbox or [])} is not a seal the detector found on {cit.image_id}")
-        elif (cit.kind != "seal" or cit.snippet) and not snippet_matches(cit.snippet, info):
+        elif cit.kind == "linked" and (reason := linked_failure(cit, claim, images)):
+            failure = CheckFailure(claim=claim.text, image_id=cit.image_id, snippet=cit.snippet, check="linked", reason=reason)
+        elif cit.kind != "linked" and (cit.kind != "seal" or cit.snippet) and not snippet_matches(cit.snippet, info):
             failure = CheckFailure(claim=claim.text, image_id=cit.image_id, snippet=cit.snippet, check="snippet",
                                    reason=f"snippet {cit.snippet[:60]!r} is not in the OCR text of {cit.image_id}")
         elif cit.bbox is not None and info.width and not (
@@ -131,6 +149,8 @@ async def self_check(state: AgentState, deps: Deps, note: Note = log.debug) -> d
     names = ["inspected", "snippet", "bbox", "value" if is_extractive else "support"]
     if any(sub.intent == "seal" for sub in plan.sub_questions):
         names.append("seal")
+    if any(c.kind == "linked" for claim in state.get("claims", []) for c in claim.citations):
+        names.append("linked")
     if not is_extractive and deps.verify:
         names.append("llm_verify")
     checks.checks_run = list(dict.fromkeys([*checks.checks_run, *names]))
@@ -154,6 +174,7 @@ async def self_check(state: AgentState, deps: Deps, note: Note = log.debug) -> d
     if missing and not is_extractive:
         # Last round and the LLM's claims for some parts did not survive: quote the evidence instead.
         extra, text, update["answered_docs"] = extractive(state, deps, note)
+        extra = cite_links(extra, state.get("images", {}), state.get("inspected", set()), deps.config.linked_per_page, note)
         extra = [c for c in extra if c.sub_question in {plan.sub_questions[i].question for i in missing}]
         if extra:
             kept_extra, failed_extra = await check_all(extra, True, state, deps, checks, note)

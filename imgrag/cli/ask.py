@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -85,7 +85,8 @@ def ask(
                 box = "[" + ", ".join(f"{v:.0f}" for v in c.bbox) + "]" if c.bbox else "—"
                 what = "seal bbox (seal detector)" if c.kind == "seal" else "bbox"
                 print(f"  [{n}] {c.image_id} · {c.path} · page {c.page} · {what} {box}")
-                print(f"      \u201c{c.snippet}\u201d" + (" (OCR line nearest the seal)" if c.kind == "seal" and c.snippet else ""))
+                print(f"      \u201c{c.snippet}\u201d" + (" (OCR line nearest the seal)" if c.kind == "seal" and c.snippet else "")
+                      + (f" (linked to [{linked_ref(answer, c)}]: {c.why})" if c.kind == "linked" else ""))
         print(f"\n{answer.mode} · {checks_line(answer)}")
         print(usage_line(answer))
     for n in notes:
@@ -93,3 +94,7 @@ def ask(
     if report is not None:
         err.print(f"report written to {report}", markup=False, highlight=False)
 
+
+def linked_ref(answer: Any, c: Any) -> str:
+    """The number of the citation a linked one belongs to (the quoted page it is linked to)."""
+    return next((str(n) for n, x in enumerate(answer.citations, 1) if x.image_id == c.linked_to and x.kind != "linked"), "?")

@@ -177,13 +177,18 @@ def meta_kv(rec: ImageRecord) -> list[str]:
     return [f"{k}={v}" for k, v in sorted(rec.all_meta().items())]
 
 
+def meta_words(rec: ImageRecord) -> str:
+    """The page's metadata values as words it says (a sidecar's lot and station, DICOM tags, the
+    user's metadata). Values under a personal metadata key (a patient's name) are stored, never
+    searchable: a name is no query an uncleared caller may test."""
+    return " ".join(v for k, v in rec.all_meta().items() if not is_personal_key(k))
+
+
 def fts_source(rec: ImageRecord) -> str:
-    """What BM25 indexes for a page on every backend: OCR text, caption, tags and metadata values,
-    normalised. Elasticsearch analyses it with its analyser; LanceDB, which has no CJK analyser,
-    stores its :func:`~indexing.text.fts_text` tokens. Values under a personal metadata key (a
-    patient's name) are stored, never searchable: a name is no query an uncleared caller may test."""
-    meta = [v for k, v in rec.all_meta().items() if not is_personal_key(k)]
-    return normalize(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), *meta]))
+    """What BM25 indexes for a page on every backend: OCR text, caption, tags and metadata values
+    (:func:`meta_words`), normalised. Elasticsearch analyses it with its analyser; LanceDB, which
+    has no CJK analyser, stores its :func:`~indexing.text.fts_text` tokens."""
+    return normalize(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), meta_words(rec)]))
 
 
 class ImageVectors(BaseModel):

@@ -58,7 +58,8 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict,
     summary = json.loads(run(home, "index", str(corpus), "--public", "--json", check=False).stdout)
     knee = next(s for s in studies if s.study_id == "S002")
     flange = next(d for d in parts if d.part_id == "D004")
-    return home, corpus, {"summary": summary, "knee": knee, "flange": flange}, {s.study_id: s for s in studies}
+    gear = next(d for d in parts if d.part_id == "D002")
+    return home, corpus, {"summary": summary, "knee": knee, "flange": flange, "gear": gear}, {s.study_id: s for s in studies}
 
 
 def test_index_links_both_cases_and_names_what_it_cannot_read(indexed: tuple) -> None:
@@ -133,3 +134,39 @@ def test_crop_and_ocr_a_dicom_page_through_the_facade(indexed: tuple) -> None:
     assert crop.bbox == (0, 0, rec.width // 2, rec.height // 2) and im.size == (rec.width, rec.height)
     text = app.ocr_region(rec.image_id, OPERATOR)
     assert text.bbox == (0, 0, rec.width, rec.height)
+
+
+def ask(home: Path, question: str) -> dict:
+    return json.loads(run(home, "ask", question, "--format", "json", "--in-process").stdout)
+
+
+def cited(answer: dict, kind: str, file: str) -> list[dict]:
+    return [c for c in answer["citations"] if c["kind"] == kind and Path(c["path"]).name == file]
+
+
+def test_ask_cites_the_report_sentence_and_its_image(indexed: tuple) -> None:
+    """A question that needs both sides: the answer quotes the report's sentence and cites the MR
+    image it is linked to, each a checked citation of the one claim."""
+    home, _, ctx, _ = indexed
+    knee = ctx["knee"]
+    out = ask(home, "What does the report say about the bone bruise in the knee MRI?")
+    assert out["checks"]["passed"], out["checks"]
+    report = cited(out, "text", Path(knee.report).name)
+    assert report and any("bone bruise" in c["snippet"].lower() for c in report), out["citations"]
+    image = cited(out, "linked", Path(knee.dicom).name)
+    assert image, out["citations"]
+    assert "knee" in image[0]["snippet"].lower() and image[0]["why"] == "stem"
+    assert image[0]["linked_to"] in {c["image_id"] for c in report}
+    claim = next(cl for cl in out["claims"] if any(out["citations"][n - 1] in report for n in cl["citations"]))
+    assert any(out["citations"][n - 1] in image for n in claim["citations"]), out["claims"]  # one claim, both sides
+
+
+def test_ask_cites_the_sop_step_and_the_defect_photo(indexed: tuple) -> None:
+    home, _, ctx, _ = indexed
+    gear = ctx["gear"]
+    out = ask(home, f"Which SOP step fixes the {gear.defect_en} on part {gear.part_number}?")
+    assert out["checks"]["passed"], out["checks"]
+    sop = cited(out, "text", Path(gear.sop).name)
+    assert sop and any("rework" in c["snippet"].lower() for c in sop), out["citations"]
+    photo = cited(out, "linked", Path(gear.photo).name)
+    assert photo and photo[0]["why"] == f"part_number={gear.part_number}", out["citations"]

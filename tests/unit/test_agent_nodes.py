@@ -17,6 +17,7 @@ from imgrag.agent.mcp_client import (
     CropView,
     HitView,
     LineView,
+    LinkView,
     MetadataView,
     OcrView,
     RegionView,
@@ -90,11 +91,14 @@ class FakeTools:
         for image_id, page in self.pages.items():
             if filters and "doc_id" in filters and page["doc"] != filters["doc_id"]:
                 continue
+            if not page["lines"]:  # a picture without text (a DICOM frame): found through its links only
+                continue
             best = max(page["lines"], key=lambda ln: len(q & set(tokens(ln[0]))))
             score = len(q & set(tokens(" ".join(t for t, _ in page["lines"]))))
             region = RegionView(bbox=best[1], text=best[0])
             hits.append(HitView(image_id=image_id, score=score, snippet=best[0], region=region, doc_id=page["doc"],
-                                file=page["file"], path=f"/corpus/{page['file']}", width=W, height=H))
+                                file=page["file"], path=f"/corpus/{page['file']}", width=W, height=H,
+                                links=[LinkView(**ln) for ln in page.get("links", [])]))
         hits.sort(key=lambda h: -h.score)
         return SearchView(hits=hits[:k])
 
@@ -108,6 +112,7 @@ class FakeTools:
             ocr_lines=[LineView(text=t, bbox=b, confidence=0.9) for t, b in page["lines"]],
             ocr_text="\n".join(t for t, _ in page["lines"]),
             seals=[{"bbox": list(b), "color": "red", "shape": "round"} for b in page.get("seals", [])],
+            caption=page.get("caption", ""), links=[LinkView(**ln) for ln in page.get("links", [])],
         )
 
     async def ocr_region(self, image_id: str, bbox: list[float] | None = None, scale: float | str = "auto") -> OcrView:
@@ -519,3 +524,113 @@ def test_run_agent_refuses_an_empty_question() -> None:
 def test_subquestion_is_plain_data() -> None:
     """What the nodes pass along is pydantic data (checkpointable), not live objects."""
     assert SubQuestion.model_validate(SubQuestion(question="q").model_dump()) == SubQuestion(question="q")
+
+
+# -- links: a report and its X-ray, an SOP page and its defect photo --------------------------------
+CASE_PAGES: dict[str, dict[str, Any]] = {
+    "rep": {
+        "doc": "doc-rep", "file": "S002.report.png",
+        "links": [{"image_id": "mr", "kind": "image", "why": "stem", "file": "S002.dcm", "page": 1}],
+        "lines": [
+            ("MRI LEFT KNEE — REPORT", (400, 100, 840, 150)),
+            ("Accession No: ACC2103045", (130, 220, 600, 250)),
+            ("Findings: a 5 mm bone bruise of the lateral femoral condyle.", (130, 400, 1100, 430)),
+            ("Impression: no ligament tear.", (130, 460, 700, 490)),
+        ],
+    },
+    "mr": {
+        "doc": "doc-mr", "file": "S002.dcm", "lines": [],
+        "caption": "MRI magnetic resonance imaging of the left knee, sagittal — MR KNEE LEFT",
+        "links": [{"image_id": "rep", "kind": "document", "why": "stem", "file": "S002.report.png", "page": 1}],
+    },
+    "other": {
+        "doc": "doc-other", "file": "S009.report.png",
+        "lines": [("Findings: bone bruise of the tibial plateau.", (130, 400, 1000, 430))],
+    },
+}
+
+
+def test_an_answer_from_a_linked_report_cites_the_report_line_and_its_image() -> None:
+    tools = FakeTools(CASE_PAGES)
+    ans, run_ = asyncio.run(run_agent("What does the report say about the bone bruise of the lateral femoral condyle?", tools))  # type: ignore[arg-type]
+    assert ans.checks.passed and "linked" in ans.checks.checks_run, ans.checks
+    quoted = next(c for c in ans.citations if c.kind == "text" and c.image_id == "rep")
+    assert "lateral femoral condyle" in quoted.snippet
+    image = next(c for c in ans.citations if c.kind == "linked")
+    assert (image.image_id, image.linked_to, image.why) == ("mr", "rep", "stem")
+    assert image.snippet == CASE_PAGES["mr"]["caption"] and image.bbox is None  # a DICOM frame has no text: its caption
+    assert "mr" in run_.inspected and ("get_metadata", {"image_id": "mr"}) in tools.calls
+    assert not any(c.image_id == "other" for c in ans.citations if c.kind == "linked")  # only partners are cited
+
+
+def test_links_can_be_turned_off() -> None:
+    ans, _ = asyncio.run(run_agent("What does the report say about the bone bruise of the lateral femoral condyle?",
+                                   FakeTools(CASE_PAGES), config=AgentConfig(linked_per_page=0)))  # type: ignore[arg-type]
+    assert ans.citations and not any(c.kind == "linked" for c in ans.citations)
+
+
+def test_a_linked_citation_must_be_linked_to_a_quoted_page_and_quote_the_partner() -> None:
+    def infos() -> dict[str, ImageInfo]:
+        out = {}
+        for iid, page in CASE_PAGES.items():
+            out[iid] = ImageInfo(image_id=iid, file=page["file"], width=W, height=H, caption=page.get("caption", ""),
+                                 lines=[EvidenceLine(image_id=iid, text=t, bbox=b, source="metadata") for t, b in page["lines"]],
+                                 links=[LinkView(**ln) for ln in page.get("links", [])])
+        return out
+
+    text = "Findings: a 5 mm bone bruise of the lateral femoral condyle."
+    sub = "What does the report say about the bone bruise?"
+
+    def with_linked(image_id: str, linked_to: str, snippet: str) -> Claim:
+        return Claim(text=text, value=text, sub_question=sub, citations=[
+            Citation(image_id=linked_to, snippet=text if linked_to == "rep" else "Findings: bone bruise of the tibial plateau."),
+            Citation(image_id=image_id, snippet=snippet, kind="linked", linked_to=linked_to, why="stem")])
+
+    cap = CASE_PAGES["mr"]["caption"]
+    cases = {
+        "ok": with_linked("mr", "rep", cap),
+        "not linked": with_linked("mr", "other", cap),
+        "made up": with_linked("mr", "rep", "CT of the chest"),
+    }
+    for name, c in cases.items():
+        c.citations[0] = c.citations[0].model_copy(update={"snippet": c.citations[0].snippet})
+        state = {**planned(sub), "images": infos(), "inspected": set(CASE_PAGES), "claims": [c], "round": 1}
+        update, _ = run(self_check, state, deps(max_retries=1))  # type: ignore[arg-type]
+        checks = [f.check for f in update["checks"].failures]
+        if name == "ok":
+            assert checks == [] and update["claims"][0].status == "passed", update["checks"].failures
+        else:
+            assert "linked" in checks, (name, update["checks"].failures)
+
+
+SOP_PAGES: dict[str, dict[str, Any]] = {
+    "sop": {
+        "doc": "doc-sop", "file": "sop_gr-3668.png",
+        "links": [{"image_id": "photo", "kind": "image", "why": "part_number=GR-3668", "file": "d002_gear.jpg", "page": 1}],
+        "lines": [
+            ("Visual Inspection SOP — Spur Gear", (300, 80, 940, 120)),
+            ("Part No: GR-3668", (130, 200, 500, 230)),
+            ("DF-D02 dent no dent deeper than 0.2 mm", (130, 400, 1100, 430)),
+            ("3. Rework: polish with 120-grit paper and re-anodize on line 2.", (130, 700, 1100, 730)),
+        ],
+    },
+    "photo": {
+        "doc": "doc-photo", "file": "d002_gear.jpg", "caption": "gear, sprocket",
+        "links": [{"image_id": "sop", "kind": "document", "why": "part_number=GR-3668", "file": "sop_gr-3668.png", "page": 1}],
+        "lines": [("P/N: GR-3668", (500, 400, 620, 420)), ("LOT: L2408-00132", (500, 430, 620, 450))],
+    },
+}
+
+
+@pytest.mark.parametrize("question", ["Which SOP step fixes the dent on part GR-3668?", "零件GR-3668的凹坑按作业指导书怎么处理？"])
+def test_a_remedy_question_quotes_the_step_and_cites_the_photo(question: str) -> None:
+    from imgrag.agent.evidence import typed
+
+    ans, _ = asyncio.run(run_agent(question, FakeTools(SOP_PAGES)))  # type: ignore[arg-type]
+    assert ans.checks.passed, ans.checks
+    step = next(c for c in ans.citations if c.kind == "text" and c.image_id == "sop")
+    assert step.snippet.startswith("3. Rework"), ans.citations  # the step, not the line naming the defect
+    photo = next(c for c in ans.citations if c.kind == "linked")
+    assert photo.image_id == "photo" and photo.snippet == "P/N: GR-3668" and photo.why == "part_number=GR-3668"
+    # a question that asks for a value keeps its reader ("which option may fix …" is an option)
+    assert typed(rule_plan("Which option to MC may fix garbage characters on screen?").sub_questions[0]) == "option"

@@ -120,6 +120,7 @@ def test_tags_become_metadata_caption_dates_and_personal_data() -> None:
     assert "DOE" not in blob and "P123" not in blob and "19700101" not in blob
     assert "MRI" in info.caption and "left knee" in info.caption and "sagittal" in info.caption
     assert "膝关节" in info.caption and "磁共振" in info.caption and info.quality == "photo"
+    assert "左膝关节磁共振" in info.caption  # the exam name run together, as it is written in Chinese
 
 
 def test_no_pixel_data_and_missing_decoder_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -189,6 +189,14 @@ def test_a_page_in_the_other_language_is_scored_by_its_reading(monkeypatch) -> N
         cc = concept_coverage(q, [en, zh, zh2], None)
         assert cc["en"] == 1.0 and cc["zh"] == cc["zh2"] < 0.5  # the city decides; 合同 / 价格 are on every page
         assert concept_coverage("contract price in Beijing", [en, zh], None)["zh"] == 1.0  # and the reverse
+        # A photo whose lot and station come from its sidecar says them as a page prints them; a
+        # personal value (a patient's name) is never a word of the page.
+        photo = page("photo").model_copy(update={"quality": "photo", "file_meta": {"lot": "L2510-01253", "station": "VIS-12",
+                                                                                    "patient_name": "DOE JANE"}})
+        sop = page("sop", "Inspection SOP", "Part No: GR-8532")
+        cc = concept_coverage("inspection SOP for the part photographed at station VIS-12, lot L2510-01253", [photo, sop], None)
+        assert cc["photo"] > cc["sop"], cc
+        assert concept_coverage("Doe Jane", [photo, sop], None).get("photo", 0.0) == 0.0
     finally:
         for f in (T.readings, T.concepts):
             f.cache_clear()

@@ -439,7 +439,7 @@
       const open = "#/image/" + enc(c.image_id) + (c.bbox ? "?hl=" + c.bbox.map((v) => fmt(v)).join(",") : "");
       return h("li", { class: "citation", dataset: { imageId: c.image_id } },
         h("p", {}, h("b", { text: `[${i + 1}] ` }), h("a", { href: open, text: `${(page && page.file) || c.path.split("/").pop()} p${c.page}` }),
-          h("span", { class: "muted", text: ` ${c.kind === "seal" ? "seal " : ""}${boxText(c.bbox)}` })),
+          h("span", { class: "muted", text: ` ${c.kind === "seal" ? "seal " : c.kind === "linked" ? `linked (${c.why}) ` : ""}${boxText(c.bbox)}` })),
         h("blockquote", { class: "snippet", text: c.snippet }),
         h("div", { class: "cite-figs" },
           page ? h("a", { href: open, title: "the citation on its page" }, outlined(imgUrl(c.image_id, "thumb.png", { side: 384 }), page.width, page.height, [c.bbox], "cite-page")) : null,
