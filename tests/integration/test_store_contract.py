@@ -1042,9 +1042,12 @@ def test_lance_ann_index_is_built_at_the_threshold_and_stays_exact_enough(tmp_pa
     for st in (flat, ann):
         st.write([make(s) for s in specs[20:]])
         st.commit("index", {"indexed": 20})
-    # page vectors and both region vector columns (IVF_FLAT: exact distances in the probed partitions)
-    assert indexed_columns(ann) == {"img_vec", "feat_vec", "text_vec", "tile_vec", "fts"}
-    region_ix = {tuple(ix.columns): ix.name for ix in ann._regions.list_indices() if ix.columns != ["fts"]}
+    # page vectors and both region vector columns (IVF_FLAT: exact distances in the probed partitions),
+    # and the scalar columns every search filters on (the answers below must not change with them)
+    assert indexed_columns(ann) == {"img_vec", "feat_vec", "text_vec", "tile_vec", "fts", "image_id", "deleted", "quality", "kind"}
+    assert {ix.index_type for ix in ann._regions.list_indices() if ix.columns == ["kind"]} == {"Bitmap"}
+    assert {ix.index_type for ix in ann._images.list_indices() if ix.columns == ["image_id"]} == {"BTree"}
+    region_ix = {tuple(ix.columns): ix.name for ix in ann._regions.list_indices() if ix.columns[0].endswith("_vec")}
     assert set(region_ix) == {("tile_vec",), ("text_vec",)}
     assert all(ann._regions.index_stats(n).index_type == "IVF_FLAT" for n in region_ix.values())  # type: ignore[union-attr]
     assert indexed_columns(flat) == {"fts"}
