@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     # LanceDB
     lance_ann_min_rows: int = Field(
         default=10_000, ge=0,
-        description="build ANN indices on the page vectors once the index has this many pages; below, kNN scans exactly",
+        description="build ANN indices on a table's vectors, and scalar indices on the columns searches filter on, once "
+        "it has this many rows; below, kNN and filters scan exactly",
     )
     lance_ann_index: Literal["ivf_hnsw_sq", "ivf_pq"] = Field(
         default="ivf_hnsw_sq",
