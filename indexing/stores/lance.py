@@ -63,11 +63,12 @@ _VEC_COLUMN: dict[VectorField, str] = {"image": "img_vec", "feature": "feat_vec"
 # "Scale"). Half of each region column is a placeholder (tiles have no text vector and
 # vice versa): those identical vectors share a partition that the kind prefilter empties.
 _ANN_COLUMNS = {IMAGES: ("img_vec", "feat_vec", "text_vec"), REGIONS: ("tile_vec", "text_vec")}
-# Scalar indices on the columns every search filters on (built with the ANN indices, at the same
-# threshold): the `deleted` / `kind` / `quality` prefilters and the record fetch by id read the index
-# instead of scanning the column. At 10k pages they cut the store's CPU time per search by a third
-# (record fetch 24 -> 5 ms); below the threshold a scan is as cheap. Filters stay exact: rows written
-# after an index are scanned until optimize() folds them in.
+# Scalar indices on the columns every search filters on, from _SCALAR_MIN_ROWS rows (or
+# ann_min_rows, if lower): the `deleted` / `kind` / `quality` prefilters and the record fetch by id
+# read the index instead of scanning the column. At 10k pages they cut the store's CPU time per
+# search by about a third (record fetch 24 -> 5 ms); on smaller tables a scan is about as cheap.
+# Filters stay exact: rows written after an index are scanned until optimize() folds them in.
+_SCALAR_MIN_ROWS = 1_000
 _SCALAR_COLUMNS = {
     IMAGES: (("image_id", "btree"), ("deleted", "bitmap"), ("quality", "bitmap")),
     REGIONS: (("image_id", "btree"), ("deleted", "bitmap"), ("kind", "bitmap"), ("quality", "bitmap")),
@@ -746,33 +747,25 @@ class LanceStore:
         table.create_index("fts", config=config, replace=True)
 
     def _ensure_ann(self, name: str, table: Any) -> None:
-        """An ANN index per vector column (pages: ``ann_index``; regions: IVF_FLAT), and the scalar
-        indices of ``_SCALAR_COLUMNS``, once the table has ``ann_min_rows`` rows;
-        rows written after it are searched exactly until ``optimize`` folds them in (when they are
-        over a tenth of the table). Below the threshold kNN stays an exact scan. An existing index
-        keeps its type: a new ``ann_index`` applies to indices built afterwards."""
+        """An ANN index per vector column (pages: ``ann_index``; regions: IVF_FLAT) once the table has
+        ``ann_min_rows`` rows, and the scalar indices of ``_SCALAR_COLUMNS`` from ``_SCALAR_MIN_ROWS``
+        rows (or ``ann_min_rows``, if lower); rows written after an index are searched exactly until
+        ``optimize`` folds them in (when they are over a tenth of the table). Below the thresholds kNN
+        and filters scan. An existing index keeps its type: a new ``ann_index`` applies to indices
+        built afterwards."""
         if not _ANN_COLUMNS[name]:
             return
         rows = table.count_rows()
-        # PQ trains 256 centroids per sub-vector: on fewer rows LanceDB builds an index that holds
-        # no rows and stays empty through later optimize() calls, so wait until it can train
-        if rows == 0 or rows < max(self.ann_min_rows, _PQ_MIN_ROWS if self.ann_index == "ivf_pq" else 0):
+        if rows == 0 or rows < min(self.ann_min_rows, _SCALAR_MIN_ROWS):
             return
         from lancedb.index import BTree, Bitmap, HnswSq, IvfFlat, IvfPq
 
         indexed = {tuple(ix.columns): ix.name for ix in table.list_indices()}
-        stale = False
-        for column, kind in _SCALAR_COLUMNS[name]:
-            ix_name = indexed.get((column,))
-            if ix_name is None:
-                table.create_index(column, config=BTree() if kind == "btree" else Bitmap(), replace=True)
-                continue
-            st = table.index_stats(ix_name)
-            if st is not None and st.num_unindexed_rows > rows // 10:
-                stale = True
-        for column in _ANN_COLUMNS[name]:
-            ix_name = indexed.get((column,))
-            if ix_name is None:
+        wanted: list[tuple[str, Any]] = [(c, BTree() if kind == "btree" else Bitmap()) for c, kind in _SCALAR_COLUMNS[name]]
+        # PQ trains 256 centroids per sub-vector: on fewer rows LanceDB builds an index that holds
+        # no rows and stays empty through later optimize() calls, so wait until it can train
+        if rows >= max(self.ann_min_rows, _PQ_MIN_ROWS if self.ann_index == "ivf_pq" else 0):
+            for column in _ANN_COLUMNS[name]:
                 # about 4k rows per IVF partition, cosine; HNSW over int8 (scalar-quantised) vectors
                 # inside each, or a flat scan of product-quantised codes (dim/16 bytes a vector), or
                 # (regions) a flat scan of the float32 vectors of the probed partitions
@@ -784,6 +777,11 @@ class LanceStore:
                     config = IvfPq(distance_type="cosine", num_partitions=parts)
                 else:
                     config = HnswSq(distance_type="cosine", num_partitions=parts)
+                wanted.append((column, config))
+        stale = False
+        for column, config in wanted:
+            ix_name = indexed.get((column,))
+            if ix_name is None:
                 table.create_index(column, config=config, replace=True)
                 continue
             st = table.index_stats(ix_name)
