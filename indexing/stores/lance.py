@@ -758,7 +758,7 @@ class LanceStore:
         rows = table.count_rows()
         if rows == 0 or rows < min(self.ann_min_rows, _SCALAR_MIN_ROWS):
             return
-        from lancedb.index import BTree, Bitmap, HnswSq, IvfFlat, IvfPq
+        from lancedb.index import Bitmap, BTree, HnswSq, IvfFlat, IvfPq
 
         indexed = {tuple(ix.columns): ix.name for ix in table.list_indices()}
         wanted: list[tuple[str, Any]] = [(c, BTree() if kind == "btree" else Bitmap()) for c, kind in _SCALAR_COLUMNS[name]]
