@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     # LanceDB
     lance_ann_min_rows: int = Field(
         default=10_000, ge=0,
-        description="build ANN indices on the page vectors once the index has this many pages; below, kNN scans exactly",
+        description="build ANN indices on a table's vectors once it has this many rows (below, kNN scans exactly); "
+        "the columns searches filter on get scalar indices from 1,000 rows, or from this many if fewer",
     )
     lance_ann_index: Literal["ivf_hnsw_sq", "ivf_pq"] = Field(
         default="ivf_hnsw_sq",

@@ -21,7 +21,7 @@ from typing import Literal, TypeVar
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .text import coverage, is_visual_query, keyword_query, query_terms, squash, tokens
+from .text import coverage, is_visual_query, keyword_query, query_terms, squash, token_set, tokens
 from .errors import ImgragError, NotFoundError
 from .limits import MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS
 from .links import LinkedItem, visible_links
@@ -554,9 +554,12 @@ class Searcher:
         if query and s.translate_query:
             readings += [(query_terms(r), s.weight_translated) for r in translate_readings(query, s.cache_dir)]
         readings = [(terms, w) for terms, w in readings if terms]
+        wanted = frozenset(t for terms, _ in readings for t in terms)
 
         def cover(text: str) -> float:
-            have = set(tokens(text))  # once per text, not per reading
+            have = token_set(text)  # once per text and memoised: hot pages come back query after query
+            if have.isdisjoint(wanted):  # most lines of a candidate page: no term of any reading
+                return 0.0
             return max((w * sum(t in have for t in terms) / len(terms) for terms, w in readings), default=0.0)
 
         return cover

@@ -1008,7 +1008,7 @@ def test_lance_pq_index_waits_until_it_can_train_then_keeps_recall(tmp_path: Pat
         for st in (flat, pq):
             load(st, specs[:200])
             st.commit("index", {"indexed": 200})
-        assert [ix.columns for ix in pq._images.list_indices() if ix.columns != ["fts"]] == []
+        assert [ix.columns for ix in pq._images.list_indices() if ix.columns[0].endswith("_vec")] == []
         for st in (flat, pq):
             st.write([make(s) for s in specs[200:]])
             st.commit("index", {"indexed": 100})
@@ -1042,9 +1042,12 @@ def test_lance_ann_index_is_built_at_the_threshold_and_stays_exact_enough(tmp_pa
     for st in (flat, ann):
         st.write([make(s) for s in specs[20:]])
         st.commit("index", {"indexed": 20})
-    # page vectors and both region vector columns (IVF_FLAT: exact distances in the probed partitions)
-    assert indexed_columns(ann) == {"img_vec", "feat_vec", "text_vec", "tile_vec", "fts"}
-    region_ix = {tuple(ix.columns): ix.name for ix in ann._regions.list_indices() if ix.columns != ["fts"]}
+    # page vectors and both region vector columns (IVF_FLAT: exact distances in the probed partitions),
+    # and the scalar columns every search filters on (the answers below must not change with them)
+    assert indexed_columns(ann) == {"img_vec", "feat_vec", "text_vec", "tile_vec", "fts", "image_id", "deleted", "quality", "kind"}
+    assert {ix.index_type for ix in ann._regions.list_indices() if ix.columns == ["kind"]} == {"Bitmap"}
+    assert {ix.index_type for ix in ann._images.list_indices() if ix.columns == ["image_id"]} == {"BTree"}
+    region_ix = {tuple(ix.columns): ix.name for ix in ann._regions.list_indices() if ix.columns[0].endswith("_vec")}
     assert set(region_ix) == {("tile_vec",), ("text_vec",)}
     assert all(ann._regions.index_stats(n).index_type == "IVF_FLAT" for n in region_ix.values())  # type: ignore[union-attr]
     assert indexed_columns(flat) == {"fts"}
@@ -1083,6 +1086,40 @@ def test_lance_ann_index_is_built_at_the_threshold_and_stays_exact_enough(tmp_pa
     assert ann.count(OPERATOR, Filters()) == 40
     flat.close()
     ann.close()
+
+
+def test_lance_scalar_indices_come_before_the_ann_threshold_and_change_no_answer(tmp_path: Path, monkeypatch: Any) -> None:
+    """From _SCALAR_MIN_ROWS rows (below the ANN threshold) the filter columns get scalar indices;
+    filters, ACL, the record fetch and soft deletes answer exactly as without them."""
+    from imgrag.indexing.stores import lance
+    from imgrag.indexing.stores.lance import LanceStore
+
+    monkeypatch.setattr(lance, "_SCALAR_MIN_ROWS", 30)
+    specs = [Spec(f"p{i}", text=f"common page{i}", acl=["alice"] if i % 3 == 0 else []) for i in range(40)]
+    plain, scalar = LanceStore(tmp_path / "plain", ann_min_rows=10**9), LanceStore(tmp_path / "scalar", ann_min_rows=10**9)
+    monkeypatch.setattr(plain, "_ensure_ann", lambda name, table: None)  # the store as before: no scalar indices
+    for st in (plain, scalar):
+        load(st, specs)
+        st.commit("index", {"indexed": 40})
+        st.soft_delete(["p5"])
+    columns = {c for t in (scalar._images, scalar._regions) for ix in t.list_indices() for c in ix.columns}
+    assert columns == {"fts", "image_id", "deleted", "quality", "kind"}
+    assert {c for t in (plain._images, plain._regions) for ix in t.list_indices() for c in ix.columns} == {"fts"}
+    alice = Principal(name="alice")
+    ids = [f"p{i}" for i in range(0, 40, 2)]
+    for who in (OPERATOR, alice, Principal(name="carol")):
+        assert sorted(scalar.get_many(ids, who)) == sorted(plain.get_many(ids, who))
+        assert scalar.count(who, Filters()) == plain.count(who, Filters())
+        for kind, dim in (("tile", IMG), ("text", TXT)):
+            q = rand_unit(dim, 11)
+            want = [h.region_id for h in plain.knn_regions(kind, q, 10, Filters(), who)]  # type: ignore[arg-type]
+            assert [h.region_id for h in scalar.knn_regions(kind, q, 10, Filters(), who)] == want  # type: ignore[arg-type]
+        q = rand_unit(IMG, 12)
+        assert [h.image_id for h in scalar.knn("image", q, 10, Filters(), who)] == [h.image_id for h in plain.knn("image", q, 10, Filters(), who)]
+        assert [h.image_id for h in scalar.bm25("common", 50, Filters(), who)] == [h.image_id for h in plain.bm25("common", 50, Filters(), who)]
+    assert "p5" not in scalar.get_many(["p5"], OPERATOR)
+    plain.close()
+    scalar.close()
 
 
 # -- Elasticsearch only --------------------------------------------------------------------------
