@@ -5,11 +5,16 @@ temporary folder, and ``elasticsearch`` under a unique index prefix on the serve
 ``$IMGRAG_TEST_ES_URL`` (``tests/run_tests.sh`` starts one with ``tests/elasticsearch.sh``).
 Without that variable the Elasticsearch cases *fail* — set ``IMGRAG_TEST_ES=skip`` to skip them
 knowingly — so a CI run can never pass by silently not testing the distributed backend.
+
+``shared_corpus`` is the end-to-end corpus of tests/e2e/shared_corpus.py, indexed with real models
+ONCE per pytest session into a home no test opens; each module that uses it takes a writable copy
+(``copy_index``). The session fails if anything wrote to the shared home.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -96,3 +101,18 @@ def store(backend: str, tmp_path: Path) -> Iterator[Any]:
         yield s
     finally:
         dispose()
+
+
+@pytest.fixture(scope="session")
+def shared_corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The shared end-to-end corpus and its pristine index (see tests/e2e/shared_corpus.py): take a copy
+    with ``copy_index(shared_corpus, folder)`` before serving or writing; never open its home."""
+    e2e = str(REPO / "tests" / "e2e")
+    if e2e not in sys.path:  # the e2e helpers import each other by module name, as pytest's rootdir import does
+        sys.path.insert(0, e2e)
+    from shared_corpus import fingerprint, index_shared_corpus
+
+    corpus = index_shared_corpus(tmp_path_factory.mktemp("shared-corpus"))
+    before = fingerprint(corpus["home"])
+    yield corpus
+    assert fingerprint(corpus["home"]) == before, "a test wrote to the shared index: it must work on copy_index()"

@@ -2,8 +2,9 @@
 over stdio and over streamable HTTP with bearer tokens, driven by the MCP SDK's client — plus the MCP
 Inspector's CLI when npx is installed.
 
-The corpus is generated: two contract-like pages visible to group `legal`, an HR memo and a photo
-(scikit-image's cat) visible to group `hr`. Text is drawn with a CJK font when fontconfig has one.
+The corpus is shared_corpus.py's, indexed once per session (tests/conftest.py): two contract-like pages
+visible to group `legal`, an HR memo and a photo (scikit-image's cat) visible to group `hr`, a public
+notice left for the write tools to index. This module works on its own copy of the index.
 """
 
 from __future__ import annotations
@@ -25,126 +26,23 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image, ImageDraw, ImageFont
-
-from imgrag.indexing.loader import file_digest
+from PIL import Image
 
 from mcp_http import finish, http_session, imgrag_cmd, served_http
+from shared_corpus import SMALL_PRINT, copy_index
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL_PRINT = "Ref. No. QX-4827-5519 valid until 2024-12-31"
 LEGAL_TOKEN = "legal-token-" + "a" * 24
 HR_TOKEN = "hr-token-" + "b" * 24
 OPS_TOKEN = "ops-token-" + "c" * 24
 
 
-def _cjk_font() -> str | None:
-    try:
-        out = subprocess.run(
-            ["fc-match", "-f", "%{file}\t%{family}", "Noto Sans CJK SC"], capture_output=True, text=True, timeout=30
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    path, _, family = out.partition("\t")
-    return path if "CJK" in family and Path(path).is_file() else None
-
-
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    path = _cjk_font()
-    return ImageFont.truetype(path, size) if path else ImageFont.load_default(size)
-
-
-def _page(path: Path, size: tuple[int, int], lines: list[tuple[str, int, tuple[int, int]]]) -> dict[str, tuple[int, int, int, int]]:
-    img = Image.new("RGB", size, "white")
-    d = ImageDraw.Draw(img)
-    boxes = {}
-    for text, px, (x, y) in lines:
-        f = _font(px)
-        d.text((x, y), text, fill=(20, 20, 20), font=f)
-        boxes[text] = tuple(int(v) for v in d.textbbox((x, y), text, font=f))
-    img.save(path)
-    return boxes  # type: ignore[return-value]
-
-
-def build_corpus(root: Path) -> dict[str, Any]:
-    cjk = _cjk_font() is not None
-    zh = (lambda a, b: a) if cjk else (lambda a, b: b)
-    (root / "legal").mkdir(parents=True)
-    (root / "hr").mkdir()
-    (root / "extra").mkdir()
-    boxes = _page(
-        root / "legal" / "contract.png",
-        (1200, 900),
-        [
-            (zh("服务合同 SERVICE CONTRACT", "SERVICE CONTRACT"), 40, (80, 60)),
-            (zh("甲方：北京星河科技有限公司", "Party A: Xinghe Technology Co."), 28, (80, 170)),
-            (zh("乙方：上海蓝海贸易有限公司", "Party B: Lanhai Trading Co."), 28, (80, 230)),
-            (zh("签订日期：2023年5月17日", "Signed on 2023-05-17"), 28, (80, 290)),
-            ("Total amount: 128,000 RMB", 28, (80, 350)),
-            (SMALL_PRINT, 9, (80, 700)),
-        ],
-    )
-    _page(
-        root / "legal" / "invoice.png",
-        (1000, 700),
-        [
-            (zh("发票 INVOICE", "INVOICE"), 40, (60, 60)),
-            ("Invoice number: INV-2023-0042", 28, (60, 170)),
-            ("Amount due: 56,400 RMB", 28, (60, 230)),
-            ("Payment terms: 30 days", 28, (60, 290)),
-        ],
-    )
-    _page(
-        root / "hr" / "memo.png",
-        (1000, 700),
-        [
-            (zh("员工手册 EMPLOYEE HANDBOOK", "EMPLOYEE HANDBOOK"), 40, (60, 60)),
-            ("Annual leave: 15 days per year", 28, (60, 170)),
-            (zh("工作时间：周一至周五 9:00-18:00", "Office hours: Monday to Friday 9:00-18:00"), 28, (60, 230)),
-        ],
-    )
-    from skimage import data
-
-    Image.fromarray(data.chelsea()).save(root / "hr" / "cat.jpg", quality=92)
-    _page(root / "extra" / "notice.png", (900, 500), [("NOTICE: office closed on 2023-10-01", 30, (50, 80))])
-    files = {
-        "contract": root / "legal" / "contract.png",
-        "invoice": root / "legal" / "invoice.png",
-        "memo": root / "hr" / "memo.png",
-        "cat": root / "hr" / "cat.jpg",
-        "notice": root / "extra" / "notice.png",
-    }
-    return {
-        "root": root,
-        "ids": {k: file_digest(p) for k, p in files.items()},
-        "sizes": {k: Image.open(p).size for k, p in files.items()},
-        "small_print_box": boxes[SMALL_PRINT],
-    }
-
-
-def server_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMGRAG_")}
-    env.update(IMGRAG_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
-    return env
-
-
 @pytest.fixture(scope="session")
-def mcp_index(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("mcp-corpus")
-    corpus = build_corpus(root / "files")
-    home = root / "home"
-    env = server_env(home)
-    for folder, acl in (("legal", "legal"), ("hr", "hr")):
-        r = subprocess.run(
-            [*imgrag_cmd(), "index", str(corpus["root"] / folder), "--acl", acl, "--json"],
-            env=env, cwd=root, capture_output=True, text=True, timeout=1200,
-        )
-        assert r.returncode == 0, r.stderr[-3000:]
-        assert json.loads(r.stdout)["indexed"] == 2, r.stdout
-    corpus.update(home=home, env=env, work=root)
-    return corpus
+def mcp_index(shared_corpus: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """This module's (and test_mcp_niceties') copy of the shared index: the tests here write to it."""
+    return copy_index(shared_corpus, tmp_path_factory.mktemp("mcp-corpus"))
 
 
 # -- a client session usable from synchronous tests ------------------------------------------------

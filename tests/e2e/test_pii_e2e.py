@@ -27,7 +27,7 @@ from imgrag.indexing.loader import file_digest
 from imgrag.indexing.pii import cn_id_check_char
 
 from mcp_http import http_session, imgrag_cmd, served_http
-from test_mcp_e2e import server_env
+from shared_corpus import server_env
 from test_web_viewer import session_client
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,8 @@ client on the 1.x SDK (imgrag's server is on 2.x), and Pydantic AI (FastMCP, 2.x
 streamable HTTP, from the virtual environments tests/recipes/venv.sh makes. Also: the stdio servers of the Cursor, VS Code and Claude
 Desktop configurations shown in the docs start with their args and env and list the tools.
 
-The corpus is tests/e2e/test_mcp_e2e.py's contract and invoice, indexed for group `legal`.
+The corpus is a copy of the session's shared index (tests/e2e/shared_corpus.py): contract and invoice for
+group `legal` (the token's), memo and cat photo for group `hr`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import httpx
 import pytest
 
 from mcp_http import free_port as _free_port, imgrag_cmd
-from test_mcp_e2e import LEGAL_TOKEN, build_corpus, server_env
+from shared_corpus import copy_index
+from test_mcp_e2e import LEGAL_TOKEN
 
 pytestmark = pytest.mark.slow
 
@@ -75,16 +77,10 @@ def recipes_python(recipe: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def index(shared_corpus: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("recipes")
-    corpus = build_corpus(root / "files")
-    home = root / "home"
-    env = server_env(home)
-    r = subprocess.run(
-        [*imgrag_cmd(), "index", str(corpus["root"] / "legal"), "--acl", "legal", "--json"],
-        env=env, cwd=root, capture_output=True, text=True, timeout=1200,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+    corpus = copy_index(shared_corpus, root)  # the servers write their audit log into the home
+    home, env = corpus["home"], corpus["env"]
     # `imgrag` on PATH for the frameworks' stdio clients: this checkout's CLI (they pass the server only a
     # minimal environment, so the checkout's path is baked in here rather than inherited)
     bin_dir = root / "bin"

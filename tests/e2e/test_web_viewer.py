@@ -5,8 +5,8 @@ local operator, with the key it prints), over an index built by `imgrag index` w
 It searches, opens a page, toggles overlays, copies an OCR line, asks the bundled agent and exports
 the answer, rolls the index back, and asserts on the DOM; it also checks what an attacker would try
 (cookie flags, CSRF, foreign origins and hosts, HTML in indexed text, ids the user may not see).
-The corpus is tests/e2e/test_mcp_e2e.py's: contract + invoice for group `legal`, memo + cat photo
-for `hr`, and a public notice.
+The corpus is tests/e2e/shared_corpus.py's (a copy of the index shared by the session): contract +
+invoice for group `legal`, memo + cat photo for `hr`, and a public notice this module indexes.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from PIL import Image, ImageDraw
 
 from browser import js_errors, screenshot, start_chromium
 from mcp_http import free_port as _free_port, imgrag_cmd
-from test_mcp_e2e import HR_TOKEN, LEGAL_TOKEN, OPS_TOKEN, build_corpus, server_env
+from shared_corpus import XSS, copy_index
+from test_mcp_e2e import HR_TOKEN, LEGAL_TOKEN, OPS_TOKEN
 
 pytestmark = pytest.mark.slow
 
-XSS = '<img src=x onerror="document.title=\'pwned\'">'
 WAIT = 60
 
 
@@ -54,21 +54,18 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def site(shared_corpus: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("web")
-    corpus = build_corpus(root / "files")
-    home = root / "home"
-    env = server_env(home)
-    for folder, extra in (
-        ("legal", ["--acl", "legal", "--meta", f"note={XSS}", "--tag", "contracts"]),
-        ("hr", ["--acl", "hr"]),
-        ("extra", ["--public"]),
-    ):
-        r = subprocess.run(
-            [*imgrag_cmd(), "index", str(corpus["root"] / folder), *extra, "--json"],
-            env=env, cwd=root, capture_output=True, text=True, timeout=1200,
-        )
-        assert r.returncode == 0, r.stderr[-3000:]
+    # a copy of the shared index (legal with the XSS note and tag `contracts`, then hr: versions 1, 2), and
+    # the public notice indexed here: version 3
+    corpus = copy_index(shared_corpus, root)
+    home, env = corpus["home"], corpus["env"]
+    r = subprocess.run(
+        [*imgrag_cmd(), "index", str(corpus["root"] / "extra"), "--public", "--json"],
+        env=env, cwd=root, capture_output=True, text=True, timeout=1200,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout)["indexed"] == 1, r.stdout
     tokens = root / "tokens.json"
     tokens.write_text(json.dumps({
         LEGAL_TOKEN: {"name": "alice", "groups": ["legal"]},
