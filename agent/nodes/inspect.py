@@ -3,6 +3,7 @@ re-read with ``ocr_region`` at a higher scale; a vision model, when configured, 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -147,7 +148,9 @@ async def inspect(state: AgentState, deps: Deps, note: Note = log.debug) -> dict
         todo = [h for h in hits if h.image_id not in seen][: cfg.inspect_top]
         if not todo and hits:
             todo = hits[: cfg.inspect_top]
-        infos = {h.image_id: await image_info(deps, note, images, h) for h in todo}
+        # One round trip's wait for all of them: the server reads them on its workers side by side.
+        got = await asyncio.gather(*(image_info(deps, note, images, h) for h in todo))
+        infos = {h.image_id: info for h, info in zip(todo, got, strict=True)}
         if sub.entities:
             # get_metadata is cheap, re-reading is not: when some page names the entity, skip the
             # pages that do not.
