@@ -112,6 +112,7 @@ _COLON = re.compile(r"[:：]")
 
 SECTION_NO_RE = re.compile(r"(?<![\d.])(\d{1,2}(?:\.\d{1,3}){1,3})(?![\d]|\.\d)")
 TABLE_NO_RE = re.compile(r"(?<![A-Za-z])(Table|Figure|表|图)\s*(\d{1,2}(?:\.\d{1,3})+)(?![\d]|\.\d)", re.I)
+_CAPTION_LABEL = re.compile(r"(?<![A-Za-z])(Table|Figure|表|图)\s*$", re.I)
 _ASKS_TABLE = re.compile(r"(\btables?\b|表格|哪张表|哪个表|哪一个表|\bfigure\b|哪张图)", re.I)
 _QUOTED_PART = re.compile(r"[\"“「『《][^\"”」』》]*[\"”」』》]")
 
@@ -221,6 +222,8 @@ def section_number(sub: SubQuestion, line: EvidenceLine, pool: list[EvidenceLine
             continue  # a neighbour is a bare number or caption label, not a sentence
         pat = TABLE_NO_RE if table else SECTION_NO_RE
         for m in pat.finditer(text):
+            if not table and _CAPTION_LABEL.search(text[: m.start()]):
+                continue  # "Table 1.10: List of special device files" numbers a table, not the section
             if n == 0:
                 # Only a number before the title ("1.2.5 Permissions…"), or at the start of the line
                 # when the title is only partly there: never a number inside the title or after it.

@@ -288,6 +288,16 @@ def test_snippet_matches_after_normalisation() -> None:
     assert not snippet_matches("   ", info)
 
 
+def test_a_section_number_is_not_a_table_caption_number() -> None:
+    # The page's stored OCR (Debian Reference en p43): the caption reads more confidently than the heading.
+    sub = rule_plan("Which section of the Debian Reference is “Special device files”?").sub_questions[0]
+    lines = [
+        EvidenceLine(image_id="p", text="1.2.11 Special device files", bbox=(75, 624, 295, 643), confidence=0.977, source="metadata"),
+        EvidenceLine(image_id="p", text="Table 1.10: List of special device files", bbox=(325, 886, 540, 903), confidence=0.998, source="metadata"),
+    ]
+    assert best_lines(sub, lines, {"p": ImageInfo(image_id="p", lines=lines)})[0].value == "1.2.11"
+
+
 def test_a_quote_is_the_stored_ocr_at_its_box() -> None:
     # Grounding by construction: only the index's stored OCR counts, and only at the cited box.
     stored_lines = [_line("To see who may read the shadow file, type:", 200), _line("sruuun -l /etc/shadow", 240)]
