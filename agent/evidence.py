@@ -59,10 +59,47 @@ class ImageInfo(BaseModel):
         return squash("\n".join(parts))
 
 
-def snippet_matches(snippet: str, info: ImageInfo) -> bool:
-    """Whether a quoted snippet occurs in the image's OCR text after normalisation."""
+def overlap(a: BBox | list[float], b: BBox | list[float]) -> float:
+    """Intersection over the smaller box's area."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])) or 1.0
+    return inter / small
+
+
+def lines_at(info: ImageInfo, bbox: BBox | list[float]) -> list[EvidenceLine]:
+    """The page's stored OCR lines at ``bbox`` (mostly inside it, or holding most of it), in reading order."""
+    at = [ln for ln in info.lines if ln.bbox is not None and overlap(ln.bbox, bbox) >= 0.5]
+    return sorted(at, key=lambda ln: (ln.bbox[1], ln.bbox[0]))  # type: ignore[index]
+
+
+def snippet_matches(snippet: str, info: ImageInfo, bbox: BBox | list[float] | None = None) -> bool:
+    """Whether a quoted snippet is the index's own OCR text of the page (what ``get_metadata``
+    returned, never an ``ocr_region`` re-read of this run), after normalisation; with ``bbox``, the
+    text of the stored lines at that box."""
     s = squash(snippet)
-    return bool(s) and s in info.corpus()
+    if not s:
+        return False
+    if bbox is not None:
+        return s in squash("\n".join(ln.text for ln in lines_at(info, bbox)))
+    return s in squash("\n".join([info.ocr_text, *(ln.text for ln in info.lines)]))
+
+
+def stored(line: EvidenceLine, info: ImageInfo | None) -> EvidenceLine | None:
+    """The stored page-OCR line a piece of evidence stands for, so that whatever is quoted is what
+    the index holds at the box it cites: a page line is itself; a search snippet (one stored line,
+    but boxed with its whole block) or a re-read is the stored line at its box with the same text;
+    None when the page's OCR has no such line there (a re-read that reads the pixels otherwise)."""
+    if line.source == "metadata":
+        return line
+    if info is None or line.bbox is None:
+        return None
+    s = squash(line.text)
+    for ln in lines_at(info, line.bbox):
+        if s and s == squash(ln.text):
+            return ln.model_copy(update={"rank": line.rank})
+    return None
 
 
 # -- recognising values ----------------------------------------------------------------------
@@ -78,6 +115,7 @@ _COLON = re.compile(r"[:：]")
 
 SECTION_NO_RE = re.compile(r"(?<![\d.])(\d{1,2}(?:\.\d{1,3}){1,3})(?![\d]|\.\d)")
 TABLE_NO_RE = re.compile(r"(?<![A-Za-z])(Table|Figure|表|图)\s*(\d{1,2}(?:\.\d{1,3})+)(?![\d]|\.\d)", re.I)
+_CAPTION_LABEL = re.compile(r"(?<![A-Za-z])(Table|Figure|表|图)\s*$", re.I)
 _ASKS_TABLE = re.compile(r"(\btables?\b|表格|哪张表|哪个表|哪一个表|\bfigure\b|哪张图)", re.I)
 _QUOTED_PART = re.compile(r"[\"“「『《][^\"”」』》]*[\"”」』》]")
 
@@ -187,6 +225,8 @@ def section_number(sub: SubQuestion, line: EvidenceLine, pool: list[EvidenceLine
             continue  # a neighbour is a bare number or caption label, not a sentence
         pat = TABLE_NO_RE if table else SECTION_NO_RE
         for m in pat.finditer(text):
+            if not table and _CAPTION_LABEL.search(text[: m.start()]):
+                continue  # "Table 1.10: List of special device files" numbers a table, not the section
             if n == 0:
                 # Only a number before the title ("1.2.5 Permissions…"), or at the start of the line
                 # when the title is only partly there: never a number inside the title or after it.
@@ -511,14 +551,17 @@ def weighted_coverage(terms: list[str], text: str) -> float:
 
 
 def page_pool(image_id: str, lines: list[EvidenceLine], images: dict[str, ImageInfo]) -> list[EvidenceLine]:
-    """Every line known on the page: the evidence, the page's OCR lines and its re-reads (the
-    neighbours of a matching line are rarely matches themselves)."""
+    """Every stored line of the page: the evidence and the page's OCR lines (the neighbours of a
+    matching line are rarely matches themselves)."""
     info = images.get(image_id)
-    return [*lines, *(info.reread if info else []), *(info.lines if info else [])]
+    return [*lines, *(info.lines if info else [])]
 
 
 def best_lines(sub: SubQuestion, evidence: list[EvidenceLine], images: dict[str, ImageInfo]) -> list[Scored]:
-    """The best answering line per image, best first."""
+    """The best answering line per image, best first. Only stored page-OCR lines are scored (a
+    re-read or a search snippet counts as the stored line at its box), so every value and quote
+    it gives is text the index holds where it is cited."""
+    evidence = [x for ln in evidence if (x := stored(ln, images.get(ln.image_id))) is not None]
     per_image: dict[str, Scored] = {}
     by_image: dict[str, list[EvidenceLine]] = {}
     for ln in evidence:

@@ -15,6 +15,7 @@ from ..evidence import (
     entity_match,
     find_date,
     label_for,
+    overlap,
     page_lang,
     squash,
     term_coverage,
@@ -25,7 +26,6 @@ from ..planner import Plan, SubQuestion
 from ..schemas import Citation, Claim, LLMAnswer
 from ..spans import type_label
 from ..state import AgentState, Deps, Note, log
-from .inspect import overlap
 
 
 def citation(images: dict[str, ImageInfo], line: EvidenceLine) -> Citation:
@@ -326,13 +326,14 @@ async def llm_answer(state: AgentState, deps: Deps, note: Note = log.debug) -> t
 
 
 def find_line(images: dict[str, ImageInfo], image_id: str, snippet: str) -> EvidenceLine | None:
-    """The line of that image (re-read first) that contains the snippet or is contained in it."""
+    """The stored page-OCR line of that image that contains the snippet (its box is the citation's);
+    None when no single line does (the quote is then checked against the whole page's OCR text)."""
     info = images.get(image_id)
     s = squash(snippet)
     if info is None or not s:
         return None
-    for ln in [*info.reread, *info.lines]:
-        if s in squash(ln.text) or (squash(ln.text) and squash(ln.text) in s):
+    for ln in info.lines:
+        if s in squash(ln.text):
             return ln
     return None
 

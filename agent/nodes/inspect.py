@@ -3,6 +3,7 @@ re-read with ``ocr_region`` at a higher scale; a vision model, when configured, 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -19,8 +20,10 @@ from ..evidence import (
     near_bottom,
     next_page,
     next_page_name,
+    overlap,
     row_cells,
     squash,
+    stored,
     term_coverage,
     title_match,
     typed,
@@ -45,15 +48,6 @@ def expand(b: tuple[float, float, float, float], w: int, h: int, *, full_row: bo
     if w and h:
         x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1)
     return [x0, y0, x1, y1]
-
-
-def overlap(a: list[float], b: list[float]) -> float:
-    """Intersection over the smaller box's area."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])) or 1.0
-    return inter / small
 
 
 async def image_info(deps: Deps, note: Note, images: dict[str, ImageInfo], hit: HitView) -> ImageInfo | None:
@@ -159,7 +153,9 @@ async def inspect(state: AgentState, deps: Deps, note: Note = log.debug) -> dict
         todo = [h for h in hits if h.image_id not in seen][: cfg.inspect_top]
         if not todo and hits:
             todo = hits[: cfg.inspect_top]
-        infos = {h.image_id: await image_info(deps, note, images, h) for h in todo}
+        # One round trip's wait for all of them: the server reads them on its workers side by side.
+        got = await asyncio.gather(*(image_info(deps, note, images, h) for h in todo))
+        infos = {h.image_id: info for h, info in zip(todo, got, strict=True)}
         if sub.entities:
             # get_metadata is cheap, re-reading is not: when some page names the entity, skip the
             # pages that do not.
@@ -169,8 +165,12 @@ async def inspect(state: AgentState, deps: Deps, note: Note = log.debug) -> dict
                 if skipped:
                     note(f"sub-question {i + 1}: {len(skipped)} page(s) without {sub.entities} not re-read")
                 todo = [h for h in todo if match.get(h.image_id, 0.0) > 0.0]
-        # A typed question in the first round: re-read only the lines that can change the answer.
-        worth = reread_plan(sub, [infos[h.image_id] for h in todo if infos.get(h.image_id) is not None]) if not rnd else None
+        # The extractive answerer quotes only what the index holds (a quote must be the stored OCR
+        # text at the box it cites), so a re-read can never change its answer: it re-reads nothing.
+        # With an LLM, a typed question in the first round re-reads only the lines that can change
+        # the answer.
+        reread = deps.llm is not None and sub.intent != "seal"
+        worth = reread_plan(sub, [infos[h.image_id] for h in todo if infos.get(h.image_id) is not None]) if reread and not rnd else None
         for rank, hit in enumerate(todo):
             info = infos.get(hit.image_id)
             if info is None:
@@ -188,7 +188,7 @@ async def inspect(state: AgentState, deps: Deps, note: Note = log.debug) -> dict
                     note(f"sub-question {i + 1}: {info.file or hit.image_id[:12]} p{info.page}: page OCR is clear where it answers, no re-read")
             read = 0
             # A seal question is answered from the detector's boxes (get_metadata): nothing to re-read.
-            for box in boxes if sub.intent != "seal" else []:
+            for box in boxes if reread else []:
                 key = _ocr_key(hit.image_id, box)
                 try:
                     ocr: OcrView
@@ -219,18 +219,18 @@ async def inspect(state: AgentState, deps: Deps, note: Note = log.debug) -> dict
                 ):
                     lines.append(ln.model_copy(update={"rank": rank}))
             if hit.snippet:
-                lines.append(
-                    EvidenceLine(
-                        image_id=hit.image_id, text=hit.snippet, bbox=hit.region.bbox if hit.region else None, source="snippet", rank=rank
-                    )
-                )
+                # The search's own quote, as the stored line it was taken from (its box, not its block's).
+                quote = EvidenceLine(image_id=hit.image_id, text=hit.snippet, bbox=hit.region.bbox if hit.region else None,
+                                     source="snippet", rank=rank)
+                if (line := stored(quote, info)) is not None:
+                    lines.append(line)
             inspected.add(hit.image_id)
             if rank < 2 and typed(sub) is not None:
                 if (after := await fetch_next_page(deps, note, images, sub, info)) is not None:
                     inspected.add(after.image_id)
             note(
                 f"sub-question {i + 1}: inspected {info.file or hit.image_id[:12]} p{info.page}: "
-                f"re-read {len(boxes)} region(s) → {read} lines"
+                + (f"re-read {len(boxes)} region(s) → {read} lines" if reread else "quoting the stored page OCR, nothing re-read")
             )
             # ocr_region already zooms server-side; an explicit crop is for eyes: the vision model's
             # (best page of each part only) or the caller's (keep_crops).

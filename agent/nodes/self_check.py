@@ -1,5 +1,6 @@
 """*self_check*: refuse what cannot be verified — a cited image not inspected in this run, a snippet
-not in that image's OCR text, a box outside the image or not a detected seal, a claim whose words
+not in the index's stored OCR text of that image at the cited box (a re-read of this run does not
+count: a quote is what the index holds), a box outside the image or not a detected seal, a claim whose words
 its snippets do not carry or that an LLM judges unsupported — and send the failing parts back to
 retrieve once more with feedback, dropping them if they still fail."""
 
@@ -67,9 +68,13 @@ async def check_claim(
                                    reason=f"bbox {list(cit.bbox or [])} is not a seal the detector found on {cit.image_id}")
         elif cit.kind == "linked" and (reason := linked_failure(cit, claim, images)):
             failure = CheckFailure(claim=claim.text, image_id=cit.image_id, snippet=cit.snippet, check="linked", reason=reason)
-        elif cit.kind != "linked" and (cit.kind != "seal" or cit.snippet) and not snippet_matches(cit.snippet, info):
+        elif cit.kind != "linked" and (cit.kind != "seal" or cit.snippet) and not snippet_matches(
+            cit.snippet, info, cit.bbox if cit.kind != "seal" else None
+        ):
+            # A seal's box is the seal's, its quote the nearest line: that quote is checked on the page.
+            where = f" at {[round(v) for v in cit.bbox]}" if cit.bbox is not None and cit.kind != "seal" else ""
             failure = CheckFailure(claim=claim.text, image_id=cit.image_id, snippet=cit.snippet, check="snippet",
-                                   reason=f"snippet {cit.snippet[:60]!r} is not in the OCR text of {cit.image_id}")
+                                   reason=f"snippet {cit.snippet[:60]!r} is not in the stored OCR text of {cit.image_id}{where}")
         elif cit.bbox is not None and info.width and not (
             -2 <= cit.bbox[0] < cit.bbox[2] <= info.width + 2 and -2 <= cit.bbox[1] < cit.bbox[3] <= info.height + 2
         ):

@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgrag.agent.evidence import squash
+from imgrag.agent.evidence import lines_at, squash
 from imgrag.agent.graph import AgentConfig, AgentRun, run_agent
 from imgrag.agent.llm import LLMClient, LLMConfig
 from imgrag.agent.mcp_client import ToolClient
@@ -107,13 +107,13 @@ def _party_field(corpus: Corpus, file: str, which: str) -> list[str]:
 
 
 def assert_verified(answer: Answer, agent: AgentRun) -> None:
-    """Every kept citation: its image was inspected in the run, its snippet is in that image's OCR
-    text (as stored, or as re-read by ocr_region), and its box lies inside the image."""
+    """Every kept citation: its image was inspected in the run, its snippet is the index's stored OCR
+    text of that image (never an ocr_region re-read) at its box, and its box lies inside the image."""
     assert answer.checks.passed, answer.checks
     for c in answer.citations:
         assert c.image_id in agent.inspected
         info = agent.images[c.image_id]
-        texts = [info.ocr_text, *(ln.text for ln in info.lines), *(ln.text for ln in info.reread)]
+        texts = [info.ocr_text] if c.bbox is None or c.kind == "seal" else [ln.text for ln in lines_at(info, c.bbox)]
         assert squash(c.snippet) in squash("\n".join(texts)), c
         assert c.path.endswith((".png", ".jpg")) and c.page == 1
         if c.bbox is not None:
@@ -155,7 +155,8 @@ def test_extractive_answers_with_verified_citations(corpus: Corpus) -> None:
         assert answer.answer.startswith(("Extractive answer", "抽取式回答"))
         assert answer.citations and answer.claims
         assert_verified(answer, agent)
-        assert {"search_images", "get_metadata", "ocr_region"} <= set(answer.usage.tool_calls)
+        # Its quotes are the stored page OCR, so it re-reads nothing.
+        assert {"search_images", "get_metadata"} <= set(answer.usage.tool_calls) and "ocr_region" not in answer.usage.tool_calls
         assert answer.usage.total_tokens == 0
         assert set(answer.timings_ms) == {"plan", "retrieve", "inspect", "answer", "self_check", "finalize"}
 

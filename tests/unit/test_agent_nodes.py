@@ -279,10 +279,20 @@ def test_a_failing_search_is_noted_not_raised() -> None:
 
 
 # -- inspect ------------------------------------------------------------------------------------
-def test_inspect_rereads_regions_and_marks_the_pages_inspected() -> None:
+def test_inspect_extractive_rereads_nothing_and_quotes_stored_lines() -> None:
+    # The extractive answerer quotes only the index's stored OCR: a re-read cannot change its answer.
     tools = FakeTools()
     state = planned("Who is Party A?", hits={0: [hit("en1", "Party A: Oakridge Manufacturing Corporation"), hit("zh1")]})
     update, notes = run(inspect, state, deps(tools))
+    assert not tools.called("ocr_region") and update["inspected"] == {"en1", "zh1"}
+    assert {ln.source for ln in update["evidence"][0]} == {"metadata"}  # the hit's snippet is its stored line
+    assert any("nothing re-read" in n for n in notes)
+
+
+def test_inspect_rereads_regions_and_marks_the_pages_inspected() -> None:
+    tools = FakeTools()
+    state = planned("Who is Party A?", hits={0: [hit("en1", "Party A: Oakridge Manufacturing Corporation"), hit("zh1")]})
+    update, notes = run(inspect, state, deps(tools, FakeLLM()))
     assert update["inspected"] == {"en1", "zh1"}
     # The Chinese page has no region and no line about Party A: nothing on it to re-read.
     assert {a["image_id"] for a in tools.called("ocr_region")} == {"en1"}
@@ -296,7 +306,7 @@ def test_inspect_rereads_regions_and_marks_the_pages_inspected() -> None:
 def test_inspect_skips_pages_that_do_not_name_the_entity() -> None:
     tools = FakeTools()
     state = planned("Who is Party B of the agreement with Oakridge Manufacturing Corporation?", hits={0: [hit("en1"), hit("en2")]})
-    update, notes = run(inspect, state, deps(tools))
+    update, notes = run(inspect, state, deps(tools, FakeLLM()))
     assert {a["image_id"] for a in tools.called("ocr_region")} == {"en1"}
     assert update["inspected"] == {"en1"} and "en2" in update["images"]  # its metadata was read
     assert any("not re-read" in n for n in notes)
@@ -305,9 +315,9 @@ def test_inspect_skips_pages_that_do_not_name_the_entity() -> None:
 def test_inspect_reuses_cached_rereads_and_known_images() -> None:
     tools = FakeTools()
     state = planned("Who is Party A?", hits={0: [hit("en1")]})
-    first, _ = run(inspect, state, deps(tools))
+    first, _ = run(inspect, state, deps(tools, FakeLLM()))
     calls = len(tools.calls)
-    again, _ = run(inspect, {**state, **first}, deps(tools))
+    again, _ = run(inspect, {**state, **first}, deps(tools, FakeLLM()))
     assert len(tools.calls) == calls, "same regions, same images: no tool call"
     assert again["evidence"] == first["evidence"]
 
@@ -316,7 +326,7 @@ def test_inspect_reads_a_known_page_whole_in_a_retry() -> None:
     tools = FakeTools()
     seen = [line("en1", "Party A: Oakridge Manufacturing Corporation")]
     state = planned("Who is Party A?", round=1, hits={0: [hit("en1")]}, evidence={0: seen}, images={"en1": info_of("en1")})
-    update, _ = run(inspect, state, deps(tools))
+    update, _ = run(inspect, state, deps(tools, FakeLLM()))
     assert tools.called("ocr_region") == [{"image_id": "en1", "bbox": None}]
     assert not tools.called("get_metadata")
     assert update["evidence"][0][0] == seen[0]  # earlier evidence kept
@@ -430,6 +440,21 @@ def test_the_last_round_drops_what_still_fails() -> None:
     assert (checks.claims_total, checks.claims_passed, checks.claims_dropped, checks.passed) == (2, 1, 1, True)
     assert [f.check for f in checks.failures] == ["snippet"]
     assert checks.checks_run == ["inspected", "snippet", "bbox", "value"]
+
+
+def test_a_quote_from_a_reread_or_another_box_fails() -> None:
+    # The quote must be the stored OCR at the cited box: not a re-read's reading, not another line's box.
+    state = inspected_state("Who is Party A?", {0: []}, "en1", round=1)
+    state["images"]["en1"].reread.append(EvidenceLine(image_id="en1", text="Party A: Oakridge Mfg. Corp.", bbox=(130, 400, 640, 425)))
+    reread = claim("Party A: Oakridge Mfg. Corp.", "en1", "Party A: Oakridge Mfg. Corp.", "Oakridge Mfg. Corp.")
+    elsewhere = claim("Party A: Oakridge Manufacturing Corporation", "en1", "Party A: Oakridge Manufacturing Corporation",
+                      "Oakridge Manufacturing Corporation")
+    elsewhere.citations[0].bbox = (130, 460, 600, 485)  # Party B's line
+    at_box = elsewhere.model_copy(deep=True)
+    at_box.citations[0].bbox = (130, 400, 640, 425)
+    update, _ = run(self_check, {**state, "claims": [reread, elsewhere, at_box]}, deps(max_retries=1))
+    assert [c.status for c in update["claims"]] == ["passed", "dropped", "dropped"]
+    assert [f.check for f in update["checks"].failures] == ["snippet", "snippet"]
 
 
 def test_llm_claims_need_their_words_quoted_and_a_verdict() -> None:

@@ -234,7 +234,7 @@ def test_debug_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def _line(text: str, y: float, x0: float = 100, x1: float = 600, image_id: str = "img1") -> EvidenceLine:
-    return EvidenceLine(image_id=image_id, text=text, bbox=(x0, y, x1, y + 24), confidence=0.95)
+    return EvidenceLine(image_id=image_id, text=text, bbox=(x0, y, x1, y + 24), confidence=0.95, source="metadata")
 
 
 def test_party_prefers_label_value_over_mention() -> None:
@@ -286,6 +286,33 @@ def test_snippet_matches_after_normalisation() -> None:
     assert snippet_matches("party a:oakridge manufacturing", info)  # case and spaces
     assert not snippet_matches("Party A: Fabricated Corp", info)
     assert not snippet_matches("   ", info)
+
+
+def test_a_section_number_is_not_a_table_caption_number() -> None:
+    # The page's stored OCR (Debian Reference en p43): the caption reads more confidently than the heading.
+    sub = rule_plan("Which section of the Debian Reference is “Special device files”?").sub_questions[0]
+    lines = [
+        EvidenceLine(image_id="p", text="1.2.11 Special device files", bbox=(75, 624, 295, 643), confidence=0.977, source="metadata"),
+        EvidenceLine(image_id="p", text="Table 1.10: List of special device files", bbox=(325, 886, 540, 903), confidence=0.998, source="metadata"),
+    ]
+    assert best_lines(sub, lines, {"p": ImageInfo(image_id="p", lines=lines)})[0].value == "1.2.11"
+
+
+def test_a_quote_is_the_stored_ocr_at_its_box() -> None:
+    # Grounding by construction: only the index's stored OCR counts, and only at the cited box.
+    stored_lines = [_line("To see who may read the shadow file, type:", 200), _line("sruuun -l /etc/shadow", 240)]
+    info = ImageInfo(image_id="img1", lines=stored_lines, ocr_text="To see who may read the shadow file, type:\nsruuun -l /etc/shadow",
+                     reread=[EvidenceLine(image_id="img1", text="ls -l /etc/shadow", bbox=(100, 240, 600, 264))])
+    assert snippet_matches("sruuun -l /etc/shadow", info, (100, 240, 600, 264))
+    assert not snippet_matches("sruuun -l /etc/shadow", info, (100, 200, 600, 224))  # on the page, not at that box
+    assert not snippet_matches("ls -l /etc/shadow", info)  # a re-read of this run is not what the index holds
+    # A re-read that reads the pixels otherwise is never scored; one that agrees is the stored line.
+    sub = rule_plan("How do I see who may read the shadow file?").sub_questions[0]
+    reread = [EvidenceLine(image_id="img1", text="ls -l /etc/shadow", bbox=(100, 240, 600, 264), source="ocr_region")]
+    assert all(sc.snippet_line.source == "metadata" and "ls -l" not in sc.value for sc in best_lines(sub, reread, {"img1": info}))
+    same = [EvidenceLine(image_id="img1", text="To see who may read the shadow file, type:", bbox=(98, 199, 602, 225), source="snippet", rank=1)]
+    (sc,) = best_lines(sub, same, {"img1": info})
+    assert sc.line is not same[0] and sc.line.bbox == stored_lines[0].bbox and sc.line.rank == 1
 
 
 def test_shape_arguments_flat_wrapped_and_unknown_keys() -> None:
