@@ -348,6 +348,39 @@ def load_skimage(name: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def emoji_embedded(log: Callable[[str], None] = print) -> tuple[dict[str, Any], EmbeddedImages]:
+    """Every emoji of :mod:`evals.datasets.emoji` (CLDR names en + zh), features cached."""
+    from imgrag.evals.datasets.emoji import catalogue, render
+
+    items = {e.key: e for e in catalogue()}
+
+    def load(key: str) -> np.ndarray:
+        arr = render(items[key].text)
+        if arr is None:
+            raise ValueError(f"{key}: not drawn as one glyph")
+        return arr
+
+    return items, embed_with_bridge(list(items), load, "emoji", log=log)
+
+
+def emoji_collection(log: Callable[[str], None] = print) -> Collection:
+    """All emoji (a whole source: held out from any adapter not trained on ``emoji``); queries are the
+    CLDR short names, English and Chinese (human-written); an emoji sharing a name is relevant too."""
+    from imgrag.evals.datasets.emoji import render
+
+    items, emb = emoji_embedded(log)
+    queries, langs, rel = [], [], []
+    for lang in ("en", "zh"):
+        by_name: dict[str, set[int]] = {}
+        for i, k in enumerate(emb.names):
+            by_name.setdefault(getattr(items[k], f"name_{lang}").lower(), set()).add(i)
+        for name, rows in sorted(by_name.items()):
+            queries.append(getattr(items[emb.names[min(rows)]], f"name_{lang}"))
+            langs.append(lang)
+            rel.append(frozenset(rows))
+    return Collection("emoji", emb, lambda k: render(items[k].text), queries, langs, rel)  # type: ignore[arg-type,return-value]
+
+
 def clipart_collection(glossary: Glossary | None, log: Callable[[str], None] = print) -> Collection:
     heldout, _ = clipart_splits()
     items, emb = clipart_embedded([it.name for it in heldout], log=log)
@@ -377,12 +410,19 @@ def clipart_collection(glossary: Glossary | None, log: Callable[[str], None] = p
 DEFAULT_TRAIN_IMAGES = 2000  # a hash-ordered prefix of the training split (all that 2 CPU cores embed in ~30 min)
 
 
-def train_default(out: Path, *, train_images: int = DEFAULT_TRAIN_IMAGES, seed: int = 0, epochs: int = 120,
-                  cached_only: bool = False, chinese: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train the openclipart adapter: training split only, English titles/keywords + dictionary Chinese."""
-    from imgrag.indexing.align import PairData, TrainConfig, align
-    from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
+SOURCES = ("clipart", "emoji")
 
+
+@dataclass
+class SourcePairs:
+    images: EmbeddedImages
+    captions: list[list[str]]
+    recipe: dict[str, Any]
+
+
+def clipart_pairs(*, train_images: int = DEFAULT_TRAIN_IMAGES, cached_only: bool = False, chinese: bool = True,
+                  log: Callable[[str], None] = print) -> SourcePairs:
+    """openclipart's *training* split: titles/keywords (English) + their dictionary translations."""
     glossary = Glossary() if chinese else None
     catalogue = clipart_catalogue()
     counts: dict[str, int] = {}
@@ -393,24 +433,78 @@ def train_default(out: Path, *, train_images: int = DEFAULT_TRAIN_IMAGES, seed: 
     assert not any(it.heldout for it in train)
     items, emb = clipart_embedded([it.name for it in train], log=log, limit=0 if cached_only else None)
     caps = [clipart_captions(items[n], counts, glossary) for n in emb.names]
-    keep = [i for i, c in enumerate(caps) if c]
+    return SourcePairs(emb, caps, {
+        "kind": "openclipart", "packages": "openclipart-png, openclipart-svg (Debian, public domain)",
+        "split": "evals.splits.is_heldout == False", "order": "sha256(file name)",
+        "captions_en": "SVG dc:title when it names one picture; content dc:subject keywords (up to 5)",
+        "captions_zh": (f"word-by-word CC-CEDICT translation of those ({glossary.source}); machine, not human"
+                        if glossary else "none (English only)")})
+
+
+def emoji_pairs(*, chinese: bool = True, log: Callable[[str], None] = print) -> SourcePairs:
+    """Every emoji the font draws: CLDR name + keywords, English and (human) Chinese."""
+    from imgrag.evals.datasets.emoji import digest
+
+    items, emb = emoji_embedded(log)
+    caps = [[c for c in items[k].captions() if chinese or not re.search(r"[\u3400-\u9fff]", c)] for k in emb.names]
+    return SourcePairs(emb, caps, {
+        "kind": "emoji", "packages": "fonts-noto-color-emoji (OFL 1.1), unicode-cldr-core (Unicode licence)",
+        "captions_en": "CLDR tts name; keywords as one phrase (up to 5)",
+        "captions_zh": "CLDR zh tts name and keywords (human)" if chinese else "none (English only)",
+        "builder": "evals.datasets.emoji", "digest": digest([items[k] for k in emb.names])})
+
+
+def train_sources(out: Path, sources: Sequence[str] = ("clipart",), *, train_images: int = DEFAULT_TRAIN_IMAGES,
+                  seed: int = 0, epochs: int = 120, cached_only: bool = False, chinese: bool = True,
+                  text_head: str = "linear", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train an adapter on the named pair sources (clipart: training split only) and save it."""
+    from imgrag.indexing.align import PairData, TrainConfig, align
+    from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
+
+    unknown = set(sources) - set(SOURCES)
+    if unknown or not sources:
+        raise SystemExit(f"unknown source(s) {sorted(unknown)}: choose from {', '.join(SOURCES)}")
+    parts: list[SourcePairs] = []
+    for src in dict.fromkeys(sources):
+        if src == "clipart":
+            parts.append(clipart_pairs(train_images=train_images, cached_only=cached_only, chinese=chinese, log=log))
+        else:
+            parts.append(emoji_pairs(chinese=chinese, log=log))
+    keys: list[str] = []
+    feats, before, caps = [], [], []
+    recipes = []
+    for p in parts:
+        keep = [i for i, c in enumerate(p.captions) if c]
+        keys += [p.images.names[i] for i in keep]
+        feats.append(p.images.features[keep])
+        before.append(p.images.bridge[keep])
+        caps += [p.captions[i] for i in keep]
+        recipes.append({**p.recipe, "images": len(keep), "captions": sum(len(p.captions[i]) for i in keep)})
     bridge = get_image_text_embedder("bridge")
     data = PairData(
-        keys=[emb.names[i] for i in keep], features=emb.features[keep], captions=[caps[i] for i in keep],
-        feature_identity=emb.feature_identity, before=emb.bridge[keep], before_identity=emb.bridge_identity,
-        before_queries=lambda texts: bridge.embed_queries(texts),
-        source={"kind": "openclipart", "packages": "openclipart-png, openclipart-svg (Debian, public domain)",
-                "split": "evals.splits.is_heldout == False", "order": "sha256(file name)",
-                "images": len(keep), "captions": sum(len(caps[i]) for i in keep),
-                "captions_en": "SVG dc:title when it names one picture; content dc:subject keywords (up to 5)",
-                "captions_zh": (f"word-by-word CC-CEDICT translation of those ({glossary.source}); machine, not human"
-                                if glossary else "none (English only)"),
-                "recipe": "python -m imgrag.evals.embeddings train-default"},
+        keys=keys, features=np.concatenate(feats), captions=caps,
+        feature_identity=parts[0].images.feature_identity, before=np.concatenate(before),
+        before_identity=parts[0].images.bridge_identity, before_queries=lambda texts: bridge.embed_queries(texts),
+        source={"kind": "+".join(dict.fromkeys(sources)), "sources": recipes, "images": len(keys),
+                "captions": sum(map(len, caps)),
+                "recipe": f"python -m imgrag.evals.embeddings train --source {' --source '.join(dict.fromkeys(sources))}"
+                          + ("" if chinese else " --english-only")
+                          + ("" if text_head == "linear" else f" --text-head {text_head}")},
     )
-    adapter, metrics = align(data, get_text_embedder("e5"), out, cfg=TrainConfig(seed=seed, epochs=epochs),
-                             name="openclipart-linear256" + ("" if chinese else "-en"), log_fn=log)
+    name = "-".join(("openclipart" if s == "clipart" else s) for s in dict.fromkeys(sources))
+    name += "-linear256" if text_head == "linear" else "-e5space"
+    cfg = TrainConfig(seed=seed, epochs=epochs, text_head=text_head)  # type: ignore[arg-type]
+    adapter, metrics = align(data, get_text_embedder("e5"), out, cfg=cfg,
+                             name=name + ("" if chinese else "-en"), log_fn=log)
     log(f"saved {adapter.identity} to {out}")
     return metrics
+
+
+def train_default(out: Path, *, train_images: int = DEFAULT_TRAIN_IMAGES, seed: int = 0, epochs: int = 120,
+                  cached_only: bool = False, chinese: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train the openclipart adapter: training split only, English titles/keywords + dictionary Chinese."""
+    return train_sources(out, ("clipart",), train_images=train_images, seed=seed, epochs=epochs,
+                         cached_only=cached_only, chinese=chinese, log=log)
 
 
 # -------------------------------------------------------------------------------------------
@@ -429,7 +523,7 @@ def compare(adapters: Sequence[Path] = (), clip_model: str | None = None, *,
     except SystemExit as e:
         log(f"note: {e}; clipart Chinese queries left out")
         glossary = None
-    collections = [clipart_collection(glossary, log=log), skimage_collection(log=log)]
+    collections = [clipart_collection(glossary, log=log), emoji_collection(log=log), skimage_collection(log=log)]
     bridge = get_image_text_embedder("bridge")
     e5 = get_text_embedder("e5")
     clip = get_image_text_embedder("clip", model=clip_model) if clip_model else None
@@ -468,26 +562,38 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("features", help="compute and cache openclipart features (held-out queries first)")
     f.add_argument("--limit", type=int, default=None, help="embed at most this many new pictures")
     f.add_argument("--train-images", type=int, default=DEFAULT_TRAIN_IMAGES)
-    t = sub.add_parser("train-default", help="train the openclipart adapter (training split only)")
-    t.add_argument("--out", type=Path, required=True)
-    t.add_argument("--train-images", type=int, default=DEFAULT_TRAIN_IMAGES)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--epochs", type=int, default=120)
-    t.add_argument("--cached-only", action="store_true", help="train on the pictures already embedded")
-    t.add_argument("--english-only", action="store_true", help="no dictionary Chinese captions (for comparison)")
+    f.add_argument("--source", choices=SOURCES, default="clipart", help="which pair source to embed")
+    trainers = {"train-default": "train the openclipart adapter (training split only)",
+                "train": "train an adapter on the --source pair sources (clipart: training split only)"}
+    for cmd, help_ in trainers.items():
+        t = sub.add_parser(cmd, help=help_)
+        t.add_argument("--out", type=Path, required=True)
+        if cmd == "train":
+            t.add_argument("--source", choices=SOURCES, action="append", required=True, help="pair source (repeatable)")
+        t.add_argument("--train-images", type=int, default=DEFAULT_TRAIN_IMAGES, help="openclipart pictures")
+        t.add_argument("--seed", type=int, default=0)
+        t.add_argument("--epochs", type=int, default=120)
+        t.add_argument("--cached-only", action="store_true", help="train on the openclipart pictures already embedded")
+        t.add_argument("--english-only", action="store_true", help="no Chinese captions (for comparison)")
+        t.add_argument("--text-head", choices=("linear", "identity"), default="linear",
+                       help="identity: queries stay in e5's space, only the image head learns")
     c = sub.add_parser("compare", help="bridge vs aligned vs clip, side by side")
     c.add_argument("--adapter", type=Path, action="append", default=[], help="adapter folder (repeatable)")
     c.add_argument("--clip-model", default=None, help="CLIP model folder or cached name")
     c.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = ap.parse_args(argv)
-    if args.cmd == "features":
+    if args.cmd == "features" and args.source == "emoji":
+        _, emb = emoji_embedded()
+        print(f"{len(emb.names)} emoji embedded")
+    elif args.cmd == "features":
         heldout, train = clipart_splits()
         names = [it.name for it in heldout] + [it.name for it in train[: args.train_images]]
         _, emb = clipart_embedded(names, limit=args.limit)
         print(f"{len(emb.names)} of {len(names)} pictures embedded ({len(heldout)} held-out queries first)")
-    elif args.cmd == "train-default":
-        m = train_default(args.out, train_images=args.train_images, seed=args.seed, epochs=args.epochs,
-                          cached_only=args.cached_only, chinese=not args.english_only)
+    elif args.cmd in trainers:
+        m = train_sources(args.out, getattr(args, "source", None) or ["clipart"], train_images=args.train_images,
+                          seed=args.seed, epochs=args.epochs, cached_only=args.cached_only, chinese=not args.english_only,
+                          text_head=args.text_head)
         from imgrag.indexing.align import format_metrics
 
         print("\n".join(format_metrics(m)))

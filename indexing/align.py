@@ -34,7 +34,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -296,6 +296,10 @@ class TrainConfig(BaseModel):
     patience: int = Field(default=20, ge=1, description="epochs without a better validation MRR before stopping")
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 0
+    text_head: Literal["linear", "identity"] = Field(
+        default="linear", description="identity: the text head is frozen at I (dim = the text model's), so queries "
+        "stay in the text model's own space and only the image head learns — words never seen in training keep "
+        "their meaning")
 
 
 def split_by_image(keys: Sequence[str], val_fraction: float, seed: int) -> np.ndarray:
@@ -377,10 +381,16 @@ def train_heads(
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
-        img_head = nn.Linear(data.features.shape[1], cfg.dim)
-        txt_head = nn.Linear(text_vecs.shape[1], cfg.dim)
+        dim = text_vecs.shape[1] if cfg.text_head == "identity" else cfg.dim
+        img_head = nn.Linear(data.features.shape[1], dim)
+        txt_head = nn.Linear(text_vecs.shape[1], dim)
+        if cfg.text_head == "identity":
+            with torch.no_grad():
+                txt_head.weight.copy_(torch.eye(dim))
+                txt_head.bias.zero_()
+            txt_head.requires_grad_(False)
         log_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.tau_init)))
-        params = [*img_head.parameters(), *txt_head.parameters(), log_scale]
+        params = [*img_head.parameters(), *(p for p in txt_head.parameters() if p.requires_grad), log_scale]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         feats_t = torch.from_numpy(np.ascontiguousarray(data.features, np.float32))
         text_t = torch.from_numpy(text_vecs)
@@ -415,7 +425,7 @@ def train_heads(
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step)
                 x = F.dropout(feats_t[rows], cfg.dropout, training=True)
-                t = F.dropout(text_t[caps], cfg.dropout, training=True)
+                t = F.dropout(text_t[caps], cfg.dropout if cfg.text_head == "linear" else 0.0, training=True)
                 iv, tv = F.normalize(img_head(x), dim=1), F.normalize(txt_head(t), dim=1)
                 logits = log_scale.exp() * iv @ tv.T
                 target = torch.arange(len(rows))
@@ -476,7 +486,7 @@ def align(
     cfg = cfg or TrainConfig()
     res = train_heads(data, text, cfg, log_fn)
     config = AdapterConfig(
-        name=name or out.name, dim=cfg.dim, image_in=int(data.features.shape[1]),
+        name=name or out.name, dim=int(res.weights["image.weight"].shape[0]), image_in=int(data.features.shape[1]),
         text_in=int(res.weights["text.weight"].shape[1]), tau=round(res.tau, 6),
         feature_identity=data.feature_identity, text_identity=text.identity,
         data={**data.source, **(extra_data or {})},
