@@ -456,7 +456,7 @@ def emoji_pairs(*, chinese: bool = True, log: Callable[[str], None] = print) -> 
 
 def train_sources(out: Path, sources: Sequence[str] = ("clipart",), *, train_images: int = DEFAULT_TRAIN_IMAGES,
                   seed: int = 0, epochs: int = 120, cached_only: bool = False, chinese: bool = True,
-                  text_head: str = "linear", log: Callable[[str], None] = print) -> dict[str, Any]:
+                  text_head: str = "linear", distill: float = 0.0, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train an adapter on the named pair sources (clipart: training split only) and save it."""
     from imgrag.indexing.align import PairData, TrainConfig, align
     from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
@@ -489,11 +489,12 @@ def train_sources(out: Path, sources: Sequence[str] = ("clipart",), *, train_ima
                 "captions": sum(map(len, caps)),
                 "recipe": f"python -m imgrag.evals.embeddings train --source {' --source '.join(dict.fromkeys(sources))}"
                           + ("" if chinese else " --english-only")
-                          + ("" if text_head == "linear" else f" --text-head {text_head}")},
+                          + ("" if text_head == "linear" else f" --text-head {text_head}")
+                          + (f" --distill {distill:g}" if distill else "")},
     )
     name = "-".join(("openclipart" if s == "clipart" else s) for s in dict.fromkeys(sources))
-    name += "-linear256" if text_head == "linear" else "-e5space"
-    cfg = TrainConfig(seed=seed, epochs=epochs, text_head=text_head)  # type: ignore[arg-type]
+    name += ("-linear256" if text_head == "linear" else "-e5space") + (f"-distill{distill:g}" if distill else "")
+    cfg = TrainConfig(seed=seed, epochs=epochs, text_head=text_head, distill=distill)  # type: ignore[arg-type]
     adapter, metrics = align(data, get_text_embedder("e5"), out, cfg=cfg,
                              name=name + ("" if chinese else "-en"), log_fn=log)
     log(f"saved {adapter.identity} to {out}")
@@ -577,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
         t.add_argument("--english-only", action="store_true", help="no Chinese captions (for comparison)")
         t.add_argument("--text-head", choices=("linear", "identity"), default="linear",
                        help="identity: queries stay in e5's space, only the image head learns")
+        t.add_argument("--distill", type=float, default=0.0, help="with --text-head identity: keep images near their bridge vectors")
     c = sub.add_parser("compare", help="bridge vs aligned vs clip, side by side")
     c.add_argument("--adapter", type=Path, action="append", default=[], help="adapter folder (repeatable)")
     c.add_argument("--clip-model", default=None, help="CLIP model folder or cached name")
@@ -593,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd in trainers:
         m = train_sources(args.out, getattr(args, "source", None) or ["clipart"], train_images=args.train_images,
                           seed=args.seed, epochs=args.epochs, cached_only=args.cached_only, chinese=not args.english_only,
-                          text_head=args.text_head)
+                          text_head=args.text_head, distill=args.distill)
         from imgrag.indexing.align import format_metrics
 
         print("\n".join(format_metrics(m)))

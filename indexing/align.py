@@ -300,6 +300,10 @@ class TrainConfig(BaseModel):
         default="linear", description="identity: the text head is frozen at I (dim = the text model's), so queries "
         "stay in the text model's own space and only the image head learns — words never seen in training keep "
         "their meaning")
+    distill: float = Field(
+        default=0.0, ge=0, description="with text_head identity: weight of a loss keeping each image's vector near "
+        "its vector in the space being replaced (PairData.before, normally the label bridge, also in the text "
+        "model's space), so what the bridge knows is not forgotten")
 
 
 def split_by_image(keys: Sequence[str], val_fraction: float, seed: int) -> np.ndarray:
@@ -392,6 +396,11 @@ def train_heads(
         log_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.tau_init)))
         params = [*img_head.parameters(), *(p for p in txt_head.parameters() if p.requires_grad), log_scale]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        use_distill = cfg.distill > 0
+        if use_distill and (cfg.text_head != "identity" or data.before is None or data.before.shape[1] != dim):
+            raise ImgragError("--distill needs --text-head identity and an index whose image space is the text model's "
+                              f"({dim}-d, e.g. the label bridge)", "drop --distill, or train with --text-head identity")
+        before_t = torch.from_numpy(np.ascontiguousarray(data.before, np.float32)) if use_distill else None
         feats_t = torch.from_numpy(np.ascontiguousarray(data.features, np.float32))
         text_t = torch.from_numpy(text_vecs)
         steps_per_epoch = max(1, math.ceil(len(train_rows) / cfg.batch_size))
@@ -430,6 +439,8 @@ def train_heads(
                 logits = log_scale.exp() * iv @ tv.T
                 target = torch.arange(len(rows))
                 loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+                if before_t is not None:
+                    loss = loss + cfg.distill * (1 - (iv * F.normalize(before_t[rows], dim=1)).sum(1)).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -174,6 +174,23 @@ def test_identity_text_head_keeps_the_text_space(tmp_path: Path) -> None:
     assert metrics["after"]["all"]["mrr"] > metrics["before"]["all"]["mrr"] + 0.2
 
 
+def test_distill_keeps_images_near_the_bridge(tmp_path: Path) -> None:
+    """--distill pulls each image's vector towards its "before" (bridge) vector; it needs --text-head identity."""
+    data, text = _synthetic(n=160)
+    r = np.random.default_rng(3).standard_normal((1280, 384)).astype(np.float32)
+    b = data.features @ r  # a "bridge" the features determine, unrelated to the captions
+    data.before = b / np.linalg.norm(b, axis=1, keepdims=True)
+    base = TrainConfig(epochs=30, batch_size=64, seed=1, text_head="identity", patience=30)
+
+    def closeness(cfg: TrainConfig, name: str) -> float:
+        ad, _ = align(data, text, tmp_path / name, cfg=cfg)
+        return float((ad.project_images(data.features) * data.before).sum(1).mean())  # type: ignore[operator]
+
+    assert closeness(base.model_copy(update={"distill": 5.0}), "d") > closeness(base, "plain") + 0.2
+    with pytest.raises(ImgragError, match="--text-head identity"):
+        train_heads(data, text, TrainConfig(epochs=1, distill=1.0))
+
+
 def test_too_few_pairs() -> None:
     data, text = _synthetic(n=3)
     with pytest.raises(ImgragError, match="at least 4"):
