@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -174,6 +175,36 @@ class FeatureCache:
         np.savez(tmp, names=np.array(names), features=np.stack(self.features), bridge=np.stack(self.bridge),
                  skipped=np.array(sorted(self.skipped), dtype=str))
         tmp.replace(self.path)
+
+
+class CachedQueries:
+    """A text embedder's query vectors, cached on disk per text (training and the table embed the
+    same thousands of captions again and again); anything else is passed through."""
+
+    def __init__(self, text: Any) -> None:
+        self.text, self.identity, self.dim = text, text.identity, text.dim
+        self.path = cache_dir() / f"queries-{hashlib.sha256(text.identity.encode()).hexdigest()[:12]}.npz"
+        self.vectors: dict[str, np.ndarray] = {}
+        self._load()
+
+    def _load(self) -> None:
+        if self.path.is_file():
+            z = np.load(self.path, allow_pickle=False)
+            self.vectors.update(zip((str(t) for t in z["texts"]), z["vectors"], strict=True))
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        todo = list(dict.fromkeys(t for t in texts if t not in self.vectors))
+        if todo:
+            new = dict(zip(todo, np.asarray(self.text.embed_queries(todo), np.float32), strict=True))
+            self._load()  # another run may have added texts meanwhile: keep them
+            self.vectors.update(new)
+            tmp = self.path.with_name(self.path.stem + f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, texts=np.array(list(self.vectors)), vectors=np.stack(list(self.vectors.values())))
+            tmp.replace(self.path)
+        return np.stack([self.vectors[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self.text.embed_passages(texts)
 
 
 def embed_with_bridge(
@@ -459,7 +490,7 @@ def train_sources(out: Path, sources: Sequence[str] = ("clipart",), *, train_ima
                   text_head: str = "linear", distill: float = 0.0, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train an adapter on the named pair sources (clipart: training split only) and save it."""
     from imgrag.indexing.align import PairData, TrainConfig, align
-    from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
+    from imgrag.indexing.embedders import get_text_embedder
 
     unknown = set(sources) - set(SOURCES)
     if unknown or not sources:
@@ -480,11 +511,11 @@ def train_sources(out: Path, sources: Sequence[str] = ("clipart",), *, train_ima
         before.append(p.images.bridge[keep])
         caps += [p.captions[i] for i in keep]
         recipes.append({**p.recipe, "images": len(keep), "captions": sum(len(p.captions[i]) for i in keep)})
-    bridge = get_image_text_embedder("bridge")
+    e5 = CachedQueries(get_text_embedder("e5"))
     data = PairData(
         keys=keys, features=np.concatenate(feats), captions=caps,
         feature_identity=parts[0].images.feature_identity, before=np.concatenate(before),
-        before_identity=parts[0].images.bridge_identity, before_queries=lambda texts: bridge.embed_queries(texts),
+        before_identity=parts[0].images.bridge_identity, before_queries=e5.embed_queries,  # the bridge's queries are e5's
         source={"kind": "+".join(dict.fromkeys(sources)), "sources": recipes, "images": len(keys),
                 "captions": sum(map(len, caps)),
                 "recipe": f"python -m imgrag.evals.embeddings train --source {' --source '.join(dict.fromkeys(sources))}"
@@ -495,7 +526,7 @@ def train_sources(out: Path, sources: Sequence[str] = ("clipart",), *, train_ima
     name = "-".join(("openclipart" if s == "clipart" else s) for s in dict.fromkeys(sources))
     name += ("-linear256" if text_head == "linear" else "-e5space") + (f"-distill{distill:g}" if distill else "")
     cfg = TrainConfig(seed=seed, epochs=epochs, text_head=text_head, distill=distill)  # type: ignore[arg-type]
-    adapter, metrics = align(data, get_text_embedder("e5"), out, cfg=cfg,
+    adapter, metrics = align(data, e5, out, cfg=cfg,  # type: ignore[arg-type]
                              name=name + ("" if chinese else "-en"), log_fn=log)
     log(f"saved {adapter.identity} to {out}")
     return metrics
@@ -525,13 +556,12 @@ def compare(adapters: Sequence[Path] = (), clip_model: str | None = None, *,
         log(f"note: {e}; clipart Chinese queries left out")
         glossary = None
     collections = [clipart_collection(glossary, log=log), emoji_collection(log=log), skimage_collection(log=log)]
-    bridge = get_image_text_embedder("bridge")
-    e5 = get_text_embedder("e5")
+    e5 = CachedQueries(get_text_embedder("e5"))
     clip = get_image_text_embedder("clip", model=clip_model) if clip_model else None
     rows: list[dict[str, Any]] = []
     for col in collections:
         embedders: list[tuple[str, np.ndarray, np.ndarray]] = [
-            ("bridge", col.images.bridge, bridge.embed_queries(col.queries))]
+            ("bridge", col.images.bridge, e5.embed_queries(col.queries))]  # the bridge's queries are e5's
         tv = e5.embed_queries(col.queries)
         for a in adapters:
             ad = load_adapter(a)
