@@ -7,6 +7,9 @@ Two collections, English and Chinese queries, Recall@1/5/10 and MRR of text → 
   whose SVG title describes one picture (:func:`evals.golden.clipart.good_title`); the query is the
   title (English) and its dictionary translation (Chinese, see :mod:`evals.zh_captions`). A
   picture's title repeated on another candidate counts that candidate as relevant too.
+* ``emoji``: every emoji of :mod:`evals.datasets.emoji` (Noto Color Emoji + CLDR), queried by its CLDR
+  short name in English and in Chinese (written by people). A whole source: it is held out from any
+  adapter not trained with ``--source emoji``.
 * ``skimage``: scikit-image's bundled sample images with captions written for this eval
   (``evals/data/skimage_captions.json``, 2 English + 2 Chinese per image). Never used in training.
 
@@ -20,6 +23,8 @@ adapter with its metrics; ``compare`` prints the side-by-side table::
     python -m imgrag.evals.embeddings features                # cache openclipart features (~10 min, 2 cores)
     python -m imgrag.evals.embeddings train-default --out /tmp/adapter-openclipart
     python -m imgrag.evals.embeddings compare --adapter /tmp/adapter-openclipart [--clip-model DIR]
+    python -m imgrag.evals.embeddings features --source emoji
+    python -m imgrag.evals.embeddings train --source emoji [--source clipart] [--text-head identity] --out DIR
 
 (``imgrag eval embeddings`` runs ``compare``.)
 """
