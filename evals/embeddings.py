@@ -7,6 +7,9 @@ Two collections, English and Chinese queries, Recall@1/5/10 and MRR of text → 
   whose SVG title describes one picture (:func:`evals.golden.clipart.good_title`); the query is the
   title (English) and its dictionary translation (Chinese, see :mod:`evals.zh_captions`). A
   picture's title repeated on another candidate counts that candidate as relevant too.
+* ``emoji``: every emoji of :mod:`evals.datasets.emoji` (Noto Color Emoji + CLDR), queried by its CLDR
+  short name in English and in Chinese (written by people). A whole source: it is held out from any
+  adapter not trained with ``--source emoji``.
 * ``skimage``: scikit-image's bundled sample images with captions written for this eval
   (``evals/data/skimage_captions.json``, 2 English + 2 Chinese per image). Never used in training.
 
@@ -20,6 +23,8 @@ adapter with its metrics; ``compare`` prints the side-by-side table::
     python -m imgrag.evals.embeddings features                # cache openclipart features (~10 min, 2 cores)
     python -m imgrag.evals.embeddings train-default --out /tmp/adapter-openclipart
     python -m imgrag.evals.embeddings compare --adapter /tmp/adapter-openclipart [--clip-model DIR]
+    python -m imgrag.evals.embeddings features --source emoji
+    python -m imgrag.evals.embeddings train --source emoji [--source clipart] [--text-head identity] --out DIR
 
 (``imgrag eval embeddings`` runs ``compare``.)
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -174,6 +180,36 @@ class FeatureCache:
         np.savez(tmp, names=np.array(names), features=np.stack(self.features), bridge=np.stack(self.bridge),
                  skipped=np.array(sorted(self.skipped), dtype=str))
         tmp.replace(self.path)
+
+
+class CachedQueries:
+    """A text embedder's query vectors, cached on disk per text (training and the table embed the
+    same thousands of captions again and again); anything else is passed through."""
+
+    def __init__(self, text: Any) -> None:
+        self.text, self.identity, self.dim = text, text.identity, text.dim
+        self.path = cache_dir() / f"queries-{hashlib.sha256(text.identity.encode()).hexdigest()[:12]}.npz"
+        self.vectors: dict[str, np.ndarray] = {}
+        self._load()
+
+    def _load(self) -> None:
+        if self.path.is_file():
+            z = np.load(self.path, allow_pickle=False)
+            self.vectors.update(zip((str(t) for t in z["texts"]), z["vectors"], strict=True))
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        todo = list(dict.fromkeys(t for t in texts if t not in self.vectors))
+        if todo:
+            new = dict(zip(todo, np.asarray(self.text.embed_queries(todo), np.float32), strict=True))
+            self._load()  # another run may have added texts meanwhile: keep them
+            self.vectors.update(new)
+            tmp = self.path.with_name(self.path.stem + f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, texts=np.array(list(self.vectors)), vectors=np.stack(list(self.vectors.values())))
+            tmp.replace(self.path)
+        return np.stack([self.vectors[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self.text.embed_passages(texts)
 
 
 def embed_with_bridge(
@@ -348,6 +384,39 @@ def load_skimage(name: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def emoji_embedded(log: Callable[[str], None] = print) -> tuple[dict[str, Any], EmbeddedImages]:
+    """Every emoji of :mod:`evals.datasets.emoji` (CLDR names en + zh), features cached."""
+    from imgrag.evals.datasets.emoji import catalogue, render
+
+    items = {e.key: e for e in catalogue()}
+
+    def load(key: str) -> np.ndarray:
+        arr = render(items[key].text)
+        if arr is None:
+            raise ValueError(f"{key}: not drawn as one glyph")
+        return arr
+
+    return items, embed_with_bridge(list(items), load, "emoji", log=log)
+
+
+def emoji_collection(log: Callable[[str], None] = print) -> Collection:
+    """All emoji (a whole source: held out from any adapter not trained on ``emoji``); queries are the
+    CLDR short names, English and Chinese (human-written); an emoji sharing a name is relevant too."""
+    from imgrag.evals.datasets.emoji import render
+
+    items, emb = emoji_embedded(log)
+    queries, langs, rel = [], [], []
+    for lang in ("en", "zh"):
+        by_name: dict[str, set[int]] = {}
+        for i, k in enumerate(emb.names):
+            by_name.setdefault(getattr(items[k], f"name_{lang}").lower(), set()).add(i)
+        for name, rows in sorted(by_name.items()):
+            queries.append(getattr(items[emb.names[min(rows)]], f"name_{lang}"))
+            langs.append(lang)
+            rel.append(frozenset(rows))
+    return Collection("emoji", emb, lambda k: render(items[k].text), queries, langs, rel)  # type: ignore[arg-type,return-value]
+
+
 def clipart_collection(glossary: Glossary | None, log: Callable[[str], None] = print) -> Collection:
     heldout, _ = clipart_splits()
     items, emb = clipart_embedded([it.name for it in heldout], log=log)
@@ -377,12 +446,19 @@ def clipart_collection(glossary: Glossary | None, log: Callable[[str], None] = p
 DEFAULT_TRAIN_IMAGES = 2000  # a hash-ordered prefix of the training split (all that 2 CPU cores embed in ~30 min)
 
 
-def train_default(out: Path, *, train_images: int = DEFAULT_TRAIN_IMAGES, seed: int = 0, epochs: int = 120,
-                  cached_only: bool = False, chinese: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train the openclipart adapter: training split only, English titles/keywords + dictionary Chinese."""
-    from imgrag.indexing.align import PairData, TrainConfig, align
-    from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
+SOURCES = ("clipart", "emoji")
 
+
+@dataclass
+class SourcePairs:
+    images: EmbeddedImages
+    captions: list[list[str]]
+    recipe: dict[str, Any]
+
+
+def clipart_pairs(*, train_images: int = DEFAULT_TRAIN_IMAGES, cached_only: bool = False, chinese: bool = True,
+                  log: Callable[[str], None] = print) -> SourcePairs:
+    """openclipart's *training* split: titles/keywords (English) + their dictionary translations."""
     glossary = Glossary() if chinese else None
     catalogue = clipart_catalogue()
     counts: dict[str, int] = {}
@@ -393,24 +469,79 @@ def train_default(out: Path, *, train_images: int = DEFAULT_TRAIN_IMAGES, seed: 
     assert not any(it.heldout for it in train)
     items, emb = clipart_embedded([it.name for it in train], log=log, limit=0 if cached_only else None)
     caps = [clipart_captions(items[n], counts, glossary) for n in emb.names]
-    keep = [i for i, c in enumerate(caps) if c]
-    bridge = get_image_text_embedder("bridge")
+    return SourcePairs(emb, caps, {
+        "kind": "openclipart", "packages": "openclipart-png, openclipart-svg (Debian, public domain)",
+        "split": "evals.splits.is_heldout == False", "order": "sha256(file name)",
+        "captions_en": "SVG dc:title when it names one picture; content dc:subject keywords (up to 5)",
+        "captions_zh": (f"word-by-word CC-CEDICT translation of those ({glossary.source}); machine, not human"
+                        if glossary else "none (English only)")})
+
+
+def emoji_pairs(*, chinese: bool = True, log: Callable[[str], None] = print) -> SourcePairs:
+    """Every emoji the font draws: CLDR name + keywords, English and (human) Chinese."""
+    from imgrag.evals.datasets.emoji import digest
+
+    items, emb = emoji_embedded(log)
+    caps = [[c for c in items[k].captions() if chinese or not re.search(r"[\u3400-\u9fff]", c)] for k in emb.names]
+    return SourcePairs(emb, caps, {
+        "kind": "emoji", "packages": "fonts-noto-color-emoji (OFL 1.1), unicode-cldr-core (Unicode licence)",
+        "captions_en": "CLDR tts name; keywords as one phrase (up to 5)",
+        "captions_zh": "CLDR zh tts name and keywords (human)" if chinese else "none (English only)",
+        "builder": "evals.datasets.emoji", "digest": digest([items[k] for k in emb.names])})
+
+
+def train_sources(out: Path, sources: Sequence[str] = ("clipart",), *, train_images: int = DEFAULT_TRAIN_IMAGES,
+                  seed: int = 0, epochs: int = 120, cached_only: bool = False, chinese: bool = True,
+                  text_head: str = "linear", distill: float = 0.0, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train an adapter on the named pair sources (clipart: training split only) and save it."""
+    from imgrag.indexing.align import PairData, TrainConfig, align
+    from imgrag.indexing.embedders import get_text_embedder
+
+    unknown = set(sources) - set(SOURCES)
+    if unknown or not sources:
+        raise SystemExit(f"unknown source(s) {sorted(unknown)}: choose from {', '.join(SOURCES)}")
+    parts: list[SourcePairs] = []
+    for src in dict.fromkeys(sources):
+        if src == "clipart":
+            parts.append(clipart_pairs(train_images=train_images, cached_only=cached_only, chinese=chinese, log=log))
+        else:
+            parts.append(emoji_pairs(chinese=chinese, log=log))
+    keys: list[str] = []
+    feats, before, caps = [], [], []
+    recipes = []
+    for p in parts:
+        keep = [i for i, c in enumerate(p.captions) if c]
+        keys += [p.images.names[i] for i in keep]
+        feats.append(p.images.features[keep])
+        before.append(p.images.bridge[keep])
+        caps += [p.captions[i] for i in keep]
+        recipes.append({**p.recipe, "images": len(keep), "captions": sum(len(p.captions[i]) for i in keep)})
+    e5 = CachedQueries(get_text_embedder("e5"))
     data = PairData(
-        keys=[emb.names[i] for i in keep], features=emb.features[keep], captions=[caps[i] for i in keep],
-        feature_identity=emb.feature_identity, before=emb.bridge[keep], before_identity=emb.bridge_identity,
-        before_queries=lambda texts: bridge.embed_queries(texts),
-        source={"kind": "openclipart", "packages": "openclipart-png, openclipart-svg (Debian, public domain)",
-                "split": "evals.splits.is_heldout == False", "order": "sha256(file name)",
-                "images": len(keep), "captions": sum(len(caps[i]) for i in keep),
-                "captions_en": "SVG dc:title when it names one picture; content dc:subject keywords (up to 5)",
-                "captions_zh": (f"word-by-word CC-CEDICT translation of those ({glossary.source}); machine, not human"
-                                if glossary else "none (English only)"),
-                "recipe": "python -m imgrag.evals.embeddings train-default"},
+        keys=keys, features=np.concatenate(feats), captions=caps,
+        feature_identity=parts[0].images.feature_identity, before=np.concatenate(before),
+        before_identity=parts[0].images.bridge_identity, before_queries=e5.embed_queries,  # the bridge's queries are e5's
+        source={"kind": "+".join(dict.fromkeys(sources)), "sources": recipes, "images": len(keys),
+                "captions": sum(map(len, caps)),
+                "recipe": f"python -m imgrag.evals.embeddings train --source {' --source '.join(dict.fromkeys(sources))}"
+                          + ("" if chinese else " --english-only")
+                          + ("" if text_head == "linear" else f" --text-head {text_head}")
+                          + (f" --distill {distill:g}" if distill else "")},
     )
-    adapter, metrics = align(data, get_text_embedder("e5"), out, cfg=TrainConfig(seed=seed, epochs=epochs),
-                             name="openclipart-linear256" + ("" if chinese else "-en"), log_fn=log)
+    name = "-".join(("openclipart" if s == "clipart" else s) for s in dict.fromkeys(sources))
+    name += ("-linear256" if text_head == "linear" else "-e5space") + (f"-distill{distill:g}" if distill else "")
+    cfg = TrainConfig(seed=seed, epochs=epochs, text_head=text_head, distill=distill)  # type: ignore[arg-type]
+    adapter, metrics = align(data, e5, out, cfg=cfg,  # type: ignore[arg-type]
+                             name=name + ("" if chinese else "-en"), log_fn=log)
     log(f"saved {adapter.identity} to {out}")
     return metrics
+
+
+def train_default(out: Path, *, train_images: int = DEFAULT_TRAIN_IMAGES, seed: int = 0, epochs: int = 120,
+                  cached_only: bool = False, chinese: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train the openclipart adapter: training split only, English titles/keywords + dictionary Chinese."""
+    return train_sources(out, ("clipart",), train_images=train_images, seed=seed, epochs=epochs,
+                         cached_only=cached_only, chinese=chinese, log=log)
 
 
 # -------------------------------------------------------------------------------------------
@@ -429,14 +560,13 @@ def compare(adapters: Sequence[Path] = (), clip_model: str | None = None, *,
     except SystemExit as e:
         log(f"note: {e}; clipart Chinese queries left out")
         glossary = None
-    collections = [clipart_collection(glossary, log=log), skimage_collection(log=log)]
-    bridge = get_image_text_embedder("bridge")
-    e5 = get_text_embedder("e5")
+    collections = [clipart_collection(glossary, log=log), emoji_collection(log=log), skimage_collection(log=log)]
+    e5 = CachedQueries(get_text_embedder("e5"))
     clip = get_image_text_embedder("clip", model=clip_model) if clip_model else None
     rows: list[dict[str, Any]] = []
     for col in collections:
         embedders: list[tuple[str, np.ndarray, np.ndarray]] = [
-            ("bridge", col.images.bridge, bridge.embed_queries(col.queries))]
+            ("bridge", col.images.bridge, e5.embed_queries(col.queries))]  # the bridge's queries are e5's
         tv = e5.embed_queries(col.queries)
         for a in adapters:
             ad = load_adapter(a)
@@ -468,26 +598,39 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("features", help="compute and cache openclipart features (held-out queries first)")
     f.add_argument("--limit", type=int, default=None, help="embed at most this many new pictures")
     f.add_argument("--train-images", type=int, default=DEFAULT_TRAIN_IMAGES)
-    t = sub.add_parser("train-default", help="train the openclipart adapter (training split only)")
-    t.add_argument("--out", type=Path, required=True)
-    t.add_argument("--train-images", type=int, default=DEFAULT_TRAIN_IMAGES)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--epochs", type=int, default=120)
-    t.add_argument("--cached-only", action="store_true", help="train on the pictures already embedded")
-    t.add_argument("--english-only", action="store_true", help="no dictionary Chinese captions (for comparison)")
+    f.add_argument("--source", choices=SOURCES, default="clipart", help="which pair source to embed")
+    trainers = {"train-default": "train the openclipart adapter (training split only)",
+                "train": "train an adapter on the --source pair sources (clipart: training split only)"}
+    for cmd, help_ in trainers.items():
+        t = sub.add_parser(cmd, help=help_)
+        t.add_argument("--out", type=Path, required=True)
+        if cmd == "train":
+            t.add_argument("--source", choices=SOURCES, action="append", required=True, help="pair source (repeatable)")
+        t.add_argument("--train-images", type=int, default=DEFAULT_TRAIN_IMAGES, help="openclipart pictures")
+        t.add_argument("--seed", type=int, default=0)
+        t.add_argument("--epochs", type=int, default=120)
+        t.add_argument("--cached-only", action="store_true", help="train on the openclipart pictures already embedded")
+        t.add_argument("--english-only", action="store_true", help="no Chinese captions (for comparison)")
+        t.add_argument("--text-head", choices=("linear", "identity"), default="linear",
+                       help="identity: queries stay in e5's space, only the image head learns")
+        t.add_argument("--distill", type=float, default=0.0, help="with --text-head identity: keep images near their bridge vectors")
     c = sub.add_parser("compare", help="bridge vs aligned vs clip, side by side")
     c.add_argument("--adapter", type=Path, action="append", default=[], help="adapter folder (repeatable)")
     c.add_argument("--clip-model", default=None, help="CLIP model folder or cached name")
     c.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = ap.parse_args(argv)
-    if args.cmd == "features":
+    if args.cmd == "features" and args.source == "emoji":
+        _, emb = emoji_embedded()
+        print(f"{len(emb.names)} emoji embedded")
+    elif args.cmd == "features":
         heldout, train = clipart_splits()
         names = [it.name for it in heldout] + [it.name for it in train[: args.train_images]]
         _, emb = clipart_embedded(names, limit=args.limit)
         print(f"{len(emb.names)} of {len(names)} pictures embedded ({len(heldout)} held-out queries first)")
-    elif args.cmd == "train-default":
-        m = train_default(args.out, train_images=args.train_images, seed=args.seed, epochs=args.epochs,
-                          cached_only=args.cached_only, chinese=not args.english_only)
+    elif args.cmd in trainers:
+        m = train_sources(args.out, getattr(args, "source", None) or ["clipart"], train_images=args.train_images,
+                          seed=args.seed, epochs=args.epochs, cached_only=args.cached_only, chinese=not args.english_only,
+                          text_head=args.text_head, distill=args.distill)
         from imgrag.indexing.align import format_metrics
 
         print("\n".join(format_metrics(m)))

@@ -34,7 +34,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -296,6 +296,14 @@ class TrainConfig(BaseModel):
     patience: int = Field(default=20, ge=1, description="epochs without a better validation MRR before stopping")
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 0
+    text_head: Literal["linear", "identity"] = Field(
+        default="linear", description="identity: the text head is frozen at I (dim = the text model's), so queries "
+        "stay in the text model's own space and only the image head learns — words never seen in training keep "
+        "their meaning")
+    distill: float = Field(
+        default=0.0, ge=0, description="with text_head identity: weight of a loss keeping each image's vector near "
+        "its vector in the space being replaced (PairData.before, normally the label bridge, also in the text "
+        "model's space), so what the bridge knows is not forgotten")
 
 
 def split_by_image(keys: Sequence[str], val_fraction: float, seed: int) -> np.ndarray:
@@ -377,11 +385,22 @@ def train_heads(
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
-        img_head = nn.Linear(data.features.shape[1], cfg.dim)
-        txt_head = nn.Linear(text_vecs.shape[1], cfg.dim)
+        dim = text_vecs.shape[1] if cfg.text_head == "identity" else cfg.dim
+        img_head = nn.Linear(data.features.shape[1], dim)
+        txt_head = nn.Linear(text_vecs.shape[1], dim)
+        if cfg.text_head == "identity":
+            with torch.no_grad():
+                txt_head.weight.copy_(torch.eye(dim))
+                txt_head.bias.zero_()
+            txt_head.requires_grad_(False)
         log_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.tau_init)))
-        params = [*img_head.parameters(), *txt_head.parameters(), log_scale]
+        params = [*img_head.parameters(), *(p for p in txt_head.parameters() if p.requires_grad), log_scale]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        use_distill = cfg.distill > 0
+        if use_distill and (cfg.text_head != "identity" or data.before is None or data.before.shape[1] != dim):
+            raise ImgragError("--distill needs --text-head identity and an index whose image space is the text model's "
+                              f"({dim}-d, e.g. the label bridge)", "drop --distill, or train with --text-head identity")
+        before_t = torch.from_numpy(np.ascontiguousarray(data.before, np.float32)) if use_distill else None
         feats_t = torch.from_numpy(np.ascontiguousarray(data.features, np.float32))
         text_t = torch.from_numpy(text_vecs)
         steps_per_epoch = max(1, math.ceil(len(train_rows) / cfg.batch_size))
@@ -415,11 +434,13 @@ def train_heads(
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step)
                 x = F.dropout(feats_t[rows], cfg.dropout, training=True)
-                t = F.dropout(text_t[caps], cfg.dropout, training=True)
+                t = F.dropout(text_t[caps], cfg.dropout if cfg.text_head == "linear" else 0.0, training=True)
                 iv, tv = F.normalize(img_head(x), dim=1), F.normalize(txt_head(t), dim=1)
                 logits = log_scale.exp() * iv @ tv.T
                 target = torch.arange(len(rows))
                 loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+                if before_t is not None:
+                    loss = loss + cfg.distill * (1 - (iv * F.normalize(before_t[rows], dim=1)).sum(1)).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -476,7 +497,7 @@ def align(
     cfg = cfg or TrainConfig()
     res = train_heads(data, text, cfg, log_fn)
     config = AdapterConfig(
-        name=name or out.name, dim=cfg.dim, image_in=int(data.features.shape[1]),
+        name=name or out.name, dim=int(res.weights["image.weight"].shape[0]), image_in=int(data.features.shape[1]),
         text_in=int(res.weights["text.weight"].shape[1]), tau=round(res.tau, 6),
         feature_identity=data.feature_identity, text_identity=text.identity,
         data={**data.source, **(extra_data or {})},

@@ -5,6 +5,9 @@
 #   bash evals/datasets/system_deps.sh                # poppler, fonts, Debian Reference PDFs (en + zh)
 #   bash evals/datasets/system_deps.sh --openclipart  # ... plus openclipart-png/-svg (~156 MB download,
 #                                                     #     ~327 MB installed; only the eval sets need it)
+#                                                     #     and the emoji pairs (evals/datasets/emoji.py):
+#                                                     #     fonts-noto-color-emoji 9.9 MB + unicode-cldr-core
+#                                                     #     17 MB download (241 MB installed)
 #   bash evals/datasets/system_deps.sh --browser      # ... plus chromium + chromium-driver (~90 MB download):
 #                                                     #     headless Chromium drives the web viewer's tests
 #   bash evals/datasets/system_deps.sh --check        # report what is missing, install nothing (exit 1 if any)
@@ -30,7 +33,7 @@ for arg in "$@"; do
     --openclipart) want_openclipart=1 ;;
     --browser) want_browser=1 ;;
     --check) check_only=1 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "system_deps.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -38,7 +41,7 @@ done
 pkgs=(poppler-utils poppler-data fontconfig fonts-wqy-zenhei fonts-noto-cjk fonts-dejavu-core
       debian-reference-en debian-reference-zh-cn)
 if [ "$want_openclipart" = 1 ]; then
-  pkgs+=(openclipart-png openclipart-svg)
+  pkgs+=(openclipart-png openclipart-svg fonts-noto-color-emoji unicode-cldr-core)
 fi
 if [ "$want_browser" = 1 ]; then
   pkgs+=(chromium chromium-driver)

@@ -37,6 +37,8 @@ def align(
     epochs: Annotated[int, typer.Option("--epochs", min=1, max=10_000, help="at most this many epochs (early stopping on validation MRR)")] = 120,
     seed: Annotated[int, typer.Option("--seed", help="seeds the split, the initialisation and the sampling")] = 0,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.01, max=0.9, help="share of images held out for validation")] = 0.2,
+    text_head: Annotated[str, typer.Option("--text-head", help="linear (default): both heads learn a 256-d space; identity: queries stay in the text model's space and only the image head learns (keeps words unseen in training)")] = "linear",
+    distill: Annotated[float, typer.Option("--distill", min=0.0, help="with --text-head identity: weight of a loss keeping each image near its current (label-bridge) vector, so the bridge's ImageNet knowledge is kept; 0 = off")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False,
 ) -> None:
     """Train image/text projection heads (InfoNCE) on your own captioned images; save an adapter.
@@ -47,6 +49,8 @@ def align(
     from imgrag.indexing.align import align as run_align
 
     try:
+        if text_head not in ("linear", "identity"):
+            raise ImgragError(f"unknown --text-head {text_head!r}", "use --text-head linear or --text-head identity")
         if (pairs is None) == (not from_index):
             raise ImgragError("give either --pairs FILE or --from-index", "e.g. imgrag align --pairs pairs.jsonl --out my-adapter")
         rt = facade().rt
@@ -58,7 +62,9 @@ def align(
             data = pairs_from_index(rt, caption_field)
         say(f"{len(data.keys)} images, {sum(map(len, data.captions))} captions")
         adapter, metrics = run_align(data, rt.text_embedder, out_dir.expanduser(),
-                                     cfg=TrainConfig(epochs=epochs, seed=seed, val_fraction=val_fraction), log_fn=say)
+                                     cfg=TrainConfig(epochs=epochs, seed=seed, val_fraction=val_fraction,
+                                                     text_head=text_head, distill=distill),  # type: ignore[arg-type]
+                                     log_fn=say)
     except ImgragError as e:
         fail(e)
     if as_json:

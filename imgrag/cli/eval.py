@@ -83,7 +83,7 @@ def eval_embeddings(
     clip_model: Annotated[str | None, typer.Option("--clip-model", help="also a CLIP model folder or cached name")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the rows as JSON")] = None,
 ) -> None:
-    """bridge vs aligned vs clip: text → image R@1/5/10 and MRR on held-out openclipart and scikit-image photos, EN + ZH."""
+    """bridge vs aligned vs clip: text → image R@1/5/10 and MRR on held-out openclipart, emoji and scikit-image photos, EN + ZH."""
     from imgrag.evals.embeddings import compare, format_table
 
     try:

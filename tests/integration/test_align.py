@@ -160,6 +160,37 @@ def test_training_is_deterministic(tmp_path: Path) -> None:
     assert load_adapter(tmp_path / "a").sha != load_adapter(tmp_path / "c").sha
 
 
+def test_identity_text_head_keeps_the_text_space(tmp_path: Path) -> None:
+    """--text-head identity: only the image head learns; queries are the text model's own vectors."""
+    data, text = _synthetic()
+    cfg = TrainConfig(epochs=40, batch_size=64, patience=10, seed=1, text_head="identity")
+    adapter, metrics = align(data, text, tmp_path / "ad", cfg=cfg, name="synthetic-e5space")
+    w = read_safetensors(tmp_path / "ad" / "adapter.safetensors")
+    np.testing.assert_array_equal(w["text.weight"], np.eye(384, dtype=np.float32))
+    np.testing.assert_array_equal(w["text.bias"], np.zeros(384, np.float32))
+    assert (adapter.config.dim, adapter.config.image_in, adapter.config.text_in) == (384, 1280, 384)
+    q = text.embed_queries(["object 3", "物体 7"])
+    np.testing.assert_allclose(adapter.project_texts(q), q / np.linalg.norm(q, axis=1, keepdims=True), atol=1e-6)
+    assert metrics["after"]["all"]["mrr"] > metrics["before"]["all"]["mrr"] + 0.2
+
+
+def test_distill_keeps_images_near_the_bridge(tmp_path: Path) -> None:
+    """--distill pulls each image's vector towards its "before" (bridge) vector; it needs --text-head identity."""
+    data, text = _synthetic(n=160)
+    r = np.random.default_rng(3).standard_normal((1280, 384)).astype(np.float32)
+    b = data.features @ r  # a "bridge" the features determine, unrelated to the captions
+    data.before = b / np.linalg.norm(b, axis=1, keepdims=True)
+    base = TrainConfig(epochs=30, batch_size=64, seed=1, text_head="identity", patience=30)
+
+    def closeness(cfg: TrainConfig, name: str) -> float:
+        ad, _ = align(data, text, tmp_path / name, cfg=cfg)
+        return float((ad.project_images(data.features) * data.before).sum(1).mean())  # type: ignore[operator]
+
+    assert closeness(base.model_copy(update={"distill": 5.0}), "d") > closeness(base, "plain") + 0.2
+    with pytest.raises(ImgragError, match="--text-head identity"):
+        train_heads(data, text, TrainConfig(epochs=1, distill=1.0))
+
+
 def test_too_few_pairs() -> None:
     data, text = _synthetic(n=3)
     with pytest.raises(ImgragError, match="at least 4"):
