@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from imgrag.indexing.models import BBox, LayoutBlock, OcrLine, TableResult
 from imgrag.indexing.ocr import _pkg_version, quiet_loggers, reading_order, rgb_to_bgr, to_rgb_uint8
-from imgrag.indexing.threads import patch_ort_sessions
+from imgrag.indexing.threads import patch_ort_sessions, session_slot
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,11 @@ _QUIET = ("rapid_layout", "RapidLayout", "rapid_table", "OrtInferSession")
 
 
 def _get_layout(conf: float, iou: float, threads: int | None) -> tuple[Any, threading.Lock]:
-    key = (conf, iou, threads)
+    key: tuple[Any, ...] = (conf, iou, threads)
+    own = session_slot()
+    if own is not None and threads is None:  # a page-analysis worker: its own session (threads.worker_slots)
+        threads = own[0]
+        key += own
     with _LAYOUT_LOCK:
         hit = _LAYOUT_CACHE.get(key)
         if hit is None:

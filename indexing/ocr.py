@@ -7,6 +7,8 @@ and its model folders on disk; it never downloads either.
 Threading: models load lazily, once per process, and are shared by every engine object with the same
 parameters. ONNX Runtime already spreads one inference over all cores, so calls into one model are
 serialised by a lock: a thread pool may call ``recognize`` freely, it just gains nothing by doing so.
+The indexing pipeline's page workers are the exception: each gets its own sessions with a share of
+the cores (``threads.worker_slots``), so pages run side by side instead of queueing.
 """
 
 from __future__ import annotations
@@ -235,7 +237,13 @@ def _rapid_params(det_max_side: int, threads: int | None, rec_batch: int, use_cl
 
 def _get_rapidocr(det_max_side: int, threads: int | None, rec_batch: int, use_cls: bool) -> tuple[RapidOCR, threading.Lock]:
     """One RapidOCR per parameter set per process (its det/cls/rec sessions load on first use)."""
-    key = (det_max_side, threads, rec_batch, use_cls)
+    key: tuple[Any, ...] = (det_max_side, threads, rec_batch, use_cls)
+    from imgrag.indexing.threads import session_slot
+
+    own = session_slot()
+    if own is not None and threads is None:  # a page-analysis worker: its own sessions (threads.worker_slots)
+        threads = own[0]
+        key += own
     with _RAPID_LOCK:
         hit = _RAPID_CACHE.get(key)
         if hit is None:

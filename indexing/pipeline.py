@@ -1,7 +1,8 @@
 """Indexing: load → preprocess → OCR + layout → detectors (seals, dates, PII) → embeddings → regions → store.
 
-Page analysis (OCR dominates) runs in a small thread pool — onnxruntime releases the GIL —
-while embedding and writing happen in batches on the calling thread. Each batch is written as
+Page analysis (OCR dominates) runs in a small thread pool — onnxruntime releases the GIL, and each
+worker has its own single-threaded (on 2 cores) OCR and layout sessions — while embedding and
+writing happen in batches on the calling thread. Each batch is written as
 soon as it is embedded, so an interrupted run keeps everything before it and a re-run skips it.
 """
 
@@ -23,6 +24,7 @@ from pydantic import BaseModel, Field
 from .detectors import detect_seals
 from .errors import BackendUnavailableError, ImgragError
 from .layout import analyze_layout, group_lines
+from .layout import preload as preload_layout
 from .links import LINK_KEYS, clear_caches, file_keys, norm_value, read_off, relink
 from .loader import BadFileError, Page, discover, iter_pages, outside_roots, shown_path
 from .models import BBox, OcrLine, QualityClass
@@ -32,6 +34,7 @@ from .preprocess import Preprocessed, preprocess
 from .runtime import Runtime
 from .stores.base import OPERATOR, OPERATOR_ONLY, Filters, ImageRecord, ImageVectors, Indexed, MetadataUpdate, Principal, RegionRecord
 from .text import extract_dates, is_meaningful
+from .threads import worker_slots
 
 log = logging.getLogger(__name__)
 
@@ -473,7 +476,21 @@ class Indexer:
         self.rt.warm_up()
         clear_caches()
         loaded = False
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgrag-page") as pool:
+        _, own_sessions = worker_slots(workers)
+
+        def init_worker() -> None:  # each worker's own OCR / layout sessions, loaded before its first page
+            own_sessions()
+            try:
+                load = getattr(self.rt.ocr, "load", None)
+                if callable(load):
+                    load()
+                preload_layout()
+            except Exception:  # the worker's first page loads them again and reports what fails
+                log.debug("loading a worker's sessions failed", exc_info=True)
+
+        with ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="imgrag-page", initializer=init_worker if workers > 1 else None
+        ) as pool:
             try:
                 for pg, stale, page_opts in self._pages(files, summary, progress, unchanged_ids, opts):
                     if not loaded:  # only once there is a page to analyse: an unchanged folder loads nothing

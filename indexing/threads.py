@@ -79,3 +79,41 @@ def patch_ort_sessions() -> None:
             if not getattr(factory, "__imgrag_no_spin__", False):
                 cls._init_sess_opts = staticmethod(_no_spin(factory))
             _PATCHED.add(name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Own sessions for page-analysis workers
+
+_LOCAL = threading.local()
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def worker_slots(workers: int) -> tuple[int, Any]:
+    """Intra-op threads per worker, and a ``ThreadPoolExecutor`` initializer giving each worker its own
+    model sessions (``session_slot``) with that many threads.
+
+    Why: with one shared session per model behind a lock, two workers queue for the detector and
+    each run spreads over every core, so a page's OCR pays the thread pool's hand-offs and the
+    workers step on each other and on the embedder. With ``workers`` ≥ 2, each worker gets its own
+    OCR and layout sessions with ``cores // workers`` threads (1 on 2 cores): the cores are shared
+    out between pages instead of within one, the same model outputs, a few MB of extra weights per
+    worker. One worker keeps the shared sessions (all cores on its page)."""
+    per = max(1, usable_cores() // max(1, workers))
+    slots = iter(range(workers))
+    lock = threading.Lock()
+
+    def init() -> None:
+        with lock:
+            _LOCAL.slot = (per, next(slots, 0))
+
+    return per, init
+
+
+def session_slot() -> tuple[int, int] | None:
+    """(intra-op threads, worker slot) when the calling thread is a page-analysis worker with its own
+    sessions (``worker_slots``); None: use the process's shared ones."""
+    return getattr(_LOCAL, "slot", None)

@@ -298,3 +298,29 @@ def test_no_text_detected_skips_the_recogniser(engine: RapidOcrEngine, monkeypat
     monkeypatch.setattr(TextRecognizer, "__call__", lambda *a, **k: pytest.fail("recogniser ran on an empty page"))
     _, lines = _ocr_page(photo, None, engine)
     assert lines == []
+
+
+def test_a_page_worker_reads_with_its_own_one_thread_sessions_exactly_like_the_shared_ones(
+    engine: RapidOcrEngine, page: np.ndarray
+) -> None:
+    """indexing.threads.worker_slots: workers get their own OCR and layout sessions (1 thread each on
+    2 cores) instead of queueing for shared ones; the lines, boxes and blocks must not change."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imgrag.indexing import layout, ocr, threads
+
+    shared = engine.read(engine.detect(page))
+    shared_blocks = layout.LayoutAnalyzer().detect(page)
+    per, init = threads.worker_slots(2)
+
+    def in_worker(_: int) -> tuple[object, object, list[OcrLine], list]:
+        own, _lock = engine._engine()
+        lay, _lock2 = layout._get_layout(0.5, 0.5, None)
+        return own, lay, engine.read(engine.detect(page)), layout.LayoutAnalyzer().detect(page)
+
+    with ThreadPoolExecutor(1, initializer=init) as pool:
+        own, lay, lines, blocks = pool.submit(in_worker, 0).result()
+    assert own is not engine._engine()[0] and lay is not layout._get_layout(0.5, 0.5, None)[0]
+    assert own is ocr._RAPID_CACHE[(engine.det_max_side, None, engine.rec_batch, engine.use_cls, per, 0)][0]
+    assert [(ln.text, ln.bbox) for ln in lines] == [(ln.text, ln.bbox) for ln in shared]
+    assert [(b.kind, b.bbox) for b in blocks] == [(b.kind, b.bbox) for b in shared_blocks]

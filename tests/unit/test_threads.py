@@ -38,3 +38,25 @@ def test_rapid_onnx_sessions_are_created_without_spinning(monkeypatch: pytest.Mo
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert OrtInferSession._init_sess_opts.__wrapped__.__name__ == "_init_sess_opts"
     assert not hasattr(OrtInferSession._init_sess_opts.__wrapped__, "__wrapped__")
+
+
+def test_each_page_worker_gets_its_own_session_slot_with_a_share_of_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imgrag.indexing import threads
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    per, init = threads.worker_slots(2)
+    assert per == 2
+    barrier = threading.Barrier(2)
+
+    def slot(_: int) -> tuple[int, int] | None:
+        barrier.wait(timeout=10)  # both workers exist at once: two threads, two slots
+        return threads.session_slot()
+
+    with ThreadPoolExecutor(2, initializer=init) as pool:
+        slots = sorted(pool.map(slot, range(2)))
+    assert slots == [(2, 0), (2, 1)]
+    assert threads.session_slot() is None  # the calling thread keeps the shared sessions
+    assert threads.worker_slots(8)[0] == 1  # never fewer than one thread
