@@ -21,7 +21,7 @@ from typing import Literal, TypeVar
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .text import coverage, is_visual_query, keyword_query, query_terms, squash, tokens
+from .text import coverage, keyword_query, query_terms, squash, tokens
 from .errors import ImgragError, NotFoundError
 from .limits import MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS
 from .links import LinkedItem, visible_links
@@ -29,6 +29,7 @@ from .lru import LRU
 from .models import BBox
 from .runtime import Runtime
 from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space
+from .visual import is_visual_query
 from .translate import concepts as translate_concepts
 from .translate import readings as translate_readings
 from .translate import stem as translate_stem

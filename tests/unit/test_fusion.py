@@ -54,13 +54,13 @@ def test_visual_queries_reach_document_pages() -> None:
     from imgrag.indexing.config import Settings
     from imgrag.indexing.search import Searcher
     from imgrag.indexing.stores.base import Filters
-    from imgrag.indexing.text import is_visual_query
+    from imgrag.indexing.visual import is_visual_query
 
     for q in ["a bar chart", "a floor plan", "a handwritten note", "a page with a photo of a machine", "the company logo",
               "where is the seal", "一张柱状图", "手写的便条", "盖章的页面", "地图"]:
         assert is_visual_query(q), q
     for q in ["Who is Party A of agreement HT-1?", "合同编号HT-1的甲方是谁", "termination clause", "payment within 30 days",
-              "chartered accountant", "mapping table"]:
+              "chartered accountant", "mapping rules"]:
         assert not is_visual_query(q), q
     rt = SimpleNamespace(settings=Settings(image_route_quality="photo", visual_query_all_pages=True))
     user = Filters(tags=["x"])
