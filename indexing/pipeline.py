@@ -248,7 +248,8 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
     for i, m in enumerate(visual):
         x0, y0, x1, y1 = (int(round(v)) for v in m.bbox)
         crop = original[max(0, y0) : min(oh, y1), max(0, x0) : min(ow, x1)]
-        if m.kind not in ("seal", "handwriting") and min(crop.shape[:2]) >= 32:
+        whole = crop.shape[0] * crop.shape[1] > 0.8 * oh * ow  # the page's own vector already is that
+        if m.kind not in ("seal", "handwriting") and min(crop.shape[:2]) >= 32 and not whole:
             a.tiles.append((f"f{i}", m.bbox, crop))
         a.text_regions.append((f"v{i}", "block", mark_words(m.kind), m.bbox))
     # Text regions: layout blocks with text; without layout, paragraph-like groups of OCR lines.

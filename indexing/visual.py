@@ -94,6 +94,20 @@ def is_visual_query(query: str) -> bool:
     return bool(query_kinds(query))
 
 
+# Kinds an image vector can tell apart from a page of text. A seal, a table or handwriting is a
+# small part of a page that looks like every other page to the image space; the marks find those.
+PICTURE_KINDS: frozenset[str] = frozenset(
+    {"chart", "bar_chart", "pie_chart", "line_chart", "map", "floor_plan", "diagram", "photo", "logo", "figure"}
+)
+
+
+def wants_pictures(query: str) -> bool:
+    """Whether the image and tile routes should vote on document pages for this query: it names a
+    kind of picture (a chart, a map, a photo), not only a seal, a table or handwriting — "where is
+    the seal on contract N" let those routes vote for every sealed page (docs/evaluation.md)."""
+    return any(k in PICTURE_KINDS for k in query_kinds(query))
+
+
 def mark_words(kind: VisualKind) -> str:
     """The words a page marked ``kind`` is found by, in both languages (a chart kind also as a chart)."""
     kinds: list[VisualKind] = [kind, "chart"] if kind in _SPECIFIC else [kind]
@@ -258,8 +272,8 @@ def find_marks(
     marks: list[VisualMark] = [VisualMark(kind="seal", bbox=s.bbox, confidence=s.confidence) for s in seals]
     if quality == "handwritten" and not seals:  # a seal's red ink alone makes the class say handwritten
         marks.append(VisualMark(kind="handwriting", bbox=(0.0, 0.0, float(w), float(h)), confidence=0.6))
-    if quality == "photo":  # the page is a photograph: it shows a photo, and has no figures to find
-        return [*marks, VisualMark(kind="photo", bbox=(0.0, 0.0, float(w), float(h)), confidence=0.5)]
+    if quality == "photo":  # a photograph has no figures to find; the image routes search it anyway
+        return marks
     scale = _SMALL / max(h, w)
     small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     paper = _paper(small)

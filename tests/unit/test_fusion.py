@@ -66,6 +66,9 @@ def test_visual_queries_reach_document_pages() -> None:
     user = Filters(tags=["x"])
     assert Searcher(rt)._picture_filters(user, "a bar chart") == user  # type: ignore[arg-type]
     assert Searcher(rt)._picture_filters(user, "payment terms") == Filters(tags=["x"], quality=["photo"])  # type: ignore[arg-type]
+    # a seal, a table or handwriting is found by the page's marks, not by the image space
+    for q in ["where is the seal on contract 5", "合同5的公章在哪里", "a table of fees", "handwriting"]:
+        assert Searcher(rt)._picture_filters(user, q) == Filters(tags=["x"], quality=["photo"]), q  # type: ignore[arg-type]
     off = SimpleNamespace(settings=Settings(image_route_quality="photo"))  # the default
     assert Searcher(off)._picture_filters(user, "a bar chart") == Filters(tags=["x"], quality=["photo"])  # type: ignore[arg-type]
     # the user's own quality filter still binds a visual query
