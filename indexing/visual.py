@@ -298,11 +298,24 @@ def find_marks(
         if crop.size == 0:
             continue
         inside = [ln for ln in lines if _overlap(ln.bbox, box) > 0.5]
+        if layout_kind != "table" and _prose(inside):
+            continue  # paragraphs with stray ink between them (rules, underlines), not a figure
+        if any(_overlap(sl.bbox, box) > 0.3 for sl in seals):
+            # a seal is a mark of its own; the ink around it is the signature it was stamped over
+            marks.append(VisualMark(kind="handwriting", bbox=(float(x0), float(y0), float(x1), float(y1)), confidence=0.4))
+            continue
         kind: VisualKind = classify_figure(crop, paper, inside, page_area)
         if layout_kind == "table" and kind in ("figure", "diagram"):
             kind = "table"
         marks.append(VisualMark(kind=kind, bbox=(float(x0), float(y0), float(x1), float(y1)), confidence=0.5))
     return marks
+
+
+def _prose(lines: Sequence[OcrLine]) -> bool:
+    """Whether the text inside a box reads like running text (long lines) rather than a figure's
+    labels, ticks and cells (short ones)."""
+    n = sum(len(ln.text) for ln in lines)
+    return len(lines) >= 3 and n / len(lines) > 18
 
 
 def _overlap(a: Sequence[float], b: Sequence[float]) -> float:
