@@ -73,7 +73,7 @@ def test_pages_are_marked_with_what_they_show(indexed: tuple[Any, dict[str, Any]
 @pytest.mark.parametrize(
     ("query", "kind"),
     [("a bar chart", "bar_chart"), ("柱状图", "bar_chart"), ("a floor plan", "floor_plan"), ("户型图", "floor_plan"),
-     ("minutes of the committee", "text")],
+     ("general conditions", "text")],
 )  # fmt: skip
 def test_a_query_naming_the_visual_finds_its_page(indexed: tuple[Any, dict[str, Any]], query: str, kind: str) -> None:
     from imgrag.indexing.search import Searcher, SearchRequest
