@@ -198,7 +198,10 @@ def build_standard(name: str, *, log: Callable[[str], None] = print) -> Prepared
 
 
 # Settings that change what is stored in an index; the index key hashes them.
-INDEX_KEYS = ("backend", "ocr_engine", "paddle_model_dir", "text_embedder", "image_embedder", "adapter", "clip_model", "pdf_dpi", "tables")
+INDEX_KEYS = (
+    "backend", "ocr_engine", "paddle_model_dir", "text_embedder", "image_embedder", "adapter", "clip_model", "pdf_dpi", "tables",
+    "visual_marks",
+)  # fmt: skip
 
 
 def index_key(settings: Settings) -> str:

@@ -180,6 +180,11 @@ class Settings(BaseSettings):
         description="re-rank bonus (in units of a first-rank RRF vote) for the IDF-weighted share of the query's concepts a page "
         "prints in either language; 0: off",
     )
+    visual_marks: bool = Field(
+        default=True,
+        description="index what a page shows (charts, maps, plans, diagrams, tables, photos, seals, logos, handwriting) "
+        "as named marks, figure tiles and label regions (indexing.visual)",
+    )
     # off by default: on contracts it let the image routes vote on every page for "where is the
     # seal on contract N" and cost those queries 0.06 / 0.36 nDCG@10 (docs/evaluation.md)
     visual_query_all_pages: bool = Field(

@@ -48,6 +48,21 @@ class Seal(BaseModel):
     confidence: float
 
 
+VisualKind = Literal[
+    "chart", "bar_chart", "pie_chart", "line_chart", "map", "floor_plan", "diagram", "table", "photo", "seal", "logo",
+    "handwriting", "figure",
+]  # fmt: skip
+
+
+class VisualMark(BaseModel):
+    """Something a page shows (indexing.visual): a chart, map, plan, diagram, table, photo, seal, logo,
+    handwriting or another figure, where it is, and how sure the finder was."""
+
+    kind: VisualKind
+    bbox: BBox
+    confidence: float = 0.0
+
+
 class DateMention(BaseModel):
     text: str
     date: date

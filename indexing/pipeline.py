@@ -28,13 +28,14 @@ from .layout import preload as preload_layout
 from .links import LINK_KEYS, clear_caches, file_keys, norm_value, read_off, relink
 from .loader import BadFileError, Page, discover, iter_pages, outside_roots, shown_path
 from .models import BBox, OcrLine, QualityClass
-from .ocr import DetectsFirst, OcrEngine, detect_orientation
+from .ocr import DetectsFirst, OcrEngine, detect_orientation, to_rgb_uint8
 from .pii import detect_lines, kinds_in
 from .preprocess import Preprocessed, preprocess
 from .runtime import Runtime
 from .stores.base import OPERATOR, OPERATOR_ONLY, Filters, ImageRecord, ImageVectors, Indexed, MetadataUpdate, Principal, RegionRecord
 from .text import extract_dates, is_meaningful
 from .threads import worker_slots
+from .visual import find_marks, mark_words
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
         for t in lay.tables:
             tables.append(t.model_copy(update={"bbox": pre.box_to_original(t.bbox)}))
     seals = [sl.model_copy(update={"bbox": pre.box_to_original(sl.bbox)}) for sl in detect_seals(img)]
+    visual = find_marks(to_rgb_uint8(original), lines, layout_blocks, seals, pre.quality) if s.visual_marks else []
     dates = extract_dates([ln.text for ln in lines]) + (list(info.dates) if info else [])
     # personal data read off the page, then what the file carries in named fields (DICOM patient tags)
     pii = detect_lines(lines) + (list(info.pii) if info else [])
@@ -224,6 +226,7 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
         layout=layout_blocks,
         tables=tables,
         seals=seals,
+        visual=visual,
         dates=dates,
         pii=pii,
         caption=info.caption if info else "",
@@ -241,6 +244,17 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
     for suffix, box in tile_boxes(w, h, grids):
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         a.tiles.append((suffix, pre.box_to_original(box), img[y0:y1, x0:x1]))
+    # What the page shows (a chart, a photo, a seal ...): the figure itself as an image tile (the
+    # tile route matches it, not a quarter of the page it sits in), and its names as a text region
+    # ("bar chart 柱状图"), so the region routes and the region re-rank can answer "a bar chart".
+    oh, ow = original.shape[:2]
+    for i, m in enumerate(visual):
+        x0, y0, x1, y1 = (int(round(v)) for v in m.bbox)
+        crop = original[max(0, y0) : min(oh, y1), max(0, x0) : min(ow, x1)]
+        whole = crop.shape[0] * crop.shape[1] > 0.8 * oh * ow  # the page's own vector already is that
+        if m.kind not in ("seal", "handwriting") and min(crop.shape[:2]) >= 32 and not whole:
+            a.tiles.append((f"f{i}", m.bbox, crop))
+        a.text_regions.append((f"v{i}", "block", mark_words(m.kind), m.bbox))
     # Text regions: layout blocks with text; without layout, paragraph-like groups of OCR lines.
     text_blocks = [b for b in layout_blocks if is_meaningful(b.text)]
     for i, b in enumerate(text_blocks):

@@ -21,7 +21,7 @@ from typing import Literal, TypeVar
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .text import coverage, is_visual_query, keyword_query, query_terms, squash, token_set, tokens
+from .text import coverage, keyword_query, query_terms, squash, token_set, tokens
 from .errors import ImgragError, NotFoundError
 from .limits import MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS
 from .links import LinkedItem, visible_links
@@ -29,6 +29,7 @@ from .lru import LRU
 from .models import BBox
 from .runtime import Runtime
 from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space, meta_words
+from .visual import wants_pictures
 from .translate import concepts as translate_concepts
 from .translate import readings as translate_readings
 from .translate import stem as translate_stem
@@ -289,7 +290,7 @@ class Searcher:
 
     def _picture_filters(self, filters: Filters, query: str = "") -> Filters | None:
         """The filters of the image and tile routes: only pages of ``IMGRAG_IMAGE_ROUTE_QUALITY``,
-        unless the query names something a page shows (``IMGRAG_VISUAL_QUERY_ALL_PAGES``).
+        unless the query names a kind of picture (``IMGRAG_VISUAL_QUERY_ALL_PAGES``, :func:`wants_pictures`).
 
         A text query embedded into the image space matches what a picture shows; on a text page the
         label-bridge similarity is noise (nDCG@10 ≈ 0.1 alone on contracts and docqa), and its
@@ -299,7 +300,7 @@ class Searcher:
         None: the user's own quality filter leaves nothing for these routes."""
         s = self.rt.settings
         allowed = s.image_route_quality
-        if not allowed or (s.visual_query_all_pages and query and is_visual_query(query)):
+        if not allowed or (s.visual_query_all_pages and query and wants_pictures(query)):
             return filters
         quality = [q for q in filters.quality if q in allowed] if filters.quality else list(allowed)
         return filters.model_copy(update={"quality": quality}) if quality else None

@@ -83,28 +83,6 @@ def keyword_query(query: str) -> str:
     return " ".join(words)
 
 
-# Things a page shows rather than says: a query naming one asks what the page looks like, so the
-# image routes may answer it on document pages too (indexing/search.py). Entity and clause words
-# ("party", "amount", "甲方") are deliberately absent.
-_VISUAL_EN = re.compile(
-    r"\b(?:(?:bar|pie|line|flow|org(?:anisation|anization)?)[ -]?charts?|charts?|graphs?|plots?|diagrams?|maps?|"
-    r"floor ?plans?|blueprints?|photos?|photographs?|pictures?|images?|illustrations?|drawings?|sketch(?:es)?|"
-    r"stamps?|seals?|logos?|emblems?|signatures?|handwrit(?:ten|ing)|hand-written|scribbles?|doodles?|"
-    r"screenshots?|qr ?codes?|barcodes?|figures?|infographics?)\b"
-)
-_VISUAL_ZH = re.compile(
-    "图表|柱状图|条形图|饼图|折线图|曲线图|流程图|示意图|结构图|组织架构图|地图|平面图|户型图|图纸|蓝图|照片|相片|图片|"
-    "插图|截图|印章|公章|盖章|图章|徽标|标志|商标|签名|签字|手写|手绘|草图|涂鸦|二维码|条形码"
-)
-
-
-def is_visual_query(query: str) -> bool:
-    """Whether a query names something a page shows (a chart, map, photo, stamp, logo, handwriting)
-    rather than only what it says."""
-    q = normalize(query)
-    return bool(_VISUAL_EN.search(q) or _VISUAL_ZH.search(q))
-
-
 def query_terms(query: str) -> list[str]:
     """Distinct query tokens without stop words, in order."""
     return list(dict.fromkeys(tokens(query, drop_stopwords=True)))

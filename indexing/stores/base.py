@@ -18,9 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_f
 
 from ..limits import MAX_FILTER_IDS, MAX_ID_CHARS, MAX_LABEL_CHARS, MAX_META, MAX_META_VALUE_CHARS, MAX_PATH_CHARS, MAX_TAGS
 from ..models import (
-    BBox, DateMention, Enhancement, LayoutBlock, OcrLine, PiiFinding, PiiKind, QualityClass, Seal, TableResult,
+    BBox, DateMention, Enhancement, LayoutBlock, OcrLine, PiiFinding, PiiKind, QualityClass, Seal, TableResult, VisualMark,
 )
 from ..text import normalize
+from ..visual import marks_text
 from ..pii import is_personal_key
 
 
@@ -145,6 +146,8 @@ class ImageRecord(BaseModel):
     layout: list[LayoutBlock] = Field(default_factory=list)
     tables: list[TableResult] = Field(default_factory=list)
     seals: list[Seal] = Field(default_factory=list)
+    # What the page shows (charts, maps, tables, photos, seals, handwriting ...): indexing.visual.
+    visual: list[VisualMark] = Field(default_factory=list)
     dates: list[DateMention] = Field(default_factory=list)
     pii: list[PiiFinding] = Field(default_factory=list)
     caption: str = ""
@@ -185,10 +188,11 @@ def meta_words(rec: ImageRecord) -> str:
 
 
 def fts_source(rec: ImageRecord) -> str:
-    """What BM25 indexes for a page on every backend: OCR text, caption, tags and metadata values
+    """What BM25 indexes for a page on every backend: OCR text, caption, the names of what it shows
+    (in English and Chinese: "bar chart 柱状图", :mod:`indexing.visual`), tags and metadata values
     (:func:`meta_words`), normalised. Elasticsearch analyses it with its analyser; LanceDB, which
     has no CJK analyser, stores its :func:`~indexing.text.fts_text` tokens."""
-    return normalize(" ".join([rec.ocr_text, rec.caption, " ".join(rec.tags), meta_words(rec)]))
+    return normalize(" ".join([rec.ocr_text, rec.caption, marks_text(rec.visual), " ".join(rec.tags), meta_words(rec)]))
 
 
 class ImageVectors(BaseModel):

@@ -54,18 +54,21 @@ def test_visual_queries_reach_document_pages() -> None:
     from imgrag.indexing.config import Settings
     from imgrag.indexing.search import Searcher
     from imgrag.indexing.stores.base import Filters
-    from imgrag.indexing.text import is_visual_query
+    from imgrag.indexing.visual import is_visual_query
 
     for q in ["a bar chart", "a floor plan", "a handwritten note", "a page with a photo of a machine", "the company logo",
               "where is the seal", "一张柱状图", "手写的便条", "盖章的页面", "地图"]:
         assert is_visual_query(q), q
     for q in ["Who is Party A of agreement HT-1?", "合同编号HT-1的甲方是谁", "termination clause", "payment within 30 days",
-              "chartered accountant", "mapping table"]:
+              "chartered accountant", "mapping rules"]:
         assert not is_visual_query(q), q
     rt = SimpleNamespace(settings=Settings(image_route_quality="photo", visual_query_all_pages=True))
     user = Filters(tags=["x"])
     assert Searcher(rt)._picture_filters(user, "a bar chart") == user  # type: ignore[arg-type]
     assert Searcher(rt)._picture_filters(user, "payment terms") == Filters(tags=["x"], quality=["photo"])  # type: ignore[arg-type]
+    # a seal, a table or handwriting is found by the page's marks, not by the image space
+    for q in ["where is the seal on contract 5", "合同5的公章在哪里", "a table of fees", "handwriting"]:
+        assert Searcher(rt)._picture_filters(user, q) == Filters(tags=["x"], quality=["photo"]), q  # type: ignore[arg-type]
     off = SimpleNamespace(settings=Settings(image_route_quality="photo"))  # the default
     assert Searcher(off)._picture_filters(user, "a bar chart") == Filters(tags=["x"], quality=["photo"])  # type: ignore[arg-type]
     # the user's own quality filter still binds a visual query
