@@ -349,8 +349,8 @@ class RapidOcrEngine:
     def text_score(self, img: np.ndarray, side: int) -> int:
         """How many text lines a cheap look finds: the detector (with its own thresholds) on a copy
         of ``img`` shrunk to long side ``side`` (area averaging; never enlarged). The indexing
-        pipeline's gate for photos: a 320 px look costs ~1/5 of the detection ``detect`` runs on a
-        512 px photo (enlarged to ``upscale_below``), and 0 means the full detector, the recogniser and
+        pipeline's gate for photos: a 384 px look sees ~1/3 of the pixels ``detect`` sees on a 512 px
+        photo (enlarged to ``upscale_below``), and 0 means the full detector, the recogniser and
         the layout model are skipped (docs/performance.md)."""
         import cv2
 
