@@ -114,6 +114,14 @@ class Settings(BaseSettings):
     )
     pdf_dpi: int = Field(default=150, ge=50, le=400)
     tables: bool = True
+    photo_text_gate: int = Field(
+        default=384, ge=0, le=4096,
+        description="photos: long side (px) of a quick look for text before OCR; none found skips the text detector, recogniser and layout; 0: every photo is OCR'd in full",
+    )
+    tile_side: int = Field(
+        default=320, ge=0, le=2048,
+        description="photos: long side (px) of the one backbone pass the grid tiles' vectors are pooled from; 0: each tile is embedded as its own crop",
+    )
 
     # search
     rrf_k: int = Field(default=60, ge=0, description="RRF constant: a hit at rank r gets weight / (rrf_k + r)")

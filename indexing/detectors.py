@@ -221,6 +221,8 @@ def _seal_candidates(img: np.ndarray) -> tuple[list[dict], int]:
     join the blob, so the ring's pieces stay together.
     """
     small, k = shrink(as_rgb(img), _SEAL_SIDE)
+    if _paper_colour(small) is None:  # no paper (a photo): no outline could pass _is_seal's context test
+        return [], k
     masks, dark, paper = _ink_masks(small)
     short = min(small.shape[:2])
     min_side, max_side = _MIN_SEAL * short, _MAX_SEAL * short

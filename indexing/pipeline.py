@@ -86,7 +86,9 @@ class Analysed:
     record: ImageRecord
     image: np.ndarray  # the enhanced image the models see
     to_original: Callable[[BBox], BBox]
-    tiles: list[tuple[str, BBox, np.ndarray]] = field(default_factory=list)
+    # id suffix, box in original pixels, and the box in ``image`` pixels (a grid tile) or the tile's
+    # own pixels (a figure, cut from the original page)
+    tiles: list[tuple[str, BBox, BBox | np.ndarray]] = field(default_factory=list)
     text_regions: list[tuple[str, str, str, BBox]] = field(default_factory=list)  # id suffix, kind, text, bbox
 
 
@@ -144,8 +146,27 @@ def tile_boxes(w: int, h: int, grids: tuple[int, ...]) -> list[tuple[str, BBox]]
     return out
 
 
+# Map pixels over the detector's threshold that make a photo "likely text" (``RapidOcrEngine.text_score``).
+# Set on the dev photo sets (docs/performance.md): photos with text score tens to thousands, those without 0.
+GATE_MIN_PIXELS = 1
+
+
+def _no_text(pre: Preprocessed, engine: OcrEngine, gate: int) -> bool:
+    """A photo the quick look (``gate``: its long side, 0: off) finds no text on: OCR and layout are
+    skipped. Documents always get the full detector."""
+    score = getattr(engine, "text_score", None)
+    return bool(gate) and pre.quality == "photo" and callable(score) and score(pre.image, gate) < GATE_MIN_PIXELS
+
+
+def _crop(img: np.ndarray, box: BBox | np.ndarray) -> np.ndarray:
+    if isinstance(box, np.ndarray):  # already the tile's pixels
+        return box
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    return img[y0:y1, x0:x1]
+
+
 def _ocr_page(
-    original: np.ndarray, dpi: float | None, engine: OcrEngine, quality: QualityClass | None = None
+    original: np.ndarray, dpi: float | None, engine: OcrEngine, quality: QualityClass | None = None, gate: int = 0
 ) -> tuple[Preprocessed, list[OcrLine]]:
     """Preprocess and OCR one page with one run of the text detector.
 
@@ -153,11 +174,14 @@ def _ocr_page(
     that detects and reads apart (``DetectsFirst``) detects once on the enhanced page, reads the
     orientation off those boxes and recognises them, unless the page must turn: then (rarely) the
     page is enhanced again the right way up and detected again. No boxes, no recogniser.
-    ``quality``: the class the file itself declares (a DICOM image is a photo), else classified."""
+    ``quality``: the class the file itself declares (a DICOM image is a photo), else classified.
+    ``gate``: see ``_no_text``."""
     if not isinstance(engine, DetectsFirst):
         pre = preprocess(original, dpi, quality=quality, orientation=detect_orientation)
         return pre, engine.recognize(pre.image)
     pre = preprocess(original, dpi, quality=quality)
+    if _no_text(pre, engine, gate):
+        return pre, []
     det = engine.detect(pre.image)
     if pre.quality in DOC_CLASSES and not det.empty:
         deg = engine.orientation(det)
@@ -172,7 +196,7 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
     s = rt.settings
     original = page.image
     info = page.info
-    pre, lines_proc = _ocr_page(original, page.dpi, rt.ocr, info.quality if info else None)
+    pre, lines_proc = _ocr_page(original, page.dpi, rt.ocr, info.quality if info else None, s.photo_text_gate)
     img = pre.image
     lines = [
         OcrLine(
@@ -242,8 +266,7 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
     h, w = img.shape[:2]
     grids = (2,) if is_doc else (2, 3)
     for suffix, box in tile_boxes(w, h, grids):
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
-        a.tiles.append((suffix, pre.box_to_original(box), img[y0:y1, x0:x1]))
+        a.tiles.append((suffix, pre.box_to_original(box), box))
     # What the page shows (a chart, a photo, a seal ...): the figure itself as an image tile (the
     # tile route matches it, not a quarter of the page it sits in), and its names as a text region
     # ("bar chart 柱状图"), so the region routes and the region re-rank can answer "a bar chart".
@@ -253,7 +276,7 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
         crop = original[max(0, y0) : min(oh, y1), max(0, x0) : min(ow, x1)]
         whole = crop.shape[0] * crop.shape[1] > 0.8 * oh * ow  # the page's own vector already is that
         if m.kind not in ("seal", "handwriting") and min(crop.shape[:2]) >= 32 and not whole:
-            a.tiles.append((f"f{i}", m.bbox, crop))
+            a.tiles.append((f"f{i}", m.bbox, crop))  # its pixels, cut from the original page
         a.text_regions.append((f"v{i}", "block", mark_words(m.kind), m.bbox))
     # Text regions: layout blocks with text; without layout, paragraph-like groups of OCR lines.
     text_blocks = [b for b in layout_blocks if is_meaningful(b.text)]
@@ -369,11 +392,38 @@ class Indexer:
                 out[rec.page] = rec
         return out
 
+    def _tile_vectors(self, batch: list[Analysed]) -> list[np.ndarray]:
+        """Each page's tile vectors. A photo's are pooled from one backbone pass over the whole photo
+        (``IMGRAG_TILE_SIDE``; 13 crops through the backbone were ~90 % of a photo's cost without
+        text); a document page's (whose tiles the image routes do not search by default), and every
+        page's with 0 or an embedder that cannot pool, come from each tile's crop embedded alone."""
+        ie = self.rt.image_embedder
+        side = self.rt.settings.tile_side
+        pool = getattr(ie, "embed_regions", None) if side else None
+        pooled = [
+            a for a in batch
+            if a.tiles and pool is not None and a.record.quality not in DOC_CLASSES
+            and not any(isinstance(t[2], np.ndarray) for t in a.tiles)  # a figure tile is its own crop
+        ]
+        cropped = [a for a in batch if a.tiles and all(a is not b for b in pooled)]
+        vecs: dict[int, np.ndarray] = {}
+
+        def split(group: list[Analysed], all_vecs: np.ndarray) -> None:
+            i = 0
+            for a in group:
+                vecs[id(a)] = all_vecs[i : i + len(a.tiles)]
+                i += len(a.tiles)
+
+        if pooled and pool is not None:
+            split(pooled, pool([a.image for a in pooled], [[t[2] for t in a.tiles] for a in pooled], side).vectors)
+        if cropped:
+            split(cropped, ie.embed_images([_crop(a.image, t[2]) for a in cropped for t in a.tiles]).vectors)
+        return [vecs.get(id(a), np.zeros((0, ie.dim), np.float32)) for a in batch]
+
     def _embed(self, batch: list[Analysed]) -> list[Indexed]:
         rt = self.rt
         whole = rt.image_embedder.embed_images([a.image for a in batch])
-        tile_imgs = [t[2] for a in batch for t in a.tiles]
-        tiles = rt.image_embedder.embed_images(tile_imgs) if tile_imgs else None
+        tiles = self._tile_vectors(batch)
         # The page text vector is e5 on the page's words (page_words: caption, file metadata, OCR
         # text), although the region vectors embed the same spans again: pooling the page vector from
         # the region vectors (length-weighted mean) was measured and lost nDCG@10 on the contracts
@@ -384,22 +434,19 @@ class Indexer:
         vecs = rt.text_embedder.embed_passages(texts + region_texts)
         page_vecs, region_vecs = vecs[: len(batch)], vecs[len(batch) :]
         out: list[Indexed] = []
-        ti = 0
         ri = 0
         for n, a in enumerate(batch):
             rec = a.record
             rec.caption = rec.caption or whole.captions[n]  # the file's own words beat the image model's guess
             rec.models.update(rt.model_identities())
             regions: list[RegionRecord] = []
-            for suffix, box, _ in a.tiles:
-                assert tiles is not None
+            for (suffix, box, _), vec in zip(a.tiles, tiles[n], strict=True):
                 regions.append(
                     RegionRecord(
                         region_id=f"{rec.image_id}:{suffix}", image_id=rec.image_id, kind="tile",
-                        label=suffix, bbox=box, vector=tiles.vectors[ti],
+                        label=suffix, bbox=box, vector=vec,
                     )
                 )
-                ti += 1
             for suffix, kind, text, box in a.text_regions:
                 regions.append(
                     RegionRecord(

@@ -68,6 +68,12 @@ class AlignedEmbedder:
         emb = self.bridge.embed_images(imgs)
         return self.from_features(emb.features, emb.captions, emb.labels)
 
+    def embed_regions(self, imgs: Sequence[np.ndarray], boxes: Sequence[Sequence[Sequence[float]]],
+                      long_side: int = 320) -> ImageEmbeddings:
+        """Region vectors pooled from one backbone pass per image (``LabelBridgeEmbedder.embed_regions``)."""
+        emb = self.bridge.embed_regions(imgs, boxes, long_side)
+        return self.from_features(emb.features, emb.captions, emb.labels)
+
     def from_features(self, features: np.ndarray, captions: list[str] | None = None,
                       labels: list[list[tuple[str, float]]] | None = None) -> ImageEmbeddings:
         """Joint vectors from stored (normalised) features: no image is decoded."""

@@ -143,12 +143,16 @@ def build_backbone(fuse: bool = True) -> Any:
             self._conv_head, self._bn1 = nn.Conv2d(320, FEATURE_DIM, 1, bias=False), bn(FEATURE_DIM)
             self._fc = nn.Linear(FEATURE_DIM, 1000)
 
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            """Returns (pooled 1280-d features, 1000 logits)."""
+        def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+            """The 1280-channel map before pooling: one cell per 32x32 input pixels."""
             x = F.relu6(self._bn0(self._conv_stem(x)))
             for block in self._blocks:
                 x = block(x)
-            pooled = F.relu6(self._bn1(self._conv_head(x))).mean((2, 3))
+            return F.relu6(self._bn1(self._conv_head(x)))
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """Returns (pooled 1280-d features, 1000 logits)."""
+            pooled = self.feature_map(x).mean((2, 3))
             return pooled, self._fc(pooled)
 
     try:
@@ -195,6 +199,34 @@ def preprocess(img: np.ndarray) -> np.ndarray:
     im = im.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
     x = np.asarray(im, dtype=np.float32).transpose(2, 0, 1)
     return x / 127.5 - 1.0
+
+
+CELL = 32  # input pixels per cell of the backbone's last feature map (its total stride)
+
+
+def region_input(img: np.ndarray, long_side: int) -> np.ndarray:
+    """RGB uint8 -> float32 (3, h, w) in [-1, 1]: the whole picture, uncropped, aspect kept, long side
+    ``long_side`` (bicubic), for region vectors pooled from one pass (``embed_regions``)."""
+    from PIL import Image
+
+    im = Image.fromarray(_as_rgb(img))
+    w, h = im.size
+    scale = long_side / max(w, h)
+    size = (max(CELL, round(w * scale)), max(CELL, round(h * scale)))
+    im = im.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    return np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+
+
+def cell_weights(box: Sequence[float], size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
+    """(grid_h, grid_w) weights of the feature-map cells for ``box`` (x0, y0, x1, y1, in the pixels of
+    an input of ``size`` (w, h)): how many of each cell's input pixels the box covers."""
+
+    def axis(lo: float, hi: float, n: int, length: int) -> np.ndarray:
+        edges = np.minimum(np.arange(n + 1) * CELL, length).astype(np.float64)
+        return np.clip(np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo), 0.0, None)
+
+    x0, y0, x1, y1 = box
+    return np.outer(axis(y0, y1, grid[0], size[1]), axis(x0, x1, grid[1], size[0]))
 
 
 def _as_rgb(img: np.ndarray) -> np.ndarray:
@@ -361,10 +393,52 @@ class LabelBridgeEmbedder:
         if not imgs:
             return ImageEmbeddings(np.zeros((0, self.dim), np.float32), np.zeros((0, FEATURE_DIM), np.float32), [])
         probs, feats = self.classify(imgs)
+        return self._embeddings(probs, feats)
+
+    def embed_regions(self, imgs: Sequence[np.ndarray], boxes: Sequence[Sequence[Sequence[float]]],
+                      long_side: int = 320) -> ImageEmbeddings:
+        """Vectors of regions (``boxes[i]``: boxes in ``imgs[i]``'s pixels), all images' in order,
+        from ONE backbone pass per image instead of one per region: the uncropped image at long side
+        ``long_side`` gives the 1280-channel map, each region pools the cells it covers (weighted by
+        the share covered) and goes through the classifier head as a whole image's pooled features
+        do. A region of a third of the image is ~``long_side / 3`` px to the network, against 224 for
+        a crop embedded on its own; the cost is one pass at ``long_side`` instead of one per crop."""
+        import torch
+
+        model = _shared_model(self.num_threads)
+        inputs = [region_input(im, long_side) for im in imgs]
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, x in enumerate(inputs):
+            by_shape.setdefault(x.shape, []).append(i)
+        pooled: list[np.ndarray] = [np.zeros((0, FEATURE_DIM), np.float32)] * len(imgs)
+        for shape, idx in by_shape.items():
+            for start in range(0, len(idx), self.batch_size):
+                part = [i for i in idx[start : start + self.batch_size] if len(boxes[i])]
+                if not part:
+                    continue
+                x = torch.from_numpy(np.stack([inputs[i] for i in part])).contiguous(memory_format=torch.channels_last)
+                with torch.inference_mode():
+                    fmap = model.feature_map(x).float().numpy()
+                for j, i in enumerate(part):
+                    (_, h, w), (ih, iw) = shape, imgs[i].shape[:2]
+                    sx, sy = w / iw, h / ih
+                    weights = np.stack([cell_weights((b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy), (w, h), fmap.shape[2:])
+                                        for b in boxes[i]])
+                    weights /= np.maximum(weights.sum(axis=(1, 2), keepdims=True), 1e-12)
+                    pooled[i] = np.einsum("nyx,cyx->nc", weights, fmap[j]).astype(np.float32)
+        feats = np.concatenate(pooled) if pooled else np.zeros((0, FEATURE_DIM), np.float32)
+        if not len(feats):
+            return ImageEmbeddings(np.zeros((0, self.dim), np.float32), feats, [])
+        with torch.inference_mode():
+            logits = model._fc(torch.from_numpy(feats)).float()
+        return self._embeddings(torch.softmax(logits, dim=1).numpy(), feats)
+
+    def _embeddings(self, probs: np.ndarray, feats: np.ndarray) -> ImageEmbeddings:
+        """Joint vectors, captions and normalised features from the classifier's output."""
         label_vecs = self.label_vectors()
         k = self.top_k
         top = np.argsort(-probs, axis=1)[:, : max(k, self.caption_k)]
-        vectors = np.empty((len(imgs), self.dim), dtype=np.float32)
+        vectors = np.empty((len(probs), self.dim), dtype=np.float32)
         captions: list[str] = []
         labels: list[list[tuple[str, float]]] = []
         for i, idx in enumerate(top):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from imgrag.indexing.embedders import (
     ImageEmbeddings,
@@ -179,6 +180,19 @@ def test_text_queries_find_the_right_photo(
     scores = photo_embeddings.vectors @ bridge.embed_queries([query])[0]
     ranking = [PHOTOS[i] for i in np.argsort(-scores)]
     assert photo in ranking[:within], (query, ranking, scores)
+
+
+def test_regions_pooled_from_one_pass_see_what_is_in_them(bridge: LabelBridgeEmbedder, photos: dict[str, np.ndarray]) -> None:
+    """A cat beside a rocket: the tiles pooled from one backbone pass over the pair find each on its side."""
+    cat, rocket = (np.asarray(Image.fromarray(photos[n]).resize((400, 300))) for n in ("chelsea", "rocket"))
+    pair = np.concatenate([cat, rocket], axis=1)  # 800 x 300
+    boxes = [(0, 0, 400, 300), (400, 0, 800, 300), (0, 0, 800, 300)]
+    out = bridge.embed_regions([pair, pair[:, :400]], [boxes, []], long_side=320)
+    assert out.vectors.shape == (3, bridge.dim) and _unit_rows(out.vectors) and _unit_rows(out.features)
+    assert out.labels[0][0][0] in CAT_CLASSES, out.labels[0]
+    q_cat, q_rocket = bridge.embed_queries(["a cat", "a rocket"])
+    left, right, _ = out.vectors
+    assert left @ q_cat > right @ q_cat and right @ q_rocket > left @ q_rocket
 
 
 def test_slightly_cropped_photo_is_the_nearest_neighbour_of_its_original(

@@ -157,6 +157,19 @@ def test_gray_and_rgba_inputs_and_batch(engine: RapidOcrEngine) -> None:
     assert all(o and "helloworld" in norm(o[0].text) for o in out)
 
 
+def test_quick_look_for_text_finds_a_label_and_nothing_on_a_plain_photo(engine: RapidOcrEngine) -> None:
+    """The pipeline's gate for photos (IMGRAG_PHOTO_TEXT_GATE): a part-number label on a product
+    photo shows at 320 px, a photo without text shows nothing."""
+    from imgrag.evals.datasets.defects import _label
+
+    skdata = pytest.importorskip("skimage.data")
+    coffee = skdata.coffee()
+    assert engine.text_score(coffee, 320) == 0
+    labelled = _label(np.ascontiguousarray(coffee[:480, :600]), ["P/N: BRK-4471", "LOT: L2403-117"])
+    assert engine.text_score(labelled, 320) >= 1
+    assert engine.text_score(np.full((1, 1, 3), 255, np.uint8), 320) == 0
+
+
 def test_blank_image_gives_no_lines(engine: RapidOcrEngine) -> None:
     assert engine.recognize(np.full((300, 400, 3), 255, np.uint8)) == []
 

@@ -76,3 +76,48 @@ def test_blank_page_reads_nothing() -> None:
     assert lines == []
     assert "orientation" not in eng.calls
 
+
+
+class GatedEngine(FakeEngine):
+    """A FakeEngine with the cheap look for text: ``score`` lines found on the small copy."""
+
+    def __init__(self, score: int) -> None:
+        super().__init__()
+        self.score = score
+
+    def text_score(self, img: np.ndarray, side: int) -> int:
+        self.calls.append(f"text_score@{side}")
+        return self.score
+
+
+def test_photo_without_text_skips_the_detector(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = pipeline.preprocess
+    monkeypatch.setattr(pipeline, "preprocess", lambda img, dpi, **kw: real(img, dpi, quality="photo"))
+    eng = GatedEngine(score=0)
+    _, lines = pipeline._ocr_page(page(), None, eng, gate=320)
+    assert (eng.calls, lines) == (["text_score@320"], [])
+    eng = GatedEngine(score=2)  # the look finds text: the full detector and recogniser run as before
+    _, lines = pipeline._ocr_page(page(), None, eng, gate=320)
+    assert eng.calls == ["text_score@320", "detect", "read"] and [ln.text for ln in lines] == ["x"]
+    eng = GatedEngine(score=0)  # gate off: every photo is detected in full
+    pipeline._ocr_page(page(), None, eng, gate=0)
+    assert eng.calls == ["detect", "read"]
+
+
+def test_documents_are_never_gated() -> None:
+    eng = GatedEngine(score=0)
+    _, lines = pipeline._ocr_page(page(), 150, eng, gate=320)
+    assert eng.calls == ["detect", "orientation", "read"] and lines
+
+
+def test_tile_cells_are_weighted_by_the_share_they_cover() -> None:
+    from imgrag.indexing.embedders.bridge import cell_weights
+
+    # a 320 x 240 input has a 10 x 8 map (its last row of cells holds 16 px, not 32)
+    whole = cell_weights((0, 0, 320, 240), (320, 240), (8, 10))
+    assert whole.shape == (8, 10) and whole[0, 0] == 32 * 32 and whole[7, 0] == 32 * 16
+    assert whole.sum() == 320 * 240
+    third = cell_weights((320 / 3, 0, 640 / 3, 80), (320, 240), (8, 10))
+    assert third[:, :3].sum() == 0 and third[:, 7:].sum() == 0 and third[3:].sum() == 0
+    assert np.isclose(third.sum(), 320 / 3 * 80)
+    assert np.isclose(third[0, 3], (128 - 320 / 3) * 32)  # a cell cut by the box's edge counts in part
