@@ -24,11 +24,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _child import JsonChild
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,31 +75,12 @@ asyncio.run(main())
 """
 
 
-class Child:
+class Child(JsonChild):
     def __init__(self, tree: Path, set_name: str) -> None:
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-        self.tree = tree
-        self.p = subprocess.Popen([sys.executable, "-c", CHILD, set_name], cwd=tree, env=env,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.ready = self._read()
-
-    def _read(self) -> Any:
-        assert self.p.stdout is not None
-        line = self.p.stdout.readline()
-        if not line:
-            sys.exit(f"the benchmark child in {self.tree} stopped (see its error above)")
-        return json.loads(line)
+        super().__init__(tree, CHILD, [set_name], dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"))
 
     def ask(self, q: str) -> dict[str, Any]:
-        assert self.p.stdin is not None
-        self.p.stdin.write(json.dumps({"q": q}) + "\n")
-        self.p.stdin.flush()
-        return self._read()
-
-    def close(self) -> None:
-        if self.p.stdin:
-            self.p.stdin.close()
-        self.p.wait(timeout=60)
+        return self.send({"q": q})  # type: ignore[no-any-return]
 
 
 def pct(xs: list[float], q: float) -> float:

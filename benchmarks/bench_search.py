@@ -31,13 +31,15 @@ import hashlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _child import JsonChild
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,32 +165,14 @@ for line in sys.stdin:
 """
 
 
-class Child:
+class Child(JsonChild):
     def __init__(self, tree: Path, home: Path, queries: list[str]) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("IMGRAG_")}
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-        self.tree = tree
-        self.p = subprocess.Popen([sys.executable, "-c", CHILD, str(home), json.dumps(queries)], cwd=tree, env=env,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self._read()
-
-    def _read(self) -> Any:
-        assert self.p.stdout is not None
-        line = self.p.stdout.readline()
-        if not line:
-            sys.exit(f"the benchmark child in {self.tree} stopped (see its error above)")
-        return json.loads(line)
+        super().__init__(tree, CHILD, [str(home), json.dumps(queries)], env)
 
     def round(self) -> dict[str, list[dict[str, Any]]]:
-        assert self.p.stdin is not None
-        self.p.stdin.write("{}\n")
-        self.p.stdin.flush()
-        return self._read()
-
-    def close(self) -> None:
-        if self.p.stdin:
-            self.p.stdin.close()
-        self.p.wait(timeout=60)
+        return self.send({})  # type: ignore[no-any-return]
 
 
 def pct(xs: list[float], q: float) -> float:
