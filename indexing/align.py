@@ -592,7 +592,7 @@ def _tile_vectors(rt: Runtime, ie: Any, rec: Any) -> dict[str, np.ndarray]:
     """Tiles of one page, cut exactly as the pipeline cuts them, through the new embedder."""
     from .loader import load_page
     from .ocr import detect_orientation
-    from .pipeline import DOC_CLASSES, tile_boxes
+    from .pipeline import DOC_CLASSES, tile_boxes, tile_pool
     from .preprocess import preprocess
 
     s = rt.settings
@@ -604,10 +604,13 @@ def _tile_vectors(rt: Runtime, ie: Any, rec: Any) -> dict[str, np.ndarray]:
     img = preprocess(original, rec.dpi, orientation=detect_orientation).image
     h, w = img.shape[:2]
     grids = (2,) if rec.quality in DOC_CLASSES else (2, 3)
-    labels, crops = [], []
+    labels, boxes = [], []
     for suffix, box in tile_boxes(w, h, grids):
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
         labels.append(suffix)
-        crops.append(img[y0:y1, x0:x1])
-    vecs = ie.embed_images(crops).vectors
+        boxes.append(box)
+    pool = tile_pool(ie, s.tile_side) if rec.quality not in DOC_CLASSES else None
+    if pool is not None:
+        vecs = pool([img], [boxes], s.tile_side).vectors
+    else:
+        vecs = ie.embed_images([img[int(round(y0)) : int(round(y1)), int(round(x0)) : int(round(x1))] for x0, y0, x1, y1 in boxes]).vectors
     return dict(zip(labels, vecs, strict=True))

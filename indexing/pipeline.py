@@ -158,6 +158,13 @@ def _no_text(pre: Preprocessed, engine: OcrEngine, gate: int) -> bool:
     return bool(gate) and pre.quality == "photo" and callable(score) and score(pre.image, gate) < GATE_MIN_PIXELS
 
 
+def tile_pool(embedder: Any, side: int) -> Any:
+    """The function a photo's grid tiles are pooled with from one backbone pass (``IMGRAG_TILE_SIDE``),
+    or None: each tile is embedded as its own crop (side 0, an embedder that cannot pool, and always
+    a document page's). Indexing and ``imgrag reembed`` both go through it, so their tiles agree."""
+    return getattr(embedder, "embed_regions", None) if side else None
+
+
 def _crop(img: np.ndarray, box: BBox | np.ndarray) -> np.ndarray:
     if isinstance(box, np.ndarray):  # already the tile's pixels
         return box
@@ -399,7 +406,7 @@ class Indexer:
         page's with 0 or an embedder that cannot pool, come from each tile's crop embedded alone."""
         ie = self.rt.image_embedder
         side = self.rt.settings.tile_side
-        pool = getattr(ie, "embed_regions", None) if side else None
+        pool = tile_pool(ie, side)
         pooled = [
             a for a in batch
             if a.tiles and pool is not None and a.record.quality not in DOC_CLASSES

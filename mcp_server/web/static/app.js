@@ -378,7 +378,7 @@
     m.appendChild(form);
     m.appendChild(status);
     if (!jobId) {
-      status.textContent = "The agent plans, searches, crops and re-reads regions, then answers with checked citations. Each step shows here as it runs.";
+      status.textContent = "The agent plans, searches, reads the pages it found (with a language model, it also crops and re-reads regions), then answers with checked citations. Each step shows here as it runs.";
       return;
     }
     const out = h("div", { class: "ask-out", id: "ask-out" });
