@@ -592,7 +592,7 @@ def _tile_vectors(rt: Runtime, ie: Any, rec: Any) -> dict[str, np.ndarray]:
     """Tiles of one page, cut exactly as the pipeline cuts them, through the new embedder."""
     from .loader import load_page
     from .ocr import detect_orientation
-    from .pipeline import DOC_CLASSES, tile_boxes, tile_pool
+    from .pipeline import DOC_CLASSES, figure_tiles, tile_boxes, tile_pool
     from .preprocess import preprocess
 
     s = rt.settings
@@ -608,9 +608,13 @@ def _tile_vectors(rt: Runtime, ie: Any, rec: Any) -> dict[str, np.ndarray]:
     for suffix, box in tile_boxes(w, h, grids):
         labels.append(suffix)
         boxes.append(box)
-    pool = tile_pool(ie, s.tile_side) if rec.quality not in DOC_CLASSES else None
+    pool = tile_pool(ie, s.tile_side, rec.quality)
     if pool is not None:
-        vecs = pool([img], [boxes], s.tile_side).vectors
+        vecs = list(pool([img], [boxes], s.tile_side).vectors)
     else:
-        vecs = ie.embed_images([img[int(round(y0)) : int(round(y1)), int(round(x0)) : int(round(x1))] for x0, y0, x1, y1 in boxes]).vectors
+        vecs = list(ie.embed_images([img[int(round(y0)) : int(round(y1)), int(round(x0)) : int(round(x1))] for x0, y0, x1, y1 in boxes]).vectors)
+    figures = figure_tiles(original, rec.visual)  # cut from the original page, as indexing cuts them
+    if figures:
+        labels += [suffix for suffix, _, _ in figures]
+        vecs += list(ie.embed_images([crop for _, _, crop in figures]).vectors)
     return dict(zip(labels, vecs, strict=True))

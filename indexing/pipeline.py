@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -27,7 +27,7 @@ from .layout import analyze_layout, group_lines
 from .layout import preload as preload_layout
 from .links import LINK_KEYS, clear_caches, file_keys, norm_value, read_off, relink
 from .loader import BadFileError, Page, discover, iter_pages, outside_roots, shown_path
-from .models import BBox, OcrLine, QualityClass
+from .models import BBox, OcrLine, QualityClass, VisualMark
 from .ocr import DetectsFirst, OcrEngine, detect_orientation, to_rgb_uint8
 from .pii import detect_lines, kinds_in
 from .preprocess import Preprocessed, preprocess
@@ -158,11 +158,27 @@ def _no_text(pre: Preprocessed, engine: OcrEngine, gate: int) -> bool:
     return bool(gate) and pre.quality == "photo" and callable(score) and score(pre.image, gate) < GATE_MIN_PIXELS
 
 
-def tile_pool(embedder: Any, side: int) -> Any:
+def tile_pool(embedder: Any, side: int, quality: str) -> Any:
     """The function a photo's grid tiles are pooled with from one backbone pass (``IMGRAG_TILE_SIDE``),
     or None: each tile is embedded as its own crop (side 0, an embedder that cannot pool, and always
     a document page's). Indexing and ``imgrag reembed`` both go through it, so their tiles agree."""
-    return getattr(embedder, "embed_regions", None) if side else None
+    return getattr(embedder, "embed_regions", None) if side and quality not in DOC_CLASSES else None
+
+
+def figure_tiles(original: np.ndarray, marks: Sequence[VisualMark]) -> list[tuple[str, BBox, np.ndarray]]:
+    """The figures a page shows, each an image tile of its own (suffix ``f<n>``, box and pixels cut
+    from the original page), so the tile route matches the figure, not a quarter of the page it sits
+    in. Seals and handwriting are no pictures; a figure covering most of the page is the page's own
+    vector already. Indexing and ``imgrag reembed`` both cut them here."""
+    oh, ow = original.shape[:2]
+    out = []
+    for i, m in enumerate(marks):
+        x0, y0, x1, y1 = (int(round(v)) for v in m.bbox)
+        crop = original[max(0, y0) : min(oh, y1), max(0, x0) : min(ow, x1)]
+        whole = crop.shape[0] * crop.shape[1] > 0.8 * oh * ow
+        if m.kind not in ("seal", "handwriting") and min(crop.shape[:2]) >= 32 and not whole:
+            out.append((f"f{i}", m.bbox, crop))
+    return out
 
 
 def _crop(img: np.ndarray, box: BBox | np.ndarray) -> np.ndarray:
@@ -274,16 +290,11 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
     grids = (2,) if is_doc else (2, 3)
     for suffix, box in tile_boxes(w, h, grids):
         a.tiles.append((suffix, pre.box_to_original(box), box))
-    # What the page shows (a chart, a photo, a seal ...): the figure itself as an image tile (the
-    # tile route matches it, not a quarter of the page it sits in), and its names as a text region
-    # ("bar chart 柱状图"), so the region routes and the region re-rank can answer "a bar chart".
-    oh, ow = original.shape[:2]
+    # What the page shows (a chart, a photo, a seal ...): each figure an image tile of its own, and
+    # its names a text region ("bar chart 柱状图"), so the region routes and the region re-rank can
+    # answer "a bar chart".
+    a.tiles.extend(figure_tiles(original, visual))
     for i, m in enumerate(visual):
-        x0, y0, x1, y1 = (int(round(v)) for v in m.bbox)
-        crop = original[max(0, y0) : min(oh, y1), max(0, x0) : min(ow, x1)]
-        whole = crop.shape[0] * crop.shape[1] > 0.8 * oh * ow  # the page's own vector already is that
-        if m.kind not in ("seal", "handwriting") and min(crop.shape[:2]) >= 32 and not whole:
-            a.tiles.append((f"f{i}", m.bbox, crop))  # its pixels, cut from the original page
         a.text_regions.append((f"v{i}", "block", mark_words(m.kind), m.bbox))
     # Text regions: layout blocks with text; without layout, paragraph-like groups of OCR lines.
     text_blocks = [b for b in layout_blocks if is_meaningful(b.text)]
@@ -406,12 +417,12 @@ class Indexer:
         page's with 0 or an embedder that cannot pool, come from each tile's crop embedded alone."""
         ie = self.rt.image_embedder
         side = self.rt.settings.tile_side
-        pool = tile_pool(ie, side)
         pooled = [
             a for a in batch
-            if a.tiles and pool is not None and a.record.quality not in DOC_CLASSES
+            if a.tiles and tile_pool(ie, side, a.record.quality) is not None
             and not any(isinstance(t[2], np.ndarray) for t in a.tiles)  # a figure tile is its own crop
         ]
+        pool = tile_pool(ie, side, "photo")
         cropped = [a for a in batch if a.tiles and all(a is not b for b in pooled)]
         vecs: dict[int, np.ndarray] = {}
 
