@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         default=384, ge=0, le=4096,
         description="photos: long side (px) of a quick look for text before OCR; none found skips the text detector, recogniser and layout; 0: every photo is OCR'd in full",
     )
+    page_text_tokens: int = Field(
+        default=256, ge=16, le=512,
+        description="e5 tokens of a page's words its page text vector embeds (the head: caption, metadata, first lines); "
+        "the text regions embed all of the words again, and BM25 searches all of them",
+    )
     tile_side: int = Field(
         default=320, ge=0, le=2048,
         description="photos: long side (px) of the one backbone pass the grid tiles' vectors are pooled from; 0: each tile is embedded as its own crop",

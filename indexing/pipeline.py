@@ -137,6 +137,13 @@ def page_words(rec: ImageRecord) -> str:
     return "\n".join(t for t in (rec.caption, meta, ocr) if t)
 
 
+def page_head(embedder: Any, text: str, tokens: int) -> str:
+    """The head of a page's words its text vector embeds: the first ``tokens`` tokens for an
+    embedder that counts them (e5), else the text as it is (the embedder keeps its own head)."""
+    fit = getattr(embedder, "fit", None)
+    return fit(text, False, tokens) if callable(fit) else text
+
+
 def tile_boxes(w: int, h: int, grids: tuple[int, ...]) -> list[tuple[str, BBox]]:
     out: list[tuple[str, BBox]] = []
     for g in grids:
@@ -442,12 +449,13 @@ class Indexer:
         rt = self.rt
         whole = rt.image_embedder.embed_images([a.image for a in batch])
         tiles = self._tile_vectors(batch)
-        # The page text vector is e5 on the page's words (page_words: caption, file metadata, OCR
-        # text), although the region vectors embed the same spans again: pooling the page vector from
-        # the region vectors (length-weighted mean) was measured and lost nDCG@10 on the contracts
-        # set (OCR-text route 0.617 -> 0.509, hybrid + re-rank 0.928 -> 0.920), so both stay
+        # The page text vector is e5 on the head of the page's words (page_words: caption, file
+        # metadata, OCR text; IMGRAG_PAGE_TEXT_TOKENS), although the region vectors embed the same
+        # spans again: pooling the page vector from the region vectors (length-weighted mean) was
+        # measured and lost nDCG@10 on the contracts set (OCR-text route 0.617 -> 0.509, hybrid +
+        # re-rank 0.928 -> 0.920), so both stay; a 256-token head costs half of e5's 512
         # (docs/performance.md).
-        texts = [page_words(a.record) for a in batch]
+        texts = [page_head(rt.text_embedder, page_words(a.record), rt.settings.page_text_tokens) for a in batch]
         region_texts = [r[2] for a in batch for r in a.text_regions]
         vecs = rt.text_embedder.embed_passages(texts + region_texts)
         page_vecs, region_vecs = vecs[: len(batch)], vecs[len(batch) :]

@@ -12,6 +12,8 @@ Policies shared by both (documented here because the index depends on them):
   length by mean-pooling 512-token windows, but a page vector that averages a whole document is
   blurry and costs ~0.8 CPU-seconds per window; the head of a page (title, parties, dates) is
   what a page vector should say, and the full text stays searchable through BM25 and region vectors.
+  The indexing pipeline cuts a page's words shorter still (``fit(max_tokens=...)``,
+  ``IMGRAG_PAGE_TEXT_TOKENS``, 256 by default): its text regions embed every word again.
 * Empty or whitespace-only text maps to one fixed unit vector (``empty_vector(dim)``), not to
   the model's embedding of an empty passage: that embedding sits at cosine ≈0.84 to ordinary
   text and would let blank pages outrank real matches. The fixed vector is a seeded random
@@ -131,20 +133,23 @@ class E5TextEmbedder:
         with _E5_LOCK:
             return model.encode(texts, is_query)
 
-    def fit(self, text: str, is_query: bool = False) -> str:
-        """The text actually embedded: whitespace collapsed, cut to the first ``max_tokens`` tokens."""
+    def fit(self, text: str, is_query: bool = False, max_tokens: int | None = None) -> str:
+        """The text actually embedded: whitespace collapsed, cut to the first ``max_tokens`` tokens
+        (the embedder's own when not given; a shorter head is what a page text vector embeds,
+        ``IMGRAG_PAGE_TEXT_TOKENS``). Fitting a fitted text again returns it unchanged."""
+        limit = min(self.max_tokens, max_tokens or self.max_tokens)
         t = clean_text(text, self.max_chars)
-        if len(t) + 8 <= self.max_tokens:  # a token covers at least one character: cannot overflow
+        if len(t) + 8 <= limit:  # a token covers at least one character: cannot overflow
             return t
         # Only the head can matter, so the result never depends on what follows it: search the
-        # longest prefix within max_tokens inside a window that surely holds more (< 6 chars/token).
-        t = t[: self.max_tokens * 6]
-        if self.token_count(t, is_query) <= self.max_tokens:
+        # longest prefix within the limit inside a window that surely holds more (< 6 chars/token).
+        t = t[: limit * 6]
+        if self.token_count(t, is_query) <= limit:
             return t
         lo, hi = 0, len(t)  # invariant: t[:lo] fits, t[:hi] does not
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if self.token_count(t[:mid], is_query) <= self.max_tokens:
+            if self.token_count(t[:mid], is_query) <= limit:
                 lo = mid
             else:
                 hi = mid

@@ -88,6 +88,22 @@ def test_long_text_keeps_its_first_512_tokens(e5: E5TextEmbedder) -> None:
     assert short.token_count(short.fit(long_a)) <= 32 and _unit_rows(short.embed_passages([long_a]))
 
 
+def test_a_page_text_head_is_a_shorter_prefix_that_embeds_alone(e5: E5TextEmbedder) -> None:
+    """IMGRAG_PAGE_TEXT_TOKENS: the page vector embeds the first n tokens of the page's words."""
+    from imgrag.indexing.pipeline import page_head
+
+    words = "甲方：上海示例有限公司 乙方：北京样本有限公司 " + "本合同一式两份，双方各执一份，自签字盖章之日起生效。" * 60
+    head = page_head(e5, words, 256)
+    assert e5.fit(words).startswith(head) and 200 < e5.token_count(head) <= 256
+    assert e5.fit(head) == head  # embedding the head cuts nothing more
+    other = page_head(e5, head + " a different tail" * 100, 256)
+    assert other == head  # only the head matters
+    assert page_head(e5, "short text", 256) == "short text"
+    assert e5.fit(words, max_tokens=1024) == e5.fit(words)  # never longer than the model's own limit
+    a, b = e5.embed_passages([head, words])
+    assert not np.allclose(a, b, atol=1e-3)
+
+
 def test_factories_share_instances_and_reject_unknown_names() -> None:
     assert get_text_embedder("e5") is get_text_embedder("multilingual-e5-small")
     with pytest.raises(ImgragError) as err:

@@ -121,3 +121,17 @@ def test_tile_cells_are_weighted_by_the_share_they_cover() -> None:
     assert third[:, :3].sum() == 0 and third[:, 7:].sum() == 0 and third[3:].sum() == 0
     assert np.isclose(third.sum(), 320 / 3 * 80)
     assert np.isclose(third[0, 3], (128 - 320 / 3) * 32)  # a cell cut by the box's edge counts in part
+
+
+def test_settings_that_change_index_content_change_the_eval_index_key() -> None:
+    """An eval cache built with another page head, look or tile side is not reused (INDEX_KEYS)."""
+    from imgrag.evals.standard import index_key
+    from imgrag.indexing.config import Settings
+
+    base = Settings()
+    for name, value in (("page_text_tokens", 512), ("photo_text_gate", 0), ("tile_side", 0)):
+        assert index_key(base.model_copy(update={name: value})) != index_key(base), name
+
+
+def test_page_head_leaves_text_to_an_embedder_that_counts_no_tokens() -> None:
+    assert pipeline.page_head(object(), "a page's words", 16) == "a page's words"
