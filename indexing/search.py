@@ -29,7 +29,7 @@ from .lru import LRU
 from .models import BBox
 from .runtime import Runtime
 from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space, meta_words
-from .visual import wants_pictures
+from .visual import mark_words, wants_pictures
 from .translate import concepts as translate_concepts
 from .translate import readings as translate_readings
 from .translate import stem as translate_stem
@@ -596,6 +596,13 @@ class Searcher:
                 if c > block_cov or (c == block_cov and c > 0 and best_block and _area(b.bbox) < _area(best_block.bbox)):
                     best_block, block_cov = b, c
             cov = max(line_cov, block_cov)
+            # What the page shows, by its marks' names ("bar chart 柱状图"): counts for the re-rank
+            # like a line does, but is no page text; its region is the figure, its snippet a line.
+            best_mark, mark_cov = None, 0.0
+            for m in rec.visual:
+                c = cover(mark_words(m.kind))
+                if c > mark_cov:
+                    best_mark, mark_cov = m, c
             # A picture's words are its caption (what the image model saw): "a cat" covered by a
             # photo's "tabby cat" counts as much as by a page's line "cat a binary file".
             prefer_tiles = rec.quality == "photo"
@@ -608,13 +615,18 @@ class Searcher:
                     assert best_line is not None
                     region = RegionOut(bbox=best_line.bbox, kind="line", label="ocr", text=best_line.text)
                     snippet = best_line.text
-                out[d] = (region, snippet, cov)
+                out[d] = (region, snippet, max(cov, mark_cov))
                 continue
             # Semantic evidence: the best-scoring region from the vector routes.
             # Photos are matched by what they show (tiles), documents by what they say (text blocks).
-            hits = sorted(by_image.get(d, []), key=lambda h: ((h.kind == "tile") != prefer_tiles, -h.score))
+            hits = sorted(
+                (h for h in by_image.get(d, []) if h.kind != "label"), key=lambda h: ((h.kind == "tile") != prefer_tiles, -h.score)
+            )
             fallback = rec.caption if prefer_tiles or not rec.ocr_lines else rec.ocr_lines[0].text
-            if hits:
+            if best_mark is not None and mark_cov > cap_cov:
+                region = RegionOut(bbox=best_mark.bbox, kind="label", label=best_mark.kind)
+                out[d] = (region, _best_line_in(rec, best_mark.bbox, cover) or fallback, mark_cov)
+            elif hits:
                 h = hits[0]
                 region = RegionOut(bbox=h.bbox, kind=h.kind, label=h.label, text=h.text)
                 out[d] = (region, h.text[:200] if h.text else fallback, cap_cov)
