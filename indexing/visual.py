@@ -150,26 +150,27 @@ def _components(mask: np.ndarray, close: int) -> list[tuple[int, int, int, int]]
     return [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h, _a in stats[1:n]]
 
 
-def _long_runs(ink: np.ndarray, axis: int, share: float = 0.6) -> int:
-    """How many rows (axis=1) or columns (axis=0) of the crop are ink over ``share`` of their length,
+def _long(ink: np.ndarray, axis: int, share: float = 0.6) -> np.ndarray:
+    """Which rows (axis=1) or columns (axis=0) of the crop are ink over ``share`` of their length,
     after smearing ink across the other direction by 2% (a scan's skew tilts a ruled line)."""
     import cv2
 
     k = max(3, round(0.02 * ink.shape[1 - axis]))
     kernel = np.ones((k, 1) if axis == 1 else (1, k), np.uint8)
     smeared = cv2.dilate(ink.astype(np.uint8), kernel) > 0
-    return int((smeared.mean(axis=axis) >= share).sum())
+    return np.asarray(smeared.mean(axis=axis) >= share)
+
+
+def _long_runs(ink: np.ndarray, axis: int, share: float = 0.6) -> int:
+    """How many rows (axis=1) or columns (axis=0) are long runs of ink (:func:`_long`)."""
+    return int(_long(ink, axis, share).sum())
 
 
 def _rules(ink: np.ndarray, axis: int) -> int:
     """How many separate ruled lines cross the crop (axis=1: horizontal, 0: vertical): runs of
     adjacent long-run rows or columns count once (a thick or skewed rule is one rule). A chart's
     frame has two each way, a ruled table more."""
-    import cv2
-
-    k = max(3, round(0.02 * ink.shape[1 - axis]))
-    kernel = np.ones((k, 1) if axis == 1 else (1, k), np.uint8)
-    long = (cv2.dilate(ink.astype(np.uint8), kernel) > 0).mean(axis=axis) >= 0.6
+    long = _long(ink, axis)
     return int((long[1:] & ~long[:-1]).sum() + long[0]) if len(long) else 0
 
 
@@ -179,10 +180,7 @@ def _ruled(ink: np.ndarray) -> np.ndarray:
 
     out = np.zeros_like(ink, dtype=bool)
     for axis in (1, 0):
-        k = max(3, round(0.02 * ink.shape[1 - axis]))
-        kernel = np.ones((k, 1) if axis == 1 else (1, k), np.uint8)
-        long = (cv2.dilate(ink.astype(np.uint8), kernel) > 0).mean(axis=axis) >= 0.6
-        long = cv2.dilate(long.astype(np.uint8)[:, None], np.ones((5, 1), np.uint8))[:, 0] > 0  # the rule's width
+        long = cv2.dilate(_long(ink, axis).astype(np.uint8)[:, None], np.ones((5, 1), np.uint8))[:, 0] > 0  # the rule's width
         if axis == 1:
             out[long, :] = True
         else:
