@@ -50,7 +50,7 @@ class Seal(BaseModel):
 
 VisualKind = Literal[
     "chart", "bar_chart", "pie_chart", "line_chart", "map", "floor_plan", "diagram", "table", "photo", "seal", "logo",
-    "handwriting", "figure",
+    "handwriting", "signature", "figure",
 ]  # fmt: skip
 
 

@@ -175,7 +175,7 @@ def tile_pool(embedder: Any, side: int, quality: str) -> Any:
 def figure_tiles(original: np.ndarray, marks: Sequence[VisualMark]) -> list[tuple[str, BBox, np.ndarray]]:
     """The figures a page shows, each an image tile of its own (suffix ``f<n>``, box and pixels cut
     from the original page), so the tile route matches the figure, not a quarter of the page it sits
-    in. Seals and handwriting are no pictures; a figure covering most of the page is the page's own
+    in. Seals, handwriting and signatures are no pictures; a figure covering most of the page is the page's own
     vector already. Indexing and ``imgrag reembed`` both cut them here."""
     oh, ow = original.shape[:2]
     out = []
@@ -183,7 +183,7 @@ def figure_tiles(original: np.ndarray, marks: Sequence[VisualMark]) -> list[tupl
         x0, y0, x1, y1 = (int(round(v)) for v in m.bbox)
         crop = original[max(0, y0) : min(oh, y1), max(0, x0) : min(ow, x1)]
         whole = crop.shape[0] * crop.shape[1] > 0.8 * oh * ow
-        if m.kind not in ("seal", "handwriting") and min(crop.shape[:2]) >= 32 and not whole:
+        if m.kind not in ("seal", "handwriting", "signature") and min(crop.shape[:2]) >= 32 and not whole:
             out.append((f"f{i}", m.bbox, crop))
     return out
 
@@ -298,11 +298,11 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
     for suffix, box in tile_boxes(w, h, grids):
         a.tiles.append((suffix, pre.box_to_original(box), box))
     # What the page shows (a chart, a photo, a seal ...): each figure an image tile of its own, and
-    # its names a text region ("bar chart 柱状图"), so the region routes and the region re-rank can
-    # answer "a bar chart".
+    # its names a ``label`` region ("bar chart 柱状图"), so the region routes and the region re-rank
+    # can answer "a bar chart" (a label is never shown as the page's text).
     a.tiles.extend(figure_tiles(original, visual))
     for i, m in enumerate(visual):
-        a.text_regions.append((f"v{i}", "block", mark_words(m.kind), m.bbox))
+        a.text_regions.append((f"v{i}", "label", mark_words(m.kind), m.bbox))
     # Text regions: layout blocks with text; without layout, paragraph-like groups of OCR lines.
     text_blocks = [b for b in layout_blocks if is_meaningful(b.text)]
     for i, b in enumerate(text_blocks):

@@ -29,7 +29,7 @@ from .lru import LRU
 from .models import BBox
 from .runtime import Runtime
 from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space, meta_words
-from .visual import wants_pictures
+from .visual import mark_words, marks_text, wants_pictures
 from .translate import concepts as translate_concepts
 from .translate import readings as translate_readings
 from .translate import stem as translate_stem
@@ -557,8 +557,13 @@ class Searcher:
         readings = [(terms, w) for terms, w in readings if terms]
         wanted = frozenset(t for terms, _ in readings for t in terms)
 
-        def cover(text: str) -> float:
+        def cover(text: str, shown: frozenset[str] = frozenset()) -> float:
+            """``shown``: the words of what the page shows (its marks' names), which any of its
+            texts may count with: "a document with a red stamp" is answered by a line saying
+            "document" on a page marked with a seal, not by every line saying "document"."""
             have = token_set(text)  # once per text and memoised: hot pages come back query after query
+            if shown and not shown.isdisjoint(wanted):
+                have = have | shown
             if have.isdisjoint(wanted):  # most lines of a candidate page: no term of any reading
                 return 0.0
             return max((w * sum(t in have for t in terms) / len(terms) for terms, w in readings), default=0.0)
@@ -584,17 +589,30 @@ class Searcher:
         out: dict[str, tuple[RegionOut | None, str, float]] = {}
         for d in ids:
             rec = records[d]
+            # What the page shows, by its marks' names ("bar chart 柱状图"): counts for the re-rank
+            # with any of its texts, but is no page text; alone, its region is the figure and its
+            # snippet a line.
+            shown = token_set(marks_text(rec.visual)) if rec.visual else frozenset()
+            best_mark, mark_cov = None, 0.0
+            for m in rec.visual:
+                c = cover(mark_words(m.kind))
+                if c > mark_cov:
+                    best_mark, mark_cov = m, c
             # Lexical evidence: the OCR line and the text block covering most query terms.
-            best_line, line_cov = None, 0.0
+            best_line, line_cov, with_shown = None, 0.0, mark_cov
             for ln in rec.ocr_lines:
                 c = cover(ln.text)
                 if c > line_cov:
                     best_line, line_cov = ln, c
+                if shown and c > 0:
+                    with_shown = max(with_shown, cover(ln.text, shown))
             best_block, block_cov = None, 0.0
             for b in rec.layout:
                 c = cover(b.text) if b.text else 0.0
                 if c > block_cov or (c == block_cov and c > 0 and best_block and _area(b.bbox) < _area(best_block.bbox)):
                     best_block, block_cov = b, c
+                if shown and c > 0:
+                    with_shown = max(with_shown, cover(b.text, shown))
             cov = max(line_cov, block_cov)
             # A picture's words are its caption (what the image model saw): "a cat" covered by a
             # photo's "tabby cat" counts as much as by a page's line "cat a binary file".
@@ -608,13 +626,18 @@ class Searcher:
                     assert best_line is not None
                     region = RegionOut(bbox=best_line.bbox, kind="line", label="ocr", text=best_line.text)
                     snippet = best_line.text
-                out[d] = (region, snippet, cov)
+                out[d] = (region, snippet, max(cov, with_shown))
                 continue
             # Semantic evidence: the best-scoring region from the vector routes.
             # Photos are matched by what they show (tiles), documents by what they say (text blocks).
-            hits = sorted(by_image.get(d, []), key=lambda h: ((h.kind == "tile") != prefer_tiles, -h.score))
+            hits = sorted(
+                (h for h in by_image.get(d, []) if h.kind != "label"), key=lambda h: ((h.kind == "tile") != prefer_tiles, -h.score)
+            )
             fallback = rec.caption if prefer_tiles or not rec.ocr_lines else rec.ocr_lines[0].text
-            if hits:
+            if best_mark is not None and mark_cov > cap_cov:
+                region = RegionOut(bbox=best_mark.bbox, kind="label", label=best_mark.kind)
+                out[d] = (region, _best_line_in(rec, best_mark.bbox, cover) or fallback, mark_cov)
+            elif hits:
                 h = hits[0]
                 region = RegionOut(bbox=h.bbox, kind=h.kind, label=h.label, text=h.text)
                 out[d] = (region, h.text[:200] if h.text else fallback, cap_cov)

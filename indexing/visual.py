@@ -41,6 +41,8 @@ VOCAB: dict[VisualKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "seal": (("seal", "stamp"), ("印章", "公章", "盖章", "图章")),
     "logo": (("logo", "emblem"), ("标志", "徽标", "商标")),
     "handwriting": (("handwriting", "handwritten"), ("手写", "手写体")),
+    # a signed name is no handwritten note: "a handwritten note" must not find every signed contract
+    "signature": (("signature",), ("签名", "签字")),
     "figure": (("figure", "illustration", "drawing"), ("插图", "配图")),
 }
 # Said in queries, never written on pages: other forms of the same kinds.
@@ -56,7 +58,8 @@ _QUERY_ONLY: dict[VisualKind, tuple[str, ...]] = {
     "photo": ("photos", "photographs", "pictures", "images?", "snapshots?", "screenshots?", "截图"),
     "seal": ("seals", "stamps", "stamped", "sealed"),
     "logo": ("logos", "letterheads?", "emblems", "徽章"),
-    "handwriting": ("hand-?written", "handwritings", "scribbles?", "signatures?", "签名", "签字", "手绘", "草图"),
+    "handwriting": ("hand-?written", "handwritings", "scribbles?", "手绘", "草图"),
+    "signature": ("signatures", "autographs?"),
     "figure": ("figures", "illustrations", "drawings", "sketch(?:es)?", "插画"),
 }
 _SPECIFIC = {"bar_chart", "pie_chart", "line_chart"}  # each is also a "chart"
@@ -147,15 +150,56 @@ def _components(mask: np.ndarray, close: int) -> list[tuple[int, int, int, int]]
     return [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h, _a in stats[1:n]]
 
 
-def _long_runs(ink: np.ndarray, axis: int, share: float = 0.6) -> int:
-    """How many rows (axis=1) or columns (axis=0) of the crop are ink over ``share`` of their length,
+def _long(ink: np.ndarray, axis: int, share: float = 0.6) -> np.ndarray:
+    """Which rows (axis=1) or columns (axis=0) of the crop are ink over ``share`` of their length,
     after smearing ink across the other direction by 2% (a scan's skew tilts a ruled line)."""
     import cv2
 
     k = max(3, round(0.02 * ink.shape[1 - axis]))
     kernel = np.ones((k, 1) if axis == 1 else (1, k), np.uint8)
     smeared = cv2.dilate(ink.astype(np.uint8), kernel) > 0
-    return int((smeared.mean(axis=axis) >= share).sum())
+    return np.asarray(smeared.mean(axis=axis) >= share)
+
+
+def _long_runs(ink: np.ndarray, axis: int, share: float = 0.6) -> int:
+    """How many rows (axis=1) or columns (axis=0) are long runs of ink (:func:`_long`)."""
+    return int(_long(ink, axis, share).sum())
+
+
+def _rules(ink: np.ndarray, axis: int) -> int:
+    """How many separate ruled lines cross the crop (axis=1: horizontal, 0: vertical): runs of
+    adjacent long-run rows or columns count once (a thick or skewed rule is one rule). A chart's
+    frame has two each way, a ruled table more."""
+    long = _long(ink, axis)
+    return int((long[1:] & ~long[:-1]).sum() + long[0]) if len(long) else 0
+
+
+def _ruled(ink: np.ndarray) -> np.ndarray:
+    """The crop's rows and columns that are long runs of ink (axes, frames, rules)."""
+    import cv2
+
+    out = np.zeros_like(ink, dtype=bool)
+    for axis in (1, 0):
+        long = cv2.dilate(_long(ink, axis).astype(np.uint8)[:, None], np.ones((5, 1), np.uint8))[:, 0] > 0  # the rule's width
+        if axis == 1:
+            out[long, :] = True
+        else:
+            out[:, long] = True
+    return out
+
+
+def _flat_share(grey: np.ndarray) -> float:
+    """The share of the crop that is flat once 4×4 pixels are averaged (a scan's grain gone):
+    drawn graphics (a logo's squares, a map's land, a chart's bars) are mostly flat fields, a
+    photograph's shading and detail are not."""
+    import cv2
+
+    h, w = grey.shape
+    if min(h, w) < 12:
+        return 1.0
+    g = cv2.resize(grey, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+    dx, dy = np.abs(np.diff(g, axis=1))[:-1], np.abs(np.diff(g, axis=0))[:, :-1]
+    return float(((dx < 3) & (dy < 3)).mean())
 
 
 def _walls(ink: np.ndarray) -> float:
@@ -189,22 +233,31 @@ def classify_figure(rgb: np.ndarray, paper: np.ndarray, lines_inside: Sequence[O
     digits = sum(sum(ch.isdigit() for ch in ln.text) for ln in lines_inside)
     letters = sum(sum(ch.isalpha() for ch in ln.text) for ln in lines_inside)
     area_share = h * w / max(page_area, 1.0)
+    if bg_share < 0.5 and n_text <= 1 and _flat_share(grey) < _PHOTO_FLAT:
+        return "photo"  # mostly not paper, shaded and detailed, no labels
     if bg_share < 0.35:
         # mostly not paper: a photograph (textured, many tones) or a filled map (flat fields, names)
-        if texture > 14 or _hue_count(rgb[~bg]) >= 6:
+        if texture > 14 or (_hue_count(rgb[~bg]) >= 6 and _flat_share(grey) < 0.6):
             return "photo"
         if n_text >= 2 and area_share >= _LOGO_AREA:
             return "map"
     ink = ~bg
     rows, cols = _long_runs(ink, 1), _long_runs(ink, 0)
+    if n_text == 0 and area_share < _LOGO_AREA and float(ink.mean()) >= 0.3:
+        return "logo"  # a small solid mark without words, in colour or not
+    if n_text <= 1 and cols <= 2 and bg_share > 0.75 and float(dark.mean() + colour.mean()) > 0.02:
+        return "handwriting"  # strokes in lines, no labels, no ruled columns (lined paper is fine)
     if colour_share > 0.01 and n_text == 0:
         return "logo" if area_share < _LOGO_AREA else "figure"
     if colour_share > 0.004 and (digits >= 3 or n_text >= 3):
         return _chart_kind(colour)
     if colour_share > 0.05 and n_text <= 1:
         return "logo" if area_share < _LOGO_AREA else "figure"
-    if rows >= 4 and cols >= 4 and n_text >= 6:
-        return "table"
+    if rows >= 4 and cols >= 4 and n_text >= 6 and _rules(ink, 1) >= 3:
+        return "table"  # ruled rows and a column rule (a chart's frame has two rules across)
+    if digits >= 6 and digits > letters:
+        # a chart in one colour (ticks and values, no words): its marks are the ink off the axes
+        return _chart_kind(ink & ~_ruled(ink))
     if _walls(ink) > 0.85 and n_text >= 2:
         return "floor_plan"  # walls all round, rooms named inside
     if n_text >= 2 and letters > digits:
@@ -215,6 +268,7 @@ def classify_figure(rgb: np.ndarray, paper: np.ndarray, lines_inside: Sequence[O
 
 
 _LOGO_AREA = 0.12  # a logo takes at most this share of the page
+_PHOTO_FLAT = 0.5  # a photograph is flat over less than this share (drawn graphics: 0.65 and more)
 
 
 def _hue_count(pixels: np.ndarray) -> int:
@@ -272,8 +326,8 @@ def find_marks(
     marks: list[VisualMark] = [VisualMark(kind="seal", bbox=s.bbox, confidence=s.confidence) for s in seals]
     if quality == "handwritten" and not seals:  # a seal's red ink alone makes the class say handwritten
         marks.append(VisualMark(kind="handwriting", bbox=(0.0, 0.0, float(w), float(h)), confidence=0.6))
-    if quality == "photo":  # a photograph has no figures to find; the image routes search it anyway
-        return marks
+    if quality == "photo" and len(lines) < _PAGE_LINES:
+        return marks  # a photograph has no figures to find; the image routes search it anyway
     scale = _SMALL / max(h, w)
     small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     paper = _paper(small)
@@ -302,13 +356,33 @@ def find_marks(
             continue  # paragraphs with stray ink between them (rules, underlines), not a figure
         if any(_overlap(sl.bbox, box) > 0.3 for sl in seals):
             # a seal is a mark of its own; the ink around it is the signature it was stamped over
-            marks.append(VisualMark(kind="handwriting", bbox=(float(x0), float(y0), float(x1), float(y1)), confidence=0.4))
+            marks.append(VisualMark(kind="signature", bbox=(float(x0), float(y0), float(x1), float(y1)), confidence=0.4))
             continue
         kind: VisualKind = classify_figure(crop, paper, inside, page_area)
+        if kind == "handwriting" and _signature(box, lines, seals, max(h, w)):
+            kind = "signature"
         if layout_kind == "table" and kind in ("figure", "diagram"):
             kind = "table"
         marks.append(VisualMark(kind=kind, bbox=(float(x0), float(y0), float(x1), float(y1)), confidence=0.5))
     return marks
+
+
+_PAGE_LINES = 3  # a "photo" with this many OCR lines is a page with a photo on it: look for it
+_SIGN_LABEL = re.compile(r"sign|签|盖章|代表", re.IGNORECASE)
+
+
+def _signature(box: BBox, lines: Sequence[OcrLine], seals: Sequence[Seal], page_side: float) -> bool:
+    """Whether handwriting is a signature rather than a note: one line thick (either way: a page
+    may be scanned sideways) and next to a signature label ("Signature:", "签字") or a seal. A note
+    is a block of lines, wherever it sits."""
+    if min(box[2] - box[0], box[3] - box[1]) > 0.05 * page_side:
+        return False
+
+    def near(b: Sequence[float]) -> bool:
+        gap = max(0.0, box[0] - b[2], b[0] - box[2], box[1] - b[3], b[1] - box[3])
+        return gap < 0.04 * page_side
+
+    return any(near(s.bbox) for s in seals) or any(_SIGN_LABEL.search(ln.text) and near(ln.bbox) for ln in lines)
 
 
 def _prose(lines: Sequence[OcrLine]) -> bool:

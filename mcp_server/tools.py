@@ -120,8 +120,11 @@ def hits_k(max_k: int) -> object:
 
 class Region(BaseModel):
     bbox: tuple[float, float, float, float] = Field(description="[x0, y0, x1, y1] in original-image pixels")
-    kind: str = Field(description="line (one OCR line), block (a layout block), lines (grouped OCR lines) or tile (image grid cell)")
-    label: str = Field(default="", description="layout class (title, text, table, ...) or tile name")
+    kind: str = Field(
+        description="line (one OCR line), block (a layout block), lines (grouped OCR lines), tile (image grid cell) "
+        "or label (a visual the page shows, e.g. a chart or a seal; no text: read it with ocr_region)"
+    )
+    label: str = Field(default="", description="layout class (title, text, table, ...), tile name or visual kind (bar_chart, seal, ...)")
     text: str = Field(default="", description="the region's OCR text, if any")
 
 

@@ -7,7 +7,7 @@ printed text never names the visual ("Quarterly figures", not "bar chart"; no ti
 Used by :mod:`evals.golden.visual`. Deterministic for a seed; the ``dev`` and ``heldout`` corpora
 are two seeds (:data:`SEEDS`), each drawing its own chart styles, photos and titles.
 
-    python -m imgrag.evals.datasets.visualpages OUT_DIR dev|heldout
+    python -m imgrag.evals.datasets.visualpages OUT_DIR dev|dev2|heldout
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ KINDS = [
     "bar_chart", "pie_chart", "line_chart", "floor_plan", "map", "diagram", "table", "handwritten",
     "photo", "stamp", "logo", "text",
 ]  # fmt: skip
-SEEDS = {"dev": 20261204, "heldout": 20261299}
+SEEDS = {"dev": 20261204, "heldout": 20261299, "dev2": 20261207}  # dev2: a second tuning corpus
 Lang = Literal["en", "zh"]
 _BODY = {
     "en": [
@@ -289,5 +289,5 @@ def make_visual_pages(out_dir: Path, split: str = "dev", langs: tuple[Lang, ...]
 
 if __name__ == "__main__":  # pragma: no cover - a build script
     if len(sys.argv) != 3 or sys.argv[2] not in SEEDS:
-        raise SystemExit("usage: python -m imgrag.evals.datasets.visualpages OUT_DIR dev|heldout")
+        raise SystemExit("usage: python -m imgrag.evals.datasets.visualpages OUT_DIR dev|dev2|heldout")
     print(f"{len(make_visual_pages(Path(sys.argv[1]), sys.argv[2]))} pages → {sys.argv[1]}")

@@ -203,7 +203,10 @@ class ImageVectors(BaseModel):
     text: np.ndarray  # OCR text space
 
 
-RegionKind = Literal["tile", "block", "lines"]
+# "label": the names of a visual mark ("bar chart 柱状图", indexing/visual.py) over the figure's box:
+# matched by the region routes and the re-rank like text, but no words the page prints, so never a
+# snippet, a quote or a region's text shown to a caller.
+RegionKind = Literal["tile", "block", "lines", "label"]
 
 
 class RegionRecord(BaseModel):

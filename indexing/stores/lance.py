@@ -850,7 +850,7 @@ class LanceStore:
     ) -> list[RegionHit]:
         if not self._ready():
             return []
-        kinds = "kind = 'tile'" if kind == "tile" else "kind IN ('block', 'lines')"
+        kinds = "kind = 'tile'" if kind == "tile" else "kind IN ('block', 'lines', 'label')"
         column = "tile_vec" if kind == "tile" else "text_vec"
         tbl = self._vector_rows(
             self._regions, vector, column, k, f"{kinds} AND {where_clause(filters, principal)}",

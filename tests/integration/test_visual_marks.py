@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from imgrag.indexing.stores.base import OPERATOR
+from imgrag.indexing.stores.base import OPERATOR, Filters
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def test_pages_are_marked_with_what_they_show(indexed: tuple[Any, dict[str, Any]
     assert records["text"].visual == []
     chart = records["bar_chart"]
     regions = {r.label: r for r in rt.store.regions_of([chart.image_id])}
-    assert "柱状图" in regions["v0"].text and regions["v0"].kind == "block"
+    assert "柱状图" in regions["v0"].text and regions["v0"].kind == "label"
     assert regions["f0"].kind == "tile" and regions["f0"].bbox == chart.visual[0].bbox
     x0, y0, x1, y1 = chart.visual[0].bbox
     assert y0 > 200 and (x1 - x0) * (y1 - y0) < 0.5 * chart.width * chart.height  # the chart, not the page
@@ -76,8 +76,26 @@ def test_pages_are_marked_with_what_they_show(indexed: tuple[Any, dict[str, Any]
      ("general conditions", "text")],
 )  # fmt: skip
 def test_a_query_naming_the_visual_finds_its_page(indexed: tuple[Any, dict[str, Any]], query: str, kind: str) -> None:
-    from imgrag.indexing.search import Searcher, SearchRequest
+    from imgrag.indexing.search import Searcher, SearchRequest, snippet_in_record
 
     rt, records = indexed
     hits = Searcher(rt).search(SearchRequest(query=query, k=3), OPERATOR).hits
     assert hits and hits[0].image_id == records[kind].image_id, [h.path for h in hits]
+    for h in hits:  # a mark's names are no page text: never a snippet or a region's text
+        assert h.snippet and snippet_in_record(h.snippet, record_of(records, h.image_id)), h.snippet
+        assert h.region is None or h.region.kind != "label" or h.region.text == ""
+    if kind == "bar_chart":  # no line says so: the region that answers is the figure the page was marked with
+        assert hits[0].region is not None and hits[0].region.kind == "label"
+        assert hits[0].region.bbox == records[kind].visual[0].bbox
+
+
+def record_of(records: dict[str, Any], image_id: str) -> Any:
+    return next(r for r in records.values() if r.image_id == image_id)
+
+
+def test_label_regions_are_found_by_the_region_route(indexed: tuple[Any, dict[str, Any]]) -> None:
+    rt, records = indexed
+    vec = rt.text_embedder.embed_queries(["a bar chart 柱状图"])[0]
+    hits = rt.store.knn_regions("text", vec, 50, Filters(), OPERATOR)
+    labels = [h for h in hits if h.kind == "label"]
+    assert labels and labels[0].image_id == records["bar_chart"].image_id

@@ -18,6 +18,9 @@ from imgrag.indexing.visual import classify_figure, find_marks, mark_words, mark
         ("a bar chart", ["bar_chart"]), ("柱状图", ["bar_chart"]), ("a chart", ["chart"]), ("图表", ["chart"]),
         ("a floor plan", ["floor_plan"]), ("户型图", ["floor_plan"]), ("a flow chart", ["diagram"]),
         ("a handwritten note", ["handwriting"]), ("手写的便条", ["handwriting"]), ("有公章的文件", ["seal"]),
+        # a signature is no handwritten note (every signed contract would answer "a handwritten note")
+        ("the signature of Party B", ["signature"]), ("乙方的签名", ["signature"]), ("签字页", ["signature"]),
+        ("When was agreement AG-1 signed?", []),
         ("a page with a company logo", ["logo"]), ("有照片的页面", ["photo"]), ("表格", ["table"]), ("地图", ["map"]),
         ("a photo next to a map", ["photo", "map"]),
         # entity and clause queries name nothing seen; words that merely contain one are no visual
@@ -76,6 +79,54 @@ def test_classify_figure_kinds() -> None:
     assert classify_figure(np.asarray(plan), _paper(), rooms, page_area) == "floor_plan"
 
 
+def _scanned(img: Image.Image, seed: int = 0) -> np.ndarray:
+    """A scan's grain over a drawing: flat fields are flat only once it is averaged away."""
+    arr = np.asarray(img).astype(np.float32) + np.random.default_rng(seed).normal(0, 9, (img.height, img.width, 3))
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def test_flat_drawings_are_no_photos_and_a_chart_frame_is_no_table() -> None:
+    page_area = 1240 * 1754
+    # four flat colour squares filling their box (no paper showing, six tones with the edges): a logo
+    squares = Image.new("RGB", (160, 160), (250, 250, 250))
+    sd = ImageDraw.Draw(squares)
+    for (x, y), c in zip([(0, 0), (82, 0), (0, 82), (82, 82)], [(66, 114, 196), (237, 125, 49), (160, 160, 160), (255, 192, 0)]):
+        sd.rectangle((x, y, x + 77, y + 77), fill=c)
+    assert classify_figure(_scanned(squares), _paper(), [], page_area) == "logo"
+    # a grey disc with a cut-out triangle: no colour at all, still a logo
+    disc = Image.new("RGB", (200, 170), (250, 250, 250))
+    dd = ImageDraw.Draw(disc)
+    dd.ellipse((0, 0, 199, 169), fill=(160, 160, 160))
+    dd.polygon([(100, 20), (40, 140), (160, 140)], fill=(250, 250, 250))
+    assert classify_figure(_scanned(disc), _paper(), [], page_area) == "logo"
+    # blue handwriting on ruled paper, nothing the OCR read: handwriting, not a coloured figure
+    note = Image.new("RGB", (900, 600), (250, 250, 250))
+    nd = ImageDraw.Draw(note)
+    rng = np.random.default_rng(3)
+    for row in range(10):
+        y = 40 + row * 55
+        nd.line((0, y + 20, 899, y + 20), fill=(170, 190, 230), width=1)
+        pts = [(20 + i * 12, y + int(rng.integers(0, 14))) for i in range(int(rng.integers(30, 70)))]
+        nd.line(pts, fill=(30, 40, 120), width=3)
+    assert classify_figure(_scanned(note), _paper(), [], page_area) == "handwriting"
+    # a grey line in a framed plot with numbered ticks: a line chart, though ruled like a table
+    plot = Image.new("RGB", (800, 500), (250, 250, 250))
+    qd = ImageDraw.Draw(plot)
+    qd.rectangle((80, 20, 780, 440), outline=(40, 40, 40), width=2)
+    qd.line([(100 + i * 60, 60 + int(v)) for i, v in enumerate(rng.integers(0, 340, 11))], fill=(60, 60, 60), width=3)
+    ticks = [OcrLine(text=f"{v:.1f}", bbox=(20, 30 + i * 80, 70, 50 + i * 80)) for i, v in enumerate([0.5, 0.0, -0.5, -1.0, -1.5])]
+    ticks += [OcrLine(text=str(v), bbox=(90 + v * 60, 450, 110 + v * 60, 470)) for v in range(0, 11, 2)]
+    assert classify_figure(_scanned(plot), _paper(), ticks, page_area) == "line_chart"
+    # ruled rows and a column rule, cells read: still a table
+    grid = Image.new("RGB", (800, 400), (250, 250, 250))
+    gd = ImageDraw.Draw(grid)
+    for r in range(6):
+        gd.line((0, 10 + r * 75, 799, 10 + r * 75), fill=(20, 20, 20), width=2)
+    gd.line((400, 10, 400, 385), fill=(20, 20, 20), width=2)
+    cells = [OcrLine(text=f"cell {i} 12", bbox=(20 + (i % 2) * 400, 30 + (i // 2) * 75, 200 + (i % 2) * 400, 55 + (i // 2) * 75)) for i in range(10)]
+    assert classify_figure(_scanned(grid), _paper(), cells, page_area) == "table"
+
+
 def test_find_marks_on_a_page() -> None:
     """A chart on a text page is one chart mark where it is; a seal is a seal mark; a text-only
     page shows nothing."""
@@ -96,3 +147,40 @@ def test_find_marks_on_a_page() -> None:
     assert [m.kind for m in find_marks(blank, lines, [], [seal], "handwritten")] == ["seal"]
     assert find_marks(blank, lines, [], [], "scanned") == []
     assert [m.kind for m in find_marks(blank, [], [], [], "handwritten")] == ["handwriting"]
+
+
+def _scribble(d: ImageDraw.ImageDraw, x: int, y: int, n: int, rng: np.random.Generator, high: int = 30) -> None:
+    d.line([(x + i * 14, y + int(rng.integers(0, high))) for i in range(n)], fill=(20, 30, 110), width=4)
+
+
+def test_a_signature_is_no_handwritten_note() -> None:
+    """A one-line scribble beside "Signature:" or a seal is a signature; a block of scribbled lines
+    is handwriting, wherever it is (docs/evaluation.md: 35 of 40 contracts were "handwritten")."""
+    rng = np.random.default_rng(5)
+    page = Image.new("RGB", (1240, 1754), (250, 250, 250))
+    d = ImageDraw.Draw(page)
+    _scribble(d, 330, 1390, 20, rng, 70)  # signed beside its label
+    label = OcrLine(text="Signature:", bbox=(110, 1400, 300, 1440))
+    sig = find_marks(np.asarray(page), [label], [], [], "scanned")
+    assert [m.kind for m in sig] == ["signature"]
+    assert [m.kind for m in find_marks(np.asarray(page), [], [], [], "scanned")] == ["handwriting"]  # no label, no seal
+    beside = Seal(bbox=(630, 1330, 830, 1530), color="red", confidence=0.9)
+    assert [m.kind for m in find_marks(np.asarray(page), [], [], [beside], "scanned")] == ["seal", "signature"]
+    note = Image.new("RGB", (1240, 1754), (250, 250, 250))
+    nd = ImageDraw.Draw(note)
+    for row in range(8):
+        _scribble(nd, 130, 400 + row * 60, int(rng.integers(40, 65)), rng)
+    marks = find_marks(np.asarray(note), [label.model_copy(update={"bbox": (110, 1600, 300, 1640)})], [], [], "scanned")
+    assert marks and {m.kind for m in marks} == {"handwriting"}
+
+
+def test_a_page_classed_as_a_photo_with_printed_text_is_searched_for_figures() -> None:
+    from imgrag.evals.datasets.visualpages import _photo
+
+    page = Image.new("RGB", (1240, 1754), (250, 250, 250))
+    photo = _photo(np.random.default_rng(2))
+    photo.thumbnail((700, 700))
+    page.paste(photo, (270, 360))
+    lines = [OcrLine(text=f"line {i} of the printed text", bbox=(110, 1200 + 50 * i, 900, 1240 + 50 * i)) for i in range(4)]
+    assert [m.kind for m in find_marks(np.asarray(page), lines, [], [], "photo")] == ["photo"]
+    assert find_marks(np.asarray(page), lines[:1], [], [], "photo") == []  # a photograph: the image routes have it
