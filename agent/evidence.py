@@ -16,7 +16,7 @@ from imgrag.indexing.text import CJK, find_date, normalize, squash, tokens
 
 from .mcp_client import LinkView
 from .planner import SubQuestion
-from .spans import NOT_DATE_OR_PARTY, VALUE_TYPES, AnswerType, answer_type, in_question, literals, spans
+from .spans import NOT_DATE_OR_PARTY, VALUE_TYPES, AnswerType, answer_type, in_question, key_not_asked, literals, spans
 
 BBox = tuple[float, float, float, float]
 Source = Literal["ocr_region", "metadata", "snippet"]
@@ -446,7 +446,7 @@ def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: l
     def consider(cand: EvidenceLine, weight: float, tag: str) -> None:
         nonlocal best
         for v, fit in spans(cand.text, atype):
-            if in_question(v, sub.question):
+            if in_question(v, sub.question) or key_not_asked(v, atype, sub.question):
                 continue
             if best is None or fit * weight > best[0]:
                 best = (fit * weight, v, cand, tag)

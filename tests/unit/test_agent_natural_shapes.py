@@ -123,3 +123,36 @@ def test_the_quoted_word_one_is_told_to_type() -> None:
     # "命令" names the answer's type: the line that says it is not the better for it.
     assert _best("清屏用哪个命令？", _page("zh-p032", SANE_CONSOLE_ZH))[0] == "clear"
     assert _best("Which command gives unified access to the system default editor?", _page("en-p050", EDITOR_EN))[0] == "/usr/bin/editor"
+
+
+CONSOLE_EN46: list[Row] = [  # en p46 (MC's editor): a key that switches consoles, no command
+    ("This is not a multi-window editor, but one can use multiple Linux consoles to achieve the same effect. To copy between windows,",
+     (76, 511, 789, 528)),
+    ('use Alt-Fn keys to switch virtual consoles and use "File → Insert file" or "File → Copy to file" to move a portion of a file to another',
+     (75, 527, 789, 543)),
+    ("file.", (74, 542, 104, 563)),
+]
+CONSOLE_EN31: list[Row] = [  # en p31: the command on the line after the sentence
+    ("virtual console 2, by pressing Alt-F2.", (76, 612, 282, 629)),
+    ("You can alternatively change to another virtual console, e.g. to the console 3, from the commandline.", (76, 637, 657, 654)),
+    ("# chvt 3", (76, 662, 138, 676)),
+    ("1.1.7", (76, 713, 118, 732)),
+]
+UDEV_ZH42: list[Row] = [  # zh-cn p42: OCR lost the man page section of "udev(7)"
+    ("在现代 Linux系统中，处在”/dev”之下的文件系统会自动被 udev()机制填充。", (78, 429, 560, 445)),
+]
+MC_ZH45: list[Row] = [  # zh-cn p45: a quoted key name in a line about file systems
+    ("MC能够跨因特网访问文件。在菜单按F9,”Enter”和”h”来激活Shell文件系统。按”sh://[user@]machine[:options]/[", (76, 600, 789, 617)),
+]
+
+
+def test_a_key_is_not_the_command_a_question_names() -> None:
+    # "How can I …" takes a key as an answer, unless the question asks for a command in so many words.
+    en46, en31 = _page("en-p046", CONSOLE_EN46), _page("en-p031", CONSOLE_EN31)
+    assert _best("How can I switch to virtual console 3 from the command line?", en46, en31) == ("chvt 3", "en-p031")
+    assert _best("How can I switch virtual consoles in the editor?", en46)[0] == "Alt-Fn"
+
+
+def test_a_man_page_name_whose_section_ocr_lost() -> None:
+    zh45, zh42 = _page("zh-p045", MC_ZH45), _page("zh-p042", UDEV_ZH42)
+    assert _best("/dev 下的文件系统由什么机制自动填充？", zh42, zh45) == ("udev", "zh-p042")
