@@ -557,16 +557,36 @@ def page_pool(image_id: str, lines: list[EvidenceLine], images: dict[str, ImageI
     return [*lines, *(info.lines if info else [])]
 
 
+def running_lines(images: dict[str, ImageInfo], band: float = 0.08) -> set[str]:
+    """The running headers and footers of the pages seen in this run: the same text in the top or
+    bottom ``band`` of two or more pages ("Debian Reference", "Debian 参考手册"). They name the book,
+    never answer a question about it, and a page's first rows are read as the end of the page before."""
+    where: dict[str, set[str]] = {}
+    for info in images.values():
+        if not info.height:
+            continue
+        for ln in info.lines:
+            if ln.bbox is not None and (ln.bbox[3] <= band * info.height or ln.bbox[1] >= (1 - band) * info.height):
+                if key := squash(ln.text):
+                    where.setdefault(key, set()).add(info.image_id)
+    return {k for k, ids in where.items() if len(ids) >= 2}
+
+
 def best_lines(sub: SubQuestion, evidence: list[EvidenceLine], images: dict[str, ImageInfo]) -> list[Scored]:
     """The best answering line per image, best first. Only stored page-OCR lines are scored (a
     re-read or a search snippet counts as the stored line at its box), so every value and quote
-    it gives is text the index holds where it is cited."""
+    it gives is text the index holds where it is cited; for a typed question, not a running header."""
     evidence = [x for ln in evidence if (x := stored(ln, images.get(ln.image_id))) is not None]
+    atype = typed(sub)
+    furniture = running_lines(images) if atype is not None else set()
+    if furniture:
+        images = {iid: info.model_copy(update={"lines": [ln for ln in info.lines if squash(ln.text) not in furniture]})
+                  for iid, info in images.items()}
+        evidence = [ln for ln in evidence if squash(ln.text) not in furniture]
     per_image: dict[str, Scored] = {}
     by_image: dict[str, list[EvidenceLine]] = {}
     for ln in evidence:
         by_image.setdefault(ln.image_id, []).append(ln)
-    atype = typed(sub)
     if atype is not None:
         # The top rows of a fetched next page are candidates too: a table that starts the page
         # after the sentence introducing it.

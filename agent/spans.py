@@ -173,7 +173,8 @@ def spans(text: str, atype: AnswerType) -> list[tuple[str, float]]:
                 out.append((q, 0.7))
         out += [(name, 0.6) for name, _ in _MANREF.findall(t)]
         out += [(w, 0.5) for w in _IDENT.findall(t) if w not in _EN_WORDS and re.search(r"[-_.0-9]", w)]
-        out += [(w, 0.45) for w in re.findall(r"(?<![\w-])([a-z][a-z0-9]{1,15})\s+(?:group|群组|组)", t) if w not in _EN_WORDS]
+        # "the dialout group"; in Chinese the name touches the characters before it ("被dialout 群组").
+        out += [(w, 0.45) for w in re.findall(r"(?<![A-Za-z0-9_-])([a-z][a-z0-9]{1,15})\s+(?:group|群组|组)", t) if w not in _EN_WORDS]
         if atype == "name":
             out += [(m.group(0), 0.5) for m in re.finditer(r"\b(?:Table|表)\s*\d+\.\d+", t)]
     seen: set[str] = set()

@@ -4,7 +4,7 @@ zh-cn p33), without models."""
 
 from __future__ import annotations
 
-from imgrag.agent.evidence import EvidenceLine, ImageInfo, best_lines, page_lang
+from imgrag.agent.evidence import EvidenceLine, ImageInfo, best_lines, page_lang, running_lines
 from imgrag.agent.planner import detect_intent, rule_plan
 
 Row = tuple[str, tuple[int, int, int, int]]
@@ -156,3 +156,17 @@ def test_a_key_is_not_the_command_a_question_names() -> None:
 def test_a_man_page_name_whose_section_ocr_lost() -> None:
     zh45, zh42 = _page("zh-p045", MC_ZH45), _page("zh-p042", UDEV_ZH42)
     assert _best("/dev 下的文件系统由什么机制自动填充？", zh42, zh45) == ("udev", "zh-p042")
+
+
+def test_a_running_header_is_never_the_answer() -> None:
+    # zh-cn p33 and p42: every page starts with "Debian 参考手册"; it reads as a name ("Debian") and as
+    # the first row of the next page, but names the book.
+    header: Row = ("Debian 参考手册", (77, 48, 179, 65))
+    p33 = _page("zh-p033", [header, ("有一些漏洞可以利用，但关心这些问题的人不应该阅读这一节，而应该去阅读Debian安全手册。", (78, 874, 601, 890))])
+    p42 = _page("zh-p042", [header, ("1.2.12 特殊设备文件", (76, 217, 240, 237))])
+    p33, p42 = (p.model_copy(update={"height": 1170}) for p in (p33, p42))
+    assert running_lines({p.image_id: p for p in (p33, p42)}) == {"debian参考手册"}
+    value, image = _best("关心系统漏洞的人应该去读哪本手册？", p33, p42)
+    assert "Debian安全手册" in value and image == "zh-p033"
+    # One page alone has no running header to tell.
+    assert running_lines({p33.image_id: p33}) == set()
