@@ -120,6 +120,14 @@ _ASKS_TABLE = re.compile(r"(\btables?\b|表格|哪张表|哪个表|哪一个表|
 _QUOTED_PART = re.compile(r"[\"“「『《][^\"”」』》]*[\"”」』》]")
 
 
+_CAPTION = re.compile(r"^\s*(Table|Figure|表|图)\s*\d{1,2}(?:\.\d{1,3})+\s*[:：]", re.I)
+
+
+def is_caption(text: str) -> bool:
+    """A table or figure caption ("Table 1.4: …", "表 1.4：…")."""
+    return _CAPTION.match(text) is not None
+
+
 def asks_table(sub: SubQuestion) -> bool:
     """A "which table / figure" question (the answer is "Table 1.9"), not a section number."""
     return bool(_ASKS_TABLE.search(_QUOTED_PART.sub(" ", sub.question)))
@@ -468,6 +476,8 @@ def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: l
         consider(line, 1.0, "span")
     intro = bool(_INTRO.search(text))
     for k, nxt in enumerate(following(line, pool, 3)):
+        if is_caption(nxt.text):
+            break  # "Table 1.4: “ls -l”…" titles the table above; what it quotes answers nothing after it
         consider(nxt, (0.95 if intro else 0.7) - 0.1 * k, f"span(next {k + 1})")
     # A table row: the key (the first column) is usually left of the cell that matches, often past
     # other columns (size, popcon, yes/no); the nearest cell on the right comes next.

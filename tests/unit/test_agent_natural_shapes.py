@@ -170,3 +170,26 @@ def test_a_running_header_is_never_the_answer() -> None:
     assert "Debian安全手册" in value and image == "zh-p033"
     # One page alone has no running header to tell.
     assert running_lines({p33.image_id: p33}) == set()
+
+
+LS_TYPES_ZH36: list[Row] = [  # zh-cn p36, the end of "Table 1.4" and its caption below it
+    ("C", (90, 532, 106, 548)), ("字符设备节点", (374, 531, 460, 548)),
+    ("b", (86, 548, 106, 566)), ("块设备节点", (371, 546, 448, 567)),
+    ("p", (89, 567, 106, 584)), ("命名管道", (374, 564, 434, 582)),
+    ("S", (92, 584, 105, 598)), ("套接字", (373, 581, 419, 599)),
+    ("Table 1.4: “ls -l”输出的第一个字符列表", (295, 624, 569, 644)),
+]
+MKFIFO_ZH41: list[Row] = [  # zh-cn p41
+    ("法功能一样。然而，一旦管道有了名称，这两个进程就可以不必在同一个命令行，甚至由同一个用户运行。管道是", (77, 600, 789, 617)),
+    ("UNIX 的一个非常有影响力的创新。", (77, 617, 300, 634)),
+    ("尝试下列例子", (77, 641, 170, 658)),
+    ("$ cd; mkfifo mypipe", (77, 666, 230, 681)),
+]
+
+
+def test_a_caption_below_a_table_answers_nothing_above_it() -> None:
+    # "命名管道" is a cell of the table of `ls -l` file types; the caption under the table quotes
+    # "ls -l", which is not how to create one.
+    zh41, zh36 = _page("zh-p041", MKFIFO_ZH41), _page("zh-p036", LS_TYPES_ZH36)
+    assert _best("创建命名管道用什么命令？", zh41, zh36)[1] == "zh-p041"
+    assert _best("创建命名管道用什么命令？", zh36)[0] != "ls -l"
