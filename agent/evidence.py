@@ -16,7 +16,7 @@ from imgrag.indexing.text import CJK, find_date, normalize, squash, tokens
 
 from .mcp_client import LinkView
 from .planner import SubQuestion
-from .spans import NOT_DATE_OR_PARTY, VALUE_TYPES, AnswerType, answer_type, in_question, literals, spans
+from .spans import NOT_DATE_OR_PARTY, VALUE_TYPES, AnswerType, answer_type, in_question, key_not_asked, literals, spans
 
 BBox = tuple[float, float, float, float]
 Source = Literal["ocr_region", "metadata", "snippet"]
@@ -118,6 +118,14 @@ TABLE_NO_RE = re.compile(r"(?<![A-Za-z])(Table|Figure|表|图)\s*(\d{1,2}(?:\.\d
 _CAPTION_LABEL = re.compile(r"(?<![A-Za-z])(Table|Figure|表|图)\s*$", re.I)
 _ASKS_TABLE = re.compile(r"(\btables?\b|表格|哪张表|哪个表|哪一个表|\bfigure\b|哪张图)", re.I)
 _QUOTED_PART = re.compile(r"[\"“「『《][^\"”」』》]*[\"”」』》]")
+
+
+_CAPTION = re.compile(r"^\s*(Table|Figure|表|图)\s*\d{1,2}(?:\.\d{1,3})+\s*[:：]", re.I)
+
+
+def is_caption(text: str) -> bool:
+    """A table or figure caption ("Table 1.4: …", "表 1.4：…")."""
+    return _CAPTION.match(text) is not None
 
 
 def asks_table(sub: SubQuestion) -> bool:
@@ -446,7 +454,7 @@ def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: l
     def consider(cand: EvidenceLine, weight: float, tag: str) -> None:
         nonlocal best
         for v, fit in spans(cand.text, atype):
-            if in_question(v, sub.question):
+            if in_question(v, sub.question) or key_not_asked(v, atype, sub.question):
                 continue
             if best is None or fit * weight > best[0]:
                 best = (fit * weight, v, cand, tag)
@@ -468,6 +476,8 @@ def score_typed(sub: SubQuestion, atype: AnswerType, line: EvidenceLine, pool: l
         consider(line, 1.0, "span")
     intro = bool(_INTRO.search(text))
     for k, nxt in enumerate(following(line, pool, 3)):
+        if is_caption(nxt.text):
+            break  # "Table 1.4: “ls -l”…" titles the table above; what it quotes answers nothing after it
         consider(nxt, (0.95 if intro else 0.7) - 0.1 * k, f"span(next {k + 1})")
     # A table row: the key (the first column) is usually left of the cell that matches, often past
     # other columns (size, popcon, yes/no); the nearest cell on the right comes next.
@@ -557,16 +567,36 @@ def page_pool(image_id: str, lines: list[EvidenceLine], images: dict[str, ImageI
     return [*lines, *(info.lines if info else [])]
 
 
+def running_lines(images: dict[str, ImageInfo], band: float = 0.08) -> set[str]:
+    """The running headers and footers of the pages seen in this run: the same text in the top or
+    bottom ``band`` of two or more pages ("Debian Reference", "Debian 参考手册"). They name the book,
+    never answer a question about it, and a page's first rows are read as the end of the page before."""
+    where: dict[str, set[str]] = {}
+    for info in images.values():
+        if not info.height:
+            continue
+        for ln in info.lines:
+            if ln.bbox is not None and (ln.bbox[3] <= band * info.height or ln.bbox[1] >= (1 - band) * info.height):
+                if key := squash(ln.text):
+                    where.setdefault(key, set()).add(info.image_id)
+    return {k for k, ids in where.items() if len(ids) >= 2}
+
+
 def best_lines(sub: SubQuestion, evidence: list[EvidenceLine], images: dict[str, ImageInfo]) -> list[Scored]:
     """The best answering line per image, best first. Only stored page-OCR lines are scored (a
     re-read or a search snippet counts as the stored line at its box), so every value and quote
-    it gives is text the index holds where it is cited."""
+    it gives is text the index holds where it is cited; for a typed question, not a running header."""
     evidence = [x for ln in evidence if (x := stored(ln, images.get(ln.image_id))) is not None]
+    atype = typed(sub)
+    furniture = running_lines(images) if atype is not None else set()
+    if furniture:
+        images = {iid: info.model_copy(update={"lines": [ln for ln in info.lines if squash(ln.text) not in furniture]})
+                  for iid, info in images.items()}
+        evidence = [ln for ln in evidence if squash(ln.text) not in furniture]
     per_image: dict[str, Scored] = {}
     by_image: dict[str, list[EvidenceLine]] = {}
     for ln in evidence:
         by_image.setdefault(ln.image_id, []).append(ln)
-    atype = typed(sub)
     if atype is not None:
         # The top rows of a fetched next page are candidates too: a table that starts the page
         # after the sentence introducing it.

@@ -66,7 +66,8 @@ def answer_type(question: str) -> AnswerType:
 # -- spans ---------------------------------------------------------------------------------------
 _PROMPT = re.compile(r"^\s*(?:[\w@.~:-]*[$#]|\$|#)\s+(?=\S)")
 _QUOTES = re.compile(r"[\"”“「『]\s*([^\"”“」』]{1,80}?)\s*[\"”“」』]")
-_MANREF = re.compile(r"(?<![\w/.-])([a-z][\w.+-]{0,30})\((\d)\)")
+# "mount(8)"; OCR sometimes drops the section's digit ("udev()机制"), the name is still the answer.
+_MANREF = re.compile(r"(?<![\w/.-])([a-z][\w.+-]{0,30})\((\d?)\)")
 _OPTION = re.compile(r"(?<![\w/-])(--?[A-Za-z][\w-]*(?:=\S+)?)")
 _PATH = re.compile(r"(?<![\w/])((?:~|\.{1,2})?/(?:[\w.*@+:\[\]-]+/?)*|~/[\w.*-]+(?:/[\w.*-]+)*)")
 _VERSION = re.compile(r"(?<![\w.])(\d+\.\d+(?:\.\d+)*(?:-[\w.+-]+)?)(?![\w.])")
@@ -172,7 +173,8 @@ def spans(text: str, atype: AnswerType) -> list[tuple[str, float]]:
                 out.append((q, 0.7))
         out += [(name, 0.6) for name, _ in _MANREF.findall(t)]
         out += [(w, 0.5) for w in _IDENT.findall(t) if w not in _EN_WORDS and re.search(r"[-_.0-9]", w)]
-        out += [(w, 0.45) for w in re.findall(r"(?<![\w-])([a-z][a-z0-9]{1,15})\s+(?:group|群组|组)", t) if w not in _EN_WORDS]
+        # "the dialout group"; in Chinese the name touches the characters before it ("被dialout 群组").
+        out += [(w, 0.45) for w in re.findall(r"(?<![A-Za-z0-9_-])([a-z][a-z0-9]{1,15})\s+(?:group|群组|组)", t) if w not in _EN_WORDS]
         if atype == "name":
             out += [(m.group(0), 0.5) for m in re.finditer(r"\b(?:Table|表)\s*\d+\.\d+", t)]
     seen: set[str] = set()
@@ -183,6 +185,15 @@ def spans(text: str, atype: AnswerType) -> list[tuple[str, float]]:
             seen.add(k)
             uniq.append((v, f))
     return uniq
+
+
+_NAMES_COMMAND = re.compile(r"(\bcommands?\b|命令)", re.I)
+
+
+def key_not_asked(value: str, atype: AnswerType, question: str) -> bool:
+    """A key combination read as a command when the question names a command ("…from the command
+    line", "用什么命令"): "How do I …" is answered by a key as often as by a command, this one is not."""
+    return atype == "command" and _KEY.fullmatch(value.strip()) is not None and _NAMES_COMMAND.search(question) is not None
 
 
 def in_question(value: str, question: str) -> bool:

@@ -4,7 +4,7 @@ zh-cn p33), without models."""
 
 from __future__ import annotations
 
-from imgrag.agent.evidence import EvidenceLine, ImageInfo, best_lines, page_lang
+from imgrag.agent.evidence import EvidenceLine, ImageInfo, best_lines, page_lang, running_lines
 from imgrag.agent.planner import detect_intent, rule_plan
 
 Row = tuple[str, tuple[int, int, int, int]]
@@ -123,3 +123,73 @@ def test_the_quoted_word_one_is_told_to_type() -> None:
     # "命令" names the answer's type: the line that says it is not the better for it.
     assert _best("清屏用哪个命令？", _page("zh-p032", SANE_CONSOLE_ZH))[0] == "clear"
     assert _best("Which command gives unified access to the system default editor?", _page("en-p050", EDITOR_EN))[0] == "/usr/bin/editor"
+
+
+CONSOLE_EN46: list[Row] = [  # en p46 (MC's editor): a key that switches consoles, no command
+    ("This is not a multi-window editor, but one can use multiple Linux consoles to achieve the same effect. To copy between windows,",
+     (76, 511, 789, 528)),
+    ('use Alt-Fn keys to switch virtual consoles and use "File → Insert file" or "File → Copy to file" to move a portion of a file to another',
+     (75, 527, 789, 543)),
+    ("file.", (74, 542, 104, 563)),
+]
+CONSOLE_EN31: list[Row] = [  # en p31: the command on the line after the sentence
+    ("virtual console 2, by pressing Alt-F2.", (76, 612, 282, 629)),
+    ("You can alternatively change to another virtual console, e.g. to the console 3, from the commandline.", (76, 637, 657, 654)),
+    ("# chvt 3", (76, 662, 138, 676)),
+    ("1.1.7", (76, 713, 118, 732)),
+]
+UDEV_ZH42: list[Row] = [  # zh-cn p42: OCR lost the man page section of "udev(7)"
+    ("在现代 Linux系统中，处在”/dev”之下的文件系统会自动被 udev()机制填充。", (78, 429, 560, 445)),
+]
+MC_ZH45: list[Row] = [  # zh-cn p45: a quoted key name in a line about file systems
+    ("MC能够跨因特网访问文件。在菜单按F9,”Enter”和”h”来激活Shell文件系统。按”sh://[user@]machine[:options]/[", (76, 600, 789, 617)),
+]
+
+
+def test_a_key_is_not_the_command_a_question_names() -> None:
+    # "How can I …" takes a key as an answer, unless the question asks for a command in so many words.
+    en46, en31 = _page("en-p046", CONSOLE_EN46), _page("en-p031", CONSOLE_EN31)
+    assert _best("How can I switch to virtual console 3 from the command line?", en46, en31) == ("chvt 3", "en-p031")
+    assert _best("How can I switch virtual consoles in the editor?", en46)[0] == "Alt-Fn"
+
+
+def test_a_man_page_name_whose_section_ocr_lost() -> None:
+    zh45, zh42 = _page("zh-p045", MC_ZH45), _page("zh-p042", UDEV_ZH42)
+    assert _best("/dev 下的文件系统由什么机制自动填充？", zh42, zh45) == ("udev", "zh-p042")
+
+
+def test_a_running_header_is_never_the_answer() -> None:
+    # zh-cn p33 and p42: every page starts with "Debian 参考手册"; it reads as a name ("Debian") and as
+    # the first row of the next page, but names the book.
+    header: Row = ("Debian 参考手册", (77, 48, 179, 65))
+    p33 = _page("zh-p033", [header, ("有一些漏洞可以利用，但关心这些问题的人不应该阅读这一节，而应该去阅读Debian安全手册。", (78, 874, 601, 890))])
+    p42 = _page("zh-p042", [header, ("1.2.12 特殊设备文件", (76, 217, 240, 237))])
+    p33, p42 = (p.model_copy(update={"height": 1170}) for p in (p33, p42))
+    assert running_lines({p.image_id: p for p in (p33, p42)}) == {"debian参考手册"}
+    value, image = _best("关心系统漏洞的人应该去读哪本手册？", p33, p42)
+    assert "Debian安全手册" in value and image == "zh-p033"
+    # One page alone has no running header to tell.
+    assert running_lines({p33.image_id: p33}) == set()
+
+
+LS_TYPES_ZH36: list[Row] = [  # zh-cn p36, the end of "Table 1.4" and its caption below it
+    ("C", (90, 532, 106, 548)), ("字符设备节点", (374, 531, 460, 548)),
+    ("b", (86, 548, 106, 566)), ("块设备节点", (371, 546, 448, 567)),
+    ("p", (89, 567, 106, 584)), ("命名管道", (374, 564, 434, 582)),
+    ("S", (92, 584, 105, 598)), ("套接字", (373, 581, 419, 599)),
+    ("Table 1.4: “ls -l”输出的第一个字符列表", (295, 624, 569, 644)),
+]
+MKFIFO_ZH41: list[Row] = [  # zh-cn p41
+    ("法功能一样。然而，一旦管道有了名称，这两个进程就可以不必在同一个命令行，甚至由同一个用户运行。管道是", (77, 600, 789, 617)),
+    ("UNIX 的一个非常有影响力的创新。", (77, 617, 300, 634)),
+    ("尝试下列例子", (77, 641, 170, 658)),
+    ("$ cd; mkfifo mypipe", (77, 666, 230, 681)),
+]
+
+
+def test_a_caption_below_a_table_answers_nothing_above_it() -> None:
+    # "命名管道" is a cell of the table of `ls -l` file types; the caption under the table quotes
+    # "ls -l", which is not how to create one.
+    zh41, zh36 = _page("zh-p041", MKFIFO_ZH41), _page("zh-p036", LS_TYPES_ZH36)
+    assert _best("创建命名管道用什么命令？", zh41, zh36)[1] == "zh-p041"
+    assert _best("创建命名管道用什么命令？", zh36)[0] != "ls -l"

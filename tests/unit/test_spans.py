@@ -117,3 +117,8 @@ def test_a_document_named_anywhere_restricts_every_part() -> None:
     plan = rule_plan("采购合同的乙方是谁和签订日期")
     assert all(s.entities == ["采购合同"] for s in plan.sub_questions)
     assert all(not s.entities for s in rule_plan("When was the contract signed and who is Party B?").sub_questions)
+
+
+def test_a_group_name_touching_chinese_text() -> None:
+    assert spans("• ”/dev/ttyS0”的主设备号是4，次设备号是64。它可以被dialout 群组的用户读写。", "group")[0][0] == "dialout"
+    assert spans("在现代 Linux系统中，处在”/dev”之下的文件系统会自动被 udev()机制填充。", "name")[0][0] == "udev"
