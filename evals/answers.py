@@ -52,6 +52,7 @@ class PredictedAnswer(BaseModel):
     source: Literal["llm", "extractive"] | None = Field(
         default=None, description="who wrote the top claim: the LLM, or the extractive answerer (no LLM, or the LLM's claims failed)")
     llm_calls: int = 0
+    failed_checks: list[str] = Field(default_factory=list, description="the self-check's failures, by check name, every round")
 
 
 class Answerer(Protocol):
@@ -74,6 +75,7 @@ class ItemScore(BaseModel):
     latency_ms: float = 0.0
     source: Literal["llm", "extractive"] | None = None
     llm_calls: int = 0
+    failed_checks: list[str] = Field(default_factory=list)
     error: str | None = None
 
 
@@ -131,7 +133,8 @@ def score_item(
     """Score one prediction. ``ocr_text`` maps a cited image id to its stored OCR text;
     ``detected_seals`` maps a file name to the seal boxes the index detected on it."""
     s = ItemScore(id=item.id, kind=item.kind, lang=item.lang, latency_ms=round(latency_ms, 1), error=error,
-                  source=pred.source if pred else None, llm_calls=pred.llm_calls if pred else 0)
+                  source=pred.source if pred else None, llm_calls=pred.llm_calls if pred else 0,
+                  failed_checks=list(pred.failed_checks) if pred else [])
     rel = list(item.qrels())
     if item.answer:
         s.correct = bool(pred) and answer_correct(pred.answer if pred else "", item.answer, item.answer_aliases)
@@ -206,6 +209,7 @@ class AgentAnswerer:
             timings_ms=dict(ans.timings_ms),
             source="extractive" if fell_back else "llm",
             llm_calls=ans.usage.llm_calls,
+            failed_checks=[f.check for f in ans.checks.failures],
         )
 
 
@@ -248,10 +252,14 @@ def evaluate_answers(
     ans = answerer or AgentAnswerer(app, corpus, llm=llm)
     preds: dict[str, tuple[PredictedAnswer | None, float, str | None]] = {}
 
+    # The warm-up loads the models outside the timed calls; in LLM mode it runs without the LLM, so
+    # the endpoint neither spends minutes on an untimed question nor has the first one's prompt cached.
+    warm = AgentAnswerer(app, corpus) if llm is not None and answerer is None else ans
+
     async def run_all() -> None:
-        if todo:  # warm-up: models load outside the timed calls
+        if todo:
             try:
-                await ans.answer(todo[0].query)
+                await warm.answer(todo[0].query)
             except ImgragError:
                 pass
         for n, it in enumerate(todo):
