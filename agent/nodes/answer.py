@@ -363,6 +363,7 @@ async def llm_answer(state: AgentState, deps: Deps, note: Note = log.debug) -> t
         {"role": "assistant", "content": None, "tool_calls": calls},
         *results,
     ]
+    note(f"LLM offered {sum(len(v) for v in cands.values())} candidate(s) and {sum(len(ls) for _, ls in blocks)} evidence line(s)")
     out = await deps.llm.structured(messages, LLMAnswer, purpose="answer")
     claims: list[Claim] = []
     for c in out.claims:
@@ -382,8 +383,7 @@ async def llm_answer(state: AgentState, deps: Deps, note: Note = log.debug) -> t
         if value and squash(value) not in squash(text):
             text = f"{text} ({value})" if text else value
         claims.append(Claim(text=text, value=value, citations=unique, sub_question=match_sub(plan, f"{text} {value}")))
-    note(f"LLM answer: {len(claims)} claim(s), {sum(len(c.citations) for c in claims)} citation(s), "
-         f"values {[c.value for c in claims]}, offered {sum(len(v) for v in cands.values())} candidate(s)")
+    note(f"LLM answer: {len(claims)} claim(s), {sum(len(c.citations) for c in claims)} citation(s), values {[c.value for c in claims]}")
     return claims, out.answer.strip()
 
 

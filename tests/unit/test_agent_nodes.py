@@ -424,7 +424,7 @@ def test_the_llm_is_offered_the_extractive_candidates_and_keeps_its_value() -> N
     (c,) = update["claims"]
     assert c.value == "Oakridge Manufacturing Corporation" and c.text == "Party A (Oakridge Manufacturing Corporation)"
     assert c.citations[0].image_id == "en1" and c.citations[0].bbox == (130, 400, 640, 425)
-    assert any("offered 1 candidate" in n for n in notes)
+    assert any(n.startswith("LLM offered 1 candidate(s)") for n in notes)
 
 
 def test_no_candidates_when_turned_off() -> None:
