@@ -166,6 +166,7 @@ class LLMCitation(_Bounded):
 
 class LLMClaim(_Bounded):
     text: str = Field(max_length=300, description="one short factual statement answering part of the question")
+    value: str = Field(default="", max_length=160, description="the answer value alone, copied from a candidate or an evidence line")
     citations: list[LLMCitation] = Field(default_factory=list, max_length=2)
 
 

@@ -39,6 +39,10 @@ class AgentConfig(BaseModel):
     max_claims_per_sub: int = Field(default=3, ge=1, le=10)
     crop_scale: float = Field(default=2.0, ge=1.0, le=4.0)
     llm_evidence_lines: int = Field(default=24, ge=4, le=200, description="evidence lines shown to the LLM")
+    llm_candidates: int = Field(
+        default=4, ge=0, le=10,
+        description="per part, the extractive reader's best values (with their quoted lines) offered to the LLM; 0: none",
+    )
     keep_crops: bool = Field(default=False, description="crop the best regions even without a vision model")
     linked_per_page: int = Field(
         default=2, ge=0, le=10,

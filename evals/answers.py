@@ -20,7 +20,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -49,6 +49,10 @@ class PredictedAnswer(BaseModel):
     bbox: list[float] | None = Field(default=None, description="where the answer is, for 'where' questions")
     bbox_image: str = Field(default="", description="the image that bbox is on")
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    source: Literal["llm", "extractive"] | None = Field(
+        default=None, description="who wrote the top claim: the LLM, or the extractive answerer (no LLM, or the LLM's claims failed)")
+    llm_calls: int = 0
+    failed_checks: list[str] = Field(default_factory=list, description="the self-check's failures, by check name, every round")
 
 
 class Answerer(Protocol):
@@ -69,6 +73,9 @@ class ItemScore(BaseModel):
     iou: float | None = None
     detector_iou: float | None = None
     latency_ms: float = 0.0
+    source: Literal["llm", "extractive"] | None = None
+    llm_calls: int = 0
+    failed_checks: list[str] = Field(default_factory=list)
     error: str | None = None
 
 
@@ -97,6 +104,7 @@ def summarise(scores: Sequence[ItemScore]) -> dict[str, float | None]:
     n_cit = sum(s.citations for s in scores)
     ious = [s.iou for s in scores if s.iou is not None]
     det = [s.detector_iou for s in scores if s.detector_iou is not None]
+    llm = [s for s in scores if s.llm_calls]
     return {
         "accuracy": _mean(acc),
         "citation_precision": _mean([s.citation_precision for s in scores]),
@@ -107,6 +115,10 @@ def summarise(scores: Sequence[ItemScore]) -> dict[str, float | None]:
         "detector_iou@0.5": _mean([1.0 if x >= IOU_THRESHOLD else 0.0 for x in det]),
         "answered": round(sum(1 for s in scores if s.citations) / len(scores), 4) if scores else None,
         "errors": float(sum(1 for s in scores if s.error)),
+        # LLM mode: the share of questions whose top claim is the LLM's (the rest fell back to the
+        # extractive answerer: its claims failed the self-check), and LLM calls per question.
+        "llm_answered": round(sum(1 for s in llm if s.source == "llm") / len(llm), 4) if llm else None,
+        "llm_calls_per_question": round(sum(s.llm_calls for s in llm) / len(llm), 2) if llm else None,
     }
 
 
@@ -120,7 +132,9 @@ def score_item(
 ) -> ItemScore:
     """Score one prediction. ``ocr_text`` maps a cited image id to its stored OCR text;
     ``detected_seals`` maps a file name to the seal boxes the index detected on it."""
-    s = ItemScore(id=item.id, kind=item.kind, lang=item.lang, latency_ms=round(latency_ms, 1), error=error)
+    s = ItemScore(id=item.id, kind=item.kind, lang=item.lang, latency_ms=round(latency_ms, 1), error=error,
+                  source=pred.source if pred else None, llm_calls=pred.llm_calls if pred else 0,
+                  failed_checks=list(pred.failed_checks) if pred else [])
     rel = list(item.qrels())
     if item.answer:
         s.correct = bool(pred) and answer_correct(pred.answer if pred else "", item.answer, item.answer_aliases)
@@ -139,13 +153,14 @@ def score_item(
 
 
 class AgentAnswerer:
-    """The bundled agent, extractive mode (no LLM), over an in-memory MCP session on ``app``."""
+    """The bundled agent over an in-memory MCP session on ``app``: extractive (no LLM), or with the
+    LLM ``llm`` describes (an :class:`imgrag.agent.llm.LLMConfig`; a fresh client per question, as
+    ``imgrag ask`` makes one per run)."""
 
-    name = "agent (extractive, no LLM)"
-
-    def __init__(self, app: Any, corpus: Path | None, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, app: Any, corpus: Path | None, config: dict[str, Any] | None = None, llm: Any | None = None) -> None:
         try:
             from imgrag.agent.graph import AgentConfig, run_agent
+            from imgrag.agent.llm import LLMClient
             from imgrag.agent.mcp_client import ToolClient
             from imgrag.mcp_server.auth import fixed_principal
             from imgrag.mcp_server.server import build_server
@@ -157,7 +172,10 @@ class AgentAnswerer:
         self._config = AgentConfig(**(config or {}))
         self._server = build_server(app, fixed_principal(OPERATOR))
         self._tool_client = ToolClient
+        self._llm = llm
+        self._llm_client = LLMClient
         self._names: dict[str, str] = {}
+        self.name = f"agent (LLM: {llm.model or llm.base_url})" if llm is not None else "agent (extractive, no LLM)"
 
     def name_of(self, image_id: str) -> str:
         if image_id not in self._names:
@@ -168,8 +186,14 @@ class AgentAnswerer:
         return self._names[image_id]
 
     async def answer(self, question: str) -> PredictedAnswer:
-        async with self._tool_client.in_memory(self._server) as tools:
-            ans, _agent = await self._run_agent(question, tools, None, self._config)
+        client = self._llm_client(self._llm.model_copy()) if self._llm is not None else None
+        try:
+            async with self._tool_client.in_memory(self._server) as tools:
+                ans, _agent = await self._run_agent(question, tools, client, self._config)
+        finally:
+            if client is not None:
+                await client.close()
+        fell_back = ans.mode == "extractive" or any("extractive answerer was used" in n for n in ans.checks.notes)
         claims = [c for c in ans.claims if c.status != "dropped"]
         top = claims[0] if claims else None
         main = (top.value or top.text) if top else ans.answer
@@ -183,6 +207,9 @@ class AgentAnswerer:
             bbox=list(first.bbox) if first and first.bbox else None,
             bbox_image=self.name_of(first.image_id) if first else "",
             timings_ms=dict(ans.timings_ms),
+            source="extractive" if fell_back else "llm",
+            llm_calls=ans.usage.llm_calls,
+            failed_checks=[f.check for f in ans.checks.failures],
         )
 
 
@@ -210,23 +237,29 @@ def evaluate_answers(
     set_name: str,
     golden: str,
     answerer: Answerer | None = None,
+    llm: Any | None = None,
     corpus: Path | None = None,
     limit: int | None = None,
     run_out: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> AnswersResult:
-    """Ask every answerable question (or a kind-balanced ``limit`` of them) and score the answers."""
+    """Ask every answerable question (or a kind-balanced ``limit`` of them) and score the answers;
+    ``llm`` (an ``LLMConfig``) runs the bundled agent in LLM mode."""
     from .retrieval import hit_name
 
     t0 = time.perf_counter()
     todo = _pick_subset([it for it in items if it.has_answer], limit)
-    ans = answerer or AgentAnswerer(app, corpus)
+    ans = answerer or AgentAnswerer(app, corpus, llm=llm)
     preds: dict[str, tuple[PredictedAnswer | None, float, str | None]] = {}
 
+    # The warm-up loads the models outside the timed calls; in LLM mode it runs without the LLM, so
+    # the endpoint neither spends minutes on an untimed question nor has the first one's prompt cached.
+    warm = AgentAnswerer(app, corpus) if llm is not None and answerer is None else ans
+
     async def run_all() -> None:
-        if todo:  # warm-up: models load outside the timed calls
+        if todo:
             try:
-                await ans.answer(todo[0].query)
+                await warm.answer(todo[0].query)
             except ImgragError:
                 pass
         for n, it in enumerate(todo):

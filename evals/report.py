@@ -83,9 +83,15 @@ def answers_table(results: list[AnswersResult]) -> Table:
         t.add_column(name, justify="left" if name == "set" else "right")
     t.add_column("p50 ms", justify="right")
     t.add_column("p95 ms", justify="right")
+    llm = any(r.metrics.get("llm_answered") is not None for r in results)
+    if llm:
+        t.add_column("LLM answered", justify="right")
+        t.add_column("LLM calls/q", justify="right")
     for r in results:
-        t.add_row(r.set, str(r.questions), *[_f(r.metrics.get(k)) for _, k in cols[2:]],
-                  f"{r.latency['p50_ms']:.0f}", f"{r.latency['p95_ms']:.0f}")
+        name = r.set if r.metrics.get("llm_answered") is None else f"{r.set} · {r.answerer}"
+        extra = [_f(r.metrics.get("llm_answered")), _f(r.metrics.get("llm_calls_per_question"), 1)] if llm else []
+        t.add_row(name, str(r.questions), *[_f(r.metrics.get(k)) for _, k in cols[2:]],
+                  f"{r.latency['p50_ms']:.0f}", f"{r.latency['p95_ms']:.0f}", *extra)
     return t
 
 

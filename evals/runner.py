@@ -113,12 +113,36 @@ def run_retrieval(set_arg: str, *, backend: str | None = None, k: int = 10, out:
     return res
 
 
+ANSWER_MODES = ("extractive", "llm", "both")
+
+
+def llm_config(mode: str) -> Any:
+    """The LLM an ``--mode llm|both`` eval runs the agent with (the same settings as ``imgrag ask``),
+    or None for ``extractive``."""
+    if mode not in ANSWER_MODES:
+        raise ImgragError(f"unknown --mode {mode!r}", f"use one of {', '.join(ANSWER_MODES)}")
+    if mode == "extractive":
+        return None
+    from imgrag.agent.llm import LLMConfig
+
+    cfg = LLMConfig.from_settings(get_settings())
+    if cfg is None:
+        raise ImgragError(f"--mode {mode} needs an LLM endpoint, and none is configured (or IMGRAG_LLM=off)",
+                          "set IMGRAG_LLM_BASE_URL (or OPENAI_BASE_URL) to an OpenAI-compatible /v1 endpoint; see docs/agent.md")
+    return cfg
+
+
 def run_answers(set_arg: str, *, backend: str | None = None, out: Path | None = None, run_out: Path | None = None,
-                folder: Path | None = None, limit: int | None = None, console: Console | None = None) -> Any:
+                folder: Path | None = None, limit: int | None = None, mode: str = "extractive",
+                console: Console | None = None) -> Any:
+    """Score the agent's answers; ``mode`` ``llm`` runs it with the configured LLM, ``both`` runs the
+    extractive agent and then the LLM one on the same questions and index, and prints them together.
+    Returns (the last result, captions)."""
     from .answers import caption_scores, evaluate_answers
     from .report import answers_chart, answers_kind_table, answers_table, captions_table, write_json
 
     console = console or Console()
+    llm = llm_config(mode)  # a missing endpoint fails before anything is indexed
     prepared, app, _ = resolve(set_arg, backend, folder, console)
     items = prepared.items()
     captions = None
@@ -130,16 +154,23 @@ def run_answers(set_arg: str, *, backend: str | None = None, out: Path | None = 
         console.print(captions_table(prepared.name, captions))
     res = None
     if any(it.has_answer for it in items):
-        res = evaluate_answers(app, items, set_name=prepared.name, golden=str(prepared.golden), corpus=prepared.corpus,
-                               limit=limit or None, run_out=run_out,
-                               progress=lambda m: console.print(m, style="dim", markup=False, highlight=False))
-        res.captions = captions
-        console.print(answers_table([res]))
-        console.print(answers_kind_table(res))
         d = _out(out)
-        j = write_json(d / f"answers-{prepared.name}.json", res)
-        png = answers_chart([res], d / f"answers-{prepared.name}.png")
-        console.print(f"[dim]wrote {j} and {png}" + (f" and {run_out}" if run_out else "") + "[/]", highlight=False)
+        runs = [("", None)] if mode == "extractive" else [("-llm", llm)] if mode == "llm" else [("", None), ("-llm", llm)]
+        results = []
+        for suffix, cfg in runs:
+            r_out = run_out.with_name(f"{run_out.stem}{suffix}{run_out.suffix}") if run_out is not None and suffix else run_out
+            res = evaluate_answers(app, items, set_name=prepared.name, golden=str(prepared.golden), corpus=prepared.corpus,
+                                   limit=limit or None, run_out=r_out, llm=cfg,
+                                   progress=lambda m: console.print(m, style="dim", markup=False, highlight=False))
+            res.captions = captions
+            results.append(res)
+            console.print(answers_table([res]))
+            console.print(answers_kind_table(res))
+            j = write_json(d / f"answers-{prepared.name}{suffix}.json", res)
+            png = answers_chart([res], d / f"answers-{prepared.name}{suffix}.png")
+            console.print(f"[dim]wrote {j} and {png}" + (f" and {r_out}" if r_out else "") + "[/]", highlight=False)
+        if len(results) > 1:
+            console.print(answers_table(results))
     elif captions is not None:
         write_json(_out(out) / f"captions-{prepared.name}.json", captions)
     else:

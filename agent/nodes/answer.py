@@ -86,6 +86,22 @@ def lang_of(images: dict[str, ImageInfo], scored: Scored) -> str:
     return page_lang(info) if info is not None else ""
 
 
+def ranked_lines(state: AgentState, i: int, sub: SubQuestion, note: Note = log.debug) -> list[Scored]:
+    """Part ``i``'s best answering line per page, best first (typed spans for a typed question),
+    pages that name the question's entity ahead of all others: what the extractive answer quotes
+    and what the LLM is offered as candidates."""
+    images = state.get("images", {})
+    ranked = best_lines(sub, state.get("evidence", {}).get(i, []), images)
+    if sub.entities:
+        # Pages that name the question's entity beat pages that do not, whatever their lines say.
+        named = {sc.line.image_id for sc in ranked if sc.line.image_id in images
+                 and entity_match(sub.entities, images[sc.line.image_id]) == 1.0}
+        if named and len(named) < len({sc.line.image_id for sc in ranked}):
+            note(f"sub-question {i + 1}: only pages naming {sub.entities} kept")
+            ranked = [sc for sc in ranked if sc.line.image_id in named]
+    return ranked
+
+
 def extractive(state: AgentState, deps: Deps, note: Note = log.debug) -> tuple[list[Claim], str, dict[int, list[str]]]:
     """Claims quoting the best evidence line(s) of each part, the note that heads such an answer,
     and the documents each part was answered from (a later part about "that contract" must be
@@ -105,14 +121,7 @@ def extractive(state: AgentState, deps: Deps, note: Note = log.debug) -> tuple[l
             if got:
                 answered[i] = list(dict.fromkeys(doc_of(images, c.citations[0].image_id) for c in got if c.citations))
             continue
-        ranked = best_lines(sub, state.get("evidence", {}).get(i, []), images)
-        if sub.entities:
-            # Pages that name the question's entity beat pages that do not, whatever their lines say.
-            named = {sc.line.image_id for sc in ranked if sc.line.image_id in images
-                     and entity_match(sub.entities, images[sc.line.image_id]) == 1.0}
-            if named and len(named) < len({sc.line.image_id for sc in ranked}):
-                note(f"sub-question {i + 1}: only pages naming {sub.entities} kept")
-                ranked = [sc for sc in ranked if sc.line.image_id in named]
+        ranked = ranked_lines(state, i, sub, note)
         if allowed is not None:
             # Same document as the part this one inherits its subject from: the best line of each
             # of that part's documents, in that part's order.
@@ -245,10 +254,26 @@ def seal_citation(info: ImageInfo, box: tuple[float, float, float, float]) -> Ci
     )
 
 
-def evidence_blocks(state: AgentState, deps: Deps) -> list[tuple[ImageInfo, list[EvidenceLine]]]:
-    """Evidence for the LLM, best lines first, within ``llm_evidence_lines``."""
+def llm_candidates(state: AgentState, deps: Deps, note: Note = log.debug) -> dict[int, list[Scored]]:
+    """Per part, the extractive reader's best values (one per page, best first, at most
+    ``llm_candidates``): the same typed spans and quoted lines the extractive answer is built from,
+    offered to the LLM to choose among. Seal parts have none: the seal detector answers those."""
+    out: dict[int, list[Scored]] = {}
+    if deps.config.llm_candidates == 0:
+        return out
+    for i, sub in enumerate(state["plan"].sub_questions):
+        if sub.intent != "seal" and (ranked := ranked_lines(state, i, sub, note)):
+            out[i] = ranked[: deps.config.llm_candidates]
+    return out
+
+
+def evidence_blocks(state: AgentState, deps: Deps, candidates: dict[int, list[Scored]] | None = None) -> list[tuple[ImageInfo, list[EvidenceLine]]]:
+    """Evidence for the LLM: the candidates' quoted lines first (a value read from the row under a
+    line that shares the question's words shares none itself), then the best lines by the part's
+    terms, within ``llm_evidence_lines``."""
     plan = state["plan"]
     images = state.get("images", {})
+    seeds = [ln for scored in (candidates or {}).values() for sc in scored for ln in (sc.line, sc.snippet_line)]
     ranked: list[tuple[float, EvidenceLine]] = []
     for i, sub in enumerate(plan.sub_questions):
         for ln in state.get("evidence", {}).get(i, []):
@@ -259,35 +284,69 @@ def evidence_blocks(state: AgentState, deps: Deps) -> list[tuple[ImageInfo, list
     ranked.sort(key=lambda t: -t[0])
     picked: dict[str, list[EvidenceLine]] = {}
     seen: set[tuple[str, str]] = set()
-    for _, ln in ranked:
+    for n, ln in enumerate([*seeds, *(ln for _, ln in ranked)]):
         key = (ln.image_id, squash(ln.text))
         if key in seen or not key[1]:
             continue
+        if n >= len(seeds) and len(seen) >= deps.config.llm_evidence_lines:
+            break
         seen.add(key)
         picked.setdefault(ln.image_id, []).append(ln)
-        if len(seen) >= deps.config.llm_evidence_lines:
-            break
     return [(images[i], sorted(lines, key=lambda ln: (ln.bbox or (0, 0, 0, 0))[1])) for i, lines in picked.items() if i in images]
 
 
+def candidate_text(plan: Plan, candidates: dict[int, list[Scored]], images: dict[str, ImageInfo]) -> str:
+    """The parts and their candidates as the LLM reads them: the value, the line it is quoted from
+    and its image id; a value read from the row under its context line names both lines."""
+    zh = plan.lang == "zh"
+    out: list[str] = []
+    for i, sub in enumerate(plan.sub_questions):
+        atype = typed(sub)
+        wants = f" (wants a {type_label(atype, False).lower()})" if atype is not None else ""
+        out.append(f"Part {i + 1}: {sub.question}{wants}")
+        for n, sc in enumerate(candidates.get(i, []), 1):
+            label = type_label(atype, zh) if atype is not None else label_for(sub)
+            info = images.get(sc.line.image_id)
+            where = f"{sc.line.image_id}" + (f" ({info.file} p{info.page})" if info else "")
+            quote = f'"{sc.snippet_line.text.strip()}"'
+            if sc.snippet_line is not sc.line and sc.line.text.strip():
+                quote = f'"{sc.line.text.strip()}" then {quote}'
+            out.append(f"  candidate {n}: {label}: {sc.value} | quoted from {quote} | image_id {where}")
+    return "\n".join(out)
+
+
+def resolve_image(cited: str, blocks: list[tuple[ImageInfo, list[EvidenceLine]]]) -> str:
+    """The evidence block a cited id means: itself, else the one block whose id starts with it or
+    whose file name it is (small models cut long ids short or cite the file). Only ids shown in this
+    run resolve; the self-check still requires the page to have been inspected."""
+    cited = cited.strip()
+    ids = [info.image_id for info, _ in blocks]
+    if cited in ids or not cited:
+        return cited
+    near = [info.image_id for info, _ in blocks if (len(cited) >= 6 and info.image_id.startswith(cited)) or cited == info.file]
+    return near[0] if len(near) == 1 else cited
+
+
 async def llm_answer(state: AgentState, deps: Deps, note: Note = log.debug) -> tuple[list[Claim], str]:
-    """The LLM's claims over the evidence, shown as ``ocr_region`` tool results; each citation is
-    resolved to the evidence line it quotes (path, page, box) where one matches."""
+    """The LLM's claims over the evidence, shown as ``ocr_region`` tool results, with the extractive
+    reader's candidates per part; each citation is resolved to the stored line it quotes (path,
+    page, box) where one matches, and a claim's value is kept for the self-check to find quoted."""
     assert deps.llm is not None
     plan = state["plan"]
     images = state.get("images", {})
-    blocks = evidence_blocks(state, deps)
+    cands = llm_candidates(state, deps, note)
+    blocks = evidence_blocks(state, deps, cands)
     if not blocks:
         return [], ""
     system = (
         "You answer questions about scanned documents using only the evidence returned by the ocr_region tool. "
-        "Each claim must cite the image_id of an evidence block and copy a snippet verbatim from one of its lines. "
+        "Each part of the question lists candidate answers read from that evidence: a value and the line it is quoted from. "
+        "For each part, give one claim: choose the candidate that answers it (or another value printed in the evidence), "
+        "put the value alone in the claim's value field, and cite the image_id and the line it is quoted from, copied verbatim. "
         "Never invent ids or text. If the evidence does not answer the question, say so and give no claims. "
         f"Answer in {'Chinese' if plan.lang == 'zh' else 'English'}."
     )
-    user = f"Question: {plan.question}"
-    if len(plan.sub_questions) > 1:
-        user += "\nParts:\n" + "\n".join(f"{n}. {s.question}" for n, s in enumerate(plan.sub_questions, 1))
+    user = f"Question: {plan.question}\n{candidate_text(plan, cands, images)}"
     if state.get("feedback"):
         user += "\nYour previous answer failed verification:\n" + "\n".join(f"- {f}" for f in state["feedback"])
     calls, results = [], []
@@ -304,24 +363,27 @@ async def llm_answer(state: AgentState, deps: Deps, note: Note = log.debug) -> t
         {"role": "assistant", "content": None, "tool_calls": calls},
         *results,
     ]
+    note(f"LLM offered {sum(len(v) for v in cands.values())} candidate(s) and {sum(len(ls) for _, ls in blocks)} evidence line(s)")
     out = await deps.llm.structured(messages, LLMAnswer, purpose="answer")
     claims: list[Claim] = []
-    by_text = {i.image_id: i for i, _ in blocks}
     for c in out.claims:
         cits: list[Citation] = []
         for cit in c.citations:
-            image_id = cit.image_id.strip()
+            image_id = resolve_image(cit.image_id, blocks)
             line = find_line(images, image_id, cit.snippet)
             if line is not None:
                 cits.append(citation(images, line).model_copy(update={"snippet": cit.snippet.strip()}))
             else:
-                info = images.get(image_id) or by_text.get(image_id)
+                info = images.get(image_id)
                 cits.append(
                     Citation(image_id=image_id, path=info.path if info else "", page=info.page if info else 1, snippet=cit.snippet.strip())
                 )
         unique = [x for n, x in enumerate(cits) if x not in cits[:n]]
-        claims.append(Claim(text=c.text.strip(), citations=unique, sub_question=match_sub(plan, c.text)))
-    note(f"LLM answer: {len(claims)} claim(s), {sum(len(c.citations) for c in claims)} citation(s)")
+        text, value = c.text.strip(), c.value.strip()
+        if value and squash(value) not in squash(text):
+            text = f"{text} ({value})" if text else value
+        claims.append(Claim(text=text, value=value, citations=unique, sub_question=match_sub(plan, f"{text} {value}")))
+    note(f"LLM answer: {len(claims)} claim(s), {sum(len(c.citations) for c in claims)} citation(s), values {[c.value for c in claims]}")
     return claims, out.answer.strip()
 
 

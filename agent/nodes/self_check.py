@@ -98,6 +98,10 @@ async def check_claim(
         if not any(squash(value) in squash(c.snippet) for c in claim.citations):
             reasons.append(CheckFailure(claim=claim.text, check="value", reason=f"{value!r} is not in the quoted snippets"))
         return reasons
+    # The value the LLM gave as its answer must be quoted, as an extractive one must.
+    if claim.value and not any(squash(claim.value) in squash(c.snippet) for c in claim.citations):
+        reasons.append(CheckFailure(claim=claim.text, check="value", reason=f"{claim.value!r} is not in the quoted snippets"))
+        return reasons
     # A real snippet cited for an unrelated statement: most of the claim's words must be quoted.
     share = support(claim)
     if share < SUPPORT_MIN:
@@ -151,7 +155,7 @@ async def self_check(state: AgentState, deps: Deps, note: Note = log.debug) -> d
     rnd = state.get("round", 0)
     checks = state.get("checks", Checks()).model_copy(deep=True)
     is_extractive = deps.llm is None or bool(state.get("fallback"))
-    names = ["inspected", "snippet", "bbox", "value" if is_extractive else "support"]
+    names = ["inspected", "snippet", "bbox", "value", *([] if is_extractive else ["support"])]
     if any(sub.intent == "seal" for sub in plan.sub_questions):
         names.append("seal")
     if any(c.kind == "linked" for claim in state.get("claims", []) for c in claim.citations):

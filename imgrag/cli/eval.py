@@ -49,12 +49,13 @@ def eval_answers(
     run_out: Annotated[Path | None, typer.Option("--run-out", help='write one JSON line per question: id, answer and citations (image, snippet)')] = None,
     folder: FolderOpt = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="ask at most this many questions, balanced over kinds (0: all)")] = 0,
+    mode: Annotated[str, typer.Option("--mode", help="extractive (no LLM); llm: the agent with the LLM of IMGRAG_LLM_BASE_URL / OPENAI_BASE_URL / IMGRAG_LLM_MODEL; both: extractive then LLM on the same questions, side by side")] = "extractive",
 ) -> None:
     """Answer accuracy, citation precision/recall, snippet grounding, seal IoU and latency of the agent."""
     from imgrag.evals.runner import run_answers
 
     try:
-        run_answers(set_, backend=backend, out=out_dir, run_out=run_out, folder=folder, limit=limit or None, console=out)
+        run_answers(set_, backend=backend, out=out_dir, run_out=run_out, folder=folder, limit=limit or None, mode=mode, console=out)
     except ImgragError as e:
         fail(e)
 

@@ -424,6 +424,9 @@ def test_llm_mode_mechanics_against_llama_cpp(corpus: Corpus, smollm: str) -> No
         assert "No verifiable answer" in answer.answer
     assert all(f.reason for f in answer.checks.failures)
     assert {"plan", "answer", "self_check"} <= {ev.node for ev in agent.trace}
+    # The model was offered the extractive answerer's candidates (value and quoted line) for the part.
+    offered = [d for ev in agent.trace if ev.node == "answer" for d in ev.decisions if d.startswith("LLM offered")]
+    assert offered and not offered[0].startswith("LLM offered 0 "), offered
 
 
 # -- the command line -----------------------------------------------------------------------------

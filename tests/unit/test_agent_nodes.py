@@ -404,6 +404,38 @@ def test_llm_answer_resolves_citations_to_the_quoted_lines() -> None:
     assert "failed verification" in user and "earlier: wrong" in user  # the self-check's feedback
 
 
+def test_the_llm_is_offered_the_extractive_candidates_and_keeps_its_value() -> None:
+    from imgrag.agent.schemas import LLMAnswer, LLMCitation, LLMClaim
+
+    # The model cites a cut-short id: it resolves to the one evidence block it starts with.
+    reply = LLMAnswer(answer="", claims=[LLMClaim(
+        text="Party A", value="Oakridge Manufacturing Corporation",
+        citations=[LLMCitation(image_id="consulting.png", snippet="Party A: Oakridge Manufacturing Corporation")])])
+    llm = FakeLLM({"LLMAnswer": reply})
+    ev = {0: [line("en1", "CONSULTING AGREEMENT"), line("en1", "Party B: Lakeside Logistics Corporation"),
+              line("en1", "Party A: Oakridge Manufacturing Corporation")]}
+    update, notes = run(answer, inspected_state("Who is Party A?", ev, "en1"), deps(llm=llm, llm_evidence_lines=4))
+    _, messages = llm.asked[0]
+    user = messages[1]["content"]
+    # The same value and quoted line the extractive answer gives, with the page's id.
+    assert 'candidate 1: Party A: Oakridge Manufacturing Corporation | quoted from "Party A: Oakridge Manufacturing Corporation" | image_id en1' in user
+    tool_text = "\n".join(m["content"] for m in messages if m["role"] == "tool")
+    assert "- Party A: Oakridge Manufacturing Corporation" in tool_text
+    (c,) = update["claims"]
+    assert c.value == "Oakridge Manufacturing Corporation" and c.text == "Party A (Oakridge Manufacturing Corporation)"
+    assert c.citations[0].image_id == "en1" and c.citations[0].bbox == (130, 400, 640, 425)
+    assert any(n.startswith("LLM offered 1 candidate(s)") for n in notes)
+
+
+def test_no_candidates_when_turned_off() -> None:
+    from imgrag.agent.schemas import LLMAnswer
+
+    llm = FakeLLM({"LLMAnswer": LLMAnswer(answer="", claims=[])})
+    ev = {0: [line("en1", "Party A: Oakridge Manufacturing Corporation")]}
+    run(answer, inspected_state("Who is Party A?", ev, "en1"), deps(llm=llm, llm_candidates=0))
+    assert "candidate" not in llm.asked[0][1][1]["content"].split("\n", 1)[1]
+
+
 def test_an_unusable_llm_answer_falls_back_to_the_extractive_one() -> None:
     llm = FakeLLM({"LLMAnswer": LLMOutputError("no JSON", "x")})
     ev = {0: [line("en1", "Party A: Oakridge Manufacturing Corporation")]}
@@ -470,6 +502,19 @@ def test_llm_claims_need_their_words_quoted_and_a_verdict() -> None:
     kept = [c for c in update["claims"] if c.status == "passed"]
     assert [c.value for c in kept] == ["Oakridge Manufacturing Corporation"]
     assert "value" in update["checks"].checks_run and "llm_verify" in update["checks"].checks_run
+
+
+def test_an_llm_value_that_is_not_quoted_fails_and_the_part_is_quoted_instead() -> None:
+    llm = FakeLLM({"LLMVerdict": LLMVerdict(supported=True, reason="")})
+    # Real snippet, words mostly quoted, but the value the model gives as its answer is not there.
+    wrong = claim("Party A is Oakridge Manufacturing", "en1", "Party A: Oakridge Manufacturing Corporation", "Lakeside Logistics")
+    state = inspected_state("Who is Party A?", {0: [line("en1", "Party A: Oakridge Manufacturing Corporation")]}, "en1", claims=[wrong])
+    update, _ = run(self_check, state, deps(llm=llm, max_retries=0))
+    assert [f.check for f in update["checks"].failures] == ["value"]
+    assert not any(name == "LLMVerdict" for name, _ in llm.asked)  # refused before any verdict is asked
+    shown = [c for c in update["claims"] if c.status == "passed"]
+    assert [c.value for c in shown] == ["Oakridge Manufacturing Corporation"] and update["fallback"] is True
+    assert [c.status for c in update["claims"] if c.value == "Lakeside Logistics"] == ["dropped"]
 
 
 def test_a_seal_citation_must_be_a_detected_seal() -> None:

@@ -413,3 +413,34 @@ def test_unreachable_llm_endpoint_is_one_clear_error() -> None:
 
     with pytest.raises(ImgragError, match="cannot reach the LLM endpoint"):
         asyncio.run(go())
+
+
+def test_eval_answers_llm_mode_reads_the_llm_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgrag.evals.answers import ItemScore, summarise
+    from imgrag.evals.runner import llm_config
+    from imgrag.indexing.config import get_settings
+    from imgrag.indexing.errors import ImgragError
+
+    for var in ("IMGRAG_LLM_BASE_URL", "OPENAI_BASE_URL", "IMGRAG_LLM_MODEL", "IMGRAG_LLM"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("IMGRAG_HOME", "/nonexistent-imgrag-home")
+    get_settings.cache_clear()
+    try:
+        assert llm_config("extractive") is None
+        with pytest.raises(ImgragError, match="needs an LLM endpoint"):
+            llm_config("both")
+        with pytest.raises(ImgragError, match="unknown --mode"):
+            llm_config("gpt")
+        monkeypatch.setenv("IMGRAG_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+        get_settings.cache_clear()
+        assert llm_config("llm").base_url == "http://127.0.0.1:9/v1"
+        monkeypatch.setenv("IMGRAG_LLM", "off")
+        get_settings.cache_clear()
+        with pytest.raises(ImgragError, match="IMGRAG_LLM=off"):
+            llm_config("llm")
+    finally:
+        get_settings.cache_clear()
+    # The LLM-mode columns: which answers are the LLM's own, and how many calls they took.
+    m = summarise([ItemScore(id="a", source="llm", llm_calls=3), ItemScore(id="b", source="extractive", llm_calls=5)])
+    assert m["llm_answered"] == 0.5 and m["llm_calls_per_question"] == 4.0
+    assert summarise([ItemScore(id="c", source="extractive")])["llm_answered"] is None
