@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 async def bench(
-    home: Path, runs: int, trees: dict[str, Path]
+    home: Path, runs: int, trees: dict[str, Path], homes: dict[str, Path] | None = None
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[float]]], dict[str, Any]]:
     from contextlib import AsyncExitStack
 
@@ -95,7 +95,7 @@ async def bench(
         for name, tree in trees.items():
             # `python -m` from the checkout's root imports that checkout (imgrag/__init__.py)
             params = StdioServerParameters(command=sys.executable, args=["-m", "imgrag", "serve", "--no-warm-up"],
-                                           env=env, cwd=str(tree))
+                                           env={**env, "IMGRAG_HOME": str((homes or {}).get(name, home))}, cwd=str(tree))
             t0 = time.perf_counter()
             read, write = await stack.enter_async_context(stdio_client(params, errlog=devnull))
             s = await stack.enter_async_context(ClientSession(read, write))
@@ -153,6 +153,8 @@ def main() -> None:
     ap.add_argument("--home", type=Path, default=Path(os.environ.get("IMGRAG_HOME", "~/.imgrag-demo")).expanduser(), help="IMGRAG_HOME of the index to serve")
     ap.add_argument("--runs", type=int, default=20, help="repetitions of each tool call")
     ap.add_argument("--baseline-tree", type=Path, help="also serve from this checkout and compare (calls interleaved)")
+    ap.add_argument("--baseline-home", type=Path,
+                    help="the baseline server serves this copy of the index instead (the same pages as its code lays them out on disk)")
     ap.add_argument("--load", action="store_true", help="the HTTP server under many clients, baseline and pool, instead")
     ap.add_argument("--clients", type=int, default=32, help="--load: concurrent clients")
     ap.add_argument("--searches", type=int, default=4, help="--load: searches per client (the single client makes 2x this many)")
@@ -167,11 +169,12 @@ def main() -> None:
     trees = {"this": ROOT}
     if args.baseline_tree:
         trees = {"baseline": args.baseline_tree.resolve(), **trees}
-    once, times, info = asyncio.run(bench(args.home, args.runs, trees))
+    homes = {"baseline": args.baseline_home} if args.baseline_tree and args.baseline_home else None
+    once, times, info = asyncio.run(bench(args.home, args.runs, trees, homes))
     col = info["collection"]
     print(f"index {args.home}: {col['images']} images, {col['documents']} documents, backend {col['backend']}; "
           f"{info['targets']} (image, region) targets from {len(QUERIES)} queries; {args.runs} runs per tool; stdio; "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"load average {os.getloadavg()[0]:.1f}" + (f"; the baseline served {args.baseline_home}" if homes else ""))
     names = list(trees)
     print()
     print(f"{'cold (once), ms':<44}" + "".join(f"{n:>12}" for n in names))
