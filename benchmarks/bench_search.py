@@ -186,6 +186,9 @@ def main() -> None:
     ap.add_argument("--pages", type=int, default=1000)
     ap.add_argument("--home", type=Path, help="where the copied index lives (default /tmp/imgrag-bench-search-<pages>)")
     ap.add_argument("--baseline-tree", type=Path, help="a checkout to compare with (e.g. `git worktree add /tmp/main main`)")
+    ap.add_argument("--baseline-home", type=Path,
+                    help="the baseline checkout reads this copy of the index instead (the same pages as its code "
+                         "lays them out on disk, e.g. before a commit of this checkout merged their files)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--queries", type=Path, help="a golden JSONL file to take queries from (default: a built-in mixed list)")
     ap.add_argument("--n-queries", type=int, default=30)
@@ -200,7 +203,8 @@ def main() -> None:
     trees = {"this": ROOT}
     if args.baseline_tree:
         trees = {"baseline": args.baseline_tree.resolve(), **trees}
-    children = {name: Child(tree, home, queries) for name, tree in trees.items()}
+    homes = {name: (args.baseline_home if name == "baseline" and args.baseline_home else home) for name in trees}
+    children = {name: Child(tree, homes[name], queries) for name, tree in trees.items()}
     results: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in trees}
     load = os.getloadavg()
     try:
@@ -215,6 +219,8 @@ def main() -> None:
 
     print(f"\nFused search (hybrid + re-rank, k=10 / 9) in process · {args.pages} pages · {len(queries)} queries × "
           f"{args.rounds} rounds · load average {load[0]:.1f} · {os.cpu_count()} CPUs")
+    if args.baseline_home:
+        print(f"the baseline read {args.baseline_home}, this checkout {home}")
     print("wall ms: p50 / p95 / mean; CPU ms: the process's CPU time per search, all threads (steadier on a busy machine)")
     print(f"{'':<18}" + "".join(f"{f'{n} wall p50 / p95 / mean':>34}{'CPU':>8}" for n in trees))
     for row in ("cold query", "embedded query", "repeated query"):

@@ -73,7 +73,15 @@ _SCALAR_COLUMNS = {
     IMAGES: (("image_id", "btree"), ("deleted", "bitmap"), ("quality", "bitmap")),
     REGIONS: (("image_id", "btree"), ("deleted", "bitmap"), ("kind", "bitmap"), ("quality", "bitmap")),
 }
+# A commit merges a table's data files when it has more than _COMPACT_FRAGMENTS of them and at most
+# _COMPACT_MAX_ROWS rows (a rewrite of at most ~130 MB of region rows): every write adds a file, and
+# each query pays per file (the 1k-page search benchmark's 10 + 10 files cost ~14 of its ~80 ms of CPU
+# per search against one file each). Bigger tables are compacted by optimize() when their indices go
+# stale (above), not at every commit: each compaction rewrites every small file of the table.
+_COMPACT_FRAGMENTS = 8
+_COMPACT_MAX_ROWS = 20_000
 _KEEP_VERSIONS = timedelta(days=365 * 100)  # optimize() must never clean up versions rollback needs
+_ABSENT: Any = object()  # get_many's cached answer for an id the principal cannot read (or no such page)
 _PARSED_RECORDS = 512  # parsed ImageRecords kept by their stored JSON's hash: hot pages of search (~50 MB at most)
 AnnIndex = Literal["ivf_hnsw_sq", "ivf_pq"]  # the ANN index of the page vectors (IMGRAG_LANCE_ANN_INDEX)
 _PQ_MIN_ROWS = 256
@@ -242,6 +250,7 @@ class LanceStore:
             ) from e
         self._lock = threading.RLock()
         self._parsed = LRU(_PARSED_RECORDS)
+        self._fetched = LRU(_PARSED_RECORDS)  # get_many's answers: (pages table version, principal, id) → record | _ABSENT
         self._images: Any = None
         self._regions: Any = None
         self._writer = WriterLock(self.path / "writer.lock", self.path)
@@ -670,14 +679,28 @@ class LanceStore:
         return recs[0] if recs else None
 
     def get_many(self, image_ids: list[str], principal: Principal) -> dict[str, ImageRecord]:
-        if not image_ids:
+        """The records of those ids ``principal`` may read.
+
+        Each answer (a record, or that the id is not readable) is remembered under the pages table's
+        version and the principal: the same version holds the same rows, so a search's ~30
+        candidates, most of them seen by the previous searches, cost no query (the query was about
+        a tenth of a search's CPU time). Any write, metadata update, delete or rollback is a new
+        version, seen by this process when its reads see it."""
+        if not image_ids or not self._ready():
             return {}
         ids = list(dict.fromkeys(image_ids))
-        out: dict[str, ImageRecord] = {}
-        for i in range(0, len(ids), MAX_FILTER_IDS):  # a filter holds at most MAX_FILTER_IDS ids
-            chunk = ids[i : i + MAX_FILTER_IDS]
-            out.update((r.image_id, r) for r in self._records(where_clause(Filters(image_ids=chunk), principal), len(chunk)))
-        return out
+        version, who = self._images.version, principal.model_dump_json()
+        known = {i: self._fetched.peek((version, who, i)) for i in ids}
+        missing = [i for i, v in known.items() if v is None]
+        fetched: dict[str, ImageRecord] = {}
+        for i in range(0, len(missing), MAX_FILTER_IDS):  # a filter holds at most MAX_FILTER_IDS ids
+            chunk = missing[i : i + MAX_FILTER_IDS]
+            fetched.update((r.image_id, r) for r in self._records(where_clause(Filters(image_ids=chunk), principal), len(chunk)))
+        if missing and self._images.version == version:  # not if the table moved on while reading
+            for i in missing:
+                self._fetched.put((version, who, i), fetched.get(i, _ABSENT))
+        known.update((i, fetched.get(i, _ABSENT)) for i in missing)
+        return {i: v for i, v in known.items() if v is not _ABSENT}
 
     @_fresh_reads
     def get_vectors(self, image_id: str, principal: Principal) -> ImageVectors | None:
@@ -745,6 +768,16 @@ class LanceStore:
             with_position=False,
         )
         table.create_index("fts", config=config, replace=True)
+
+    @staticmethod
+    def _compact(table: Any) -> None:
+        """Merge a small table's data files into one (see _COMPACT_FRAGMENTS): same rows, same
+        indices, a new table version; older versions keep their files (rollback), as with every
+        optimize() here."""
+        frags = table.stats()["fragment_stats"]
+        if frags["num_fragments"] <= _COMPACT_FRAGMENTS or table.count_rows() > _COMPACT_MAX_ROWS:
+            return
+        table.optimize(cleanup_older_than=_KEEP_VERSIONS)
 
     def _ensure_ann(self, name: str, table: Any) -> None:
         """An ANN index per vector column (pages: ``ann_index``; regions: IVF_FLAT) once the table has
@@ -853,38 +886,22 @@ class LanceStore:
         kinds = "kind = 'tile'" if kind == "tile" else "kind IN ('block', 'lines', 'label')"
         column = "tile_vec" if kind == "tile" else "text_vec"
         tbl = self._vector_rows(
-            self._regions, vector, column, k, f"{kinds} AND {where_clause(filters, principal)}",
-            ["region_id", "image_id", "kind", "label", "bbox", "text", "pii_kinds"],
+            self._regions, vector, column, k, f"{kinds} AND {where_clause(filters, principal)}", list(_REGION_HIT_COLUMNS)
         )
-        return [self._region_hit(r, 1.0 - float(r["_distance"])) for r in tbl.to_pylist()]
-
-    @staticmethod
-    def _region_hit(r: dict[str, Any], score: float) -> RegionHit:
-        # model_construct: these rows were validated when written, and a region search builds 200
-        # of them (validation was a tenth of a search)
-        return RegionHit.model_construct(
-            region_id=r["region_id"],
-            image_id=r["image_id"],
-            kind=r["kind"],
-            label=r["label"],
-            bbox=tuple(float(x) for x in r["bbox"]),
-            text=r["text"],
-            score=score,
-            pii_kinds=r.get("pii_kinds") or [],
-        )
+        return _region_hits(tbl, [1.0 - d for d in tbl.column("_distance").to_pylist()])
 
     @_fresh_reads
     def regions_of(self, image_ids: list[str]) -> list[RegionHit]:
         if not image_ids or not self._ready():
             return []
-        rows = (
+        tbl = (
             self._regions.search()
             .where(f"deleted = false AND image_id IN ({_lits(image_ids)})")
-            .select(["region_id", "image_id", "kind", "label", "bbox", "text", "pii_kinds"])
+            .select(list(_REGION_HIT_COLUMNS))
             .limit(200 * len(image_ids) + 100)
-            .to_list()
+            .to_arrow()
         )
-        return [self._region_hit(r, 0.0) for r in rows]
+        return _region_hits(tbl, [0.0] * tbl.num_rows)
 
     @_fresh_reads
     def region_vectors(self, region_ids: list[str]) -> dict[str, np.ndarray]:
@@ -983,6 +1000,8 @@ class LanceStore:
         """Record the tables' current state as the next version, then forget the journal (the
         version records its changes). The writer lock makes read-number-then-append safe."""
         with self._lock:
+            self._compact(self._images)
+            self._compact(self._regions)
             self._ensure_fts(self._images)
             self._ensure_fts(self._regions)
             self._ensure_ann(IMAGES, self._images)
@@ -1023,6 +1042,21 @@ class LanceStore:
         self._journal.close()
         self._images = None
         self._regions = None
+
+
+_REGION_HIT_COLUMNS = ("region_id", "image_id", "kind", "label", "bbox", "text", "pii_kinds")
+
+
+def _region_hits(tbl: pa.Table, scores: list[float]) -> list[RegionHit]:
+    """Region rows as hits, read column by column. ``model_construct``: the rows were validated when
+    written, and a region search builds 200 of them (validation was a tenth of a search; row dicts
+    from ``to_pylist`` and a generator per bbox were another ~1 ms a route)."""
+    cols = [tbl.column(c).to_pylist() for c in _REGION_HIT_COLUMNS]
+    make = RegionHit.model_construct
+    return [
+        make(region_id=r, image_id=i, kind=k, label=lb, bbox=tuple(b), text=t, score=sc, pii_kinds=p or [])
+        for r, i, k, lb, b, t, p, sc in zip(*cols, scores, strict=True)
+    ]
 
 
 def open_lance(path: Path, *, ann_min_rows: int = 10_000, ann_index: AnnIndex = "ivf_hnsw_sq") -> LanceStore:

@@ -577,6 +577,34 @@ def test_update_metadata_in_place_applies_to_every_read_and_rolls_back(store: In
     assert_visible(store, alice, Filters(), {"hr", "ali"})
 
 
+def test_get_many_follows_every_change_for_each_principal(store: IndexStore) -> None:
+    """The record fetch answers each principal for the index as it is now: read, change the ACL,
+    delete, roll back, and read again after each step (the embedded store remembers its answers per
+    table version and principal; none may outlive a change)."""
+    load(store, ACL_CORPUS)
+    v1 = store.commit("index", {"indexed": 4})
+    alice, carol = Principal(name="alice"), Principal(name="carol")
+    ids = ["pub", "ali", "leg", "hr", "nope"]
+
+    def seen() -> dict[str, set[str]]:
+        return {w: set(store.get_many(ids, p)) for w, p in (("alice", alice), ("carol", carol), ("op", OPERATOR))}
+
+    first = {"alice": {"pub", "ali", "hr"}, "carol": {"pub"}, "op": {"pub", "ali", "leg", "hr"}}
+    assert seen() == first
+    assert seen() == first  # asked again: the same answers
+    store.update_metadata(["ali"], MetadataUpdate(acl=["legal"]))
+    store.update_metadata(["leg"], MetadataUpdate(acl=[]))
+    assert seen() == {"alice": {"pub", "hr", "leg"}, "carol": {"pub", "leg"}, "op": {"pub", "ali", "leg", "hr"}}
+    store.soft_delete(["pub"])
+    assert seen() == {"alice": {"hr", "leg"}, "carol": {"leg"}, "op": {"ali", "leg", "hr"}}
+    rec = store.get_many(["ali"], OPERATOR)["ali"]
+    assert rec.acl == ["legal"]
+    store.commit("index", {"updated_metadata": 2})
+    store.rollback(v1.version)
+    assert seen() == first
+    assert store.get_many(["ali"], OPERATOR)["ali"].acl == ["alice"]
+
+
 def test_purge_is_final_no_rollback_brings_a_purged_page_back(store: IndexStore) -> None:
     from imgrag.indexing.errors import ImgragError
 
@@ -1120,6 +1148,58 @@ def test_lance_scalar_indices_come_before_the_ann_threshold_and_change_no_answer
     assert "p5" not in scalar.get_many(["p5"], OPERATOR)
     plain.close()
     scalar.close()
+
+
+def test_lance_commit_merges_a_small_tables_files_and_changes_no_answer(tmp_path: Path, monkeypatch: Any) -> None:
+    """Every write adds a data file; a commit merges a small table's files into one (queries pay
+    per file). Same answers before and after, on every read path; rolling back still works; a table
+    over _COMPACT_MAX_ROWS keeps its files."""
+    from imgrag.indexing.stores import lance
+    from imgrag.indexing.stores.lance import LanceStore
+
+    def files(st: LanceStore) -> tuple[int, int]:
+        return st._images.stats()["fragment_stats"]["num_fragments"], st._regions.stats()["fragment_stats"]["num_fragments"]
+
+    specs = [Spec(f"p{i}", text=f"common page{i}", acl=["alice"] if i % 3 == 0 else []) for i in range(24)]
+    merged, kept = LanceStore(tmp_path / "merged", ann_min_rows=10**9), LanceStore(tmp_path / "kept", ann_min_rows=10**9)
+    monkeypatch.setattr(kept, "_compact", lambda table: None)  # the store as before: one file per write
+    for st in (merged, kept):
+        load(st, [])
+        for i in range(0, 24, 2):  # 12 writes: 12 files per table
+            st.write([make(s) for s in specs[i : i + 2]])
+        assert files(st) == (12, 12)
+        v1 = st.commit("index", {"indexed": 24}).version
+        assert files(st) == ((1, 1) if st is merged else (12, 12))
+        st.soft_delete(["p4"])
+        st.commit("delete", {"deleted": 1})
+    ids = [f"p{i}" for i in range(24)]
+    for who in (OPERATOR, Principal(name="alice"), Principal(name="carol")):
+        assert visible_everywhere(merged, who, Filters()) == visible_everywhere(kept, who, Filters())
+        got = merged.get_many(ids, who)
+        assert got.keys() == kept.get_many(ids, who).keys() and "p4" not in got
+        for kind, dim in (("tile", IMG), ("text", TXT)):
+            q = rand_unit(dim, 11)
+            want = [(h.region_id, h.score) for h in kept.knn_regions(kind, q, 20, Filters(), who)]  # type: ignore[arg-type]
+            assert [(h.region_id, h.score) for h in merged.knn_regions(kind, q, 20, Filters(), who)] == want  # type: ignore[arg-type]
+        q = rand_unit(IMG, 12)
+        assert [(h.image_id, h.score) for h in merged.knn("image", q, 20, Filters(), who)] == [
+            (h.image_id, h.score) for h in kept.knn("image", q, 20, Filters(), who)
+        ]
+        assert [(h.image_id, h.score) for h in merged.bm25("common", 50, Filters(), who)] == [
+            (h.image_id, h.score) for h in kept.bm25("common", 50, Filters(), who)
+        ]
+    merged.rollback(v1)  # the files of the version before the merge are still there
+    assert "p4" in merged.get_many(ids, OPERATOR)
+    # over the row limit: the files stay as they are
+    monkeypatch.setattr(lance, "_COMPACT_MAX_ROWS", 10)
+    big = LanceStore(tmp_path / "big", ann_min_rows=10**9)
+    load(big, [])
+    for i in range(0, 24, 2):
+        big.write([make(s) for s in specs[i : i + 2]])
+    big.commit("index", {"indexed": 24})
+    assert files(big) == (12, 12)
+    for st in (merged, kept, big):
+        st.close()
 
 
 # -- Elasticsearch only --------------------------------------------------------------------------
