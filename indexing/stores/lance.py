@@ -85,7 +85,11 @@ _ABSENT: Any = object()  # get_many's cached answer for an id the principal cann
 _PARSED_RECORDS = 512  # parsed ImageRecords kept by their stored JSON's hash: hot pages of search (~50 MB at most)
 AnnIndex = Literal["ivf_hnsw_sq", "ivf_pq"]  # the ANN index of the page vectors (IMGRAG_LANCE_ANN_INDEX)
 _PQ_MIN_ROWS = 256
-_ANN_NPROBES, _ANN_REFINE, _ANN_EF = 20, 10, 400  # recall@10 0.88 -> ~0.99 vs ef 100 / refine 4 (10k pages)
+_ANN_REFINE, _ANN_EF = 10, 400  # recall@10 0.88 -> ~0.99 vs ef 100 / refine 4 (10k pages)
+# Every partition of an index up to 25 x 4,096 rows (~100k pages) is probed: at 100k pages 20 of the
+# 24 page partitions gave recall@10 0.91-0.96, all 24 gave 1.00 for ~25 % more route time
+# (bench_backends.py / bench_region_ivf.py --mode pages, docs/performance.md "100,000 pages").
+_ANN_NPROBES = 25
 _ANN_PROBE_SHARE = 0.1  # probe at least this share of the IVF partitions (and never fewer than _ANN_NPROBES)
 _ROWS_PER_PART = 4096
 
