@@ -756,7 +756,15 @@ class LanceStore:
         return [RouteHit(image_id=i, score=1.0 - float(d)) for i, d in zip(ids, dist, strict=True)]
 
     def _ensure_fts(self, table: Any) -> None:
-        if any(getattr(ix, "index_type", "") == "FTS" or "fts" in str(ix).lower() for ix in table.list_indices()):
+        """The BM25 (FTS) index over ``fts``, with every row in it. LanceDB searches rows written
+        after the index by a flat pass whose term statistics are those of the new rows alone, so
+        pages indexed by a later run scored on other terms than the rest (docqa indexed in two
+        runs: BM25 nDCG@10 0.911 against 0.947 rebuilt); ``optimize`` folds them in at the commit."""
+        fts = [ix for ix in table.list_indices() if getattr(ix, "index_type", "") == "FTS" or "fts" in str(ix).lower()]
+        if fts:
+            st = table.index_stats(fts[0].name)
+            if st is not None and st.num_unindexed_rows > 0:
+                table.optimize(cleanup_older_than=_KEEP_VERSIONS)
             return
         if table.count_rows() == 0:
             return
