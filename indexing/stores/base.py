@@ -8,6 +8,7 @@ never applied afterwards.
 
 from __future__ import annotations
 
+import re
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from collections.abc import Callable, Sequence
@@ -388,6 +389,16 @@ class WeightedTerms(BaseModel):
 
     text: str
     weight: float = Field(gt=0, le=100)
+
+
+_LEGACY_MARK = re.compile(r"v\d+")
+
+
+def region_kind(kind: str, label: str) -> str:
+    """A stored region's kind as read back. Indexes written before the ``label`` kind existed
+    stored a visual mark's names ("bar chart 柱状图", region ``v<n>``) as a ``block``; read them
+    as the label they are, so they never show as page text before the collection is re-indexed."""
+    return "label" if kind == "block" and _LEGACY_MARK.fullmatch(label) else kind
 
 
 class RegionHit(BaseModel):

@@ -40,6 +40,7 @@ from .base import (
     ModelSpaces,
     Principal,
     RegionHit,
+    region_kind,
     RouteHit,
     Stats,
     Version,
@@ -1066,7 +1067,7 @@ def _region_hits(tbl: pa.Table, scores: list[float]) -> list[RegionHit]:
     cols = [tbl.column(c).to_pylist() for c in _REGION_HIT_COLUMNS]
     make = RegionHit.model_construct
     return [
-        make(region_id=r, image_id=i, kind=k, label=lb, bbox=tuple(b), text=t, score=sc, pii_kinds=p or [])
+        make(region_id=r, image_id=i, kind=region_kind(k, lb), label=lb, bbox=tuple(b), text=t, score=sc, pii_kinds=p or [])
         for r, i, k, lb, b, t, p, sc in zip(*cols, scores, strict=True)
     ]
 

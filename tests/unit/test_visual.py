@@ -184,3 +184,12 @@ def test_a_page_classed_as_a_photo_with_printed_text_is_searched_for_figures() -
     lines = [OcrLine(text=f"line {i} of the printed text", bbox=(110, 1200 + 50 * i, 900, 1240 + 50 * i)) for i in range(4)]
     assert [m.kind for m in find_marks(np.asarray(page), lines, [], [], "photo")] == ["photo"]
     assert find_marks(np.asarray(page), lines[:1], [], [], "photo") == []  # a photograph: the image routes have it
+
+
+def test_a_mark_stored_as_a_block_by_an_older_index_reads_back_as_a_label() -> None:
+    from imgrag.indexing.stores.base import region_kind
+
+    assert region_kind("block", "v0") == "label" and region_kind("block", "v12") == "label"
+    assert region_kind("block", "b3") == "block" and region_kind("block", "title") == "block"
+    assert region_kind("lines", "v1") == "lines" and region_kind("tile", "v1") == "tile"
+    assert region_kind("block", "v") == "block" and region_kind("block", "v1x") == "block"

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...text import CJK, MAX_DATE, MIN_DATE, normalize
-from ..base import Filters, Principal, RegionHit, WeightedTerms
+from ..base import Filters, Principal, RegionHit, WeightedTerms, region_kind
 
 if TYPE_CHECKING:
     from ...config import Settings
@@ -113,7 +113,7 @@ def region_hit(image_id: str, kind_path: str, src: dict[str, Any], score: float)
     return RegionHit(
         region_id=src["region_id"],
         image_id=image_id,
-        kind="tile" if kind_path == "tiles" else src.get("kind", "block"),
+        kind="tile" if kind_path == "tiles" else region_kind(src.get("kind", "block"), src.get("label", "")),
         label=src.get("label", ""),
         bbox=tuple(float(x) for x in src["bbox"]),  # type: ignore[arg-type]
         text=src.get("text", ""),
