@@ -102,6 +102,10 @@ class Recall(BaseModel):
     # Evidence depends on the query, the page and the region hits, never on weights: ranking one
     # recall again (evaluation, tuning) reuses it.
     evidence: dict[str, tuple[RegionOut | None, str, float]] = Field(default_factory=dict, exclude=True)
+    # The records of BM25's top hits, read on the search pool while the query was being embedded:
+    # most of the pages ``rank`` fuses into its window, which then reads only the rest. ``rank``
+    # takes them (a recall kept for tuning does not hold on to them).
+    records: dict[str, ImageRecord] = Field(default_factory=dict, exclude=True)
 
 
 class SearchResult(BaseModel):
@@ -146,7 +150,15 @@ def standout(scores: dict[str, float], full_at: float) -> dict[str, float]:
     if sd < 1e-9:
         return {d: 1.0 for d in scores}
     mu = float(values.mean())
-    return {d: float(np.clip(((s - mu) / sd + 1.0) / (full_at + 1.0), 0.0, 1.0)) for d, s in scores.items()}
+    # one array operation, not one np.clip per hit (4 routes x 200 hits a search): the same
+    # float64 arithmetic in the same order, so the same factors
+    votes = np.clip(((values - mu) / sd + 1.0) / (full_at + 1.0), 0.0, 1.0)
+    return dict(zip(scores, votes.tolist(), strict=True))
+
+
+def _window(req: SearchRequest) -> int:
+    """How many fused candidates ``rank`` reads, re-ranks and attaches evidence to."""
+    return max(req.offset + req.k, 30) if req.rerank else req.offset + req.k
 
 
 def _best_per_image(hits: list[RegionHit]) -> list[str]:
@@ -337,6 +349,7 @@ class Searcher:
         store = self.rt.store
         rec = Recall(query=query)
         depth = max(50, 3 * (req.offset + req.k))
+        prefetch: dict[str, float] = {}
         t0 = time.perf_counter()
         threads = self.rt.settings.search_threads
         pool = _pool(threads) if threads > 1 else None
@@ -370,7 +383,16 @@ class Searcher:
 
             def bm25() -> list[RouteHit] | None:
                 extra = self._translated(query)
-                return store.bm25(keywords, depth, req.filters, principal, extra) if keywords or extra else None
+                hits = store.bm25(keywords, depth, req.filters, principal, extra) if keywords or extra else None
+                if hits and pool is not None:
+                    # The query is still being embedded on the caller's thread (the engine holds no
+                    # GIL): read the records of the top hits now, the ones rank() would read after
+                    # every route is back. BM25's top window held 86 % of the fused window's pages
+                    # over the bench queries. Timed apart: the bm25 timing stays the route's own.
+                    t = time.perf_counter()
+                    rec.records = store.get_many([h.image_id for h in hits[: _window(req)]], principal)
+                    prefetch["records"] = round((time.perf_counter() - t) * 1000, 2)
+                return hits
 
             # Full text needs no query vector: it starts while the query is embedded.
             bm25_fut = run(bm25) if "bm25" in routes else None
@@ -389,6 +411,9 @@ class Searcher:
             hits, ms = fut.result()
             if hits is None:
                 continue
+            if name == "bm25" and prefetch:
+                rec.timings["records"] = prefetch["records"]
+                ms = round(ms - prefetch["records"], 2)
             rec.timings[name] = ms
             rec.ranked[name] = [h.image_id for h in hits]
             rec.route_scores[name] = {h.image_id: h.score for h in hits}
@@ -423,8 +448,11 @@ class Searcher:
         fused = rrf(ranked, weights, s.rrf_k, factors)
         order = sorted(fused, key=lambda d: -fused[d])
         n_cand = len(order)
-        window = order[: max(req.offset + req.k, 30) if req.rerank else req.offset + req.k]
-        records = get_many(window, principal)
+        window = order[: _window(req)]
+        records, rec.records = {d: r for d, r in rec.records.items() if d in window}, {}
+        rest = [d for d in window if d not in records]
+        if rest:
+            records.update(get_many(rest, principal))
         window = [d for d in window if d in records]
         timings["fuse"] = round((time.perf_counter() - t) * 1000, 2)
 

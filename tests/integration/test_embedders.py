@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,21 @@ def test_a_page_text_head_is_a_shorter_prefix_that_embeds_alone(e5: E5TextEmbedd
     assert e5.fit(words, max_tokens=1024) == e5.fit(words)  # never longer than the model's own limit
     a, b = e5.embed_passages([head, words])
     assert not np.allclose(a, b, atol=1e-3)
+
+
+def test_a_query_on_one_engine_thread_is_the_same_vector(e5: E5TextEmbedder) -> None:
+    """A single query runs on one OpenMP thread (search latency): the same bits as on every core,
+    and the caller's thread setting is back afterwards (indexing batches keep every core)."""
+    model = e5._model()  # type: ignore[attr-defined]
+    threads = model._lib.omp_get_max_threads()
+    queries = ["盖章日期", "the monthly rent of the lease", "a bar chart of quarterly revenue 柱状图", "x" * 400]
+    for q in queries:
+        q = e5.fit(q, True)
+        one = e5._run([q], True)  # type: ignore[attr-defined]
+        assert model._lib.omp_get_max_threads() == threads
+        every = model.encode([q], True)  # the engine called directly, on every thread
+        assert np.array_equal(one, every)
+    assert threads > 1 or os.cpu_count() == 1  # the comparison compared something
 
 
 def test_factories_share_instances_and_reject_unknown_names() -> None:

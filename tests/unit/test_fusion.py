@@ -203,3 +203,85 @@ def test_a_page_in_the_other_language_is_scored_by_its_reading(monkeypatch) -> N
     finally:
         for f in (T.readings, T.concepts):
             f.cache_clear()
+
+
+def test_standout_is_the_per_hit_formula_bit_for_bit() -> None:
+    """One array operation gives each hit exactly what ``clip(((s - mean) / sd + 1) / (full_at + 1), 0, 1)``
+    gave it hit by hit (the fused scores, and so the rankings, stay the same)."""
+    import numpy as np
+
+    from imgrag.indexing.search import standout
+
+    rng = np.random.default_rng(7)
+    for n in (5, 17, 200):
+        scores = {f"d{i}": float(np.float32(rng.normal(0.8, 0.05))) for i in range(n)}
+        values = np.fromiter(scores.values(), dtype=np.float64)
+        mu, sd = float(values.mean()), float(values.std())
+        want = {d: float(np.clip(((s - mu) / sd + 1.0) / (1.5 + 1.0), 0.0, 1.0)) for d, s in scores.items()}
+        got = standout(scores, 1.5)
+        assert list(got) == list(want) and all(type(v) is float and v == want[d] for d, v in got.items())
+
+
+def _fake_runtime(threads: int):  # type: ignore[no-untyped-def]
+    """A runtime whose store answers every route with fixed lists and counts the records it is asked for."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.stores.base import ImageRecord, RouteHit
+
+    now = datetime.now(timezone.utc)
+
+    class Store:
+        def __init__(self) -> None:
+            self.asked: list[list[str]] = []
+
+        def spaces(self) -> None:
+            return None
+
+        def data_version(self) -> None:
+            return None
+
+        def bm25(self, keywords, n, filters, principal, extra=()):  # type: ignore[no-untyped-def]
+            return [RouteHit(image_id=f"b{i}", score=20.0 - i / 2) for i in range(n)]
+
+        def knn(self, field, vec, n, filters, principal):  # type: ignore[no-untyped-def]
+            return [RouteHit(image_id=f"v{i}" if i % 2 else f"b{i}", score=0.9 - i / 200) for i in range(n)]
+
+        def knn_regions(self, field, vec, n, filters, principal):  # type: ignore[no-untyped-def]
+            return []
+
+        def get_many(self, ids, principal):  # type: ignore[no-untyped-def]
+            self.asked.append(list(ids))
+            return {i: ImageRecord(image_id=i, doc_id=i, path=f"/c/{i}.png", format="png", width=10, height=10,
+                                   quality="born_digital", indexed_at=now) for i in ids if i != "b3"}
+
+    text = SimpleNamespace(identity="t", dim=2, embed_queries=lambda t: np.ones((len(t), 2), np.float32))
+    settings = Settings(search_threads=threads, translate_query=False, search_cache=0)
+    return SimpleNamespace(settings=settings, store=Store(), text_embedder=text, image_embedder=text)
+
+
+def test_the_bm25_top_records_are_read_while_the_query_is_embedded() -> None:
+    """With a search pool, BM25's top window of records is read on it as soon as BM25 answers (the
+    query is still being embedded); rank() then reads only the rest of its window, and the hits,
+    scores and candidates are those of a search that read the whole window at the end."""
+    from imgrag.indexing.search import Searcher, SearchRequest
+    from imgrag.indexing.stores.base import OPERATOR
+
+    req = SearchRequest(query="lease agreement", k=10, routes=["bm25", "text_vector"])
+    one, pooled = _fake_runtime(1), _fake_runtime(4)
+    a = Searcher(one).search(req, OPERATOR)  # type: ignore[arg-type]
+    b = Searcher(pooled).search(req, OPERATOR)  # type: ignore[arg-type]
+    assert a.model_dump(exclude={"timings_ms"}) == b.model_dump(exclude={"timings_ms"})
+    assert "b3" not in [h.image_id for h in b.hits]  # a record the caller may not read stays out
+    assert len(one.store.asked) == 1 and len(one.store.asked[0]) == 30
+    first, rest = pooled.store.asked
+    assert first == [f"b{i}" for i in range(30)]  # BM25's top window, in its order
+    assert set(rest) & set(first) == {"b3"} and len(rest) > 1  # then only what that read did not return
+    assert "records" in b.timings_ms and "records" not in a.timings_ms
+    rec = Searcher(pooled).recall(req, OPERATOR)  # type: ignore[arg-type]
+    assert len(rec.records) == 29
+    Searcher(pooled).rank(req, OPERATOR, rec)  # type: ignore[arg-type]
+    assert rec.records == {}  # taken by rank: a recall kept for tuning does not hold them
