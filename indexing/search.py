@@ -391,6 +391,8 @@ class Searcher:
                     # over the bench queries. Timed apart: the bm25 timing stays the route's own.
                     t = time.perf_counter()
                     rec.records = store.get_many([h.image_id for h in hits[: _window(req)]], principal)
+                    # and the evidence of those that their own words answer (it needs no region hit)
+                    rec.evidence.update(self._evidence(query, list(rec.records), rec.records, None, principal, req.filters))
                     prefetch["records"] = round((time.perf_counter() - t) * 1000, 2)
                 return hits
 
@@ -603,15 +605,16 @@ class Searcher:
         query: str,
         ids: list[str],
         records: dict[str, ImageRecord],
-        region_hits: list[RegionHit],
+        region_hits: list[RegionHit] | None,
         principal: Principal,
         filters: Filters,
     ) -> dict[str, tuple[RegionOut | None, str, float]]:
         """Per image: the region that best answers the query, the OCR line to quote, and the
-        share of query terms that region covers (the re-rank signal)."""
+        share of query terms that region covers (the re-rank signal). ``region_hits=None``: before
+        the vector routes are back, only the pages whose own words answer (the others are left out)."""
         cover = self._coverage(query)
         by_image: dict[str, list[RegionHit]] = {}
-        for h in region_hits:
+        for h in region_hits or ():
             if h.image_id in records:
                 by_image.setdefault(h.image_id, []).append(h)
         out: dict[str, tuple[RegionOut | None, str, float]] = {}
@@ -655,6 +658,8 @@ class Searcher:
                     region = RegionOut(bbox=best_line.bbox, kind="line", label="ocr", text=best_line.text)
                     snippet = best_line.text
                 out[d] = (region, snippet, max(cov, with_shown))
+                continue
+            if region_hits is None:
                 continue
             # Semantic evidence: the best-scoring region from the vector routes.
             # Photos are matched by what they show (tiles), documents by what they say (text blocks).

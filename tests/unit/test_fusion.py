@@ -230,6 +230,7 @@ def _fake_runtime(threads: int):  # type: ignore[no-untyped-def]
     import numpy as np
 
     from imgrag.indexing.config import Settings
+    from imgrag.indexing.models import OcrLine
     from imgrag.indexing.stores.base import ImageRecord, RouteHit
 
     now = datetime.now(timezone.utc)
@@ -255,8 +256,10 @@ def _fake_runtime(threads: int):  # type: ignore[no-untyped-def]
 
         def get_many(self, ids, principal):  # type: ignore[no-untyped-def]
             self.asked.append(list(ids))
+            lines = {i: [OcrLine(text=f"the lease agreement of {i}" if int(i[1:]) % 3 else f"page {i}",
+                                 bbox=(0, 0, 5, 5), confidence=0.9)] for i in ids}
             return {i: ImageRecord(image_id=i, doc_id=i, path=f"/c/{i}.png", format="png", width=10, height=10,
-                                   quality="born_digital", indexed_at=now) for i in ids if i != "b3"}
+                                   quality="born_digital", indexed_at=now, ocr_lines=lines[i]) for i in ids if i != "b3"}
 
     text = SimpleNamespace(identity="t", dim=2, embed_queries=lambda t: np.ones((len(t), 2), np.float32))
     settings = Settings(search_threads=threads, translate_query=False, search_cache=0)
@@ -265,8 +268,9 @@ def _fake_runtime(threads: int):  # type: ignore[no-untyped-def]
 
 def test_the_bm25_top_records_are_read_while_the_query_is_embedded() -> None:
     """With a search pool, BM25's top window of records is read on it as soon as BM25 answers (the
-    query is still being embedded); rank() then reads only the rest of its window, and the hits,
-    scores and candidates are those of a search that read the whole window at the end."""
+    query is still being embedded), with the evidence of the pages whose own words answer; rank()
+    then reads only the rest of its window, and the hits, scores, snippets and candidates are those
+    of a search that read the whole window at the end."""
     from imgrag.indexing.search import Searcher, SearchRequest
     from imgrag.indexing.stores.base import OPERATOR
 
@@ -283,5 +287,8 @@ def test_the_bm25_top_records_are_read_while_the_query_is_embedded() -> None:
     assert "records" in b.timings_ms and "records" not in a.timings_ms
     rec = Searcher(pooled).recall(req, OPERATOR)  # type: ignore[arg-type]
     assert len(rec.records) == 29
+    lexical = {f"b{i}" for i in range(30) if i % 3 and i != 3}
+    assert set(rec.evidence) == lexical  # the others wait for the region hits
+    assert all(rec.evidence[d][1] == f"the lease agreement of {d}" for d in lexical)
     Searcher(pooled).rank(req, OPERATOR, rec)  # type: ignore[arg-type]
     assert rec.records == {}  # taken by rank: a recall kept for tuning does not hold them
