@@ -6,7 +6,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from imgrag.indexing.embedders import text as text_mod
 
 
