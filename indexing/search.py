@@ -234,13 +234,17 @@ class Searcher:
     def _q_text(self, q: str) -> np.ndarray:
         return self._cache.get(("text", q), lambda: self.rt.text_embedder.embed_queries([q])[0])
 
+    @staticmethod
+    def _route_spaces(routes: tuple[str, ...]) -> list[str]:
+        """The vector spaces those routes search."""
+        return [sp for sp, rs in (("text", ("text_vector", "region_text")), ("image", ("image", "region_tile")))
+                if any(r in routes for r in rs)]
+
     def _query_vectors(self, q: str, routes: tuple[str, ...]) -> tuple[dict[str, np.ndarray], float]:
         """The query's vector in each space its routes need, and the ms it took (0 when cached)."""
-        need = [sp for sp, rs in (("text", ("text_vector", "region_text")), ("image", ("image", "region_tile")))
-                if any(r in routes for r in rs)]
         make = {"text": self._q_text, "image": self._q_image}
         t = time.perf_counter()
-        out = {sp: make[sp](q) for sp in need}
+        out = {sp: make[sp](q) for sp in self._route_spaces(routes)}
         return out, round((time.perf_counter() - t) * 1000, 2)
 
     def weights(self) -> dict[str, float]:
@@ -380,15 +384,19 @@ class Searcher:
             if pictures is None:  # the user's quality filter excludes every page the image routes search
                 routes = tuple(r for r in routes if r not in ("image", "region_tile"))
             keywords = keyword_query(query)
+            # Only while the query is embedded is there time to fill: the engine holds no GIL and
+            # one core. With its vectors cached, the same work beside the vector routes contended
+            # with them for the GIL (+5.7 ms CPU per search, docs/performance.md).
+            embedding = pool is not None and any(self._cache.peek((sp, query)) is None for sp in self._route_spaces(routes))
 
             def bm25() -> list[RouteHit] | None:
                 extra = self._translated(query)
                 hits = store.bm25(keywords, depth, req.filters, principal, extra) if keywords or extra else None
-                if hits and pool is not None:
-                    # The query is still being embedded on the caller's thread (the engine holds no
-                    # GIL): read the records of the top hits now, the ones rank() would read after
-                    # every route is back. BM25's top window held 86 % of the fused window's pages
-                    # over the bench queries. Timed apart: the bm25 timing stays the route's own.
+                if hits and embedding:
+                    # The query is still being embedded on the caller's thread: read the records of
+                    # the top hits now, the ones rank() would read after every route is back. BM25's
+                    # top window held 86 % of the fused window's pages over the bench queries. Timed
+                    # apart: the bm25 timing stays the route's own.
                     t = time.perf_counter()
                     rec.records = store.get_many([h.image_id for h in hits[: _window(req)]], principal)
                     # and the evidence of those that their own words answer (it needs no region hit)

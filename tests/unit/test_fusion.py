@@ -292,3 +292,9 @@ def test_the_bm25_top_records_are_read_while_the_query_is_embedded() -> None:
     assert all(rec.evidence[d][1] == f"the lease agreement of {d}" for d in lexical)
     Searcher(pooled).rank(req, OPERATOR, rec)  # type: ignore[arg-type]
     assert rec.records == {}  # taken by rank: a recall kept for tuning does not hold them
+    # the query's vectors cached: no embedding to overlap, so rank reads its window itself
+    searcher = Searcher(pooled)  # type: ignore[arg-type]
+    searcher.search(req, OPERATOR)
+    pooled.store.asked.clear()
+    again = searcher.search(req.model_copy(update={"k": 9}), OPERATOR)
+    assert len(pooled.store.asked) == 1 and "records" not in again.timings_ms
