@@ -129,7 +129,8 @@ def test_settings_that_change_index_content_change_the_eval_index_key() -> None:
     from imgrag.indexing.config import Settings
 
     base = Settings()
-    for name, value in (("page_text_tokens", 512), ("photo_text_gate", 0), ("tile_side", 0)):
+    for name, value in (("page_text_tokens", 512), ("photo_text_gate", 0), ("tile_side", 0),
+                        ("photo_one_pass", False)):
         assert index_key(base.model_copy(update={name: value})) != index_key(base), name
 
 
