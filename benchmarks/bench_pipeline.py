@@ -15,8 +15,15 @@ same queries, after a warm-up.
 fixed when libgomp loads), with ``IMGRAG_THREAD_SPIN=1`` (runtimes' spinning default) and ``0``
 (imgrag's default: idle pool threads sleep), and prints them side by side.
 
+``--split-photos`` indexes the photos in two folders, each a row of its own: those the quick look
+for text (``IMGRAG_PHOTO_TEXT_GATE``) finds nothing on ("photos, no text": look, no OCR) and those it
+fires on ("photos, look fires": the full detector, and the recogniser where it finds lines).
+``--baseline-tree DIR`` indexes the same corpus with that checkout's code too (say a ``git worktree
+add /tmp/main main``), each checkout in a child process of its own (``--code-tree``), in turns
+(baseline first in odd rounds, ``--rounds``), and prints both checkouts' rows beside each other.
+
     ~/.cache/imgrag/venv/bin/python benchmarks/bench_pipeline.py [--docs 12] [--photos 8] [--queries 40]
-        [--workers 1,2] [--compare-spin] [--index-only]
+        [--workers 1,2] [--compare-spin] [--index-only] [--split-photos] [--baseline-tree DIR [--rounds 1]]
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+if "--code-tree" in sys.argv:  # a child indexing with another checkout's code (--baseline-tree)
+    ROOT = Path(sys.argv[sys.argv.index("--code-tree") + 1]).resolve()
 if str(ROOT) not in sys.path:  # run as a script from a checkout: import this checkout's imgrag
     sys.path.insert(0, str(ROOT))
 
@@ -46,9 +55,9 @@ def _cpu() -> float:
 
 
 def _print_rows(rows: list[tuple]) -> None:
-    print(f"{'corpus':<16}{'workers':>8}{'spin':>6}{'items':>7}{'seconds':>10}{'items/s':>9}{'CPU-s/item':>12}")
+    print(f"{'corpus':<20}{'workers':>8}{'spin':>6}{'items':>7}{'seconds':>10}{'items/s':>9}{'CPU-s/item':>12}")
     for label, w, spin, n, dt, cpu in rows:
-        print(f"{label:<16}{w:>8}{spin:>6}{n:>7}{dt:>10.1f}{n / dt:>9.2f}{cpu / n:>12.2f}")
+        print(f"{label:<20}{w:>8}{spin:>6}{n:>7}{dt:>10.1f}{n / dt:>9.2f}{cpu / n:>12.2f}")
 
 
 def _compare_spin(args: argparse.Namespace) -> list[tuple]:
@@ -92,6 +101,26 @@ def build_corpus(root: Path, n_docs: int, n_photos: int) -> tuple[Path, Path, li
     return docs, photos, queries
 
 
+def split_photos(photos: Path) -> list[tuple[str, Path]]:
+    """The photos in two folders: those the quick look for text finds nothing on, and the rest
+    (decided by this checkout's look on the preprocessed photo, as the pipeline looks)."""
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.loader import iter_pages
+    from imgrag.indexing.ocr import RapidOcrEngine
+    from imgrag.indexing.preprocess import preprocess
+
+    gate = Settings().photo_text_gate
+    engine = RapidOcrEngine()
+    clean, look = photos.parent / "photos-no-text", photos.parent / "photos-look-fires"
+    clean.mkdir()
+    look.mkdir()
+    for f in sorted(photos.iterdir()):
+        pre = preprocess(next(iter(iter_pages(f, max_pixels=10**9, pdf_dpi=150))).image)
+        fires = pre.quality != "photo" or engine.text_score(pre.image, gate) > 0
+        f.rename((look if fires else clean) / f.name)
+    return [(label, f) for label, f in (("photos, no text", clean), ("photos, look fires", look)) if any(f.iterdir())]
+
+
 def _decoded(folder: Path) -> list[np.ndarray]:
     from imgrag.indexing.loader import iter_pages
 
@@ -99,7 +128,7 @@ def _decoded(folder: Path) -> list[np.ndarray]:
     return [pg.image for f in files for pg in iter_pages(f, max_pixels=10**9, pdf_dpi=150)]
 
 
-def _alone_rows(docs: Path, photos: Path) -> list[tuple]:
+def _alone_rows(docs: Path, photos: list[Path]) -> list[tuple]:
     """The baselines: RapidOCR with its defaults on the document pages, Lite0 on the photos."""
     from rapidocr import RapidOCR
 
@@ -115,7 +144,7 @@ def _alone_rows(docs: Path, photos: Path) -> list[tuple]:
         ocr(np.ascontiguousarray(img[:, :, ::-1]))
     rows = [("RapidOCR alone", len(pages), time.perf_counter() - t, _cpu() - c)]
     bridge = get_image_text_embedder("bridge")
-    pics = _decoded(photos)
+    pics = [img for folder in photos for img in _decoded(folder)]
     bridge.classify(pics[:1])
     t, c = time.perf_counter(), _cpu()
     for start in range(0, len(pics), 8):
@@ -124,15 +153,63 @@ def _alone_rows(docs: Path, photos: Path) -> list[tuple]:
     return rows
 
 
-def _print_vs(rows: list[tuple], alone: list[tuple]) -> None:
+def _print_alone(alone: list[tuple]) -> None:
     print(f"{'baseline':<16}{'items':>7}{'seconds':>10}{'items/s':>9}{'CPU-s/item':>12}")
     for label, n, dt, cpu in alone:
         print(f"{label:<16}{n:>7}{dt:>10.1f}{n / dt:>9.2f}{cpu / n:>12.2f}")
-    base = {"document pages": alone[0], "photos": alone[1]}
-    print(f"{'imgrag ÷ alone':<16}{'workers':>8}{'by items/s':>12}{'by CPU-s':>10}   (baseline)")
+
+
+def _print_vs(rows: list[tuple], alone: list[tuple]) -> None:
+    _print_alone(alone)
+    print(f"{'imgrag ÷ alone':<20}{'workers':>8}{'by items/s':>12}{'by CPU-s':>10}   (baseline)")
     for label, w, _spin, n, dt, cpu in rows:
-        b = base[label]
-        print(f"{label:<16}{w:>8}{(n / dt) / (b[1] / b[2]):>11.2f}×{(b[3] / b[1]) / (cpu / n):>9.2f}×   ({b[0]})")
+        b = alone[0] if label == "document pages" else alone[1]
+        print(f"{label:<20}{w:>8}{(n / dt) / (b[1] / b[2]):>11.2f}×{(b[3] / b[1]) / (cpu / n):>9.2f}×   ({b[0]})")
+
+
+def _index_rows(corpora: list[tuple[str, Path]], worker_counts: list[int], spin: str, home: Path) -> tuple[list[tuple], dict]:
+    """Index each corpus folder with each worker count (models loaded first): one row each."""
+    from imgrag.indexing.app import Imgrag
+    from imgrag.indexing.config import Settings
+
+    rows = []
+    apps = {}
+    for workers in worker_counts:
+        ig = Imgrag(Settings(home=home / f"home{workers}", workers=workers))
+        ig.rt.load_models()
+        # Each analysis worker's own OCR sessions load with its first page (threads.worker_slots): a
+        # short run of other photos first, so no row pays for loading them.
+        warm = home / f"warm{workers}"
+        warm.mkdir(parents=True, exist_ok=True)
+        for i in range(2 * workers):
+            Image.new("RGB", (64 + i, 64), (40 * i, 90, 200)).save(warm / f"warm_{i}.png")
+        ig.index([str(warm)])
+        apps[workers] = ig
+        for label, folder in corpora:
+            t, c = time.perf_counter(), _cpu()
+            summary = ig.index([str(folder)])
+            dt, cpu = time.perf_counter() - t, _cpu() - c
+            assert not summary.failed and summary.indexed, summary
+            n = summary.indexed
+            rows.append((label, workers, spin, n, dt, cpu))
+    return rows, apps
+
+
+def _baseline_rows(args: argparse.Namespace, corpora: list[tuple[str, Path]], home: Path) -> dict[str, list[tuple]]:
+    """Both checkouts' rows on the same corpus, each in a child process, in turns round by round."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMGRAG_")}
+    trees = {"this": ROOT, "baseline": args.baseline_tree.resolve()}
+    out: dict[str, list[tuple]] = {"this": [], "baseline": []}
+    for r in range(args.rounds):
+        order = ["baseline", "this"] if r % 2 == 0 else ["this", "baseline"]
+        for name in order:
+            cmd = [sys.executable, __file__, "--code-tree", str(trees[name]), "--workers", args.workers, "--json",
+                   "--corpus", json.dumps([[label, str(f)] for label, f in corpora]), "--home", str(home / f"{name}{r}")]
+            res = subprocess.run(cmd, env=env, cwd=trees[name], capture_output=True, text=True, check=False)
+            if res.returncode:
+                sys.exit(f"the {name} child failed:\n{res.stderr[-3000:]}")
+            out[name] += [tuple(row) for row in json.loads(res.stdout.strip().splitlines()[-1])]
+    return out
 
 
 def main() -> None:
@@ -143,39 +220,58 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts to index with")
     ap.add_argument("--compare-spin", action="store_true", help="also index with thread spinning on and off")
     ap.add_argument("--index-only", action="store_true", help="skip the search benchmark")
-    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child mode of --compare-spin
+    ap.add_argument("--split-photos", action="store_true",
+                    help="photos the quick look for text finds nothing on, and the rest, in rows of their own")
+    ap.add_argument("--baseline-tree", type=Path, help="also index with this checkout's code (implies --index-only)")
+    ap.add_argument("--rounds", type=int, default=1, help="with --baseline-tree: runs of each checkout, in turns")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child mode
+    ap.add_argument("--code-tree", type=Path, help=argparse.SUPPRESS)  # read before the imports (ROOT)
+    ap.add_argument("--corpus", help=argparse.SUPPRESS)  # child mode of --baseline-tree: [[label, folder], ...]
+    ap.add_argument("--home", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     from imgrag.indexing.threads import spin_enabled
 
     spin = "on" if spin_enabled() else "off"
+    worker_counts = [int(w) for w in args.workers.split(",")]
+    if args.corpus:  # a child of --baseline-tree: index the parent's corpus, print the rows
+        corpora = [(label, Path(f)) for label, f in json.loads(args.corpus)]
+        rows, _ = _index_rows(corpora, worker_counts, spin, args.home)
+        print(json.dumps(rows))
+        return
 
     from imgrag.indexing.app import Imgrag
-    from imgrag.indexing.config import Settings
     from imgrag.indexing.search import SearchRequest
     from imgrag.indexing.stores.base import OPERATOR
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         docs, photos, queries = build_corpus(root / "corpus", args.docs, args.photos)
-        rows = []
-        apps: dict[int, Imgrag] = {}
-        for workers in [int(w) for w in args.workers.split(",")]:
-            ig = Imgrag(Settings(home=root / f"home{workers}", workers=workers))
-            ig.rt.load_models()
-            apps[workers] = ig
-            for label, folder, n in (("document pages", docs, args.docs), ("photos", photos, args.photos)):
-                t, c = time.perf_counter(), _cpu()
-                summary = ig.index([str(folder)])
-                dt, cpu = time.perf_counter() - t, _cpu() - c
-                assert summary.indexed == n, summary
-                rows.append((label, workers, spin, n, dt, cpu))
+        photo_sets = split_photos(photos) if args.split_photos else [("photos", photos)]
+        corpora = [("document pages", docs), *photo_sets]
+        if args.baseline_tree:
+            both = _baseline_rows(args, corpora, root)
+            for name, tree in (("this checkout", ROOT), ("baseline", args.baseline_tree)):
+                print(f"\nIndexing throughput, {name} ({tree}; models loaded, embedded LanceDB store)")
+                _print_rows(both["this" if name == "this checkout" else "baseline"])
+            print("\nthis ÷ baseline, CPU-s per item (summed over rounds)")
+            for label, _ in corpora:
+                for w in worker_counts:
+                    a = [r for r in both["this"] if r[0] == label and r[1] == w]
+                    b = [r for r in both["baseline"] if r[0] == label and r[1] == w]
+                    if a and b:
+                        ca, cb = sum(r[5] for r in a) / sum(r[3] for r in a), sum(r[5] for r in b) / sum(r[3] for r in b)
+                        print(f"{label:<20}{w:>3} workers  {ca:.3f} vs {cb:.3f} CPU-s/item ({ca / cb:.2f}×)")
+            print("\nThe same images through the model that bounds each corpus, alone (same run)")
+            _print_alone(_alone_rows(docs, [f for _, f in photo_sets]))
+            return
+        rows, apps = _index_rows(corpora, worker_counts, spin, root)
         if args.json:
             print(json.dumps(rows))
             return
         print("\nIndexing throughput (models loaded, embedded LanceDB store)")
         _print_rows(rows)
         print("\nThe same images through the model that bounds each corpus, alone (same run)")
-        _print_vs(rows, _alone_rows(docs, photos))
+        _print_vs(rows, _alone_rows(docs, [f for _, f in photo_sets]))
         if args.compare_spin:
             print("\nThe same, thread spinning on vs off (IMGRAG_THREAD_SPIN=1 / 0), fresh child processes")
             _print_rows(_compare_spin(args))

@@ -127,6 +127,11 @@ class Settings(BaseSettings):
         default=320, ge=0, le=2048,
         description="photos: long side (px) of the one backbone pass the grid tiles' vectors are pooled from; 0: each tile is embedded as its own crop",
     )
+    photo_one_pass: bool = Field(
+        default=True,
+        description="photos: the whole-photo vector is pooled from the tiles' backbone pass (IMGRAG_TILE_SIDE) instead of "
+        "a pass of its own over a 224 px centre crop; off: its own pass (documents always take their own)",
+    )
 
     # search
     rrf_k: int = Field(default=60, ge=0, description="RRF constant: a hit at rank r gets weight / (rrf_k + r)")

@@ -417,38 +417,55 @@ class Indexer:
                 out[rec.page] = rec
         return out
 
-    def _tile_vectors(self, batch: list[Analysed]) -> list[np.ndarray]:
-        """Each page's tile vectors. A photo's are pooled from one backbone pass over the whole photo
+    def _image_vectors(self, batch: list[Analysed]) -> tuple[list[tuple[np.ndarray, np.ndarray, str]], list[np.ndarray]]:
+        """Each page's whole-image (vector, feature, caption), and its tile vectors in ``a.tiles`` order.
+
+        A photo's grid tiles are pooled from one backbone pass over the whole photo
         (``IMGRAG_TILE_SIDE``; 13 crops through the backbone were ~90 % of a photo's cost without
-        text); a document page's (whose tiles the image routes do not search by default), and every
-        page's with 0 or an embedder that cannot pool, come from each tile's crop embedded alone."""
+        text), and so is its whole-image vector (``IMGRAG_PHOTO_ONE_PASS``: that pass sees the
+        whole photo already; a pass of its own over a 224 px centre crop was a quarter of a clean
+        photo's cost). A document page's tiles (which the image routes do not search by default),
+        every page's with side 0 or an embedder that cannot pool, and figure tiles (cut from the
+        original page) are crops embedded alone; the whole image of a page not pooled is its own pass."""
         ie = self.rt.image_embedder
-        side = self.rt.settings.tile_side
-        pooled = [
-            a for a in batch
-            if a.tiles and tile_pool(ie, side, a.record.quality) is not None
-            and not any(isinstance(t[2], np.ndarray) for t in a.tiles)  # a figure tile is its own crop
-        ]
+        s = self.rt.settings
+        side = s.tile_side
         pool = tile_pool(ie, side, "photo")
-        cropped = [a for a in batch if a.tiles and all(a is not b for b in pooled)]
-        vecs: dict[int, np.ndarray] = {}
-
-        def split(group: list[Analysed], all_vecs: np.ndarray) -> None:
-            i = 0
-            for a in group:
-                vecs[id(a)] = all_vecs[i : i + len(a.tiles)]
-                i += len(a.tiles)
-
+        pooled = [i for i, a in enumerate(batch) if tile_pool(ie, side, a.record.quality) is not None]
+        one_pass = set(pooled) if s.photo_one_pass else set()
+        n_grid = [sum(not isinstance(t[2], np.ndarray) for t in a.tiles) for a in batch]
+        whole: dict[int, tuple[np.ndarray, np.ndarray, str]] = {}
+        tiles: dict[int, list[np.ndarray]] = {i: [] for i in range(len(batch))}
         if pooled and pool is not None:
-            split(pooled, pool([a.image for a in pooled], [[t[2] for t in a.tiles] for a in pooled], side).vectors)
-        if cropped:
-            split(cropped, ie.embed_images([_crop(a.image, t[2]) for a in cropped for t in a.tiles]).vectors)
-        return [vecs.get(id(a), np.zeros((0, ie.dim), np.float32)) for a in batch]
+            boxes = []
+            for i in pooled:
+                h, w = batch[i].image.shape[:2]
+                head = [(0.0, 0.0, float(w), float(h))] if i in one_pass else []
+                boxes.append(head + [t[2] for t in batch[i].tiles[: n_grid[i]]])
+            emb = pool([batch[i].image for i in pooled], boxes, side)
+            at = 0
+            for i in pooled:
+                if i in one_pass:
+                    whole[i] = (emb.vectors[at], emb.features[at], emb.captions[at])
+                    at += 1
+                tiles[i].extend(emb.vectors[at : at + n_grid[i]])
+                at += n_grid[i]
+        own = [i for i in range(len(batch)) if i not in whole]
+        if own:
+            emb = ie.embed_images([batch[i].image for i in own])
+            for j, i in enumerate(own):
+                whole[i] = (emb.vectors[j], emb.features[j], emb.captions[j])
+        crops = [(i, t[2]) for i, a in enumerate(batch) for k, t in enumerate(a.tiles)
+                 if i not in pooled or k >= n_grid[i]]  # in a.tiles order: grid crops, then figures
+        if crops:
+            vecs = ie.embed_images([_crop(batch[i].image, box) for i, box in crops]).vectors
+            for (i, _), v in zip(crops, vecs, strict=True):
+                tiles[i].append(v)
+        return [whole[i] for i in range(len(batch))], [np.asarray(tiles[i], np.float32).reshape(-1, ie.dim) for i in range(len(batch))]
 
     def _embed(self, batch: list[Analysed]) -> list[Indexed]:
         rt = self.rt
-        whole = rt.image_embedder.embed_images([a.image for a in batch])
-        tiles = self._tile_vectors(batch)
+        whole, tiles = self._image_vectors(batch)
         # The page text vector is e5 on the head of the page's words (page_words: caption, file
         # metadata, OCR text; IMGRAG_PAGE_TEXT_TOKENS), although the region vectors embed the same
         # spans again: pooling the page vector from the region vectors (length-weighted mean) was
@@ -463,7 +480,7 @@ class Indexer:
         ri = 0
         for n, a in enumerate(batch):
             rec = a.record
-            rec.caption = rec.caption or whole.captions[n]  # the file's own words beat the image model's guess
+            rec.caption = rec.caption or whole[n][2]  # the file's own words beat the image model's guess
             rec.models.update(rt.model_identities())
             regions: list[RegionRecord] = []
             for (suffix, box, _), vec in zip(a.tiles, tiles[n], strict=True):
@@ -481,7 +498,7 @@ class Indexer:
                     )
                 )
                 ri += 1
-            vectors = ImageVectors(image=whole.vectors[n], feature=whole.features[n], text=page_vecs[n])
+            vectors = ImageVectors(image=whole[n][0], feature=whole[n][1], text=page_vecs[n])
             out.append(Indexed(record=rec, vectors=vectors, regions=regions))
         return out
 

@@ -129,9 +129,85 @@ def test_settings_that_change_index_content_change_the_eval_index_key() -> None:
     from imgrag.indexing.config import Settings
 
     base = Settings()
-    for name, value in (("page_text_tokens", 512), ("photo_text_gate", 0), ("tile_side", 0)):
+    for name, value in (("page_text_tokens", 512), ("photo_text_gate", 0), ("tile_side", 0),
+                        ("photo_one_pass", False)):
         assert index_key(base.model_copy(update={name: value})) != index_key(base), name
 
 
 def test_page_head_leaves_text_to_an_embedder_that_counts_no_tokens() -> None:
     assert pipeline.page_head(object(), "a page's words", 16) == "a page's words"
+
+
+class FakeImageEmbedder:
+    """Row = (x0 + x1, y0 + y1) of each pooled box, (-1, n) for the n-th image embedded alone."""
+
+    dim = 2
+
+    def __init__(self) -> None:
+        self.alone: list[tuple[int, ...]] = []
+        self.pooled: list[list[tuple[float, ...]]] = []
+
+    def _emb(self, rows: list[list[float]]):
+        from imgrag.indexing.embedders import ImageEmbeddings
+
+        v = np.asarray(rows, np.float32).reshape(-1, 2)
+        return ImageEmbeddings(vectors=v, features=v * 10, captions=[f"c{r[0]:g},{r[1]:g}" for r in v.tolist()])
+
+    def embed_images(self, imgs):
+        self.alone += [im.shape for im in imgs]
+        return self._emb([[-1, len(self.alone) - len(imgs) + i] for i in range(len(imgs))])
+
+    def embed_regions(self, imgs, boxes, long_side=320):
+        self.pooled += [[tuple(b) for b in bs] for bs in boxes]
+        return self._emb([[b[0] + b[2], b[1] + b[3]] for bs in boxes for b in bs])
+
+
+def _analysed(quality: str, figure: bool = False):
+    from types import SimpleNamespace
+
+    img = np.zeros((30, 60, 3), np.uint8)
+    tiles = [(s, box, box) for s, box in pipeline.tile_boxes(60, 30, (2,))]
+    if figure:
+        tiles.append(("f0", (0, 0, 10, 10), np.zeros((10, 10, 3), np.uint8)))
+    return SimpleNamespace(image=img, tiles=tiles, record=SimpleNamespace(quality=quality))
+
+
+@pytest.mark.parametrize("one_pass", [True, False])
+def test_a_photo_is_one_backbone_pass_for_its_whole_image_and_grid_tiles(one_pass: bool) -> None:
+    """IMGRAG_PHOTO_ONE_PASS: the whole photo is the first box pooled from the tiles' pass; a figure
+    tile is still a crop of its own; a document page is embedded whole and its tiles cropped."""
+    from types import SimpleNamespace
+
+    from imgrag.indexing.config import Settings
+
+    ie = FakeImageEmbedder()
+    rt = SimpleNamespace(image_embedder=ie, settings=Settings(photo_one_pass=one_pass))
+    ix = pipeline.Indexer(rt)  # type: ignore[arg-type]
+    batch = [_analysed("photo", figure=True), _analysed("born_digital"), _analysed("photo")]
+    whole, tiles = ix._image_vectors(batch)
+    grid = [(0.0, 0.0, 30.0, 15.0), (30.0, 0.0, 60.0, 15.0), (0.0, 15.0, 30.0, 30.0), (30.0, 15.0, 60.0, 30.0)]
+    head = [(0.0, 0.0, 60.0, 30.0)] if one_pass else []
+    assert ie.pooled == [head + grid, head + grid]
+    assert [t.shape for t in tiles] == [(5, 2), (4, 2), (4, 2)]
+    np.testing.assert_array_equal(tiles[0][:4], [[30, 15], [90, 15], [30, 45], [90, 45]])  # pooled grid
+    assert tiles[0][4][0] == -1 and tiles[1][:, 0].tolist() == [-1] * 4  # the figure and the document's tiles: crops
+    if one_pass:
+        assert whole[0][0].tolist() == [60, 30] and whole[2][0].tolist() == [60, 30] and whole[0][2] == "c60,30"
+        np.testing.assert_array_equal(whole[0][1], [600, 300])
+        assert whole[1][0][0] == -1  # the document page: its own pass
+    else:
+        assert [w[0][0] for w in whole] == [-1, -1, -1]
+    # pages embedded whole, then the crops (the document's 4 tiles and the photo's figure), in order
+    assert ie.alone[: 1 if one_pass else 3] == [(30, 60, 3)] * (1 if one_pass else 3)
+    assert ie.alone[-5:] == [(10, 10, 3), (15, 30, 3), (15, 30, 3), (15, 30, 3), (15, 30, 3)]
+
+
+def test_tile_side_zero_embeds_every_whole_image_and_tile_alone() -> None:
+    from types import SimpleNamespace
+
+    from imgrag.indexing.config import Settings
+
+    ie = FakeImageEmbedder()
+    ix = pipeline.Indexer(SimpleNamespace(image_embedder=ie, settings=Settings(tile_side=0)))  # type: ignore[arg-type]
+    whole, tiles = ix._image_vectors([_analysed("photo")])
+    assert ie.pooled == [] and whole[0][0][0] == -1 and tiles[0].shape == (4, 2)
