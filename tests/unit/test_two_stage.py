@@ -8,10 +8,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from imgrag.indexing.config import Settings
-from imgrag.indexing.search import SearchRequest, Searcher, two_stage_candidates
-from imgrag.indexing.stores.base import OPERATOR, Filters, Principal, RegionHit, RouteHit
+from imgrag.indexing.search import Searcher, SearchRequest, two_stage_candidates
+from imgrag.indexing.stores.base import (
+    OPERATOR,
+    Filters,
+    Principal,
+    RegionHit,
+    RouteHit,
+)
 
 
 def test_candidates_take_the_routes_in_turn_without_repeats_up_to_the_cap() -> None:
