@@ -4,6 +4,8 @@
     python benchmarks/bench_backends.py --n 2000 --queries 50
     python benchmarks/bench_backends.py --es-url http://127.0.0.1:9200   # use a running cluster
     python benchmarks/bench_backends.py --backends lancedb,lancedb-ann --n 10000   # flat vs ANN
+    python benchmarks/bench_backends.py --n 100000 --backends lancedb-sq --keep /tmp/b100k   # build once ...
+    python benchmarks/bench_backends.py --n 100000 --backends lancedb-sq --keep /tmp/b100k   # ... reuse it
 
 The corpus is synthetic but shaped like the real one, so the numbers need no models: per page a
 joint image vector, a backbone feature vector and an OCR-text vector (default dims 384/1280/384,
@@ -17,6 +19,19 @@ the full fused search (:class:`indexing.search.Searcher`: all routes + RRF + rec
 evidence) for the operator and for a restricted user with a year filter, and kNN recall@10 against
 exact cosine search. Timings are wall-clock on this machine; the load average is printed because
 other processes skew them.
+
+The fused search runs twice on the same store: as configured (``IMGRAG_TWO_STAGE_PAGES``: from
+that size the region routes read only the page routes' candidates) and one-stage (the region routes
+over every region, the code before the two-stage search), so each is the other's baseline. Region
+recall@10 is against exact search over every region (page level), for the region routes alone and
+for the region routes inside the fused search; the fused top 10 is compared with an exact one-stage
+fused search (the region routes scored exactly over every region, page chunk by page chunk) on the
+recall sample.
+
+``--keep DIR`` builds each column's index under ``DIR/<n>/`` (Elasticsearch: its data path) and keeps
+it, with the corpus's query-side vectors and the exact region search; a later run with the same DIR,
+size, seed, dims and regions per page reuses them and skips the build (its build figures are the
+first run's).
 """
 
 from __future__ import annotations
@@ -184,10 +199,12 @@ CONFIGS: dict[str, tuple[str, str | None]] = {
 }
 
 
-def es_start(heap: str, port: int | None) -> str:
+def es_start(heap: str, port: int | None, data: Path | None = None) -> str:
     env = {**os.environ, "IMGRAG_ES_HEAP": heap}
     if port:
         env["IMGRAG_ES_PORT"] = str(port)
+    if data is not None:
+        env["IMGRAG_ES_DATA"] = str(data)
     res = subprocess.run(["bash", str(ROOT / "tests/elasticsearch.sh"), "start"], env=env, capture_output=True, text=True)
     if res.returncode != 0:
         sys.exit(f"could not start Elasticsearch:\n{res.stderr}")
@@ -199,9 +216,10 @@ def es_stop(url: str) -> None:
 
 
 def open_backend(
-    name: str, workdir: Path, es_url: str | None, index_options: str
+    name: str, workdir: Path, es_url: str | None, index_options: str, prefix: str | None = None, keep: bool = False
 ) -> tuple[IndexStore, Callable[[], None], Callable[[], int]]:
-    """The store, its close(), and a function that returns its size on disk in bytes."""
+    """The store, its close(), and a function that returns its size on disk in bytes (``keep``:
+    close() leaves the Elasticsearch indices in place; ``prefix``: theirs)."""
     backend, option = CONFIGS[name]
     if backend == "lancedb":
         from imgrag.indexing.stores.lance import LanceStore
@@ -215,7 +233,7 @@ def open_backend(
     from imgrag.indexing.stores.elastic import ElasticStore
 
     assert es_url
-    prefix = f"imgrag-bench-{int(time.time())}"
+    prefix = prefix or f"imgrag-bench-{int(time.time())}"
     settings = Settings(
         home=workdir / "home", backend="elasticsearch", es_url=es_url, es_replicas=0,
         es_index_prefix=prefix, es_index_options=option or index_options,  # type: ignore[arg-type]
@@ -224,7 +242,8 @@ def open_backend(
     st = ElasticStore(settings)
 
     def close() -> None:
-        st.drop()
+        if not keep:
+            st.drop()
         st.close()
 
     def disk() -> int:
@@ -314,6 +333,38 @@ class RegionTruth:
     def top(self, kind: str, qi: int, k: int) -> set[int]:
         return set(np.argsort(-self.best[kind][qi])[:k].tolist())
 
+    def save(self, path: Path) -> None:
+        np.savez(path, tile=self.best["tile"], text=self.best["text"])
+
+    def load(self, path: Path, n: int) -> bool:
+        if not path.exists():
+            return False
+        with np.load(path) as z:
+            self.best = {"tile": z["tile"], "text": z["text"]}
+        self.done = n
+        return True
+
+
+class ExactRegions:
+    """The store with exact region routes over every region: the store's own two-stage search
+    (``image_ids``) over every page, chunk by chunk — the reference the two-stage search is
+    compared with (what a user gets without it, at any cost)."""
+
+    def __init__(self, store: IndexStore, n: int, chunk: int = 500) -> None:
+        self.store, self.ids, self.chunk = store, [f"img{i:07d}" for i in range(n)], chunk
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def knn_regions(self, kind: Any, vector: np.ndarray, k: int, filters: Filters, principal: Principal,
+                    image_ids: Any = None) -> list[Any]:
+        ids = self.ids if image_ids is None else list(image_ids)
+        out: list[Any] = []
+        for i in range(0, len(ids), self.chunk):
+            out += self.store.knn_regions(kind, vector, k, filters, principal, image_ids=ids[i : i + self.chunk])
+        out.sort(key=lambda h: -h.score)
+        return out[:k]
+
 
 # -- measuring ------------------------------------------------------------------------------------
 @dataclass
@@ -329,8 +380,11 @@ class _FakeEmbedder:
 class _BenchRuntime:
     """Just what :class:`indexing.search.Searcher` touches: settings, store and query embedders."""
 
-    def __init__(self, store: IndexStore, img: dict[str, np.ndarray], txt: dict[str, np.ndarray], spaces: ModelSpaces) -> None:
-        self.settings = Settings()
+    def __init__(
+        self, store: IndexStore, img: dict[str, np.ndarray], txt: dict[str, np.ndarray], spaces: ModelSpaces,
+        settings: Settings | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
         self.store = store
         self.image_embedder = _FakeEmbedder(img, spaces.image, spaces.image_dim)
         self.text_embedder = _FakeEmbedder(txt, spaces.text, spaces.text_dim)
@@ -348,28 +402,45 @@ def run_backend(
 
     reset_peak_rss()
     rss0 = _rss_kb(Path("/proc/self/status"), "VmRSS")
-    store, close, disk = open_backend(name, workdir, es_url, args.index_options)
+    kept = workdir / f"{name}.json" if args.keep else None  # a kept column's build: its prefix and figures
+    built = json.loads(kept.read_text()) if kept is not None and kept.exists() else None
+    store, close, disk = open_backend(
+        name, workdir, es_url, args.index_options, prefix=(built or {}).get("prefix"), keep=kept is not None
+    )
     res: dict[str, Any] = {}
     try:
         spaces = ModelSpaces(image="bench-joint", image_dim=corpus.img_dim, feature="bench-feat",
                              feature_dim=corpus.feat_dim, text="bench-text", text_dim=corpus.txt_dim)
         store.ensure_spaces(spaces)
-        t_write = 0.0
-        for start in range(0, corpus.n, args.batch):
-            items = corpus.batch(start, args.batch)
-            if truth.done < corpus.n:  # the first backend fills the exact region search in
-                truth.observe(items)
-                truth.done = start + len(items)
+        if built is not None:
+            print(f"  [{name}] reusing the index kept in {workdir}", file=sys.stderr, flush=True)
+            if truth.done < corpus.n:
+                for start in range(0, corpus.n, 2000):
+                    truth.observe(corpus.batch(start, 2000))
+                truth.done = corpus.n
+            res.update({k: built[k] for k in ("write_s", "commit_s", "pages_per_s", "build_rss_peak_bytes")})
+            res["reused"] = True
+        else:
+            t_write = 0.0
+            for start in range(0, corpus.n, args.batch):
+                items = corpus.batch(start, args.batch)
+                if truth.done < corpus.n:  # the first backend fills the exact region search in
+                    truth.observe(items)
+                    truth.done = start + len(items)
+                t = time.perf_counter()
+                store.write(items)
+                t_write += time.perf_counter() - t
+                if (start // args.batch) % 50 == 0:
+                    print(f"  [{name}] wrote {start + len(items)}/{corpus.n} pages ({t_write:.0f} s)", file=sys.stderr, flush=True)
             t = time.perf_counter()
-            store.write(items)
-            t_write += time.perf_counter() - t
-            if (start // args.batch) % 50 == 0:
-                print(f"  [{name}] wrote {start + len(items)}/{corpus.n} pages ({t_write:.0f} s)", file=sys.stderr, flush=True)
-        t = time.perf_counter()
-        store.commit("index", {"indexed": corpus.n})
-        t_commit = time.perf_counter() - t
-        res["write_s"], res["commit_s"] = t_write, t_commit
-        res["pages_per_s"] = corpus.n / (t_write + t_commit)
+            store.commit("index", {"indexed": corpus.n})
+            t_commit = time.perf_counter() - t
+            res["write_s"], res["commit_s"] = t_write, t_commit
+            res["pages_per_s"] = corpus.n / (t_write + t_commit)
+            res["build_rss_peak_bytes"] = (_rss_kb(Path("/proc/self/status"), "VmHWM") - rss0) * 1024
+            if kept is not None:
+                prefix = getattr(getattr(store, "settings", None), "es_index_prefix", None)
+                kept.write_text(json.dumps({"prefix": prefix, **res}))
         res["disk_bytes"] = disk()
         res["vector_ram_bytes"] = vector_bytes(
             name, args.index_options, (corpus.img_dim, corpus.feat_dim, corpus.txt_dim), corpus.n, corpus.regions
@@ -387,22 +458,35 @@ def run_backend(
             "knn image, user+2023": lambda q: store.knn("image", q.image, 50, year, user),
             "bm25, user+2023": lambda q: store.bm25(q.text, 50, year, user),
         }
-        rt = _BenchRuntime(store, {q.text: q.image for q in queries}, {q.text: q.text_vec for q in queries}, spaces)
-        searcher = Searcher(rt)  # type: ignore[arg-type]
+        img_q, txt_q = {q.text: q.image for q in queries}, {q.text: q.text_vec for q in queries}
+        base = Settings(search_cache=0)  # every search runs (the bench repeats no query, but be sure)
+        two = base.model_copy(update={"two_stage_pages": args.two_stage_pages} if args.two_stage_pages is not None else {})
+        one = base.model_copy(update={"two_stage_pages": 0})
+        searcher = Searcher(_BenchRuntime(store, img_q, txt_q, spaces, two))  # type: ignore[arg-type]
+        one_stage = Searcher(_BenchRuntime(store, img_q, txt_q, spaces, one))  # type: ignore[arg-type]
+        exact_search = Searcher(_BenchRuntime(ExactRegions(store, corpus.n), img_q, txt_q, spaces, one))  # type: ignore[arg-type]
+        res["two_stage_pages"] = two.two_stage_pages
+        res["two_stage"] = searcher._two_stage()
         routes["fused search (k=10)"] = lambda q: searcher.search(SearchRequest(query=q.text, k=10), OPERATOR)
+        routes["fused, one-stage"] = lambda q: one_stage.search(SearchRequest(query=q.text, k=10), OPERATOR)
         routes["fused, user+2023"] = lambda q: searcher.search(SearchRequest(query=q.text, k=10, filters=year), user)
+        routes["fused, user+2023, one-stage"] = lambda q: one_stage.search(SearchRequest(query=q.text, k=10, filters=year), user)
 
         for fn in routes.values():
             for q in queries[: args.warmup]:
                 fn(q)
         lat: dict[str, list[float]] = {r: [] for r in routes}
+        cpu: dict[str, list[float]] = {r: [] for r in routes}
         for q in queries[args.warmup :]:
             for r, fn in routes.items():  # interleaved, so background load hits every route alike
-                searcher._cache.data.clear()  # embeddings are precomputed; keep the cache from skewing
-                t = time.perf_counter()
+                for sr in (searcher, one_stage):
+                    sr._cache.data.clear()  # embeddings are precomputed; keep the cache from skewing
+                c, t = time.process_time(), time.perf_counter()
                 fn(q)
                 lat[r].append(time.perf_counter() - t)
+                cpu[r].append(time.process_time() - c)
         res["latency"] = {r: (pct(v, 50), pct(v, 95)) for r, v in lat.items()}
+        res["cpu_ms"] = {r: 1000 * float(np.mean(v)) if v else float("nan") for r, v in cpu.items()}
 
         # recall@10 against exact cosine search (no filters): the page routes, and the region routes
         # at page level (the first 10 distinct pages of the route vs the 10 pages with the best region)
@@ -424,6 +508,26 @@ def run_backend(
                         pages.append(p)
                 hits += len(truth.top(kind, qi, 10) & set(pages[:10]))
             res[label] = hits / (10 * len(sample)) if sample else float("nan")
+        # what the user loses: the region routes inside the fused search (two-stage from its
+        # threshold) against exact search over every region, and the fused top 10 against an exact
+        # one-stage fused search (and the one-stage search as the store answers it, for comparison)
+        fused_hits = {"tile": 0, "text": 0}
+        overlap = {"two-stage": 0, "one-stage": 0}
+        for qi, q in enumerate(sample):
+            rec = searcher.recall(SearchRequest(query=q.text, k=10), OPERATOR)
+            for kind in fused_hits:
+                got = {int(i[3:]) for i in rec.ranked.get(f"region_{kind}", [])[:10]}
+                fused_hits[kind] += len(truth.top(kind, qi, 10) & got)
+        for q in sample[: args.overlap_queries]:
+            ref = [h.image_id for h in exact_search.search(SearchRequest(query=q.text, k=10), OPERATOR).hits]
+            for label, sr in (("two-stage", searcher), ("one-stage", one_stage)):
+                got = [h.image_id for h in sr.search(SearchRequest(query=q.text, k=10), OPERATOR).hits]
+                overlap[label] += len(set(ref) & set(got))
+        for kind, hits in fused_hits.items():
+            res[f"recall regions {kind}, fused"] = hits / (10 * len(sample)) if sample else float("nan")
+        n_over = len(sample[: args.overlap_queries])
+        for label, hits in overlap.items():
+            res[f"fused top-10 overlap, {label}"] = hits / (10 * n_over) if n_over else float("nan")
         res["stats"] = store.stats(OPERATOR).model_dump(exclude={"spaces"})
         res["rss_peak_bytes"] = (_rss_kb(Path("/proc/self/status"), "VmHWM") - rss0) * 1024
         if CONFIGS[name][0] == "elasticsearch":
@@ -462,6 +566,12 @@ def main() -> None:
     ap.add_argument("--index-options", default="int8_hnsw", choices=["hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw"],
                     help="index_options of the 'elasticsearch' column")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--two-stage-pages", type=int, default=None,
+                    help="IMGRAG_TWO_STAGE_PAGES of the fused search (default: the setting's); the one-stage search runs beside it")
+    ap.add_argument("--overlap-queries", type=int, default=10,
+                    help="queries of the recall sample whose fused top 10 is compared with the exact one-stage search")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="build the indices under DIR/<n>/ and keep them; a later run with the same DIR reuses them")
     ap.add_argument("--json", type=Path, help="also write the results here (one entry per size)")
     args = ap.parse_args()
     dims = tuple(int(d) for d in args.dims.split(","))
@@ -487,15 +597,29 @@ def run_size(
 ) -> tuple[dict[str, dict[str, Any]], tuple[float, float, float], str]:
     corpus = Corpus(n, dims, args.regions, args.seed)
     results: dict[str, dict[str, Any]] = {}
-    workdir = Path(tempfile.mkdtemp(prefix="imgrag-bench-"))
+    if args.keep:
+        workdir = args.keep / f"{n}-seed{args.seed}-dims{'x'.join(map(str, dims))}-r{args.regions}"
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="imgrag-bench-"))
     load = os.getloadavg()
     version = "-"
     try:
-        print(f"generating the corpus ({n} pages) ...", file=sys.stderr, flush=True)
-        for start in range(0, corpus.n, 2000):  # fills the page vectors the queries are drawn near
-            corpus.batch(start, 2000)
+        vectors = workdir / "page-vectors.npz"
+        if args.keep and vectors.exists():
+            with np.load(vectors) as z:
+                corpus.img[:], corpus.txt[:] = z["img"], z["txt"]
+        else:
+            print(f"generating the corpus ({n} pages) ...", file=sys.stderr, flush=True)
+            for start in range(0, corpus.n, 2000):  # fills the page vectors the queries are drawn near
+                corpus.batch(start, 2000)
+            if args.keep:
+                np.savez(vectors, img=corpus.img, txt=corpus.txt)
         queries = corpus.queries(args.queries + args.warmup, args.seed)
         truth = RegionTruth(queries[args.warmup :][: args.recall_queries], n)
+        truth_file = workdir / f"region-truth-q{args.queries}-w{args.warmup}-r{args.recall_queries}.npz"
+        if args.keep:
+            truth.load(truth_file, n)
         import lancedb  # noqa: F401  (loaded before the RSS baseline of the first column)
         from imgrag.indexing.search import Searcher  # noqa: F401
         from imgrag.indexing.stores.elastic import ElasticStore  # noqa: F401
@@ -506,17 +630,20 @@ def run_size(
             # without --es-url every Elasticsearch column gets a fresh server: its RSS is its own
             fresh = CONFIGS[b][0] == "elasticsearch" and not url
             if fresh:
-                url = es_start(args.es_heap, args.es_port)
+                url = es_start(args.es_heap, args.es_port, workdir / "es-data" if args.keep else None)
             try:
                 if CONFIGS[b][0] == "elasticsearch":
                     version = es_version(url)
                 results[b] = run_backend(b, corpus, queries, truth, args, workdir, url)
+                if args.keep and not truth_file.exists():
+                    truth.save(truth_file)
                 print(f"  [{b}] {json.dumps(results[b], default=str)}", file=sys.stderr, flush=True)
             finally:
                 if fresh:
                     es_stop(url)  # type: ignore[arg-type]
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     return results, load, version
 
 
@@ -531,7 +658,7 @@ def print_table(
     n: int, results: dict[str, dict[str, Any]], load: tuple[float, float, float], version: str, args: argparse.Namespace
 ) -> None:
     names = list(results)
-    w, c = 26, 18
+    w, c = 36, 18
     print()
     print(f"imgrag backend benchmark · {n} pages × {args.regions} regions · dims {args.dims} · "
           f"{args.queries} queries (+{args.warmup} warm-up) · recall over {args.recall_queries} · batch {args.batch}")
@@ -553,11 +680,19 @@ def print_table(
     row("RSS: bench process peak Δ", lambda r: _mb(r["rss_peak_bytes"]))
     row("RSS: Elasticsearch JVM", lambda r: _mb(r["es_rss_bytes"][0]) if r.get("es_rss_bytes") else "-")
     row("  of it mmapped files", lambda r: _mb(r["es_rss_bytes"][1]) if r.get("es_rss_bytes") else "-")
-    for label in ("recall image", "recall text", "recall regions tile", "recall regions text"):
+    row("two-stage (from pages)", lambda r: f"{'yes' if r['two_stage'] else 'no'} ({r['two_stage_pages']})")
+    for label in ("recall image", "recall text", "recall regions tile", "recall regions text",
+                  "recall regions tile, fused", "recall regions text, fused"):
         row(label.replace("recall", "recall@10"), lambda r, label=label: f"{r[label]:.3f}")  # type: ignore[misc]
+    for label in ("fused top-10 overlap, two-stage", "fused top-10 overlap, one-stage"):
+        row(label.replace("fused ", "") + " vs exact", lambda r, label=label: f"{r[label]:.3f}")  # type: ignore[misc]
     print(f"{'latency ms (p50 / p95)':{w}s}")
     for route in results[names[0]]["latency"]:
         row("  " + route, lambda r, route=route: f"{r['latency'][route][0]:.1f} / {r['latency'][route][1]:.1f}")  # type: ignore[misc]
+    print(f"{'CPU ms / call, this process (mean)':{w}s}")
+    for route in results[names[0]]["cpu_ms"]:
+        if route.startswith("fused"):
+            row("  " + route, lambda r, route=route: f"{r['cpu_ms'][route]:.1f}")  # type: ignore[misc]
     sys.stdout.flush()
 
 

@@ -158,6 +158,15 @@ class Settings(BaseSettings):
         default=4, ge=1, le=32,
         description="threads one search runs its independent routes on at once (full text, vectors, regions); 1: one after the other",
     )
+    two_stage_pages: int = Field(
+        default=10_000, ge=0,
+        description="from this many pages in the index the region routes search only the regions of the page "
+        "routes' candidates, exactly (a region on a page no page route found cannot surface); 0: never",
+    )
+    two_stage_candidates: int = Field(
+        default=300, ge=10, le=1000,
+        description="the most pages (the page routes' best, taken in turn) whose regions a two-stage search reads",
+    )
     search_cache: int = Field(
         default=256, ge=0, le=100_000,
         description="fused results of recent searches kept per process, dropped when the index changes; 0: off",

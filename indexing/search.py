@@ -28,7 +28,7 @@ from .links import LinkedItem, visible_links
 from .lru import LRU
 from .models import BBox
 from .runtime import Runtime
-from .stores.base import Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space, meta_words
+from .stores.base import OPERATOR, Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space, meta_words
 from .visual import mark_words, marks_text, wants_pictures
 from .translate import concepts as translate_concepts
 from .translate import readings as translate_readings
@@ -179,6 +179,19 @@ _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
 
+def two_stage_candidates(ranked: list[list[str]], cap: int) -> list[str]:
+    """The pages whose regions a two-stage search reads: the page routes' lists taken in turn,
+    rank by rank (each route's best first), without repeats, at most ``cap``."""
+    out: dict[str, None] = {}
+    for rank in range(max((len(ids) for ids in ranked), default=0)):
+        for ids in ranked:
+            if rank < len(ids):
+                out.setdefault(ids[rank])
+                if len(out) >= cap:
+                    return list(out)
+    return list(out)
+
+
 def _pool(threads: int) -> ThreadPoolExecutor:
     """One process-wide pool per size: the routes of every search (and every server thread) share
     it. A route never waits on another route, so a full pool only queues, it cannot deadlock."""
@@ -206,6 +219,7 @@ class Searcher:
         self._cache = _LRU()
         self._results = LRU(rt.settings.search_cache)
         self._spaces: tuple[float, ModelSpaces | None] | None = None
+        self._pages: tuple[float, int] | None = None  # (when, pages in the index): see _two_stage
 
     def _stored_spaces(self) -> ModelSpaces | None:
         """The index's spaces, re-read at most every 2 s (another process may re-embed it)."""
@@ -246,6 +260,17 @@ class Searcher:
         t = time.perf_counter()
         out = {sp: make[sp](q) for sp in self._route_spaces(routes)}
         return out, round((time.perf_counter() - t) * 1000, 2)
+
+    def _two_stage(self) -> bool:
+        """Whether the index is big enough (``IMGRAG_TWO_STAGE_PAGES``) for the two-stage region
+        search. Its page count is re-read at most every 5 s: near the threshold either way is right."""
+        limit = self.rt.settings.two_stage_pages
+        if limit <= 0:
+            return False
+        now = time.monotonic()
+        if self._pages is None or now - self._pages[0] > 5.0:
+            self._pages = (now, self.rt.store.count(OPERATOR, Filters()))
+        return self._pages[1] >= limit
 
     def weights(self) -> dict[str, float]:
         s = self.rt.settings
@@ -369,6 +394,7 @@ class Searcher:
         # Futures in the order the routes are fused (RRF sums floats: a fixed order, fixed scores).
         pages: dict[str, Future[tuple[list[RouteHit] | None, float]]] = {}
         regions: dict[str, Future[tuple[list[RegionHit], float]]] = {}
+        staged: dict[str, tuple[Literal["tile", "text"], np.ndarray, Filters]] = {}  # region routes: kind, vector, filters
         if req.similar_to:
             vecs = store.get_vectors(req.similar_to, principal) if len(req.similar_to) <= MAX_ID_CHARS else None
             if vecs is None:
@@ -414,9 +440,15 @@ class Searcher:
             if "text_vector" in routes:
                 pages["text_vector"] = run(lambda: store.knn("text", vec["text"], depth, req.filters, principal))
             if "region_text" in routes:
-                regions["region_text"] = run(lambda: store.knn_regions("text", vec["text"], depth * 4, req.filters, principal))
+                staged["region_text"] = ("text", vec["text"], req.filters)
             if "region_tile" in routes:
-                regions["region_tile"] = run(lambda: store.knn_regions("tile", vec["image"], depth * 4, pictures, principal))
+                staged["region_tile"] = ("tile", vec["image"], pictures)  # type: ignore[assignment]
+            if not (pages and staged and self._two_stage()):
+                for name, (kind, qv, flt) in staged.items():
+                    regions[name] = run(
+                        lambda kind=kind, qv=qv, flt=flt: store.knn_regions(kind, qv, depth * 4, flt, principal)  # type: ignore[misc]
+                    )
+                staged = {}
         for name, fut in pages.items():
             hits, ms = fut.result()
             if hits is None:
@@ -427,6 +459,14 @@ class Searcher:
             rec.timings[name] = ms
             rec.ranked[name] = [h.image_id for h in hits]
             rec.route_scores[name] = {h.image_id: h.score for h in hits}
+        if staged:
+            # Two-stage (a large index): the region routes score, exactly, only the regions of the
+            # pages the page routes found, instead of an approximate search over every region.
+            ids = two_stage_candidates(list(rec.ranked.values()), s.two_stage_candidates)
+            for name, (kind, qv, flt) in staged.items():
+                regions[name] = run(
+                    lambda kind=kind, qv=qv, flt=flt: store.knn_regions(kind, qv, depth * 4, flt, principal, image_ids=ids)  # type: ignore[misc]
+                )
         for name, rfut in regions.items():
             rhits, rec.timings[name] = rfut.result()
             rec.region_hits.extend(rhits)

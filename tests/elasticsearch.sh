@@ -21,6 +21,8 @@
 #   IMGRAG_ES_HEAP       heap size (default 512m)
 #   IMGRAG_ES_PORT       HTTP port (default 9200 if free, else a free one)
 #   IMGRAG_ES_WAIT       seconds to wait for the cluster (default 120)
+#   IMGRAG_ES_DATA       data directory (default: a fresh one in the run's folder, removed at stop);
+#                        kept at stop, so a later start serves the same indices (benchmarks' --keep)
 set -uo pipefail
 
 CANDIDATES="9.5.4 9.5.3 9.5.2 9.5.0 9.2.4 9.2.0"
@@ -159,7 +161,9 @@ cmd_start() {
   mkdir -p "$RUN_ROOT" && chmod 1777 "$RUN_ROOT"
   port=$(free_port) || exit 1
   run="$RUN_ROOT/$port"
-  mkdir -p "$run/data" "$run/logs" "$run/tmp" "$run/config"
+  local data=${IMGRAG_ES_DATA:-$run/data}
+  mkdir -p "$data" "$run/logs" "$run/tmp" "$run/config"
+  is_root && chown -R 65534:65534 "$data"
   cp -r "$home/config/." "$run/config/"
   printf '%s\n' "-Xms$HEAP" "-Xmx$HEAP" >"$run/config/jvm.options.d/heap.options" 2>/dev/null \
     || { mkdir -p "$run/config/jvm.options.d"; printf '%s\n' "-Xms$HEAP" "-Xmx$HEAP" >"$run/config/jvm.options.d/heap.options"; }
@@ -174,7 +178,7 @@ cmd_start() {
       "$home/bin/elasticsearch" -d -p "$run/pid" \
       -Ecluster.name=imgrag-test -Enode.name="imgrag-test-$port" \
       -Ediscovery.type=single-node -Enetwork.host=127.0.0.1 -Ehttp.port="$port" \
-      -Epath.data="$run/data" -Epath.logs="$run/logs" \
+      -Epath.data="$data" -Epath.logs="$run/logs" \
       -Expack.security.enabled=false \
       -Ecluster.routing.allocation.disk.threshold_enabled=false \
       -Eaction.destructive_requires_name=false

@@ -113,6 +113,12 @@ class Filters(BaseModel):
     def is_empty(self) -> bool:
         return self == Filters()
 
+    def restricted_to(self, image_ids: Sequence[str]) -> Filters:
+        """These filters, and only these pages (within the filter's own ``image_ids``, if any)."""
+        allowed = None if self.image_ids is None else set(self.image_ids)
+        ids = [i for i in dict.fromkeys(image_ids) if allowed is None or i in allowed]
+        return self.model_copy(update={"image_ids": ids})
+
 
 LinkKind = Literal["image", "document"]
 
@@ -473,8 +479,12 @@ class IndexStore(Protocol):
         k: int,
         filters: Filters,
         principal: Principal,
+        image_ids: Sequence[str] | None = None,
     ) -> list[RegionHit]:
-        """Nearest regions: ``tile`` searches tile vectors (joint space), ``text`` block/line vectors."""
+        """Nearest regions: ``tile`` searches tile vectors (joint space), ``text`` block/line vectors.
+
+        ``image_ids``: only these pages' regions, scored exactly (no vector index): the second stage
+        of a two-stage search (:meth:`indexing.search.Searcher.recall`), a few hundred pages at most."""
 
     def regions_of(self, image_ids: list[str]) -> list[RegionHit]:
         """All regions of these (already ACL-checked) images, score 0, for re-ranking and snippets."""

@@ -838,18 +838,21 @@ class LanceStore:
             table.optimize(cleanup_older_than=_KEEP_VERSIONS)
 
     def _vector_rows(
-        self, table: Any, vector: np.ndarray, column: str, k: int, where: str, columns: list[str]
+        self, table: Any, vector: np.ndarray, column: str, k: int, where: str, columns: list[str], exact: bool = False
     ) -> pa.Table:
         """The ``k`` nearest rows passing ``where`` (a prefilter), ``columns`` and ``_distance``.
 
-        Without an index the search is exact and nprobes etc. are ignored; with one: probe enough
-        partitions (a share of them, which grows with the table), search the HNSW graphs wide enough,
-        and re-rank the scalar-quantised candidates on the exact vectors. Region indices are IVF_FLAT:
-        exact distances, no re-rank."""
+        Without an index (or ``exact``: a prefilter that leaves few rows) the search is exact and
+        nprobes etc. are ignored; with one: probe enough partitions (a share of them, which grows with
+        the table), search the HNSW graphs wide enough, and re-rank the scalar-quantised candidates on
+        the exact vectors. Region indices are IVF_FLAT: exact distances, no re-rank."""
         at = table._table  # the async table under the synchronous one (see _run)
         regions = table.name == REGIONS
 
         async def rows() -> pa.Table:
+            if exact:
+                flat = at.query().nearest_to(vector.astype(np.float32)).column(column).distance_type("cosine").bypass_vector_index()
+                return await flat.where(where).select([*columns, "_distance"]).limit(k).to_arrow()
             q = (
                 at.query()
                 .nearest_to(vector.astype(np.float32))
@@ -894,13 +897,17 @@ class LanceStore:
         k: int,
         filters: Filters,
         principal: Principal,
+        image_ids: Sequence[str] | None = None,
     ) -> list[RegionHit]:
         if not self._ready():
             return []
         kinds = "kind = 'tile'" if kind == "tile" else "kind IN ('block', 'lines', 'label')"
         column = "tile_vec" if kind == "tile" else "text_vec"
+        if image_ids is not None:  # the candidates' rows through the image_id B-tree, every one scored
+            filters = filters.restricted_to(image_ids)
         tbl = self._vector_rows(
-            self._regions, vector, column, k, f"{kinds} AND {where_clause(filters, principal)}", list(_REGION_HIT_COLUMNS)
+            self._regions, vector, column, k, f"{kinds} AND {where_clause(filters, principal)}", list(_REGION_HIT_COLUMNS),
+            exact=image_ids is not None,
         )
         return _region_hits(tbl, [1.0 - d for d in tbl.column("_distance").to_pylist()])
 

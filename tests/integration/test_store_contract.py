@@ -143,9 +143,11 @@ def ids_bm25(store: IndexStore, principal: Principal, filters: Filters, q: str =
     return {h.image_id for h in store.bm25(q, 50, filters, principal)}
 
 
-def ids_regions(store: IndexStore, kind: str, principal: Principal, filters: Filters) -> set[str]:
+def ids_regions(
+    store: IndexStore, kind: str, principal: Principal, filters: Filters, image_ids: list[str] | None = None
+) -> set[str]:
     vec = rand_unit(IMG if kind == "tile" else TXT, 98)
-    return {h.image_id for h in store.knn_regions(kind, vec, 200, filters, principal)}  # type: ignore[arg-type]
+    return {h.image_id for h in store.knn_regions(kind, vec, 200, filters, principal, image_ids=image_ids)}  # type: ignore[arg-type]
 
 
 def visible_everywhere(store: IndexStore, principal: Principal, filters: Filters) -> dict[str, set[str]]:
@@ -156,7 +158,14 @@ def visible_everywhere(store: IndexStore, principal: Principal, filters: Filters
         "bm25": ids_bm25(store, principal, filters),
         "tiles": ids_regions(store, "tile", principal, filters),
         "text": ids_regions(store, "text", principal, filters),
+        # the second stage of a two-stage search, handed every page: the ACL and filters still bind
+        "tiles, two-stage": ids_regions(store, "tile", principal, filters, every_id(store)),
+        "text, two-stage": ids_regions(store, "text", principal, filters, every_id(store)),
     }
+
+
+def every_id(store: IndexStore) -> list[str]:
+    return sorted(r.image_id for r in store.list_images(OPERATOR, Filters(), limit=1000))
 
 
 def assert_visible(store: IndexStore, principal: Principal, filters: Filters, expected: set[str]) -> None:
@@ -363,6 +372,34 @@ def test_knn_regions_tile_and_text_with_bbox(store: IndexStore) -> None:
     assert set(regions) == {"R2:t0", "R2:t1", "R2:b0", "R2:l0"}
     assert regions["R2:b0"].text == "signature line" and tuple(regions["R2:t1"].bbox) == (0, 10, 10, 20)
     assert all(r.score == 0 for r in regions.values())
+
+
+def test_knn_regions_two_stage_scores_only_the_given_pages_exactly(store: IndexStore) -> None:
+    """The second stage of a two-stage search: the regions of the given pages only, with the
+    same scores and order as the search over every region, within the filter's own image_ids."""
+    load(store, [
+        Spec(f"S{i}", tags=["odd"] if i % 2 else [],
+             tiles=[(f"t{j}", (j, 0, j + 1, 1), rand_unit(IMG, 100 * i + j)) for j in range(3)],
+             blocks=[(f"b{j}", "block", (0, j, 5, j + 1), f"block {j}", rand_unit(TXT, 100 * i + 10 + j)) for j in range(2)])
+        for i in range(8)
+    ])
+    for kind, dim in (("tile", IMG), ("text", TXT)):
+        q = rand_unit(dim, 7)
+        every = store.knn_regions(kind, q, 200, Filters(), OPERATOR)  # type: ignore[arg-type]
+        assert len(every) == 8 * (3 if kind == "tile" else 2)
+        some = ["S6", "S1", "S4", "missing"]
+        got = store.knn_regions(kind, q, 200, Filters(), OPERATOR, image_ids=some)  # type: ignore[arg-type]
+        want = [h for h in every if h.image_id in some]
+        assert [h.region_id for h in got] == [h.region_id for h in want]
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
+        two = store.knn_regions(kind, q, 2, Filters(), OPERATOR, image_ids=some)  # type: ignore[arg-type]
+        assert len(two) == 2 and two[0].region_id == want[0].region_id  # (Elasticsearch fills k from the best pages)
+        # the filters still apply: tags, and the filter's own image_ids (intersected)
+        odd = store.knn_regions(kind, q, 200, Filters(tags=["odd"]), OPERATOR, image_ids=some)  # type: ignore[arg-type]
+        assert {h.image_id for h in odd} == {"S1"}
+        both = store.knn_regions(kind, q, 200, Filters(image_ids=["S4", "S5"]), OPERATOR, image_ids=some)  # type: ignore[arg-type]
+        assert {h.image_id for h in both} == {"S4"}
+        assert store.knn_regions(kind, q, 200, Filters(), OPERATOR, image_ids=[]) == []  # type: ignore[arg-type]
 
 
 def test_write_replaces_a_pages_regions(store: IndexStore) -> None:

@@ -56,15 +56,19 @@ def bool_filter(clauses: list[dict[str, Any]]) -> dict[str, Any]:
     return {"bool": {"filter": clauses}}
 
 
+MAX_CANDIDATES = 10_000  # Elasticsearch's limit on num_candidates
+
+
 def knn_clause(
-    settings: Settings, field: str, vector: list[float], k: int, filters: Filters, principal: Principal
+    settings: Settings, field: str, vector: list[float], k: int, filters: Filters, principal: Principal,
+    num_candidates: int | None = None,
 ) -> dict[str, Any]:
     """A kNN clause with the ACL and filters inside (pre-filtering, never a post-filter)."""
     clause: dict[str, Any] = {
         "field": field,
         "query_vector": vector,
         "k": k,
-        "num_candidates": min(10_000, max(settings.es_num_candidates, 2 * k)),
+        "num_candidates": min(MAX_CANDIDATES, num_candidates or max(settings.es_num_candidates, 2 * k)),
         "filter": bool_filter(filter_clauses(filters, principal)),
     }
     oversample = settings.es_rescore_oversample

@@ -12,7 +12,7 @@ from ...text import tokens
 from ..base import Filters, ImageRecord, ImageVectors, Principal, RegionHit, RouteHit, Stats, VectorField, WeightedTerms
 from .client import PAGE, Connection, guard
 from .mapping import SPACE_DIM, VEC_FIELD, vec_list
-from .queries import bm25_query, bool_filter, dedup, filter_clauses, hit_image_id, knn_clause, region_hit
+from .queries import MAX_CANDIDATES, bm25_query, bool_filter, dedup, filter_clauses, hit_image_id, knn_clause, region_hit
 
 
 class Reads(Connection):
@@ -162,6 +162,7 @@ class Reads(Connection):
         k: int,
         filters: Filters,
         principal: Principal,
+        image_ids: Sequence[str] | None = None,
     ) -> list[RegionHit]:
         info = self._live()
         if info is None or k <= 0:
@@ -174,7 +175,14 @@ class Reads(Connection):
         # at ``es_region_hits`` regions per page.
         per_image = min(k, self.settings.es_region_hits)
         pages = -(-k // per_image)
-        knn = knn_clause(self.settings, f"{path}.vector", qv, pages, filters, principal)
+        if image_ids is None:
+            knn = knn_clause(self.settings, f"{path}.vector", qv, pages, filters, principal)
+        else:
+            # Two-stage: the candidates' regions only. Lucene scores every vector that passes the
+            # filter exactly, instead of walking the graph, when there are at most num_candidates
+            # of them: ask for the most (a few hundred pages' regions fit; above, the filtered graph
+            # search falls back to the exact one once it has visited that many).
+            knn = knn_clause(self.settings, f"{path}.vector", qv, pages, filters.restricted_to(image_ids), principal, MAX_CANDIDATES)
         knn["inner_hits"] = {"size": per_image, "_source": {"excludes": [f"{path}.vector"]}}
         res = self._search(knn=knn, size=pages, source=False)
         out: list[RegionHit] = []
