@@ -399,6 +399,22 @@ def emoji_embedded(log: Callable[[str], None] = print) -> tuple[dict[str, Any], 
     return items, embed_with_bridge(list(items), load, "emoji", log=log)
 
 
+def iconify_embedded(sets: Sequence[str], log: Callable[[str], None] = print) -> tuple[dict[str, Any], EmbeddedImages]:
+    """Every picture of the installed Iconify sets named (:mod:`evals.datasets.iconify`), features
+    cached per set."""
+    from imgrag.evals.datasets.iconify import load_set, render
+
+    items: dict[str, Any] = {}
+    parts: list[EmbeddedImages] = []
+    for s in sets:
+        icons = {i.key: i for i in load_set(s)}
+        items.update(icons)
+        parts.append(embed_with_bridge(list(icons), lambda k: render(items[k]), f"iconify-{s}", log=log))
+    return items, EmbeddedImages([n for p in parts for n in p.names], np.concatenate([p.features for p in parts]),
+                                 np.concatenate([p.bridge for p in parts]), parts[0].feature_identity,
+                                 parts[0].bridge_identity)
+
+
 def emoji_collection(log: Callable[[str], None] = print) -> Collection:
     """All emoji (a whole source: held out from any adapter not trained on ``emoji``); queries are the
     CLDR short names, English and Chinese (human-written); an emoji sharing a name is relevant too."""
@@ -446,7 +462,15 @@ def clipart_collection(glossary: Glossary | None, log: Callable[[str], None] = p
 DEFAULT_TRAIN_IMAGES = 2000  # a hash-ordered prefix of the training split (all that 2 CPU cores embed in ~30 min)
 
 
-SOURCES = ("clipart", "emoji")
+SOURCES = ("clipart", "emoji")  # and "iconify:<set>" (evals.datasets.iconify)
+
+
+def _source_arg(s: str) -> str:
+    if s in SOURCES or re.fullmatch(r"iconify:[a-z0-9-]+", s):
+        return s
+    import argparse
+
+    raise argparse.ArgumentTypeError(f"{s!r}: choose clipart, emoji or iconify:<set>")
 
 
 @dataclass
@@ -490,6 +514,21 @@ def emoji_pairs(*, chinese: bool = True, log: Callable[[str], None] = print) -> 
         "builder": "evals.datasets.emoji", "digest": digest([items[k] for k in emb.names])})
 
 
+def iconify_pairs(icon_set: str, *, chinese: bool = True, log: Callable[[str], None] = print) -> SourcePairs:
+    """One Iconify set: CLDR names/keywords (en + human zh) of the emoji it draws, else its own name
+    (+ dictionary Chinese)."""
+    from imgrag.evals.datasets.iconify import captions, digest, package_versions
+
+    glossary = Glossary() if chinese else None
+    items, emb = iconify_embedded([icon_set], log=log)
+    caps = [captions(items[k], glossary) for k in emb.names]
+    return SourcePairs(emb, caps, {
+        "kind": f"iconify:{icon_set}", "packages": f"@iconify-json/{icon_set}@{package_versions([icon_set])[icon_set]} (npm)",
+        "captions": "CLDR tts name + keywords (en, human zh) when the icon draws an emoji, else its name "
+                    "(+ word-by-word CC-CEDICT zh)" if chinese else "names, English only",
+        "builder": "evals.datasets.iconify", "digest": digest([items[k] for k in emb.names])})
+
+
 def train_sources(out: Path, sources: Sequence[str] = ("clipart",), *, train_images: int = DEFAULT_TRAIN_IMAGES,
                   seed: int = 0, epochs: int = 120, cached_only: bool = False, chinese: bool = True,
                   text_head: str = "linear", distill: float = 0.0, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -497,13 +536,15 @@ def train_sources(out: Path, sources: Sequence[str] = ("clipart",), *, train_ima
     from imgrag.indexing.align import PairData, TrainConfig, align
     from imgrag.indexing.embedders import get_text_embedder
 
-    unknown = set(sources) - set(SOURCES)
+    unknown = {s for s in sources if s not in SOURCES and not s.startswith("iconify:")}
     if unknown or not sources:
         raise SystemExit(f"unknown source(s) {sorted(unknown)}: choose from {', '.join(SOURCES)}")
     parts: list[SourcePairs] = []
     for src in dict.fromkeys(sources):
         if src == "clipart":
             parts.append(clipart_pairs(train_images=train_images, cached_only=cached_only, chinese=chinese, log=log))
+        elif src.startswith("iconify:"):
+            parts.append(iconify_pairs(src.split(":", 1)[1], chinese=chinese, log=log))
         else:
             parts.append(emoji_pairs(chinese=chinese, log=log))
     keys: list[str] = []
@@ -528,7 +569,7 @@ def train_sources(out: Path, sources: Sequence[str] = ("clipart",), *, train_ima
                           + ("" if text_head == "linear" else f" --text-head {text_head}")
                           + (f" --distill {distill:g}" if distill else "")},
     )
-    name = "-".join(("openclipart" if s == "clipart" else s) for s in dict.fromkeys(sources))
+    name = "-".join(("openclipart" if s == "clipart" else s.replace("iconify:", "")) for s in dict.fromkeys(sources))
     name += ("-linear256" if text_head == "linear" else "-e5space") + (f"-distill{distill:g}" if distill else "")
     cfg = TrainConfig(seed=seed, epochs=epochs, text_head=text_head, distill=distill)  # type: ignore[arg-type]
     adapter, metrics = align(data, e5, out, cfg=cfg,  # type: ignore[arg-type]
@@ -605,7 +646,8 @@ def main(argv: list[str] | None = None) -> int:
         t = sub.add_parser(cmd, help=help_)
         t.add_argument("--out", type=Path, required=True)
         if cmd == "train":
-            t.add_argument("--source", choices=SOURCES, action="append", required=True, help="pair source (repeatable)")
+            t.add_argument("--source", type=_source_arg, action="append", required=True,
+                           help="pair source: clipart, emoji or iconify:<set> (repeatable)")
         t.add_argument("--train-images", type=int, default=DEFAULT_TRAIN_IMAGES, help="openclipart pictures")
         t.add_argument("--seed", type=int, default=0)
         t.add_argument("--epochs", type=int, default=120)
