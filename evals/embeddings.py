@@ -590,9 +590,21 @@ def train_default(out: Path, *, train_images: int = DEFAULT_TRAIN_IMAGES, seed: 
 # -------------------------------------------------------------------------------------------
 
 
-def compare(adapters: Sequence[Path] = (), clip_model: str | None = None, *,
+def held_out_ok(collection: str, memory: Sequence[str]) -> str | None:
+    """Why this memory cannot be measured on this collection (it holds the collection's source)."""
+    from imgrag.evals.datasets.iconify import EMOJI_SETS
+
+    if collection.startswith("clipart") and "clipart" in memory:
+        return "the memory holds openclipart"
+    if collection == "emoji" and ("emoji" in memory or any(m.split(":", 1)[-1] in EMOJI_SETS for m in memory)):
+        return "the memory holds emoji (Noto or an Iconify emoji set)"
+    return None
+
+
+def compare(adapters: Sequence[Path] = (), clip_model: str | None = None, *, transfer_memory: Path | None = None,
             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Rows ``{collection, embedder, lang, n, images, r1, r5, r10, mrr}`` for every embedder."""
+    """Rows ``{collection, embedder, lang, n, images, r1, r5, r10, mrr}`` for every embedder; the
+    ``transfer`` rows only on collections whose source its memory does not hold."""
     from imgrag.indexing.align import load_adapter, metrics_by_lang
     from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
 
@@ -604,6 +616,11 @@ def compare(adapters: Sequence[Path] = (), clip_model: str | None = None, *,
     collections = [clipart_collection(glossary, log=log), emoji_collection(log=log), skimage_collection(log=log)]
     e5 = CachedQueries(get_text_embedder("e5"))
     clip = get_image_text_embedder("clip", model=clip_model) if clip_model else None
+    memory = None
+    if transfer_memory is not None:
+        from imgrag.indexing.embedders.transfer import NamedMemory
+
+        memory = NamedMemory.load(transfer_memory)
     rows: list[dict[str, Any]] = []
     for col in collections:
         embedders: list[tuple[str, np.ndarray, np.ndarray]] = [
@@ -612,6 +629,15 @@ def compare(adapters: Sequence[Path] = (), clip_model: str | None = None, *,
         for a in adapters:
             ad = load_adapter(a)
             embedders.append((f"aligned:{ad.config.name}", ad.project_images(col.images.features), ad.project_texts(tv)))
+        if memory is not None:
+            from imgrag.indexing.embedders.transfer import mix
+
+            why = held_out_ok(col.name, [str(x) for x in memory.meta.get("sources", [])])  # type: ignore[attr-defined]
+            if why:
+                log(f"transfer on {col.name}: left out ({why})")
+            else:
+                embedders.append((f"transfer:{memory.sha}", mix(col.images.bridge, memory.transferred(col.images.features),
+                                                                float(memory.meta["beta"])), tv))  # type: ignore[arg-type]
         if clip is not None:
             iv = clip.embed_images([col.load(n) for n in col.images.names]).vectors
             embedders.append((f"clip:{Path(str(clip_model)).name}", iv, clip.embed_queries(col.queries)))

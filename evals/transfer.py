@@ -52,6 +52,7 @@ from imgrag.evals.embeddings import (
     clipart_splits,
     emoji_collection,
     emoji_embedded,
+    held_out_ok,
     iconify_embedded,
     skimage_collection,
 )
@@ -150,17 +151,6 @@ def clipart_dev_collection(glossary: Glossary | None, log: Callable[[str], None]
     return Collection("clipart-dev", emb, lambda n: np.zeros(0), queries, langs, rel)
 
 
-def held_out_ok(collection: str, memory: Sequence[str]) -> str | None:
-    """Why this memory cannot be measured on this collection (it holds the collection's source)."""
-    from imgrag.evals.datasets.iconify import EMOJI_SETS
-
-    if collection.startswith("clipart") and "clipart" in memory:
-        return "the memory holds openclipart"
-    if collection == "emoji" and ("emoji" in memory or any(m.split(":", 1)[-1] in EMOJI_SETS for m in memory)):
-        return "the memory holds emoji (Noto or an Iconify emoji set)"
-    return None
-
-
 def evaluate(collections: Sequence[str], memory_sources: Sequence[str], ks: Sequence[int], temps: Sequence[float],
              betas: Sequence[float], centring: Sequence[bool] = (False,), adapter: Path | None = None,
              log: Callable[[str], None] = print) -> list[dict[str, Any]]:
@@ -225,38 +215,25 @@ def build(out: Path, memory_sources: Sequence[str], *, k: int, temp: float, beta
     """Write the memory file :class:`imgrag.indexing.embedders.transfer.NamedMemory` loads (``out``
     ``.npz`` + ``.json``): PCA of the memory's features to ``dims``, int8 features and caption vectors
     (pictures with the same captions share one vector row)."""
+    from imgrag.evals.datasets.iconify import package_versions
     from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
-    from imgrag.indexing.embedders.transfer import quantise
+    from imgrag.indexing.embedders.transfer import write_memory
 
     glossary = Glossary()
     text = get_text_embedder("e5")
-    e5 = CachedQueries(text)
     mem = load_memory(memory_sources, glossary, log)
     rows: dict[tuple[str, ...], int] = {}
     owner = np.array([rows.setdefault(tuple(c), len(rows)) for c in mem.captions], np.int32)
-    vecs = caption_vectors([list(c) for c in rows], e5)
-    mean = mem.features.mean(0)
-    _, _, vt = np.linalg.svd(mem.features - mean, full_matrices=False)
-    proj = vt[:dims].astype(np.float32)
-    f = (mem.features - mean) @ proj.T
-    f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-9)
-    fq, fs = quantise(f)
-    vq, vs = quantise(vecs)
-    out = out.with_suffix(".npz")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, mean=mean.astype(np.float32), proj=proj.astype(np.float16), features=fq, features_scale=fs,
-                        owner=owner, vectors=vq, vectors_scale=vs)
+    vecs = caption_vectors([list(c) for c in rows], CachedQueries(text))
     bridge = get_image_text_embedder("bridge", text_embedder=text)
-    from imgrag.evals.datasets.iconify import package_versions
-
     icon_sets = [m.split(":", 1)[1] for m in mem.sources if m.startswith("iconify:")]
-    meta = {"k": k, "temp": temp, "beta": beta, "dims": dims, "pictures": len(mem.keys), "caption_rows": len(rows),
-            "sources": mem.sources, "npm": {f"@iconify-json/{s}": v for s, v in package_versions(icon_sets).items()},
-            "debian": ["fonts-noto-color-emoji", "unicode-cldr-core"] if "emoji" in mem.sources else [],
-            "feature_identity": bridge.feature_identity, "text_identity": text.identity,
-            "recipe": "python -m imgrag.evals.transfer build " + " ".join(f"--memory {m}" for m in mem.sources)
-                      + f" --k {k} --temp {temp:g} --beta {beta:g} --dims {dims} --out {out.name}"}
-    out.with_suffix(".json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    extra = {"sources": mem.sources, "npm": {f"@iconify-json/{s}": v for s, v in package_versions(icon_sets).items()},
+             "debian": ["fonts-noto-color-emoji", "unicode-cldr-core"] if "emoji" in mem.sources else [],
+             "recipe": "python -m imgrag.evals.transfer build " + " ".join(f"--memory {m}" for m in mem.sources)
+                       + f" --k {k} --temp {temp:g} --beta {beta:g} --dims {dims} --out {out.with_suffix('.npz').name}"}
+    out = write_memory(out, mem.features, vecs, owner, k=k, temp=temp, beta=beta, dims=dims,
+                       feature_identity=bridge.feature_identity, text_identity=text.identity, extra=extra)
+    meta = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {len(mem.keys)} pictures, {len(rows)} caption rows")
     return meta
 

@@ -70,6 +70,29 @@ def dequantise(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return q.astype(np.float32) * scale.astype(np.float32)
 
 
+def write_memory(out: Path, features: np.ndarray, caption_vectors: np.ndarray, owner: np.ndarray, *, k: int,
+                 temp: float, beta: float, dims: int, feature_identity: str, text_identity: str,
+                 extra: dict[str, object] | None = None) -> Path:
+    """Write ``out`` (.npz) and its .json: the PCA of ``features`` (normalised backbone features of the
+    memory pictures) to ``dims``, the projected features and the caption vectors as int8 rows;
+    ``owner[i]`` is picture ``i``'s row of ``caption_vectors``."""
+    feats = np.asarray(features, np.float32)
+    mean = feats.mean(0)
+    _, _, vt = np.linalg.svd(feats - mean, full_matrices=False)
+    proj = vt[: min(dims, vt.shape[0])].astype(np.float16)
+    fq, fs = quantise(_normalise((feats - mean) @ proj.astype(np.float32).T))
+    vq, vs = quantise(_normalise(np.asarray(caption_vectors, np.float32)))
+    out = Path(out).with_suffix(".npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, mean=mean.astype(np.float32), proj=proj, features=fq, features_scale=fs,
+                        owner=np.asarray(owner, np.int32), vectors=vq, vectors_scale=vs)
+    meta = {"k": k, "temp": temp, "beta": beta, "dims": int(proj.shape[0]), "pictures": len(feats),
+            "caption_rows": len(caption_vectors), "feature_identity": feature_identity, "text_identity": text_identity,
+            **(extra or {})}
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out
+
+
 @dataclass
 class NamedMemory:
     """A loaded memory file: project features, find neighbours, return their caption vectors."""
