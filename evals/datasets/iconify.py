@@ -11,7 +11,9 @@ Pictures are drawn with cairosvg on white (``ICON`` px inside a ``CANVAS`` px sq
 (the same body under another name), hidden icons and skin-tone copies are left out. Install::
 
     npm install --prefix DIR @iconify-json/openmoji @iconify-json/twemoji ...   # see SETS
-    export IMGRAG_ICONIFY_DIR=DIR/node_modules/@iconify-json
+    export IMGRAG_ICONIFY_DIR=DIR/node_modules/@iconify-json   # default DIR: ~/.cache/imgrag/iconify
+
+(``evals/transfer_memory.sh`` does both, with the pinned versions the shipped memory was built from.)
 
 ``python -m imgrag.evals.datasets.iconify`` prints what is installed and how many pictures each set gives.
 """
@@ -48,7 +50,7 @@ class IconifyMissing(RuntimeError):
 
 def root() -> Path:
     env = os.environ.get("IMGRAG_ICONIFY_DIR")
-    return Path(env) if env else Path("/tmp/s8p/npm/node_modules/@iconify-json")
+    return Path(env).expanduser() if env else Path("~/.cache/imgrag/iconify/node_modules/@iconify-json").expanduser()
 
 
 @dataclass(frozen=True)
