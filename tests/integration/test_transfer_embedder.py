@@ -125,3 +125,18 @@ def test_index_and_search_with_transfer(tmp_path: Path) -> None:
     assert Path(hits["hits"][0]["path"]).name == "one.png", hits
     hits = json.loads(cli("search", "奎姆波", "--json", "--mode", "vector", "--no-rerank"))
     assert Path(hits["hits"][0]["path"]).name == "two.png", hits
+
+
+def test_shipped_memory_matches_the_installed_models() -> None:
+    """The memory file in the package was built for this backbone and text model (else it is rebuilt
+    with ``bash evals/transfer_memory.sh``)."""
+    from imgrag.indexing.embedders import get_text_embedder
+    from imgrag.indexing.embedders.transfer import DEFAULT_MEMORY, TransferEmbedder
+
+    if not DEFAULT_MEMORY.is_file():
+        pytest.skip("no memory shipped")
+    te = TransferEmbedder(None, get_text_embedder("e5"))
+    meta = te.memory.meta
+    assert meta["pictures"] == len(te.memory.features) and meta["caption_rows"] == len(te.memory.vectors)
+    assert "python -m imgrag.evals.transfer build" in str(meta["recipe"]) and "clipart" not in meta["sources"]  # type: ignore[operator]
+    assert DEFAULT_MEMORY.stat().st_size < 8_000_000
