@@ -399,6 +399,22 @@ def emoji_embedded(log: Callable[[str], None] = print) -> tuple[dict[str, Any], 
     return items, embed_with_bridge(list(items), load, "emoji", log=log)
 
 
+def iconify_embedded(sets: Sequence[str], log: Callable[[str], None] = print) -> tuple[dict[str, Any], EmbeddedImages]:
+    """Every picture of the installed Iconify sets named (:mod:`evals.datasets.iconify`), features
+    cached per set."""
+    from imgrag.evals.datasets.iconify import load_set, render
+
+    items: dict[str, Any] = {}
+    parts: list[EmbeddedImages] = []
+    for s in sets:
+        icons = {i.key: i for i in load_set(s)}
+        items.update(icons)
+        parts.append(embed_with_bridge(list(icons), lambda k: render(items[k]), f"iconify-{s}", log=log))
+    return items, EmbeddedImages([n for p in parts for n in p.names], np.concatenate([p.features for p in parts]),
+                                 np.concatenate([p.bridge for p in parts]), parts[0].feature_identity,
+                                 parts[0].bridge_identity)
+
+
 def emoji_collection(log: Callable[[str], None] = print) -> Collection:
     """All emoji (a whole source: held out from any adapter not trained on ``emoji``); queries are the
     CLDR short names, English and Chinese (human-written); an emoji sharing a name is relevant too."""
@@ -446,7 +462,15 @@ def clipart_collection(glossary: Glossary | None, log: Callable[[str], None] = p
 DEFAULT_TRAIN_IMAGES = 2000  # a hash-ordered prefix of the training split (all that 2 CPU cores embed in ~30 min)
 
 
-SOURCES = ("clipart", "emoji")
+SOURCES = ("clipart", "emoji")  # and "iconify:<set>" (evals.datasets.iconify)
+
+
+def _source_arg(s: str) -> str:
+    if s in SOURCES or re.fullmatch(r"iconify:[a-z0-9-]+", s):
+        return s
+    import argparse
+
+    raise argparse.ArgumentTypeError(f"{s!r}: choose clipart, emoji or iconify:<set>")
 
 
 @dataclass
@@ -490,6 +514,21 @@ def emoji_pairs(*, chinese: bool = True, log: Callable[[str], None] = print) -> 
         "builder": "evals.datasets.emoji", "digest": digest([items[k] for k in emb.names])})
 
 
+def iconify_pairs(icon_set: str, *, chinese: bool = True, log: Callable[[str], None] = print) -> SourcePairs:
+    """One Iconify set: CLDR names/keywords (en + human zh) of the emoji it draws, else its own name
+    (+ dictionary Chinese)."""
+    from imgrag.evals.datasets.iconify import captions, digest, package_versions
+
+    glossary = Glossary() if chinese else None
+    items, emb = iconify_embedded([icon_set], log=log)
+    caps = [captions(items[k], glossary) for k in emb.names]
+    return SourcePairs(emb, caps, {
+        "kind": f"iconify:{icon_set}", "packages": f"@iconify-json/{icon_set}@{package_versions([icon_set])[icon_set]} (npm)",
+        "captions": "CLDR tts name + keywords (en, human zh) when the icon draws an emoji, else its name "
+                    "(+ word-by-word CC-CEDICT zh)" if chinese else "names, English only",
+        "builder": "evals.datasets.iconify", "digest": digest([items[k] for k in emb.names])})
+
+
 def train_sources(out: Path, sources: Sequence[str] = ("clipart",), *, train_images: int = DEFAULT_TRAIN_IMAGES,
                   seed: int = 0, epochs: int = 120, cached_only: bool = False, chinese: bool = True,
                   text_head: str = "linear", distill: float = 0.0, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -497,13 +536,15 @@ def train_sources(out: Path, sources: Sequence[str] = ("clipart",), *, train_ima
     from imgrag.indexing.align import PairData, TrainConfig, align
     from imgrag.indexing.embedders import get_text_embedder
 
-    unknown = set(sources) - set(SOURCES)
+    unknown = {s for s in sources if s not in SOURCES and not s.startswith("iconify:")}
     if unknown or not sources:
         raise SystemExit(f"unknown source(s) {sorted(unknown)}: choose from {', '.join(SOURCES)}")
     parts: list[SourcePairs] = []
     for src in dict.fromkeys(sources):
         if src == "clipart":
             parts.append(clipart_pairs(train_images=train_images, cached_only=cached_only, chinese=chinese, log=log))
+        elif src.startswith("iconify:"):
+            parts.append(iconify_pairs(src.split(":", 1)[1], chinese=chinese, log=log))
         else:
             parts.append(emoji_pairs(chinese=chinese, log=log))
     keys: list[str] = []
@@ -528,7 +569,7 @@ def train_sources(out: Path, sources: Sequence[str] = ("clipart",), *, train_ima
                           + ("" if text_head == "linear" else f" --text-head {text_head}")
                           + (f" --distill {distill:g}" if distill else "")},
     )
-    name = "-".join(("openclipart" if s == "clipart" else s) for s in dict.fromkeys(sources))
+    name = "-".join(("openclipart" if s == "clipart" else s.replace("iconify:", "")) for s in dict.fromkeys(sources))
     name += ("-linear256" if text_head == "linear" else "-e5space") + (f"-distill{distill:g}" if distill else "")
     cfg = TrainConfig(seed=seed, epochs=epochs, text_head=text_head, distill=distill)  # type: ignore[arg-type]
     adapter, metrics = align(data, e5, out, cfg=cfg,  # type: ignore[arg-type]
@@ -549,9 +590,21 @@ def train_default(out: Path, *, train_images: int = DEFAULT_TRAIN_IMAGES, seed: 
 # -------------------------------------------------------------------------------------------
 
 
-def compare(adapters: Sequence[Path] = (), clip_model: str | None = None, *,
+def held_out_ok(collection: str, memory: Sequence[str]) -> str | None:
+    """Why this memory cannot be measured on this collection (it holds the collection's source)."""
+    from imgrag.evals.datasets.iconify import EMOJI_SETS
+
+    if collection.startswith("clipart") and "clipart" in memory:
+        return "the memory holds openclipart"
+    if collection == "emoji" and ("emoji" in memory or any(m.split(":", 1)[-1] in EMOJI_SETS for m in memory)):
+        return "the memory holds emoji (Noto or an Iconify emoji set)"
+    return None
+
+
+def compare(adapters: Sequence[Path] = (), clip_model: str | None = None, *, transfer_memory: Path | None = None,
             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Rows ``{collection, embedder, lang, n, images, r1, r5, r10, mrr}`` for every embedder."""
+    """Rows ``{collection, embedder, lang, n, images, r1, r5, r10, mrr}`` for every embedder; the
+    ``transfer`` rows only on collections whose source its memory does not hold."""
     from imgrag.indexing.align import load_adapter, metrics_by_lang
     from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
 
@@ -563,6 +616,11 @@ def compare(adapters: Sequence[Path] = (), clip_model: str | None = None, *,
     collections = [clipart_collection(glossary, log=log), emoji_collection(log=log), skimage_collection(log=log)]
     e5 = CachedQueries(get_text_embedder("e5"))
     clip = get_image_text_embedder("clip", model=clip_model) if clip_model else None
+    memory = None
+    if transfer_memory is not None:
+        from imgrag.indexing.embedders.transfer import NamedMemory
+
+        memory = NamedMemory.load(transfer_memory)
     rows: list[dict[str, Any]] = []
     for col in collections:
         embedders: list[tuple[str, np.ndarray, np.ndarray]] = [
@@ -571,6 +629,15 @@ def compare(adapters: Sequence[Path] = (), clip_model: str | None = None, *,
         for a in adapters:
             ad = load_adapter(a)
             embedders.append((f"aligned:{ad.config.name}", ad.project_images(col.images.features), ad.project_texts(tv)))
+        if memory is not None:
+            from imgrag.indexing.embedders.transfer import mix
+
+            why = held_out_ok(col.name, [str(x) for x in memory.meta.get("sources", [])])  # type: ignore[attr-defined]
+            if why:
+                log(f"transfer on {col.name}: left out ({why})")
+            else:
+                embedders.append((f"transfer:{memory.sha}", mix(col.images.bridge, memory.transferred(col.images.features),
+                                                                float(memory.meta["beta"])), tv))  # type: ignore[arg-type]
         if clip is not None:
             iv = clip.embed_images([col.load(n) for n in col.images.names]).vectors
             embedders.append((f"clip:{Path(str(clip_model)).name}", iv, clip.embed_queries(col.queries)))
@@ -605,7 +672,8 @@ def main(argv: list[str] | None = None) -> int:
         t = sub.add_parser(cmd, help=help_)
         t.add_argument("--out", type=Path, required=True)
         if cmd == "train":
-            t.add_argument("--source", choices=SOURCES, action="append", required=True, help="pair source (repeatable)")
+            t.add_argument("--source", type=_source_arg, action="append", required=True,
+                           help="pair source: clipart, emoji or iconify:<set> (repeatable)")
         t.add_argument("--train-images", type=int, default=DEFAULT_TRAIN_IMAGES, help="openclipart pictures")
         t.add_argument("--seed", type=int, default=0)
         t.add_argument("--epochs", type=int, default=120)

@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     image_embedder: str = "bridge"
     adapter: Path | None = Field(default=None, description="folder of a trained alignment adapter (imgrag align)")
     clip_model: str | None = Field(default=None, description="CLIP model name or local folder for image_embedder=clip")
+    transfer_memory: Path | None = Field(
+        default=None, description="memory of named pictures for image_embedder=transfer (default: the shipped one)")
 
     # pipeline
     workers: int = Field(default=2, ge=1, le=64)

@@ -94,6 +94,8 @@ class Runtime:
         opts: dict[str, object] = {"text_embedder": self.text_embedder, "cache_dir": s.cache_dir}
         if name == "aligned":
             opts["adapter"] = s.adapter
+        elif name == "transfer":
+            opts["memory"] = s.transfer_memory
         elif name == "clip":
             opts = {"model": s.clip_model}
         return get_image_text_embedder(name, **opts)

@@ -75,6 +75,11 @@ def _annotations(lang: str) -> dict[str, tuple[str, list[str]]]:
     return out
 
 
+def annotations(lang: str) -> dict[str, tuple[str, list[str]]]:
+    """CLDR ``{emoji: (short name, keywords)}`` in ``lang`` (also used by :mod:`evals.datasets.iconify`)."""
+    return _annotations(lang)
+
+
 def _is_emoji(cp: str) -> bool:
     return any(ord(c) >= 0x2300 for c in cp) and not _SKIN.search(cp)
 

@@ -82,13 +82,15 @@ def eval_tune(
 def eval_embeddings(
     adapter: Annotated[list[Path] | None, typer.Option("--adapter", help="adapter folder(s) to compare (repeatable)")] = None,
     clip_model: Annotated[str | None, typer.Option("--clip-model", help="also a CLIP model folder or cached name")] = None,
+    transfer_memory: Annotated[Path | None, typer.Option(
+        "--transfer-memory", help="also the transfer embedder with this memory file (collections it holds are left out)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the rows as JSON")] = None,
 ) -> None:
-    """bridge vs aligned vs clip: text → image R@1/5/10 and MRR on held-out openclipart, emoji and scikit-image photos, EN + ZH."""
+    """bridge vs aligned vs transfer vs clip: text → image R@1/5/10 and MRR on held-out openclipart, emoji and scikit-image photos, EN + ZH."""
     from imgrag.evals.embeddings import compare, format_table
 
     try:
-        rows = compare(adapter or [], clip_model, log=lambda m: err.print(m, highlight=False))
+        rows = compare(adapter or [], clip_model, transfer_memory=transfer_memory, log=lambda m: err.print(m, highlight=False))
     except ImgragError as e:
         fail(e)
     print(format_table(rows))

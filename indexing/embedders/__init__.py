@@ -102,6 +102,7 @@ _IMAGE_TEXT_EMBEDDERS: dict[str, str | Callable[..., ImageTextEmbedder]] = {
     "bridge": "imgrag.indexing.embedders.bridge:LabelBridgeEmbedder",
     "label-bridge": "imgrag.indexing.embedders.bridge:LabelBridgeEmbedder",
     "aligned": "imgrag.indexing.embedders.aligned:AlignedEmbedder",
+    "transfer": "imgrag.indexing.embedders.transfer:TransferEmbedder",
     "clip": "imgrag.indexing.embedders.clip:ClipEmbedder",
 }
 _INSTANCES: dict[tuple[Any, ...], Any] = {}

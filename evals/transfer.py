@@ -1,0 +1,312 @@
+"""Caption transfer: describe a picture by the names of its nearest *named* pictures, then search those
+words with e5 — measured on whole sources the memory never saw, beside the bridge in the same run.
+
+For a picture with backbone features ``f`` (EfficientNet-Lite0, L2-normalised, as the bridge), its
+``k`` nearest pictures of a memory of named pictures (cosine on the same features) vote with weights
+``softmax(cos / temp)``; the picture's vector is the weighted mean of their caption vectors (the mean
+of the e5 query vectors of each memory picture's captions, English and Chinese), optionally mixed with
+its bridge vector: ``normalise(beta · bridge + (1 − beta) · transferred)``. Queries are e5 query
+vectors, so the result lives in the bridge's space. It is the bridge with a memory of tens of
+thousands of named drawings in place of ImageNet's 1,000 photographed classes.
+
+Memory sources (``--memory``, repeatable): ``iconify:<set>`` (:mod:`evals.datasets.iconify`, npm),
+``emoji`` (Noto Color Emoji + CLDR, :mod:`evals.datasets.emoji`), ``clipart`` (openclipart's
+*training* split, the pictures ``python -m imgrag.evals.embeddings features`` cached). Collections:
+
+* ``clipart-dev``: training-split openclipart pictures with a title naming one picture (tune here;
+  only with a memory without ``clipart``);
+* ``clipart-heldout``: the 396 held-out-split pictures of ``imgrag eval embeddings`` (run once);
+* ``emoji``: every Noto emoji by its CLDR name (only with a memory without ``emoji`` and the Iconify
+  emoji sets, which draw the same concepts);
+* ``skimage``: 23 photos, hand-written captions.
+
+``build`` writes the memory file of ``IMGRAG_IMAGE_EMBEDDER=transfer``
+(:mod:`imgrag.indexing.embedders.transfer`); ``eval --memory-file`` measures that file as the embedder
+uses it (PCA, int8).
+
+    python -m imgrag.evals.transfer eval --collection clipart-dev --memory emoji --memory iconify:openmoji \\
+        --k 5 --k 20 --temp 0.02 --temp 0.05 --beta 0 --beta 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgrag.evals.embeddings import (
+    CachedQueries,
+    Collection,
+    Glossary,
+    _title_ok,
+    clipart_captions,
+    clipart_catalogue,
+    clipart_collection,
+    clipart_embedded,
+    clipart_splits,
+    emoji_collection,
+    emoji_embedded,
+    held_out_ok,
+    iconify_embedded,
+    skimage_collection,
+)
+from imgrag.indexing.embedders.transfer import mix, transfer
+
+COLLECTIONS = ("clipart-dev", "clipart-heldout", "emoji", "skimage")
+
+
+@dataclass
+class Memory:
+    keys: list[str]
+    features: np.ndarray  # (n, 1280), L2-normalised
+    captions: list[list[str]]
+    sources: list[str]
+
+    def centred(self) -> np.ndarray:
+        """Features with each source's mean removed (then normalised): what is left is what differs
+        between its pictures, not the set's drawing style."""
+        src = np.array([k.split("/", 1)[0] for k in self.keys])
+        out = self.features.copy()
+        for s in self.sources:
+            sel = src == s
+            out[sel] = centre(out[sel])
+        return out
+
+
+def centre(features: np.ndarray) -> np.ndarray:
+    f = features - features.mean(0, keepdims=True)
+    return (f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-9)).astype(np.float32)
+
+
+def load_memory(sources: Sequence[str], glossary: Glossary | None, log: Callable[[str], None] = print) -> Memory:
+    keys: list[str] = []
+    feats: list[np.ndarray] = []
+    caps: list[list[str]] = []
+    for src in dict.fromkeys(sources):
+        if src.startswith("iconify:"):
+            from imgrag.evals.datasets.iconify import captions
+
+            items, emb = iconify_embedded([src.split(":", 1)[1]], log=log)
+            c = [captions(items[k], glossary) for k in emb.names]
+        elif src == "emoji":
+            eitems, emb = emoji_embedded(log)
+            c = [eitems[k].captions() for k in emb.names]
+        elif src == "clipart":
+            cat = clipart_catalogue()
+            counts: dict[str, int] = {}
+            for it in cat:
+                counts[it.title.lower()] = counts.get(it.title.lower(), 0) + 1
+            _, train = clipart_splits(cat)
+            citems, emb = clipart_embedded([it.name for it in train], log=log, limit=0)
+            c = [clipart_captions(citems[k], counts, glossary) for k in emb.names]
+        else:
+            raise SystemExit(f"unknown memory source {src!r}: iconify:<set>, emoji or clipart")
+        keep = [i for i, x in enumerate(c) if x]
+        keys += [f"{src}/{emb.names[i]}" for i in keep]
+        feats.append(emb.features[keep])
+        caps += [c[i] for i in keep]
+        log(f"memory {src}: {len(keep)} named pictures")
+    return Memory(keys, np.concatenate(feats).astype(np.float32), caps, list(dict.fromkeys(sources)))
+
+
+def caption_vectors(captions: Sequence[Sequence[str]], e5: Any) -> np.ndarray:
+    """Per picture, the normalised mean of its captions' e5 query vectors."""
+    flat = [c for cs in captions for c in cs]
+    v = e5.embed_queries(flat)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
+    out = np.zeros((len(captions), v.shape[1]), np.float32)
+    i = 0
+    for j, cs in enumerate(captions):
+        out[j] = v[i : i + len(cs)].mean(0)
+        i += len(cs)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def clipart_dev_collection(glossary: Glossary | None, log: Callable[[str], None] = print) -> Collection:
+    """Training-split openclipart pictures (cached) whose title names one picture, queried by it."""
+    cat = clipart_catalogue()
+    counts: dict[str, int] = {}
+    for it in cat:
+        counts[it.title.lower()] = counts.get(it.title.lower(), 0) + 1
+    _, train = clipart_splits(cat)
+    titled = [it for it in train if _title_ok(it.title, counts)]
+    items, emb = clipart_embedded([it.name for it in titled], log=log, limit=0)
+    by_title: dict[str, set[int]] = {}
+    for i, n in enumerate(emb.names):
+        by_title.setdefault(items[n].title.lower(), set()).add(i)
+    queries, langs, rel = [], [], []
+    for _, rows in sorted(by_title.items()):
+        t = items[emb.names[min(rows)]].title
+        for lang, q in (("en", t), ("zh", glossary.phrase(t) if glossary else None)):
+            if q:
+                queries.append(q)
+                langs.append(lang)
+                rel.append(frozenset(rows))
+    return Collection("clipart-dev", emb, lambda n: np.zeros(0), queries, langs, rel)
+
+
+def evaluate(collections: Sequence[str], memory_sources: Sequence[str], ks: Sequence[int], temps: Sequence[float],
+             betas: Sequence[float], centring: Sequence[bool] = (False,), adapter: Path | None = None,
+             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Rows per collection: the bridge, then every (centring, k, temp, beta); with ``adapter``, the
+    neighbour search runs in its image space (its head applied to both sides) instead of the backbone's."""
+    from imgrag.indexing.align import metrics_by_lang
+    from imgrag.indexing.embedders import get_text_embedder
+
+    glossary = Glossary()
+    e5 = CachedQueries(get_text_embedder("e5"))
+    mem = load_memory(memory_sources, glossary, log)
+    mvec = caption_vectors(mem.captions, e5)
+    space: Callable[[np.ndarray], np.ndarray] = lambda f: f
+    if adapter is not None:
+        from imgrag.indexing.align import load_adapter
+
+        ad = load_adapter(adapter)
+        space = ad.project_images
+        mem.features = space(mem.features)
+    mfeat = {False: mem.features, True: mem.centred() if True in centring else mem.features}
+    builders: dict[str, Callable[[], Collection]] = {
+        "clipart-dev": lambda: clipart_dev_collection(glossary, log), "clipart-heldout": lambda: clipart_collection(glossary, log),
+        "emoji": lambda: emoji_collection(log), "skimage": lambda: skimage_collection(log)}
+    rows: list[dict[str, Any]] = []
+    for name in collections:
+        why = held_out_ok(name, mem.sources)
+        if why:
+            log(f"{name}: skipped ({why})")
+            continue
+        col = builders[name]()
+        qv = e5.embed_queries(col.queries)
+        cands: list[tuple[str, np.ndarray]] = [("bridge", col.images.bridge)]
+        for c in centring:
+            feats = space(col.images.features)
+            feats = centre(feats) if c else feats
+            for k in ks:
+                for t in temps:
+                    tv = transfer(feats, mfeat[c], mvec, k=k, temp=t)
+                    for b in betas:
+                        cands.append(((f"transfer{' (adapter space)' if adapter else ''}{' centred' if c else ''} "
+                                      f"k={k} temp={t:g} beta={b:g}"),
+                                      mix(col.images.bridge, tv, b)))
+        for emb_name, iv in cands:
+            for lang, m in metrics_by_lang(iv, qv, col.relevant, col.langs).items():
+                rows.append({"collection": col.name, "images": len(col.images.names), "embedder": emb_name,
+                             "memory": "+".join(mem.sources), "memory_images": len(mem.keys), "lang": lang,
+                             **{kk: (round(v, 4) if isinstance(v, float) else v) for kk, v in m.items()}})
+    return rows
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    lines = ["| collection | embedder | lang | queries | R@1 | R@5 | R@10 | MRR |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["lang"] != "all":
+            lines.append(f"| {r['collection']} ({r['images']}) | {r['embedder']} | {r['lang']} | {r['n']} | "
+                         f"{r['r1']:.3f} | {r['r5']:.3f} | {r['r10']:.3f} | {r['mrr']:.3f} |")
+    return "\n".join(lines)
+
+
+def build(out: Path, memory_sources: Sequence[str], *, k: int, temp: float, beta: float, dims: int = 128,
+          log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Write the memory file :class:`imgrag.indexing.embedders.transfer.NamedMemory` loads (``out``
+    ``.npz`` + ``.json``): PCA of the memory's features to ``dims``, int8 features and caption vectors
+    (pictures with the same captions share one vector row)."""
+    from imgrag.evals.datasets.iconify import package_versions
+    from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
+    from imgrag.indexing.embedders.transfer import write_memory
+
+    glossary = Glossary()
+    text = get_text_embedder("e5")
+    mem = load_memory(memory_sources, glossary, log)
+    rows: dict[tuple[str, ...], int] = {}
+    owner = np.array([rows.setdefault(tuple(c), len(rows)) for c in mem.captions], np.int32)
+    vecs = caption_vectors([list(c) for c in rows], CachedQueries(text))
+    bridge = get_image_text_embedder("bridge", text_embedder=text)
+    icon_sets = [m.split(":", 1)[1] for m in mem.sources if m.startswith("iconify:")]
+    extra = {"sources": mem.sources, "npm": {f"@iconify-json/{s}": v for s, v in package_versions(icon_sets).items()},
+             "debian": ["fonts-noto-color-emoji", "unicode-cldr-core"] if "emoji" in mem.sources else [],
+             "recipe": "python -m imgrag.evals.transfer build " + " ".join(f"--memory {m}" for m in mem.sources)
+                       + f" --k {k} --temp {temp:g} --beta {beta:g} --dims {dims} --out {out.with_suffix('.npz').name}"}
+    out = write_memory(out, mem.features, vecs, owner, k=k, temp=temp, beta=beta, dims=dims,
+                       feature_identity=bridge.feature_identity, text_identity=text.identity, extra=extra)
+    meta = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {len(mem.keys)} pictures, {len(rows)} caption rows")
+    return meta
+
+
+def evaluate_file(collections: Sequence[str], memory_file: Path, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """The bridge beside a built memory file exactly as ``image_embedder=transfer`` uses it."""
+    from imgrag.indexing.align import metrics_by_lang
+    from imgrag.indexing.embedders import get_text_embedder
+    from imgrag.indexing.embedders.transfer import NamedMemory
+
+    mem = NamedMemory.load(memory_file)
+    glossary = Glossary()
+    e5 = CachedQueries(get_text_embedder("e5"))
+    builders: dict[str, Callable[[], Collection]] = {
+        "clipart-dev": lambda: clipart_dev_collection(glossary, log), "clipart-heldout": lambda: clipart_collection(glossary, log),
+        "emoji": lambda: emoji_collection(log), "skimage": lambda: skimage_collection(log)}
+    rows: list[dict[str, Any]] = []
+    for name in collections:
+        why = held_out_ok(name, [str(s) for s in mem.meta["sources"]])  # type: ignore[attr-defined]
+        if why:
+            log(f"{name}: skipped ({why})")
+            continue
+        col = builders[name]()
+        qv = e5.embed_queries(col.queries)
+        label = f"transfer (memory file, k={mem.meta['k']} temp={mem.meta['temp']} beta={mem.meta['beta']})"
+        for emb_name, iv in (("bridge", col.images.bridge),
+                             (label, mix(col.images.bridge, mem.transferred(col.images.features), float(mem.meta["beta"])))):  # type: ignore[arg-type]
+            for lang, m in metrics_by_lang(iv, qv, col.relevant, col.langs).items():
+                rows.append({"collection": col.name, "images": len(col.images.names), "embedder": emb_name,
+                             "memory": "+".join(mem.meta["sources"]), "memory_images": mem.meta["pictures"], "lang": lang,  # type: ignore[arg-type]
+                             **{kk: (round(v, 4) if isinstance(v, float) else v) for kk, v in m.items()}})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m imgrag.evals.transfer", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    ev = sub.add_parser("eval", help="the bridge beside caption transfer on whole held-out sources")
+    ev.add_argument("--collection", choices=COLLECTIONS, action="append", required=True)
+    ev.add_argument("--memory", action="append", default=None, help="iconify:<set> | emoji | clipart (repeatable)")
+    ev.add_argument("--memory-file", type=Path, default=None, help="a built memory file instead of --memory and the grid")
+    ev.add_argument("--k", type=int, action="append", default=None)
+    ev.add_argument("--temp", type=float, action="append", default=None)
+    ev.add_argument("--beta", type=float, action="append", default=None, help="weight of the bridge vector in the mix")
+    ev.add_argument("--centre", choices=("no", "yes", "both"), default="no",
+                    help="remove each source's (and the collection's) mean feature before the neighbour search")
+    ev.add_argument("--adapter", type=Path, default=None, help="search neighbours in this adapter's image space")
+    ev.add_argument("--json", type=Path, default=None)
+    b = sub.add_parser("build", help="write a memory file for image_embedder=transfer")
+    b.add_argument("--memory", action="append", required=True, help="iconify:<set> | emoji (repeatable)")
+    b.add_argument("--k", type=int, default=10)
+    b.add_argument("--temp", type=float, default=0.03)
+    b.add_argument("--beta", type=float, default=0.5)
+    b.add_argument("--dims", type=int, default=128)
+    b.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    if args.cmd == "build":
+        build(args.out, args.memory, k=args.k, temp=args.temp, beta=args.beta, dims=args.dims)
+        return 0
+    if args.memory_file:
+        rows = evaluate_file(args.collection, args.memory_file)
+    elif args.memory:
+        centring = {"no": (False,), "yes": (True,), "both": (False, True)}[args.centre]
+        rows = evaluate(args.collection, args.memory, args.k or [10], args.temp or [0.05], args.beta or [0.0, 0.5],
+                        centring, args.adapter)
+    else:
+        ap.error("eval needs --memory or --memory-file")
+    print(f"memory: {rows[0]['memory'] if rows else '-'} ({rows[0]['memory_images'] if rows else 0} named pictures)")
+    print(format_rows(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

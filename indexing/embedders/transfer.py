@@ -1,0 +1,189 @@
+"""``transfer``: the label bridge plus caption transfer from a memory of named pictures.
+
+The bridge describes a picture by ImageNet's 1,000 photographed classes, which rarely name a drawing.
+Here the picture's EfficientNet-Lite0 features also look up its ``k`` nearest pictures in a memory of
+tens of thousands of *named* drawings (icon and emoji sets from packages, their names and CLDR
+keywords in English and Chinese); their caption vectors (e5), weighted by ``softmax(cos / temp)``,
+are mixed with the bridge vector: ``normalise(beta · bridge + (1 − beta) · transferred)``. Queries
+are e5 query vectors as for the bridge, so nothing else changes; the caption text stays the bridge's.
+
+The memory is one ``.npz`` (built by ``python -m imgrag.evals.transfer build``, recipe in its
+``.json``): a PCA of the backbone features (mean + projection), each memory picture's projected
+features (int8, per-row scale), its caption row, and the caption vectors (int8, per-row scale).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imgrag.indexing.embedders import (
+    ImageEmbeddings,
+    TextEmbedder,
+    get_image_text_embedder,
+    get_text_embedder,
+)
+from imgrag.indexing.errors import ImgragError
+
+DEFAULT_MEMORY = Path(__file__).with_name("data") / "transfer-memory.npz"
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)).astype(np.float32)
+
+
+def transfer(features: np.ndarray, memory_features: np.ndarray, memory_vectors: np.ndarray, *, k: int,
+             temp: float, owner: np.ndarray | None = None, exclude: Sequence[int] | None = None) -> np.ndarray:
+    """Each row's ``softmax(cos / temp)``-weighted mean of its ``k`` nearest memory pictures' caption
+    vectors (row ``owner[i]`` of ``memory_vectors`` for memory picture ``i``; ``i`` itself without
+    ``owner``), normalised. ``exclude[j]``: a memory picture row ``j`` may not pick (leave-one-out)."""
+    sims = np.asarray(features, np.float32) @ memory_features.T
+    if exclude is not None:
+        sims[np.arange(len(sims)), np.asarray(exclude)] = -np.inf
+    k = max(1, min(k, sims.shape[1]))
+    idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    s = np.take_along_axis(sims, idx, axis=1)
+    w = np.exp((s - s.max(1, keepdims=True)) / temp)
+    w /= w.sum(1, keepdims=True)
+    rows = owner[idx] if owner is not None else idx
+    return _normalise(np.einsum("nk,nkd->nd", w, memory_vectors[rows]))
+
+
+def mix(bridge: np.ndarray, transferred: np.ndarray, beta: float) -> np.ndarray:
+    """``normalise(beta · bridge + (1 − beta) · transferred)`` (both normalised first)."""
+    return _normalise(beta * _normalise(bridge) + (1 - beta) * transferred)
+
+
+def quantise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 rows with a float16 scale each (what the memory file stores)."""
+    scale = np.maximum(np.abs(x).max(1, keepdims=True), 1e-9) / 127.0
+    return np.round(x / scale).astype(np.int8), scale.astype(np.float16)
+
+
+def dequantise(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return q.astype(np.float32) * scale.astype(np.float32)
+
+
+def write_memory(out: Path, features: np.ndarray, caption_vectors: np.ndarray, owner: np.ndarray, *, k: int,
+                 temp: float, beta: float, dims: int, feature_identity: str, text_identity: str,
+                 extra: dict[str, object] | None = None) -> Path:
+    """Write ``out`` (.npz) and its .json: the PCA of ``features`` (normalised backbone features of the
+    memory pictures) to ``dims``, the projected features and the caption vectors as int8 rows;
+    ``owner[i]`` is picture ``i``'s row of ``caption_vectors``."""
+    feats = np.asarray(features, np.float32)
+    mean = feats.mean(0)
+    _, _, vt = np.linalg.svd(feats - mean, full_matrices=False)
+    proj = vt[: min(dims, vt.shape[0])].astype(np.float16)
+    fq, fs = quantise(_normalise((feats - mean) @ proj.astype(np.float32).T))
+    vq, vs = quantise(_normalise(np.asarray(caption_vectors, np.float32)))
+    out = Path(out).with_suffix(".npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, mean=mean.astype(np.float32), proj=proj, features=fq, features_scale=fs,
+                        owner=np.asarray(owner, np.int32), vectors=vq, vectors_scale=vs)
+    meta = {"k": k, "temp": temp, "beta": beta, "dims": int(proj.shape[0]), "pictures": len(feats),
+            "caption_rows": len(caption_vectors), "feature_identity": feature_identity, "text_identity": text_identity,
+            **(extra or {})}
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out
+
+
+@dataclass
+class NamedMemory:
+    """A loaded memory file: project features, find neighbours, return their caption vectors."""
+
+    path: Path
+    mean: np.ndarray  # (feature_dim,)
+    proj: np.ndarray  # (d, feature_dim)
+    features: np.ndarray  # (n, d) normalised
+    owner: np.ndarray  # (n,) caption row per memory picture
+    vectors: np.ndarray  # (m, text_dim) normalised
+    meta: dict[str, object]
+    sha: str
+
+    @classmethod
+    def load(cls, path: Path) -> NamedMemory:
+        path = Path(path)
+        meta_path = path.with_suffix(".json")
+        if not path.is_file() or not meta_path.is_file():
+            raise ImgragError(f"transfer memory {path} (and its .json) not found",
+                              "set IMGRAG_TRANSFER_MEMORY to a file built by `python -m imgrag.evals.transfer build`")
+        raw = path.read_bytes()
+        try:
+            import io
+
+            z = np.load(io.BytesIO(raw), allow_pickle=False)
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            mem = cls(path=path, mean=z["mean"].astype(np.float32), proj=z["proj"].astype(np.float32),
+                      features=_normalise(dequantise(z["features"], z["features_scale"])), owner=z["owner"].astype(np.int64),
+                      vectors=_normalise(dequantise(z["vectors"], z["vectors_scale"])), meta=meta,
+                      sha=hashlib.sha256(raw + meta_path.read_bytes()).hexdigest()[:16])
+        except (KeyError, ValueError, OSError) as e:
+            raise ImgragError(f"transfer memory {path} is unreadable: {e}", "rebuild it with `python -m imgrag.evals.transfer build`") from e
+        if mem.owner.max(initial=-1) >= len(mem.vectors) or mem.features.shape[1] != mem.proj.shape[0]:
+            raise ImgragError(f"transfer memory {path} is inconsistent", "rebuild it with `python -m imgrag.evals.transfer build`")
+        return mem
+
+    def project(self, features: np.ndarray) -> np.ndarray:
+        return _normalise((np.asarray(features, np.float32) - self.mean) @ self.proj.T)
+
+    def transferred(self, features: np.ndarray) -> np.ndarray:
+        return transfer(self.project(features), self.features, self.vectors, k=int(self.meta["k"]),  # type: ignore[call-overload]
+                        temp=float(self.meta["temp"]), owner=self.owner)  # type: ignore[arg-type]
+
+
+class TransferEmbedder:
+    """The bridge's vectors mixed with the captions of each picture's nearest named pictures.
+
+    Args:
+        memory: memory file (``IMGRAG_TRANSFER_MEMORY``; default: the one shipped beside this module).
+        text_embedder, cache_dir, batch_size, num_threads: as the label bridge.
+    """
+
+    def __init__(self, memory: str | os.PathLike[str] | None = None, text_embedder: TextEmbedder | str = "e5", *,
+                 cache_dir: str | os.PathLike[str] | None = None, batch_size: int = 32, num_threads: int | None = None) -> None:
+        self.text = get_text_embedder(text_embedder) if isinstance(text_embedder, str) else text_embedder
+        self.bridge = get_image_text_embedder("bridge", text_embedder=self.text, cache_dir=cache_dir,
+                                              batch_size=batch_size, num_threads=num_threads)
+        self.memory = NamedMemory.load(Path(memory) if memory else DEFAULT_MEMORY)
+        meta = self.memory.meta
+        for what, have in (("feature_identity", self.bridge.feature_identity), ("text_identity", self.text.identity)):
+            if meta.get(what) != have:
+                raise ImgragError(f"transfer memory {self.memory.path} was built for {what} {meta.get(what)!r}, "
+                                  f"this installation has {have!r}", "rebuild it with `python -m imgrag.evals.transfer build`")
+        self.beta = float(meta["beta"])  # type: ignore[arg-type]
+        self.dim, self.feature_dim, self.feature_identity = self.bridge.dim, self.bridge.feature_dim, self.bridge.feature_identity
+        self.identity = (f"transfer[memory={self.memory.sha}|k{meta['k']}|temp{meta['temp']}|beta{meta['beta']}"
+                         f"|{self.bridge.identity}]")
+
+    def load(self) -> None:
+        self.bridge.load()
+
+    def _mixed(self, emb: ImageEmbeddings) -> ImageEmbeddings:
+        if not len(emb):
+            return emb
+        vectors = mix(emb.vectors, self.memory.transferred(emb.features), self.beta)
+        return ImageEmbeddings(vectors=vectors, features=emb.features, captions=emb.captions, labels=emb.labels)
+
+    def embed_images(self, imgs: Sequence[np.ndarray]) -> ImageEmbeddings:
+        return self._mixed(self.bridge.embed_images(imgs))
+
+    def embed_regions(self, imgs: Sequence[np.ndarray], boxes: Sequence[Sequence[Sequence[float]]],
+                      long_side: int = 320) -> ImageEmbeddings:
+        """Region vectors from one backbone pass per image (``LabelBridgeEmbedder.embed_regions``)."""
+        return self._mixed(self.bridge.embed_regions(imgs, boxes, long_side))
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.text.embed_queries(texts)
+
+    def queries_from_text(self, text_vectors: np.ndarray) -> np.ndarray:
+        """The joint space is the text model's query space (as the bridge's)."""
+        return text_vectors
+
+    def __repr__(self) -> str:
+        return f"TransferEmbedder({self.identity!r})"

@@ -1,0 +1,142 @@
+"""The ``transfer`` image embedder: the bridge mixed with the captions of the nearest named pictures
+of a memory file — real backbone, real e5, pictures drawn here; end to end through index + search."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from imgrag.indexing.errors import ImgragError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Memory pictures (drawn with Pillow) and the made-up names the memory gives them: the bridge knows
+# no "zorblax" or "quimbo", so only the transferred captions can find these pictures by those words.
+SHAPES = {"disc": ("zorblax", "左布拉"), "bars": ("quimbo", "奎姆波")}
+
+
+def _draw(kind: str, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    im = Image.new("RGB", (160, 160), "white")
+    d = ImageDraw.Draw(im)
+    j = int(rng.integers(-8, 9))
+    if kind == "disc":
+        d.ellipse((30 + j, 30 + j, 130 + j, 130 + j), fill=(220, 30, 30))
+    else:
+        for x in range(20, 140, 30):
+            d.rectangle((x + j, 20, x + j + 12, 140), fill=(20, 20, 20))
+    return np.asarray(im)
+
+
+def _memory(tmp_path: Path, beta: float = 0.0, text_identity: str | None = None) -> Path:
+    from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
+    from imgrag.indexing.embedders.transfer import write_memory
+
+    bridge, e5 = get_image_text_embedder("bridge"), get_text_embedder("e5")
+    imgs, owner, caps = [], [], []
+    for row, (kind, (en, zh)) in enumerate(SHAPES.items()):
+        caps.append(e5.embed_queries([en, zh]).mean(0))
+        for seed in range(6):
+            imgs.append(_draw(kind, seed))
+            owner.append(row)
+    feats = bridge.embed_images(imgs).features
+    return write_memory(tmp_path / f"mem-{beta:g}.npz", feats, np.stack(caps), np.array(owner), k=3, temp=0.05,
+                        beta=beta, dims=8, feature_identity=bridge.feature_identity,
+                        text_identity=text_identity or e5.identity, extra={"sources": ["test"]})
+
+
+def test_transfer_embedder_finds_pictures_by_their_neighbours_names(tmp_path: Path) -> None:
+    from imgrag.indexing.embedders import ImageTextEmbedder, get_image_text_embedder, get_text_embedder
+    from imgrag.indexing.embedders.transfer import NamedMemory, TransferEmbedder
+
+    e5 = get_text_embedder("e5")
+    bridge = get_image_text_embedder("bridge")
+    path = _memory(tmp_path)
+    mem = NamedMemory.load(path)
+    assert mem.features.shape == (12, 8) and mem.vectors.shape == (2, e5.dim) and path.stat().st_size < 50_000
+    te = TransferEmbedder(path, e5)
+    assert isinstance(te, ImageTextEmbedder) and te.dim == bridge.dim and te.feature_identity == bridge.feature_identity
+    assert te.identity.startswith("transfer[memory=") and bridge.identity in te.identity
+    new = [_draw("disc", 100), _draw("bars", 101)]  # unseen pictures of each kind
+    out = te.embed_images(new)
+    ref = bridge.embed_images(new)
+    np.testing.assert_allclose(out.features, ref.features, atol=1e-6)
+    assert out.captions == ref.captions  # the caption text stays the bridge's
+    q = te.embed_queries(["zorblax", "quimbo", "左布拉", "奎姆波"])
+    sims = q @ out.vectors.T
+    assert sims[0, 0] > sims[0, 1] and sims[1, 1] > sims[1, 0]  # English names find their pictures
+    assert sims[2, 0] > sims[2, 1] and sims[3, 1] > sims[3, 0]  # and Chinese ones
+    base = q @ ref.vectors.T  # the bridge alone does not
+    assert (sims[0, 0] - sims[0, 1]) > (base[0, 0] - base[0, 1])
+    # regions pool from one backbone pass and are mixed the same way
+    reg = te.embed_regions([new[0]], [[(0, 0, 160, 160), (0, 0, 80, 80)]])
+    assert reg.vectors.shape == (2, te.dim)
+    np.testing.assert_allclose(np.linalg.norm(reg.vectors, axis=1), 1.0, atol=1e-5)
+    # beta mixes the bridge back in: beta=1 is the bridge
+    one = TransferEmbedder(_memory(tmp_path, beta=1.0), e5).embed_images(new)
+    np.testing.assert_allclose(one.vectors, ref.vectors, atol=1e-5)
+
+
+def test_transfer_memory_errors(tmp_path: Path) -> None:
+    from imgrag.indexing.embedders import get_text_embedder
+    from imgrag.indexing.embedders.transfer import TransferEmbedder
+
+    e5 = get_text_embedder("e5")
+    with pytest.raises(ImgragError, match="not found"):
+        TransferEmbedder(tmp_path / "missing.npz", e5)
+    with pytest.raises(ImgragError, match="text_identity"):
+        TransferEmbedder(_memory(tmp_path, text_identity="minilm"), e5)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    bad.with_suffix(".json").write_text("{}")
+    with pytest.raises(ImgragError, match="unreadable"):
+        TransferEmbedder(bad, e5)
+
+
+@pytest.mark.slow
+def test_index_and_search_with_transfer(tmp_path: Path) -> None:
+    """``IMGRAG_IMAGE_EMBEDDER=transfer`` through the real CLI: indexed, recorded, searched."""
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    Image.fromarray(_draw("disc", 200)).save(folder / "one.png")
+    Image.fromarray(_draw("bars", 201)).save(folder / "two.png")
+    mem = _memory(tmp_path)
+    env = {**os.environ, "IMGRAG_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1",
+           "IMGRAG_IMAGE_EMBEDDER": "transfer", "IMGRAG_TRANSFER_MEMORY": str(mem)}
+    for k in ("IMGRAG_PRINCIPAL", "IMGRAG_GROUPS", "IMGRAG_ADAPTER"):
+        env.pop(k, None)
+
+    def cli(*args: str) -> str:
+        p = subprocess.run([sys.executable, "-m", "imgrag", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=900)
+        assert p.returncode == 0, f"imgrag {' '.join(args)}: {p.stdout}\n{p.stderr}"
+        return p.stdout
+
+    cli("index", str(folder))
+    assert json.loads(cli("stats"))["spaces"]["image"].startswith("transfer[memory=")
+    hits = json.loads(cli("search", "zorblax", "--json", "--mode", "vector", "--no-rerank"))
+    assert Path(hits["hits"][0]["path"]).name == "one.png", hits
+    hits = json.loads(cli("search", "奎姆波", "--json", "--mode", "vector", "--no-rerank"))
+    assert Path(hits["hits"][0]["path"]).name == "two.png", hits
+
+
+def test_shipped_memory_matches_the_installed_models() -> None:
+    """The memory file in the package was built for this backbone and text model (else it is rebuilt
+    with ``bash evals/transfer_memory.sh``)."""
+    from imgrag.indexing.embedders import get_text_embedder
+    from imgrag.indexing.embedders.transfer import DEFAULT_MEMORY, TransferEmbedder
+
+    if not DEFAULT_MEMORY.is_file():
+        pytest.skip("no memory shipped")
+    te = TransferEmbedder(None, get_text_embedder("e5"))
+    meta = te.memory.meta
+    assert meta["pictures"] == len(te.memory.features) and meta["caption_rows"] == len(te.memory.vectors)
+    assert "python -m imgrag.evals.transfer build" in str(meta["recipe"]) and "clipart" not in meta["sources"]  # type: ignore[operator]
+    assert DEFAULT_MEMORY.stat().st_size < 8_000_000

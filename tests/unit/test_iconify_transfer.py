@@ -1,0 +1,92 @@
+"""The Iconify pair source (drawing, captions) and caption transfer (nearest named pictures vote)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgrag.evals import transfer as T
+from imgrag.evals.datasets import iconify as I
+
+
+def _write_set(base: Path) -> None:
+    d = base / "demo-set"
+    d.mkdir(parents=True)
+    icons = {
+        "red-circle": {"body": '<circle cx="8" cy="8" r="7" fill="#ff0000"/>'},
+        "black-square": {"body": '<rect x="2" y="2" width="12" height="12" fill="currentColor"/>'},
+        "red-apple": {"body": '<circle cx="16" cy="16" r="14" fill="#c00"/>', "width": 32, "height": 32},
+        "abstract-097": {"body": "<path d='M0 0h1v1z'/>"},  # a name that says nothing
+        "thumbs-up-medium-skin-tone": {"body": "<path d='M0 0h1v1z'/>"},
+        "hidden-one": {"body": "<path d='M0 0h1v1z'/>", "hidden": True},
+    }
+    (d / "icons.json").write_text(json.dumps({"prefix": "demo-set", "icons": icons, "width": 16, "height": 16}))
+    (d / "chars.json").write_text(json.dumps({"1f34e": "red-apple"}))
+    (d / "package.json").write_text(json.dumps({"version": "9.9.9"}))
+
+
+def test_load_set_skips_nameless_hidden_and_skin_tones(tmp_path: Path) -> None:
+    _write_set(tmp_path)
+    icons = I.load_set("demo-set", tmp_path)
+    assert [i.name for i in icons] == ["black-square", "red-apple", "red-circle"]
+    apple = icons[1]
+    assert apple.chars == "🍎" and apple.key == "demo-set:red-apple" and 'viewBox="0 0 32 32"' in apple.svg
+    assert I.package_versions(["demo-set"], tmp_path) == {"demo-set": "9.9.9"}
+    assert I.installed(("demo-set", "not-installed"), tmp_path) == ["demo-set"]
+    with pytest.raises(I.IconifyMissing, match="npm install @iconify-json/nope"):
+        I.load_set("nope", tmp_path)
+
+
+def test_render_draws_the_svg_centred_on_white(tmp_path: Path) -> None:
+    pytest.importorskip("cairosvg")
+    _write_set(tmp_path)
+    icons = {i.name: i for i in I.load_set("demo-set", tmp_path)}
+    circle, square = icons["red-circle"], icons["black-square"]
+    arr = I.render(circle)
+    assert arr.shape == (I.CANVAS, I.CANVAS, 3) and arr.dtype == np.uint8
+    assert (arr[0, 0] == 255).all()  # white corner (the margin)
+    c = I.CANVAS // 2
+    assert arr[c, c, 0] > 200 and arr[c, c, 1] < 50  # red centre
+    assert (I.render(square)[c, c] < 50).all()  # currentColor is drawn black
+
+
+def test_captions_prefer_cldr_for_emoji_and_fall_back_to_the_name(tmp_path: Path) -> None:
+    _write_set(tmp_path)
+    icons = {i.name: i for i in I.load_set("demo-set", tmp_path)}
+
+    class Gloss:
+        def phrase(self, text: str) -> str | None:
+            return {"red circle": "红圆"}.get(text)
+
+    assert I.captions(icons["red-circle"], Gloss()) == ["red circle", "红圆"]
+    assert I.captions(icons["black-square"], Gloss()) == ["black square"]
+    from imgrag.evals.datasets import emoji as E
+
+    if (E.CLDR / "annotations" / "zh.xml").is_file():
+        caps = I.captions(icons["red-apple"], None)
+        assert caps[0] == "red apple" and any("\u4e00" <= ch <= "\u9fff" for c in caps for ch in c)
+
+
+def test_transfer_takes_the_captions_of_the_nearest_named_pictures() -> None:
+    mem_f = np.eye(4, dtype=np.float32)[:3]  # three memory pictures on axes 0, 1, 2
+    mem_v = np.eye(3, dtype=np.float32)  # each with its own caption direction
+    x = np.array([[0.9, 0.1, 0.0, 0.0], [0.0, 0.2, 0.9, 0.1]], np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    v = T.transfer(x, mem_f, mem_v, k=1, temp=0.05)
+    assert np.allclose(v, [[1, 0, 0], [0, 0, 1]])
+    soft = T.transfer(x, mem_f, mem_v, k=3, temp=1.0)
+    assert soft[0, 0] > soft[0, 1] > soft[0, 2] > 0 and np.allclose(np.linalg.norm(soft, axis=1), 1)
+    loo = T.transfer(mem_f, mem_f, mem_v, k=1, temp=0.05, exclude=[0, 1, 2])  # leave-one-out never picks itself
+    assert not np.any(np.isclose(np.diag(loo), 1))
+    m = T.mix(np.array([[0, 1, 0]], np.float32) * 3, np.array([[1, 0, 0]], np.float32), 0.5)
+    assert np.allclose(m, [[2 ** -0.5, 2 ** -0.5, 0]])
+
+
+def test_a_memory_holding_the_collections_source_is_refused() -> None:
+    assert T.held_out_ok("clipart-heldout", ["clipart", "emoji"]) == "the memory holds openclipart"
+    assert T.held_out_ok("emoji", ["iconify:twemoji"]) is not None
+    assert T.held_out_ok("emoji", ["iconify:game-icons", "clipart"]) is None
+    assert T.held_out_ok("clipart-heldout", ["emoji", "iconify:openmoji"]) is None
