@@ -135,6 +135,34 @@ def _print_vs(rows: list[tuple], alone: list[tuple]) -> None:
         print(f"{label:<16}{w:>8}{(n / dt) / (b[1] / b[2]):>11.2f}×{(b[3] / b[1]) / (cpu / n):>9.2f}×   ({b[0]})")
 
 
+def _profile(root: Path, docs: Path, n: int, workers: int) -> None:
+    """CPU-s per document page by stage and by thread, models loaded."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _stages
+
+    from imgrag.indexing.app import Imgrag
+    from imgrag.indexing.config import Settings
+
+    _stages.install()
+    _stages.set_clock(workers > 1)
+    ig = Imgrag(Settings(home=root / "home-profile", workers=workers))
+    ig.rt.load_models()
+    _stages.wrap_object(ig.rt.image_embedder, ("embed_images",), "image embedder")
+    _stages.wrap_object(ig.rt.store, ("write", "commit"), "store")
+    t, c = time.perf_counter(), _cpu()
+    with _stages.ThreadSampler() as threads:
+        summary = ig.index([str(docs)])
+    dt, cpu = time.perf_counter() - t, _cpu() - c
+    assert summary.indexed == n, summary
+    _stages.report(n, workers)
+    print(f"  {'imgrag index in all':<36}{cpu / n:>8.3f}   ({dt / n:.1f} s wall a page)")
+    threads.report(n)
+    _stages.set_clock(False)
+    _stages.replay_e5(ig.rt.text_embedder, n)
+    alone = _alone_rows(docs, docs)[0]
+    print(f"  {'RapidOCR() alone, same pages':<36}{alone[3] / alone[1]:>8.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=12)
@@ -143,6 +171,8 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts to index with")
     ap.add_argument("--compare-spin", action="store_true", help="also index with thread spinning on and off")
     ap.add_argument("--index-only", action="store_true", help="skip the search benchmark")
+    ap.add_argument("--profile", action="store_true",
+                    help="only index the document pages (--workers: one count) and print CPU-s per page by stage and thread")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child mode of --compare-spin
     args = ap.parse_args()
     from imgrag.indexing.threads import spin_enabled
@@ -157,6 +187,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         docs, photos, queries = build_corpus(root / "corpus", args.docs, args.photos)
+        if args.profile:
+            _profile(root, docs, args.docs, int(args.workers.split(",")[-1]))
+            return
         rows = []
         apps: dict[int, Imgrag] = {}
         for workers in [int(w) for w in args.workers.split(",")]:
