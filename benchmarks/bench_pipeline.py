@@ -23,7 +23,7 @@ add /tmp/main main``), each checkout in a child process of its own (``--code-tre
 (baseline first in odd rounds, ``--rounds``), and prints both checkouts' rows beside each other.
 
     ~/.cache/imgrag/venv/bin/python benchmarks/bench_pipeline.py [--docs 12] [--photos 8] [--queries 40]
-        [--workers 1,2] [--compare-spin] [--index-only] [--split-photos] [--baseline-tree DIR [--rounds 1]]
+        [--workers 1,2] [--compare-spin] [--index-only] [--profile] [--split-photos] [--baseline-tree DIR [--rounds 1]]
 """
 
 from __future__ import annotations
@@ -212,6 +212,34 @@ def _baseline_rows(args: argparse.Namespace, corpora: list[tuple[str, Path]], ho
     return out
 
 
+def _profile(root: Path, docs: Path, n: int, workers: int) -> None:
+    """CPU-s per document page by stage and by thread, models loaded."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _stages
+
+    from imgrag.indexing.app import Imgrag
+    from imgrag.indexing.config import Settings
+
+    _stages.install()
+    _stages.set_clock(workers > 1)
+    ig = Imgrag(Settings(home=root / "home-profile", workers=workers))
+    ig.rt.load_models()
+    _stages.wrap_object(ig.rt.image_embedder, ("embed_images",), "image embedder")
+    _stages.wrap_object(ig.rt.store, ("write", "commit"), "store")
+    t, c = time.perf_counter(), _cpu()
+    with _stages.ThreadSampler() as threads:
+        summary = ig.index([str(docs)])
+    dt, cpu = time.perf_counter() - t, _cpu() - c
+    assert summary.indexed == n, summary
+    _stages.report(n, workers)
+    print(f"  {'imgrag index in all':<36}{cpu / n:>8.3f}   ({dt / n:.1f} s wall a page)")
+    threads.report(n)
+    _stages.set_clock(False)
+    _stages.replay_e5(ig.rt.text_embedder, n)
+    alone = _alone_rows(docs, [docs])[0]
+    print(f"  {'RapidOCR() alone, same pages':<36}{alone[3] / alone[1]:>8.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=12)
@@ -224,6 +252,8 @@ def main() -> None:
                     help="photos the quick look for text finds nothing on, and the rest, in rows of their own")
     ap.add_argument("--baseline-tree", type=Path, help="also index with this checkout's code (implies --index-only)")
     ap.add_argument("--rounds", type=int, default=1, help="with --baseline-tree: runs of each checkout, in turns")
+    ap.add_argument("--profile", action="store_true",
+                    help="only index the document pages (--workers: one count) and print CPU-s per page by stage and thread")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child mode
     ap.add_argument("--code-tree", type=Path, help=argparse.SUPPRESS)  # read before the imports (ROOT)
     ap.add_argument("--corpus", help=argparse.SUPPRESS)  # child mode of --baseline-tree: [[label, folder], ...]
@@ -246,6 +276,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         docs, photos, queries = build_corpus(root / "corpus", args.docs, args.photos)
+        if args.profile:
+            _profile(root, docs, args.docs, int(args.workers.split(",")[-1]))
+            return
         photo_sets = split_photos(photos) if args.split_photos else [("photos", photos)]
         corpora = [("document pages", docs), *photo_sets]
         if args.baseline_tree:

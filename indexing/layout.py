@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from imgrag.indexing.models import BBox, LayoutBlock, OcrLine, TableResult
 from imgrag.indexing.ocr import _pkg_version, quiet_loggers, reading_order, rgb_to_bgr, to_rgb_uint8
-from imgrag.indexing.threads import patch_ort_sessions, session_slot
+from imgrag.indexing.threads import arena_enabled, ort_engine_cfg, patch_ort_sessions, session_slot
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ _QUIET = ("rapid_layout", "RapidLayout", "rapid_table", "OrtInferSession")
 
 
 def _get_layout(conf: float, iou: float, threads: int | None) -> tuple[Any, threading.Lock]:
-    key: tuple[Any, ...] = (conf, iou, threads)
+    key: tuple[Any, ...] = (conf, iou, threads, arena_enabled())
     own = session_slot()
     if own is not None and threads is None:  # a page-analysis worker: its own session (threads.worker_slots)
         threads = own[0]
@@ -256,7 +256,7 @@ def _get_layout(conf: float, iou: float, threads: int | None) -> tuple[Any, thre
 
             quiet_loggers(_QUIET)
             patch_ort_sessions()
-            engine_cfg = {"intra_op_num_threads": int(threads)} if threads else {}
+            engine_cfg = ort_engine_cfg(threads)  # threads, and the memory arena (IMGRAG_ORT_ARENA)
             hit = (
                 RapidLayout(model_type="pp_layout_cdla", conf_thresh=conf, iou_thresh=iou, engine_cfg=engine_cfg),
                 threading.Lock(),

@@ -230,15 +230,18 @@ def _rapid_params(det_max_side: int, threads: int | None, rec_batch: int, use_cl
         "Det.limit_side_len": int(det_max_side),
         "Rec.rec_batch_num": int(rec_batch),
     }
-    if threads:
-        params["EngineConfig.onnxruntime.intra_op_num_threads"] = int(threads)
+    from imgrag.indexing.threads import ort_engine_cfg
+
+    for k, v in ort_engine_cfg(threads).items():  # threads, and the memory arena (IMGRAG_ORT_ARENA)
+        params[f"EngineConfig.onnxruntime.{k}"] = v
     return params
 
 
 def _get_rapidocr(det_max_side: int, threads: int | None, rec_batch: int, use_cls: bool) -> tuple[RapidOCR, threading.Lock]:
     """One RapidOCR per parameter set per process (its det/cls/rec sessions load on first use)."""
-    key: tuple[Any, ...] = (det_max_side, threads, rec_batch, use_cls)
-    from imgrag.indexing.threads import session_slot
+    from imgrag.indexing.threads import arena_enabled, session_slot
+
+    key: tuple[Any, ...] = (det_max_side, threads, rec_batch, use_cls, arena_enabled())
 
     own = session_slot()
     if own is not None and threads is None:  # a page-analysis worker: its own sessions (threads.worker_slots)

@@ -81,6 +81,30 @@ def patch_ort_sessions() -> None:
             _PATCHED.add(name)
 
 
+def arena_enabled() -> bool:
+    """True unless ``IMGRAG_ORT_ARENA`` is off: imgrag's OCR and layout sessions keep ONNX Runtime's
+    CPU memory arena (``ort_engine_cfg``).
+
+    Why: rapidocr and rapid-layout create their sessions without it, so every run allocates its
+    activations afresh. A document page's detector maps (tens of MB each at 1600 px) are over
+    glibc's mmap threshold: each one is mapped, faulted in page by page and unmapped again on
+    every run. Measured on contract pages, one thread: ~0.3 CPU-s a page of kernel time (page
+    faults) and more of user time (cold pages) for identical outputs. The cost: each session keeps
+    its largest run's memory (~0.3 GB for a worker's detector + recogniser). Read from the
+    environment, like ``IMGRAG_THREAD_SPIN``: the sessions are the process's, created once."""
+    return os.environ.get("IMGRAG_ORT_ARENA", "").strip().lower() not in ("0", "false", "no", "off")
+
+
+def ort_engine_cfg(threads: int | None) -> dict[str, Any]:
+    """The ONNX Runtime settings imgrag gives rapidocr and rapid-layout for its own sessions: the
+    intra-op threads and the memory arena (``arena_enabled``). Their own keys, not the shared
+    session patch, so a bare ``RapidOCR()`` (the benchmarks' baseline) keeps its defaults."""
+    cfg: dict[str, Any] = {"enable_cpu_mem_arena": arena_enabled()}
+    if threads:
+        cfg["intra_op_num_threads"] = int(threads)
+    return cfg
+
+
 # --------------------------------------------------------------------------------------------------
 # Own sessions for page-analysis workers
 

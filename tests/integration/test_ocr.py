@@ -334,6 +334,34 @@ def test_a_page_worker_reads_with_its_own_one_thread_sessions_exactly_like_the_s
     with ThreadPoolExecutor(1, initializer=init) as pool:
         own, lay, lines, blocks = pool.submit(in_worker, 0).result()
     assert own is not engine._engine()[0] and lay is not layout._get_layout(0.5, 0.5, None)[0]
-    assert own is ocr._RAPID_CACHE[(engine.det_max_side, None, engine.rec_batch, engine.use_cls, per, 0)][0]
+    key = (engine.det_max_side, None, engine.rec_batch, engine.use_cls, threads.arena_enabled(), per, 0)
+    assert own is ocr._RAPID_CACHE[key][0]
     assert [(ln.text, ln.bbox) for ln in lines] == [(ln.text, ln.bbox) for ln in shared]
     assert [(b.kind, b.bbox) for b in blocks] == [(b.kind, b.bbox) for b in shared_blocks]
+
+
+def test_sessions_with_the_memory_arena_read_exactly_like_those_without(
+    engine: RapidOcrEngine, page: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IMGRAG_ORT_ARENA (indexing.threads.arena_enabled): imgrag's OCR and layout sessions keep ONNX
+    Runtime's memory arena (no page faults for every run's activations); a bare ``RapidOCR()`` keeps
+    rapidocr's default (none). Only the allocator changes: the lines, boxes and blocks must not."""
+    from rapidocr import RapidOCR
+
+    from imgrag.indexing import layout
+
+    def sessions(rapid: RapidOCR) -> list[bool]:
+        rapid._load_det_model(), rapid._load_rec_model()
+        return [m.session.session.get_session_options().enable_cpu_mem_arena for m in (rapid.text_det, rapid.text_rec)]
+
+    out = {}
+    for arena in ("1", "0"):
+        monkeypatch.setenv("IMGRAG_ORT_ARENA", arena)
+        rapid, _lock = engine._engine()
+        lay, _lock2 = layout._get_layout(0.5, 0.5, None)
+        assert sessions(rapid) == [arena == "1"] * 2
+        assert lay.session.session.get_session_options().enable_cpu_mem_arena is (arena == "1")
+        lines = engine.read(engine.detect(page))
+        out[arena] = ([(ln.text, ln.bbox) for ln in lines], [(b.kind, b.bbox) for b in layout.LayoutAnalyzer().detect(page)])
+    assert out["1"] == out["0"] and out["1"][0]
+    assert sessions(RapidOCR(params={"Global.log_level": "error"})) == [False, False]

@@ -60,3 +60,19 @@ def test_each_page_worker_gets_its_own_session_slot_with_a_share_of_the_cores(mo
     assert slots == [(2, 0), (2, 1)]
     assert threads.session_slot() is None  # the calling thread keeps the shared sessions
     assert threads.worker_slots(8)[0] == 1  # never fewer than one thread
+
+
+def test_imgrag_sessions_keep_the_memory_arena_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgrag.indexing import threads
+    from imgrag.indexing.ocr import _rapid_params
+
+    monkeypatch.delenv("IMGRAG_ORT_ARENA", raising=False)
+    assert threads.ort_engine_cfg(None) == {"enable_cpu_mem_arena": True}
+    assert threads.ort_engine_cfg(1) == {"enable_cpu_mem_arena": True, "intra_op_num_threads": 1}
+    assert _rapid_params(1600, 2, 1, True)["EngineConfig.onnxruntime.enable_cpu_mem_arena"] is True
+    for off in ("0", "false", "off", " No "):
+        monkeypatch.setenv("IMGRAG_ORT_ARENA", off)
+        assert threads.ort_engine_cfg(None) == {"enable_cpu_mem_arena": False}
+    assert _rapid_params(1600, None, 1, True)["EngineConfig.onnxruntime.enable_cpu_mem_arena"] is False
+    monkeypatch.setenv("IMGRAG_ORT_ARENA", "1")
+    assert threads.arena_enabled()
