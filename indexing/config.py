@@ -67,7 +67,7 @@ class Settings(BaseSettings):
 
     # LanceDB
     lance_ann_min_rows: int = Field(
-        default=10_000, ge=0,
+        default=50_000, ge=0,
         description="build ANN indices on a table's vectors once it has this many rows (below, kNN scans exactly); "
         "the columns searches filter on get scalar indices from 1,000 rows, or from this many if fewer",
     )
