@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PLACES = ["Harbour", "Mountain", "Orchard", "River", "Desert", "Island", "Forest", "Valley"]
 KINDS = ["freight invoice", "survey report", "lease agreement", "bridge inspection", "solar contract"]
 # enough pages that a run lasts well beyond a second writer's start and its 3 s wait for the lock
-WORDS = [f"{place} {kind} no. {i}" for i, (place, kind) in enumerate((p, k) for k in KINDS for p in PLACES)]
+# (40 small pages were done within that once indexing got faster: 160, each kind and place 4 times)
+WORDS = [f"{place} {kind} no. {i}" for i, (place, kind) in enumerate((p, k) for k in KINDS for p in PLACES for _ in range(4))]
 
 
 def env(home: Path) -> dict[str, str]:
