@@ -67,7 +67,7 @@ class Settings(BaseSettings):
 
     # LanceDB
     lance_ann_min_rows: int = Field(
-        default=50_000, ge=0,
+        default=10_000, ge=0,
         description="build ANN indices on a table's vectors once it has this many rows (below, kNN scans exactly); "
         "the columns searches filter on get scalar indices from 1,000 rows, or from this many if fewer",
     )
@@ -161,7 +161,7 @@ class Settings(BaseSettings):
         description="threads one search runs its independent routes on at once (full text, vectors, regions); 1: one after the other",
     )
     two_stage_pages: int = Field(
-        default=10_000, ge=0,
+        default=50_000, ge=0,
         description="from this many pages in the index the region routes search only the regions of the page "
         "routes' candidates, exactly (a region on a page no page route found cannot surface); 0: never",
     )

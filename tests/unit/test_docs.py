@@ -154,6 +154,48 @@ def test_every_setting_is_documented() -> None:
     assert not missing, f"settings with no documentation: {missing}; add them to the table in docs/settings.md"
 
 
+
+_SETTING_ROW = re.compile(r"^\| `IMGRAG_([A-Z0-9_]+)` \| `([^`]*)` \|", re.M)
+
+
+def documented_defaults(text: str) -> dict[str, str]:
+    """``IMGRAG_X`` → the default its settings-table row shows."""
+    return {m.group(1).lower(): m.group(2) for m in _SETTING_ROW.finditer(text)}
+
+
+def wrong_number_defaults(documented: dict[str, str], fields: dict[str, Any]) -> list[str]:
+    """Numeric settings whose documented default is not the code's (other kinds are written freely)."""
+    bad = []
+    for name, shown in documented.items():
+        f = fields.get(name)
+        if f is None or type(f.default) not in (int, float):
+            continue
+        try:
+            value = float(shown.replace("_", "").replace(",", ""))
+        except ValueError:
+            continue
+        if value != float(f.default):
+            bad.append(f"IMGRAG_{name.upper()}: docs {shown}, code {f.default}")
+    return bad
+
+
+def test_documented_number_defaults_are_the_code_defaults() -> None:
+    from imgrag.indexing.config import Settings
+
+    documented = documented_defaults((DOCS / "settings.md").read_text(encoding="utf-8"))
+    assert len(documented) > 50, "the settings table was not found"
+    bad = wrong_number_defaults(documented, Settings.model_fields)
+    assert not bad, f"documented defaults differ from the code: {bad}; fix docs/settings.md or the default"
+
+
+def test_default_check_catches_a_wrong_number() -> None:
+    from imgrag.indexing.config import Settings
+
+    rows = "| `IMGRAG_TWO_STAGE_PAGES` | `123` | x |\n| `IMGRAG_MAX_K` | `100` | y |\n"
+    assert wrong_number_defaults(documented_defaults(rows), Settings.model_fields) == [
+        f"IMGRAG_TWO_STAGE_PAGES: docs 123, code {Settings.model_fields['two_stage_pages'].default}"
+    ]
+
 def _code_files() -> Iterator[Path]:
     """Files that read environment variables: the product, its scripts and the test harness (not the
     test modules themselves, which may set made-up names on purpose)."""
