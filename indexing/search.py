@@ -31,6 +31,7 @@ from .runtime import Runtime
 from .stores.base import OPERATOR, Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space, meta_words
 from .visual import mark_words, marks_text, wants_pictures
 from .translate import concepts as translate_concepts
+from .translate import dictionary
 from .translate import readings as translate_readings
 from .translate import stem as translate_stem
 from .translate import translate_query
@@ -733,25 +734,42 @@ def concept_coverage(query: str, recs: list[ImageRecord], cache_dir: Path | None
     prints (合同 on every contract) decides nothing, a city or a name decides much. A photo's
     caption counts as its words, as in the region re-rank, and so do the page's metadata values, as
     in full text (:func:`~indexing.stores.base.meta_words`: the lot and station a photo's sidecar
-    gives were invisible here, so the lot number that names one photo decided nothing)."""
+    gives were invisible here, so the lot number that names one photo decided nothing).
+
+    A concept typed in English also counts where a Chinese page prints a word that means it (any
+    sense, :meth:`~indexing.translate.Dictionary.meanings`): the page's own word decides, not the
+    one or two headwords the reversed dictionary guesses ("development" → 发展, while contracts
+    print 开发). A concept typed in Chinese is looked for as typed and by its English glosses on
+    the page's own latin words only: a Chinese page's meanings would let 纽约 ("new york") match
+    any page printing 新 ("new")."""
     cs = translate_concepts(query, cache_dir)
     if not cs or not recs:
         return {}
     match = []
     for r in recs:
-        squashed, stems = _page_forms(" ".join([r.ocr_text, r.caption if r.quality == "photo" else "", meta_words(r)]))
-        match.append([any((f in squashed) if "\u3400" <= f[0] <= "\ufaff" else (f in stems) for f in c) for c in cs])
+        squashed, stems, meant = _page_forms(" ".join([r.ocr_text, r.caption if r.quality == "photo" else "", meta_words(r)]), cache_dir)
+        match.append([
+            any((f in squashed) if _is_cjk(f) else (f in stems or (f in meant and not _is_cjk(c[0]))) for f in c) for c in cs
+        ])
     n = len(recs)
     idf = [float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for df in (sum(m[i] for m in match) for i in range(len(cs)))]
     total = sum(idf) or 1.0
     return {r.image_id: sum(w for w, ok in zip(idf, m, strict=True) if ok) / total for r, m in zip(recs, match, strict=True)}
 
 
+def _is_cjk(form: str) -> bool:
+    return "\u3400" <= form[0] <= "\ufaff"
+
+
 @lru_cache(maxsize=2048)
-def _page_forms(text: str) -> tuple[str, frozenset[str]]:
-    """A page's text as concepts are looked up in it: squashed (Chinese forms are substrings) and
-    its stemmed latin tokens. Cached: the same candidates come back query after query."""
-    return squash(text), frozenset(translate_stem(t) for t in tokens(text))
+def _page_forms(text: str, cache_dir: Path | None = None) -> tuple[str, frozenset[str], frozenset[str]]:
+    """A page's text as concepts are looked up in it: squashed (Chinese forms are substrings), its
+    stemmed latin tokens, and the stemmed English meanings of the Chinese words it prints. Cached:
+    the same candidates come back query after query (segmenting a contract page costs ~1 ms)."""
+    meant: frozenset[str] = frozenset()
+    if any(_is_cjk(c) for c in text):
+        meant = frozenset(translate_stem(t) for m in dictionary(cache_dir).meanings(text) for t in tokens(m))
+    return squash(text), frozenset(translate_stem(t) for t in tokens(text)), meant
 
 
 def _area(b: BBox) -> float:

@@ -41,7 +41,7 @@ _BAD_SENSE = re.compile(
     r"\bcoll\.|\bdialect|\bname\b|\bliterary\b|\bfig\.|\bpr\.|particle|\bsth\b|\bsb\b",
     re.IGNORECASE,
 )
-_FORMAT = 3  # bump when what is saved changes
+_FORMAT = 4  # bump when what is saved changes
 _NOT_A_NAME = re.compile(r"surname|variant of|see (also )?[^ ]|\bold\b|archaic|Taiwan pr\.|\bpr\.", re.IGNORECASE)
 _PROPER = re.compile(r"([A-Z][a-z'-]+(?: [A-Z][a-z'-]+)?)(?:$|,| [a-z(])")  # a name leading a sense
 _PAREN = re.compile(r"\([^)]*\)|\[[^]]*\]")
@@ -57,15 +57,20 @@ MAX_ZH_PER_WORD = 2  # Chinese words kept per English word or pair
 
 
 class Dictionary:
-    """CC-CEDICT as two lookups: simplified word → English glosses, English sense → Chinese words."""
+    """CC-CEDICT as three lookups: simplified word → English glosses (its first senses), English
+    sense → Chinese words, and word → the words of its later senses (:meth:`meanings`)."""
 
-    def __init__(self, zh_en: dict[str, list[str]], en_zh: dict[str, list[str]]) -> None:
+    def __init__(self, zh_en: dict[str, list[str]], en_zh: dict[str, list[str]], more: dict[str, list[str]] | None = None) -> None:
         self.zh_en, self.en_zh = zh_en, en_zh
+        # the content words of a word's later senses that ``zh_en`` (the first two) leaves out:
+        # with them, what a page's word may mean (开发 → exploit, open up, *develop*)
+        self.more = more or {}
         self.max_len = max((len(w) for w in zh_en), default=1)
 
     @classmethod
     def from_entries(cls, entries: list[dict[str, Any]]) -> Dictionary:
         zh_en: dict[str, list[str]] = {}
+        senses: dict[str, list[str]] = {}
         cands: dict[str, set[tuple[int, int, str]]] = {}
         freq: Counter[str] = Counter()
         for e in entries:
@@ -81,6 +86,7 @@ class Dictionary:
                     name = place.group(1).lower()
                     if i == 0 and not glosses:
                         glosses.extend(_LATIN.findall(name))
+                    _add(senses.setdefault(zh, []), _LATIN.findall(name))
                     cands.setdefault(name, set()).add((i, len(zh), zh))
                     continue
                 if _BAD_SENSE.search(sense):
@@ -88,10 +94,10 @@ class Dictionary:
                 clean = re.sub(r"^(to|a|an|the) ", "", _PAREN.sub("", sense).strip().lower()).strip()
                 if not clean:
                     continue
+                if len(zh) >= 2:
+                    _add(senses.setdefault(zh, []), _LATIN.findall(clean))
                 if i < MAX_SENSES and len(glosses) < MAX_EN_PER_WORD:
-                    for w in _LATIN.findall(clean):
-                        if w not in STOPWORDS and w not in _EN_EXTRA_STOP and len(w) > 1 and w not in glosses:
-                            glosses.append(w)
+                    _add(glosses, _LATIN.findall(clean))
                 if len(zh) >= 2 and len(clean.split()) <= 2:
                     cands.setdefault(clean, set()).add((i, len(zh), zh))
         # The likeliest Chinese words for an English sense: earliest sense first, then two-character
@@ -100,7 +106,8 @@ class Dictionary:
             en: list(dict.fromkeys(c[2] for c in sorted(cs, key=lambda c: (c[0], c[1] != 2, -freq[c[2]], c[2]))))[:MAX_ZH_PER_WORD]
             for en, cs in cands.items()
         }
-        return cls({k: v for k, v in zh_en.items() if v}, en_zh)
+        more = {k: extra for k, v in senses.items() if (extra := [w for w in v if w not in zh_en.get(k, [])])}
+        return cls({k: v for k, v in zh_en.items() if v}, en_zh, more)
 
     def zh_for(self, en: str) -> list[str]:
         return self.en_zh.get(en, [])
@@ -124,6 +131,19 @@ class Dictionary:
                     out.extend(self.zh_en.get(word, []))
         return out
 
+    def meanings(self, text: str) -> list[str]:
+        """Every English meaning of the Chinese words a text prints (all senses, not the first
+        two): how an English question's words are looked for on a Chinese page, so the page's own
+        choice of word decides ("development" meets 开发 by its third sense, "signed" meets 签订)
+        instead of the one headword a reversed dictionary would have guessed."""
+        out: list[str] = []
+        for run in _CJK_RUN.findall(normalize(text)):
+            for word in self.segment(run):
+                if len(word) >= 2:
+                    out.extend(self.zh_en.get(word, []))
+                    out.extend(self.more.get(word, []))
+        return out
+
     def en_to_zh(self, text: str) -> list[str]:
         out: list[str] = []
         for chunk in re.split(rf"[{CJK}]+", normalize(text)):
@@ -142,10 +162,15 @@ class Dictionary:
         return out
 
 
+def _add(out: list[str], words: list[str]) -> None:
+    """Append the content words not yet in ``out``."""
+    out.extend(w for w in dict.fromkeys(words) if w not in STOPWORDS and w not in _EN_EXTRA_STOP and len(w) > 1 and w not in out)
+
+
 def _stems(word: str) -> list[str]:
     """The word and its likely base forms ("signed" → sign, "services" → service), most literal first."""
     out = [word]
-    for suffix, repl in (("s", ""), ("es", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e")):
+    for suffix, repl in (("s", ""), ("es", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"), ("ment", ""), ("al", "")):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             out.append(word[: -len(suffix)] + repl)
     return out
@@ -178,13 +203,13 @@ def dictionary(cache_dir: Path | None = None) -> Dictionary:
             for path in paths:
                 try:
                     data = json.loads(path.read_text(encoding="utf-8"))
-                    _DICT = Dictionary(dict(data["zh_en"]), dict(data["en_zh"]))
+                    _DICT = Dictionary(dict(data["zh_en"]), dict(data["en_zh"]), dict(data["more"]))
                     break
                 except (OSError, ValueError, KeyError, TypeError):
                     continue  # missing or damaged: the next, or a rebuild
             if _DICT is None:
                 _DICT = Dictionary.from_entries(CcCedict().get_entries())
-                text = json.dumps({"zh_en": _DICT.zh_en, "en_zh": _DICT.en_zh}, ensure_ascii=False)
+                text = json.dumps({"zh_en": _DICT.zh_en, "en_zh": _DICT.en_zh, "more": _DICT.more}, ensure_ascii=False)
                 for path in paths:
                     try:
                         path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,6 +277,8 @@ def concepts(query: str, cache_dir: Path | None = None) -> tuple[tuple[str, ...]
     for tok in tokens(_CJK_RUN.sub(" ", q), drop_stopwords=True):
         if tok in _EN_EXTRA_STOP or len(tok) < 2:
             continue
-        zh = next((z for s in _stems(tok) if (z := d.zh_for(s))), []) if tok.isalpha() and len(tok) > 3 else []
-        out.append((stem(tok), *zh))
+        word = _LATIN.fullmatch(tok) is not None and len(tok) > 3
+        zh = next((z for s in _stems(tok) if (z := d.zh_for(s))), []) if word else []
+        # "rental" is also "rent", "procurement" "procure": the forms a Chinese page's meanings give
+        out.append((*dict.fromkeys(stem(s) for s in (_stems(tok) if word else [tok])), *zh))
     return tuple(dict.fromkeys(out))

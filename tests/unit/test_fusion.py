@@ -205,6 +205,49 @@ def test_a_page_in_the_other_language_is_scored_by_its_reading(monkeypatch) -> N
             f.cache_clear()
 
 
+def test_an_english_concept_counts_by_what_a_chinese_page_means(monkeypatch) -> None:
+    """An English question about a Chinese page: "development" is 发展 in the reversed dictionary,
+    but the page prints 开发 (develop by its third sense); the page's meanings decide. A Chinese
+    question's word is not matched by a Chinese page's meanings: 纽约 ("new york") must not meet a
+    page that prints 新型 ("new type")."""
+    from datetime import datetime, timezone
+
+    import imgrag.indexing.search as S
+    import imgrag.indexing.translate as T
+    from imgrag.indexing.search import concept_coverage
+    from imgrag.indexing.stores.base import ImageRecord
+
+    d = T.Dictionary.from_entries([
+        {"simplified": "合同", "definitions": ["contract"]},
+        {"simplified": "软件", "definitions": ["software"]},
+        {"simplified": "开发", "definitions": ["to exploit (a resource)", "to open up", "to develop"]},
+        {"simplified": "发展", "definitions": ["development", "growth"]},
+        {"simplified": "北京", "definitions": ["Beijing capital of China"]},
+        {"simplified": "纽约", "definitions": ["New York"]},
+        {"simplified": "新型", "definitions": ["new type", "new kind"]},
+    ])
+    monkeypatch.setattr(T, "_DICT", d)
+    for f in (T.readings, T.concepts, S._page_forms):
+        f.cache_clear()
+    try:
+        now = datetime.now(timezone.utc)
+
+        def page(i: str, text: str) -> ImageRecord:
+            return ImageRecord(image_id=i, doc_id=i, path=f"/c/{i}.png", format="png", width=800, height=1000,
+                               quality="born_digital", indexed_at=now, ocr_text=text)
+
+        dev = page("dev", "软件开发合同 签订地点：北京")
+        other = page("other", "软件采购合同 签订地点：北京")
+        en = page("en", "Software Purchase Contract, signed in New York")
+        cc = concept_coverage("software development contract signed in Beijing", [dev, other, en], None)
+        assert cc["dev"] > max(cc["other"], cc["en"]), cc  # without the meanings, dev == other
+        cc = concept_coverage("纽约签的合同", [page("new", "新型合同"), en], None)
+        assert cc.get("new", 0.0) < cc["en"], cc
+    finally:
+        for f in (T.readings, T.concepts, S._page_forms):
+            f.cache_clear()
+
+
 def test_standout_is_the_per_hit_formula_bit_for_bit() -> None:
     """One array operation gives each hit exactly what ``clip(((s - mean) / sd + 1) / (full_at + 1), 0, 1)``
     gave it hit by hit (the fused scores, and so the rankings, stay the same)."""

