@@ -747,9 +747,12 @@ def concept_coverage(query: str, recs: list[ImageRecord], cache_dir: Path | None
         return {}
     match = []
     for r in recs:
-        squashed, stems, meant = _page_forms(" ".join([r.ocr_text, r.caption if r.quality == "photo" else "", meta_words(r)]), cache_dir)
+        text = " ".join([r.ocr_text, r.caption if r.quality == "photo" else "", meta_words(r)])
+        squashed, stems = _page_forms(text)
         match.append([
-            any((f in squashed) if _is_cjk(f) else (f in stems or (f in meant and not _is_cjk(c[0]))) for f in c) for c in cs
+            any((f in squashed) if _is_cjk(f) else f in stems for f in c)
+            or (not _is_cjk(c[0]) and any(f in _page_meanings(text, cache_dir) for f in c if not _is_cjk(f)))
+            for c in cs
         ])
     n = len(recs)
     idf = [float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for df in (sum(m[i] for m in match) for i in range(len(cs)))]
@@ -762,14 +765,19 @@ def _is_cjk(form: str) -> bool:
 
 
 @lru_cache(maxsize=2048)
-def _page_forms(text: str, cache_dir: Path | None = None) -> tuple[str, frozenset[str], frozenset[str]]:
-    """A page's text as concepts are looked up in it: squashed (Chinese forms are substrings), its
-    stemmed latin tokens, and the stemmed English meanings of the Chinese words it prints. Cached:
-    the same candidates come back query after query (segmenting a contract page costs ~1 ms)."""
-    meant: frozenset[str] = frozenset()
-    if any(_is_cjk(c) for c in text):
-        meant = frozenset(translate_stem(t) for m in dictionary(cache_dir).meanings(text) for t in tokens(m))
-    return squash(text), frozenset(translate_stem(t) for t in tokens(text)), meant
+def _page_forms(text: str) -> tuple[str, frozenset[str]]:
+    """A page's text as concepts are looked up in it: squashed (Chinese forms are substrings) and
+    its stemmed latin tokens. Cached: the same candidates come back query after query."""
+    return squash(text), frozenset(translate_stem(t) for t in tokens(text))
+
+
+@lru_cache(maxsize=2048)
+def _page_meanings(text: str, cache_dir: Path | None) -> frozenset[str]:
+    """The stemmed English meanings of the Chinese words a page prints; read only for an English
+    concept the page does not print as such (segmenting a contract page costs ~1.5 ms), cached."""
+    if not any(_is_cjk(c) for c in text):
+        return frozenset()
+    return frozenset(translate_stem(t) for t in set(tokens(" ".join(set(dictionary(cache_dir).meanings(text))))))
 
 
 def _area(b: BBox) -> float:

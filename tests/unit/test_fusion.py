@@ -227,7 +227,7 @@ def test_an_english_concept_counts_by_what_a_chinese_page_means(monkeypatch) -> 
         {"simplified": "新型", "definitions": ["new type", "new kind"]},
     ])
     monkeypatch.setattr(T, "_DICT", d)
-    for f in (T.readings, T.concepts, S._page_forms):
+    for f in (T.readings, T.concepts, S._page_meanings):
         f.cache_clear()
     try:
         now = datetime.now(timezone.utc)
@@ -244,7 +244,7 @@ def test_an_english_concept_counts_by_what_a_chinese_page_means(monkeypatch) -> 
         cc = concept_coverage("纽约签的合同", [page("new", "新型合同"), en], None)
         assert cc.get("new", 0.0) < cc["en"], cc
     finally:
-        for f in (T.readings, T.concepts, S._page_forms):
+        for f in (T.readings, T.concepts, S._page_meanings):
             f.cache_clear()
 
 
