@@ -12,7 +12,8 @@ ones (``IMGRAG_WEIGHT_TRANSLATED``): a dictionary gloss is a guess, the user's o
 The re-rank reads the same dictionary twice more (``indexing/search.py``): :func:`readings` words
 the whole query as a page in the other language would, and :func:`concepts` lists its content words
 with every form either language prints them in, so a page is credited for what it says in its own
-language.
+language; :meth:`Dictionary.meanings` reads a Chinese page's words by every sense, so an English
+word counts on the page that prints any word meaning it, not only the headword guessed for it.
 
 The dictionary is parsed from the package once (seconds) and saved as JSON in the cache folder;
 later processes read that on their first translated query. Translations are cached per query;
