@@ -517,7 +517,7 @@ class Searcher:
             bonus_unit = 1.0 / (s.rrf_k + 1)
             # the region that answers best, plus how many of the query's concepts the page prints
             # in either language (weighted by how few candidates print them)
-            cc = concept_coverage(query, [records[d] for d in window], s.cache_dir) if s.concept_rerank and s.translate_query else {}
+            cc = concept_coverage(query, [records[d] for d in window], s.cache_dir, s.weight_translated) if s.concept_rerank and s.translate_query else {}
             for d in window:
                 bonus[d] = bonus_unit * (s.region_rerank * evidence[d][2] + s.concept_rerank * cc.get(d, 0.0))
                 fused[d] += bonus[d]
@@ -728,7 +728,7 @@ class Searcher:
         return out
 
 
-def concept_coverage(query: str, recs: list[ImageRecord], cache_dir: Path | None) -> dict[str, float]:
+def concept_coverage(query: str, recs: list[ImageRecord], cache_dir: Path | None, meant: float = 0.7) -> dict[str, float]:
     """Per page: the IDF-weighted share of the query's concepts (:func:`translate.concepts`) printed
     anywhere on it, in either language. IDF over the pages compared: a concept every candidate
     prints (合同 on every contract) decides nothing, a city or a name decides much. A photo's
@@ -741,7 +741,8 @@ def concept_coverage(query: str, recs: list[ImageRecord], cache_dir: Path | None
     one or two headwords the reversed dictionary guesses ("development" → 发展, while contracts
     print 开发). A concept typed in Chinese is looked for as typed and by its English glosses on
     the page's own latin words only: a Chinese page's meanings would let 纽约 ("new york") match
-    any page printing 新 ("new")."""
+    any page printing 新 ("new"). A concept found only by meaning counts ``meant``
+    (``IMGRAG_WEIGHT_TRANSLATED``) of one printed as such: a sense is a guess, as a gloss is."""
     cs = translate_concepts(query, cache_dir)
     if not cs or not recs:
         return {}
@@ -750,14 +751,15 @@ def concept_coverage(query: str, recs: list[ImageRecord], cache_dir: Path | None
         text = " ".join([r.ocr_text, r.caption if r.quality == "photo" else "", meta_words(r)])
         squashed, stems = _page_forms(text)
         match.append([
-            any((f in squashed) if _is_cjk(f) else f in stems for f in c)
-            or (not _is_cjk(c[0]) and any(f in _page_meanings(text, cache_dir) for f in c if not _is_cjk(f)))
+            1.0 if any((f in squashed) if _is_cjk(f) else f in stems for f in c)
+            else meant if not _is_cjk(c[0]) and any(f in _page_meanings(text, cache_dir) for f in c if not _is_cjk(f))
+            else 0.0
             for c in cs
         ])
     n = len(recs)
-    idf = [float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for df in (sum(m[i] for m in match) for i in range(len(cs)))]
+    idf = [float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for df in (sum(m[i] > 0 for m in match) for i in range(len(cs)))]
     total = sum(idf) or 1.0
-    return {r.image_id: sum(w for w, ok in zip(idf, m, strict=True) if ok) / total for r, m in zip(recs, match, strict=True)}
+    return {r.image_id: sum(w * ok for w, ok in zip(idf, m, strict=True)) / total for r, m in zip(recs, match, strict=True)}
 
 
 def _is_cjk(form: str) -> bool:
