@@ -90,3 +90,27 @@ def test_a_memory_holding_the_collections_source_is_refused() -> None:
     assert T.held_out_ok("emoji", ["iconify:twemoji"]) is not None
     assert T.held_out_ok("emoji", ["iconify:game-icons", "clipart"]) is None
     assert T.held_out_ok("clipart-heldout", ["emoji", "iconify:openmoji"]) is None
+
+
+def test_the_shipped_memory_is_what_its_recipe_script_builds() -> None:
+    """The committed memory file, its .json and evals/transfer_memory.sh must agree: same sources, k,
+    temp, beta and PCA dims — else `bash evals/transfer_memory.sh` would not reproduce what ships."""
+    import re
+    import shlex
+
+    from imgrag.indexing.embedders.transfer import DEFAULT_MEMORY, NamedMemory
+
+    root = Path(__file__).resolve().parents[2]
+    script = (root / "evals" / "transfer_memory.sh").read_text(encoding="utf-8")
+    build = re.search(r"python -m imgrag\.evals\.transfer build (.*?)--out", script.replace("\\\n", " "), re.S)
+    assert build is not None
+    meta = json.loads(DEFAULT_MEMORY.with_suffix(".json").read_text(encoding="utf-8"))
+    recipe = re.search(r"build (.*?)--out", str(meta["recipe"]))
+    assert recipe is not None and shlex.split(build.group(1)) == shlex.split(recipe.group(1))
+    for pkg in re.findall(r"(@iconify-json/[a-z0-9-]+)@([0-9.]+)", script):
+        assert meta["npm"][pkg[0]] == pkg[1]
+    mem = NamedMemory.load(DEFAULT_MEMORY)
+    assert mem.proj.shape == (meta["dims"], 1280) and mem.features.shape == (meta["pictures"], meta["dims"])
+    assert meta["dims"] >= 256  # 128 PCA dims cost 0.011 / 0.013 MRR on clipart-dev (docs/embeddings.md)
+    assert len(mem.vectors) == meta["caption_rows"] and mem.owner.max() < len(mem.vectors)
+    assert DEFAULT_MEMORY.stat().st_size < 10_000_000  # shipped in the package: keep it small
