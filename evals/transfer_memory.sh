@@ -16,4 +16,4 @@ npm install --prefix "$NPM_DIR" --no-audit --no-fund @iconify-json/openmoji@1.2.
 python -m imgrag.evals.datasets.iconify
 python -m imgrag.evals.transfer build --memory emoji --memory iconify:openmoji --memory iconify:fluent-emoji-flat \
     --memory iconify:twemoji --memory iconify:flat-color-icons --memory iconify:game-icons \
-    --k 10 --temp 0.03 --beta 0.5 --dims 384 --out "$OUT"
+    --k 10 --temp 0.03 --beta 0.5 --dims 128 --out "$OUT"

@@ -139,4 +139,4 @@ def test_shipped_memory_matches_the_installed_models() -> None:
     meta = te.memory.meta
     assert meta["pictures"] == len(te.memory.features) and meta["caption_rows"] == len(te.memory.vectors)
     assert "python -m imgrag.evals.transfer build" in str(meta["recipe"]) and "clipart" not in meta["sources"]  # type: ignore[operator]
-    assert DEFAULT_MEMORY.stat().st_size < 10_000_000  # 384 PCA dims: 8.7 MB (128 dims were 5.6 MB but cost 0.01 MRR)
+    assert DEFAULT_MEMORY.stat().st_size < 8_000_000
