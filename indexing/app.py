@@ -18,6 +18,7 @@ the real values to look for.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -130,6 +131,29 @@ class _PageCache:
                 self._data.popitem(last=False)
 
 
+GC_YOUNG_THRESHOLD = 10_000  # Python's default is 700
+
+
+def settle_gc() -> None:
+    """After warm-up: move every object alive now (the models, the dictionary, imported modules:
+    ~400k) out of the cyclic garbage collector's reach (``gc.freeze``), and let the youngest
+    generation grow to ``GC_YOUNG_THRESHOLD`` objects before it is collected.
+
+    The start-up objects live as long as the process, yet every full collection walked them all:
+    ~200 ms of CPU, which the search that triggered it waited for (the first searches of a fresh
+    process fill the record and token caches enough to trigger one). And a search holds a few
+    thousand objects for its ~40 ms (region hits, records, route lists): at 700, three young
+    collections a search promoted them, so full collections came every round of searches, where
+    a search allocates about as many objects as it frees and with 10,000 none runs at all once the
+    caches are full (docs/performance.md). Cyclic garbage is still collected, a little later; a frozen
+    object that later becomes garbage is still freed by its reference count (only a cycle among
+    frozen objects would stay until the process ends)."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 class Imgrag:
     """The application over one index.
 
@@ -199,6 +223,7 @@ class Imgrag:
             from .translate import dictionary
 
             dictionary(self.settings.cache_dir)  # seconds to read; the first translated query would pay them
+        settle_gc()
 
     def close(self) -> None:
         """Close the store and the audit log's connection; the next call opens them again."""

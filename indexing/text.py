@@ -61,6 +61,16 @@ def tokens(text: str, *, drop_stopwords: bool = False) -> list[str]:
     return out
 
 
+_WORD = re.compile(r"[0-9a-z]+(?:[.,'][0-9a-z]+)*")  # _TOKEN's second branch: it never matches inside a CJK run
+
+
+def latin_words(normalized: str) -> list[str]:
+    """The latin tokens of :func:`tokens` (words, numbers, codes) of an already normalised text, in
+    order, without its CJK unigrams and bigrams: what a stem lookup needs, at a fraction of the cost
+    on a Chinese page."""
+    return _WORD.findall(normalized)
+
+
 def fts_text(text: str) -> str:
     """The whitespace-separated token string stored in the embedded store's full-text column."""
     return " ".join(tokens(text))

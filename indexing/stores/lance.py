@@ -256,6 +256,7 @@ class LanceStore:
         self._lock = threading.RLock()
         self._parsed = LRU(_PARSED_RECORDS)
         self._fetched = LRU(_PARSED_RECORDS)  # get_many's answers: (pages table version, principal, id) → record | _ABSENT
+        self._fts_checked: int | None = None  # the pages table version whose FTS index _fts_ready found complete
         self._images: Any = None
         self._regions: Any = None
         self._writer = WriterLock(self.path / "writer.lock", self.path)
@@ -697,15 +698,28 @@ class LanceStore:
         version, who = self._images.version, principal.model_dump_json()
         known = {i: self._fetched.peek((version, who, i)) for i in ids}
         missing = [i for i, v in known.items() if v is None]
-        fetched: dict[str, ImageRecord] = {}
-        for i in range(0, len(missing), MAX_FILTER_IDS):  # a filter holds at most MAX_FILTER_IDS ids
-            chunk = missing[i : i + MAX_FILTER_IDS]
-            fetched.update((r.image_id, r) for r in self._records(where_clause(Filters(image_ids=chunk), principal), len(chunk)))
-        if missing and self._images.version == version:  # not if the table moved on while reading
-            for i in missing:
-                self._fetched.put((version, who, i), fetched.get(i, _ABSENT))
-        known.update((i, fetched.get(i, _ABSENT)) for i in missing)
+        if missing:
+            # a filter holds at most MAX_FILTER_IDS ids
+            chunks = [missing[i : i + MAX_FILTER_IDS] for i in range(0, len(missing), MAX_FILTER_IDS)]
+            records, after = self._records_then_version([(where_clause(Filters(image_ids=c), principal), len(c)) for c in chunks])
+            fetched = {r.image_id: r for r in records}
+            if after == version:  # not if the table moved on while reading
+                for i in missing:
+                    self._fetched.put((version, who, i), fetched.get(i, _ABSENT))
+            known.update((i, fetched.get(i, _ABSENT)) for i in missing)
         return {i: v for i, v in known.items() if v is not _ABSENT}
+
+    @_fresh_reads
+    def _records_then_version(self, queries: list[tuple[str, int]]) -> tuple[list[ImageRecord], int]:
+        """The records of each ``(where, limit)`` query, then the pages table's version, in one round
+        trip to LanceDB's event loop (get_many's fetch and its check that the table did not move)."""
+        at = self._images._table
+
+        async def rows() -> tuple[list[pa.Table], int]:
+            return [await at.query().where(w).select(["record"]).limit(n).to_arrow() for w, n in queries], await at.version()
+
+        tables, version = _run(rows())
+        return [self._parse(raw) for t in tables for raw in t.column("record").to_pylist()], version
 
     @_fresh_reads
     def get_vectors(self, image_id: str, principal: Principal) -> ImageVectors | None:
@@ -738,7 +752,12 @@ class LanceStore:
         them (the connection's read-consistency interval)."""
         if not self._ready():
             return "empty"
-        return f"{self._images.version}.{self._regions.version}"
+        images, regions = self._images._table, self._regions._table
+
+        async def versions() -> tuple[int, int]:  # both in one round trip to LanceDB's event loop
+            return await images.version(), await regions.version()
+
+        return "{}.{}".format(*_run(versions()))
 
     @_fresh_reads
     def count(self, principal: Principal, filters: Filters) -> int:
@@ -755,6 +774,19 @@ class LanceStore:
         tbl = self._vector_rows(self._images, vector, _VEC_COLUMN[field], k, where_clause(filters, principal), ["image_id"])
         ids, dist = tbl.column("image_id").to_pylist(), tbl.column("_distance").to_pylist()
         return [RouteHit(image_id=i, score=1.0 - float(d)) for i, d in zip(ids, dist, strict=True)]
+
+    def _fts_ready(self) -> bool:
+        """Whether the pages table has its indices, the FTS index with every row in it (built here if
+        not, see _ensure_fts). Checked once per table version: the check is three round trips to
+        LanceDB's event loop, and BM25 runs in every search."""
+        version = self._images.version
+        if self._fts_checked == version:
+            return True
+        self._ensure_fts(self._images)
+        if not self._images.list_indices():
+            return False
+        self._fts_checked = version
+        return True
 
     def _ensure_fts(self, table: Any) -> None:
         """The BM25 (FTS) index over ``fts``, with every row in it. LanceDB searches rows written
@@ -872,10 +904,7 @@ class LanceStore:
     ) -> list[RouteHit]:
         q = fts_text(query)
         more = [(t, e.weight) for e in extra if (t := fts_text(e.text))]
-        if not self._ready() or not (q or more):
-            return []
-        self._ensure_fts(self._images)
-        if not self._images.list_indices():
+        if not self._ready() or not (q or more) or not self._fts_ready():
             return []
         at = self._images._table
         if more:
@@ -1069,15 +1098,33 @@ _REGION_HIT_COLUMNS = ("region_id", "image_id", "kind", "label", "bbox", "text",
 
 
 def _region_hits(tbl: pa.Table, scores: list[float]) -> list[RegionHit]:
-    """Region rows as hits, read column by column. ``model_construct``: the rows were validated when
+    """Region rows as hits, read column by column, not validated: the rows were validated when
     written, and a region search builds 200 of them (validation was a tenth of a search; row dicts
     from ``to_pylist`` and a generator per bbox were another ~1 ms a route)."""
     cols = [tbl.column(c).to_pylist() for c in _REGION_HIT_COLUMNS]
-    make = RegionHit.model_construct
     return [
-        make(region_id=r, image_id=i, kind=region_kind(k, lb), label=lb, bbox=tuple(b), text=t, score=sc, pii_kinds=p or [])
+        _unvalidated_region_hit(
+            {"region_id": r, "image_id": i, "kind": region_kind(k, lb), "label": lb, "bbox": tuple(b), "text": t, "score": sc,
+             "pii_kinds": p or []}
+        )
         for r, i, k, lb, b, t, p, sc in zip(*cols, scores, strict=True)
     ]
+
+
+_REGION_HIT_FIELDS = frozenset(RegionHit.model_fields)
+_new, _set = object.__new__, object.__setattr__
+
+
+def _unvalidated_region_hit(values: dict[str, Any]) -> RegionHit:
+    """``RegionHit.model_construct(**values)`` for a dict that has every field: the same instance
+    state (tests/unit/test_search_hot_path.py compares them), without model_construct's per-call work
+    (defaults, aliases, extra and private fields), which was ~70 % of building a route's 200 hits."""
+    hit = _new(RegionHit)
+    _set(hit, "__dict__", values)
+    _set(hit, "__pydantic_fields_set__", set(_REGION_HIT_FIELDS))
+    _set(hit, "__pydantic_extra__", None)
+    _set(hit, "__pydantic_private__", None)
+    return hit
 
 
 def open_lance(path: Path, *, ann_min_rows: int = 10_000, ann_index: AnnIndex = "ivf_hnsw_sq") -> LanceStore:

@@ -1,0 +1,184 @@
+"""The cheaper forms of a search's hot path compute what the plain forms did: region hits built
+without ``model_construct``, the page forms of the concept re-rank, the FTS check once per table
+version, the record fetch and its version in one round trip, the result cache kept as JSON, and the
+start-up objects frozen out of the garbage collector, whose youngest generation is larger (docs/performance.md, session 9)."""
+
+from __future__ import annotations
+
+import gc
+import random
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from imgrag.indexing import search as search_mod
+from imgrag.indexing.app import GC_YOUNG_THRESHOLD, settle_gc
+from imgrag.indexing.config import Settings
+from imgrag.indexing.models import LayoutBlock, OcrLine
+from imgrag.indexing.search import Searcher, SearchRequest, concept_coverage
+from imgrag.indexing.stores import lance
+from imgrag.indexing.stores.base import OPERATOR, Filters, ImageRecord, ImageVectors, Indexed, ModelSpaces, RegionHit, RegionRecord
+from imgrag.indexing.stores.lance import LanceStore
+from imgrag.indexing.text import latin_words, normalize, squash, tokens
+from imgrag.indexing.translate import stem
+
+DIM = 8
+TEXTS = [
+    "甲方（盖章）：北京某某科技有限公司 签订日期：2023年5月6日",
+    "The Party B shall pay the invoice total of USD 1,234.50 within 30 days; signed, sealed.",
+    "Ｆｕｌｌ－ｗｉｄｔｈ ＡＢＣ 123 and it's v2.0.1 — co-operation, e.g. apt-get install",
+    "软件包 Debian package management: dpkg -i foo_1.0.deb 备份与恢复",
+    "",
+    "   \n\t  ",
+    "合同编号 HT-2023-0042 第3条 违约责任 governing law of the P.R.C.",
+]
+
+
+def test_unvalidated_region_hits_are_model_construct_hits() -> None:
+    values = {"region_id": "p1:r0", "image_id": "p1", "kind": "block", "label": "text", "bbox": (1.0, 2.0, 3.0, 4.0),
+              "text": "甲方", "score": 0.75, "pii_kinds": ["email"]}
+    fast, slow = lance._unvalidated_region_hit(dict(values)), RegionHit.model_construct(**values)
+    assert fast == slow and fast.__dict__ == slow.__dict__
+    assert fast.model_fields_set == slow.model_fields_set == set(RegionHit.model_fields)
+    assert fast.__pydantic_extra__ is None and fast.__pydantic_private__ is None
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert fast.model_copy(deep=True) == slow
+    other = lance._unvalidated_region_hit(dict(values))
+    other.text = "changed"  # instances share no state
+    assert fast.text == "甲方" and fast.model_fields_set is not other.model_fields_set
+
+
+def test_region_hits_from_columns() -> None:
+    tbl = pa.table({
+        "region_id": ["a:v0", "a:r1"], "image_id": ["a", "a"], "kind": ["block", "tile"], "label": ["v0", "tile 1"],
+        "bbox": [[0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 2.0, 2.0]], "text": ["bar chart", ""], "pii_kinds": [None, ["email"]],
+    })
+    hits = lance._region_hits(tbl, [0.5, 0.25])
+    assert hits == [
+        RegionHit.model_construct(region_id="a:v0", image_id="a", kind="label", label="v0", bbox=(0.0, 0.0, 1.0, 1.0),
+                                  text="bar chart", score=0.5, pii_kinds=[]),  # a legacy mark row reads as a label
+        RegionHit.model_construct(region_id="a:r1", image_id="a", kind="tile", label="tile 1", bbox=(1.0, 1.0, 2.0, 2.0),
+                                  text="", score=0.25, pii_kinds=["email"]),
+    ]
+
+
+def test_latin_words_are_the_latin_tokens() -> None:
+    rng = random.Random(7)
+    pool = "abc XYZ 12 3.5 甲方合同 ，。、 it's e.g. ﾃｽﾄ Ａ1 -_/ \n"
+    texts = TEXTS + ["".join(rng.choice(pool) for _ in range(rng.randint(0, 80))) for _ in range(500)]
+    for t in texts:
+        assert latin_words(normalize(t)) == [w for w in tokens(t) if not "\u3400" <= w[0] <= "\ufaff"], t
+
+
+def test_page_forms_answer_every_latin_lookup_as_before() -> None:
+    for t in TEXTS:
+        squashed, stems = search_mod._page_forms(t)
+        before = frozenset(stem(w) for w in tokens(t))
+        assert squashed == squash(t)
+        # a latin form is looked up among the stems, a CJK one in the squashed text (concept_coverage)
+        assert stems == {s for s in before if not "\u3400" <= s[0] <= "\ufaff"}
+
+
+def _record(image_id: str, text: str, **kw: Any) -> ImageRecord:
+    lines = [OcrLine(text=ln, bbox=(0, 10 * i, 100, 10 * i + 9)) for i, ln in enumerate(text.split("。")) if ln]
+    return ImageRecord(
+        image_id=image_id, doc_id=image_id, path=f"/x/{image_id}.png", format="png", width=100, height=100,
+        quality=kw.pop("quality", "born_digital"), ocr_lines=lines, ocr_text=text,
+        layout=[LayoutBlock(kind="text", bbox=(0, 0, 100, 100), text=text)], indexed_at=datetime.now(timezone.utc), **kw,
+    )
+
+
+def test_concept_coverage_is_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    recs = [_record(f"p{i}", t, caption="a red seal" if i % 2 else "") for i, t in enumerate(TEXTS)]
+    queries = ["甲方 盖章 日期", "payment of the invoice total", "软件包 backup", "governing law 违约责任", "signed contract"]
+    new = [concept_coverage(q, recs, None) for q in queries]
+    search_mod._page_forms.cache_clear()
+    monkeypatch.setattr(search_mod, "_page_forms", lambda text: (squash(text), frozenset(stem(w) for w in tokens(text))))
+    assert [concept_coverage(q, recs, None) for q in queries] == new
+    assert any(v > 0 for cc in new for v in cc.values())  # the comparison compared something
+
+
+def test_settle_gc() -> None:
+    before, threshold = gc.get_freeze_count(), gc.get_threshold()
+    try:
+        settle_gc()
+        assert gc.get_freeze_count() > before
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *threshold[1:])
+        assert gc.isenabled()  # later objects are still collected
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+
+
+# -- a real embedded store ------------------------------------------------------------------------
+def _indexed(rec: ImageRecord, seed: int) -> Indexed:
+    rng = np.random.default_rng(seed)
+    v = lambda: (x := rng.normal(size=DIM).astype(np.float32)) / np.linalg.norm(x)
+    return Indexed(
+        record=rec, vectors=ImageVectors(image=v(), feature=v(), text=v()),
+        regions=[RegionRecord(region_id=f"{rec.image_id}:b0", image_id=rec.image_id, kind="block", label="text",
+                              bbox=(0, 0, 100, 100), text=rec.ocr_text, vector=v())],
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LanceStore:
+    st = LanceStore(tmp_path / "index", ann_min_rows=10**9)
+    st.ensure_spaces(ModelSpaces(image="fake-joint", image_dim=DIM, feature="fake-feat", feature_dim=DIM, text="fake-text", text_dim=DIM))
+    st.write([_indexed(_record("p1", "payment terms of the contract"), 1), _indexed(_record("p2", "a cat on a mat"), 2)])
+    st.commit("index", {})
+    return st
+
+
+def test_fts_is_checked_once_per_table_version_and_new_rows_are_found(store: LanceStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    checks: list[int] = []
+    ensure = LanceStore._ensure_fts
+    monkeypatch.setattr(LanceStore, "_ensure_fts", lambda self, table: (checks.append(1), ensure(self, table))[1])
+    for _ in range(3):
+        assert [h.image_id for h in store.bm25("payment", 10, Filters(), OPERATOR)] == ["p1"]
+    assert len(checks) == 1
+    # another version: checked again, and a page written without a commit is found (the index is rebuilt)
+    store.write([_indexed(_record("p3", "payment in full upon delivery"), 3)])
+    assert sorted(h.image_id for h in store.bm25("payment", 10, Filters(), OPERATOR)) == ["p1", "p3"]
+    assert len(checks) == 2
+
+
+def test_record_fetch_and_data_version(store: LanceStore) -> None:
+    assert store.data_version() == f"{store._images.version}.{store._regions.version}"
+    got = store.get_many(["p2", "p1", "nope"], OPERATOR)
+    assert sorted(got) == ["p1", "p2"] and got["p1"].ocr_text == "payment terms of the contract"
+    assert store._fetched.peek((store._images.version, OPERATOR.model_dump_json(), "nope")) is lance._ABSENT
+    before = store.data_version()
+    store.write([_indexed(_record("p1", "payment terms, amended"), 4)])  # a new version: nothing stale
+    assert store.data_version() != before
+    assert store.get_many(["p1"], OPERATOR)["p1"].ocr_text == "payment terms, amended"
+    records, version = store._records_then_version([("image_id IN ('p1', 'p2')", 2), ("image_id = 'p2'", 1)])
+    assert [r.image_id for r in records].count("p2") == 2 and version == store._images.version
+
+
+def test_cached_result_is_the_same_and_a_copy_of_its_own(store: LanceStore) -> None:
+    class Embedder:
+        dim = DIM
+
+        def __init__(self, identity: str) -> None:
+            self.identity = identity
+
+        def embed_queries(self, texts: list[str]) -> list[np.ndarray]:
+            return [np.full(DIM, DIM**-0.5, np.float32) for _ in texts]
+
+    rt = SimpleNamespace(settings=Settings(search_threads=1, translate_query=False), store=store,
+                         text_embedder=Embedder("fake-text"), image_embedder=Embedder("fake-joint"))
+    searcher = Searcher(rt)  # type: ignore[arg-type]
+    req = SearchRequest(query="payment terms", k=2)
+    first = searcher.search(req, OPERATOR)
+    again = searcher.search(req, OPERATOR)
+    assert "cached" in again.timings_ms and "cached" not in first.timings_ms
+    assert again.model_dump(exclude={"timings_ms"}) == first.model_dump(exclude={"timings_ms"}) and first.hits
+    again.hits[0].snippet = "changed by a caller"
+    third = searcher.search(req, OPERATOR)
+    assert third.hits[0].snippet == first.hits[0].snippet != "changed by a caller"
