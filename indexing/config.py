@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     backbone_runtime: Literal["onnx", "torch"] = Field(
         default="onnx",
         description="what runs the image backbone (EfficientNet-Lite0): onnx, ONNX Runtime on a graph exported from the torch "
-        "model once into the cache (~1.7x less CPU an image; vectors equal to ~1e-5); torch, the torch model",
+        "model once into the cache (~30-45 % less CPU an image; vectors equal to ~1e-6); torch, the torch model",
     )
     photo_one_pass: bool = Field(
         default=True,

@@ -348,3 +348,17 @@ def test_a_backbone_that_cannot_be_exported_runs_on_torch(
     assert onnx._session() is None and "runs on torch" in caplog.text
     ref = LabelBridgeEmbedder("e5", cache_dir=cache_dir, runtime="torch", top_k=9).embed_images([photos["chelsea"]])
     assert np.array_equal(out.features, ref.features) and out.captions == ref.captions
+
+
+def test_a_damaged_exported_backbone_runs_on_torch(
+    tmp_path: Path, photos: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(bridge_mod, "_export_key", lambda: "damaged-export")
+    (tmp_path / "backbone").mkdir()
+    (tmp_path / "backbone" / "damaged-export.onnx").write_bytes(b"not a model")
+    onnx = LabelBridgeEmbedder("e5", cache_dir=tmp_path, runtime="onnx")
+    with caplog.at_level("WARNING"):
+        out = onnx.embed_images([photos["coffee"]])
+    assert onnx._session() is None and "does not load" in caplog.text
+    ref = LabelBridgeEmbedder("e5", cache_dir=tmp_path, runtime="torch").embed_images([photos["coffee"]])
+    assert np.array_equal(out.features, ref.features)
