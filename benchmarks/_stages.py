@@ -86,12 +86,12 @@ class ThreadSampler:
         self._t.join()
         self._sample()
 
-    def report(self, pages: int) -> None:
+    def report(self, pages: int, what: str = "document page") -> None:
         by: dict[str, float] = defaultdict(float)
         for tid, (name, cpu) in self.last.items():
             base = self.start.get(tid, (name, 0.0))[1]
             by[name.rstrip("0123456789_")] += cpu - base
-        print(f"\nCPU-s per document page by thread name ({pages} pages)")
+        print(f"\nCPU-s per {what} by thread name ({pages} items)")
         for name, s in sorted(by.items(), key=lambda kv: -kv[1]):
             if s > 0.005 * pages:
                 print(f"  {name:<36}{s / pages:>8.3f}")
@@ -122,17 +122,19 @@ def install() -> None:
     from rapidocr.main import RapidOCR
 
     from imgrag.indexing import pipeline
+    from imgrag.indexing import preprocess as prep
     from imgrag.indexing.embedders.text import E5TextEmbedder
     from imgrag.indexing.ocr import RapidOcrEngine
 
     for mod, names in (
         (pipeline, ("preprocess", "analyze_layout", "detect_seals", "find_marks", "detect_lines",
                     "extract_dates", "read_off", "page_head", "relink", "figure_tiles")),
+        (prep, ("classify_quality",)),
     ):
         for n in names:
             setattr(mod, n, _timed(n, getattr(mod, n)))
     for cls, names in (
-        (RapidOcrEngine, ("detect", "orientation", "read")),
+        (RapidOcrEngine, ("detect", "orientation", "read", "text_score")),
         (RapidOCR, ("cls_and_rotate", "recognize_txt")),
         (pipeline.Indexer, ("_tile_vectors", "_embed", "analyse_and_write")),
         (E5TextEmbedder, ("embed_passages",)),
@@ -158,6 +160,15 @@ def install() -> None:
     E5TextEmbedder.embed_passages = recorded_embed
 
 
+def reset() -> None:
+    """Forget what was counted so far (the warm-up run)."""
+    with _LOCK:
+        OWN.clear()
+        CALLS.clear()
+        HEADS.clear()
+        PASSAGES.clear()
+
+
 def wrap_object(obj: Any, names: tuple[str, ...], prefix: str) -> None:
     for n in names:
         setattr(obj, n, _timed(f"{prefix}.{n}", getattr(obj, n)))
@@ -174,9 +185,9 @@ def replay_e5(embedder: Any, pages: int) -> None:
         print(f"  {label:<36}{(_cpu() - c) / pages:>8.3f}   ({len(texts)} texts, {toks / pages:.0f} tokens a page)")
 
 
-def report(pages: int, workers: int) -> None:
+def report(pages: int, workers: int, what: str = "document page") -> None:
     clock = "process CPU" if workers == 1 else "each stage's own thread's CPU"
-    print(f"\nCPU-s per document page by stage ({pages} pages, {workers} worker(s), {clock}; nested stages apart)")
+    print(f"\nCPU-s per {what} by stage ({pages} items, {workers} worker(s), {clock}; nested stages apart)")
     total = 0.0
     for name, s in sorted(OWN.items(), key=lambda kv: -kv[1]):
         total += s

@@ -167,6 +167,16 @@ def _print_vs(rows: list[tuple], alone: list[tuple]) -> None:
         print(f"{label:<20}{w:>8}{(n / dt) / (b[1] / b[2]):>11.2f}×{(b[3] / b[1]) / (cpu / n):>9.2f}×   ({b[0]})")
 
 
+def _warm(ig: object, folder: Path, workers: int) -> None:
+    """Load the models, then index a few small pictures: each analysis worker's own OCR sessions
+    load with its first page (threads.worker_slots), so no timed run pays for loading them."""
+    ig.rt.load_models()  # type: ignore[attr-defined]
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(2 * workers):
+        Image.new("RGB", (64 + i, 64), (40 * i, 90, 200)).save(folder / f"warm_{i}.png")
+    ig.index([str(folder)])  # type: ignore[attr-defined]
+
+
 def _index_rows(corpora: list[tuple[str, Path]], worker_counts: list[int], spin: str, home: Path) -> tuple[list[tuple], dict]:
     """Index each corpus folder with each worker count (models loaded first): one row each."""
     from imgrag.indexing.app import Imgrag
@@ -176,14 +186,7 @@ def _index_rows(corpora: list[tuple[str, Path]], worker_counts: list[int], spin:
     apps = {}
     for workers in worker_counts:
         ig = Imgrag(Settings(home=home / f"home{workers}", workers=workers))
-        ig.rt.load_models()
-        # Each analysis worker's own OCR sessions load with its first page (threads.worker_slots): a
-        # short run of other photos first, so no row pays for loading them.
-        warm = home / f"warm{workers}"
-        warm.mkdir(parents=True, exist_ok=True)
-        for i in range(2 * workers):
-            Image.new("RGB", (64 + i, 64), (40 * i, 90, 200)).save(warm / f"warm_{i}.png")
-        ig.index([str(warm)])
+        _warm(ig, home / f"warm{workers}", workers)
         apps[workers] = ig
         for label, folder in corpora:
             t, c = time.perf_counter(), _cpu()
@@ -212,8 +215,8 @@ def _baseline_rows(args: argparse.Namespace, corpora: list[tuple[str, Path]], ho
     return out
 
 
-def _profile(root: Path, docs: Path, n: int, workers: int) -> None:
-    """CPU-s per document page by stage and by thread, models loaded."""
+def _profile(root: Path, docs: Path, n: int, workers: int, what: str = "document page") -> None:
+    """CPU-s per item (document page, or photo with ``--split-photos``) by stage and by thread, models loaded."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import _stages
 
@@ -223,18 +226,21 @@ def _profile(root: Path, docs: Path, n: int, workers: int) -> None:
     _stages.install()
     _stages.set_clock(workers > 1)
     ig = Imgrag(Settings(home=root / "home-profile", workers=workers))
-    ig.rt.load_models()
-    _stages.wrap_object(ig.rt.image_embedder, ("embed_images",), "image embedder")
+    _warm(ig, root / "warm-profile", workers)
+    _stages.reset()
+    _stages.wrap_object(ig.rt.image_embedder, ("embed_images", "embed_regions"), "image embedder")
     _stages.wrap_object(ig.rt.store, ("write", "commit"), "store")
     t, c = time.perf_counter(), _cpu()
     with _stages.ThreadSampler() as threads:
         summary = ig.index([str(docs)])
     dt, cpu = time.perf_counter() - t, _cpu() - c
     assert summary.indexed == n, summary
-    _stages.report(n, workers)
-    print(f"  {'imgrag index in all':<36}{cpu / n:>8.3f}   ({dt / n:.1f} s wall a page)")
-    threads.report(n)
+    _stages.report(n, workers, what)
+    print(f"  {'imgrag index in all':<36}{cpu / n:>8.3f}   ({dt / n:.2f} s wall a {what})")
+    threads.report(n, what)
     _stages.set_clock(False)
+    if what != "document page":
+        return
     _stages.replay_e5(ig.rt.text_embedder, n)
     alone = _alone_rows(docs, [docs])[0]
     print(f"  {'RapidOCR() alone, same pages':<36}{alone[3] / alone[1]:>8.3f}")
@@ -253,7 +259,8 @@ def main() -> None:
     ap.add_argument("--baseline-tree", type=Path, help="also index with this checkout's code (implies --index-only)")
     ap.add_argument("--rounds", type=int, default=1, help="with --baseline-tree: runs of each checkout, in turns")
     ap.add_argument("--profile", action="store_true",
-                    help="only index the document pages (--workers: one count) and print CPU-s per page by stage and thread")
+                    help="only index the document pages (with --split-photos: the photos without text; --workers: one count) "
+                         "and print CPU-s per item by stage and thread")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child mode
     ap.add_argument("--code-tree", type=Path, help=argparse.SUPPRESS)  # read before the imports (ROOT)
     ap.add_argument("--corpus", help=argparse.SUPPRESS)  # child mode of --baseline-tree: [[label, folder], ...]
@@ -276,10 +283,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         docs, photos, queries = build_corpus(root / "corpus", args.docs, args.photos)
-        if args.profile:
+        if args.profile and not args.split_photos:
             _profile(root, docs, args.docs, int(args.workers.split(",")[-1]))
             return
         photo_sets = split_photos(photos) if args.split_photos else [("photos", photos)]
+        if args.profile:  # the photos the quick look finds no text on
+            folder = dict(photo_sets).get("photos, no text")
+            if folder is None:
+                sys.exit("no photo without text to profile")
+            _profile(root, folder, sum(1 for _ in folder.iterdir()), int(args.workers.split(",")[-1]), "photo")
+            return
         corpora = [("document pages", docs), *photo_sets]
         if args.baseline_tree:
             both = _baseline_rows(args, corpora, root)

@@ -201,6 +201,7 @@ def build_standard(name: str, *, log: Callable[[str], None] = print) -> Prepared
 INDEX_KEYS = (
     "backend", "ocr_engine", "paddle_model_dir", "text_embedder", "image_embedder", "adapter", "clip_model", "pdf_dpi", "tables",
     "visual_marks", "page_text_tokens", "photo_text_gate", "tile_side", "photo_one_pass",
+    "backbone_runtime",
 )  # fmt: skip
 
 

@@ -91,7 +91,7 @@ class Runtime:
 
         s = self.settings
         name = s.image_embedder.lower()
-        opts: dict[str, object] = {"text_embedder": self.text_embedder, "cache_dir": s.cache_dir}
+        opts: dict[str, object] = {"text_embedder": self.text_embedder, "cache_dir": s.cache_dir, "runtime": s.backbone_runtime}
         if name == "aligned":
             opts["adapter"] = s.adapter
         elif name == "transfer":

@@ -36,6 +36,7 @@ class AlignedEmbedder:
         cache_dir: str | os.PathLike[str] | None = None,
         batch_size: int = 32,
         num_threads: int | None = None,
+        runtime: str = "onnx",
     ) -> None:
         from .adapter import load_adapter
 
@@ -44,7 +45,7 @@ class AlignedEmbedder:
                               "set IMGRAG_ADAPTER=DIR or pass --adapter DIR (train one with `imgrag align`)")
         self.text = get_text_embedder(text_embedder) if isinstance(text_embedder, str) else text_embedder
         self.bridge = get_image_text_embedder("bridge", text_embedder=self.text, cache_dir=cache_dir,
-                                              batch_size=batch_size, num_threads=num_threads)
+                                              batch_size=batch_size, num_threads=num_threads, runtime=runtime)
         self.adapter = load_adapter(Path(adapter))
         cfg = self.adapter.config
         if cfg.feature_identity != self.bridge.feature_identity:

@@ -142,14 +142,15 @@ class TransferEmbedder:
 
     Args:
         memory: memory file (``IMGRAG_TRANSFER_MEMORY``; default: the one shipped beside this module).
-        text_embedder, cache_dir, batch_size, num_threads: as the label bridge.
+        text_embedder, cache_dir, batch_size, num_threads, runtime: as the label bridge.
     """
 
     def __init__(self, memory: str | os.PathLike[str] | None = None, text_embedder: TextEmbedder | str = "e5", *,
-                 cache_dir: str | os.PathLike[str] | None = None, batch_size: int = 32, num_threads: int | None = None) -> None:
+                 cache_dir: str | os.PathLike[str] | None = None, batch_size: int = 32, num_threads: int | None = None,
+                 runtime: str = "onnx") -> None:
         self.text = get_text_embedder(text_embedder) if isinstance(text_embedder, str) else text_embedder
         self.bridge = get_image_text_embedder("bridge", text_embedder=self.text, cache_dir=cache_dir,
-                                              batch_size=batch_size, num_threads=num_threads)
+                                              batch_size=batch_size, num_threads=num_threads, runtime=runtime)
         self.memory = NamedMemory.load(Path(memory) if memory else DEFAULT_MEMORY)
         meta = self.memory.meta
         for what, have in (("feature_identity", self.bridge.feature_identity), ("text_identity", self.text.identity)):

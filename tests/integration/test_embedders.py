@@ -311,3 +311,54 @@ def test_backbone_matches_timm_tf_efficientnet_lite0() -> None:
             got_fused = ours_fused(x.contiguous(memory_format=torch.channels_last))[1]
         assert torch.allclose(got, expected, atol=1e-4)
         assert torch.allclose(got_fused, expected, atol=1e-3)
+
+
+def test_the_onnx_backbone_gives_torchs_vectors_at_any_input_size(cache_dir: Path, photos: dict[str, np.ndarray]) -> None:
+    """IMGRAG_BACKBONE_RUNTIME=onnx (the default) runs a graph exported from the torch model: TF "SAME"
+    padding depends on each stride-2 layer's input parity, so inputs of odd and even sizes must
+    both agree with torch (a graph traced with the example's padding baked in would not)."""
+    onnx = LabelBridgeEmbedder("e5", cache_dir=cache_dir, runtime="onnx")
+    torch_ = LabelBridgeEmbedder("e5", cache_dir=cache_dir, runtime="torch")
+    assert onnx._session() is not None and torch_._session() is None
+    imgs = [photos["chelsea"], np.ascontiguousarray(photos["coffee"][:241, :199]), np.ascontiguousarray(photos["rocket"][:333, :97])]
+    a, b = onnx.embed_images(imgs), torch_.embed_images(imgs)
+    assert np.allclose(a.features, b.features, atol=1e-4) and np.allclose(a.vectors, b.vectors, atol=1e-4)
+    assert a.captions == b.captions
+    boxes = [[(0, 0, im.shape[1], im.shape[0]), (0, 0, im.shape[1] / 2, im.shape[0] / 3)] for im in imgs]
+    for side in (320, 257):  # 257: odd long side, odd and even short sides
+        ra, rb = onnx.embed_regions(imgs, boxes, side), torch_.embed_regions(imgs, boxes, side)
+        assert np.allclose(ra.features, rb.features, atol=1e-4), side
+        assert np.allclose(ra.vectors, rb.vectors, atol=1e-4) and ra.captions == rb.captions
+    with pytest.raises(ImgragError, match="backbone runtime"):
+        LabelBridgeEmbedder("e5", cache_dir=cache_dir, runtime="tensorflow")
+
+
+def test_a_backbone_that_cannot_be_exported_runs_on_torch(
+    cache_dir: Path, photos: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(bridge_mod, "_export_key", lambda: "no-such-export")  # nothing cached under it
+
+    def fail(model: object, path: Path) -> None:
+        raise ModuleNotFoundError("No module named 'onnx'")
+
+    monkeypatch.setattr(bridge_mod, "_export_backbone", fail)
+    onnx = LabelBridgeEmbedder("e5", cache_dir=cache_dir, runtime="onnx", top_k=9)  # a fresh instance
+    with caplog.at_level("WARNING"):
+        out = onnx.embed_images([photos["chelsea"]])
+    assert onnx._session() is None and "runs on torch" in caplog.text
+    ref = LabelBridgeEmbedder("e5", cache_dir=cache_dir, runtime="torch", top_k=9).embed_images([photos["chelsea"]])
+    assert np.array_equal(out.features, ref.features) and out.captions == ref.captions
+
+
+def test_a_damaged_exported_backbone_runs_on_torch(
+    tmp_path: Path, photos: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(bridge_mod, "_export_key", lambda: "damaged-export")
+    (tmp_path / "backbone").mkdir()
+    (tmp_path / "backbone" / "damaged-export.onnx").write_bytes(b"not a model")
+    onnx = LabelBridgeEmbedder("e5", cache_dir=tmp_path, runtime="onnx")
+    with caplog.at_level("WARNING"):
+        out = onnx.embed_images([photos["coffee"]])
+    assert onnx._session() is None and "does not load" in caplog.text
+    ref = LabelBridgeEmbedder("e5", cache_dir=tmp_path, runtime="torch").embed_images([photos["coffee"]])
+    assert np.array_equal(out.features, ref.features)
