@@ -91,8 +91,10 @@ _PQ_MIN_ROWS = 256
 # CPU at 100k pages (k=50, refine 10: 500 rows from as many data files) and bought no recall over
 # refine 1, which still re-scores the k hits exactly (so the scores fusion sees stay exact):
 # recall@10 1.000 at 100k, 0.995 at 10k (ef 100 / refine 4 gave 0.88 there); docs/performance.md
-# "Page kNN: ef and re-rank". IVF_PQ codes are much coarser: its re-rank stays at least 10 x k.
-_ANN_EF, _ANN_REFINE, _PQ_REFINE = 400, 1, 10
+# "Page kNN: ef and re-rank". IVF_PQ codes are much coarser: its re-rank stays at least 10 x k. And at
+# least _MIN_RERANK candidates are re-scored whatever k: a top 10 picked on int8 distances alone can
+# miss a neighbour at its boundary (the fused search's routes ask for 50, where refine 1 suffices).
+_ANN_EF, _ANN_REFINE, _PQ_REFINE, _MIN_RERANK = 400, 1, 10, 50
 # Every partition of an index up to 25 x 4,096 rows (~100k pages) is probed: at 100k pages 20 of the
 # 24 page partitions gave recall@10 0.91-0.96, all 24 gave 1.00 for ~25 % more route time
 # (bench_backends.py / bench_region_ivf.py --mode pages, docs/performance.md "100,000 pages").
@@ -858,7 +860,7 @@ class LanceStore:
         the table), search the HNSW graphs wide enough, and re-rank the scalar-quantised candidates on
         the exact vectors. Region indices are IVF_FLAT: exact distances, no re-rank."""
         at = table._table  # the async table under the synchronous one (see _run)
-        refine = 0 if exact or table.name == REGIONS else self._refine(table, column)
+        refine = 0 if exact or table.name == REGIONS else self._refine(table, column, k)
 
         async def rows() -> pa.Table:
             if exact:
@@ -879,14 +881,16 @@ class LanceStore:
 
         return _run(rows())
 
-    def _refine(self, table: Any, column: str) -> int:
-        """The re-rank factor of a page kNN search on ``column``: ``ann_refine``, at least
-        ``_PQ_REFINE`` where the column's index is IVF_PQ (an index keeps the type it was built
-        with, whatever ``ann_index`` says now). The index list is re-read when the table changes."""
+    def _refine(self, table: Any, column: str, k: int) -> int:
+        """The re-rank factor of a page kNN search for ``k`` hits on ``column``: ``ann_refine``, at
+        least enough for ``_MIN_RERANK`` candidates, and at least ``_PQ_REFINE`` where the column's
+        index is IVF_PQ (an index keeps the type it was built with, whatever ``ann_index`` says now).
+        The index list is re-read when the table changes."""
         if self._pq is None or self._pq[0] != table.version:
             pq = frozenset(c for ix in table.list_indices() if "pq" in str(ix.index_type).lower() for c in ix.columns)
             self._pq = (table.version, pq)
-        return max(self.ann_refine, _PQ_REFINE) if column in self._pq[1] else self.ann_refine
+        refine = max(self.ann_refine, math.ceil(_MIN_RERANK / max(k, 1))) if self.ann_refine > 0 else 0
+        return max(refine, _PQ_REFINE) if column in self._pq[1] else refine
 
     @_fresh_reads
     def bm25(

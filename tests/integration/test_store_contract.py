@@ -1104,7 +1104,7 @@ def test_lance_pq_index_waits_until_it_can_train_then_keeps_recall(tmp_path: Pat
 
 
 def test_lance_page_knn_rescores_its_hits_exactly_and_pq_keeps_its_deep_rerank(tmp_path: Path) -> None:
-    """IMGRAG_LANCE_ANN_REFINE (1): an IVF_HNSW_SQ search re-scores its k hits on the float32 vectors,
+    """IMGRAG_LANCE_ANN_REFINE (1): an IVF_HNSW_SQ search re-scores its k hits (at least 50) on the float32 vectors,
     so the scores fusion sees are exact cosines and the top 10 matches the exact scan's; an IVF_PQ
     index keeps re-ranking 10 x k whatever the setting (and whatever IMGRAG_LANCE_ANN_INDEX says now)."""
     from imgrag.indexing.stores.lance import LanceStore
@@ -1119,10 +1119,11 @@ def test_lance_page_knn_rescores_its_hits_exactly_and_pq_keeps_its_deep_rerank(t
             load(st, specs)
             st.commit("index", {"indexed": 300})
         assert (sq.ann_ef, sq.ann_refine) == (400, 1)
-        assert sq._refine(sq._images, "img_vec") == 1
-        assert pq._refine(pq._images, "img_vec") == 10
+        assert sq._refine(sq._images, "img_vec", 50) == 1
+        assert sq._refine(sq._images, "img_vec", 10) == 5  # at least 50 candidates re-scored
+        assert pq._refine(pq._images, "img_vec", 50) == 10
         reopened = LanceStore(tmp_path / "pq", ann_min_rows=0)  # the setting says ivf_hnsw_sq; the index is PQ
-        assert reopened._refine(reopened._images, "img_vec") == 10
+        assert reopened._refine(reopened._images, "img_vec", 50) == 10
         reopened.close()
         coarse = LanceStore(tmp_path / "sq", ann_min_rows=0, ann_refine=0)  # no re-rank: int8 distances
         vec = {s.image_id: s.image for s in specs}
