@@ -471,6 +471,20 @@ def run_backend(
         routes["fused, one-stage"] = lambda q: one_stage.search(SearchRequest(query=q.text, k=10), OPERATOR)
         routes["fused, user+2023"] = lambda q: searcher.search(SearchRequest(query=q.text, k=10, filters=year), user)
         routes["fused, user+2023, one-stage"] = lambda q: one_stage.search(SearchRequest(query=q.text, k=10, filters=year), user)
+        if args.ann_baseline and CONFIGS[name][0] == "lancedb":
+            # the same index searched with other page-kNN parameters (a second handle on it): the
+            # fused search as configured, beside the search as it was with those parameters
+            from imgrag.indexing.stores.lance import LanceStore
+
+            ef, refine = (int(x) for x in args.ann_baseline.split("/"))
+            old = LanceStore(store.path, ann_min_rows=store.ann_min_rows, ann_index=store.ann_index,  # type: ignore[attr-defined]
+                             ann_ef=ef, ann_refine=refine)
+            old_search = Searcher(_BenchRuntime(old, img_q, txt_q, spaces, two))  # type: ignore[arg-type]
+            routes[f"fused, ef/refine {args.ann_baseline}"] = lambda q: old_search.search(SearchRequest(query=q.text, k=10), OPERATOR)
+            routes[f"fused, user+2023, ef/refine {args.ann_baseline}"] = lambda q: old_search.search(
+                SearchRequest(query=q.text, k=10, filters=year), user)
+            routes[f"knn image, ef/refine {args.ann_baseline}"] = lambda q: old.knn("image", q.image, 50, Filters(), OPERATOR)
+            routes[f"knn text, ef/refine {args.ann_baseline}"] = lambda q: old.knn("text", q.text_vec, 50, Filters(), OPERATOR)
 
         for fn in routes.values():
             for q in queries[: args.warmup]:
@@ -479,7 +493,7 @@ def run_backend(
         cpu: dict[str, list[float]] = {r: [] for r in routes}
         for q in queries[args.warmup :]:
             for r, fn in routes.items():  # interleaved, so background load hits every route alike
-                for sr in (searcher, one_stage):
+                for sr in (searcher, one_stage, *([old_search] if args.ann_baseline and CONFIGS[name][0] == "lancedb" else [])):
                     sr._cache.data.clear()  # embeddings are precomputed; keep the cache from skewing
                 c, t = time.process_time(), time.perf_counter()
                 fn(q)
@@ -491,13 +505,18 @@ def run_backend(
         # recall@10 against exact cosine search (no filters): the page routes, and the region routes
         # at page level (the first 10 distinct pages of the route vs the 10 pages with the best region)
         sample = queries[args.warmup :][: args.recall_queries]
-        for label, field, mat, attr in (("recall image", "image", corpus.img, "image"), ("recall text", "text", corpus.txt, "text_vec")):
+        baseline = args.ann_baseline and CONFIGS[name][0] == "lancedb"
+        page_stores = [("", store), *([(f", ef/refine {args.ann_baseline}", old)] if baseline else [])]
+        for (label, field, mat, attr), (suffix, st) in (
+            (r, ps) for r in (("recall image", "image", corpus.img, "image"), ("recall text", "text", corpus.txt, "text_vec"))
+            for ps in page_stores
+        ):
             hits = 0
-            for q in sample:
+            for q in sample:  # at the routes' depth (50), as the fused search asks
                 exact = set(np.argsort(-(mat @ getattr(q, attr)))[:10].tolist())
-                got = {int(h.image_id[3:]) for h in store.knn(field, getattr(q, attr), 10, Filters(), OPERATOR)}  # type: ignore[arg-type]
+                got = {int(h.image_id[3:]) for h in st.knn(field, getattr(q, attr), 50, Filters(), OPERATOR)[:10]}  # type: ignore[arg-type]
                 hits += len(exact & got)
-            res[label] = hits / (10 * len(sample)) if sample else float("nan")
+            res[label + suffix] = hits / (10 * len(sample)) if sample else float("nan")
         for label, kind, attr in (("recall regions tile", "tile", "image"), ("recall regions text", "text", "text_vec")):
             hits = 0
             for qi, q in enumerate(sample):
@@ -512,7 +531,7 @@ def run_backend(
         # threshold) against exact search over every region, and the fused top 10 against an exact
         # one-stage fused search (and the one-stage search as the store answers it, for comparison)
         fused_hits = {"tile": 0, "text": 0}
-        overlap = {"two-stage": 0, "one-stage": 0}
+        overlap = {"two-stage": 0, "one-stage": 0, **({f"ef/refine {args.ann_baseline}": 0} if baseline else {})}
         for qi, q in enumerate(sample):
             rec = searcher.recall(SearchRequest(query=q.text, k=10), OPERATOR)
             for kind in fused_hits:
@@ -520,7 +539,8 @@ def run_backend(
                 fused_hits[kind] += len(truth.top(kind, qi, 10) & got)
         for q in sample[: args.overlap_queries]:
             ref = [h.image_id for h in exact_search.search(SearchRequest(query=q.text, k=10), OPERATOR).hits]
-            for label, sr in (("two-stage", searcher), ("one-stage", one_stage)):
+            for label, sr in (("two-stage", searcher), ("one-stage", one_stage),
+                              *([(f"ef/refine {args.ann_baseline}", old_search)] if baseline else [])):
                 got = [h.image_id for h in sr.search(SearchRequest(query=q.text, k=10), OPERATOR).hits]
                 overlap[label] += len(set(ref) & set(got))
         for kind, hits in fused_hits.items():
@@ -572,6 +592,9 @@ def main() -> None:
                     help="queries of the recall sample whose fused top 10 is compared with the exact one-stage search")
     ap.add_argument("--keep", type=Path, default=None,
                     help="build the indices under DIR/<n>/ and keep them; a later run with the same DIR reuses them")
+    ap.add_argument("--ann-baseline", default=None, metavar="EF/REFINE",
+                    help="LanceDB: also run the fused search and page kNN with these page-kNN parameters "
+                         "(IMGRAG_LANCE_ANN_EF / _REFINE; main before 2026-12-05 s9: 400/10) on the same index")
     ap.add_argument("--json", type=Path, help="also write the results here (one entry per size)")
     args = ap.parse_args()
     dims = tuple(int(d) for d in args.dims.split(","))
@@ -681,18 +704,21 @@ def print_table(
     row("RSS: Elasticsearch JVM", lambda r: _mb(r["es_rss_bytes"][0]) if r.get("es_rss_bytes") else "-")
     row("  of it mmapped files", lambda r: _mb(r["es_rss_bytes"][1]) if r.get("es_rss_bytes") else "-")
     row("two-stage (from pages)", lambda r: f"{'yes' if r['two_stage'] else 'no'} ({r['two_stage_pages']})")
-    for label in ("recall image", "recall text", "recall regions tile", "recall regions text",
-                  "recall regions tile, fused", "recall regions text, fused"):
-        row(label.replace("recall", "recall@10"), lambda r, label=label: f"{r[label]:.3f}")  # type: ignore[misc]
-    for label in ("fused top-10 overlap, two-stage", "fused top-10 overlap, one-stage"):
-        row(label.replace("fused ", "") + " vs exact", lambda r, label=label: f"{r[label]:.3f}")  # type: ignore[misc]
+    extra = [f", ef/refine {args.ann_baseline}"] if args.ann_baseline else []
+    for label in ("recall image", *(f"recall image{e}" for e in extra), "recall text", *(f"recall text{e}" for e in extra),
+                  "recall regions tile", "recall regions text", "recall regions tile, fused", "recall regions text, fused"):
+        row(label.replace("recall", "recall@10"), lambda r, label=label: f"{r[label]:.3f}" if label in r else "-")  # type: ignore[misc]
+    for label in ("fused top-10 overlap, two-stage", "fused top-10 overlap, one-stage",
+                  *(f"fused top-10 overlap, ef/refine {args.ann_baseline}" for _ in extra)):
+        row(label.replace("fused ", "") + " vs exact", lambda r, label=label: f"{r[label]:.3f}" if label in r else "-")  # type: ignore[misc]
     print(f"{'latency ms (p50 / p95)':{w}s}")
     for route in results[names[0]]["latency"]:
-        row("  " + route, lambda r, route=route: f"{r['latency'][route][0]:.1f} / {r['latency'][route][1]:.1f}")  # type: ignore[misc]
+        row("  " + route, lambda r, route=route: f"{r['latency'][route][0]:.1f} / {r['latency'][route][1]:.1f}"  # type: ignore[misc]
+            if route in r["latency"] else "-")
     print(f"{'CPU ms / call, this process (mean)':{w}s}")
     for route in results[names[0]]["cpu_ms"]:
         if route.startswith("fused"):
-            row("  " + route, lambda r, route=route: f"{r['cpu_ms'][route]:.1f}")  # type: ignore[misc]
+            row("  " + route, lambda r, route=route: f"{r['cpu_ms'][route]:.1f}" if route in r["cpu_ms"] else "-")  # type: ignore[misc]
     sys.stdout.flush()
 
 

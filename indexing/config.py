@@ -75,6 +75,14 @@ class Settings(BaseSettings):
         default="ivf_hnsw_sq",
         description="the page vectors' ANN index: IVF + HNSW over int8 vectors, or IVF + product quantisation (smaller, lower recall)",
     )
+    lance_ann_ef: int = Field(
+        default=400, ge=1, le=10_000,
+        description="how wide a page kNN search walks each probed partition's HNSW graph (at least k x the re-rank factor)",
+    )
+    lance_ann_refine: int = Field(
+        default=1, ge=1, le=100,
+        description="page kNN: re-rank this many x k candidates on the float32 vectors (IVF_PQ indices: at least 10)",
+    )
 
     # Elasticsearch
     es_url: str = "http://127.0.0.1:9200"

@@ -19,7 +19,10 @@ def open_store(settings: Settings) -> IndexStore:
     if settings.backend == "lancedb":
         from .stores.lance import open_lance
 
-        return open_lance(settings.index_dir, ann_min_rows=settings.lance_ann_min_rows, ann_index=settings.lance_ann_index)
+        return open_lance(
+            settings.index_dir, ann_min_rows=settings.lance_ann_min_rows, ann_index=settings.lance_ann_index,
+            ann_ef=settings.lance_ann_ef, ann_refine=settings.lance_ann_refine,
+        )
     if settings.backend == "elasticsearch":
         from .stores.elastic import open_elastic
 

@@ -86,7 +86,15 @@ _ABSENT: Any = object()  # get_many's cached answer for an id the principal cann
 _PARSED_RECORDS = 512  # parsed ImageRecords kept by their stored JSON's hash: hot pages of search (~50 MB at most)
 AnnIndex = Literal["ivf_hnsw_sq", "ivf_pq"]  # the ANN index of the page vectors (IMGRAG_LANCE_ANN_INDEX)
 _PQ_MIN_ROWS = 256
-_ANN_REFINE, _ANN_EF = 10, 400  # recall@10 0.88 -> ~0.99 vs ef 100 / refine 4 (10k pages)
+# A page kNN search walks each probed partition's HNSW graph ``ef`` wide over int8 codes, then reads the
+# float32 vectors of refine x k rows to re-rank them exactly. The re-rank read was most of the route's
+# CPU at 100k pages (k=50, refine 10: 500 rows from as many data files) and bought no recall over
+# refine 1, which still re-scores the k hits exactly (so the scores fusion sees stay exact):
+# recall@10 1.000 at 100k, 0.995 at 10k (ef 100 / refine 4 gave 0.88 there); docs/performance.md
+# "Page kNN: ef and re-rank". IVF_PQ codes are much coarser: its re-rank stays at least 10 x k. And at
+# least _MIN_RERANK candidates are re-scored whatever k: a top 10 picked on int8 distances alone can
+# miss a neighbour at its boundary (the fused search's routes ask for 50, where refine 1 suffices).
+_ANN_EF, _ANN_REFINE, _PQ_REFINE, _MIN_RERANK = 400, 1, 10, 50
 # Every partition of an index up to 25 x 4,096 rows (~100k pages) is probed: at 100k pages 20 of the
 # 24 page partitions gave recall@10 0.91-0.96, all 24 gave 1.00 for ~25 % more route time
 # (bench_backends.py / bench_region_ivf.py --mode pages, docs/performance.md "100,000 pages").
@@ -238,12 +246,17 @@ class LanceStore:
 
     backend = "lancedb"
 
-    def __init__(self, path: Path, *, ann_min_rows: int = 10_000, ann_index: AnnIndex = "ivf_hnsw_sq") -> None:
+    def __init__(
+        self, path: Path, *, ann_min_rows: int = 10_000, ann_index: AnnIndex = "ivf_hnsw_sq",
+        ann_ef: int = _ANN_EF, ann_refine: int = _ANN_REFINE,
+    ) -> None:
         import lancedb
 
         self.path = Path(path)
         self.ann_min_rows = ann_min_rows
         self.ann_index = ann_index
+        self.ann_ef, self.ann_refine = ann_ef, ann_refine
+        self._pq: tuple[int, frozenset[str]] | None = None  # (pages table version, columns with an IVF_PQ index)
         self.path.mkdir(parents=True, exist_ok=True)
         try:
             # Re-check the tables' latest version at most every second: a long-running reader (the MCP
@@ -879,7 +892,7 @@ class LanceStore:
         the table), search the HNSW graphs wide enough, and re-rank the scalar-quantised candidates on
         the exact vectors. Region indices are IVF_FLAT: exact distances, no re-rank."""
         at = table._table  # the async table under the synchronous one (see _run)
-        regions = table.name == REGIONS
+        refine = 0 if exact or table.name == REGIONS else self._refine(table, column, k)
 
         async def rows() -> pa.Table:
             if exact:
@@ -892,11 +905,24 @@ class LanceStore:
                 .distance_type("cosine")
                 .nprobes(_nprobes(await at.count_rows()))
             )
-            if not regions:
-                q = q.ef(max(_ANN_EF, k * _ANN_REFINE)).refine_factor(_ANN_REFINE)
+            if table.name != REGIONS:  # HNSW needs ef >= k x refine
+                q = q.ef(max(self.ann_ef, k * max(refine, 1)))
+            if refine:
+                q = q.refine_factor(refine)
             return await q.where(where).select([*columns, "_distance"]).limit(k).to_arrow()
 
         return _run(rows())
+
+    def _refine(self, table: Any, column: str, k: int) -> int:
+        """The re-rank factor of a page kNN search for ``k`` hits on ``column``: ``ann_refine``, at
+        least enough for ``_MIN_RERANK`` candidates, and at least ``_PQ_REFINE`` where the column's
+        index is IVF_PQ (an index keeps the type it was built with, whatever ``ann_index`` says now).
+        The index list is re-read when the table changes."""
+        if self._pq is None or self._pq[0] != table.version:
+            pq = frozenset(c for ix in table.list_indices() if "pq" in str(ix.index_type).lower() for c in ix.columns)
+            self._pq = (table.version, pq)
+        refine = max(self.ann_refine, math.ceil(_MIN_RERANK / max(k, 1))) if self.ann_refine > 0 else 0
+        return max(refine, _PQ_REFINE) if column in self._pq[1] else refine
 
     @_fresh_reads
     def bm25(
@@ -1127,9 +1153,12 @@ def _unvalidated_region_hit(values: dict[str, Any]) -> RegionHit:
     return hit
 
 
-def open_lance(path: Path, *, ann_min_rows: int = 10_000, ann_index: AnnIndex = "ivf_hnsw_sq") -> LanceStore:
+def open_lance(
+    path: Path, *, ann_min_rows: int = 10_000, ann_index: AnnIndex = "ivf_hnsw_sq", ann_ef: int = _ANN_EF,
+    ann_refine: int = _ANN_REFINE,
+) -> LanceStore:
     try:
-        return LanceStore(path, ann_min_rows=ann_min_rows, ann_index=ann_index)
+        return LanceStore(path, ann_min_rows=ann_min_rows, ann_index=ann_index, ann_ef=ann_ef, ann_refine=ann_refine)
     except ImgragError:
         raise
     except Exception as e:

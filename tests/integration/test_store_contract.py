@@ -1103,6 +1103,47 @@ def test_lance_pq_index_waits_until_it_can_train_then_keeps_recall(tmp_path: Pat
         pq.close()
 
 
+def test_lance_page_knn_rescores_its_hits_exactly_and_pq_keeps_its_deep_rerank(tmp_path: Path) -> None:
+    """IMGRAG_LANCE_ANN_REFINE (1): an IVF_HNSW_SQ search re-scores its k hits (at least 50) on the float32 vectors,
+    so the scores fusion sees are exact cosines and the top 10 matches the exact scan's; an IVF_PQ
+    index keeps re-ranking 10 x k whatever the setting (and whatever IMGRAG_LANCE_ANN_INDEX says now)."""
+    from imgrag.indexing.stores.lance import LanceStore
+
+    specs = [Spec(f"p{i:03d}", text=f"common page{i}", image=rand_unit(IMG, 7000 + i)) for i in range(300)]
+    flat = LanceStore(tmp_path / "flat", ann_min_rows=10**9)
+    sq = LanceStore(tmp_path / "sq", ann_min_rows=0)
+    pq = LanceStore(tmp_path / "pq", ann_min_rows=0, ann_index="ivf_pq", ann_refine=1)
+    coarse = None
+    try:
+        for st in (flat, sq, pq):
+            load(st, specs)
+            st.commit("index", {"indexed": 300})
+        assert (sq.ann_ef, sq.ann_refine) == (400, 1)
+        assert sq._refine(sq._images, "img_vec", 50) == 1
+        assert sq._refine(sq._images, "img_vec", 10) == 5  # at least 50 candidates re-scored
+        assert pq._refine(pq._images, "img_vec", 50) == 10
+        reopened = LanceStore(tmp_path / "pq", ann_min_rows=0)  # the setting says ivf_hnsw_sq; the index is PQ
+        assert reopened._refine(reopened._images, "img_vec", 50) == 10
+        reopened.close()
+        coarse = LanceStore(tmp_path / "sq", ann_min_rows=0, ann_refine=0)  # no re-rank: int8 distances
+        vec = {s.image_id: s.image for s in specs}
+        overlap, worst, worst_coarse = 0, 0.0, 0.0
+        for seed in range(10):
+            q = rand_unit(IMG, 300 + seed)
+            want = [h.image_id for h in flat.knn("image", q, 10, Filters(), OPERATOR)]
+            got = sq.knn("image", q, 50, Filters(), OPERATOR)
+            overlap += len(set(want) & {h.image_id for h in got[:10]})
+            worst = max(worst, *(abs(h.score - float(vec[h.image_id] @ q)) for h in got))
+            worst_coarse = max(worst_coarse, *(abs(h.score - float(vec[h.image_id] @ q)) for h in coarse.knn("image", q, 50, Filters(), OPERATOR)))
+        assert overlap >= 95, overlap
+        assert worst < 1e-5, worst
+        assert worst_coarse > 1e-4, worst_coarse  # what the re-rank corrects (the check above can fail)
+    finally:
+        for st in (flat, sq, pq, coarse):
+            if st is not None:
+                st.close()
+
+
 def test_lance_ann_index_is_built_at_the_threshold_and_stays_exact_enough(tmp_path: Path) -> None:
     from imgrag.indexing.stores.lance import LanceStore
 
