@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     es_max_retries: int = Field(default=5, ge=0, description="retries with backoff on connection errors, 429 and 5xx")
     es_bulk_docs: int = Field(default=200, ge=1, le=10_000, description="pages per bulk request")
     es_region_hits: int = Field(default=3, ge=1, le=100, description="regions returned per image by region kNN")
+    es_region_named_pages: int = Field(
+        default=10, ge=0, le=10_000,
+        description="pages whose best regions a region kNN names (inner hits: a sub-query per page); "
+        "the other pages it ranks come back with their best region's score only; 0: name every page's",
+    )
     es_rescore_oversample: float = Field(
         default=2.0, ge=0, le=10, description="re-score quantized kNN candidates × this with the raw vectors; 0: off"
     )
