@@ -93,13 +93,20 @@ class Settings(BaseSettings):
     es_index_prefix: str = "imgrag"
     es_index_options: Literal["hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw"] = "int8_hnsw"
     es_analyzer: str = "standard"
-    es_num_candidates: int = Field(default=100, ge=1, le=10_000, description="kNN candidates per shard (at least 2 × k)")
+    # Lucene walks each segment's graph for this many: a merged index walks few graphs, and 100
+    # found 0.66-0.72 of the exact top 10 on one 10k-page segment, 800 0.955-0.975 (docs/performance.md)
+    es_num_candidates: int = Field(default=800, ge=1, le=10_000, description="kNN candidates (at least 2 × k)")
     es_shards: int = Field(default=1, ge=1, description="primary shards of each new index generation")
     es_replicas: int | None = Field(default=None, ge=0, description="replicas of new indices; unset: the cluster default")
     es_request_timeout: float = Field(default=30.0, gt=0, description="seconds per Elasticsearch request")
     es_max_retries: int = Field(default=5, ge=0, description="retries with backoff on connection errors, 429 and 5xx")
     es_bulk_docs: int = Field(default=200, ge=1, le=10_000, description="pages per bulk request")
     es_region_hits: int = Field(default=3, ge=1, le=100, description="regions returned per image by region kNN")
+    es_region_named_pages: int = Field(
+        default=10, ge=0, le=10_000,
+        description="pages whose best regions a region kNN names (inner hits: a sub-query per page); "
+        "the other pages it ranks come back with their best region's score only; 0: name every page's",
+    )
     es_rescore_oversample: float = Field(
         default=2.0, ge=0, le=10, description="re-score quantized kNN candidates × this with the raw vectors; 0: off"
     )

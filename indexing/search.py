@@ -716,7 +716,7 @@ class Searcher:
             # Semantic evidence: the best-scoring region from the vector routes.
             # Photos are matched by what they show (tiles), documents by what they say (text blocks).
             hits = sorted(
-                (h for h in by_image.get(d, []) if h.kind != "label"), key=lambda h: ((h.kind == "tile") != prefer_tiles, -h.score)
+                (h for h in by_image.get(d, []) if h.kind != "label" and h.region_id), key=lambda h: ((h.kind == "tile") != prefer_tiles, -h.score)
             )
             fallback = rec.caption if prefer_tiles or not rec.ocr_lines else rec.ocr_lines[0].text
             if best_mark is not None and mark_cov > cap_cov:

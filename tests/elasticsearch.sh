@@ -169,7 +169,7 @@ cmd_start() {
     || { mkdir -p "$run/config/jvm.options.d"; printf '%s\n' "-Xms$HEAP" "-Xmx$HEAP" >"$run/config/jvm.options.d/heap.options"; }
   echo "$version" >"$run/version"
   is_root && chown -R 65534:65534 "$run"
-  say "starting Elasticsearch $version on 127.0.0.1:$port (data: $run/data, log: $run/logs/imgrag-test.log)"
+  say "starting Elasticsearch $version on 127.0.0.1:$port (data: $data, log: $run/logs/imgrag-test.log)"
   (
     cd "$run" || exit 1
     export ES_JAVA_HOME="$jh" JAVA_HOME="$jh" ES_PATH_CONF="$run/config" ES_TMPDIR="$run/tmp" HOME="$run"

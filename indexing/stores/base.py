@@ -484,7 +484,11 @@ class IndexStore(Protocol):
         """Nearest regions: ``tile`` searches tile vectors (joint space), ``text`` block/line vectors.
 
         ``image_ids``: only these pages' regions, scored exactly (no vector index): the second stage
-        of a two-stage search (:meth:`indexing.search.Searcher.recall`), a few hundred pages at most."""
+        of a two-stage search (:meth:`indexing.search.Searcher.recall`), a few hundred pages at most.
+
+        A hit with an empty ``region_id`` ranks its page by its best region without naming it (no
+        box, no text): Elasticsearch names only the best ``IMGRAG_ES_REGION_NAMED_PAGES`` pages'
+        regions, since naming costs a sub-query per page."""
 
     def regions_of(self, image_ids: list[str]) -> list[RegionHit]:
         """All regions of these (already ACL-checked) images, score 0, for re-ranking and snippets."""

@@ -124,3 +124,11 @@ def region_hit(image_id: str, kind_path: str, src: dict[str, Any], score: float)
         score=score,
         pii_kinds=src.get("pii_kinds") or [],
     )
+
+
+def page_hit(image_id: str, kind: str, score: float) -> RegionHit:
+    """A page ranked by its best region without naming it (an empty ``region_id``, no box)."""
+    return RegionHit(
+        region_id="", image_id=image_id, kind="tile" if kind == "tile" else "block", label="",
+        bbox=(0.0, 0.0, 0.0, 0.0), text="", score=score,
+    )

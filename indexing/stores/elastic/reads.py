@@ -12,7 +12,9 @@ from ...text import tokens
 from ..base import Filters, ImageRecord, ImageVectors, Principal, RegionHit, RouteHit, Stats, VectorField, WeightedTerms
 from .client import PAGE, Connection, guard
 from .mapping import SPACE_DIM, VEC_FIELD, vec_list
-from .queries import MAX_CANDIDATES, bm25_query, bool_filter, dedup, filter_clauses, hit_image_id, knn_clause, region_hit
+from .queries import (
+    MAX_CANDIDATES, bm25_query, bool_filter, dedup, filter_clauses, hit_image_id, knn_clause, page_hit, region_hit,
+)
 
 
 class Reads(Connection):
@@ -171,24 +173,39 @@ class Reads(Connection):
         qv = self._check_query_dim(vector, "img_vec" if kind == "tile" else "text_vec", info[1]["spaces"])
         k = min(k, 10_000)
         # Nested kNN ranks pages by their best region; inner_hits names the regions. Inner hits
-        # cost one small query per returned page, so ask for just enough pages to fill k regions
-        # at ``es_region_hits`` regions per page.
+        # cost a sub-query per returned page (~80 % of the route at 10k pages, docs/performance.md),
+        # so ask for just enough pages to fill k regions at ``es_region_hits`` regions per page,
+        # and name the regions of the best ``es_region_named_pages`` only.
         per_image = min(k, self.settings.es_region_hits)
         pages = -(-k // per_image)
-        if image_ids is None:
-            knn = knn_clause(self.settings, f"{path}.vector", qv, pages, filters, principal)
-        else:
+        if image_ids is not None:
             # Two-stage: the candidates' regions only. Lucene scores every vector that passes the
             # filter exactly, instead of walking the graph, when there are at most num_candidates
             # of them: ask for the most (a few hundred pages' regions fit; above, the filtered graph
             # search falls back to the exact one once it has visited that many).
-            knn = knn_clause(self.settings, f"{path}.vector", qv, pages, filters.restricted_to(image_ids), principal, MAX_CANDIDATES)
-        knn["inner_hits"] = {"size": per_image, "_source": {"excludes": [f"{path}.vector"]}}
-        res = self._search(knn=knn, size=pages, source=False)
+            filters = filters.restricted_to(image_ids)
+        exact = MAX_CANDIDATES if image_ids is not None else None
+        named = min(pages, self.settings.es_region_named_pages) or pages
+        inner = {"size": per_image, "_source": {"excludes": [f"{path}.vector"]}}
+        knn = knn_clause(self.settings, f"{path}.vector", qv, pages, filters, principal, exact)
+        if named < pages:
+            # The pages' order and best scores without inner hits; then the best pages' regions by
+            # name: a kNN over just their regions (exact: a few pages), with inner hits.
+            ranked = [(hit_image_id(h), 2.0 * float(h["_score"]) - 1.0)
+                      for h in dedup(self._search(knn=knn, size=pages, source=False)["hits"]["hits"], hit_image_id)]
+            top = [i for i, _ in ranked[:named]]
+            knn = knn_clause(self.settings, f"{path}.vector", qv, named, filters.restricted_to(top), principal, MAX_CANDIDATES)
+        else:
+            ranked, top = [], []
+        knn["inner_hits"] = inner
+        res = self._search(knn=knn, size=named, source=False)
         out: list[RegionHit] = []
         for h in dedup(res["hits"]["hits"], hit_image_id):
             for ih in h.get("inner_hits", {}).get(path, {}).get("hits", {}).get("hits", []):
                 out.append(region_hit(hit_image_id(h), path, ih["_source"], 2.0 * float(ih["_score"]) - 1.0))
+        # the other ranked pages: their best region's score, the region unnamed
+        seen = set(top) | {r.image_id for r in out}
+        out += [page_hit(i, kind, score) for i, score in ranked if i not in seen]
         out.sort(key=lambda r: -r.score)
         return out[:k]
 
