@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     # pipeline
     workers: int = Field(default=2, ge=1, le=64)
     batch_size: int = Field(default=8, ge=1, le=256)
+    write_ahead: bool = Field(
+        default=True,
+        description="embed, write and link each batch on a thread of its own while the page workers analyse the next pages; "
+        "off: on the indexing thread, the workers waiting for it (the same pages, vectors and versions either way)",
+    )
     max_pixels: int = Field(default=80_000_000, ge=1, description="larger images are refused as decompression bombs")
     max_file_mb: int = Field(default=512, ge=1, description="larger files are refused before they are read")
     max_pages: int = Field(

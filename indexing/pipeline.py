@@ -1,9 +1,10 @@
 """Indexing: load → preprocess → OCR + layout → detectors (seals, dates, PII) → embeddings → regions → store.
 
 Page analysis (OCR dominates) runs in a small thread pool — onnxruntime releases the GIL, and each
-worker has its own single-threaded (on 2 cores) OCR and layout sessions — while embedding and
-writing happen in batches on the calling thread. Each batch is written as
-soon as it is embedded, so an interrupted run keeps everything before it and a re-run skips it.
+worker has its own single-threaded (on 2 cores) OCR and layout sessions — while the calling thread
+decodes pages and hands them over, and embedding and writing happen in batches on a writer thread
+(``IMGRAG_WRITE_AHEAD``; one batch in flight, in order). Each batch is written as soon as it is
+embedded, so an interrupted run keeps everything before it and a re-run skips it.
 """
 
 from __future__ import annotations
@@ -538,10 +539,12 @@ class Indexer:
         stale_by_doc: dict[str, dict[str, str]] = {}
         unchanged_ids: list[str] = []
 
-        def flush() -> None:
-            if not batch:
-                return
-            written = self._embed_and_write(batch, summary, progress)
+        def write(items: list[Analysed], events: list[tuple[str, dict[str, Any]]]) -> None:
+            """Embed, write and link one batch (on the writer thread when ``IMGRAG_WRITE_AHEAD``)."""
+            def note(event: str, data: dict[str, Any]) -> None:  # replayed on the indexing thread (settle)
+                events.append((event, data))
+
+            written = self._embed_and_write(items, summary, note)
             summary.indexed += len(written)
             summary.indexed_ids.extend(it.record.image_id for it in written)
             retired = [i for doc in {it.record.doc_id for it in written} for i in stale_by_doc.pop(doc, {})]
@@ -549,18 +552,46 @@ class Indexer:
                 summary.replaced += store.soft_delete(retired)
             # Link as each batch is written (partners written earlier are in the store), so a run
             # stopped later keeps the links of what it wrote; a re-run skips those pages.
-            link([it.record.image_id for it in written])
-            progress("written", {"count": len(written)})
-            batch.clear()
+            link([it.record.image_id for it in written], note)
+            note("written", {"count": len(written)})
 
-        def link(image_ids: list[str]) -> None:
+        writing: list[tuple[Future[None], list[tuple[str, dict[str, Any]]]]] = []  # the batch in flight
+
+        def settle() -> None:
+            """Wait for the batch in flight (re-raising what stopped it) and report its events here:
+            progress callbacks (the MCP server's) may only be called from the indexing thread."""
+            while writing:
+                fut, events = writing.pop(0)
+                try:
+                    fut.result()
+                finally:
+                    for event, data in events:
+                        progress(event, data)
+
+        def flush() -> None:
+            if not batch:
+                return
+            items = list(batch)
+            batch.clear()
+            settle()  # one batch in flight at a time: batches are written, and linked, in order
+            events: list[tuple[str, dict[str, Any]]] = []
+            if writer is not None:
+                writing.append((writer.submit(write, items, events), events))
+                return
+            try:
+                write(items, events)
+            finally:
+                for event, data in events:
+                    progress(event, data)
+
+        def link(image_ids: list[str], note: ProgressFn = progress) -> None:
             if not image_ids:
                 return
             try:
                 summary.linked += relink(store, image_ids, opts.principal or OPERATOR)
             except ImgragError as e:  # what was indexed stays indexed; re-indexing the files links them
                 summary.failed.append(Failure(path="(links)", reason=str(e)))
-                progress("fail", {"path": "(links)", "reason": str(e)})
+                note("fail", {"path": "(links)", "reason": str(e)})
 
         def drain(limit: int) -> None:
             while len(pending) > limit:
@@ -592,21 +623,30 @@ class Indexer:
             except Exception:  # the worker's first page loads them again and reports what fails
                 log.debug("loading a worker's sessions failed", exc_info=True)
 
-        with ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="imgrag-page", initializer=init_worker if workers > 1 else None
-        ) as pool:
-            try:
-                for pg, stale, page_opts in self._pages(files, summary, progress, unchanged_ids, opts):
-                    if not loaded:  # only once there is a page to analyse: an unchanged folder loads nothing
-                        self.rt.load_models()
-                        loaded = True
-                    pending.append((pool.submit(analyse_page, pg, self.rt, page_opts), pg, stale))
-                    drain(workers * 2)
-                drain(0)
-            finally:
-                for fut, _, _ in pending:  # stopping on an error: do not analyse what will not be written
-                    fut.cancel()
-        flush()
+        # Embedding and writing a batch (the image backbone, the store, links) overlap the analysis
+        # of the next pages on a thread of their own: on the calling thread, the page workers ran
+        # dry while it embedded, one core idle for most of each batch (docs/performance.md).
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgrag-write") if s.write_ahead else None
+        try:
+            with ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="imgrag-page", initializer=init_worker if workers > 1 else None
+            ) as pool:
+                try:
+                    for pg, stale, page_opts in self._pages(files, summary, progress, unchanged_ids, opts):
+                        if not loaded:  # only once there is a page to analyse: an unchanged folder loads nothing
+                            self.rt.load_models()
+                            loaded = True
+                        pending.append((pool.submit(analyse_page, pg, self.rt, page_opts), pg, stale))
+                        drain(workers * 2)
+                    drain(0)
+                finally:
+                    for fut, _, _ in pending:  # stopping on an error: do not analyse what will not be written
+                        fut.cancel()
+            flush()
+        finally:
+            if writer is not None:
+                writer.shutdown(wait=True)  # what was handed over is written before the run's version
+            settle()
         update = MetadataUpdate(acl=opts.acl, meta=opts.meta, tags=opts.tags)
         if unchanged_ids and not update.is_empty():
             if opts.principal is not None and not opts.principal.all_access:

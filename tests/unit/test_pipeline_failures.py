@@ -155,3 +155,76 @@ def test_a_changed_file_whose_new_content_fails_keeps_its_old_pages(rt: Runtime,
     third = Indexer(rt).index([path])
     assert (third.indexed, third.replaced) == (1, 1)
     assert rt.store.live_ids(first.indexed_ids) == set()
+
+
+# -- write-ahead: a batch is embedded and written while the next pages are analysed ------------------
+
+
+def _folder(tmp_path: Path, n: int) -> Path:
+    folder = tmp_path / "many"
+    folder.mkdir(parents=True)
+    for i in range(n):
+        image(folder / f"p{i:02d}.png", 20 + 10 * i)
+    return folder
+
+
+def test_the_next_pages_are_analysed_while_a_batch_is_written(
+    rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first batch's embedding waits until a page of a later batch is being analysed: only a
+    run that writes on a thread of its own gets there (on the indexing thread it would wait alone)."""
+    import threading
+
+    folder = _folder(tmp_path, 8)
+    later = threading.Event()
+    seen: list[str] = []
+
+    def analyse(page: pipeline.Page, runtime: Runtime, opts: IndexOptions) -> Analysed:
+        if Path(page.path).name >= "p04.png":  # submitted only after the first batch was handed over
+            later.set()
+        return analysed(page, runtime, opts)
+
+    monkeypatch.setattr(pipeline, "analyse_page", analyse)
+    embed = rt.image_embedder.embed_images
+
+    def slow_first(imgs: list[np.ndarray]) -> ImageEmbeddings:
+        seen.append(threading.current_thread().name)
+        if len(seen) == 1:
+            seen.append("overlapped" if later.wait(20) else "waited alone")
+        return embed(imgs)
+
+    monkeypatch.setattr(rt.image_embedder, "embed_images", slow_first)
+    events: list[tuple[str, str]] = []
+    summary = Indexer(rt).index(
+        [folder], IndexOptions(batch_size=2, workers=1),
+        progress=lambda e, d: events.append((e, threading.current_thread().name)),
+    )
+    assert summary.indexed == 8 and summary.version == 1 and not summary.failed
+    assert seen[0].startswith("imgrag-write") and seen[1] == "overlapped"
+    # progress callbacks (the MCP server's hop to its event loop) only ever on the indexing thread
+    assert {name for _, name in events} == {threading.current_thread().name}
+    assert [e for e, _ in events].count("written") == 4
+
+
+def test_write_ahead_off_writes_on_the_indexing_thread(rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    names: list[str] = []
+    embed = rt.image_embedder.embed_images
+
+    def record(imgs: list[np.ndarray]) -> ImageEmbeddings:
+        names.append(threading.current_thread().name)
+        return embed(imgs)
+
+    monkeypatch.setattr(rt.image_embedder, "embed_images", record)
+    on = Indexer(rt).index([_folder(tmp_path / "on", 5)], IndexOptions(batch_size=2, workers=2))
+    assert on.indexed == 5 and len(names) == 3 and all(n.startswith("imgrag-write") for n in names)
+    names.clear()
+    rt.settings = rt.settings.model_copy(update={"write_ahead": False})
+    folder = tmp_path / "off"
+    folder.mkdir()
+    for i in range(5):
+        image(folder / f"q{i}.png", 25 + 10 * i)  # other content: indexed anew
+    off = Indexer(rt).index([folder], IndexOptions(batch_size=2, workers=2))
+    assert off.indexed == 5 and off.version == 2 and names == [threading.current_thread().name] * 3
+    assert rt.store.count(OPERATOR, Filters()) == 10
