@@ -350,6 +350,9 @@ class Indexer:
         s = self.rt.settings
         store = self.rt.store
         caller = caller_of(opts)
+        # Ids handed over in this run: a second copy of the same content is a duplicate even before
+        # the first is written (batches are written behind the analysis: IMGRAG_WRITE_AHEAD).
+        handed: set[str] = set()
         for path in files:
             progress("file", {"path": str(path)})
             existing = store.live_ids_for_path(str(path))
@@ -375,11 +378,15 @@ class Indexer:
                         first = False
                     if caller is not None:
                         twin = twins.get(pg.page)
-                        if twin is None:  # no copy they can see: index it for them, as if nobody had
-                            yield replace(pg, image_id=owned_id(pg.image_id, caller)), stale, page_opts
+                        own = owned_id(pg.image_id, caller)
+                        if twin is None and own not in handed:  # no copy they can see: index it for them, as if nobody had
+                            handed.add(own)
+                            yield replace(pg, image_id=own), stale, page_opts
                             stale = {}
                             continue
-                        if twin.path == str(path):
+                        if twin is None:
+                            summary.duplicates += 1
+                        elif twin.path == str(path):
                             summary.unchanged += 1
                             unchanged.append(twin.image_id)
                         else:
@@ -391,10 +398,11 @@ class Indexer:
                         unchanged.append(pg.image_id)
                         progress("skip", {"path": str(path), "page": pg.page})
                         continue
-                    if pg.image_id in store.live_ids([pg.image_id]):
+                    if pg.image_id in handed or pg.image_id in store.live_ids([pg.image_id]):
                         summary.duplicates += 1
                         progress("skip", {"path": str(path), "page": pg.page})
                         continue
+                    handed.add(pg.image_id)
                     yield pg, stale, page_opts
                     stale = {}
             except BadFileError as e:

@@ -228,3 +228,15 @@ def test_write_ahead_off_writes_on_the_indexing_thread(rt: Runtime, tmp_path: Pa
     off = Indexer(rt).index([folder], IndexOptions(batch_size=2, workers=2))
     assert off.indexed == 5 and off.version == 2 and names == [threading.current_thread().name] * 3
     assert rt.store.count(OPERATOR, Filters()) == 10
+
+
+def test_a_second_copy_in_the_same_run_is_a_duplicate_before_the_first_is_written(rt: Runtime, tmp_path: Path) -> None:
+    """Pages are written a batch behind their analysis: two copies of the same content close
+    together must still be one page and one duplicate (not two rows under one id)."""
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    for i in range(8):
+        image(folder / f"p{i}.png", 30 if i in (0, 1, 5) else 60 + 10 * i)  # p1 and p5: copies of p0
+    summary = Indexer(rt).index([folder], IndexOptions(batch_size=2, workers=1))
+    assert (summary.indexed, summary.duplicates) == (6, 2) and not summary.failed
+    assert rt.store.count(OPERATOR, Filters()) == 6
