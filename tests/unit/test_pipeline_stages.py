@@ -130,8 +130,17 @@ def test_settings_that_change_index_content_change_the_eval_index_key() -> None:
 
     base = Settings()
     for name, value in (("page_text_tokens", 512), ("photo_text_gate", 0), ("tile_side", 0),
-                        ("photo_one_pass", False)):
+                        ("photo_one_pass", False), ("image_backbone", "lite2"), ("image_framing", "content")):
         assert index_key(base.model_copy(update={name: value})) != index_key(base), name
+    # keyed only when set: every index built before these settings existed keeps its key
+    from imgrag.evals import standard
+
+    with_defaults = index_key(base)
+    saved, standard.INDEX_KEYS_IF_SET = standard.INDEX_KEYS_IF_SET, {}
+    try:
+        assert index_key(base) == with_defaults
+    finally:
+        standard.INDEX_KEYS_IF_SET = saved
 
 
 def test_page_head_leaves_text_to_an_embedder_that_counts_no_tokens() -> None:
