@@ -250,16 +250,17 @@ def content_square(img: np.ndarray, size: int) -> np.ndarray:
 
     arr = _as_rgb(img)
     h, w = arr.shape[:2]
-    if max(h, w) > 2 * size:  # find the box on a copy twice the input's size: ~10x less CPU on a photo
+    look, s = arr, 1.0
+    if max(h, w) > 2 * size:  # find the box on a copy twice the input's size: ~3x less CPU on a photo
         s = 2 * size / max(h, w)
-        small = Image.fromarray(arr).resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BICUBIC,
-                                            reducing_gap=3.0)
-        arr = np.asarray(small)
-    a = arr.astype(np.int16)
+        look = np.asarray(Image.fromarray(arr).resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR))
+    a = look.astype(np.int16)
     bg = np.median(np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]]), axis=0)
     ys, xs = np.nonzero(np.abs(a - bg).max(axis=2) > CONTENT_DIFF)
-    if len(ys):
-        arr = arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    if len(ys):  # the box back in the original's pixels, rounded outwards
+        y0, x0 = int(ys.min() / s), int(xs.min() / s)
+        y1, x1 = min(h, math.ceil((ys.max() + 1) / s)), min(w, math.ceil((xs.max() + 1) / s))
+        arr = arr[y0:y1, x0:x1]
     h, w = arr.shape[:2]
     side = int(max(h, w) * (1 + 2 * CONTENT_MARGIN)) + 1
     canvas = np.empty((side, side, 3), np.uint8)
