@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from imgrag.indexing.config import Settings
 from imgrag.indexing.embedders.bridge import (
     ARCHS,
@@ -15,6 +13,7 @@ from imgrag.indexing.embedders.bridge import (
     preprocess,
 )
 from imgrag.indexing.errors import ImgragError
+from PIL import Image
 
 
 class FakeText:
