@@ -262,6 +262,10 @@ def content_square(img: np.ndarray, size: int) -> np.ndarray:
         y1, x1 = min(h, math.ceil((ys.max() + 1) / s)), min(w, math.ceil((xs.max() + 1) / s))
         arr = arr[y0:y1, x0:x1]
     h, w = arr.shape[:2]
+    if max(h, w) > 2 * size:  # the square is built at twice the input's size: bounded memory for any aspect
+        s = 2 * size / max(h, w)
+        h, w = max(1, round(h * s)), max(1, round(w * s))
+        arr = np.asarray(Image.fromarray(np.ascontiguousarray(arr)).resize((w, h), Image.Resampling.BICUBIC, reducing_gap=3.0))
     side = int(max(h, w) * (1 + 2 * CONTENT_MARGIN)) + 1
     canvas = np.empty((side, side, 3), np.uint8)
     canvas[:] = bg.astype(np.uint8)

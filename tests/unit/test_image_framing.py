@@ -118,3 +118,23 @@ def test_the_settings_reach_the_embedder(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("IMGRAG_IMAGE_FRAMING", "fill")
     with pytest.raises(Exception, match="framing"):
         Settings(home=tmp_path)
+
+
+def test_a_very_wide_picture_is_framed_without_a_canvas_of_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 20000 x 200 strip with a bar at each end: the square would be 22,400 px a side (1.5 GB) at
+    full resolution; it is built at twice the input's size instead (an attacker picks the aspect)."""
+    img = np.full((200, 20000, 3), 255, np.uint8)
+    img[:, :300] = 0
+    img[:, -300:] = 0
+    biggest: list[int] = []
+    real_empty = np.empty
+
+    def watch(shape, *a, **k):
+        biggest.append(int(np.prod(shape)))
+        return real_empty(shape, *a, **k)
+
+    monkeypatch.setattr(np, "empty", watch)
+    x = content_square(img, 224)
+    assert x.shape == (3, 224, 224) and max(biggest) <= (2 * 224 * 1.2) ** 2 * 3
+    dark = x[0] < 0.0
+    assert dark[:, :40].any() and dark[:, -40:].any() and not dark[:, 60:-60].any()  # both ends kept
