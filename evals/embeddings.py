@@ -212,15 +212,24 @@ class CachedQueries:
         return self.text.embed_passages(texts)
 
 
+def configured_bridge(**opts: Any) -> Any:
+    """The bridge with the configured backbone and framing (``IMGRAG_IMAGE_BACKBONE`` /
+    ``IMGRAG_IMAGE_FRAMING``): feature caches, memories and tables are then made in the feature space
+    an index built with the same settings uses (each cache file is keyed by the bridge's identity)."""
+    from imgrag.indexing.config import get_settings
+    from imgrag.indexing.embedders import get_image_text_embedder
+
+    s = get_settings()
+    return get_image_text_embedder("bridge", backbone=s.image_backbone, framing=s.image_framing, **opts)
+
+
 def embed_with_bridge(
     names: Sequence[str], load: Callable[[str], np.ndarray], cache_key: str, *, batch: int = 32,
     log: Callable[[str], None] = print, limit: int | None = None,
 ) -> EmbeddedImages:
     """Features + bridge vectors of the named images (in that order), cached per image and bridge
     identity; with ``limit``, compute at most that many missing ones (the rest are left out)."""
-    from imgrag.indexing.embedders import get_image_text_embedder
-
-    bridge = get_image_text_embedder("bridge")
+    bridge = configured_bridge()
     cache = FeatureCache(cache_key, bridge.identity)
     todo = [n for n in names if n not in cache.rows and n not in cache.skipped][: limit if limit is not None else None]
     for start in range(0, len(todo), batch):

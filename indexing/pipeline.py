@@ -441,7 +441,8 @@ class Indexer:
         side = s.tile_side
         pool = tile_pool(ie, side, "photo")
         pooled = [i for i, a in enumerate(batch) if tile_pool(ie, side, a.record.quality) is not None]
-        one_pass = set(pooled) if s.photo_one_pass else set()
+        # content framing crops a picture to what it draws: the uncropped tile pass is another framing
+        one_pass = set(pooled) if s.photo_one_pass and getattr(ie, "framing", "centre") == "centre" else set()
         n_grid = [sum(not isinstance(t[2], np.ndarray) for t in a.tiles) for a in batch]
         whole: dict[int, tuple[np.ndarray, np.ndarray, str]] = {}
         tiles: dict[int, list[np.ndarray]] = {i: [] for i in range(len(batch))}

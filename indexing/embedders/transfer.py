@@ -142,21 +142,27 @@ class TransferEmbedder:
 
     Args:
         memory: memory file (``IMGRAG_TRANSFER_MEMORY``; default: the one shipped beside this module).
-        text_embedder, cache_dir, batch_size, num_threads, runtime: as the label bridge.
+        text_embedder, cache_dir, batch_size, num_threads, runtime, backbone, framing: as the label bridge
+            (the memory must have been built with the same backbone and framing: its feature identity).
     """
 
     def __init__(self, memory: str | os.PathLike[str] | None = None, text_embedder: TextEmbedder | str = "e5", *,
                  cache_dir: str | os.PathLike[str] | None = None, batch_size: int = 32, num_threads: int | None = None,
-                 runtime: str = "onnx") -> None:
+                 runtime: str = "onnx", backbone: str = "lite0", framing: str = "centre") -> None:
         self.text = get_text_embedder(text_embedder) if isinstance(text_embedder, str) else text_embedder
         self.bridge = get_image_text_embedder("bridge", text_embedder=self.text, cache_dir=cache_dir,
-                                              batch_size=batch_size, num_threads=num_threads, runtime=runtime)
+                                              batch_size=batch_size, num_threads=num_threads, runtime=runtime,
+                                              backbone=backbone, framing=framing)
+        self.framing = self.bridge.framing
         self.memory = NamedMemory.load(Path(memory) if memory else DEFAULT_MEMORY)
         meta = self.memory.meta
         for what, have in (("feature_identity", self.bridge.feature_identity), ("text_identity", self.text.identity)):
             if meta.get(what) != have:
                 raise ImgragError(f"transfer memory {self.memory.path} was built for {what} {meta.get(what)!r}, "
-                                  f"this installation has {have!r}", "rebuild it with `python -m imgrag.evals.transfer build`")
+                                  f"this installation has {have!r}",
+                                  "build one with these settings (IMGRAG_IMAGE_BACKBONE / IMGRAG_IMAGE_FRAMING set as now: "
+                                  "`bash evals/transfer_memory.sh OUT.npz`) and set IMGRAG_TRANSFER_MEMORY=OUT.npz, "
+                                  "or unset those two to use the shipped memory")
         self.beta = float(meta["beta"])  # type: ignore[arg-type]
         self.dim, self.feature_dim, self.feature_identity = self.bridge.dim, self.bridge.feature_dim, self.bridge.feature_identity
         self.identity = (f"transfer[memory={self.memory.sha}|k{meta['k']}|temp{meta['temp']}|beta{meta['beta']}"

