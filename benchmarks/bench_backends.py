@@ -486,6 +486,25 @@ def run_backend(
             routes[f"knn image, ef/refine {args.ann_baseline}"] = lambda q: old.knn("image", q.image, 50, Filters(), OPERATOR)
             routes[f"knn text, ef/refine {args.ann_baseline}"] = lambda q: old.knn("text", q.text_vec, 50, Filters(), OPERATOR)
 
+        extra: list[tuple[str, Searcher]] = []  # more searchers whose fused top 10 is compared with the exact one
+        if args.ann_baseline and CONFIGS[name][0] == "lancedb":
+            extra.append((f"ef/refine {args.ann_baseline}", old_search))
+        if args.other_store and CONFIGS[name][0] == "lancedb":
+            # another copy of this index (e.g. compacted: benchmarks/compact_store.py), same queries, interleaved
+            from imgrag.indexing.stores.lance import LanceStore
+
+            other = LanceStore(args.other_store, ann_min_rows=store.ann_min_rows, ann_index=store.ann_index)  # type: ignore[attr-defined]
+            other_search = Searcher(_BenchRuntime(other, img_q, txt_q, spaces, two))  # type: ignore[arg-type]
+            extra.append(("other store", other_search))
+            routes["fused, other store"] = lambda q: other_search.search(SearchRequest(query=q.text, k=10), OPERATOR)
+            routes["fused, user+2023, other store"] = lambda q: other_search.search(SearchRequest(query=q.text, k=10, filters=year), user)
+            routes["knn image (50), other store"] = lambda q: other.knn("image", q.image, 50, Filters(), OPERATOR)
+            routes["knn text (50), other store"] = lambda q: other.knn("text", q.text_vec, 50, Filters(), OPERATOR)
+            routes["knn feature (51), other store"] = lambda q: other.knn("feature", q.feature, 51, Filters(), OPERATOR)
+            res["other_store_fragments"] = {t: other.db.open_table(t).stats()["fragment_stats"]["num_fragments"]  # type: ignore[attr-defined]
+                                            for t in ("images", "regions")}
+            res["store_fragments"] = {t: store.db.open_table(t).stats()["fragment_stats"]["num_fragments"]  # type: ignore[attr-defined]
+                                      for t in ("images", "regions")}
         for fn in routes.values():
             for q in queries[: args.warmup]:
                 fn(q)
@@ -493,7 +512,7 @@ def run_backend(
         cpu: dict[str, list[float]] = {r: [] for r in routes}
         for q in queries[args.warmup :]:
             for r, fn in routes.items():  # interleaved, so background load hits every route alike
-                for sr in (searcher, one_stage, *([old_search] if args.ann_baseline and CONFIGS[name][0] == "lancedb" else [])):
+                for sr in (searcher, one_stage, *(e[1] for e in extra)):
                     sr._cache.data.clear()  # embeddings are precomputed; keep the cache from skewing
                 c, t = time.process_time(), time.perf_counter()
                 fn(q)
@@ -506,7 +525,8 @@ def run_backend(
         # at page level (the first 10 distinct pages of the route vs the 10 pages with the best region)
         sample = queries[args.warmup :][: args.recall_queries]
         baseline = args.ann_baseline and CONFIGS[name][0] == "lancedb"
-        page_stores = [("", store), *([(f", ef/refine {args.ann_baseline}", old)] if baseline else [])]
+        page_stores = [("", store), *([(f", ef/refine {args.ann_baseline}", old)] if baseline else []),
+                       *([(", other store", other)] if args.other_store and CONFIGS[name][0] == "lancedb" else [])]
         for (label, field, mat, attr), (suffix, st) in (
             (r, ps) for r in (("recall image", "image", corpus.img, "image"), ("recall text", "text", corpus.txt, "text_vec"))
             for ps in page_stores
@@ -531,7 +551,7 @@ def run_backend(
         # threshold) against exact search over every region, and the fused top 10 against an exact
         # one-stage fused search (and the one-stage search as the store answers it, for comparison)
         fused_hits = {"tile": 0, "text": 0}
-        overlap = {"two-stage": 0, "one-stage": 0, **({f"ef/refine {args.ann_baseline}": 0} if baseline else {})}
+        overlap = {"two-stage": 0, "one-stage": 0, **{label: 0 for label, _ in extra}}
         for qi, q in enumerate(sample):
             rec = searcher.recall(SearchRequest(query=q.text, k=10), OPERATOR)
             for kind in fused_hits:
@@ -539,8 +559,7 @@ def run_backend(
                 fused_hits[kind] += len(truth.top(kind, qi, 10) & got)
         for q in sample[: args.overlap_queries]:
             ref = [h.image_id for h in exact_search.search(SearchRequest(query=q.text, k=10), OPERATOR).hits]
-            for label, sr in (("two-stage", searcher), ("one-stage", one_stage),
-                              *([(f"ef/refine {args.ann_baseline}", old_search)] if baseline else [])):
+            for label, sr in (("two-stage", searcher), ("one-stage", one_stage), *extra):
                 got = [h.image_id for h in sr.search(SearchRequest(query=q.text, k=10), OPERATOR).hits]
                 overlap[label] += len(set(ref) & set(got))
         for kind, hits in fused_hits.items():
@@ -595,6 +614,9 @@ def main() -> None:
     ap.add_argument("--ann-baseline", default=None, metavar="EF/REFINE",
                     help="LanceDB: also run the fused search and page kNN with these page-kNN parameters "
                          "(IMGRAG_LANCE_ANN_EF / _REFINE; main before 2026-12-05 s9: 400/10) on the same index")
+    ap.add_argument("--other-store", type=Path, default=None, metavar="DIR",
+                    help="LanceDB: also run the fused search and the page kNN on this copy of the column's index "
+                         "(e.g. <keep>/<n>-.../lancedb-sq copied and compacted with benchmarks/compact_store.py)")
     ap.add_argument("--json", type=Path, help="also write the results here (one entry per size)")
     args = ap.parse_args()
     dims = tuple(int(d) for d in args.dims.split(","))
@@ -704,13 +726,17 @@ def print_table(
     row("RSS: Elasticsearch JVM", lambda r: _mb(r["es_rss_bytes"][0]) if r.get("es_rss_bytes") else "-")
     row("  of it mmapped files", lambda r: _mb(r["es_rss_bytes"][1]) if r.get("es_rss_bytes") else "-")
     row("two-stage (from pages)", lambda r: f"{'yes' if r['two_stage'] else 'no'} ({r['two_stage_pages']})")
-    extra = [f", ef/refine {args.ann_baseline}"] if args.ann_baseline else []
+    extra = ([f", ef/refine {args.ann_baseline}"] if args.ann_baseline else []) + ([", other store"] if args.other_store else [])
     for label in ("recall image", *(f"recall image{e}" for e in extra), "recall text", *(f"recall text{e}" for e in extra),
                   "recall regions tile", "recall regions text", "recall regions tile, fused", "recall regions text, fused"):
         row(label.replace("recall", "recall@10"), lambda r, label=label: f"{r[label]:.3f}" if label in r else "-")  # type: ignore[misc]
-    for label in ("fused top-10 overlap, two-stage", "fused top-10 overlap, one-stage",
-                  *(f"fused top-10 overlap, ef/refine {args.ann_baseline}" for _ in extra)):
+    more = sorted({k for r in results.values() for k in r if k.startswith("fused top-10 overlap, ")}
+                  - {"fused top-10 overlap, two-stage", "fused top-10 overlap, one-stage"})
+    for label in ("fused top-10 overlap, two-stage", "fused top-10 overlap, one-stage", *more):
         row(label.replace("fused ", "") + " vs exact", lambda r, label=label: f"{r[label]:.3f}" if label in r else "-")  # type: ignore[misc]
+    for key in ("store_fragments", "other_store_fragments"):
+        row(f"data files (pages / regions), {key.replace('_fragments', '').replace('_', ' ')}",
+            lambda r, key=key: f"{r[key]['images']} / {r[key]['regions']}" if key in r else "-")  # type: ignore[misc]
     print(f"{'latency ms (p50 / p95)':{w}s}")
     for route in results[names[0]]["latency"]:
         row("  " + route, lambda r, route=route: f"{r['latency'][route][0]:.1f} / {r['latency'][route][1]:.1f}"  # type: ignore[misc]
