@@ -132,6 +132,21 @@ class NamedMemory:
     def project(self, features: np.ndarray) -> np.ndarray:
         return _normalise((np.asarray(features, np.float32) - self.mean) @ self.proj.T)
 
+    def exemplars(self, query_vectors: np.ndarray, *, k: int = 5, temp: float = 0.01) -> np.ndarray:
+        """Each query's visual exemplar in the backbone's feature space: the ``softmax(cos / temp)``-
+        weighted mean of the PCA features of the ``k`` memory pictures whose captions are nearest the
+        query (e5), mapped back through the PCA without its mean, normalised. Its cosine with a
+        picture's stored ``feature`` ranks pictures that look like named drawings of the query — the
+        text → picture direction of the neighbour step (transfer is picture → names)."""
+        q = np.asarray(query_vectors, np.float32)
+        sims = (q @ self.vectors.T)[:, self.owner]  # per memory picture, its caption row's similarity
+        k = max(1, min(k, sims.shape[1]))
+        idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        s = np.take_along_axis(sims, idx, axis=1)
+        w = np.exp((s - s.max(1, keepdims=True)) / temp)
+        w /= w.sum(1, keepdims=True)
+        return _normalise(np.einsum("nk,nkd->nd", w, self.features[idx]) @ self.proj)
+
     def transferred(self, features: np.ndarray) -> np.ndarray:
         return transfer(self.project(features), self.features, self.vectors, k=int(self.meta["k"]),  # type: ignore[call-overload]
                         temp=float(self.meta["temp"]), owner=self.owner)  # type: ignore[arg-type]
