@@ -253,7 +253,8 @@ def rrf_scores(sims: Sequence[np.ndarray], weights: Sequence[float] | None = Non
 
 
 def evaluate_file(collections: Sequence[str], memory_file: Path, log: Callable[[str], None] = print, *,
-                  exemplar: bool = False, exemplar_k: int = 5, exemplar_temp: float = 0.01) -> list[dict[str, Any]]:
+                  exemplar: bool = False, exemplar_k: int = 3, exemplar_temp: float = 0.02,
+                  exemplar_weight: float = 0.1) -> list[dict[str, Any]]:
     """The bridge beside a built memory file exactly as ``image_embedder=transfer`` uses it; with
     ``exemplar``, also the exemplar route (:meth:`NamedMemory.exemplars`: the query's nearest named
     memory pictures as a picture query on the stored features) alone and fused with transfer."""
@@ -282,7 +283,8 @@ def evaluate_file(collections: Sequence[str], memory_file: Path, log: Callable[[
             ex = mem.exemplars(qv, k=exemplar_k, temp=exemplar_temp) @ np.asarray(col.images.features, np.float32).T
             scored += [(f"exemplar route (k={exemplar_k} temp={exemplar_temp:g})", ex),
                        ("transfer + exemplar, RRF 1:1", rrf_scores([scored[1][1], ex])),
-                       ("transfer + exemplar, z-scores 1:0.5", zscore(scored[1][1]) + 0.5 * zscore(ex))]
+                       ("transfer + exemplar, z-scores 1:1", zscore(scored[1][1]) + zscore(ex)),
+                       (f"transfer + {exemplar_weight:g} × exemplar cosine", scored[1][1] + exemplar_weight * ex)]
         for emb_name, sims in scored:
             for lang, m in scores_by_lang(sims, col.relevant, col.langs).items():
                 rows.append({"collection": col.name, "images": len(col.images.names), "embedder": emb_name,
@@ -306,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--adapter", type=Path, default=None, help="search neighbours in this adapter's image space")
     ev.add_argument("--exemplar", action="store_true",
                     help="with --memory-file: also the exemplar route (query -> nearest named memory pictures -> their features)")
-    ev.add_argument("--exemplar-k", type=int, default=5)
-    ev.add_argument("--exemplar-temp", type=float, default=0.01)
+    ev.add_argument("--exemplar-k", type=int, default=3)
+    ev.add_argument("--exemplar-temp", type=float, default=0.02)
+    ev.add_argument("--exemplar-weight", type=float, default=0.1, help="weight of the exemplar cosine added to the transfer score")
     ev.add_argument("--json", type=Path, default=None)
     b = sub.add_parser("build", help="write a memory file for image_embedder=transfer")
     b.add_argument("--memory", action="append", required=True, help="iconify:<set> | emoji (repeatable)")
@@ -322,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.memory_file:
         rows = evaluate_file(args.collection, args.memory_file, exemplar=args.exemplar, exemplar_k=args.exemplar_k,
-                             exemplar_temp=args.exemplar_temp)
+                             exemplar_temp=args.exemplar_temp, exemplar_weight=args.exemplar_weight)
     elif args.memory:
         centring = {"no": (False,), "yes": (True,), "both": (False, True)}[args.centre]
         rows = evaluate(args.collection, args.memory, args.k or [10], args.temp or [0.05], args.beta or [0.0, 0.5],

@@ -44,7 +44,8 @@ ICON = 208
 CANVAS = 240
 _NAMELESS = re.compile(r"^abstract-|\d{3}")  # "abstract-097": a name that says nothing
 _SKIN = re.compile(r"(light|medium-light|medium|medium-dark|dark)-skin-tone|-tone\d?$|-tone-\d")
-# "firefighter-dark" (fluent-emoji): a skin-tone copy when "firefighter" is in the set too ("traffic-light" is not)
+# "firefighter-dark" in an emoji set without chars.json (fluent-emoji): a skin-tone copy when "firefighter" is in
+# the set too ("traffic-light" is not); sets with chars.json name their tone copies by code point already
 _TONE_SUFFIX = re.compile(r"-(light|medium-light|medium|medium-dark|dark)$")
 
 
@@ -91,7 +92,7 @@ def load_set(name: str, base: Path | None = None) -> list[Icon]:
     for n, ic in sorted(j["icons"].items()):
         if ic.get("hidden") or _SKIN.search(n) or not re.search(r"[a-z]{3}", n) or _NAMELESS.search(n):
             continue
-        if _TONE_SUFFIX.search(n) and _TONE_SUFFIX.sub("", n) in j["icons"]:
+        if name in EMOJI_SETS and not chars and _TONE_SUFFIX.search(n) and _TONE_SUFFIX.sub("", n) in j["icons"]:
             continue
         svg = _svg(ic["body"], ic.get("left", 0), ic.get("top", 0), ic.get("width", w0), ic.get("height", h0))
         out.append(Icon(f"{name}:{n}", name, n, svg, chars.get(n, "")))
@@ -142,6 +143,8 @@ def emoji_of(icon: Icon) -> str:
     icons after CLDR: "deciduous-tree", "flag-for-haiti", "cactus-2"); "" when none."""
     if icon.chars:
         return icon.chars.replace("\ufe0f", "")
+    if icon.set not in EMOJI_SETS:  # "anchor" in game-icons is a drawing of its own, not the emoji
+        return ""
     by_name = _cldr_by_name()
     for name in (icon.name, re.sub(r"^flag-for-", "flag-", icon.name), re.sub(r"-\d+$", "", icon.name)):
         if name in by_name:

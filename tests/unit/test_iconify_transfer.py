@@ -116,12 +116,12 @@ def test_the_shipped_memory_is_what_its_recipe_script_builds() -> None:
 
 
 def test_skin_tone_suffix_copies_are_left_out_but_names_ending_in_light_are_kept(tmp_path: Path) -> None:
-    d = tmp_path / "tones"
+    d = tmp_path / "fluent-emoji"
     d.mkdir()
     body = {"body": "<path d='M0 0h1v1z'/>"}
     names = ["firefighter", "firefighter-dark", "firefighter-medium-light", "traffic-light", "night-dark"]
     (d / "icons.json").write_text(json.dumps({"icons": {n: body for n in names}}))
-    assert [i.name for i in I.load_set("tones", tmp_path)] == ["firefighter", "night-dark", "traffic-light"]
+    assert [i.name for i in I.load_set("fluent-emoji", tmp_path)] == ["firefighter", "night-dark", "traffic-light"]
 
 
 def test_an_icon_named_after_its_cldr_emoji_takes_its_human_chinese() -> None:
@@ -129,11 +129,12 @@ def test_an_icon_named_after_its_cldr_emoji_takes_its_human_chinese() -> None:
 
     if not (E.CLDR / "annotations" / "zh.xml").is_file():
         pytest.skip("unicode-cldr-core is not installed")
-    icon = lambda n: I.Icon(f"s:{n}", "s", n, "", "")  # noqa: E731 - no chars.json (emojione, noto-v1)
+    icon = lambda n: I.Icon(f"emojione:{n}", "emojione", n, "", "")  # noqa: E731 - no chars.json
     assert I.emoji_of(icon("deciduous-tree")) == "🌳"
     assert I.emoji_of(icon("flag-for-japan")) == "🇯🇵"
     assert I.emoji_of(icon("cactus-2")) == "🌵"  # streamline-emojis numbers its variants
     assert I.emoji_of(icon("battle-axe")) == ""
+    assert I.emoji_of(I.Icon("game-icons:anchor", "game-icons", "anchor", "", "")) == ""  # not an emoji set
     caps = I.captions(icon("deciduous-tree"), None)
     assert caps[0] == "deciduous tree" and "落叶树" in caps
 
