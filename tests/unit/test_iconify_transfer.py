@@ -129,7 +129,10 @@ def test_an_icon_named_after_its_cldr_emoji_takes_its_human_chinese() -> None:
 
     if not (E.CLDR / "annotations" / "zh.xml").is_file():
         pytest.skip("unicode-cldr-core is not installed")
-    icon = lambda n: I.Icon(f"emojione:{n}", "emojione", n, "", "")  # noqa: E731 - no chars.json
+
+    def icon(name: str) -> I.Icon:  # emojione ships no chars.json
+        return I.Icon(f"emojione:{name}", "emojione", name, "", "")
+
     assert I.emoji_of(icon("deciduous-tree")) == "🌳"
     assert I.emoji_of(icon("flag-for-japan")) == "🇯🇵"
     assert I.emoji_of(icon("cactus-2")) == "🌵"  # streamline-emojis numbers its variants
