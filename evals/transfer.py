@@ -239,9 +239,27 @@ def build(out: Path, memory_sources: Sequence[str], *, k: int, temp: float, beta
     return meta
 
 
-def evaluate_file(collections: Sequence[str], memory_file: Path, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """The bridge beside a built memory file exactly as ``image_embedder=transfer`` uses it."""
-    from imgrag.indexing.align import metrics_by_lang
+def zscore(sims: np.ndarray) -> np.ndarray:
+    """Per query, scores as standard deviations from that query's mean (to add two routes' scores)."""
+    return (sims - sims.mean(1, keepdims=True)) / (sims.std(1, keepdims=True) + 1e-9)
+
+
+def rrf_scores(sims: Sequence[np.ndarray], weights: Sequence[float] | None = None, rrf_k: int = 60) -> np.ndarray:
+    """Reciprocal-rank fusion of (query × image) score matrices, as the search fuses its routes."""
+    out = np.zeros_like(sims[0], dtype=np.float64)
+    for i, s in enumerate(sims):
+        ranks = np.argsort(np.argsort(-s, axis=1, kind="stable"), axis=1, kind="stable") + 1
+        out += (weights[i] if weights else 1.0) / (rrf_k + ranks)
+    return out
+
+
+def evaluate_file(collections: Sequence[str], memory_file: Path, log: Callable[[str], None] = print, *,
+                  exemplar: bool = False, exemplar_k: int = 3, exemplar_temp: float = 0.02,
+                  exemplar_weight: float = 0.1) -> list[dict[str, Any]]:
+    """The bridge beside a built memory file exactly as ``image_embedder=transfer`` uses it; with
+    ``exemplar``, also the exemplar route (:meth:`NamedMemory.exemplars`: the query's nearest named
+    memory pictures as a picture query on the stored features) alone and fused with transfer."""
+    from imgrag.indexing.align import scores_by_lang
     from imgrag.indexing.embedders import get_text_embedder
     from imgrag.indexing.embedders.transfer import NamedMemory
 
@@ -260,9 +278,16 @@ def evaluate_file(collections: Sequence[str], memory_file: Path, log: Callable[[
         col = builders[name]()
         qv = e5.embed_queries(col.queries)
         label = f"transfer (memory file, k={mem.meta['k']} temp={mem.meta['temp']} beta={mem.meta['beta']})"
-        for emb_name, iv in (("bridge", col.images.bridge),
-                             (label, mix(col.images.bridge, mem.transferred(col.images.features), float(mem.meta["beta"])))):  # type: ignore[arg-type]
-            for lang, m in metrics_by_lang(iv, qv, col.relevant, col.langs).items():
+        tv = mix(col.images.bridge, mem.transferred(col.images.features), float(mem.meta["beta"]))  # type: ignore[arg-type]
+        scored: list[tuple[str, np.ndarray]] = [("bridge", qv @ col.images.bridge.T), (label, qv @ tv.T)]
+        if exemplar:
+            ex = mem.exemplars(qv, k=exemplar_k, temp=exemplar_temp) @ np.asarray(col.images.features, np.float32).T
+            scored += [(f"exemplar route (k={exemplar_k} temp={exemplar_temp:g})", ex),
+                       ("transfer + exemplar, RRF 1:1", rrf_scores([scored[1][1], ex])),
+                       ("transfer + exemplar, z-scores 1:1", zscore(scored[1][1]) + zscore(ex)),
+                       (f"transfer + {exemplar_weight:g} × exemplar cosine", scored[1][1] + exemplar_weight * ex)]
+        for emb_name, sims in scored:
+            for lang, m in scores_by_lang(sims, col.relevant, col.langs).items():
                 rows.append({"collection": col.name, "images": len(col.images.names), "embedder": emb_name,
                              "memory": "+".join(mem.meta["sources"]), "memory_images": mem.meta["pictures"], "lang": lang,  # type: ignore[arg-type]
                              **{kk: (round(v, 4) if isinstance(v, float) else v) for kk, v in m.items()}})
@@ -282,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--centre", choices=("no", "yes", "both"), default="no",
                     help="remove each source's (and the collection's) mean feature before the neighbour search")
     ev.add_argument("--adapter", type=Path, default=None, help="search neighbours in this adapter's image space")
+    ev.add_argument("--exemplar", action="store_true",
+                    help="with --memory-file: also the exemplar route (query -> nearest named memory pictures -> their features)")
+    ev.add_argument("--exemplar-k", type=int, default=3)
+    ev.add_argument("--exemplar-temp", type=float, default=0.02)
+    ev.add_argument("--exemplar-weight", type=float, default=0.1, help="weight of the exemplar cosine added to the transfer score")
     ev.add_argument("--json", type=Path, default=None)
     b = sub.add_parser("build", help="write a memory file for image_embedder=transfer")
     b.add_argument("--memory", action="append", required=True, help="iconify:<set> | emoji (repeatable)")
@@ -295,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         build(args.out, args.memory, k=args.k, temp=args.temp, beta=args.beta, dims=args.dims)
         return 0
     if args.memory_file:
-        rows = evaluate_file(args.collection, args.memory_file)
+        rows = evaluate_file(args.collection, args.memory_file, exemplar=args.exemplar, exemplar_k=args.exemplar_k,
+                             exemplar_temp=args.exemplar_temp, exemplar_weight=args.exemplar_weight)
     elif args.memory:
         centring = {"no": (False,), "yes": (True,), "both": (False, True)}[args.centre]
         rows = evaluate(args.collection, args.memory, args.k or [10], args.temp or [0.05], args.beta or [0.0, 0.5],

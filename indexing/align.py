@@ -76,10 +76,15 @@ def retrieval_metrics(
     image_vectors: np.ndarray, query_vectors: np.ndarray, relevant: Sequence[frozenset[int] | set[int]],
 ) -> dict[str, float]:
     """Text → image Recall@1/5/10 and MRR (full ranking) for queries with the given relevant rows."""
+    sims = np.asarray(query_vectors, np.float32) @ np.asarray(image_vectors, np.float32).T
+    return score_metrics(sims, relevant)
+
+
+def score_metrics(sims: np.ndarray, relevant: Sequence[frozenset[int] | set[int]]) -> dict[str, float]:
+    """:func:`retrieval_metrics` from a (query × image) score matrix (fused routes have no vectors)."""
     n = len(relevant)
     if n == 0:
         return {"n": 0, "r1": 0.0, "r5": 0.0, "r10": 0.0, "mrr": 0.0}
-    sims = np.asarray(query_vectors, np.float32) @ np.asarray(image_vectors, np.float32).T
     ranks = np.empty(n, dtype=np.int64)
     for i, rel in enumerate(relevant):
         idx = np.fromiter(rel, dtype=np.int64)
@@ -97,10 +102,15 @@ def retrieval_metrics(
 def metrics_by_lang(
     image_vectors: np.ndarray, query_vectors: np.ndarray, relevant: Sequence[frozenset[int]], langs: Sequence[str],
 ) -> dict[str, dict[str, float]]:
-    out = {"all": retrieval_metrics(image_vectors, query_vectors, relevant)}
+    return scores_by_lang(np.asarray(query_vectors, np.float32) @ np.asarray(image_vectors, np.float32).T, relevant, langs)
+
+
+def scores_by_lang(sims: np.ndarray, relevant: Sequence[frozenset[int]], langs: Sequence[str]) -> dict[str, dict[str, float]]:
+    """:func:`metrics_by_lang` from a (query × image) score matrix."""
+    out = {"all": score_metrics(sims, relevant)}
     for lang in sorted(set(langs)):
         sel = [i for i, lg in enumerate(langs) if lg == lang]
-        out[lang] = retrieval_metrics(image_vectors, query_vectors[sel], [relevant[i] for i in sel])
+        out[lang] = score_metrics(sims[sel], [relevant[i] for i in sel])
     return out
 
 

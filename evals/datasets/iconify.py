@@ -35,13 +35,18 @@ import numpy as np
 
 # Sets with drawn objects (not UI glyphs); the emoji sets share concepts with evals.datasets.emoji,
 # so an emoji-held-out test must not train on them (``EMOJI_SETS``).
-EMOJI_SETS = ("openmoji", "twemoji", "fluent-emoji-flat", "noto", "noto-v1", "emojione", "fxemoji", "streamline-emojis")
-OTHER_SETS = ("game-icons", "flat-color-icons")
+EMOJI_SETS = ("openmoji", "twemoji", "fluent-emoji-flat", "fluent-emoji", "fluent-emoji-high-contrast", "noto", "noto-v1",
+              "emojione", "emojione-v1", "fxemoji", "streamline-emojis")
+OTHER_SETS = ("game-icons", "flat-color-icons", "healthicons", "maki", "map", "medical-icon", "meteocons",
+              "streamline-freehand-color", "streamline-ultimate-color")
 SETS = EMOJI_SETS + OTHER_SETS
 ICON = 208
 CANVAS = 240
 _NAMELESS = re.compile(r"^abstract-|\d{3}")  # "abstract-097": a name that says nothing
 _SKIN = re.compile(r"(light|medium-light|medium|medium-dark|dark)-skin-tone|-tone\d?$|-tone-\d")
+# "firefighter-dark" in an emoji set without chars.json (fluent-emoji): a skin-tone copy when "firefighter" is in
+# the set too ("traffic-light" is not); sets with chars.json name their tone copies by code point already
+_TONE_SUFFIX = re.compile(r"-(light|medium-light|medium|medium-dark|dark)$")
 
 
 class IconifyMissing(RuntimeError):
@@ -87,6 +92,8 @@ def load_set(name: str, base: Path | None = None) -> list[Icon]:
     for n, ic in sorted(j["icons"].items()):
         if ic.get("hidden") or _SKIN.search(n) or not re.search(r"[a-z]{3}", n) or _NAMELESS.search(n):
             continue
+        if name in EMOJI_SETS and not chars and _TONE_SUFFIX.search(n) and _TONE_SUFFIX.sub("", n) in j["icons"]:
+            continue
         svg = _svg(ic["body"], ic.get("left", 0), ic.get("top", 0), ic.get("width", w0), ic.get("height", h0))
         out.append(Icon(f"{name}:{n}", name, n, svg, chars.get(n, "")))
     return out
@@ -117,11 +124,40 @@ def _cldr() -> dict[str, tuple[str, str, list[str], list[str]]]:
             for cp in en}
 
 
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+@lru_cache(maxsize=1)
+def _cldr_by_name() -> dict[str, str]:
+    """CLDR English short name as a kebab-case slug ("hear-no-evil-monkey") → its emoji."""
+    out: dict[str, str] = {}
+    for cp, (name_en, *_rest) in _cldr().items():
+        out.setdefault(_slug(name_en), cp)
+    return out
+
+
+def emoji_of(icon: Icon) -> str:
+    """The emoji an icon draws: its set's ``chars.json``, else the emoji whose CLDR English name is
+    the icon's name (emojione, noto-v1 and streamline-emojis ship no ``chars.json`` but name their
+    icons after CLDR: "deciduous-tree", "flag-for-haiti", "cactus-2"); "" when none."""
+    if icon.chars:
+        return icon.chars.replace("\ufe0f", "")
+    if icon.set not in EMOJI_SETS:  # "anchor" in game-icons is a drawing of its own, not the emoji
+        return ""
+    by_name = _cldr_by_name()
+    for name in (icon.name, re.sub(r"^flag-for-", "flag-", icon.name), re.sub(r"-\d+$", "", icon.name)):
+        if name in by_name:
+            return by_name[name]
+    return ""
+
+
 def captions(icon: Icon, glossary: object | None) -> list[str]:
-    """English: the CLDR name + keywords of the emoji it draws, else its own name; Chinese: CLDR's
-    (human) when the emoji has one, else the dictionary translation of the name."""
+    """English: the CLDR name + keywords of the emoji it draws (:func:`emoji_of`), else its own name;
+    Chinese: CLDR's (human) when the emoji has one, else the dictionary translation of the name."""
     caps: list[str] = []
-    c = _cldr().get(icon.chars.replace("\ufe0f", "")) if icon.chars else None
+    cp = emoji_of(icon)
+    c = _cldr().get(cp) if cp else None
     if c:
         name_en, name_zh, kw_en, kw_zh = c
         caps += [name_en, icon.words]

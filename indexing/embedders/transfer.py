@@ -46,13 +46,18 @@ def transfer(features: np.ndarray, memory_features: np.ndarray, memory_vectors: 
     sims = np.asarray(features, np.float32) @ memory_features.T
     if exclude is not None:
         sims[np.arange(len(sims)), np.asarray(exclude)] = -np.inf
+    idx, w = _top_softmax(sims, k, temp)
+    rows = owner[idx] if owner is not None else idx
+    return _normalise(np.einsum("nk,nkd->nd", w, memory_vectors[rows]))
+
+
+def _top_softmax(sims: np.ndarray, k: int, temp: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the columns of its ``k`` largest scores and their ``softmax(score / temp)`` weights."""
     k = max(1, min(k, sims.shape[1]))
     idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     s = np.take_along_axis(sims, idx, axis=1)
     w = np.exp((s - s.max(1, keepdims=True)) / temp)
-    w /= w.sum(1, keepdims=True)
-    rows = owner[idx] if owner is not None else idx
-    return _normalise(np.einsum("nk,nkd->nd", w, memory_vectors[rows]))
+    return idx, w / w.sum(1, keepdims=True)
 
 
 def mix(bridge: np.ndarray, transferred: np.ndarray, beta: float) -> np.ndarray:
@@ -131,6 +136,17 @@ class NamedMemory:
 
     def project(self, features: np.ndarray) -> np.ndarray:
         return _normalise((np.asarray(features, np.float32) - self.mean) @ self.proj.T)
+
+    def exemplars(self, query_vectors: np.ndarray, *, k: int = 5, temp: float = 0.01) -> np.ndarray:
+        """Each query's visual exemplar in the backbone's feature space: the ``softmax(cos / temp)``-
+        weighted mean of the PCA features of the ``k`` memory pictures whose captions are nearest the
+        query (e5), mapped back through the PCA without its mean, normalised. Its cosine with a
+        picture's stored ``feature`` ranks pictures that look like named drawings of the query — the
+        text → picture direction of the neighbour step (transfer is picture → names)."""
+        q = np.asarray(query_vectors, np.float32)
+        sims = (q @ self.vectors.T)[:, self.owner]  # per memory picture, its caption row's similarity
+        idx, w = _top_softmax(sims, k, temp)
+        return _normalise(np.einsum("nk,nkd->nd", w, self.features[idx]) @ self.proj)
 
     def transferred(self, features: np.ndarray) -> np.ndarray:
         return transfer(self.project(features), self.features, self.vectors, k=int(self.meta["k"]),  # type: ignore[call-overload]

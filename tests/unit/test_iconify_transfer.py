@@ -59,10 +59,10 @@ def test_captions_prefer_cldr_for_emoji_and_fall_back_to_the_name(tmp_path: Path
 
     class Gloss:
         def phrase(self, text: str) -> str | None:
-            return {"red circle": "红圆"}.get(text)
+            return {"black square": "黑方块"}.get(text)
 
-    assert I.captions(icons["red-circle"], Gloss()) == ["red circle", "红圆"]
-    assert I.captions(icons["black-square"], Gloss()) == ["black square"]
+    assert I.captions(icons["black-square"], Gloss()) == ["black square", "黑方块"]
+    assert I.captions(icons["black-square"], None) == ["black square"]
     from imgrag.evals.datasets import emoji as E
 
     if (E.CLDR / "annotations" / "zh.xml").is_file():
@@ -113,3 +113,60 @@ def test_the_shipped_memory_is_what_its_recipe_script_builds() -> None:
     assert mem.proj.shape == (meta["dims"], 1280) and mem.features.shape == (meta["pictures"], meta["dims"])
     assert len(mem.vectors) == meta["caption_rows"] and mem.owner.max() < len(mem.vectors)
     assert DEFAULT_MEMORY.stat().st_size < 8_000_000  # shipped in the package: keep it small
+
+
+def test_skin_tone_suffix_copies_are_left_out_but_names_ending_in_light_are_kept(tmp_path: Path) -> None:
+    d = tmp_path / "fluent-emoji"
+    d.mkdir()
+    body = {"body": "<path d='M0 0h1v1z'/>"}
+    names = ["firefighter", "firefighter-dark", "firefighter-medium-light", "traffic-light", "night-dark"]
+    (d / "icons.json").write_text(json.dumps({"icons": {n: body for n in names}}))
+    assert [i.name for i in I.load_set("fluent-emoji", tmp_path)] == ["firefighter", "night-dark", "traffic-light"]
+
+
+def test_an_icon_named_after_its_cldr_emoji_takes_its_human_chinese() -> None:
+    from imgrag.evals.datasets import emoji as E
+
+    if not (E.CLDR / "annotations" / "zh.xml").is_file():
+        pytest.skip("unicode-cldr-core is not installed")
+
+    def icon(name: str) -> I.Icon:  # emojione ships no chars.json
+        return I.Icon(f"emojione:{name}", "emojione", name, "", "")
+
+    assert I.emoji_of(icon("deciduous-tree")) == "🌳"
+    assert I.emoji_of(icon("flag-for-japan")) == "🇯🇵"
+    assert I.emoji_of(icon("cactus-2")) == "🌵"  # streamline-emojis numbers its variants
+    assert I.emoji_of(icon("battle-axe")) == ""
+    assert I.emoji_of(I.Icon("game-icons:anchor", "game-icons", "anchor", "", "")) == ""  # not an emoji set
+    caps = I.captions(icon("deciduous-tree"), None)
+    assert caps[0] == "deciduous tree" and "落叶树" in caps
+
+
+def test_exemplars_are_the_features_of_the_pictures_whose_names_match_the_query(tmp_path: Path) -> None:
+    from imgrag.indexing.embedders.transfer import NamedMemory, write_memory
+
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(6, 1280)).astype(np.float32)
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    vecs = np.eye(3, 384, dtype=np.float32)  # three caption rows: pictures 0-1 row 0, 2-3 row 1, 4-5 row 2
+    out = write_memory(tmp_path / "m.npz", feats, vecs, np.array([0, 0, 1, 1, 2, 2]), k=2, temp=0.05, beta=0.5,
+                       dims=5, feature_identity="f", text_identity="t")
+    mem = NamedMemory.load(out)
+    ex = mem.exemplars(np.eye(3, 384, dtype=np.float32)[[1]], k=2, temp=0.01)
+    assert ex.shape == (1, 1280) and np.isclose(np.linalg.norm(ex), 1)
+    ranking = np.argsort(-(ex @ feats.T)[0])
+    assert set(ranking[:2]) == {2, 3}  # the two pictures named like the query look most like its exemplar
+
+
+def test_route_fusion_and_score_metrics() -> None:
+    from imgrag.indexing.align import retrieval_metrics, score_metrics
+
+    a = np.array([[3.0, 2.0, 1.0]])
+    b = np.array([[1.0, 2.0, 3.0]])
+    fused = T.rrf_scores([a, b], [1.0, 2.0])
+    assert fused.argmax() == 2 and np.isclose(fused[0, 0], 1 / 61 + 2 / 63)
+    assert np.allclose(T.zscore(a).mean(1), 0)
+    img = np.eye(3, dtype=np.float32)
+    q = np.array([[0.1, 0.9, 0.0]], np.float32)
+    assert score_metrics(q @ img.T, [frozenset({1})]) == retrieval_metrics(img, q, [frozenset({1})])
+    assert score_metrics(b, [frozenset({0})])["mrr"] == 1 / 3
