@@ -201,7 +201,7 @@ def build_standard(name: str, *, log: Callable[[str], None] = print) -> Prepared
 # ONNX Runtime and torch give the same vectors and captions (docs/performance.md).
 INDEX_KEYS = (
     "backend", "ocr_engine", "paddle_model_dir", "text_embedder", "image_embedder", "adapter", "clip_model", "pdf_dpi", "tables",
-    "visual_marks", "page_text_tokens", "photo_text_gate", "tile_side", "photo_one_pass",
+    "visual_marks", "page_text_tokens", "region_text_tokens", "photo_text_gate", "tile_side", "photo_one_pass",
 )  # fmt: skip
 
 

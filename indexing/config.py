@@ -145,6 +145,11 @@ class Settings(BaseSettings):
         description="e5 tokens of a page's words its page text vector embeds (the head: caption, metadata, first lines); "
         "the text regions embed all of the words again, and BM25 searches all of them",
     )
+    region_text_tokens: int = Field(
+        default=128, ge=16, le=512,
+        description="e5 tokens of a text region's words (a layout block, a group of lines) its region vector embeds (the head); "
+        "the region keeps all of its words for BM25, the re-rank and quotes",
+    )
     tile_side: int = Field(
         default=320, ge=0, le=2048,
         description="photos: long side (px) of the one backbone pass the grid tiles' vectors are pooled from; 0: each tile is embedded as its own crop",

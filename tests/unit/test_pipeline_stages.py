@@ -129,7 +129,7 @@ def test_settings_that_change_index_content_change_the_eval_index_key() -> None:
     from imgrag.indexing.config import Settings
 
     base = Settings()
-    for name, value in (("page_text_tokens", 512), ("photo_text_gate", 0), ("tile_side", 0),
+    for name, value in (("page_text_tokens", 512), ("region_text_tokens", 512), ("photo_text_gate", 0), ("tile_side", 0),
                         ("photo_one_pass", False), ("image_backbone", "lite2"), ("image_framing", "content")):
         assert index_key(base.model_copy(update={name: value})) != index_key(base), name
     # keyed only when set: every index built before these settings existed keeps its key
@@ -235,3 +235,43 @@ def test_tile_side_zero_embeds_every_whole_image_and_tile_alone() -> None:
     ix = pipeline.Indexer(SimpleNamespace(image_embedder=ie, settings=Settings(tile_side=0)))  # type: ignore[arg-type]
     whole, tiles = ix._image_vectors([_analysed("photo")])
     assert ie.pooled == [] and whole[0][0][0] == -1 and tiles[0].shape == (4, 2)
+
+
+class WordEmbedder:
+    """e5's contract in words: ``fit`` keeps the first ``max_tokens`` words; a vector is (words, 1)."""
+
+    dim = 2
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def fit(self, text: str, is_query: bool = False, max_tokens: int | None = None) -> str:
+        return " ".join(text.split()[: max_tokens or 512])
+
+    def embed_passages(self, texts):
+        self.seen += list(texts)
+        return np.asarray([[len(t.split()), 1.0] for t in texts], np.float32)
+
+
+def test_a_region_vector_embeds_the_head_of_its_words_and_the_region_keeps_them_all() -> None:
+    """IMGRAG_REGION_TEXT_TOKENS: a long block's vector is its first n tokens (a clause block was a
+    third of a contract page's e5 time); its stored text, which BM25, the re-rank and quotes read, is whole."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.stores.base import ImageRecord
+
+    te = WordEmbedder()
+    rt = SimpleNamespace(image_embedder=FakeImageEmbedder(), text_embedder=te, model_identities=dict,
+                         settings=Settings(region_text_tokens=16, page_text_tokens=64))
+    clause = " ".join(f"w{i}" for i in range(40))
+    a = _analysed("born_digital")
+    a.record = ImageRecord(image_id="p1", doc_id="d", path="/x.png", format="png", width=60, height=30,
+                           quality="born_digital", ocr_text="title\n" + clause, indexed_at=datetime.now(timezone.utc))
+    a.text_regions = [("b0", "block", "title", (0, 0, 60, 5)), ("b1", "block", clause, (0, 5, 60, 30))]
+    out = pipeline.Indexer(rt)._embed([a])  # type: ignore[arg-type]
+    assert te.seen == ["title " + " ".join(clause.split()[:63]), "title", " ".join(clause.split()[:16])]
+    blocks = [r for r in out[0].regions if r.kind == "block"]
+    assert [r.text for r in blocks] == ["title", clause]
+    assert [r.vector[0] for r in blocks] == [1, 16]
