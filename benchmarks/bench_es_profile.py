@@ -101,5 +101,6 @@ for name in names:
         took = [y for col, r, _, y in log if col == c and r == name]
         cells.append(f"{np.percentile(rt, 50):>12.1f} / {np.percentile(took, 50):5.1f} ({len(rt)})" if rt else f"{'-':>26s}")
     print(f"  {name:36s}" + "".join(f"{x:>26s}" for x in cells))
+
 for st, close in stores.values():
     close()
