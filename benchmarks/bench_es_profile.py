@@ -25,11 +25,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_backends as bb  # noqa: E402
-
-from imgrag.indexing.config import Settings  # noqa: E402
-from imgrag.indexing.search import SearchRequest, Searcher  # noqa: E402
-from imgrag.indexing.stores.base import OPERATOR, ModelSpaces  # noqa: E402
+import bench_backends as bb
+from imgrag.indexing.config import Settings
+from imgrag.indexing.search import Searcher, SearchRequest
+from imgrag.indexing.stores.base import OPERATOR, ModelSpaces
 
 keep, n, url = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 nq = int(sys.argv[4]) if len(sys.argv) > 4 else 15

@@ -26,7 +26,6 @@ from .client import BulkWriteError, Connection, error_reason, guard, log
 from .mapping import SPACE_DIM, row_document, source_vec, vec_b64, vec_list
 from .queries import bool_filter, dedup, hit_image_id
 
-
 _MAX_SEGMENT_BYTES = 5 * 1024**3  # index.merge.policy.max_merged_segment's default
 _MERGE_POLL_S = 2.0
 
