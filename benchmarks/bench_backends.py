@@ -471,24 +471,23 @@ def run_backend(
         routes["fused, one-stage"] = lambda q: one_stage.search(SearchRequest(query=q.text, k=10), OPERATOR)
         routes["fused, user+2023"] = lambda q: searcher.search(SearchRequest(query=q.text, k=10, filters=year), user)
         routes["fused, user+2023, one-stage"] = lambda q: one_stage.search(SearchRequest(query=q.text, k=10, filters=year), user)
-        if args.ann_baseline and CONFIGS[name][0] == "lancedb":
-            # the same index searched with other page-kNN parameters (a second handle on it): the
-            # fused search as configured, beside the search as it was with those parameters
-            from imgrag.indexing.stores.lance import LanceStore
-
-            ef, refine = (int(x) for x in args.ann_baseline.split("/"))
-            old = LanceStore(store.path, ann_min_rows=store.ann_min_rows, ann_index=store.ann_index,  # type: ignore[attr-defined]
-                             ann_ef=ef, ann_refine=refine)
-            old_search = Searcher(_BenchRuntime(old, img_q, txt_q, spaces, two))  # type: ignore[arg-type]
-            routes[f"fused, ef/refine {args.ann_baseline}"] = lambda q: old_search.search(SearchRequest(query=q.text, k=10), OPERATOR)
-            routes[f"fused, user+2023, ef/refine {args.ann_baseline}"] = lambda q: old_search.search(
+        # the same index searched with other kNN parameters (a second handle on it): the fused
+        # search as configured, beside the search as it was with those parameters
+        old, tag = baseline_store(name, store, args)
+        old_search = Searcher(_BenchRuntime(old, img_q, txt_q, spaces, two)) if old is not None else None  # type: ignore[arg-type]
+        one_old = Searcher(_BenchRuntime(old, img_q, txt_q, spaces, one)) if old is not None else None  # type: ignore[arg-type]
+        if old is not None:
+            assert old_search is not None and one_old is not None
+            routes[f"fused, {tag}"] = lambda q: old_search.search(SearchRequest(query=q.text, k=10), OPERATOR)
+            routes[f"fused, one-stage, {tag}"] = lambda q: one_old.search(SearchRequest(query=q.text, k=10), OPERATOR)
+            routes[f"fused, user+2023, {tag}"] = lambda q: old_search.search(
                 SearchRequest(query=q.text, k=10, filters=year), user)
-            routes[f"knn image, ef/refine {args.ann_baseline}"] = lambda q: old.knn("image", q.image, 50, Filters(), OPERATOR)
-            routes[f"knn text, ef/refine {args.ann_baseline}"] = lambda q: old.knn("text", q.text_vec, 50, Filters(), OPERATOR)
+            routes[f"knn image, {tag}"] = lambda q: old.knn("image", q.image, 50, Filters(), OPERATOR)
+            routes[f"knn text, {tag}"] = lambda q: old.knn("text", q.text_vec, 50, Filters(), OPERATOR)
+            routes[f"knn feature (51), {tag}"] = lambda q: old.knn("feature", q.feature, 51, Filters(), OPERATOR)
+            routes[f"regions tile (200), {tag}"] = lambda q: old.knn_regions("tile", q.image, 200, Filters(), OPERATOR)
 
         extra: list[tuple[str, Searcher]] = []  # more searchers whose fused top 10 is compared with the exact one
-        if args.ann_baseline and CONFIGS[name][0] == "lancedb":
-            extra.append((f"ef/refine {args.ann_baseline}", old_search))
         if args.other_store and CONFIGS[name][0] == "lancedb":
             # another copy of this index (e.g. compacted: benchmarks/compact_store.py), same queries, interleaved
             from imgrag.indexing.stores.lance import LanceStore
@@ -512,7 +511,7 @@ def run_backend(
         cpu: dict[str, list[float]] = {r: [] for r in routes}
         for q in queries[args.warmup :]:
             for r, fn in routes.items():  # interleaved, so background load hits every route alike
-                for sr in (searcher, one_stage, *(e[1] for e in extra)):
+                for sr in (searcher, one_stage, *([old_search, one_old] if old is not None else []), *(e[1] for e in extra)):
                     sr._cache.data.clear()  # embeddings are precomputed; keep the cache from skewing
                 c, t = time.process_time(), time.perf_counter()
                 fn(q)
@@ -524,8 +523,7 @@ def run_backend(
         # recall@10 against exact cosine search (no filters): the page routes, and the region routes
         # at page level (the first 10 distinct pages of the route vs the 10 pages with the best region)
         sample = queries[args.warmup :][: args.recall_queries]
-        baseline = args.ann_baseline and CONFIGS[name][0] == "lancedb"
-        page_stores = [("", store), *([(f", ef/refine {args.ann_baseline}", old)] if baseline else []),
+        page_stores = [("", store), *([(f", {tag}", old)] if old is not None else []),
                        *([(", other store", other)] if args.other_store and CONFIGS[name][0] == "lancedb" else [])]
         for (label, field, mat, attr), (suffix, st) in (
             (r, ps) for r in (("recall image", "image", corpus.img, "image"), ("recall text", "text", corpus.txt, "text_vec"))
@@ -551,7 +549,7 @@ def run_backend(
         # threshold) against exact search over every region, and the fused top 10 against an exact
         # one-stage fused search (and the one-stage search as the store answers it, for comparison)
         fused_hits = {"tile": 0, "text": 0}
-        overlap = {"two-stage": 0, "one-stage": 0, **{label: 0 for label, _ in extra}}
+        overlap = {"two-stage": 0, "one-stage": 0, **({tag: 0} if old is not None else {}), **{label: 0 for label, _ in extra}}
         for qi, q in enumerate(sample):
             rec = searcher.recall(SearchRequest(query=q.text, k=10), OPERATOR)
             for kind in fused_hits:
@@ -559,7 +557,8 @@ def run_backend(
                 fused_hits[kind] += len(truth.top(kind, qi, 10) & got)
         for q in sample[: args.overlap_queries]:
             ref = [h.image_id for h in exact_search.search(SearchRequest(query=q.text, k=10), OPERATOR).hits]
-            for label, sr in (("two-stage", searcher), ("one-stage", one_stage), *extra):
+            for label, sr in (("two-stage", searcher), ("one-stage", one_stage),
+                              *([(tag, old_search)] if old is not None else []), *extra):
                 got = [h.image_id for h in sr.search(SearchRequest(query=q.text, k=10), OPERATOR).hits]
                 overlap[label] += len(set(ref) & set(got))
         for kind, hits in fused_hits.items():
@@ -574,6 +573,35 @@ def run_backend(
     finally:
         close()
     return res
+
+
+def baseline_tag(args: argparse.Namespace, backend: str) -> str:
+    """The label of the baseline parameters a column also runs with ('' if none)."""
+    if backend == "lancedb" and args.ann_baseline:
+        return f"ef/refine {args.ann_baseline}"
+    if backend == "elasticsearch" and args.es_baseline:
+        return f"candidates {args.es_baseline}"
+    return ""
+
+
+def baseline_store(name: str, store: IndexStore, args: argparse.Namespace) -> tuple[IndexStore | None, str]:
+    """A second handle on the same index with the baseline's kNN parameters (``--ann-baseline``,
+    ``--es-baseline``), and its label; (None, '') if none."""
+    backend = CONFIGS[name][0]
+    tag = baseline_tag(args, backend)
+    if not tag:
+        return None, ""
+    if backend == "lancedb":
+        from imgrag.indexing.stores.lance import LanceStore
+
+        ef, refine = (int(x) for x in args.ann_baseline.split("/"))
+        return LanceStore(store.path, ann_min_rows=store.ann_min_rows, ann_index=store.ann_index,  # type: ignore[attr-defined]
+                          ann_ef=ef, ann_refine=refine), tag
+    from imgrag.indexing.stores.elastic import ElasticStore
+
+    page, region = (int(x) for x in args.es_baseline.split("/"))
+    settings = store.settings.model_copy(update={"es_num_candidates": page, "es_region_num_candidates": region})  # type: ignore[attr-defined]
+    return ElasticStore(settings), tag
 
 
 def es_version(url: str) -> str:
@@ -617,6 +645,9 @@ def main() -> None:
     ap.add_argument("--other-store", type=Path, default=None, metavar="DIR",
                     help="LanceDB: also run the fused search and the page kNN on this copy of the column's index "
                          "(e.g. <keep>/<n>-.../lancedb-sq copied and compacted with benchmarks/compact_store.py)")
+    ap.add_argument("--es-baseline", default=None, metavar="PAGE/REGION",
+                    help="Elasticsearch: also run the fused search, page kNN and region routes with these kNN "
+                         "candidates (IMGRAG_ES_NUM_CANDIDATES / _REGION_NUM_CANDIDATES; main before s10: 800/800) on the same index")
     ap.add_argument("--json", type=Path, help="also write the results here (one entry per size)")
     args = ap.parse_args()
     dims = tuple(int(d) for d in args.dims.split(","))
@@ -707,7 +738,9 @@ def print_table(
     print()
     print(f"imgrag backend benchmark · {n} pages × {args.regions} regions · dims {args.dims} · "
           f"{args.queries} queries (+{args.warmup} warm-up) · recall over {args.recall_queries} · batch {args.batch}")
-    print(f"Elasticsearch {version} · num_candidates max(100, 2k) · rescore oversample 2 · 1 shard, 0 replicas"
+    es = Settings()
+    print(f"Elasticsearch {version} · num_candidates pages / one-stage regions {es.es_num_candidates} / "
+          f"{es.es_region_num_candidates} (at least 2k) · rescore oversample {es.es_rescore_oversample:g} · 1 shard, 0 replicas"
           + ("" if args.es_url else " · a fresh server per column"))
     print(f"machine: {os.cpu_count()} CPUs · load average at start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     print()
@@ -726,7 +759,8 @@ def print_table(
     row("RSS: Elasticsearch JVM", lambda r: _mb(r["es_rss_bytes"][0]) if r.get("es_rss_bytes") else "-")
     row("  of it mmapped files", lambda r: _mb(r["es_rss_bytes"][1]) if r.get("es_rss_bytes") else "-")
     row("two-stage (from pages)", lambda r: f"{'yes' if r['two_stage'] else 'no'} ({r['two_stage_pages']})")
-    extra = ([f", ef/refine {args.ann_baseline}"] if args.ann_baseline else []) + ([", other store"] if args.other_store else [])
+    tags = [t for t in (baseline_tag(args, "lancedb"), baseline_tag(args, "elasticsearch")) if t]
+    extra = [f", {t}" for t in tags] + ([", other store"] if args.other_store else [])
     for label in ("recall image", *(f"recall image{e}" for e in extra), "recall text", *(f"recall text{e}" for e in extra),
                   "recall regions tile", "recall regions text", "recall regions tile, fused", "recall regions text, fused"):
         row(label.replace("recall", "recall@10"), lambda r, label=label: f"{r[label]:.3f}" if label in r else "-")  # type: ignore[misc]

@@ -93,9 +93,20 @@ class Settings(BaseSettings):
     es_index_prefix: str = "imgrag"
     es_index_options: Literal["hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw"] = "int8_hnsw"
     es_analyzer: str = "standard"
-    # Lucene walks each segment's graph for this many: a merged index walks few graphs, and 100
-    # found 0.66-0.72 of the exact top 10 on one 10k-page segment, 800 0.955-0.975 (docs/performance.md)
-    es_num_candidates: int = Field(default=800, ge=1, le=10_000, description="kNN candidates (at least 2 × k)")
+    # Lucene walks each segment's graph for this many: a merged index walks few graphs. Page kNN at
+    # 100k pages in 4 segments found 0.77 of the exact top 10 at 800, 1.000 at 10000 (and a segment
+    # with no more pages than this is scored exactly); the region routes' nested kNN costs more per
+    # candidate (86 vs 33 ms at 10000 vs 800), so it has its own (docs/performance.md)
+    es_num_candidates: int = Field(
+        default=10_000, ge=1, le=10_000, description="page kNN candidates (at least 2 × k)")
+    es_region_num_candidates: int = Field(
+        default=800, ge=1, le=10_000, description="region kNN candidates of a one-stage region route (at least 2 × k)")
+    es_merge_segments: int = Field(
+        default=4, ge=0, le=1_000,
+        description="after a write of at least es_merge_min_pages pages, force-merge the index to this many "
+        "segments (at least one per 5 GiB) and wait for it; 0: never")
+    es_merge_min_pages: int = Field(
+        default=10_000, ge=1, description="pages one write operation must have written before it force-merges")
     es_shards: int = Field(default=1, ge=1, description="primary shards of each new index generation")
     es_replicas: int | None = Field(default=None, ge=0, description="replicas of new indices; unset: the cluster default")
     es_request_timeout: float = Field(default=30.0, gt=0, description="seconds per Elasticsearch request")

@@ -9,6 +9,7 @@ and the one-line errors for an unreachable, foreign, old or unauthorised server.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -1334,6 +1335,83 @@ def test_es_new_generation_and_rollback_across_models(es_store: Any) -> None:
     es_store.rollback(3)
     assert es_store.spaces() == other
     assert {r.image_id for r in es_store.list_images(OPERATOR, Filters())} == {"B"}
+
+
+def _segments(store: Any) -> int:
+    index = store._live()[0]
+    return int(store.es.indices.stats(index=index, metric="segments")["indices"][index]["primaries"]["segments"]["count"])
+
+
+def _answers(store: Any) -> tuple[list[tuple[str, float]], ...]:
+    """Hits and scores of each route (sorted: equal scores come in the segments' order)."""
+    q = rand_unit(IMG, 99)
+    return (
+        sorted((h.image_id, round(h.score, 4)) for h in store.knn("image", q, 20, Filters(), OPERATOR)),
+        sorted((h.image_id, round(h.score, 4)) for h in store.bm25("common", 20, Filters(), OPERATOR)),
+        sorted((h.region_id, round(h.score, 4)) for h in store.knn_regions("tile", q, 20, Filters(), OPERATOR)),
+    )
+
+
+def test_es_a_large_write_is_force_merged_and_answers_the_same(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A write operation of at least IMGRAG_ES_MERGE_MIN_PAGES pages leaves its index in at most
+    IMGRAG_ES_MERGE_SEGMENTS segments when commit returns (a refresh per write is a segment each);
+    smaller ones, a stopped run's version, and the setting at 0 leave the segments alone."""
+    st = _es_store(tmp_path, es_merge_segments=1, es_merge_min_pages=6)
+    try:
+        load(st, [Spec(f"p{i}") for i in range(3)])
+        load(st, [Spec(f"q{i}") for i in range(2)])
+        st.commit("index", {"indexed": 5})  # 5 pages: below the bar
+        assert _segments(st) >= 2
+        load(st, [Spec(f"r{i}") for i in range(3)])
+        load(st, [Spec(f"s{i}") for i in range(3)])
+        before = _answers(st)
+        n = _segments(st)
+        assert n >= 3
+        with caplog.at_level(logging.INFO):
+            v = st.commit("index", {"indexed": 6})
+        assert v.version == 2
+        assert _segments(st) == 1
+        assert _answers(st) == before  # the same pages, scores and regions
+        assert any("merged" in r.getMessage() for r in caplog.records)
+        # the count starts again after each commit: 2 more pages do not merge
+        load(st, [Spec(f"t{i}") for i in range(2)])
+        st.commit("index", {"indexed": 2})
+        assert _segments(st) == 2
+    finally:
+        st.drop()
+        st.close()
+    off = _es_store(tmp_path, es_merge_segments=0, es_merge_min_pages=1)
+    try:
+        load(off, [Spec("a")])
+        load(off, [Spec("b")])
+        off.commit("index", {"indexed": 2})
+        assert _segments(off) == 2
+    finally:
+        off.drop()
+        off.close()
+
+
+def test_es_a_refused_merge_is_logged_and_the_write_stands(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from elasticsearch import ApiError
+
+    st = _es_store(tmp_path, es_merge_segments=1, es_merge_min_pages=1)
+    try:
+        load(st, [Spec("a")])
+        load(st, [Spec("b")])
+
+        def refuse(**kw: Any) -> Any:
+            raise ApiError("security_exception", meta=type("M", (), {"status": 403})(), body={  # type: ignore[arg-type]
+                "error": {"type": "security_exception", "reason": "action [indices:admin/forcemerge] is unauthorized"}})
+
+        st.es.indices.forcemerge = refuse
+        with caplog.at_level(logging.WARNING):
+            v = st.commit("index", {"indexed": 2})
+        assert v.version == 1 and [x.version for x in st.versions()] == [1]
+        assert st.live_ids(["a", "b"]) == {"a", "b"}
+        assert any("could not force-merge" in r.getMessage() and "unauthorized" in r.getMessage() for r in caplog.records)
+    finally:
+        st.drop()
+        st.close()
 
 
 def test_es_bulk_failures_are_reported(es_store: Any) -> None:

@@ -196,6 +196,7 @@ class Connection:
     _lock: threading.RLock
     _dirty: bool
     _writer_depth: int
+    _bulk_pages: int  # pages written since the last commit (a large bulk load is force-merged)
     _live_cache: tuple[float, tuple[str, dict[str, Any]] | None] | None
 
     # What the parts call on each other (defined in generations, versions and writes).
@@ -213,6 +214,7 @@ class Connection:
         def spaces(self) -> ModelSpaces | None: ...
         def _bulk(self, actions: list[dict[str, Any]], what: str) -> dict[str, str]: ...
         def _raise_failures(self, failures: dict[str, str], total: int, what: str) -> None: ...
+        def _merge_after_bulk_load(self, index: str, pages: int) -> None: ...
 
     def _connect(self) -> Elasticsearch:
         return connect(self.settings)

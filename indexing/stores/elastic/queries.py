@@ -63,12 +63,13 @@ def knn_clause(
     settings: Settings, field: str, vector: list[float], k: int, filters: Filters, principal: Principal,
     num_candidates: int | None = None,
 ) -> dict[str, Any]:
-    """A kNN clause with the ACL and filters inside (pre-filtering, never a post-filter)."""
+    """A kNN clause with the ACL and filters inside (pre-filtering, never a post-filter);
+    ``num_candidates`` (default: the page kNN setting) is raised to 2 × k and capped at the limit."""
     clause: dict[str, Any] = {
         "field": field,
         "query_vector": vector,
         "k": k,
-        "num_candidates": min(MAX_CANDIDATES, num_candidates or max(settings.es_num_candidates, 2 * k)),
+        "num_candidates": min(MAX_CANDIDATES, max(num_candidates or settings.es_num_candidates, 2 * k)),
         "filter": bool_filter(filter_clauses(filters, principal)),
     }
     oversample = settings.es_rescore_oversample

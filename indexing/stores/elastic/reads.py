@@ -184,7 +184,7 @@ class Reads(Connection):
             # of them: ask for the most (a few hundred pages' regions fit; above, the filtered graph
             # search falls back to the exact one once it has visited that many).
             filters = filters.restricted_to(image_ids)
-        exact = MAX_CANDIDATES if image_ids is not None else None
+        exact = MAX_CANDIDATES if image_ids is not None else self.settings.es_region_num_candidates
         named = min(pages, self.settings.es_region_named_pages) or pages
         inner = {"size": per_image, "_source": {"excludes": [f"{path}.vector"]}}
         knn = knn_clause(self.settings, f"{path}.vector", qv, pages, filters, principal, exact)

@@ -32,6 +32,7 @@ class ElasticStore(Reads, Writes, Versions, Generations):
         self._lock = threading.RLock()
         self._dirty = False  # this object changed rows that no version records yet
         self._writer_depth = 0
+        self._bulk_pages = 0
         self._live_cache: tuple[float, tuple[str, dict[str, Any]] | None] | None = None
         self.es = client if client is not None else self._connect()
         self.server_version = self._check_server()

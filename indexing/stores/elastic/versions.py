@@ -96,7 +96,10 @@ class Versions(Connection):
                     "run one writer (index / delete / purge / rollback) at a time, then retry",
                 ) from e
             self._dirty = False
-            return version
+            pages, self._bulk_pages = self._bulk_pages, 0
+        if op not in ("interrupted", "recovered"):  # a stopped run is not kept waiting for a merge
+            self._merge_after_bulk_load(info[0], pages)
+        return version
 
     @contextmanager
     def writer(self) -> Iterator[None]:

@@ -3,6 +3,9 @@ purges and re-embedding into a new generation."""
 
 from __future__ import annotations
 
+import math
+import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -19,9 +22,12 @@ from ..base import (
     fts_source,
     meta_kv,
 )
-from .client import BulkWriteError, Connection, guard, log
+from .client import BulkWriteError, Connection, error_reason, guard, log
 from .mapping import SPACE_DIM, row_document, source_vec, vec_b64, vec_list
 from .queries import bool_filter, dedup, hit_image_id
+
+_MAX_SEGMENT_BYTES = 5 * 1024**3  # index.merge.policy.max_merged_segment's default
+_MERGE_POLL_S = 2.0
 
 
 class Writes(Connection):
@@ -63,6 +69,44 @@ class Writes(Connection):
         if failures:
             log.error("%s: %d document(s) failed: %s", what, len(failures), failures)
         return failures
+
+    def _merge_after_bulk_load(self, index: str, pages: int) -> None:
+        """Force-merge ``index`` to ``es_merge_segments`` segments a shard after a write operation
+        that wrote at least ``es_merge_min_pages`` pages, and wait for it. A bulk load leaves
+        hundreds of small segments that the server merges slowly, and every kNN walks every
+        segment's graph: at 100k pages 131 -> 4 segments took the region routes from ~100 to ~33 ms
+        (docs/performance.md). Searches run meanwhile and return the same pages; a merge that
+        fails or is refused only leaves more segments, so it is logged, never raised."""
+        s = self.settings
+        if not s.es_merge_segments or pages < s.es_merge_min_pages:
+            return
+        try:
+            prim = self.es.indices.stats(index=index, metric="segments,store")["indices"][index]["primaries"]
+            shards = int(self.es.indices.get_settings(index=index)[index]["settings"]["index"]["number_of_shards"])
+            segments = int(prim["segments"]["count"])
+            # Lucene's merges stop at 5 GiB a segment; a bigger one is left out of later merges
+            per_shard = max(s.es_merge_segments, math.ceil(int(prim["store"]["size_in_bytes"]) / shards / _MAX_SEGMENT_BYTES))
+            if segments <= per_shard * shards:
+                return
+            log.info("merging %s from %d to %d segment(s) a shard after writing %d pages (Elasticsearch "
+                     "searches meanwhile; IMGRAG_ES_MERGE_SEGMENTS=0 skips this)", index, segments, per_shard, pages)
+            t0 = time.monotonic()
+            task = self.es.indices.forcemerge(index=index, max_num_segments=per_shard, wait_for_completion=False)["task"]
+            while not (done := self._task(task))["completed"]:
+                time.sleep(_MERGE_POLL_S)
+            if done.get("error"):
+                log.warning("force-merging %s failed (%s): searches stay correct, on more segments", index, done["error"])
+            else:
+                log.info("merged %s in %.0f s", index, time.monotonic() - t0)
+        except Exception as e:  # the data is written and versioned; only the search speed is at stake
+            log.warning("could not force-merge %s (%s): searches stay correct, on more segments", index, error_reason(e))
+
+    def _task(self, task: str) -> dict[str, Any]:
+        from elasticsearch.exceptions import GeneralAvailabilityWarning
+
+        with warnings.catch_warnings():  # the tasks API is a "technical preview" since 8.x, and what force-merge returns
+            warnings.simplefilter("ignore", GeneralAvailabilityWarning)
+            return self.es.tasks.get(task_id=task).body  # type: ignore[no-any-return]
 
     def _raise_failures(self, failures: dict[str, str], total: int, what: str) -> None:
         if not failures:
@@ -111,6 +155,7 @@ class Writes(Connection):
                      "_source": row_document(it, p, base64_vectors=self.server_version >= (9, 3))}
                 )
             self._dirty = True
+            self._bulk_pages += len(by_id)
             failures = self._bulk(actions, "write")
             self._refresh()
             self._raise_failures(failures, len(by_id), "write")
@@ -248,6 +293,7 @@ class Writes(Connection):
                              "routing": src["image_id"], "_source": src}
                         )
                     failures.update(self._bulk(actions, "re-embed"))
+                    self._bulk_pages += len(batch)
                     out.images += len(batch)
                     batch.clear()
 

@@ -1,0 +1,105 @@
+"""Where an Elasticsearch fused search's time goes, request by request: each request the store sends
+(page kNN per field, BM25, the region routes' ranking and naming requests, the record fetch) with
+its round trip and the server's ``took``, beside the whole search's wall time, on an index that
+``bench_backends.py --keep DIR`` built (es-int8 column). ``PAGE/REGION`` columns run the fused
+two-stage search with those kNN candidates (``IMGRAG_ES_NUM_CANDIDATES`` /
+``IMGRAG_ES_REGION_NUM_CANDIDATES``), interleaved query by query.
+
+    IMGRAG_ES_HEAP=4g IMGRAG_ES_PORT=9271 IMGRAG_ES_DATA=DIR/100000-seed0-dims384x1280x384-r15/es-data \\
+        bash tests/elasticsearch.sh start
+    python benchmarks/bench_es_profile.py DIR 100000 http://127.0.0.1:9271 15 800/800 10000/800
+
+The queries are bench_backends.py's (seed 0, the first 3 warm up)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_backends as bb
+from imgrag.indexing.config import Settings
+from imgrag.indexing.search import Searcher, SearchRequest
+from imgrag.indexing.stores.base import OPERATOR, ModelSpaces
+
+keep, n, url = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+nq = int(sys.argv[4]) if len(sys.argv) > 4 else 15
+columns = sys.argv[5:] or ["800/800", "10000/800"]
+wd = keep / f"{n}-seed0-dims384x1280x384-r15"
+corpus = bb.Corpus(n, (384, 1280, 384), 15, 0)
+queries = corpus.queries(20 + 3, 0)
+prefix = json.loads((wd / "es-int8.json").read_text())["prefix"]
+spaces = ModelSpaces(image="bench-joint", image_dim=384, feature="bench-feat", feature_dim=1280, text="bench-text", text_dim=384)
+img_q, txt_q = {q.text: q.image for q in queries}, {q.text: q.text_vec for q in queries}
+
+log: list[tuple[str, str, float, float]] = []  # column, request, round trip ms, took ms
+local = threading.local()
+
+
+def label(body: dict[str, Any]) -> str:
+    knn = body.get("knn")
+    if knn is not None:
+        field = knn["field"].split(".")[0]
+        if field in ("tiles", "blocks"):
+            return f"regions {field}: {'naming (inner hits)' if 'inner_hits' in knn else 'ranking'}"
+        return f"page kNN {field}"
+    if "sort" in body:
+        return "records"
+    return "bm25"
+
+
+stores = {}
+searchers = {}
+for col in columns:
+    page, region = (int(x) for x in col.split("/"))
+    st, close, _ = bb.open_backend("es-int8", wd, url, "int8_hnsw", prefix=prefix, keep=True)
+    st.settings = st.settings.model_copy(update={"es_num_candidates": page, "es_region_num_candidates": region})
+    search = st._search
+
+    def timed(_search: Any = search, _col: str = col, **body: Any) -> dict[str, Any]:
+        t = time.perf_counter()
+        res = _search(**body)
+        log.append((_col, label(body), (time.perf_counter() - t) * 1000, float(res.get("took", float("nan")))))
+        return res
+
+    st._search = timed
+    stores[col] = (st, close)
+    searchers[col] = Searcher(bb._BenchRuntime(st, img_q, txt_q, spaces, Settings(search_cache=0, two_stage_pages=1)))
+
+segs = stores[columns[0]][0].es.cat.segments(index=f"{prefix}-*", format="json")
+print(f"n={n} segments {len(segs)} · load {os.getloadavg()[0]:.1f} · {time.strftime('%H:%M:%S', time.gmtime())} UTC", flush=True)
+for sr in searchers.values():
+    for q in queries[:3]:
+        sr.search(SearchRequest(query=q.text, k=10), OPERATOR)
+log.clear()
+wall: dict[str, list[float]] = defaultdict(list)
+for q in queries[3 : 3 + nq]:
+    for col, sr in searchers.items():
+        sr._cache.data.clear()
+        t = time.perf_counter()
+        sr.search(SearchRequest(query=q.text, k=10), OPERATOR)
+        wall[col].append((time.perf_counter() - t) * 1000)
+print(f"fused two-stage search, {nq} queries, interleaved; load now {os.getloadavg()[0]:.1f}")
+print(f"{'':38s}" + "".join(f"{c:>26s}" for c in columns))
+print(f"{'fused search p50 / p95 ms':38s}" + "".join(
+    f"{np.percentile(wall[c], 50):>14.1f} / {np.percentile(wall[c], 95):7.1f}  " for c in columns))
+names = sorted({r for _, r, _, _ in log})
+print(f"{'request: round trip / took p50 ms (n)':38s}")
+for name in names:
+    cells = []
+    for c in columns:
+        rt = [x for col, r, x, _ in log if col == c and r == name]
+        took = [y for col, r, _, y in log if col == c and r == name]
+        cells.append(f"{np.percentile(rt, 50):>12.1f} / {np.percentile(took, 50):5.1f} ({len(rt)})" if rt else f"{'-':>26s}")
+    print(f"  {name:36s}" + "".join(f"{x:>26s}" for x in cells))
+
+for st, close in stores.values():
+    close()
