@@ -12,10 +12,13 @@ from __future__ import annotations
 import argparse
 import logging
 import resource
+import sys
 import time
 import warnings
 from datetime import timedelta
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's imgrag
 
 
 def main() -> None:
