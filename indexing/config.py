@@ -83,6 +83,11 @@ class Settings(BaseSettings):
         default=1, ge=1, le=100,
         description="page kNN: re-rank this many x k candidates on the float32 vectors (IVF_PQ indices: at least 10)",
     )
+    lance_compact_fragments: int = Field(
+        default=64, ge=0,
+        description="a commit merges a table's data files (one per write) once it has more than this many; "
+        "tables up to 20,000 rows from 8; 0: only those",
+    )
 
     # Elasticsearch
     es_url: str = "http://127.0.0.1:9200"

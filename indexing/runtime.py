@@ -22,6 +22,7 @@ def open_store(settings: Settings) -> IndexStore:
         return open_lance(
             settings.index_dir, ann_min_rows=settings.lance_ann_min_rows, ann_index=settings.lance_ann_index,
             ann_ef=settings.lance_ann_ef, ann_refine=settings.lance_ann_refine,
+            compact_fragments=settings.lance_compact_fragments,
         )
     if settings.backend == "elasticsearch":
         from .stores.elastic import open_elastic

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import threading
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -74,13 +75,17 @@ _SCALAR_COLUMNS = {
     IMAGES: (("image_id", "btree"), ("deleted", "bitmap"), ("quality", "bitmap")),
     REGIONS: (("image_id", "btree"), ("deleted", "bitmap"), ("kind", "bitmap"), ("quality", "bitmap")),
 }
-# A commit merges a table's data files when it has more than _COMPACT_FRAGMENTS of them and at most
-# _COMPACT_MAX_ROWS rows (a rewrite of at most ~130 MB of region rows): every write adds a file, and
-# each query pays per file (the 1k-page search benchmark's 10 + 10 files cost ~14 of its ~80 ms of CPU
-# per search against one file each). Bigger tables are compacted by optimize() when their indices go
-# stale (above), not at every commit: each compaction rewrites every small file of the table.
+# A commit merges a table's data files (Lance compaction, indices remapped, nothing re-trained) when it
+# has more than _COMPACT_FRAGMENTS of them and at most _COMPACT_MAX_ROWS rows (a rewrite of at most
+# ~130 MB of region rows), or more than ``compact_fragments`` (IMGRAG_LANCE_COMPACT_FRAGMENTS) whatever
+# its size: every write adds a file, and each query pays per file (the 1k-page search benchmark's 10 + 10
+# files cost ~14 of its ~80 ms of CPU per search against one file each; at 100k pages 500 + 500 files
+# cost 224 CPU-ms per fused search against 144 on one file each). A big table is rewritten only once
+# that many writes have piled up, not at every commit. Not optimize(): after compacting it also
+# rebuilt the pages' HNSW index for over 13 minutes at 100k pages (docs/performance.md, session 10).
 _COMPACT_FRAGMENTS = 8
 _COMPACT_MAX_ROWS = 20_000
+COMPACT_FRAGMENTS = 64  # IMGRAG_LANCE_COMPACT_FRAGMENTS' default
 _KEEP_VERSIONS = timedelta(days=365 * 100)  # optimize() must never clean up versions rollback needs
 _ABSENT: Any = object()  # get_many's cached answer for an id the principal cannot read (or no such page)
 _PARSED_RECORDS = 512  # parsed ImageRecords kept by their stored JSON's hash: hot pages of search (~50 MB at most)
@@ -248,7 +253,7 @@ class LanceStore:
 
     def __init__(
         self, path: Path, *, ann_min_rows: int = 10_000, ann_index: AnnIndex = "ivf_hnsw_sq",
-        ann_ef: int = _ANN_EF, ann_refine: int = _ANN_REFINE,
+        ann_ef: int = _ANN_EF, ann_refine: int = _ANN_REFINE, compact_fragments: int = COMPACT_FRAGMENTS,
     ) -> None:
         import lancedb
 
@@ -256,6 +261,7 @@ class LanceStore:
         self.ann_min_rows = ann_min_rows
         self.ann_index = ann_index
         self.ann_ef, self.ann_refine = ann_ef, ann_refine
+        self.compact_fragments = compact_fragments  # 0: big tables are never compacted by a commit
         self._pq: tuple[int, frozenset[str]] | None = None  # (pages table version, columns with an IVF_PQ index)
         self.path.mkdir(parents=True, exist_ok=True)
         try:
@@ -828,15 +834,30 @@ class LanceStore:
         )
         table.create_index("fts", config=config, replace=True)
 
-    @staticmethod
-    def _compact(table: Any) -> None:
-        """Merge a small table's data files into one (see _COMPACT_FRAGMENTS): same rows, same
-        indices, a new table version; older versions keep their files (rollback), as with every
-        optimize() here."""
-        frags = table.stats()["fragment_stats"]
-        if frags["num_fragments"] <= _COMPACT_FRAGMENTS or table.count_rows() > _COMPACT_MAX_ROWS:
+    def _compact(self, name: str, table: Any) -> None:
+        """Merge the table's data files once there are too many (see _COMPACT_FRAGMENTS): same rows,
+        indices remapped to the new files, a new table version. Older versions keep their files
+        (rollback; a purge frees them), so until then the table's data takes twice its space. Never
+        raised: a compaction that fails commits nothing, and the table stays as it was."""
+        frags = table.stats()["fragment_stats"]["num_fragments"]
+        limit = _COMPACT_FRAGMENTS if table.count_rows() <= _COMPACT_MAX_ROWS else self.compact_fragments
+        if not limit or frags <= limit:
             return
-        table.optimize(cleanup_older_than=_KEEP_VERSIONS)
+        cpu, wall = time.process_time(), time.perf_counter()
+        try:
+            import lance  # noqa: F401  (pylance: LanceDB's optimize() offers no compaction without index builds)
+
+            table.to_lance().optimize.compact_files(defer_index_remap=False)
+        except Exception as e:  # a missing pylance, a full disk, an interrupted rewrite
+            log.warning("could not merge the %s table's %d data files (%s); it stays as it was", name, frags, e)
+            return
+        finally:
+            table.checkout_latest()
+        after = table.stats()["fragment_stats"]["num_fragments"]
+        log.info(
+            "merged the %s table's data files: %d -> %d in %.1f s (%.1f s CPU)",
+            name, frags, after, time.perf_counter() - wall, time.process_time() - cpu,
+        )
 
     def _ensure_ann(self, name: str, table: Any) -> None:
         """An ANN index per vector column (pages: ``ann_index``; regions: IVF_FLAT) once the table has
@@ -1076,8 +1097,8 @@ class LanceStore:
         """Record the tables' current state as the next version, then forget the journal (the
         version records its changes). The writer lock makes read-number-then-append safe."""
         with self._lock:
-            self._compact(self._images)
-            self._compact(self._regions)
+            self._compact(IMAGES, self._images)
+            self._compact(REGIONS, self._regions)
             self._ensure_fts(self._images)
             self._ensure_fts(self._regions)
             self._ensure_ann(IMAGES, self._images)
@@ -1155,10 +1176,13 @@ def _unvalidated_region_hit(values: dict[str, Any]) -> RegionHit:
 
 def open_lance(
     path: Path, *, ann_min_rows: int = 10_000, ann_index: AnnIndex = "ivf_hnsw_sq", ann_ef: int = _ANN_EF,
-    ann_refine: int = _ANN_REFINE,
+    ann_refine: int = _ANN_REFINE, compact_fragments: int = COMPACT_FRAGMENTS,
 ) -> LanceStore:
     try:
-        return LanceStore(path, ann_min_rows=ann_min_rows, ann_index=ann_index, ann_ef=ann_ef, ann_refine=ann_refine)
+        return LanceStore(
+            path, ann_min_rows=ann_min_rows, ann_index=ann_index, ann_ef=ann_ef, ann_refine=ann_refine,
+            compact_fragments=compact_fragments,
+        )
     except ImgragError:
         raise
     except Exception as e:

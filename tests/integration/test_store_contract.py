@@ -1253,7 +1253,7 @@ def test_lance_commit_merges_a_small_tables_files_and_changes_no_answer(tmp_path
 
     specs = [Spec(f"p{i}", text=f"common page{i}", acl=["alice"] if i % 3 == 0 else []) for i in range(24)]
     merged, kept = LanceStore(tmp_path / "merged", ann_min_rows=10**9), LanceStore(tmp_path / "kept", ann_min_rows=10**9)
-    monkeypatch.setattr(kept, "_compact", lambda table: None)  # the store as before: one file per write
+    monkeypatch.setattr(kept, "_compact", lambda name, table: None)  # the store as before: one file per write
     for st in (merged, kept):
         load(st, [])
         for i in range(0, 24, 2):  # 12 writes: 12 files per table
@@ -1291,6 +1291,65 @@ def test_lance_commit_merges_a_small_tables_files_and_changes_no_answer(tmp_path
     assert files(big) == (12, 12)
     for st in (merged, kept, big):
         st.close()
+
+
+def test_lance_commit_compacts_a_big_table_past_the_limit_with_indices_remapped(tmp_path: Path, monkeypatch: Any) -> None:
+    """A table over _COMPACT_MAX_ROWS is compacted by a commit once it has more than
+    ``compact_fragments`` data files: 1 file after, every index (ANN, scalar, FTS) still covering
+    every row (remapped, not rebuilt), the same answers, the older version restorable. A compaction
+    that fails leaves the table as it was and the commit goes through."""
+    from imgrag.indexing.stores import lance
+    from imgrag.indexing.stores.lance import IMAGES, REGIONS, LanceStore
+
+    monkeypatch.setattr(lance, "_COMPACT_MAX_ROWS", 10)
+    specs = [Spec(f"p{i}", text=f"common page{i}", acl=["alice"] if i % 3 == 0 else []) for i in range(24)]
+    st = LanceStore(tmp_path / "big", ann_min_rows=0, compact_fragments=0)  # indices from the first commit
+
+    def files() -> tuple[int, int]:
+        return st._images.stats()["fragment_stats"]["num_fragments"], st._regions.stats()["fragment_stats"]["num_fragments"]
+
+    def answers() -> list[Any]:
+        out: list[Any] = []
+        for who in (OPERATOR, Principal(name="alice"), Principal(name="carol")):
+            out.append(sorted(visible_everywhere(st, who, Filters())))
+            for kind, dim in (("tile", IMG), ("text", TXT)):
+                out.append([(h.region_id, round(h.score, 6)) for h in st.knn_regions(kind, rand_unit(dim, 11), 20, Filters(), who)])  # type: ignore[arg-type]
+            out.append([(h.image_id, round(h.score, 6)) for h in st.knn("image", rand_unit(IMG, 12), 20, Filters(), who)])
+            out.append([(h.image_id, round(h.score, 6)) for h in st.bm25("common", 50, Filters(), who)])
+        return out
+
+    load(st, [])
+    for i in range(0, 24, 2):  # 12 writes: 12 files per table
+        st.write([make(s) for s in specs[i : i + 2]])
+    v1 = st.commit("index", {"indexed": 24}).version
+    assert files() == (12, 12)  # compaction off: the files stay
+    before = answers()
+    st.compact_fragments = 12
+    st.commit("index", {"indexed": 0})
+    assert files() == (12, 12)  # not past the limit
+    # a compaction that fails commits nothing: the table stays as it was, searchable
+    st.compact_fragments = 10
+    monkeypatch.setattr(type(st._images), "to_lance", lambda self, **kw: (_ for _ in ()).throw(OSError("disk full")))
+    st.commit("index", {"indexed": 0})
+    assert files() == (12, 12) and answers() == before
+    monkeypatch.undo()
+    monkeypatch.setattr(lance, "_COMPACT_MAX_ROWS", 10)
+    st.compact_fragments = 10
+    st.commit("index", {"indexed": 0})
+    assert files() == (1, 1)
+    for name, table in ((IMAGES, st._images), (REGIONS, st._regions)):
+        indices = table.list_indices()
+        assert len(indices) >= 4, name
+        for ix in indices:  # remapped onto the new file: no row left to a flat scan
+            assert table.index_stats(ix.name).num_unindexed_rows == 0, (name, ix.name)
+    assert answers() == before
+    st.soft_delete(["p4"])
+    st.commit("delete", {"deleted": 1})
+    assert answers() != before
+    st.compact_fragments = 0  # else the rollback's own commit compacts the restored files again
+    st.rollback(v1)  # the files of the version before the compaction are still there
+    assert files() == (12, 12) and answers() == before
+    st.close()
 
 
 # -- Elasticsearch only --------------------------------------------------------------------------
