@@ -109,7 +109,11 @@ class Settings(BaseSettings):
     es_merge_segments: int = Field(
         default=4, ge=0, le=1_000,
         description="after a write of at least es_merge_min_pages pages, force-merge the index to this many "
-        "segments (at least one per 5 GiB) and wait for it; 0: never")
+        "segments (at least one per 5 GiB), waiting up to es_merge_wait_s for it; 0: never")
+    es_merge_wait_s: float = Field(
+        default=1800.0, ge=0,
+        description="seconds a write waits for that merge before it returns and leaves the server to finish it "
+        "(searches are correct meanwhile; 0: never wait)")
     es_merge_min_pages: int = Field(
         default=10_000, ge=1, description="pages one write operation must have written before it force-merges")
     es_shards: int = Field(default=1, ge=1, description="primary shards of each new index generation")

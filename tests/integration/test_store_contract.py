@@ -1473,6 +1473,29 @@ def test_es_a_refused_merge_is_logged_and_the_write_stands(tmp_path: Path, caplo
         st.close()
 
 
+def test_es_a_slow_merge_is_left_to_the_server_after_the_wait(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A merge that outlasts IMGRAG_ES_MERGE_WAIT_S does not hold the write: commit returns, logged."""
+    st = _es_store(tmp_path, es_merge_segments=1, es_merge_min_pages=1, es_merge_wait_s=0.2)
+    try:
+        load(st, [Spec("a")])
+        load(st, [Spec("b")])
+        polls: list[str] = []
+
+        def never_done(task: str) -> dict[str, Any]:
+            polls.append(task)
+            return {"completed": False}
+
+        st._task = never_done
+        with caplog.at_level(logging.INFO):
+            v = st.commit("index", {"indexed": 2})
+        assert v.version == 1 and polls
+        assert st.live_ids(["a", "b"]) == {"a", "b"}
+        assert any("still merging" in r.getMessage() for r in caplog.records)
+    finally:
+        st.drop()
+        st.close()
+
+
 def test_es_bulk_failures_are_reported(es_store: Any) -> None:
     from imgrag.indexing.stores.elastic import BulkWriteError
 

@@ -72,7 +72,8 @@ class Writes(Connection):
 
     def _merge_after_bulk_load(self, index: str, pages: int) -> None:
         """Force-merge ``index`` to ``es_merge_segments`` segments a shard after a write operation
-        that wrote at least ``es_merge_min_pages`` pages, and wait for it. A bulk load leaves
+        that wrote at least ``es_merge_min_pages`` pages, and wait for it up to ``es_merge_wait_s``
+        (the server finishes it alone after that). A bulk load leaves
         hundreds of small segments that the server merges slowly, and every kNN walks every
         segment's graph: at 100k pages 131 -> 4 segments took the region routes from ~100 to ~33 ms
         (docs/performance.md). Searches run meanwhile and return the same pages; a merge that
@@ -92,8 +93,13 @@ class Writes(Connection):
                      "searches meanwhile; IMGRAG_ES_MERGE_SEGMENTS=0 skips this)", index, segments, per_shard, pages)
             t0 = time.monotonic()
             task = self.es.indices.forcemerge(index=index, max_num_segments=per_shard, wait_for_completion=False)["task"]
+            deadline = t0 + s.es_merge_wait_s
             while not (done := self._task(task))["completed"]:
-                time.sleep(_MERGE_POLL_S)
+                if time.monotonic() >= deadline:  # bounded: a write never waits on the server for ever
+                    log.info("%s is still merging after %.0f s (IMGRAG_ES_MERGE_WAIT_S); Elasticsearch finishes "
+                             "it on its own, searches stay correct meanwhile (task %s)", index, time.monotonic() - t0, task)
+                    return
+                time.sleep(min(_MERGE_POLL_S, max(0.0, deadline - time.monotonic())))
             if done.get("error"):
                 log.warning("force-merging %s failed (%s): searches stay correct, on more segments", index, done["error"])
             else:
