@@ -645,6 +645,7 @@ def compare(adapters: Sequence[Path] = (), clip_model: str | None = None, *, tra
             if why:
                 log(f"transfer on {col.name}: left out ({why})")
             else:
+                memory.require(col.images.feature_identity)  # the collection framed as the memory was
                 embedders.append((f"transfer:{memory.sha}", mix(col.images.bridge, memory.transferred(col.images.features),
                                                                 float(memory.meta["beta"])), tv))  # type: ignore[arg-type]
         if clip is not None:

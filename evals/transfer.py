@@ -215,7 +215,9 @@ def build(out: Path, memory_sources: Sequence[str], *, k: int, temp: float, beta
           log: Callable[[str], None] = print) -> dict[str, Any]:
     """Write the memory file :class:`imgrag.indexing.embedders.transfer.NamedMemory` loads (``out``
     ``.npz`` + ``.json``): PCA of the memory's features to ``dims``, int8 features and caption vectors
-    (pictures with the same captions share one vector row)."""
+    (pictures with the same captions share one vector row). The pictures are framed by the configured
+    ``IMGRAG_IMAGE_BACKBONE`` / ``IMGRAG_IMAGE_FRAMING``; the ``.json`` records both, and the
+    transfer embedder frames the pictures it indexes the same way."""
     from imgrag.evals.datasets.iconify import package_versions
     from imgrag.indexing.embedders import get_text_embedder
     from imgrag.indexing.embedders.transfer import write_memory
@@ -228,9 +230,11 @@ def build(out: Path, memory_sources: Sequence[str], *, k: int, temp: float, beta
     vecs = caption_vectors([list(c) for c in rows], CachedQueries(text))
     bridge = configured_bridge(text_embedder=text)
     icon_sets = [m.split(":", 1)[1] for m in mem.sources if m.startswith("iconify:")]
-    extra = {"sources": mem.sources, "npm": {f"@iconify-json/{s}": v for s, v in package_versions(icon_sets).items()},
+    env = "".join(f"IMGRAG_IMAGE_{k.upper()}={v} " for k, v in (("backbone", bridge.backbone), ("framing", bridge.framing))
+                  if v != {"backbone": "lite0", "framing": "centre"}[k])
+    extra = {"backbone": bridge.backbone, "framing": bridge.framing, "sources": mem.sources, "npm": {f"@iconify-json/{s}": v for s, v in package_versions(icon_sets).items()},
              "debian": ["fonts-noto-color-emoji", "unicode-cldr-core"] if "emoji" in mem.sources else [],
-             "recipe": "python -m imgrag.evals.transfer build " + " ".join(f"--memory {m}" for m in mem.sources)
+             "recipe": env + "python -m imgrag.evals.transfer build " + " ".join(f"--memory {m}" for m in mem.sources)
                        + f" --k {k} --temp {temp:g} --beta {beta:g} --dims {dims} --out {out.with_suffix('.npz').name}"}
     out = write_memory(out, mem.features, vecs, owner, k=k, temp=temp, beta=beta, dims=dims,
                        feature_identity=bridge.feature_identity, text_identity=text.identity, extra=extra)
@@ -276,6 +280,7 @@ def evaluate_file(collections: Sequence[str], memory_file: Path, log: Callable[[
             log(f"{name}: skipped ({why})")
             continue
         col = builders[name]()
+        mem.require(col.images.feature_identity)  # the collection framed as the memory was
         qv = e5.embed_queries(col.queries)
         label = f"transfer (memory file, k={mem.meta['k']} temp={mem.meta['temp']} beta={mem.meta['beta']})"
         tv = mix(col.images.bridge, mem.transferred(col.images.features), float(mem.meta["beta"]))  # type: ignore[arg-type]

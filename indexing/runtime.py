@@ -100,8 +100,10 @@ class Runtime:
             opts.update(backbone=s.image_backbone, framing=s.image_framing)
         if name == "aligned":
             opts["adapter"] = s.adapter
-        elif name == "transfer":
+        elif name == "transfer":  # frames pictures as its memory was built, unless a setting says otherwise (then it refuses)
             opts["memory"] = s.transfer_memory
+            for key in ("image_backbone", "image_framing"):
+                opts[key.removeprefix("image_")] = getattr(s, key) if key in s.model_fields_set else None
         elif name == "clip":
             opts = {"model": s.clip_model}
         return get_image_text_embedder(name, **opts)

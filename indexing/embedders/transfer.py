@@ -134,6 +134,33 @@ class NamedMemory:
             raise ImgragError(f"transfer memory {path} is inconsistent", "rebuild it with `python -m imgrag.evals.transfer build`")
         return mem
 
+    def framing(self) -> tuple[str, str]:
+        """The (backbone, framing) the memory's pictures were embedded with: its ``.json`` says so, or
+        (memories built before it did) its feature identity, whose preprocessing id names both."""
+        from .bridge import ARCHS, FRAMINGS, preprocess_id
+
+        if self.meta.get("backbone") in ARCHS and self.meta.get("framing") in FRAMINGS:
+            return str(self.meta["backbone"]), str(self.meta["framing"])
+        fid = str(self.meta.get("feature_identity", ""))
+        for b in ARCHS:
+            for f in FRAMINGS:
+                if fid.startswith(f"efficientnet-{b}-") and fid.endswith("/" + preprocess_id(b, f)):
+                    return b, f
+        raise ImgragError(f"transfer memory {self.path} does not say how its pictures were framed ({fid!r})",
+                          "rebuild it with `bash evals/transfer_memory.sh OUT.npz`")
+
+    def require(self, feature_identity: str, text_identity: str | None = None) -> None:
+        """Refuse features (and query vectors) of another space than the memory's: neighbours found
+        across two framings or backbones are wrong without any error."""
+        for what, have in (("feature_identity", feature_identity), ("text_identity", text_identity)):
+            if have is not None and self.meta.get(what) != have:
+                backbone, framing = self.framing() if what == "feature_identity" else ("", "")
+                hint = (f"set IMGRAG_IMAGE_BACKBONE={backbone} IMGRAG_IMAGE_FRAMING={framing} (as the memory was built), or "
+                        "build a memory with the settings you have: `IMGRAG_IMAGE_FRAMING=... bash evals/transfer_memory.sh OUT.npz`"
+                        if backbone else "rebuild it with `bash evals/transfer_memory.sh OUT.npz` for the installed text model")
+                raise ImgragError(f"transfer memory {self.path} was built for {what} {self.meta.get(what)!r}, "
+                                  f"these pictures / queries have {have!r}", hint)
+
     def project(self, features: np.ndarray) -> np.ndarray:
         return _normalise((np.asarray(features, np.float32) - self.mean) @ self.proj.T)
 
@@ -158,27 +185,33 @@ class TransferEmbedder:
 
     Args:
         memory: memory file (``IMGRAG_TRANSFER_MEMORY``; default: the one shipped beside this module).
-        text_embedder, cache_dir, batch_size, num_threads, runtime, backbone, framing: as the label bridge
-            (the memory must have been built with the same backbone and framing: its feature identity).
+        text_embedder, cache_dir, batch_size, num_threads, runtime: as the label bridge.
+        backbone, framing: as the label bridge; unset (``None``), the memory's (its ``.json``); set to
+            anything else, an error: the memory's features and the pictures' must be one space.
     """
 
     def __init__(self, memory: str | os.PathLike[str] | None = None, text_embedder: TextEmbedder | str = "e5", *,
                  cache_dir: str | os.PathLike[str] | None = None, batch_size: int = 32, num_threads: int | None = None,
-                 runtime: str = "onnx", backbone: str = "lite0", framing: str = "centre") -> None:
+                 runtime: str = "onnx", backbone: str | None = None, framing: str | None = None) -> None:
         self.text = get_text_embedder(text_embedder) if isinstance(text_embedder, str) else text_embedder
+        self.memory = NamedMemory.load(Path(memory) if memory else DEFAULT_MEMORY)
+        # Pictures are framed the way the memory's were (its .json says how): left unset, the two
+        # cannot disagree; set otherwise, it is one clear error below, never a silent mismatch.
+        mem_backbone, mem_framing = self.memory.framing()
         self.bridge = get_image_text_embedder("bridge", text_embedder=self.text, cache_dir=cache_dir,
                                               batch_size=batch_size, num_threads=num_threads, runtime=runtime,
-                                              backbone=backbone, framing=framing)
+                                              backbone=backbone or mem_backbone, framing=framing or mem_framing)
         self.framing = self.bridge.framing
-        self.memory = NamedMemory.load(Path(memory) if memory else DEFAULT_MEMORY)
         meta = self.memory.meta
-        for what, have in (("feature_identity", self.bridge.feature_identity), ("text_identity", self.text.identity)):
-            if meta.get(what) != have:
-                raise ImgragError(f"transfer memory {self.memory.path} was built for {what} {meta.get(what)!r}, "
-                                  f"this installation has {have!r}",
-                                  "build one with these settings (IMGRAG_IMAGE_BACKBONE / IMGRAG_IMAGE_FRAMING set as now: "
-                                  "`bash evals/transfer_memory.sh OUT.npz`) and set IMGRAG_TRANSFER_MEMORY=OUT.npz, "
-                                  "or unset those two to use the shipped memory")
+        for setting, want, have in (("IMGRAG_IMAGE_BACKBONE", mem_backbone, self.bridge.backbone),
+                                    ("IMGRAG_IMAGE_FRAMING", mem_framing, self.bridge.framing)):
+            if want != have:
+                raise ImgragError(f"transfer memory {self.memory.path} was built with {setting.split('_')[-1].lower()} "
+                                  f"{want!r}, but {setting} is {have!r}",
+                                  f"unset {setting} (the transfer embedder then frames pictures as its memory was built), "
+                                  f"or set IMGRAG_TRANSFER_MEMORY to a memory built with it: "
+                                  f"`{setting}={have} bash evals/transfer_memory.sh OUT.npz`")
+        self.memory.require(self.bridge.feature_identity, self.text.identity)
         self.beta = float(meta["beta"])  # type: ignore[arg-type]
         self.dim, self.feature_dim, self.feature_identity = self.bridge.dim, self.bridge.feature_dim, self.bridge.feature_identity
         self.identity = (f"transfer[memory={self.memory.sha}|k{meta['k']}|temp{meta['temp']}|beta{meta['beta']}"

@@ -35,11 +35,12 @@ def _draw(kind: str, seed: int) -> np.ndarray:
     return np.asarray(im)
 
 
-def _memory(tmp_path: Path, beta: float = 0.0, text_identity: str | None = None) -> Path:
+def _memory(tmp_path: Path, beta: float = 0.0, text_identity: str | None = None, framing: str | None = None) -> Path:
     from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
     from imgrag.indexing.embedders.transfer import write_memory
 
-    bridge, e5 = get_image_text_embedder("bridge"), get_text_embedder("e5")
+    e5 = get_text_embedder("e5")
+    bridge = get_image_text_embedder("bridge", framing=framing or "centre")
     imgs, owner, caps = [], [], []
     for row, (kind, (en, zh)) in enumerate(SHAPES.items()):
         caps.append(e5.embed_queries([en, zh]).mean(0))
@@ -47,9 +48,12 @@ def _memory(tmp_path: Path, beta: float = 0.0, text_identity: str | None = None)
             imgs.append(_draw(kind, seed))
             owner.append(row)
     feats = bridge.embed_images(imgs).features
-    return write_memory(tmp_path / f"mem-{beta:g}.npz", feats, np.stack(caps), np.array(owner), k=3, temp=0.05,
+    extra: dict[str, object] = {"sources": ["test"]}
+    if framing:  # as `build` records it; without it, the framing is read off the feature identity (older memories)
+        extra.update(backbone="lite0", framing=framing)
+    return write_memory(tmp_path / f"mem-{beta:g}-{framing}.npz", feats, np.stack(caps), np.array(owner), k=3, temp=0.05,
                         beta=beta, dims=8, feature_identity=bridge.feature_identity,
-                        text_identity=text_identity or e5.identity, extra={"sources": ["test"]})
+                        text_identity=text_identity or e5.identity, extra=extra)
 
 
 def test_transfer_embedder_finds_pictures_by_their_neighbours_names(tmp_path: Path) -> None:
@@ -100,6 +104,39 @@ def test_transfer_memory_errors(tmp_path: Path) -> None:
         TransferEmbedder(bad, e5)
 
 
+def test_pictures_are_framed_as_the_memory_was(tmp_path: Path) -> None:
+    """A memory built with content framing frames the pictures the embedder indexes by content too,
+    unasked; asked for another framing, it refuses in one line instead of searching across two spaces."""
+    from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
+    from imgrag.indexing.embedders.transfer import NamedMemory, TransferEmbedder
+
+    e5 = get_text_embedder("e5")
+    path = _memory(tmp_path, framing="content")
+    assert NamedMemory.load(path).framing() == ("lite0", "content")
+    te = TransferEmbedder(path, e5)
+    content = get_image_text_embedder("bridge", framing="content")
+    assert te.framing == "content" and te.feature_identity == content.feature_identity
+    wide = np.concatenate([_draw("disc", 102), np.full((160, 320, 3), 255, np.uint8)], axis=1)  # the framings differ here
+    np.testing.assert_allclose(te.embed_images([wide]).features, content.embed_images([wide]).features, atol=1e-5)
+    assert not np.allclose(te.embed_images([wide]).features, get_image_text_embedder("bridge").embed_images([wide]).features,
+                           atol=1e-3)
+    with pytest.raises(ImgragError, match="IMGRAG_IMAGE_FRAMING is 'centre'") as e:
+        TransferEmbedder(path, e5, framing="centre")
+    assert "unset IMGRAG_IMAGE_FRAMING" in e.value.hint
+    # a memory whose .json predates the framing key: read off its feature identity
+    meta = json.loads(path.with_suffix(".json").read_text())
+    del meta["framing"], meta["backbone"]
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    assert NamedMemory.load(path).framing() == ("lite0", "content") and TransferEmbedder(path, e5).framing == "content"
+    centre = _memory(tmp_path)
+    assert NamedMemory.load(centre).framing() == ("lite0", "centre")
+    with pytest.raises(ImgragError, match="IMGRAG_IMAGE_FRAMING is 'content'"):
+        TransferEmbedder(centre, e5, framing="content")
+    # an evaluation of a memory on features of another framing is refused as well
+    with pytest.raises(ImgragError, match="feature_identity"):
+        NamedMemory.load(centre).require(content.feature_identity)
+
+
 @pytest.mark.slow
 def test_index_and_search_with_transfer(tmp_path: Path) -> None:
     """``IMGRAG_IMAGE_EMBEDDER=transfer`` through the real CLI: indexed, recorded, searched."""
@@ -139,4 +176,6 @@ def test_shipped_memory_matches_the_installed_models() -> None:
     meta = te.memory.meta
     assert meta["pictures"] == len(te.memory.features) and meta["caption_rows"] == len(te.memory.vectors)
     assert "python -m imgrag.evals.transfer build" in str(meta["recipe"]) and "clipart" not in meta["sources"]  # type: ignore[operator]
+    _, framing = te.memory.framing()  # the recipe names the framing when it is not the default
+    assert te.framing == framing and (framing == "centre") == ("IMGRAG_IMAGE_FRAMING" not in str(meta["recipe"]))
     assert DEFAULT_MEMORY.stat().st_size < 8_000_000
