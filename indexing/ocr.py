@@ -248,7 +248,7 @@ def _det_input(op: Any, img: np.ndarray) -> np.ndarray | None:
     if resized is None:
         return None
     mean, std = np.asarray(op.mean, dtype=np.float64).ravel(), np.asarray(op.std, dtype=np.float64).ravel()
-    if resized.dtype != np.uint8 or resized.ndim != 3 or mean.size != 1 and len(set(mean)) != 1 or std.size != 1 and len(set(std)) != 1:
+    if resized.dtype != np.uint8 or resized.ndim != 3 or len(set(mean)) != 1 or len(set(std)) != 1:
         out = op.normalize(resized)  # another input or per-channel constants: rapidocr's own arithmetic
         return np.expand_dims(op.permute(out), axis=0).astype(np.float32)
     key = (float(op.scale), float(mean[0]), float(std[0]))
