@@ -15,7 +15,6 @@ import math
 import os
 import threading
 import time
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -241,6 +240,22 @@ def _unit(dim: int) -> list[float]:
     v = [0.0] * dim
     v[0] = 1.0
     return v
+
+
+def _erase_deleted(table: Any) -> None:
+    """Remove soft-deleted rows from disk, not only from view. A Lance delete writes a deletion
+    file beside the data file, which keeps the row's bytes; compaction rewrites a file only past a
+    share of deleted rows (10 % by default, and LanceDB's ``optimize()`` uses that default), so one
+    purged page among thousands stayed readable in the data files. Threshold 0: any deleted row
+    rewrites its file; indices are remapped without it. Then every older version's files go,
+    including leftovers of interrupted writes (``delete_unverified``: the caller holds the writer
+    lock, so no write is in progress)."""
+    import lance  # noqa: F401  (pylance: compaction with a deletion threshold)
+
+    table.to_lance().optimize.compact_files(materialize_deletions=True, materialize_deletions_threshold=0.0)
+    table.checkout_latest()
+    table.to_lance().cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
+    table.checkout_latest()
 
 
 class LanceStore:
@@ -635,13 +650,11 @@ class LanceStore:
                 self._journal.note({"tables": self._table_versions()})
                 self._images.delete("deleted = true")
                 self._regions.delete("deleted = true")
-                # Purge is an erasure (GDPR / PIPL): drop the old table versions that still hold
-                # the rows, and refuse rollbacks to logical versions recorded before it. LanceDB
-                # warns that a concurrent reader of an old version fails: ours re-read (_fresh_reads).
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=r"optimize\(cleanup_older_than=0\)")
-                    for table in (self._images, self._regions):
-                        table.optimize(cleanup_older_than=timedelta(0))
+                # Purge is an erasure (GDPR / PIPL): rewrite every data file that holds a deleted
+                # row, drop the old table versions, and refuse rollbacks to logical versions
+                # recorded before it. A concurrent reader of an old version re-reads (_fresh_reads).
+                for table in (self._images, self._regions):
+                    _erase_deleted(table)
                 entries = self._log_entries()
                 floor = (entries[-1]["version"]["version"] + 1) if entries else 1
                 self._purge_path.write_text(json.dumps({"restorable_from": floor}))

@@ -1760,3 +1760,40 @@ def test_repeated_search_is_cached_until_the_index_changes(store: IndexStore, tm
     assert {h.image_id for h in searcher.search(req, OPERATOR).hits} == {"A", "B"}
     store.soft_delete(["B"])
     assert {h.image_id for h in searcher.search(req, OPERATOR).hits} == {"A"}
+
+
+def test_lance_purge_erases_the_rows_bytes_from_every_file(tmp_path: Path) -> None:
+    """Purge is an erasure: one purged page among many must leave no trace on disk — not its text
+    (data files, FTS index), not its vectors — and no deleted row may be left in a data file.
+    Compaction's default rewrites a file only past 10 % deleted rows, which left such a page readable."""
+    from imgrag.indexing.stores.lance import LanceStore
+
+    secret = "zqxjvsecretmark"
+    specs = [Spec(f"p{i}", text=f"common page{i}") for i in range(300)] + [Spec("gone", text=f"common {secret} words")]
+    st = LanceStore(tmp_path / "store", ann_min_rows=10**9)
+    load(st, [])
+    st.write([make(s) for s in specs])
+    st.commit("index", {"indexed": len(specs)})
+    gone = make(specs[-1])
+    marks = [secret.encode(), gone.vectors.feature.astype(np.float32).tobytes()] + [
+        r.vector.astype(np.float32).tobytes() for r in gone.regions
+    ]
+
+    def on_disk() -> list[bytes]:
+        blob = b"".join(f.read_bytes() for f in (tmp_path / "store").rglob("*") if f.is_file())
+        return [m for m in marks if m in blob]
+
+    assert on_disk(), "the marks must be findable before the purge, or this test proves nothing"
+    assert st.soft_delete(["gone"]) == 1
+    st.commit("delete", {"deleted": 1})
+    assert st.purge() == 1
+    st.commit("purge", {"purged": 1})
+    assert on_disk() == []
+    for table in (st._images, st._regions):
+        ds = table.to_lance()
+        assert sum(f.count_rows() for f in ds.get_fragments()) == ds.count_rows()
+        assert all(f.metadata.deletion_file is None for f in ds.get_fragments())
+    assert st.count(OPERATOR, Filters()) == 300
+    assert [h.image_id for h in st.bm25("page7", 5, Filters(), OPERATOR)] == ["p7"]
+    assert st.bm25(secret, 5, Filters(), OPERATOR) == []
+    st.close()
