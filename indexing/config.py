@@ -112,8 +112,8 @@ class Settings(BaseSettings):
         "segments (at least one per 5 GiB), waiting up to es_merge_wait_s for it; 0: never")
     es_merge_wait_s: float = Field(
         default=1800.0, ge=0,
-        description="seconds a write waits for that merge before it returns and leaves the server to finish it "
-        "(searches are correct meanwhile; 0: never wait)")
+        description="seconds a write waits for that merge (and a purge for the merge that expunges its deleted "
+        "documents) before it returns and leaves the server to finish it (searches are correct meanwhile; 0: never wait)")
     es_merge_min_pages: int = Field(
         default=10_000, ge=1, description="pages one write operation must have written before it force-merges")
     es_shards: int = Field(default=1, ge=1, description="primary shards of each new index generation")

@@ -1797,3 +1797,28 @@ def test_lance_purge_erases_the_rows_bytes_from_every_file(tmp_path: Path) -> No
     assert [h.image_id for h in st.bm25("page7", 5, Filters(), OPERATOR)] == ["p7"]
     assert st.bm25(secret, 5, Filters(), OPERATOR) == []
     st.close()
+
+
+def test_es_purge_expunges_the_deleted_documents_from_the_segments(es_store: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Purge is an erasure on Elasticsearch too: a deleted document stays in its Lucene segment (and
+    on disk) until a merge drops it, which the server does only past 10 % deleted documents a segment
+    and once the retention lease has moved past the delete. After purge the index holds none."""
+    load(es_store, [Spec(f"p{i}", text=f"common page{i}") for i in range(40)] + [Spec("gone", text="common zqxjvmark")])
+    es_store.commit("index", {"indexed": 41})
+    es_store.soft_delete(["gone"])
+    es_store.commit("delete", {"deleted": 1})
+    index = es_store._generation()[0]
+
+    def deleted_docs() -> int:
+        return int(es_store.es.indices.stats(index=index, metric="docs")["indices"][index]["total"]["docs"]["deleted"])
+
+    assert es_store.purge() == 1
+    assert deleted_docs() == 0
+    assert es_store.count(OPERATOR, Filters()) == 40 and es_store.bm25("zqxjvmark", 5, Filters(), OPERATOR) == []
+    # past the wait the purge still stands: logged, not raised
+    es_store.settings = es_store.settings.model_copy(update={"es_merge_wait_s": 0.0})
+    es_store.soft_delete(["p1"])
+    with caplog.at_level(logging.WARNING):
+        assert es_store.purge() == 1
+    assert es_store.count(OPERATOR, Filters()) == 39
+    assert any("still holds" in r.getMessage() for r in caplog.records) or deleted_docs() == 0

@@ -28,6 +28,7 @@ from .queries import bool_filter, dedup, hit_image_id
 
 _MAX_SEGMENT_BYTES = 5 * 1024**3  # index.merge.policy.max_merged_segment's default
 _MERGE_POLL_S = 2.0
+_EXPUNGE_RETRY_S = 5.0  # until the retention lease has moved past the purge (~30 s)
 
 
 class Writes(Connection):
@@ -359,4 +360,36 @@ class Writes(Connection):
             failures = self._bulk(actions, "purge")
             self._refresh()
             self._raise_failures(failures, len(ids), "purge")
+            self._expunge_deleted(info[0])
             return len(ids)
+
+    def _expunge_deleted(self, index: str) -> None:
+        """Make the purge an erasure on disk too. A deleted document stays in its Lucene segment until
+        a merge drops it, and a merge keeps it while a retention lease still covers its operation (the
+        lease follows the global checkpoint, synced every ~30 s): so flush, then merge every segment
+        that holds any deleted document (``expunge_deletes_allowed`` 0, not the default 10 %) until the
+        index reports none, waiting up to ``es_merge_wait_s``. Past that the pages are gone from every
+        search and the server drops their bytes at its later merges: logged, never raised (the purge
+        itself is done and versioned)."""
+        deadline = time.monotonic() + self.settings.es_merge_wait_s
+        try:
+            self.es.indices.put_settings(index=index, settings={"index.merge.policy.expunge_deletes_allowed": 0})
+            while True:
+                self.es.indices.flush(index=index)
+                task = self.es.indices.forcemerge(index=index, only_expunge_deletes=True, wait_for_completion=False)["task"]
+                while not (done := self._task(task))["completed"] and time.monotonic() < deadline:
+                    time.sleep(_MERGE_POLL_S)
+                if done.get("error"):
+                    raise RuntimeError(done["error"])
+                left = int(self.es.indices.stats(index=index, metric="docs")["indices"][index]["total"]["docs"]["deleted"])
+                if not left:
+                    return
+                if time.monotonic() >= deadline:
+                    log.warning("purged pages are gone from search, but %s still holds %d deleted document(s) on disk "
+                                "after %.0f s (IMGRAG_ES_MERGE_WAIT_S); Elasticsearch drops them at its next merges",
+                                index, left, self.settings.es_merge_wait_s)
+                    return
+                time.sleep(min(_EXPUNGE_RETRY_S, max(0.0, deadline - time.monotonic())))
+        except Exception as e:
+            log.warning("purged pages are gone from search, but could not expunge them from %s's segments (%s); "
+                        "Elasticsearch drops them at its next merges", index, error_reason(e))
