@@ -189,3 +189,10 @@ def test_an_interrupted_index_says_what_it_kept_in_one_line(monkeypatch: pytest.
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("interrupted: the 3 page(s) written") and "run the same command again" in lines[0]
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is the index command's alone
+
+
+def test_an_empty_transfer_memory_is_the_shipped_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IMGRAG_TRANSFER_MEMORY= (an env file's empty line) was Path('.'): "transfer memory . not
+    found" for the transfer embedder, and another eval index key; it is unset, like the LLM settings."""
+    monkeypatch.setenv("IMGRAG_TRANSFER_MEMORY", "")
+    assert get_settings().transfer_memory is None
