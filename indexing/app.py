@@ -509,8 +509,17 @@ class Imgrag:
                 p = self.index_roots[0] / p
             try:
                 p = p.resolve()
-            except (OSError, RuntimeError) as e:
-                raise ImgragError(f"cannot resolve {raw}: {e}", "name a file or folder that exists") from None
+            except (OSError, RuntimeError):
+                # A symbolic link loop has no real path. When the link itself lies in a root, keep it:
+                # indexing reports it on its own line like any bad file and indexes the other paths
+                # (it used to fail the whole call, naming the server's folders to the caller).
+                try:
+                    parent = p.parent.resolve()
+                except (OSError, RuntimeError):
+                    parent = None
+                if parent is None or p.name in ("", ".", "..") or not p.is_symlink():
+                    raise ImgragError(f"cannot resolve {raw}: a symbolic link loop", "name a file or folder that exists") from None
+                p = parent / p.name
             if not any(p == r or r in p.parents for r in self.index_roots):
                 if caller is not None and not caller.all_access:
                     raise AccessDeniedError(

@@ -304,10 +304,11 @@ class Settings(BaseSettings):
     debug: bool = Field(default=False, description="tracebacks for errors too, and Elasticsearch transport logs")
 
     @field_validator("llm", "llm_base_url", "llm_api_key", "llm_model", "vlm_model", "llm_max_tokens", "llm_timeout",
-                     "llm_verify", "debug", mode="before")
+                     "llm_verify", "debug", "transfer_memory", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: object) -> object:
-        """An empty variable (``OPENAI_BASE_URL=``) means unset, as it always has for these."""
+        """An empty variable (``OPENAI_BASE_URL=``) means unset, as it always has for these
+        (``IMGRAG_TRANSFER_MEMORY=``: the shipped memory, not a memory file named ``.``)."""
         if isinstance(v, str) and not v.strip():
             raise PydanticUseDefault()
         return v

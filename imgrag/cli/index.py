@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +18,25 @@ from rich.table import Table
 from imgrag.indexing.errors import ImgragError
 
 from .common import AsUser, Groups, app, err, facade, fail, kv, out, principal
+
+
+@contextmanager
+def _sigterm_stops_like_ctrl_c() -> Iterator[None]:
+    """SIGTERM (``kill``, ``docker stop``, systemd) stops a write like Ctrl-C: the batch in flight
+    is written and the run's pages are recorded as its version, instead of the process dying where
+    it stands and the next command recording them as ``recovered``."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers: main thread only
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 
@@ -60,16 +83,29 @@ def index(
             disable=as_json or not err.is_terminal,
         ) as bar:
             task = bar.add_task("loading models", total=None)
+            written = 0
 
             def progress(event: str, data: dict[str, Any]) -> None:
-                if event == "start":
+                nonlocal written
+                if event == "written":
+                    written += int(data.get("count", 0))
+                elif event == "start":
                     bar.update(task, description="indexing", total=data["files"], completed=0)
                 elif event == "file":
                     bar.update(task, advance=1 if bar.tasks[0].completed or data else 0)
                 elif event == "fail":
                     err.print(f"[yellow]skipped[/] {escape(data['path'])}: {escape(data['reason'])}", highlight=False, soft_wrap=True)
 
-            summary = ig.index([str(p) for p in paths], opts, progress)
+            try:
+                with _sigterm_stops_like_ctrl_c():
+                    summary = ig.index([str(p) for p in paths], opts, progress)
+            except KeyboardInterrupt:  # the pipeline wrote the batch in flight and recorded a version first
+                bar.stop()
+                err.print(f"interrupted: the {written} page(s) written before the stop stay indexed"
+                          + (" (recorded as a version: `imgrag versions`)" if written else "")
+                          + " — run the same command again to index the rest (it skips what is indexed)",
+                          highlight=False, soft_wrap=True)
+                raise typer.Exit(130) from None
     except ImgragError as e:
         fail(e)
     if as_json:

@@ -51,6 +51,10 @@ def transfer(features: np.ndarray, memory_features: np.ndarray, memory_vectors: 
     return _normalise(np.einsum("nk,nkd->nd", w, memory_vectors[rows]))
 
 
+def _finite(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
 def _top_softmax(sims: np.ndarray, k: int, temp: float) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the columns of its ``k`` largest scores and their ``softmax(score / temp)`` weights."""
     k = max(1, min(k, sims.shape[1]))
@@ -118,20 +122,36 @@ class NamedMemory:
         if not path.is_file() or not meta_path.is_file():
             raise ImgragError(f"transfer memory {path} (and its .json) not found",
                               "set IMGRAG_TRANSFER_MEMORY to a file built by `python -m imgrag.evals.transfer build`")
-        raw = path.read_bytes()
+        rebuild = "rebuild it with `python -m imgrag.evals.transfer build`"
         try:
             import io
+            import zipfile
+            import zlib
 
+            raw = path.read_bytes()
             z = np.load(io.BytesIO(raw), allow_pickle=False)
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             mem = cls(path=path, mean=z["mean"].astype(np.float32), proj=z["proj"].astype(np.float32),
                       features=_normalise(dequantise(z["features"], z["features_scale"])), owner=z["owner"].astype(np.int64),
                       vectors=_normalise(dequantise(z["vectors"], z["vectors_scale"])), meta=meta,
                       sha=hashlib.sha256(raw + meta_path.read_bytes()).hexdigest()[:16])
-        except (KeyError, ValueError, OSError) as e:
-            raise ImgragError(f"transfer memory {path} is unreadable: {e}", "rebuild it with `python -m imgrag.evals.transfer build`") from e
-        if mem.owner.max(initial=-1) >= len(mem.vectors) or mem.features.shape[1] != mem.proj.shape[0]:
-            raise ImgragError(f"transfer memory {path} is inconsistent", "rebuild it with `python -m imgrag.evals.transfer build`")
+        # a truncated or foreign .npz fails in zipfile (BadZipFile, EOFError) or zlib, not only in numpy
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise ImgragError(f"transfer memory {path} is unreadable: {type(e).__name__}: {e}", rebuild) from e
+        if not isinstance(meta, dict):
+            raise ImgragError(f"transfer memory {meta_path} is not a JSON object", rebuild)
+        # k, temp and beta are read at every embedding: a bad one would fail every page, not the start
+        bad = [key for key, ok in (("k", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                                   ("temp", lambda v: _finite(v) and v > 0), ("beta", lambda v: _finite(v) and 0 <= v <= 1))
+               if not ok(meta.get(key))]
+        if bad:
+            raise ImgragError(f"transfer memory {meta_path} has no valid {', '.join(bad)} "
+                              "(k: an integer >= 1, temp: a number > 0, beta: a number in [0, 1])", rebuild)
+        if (mem.mean.ndim != 1 or mem.proj.ndim != 2 or mem.features.ndim != 2 or mem.vectors.ndim != 2
+                or mem.owner.shape != mem.features.shape[:1] or mem.proj.shape[1] != mem.mean.shape[0]
+                or mem.owner.min(initial=0) < 0 or mem.owner.max(initial=-1) >= len(mem.vectors)
+                or mem.features.shape[1] != mem.proj.shape[0]):
+            raise ImgragError(f"transfer memory {path} is inconsistent", rebuild)
         return mem
 
     def framing(self) -> tuple[str, str]:

@@ -170,3 +170,49 @@ def test_route_fusion_and_score_metrics() -> None:
     q = np.array([[0.1, 0.9, 0.0]], np.float32)
     assert score_metrics(q @ img.T, [frozenset({1})]) == retrieval_metrics(img, q, [frozenset({1})])
     assert score_metrics(b, [frozenset({0})])["mrr"] == 1 / 3
+
+
+def _tiny_memory(tmp_path: Path) -> Path:
+    from imgrag.indexing.embedders.transfer import write_memory
+
+    rng = np.random.default_rng(1)
+    feats = rng.normal(size=(6, 1280)).astype(np.float32)
+    return write_memory(tmp_path / "m.npz", feats, np.eye(3, 384, dtype=np.float32), np.array([0, 0, 1, 1, 2, 2]), k=2,
+                        temp=0.05, beta=0.5, dims=5, feature_identity="f", text_identity="t")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_zip_magic", "json_list", "k_text", "k_zero", "temp_zero",
+                                    "beta_big", "beta_missing", "owner_negative", "owner_2d"])
+def test_a_damaged_memory_is_one_error_naming_it_at_load(tmp_path: Path, damage: str) -> None:
+    """IMGRAG_TRANSFER_MEMORY pointing at a truncated .npz, a .json that is no object or whose k /
+    temp / beta are not usable, or arrays that do not fit together: one ImgragError naming the file
+    when the embedder is built, never a zipfile / AttributeError traceback nor every page failing."""
+    from imgrag.indexing.embedders.transfer import NamedMemory
+    from imgrag.indexing.errors import ImgragError
+
+    out = _tiny_memory(tmp_path)
+    meta_path = out.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    raw = out.read_bytes()
+    if damage == "truncated":
+        out.write_bytes(raw[: len(raw) // 2])
+    elif damage == "not_zip_magic":
+        out.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    elif damage == "json_list":
+        meta_path.write_text("[1, 2]")
+    elif damage.startswith(("k_", "temp_", "beta_")):
+        key, what = damage.split("_")
+        if what == "missing":
+            meta.pop(key)
+        else:
+            meta[key] = {"text": "ten", "zero": 0, "big": 1.5}[what]
+        meta_path.write_text(json.dumps(meta))
+    else:
+        z = dict(np.load(out))
+        z["owner"] = np.array([-1, 0, 1, 1, 2, 2]) if damage == "owner_negative" else z["owner"].reshape(2, 3)
+        np.savez(out, **z)
+    with pytest.raises(ImgragError) as e:
+        NamedMemory.load(out)
+    assert str(out.with_suffix("")) in str(e.value) and "rebuild" in str(e.value)
+    (tmp_path / "ok").mkdir()
+    NamedMemory.load(_tiny_memory(tmp_path / "ok"))  # the same memory, undamaged, loads

@@ -224,6 +224,34 @@ def test_display_and_root_paths(tmp_path: Path) -> None:
         app.check_paths(["a\x00b"])
 
 
+
+def test_a_named_link_loop_is_one_failure_not_a_refused_call(tmp_path: Path) -> None:
+    """index_images with a symbolic link loop among its paths: the loop is reported on its own line
+    (by discover, as for the CLI) and the other paths are indexed; it used to refuse the whole call
+    with "cannot resolve ...: Symlink loop from '/the/server/root/...'" (the root told to a remote caller)."""
+    from imgrag.indexing.errors import AccessDeniedError
+    from imgrag.indexing.loader import discover
+
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "good.png").write_bytes(b"x")
+    (root / "loop1.png").symlink_to("loop2.png")
+    (root / "loop2.png").symlink_to("loop1.png")
+    (tmp_path / "out1.png").symlink_to("out2.png")
+    (tmp_path / "out2.png").symlink_to("out1.png")
+    app = Imgrag(Settings(home=tmp_path / "home"), index_roots=[root])
+    alice = Principal(name="alice", groups=[])
+    checked = app.check_paths(["good.png", "loop1.png", "sub/../loop2.png"], alice)
+    real = root.resolve()
+    assert checked == [str(real / "good.png"), str(real / "loop1.png"), str(real / "loop2.png")]
+    files, problems = discover(checked, [real])
+    assert files == [real / "good.png"]
+    assert [(Path(p.path).name, p.reason.split(" — ")[0]) for p in problems] == [("loop1.png", "symbolic link loop"), ("loop2.png", "symbolic link loop")]
+    with pytest.raises(AccessDeniedError) as e:  # a loop outside every root is outside, as any other path
+        app.check_paths([str(tmp_path / "out1.png")], alice)
+    assert str(root) not in str(e.value)
+
+
 # -- fair gates ---------------------------------------------------------------------------------
 
 

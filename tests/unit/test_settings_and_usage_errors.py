@@ -47,6 +47,17 @@ def clean_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         ("REGION_RERANK", "-inf", "finite number"),
         ("STANDOUT_Z", "nan", "finite number"),
         ("WORKERS", "0", "greater than or equal to 1"),
+        # session 10's settings
+        ("WRITE_AHEAD", "maybe", "valid boolean"),
+        ("LANCE_COMPACT_FRAGMENTS", "-1", "greater than or equal to 0"),
+        ("ES_MERGE_WAIT_S", "nan", "finite number"),
+        ("ES_MERGE_MIN_PAGES", "0", "greater than or equal to 1"),
+        ("ES_MERGE_SEGMENTS", "-1", "greater than or equal to 0"),
+        ("ES_NUM_CANDIDATES", "10001", "less than or equal to 10000"),
+        ("ES_REGION_NUM_CANDIDATES", "0", "greater than or equal to 1"),
+        ("REGION_TEXT_TOKENS", "8", "greater than or equal to 16"),
+        ("IMAGE_BACKBONE", "lite1", "'lite0' or 'lite2'"),
+        ("IMAGE_FRAMING", "center", "'centre' or 'content'"),
     ],
 )
 def test_nonsense_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str, why: str) -> None:
@@ -145,3 +156,43 @@ def test_the_real_entry_point_prints_one_line(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.count("\n") == 1 and p.stderr.startswith("error: Invalid value for 'version'")
+
+
+class _Interrupted:
+    """A facade whose indexing writes 3 pages and is then stopped (Ctrl-C, or SIGTERM to the process)."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def index(self, paths: list[str], opts: object, progress: object) -> object:
+        import signal
+
+        progress("start", {"files": 9})  # type: ignore[operator]
+        progress("written", {"count": 3})  # type: ignore[operator]
+        if self.how == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_interrupted_index_says_what_it_kept_in_one_line(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """Ctrl-C (and SIGTERM, which stops a write the same way) used to end `imgrag index` silently
+    with 130; now one line says the pages written are kept as a version and a re-run resumes."""
+    import signal
+
+    import imgrag.cli.index as cli_index
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli_index, "facade", lambda: _Interrupted(how))
+    result = CliRunner().invoke(app, ["index", "."], prog_name="imgrag")
+    assert result.exit_code == 130, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("interrupted: the 3 page(s) written") and "run the same command again" in lines[0]
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is the index command's alone
+
+
+def test_an_empty_transfer_memory_is_the_shipped_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IMGRAG_TRANSFER_MEMORY= (an env file's empty line) was Path('.'): "transfer memory . not
+    found" for the transfer embedder, and another eval index key; it is unset, like the LLM settings."""
+    monkeypatch.setenv("IMGRAG_TRANSFER_MEMORY", "")
+    assert get_settings().transfer_memory is None
