@@ -25,7 +25,8 @@ import math
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -346,6 +347,32 @@ def _shared_model(num_threads: int | None, arch: str = "lite0") -> Any:
         return _MODELS[arch]
 
 
+_HEAD_LOCK = threading.Lock()
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """torch on one thread for the classifier head and softmax over pooled region features
+    (``embed_regions``: a photo's whole-image vector and its grid tiles). Why: at torch's 2 threads
+    the head over a batch's 112 pooled regions cost ~17 CPU-ms (~4 on one thread) and its second
+    thread waited for a core the page workers held (docs/performance.md). The logits come out the
+    same, bit for bit, for 1-4 and 12-448 rows (a photo pools 14: its whole image and the 2x2 and
+    3x3 grids); at 5-11 rows MKL splits the sums otherwise and probabilities move by ~1e-7. Not
+    around ``classify`` (whole images, a few at a time: such row counts). torch's thread count is
+    the process's: set for the block and restored, one block at a time."""
+    import torch
+
+    with _HEAD_LOCK:
+        n = torch.get_num_threads()
+        if n != 1:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if n != 1:
+                torch.set_num_threads(n)
+
+
 @cache
 def _export_key(arch: str = "lite0") -> str:
     """Names the exported file: the graph's version, the weights' content and the torch that traced them."""
@@ -650,9 +677,10 @@ class LabelBridgeEmbedder:
         feats = np.concatenate(pooled) if pooled else np.zeros((0, FEATURE_DIM), np.float32)
         if not len(feats):
             return ImageEmbeddings(np.zeros((0, self.dim), np.float32), feats, [])
-        with torch.inference_mode():
+        with _one_torch_thread(), torch.inference_mode():
             logits = model._fc(torch.from_numpy(feats)).float()
-        return self._embeddings(torch.softmax(logits, dim=1).numpy(), feats)
+            probs = torch.softmax(logits, dim=1).numpy()
+        return self._embeddings(probs, feats)
 
     def _embeddings(self, probs: np.ndarray, feats: np.ndarray) -> ImageEmbeddings:
         """Joint vectors, captions and normalised features from the classifier's output."""

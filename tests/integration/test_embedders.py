@@ -22,6 +22,7 @@ from imgrag.indexing.embedders import bridge as bridge_mod
 from imgrag.indexing.embedders.bridge import LabelBridgeEmbedder, build_backbone, load_labels, preprocess
 from imgrag.indexing.embedders.text import E5TextEmbedder, empty_vector
 from imgrag.indexing.errors import ImgragError
+from imgrag.indexing.pipeline import tile_boxes
 
 skdata = pytest.importorskip("skimage.data")
 
@@ -225,6 +226,34 @@ def test_regions_pooled_from_one_pass_see_what_is_in_them(bridge: LabelBridgeEmb
     q_cat, q_rocket = bridge.embed_queries(["a cat", "a rocket"])
     left, right, _ = out.vectors
     assert left @ q_cat > right @ q_cat and right @ q_rocket > left @ q_rocket
+
+
+def test_region_head_on_one_torch_thread_gives_the_same_bits(
+    bridge: LabelBridgeEmbedder, photos: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """embed_regions runs the classifier head on one torch thread (``_one_torch_thread``): the same
+    vectors, features and captions as at two threads, for a photo's 14 regions and a batch's 112,
+    and torch's thread count is given back."""
+    import contextlib
+
+    import torch
+
+    imgs = list(photos.values())
+    boxes = [[(0.0, 0.0, float(im.shape[1]), float(im.shape[0]))] + [b for _, b in tile_boxes(im.shape[1], im.shape[0], (2, 3))]
+             for im in imgs]
+    batch = (imgs * 2, boxes * 2)  # 8 photos: 112 rows
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one = [bridge.embed_regions(imgs[:1], boxes[:1], 320), bridge.embed_regions(*batch, 320)]
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(bridge_mod, "_one_torch_thread", contextlib.nullcontext)
+        two = [bridge.embed_regions(imgs[:1], boxes[:1], 320), bridge.embed_regions(*batch, 320)]
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, two, strict=True):
+        assert len(a.vectors) in (14, 112)
+        assert np.array_equal(a.vectors, b.vectors) and np.array_equal(a.features, b.features) and a.captions == b.captions
 
 
 def test_slightly_cropped_photo_is_the_nearest_neighbour_of_its_original(
