@@ -55,9 +55,10 @@ from imgrag.evals.embeddings import (
     emoji_embedded,
     held_out_ok,
     iconify_embedded,
+    load_clipart,
     skimage_collection,
 )
-from imgrag.indexing.embedders.transfer import mix, transfer
+from imgrag.indexing.embedders.transfer import DRAWING_PEAK_MASS, drawing_like, mix, transfer
 
 COLLECTIONS = ("clipart-dev", "clipart-heldout", "emoji", "skimage")
 
@@ -149,7 +150,7 @@ def clipart_dev_collection(glossary: Glossary | None, log: Callable[[str], None]
                 queries.append(q)
                 langs.append(lang)
                 rel.append(frozenset(rows))
-    return Collection("clipart-dev", emb, lambda n: np.zeros(0), queries, langs, rel)
+    return Collection("clipart-dev", emb, lambda n: load_clipart(items[n].png), queries, langs, rel)
 
 
 def evaluate(collections: Sequence[str], memory_sources: Sequence[str], ks: Sequence[int], temps: Sequence[float],
@@ -257,6 +258,24 @@ def rrf_scores(sims: Sequence[np.ndarray], weights: Sequence[float] | None = Non
     return out
 
 
+def drawing_gate(col: Collection, log: Callable[[str], None] = print) -> np.ndarray:
+    """Per picture of ``col``, 1 where the search would call it drawing-like (the quality classifier's
+    ``peak_mass`` as indexing stores it, :func:`~imgrag.indexing.embedders.transfer.drawing_like`), else 0;
+    the statistics are cached beside the features."""
+    from imgrag.evals.embeddings import cache_dir
+    from imgrag.indexing.preprocess import classify_quality
+
+    path = cache_dir() / f"quality-stats-{col.name}.json"
+    known: dict[str, dict[str, float]] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    todo = [n for n in col.images.names if n not in known]
+    for n in todo:
+        known[n] = classify_quality(col.load(n))[1]
+    if todo:
+        path.write_text(json.dumps(known), encoding="utf-8")
+        log(f"  {col.name}: quality statistics of {len(todo)} pictures")
+    return np.array([1.0 if drawing_like(known[n]) else 0.0 for n in col.images.names], np.float32)
+
+
 def evaluate_file(collections: Sequence[str], memory_file: Path, log: Callable[[str], None] = print, *,
                   exemplar: bool = False, exemplar_k: int = 3, exemplar_temp: float = 0.02,
                   exemplar_weight: float = 0.1) -> list[dict[str, Any]]:
@@ -291,6 +310,10 @@ def evaluate_file(collections: Sequence[str], memory_file: Path, log: Callable[[
                        ("transfer + exemplar, RRF 1:1", rrf_scores([scored[1][1], ex])),
                        ("transfer + exemplar, z-scores 1:1", zscore(scored[1][1]) + zscore(ex)),
                        (f"transfer + {exemplar_weight:g} × exemplar cosine", scored[1][1] + exemplar_weight * ex)]
+            gate = drawing_gate(col, log)
+            label = (f"transfer + {exemplar_weight:g} × exemplar cosine on drawing-like pictures "
+                     f"(peak_mass ≥ {DRAWING_PEAK_MASS:g}: {int(gate.sum())} of {len(gate)})")
+            scored += [(label, scored[1][1] + exemplar_weight * ex * gate[None, :])]
         for emb_name, sims in scored:
             for lang, m in scores_by_lang(sims, col.relevant, col.langs).items():
                 rows.append({"collection": col.name, "images": len(col.images.names), "embedder": emb_name,
