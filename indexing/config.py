@@ -201,11 +201,6 @@ class Settings(BaseSettings):
     # 0.581 / 0.601 (dev / test half) at the old 0.25 / 1 / 1 / 0.7 / 0.3 → 0.646 / 0.667 here.
     weight_image: float = Field(default=0.5, ge=0)
     weight_bm25: float = Field(default=3.0, ge=0)
-    exemplar_weight: float = Field(
-        default=0.1, ge=0, le=10,
-        description="image_embedder=transfer: a drawing-like page's image-route score gains this x the cosine of its "
-        "features with the query's exemplar (the memory's named drawings of the query); 0: off",
-    )
     weight_text_vector: float = Field(default=0.5, ge=0)
     weight_region: float = Field(default=0.35, ge=0)
     region_rerank: float = Field(default=1.0, ge=0)

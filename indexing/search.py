@@ -22,7 +22,6 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .text import coverage, keyword_query, latin_words, normalize, query_terms, squash, token_set, tokens
-from .embedders.transfer import drawing_like
 from .errors import ImgragError, NotFoundError
 from .limits import MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS
 from .links import LinkedItem, visible_links
@@ -158,28 +157,6 @@ def standout(scores: dict[str, float], full_at: float) -> dict[str, float]:
     return dict(zip(scores, votes.tolist(), strict=True))
 
 
-def add_exemplar(hits: list[RouteHit], exemplar_hits: list[RouteHit], drawing: set[str] | frozenset[str],
-                 weight: float, depth: int) -> list[RouteHit]:
-    """The image route's hits with ``weight`` × the exemplar cosine added to the score of each
-    drawing-like page (``drawing``), re-sorted, at most ``depth``. A page one list missed scores
-    that list's lowest score there (at most what it would have had); a page only the exemplar kNN
-    found joins only if it is drawing-like. Scores are added, not ranks: with RRF the term lost
-    ~0.03 MRR on held-out clip art (docs/embeddings.md)."""
-    if not exemplar_hits or weight <= 0:
-        return hits
-    base = {h.image_id: h.score for h in hits}
-    ex = {h.image_id: h.score for h in exemplar_hits}
-    floor_b = min(base.values(), default=0.0)
-    floor_e = min(ex.values())
-    scores: dict[str, float] = {}
-    for i in dict.fromkeys([*base, *ex]):
-        if i not in base and i not in drawing:
-            continue
-        scores[i] = base.get(i, floor_b) + (weight * ex.get(i, floor_e) if i in drawing else 0.0)
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:depth]
-    return [RouteHit(image_id=i, score=sc) for i, sc in ranked]
-
-
 def _window(req: SearchRequest) -> int:
     """How many fused candidates ``rank`` reads, re-ranks and attaches evidence to."""
     return max(req.offset + req.k, 30) if req.rerank else req.offset + req.k
@@ -284,30 +261,6 @@ class Searcher:
         t = time.perf_counter()
         out = {sp: make[sp](q) for sp in self._route_spaces(routes)}
         return out, round((time.perf_counter() - t) * 1000, 2)
-
-    def _exemplar(self, query_vector: np.ndarray) -> np.ndarray | None:
-        """The query's exemplar features (``image_embedder=transfer`` with ``IMGRAG_EXEMPLAR_WEIGHT`` > 0
-        and an index whose ``feature`` space is the memory's), else None."""
-        ie = self.rt.image_embedder
-        make = getattr(ie, "exemplar", None)
-        if make is None or self.rt.settings.exemplar_weight <= 0:
-            return None
-        spaces = self._stored_spaces()
-        if spaces is not None and spaces.feature != ie.feature_identity:  # the memory's features are another space
-            return None
-        return make(query_vector)  # type: ignore[no-any-return]
-
-    def _image_with_exemplar(self, qv: np.ndarray, exemplar: np.ndarray, depth: int, pictures: Filters,
-                             principal: Principal) -> list[RouteHit]:
-        """The image route with the exemplar term: its kNN and a ``feature`` kNN with the query's
-        exemplar, fused by score (:func:`add_exemplar`) on the pages the drawing gate admits."""
-        store = self.rt.store
-        hits = store.knn("image", qv, depth, pictures, principal)
-        ex = store.knn("feature", exemplar, depth, pictures, principal)
-        ids = list(dict.fromkeys([h.image_id for h in hits] + [h.image_id for h in ex]))
-        recs = store.get_many(ids, principal)
-        drawing = {i for i, r in recs.items() if drawing_like(r.quality_stats)}
-        return add_exemplar(hits, ex, drawing, self.rt.settings.exemplar_weight, depth)
 
     def _two_stage(self) -> bool:
         """Whether the index is big enough (``IMGRAG_TWO_STAGE_PAGES``) for the two-stage region
@@ -485,11 +438,7 @@ class Searcher:
             bm25_fut = run(bm25) if "bm25" in routes else None
             vec, rec.timings["embed"] = self._query_vectors(query, routes)
             if "image" in routes:
-                exemplar = self._exemplar(vec["image"])
-                if exemplar is None:
-                    pages["image"] = run(lambda: store.knn("image", vec["image"], depth, pictures, principal))
-                else:
-                    pages["image"] = run(lambda: self._image_with_exemplar(vec["image"], exemplar, depth, pictures, principal))
+                pages["image"] = run(lambda: store.knn("image", vec["image"], depth, pictures, principal))
             if bm25_fut is not None:
                 pages["bm25"] = bm25_fut
             if "text_vector" in routes:

@@ -34,21 +34,6 @@ from imgrag.indexing.errors import ImgragError
 DEFAULT_MEMORY = Path(__file__).with_name("data") / "transfer-memory.npz"
 
 
-# The exemplar term of the search (IMGRAG_EXEMPLAR_WEIGHT): chosen on clipart-dev in session 10
-# (docs/embeddings.md, "an exemplar route"); the drawing gate in session 11 (below).
-EXEMPLAR_K = 3
-EXEMPLAR_TEMP = 0.02
-DRAWING_PEAK_MASS = 0.3
-"""A page is drawing-like (the exemplar term applies to it) when its commonest grey level holds at
-least this share of its pixels (``quality_stats["peak_mass"]``, :func:`indexing.preprocess.classify_quality`):
-a drawing on a flat background. 5 % of held-out clip art lies below it, 3 of the 23 scikit-image
-photos above it (checkerboard, horse silhouette, CT phantom)."""
-
-
-def drawing_like(quality_stats: dict[str, float]) -> bool:
-    return float(quality_stats.get("peak_mass", 0.0)) >= DRAWING_PEAK_MASS
-
-
 def _normalise(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)).astype(np.float32)
 
@@ -251,12 +236,6 @@ class TransferEmbedder:
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.text.embed_queries(texts)
-
-    def exemplar(self, query_vector: np.ndarray) -> np.ndarray:
-        """The query's exemplar in the backbone's feature space (:meth:`NamedMemory.exemplars`, ``k``
-        :data:`EXEMPLAR_K`, ``temp`` :data:`EXEMPLAR_TEMP`): a ``feature`` kNN with it finds pages that
-        look like the memory's named drawings of the query (the search's exemplar term)."""
-        return self.memory.exemplars(np.asarray(query_vector, np.float32)[None, :], k=EXEMPLAR_K, temp=EXEMPLAR_TEMP)[0]
 
     def queries_from_text(self, text_vectors: np.ndarray) -> np.ndarray:
         """The joint space is the text model's query space (as the bridge's)."""

@@ -172,25 +172,8 @@ def test_route_fusion_and_score_metrics() -> None:
     assert score_metrics(b, [frozenset({0})])["mrr"] == 1 / 3
 
 
-def test_the_exemplar_term_is_added_to_drawing_like_pages_only() -> None:
-    from imgrag.indexing.search import add_exemplar
-    from imgrag.indexing.stores.base import RouteHit
-
-    hits = [RouteHit(image_id=i, score=s) for i, s in (("photo", 0.50), ("a", 0.45), ("b", 0.40))]
-    ex = [RouteHit(image_id=i, score=s) for i, s in (("b", 0.90), ("photo", 0.80), ("c", 0.70), ("d", 0.60))]
-    out = add_exemplar(hits, ex, {"a", "b", "c"}, 0.1, 10)
-    got = {h.image_id: round(h.score, 6) for h in out}
-    # b: 0.40 + 0.09; a (missed by the exemplar kNN): + 0.1 × its lowest score 0.60; c (missed by the
-    # image kNN): that route's lowest 0.40 + 0.07; the photo keeps its score; d is no drawing: left out
-    assert got == {"b": 0.49, "photo": 0.5, "a": 0.51, "c": 0.47}
-    assert [h.image_id for h in out] == ["a", "photo", "b", "c"]
-    assert [h.image_id for h in add_exemplar(hits, ex, {"a", "b", "c"}, 0.1, 2)] == ["a", "photo"]
-    assert add_exemplar(hits, ex, {"a"}, 0.0, 10) == hits and add_exemplar(hits, [], {"a"}, 0.1, 10) == hits
-
-
 def test_a_drawing_is_drawing_like_and_a_photo_is_not() -> None:
-    """The gate reads the quality classifier's statistics as indexing stores them."""
-    from imgrag.indexing.embedders.transfer import drawing_like
+    """The harness's drawing gate reads the quality classifier's statistics as indexing stores them."""
     from imgrag.indexing.preprocess import classify_quality
 
     drawing = np.full((200, 300, 3), 255, np.uint8)
@@ -198,5 +181,5 @@ def test_a_drawing_is_drawing_like_and_a_photo_is_not() -> None:
     rng = np.random.default_rng(0)
     ramp = np.linspace(0, 255, 300)[None, :, None] + np.linspace(0, 60, 200)[:, None, None]
     photo = np.clip(ramp + rng.normal(0, 20, (200, 300, 3)), 0, 255).astype(np.uint8)
-    assert drawing_like(classify_quality(drawing)[1]) and not drawing_like(classify_quality(photo)[1])
-    assert not drawing_like({})  # a page indexed without statistics is no drawing
+    assert T.drawing_like(classify_quality(drawing)[1]) and not T.drawing_like(classify_quality(photo)[1])
+    assert not T.drawing_like({})  # a page indexed without statistics is no drawing
