@@ -183,3 +183,19 @@ def test_a_drawing_is_drawing_like_and_a_photo_is_not() -> None:
     photo = np.clip(ramp + rng.normal(0, 20, (200, 300, 3)), 0, 255).astype(np.uint8)
     assert T.drawing_like(classify_quality(drawing)[1]) and not T.drawing_like(classify_quality(photo)[1])
     assert not T.drawing_like({})  # a page indexed without statistics is no drawing
+
+
+def test_exemplar_spread_is_each_pictures_mean_and_spread_over_random_exemplars(tmp_path: Path) -> None:
+    from imgrag.indexing.embedders.transfer import NamedMemory, write_memory
+
+    rng = np.random.default_rng(1)
+    feats = rng.normal(size=(8, 1280)).astype(np.float32)
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    out = write_memory(tmp_path / "m.npz", feats, np.eye(4, 384, dtype=np.float32), np.array([0, 0, 1, 1, 2, 2, 3, 3]),
+                       k=2, temp=0.05, beta=0.5, dims=6, feature_identity="f", text_identity="t")
+    mem = NamedMemory.load(out)
+    pics = np.vstack([feats[:2], np.zeros((1, 1280), np.float32)])  # two memory pictures and a blank one
+    b, sd = T.exemplar_spread(mem, pics, k=2, temp=0.01, rows=4)
+    g = pics @ mem.exemplars(mem.vectors, k=2, temp=0.01).T  # rows=4 of 4: every caption row, in some order
+    assert np.allclose(b, g.mean(1), atol=1e-6) and np.allclose(sd[:2], g[:2].std(1), atol=1e-6)
+    assert sd[2] == 1e-6  # a picture no exemplar varies on is not divided by zero
