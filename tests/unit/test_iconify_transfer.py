@@ -216,3 +216,32 @@ def test_a_damaged_memory_is_one_error_naming_it_at_load(tmp_path: Path, damage:
     assert str(out.with_suffix("")) in str(e.value) and "rebuild" in str(e.value)
     (tmp_path / "ok").mkdir()
     NamedMemory.load(_tiny_memory(tmp_path / "ok"))  # the same memory, undamaged, loads
+
+
+def test_a_drawing_is_drawing_like_and_a_photo_is_not() -> None:
+    """The harness's drawing gate reads the quality classifier's statistics as indexing stores them."""
+    from imgrag.indexing.preprocess import classify_quality
+
+    drawing = np.full((200, 300, 3), 255, np.uint8)
+    drawing[60:140, 100:200] = (200, 30, 30)
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 300)[None, :, None] + np.linspace(0, 60, 200)[:, None, None]
+    photo = np.clip(ramp + rng.normal(0, 20, (200, 300, 3)), 0, 255).astype(np.uint8)
+    assert T.drawing_like(classify_quality(drawing)[1]) and not T.drawing_like(classify_quality(photo)[1])
+    assert not T.drawing_like({})  # a page indexed without statistics is no drawing
+
+
+def test_exemplar_spread_is_each_pictures_mean_and_spread_over_random_exemplars(tmp_path: Path) -> None:
+    from imgrag.indexing.embedders.transfer import NamedMemory, write_memory
+
+    rng = np.random.default_rng(1)
+    feats = rng.normal(size=(8, 1280)).astype(np.float32)
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    out = write_memory(tmp_path / "m.npz", feats, np.eye(4, 384, dtype=np.float32), np.array([0, 0, 1, 1, 2, 2, 3, 3]),
+                       k=2, temp=0.05, beta=0.5, dims=6, feature_identity="f", text_identity="t")
+    mem = NamedMemory.load(out)
+    pics = np.vstack([feats[:2], np.zeros((1, 1280), np.float32)])  # two memory pictures and a blank one
+    b, sd = T.exemplar_spread(mem, pics, k=2, temp=0.01, rows=4)
+    g = pics @ mem.exemplars(mem.vectors, k=2, temp=0.01).T  # rows=4 of 4: every caption row, in some order
+    assert np.allclose(b, g.mean(1), atol=1e-6) and np.allclose(sd[:2], g[:2].std(1), atol=1e-6)
+    assert sd[2] == 1e-6  # a picture no exemplar varies on is not divided by zero
