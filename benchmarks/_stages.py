@@ -143,13 +143,21 @@ def install() -> None:
             if hasattr(cls, n):
                 setattr(cls, n, _timed(f"{cls.__name__}.{n}", getattr(cls, n)))
     pipeline.analyse_page = _timed("analyse_page (rest)", pipeline.analyse_page)
-    head = pipeline.page_head
+    head, words = pipeline.page_head, pipeline.page_words
+    page_texts: set[str] = set()  # a page's words (page_head fits region texts too)
 
-    def recorded_head(*a: Any, **kw: Any) -> str:
-        out = head(*a, **kw)
-        HEADS.add(out)
+    def recorded_words(*a: Any, **kw: Any) -> str:
+        out = words(*a, **kw)
+        page_texts.add(out)
         return out
 
+    def recorded_head(embedder: Any, text: str, *a: Any, **kw: Any) -> str:
+        out = head(embedder, text, *a, **kw)
+        if text in page_texts:
+            HEADS.add(out)
+        return out
+
+    pipeline.page_words = recorded_words
     pipeline.page_head = recorded_head
     embed = E5TextEmbedder.embed_passages
 

@@ -73,15 +73,23 @@ def _embed_with_policy(
         raise TypeError("pass a list of strings, not a single string")
     cleaned = [prepare(t) for t in texts]
     out = np.empty((len(cleaned), dim), dtype=np.float32)
-    todo = [i for i, t in enumerate(cleaned) if t]
+    # A text that occurs again in the call is embedded once (a page's "seal" and "signature" marks,
+    # running headers and footers): each text's vector depends on that text alone.
+    first: dict[str, int] = {}
     for i, t in enumerate(cleaned):
         if not t:
             out[i] = empty_vector(dim)
+        else:
+            first.setdefault(t, i)
+    todo = list(first.values())
     for start in range(0, len(todo), batch_size):
         idx = todo[start : start + batch_size]
         vecs = np.asarray(run([cleaned[i] for i in idx]), dtype=np.float32).reshape(len(idx), dim)
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         out[idx] = vecs / np.maximum(norms, 1e-12)
+    for i, t in enumerate(cleaned):
+        if t and first[t] != i:
+            out[i] = out[first[t]]
     return out
 
 

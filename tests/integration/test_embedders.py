@@ -106,6 +106,30 @@ def test_a_page_text_head_is_a_shorter_prefix_that_embeds_alone(e5: E5TextEmbedd
     assert not np.allclose(a, b, atol=1e-3)
 
 
+def test_a_text_repeated_in_a_batch_is_embedded_once_and_gets_its_own_vector(e5: E5TextEmbedder) -> None:
+    """A page's repeated texts (its "seal" and "signature" marks, running headers) go to the engine
+    once; every copy gets exactly the vector the text gets alone or in another batch."""
+    texts = ["seal stamp 印章 公章 盖章 图章", "甲方：上海示例有限公司", "seal  stamp 印章 公章 盖章 图章", "",
+             "甲方：上海示例有限公司", "signature 签名 签字"]
+    model = e5._model()  # type: ignore[attr-defined]
+    sent: list[str] = []
+    encode = model.encode
+
+    def spy(batch: list[str], is_query: bool) -> np.ndarray:
+        sent.extend(batch)
+        return encode(batch, is_query)
+
+    model.encode = spy
+    try:
+        vecs = e5.embed_passages(texts)
+    finally:
+        del model.encode
+    assert sorted(sent) == sorted({e5.fit(t) for t in texts if t})  # each distinct text once
+    for t, v in zip(texts, vecs, strict=True):
+        assert np.array_equal(v, e5.embed_passages([t, "another text beside it"])[0])
+    assert np.array_equal(vecs[3], empty_vector(e5.dim))
+
+
 def test_a_query_on_one_engine_thread_is_the_same_vector(e5: E5TextEmbedder) -> None:
     """A single query runs on one OpenMP thread (search latency): the same bits as on every core,
     and the caller's thread setting is back afterwards (indexing batches keep every core)."""
