@@ -70,10 +70,15 @@ _ANN_COLUMNS = {IMAGES: ("img_vec", "feat_vec", "text_vec"), REGIONS: ("tile_vec
 # read the index instead of scanning the column. At 10k pages they cut the store's CPU time per
 # search by about a third (record fetch 24 -> 5 ms); on smaller tables a scan is about as cheap.
 # Filters stay exact: rows written after an index are scanned until optimize() folds them in.
+# The date filter (`array_has_any(date_tokens, ...)`) reads a label-list index: at 100k pages a year
+# filter scanned every row's tokens in each page route (a user's fused search with a year: 238 -> 168
+# CPU-ms, same results; docs/performance.md "Date filter index"). The ACL clause (`array_length(acl) =
+# 0 OR ...`) has no index that answers it whole and is still scanned.
 _SCALAR_MIN_ROWS = 1_000
 _SCALAR_COLUMNS = {
-    IMAGES: (("image_id", "btree"), ("deleted", "bitmap"), ("quality", "bitmap")),
-    REGIONS: (("image_id", "btree"), ("deleted", "bitmap"), ("kind", "bitmap"), ("quality", "bitmap")),
+    IMAGES: (("image_id", "btree"), ("deleted", "bitmap"), ("quality", "bitmap"), ("date_tokens", "label_list")),
+    REGIONS: (("image_id", "btree"), ("deleted", "bitmap"), ("kind", "bitmap"), ("quality", "bitmap"),
+              ("date_tokens", "label_list")),
 }
 # A commit merges a table's data files (Lance compaction, indices remapped, nothing re-trained) when it
 # has more than _COMPACT_FRAGMENTS of them and at most _COMPACT_MAX_ROWS rows (a rewrite of at most
@@ -887,10 +892,11 @@ class LanceStore:
         rows = table.count_rows()
         if rows == 0 or rows < min(self.ann_min_rows, _SCALAR_MIN_ROWS):
             return
-        from lancedb.index import Bitmap, BTree, HnswSq, IvfFlat, IvfPq
+        from lancedb.index import Bitmap, BTree, HnswSq, IvfFlat, IvfPq, LabelList
 
         indexed = {tuple(ix.columns): ix.name for ix in table.list_indices()}
-        wanted: list[tuple[str, Any]] = [(c, BTree() if kind == "btree" else Bitmap()) for c, kind in _SCALAR_COLUMNS[name]]
+        scalar = {"btree": BTree, "bitmap": Bitmap, "label_list": LabelList}
+        wanted: list[tuple[str, Any]] = [(c, scalar[kind]()) for c, kind in _SCALAR_COLUMNS[name]]
         # PQ trains 256 centroids per sub-vector: on fewer rows LanceDB builds an index that holds
         # no rows and stays empty through later optimize() calls, so wait until it can train
         if rows >= max(self.ann_min_rows, _PQ_MIN_ROWS if self.ann_index == "ivf_pq" else 0):
