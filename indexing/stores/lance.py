@@ -72,7 +72,7 @@ _ANN_COLUMNS = {IMAGES: ("img_vec", "feat_vec", "text_vec"), REGIONS: ("tile_vec
 # Filters stay exact: rows written after an index are scanned until optimize() folds them in.
 # The date filter (`array_has_any(date_tokens, ...)`) reads a label-list index: at 100k pages a year
 # filter scanned every row's tokens in each page route (a user's fused search with a year: 238 -> 168
-# CPU-ms, same results; docs/performance.md "Date filter index"). The ACL clause (`array_length(acl) =
+# CPU-ms, same results; docs/performance.md "Date filter index, LanceDB"). The ACL clause (`array_length(acl) =
 # 0 OR ...`) has no index that answers it whole and is still scanned.
 _SCALAR_MIN_ROWS = 1_000
 _SCALAR_COLUMNS = {
