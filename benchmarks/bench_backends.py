@@ -398,7 +398,7 @@ def run_backend(
     name: str, corpus: Corpus, queries: list[Query], truth: RegionTruth, args: argparse.Namespace,
     workdir: Path, es_url: str | None,
 ) -> dict[str, Any]:
-    from imgrag.indexing.search import SearchRequest, Searcher
+    from imgrag.indexing.search import SearchRequest, Searcher, two_stage_candidates
 
     reset_peak_rss()
     rss0 = _rss_kb(Path("/proc/self/status"), "VmRSS")
@@ -504,35 +504,71 @@ def run_backend(
                                             for t in ("images", "regions")}
             res["store_fragments"] = {t: store.db.open_table(t).stats()["fragment_stats"]["num_fragments"]  # type: ignore[attr-defined]
                                       for t in ("images", "regions")}
+        if res["two_stage"]:
+            # the two-stage region routes alone, on the pages the fused search hands them (its page
+            # routes' candidates for that query, found once here), one call at a time: their own CPU
+            cands: dict[str, list[str]] = {}
+            for q in queries:
+                searcher._cache.data.clear()
+                rec = searcher.recall(SearchRequest(query=q.text, k=10), OPERATOR)
+                ranked = [ids for r, ids in rec.ranked.items() if not r.startswith("region_")]
+                cands[q.text] = two_stage_candidates(ranked, two.two_stage_candidates)
+
+            def candidates(q: Query) -> list[str]:
+                return cands[q.text]
+
+            photo = Filters(quality=two.image_route_quality)
+            for label, st in (("", store), *([(", other store", other)] if extra else [])):
+                routes[f"regions tile, two-stage{label}"] = lambda q, st=st: st.knn_regions(  # type: ignore[misc]
+                    "tile", q.image, 200, photo, OPERATOR, image_ids=candidates(q))
+                routes[f"regions text, two-stage{label}"] = lambda q, st=st: st.knn_regions(  # type: ignore[misc]
+                    "text", q.text_vec, 200, Filters(), OPERATOR, image_ids=candidates(q))
         for fn in routes.values():
             for q in queries[: args.warmup]:
                 fn(q)
         lat: dict[str, list[float]] = {r: [] for r in routes}
         cpu: dict[str, list[float]] = {r: [] for r in routes}
+        parts: dict[str, dict[str, list[float]]] = {}  # fused search -> its timings_ms entry -> ms per query
         for q in queries[args.warmup :]:
             for r, fn in routes.items():  # interleaved, so background load hits every route alike
                 for sr in (searcher, one_stage, *([old_search, one_old] if old is not None else []), *(e[1] for e in extra)):
                     sr._cache.data.clear()  # embeddings are precomputed; keep the cache from skewing
                 c, t = time.process_time(), time.perf_counter()
-                fn(q)
+                out = fn(q)
                 lat[r].append(time.perf_counter() - t)
                 cpu[r].append(time.process_time() - c)
+                for part, ms in (getattr(out, "timings_ms", None) or {}).items():
+                    parts.setdefault(r, {}).setdefault(part, []).append(ms / 1000.0)
         res["latency"] = {r: (pct(v, 50), pct(v, 95)) for r, v in lat.items()}
         res["cpu_ms"] = {r: 1000 * float(np.mean(v)) if v else float("nan") for r, v in cpu.items()}
+        # each fused search's routes and steps as it timed them (wall inside its thread, routes
+        # running side by side on the search pool)
+        res["parts"] = {r: {p: (pct(v, 50), pct(v, 95)) for p, v in ps.items()} for r, ps in parts.items()}
 
         # recall@10 against exact cosine search (no filters): the page routes, and the region routes
         # at page level (the first 10 distinct pages of the route vs the 10 pages with the best region)
         sample = queries[args.warmup :][: args.recall_queries]
         page_stores = [("", store), *([(f", {tag}", old)] if old is not None else []),
                        *([(", other store", other)] if args.other_store and CONFIGS[name][0] == "lancedb" else [])]
-        for (label, field, mat, attr), (suffix, st) in (
-            (r, ps) for r in (("recall image", "image", corpus.img, "image"), ("recall text", "text", corpus.txt, "text_vec"))
+        # the image route of the fused search runs under the `photo` prefilter (IMGRAG_IMAGE_ROUTE_QUALITY):
+        # its recall against exact search over the photo pages
+        # (LanceDB: the pages' quality read from its table)
+        photo = np.zeros(corpus.n, bool)
+        if CONFIGS[name][0] == "lancedb":
+            tbl = store._images.search().where("quality = 'photo'").select(["image_id"]).limit(corpus.n).to_arrow()  # type: ignore[attr-defined]
+            photo[[int(i[3:]) for i in tbl.column("image_id").to_pylist()]] = True
+        pics = Filters(quality=["photo"])
+        for (label, field, mat, attr, flt, mask), (suffix, st) in (
+            (r, ps) for r in (("recall image", "image", corpus.img, "image", Filters(), None),
+                              *([("recall image, photo", "image", corpus.img, "image", pics, photo)] if photo.any() else []),
+                              ("recall text", "text", corpus.txt, "text_vec", Filters(), None))
             for ps in page_stores
         ):
             hits = 0
             for q in sample:  # at the routes' depth (50), as the fused search asks
-                exact = set(np.argsort(-(mat @ getattr(q, attr)))[:10].tolist())
-                got = {int(h.image_id[3:]) for h in st.knn(field, getattr(q, attr), 50, Filters(), OPERATOR)[:10]}  # type: ignore[arg-type]
+                sims = mat @ getattr(q, attr)
+                exact = set(np.argsort(-(sims if mask is None else np.where(mask, sims, -9.0)))[:10].tolist())
+                got = {int(h.image_id[3:]) for h in st.knn(field, getattr(q, attr), 50, flt, OPERATOR)[:10]}  # type: ignore[arg-type]
                 hits += len(exact & got)
             res[label + suffix] = hits / (10 * len(sample)) if sample else float("nan")
         for label, kind, attr in (("recall regions tile", "tile", "image"), ("recall regions text", "text", "text_vec")):
@@ -596,7 +632,7 @@ def baseline_store(name: str, store: IndexStore, args: argparse.Namespace) -> tu
 
         ef, refine = (int(x) for x in args.ann_baseline.split("/"))
         return LanceStore(store.path, ann_min_rows=store.ann_min_rows, ann_index=store.ann_index,  # type: ignore[attr-defined]
-                          ann_ef=ef, ann_refine=refine), tag
+                          ann_ef=ef, ann_refine=refine, ann_ef_fixed=True), tag  # that ef on every index, as main had it
     from imgrag.indexing.stores.elastic import ElasticStore
 
     page, region = (int(x) for x in args.es_baseline.split("/"))
@@ -641,7 +677,8 @@ def main() -> None:
                     help="build the indices under DIR/<n>/ and keep them; a later run with the same DIR reuses them")
     ap.add_argument("--ann-baseline", default=None, metavar="EF/REFINE",
                     help="LanceDB: also run the fused search and page kNN with these page-kNN parameters "
-                         "(IMGRAG_LANCE_ANN_EF / _REFINE; main before 2026-12-05 s9: 400/10) on the same index")
+                         "(ef on every index, not scaled by its partitions; main before 2026-12-05 s11: 400/1, "
+                         "before s9: 400/10) on the same index")
     ap.add_argument("--other-store", type=Path, default=None, metavar="DIR",
                     help="LanceDB: also run the fused search and the page kNN on this copy of the column's index "
                          "(e.g. <keep>/<n>-.../lancedb-sq copied and compacted with benchmarks/compact_store.py)")
@@ -761,7 +798,8 @@ def print_table(
     row("two-stage (from pages)", lambda r: f"{'yes' if r['two_stage'] else 'no'} ({r['two_stage_pages']})")
     tags = [t for t in (baseline_tag(args, "lancedb"), baseline_tag(args, "elasticsearch")) if t]
     extra = [f", {t}" for t in tags] + ([", other store"] if args.other_store else [])
-    for label in ("recall image", *(f"recall image{e}" for e in extra), "recall text", *(f"recall text{e}" for e in extra),
+    for label in ("recall image", *(f"recall image{e}" for e in extra), "recall image, photo",
+                  *(f"recall image, photo{e}" for e in extra), "recall text", *(f"recall text{e}" for e in extra),
                   "recall regions tile", "recall regions text", "recall regions tile, fused", "recall regions text, fused"):
         row(label.replace("recall", "recall@10"), lambda r, label=label: f"{r[label]:.3f}" if label in r else "-")  # type: ignore[misc]
     more = sorted({k for r in results.values() for k in r if k.startswith("fused top-10 overlap, ")}
@@ -777,8 +815,13 @@ def print_table(
             if route in r["latency"] else "-")
     print(f"{'CPU ms / call, this process (mean)':{w}s}")
     for route in results[names[0]]["cpu_ms"]:
-        if route.startswith("fused"):
-            row("  " + route, lambda r, route=route: f"{r['cpu_ms'][route]:.1f}" if route in r["cpu_ms"] else "-")  # type: ignore[misc]
+        row("  " + route, lambda r, route=route: f"{r['cpu_ms'][route]:.1f}" if route in r["cpu_ms"] else "-")  # type: ignore[misc]
+    print(f"{'inside the fused searches: ms (p50 / p95)':{w}s}")
+    for search, ps in results[names[0]].get("parts", {}).items():
+        print(f"  {search}")
+        for part in ps:
+            row("    " + part, lambda r, search=search, part=part: "{:.1f} / {:.1f}".format(*r["parts"][search][part])  # type: ignore[misc]
+                if part in r.get("parts", {}).get(search, {}) else "-")
     sys.stdout.flush()
 
 

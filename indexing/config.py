@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     )
     lance_ann_ef: int = Field(
         default=400, ge=1, le=10_000,
-        description="how wide a page kNN search walks each probed partition's HNSW graph (at least k x the re-rank factor)",
+        description="how wide a page kNN search walks each probed partition's HNSW graph (at least k x the re-rank factor) "
+        "on an index probed in up to 12 partitions (~50k pages); a larger one: ef x 12 / probed partitions",
     )
     lance_ann_refine: int = Field(
         default=1, ge=1, le=100,

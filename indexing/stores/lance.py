@@ -69,10 +69,15 @@ _ANN_COLUMNS = {IMAGES: ("img_vec", "feat_vec", "text_vec"), REGIONS: ("tile_vec
 # read the index instead of scanning the column. At 10k pages they cut the store's CPU time per
 # search by about a third (record fetch 24 -> 5 ms); on smaller tables a scan is about as cheap.
 # Filters stay exact: rows written after an index are scanned until optimize() folds them in.
+# The date filter (`array_has_any(date_tokens, ...)`) reads a label-list index: at 100k pages a year
+# filter scanned every row's tokens in each page route (a user's fused search with a year: 238 -> 168
+# CPU-ms, same results; docs/performance.md "Date filter index, LanceDB"). The ACL clause (`array_length(acl) =
+# 0 OR ...`) has no index that answers it whole and is still scanned.
 _SCALAR_MIN_ROWS = 1_000
 _SCALAR_COLUMNS = {
-    IMAGES: (("image_id", "btree"), ("deleted", "bitmap"), ("quality", "bitmap")),
-    REGIONS: (("image_id", "btree"), ("deleted", "bitmap"), ("kind", "bitmap"), ("quality", "bitmap")),
+    IMAGES: (("image_id", "btree"), ("deleted", "bitmap"), ("quality", "bitmap"), ("date_tokens", "label_list")),
+    REGIONS: (("image_id", "btree"), ("deleted", "bitmap"), ("kind", "bitmap"), ("quality", "bitmap"),
+              ("date_tokens", "label_list")),
 }
 # A commit merges a table's data files (Lance compaction, indices remapped, nothing re-trained) when it
 # has more than _COMPACT_FRAGMENTS of them and at most _COMPACT_MAX_ROWS rows (a rewrite of at most
@@ -99,6 +104,13 @@ _PQ_MIN_ROWS = 256
 # least _MIN_RERANK candidates are re-scored whatever k: a top 10 picked on int8 distances alone can
 # miss a neighbour at its boundary (the fused search's routes ask for 50, where refine 1 suffices).
 _ANN_EF, _ANN_REFINE, _PQ_REFINE, _MIN_RERANK = 400, 1, 10, 50
+# ``ef`` is per probed partition: the more partitions a search probes, the fewer of the k nearest each
+# one holds, and a narrower walk of its graph finds them. So an index probed in more than _EF_PARTS
+# partitions walks each ef x _EF_PARTS / probed wide (never under k x refine): 400 up to ~50k pages, 200
+# at 100k (24 partitions, all probed), where 200 kept recall@10 of the image (photo prefilter) and text
+# routes at 1.000 / 0.995-1.000 and 400 only cost time; at 10k (2 partitions) 200 gave 0.96-0.97
+# (docs/performance.md "Page kNN: ef by partitions").
+_EF_PARTS = 12
 # Every partition of an index up to 25 x 4,096 rows (~100k pages) is probed: at 100k pages 20 of the
 # 24 page partitions gave recall@10 0.91-0.96, all 24 gave 1.00 for ~25 % more route time
 # (bench_backends.py / bench_region_ivf.py --mode pages, docs/performance.md "100,000 pages").
@@ -114,6 +126,13 @@ def _partitions(rows: int) -> int:
 
 def _nprobes(rows: int) -> int:
     return max(_ANN_NPROBES, math.ceil(_partitions(rows) * _ANN_PROBE_SHARE))
+
+
+def _ef(ef: int, rows: int) -> int:
+    """How wide a page kNN search walks each probed partition's graph, for ``ef`` (IMGRAG_LANCE_ANN_EF)
+    on an index over ``rows`` rows: ``ef`` while it probes up to _EF_PARTS partitions, then less."""
+    probed = min(_partitions(rows), _nprobes(rows))
+    return ef if probed <= _EF_PARTS else math.ceil(ef * _EF_PARTS / probed)
 
 
 T = TypeVar("T")
@@ -269,6 +288,7 @@ class LanceStore:
     def __init__(
         self, path: Path, *, ann_min_rows: int = 10_000, ann_index: AnnIndex = "ivf_hnsw_sq",
         ann_ef: int = _ANN_EF, ann_refine: int = _ANN_REFINE, compact_fragments: int = COMPACT_FRAGMENTS,
+        ann_ef_fixed: bool = False,
     ) -> None:
         import lancedb
 
@@ -276,6 +296,7 @@ class LanceStore:
         self.ann_min_rows = ann_min_rows
         self.ann_index = ann_index
         self.ann_ef, self.ann_refine = ann_ef, ann_refine
+        self.ann_ef_fixed = ann_ef_fixed  # True: every index walked ``ann_ef`` wide, whatever its partitions (main before s11)
         self.compact_fragments = compact_fragments  # 0: big tables are never compacted by a commit
         self._pq: tuple[int, frozenset[str]] | None = None  # (pages table version, columns with an IVF_PQ index)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -884,10 +905,11 @@ class LanceStore:
         rows = table.count_rows()
         if rows == 0 or rows < min(self.ann_min_rows, _SCALAR_MIN_ROWS):
             return
-        from lancedb.index import Bitmap, BTree, HnswSq, IvfFlat, IvfPq
+        from lancedb.index import Bitmap, BTree, HnswSq, IvfFlat, IvfPq, LabelList
 
         indexed = {tuple(ix.columns): ix.name for ix in table.list_indices()}
-        wanted: list[tuple[str, Any]] = [(c, BTree() if kind == "btree" else Bitmap()) for c, kind in _SCALAR_COLUMNS[name]]
+        scalar = {"btree": BTree, "bitmap": Bitmap, "label_list": LabelList}
+        wanted: list[tuple[str, Any]] = [(c, scalar[kind]()) for c, kind in _SCALAR_COLUMNS[name]]
         # PQ trains 256 centroids per sub-vector: on fewer rows LanceDB builds an index that holds
         # no rows and stays empty through later optimize() calls, so wait until it can train
         if rows >= max(self.ann_min_rows, _PQ_MIN_ROWS if self.ann_index == "ivf_pq" else 0):
@@ -932,15 +954,11 @@ class LanceStore:
             if exact:
                 flat = at.query().nearest_to(vector.astype(np.float32)).column(column).distance_type("cosine").bypass_vector_index()
                 return await flat.where(where).select([*columns, "_distance"]).limit(k).to_arrow()
-            q = (
-                at.query()
-                .nearest_to(vector.astype(np.float32))
-                .column(column)
-                .distance_type("cosine")
-                .nprobes(_nprobes(await at.count_rows()))
-            )
+            rows = await at.count_rows()
+            q = at.query().nearest_to(vector.astype(np.float32)).column(column).distance_type("cosine").nprobes(_nprobes(rows))
             if table.name != REGIONS:  # HNSW needs ef >= k x refine
-                q = q.ef(max(self.ann_ef, k * max(refine, 1)))
+                ef = self.ann_ef if self.ann_ef_fixed else _ef(self.ann_ef, rows)
+                q = q.ef(max(ef, k * max(refine, 1)))
             if refine:
                 q = q.refine_factor(refine)
             return await q.where(where).select([*columns, "_distance"]).limit(k).to_arrow()

@@ -1163,7 +1163,9 @@ def test_lance_ann_index_is_built_at_the_threshold_and_stays_exact_enough(tmp_pa
         st.commit("index", {"indexed": 20})
     # page vectors and both region vector columns (IVF_FLAT: exact distances in the probed partitions),
     # and the scalar columns every search filters on (the answers below must not change with them)
-    assert indexed_columns(ann) == {"img_vec", "feat_vec", "text_vec", "tile_vec", "fts", "image_id", "deleted", "quality", "kind"}
+    assert indexed_columns(ann) == {"img_vec", "feat_vec", "text_vec", "tile_vec", "fts", "image_id", "deleted", "quality", "kind",
+                                    "date_tokens"}
+    assert {ix.index_type for t in (ann._images, ann._regions) for ix in t.list_indices() if ix.columns == ["date_tokens"]} == {"LabelList"}
     assert {ix.index_type for ix in ann._regions.list_indices() if ix.columns == ["kind"]} == {"Bitmap"}
     assert {ix.index_type for ix in ann._images.list_indices() if ix.columns == ["image_id"]} == {"BTree"}
     region_ix = {tuple(ix.columns): ix.name for ix in ann._regions.list_indices() if ix.columns[0].endswith("_vec")}
@@ -1214,7 +1216,8 @@ def test_lance_scalar_indices_come_before_the_ann_threshold_and_change_no_answer
     from imgrag.indexing.stores.lance import LanceStore
 
     monkeypatch.setattr(lance, "_SCALAR_MIN_ROWS", 30)
-    specs = [Spec(f"p{i}", text=f"common page{i}", acl=["alice"] if i % 3 == 0 else []) for i in range(40)]
+    specs = [Spec(f"p{i}", text=f"common page{i}", acl=["alice"] if i % 3 == 0 else [],
+                  dates=[(date(2020 + i % 4, 1 + i % 12, 1 + i % 28), "day")] if i % 5 else []) for i in range(40)]
     plain, scalar = LanceStore(tmp_path / "plain", ann_min_rows=10**9), LanceStore(tmp_path / "scalar", ann_min_rows=10**9)
     monkeypatch.setattr(plain, "_ensure_ann", lambda name, table: None)  # the store as before: no scalar indices
     for st in (plain, scalar):
@@ -1222,20 +1225,23 @@ def test_lance_scalar_indices_come_before_the_ann_threshold_and_change_no_answer
         st.commit("index", {"indexed": 40})
         st.soft_delete(["p5"])
     columns = {c for t in (scalar._images, scalar._regions) for ix in t.list_indices() for c in ix.columns}
-    assert columns == {"fts", "image_id", "deleted", "quality", "kind"}
+    assert columns == {"fts", "image_id", "deleted", "quality", "kind", "date_tokens"}
     assert {c for t in (plain._images, plain._regions) for ix in t.list_indices() for c in ix.columns} == {"fts"}
     alice = Principal(name="alice")
     ids = [f"p{i}" for i in range(0, 40, 2)]
-    for who in (OPERATOR, alice, Principal(name="carol")):
+    years = [Filters(), Filters(date_from=date(2021, 1, 1), date_to=date(2021, 12, 31)),
+             Filters(date_from=date(2022, 3, 1), date_to=date(2023, 2, 15))]
+    assert 0 < plain.count(OPERATOR, years[1]) < plain.count(OPERATOR, Filters())  # the date filter filters
+    for who, flt in ((w, f) for w in (OPERATOR, alice, Principal(name="carol")) for f in years):
         assert sorted(scalar.get_many(ids, who)) == sorted(plain.get_many(ids, who))
-        assert scalar.count(who, Filters()) == plain.count(who, Filters())
+        assert scalar.count(who, flt) == plain.count(who, flt)
         for kind, dim in (("tile", IMG), ("text", TXT)):
             q = rand_unit(dim, 11)
-            want = [h.region_id for h in plain.knn_regions(kind, q, 10, Filters(), who)]  # type: ignore[arg-type]
-            assert [h.region_id for h in scalar.knn_regions(kind, q, 10, Filters(), who)] == want  # type: ignore[arg-type]
+            want = [h.region_id for h in plain.knn_regions(kind, q, 10, flt, who)]  # type: ignore[arg-type]
+            assert [h.region_id for h in scalar.knn_regions(kind, q, 10, flt, who)] == want  # type: ignore[arg-type]
         q = rand_unit(IMG, 12)
-        assert [h.image_id for h in scalar.knn("image", q, 10, Filters(), who)] == [h.image_id for h in plain.knn("image", q, 10, Filters(), who)]
-        assert [h.image_id for h in scalar.bm25("common", 50, Filters(), who)] == [h.image_id for h in plain.bm25("common", 50, Filters(), who)]
+        assert [h.image_id for h in scalar.knn("image", q, 10, flt, who)] == [h.image_id for h in plain.knn("image", q, 10, flt, who)]
+        assert [h.image_id for h in scalar.bm25("common", 50, flt, who)] == [h.image_id for h in plain.bm25("common", 50, flt, who)]
     assert "p5" not in scalar.get_many(["p5"], OPERATOR)
     plain.close()
     scalar.close()

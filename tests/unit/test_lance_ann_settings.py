@@ -30,3 +30,15 @@ def test_defaults_and_environment_reach_the_store(tmp_path: Path, monkeypatch: p
 def test_out_of_range_values_are_refused(field: str, value: int) -> None:
     with pytest.raises(ValidationError):
         Settings(**{field: value})
+
+
+def test_ef_narrows_with_the_partitions_a_search_probes() -> None:
+    """IMGRAG_LANCE_ANN_EF is the walk of an index probed in up to 12 partitions (~50k pages); a larger
+    one walks each probed partition ef x 12 / probed wide (200 at 100k pages: 24 partitions, all probed)."""
+    from imgrag.indexing.stores.lance import _ef, _nprobes, _partitions
+
+    assert [_ef(400, rows) for rows in (300, 10_000, 49_152, 53_248)] == [400, 400, 400, 370]
+    assert (_partitions(100_000), _nprobes(100_000), _ef(400, 100_000)) == (24, 25, 200)
+    assert _ef(250, 100_000) == 125  # the setting scales the same way
+    # past 25 partitions a search probes 25 of them (10 % from 250): ef stops falling there
+    assert _ef(400, 1_000_000) == _ef(400, 200_000) == 192
