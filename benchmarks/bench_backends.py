@@ -529,8 +529,11 @@ def run_backend(
         lat: dict[str, list[float]] = {r: [] for r in routes}
         cpu: dict[str, list[float]] = {r: [] for r in routes}
         parts: dict[str, dict[str, list[float]]] = {}  # fused search -> its timings_ms entry -> ms per query
-        for q in queries[args.warmup :]:
-            for r, fn in routes.items():  # interleaved, so background load hits every route alike
+        order = list(routes.items())
+        for qi, q in enumerate(queries[args.warmup :]):
+            # interleaved, so background load hits every route alike; who goes first rotates (a
+            # query's first search meets colder caches than the ones after it)
+            for r, fn in order[qi % len(order) :] + order[: qi % len(order)]:
                 for sr in (searcher, one_stage, *([old_search, one_old] if old is not None else []), *(e[1] for e in extra)):
                     sr._cache.data.clear()  # embeddings are precomputed; keep the cache from skewing
                 c, t = time.process_time(), time.perf_counter()
@@ -635,9 +638,20 @@ def baseline_store(name: str, store: IndexStore, args: argparse.Namespace) -> tu
                           ann_ef=ef, ann_refine=refine, ann_ef_fixed=True), tag  # that ef on every index, as main had it
     from imgrag.indexing.stores.elastic import ElasticStore
 
-    page, region = (int(x) for x in args.es_baseline.split("/"))
-    settings = store.settings.model_copy(update={"es_num_candidates": page, "es_region_num_candidates": region})  # type: ignore[attr-defined]
-    return ElasticStore(settings), tag
+    page, region, msearch = es_baseline(args.es_baseline)
+    update: dict[str, Any] = {"es_num_candidates": page, "es_region_num_candidates": region}
+    if msearch is not None:
+        update["es_msearch"] = msearch
+    return ElasticStore(store.settings.model_copy(update=update)), tag  # type: ignore[attr-defined]
+
+
+def es_baseline(value: str) -> tuple[int, int, bool | None]:
+    """``PAGE/REGION[/msearch|/separate]`` → candidates and IMGRAG_ES_MSEARCH (None: as configured)."""
+    parts = value.split("/")
+    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[:2]) or (len(parts) == 3 and parts[2] not in ("msearch", "separate")):
+        raise SystemExit(f"--es-baseline {value!r}: give PAGE/REGION candidates, e.g. 10000/800, optionally "
+                         "/msearch or /separate (one _msearch a round, or a request per read)")
+    return int(parts[0]), int(parts[1]), None if len(parts) == 2 else parts[2] == "msearch"
 
 
 def es_version(url: str) -> str:
@@ -682,11 +696,14 @@ def main() -> None:
     ap.add_argument("--other-store", type=Path, default=None, metavar="DIR",
                     help="LanceDB: also run the fused search and the page kNN on this copy of the column's index "
                          "(e.g. <keep>/<n>-.../lancedb-sq copied and compacted with benchmarks/compact_store.py)")
-    ap.add_argument("--es-baseline", default=None, metavar="PAGE/REGION",
+    ap.add_argument("--es-baseline", default=None, metavar="PAGE/REGION[/MODE]",
                     help="Elasticsearch: also run the fused search, page kNN and region routes with these kNN "
-                         "candidates (IMGRAG_ES_NUM_CANDIDATES / _REGION_NUM_CANDIDATES; main before s10: 800/800) on the same index")
+                         "candidates (IMGRAG_ES_NUM_CANDIDATES / _REGION_NUM_CANDIDATES; main before s10: 800/800) on the same index; "
+                         "MODE 'separate' or 'msearch' sets IMGRAG_ES_MSEARCH (false / true) too (main before s11: 10000/800/separate)")
     ap.add_argument("--json", type=Path, help="also write the results here (one entry per size)")
     args = ap.parse_args()
+    if args.es_baseline:
+        es_baseline(args.es_baseline)  # a bad value stops here, not after the build
     dims = tuple(int(d) for d in args.dims.split(","))
     assert len(dims) == 3
     sizes = [int(x) for x in str(args.n).split(",") if x.strip()]

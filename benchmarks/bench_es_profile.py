@@ -3,11 +3,14 @@
 its round trip and the server's ``took``, beside the whole search's wall time, on an index that
 ``bench_backends.py --keep DIR`` built (es-int8 column). ``PAGE/REGION`` columns run the fused
 two-stage search with those kNN candidates (``IMGRAG_ES_NUM_CANDIDATES`` /
-``IMGRAG_ES_REGION_NUM_CANDIDATES``), interleaved query by query.
+``IMGRAG_ES_REGION_NUM_CANDIDATES``), interleaved query by query; ``PAGE/REGION/separate`` (or
+``/msearch``) sets ``IMGRAG_ES_MSEARCH`` too: an ``_msearch`` round is one line (its round trip,
+and the slowest of its searches' ``took``).
 
     IMGRAG_ES_HEAP=4g IMGRAG_ES_PORT=9271 IMGRAG_ES_DATA=DIR/100000-seed0-dims384x1280x384-r15/es-data \\
         bash tests/elasticsearch.sh start
     python benchmarks/bench_es_profile.py DIR 100000 http://127.0.0.1:9271 15 800/800 10000/800
+    python benchmarks/bench_es_profile.py DIR 100000 http://127.0.0.1:9271 15 10000/800/separate 10000/800/msearch
 
 The queries are bench_backends.py's (seed 0, the first 3 warm up)."""
 
@@ -53,16 +56,19 @@ def label(body: dict[str, Any]) -> str:
         return f"page kNN {field}"
     if "sort" in body:
         return "records"
-    return "bm25"
+    return "bm25 records" if body.get("source") == ["record"] else "bm25"
 
 
 stores = {}
 searchers = {}
 for col in columns:
-    page, region = (int(x) for x in col.split("/"))
+    page, region, msearch = bb.es_baseline(col)
     st, close, _ = bb.open_backend("es-int8", wd, url, "int8_hnsw", prefix=prefix, keep=True)
-    st.settings = st.settings.model_copy(update={"es_num_candidates": page, "es_region_num_candidates": region})
-    search = st._search
+    update: dict[str, Any] = {"es_num_candidates": page, "es_region_num_candidates": region}
+    if msearch is not None:
+        update["es_msearch"] = msearch
+    st.settings = st.settings.model_copy(update=update)
+    search, multi = st._search, st._multi
 
     def timed(_search: Any = search, _col: str = col, **body: Any) -> dict[str, Any]:
         t = time.perf_counter()
@@ -70,7 +76,17 @@ for col in columns:
         log.append((_col, label(body), (time.perf_counter() - t) * 1000, float(res.get("took", float("nan")))))
         return res
 
-    st._search = timed
+    def timed_multi(bodies: list[dict[str, Any]], _multi: Any = multi, _col: str = col) -> list[dict[str, Any]]:
+        """An _msearch round: logged as one request (its round trip; took: the slowest search's)."""
+        if len(bodies) == 1:
+            return _multi(bodies)  # a plain search (logged by timed)
+        t = time.perf_counter()
+        res = _multi(bodies)
+        took = max(float(r.get("took", float("nan"))) for r in res)
+        log.append((_col, "msearch: " + " + ".join(sorted(label(b) for b in bodies)), (time.perf_counter() - t) * 1000, took))
+        return res
+
+    st._search, st._multi = timed, timed_multi
     stores[col] = (st, close)
     searchers[col] = Searcher(bb._BenchRuntime(st, img_q, txt_q, spaces, Settings(search_cache=0, two_stage_pages=1)))
 
@@ -81,13 +97,15 @@ for sr in searchers.values():
         sr.search(SearchRequest(query=q.text, k=10), OPERATOR)
 log.clear()
 wall: dict[str, list[float]] = defaultdict(list)
-for q in queries[3 : 3 + nq]:
-    for col, sr in searchers.items():
+for qi, q in enumerate(queries[3 : 3 + nq]):
+    order = list(searchers.items())
+    # each query's first search meets colder caches than the ones after it: rotate who goes first
+    for col, sr in order[qi % len(order) :] + order[: qi % len(order)]:
         sr._cache.data.clear()
         t = time.perf_counter()
         sr.search(SearchRequest(query=q.text, k=10), OPERATOR)
         wall[col].append((time.perf_counter() - t) * 1000)
-print(f"fused two-stage search, {nq} queries, interleaved; load now {os.getloadavg()[0]:.1f}")
+print(f"fused two-stage search, {nq} queries, interleaved (who goes first rotates); load now {os.getloadavg()[0]:.1f}")
 print(f"{'':38s}" + "".join(f"{c:>26s}" for c in columns))
 print(f"{'fused search p50 / p95 ms':38s}" + "".join(
     f"{np.percentile(wall[c], 50):>14.1f} / {np.percentile(wall[c], 95):7.1f}  " for c in columns))

@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         description="pages whose best regions a region kNN names (inner hits: a sub-query per page); "
         "the other pages it ranks come back with their best region's score only; 0: name every page's",
     )
+    es_msearch: bool = Field(
+        default=True,
+        description="a search sends its independent requests together, one _msearch a round (page kNN routes; "
+        "the region routes' rankings, then their namings, with the likely records), and BM25 brings its top "
+        "records along; false: one request per read, as before session 11")
     es_rescore_oversample: float = Field(
         default=2.0, ge=0, le=10, description="re-score quantized kNN candidates × this with the raw vectors; 0: off"
     )

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -28,7 +28,9 @@ from .links import LinkedItem, visible_links
 from .lru import LRU
 from .models import BBox
 from .runtime import Runtime
-from .stores.base import OPERATOR, Filters, ImageRecord, ModelSpaces, Principal, RegionHit, RouteHit, WeightedTerms, check_query_space, meta_words
+from .stores.base import (
+    OPERATOR, Filters, ImageRecord, ModelSpaces, Principal, Read, RegionHit, RouteHit, WeightedTerms, check_query_space, meta_words,
+)
 from .visual import mark_words, marks_text, wants_pictures
 from .translate import concepts as translate_concepts
 from .translate import dictionary
@@ -395,6 +397,31 @@ class Searcher:
             fut.set_result(_timed(fn))
             return fut
 
+        # A store whose reads cost a round trip each (Elasticsearch) takes the independent ones
+        # together: one request (an _msearch) instead of one per route, on one pool thread.
+        batched = bool(getattr(store, "batches_reads", False))
+
+        def run_reads(reads: dict[str, Read]) -> dict[str, Future[tuple[Any, float]]]:
+            """Start these reads (one batch, or a route each) and time them; futures by name."""
+            if not batched or len(reads) < 2:
+                return {n: run(lambda r=r: getattr(store, r.method)(*r.args)) for n, r in reads.items()}  # type: ignore[misc]
+            batch = run(lambda: store.read_many(list(reads.values())))  # type: ignore[attr-defined]
+            out: dict[str, Future[tuple[Any, float]]] = {}
+            for i, n in enumerate(reads):
+                part: Future[tuple[Any, float]] = Future()
+
+                def done(b: Future[tuple[list[Any], float]], i: int = i, part: Future[tuple[Any, float]] = part) -> None:
+                    err = b.exception()
+                    if err is not None:
+                        part.set_exception(err)
+                    else:
+                        got, ms = b.result()
+                        part.set_result((got[i], ms))
+
+                batch.add_done_callback(done)
+                out[n] = part
+            return out
+
         # Futures in the order the routes are fused (RRF sums floats: a fixed order, fixed scores).
         pages: dict[str, Future[tuple[list[RouteHit] | None, float]]] = {}
         regions: dict[str, Future[tuple[list[RegionHit], float]]] = {}
@@ -421,7 +448,17 @@ class Searcher:
 
             def bm25() -> list[RouteHit] | None:
                 extra = self._translated(query)
-                hits = store.bm25(keywords, depth, req.filters, principal, extra) if keywords or extra else None
+                if not (keywords or extra):
+                    return None
+                if batched:
+                    # the records of the top hits come in the same round trip (read_many's note)
+                    hits, rec.records = store.bm25_records(keywords, depth, req.filters, principal, extra, _window(req))  # type: ignore[attr-defined]
+                    if hits and embedding:
+                        t = time.perf_counter()
+                        rec.evidence.update(self._evidence(query, list(rec.records), rec.records, None, principal, req.filters))
+                        prefetch["records"] = round((time.perf_counter() - t) * 1000, 2)
+                    return hits  # type: ignore[no-any-return]
+                hits = store.bm25(keywords, depth, req.filters, principal, extra)
                 if hits and embedding:
                     # The query is still being embedded on the caller's thread: read the records of
                     # the top hits now, the ones rank() would read after every route is back. BM25's
@@ -437,22 +474,27 @@ class Searcher:
             # Full text needs no query vector: it starts while the query is embedded.
             bm25_fut = run(bm25) if "bm25" in routes else None
             vec, rec.timings["embed"] = self._query_vectors(query, routes)
+            reads: dict[str, Read] = {}
             if "image" in routes:
-                pages["image"] = run(lambda: store.knn("image", vec["image"], depth, pictures, principal))
-            if bm25_fut is not None:
-                pages["bm25"] = bm25_fut
+                reads["image"] = Read("knn", ("image", vec["image"], depth, pictures, principal))
             if "text_vector" in routes:
-                pages["text_vector"] = run(lambda: store.knn("text", vec["text"], depth, req.filters, principal))
+                reads["text_vector"] = Read("knn", ("text", vec["text"], depth, req.filters, principal))
             if "region_text" in routes:
                 staged["region_text"] = ("text", vec["text"], req.filters)
             if "region_tile" in routes:
                 staged["region_tile"] = ("tile", vec["image"], pictures)  # type: ignore[assignment]
-            if not (pages and staged and self._two_stage()):
+            if not ((pages or reads or bm25_fut) and staged and self._two_stage()):
                 for name, (kind, qv, flt) in staged.items():
-                    regions[name] = run(
-                        lambda kind=kind, qv=qv, flt=flt: store.knn_regions(kind, qv, depth * 4, flt, principal)  # type: ignore[misc]
-                    )
+                    reads[name] = Read("knn_regions", (kind, qv, depth * 4, flt, principal))
                 staged = {}
+            started = run_reads(reads)
+            if "image" in started:
+                pages["image"] = started.pop("image")
+            if bm25_fut is not None:
+                pages["bm25"] = bm25_fut
+            if "text_vector" in started:
+                pages["text_vector"] = started.pop("text_vector")
+            regions.update(started)  # type: ignore[arg-type]
         for name, fut in pages.items():
             hits, ms = fut.result()
             if hits is None:
@@ -467,10 +509,8 @@ class Searcher:
             # Two-stage (a large index): the region routes score, exactly, only the regions of the
             # pages the page routes found, instead of an approximate search over every region.
             ids = two_stage_candidates(list(rec.ranked.values()), s.two_stage_candidates)
-            for name, (kind, qv, flt) in staged.items():
-                regions[name] = run(
-                    lambda kind=kind, qv=qv, flt=flt: store.knn_regions(kind, qv, depth * 4, flt, principal, image_ids=ids)  # type: ignore[misc]
-                )
+            reads = {name: Read("knn_regions", (kind, qv, depth * 4, flt, principal, ids)) for name, (kind, qv, flt) in staged.items()}
+            regions.update(run_reads(reads))  # type: ignore[arg-type]
         for name, rfut in regions.items():
             rhits, rec.timings[name] = rfut.result()
             rec.region_hits.extend(rhits)

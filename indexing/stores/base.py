@@ -12,7 +12,7 @@ import re
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from collections.abc import Callable, Sequence
-from typing import Annotated, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field, model_validator
@@ -418,9 +418,23 @@ class RegionHit(BaseModel):
     pii_kinds: list[PiiKind] = Field(default_factory=list)
 
 
+class Read(NamedTuple):
+    """One read of :meth:`IndexStore.read_many`: a read method's name (``knn``, ``bm25``,
+    ``bm25_records``, ``knn_regions``, ``get_many``) and its positional arguments."""
+
+    method: str
+    args: tuple[Any, ...]
+
+
 @runtime_checkable
 class IndexStore(Protocol):
-    """Storage and single-route retrieval. Every read takes the principal and applies its ACL inside."""
+    """Storage and single-route retrieval. Every read takes the principal and applies its ACL inside.
+
+    Optional: a store whose reads cost a round trip each may also have ``batches_reads`` (true
+    when it pays), ``read_many(reads: Sequence[Read]) -> list`` (several reads at once, each what
+    its method returns) and ``bm25_records(query, k, filters, principal, extra, records)`` (BM25
+    hits and the records of the first ``records`` of them); the search then sends its
+    independent reads together (Elasticsearch: one ``_msearch``)."""
 
     backend: str
 

@@ -1739,6 +1739,89 @@ def test_concurrent_routes_rank_as_sequential_ones(store: IndexStore, tmp_path: 
     assert {"embed", "image", "bm25", "text_vector", "region_text", "region_tile", "fuse", "rerank", "total"} <= set(res.timings_ms)
 
 
+def test_batched_reads_rank_as_separate_ones(store: IndexStore, tmp_path: Path) -> None:
+    """A store that sends a search's independent reads together (Elasticsearch: one _msearch a
+    round) answers each read as it answers it alone, and the fused search ranks, scores and quotes
+    exactly as with a request per read, one-stage and two-stage; it does send fewer requests. A
+    batched answer that failed is asked again alone."""
+    from imgrag.indexing.search import Searcher, SearchRequest
+    from imgrag.indexing.stores.base import Read
+
+    if not hasattr(store, "read_many"):
+        pytest.skip(f"{store.backend} reads in-process: nothing to batch")
+    load(store, CORPUS + [
+        Spec(f"S{i}", text=f"common words seal {i}", tags=["odd"] if i % 2 else [],
+             tiles=[(f"t{j}", (j, 0, j + 1, 1), rand_unit(IMG, 100 * i + j)) for j in range(3)],
+             blocks=[(f"b{j}", "block", (0, j, 5, j + 1), f"block {j} words", rand_unit(TXT, 100 * i + 10 + j)) for j in range(2)])
+        for i in range(8)
+    ])
+    user = Principal(name="u1", groups=["g1"])
+    q_img, q_txt = rand_unit(IMG, 7), rand_unit(TXT, 8)
+    reads = [
+        Read("knn", ("image", q_img, 5, Filters(), OPERATOR)),
+        Read("knn", ("text", q_txt, 5, Filters(tags=["odd"]), user)),
+        Read("bm25_records", ("common words", 6, Filters(), OPERATOR, (), 3)),
+        Read("knn_regions", ("tile", q_img, 12, Filters(), OPERATOR)),
+        Read("knn_regions", ("text", q_txt, 12, Filters(), OPERATOR, ["S1", "S2", "S5"])),
+        Read("get_many", (["S3", "c1", "missing"], user)),
+    ]
+    alone = [getattr(store, r.method)(*r.args) for r in reads]
+    together = store.read_many(reads)  # type: ignore[attr-defined]
+    assert together == alone
+    hits, recs = together[2]
+    assert len(hits) == 6 and list(recs) == [h.image_id for h in hits[:3]]
+
+    # an answer that failed inside the _msearch is asked again alone
+    real = store.es.msearch  # type: ignore[attr-defined]
+
+    def failing(**kw: Any) -> Any:
+        res = real(**kw)
+        res.body["responses"][0] = {"error": {"type": "test", "reason": "injected"}, "status": 500}
+        return res
+
+    store.es.msearch = failing  # type: ignore[attr-defined]
+    try:
+        assert store.read_many(reads) == alone  # type: ignore[attr-defined]
+    finally:
+        store.es.msearch = real  # type: ignore[attr-defined]
+
+    calls = {"search": 0, "msearch": 0}
+    search, msearch = store.es.search, store.es.msearch  # type: ignore[attr-defined]
+
+    def count(name: str, fn: Any) -> Any:
+        def wrapped(**kw: Any) -> Any:
+            calls[name] += 1
+            return fn(**kw)
+        return wrapped
+
+    store.es.search, store.es.msearch = count("search", search), count("msearch", msearch)  # type: ignore[attr-defined]
+    base = store.settings  # type: ignore[attr-defined]
+    try:
+        reqs = [
+            SearchRequest(query="common words", k=5),
+            SearchRequest(query="seal words", k=3, offset=1),
+            SearchRequest(query="common", mode="vector", k=5),
+            SearchRequest(query="words", filters=Filters(tags=["odd"]), k=5),
+            SearchRequest(query="block words", k=4, rerank=False),
+        ]
+        for two_stage in (0, 1):
+            sent = {}
+            results = {}
+            for batched in (False, True):
+                store.settings = base.model_copy(update={"es_msearch": batched})  # type: ignore[attr-defined]
+                searcher = Searcher(_runtime(store, tmp_path, search_threads=4, search_cache=0, two_stage_pages=two_stage))  # type: ignore[arg-type]
+                assert searcher._two_stage() == bool(two_stage)
+                calls.update(search=0, msearch=0)
+                results[batched] = [searcher.search(req, who).model_dump(exclude={"timings_ms"}) for req in reqs for who in (OPERATOR, user)]
+                sent[batched] = dict(calls)
+            assert results[True] == results[False], two_stage
+            assert sent[False]["msearch"] == 0 and sent[True]["msearch"] > 0
+            assert sum(sent[True].values()) < sum(sent[False].values()), sent
+    finally:
+        store.settings = base  # type: ignore[attr-defined]
+        store.es.search, store.es.msearch = search, msearch  # type: ignore[attr-defined]
+
+
 def test_repeated_search_is_cached_until_the_index_changes(store: IndexStore, tmp_path: Path) -> None:
     """A repeated search is answered from the result cache where the backend has a data version,
     and never after a change: an ACL taken away hides the page at once."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Generator, Sequence
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 from ...errors import ImgragError
 from ...text import tokens
-from ..base import Filters, ImageRecord, ImageVectors, Principal, RegionHit, RouteHit, Stats, VectorField, WeightedTerms
+from ..base import (
+    Filters, ImageRecord, ImageVectors, Principal, Read, RegionHit, RouteHit, Stats, VectorField, WeightedTerms,
+)
 from .client import PAGE, Connection, guard
 from .mapping import SPACE_DIM, VEC_FIELD, vec_list
 from .queries import (
@@ -17,17 +19,87 @@ from .queries import (
 )
 
 
+T = TypeVar("T")
+# A read as steps: it yields the body of each search it needs (the client's keyword arguments), or a
+# list of bodies to run side by side, and is sent the answer (the list of answers); what it returns
+# is the read's result. ``_run`` runs one read (a list in one _msearch); ``read_many`` runs several
+# side by side, one _msearch per round.
+Steps = Generator[Any, Any, T]
+
+# the client's keyword arguments that are spelled otherwise in a request body
+_BODY_KEYS = {"source": "_source", "from_": "from"}
+
+
 class Reads(Connection):
     """Every read goes through the alias, with the principal's ACL and the filters inside the query."""
 
+    def _run(self, steps: Steps[T]) -> T:
+        """One read's searches, one request a round."""
+        try:
+            body = next(steps)
+            while True:
+                body = steps.send(self._multi(body) if isinstance(body, list) else self._search(**body))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def _multi(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Searches in one ``_msearch`` (one alone: a plain search). An answer that failed, or that
+        part of the shards gave, is asked again alone (retried, or raised as a search raises it)."""
+        if len(bodies) == 1:
+            return [self._search(**bodies[0])]
+        searches: list[dict[str, Any]] = []
+        for body in bodies:
+            searches += [{"index": self.alias}, {_BODY_KEYS.get(k, k): v for k, v in body.items()}]
+        answers = self.es.msearch(searches=searches).body["responses"]
+        return [self._search(**body) if "error" in a or (a.get("_shards") or {}).get("failed") else a
+                for body, a in zip(bodies, answers, strict=True)]
+
+    @property
+    def batches_reads(self) -> bool:
+        """Whether :meth:`read_many` saves round trips (``IMGRAG_ES_MSEARCH``)."""
+        return self.settings.es_msearch
+
+    @guard("run a search")
+    def read_many(self, reads: Sequence[Read]) -> list[Any]:
+        """Several reads at once, each what its method returns: their searches go in one
+        ``_msearch`` per round (a region route's ranking, then its naming: two rounds), so a fused
+        search's independent requests share one round trip. An answer that failed, or that part of
+        the shards gave, is asked again alone (retried, or raised as the method would raise it)."""
+        steps: list[Steps[Any]] = [getattr(self, f"_{r.method}_steps")(*r.args) for r in reads]
+        out: list[Any] = [None] * len(steps)
+        pending: dict[int, Any] = {}  # read → the body (or bodies) it waits on
+
+        def advance(i: int, answer: Any) -> None:
+            try:
+                pending[i] = next(steps[i]) if answer is None else steps[i].send(answer)
+            except StopIteration as done:
+                out[i] = done.value
+                pending.pop(i, None)
+
+        for i in range(len(steps)):
+            advance(i, None)
+        while pending:
+            bodies: list[dict[str, Any]] = []
+            spans: dict[int, tuple[int, int]] = {}
+            for i, b in pending.items():
+                spans[i] = (len(bodies), len(bodies) + (len(b) if isinstance(b, list) else 1))
+                bodies += b if isinstance(b, list) else [b]
+            answers = self._multi(bodies)
+            for i, (lo, hi) in spans.items():
+                advance(i, answers[lo:hi] if isinstance(pending[i], list) else answers[lo])
+        return out
+
     def _records(self, clauses: list[dict[str, Any]], limit: int, offset: int = 0) -> list[ImageRecord]:
+        return self._run(self._records_steps(clauses, limit, offset))
+
+    def _records_steps(self, clauses: list[dict[str, Any]], limit: int, offset: int = 0) -> Steps[list[ImageRecord]]:
         if limit <= 0 or self._live() is None:
             return []
         sort = [{"path": "asc"}, {"page": "asc"}, {"image_id": "asc"}, {"v_from": "desc"}]
         src = ["record"]
         out: list[dict[str, Any]] = []
         if offset + limit <= 10_000:
-            hits = self._search(query=bool_filter(clauses), sort=sort, from_=offset, size=limit, source=src)["hits"]["hits"]
+            hits = (yield {"query": bool_filter(clauses), "sort": sort, "from_": offset, "size": limit, "source": src})["hits"]["hits"]
             out = hits
         else:  # deep paging: walk with search_after
             after: list[Any] | None = None
@@ -36,7 +108,7 @@ class Reads(Connection):
                 kw: dict[str, Any] = {"query": bool_filter(clauses), "sort": sort, "size": PAGE, "source": src}
                 if after is not None:
                     kw["search_after"] = after
-                hits = self._search(**kw)["hits"]["hits"]
+                hits = (yield kw)["hits"]["hits"]
                 if not hits:
                     break
                 after = hits[-1]["sort"]
@@ -70,13 +142,16 @@ class Reads(Connection):
 
     @guard("read images")
     def get_many(self, image_ids: list[str], principal: Principal) -> dict[str, ImageRecord]:
+        return self._run(self._get_many_steps(image_ids, principal))
+
+    def _get_many_steps(self, image_ids: list[str], principal: Principal) -> Steps[dict[str, ImageRecord]]:
         if not image_ids:
             return {}
         ids = list(dict.fromkeys(image_ids))
         out: dict[str, ImageRecord] = {}
         for i in range(0, len(ids), 1000):
             chunk = ids[i : i + 1000]
-            for r in self._records(filter_clauses(Filters(image_ids=chunk), principal), 2 * len(chunk)):
+            for r in (yield from self._records_steps(filter_clauses(Filters(image_ids=chunk), principal), 2 * len(chunk))):
                 out.setdefault(r.image_id, r)
         return out
 
@@ -131,13 +206,18 @@ class Reads(Connection):
     def knn(
         self, field: VectorField, vector: np.ndarray, k: int, filters: Filters, principal: Principal
     ) -> list[RouteHit]:
+        return self._run(self._knn_steps(field, vector, k, filters, principal))
+
+    def _knn_steps(
+        self, field: VectorField, vector: np.ndarray, k: int, filters: Filters, principal: Principal
+    ) -> Steps[list[RouteHit]]:
         info = self._live()
         if info is None or k <= 0:
             return []
         name = VEC_FIELD[field]
         qv = self._check_query_dim(vector, name, info[1]["spaces"])
         k = min(k, 10_000)
-        res = self._search(knn=knn_clause(self.settings, name, qv, k, filters, principal), size=k, source=False)
+        res = yield {"knn": knn_clause(self.settings, name, qv, k, filters, principal), "size": k, "source": False}
         hits = [RouteHit(image_id=hit_image_id(h), score=2.0 * float(h["_score"]) - 1.0) for h in res["hits"]["hits"]]
         return dedup(hits, lambda h: h.image_id)
 
@@ -145,16 +225,42 @@ class Reads(Connection):
     def bm25(
         self, query: str, k: int, filters: Filters, principal: Principal, extra: Sequence[WeightedTerms] = ()
     ) -> list[RouteHit]:
+        return self._run(self._bm25_steps(query, k, filters, principal, extra))
+
+    @guard("run a full-text search")
+    def bm25_records(
+        self, query: str, k: int, filters: Filters, principal: Principal, extra: Sequence[WeightedTerms] = (),
+        records: int = 0,
+    ) -> tuple[list[RouteHit], dict[str, ImageRecord]]:
+        """:meth:`bm25`, and the records of its first ``records`` hits from the same request."""
+        return self._run(self._bm25_records_steps(query, k, filters, principal, extra, records))
+
+    def _bm25_steps(
+        self, query: str, k: int, filters: Filters, principal: Principal, extra: Sequence[WeightedTerms] = ()
+    ) -> Steps[list[RouteHit]]:
+        return (yield from self._bm25_records_steps(query, k, filters, principal, extra))[0]
+
+    def _bm25_records_steps(
+        self, query: str, k: int, filters: Filters, principal: Principal, extra: Sequence[WeightedTerms] = (),
+        records: int = 0,
+    ) -> Steps[tuple[list[RouteHit], dict[str, ImageRecord]]]:
         extra = [e for e in extra if tokens(e.text)]
         if not (tokens(query) or extra) or k <= 0 or self._live() is None:
-            return []
-        res = self._search(
-            query=bm25_query(query, filters, principal, extra),
-            size=min(k, 10_000),
-            source=False,
-        )
-        hits = [RouteHit(image_id=hit_image_id(h), score=float(h["_score"])) for h in res["hits"]["hits"]]
-        return dedup(hits, lambda h: h.image_id)
+            return [], {}
+        body: dict[str, Any] = {"query": bm25_query(query, filters, principal, extra), "size": min(k, 10_000), "source": False}
+        out: dict[str, ImageRecord] = {}
+        if records <= 0:
+            res = yield body
+        else:
+            # the records of the first hits ride along: the same query for just those hits, with
+            # their records, in the same round (one _msearch), rather than a request after it
+            res, got = yield [body, {**body, "size": min(records, 10_000), "source": ["record"]}]
+            for h in got["hits"]["hits"]:
+                rec = ImageRecord.model_validate(h["_source"]["record"])
+                out.setdefault(rec.image_id, rec)
+        hits = dedup([RouteHit(image_id=hit_image_id(h), score=float(h["_score"])) for h in res["hits"]["hits"]],
+                     lambda h: h.image_id)
+        return hits, out
 
     @guard("run a region search")
     def knn_regions(
@@ -166,6 +272,17 @@ class Reads(Connection):
         principal: Principal,
         image_ids: Sequence[str] | None = None,
     ) -> list[RegionHit]:
+        return self._run(self._knn_regions_steps(kind, vector, k, filters, principal, image_ids))
+
+    def _knn_regions_steps(
+        self,
+        kind: Literal["tile", "text"],
+        vector: np.ndarray,
+        k: int,
+        filters: Filters,
+        principal: Principal,
+        image_ids: Sequence[str] | None = None,
+    ) -> Steps[list[RegionHit]]:
         info = self._live()
         if info is None or k <= 0:
             return []
@@ -192,13 +309,13 @@ class Reads(Connection):
             # The pages' order and best scores without inner hits; then the best pages' regions by
             # name: a kNN over just their regions (exact: a few pages), with inner hits.
             ranked = [(hit_image_id(h), 2.0 * float(h["_score"]) - 1.0)
-                      for h in dedup(self._search(knn=knn, size=pages, source=False)["hits"]["hits"], hit_image_id)]
+                      for h in dedup((yield {"knn": knn, "size": pages, "source": False})["hits"]["hits"], hit_image_id)]
             top = [i for i, _ in ranked[:named]]
             knn = knn_clause(self.settings, f"{path}.vector", qv, named, filters.restricted_to(top), principal, MAX_CANDIDATES)
         else:
             ranked, top = [], []
         knn["inner_hits"] = inner
-        res = self._search(knn=knn, size=named, source=False)
+        res = yield {"knn": knn, "size": named, "source": False}
         out: list[RegionHit] = []
         for h in dedup(res["hits"]["hits"], hit_image_id):
             for ih in h.get("inner_hits", {}).get(path, {}).get("hits", {}).get("hits", []):
