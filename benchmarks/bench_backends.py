@@ -471,6 +471,9 @@ def run_backend(
         routes["fused, one-stage"] = lambda q: one_stage.search(SearchRequest(query=q.text, k=10), OPERATOR)
         routes["fused, user+2023"] = lambda q: searcher.search(SearchRequest(query=q.text, k=10, filters=year), user)
         routes["fused, user+2023, one-stage"] = lambda q: one_stage.search(SearchRequest(query=q.text, k=10, filters=year), user)
+        if args.skip_one_stage:  # the slow rows: a 100k run of many queries spends most of its time on them
+            for r in ("fused, one-stage", "fused, user+2023, one-stage", "regions tile (200)", "regions text (200)"):
+                del routes[r]
         # the same index searched with other kNN parameters (a second handle on it): the fused
         # search as configured, beside the search as it was with those parameters
         old, tag = baseline_store(name, store, args)
@@ -479,13 +482,15 @@ def run_backend(
         if old is not None:
             assert old_search is not None and one_old is not None
             routes[f"fused, {tag}"] = lambda q: old_search.search(SearchRequest(query=q.text, k=10), OPERATOR)
-            routes[f"fused, one-stage, {tag}"] = lambda q: one_old.search(SearchRequest(query=q.text, k=10), OPERATOR)
+            if not args.skip_one_stage:
+                routes[f"fused, one-stage, {tag}"] = lambda q: one_old.search(SearchRequest(query=q.text, k=10), OPERATOR)
             routes[f"fused, user+2023, {tag}"] = lambda q: old_search.search(
                 SearchRequest(query=q.text, k=10, filters=year), user)
             routes[f"knn image, {tag}"] = lambda q: old.knn("image", q.image, 50, Filters(), OPERATOR)
             routes[f"knn text, {tag}"] = lambda q: old.knn("text", q.text_vec, 50, Filters(), OPERATOR)
             routes[f"knn feature (51), {tag}"] = lambda q: old.knn("feature", q.feature, 51, Filters(), OPERATOR)
-            routes[f"regions tile (200), {tag}"] = lambda q: old.knn_regions("tile", q.image, 200, Filters(), OPERATOR)
+            if not args.skip_one_stage:
+                routes[f"regions tile (200), {tag}"] = lambda q: old.knn_regions("tile", q.image, 200, Filters(), OPERATOR)
 
         extra: list[tuple[str, Searcher]] = []  # more searchers whose fused top 10 is compared with the exact one
         if args.other_store and CONFIGS[name][0] == "lancedb":
@@ -523,6 +528,9 @@ def run_backend(
                     "tile", q.image, 200, photo, OPERATOR, image_ids=candidates(q))
                 routes[f"regions text, two-stage{label}"] = lambda q, st=st: st.knn_regions(  # type: ignore[misc]
                     "text", q.text_vec, 200, Filters(), OPERATOR, image_ids=candidates(q))
+                if getattr(st, "regions_together", False):  # both in one read, as the fused search runs them
+                    routes[f"regions tile + text, one read{label}"] = lambda q, st=st: st.knn_regions_together(  # type: ignore[misc]
+                        [("tile", q.image, 200, photo), ("text", q.text_vec, 200, Filters())], OPERATOR, candidates(q))
         for fn in routes.values():
             for q in queries[: args.warmup]:
                 fn(q)
@@ -588,7 +596,8 @@ def run_backend(
         # threshold) against exact search over every region, and the fused top 10 against an exact
         # one-stage fused search (and the one-stage search as the store answers it, for comparison)
         fused_hits = {"tile": 0, "text": 0}
-        overlap = {"two-stage": 0, "one-stage": 0, **({tag: 0} if old is not None else {}), **{label: 0 for label, _ in extra}}
+        overlap = {"two-stage": 0, **({} if args.skip_one_stage else {"one-stage": 0}), **({tag: 0} if old is not None else {}),
+                   **{label: 0 for label, _ in extra}}
         for qi, q in enumerate(sample):
             rec = searcher.recall(SearchRequest(query=q.text, k=10), OPERATOR)
             for kind in fused_hits:
@@ -596,7 +605,7 @@ def run_backend(
                 fused_hits[kind] += len(truth.top(kind, qi, 10) & got)
         for q in sample[: args.overlap_queries]:
             ref = [h.image_id for h in exact_search.search(SearchRequest(query=q.text, k=10), OPERATOR).hits]
-            for label, sr in (("two-stage", searcher), ("one-stage", one_stage),
+            for label, sr in (("two-stage", searcher), *([] if args.skip_one_stage else [("one-stage", one_stage)]),
                               *([(tag, old_search)] if old is not None else []), *extra):
                 got = [h.image_id for h in sr.search(SearchRequest(query=q.text, k=10), OPERATOR).hits]
                 overlap[label] += len(set(ref) & set(got))
@@ -635,7 +644,8 @@ def baseline_store(name: str, store: IndexStore, args: argparse.Namespace) -> tu
 
         ef, refine = (int(x) for x in args.ann_baseline.split("/"))
         return LanceStore(store.path, ann_min_rows=store.ann_min_rows, ann_index=store.ann_index,  # type: ignore[attr-defined]
-                          ann_ef=ef, ann_refine=refine, ann_ef_fixed=True), tag  # that ef on every index, as main had it
+                          ann_ef=ef, ann_refine=refine, ann_ef_fixed=True,  # that ef on every index, as main had it
+                          regions_together=False), tag  # and a read per two-stage region route (main before session 12)
     from imgrag.indexing.stores.elastic import ElasticStore
 
     page, region, msearch = es_baseline(args.es_baseline)
@@ -692,7 +702,8 @@ def main() -> None:
     ap.add_argument("--ann-baseline", default=None, metavar="EF/REFINE",
                     help="LanceDB: also run the fused search and page kNN with these page-kNN parameters "
                          "(ef on every index, not scaled by its partitions; main before 2026-12-05 s11: 400/1, "
-                         "before s9: 400/10) on the same index")
+                         "before s9: 400/10) on the same index; that handle also reads each two-stage region route's rows "
+                         "apart, as main before s12 (s11's page kNN and region reads: 200/1 at 100k pages)")
     ap.add_argument("--other-store", type=Path, default=None, metavar="DIR",
                     help="LanceDB: also run the fused search and the page kNN on this copy of the column's index "
                          "(e.g. <keep>/<n>-.../lancedb-sq copied and compacted with benchmarks/compact_store.py)")
@@ -700,6 +711,9 @@ def main() -> None:
                     help="Elasticsearch: also run the fused search, page kNN and region routes with these kNN "
                          "candidates (IMGRAG_ES_NUM_CANDIDATES / _REGION_NUM_CANDIDATES; main before s10: 800/800) on the same index; "
                          "MODE 'separate' or 'msearch' sets IMGRAG_ES_MSEARCH (false / true) too (main before s11: 10000/800/separate)")
+    ap.add_argument("--skip-one-stage", action="store_true",
+                    help="leave out the one-stage rows (fused and region routes over every region): the slow ones at 100k, "
+                         "not what a search there runs; a run of many queries then takes minutes")
     ap.add_argument("--json", type=Path, help="also write the results here (one entry per size)")
     args = ap.parse_args()
     if args.es_baseline:
@@ -749,7 +763,13 @@ def run_size(
         truth = RegionTruth(queries[args.warmup :][: args.recall_queries], n)
         truth_file = workdir / f"region-truth-q{args.queries}-w{args.warmup}-r{args.recall_queries}.npz"
         if args.keep:
-            truth.load(truth_file, n)
+            # the queries are one seeded sequence, the same first ones whatever --queries: an exact
+            # region search saved by a run with another --queries (same --warmup / --recall-queries)
+            # serves too (computing it reads every page of the corpus again: minutes at 100k)
+            for f in (truth_file, *sorted(workdir.glob(f"region-truth-q*-w{args.warmup}-r{args.recall_queries}.npz"))):
+                if truth.load(f, n):
+                    truth_file = f
+                    break
         import lancedb  # noqa: F401  (loaded before the RSS baseline of the first column)
         from imgrag.indexing.search import Searcher  # noqa: F401
         from imgrag.indexing.stores.elastic import ElasticStore  # noqa: F401
