@@ -73,11 +73,18 @@ _ANN_COLUMNS = {IMAGES: ("img_vec", "feat_vec", "text_vec"), REGIONS: ("tile_vec
 # filter scanned every row's tokens in each page route (a user's fused search with a year: 238 -> 168
 # CPU-ms, same results; docs/performance.md "Date filter index, LanceDB"). The ACL clause (`array_length(acl) =
 # 0 OR ...`) has no index that answers it whole and is still scanned.
+# A user's searches filter on who may read a page: `array_length(acl) = 0 OR array_has_any(acl, ...)`
+# has no index that answers it whole, so it was scanned over every row in each route. Pages written
+# since session 12 also store ``acl_read``, their ACL or _PUBLIC where it is empty, and the filter is
+# one `array_has_any(acl_read, ['@public', ...])` on its label-list index. A store written before keeps
+# the old clause (no column is added to it; re-indexing into a new IMGRAG_HOME gets the new one).
+_PUBLIC = "@public"  # no principal's name or group starts with "@" (Principal.tokens)
 _SCALAR_MIN_ROWS = 1_000
 _SCALAR_COLUMNS = {
-    IMAGES: (("image_id", "btree"), ("deleted", "bitmap"), ("quality", "bitmap"), ("date_tokens", "label_list")),
+    IMAGES: (("image_id", "btree"), ("deleted", "bitmap"), ("quality", "bitmap"), ("date_tokens", "label_list"),
+             ("acl_read", "label_list")),
     REGIONS: (("image_id", "btree"), ("deleted", "bitmap"), ("kind", "bitmap"), ("quality", "bitmap"),
-              ("date_tokens", "label_list")),
+              ("date_tokens", "label_list"), ("acl_read", "label_list")),
 }
 # A commit merges a table's data files (Lance compaction, indices remapped, nothing re-trained) when it
 # has more than _COMPACT_FRAGMENTS of them and at most _COMPACT_MAX_ROWS rows (a rewrite of at most
@@ -182,15 +189,24 @@ def _lits(values: list[str]) -> str:
     return ", ".join(_lit(v) for v in values)
 
 
-def where_clause(filters: Filters, principal: Principal) -> str:
-    """The SQL filter for one principal and one set of filters; shared by both tables."""
+def where_clause(filters: Filters, principal: Principal, acl_read: bool = False) -> str:
+    """The SQL filter for one principal and one set of filters; shared by both tables. ``acl_read``:
+    the tables have the ``acl_read`` column (see _PUBLIC)."""
+    return " AND ".join(_where_parts(filters, principal, acl_read))
+
+
+def _where_parts(filters: Filters, principal: Principal, acl_read: bool = False) -> list[str]:
+    """The conditions of :func:`where_clause`, each one SQL expression, all of them to hold."""
     parts = ["deleted = false"]
     if not principal.all_access:
         toks = principal.tokens()
-        acl = "array_length(acl) = 0"
-        if toks:
-            acl = f"({acl} OR array_has_any(acl, [{_lits(toks)}]))"
-        parts.append(acl)
+        if acl_read:  # one condition, answered by the column's label-list index
+            parts.append(f"array_has_any(acl_read, [{_lits([_PUBLIC, *toks])}])")
+        else:  # a store written before acl_read: scanned
+            acl = "array_length(acl) = 0"
+            if toks:
+                acl = f"({acl} OR array_has_any(acl, [{_lits(toks)}]))"
+            parts.append(acl)
     if filters.date_from or filters.date_to:
         toks = date_filter_tokens(filters.date_from, filters.date_to)
         parts.append(f"array_has_any(date_tokens, [{_lits(toks)}])" if toks else "false")
@@ -210,7 +226,7 @@ def where_clause(filters: Filters, principal: Principal) -> str:
         parts.append(f"has_pii = {'true' if filters.has_pii else 'false'}")
     if filters.image_ids is not None:
         parts.append(f"image_id IN ({_lits(filters.image_ids)})" if filters.image_ids else "false")
-    return " AND ".join(parts)
+    return parts
 
 
 def _filter_fields(rec: ImageRecord) -> dict[str, Any]:
@@ -221,6 +237,7 @@ def _filter_fields(rec: ImageRecord) -> dict[str, Any]:
         "path": rec.path,
         "deleted": rec.deleted,
         "acl": rec.acl,
+        "acl_read": rec.acl or [_PUBLIC],
         "quality": rec.quality,
         "tags": rec.tags,
         "meta_kv": meta_kv(rec),
@@ -238,6 +255,7 @@ def _filter_schema() -> list[pa.Field]:
         pa.field("path", pa.string()),
         pa.field("deleted", pa.bool_()),
         pa.field("acl", strings),
+        pa.field("acl_read", strings),
         pa.field("quality", pa.string()),
         pa.field("tags", strings),
         pa.field("meta_kv", strings),
@@ -288,7 +306,7 @@ class LanceStore:
     def __init__(
         self, path: Path, *, ann_min_rows: int = 10_000, ann_index: AnnIndex = "ivf_hnsw_sq",
         ann_ef: int = _ANN_EF, ann_refine: int = _ANN_REFINE, compact_fragments: int = COMPACT_FRAGMENTS,
-        ann_ef_fixed: bool = False,
+        ann_ef_fixed: bool = False, regions_together: bool = True,
     ) -> None:
         import lancedb
 
@@ -297,6 +315,9 @@ class LanceStore:
         self.ann_index = ann_index
         self.ann_ef, self.ann_refine = ann_ef, ann_refine
         self.ann_ef_fixed = ann_ef_fixed  # True: every index walked ``ann_ef`` wide, whatever its partitions (main before s11)
+        # True: a search's two-stage region routes read their candidates' rows once, together
+        # (knn_regions_together); False: a read per route, as before session 12
+        self.regions_together = regions_together
         self.compact_fragments = compact_fragments  # 0: big tables are never compacted by a commit
         self._pq: tuple[int, frozenset[str]] | None = None  # (pages table version, columns with an IVF_PQ index)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -314,6 +335,7 @@ class LanceStore:
         self._fts_checked: int | None = None  # the pages table version whose FTS index _fts_ready found complete
         self._images: Any = None
         self._regions: Any = None
+        self._acl_read = False  # both tables have acl_read (see _PUBLIC)
         self._writer = WriterLock(self.path / "writer.lock", self.path)
         self._journal = Journal(self.path / "pending.json")
         self._open_tables()
@@ -326,6 +348,7 @@ class LanceStore:
             self._images = self.db.open_table(IMAGES)
             self._regions = self.db.open_table(REGIONS)
             self._upgrade()
+            self._acl_read = self._has_acl_read()
 
     def _upgrade(self) -> None:
         """Add the columns an index built by an older imgrag lacks (pages indexed then have no PII
@@ -442,6 +465,14 @@ class LanceStore:
         finally:
             self._writer.release()
 
+    def _where(self, filters: Filters, principal: Principal) -> str:
+        return where_clause(filters, principal, self._acl_read)
+
+    def _has_acl_read(self) -> bool:
+        """Whether both tables have ``acl_read`` (written since session 12; see _PUBLIC). Kept in
+        ``_acl_read`` when the tables are opened or made: a schema read is a round trip."""
+        return self._images is not None and all("acl_read" in t.schema.names for t in (self._images, self._regions))
+
     def _ready(self) -> bool:
         """Whether the tables exist; re-looks for them, as another process may have created them since."""
         if self._images is None:
@@ -497,6 +528,7 @@ class LanceStore:
         with self._writer_lock_only():
             self._images = self.db.create_table(IMAGES, schema=images_schema, exist_ok=True)
             self._regions = self.db.create_table(REGIONS, schema=regions_schema, exist_ok=True)
+            self._acl_read = self._has_acl_read()
             self._meta_path.write_text(spaces.model_dump_json(indent=2))
 
     def _need_tables(self) -> bool:
@@ -515,6 +547,8 @@ class LanceStore:
         for it in items:
             rec = it.record
             common = _filter_fields(rec)
+            if not self._acl_read:
+                del common["acl_read"]
             image_rows.append(
                 {
                     **common,
@@ -576,7 +610,8 @@ class LanceStore:
                     rec = update.apply(ImageRecord.model_validate_json(row["record"]))
                     if rec is None:
                         continue
-                    fields = {k: v for k, v in _filter_fields(rec).items() if k in ("acl", "tags", "meta_kv")}
+                    fields = {k: v for k, v in _filter_fields(rec).items() if k in ("acl", "tags", "meta_kv")
+                              or (k == "acl_read" and self._acl_read)}
                     new_fields[rec.image_id] = fields
                     rows.append({**row, **fields, "fts": fts_text(fts_source(rec)), "record": rec.model_dump_json()})
                 if not rows:
@@ -734,7 +769,7 @@ class LanceStore:
         return {r["image_id"]: r["doc_id"] for r in rows}
 
     def get(self, image_id: str, principal: Principal) -> ImageRecord | None:
-        recs = self._records(where_clause(Filters(image_ids=[image_id]), principal), 1)
+        recs = self._records(self._where(Filters(image_ids=[image_id]), principal), 1)
         return recs[0] if recs else None
 
     def get_many(self, image_ids: list[str], principal: Principal) -> dict[str, ImageRecord]:
@@ -754,7 +789,7 @@ class LanceStore:
         if missing:
             # a filter holds at most MAX_FILTER_IDS ids
             chunks = [missing[i : i + MAX_FILTER_IDS] for i in range(0, len(missing), MAX_FILTER_IDS)]
-            records, after = self._records_then_version([(where_clause(Filters(image_ids=c), principal), len(c)) for c in chunks])
+            records, after = self._records_then_version([(self._where(Filters(image_ids=c), principal), len(c)) for c in chunks])
             fetched = {r.image_id: r for r in records}
             if after == version:  # not if the table moved on while reading
                 for i in missing:
@@ -780,7 +815,7 @@ class LanceStore:
             return None
         rows = (
             self._images.search()
-            .where(where_clause(Filters(image_ids=[image_id]), principal))
+            .where(self._where(Filters(image_ids=[image_id]), principal))
             .select(["img_vec", "feat_vec", "text_vec"])
             .limit(1)
             .to_list()
@@ -797,7 +832,7 @@ class LanceStore:
     def list_images(
         self, principal: Principal, filters: Filters, *, offset: int = 0, limit: int = 100
     ) -> list[ImageRecord]:
-        return self._records(where_clause(filters, principal), limit, offset)
+        return self._records(self._where(filters, principal), limit, offset)
 
     def data_version(self) -> str | None:
         """Both tables' version numbers: every change commits a new table version (a rollback
@@ -816,7 +851,7 @@ class LanceStore:
     def count(self, principal: Principal, filters: Filters) -> int:
         if not self._ready():
             return 0
-        return self._images.count_rows(where_clause(filters, principal))
+        return self._images.count_rows(self._where(filters, principal))
 
     @_fresh_reads
     def knn(
@@ -824,7 +859,7 @@ class LanceStore:
     ) -> list[RouteHit]:
         if not self._ready():
             return []
-        tbl = self._vector_rows(self._images, vector, _VEC_COLUMN[field], k, where_clause(filters, principal), ["image_id"])
+        tbl = self._vector_rows(self._images, vector, _VEC_COLUMN[field], k, self._where(filters, principal), ["image_id"])
         ids, dist = tbl.column("image_id").to_pylist(), tbl.column("_distance").to_pylist()
         return [RouteHit(image_id=i, score=1.0 - float(d)) for i, d in zip(ids, dist, strict=True)]
 
@@ -909,7 +944,8 @@ class LanceStore:
 
         indexed = {tuple(ix.columns): ix.name for ix in table.list_indices()}
         scalar = {"btree": BTree, "bitmap": Bitmap, "label_list": LabelList}
-        wanted: list[tuple[str, Any]] = [(c, scalar[kind]()) for c, kind in _SCALAR_COLUMNS[name]]
+        have = set(table.schema.names)  # acl_read: not in a store written before session 12
+        wanted: list[tuple[str, Any]] = [(c, scalar[kind]()) for c, kind in _SCALAR_COLUMNS[name] if c in have]
         # PQ trains 256 centroids per sub-vector: on fewer rows LanceDB builds an index that holds
         # no rows and stays empty through later optimize() calls, so wait until it can train
         if rows >= max(self.ann_min_rows, _PQ_MIN_ROWS if self.ann_index == "ivf_pq" else 0):
@@ -992,7 +1028,7 @@ class LanceStore:
             query = at.query().nearest_to_text(BooleanQuery([(Occur.SHOULD, MatchQuery(t, "fts", boost=w)) for t, w in parts + more]))
         else:
             query = at.query().nearest_to_text(q, columns="fts")
-        tbl = _run(query.where(where_clause(filters, principal)).select(["image_id", "_score"]).limit(k).to_arrow())
+        tbl = _run(query.where(self._where(filters, principal)).select(["image_id", "_score"]).limit(k).to_arrow())
         ids, scores = tbl.column("image_id").to_pylist(), tbl.column("_score").to_pylist()
         return [RouteHit(image_id=i, score=float(sc)) for i, sc in zip(ids, scores, strict=True)]
 
@@ -1008,15 +1044,49 @@ class LanceStore:
     ) -> list[RegionHit]:
         if not self._ready():
             return []
-        kinds = "kind = 'tile'" if kind == "tile" else "kind IN ('block', 'lines', 'label')"
-        column = "tile_vec" if kind == "tile" else "text_vec"
+        kinds, column = _REGION_KINDS[kind], _REGION_VEC[kind]
         if image_ids is not None:  # the candidates' rows through the image_id B-tree, every one scored
             filters = filters.restricted_to(image_ids)
         tbl = self._vector_rows(
-            self._regions, vector, column, k, f"{kinds} AND {where_clause(filters, principal)}", list(_REGION_HIT_COLUMNS),
+            self._regions, vector, column, k, f"{kinds} AND {self._where(filters, principal)}", list(_REGION_HIT_COLUMNS),
             exact=image_ids is not None,
         )
         return _region_hits(tbl, [1.0 - d for d in tbl.column("_distance").to_pylist()])
+
+    @_fresh_reads
+    def knn_regions_together(
+        self,
+        routes: Sequence[tuple[Literal["tile", "text"], np.ndarray, int, Filters]],
+        principal: Principal,
+        image_ids: Sequence[str],
+    ) -> list[list[RegionHit]]:
+        """Two-stage region routes of one search (kind, vector, k, filters each), on the same
+        candidate pages, in one read: each route's hits as :meth:`knn_regions` with ``image_ids``
+        finds them (exact cosine over the candidates' regions of its kind, under its filters).
+
+        The routes of a search read the same pages' region rows (tile rows and text rows side by
+        side); one read of those row ranges with both vector columns, scored here per route, instead
+        of a read per route (docs/performance.md "session 12"). The conditions the routes share
+        filter the read; each route's own ones come back as a boolean column."""
+        if not routes:
+            return []
+        if not self._ready():
+            return [[] for _ in routes]
+        own: list[list[str]] = []
+        for kind, _v, _k, flt in routes:
+            own.append([_REGION_KINDS[kind], *_where_parts(flt.restricted_to(image_ids), principal, self._acl_read)])
+        shared = [c for c in own[0] if all(c in o for o in own[1:])]
+        masks = [" AND ".join(c for c in o if c not in shared) or "true" for o in own]
+        where = " AND ".join([*shared, "(" + " OR ".join(f"({m})" for m in masks) + ")"])
+        columns = sorted({_REGION_VEC[kind] for kind, *_ in routes})
+        select: dict[str, str] = {c: c for c in (*_REGION_HIT_COLUMNS, *columns)}
+        select.update({f"_route{i}": m for i, m in enumerate(masks)})
+        tbl = _run(self._regions._table.query().where(where).select(select).to_arrow())
+        out: list[list[RegionHit]] = []
+        for i, (kind, vector, k, _flt) in enumerate(routes):
+            rows, dist = _closest(tbl, f"_route{i}", _REGION_VEC[kind], vector, k)
+            out.append(_region_hits(tbl.take(pa.array(rows, pa.int64())).select(list(_REGION_HIT_COLUMNS)), [1.0 - float(d) for d in dist]))
+        return out
 
     @_fresh_reads
     def regions_of(self, image_ids: list[str]) -> list[RegionHit]:
@@ -1056,7 +1126,7 @@ class LanceStore:
                 backend=self.backend, images=0, documents=0, deleted=0, regions=0,
                 by_quality={}, by_format={}, version=None, spaces=self.spaces(),
             )
-        where = where_clause(Filters(), principal)
+        where = self._where(Filters(), principal)
         tbl = self._images.search().where(where).select(["doc_id", "quality", "record"]).limit(10_000_000).to_arrow()
         formats: Counter[str] = Counter()
         pii: Counter[str] = Counter()
@@ -1173,6 +1243,23 @@ class LanceStore:
 
 
 _REGION_HIT_COLUMNS = ("region_id", "image_id", "kind", "label", "bbox", "text", "pii_kinds")
+_REGION_KINDS = {"tile": "kind = 'tile'", "text": "kind IN ('block', 'lines', 'label')"}  # a region route's rows
+_REGION_VEC = {"tile": "tile_vec", "text": "text_vec"}  # and the vectors it scores
+
+
+def _closest(tbl: pa.Table, mask: str, column: str, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows of ``tbl`` where ``mask`` holds nearest ``vector`` by ``column`` (cosine),
+    nearest first: their row numbers and distances (1 - cos, float32, as LanceDB's flat search)."""
+    rows = np.flatnonzero(tbl.column(mask).to_numpy(zero_copy_only=False))
+    if not len(rows) or k <= 0:
+        return rows[:0], np.zeros(0, np.float32)
+    col = tbl.column(column).take(pa.array(rows)).combine_chunks()
+    vecs = col.values.to_numpy(zero_copy_only=False).reshape(len(rows), -1).astype(np.float32, copy=False)
+    q = np.asarray(vector, np.float32)
+    norms = np.linalg.norm(vecs, axis=1) * np.float32(np.linalg.norm(q))
+    dist = np.float32(1.0) - (vecs @ q) / np.where(norms > 0, norms, np.float32(1.0))
+    best = np.argsort(dist, kind="stable")[:k]
+    return rows[best], dist[best]
 
 
 def _region_hits(tbl: pa.Table, scores: list[float]) -> list[RegionHit]:

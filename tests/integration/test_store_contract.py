@@ -403,6 +403,36 @@ def test_knn_regions_two_stage_scores_only_the_given_pages_exactly(store: IndexS
         assert store.knn_regions(kind, q, 200, Filters(), OPERATOR, image_ids=[]) == []  # type: ignore[arg-type]
 
 
+def test_knn_regions_together_answers_as_each_route_apart(store: IndexStore) -> None:
+    """A store that reads a search's two-stage region routes together (LanceDB) gives each route
+    what its own knn_regions call gives: same hits, order and scores, under each route's filters
+    (the tile route's photo filter, the text route's none) and the principal's ACL."""
+    if not hasattr(store, "knn_regions_together"):
+        pytest.skip(f"{store.backend} reads each region route apart")
+    load(store, [
+        Spec(f"S{i}", tags=["odd"] if i % 2 else [], quality="photo" if i % 3 else "scanned", acl=["alice"] if i == 5 else [],
+             tiles=[(f"t{j}", (j, 0, j + 1, 1), rand_unit(IMG, 100 * i + j)) for j in range(3)],
+             blocks=[(f"b{j}", "block", (0, j, 5, j + 1), f"block {j}", rand_unit(TXT, 100 * i + 10 + j)) for j in range(2)])
+        for i in range(8)
+    ])
+    some = ["S6", "S1", "S4", "S5", "S2", "missing"]
+    qi, qt = rand_unit(IMG, 7), rand_unit(TXT, 8)
+    for principal in (OPERATOR, Principal(name="bob"), Principal(name="alice")):
+        for tile_f, text_f, k in ((Filters(quality=["photo"]), Filters(), 200), (Filters(), Filters(tags=["odd"]), 3),
+                                  (Filters(), Filters(), 200), (Filters(image_ids=["S4", "S5"]), Filters(), 200)):
+            together = store.knn_regions_together([("tile", qi, k, tile_f), ("text", qt, k, text_f)], principal, some)  # type: ignore[attr-defined]
+            apart = [store.knn_regions("tile", qi, k, tile_f, principal, image_ids=some),
+                     store.knn_regions("text", qt, k, text_f, principal, image_ids=some)]
+            for got, want in zip(together, apart, strict=True):
+                assert [h.region_id for h in got] == [h.region_id for h in want]
+                assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-6)
+                assert [h.model_dump(exclude={"score"}) for h in got] == [h.model_dump(exclude={"score"}) for h in want]
+            assert together[0] and together[1]
+    sees = {h.image_id for h in store.knn_regions_together([("tile", qi, 200, Filters())], Principal(name="bob"), some)[0]}  # type: ignore[attr-defined]
+    assert sees == {"S6", "S1", "S4", "S2"}  # S5 is alice's
+    assert store.knn_regions_together([("tile", qi, 200, Filters()), ("text", qt, 200, Filters())], OPERATOR, []) == [[], []]  # type: ignore[attr-defined]
+
+
 def test_write_replaces_a_pages_regions(store: IndexStore) -> None:
     load(store, [Spec("P", tiles=[(f"t{i}", (i, 0, i + 1, 1), unit(IMG, (i, 1))) for i in range(3)],
                       blocks=[("b0", "block", (0, 0, 5, 5), "old block", unit(TXT, (0, 1)))])])
@@ -1164,8 +1194,9 @@ def test_lance_ann_index_is_built_at_the_threshold_and_stays_exact_enough(tmp_pa
     # page vectors and both region vector columns (IVF_FLAT: exact distances in the probed partitions),
     # and the scalar columns every search filters on (the answers below must not change with them)
     assert indexed_columns(ann) == {"img_vec", "feat_vec", "text_vec", "tile_vec", "fts", "image_id", "deleted", "quality", "kind",
-                                    "date_tokens"}
+                                    "date_tokens", "acl_read"}
     assert {ix.index_type for t in (ann._images, ann._regions) for ix in t.list_indices() if ix.columns == ["date_tokens"]} == {"LabelList"}
+    assert {ix.index_type for t in (ann._images, ann._regions) for ix in t.list_indices() if ix.columns == ["acl_read"]} == {"LabelList"}
     assert {ix.index_type for ix in ann._regions.list_indices() if ix.columns == ["kind"]} == {"Bitmap"}
     assert {ix.index_type for ix in ann._images.list_indices() if ix.columns == ["image_id"]} == {"BTree"}
     region_ix = {tuple(ix.columns): ix.name for ix in ann._regions.list_indices() if ix.columns[0].endswith("_vec")}
@@ -1211,40 +1242,61 @@ def test_lance_ann_index_is_built_at_the_threshold_and_stays_exact_enough(tmp_pa
 
 def test_lance_scalar_indices_come_before_the_ann_threshold_and_change_no_answer(tmp_path: Path, monkeypatch: Any) -> None:
     """From _SCALAR_MIN_ROWS rows (below the ANN threshold) the filter columns get scalar indices;
-    filters, ACL, the record fetch and soft deletes answer exactly as without them."""
+    filters, ACL, the record fetch and soft deletes answer exactly as without them, and as a store
+    written before ``acl_read`` answers them with the old ACL clause."""
     from imgrag.indexing.stores import lance
-    from imgrag.indexing.stores.lance import LanceStore
+    from imgrag.indexing.stores.lance import LanceStore, where_clause
 
     monkeypatch.setattr(lance, "_SCALAR_MIN_ROWS", 30)
     specs = [Spec(f"p{i}", text=f"common page{i}", acl=["alice"] if i % 3 == 0 else [],
                   dates=[(date(2020 + i % 4, 1 + i % 12, 1 + i % 28), "day")] if i % 5 else []) for i in range(40)]
     plain, scalar = LanceStore(tmp_path / "plain", ann_min_rows=10**9), LanceStore(tmp_path / "scalar", ann_min_rows=10**9)
     monkeypatch.setattr(plain, "_ensure_ann", lambda name, table: None)  # the store as before: no scalar indices
-    for st in (plain, scalar):
+    # a store written before acl_read (session 12): tables without the column, the old ACL clause
+    old = LanceStore(tmp_path / "old", ann_min_rows=10**9)
+    old.ensure_spaces(SPACES)
+    for t in (old._images, old._regions):
+        t.drop_columns(["acl_read"])
+    old.close()
+    old = LanceStore(tmp_path / "old", ann_min_rows=10**9)
+    for st in (plain, scalar, old):
         load(st, specs)
         st.commit("index", {"indexed": 40})
         st.soft_delete(["p5"])
+    assert not old._acl_read and scalar._acl_read
+    for st in (plain, scalar, old):  # a metadata change rewrites acl_read too (old: writes without it)
+        st.update_metadata(["p1"], MetadataUpdate(acl=["alice"]))
+    assert "p1" not in scalar.get_many(["p1"], Principal(name="carol")) and "p1" in scalar.get_many(["p1"], Principal(name="alice"))
     columns = {c for t in (scalar._images, scalar._regions) for ix in t.list_indices() for c in ix.columns}
-    assert columns == {"fts", "image_id", "deleted", "quality", "kind", "date_tokens"}
+    assert columns == {"fts", "image_id", "deleted", "quality", "kind", "date_tokens", "acl_read"}
     assert {c for t in (plain._images, plain._regions) for ix in t.list_indices() for c in ix.columns} == {"fts"}
+    assert {c for t in (old._images, old._regions) for ix in t.list_indices() for c in ix.columns} == columns - {"acl_read"}
     alice = Principal(name="alice")
+    assert "acl_read" in where_clause(Filters(), alice, True) and "acl_read" not in where_clause(Filters(), alice)
+    some = [f"p{i}" for i in range(0, 40, 3)]
     ids = [f"p{i}" for i in range(0, 40, 2)]
     years = [Filters(), Filters(date_from=date(2021, 1, 1), date_to=date(2021, 12, 31)),
              Filters(date_from=date(2022, 3, 1), date_to=date(2023, 2, 15))]
     assert 0 < plain.count(OPERATOR, years[1]) < plain.count(OPERATOR, Filters())  # the date filter filters
-    for who, flt in ((w, f) for w in (OPERATOR, alice, Principal(name="carol")) for f in years):
-        assert sorted(scalar.get_many(ids, who)) == sorted(plain.get_many(ids, who))
-        assert scalar.count(who, flt) == plain.count(who, flt)
-        for kind, dim in (("tile", IMG), ("text", TXT)):
-            q = rand_unit(dim, 11)
-            want = [h.region_id for h in plain.knn_regions(kind, q, 10, flt, who)]  # type: ignore[arg-type]
-            assert [h.region_id for h in scalar.knn_regions(kind, q, 10, flt, who)] == want  # type: ignore[arg-type]
-        q = rand_unit(IMG, 12)
-        assert [h.image_id for h in scalar.knn("image", q, 10, flt, who)] == [h.image_id for h in plain.knn("image", q, 10, flt, who)]
-        assert [h.image_id for h in scalar.bm25("common", 50, flt, who)] == [h.image_id for h in plain.bm25("common", 50, flt, who)]
+    assert plain.count(Principal(name="carol"), Filters()) < plain.count(alice, Filters())  # the ACL filters
+    for st in (scalar, old):
+        for who, flt in ((w, f) for w in (OPERATOR, alice, Principal(name="carol"), Principal()) for f in years):
+            assert sorted(st.get_many(ids, who)) == sorted(plain.get_many(ids, who))
+            assert st.count(who, flt) == plain.count(who, flt)
+            for kind, dim in (("tile", IMG), ("text", TXT)):
+                q = rand_unit(dim, 11)
+                want = [h.region_id for h in plain.knn_regions(kind, q, 10, flt, who)]  # type: ignore[arg-type]
+                assert [h.region_id for h in st.knn_regions(kind, q, 10, flt, who)] == want  # type: ignore[arg-type]
+                want = [h.region_id for h in plain.knn_regions(kind, q, 10, flt, who, image_ids=some)]  # type: ignore[arg-type]
+                got = st.knn_regions_together([(kind, q, 10, flt)], who, some)[0]  # type: ignore[list-item]
+                assert [h.region_id for h in got] == want
+            q = rand_unit(IMG, 12)
+            assert [h.image_id for h in st.knn("image", q, 10, flt, who)] == [h.image_id for h in plain.knn("image", q, 10, flt, who)]
+            assert [h.image_id for h in st.bm25("common", 50, flt, who)] == [h.image_id for h in plain.bm25("common", 50, flt, who)]
     assert "p5" not in scalar.get_many(["p5"], OPERATOR)
     plain.close()
     scalar.close()
+    old.close()
 
 
 def test_lance_commit_merges_a_small_tables_files_and_changes_no_answer(tmp_path: Path, monkeypatch: Any) -> None:
