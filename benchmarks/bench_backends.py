@@ -528,9 +528,6 @@ def run_backend(
                     "tile", q.image, 200, photo, OPERATOR, image_ids=candidates(q))
                 routes[f"regions text, two-stage{label}"] = lambda q, st=st: st.knn_regions(  # type: ignore[misc]
                     "text", q.text_vec, 200, Filters(), OPERATOR, image_ids=candidates(q))
-                if getattr(st, "regions_together", False):  # both in one read, as the fused search runs them
-                    routes[f"regions tile + text, one read{label}"] = lambda q, st=st: st.knn_regions_together(  # type: ignore[misc]
-                        [("tile", q.image, 200, photo), ("text", q.text_vec, 200, Filters())], OPERATOR, candidates(q))
         for fn in routes.values():
             for q in queries[: args.warmup]:
                 fn(q)
@@ -644,8 +641,7 @@ def baseline_store(name: str, store: IndexStore, args: argparse.Namespace) -> tu
 
         ef, refine = (int(x) for x in args.ann_baseline.split("/"))
         return LanceStore(store.path, ann_min_rows=store.ann_min_rows, ann_index=store.ann_index,  # type: ignore[attr-defined]
-                          ann_ef=ef, ann_refine=refine, ann_ef_fixed=True,  # that ef on every index, as main had it
-                          regions_together=False), tag  # and a read per two-stage region route (main before session 12)
+                          ann_ef=ef, ann_refine=refine, ann_ef_fixed=True), tag  # that ef on every index, as main had it
     from imgrag.indexing.stores.elastic import ElasticStore
 
     page, region, msearch = es_baseline(args.es_baseline)
@@ -702,8 +698,7 @@ def main() -> None:
     ap.add_argument("--ann-baseline", default=None, metavar="EF/REFINE",
                     help="LanceDB: also run the fused search and page kNN with these page-kNN parameters "
                          "(ef on every index, not scaled by its partitions; main before 2026-12-05 s11: 400/1, "
-                         "before s9: 400/10) on the same index; that handle also reads each two-stage region route's rows "
-                         "apart, as main before s12 (s11's page kNN and region reads: 200/1 at 100k pages)")
+                         "before s9: 400/10) on the same index")
     ap.add_argument("--other-store", type=Path, default=None, metavar="DIR",
                     help="LanceDB: also run the fused search and the page kNN on this copy of the column's index "
                          "(e.g. <keep>/<n>-.../lancedb-sq copied and compacted with benchmarks/compact_store.py)")

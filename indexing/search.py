@@ -195,26 +195,6 @@ def two_stage_candidates(ranked: list[list[str]], cap: int) -> list[str]:
     return list(out)
 
 
-def _parts(batch: Future[tuple[list[Any], float]], names: list[str]) -> dict[str, Future[tuple[Any, float]]]:
-    """A future per name of one timed read that answers several (a list, in ``names``' order):
-    each gets its own answer and the whole read's time."""
-    out: dict[str, Future[tuple[Any, float]]] = {}
-    for i, n in enumerate(names):
-        part: Future[tuple[Any, float]] = Future()
-
-        def done(b: Future[tuple[list[Any], float]], i: int = i, part: Future[tuple[Any, float]] = part) -> None:
-            err = b.exception()
-            if err is not None:
-                part.set_exception(err)
-            else:
-                got, ms = b.result()
-                part.set_result((got[i], ms))
-
-        batch.add_done_callback(done)
-        out[n] = part
-    return out
-
-
 def _pool(threads: int) -> ThreadPoolExecutor:
     """One process-wide pool per size: the routes of every search (and every server thread) share
     it. A route never waits on another route, so a full pool only queues, it cannot deadlock."""
@@ -425,7 +405,22 @@ class Searcher:
             """Start these reads (one batch, or a route each) and time them; futures by name."""
             if not batched or len(reads) < 2:
                 return {n: run(lambda r=r: getattr(store, r.method)(*r.args)) for n, r in reads.items()}  # type: ignore[misc]
-            return _parts(run(lambda: store.read_many(list(reads.values()))), list(reads))  # type: ignore[attr-defined]
+            batch = run(lambda: store.read_many(list(reads.values())))  # type: ignore[attr-defined]
+            out: dict[str, Future[tuple[Any, float]]] = {}
+            for i, n in enumerate(reads):
+                part: Future[tuple[Any, float]] = Future()
+
+                def done(b: Future[tuple[list[Any], float]], i: int = i, part: Future[tuple[Any, float]] = part) -> None:
+                    err = b.exception()
+                    if err is not None:
+                        part.set_exception(err)
+                    else:
+                        got, ms = b.result()
+                        part.set_result((got[i], ms))
+
+                batch.add_done_callback(done)
+                out[n] = part
+            return out
 
         # Futures in the order the routes are fused (RRF sums floats: a fixed order, fixed scores).
         pages: dict[str, Future[tuple[list[RouteHit] | None, float]]] = {}
@@ -514,15 +509,8 @@ class Searcher:
             # Two-stage (a large index): the region routes score, exactly, only the regions of the
             # pages the page routes found, instead of an approximate search over every region.
             ids = two_stage_candidates(list(rec.ranked.values()), s.two_stage_candidates)
-            if len(staged) > 1 and getattr(store, "regions_together", False):
-                # one read of the candidates' region rows for every region route (LanceDB: the
-                # routes read the same row ranges); each route's timing is that read's
-                together = run(lambda: store.knn_regions_together(  # type: ignore[attr-defined]
-                    [(kind, qv, depth * 4, flt) for kind, qv, flt in staged.values()], principal, ids))
-                regions.update(_parts(together, list(staged)))
-            else:
-                reads = {name: Read("knn_regions", (kind, qv, depth * 4, flt, principal, ids)) for name, (kind, qv, flt) in staged.items()}
-                regions.update(run_reads(reads))  # type: ignore[arg-type]
+            reads = {name: Read("knn_regions", (kind, qv, depth * 4, flt, principal, ids)) for name, (kind, qv, flt) in staged.items()}
+            regions.update(run_reads(reads))  # type: ignore[arg-type]
         for name, rfut in regions.items():
             rhits, rec.timings[name] = rfut.result()
             rec.region_hits.extend(rhits)

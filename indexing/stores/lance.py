@@ -71,13 +71,14 @@ _ANN_COLUMNS = {IMAGES: ("img_vec", "feat_vec", "text_vec"), REGIONS: ("tile_vec
 # Filters stay exact: rows written after an index are scanned until optimize() folds them in.
 # The date filter (`array_has_any(date_tokens, ...)`) reads a label-list index: at 100k pages a year
 # filter scanned every row's tokens in each page route (a user's fused search with a year: 238 -> 168
-# CPU-ms, same results; docs/performance.md "Date filter index, LanceDB"). The ACL clause (`array_length(acl) =
-# 0 OR ...`) has no index that answers it whole and is still scanned.
+# CPU-ms, same results; docs/performance.md "Date filter index, LanceDB").
 # A user's searches filter on who may read a page: `array_length(acl) = 0 OR array_has_any(acl, ...)`
-# has no index that answers it whole, so it was scanned over every row in each route. Pages written
-# since session 12 also store ``acl_read``, their ACL or _PUBLIC where it is empty, and the filter is
-# one `array_has_any(acl_read, ['@public', ...])` on its label-list index. A store written before keeps
-# the old clause (no column is added to it; re-indexing into a new IMGRAG_HOME gets the new one).
+# has no index that answers it whole, so it was scanned over every row in each route. Tables made since
+# session 12 also store ``acl_read``, a page's ACL or _PUBLIC where it is empty, and the filter is one
+# `array_has_any(acl_read, ['@public', ...])` on its label-list index: at 100k pages a user's fused search
+# with a year 148-160 -> 100 CPU-ms, same results (docs/performance.md "ACL filter index, LanceDB"). A
+# store made before keeps the old clause (no column is added to it: at open that would rewrite a column
+# of every region row; a new IMGRAG_HOME indexed afresh gets it).
 _PUBLIC = "@public"  # no principal's name or group starts with "@" (Principal.tokens)
 _SCALAR_MIN_ROWS = 1_000
 _SCALAR_COLUMNS = {
@@ -192,11 +193,6 @@ def _lits(values: list[str]) -> str:
 def where_clause(filters: Filters, principal: Principal, acl_read: bool = False) -> str:
     """The SQL filter for one principal and one set of filters; shared by both tables. ``acl_read``:
     the tables have the ``acl_read`` column (see _PUBLIC)."""
-    return " AND ".join(_where_parts(filters, principal, acl_read))
-
-
-def _where_parts(filters: Filters, principal: Principal, acl_read: bool = False) -> list[str]:
-    """The conditions of :func:`where_clause`, each one SQL expression, all of them to hold."""
     parts = ["deleted = false"]
     if not principal.all_access:
         toks = principal.tokens()
@@ -226,7 +222,7 @@ def _where_parts(filters: Filters, principal: Principal, acl_read: bool = False)
         parts.append(f"has_pii = {'true' if filters.has_pii else 'false'}")
     if filters.image_ids is not None:
         parts.append(f"image_id IN ({_lits(filters.image_ids)})" if filters.image_ids else "false")
-    return parts
+    return " AND ".join(parts)
 
 
 def _filter_fields(rec: ImageRecord) -> dict[str, Any]:
@@ -306,7 +302,7 @@ class LanceStore:
     def __init__(
         self, path: Path, *, ann_min_rows: int = 10_000, ann_index: AnnIndex = "ivf_hnsw_sq",
         ann_ef: int = _ANN_EF, ann_refine: int = _ANN_REFINE, compact_fragments: int = COMPACT_FRAGMENTS,
-        ann_ef_fixed: bool = False, regions_together: bool = True,
+        ann_ef_fixed: bool = False,
     ) -> None:
         import lancedb
 
@@ -315,9 +311,6 @@ class LanceStore:
         self.ann_index = ann_index
         self.ann_ef, self.ann_refine = ann_ef, ann_refine
         self.ann_ef_fixed = ann_ef_fixed  # True: every index walked ``ann_ef`` wide, whatever its partitions (main before s11)
-        # True: a search's two-stage region routes read their candidates' rows once, together
-        # (knn_regions_together); False: a read per route, as before session 12
-        self.regions_together = regions_together
         self.compact_fragments = compact_fragments  # 0: big tables are never compacted by a commit
         self._pq: tuple[int, frozenset[str]] | None = None  # (pages table version, columns with an IVF_PQ index)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -1044,7 +1037,8 @@ class LanceStore:
     ) -> list[RegionHit]:
         if not self._ready():
             return []
-        kinds, column = _REGION_KINDS[kind], _REGION_VEC[kind]
+        kinds = "kind = 'tile'" if kind == "tile" else "kind IN ('block', 'lines', 'label')"
+        column = "tile_vec" if kind == "tile" else "text_vec"
         if image_ids is not None:  # the candidates' rows through the image_id B-tree, every one scored
             filters = filters.restricted_to(image_ids)
         tbl = self._vector_rows(
@@ -1052,41 +1046,6 @@ class LanceStore:
             exact=image_ids is not None,
         )
         return _region_hits(tbl, [1.0 - d for d in tbl.column("_distance").to_pylist()])
-
-    @_fresh_reads
-    def knn_regions_together(
-        self,
-        routes: Sequence[tuple[Literal["tile", "text"], np.ndarray, int, Filters]],
-        principal: Principal,
-        image_ids: Sequence[str],
-    ) -> list[list[RegionHit]]:
-        """Two-stage region routes of one search (kind, vector, k, filters each), on the same
-        candidate pages, in one read: each route's hits as :meth:`knn_regions` with ``image_ids``
-        finds them (exact cosine over the candidates' regions of its kind, under its filters).
-
-        The routes of a search read the same pages' region rows (tile rows and text rows side by
-        side); one read of those row ranges with both vector columns, scored here per route, instead
-        of a read per route (docs/performance.md "session 12"). The conditions the routes share
-        filter the read; each route's own ones come back as a boolean column."""
-        if not routes:
-            return []
-        if not self._ready():
-            return [[] for _ in routes]
-        own: list[list[str]] = []
-        for kind, _v, _k, flt in routes:
-            own.append([_REGION_KINDS[kind], *_where_parts(flt.restricted_to(image_ids), principal, self._acl_read)])
-        shared = [c for c in own[0] if all(c in o for o in own[1:])]
-        masks = [" AND ".join(c for c in o if c not in shared) or "true" for o in own]
-        where = " AND ".join([*shared, "(" + " OR ".join(f"({m})" for m in masks) + ")"])
-        columns = sorted({_REGION_VEC[kind] for kind, *_ in routes})
-        select: dict[str, str] = {c: c for c in (*_REGION_HIT_COLUMNS, *columns)}
-        select.update({f"_route{i}": m for i, m in enumerate(masks)})
-        tbl = _run(self._regions._table.query().where(where).select(select).to_arrow())
-        out: list[list[RegionHit]] = []
-        for i, (kind, vector, k, _flt) in enumerate(routes):
-            rows, dist = _closest(tbl, f"_route{i}", _REGION_VEC[kind], vector, k)
-            out.append(_region_hits(tbl.take(pa.array(rows, pa.int64())).select(list(_REGION_HIT_COLUMNS)), [1.0 - float(d) for d in dist]))
-        return out
 
     @_fresh_reads
     def regions_of(self, image_ids: list[str]) -> list[RegionHit]:
@@ -1243,23 +1202,6 @@ class LanceStore:
 
 
 _REGION_HIT_COLUMNS = ("region_id", "image_id", "kind", "label", "bbox", "text", "pii_kinds")
-_REGION_KINDS = {"tile": "kind = 'tile'", "text": "kind IN ('block', 'lines', 'label')"}  # a region route's rows
-_REGION_VEC = {"tile": "tile_vec", "text": "text_vec"}  # and the vectors it scores
-
-
-def _closest(tbl: pa.Table, mask: str, column: str, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` rows of ``tbl`` where ``mask`` holds nearest ``vector`` by ``column`` (cosine),
-    nearest first: their row numbers and distances (1 - cos, float32, as LanceDB's flat search)."""
-    rows = np.flatnonzero(tbl.column(mask).to_numpy(zero_copy_only=False))
-    if not len(rows) or k <= 0:
-        return rows[:0], np.zeros(0, np.float32)
-    col = tbl.column(column).take(pa.array(rows)).combine_chunks()
-    vecs = col.values.to_numpy(zero_copy_only=False).reshape(len(rows), -1).astype(np.float32, copy=False)
-    q = np.asarray(vector, np.float32)
-    norms = np.linalg.norm(vecs, axis=1) * np.float32(np.linalg.norm(q))
-    dist = np.float32(1.0) - (vecs @ q) / np.where(norms > 0, norms, np.float32(1.0))
-    best = np.argsort(dist, kind="stable")[:k]
-    return rows[best], dist[best]
 
 
 def _region_hits(tbl: pa.Table, scores: list[float]) -> list[RegionHit]:

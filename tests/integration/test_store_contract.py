@@ -403,36 +403,6 @@ def test_knn_regions_two_stage_scores_only_the_given_pages_exactly(store: IndexS
         assert store.knn_regions(kind, q, 200, Filters(), OPERATOR, image_ids=[]) == []  # type: ignore[arg-type]
 
 
-def test_knn_regions_together_answers_as_each_route_apart(store: IndexStore) -> None:
-    """A store that reads a search's two-stage region routes together (LanceDB) gives each route
-    what its own knn_regions call gives: same hits, order and scores, under each route's filters
-    (the tile route's photo filter, the text route's none) and the principal's ACL."""
-    if not hasattr(store, "knn_regions_together"):
-        pytest.skip(f"{store.backend} reads each region route apart")
-    load(store, [
-        Spec(f"S{i}", tags=["odd"] if i % 2 else [], quality="photo" if i % 3 else "scanned", acl=["alice"] if i == 5 else [],
-             tiles=[(f"t{j}", (j, 0, j + 1, 1), rand_unit(IMG, 100 * i + j)) for j in range(3)],
-             blocks=[(f"b{j}", "block", (0, j, 5, j + 1), f"block {j}", rand_unit(TXT, 100 * i + 10 + j)) for j in range(2)])
-        for i in range(8)
-    ])
-    some = ["S6", "S1", "S4", "S5", "S2", "missing"]
-    qi, qt = rand_unit(IMG, 7), rand_unit(TXT, 8)
-    for principal in (OPERATOR, Principal(name="bob"), Principal(name="alice")):
-        for tile_f, text_f, k in ((Filters(quality=["photo"]), Filters(), 200), (Filters(), Filters(tags=["odd"]), 3),
-                                  (Filters(), Filters(), 200), (Filters(image_ids=["S4", "S5"]), Filters(), 200)):
-            together = store.knn_regions_together([("tile", qi, k, tile_f), ("text", qt, k, text_f)], principal, some)  # type: ignore[attr-defined]
-            apart = [store.knn_regions("tile", qi, k, tile_f, principal, image_ids=some),
-                     store.knn_regions("text", qt, k, text_f, principal, image_ids=some)]
-            for got, want in zip(together, apart, strict=True):
-                assert [h.region_id for h in got] == [h.region_id for h in want]
-                assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-6)
-                assert [h.model_dump(exclude={"score"}) for h in got] == [h.model_dump(exclude={"score"}) for h in want]
-            assert together[0] and together[1]
-    sees = {h.image_id for h in store.knn_regions_together([("tile", qi, 200, Filters())], Principal(name="bob"), some)[0]}  # type: ignore[attr-defined]
-    assert sees == {"S6", "S1", "S4", "S2"}  # S5 is alice's
-    assert store.knn_regions_together([("tile", qi, 200, Filters()), ("text", qt, 200, Filters())], OPERATOR, []) == [[], []]  # type: ignore[attr-defined]
-
-
 def test_write_replaces_a_pages_regions(store: IndexStore) -> None:
     load(store, [Spec("P", tiles=[(f"t{i}", (i, 0, i + 1, 1), unit(IMG, (i, 1))) for i in range(3)],
                       blocks=[("b0", "block", (0, 0, 5, 5), "old block", unit(TXT, (0, 1)))])])
@@ -1288,8 +1258,7 @@ def test_lance_scalar_indices_come_before_the_ann_threshold_and_change_no_answer
                 want = [h.region_id for h in plain.knn_regions(kind, q, 10, flt, who)]  # type: ignore[arg-type]
                 assert [h.region_id for h in st.knn_regions(kind, q, 10, flt, who)] == want  # type: ignore[arg-type]
                 want = [h.region_id for h in plain.knn_regions(kind, q, 10, flt, who, image_ids=some)]  # type: ignore[arg-type]
-                got = st.knn_regions_together([(kind, q, 10, flt)], who, some)[0]  # type: ignore[list-item]
-                assert [h.region_id for h in got] == want
+                assert [h.region_id for h in st.knn_regions(kind, q, 10, flt, who, image_ids=some)] == want  # type: ignore[arg-type]
             q = rand_unit(IMG, 12)
             assert [h.image_id for h in st.knn("image", q, 10, flt, who)] == [h.image_id for h in plain.knn("image", q, 10, flt, who)]
             assert [h.image_id for h in st.bm25("common", 50, flt, who)] == [h.image_id for h in plain.bm25("common", 50, flt, who)]
