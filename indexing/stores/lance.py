@@ -76,7 +76,7 @@ _ANN_COLUMNS = {IMAGES: ("img_vec", "feat_vec", "text_vec"), REGIONS: ("tile_vec
 # has no index that answers it whole, so it was scanned over every row in each route. Tables made since
 # session 12 also store ``acl_read``, a page's ACL or _PUBLIC where it is empty, and the filter is one
 # `array_has_any(acl_read, ['@public', ...])` on its label-list index: at 100k pages a user's fused search
-# with a year 148-160 -> 100 CPU-ms, same results (docs/performance.md "ACL filter index, LanceDB"). A
+# with a year 148 -> 100 CPU-ms, same results (docs/performance.md "ACL filter index, ... session 12"). A
 # store made before keeps the old clause (no column is added to it: at open that would rewrite a column
 # of every region row; a new IMGRAG_HOME indexed afresh gets it).
 _PUBLIC = "@public"  # no principal's name or group starts with "@" (Principal.tokens)
