@@ -190,6 +190,15 @@ def _lits(values: list[str]) -> str:
     return ", ".join(_lit(v) for v in values)
 
 
+def _acl_read(acl: list[str]) -> list[str]:
+    """``acl_read`` of a page with this ACL: _PUBLIC where it is empty. An entry that is literally
+    _PUBLIC (an operator's ``--acl @public``) must not open the page to everyone: on Elasticsearch and on
+    stores without ``acl_read`` it is a token no principal holds, so it stays one here (escaped)."""
+    if not acl:
+        return [_PUBLIC]
+    return [f"@{a}" if a == _PUBLIC else a for a in acl]
+
+
 def where_clause(filters: Filters, principal: Principal, acl_read: bool = False) -> str:
     """The SQL filter for one principal and one set of filters; shared by both tables. ``acl_read``:
     the tables have the ``acl_read`` column (see _PUBLIC)."""
@@ -233,7 +242,7 @@ def _filter_fields(rec: ImageRecord) -> dict[str, Any]:
         "path": rec.path,
         "deleted": rec.deleted,
         "acl": rec.acl,
-        "acl_read": rec.acl or [_PUBLIC],
+        "acl_read": _acl_read(rec.acl),
         "quality": rec.quality,
         "tags": rec.tags,
         "meta_kv": meta_kv(rec),

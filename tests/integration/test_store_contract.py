@@ -504,6 +504,9 @@ ACL_CORPUS = [
     Spec("ali", text="common alice words", acl=["alice"]),
     Spec("leg", text="common legal words", acl=["legal"]),
     Spec("hr", text="common hr words", acl=["alice", "hr"]),
+    # an operator's literal `--acl @public`: a token no principal holds, not "everyone" (LanceDB's
+    # acl_read column marks public pages with that very word)
+    Spec("lit", text="common alice literal words", acl=["@public"]),
 ]
 PRINCIPALS: dict[str, tuple[Principal, set[str]]] = {
     "alice": (Principal(name="alice"), {"pub", "ali", "hr"}),
@@ -511,7 +514,7 @@ PRINCIPALS: dict[str, tuple[Principal, set[str]]] = {
     "carol": (Principal(name="carol"), {"pub"}),
     "anonymous": (Principal(), {"pub"}),
     "hr group": (Principal(name="dave", groups=["hr", "other"]), {"pub", "hr"}),
-    "operator": (OPERATOR, {"pub", "ali", "leg", "hr"}),
+    "operator": (OPERATOR, {"pub", "ali", "leg", "hr", "lit"}),
 }
 
 
@@ -534,7 +537,7 @@ def test_acl_inside_every_read(acl_store: IndexStore, who: str) -> None:
     assert store.stats(principal).images == len(expected)
     assert store.stats(principal).regions == 2 * len(expected)
     # a filter cannot widen what the ACL allows
-    assert store.count(principal, Filters(image_ids=["ali", "leg", "hr"])) == len(expected - {"pub"})
+    assert store.count(principal, Filters(image_ids=["ali", "leg", "hr", "lit"])) == len(expected - {"pub"})
     # the text of a hidden page does not leak through BM25
     assert {h.image_id for h in store.bm25("alice legal hr", 10, Filters(), principal)} == expected - {"pub"}
 
