@@ -10,12 +10,15 @@ of a few seconds: before each search the handle's short-lived caches (the live g
 Searcher's models and page count) are made stale, as a user typing a query after 5 s finds them
 (bench_backends.py's fused row, whose searches come ~20 routes apart, does too). Every column also
 counts the requests a search sends besides its searches (alias/mapping, ``_count``) and their time.
+A column ending in ``/after``  runs, untimed, the one-stage fused search of the same query right
+before each of its searches (as bench_backends.py's rotation puts heavy routes before the fused one).
 
     IMGRAG_ES_HEAP=4g IMGRAG_ES_PORT=9271 IMGRAG_ES_DATA=DIR/100000-seed0-dims384x1280x384-r15/es-data \\
         bash tests/elasticsearch.sh start
     python benchmarks/bench_es_profile.py DIR 100000 http://127.0.0.1:9271 15 800/800 10000/800
     python benchmarks/bench_es_profile.py DIR 100000 http://127.0.0.1:9271 15 10000/800/separate 10000/800/msearch
     python benchmarks/bench_es_profile.py DIR 100000 http://127.0.0.1:9271 40 10000/800 10000/800/idle
+    python benchmarks/bench_es_profile.py DIR 100000 http://127.0.0.1:9271 60 10000/800 10000/800/after
 
 The queries are bench_backends.py's (seed 0, the first 3 warm up), near the kept page vectors."""
 
@@ -68,8 +71,9 @@ def label(body: dict[str, Any]) -> str:
 stores = {}
 searchers = {}
 idle: set[str] = set()
+after: dict[str, Searcher] = {}  # column -> a one-stage searcher run before each of its searches
 for col in columns:
-    page, region, msearch = bb.es_baseline(col.removesuffix("/idle"))
+    page, region, msearch = bb.es_baseline(col.removesuffix("/idle").removesuffix("/after"))
     if col.endswith("/idle"):
         idle.add(col)
     st, close, _ = bb.open_backend("es-int8", wd, url, "int8_hnsw", prefix=prefix, keep=True)
@@ -109,6 +113,8 @@ for col in columns:
     transport.perform_request = perform
     stores[col] = (st, close)
     searchers[col] = Searcher(bb._BenchRuntime(st, img_q, txt_q, spaces, Settings(search_cache=0, two_stage_pages=1)))
+    if col.endswith("/after"):
+        after[col] = Searcher(bb._BenchRuntime(st, img_q, txt_q, spaces, Settings(search_cache=0, two_stage_pages=0)))
 
 segs = stores[columns[0]][0].es.cat.segments(index=f"{prefix}-*", format="json")
 print(f"n={n} segments {len(segs)} · load {os.getloadavg()[0]:.1f} · {time.strftime('%H:%M:%S', time.gmtime())} UTC", flush=True)
@@ -129,6 +135,11 @@ for qi, q in enumerate(queries[3 : 3 + nq]):
             sr._spaces = None
             if sr._pages is not None:
                 sr._pages = (sr._pages[0] - 60.0, sr._pages[1])
+        if col in after:
+            n_log = len(log)
+            after[col]._cache.data.clear()
+            after[col].search(SearchRequest(query=q.text, k=10), OPERATOR)
+            del log[n_log:]  # its requests are not the column's
         meta.clear()
         t = time.perf_counter()
         sr.search(SearchRequest(query=q.text, k=10), OPERATOR)
