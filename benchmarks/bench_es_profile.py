@@ -145,8 +145,6 @@ for qi, q in enumerate(queries[3 : 3 + nq]):
         sr.search(SearchRequest(query=q.text, k=10), OPERATOR)
         wall[col].append((time.perf_counter() - t) * 1000)
         metas[col].append((len(meta), sum(ms for _, ms in meta)))
-        if os.environ.get("BENCH_SHOW_META") and qi < 2:
-            print(col, meta)
 print(f"fused two-stage search, {nq} queries, interleaved (who goes first rotates); load now {os.getloadavg()[0]:.1f}")
 print(f"{'':38s}" + "".join(f"{c:>26s}" for c in columns))
 print(f"{'fused search p50 / p95 ms':38s}" + "".join(
