@@ -5,21 +5,28 @@ its round trip and the server's ``took``, beside the whole search's wall time, o
 two-stage search with those kNN candidates (``IMGRAG_ES_NUM_CANDIDATES`` /
 ``IMGRAG_ES_REGION_NUM_CANDIDATES``), interleaved query by query; ``PAGE/REGION/separate`` (or
 ``/msearch``) sets ``IMGRAG_ES_MSEARCH`` too: an ``_msearch`` round is one line (its round trip,
-and the slowest of its searches' ``took``).
+and the slowest of its searches' ``took``). A column ending in ``/idle`` searches as after a pause
+of a few seconds: before each search the handle's short-lived caches (the live generation, the
+Searcher's models and page count) are made stale, as a user typing a query after 5 s finds them
+(bench_backends.py's fused row, whose searches come ~20 routes apart, does too). Every column also
+counts the requests a search sends besides its searches (alias/mapping, ``_count``) and their time.
+A column ending in ``/after``  runs, untimed, the one-stage fused search of the same query right
+before each of its searches (as bench_backends.py's rotation puts heavy routes before the fused one).
 
     IMGRAG_ES_HEAP=4g IMGRAG_ES_PORT=9271 IMGRAG_ES_DATA=DIR/100000-seed0-dims384x1280x384-r15/es-data \\
         bash tests/elasticsearch.sh start
     python benchmarks/bench_es_profile.py DIR 100000 http://127.0.0.1:9271 15 800/800 10000/800
     python benchmarks/bench_es_profile.py DIR 100000 http://127.0.0.1:9271 15 10000/800/separate 10000/800/msearch
+    python benchmarks/bench_es_profile.py DIR 100000 http://127.0.0.1:9271 40 10000/800 10000/800/idle
+    python benchmarks/bench_es_profile.py DIR 100000 http://127.0.0.1:9271 60 10000/800 10000/800/after
 
-The queries are bench_backends.py's (seed 0, the first 3 warm up)."""
+The queries are bench_backends.py's (seed 0, the first 3 warm up), near the kept page vectors."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -38,13 +45,15 @@ nq = int(sys.argv[4]) if len(sys.argv) > 4 else 15
 columns = sys.argv[5:] or ["800/800", "10000/800"]
 wd = keep / f"{n}-seed0-dims384x1280x384-r15"
 corpus = bb.Corpus(n, (384, 1280, 384), 15, 0)
-queries = corpus.queries(20 + 3, 0)
+with np.load(wd / "page-vectors.npz") as z:  # the queries are drawn near pages, as bench_backends.py's
+    corpus.img[:], corpus.txt[:] = z["img"], z["txt"]  # (before session 12 they were noise: no pages loaded)
+queries = corpus.queries(max(nq, 20) + 3, 0)
 prefix = json.loads((wd / "es-int8.json").read_text())["prefix"]
 spaces = ModelSpaces(image="bench-joint", image_dim=384, feature="bench-feat", feature_dim=1280, text="bench-text", text_dim=384)
 img_q, txt_q = {q.text: q.image for q in queries}, {q.text: q.text_vec for q in queries}
 
 log: list[tuple[str, str, float, float]] = []  # column, request, round trip ms, took ms
-local = threading.local()
+meta: list[tuple[str, float]] = []  # requests that are not searches: (what, round trip ms)
 
 
 def label(body: dict[str, Any]) -> str:
@@ -61,8 +70,12 @@ def label(body: dict[str, Any]) -> str:
 
 stores = {}
 searchers = {}
+idle: set[str] = set()
+after: dict[str, Searcher] = {}  # column -> a one-stage searcher run before each of its searches
 for col in columns:
-    page, region, msearch = bb.es_baseline(col)
+    page, region, msearch = bb.es_baseline(col.removesuffix("/idle").removesuffix("/after"))
+    if col.endswith("/idle"):
+        idle.add(col)
     st, close, _ = bb.open_backend("es-int8", wd, url, "int8_hnsw", prefix=prefix, keep=True)
     update: dict[str, Any] = {"es_num_candidates": page, "es_region_num_candidates": region}
     if msearch is not None:
@@ -87,8 +100,21 @@ for col in columns:
         return res
 
     st._search, st._multi = timed, timed_multi
+    transport = st.es.transport
+
+    def perform(method: str, target: str, _perform: Any = transport.perform_request, **kw: Any) -> Any:
+        t = time.perf_counter()
+        res = _perform(method, target, **kw)
+        path = target.split("?")[0]
+        if not path.endswith(("/_search", "/_msearch")):
+            meta.append((f"{method} {path.rsplit('/', 1)[-1]}", (time.perf_counter() - t) * 1000))
+        return res
+
+    transport.perform_request = perform
     stores[col] = (st, close)
     searchers[col] = Searcher(bb._BenchRuntime(st, img_q, txt_q, spaces, Settings(search_cache=0, two_stage_pages=1)))
+    if col.endswith("/after"):
+        after[col] = Searcher(bb._BenchRuntime(st, img_q, txt_q, spaces, Settings(search_cache=0, two_stage_pages=0)))
 
 segs = stores[columns[0]][0].es.cat.segments(index=f"{prefix}-*", format="json")
 print(f"n={n} segments {len(segs)} · load {os.getloadavg()[0]:.1f} · {time.strftime('%H:%M:%S', time.gmtime())} UTC", flush=True)
@@ -97,18 +123,34 @@ for sr in searchers.values():
         sr.search(SearchRequest(query=q.text, k=10), OPERATOR)
 log.clear()
 wall: dict[str, list[float]] = defaultdict(list)
+metas: dict[str, list[tuple[int, float]]] = defaultdict(list)  # per search: requests, ms
 for qi, q in enumerate(queries[3 : 3 + nq]):
     order = list(searchers.items())
     # each query's first search meets colder caches than the ones after it: rotate who goes first
     for col, sr in order[qi % len(order) :] + order[: qi % len(order)]:
         sr._cache.data.clear()
+        if col in idle:  # as after a pause: what the next search re-reads is stale
+            st = stores[col][0]
+            st._live_cache = None
+            sr._spaces = None
+            if sr._pages is not None:
+                sr._pages = (sr._pages[0] - 60.0, sr._pages[1])
+        if col in after:
+            n_log = len(log)
+            after[col]._cache.data.clear()
+            after[col].search(SearchRequest(query=q.text, k=10), OPERATOR)
+            del log[n_log:]  # its requests are not the column's
+        meta.clear()
         t = time.perf_counter()
         sr.search(SearchRequest(query=q.text, k=10), OPERATOR)
         wall[col].append((time.perf_counter() - t) * 1000)
+        metas[col].append((len(meta), sum(ms for _, ms in meta)))
 print(f"fused two-stage search, {nq} queries, interleaved (who goes first rotates); load now {os.getloadavg()[0]:.1f}")
 print(f"{'':38s}" + "".join(f"{c:>26s}" for c in columns))
 print(f"{'fused search p50 / p95 ms':38s}" + "".join(
     f"{np.percentile(wall[c], 50):>14.1f} / {np.percentile(wall[c], 95):7.1f}  " for c in columns))
+print(f"{'other requests a search: n / ms, mean':38s}" + "".join(
+    f"{np.mean([m[0] for m in metas[c]]):>14.2f} / {np.mean([m[1] for m in metas[c]]):7.1f}  " for c in columns))
 names = sorted({r for _, r, _, _ in log})
 print(f"{'request: round trip / took p50 ms (n)':38s}")
 for name in names:

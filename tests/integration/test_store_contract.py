@@ -1935,3 +1935,38 @@ def test_es_purge_expunges_the_deleted_documents_from_the_segments(es_store: Any
         assert es_store.purge() == 1
     assert es_store.count(OPERATOR, Filters()) == 39
     assert any("still holds" in r.getMessage() for r in caplog.records) or deleted_docs() == 0
+
+
+def test_es_search_after_a_pause_reads_the_live_generation_once(es_store: Any, tmp_path: Path) -> None:
+    """Once the cached view of the live generation is stale (a pause of more than 2 s), a fused
+    search re-reads it with one request, whatever the number of its threads (it sent an alias and a
+    mapping request per thread and one more pair for the models' check), and the page count comes
+    off the search's path; a switch to another generation is seen at once."""
+    from imgrag.indexing.search import Searcher, SearchRequest
+
+    load(es_store, [Spec("A", text="alpha words"), Spec("B", text="alpha beta")])
+    sent: list[str] = []
+    transport = es_store.es.transport
+    perform = transport.perform_request
+
+    def logged(method: str, target: str, **kw: Any) -> Any:
+        sent.append(target.split("?")[0].rsplit("/", 1)[-1])
+        return perform(method, target, **kw)
+
+    transport.perform_request = logged
+    try:
+        searcher = Searcher(_runtime(es_store, tmp_path, search_threads=4, search_cache=0, two_stage_pages=1))
+        first = searcher.search(SearchRequest(query="alpha", k=5), OPERATOR)
+        for _ in range(2):
+            es_store._live_cache = None  # as after a pause
+            searcher._spaces = None
+            searcher._pages = (searcher._pages[0] - 60.0, searcher._pages[1])
+            sent.clear()
+            again = searcher.search(SearchRequest(query="alpha", k=5), OPERATOR)
+            assert again.model_dump(exclude={"timings_ms"}) == first.model_dump(exclude={"timings_ms"})
+            assert sent.count("_mapping") == 1 and "_alias" not in sent, sent
+    finally:
+        transport.perform_request = perform
+    es_store.start_generation(SPACES)
+    assert es_store._live()[0].endswith("-g000002") and es_store.spaces() == SPACES
+    assert es_store.count(OPERATOR, Filters()) == 0

@@ -3,6 +3,8 @@ second stage reads, and that below the threshold the region routes are called ex
 
 from __future__ import annotations
 
+import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -105,3 +107,65 @@ def test_region_routes_alone_have_no_first_stage() -> None:
                          text_embedder=_Embedder(), image_embedder=_Embedder())
     Searcher(rt).recall(SearchRequest(query="x", routes=["region_text"]), OPERATOR)  # type: ignore[arg-type]
     assert [ids for _, _, ids in store.region_calls] == [None]
+
+
+class _SlowCountStore(_Store):
+    """A store whose count, after the first, waits for the test to let it answer."""
+
+    def __init__(self, pages: int) -> None:
+        super().__init__(pages)
+        self.gate = threading.Event()
+        self.answered = threading.Event()
+
+    def count(self, principal: Principal, filters: Filters) -> int:
+        if self.counts:
+            assert self.gate.wait(10)
+        n = super().count(principal, filters)
+        if self.counts > 1:
+            self.answered.set()
+        return n
+
+    def get_many(self, image_ids: list[str], principal: Principal) -> dict[str, Any]:
+        return {}  # BM25's records, read while the query is embedded (on a pool of 2 threads)
+
+
+def test_the_page_count_is_re_read_off_the_search_path() -> None:
+    store = _SlowCountStore(9_999)
+    rt = SimpleNamespace(
+        settings=Settings(search_threads=2, image_route_quality=[], translate_query=False, two_stage_pages=10_000),
+        store=store, text_embedder=_Embedder(), image_embedder=_Embedder(),
+    )
+    searcher = Searcher(rt)  # type: ignore[arg-type]
+    searcher.recall(SearchRequest(query="payment terms"), OPERATOR)
+    assert store.counts == 1 and [ids for _, _, ids in store.region_calls] == [None, None]  # the first count is waited for
+    store.pages, store.region_calls = 10_000, []
+    searcher.recall(SearchRequest(query="payment terms"), OPERATOR)
+    assert store.counts == 1 and [ids for _, _, ids in store.region_calls] == [None, None]  # fresh: not read again
+    searcher._pages, store.region_calls = (searcher._pages[0] - 6.0, searcher._pages[1]), []  # type: ignore[index]
+    searcher.recall(SearchRequest(query="payment terms"), OPERATOR)  # returns while the count is held up
+    assert [ids for _, _, ids in store.region_calls] == [None, None]  # the stale count decided
+    store.gate.set()
+    assert store.answered.wait(10)
+    for _ in range(100):  # the pool thread stores it right after the store answered
+        if searcher._pages[1] == 10_000:  # type: ignore[index]
+            break
+        time.sleep(0.01)
+    store.region_calls = []
+    searcher.recall(SearchRequest(query="payment terms"), OPERATOR)
+    assert store.counts == 2 and all(ids is not None for _, _, ids in store.region_calls)
+
+
+def test_a_failed_re_read_keeps_the_last_count(caplog: pytest.LogCaptureFixture) -> None:
+    store = _Store(10_000)
+    rt = SimpleNamespace(settings=Settings(search_threads=1, image_route_quality=[], translate_query=False,
+                                           two_stage_pages=10_000),
+                         store=store, text_embedder=_Embedder(), image_embedder=_Embedder())
+    searcher = Searcher(rt)  # type: ignore[arg-type]
+    assert searcher._two_stage()
+
+    def broken(principal: Principal, filters: Filters) -> int:
+        raise ConnectionError("down")
+
+    store.count = broken  # type: ignore[method-assign]
+    searcher._pages = (searcher._pages[0] - 6.0, searcher._pages[1])  # type: ignore[index]
+    assert searcher._two_stage() and "could not re-read the page count" in caplog.text

@@ -198,6 +198,7 @@ class Connection:
     _writer_depth: int
     _bulk_pages: int  # pages written since the last commit (a large bulk load is force-merged)
     _live_cache: tuple[float, tuple[str, dict[str, Any]] | None] | None
+    _live_lock: threading.Lock
 
     # What the parts call on each other (defined in generations, versions and writes).
     if TYPE_CHECKING:

@@ -42,32 +42,41 @@ class Generations(Connection):
         return f"{self.alias}-g{n:06d}"
 
     def _generation(self) -> tuple[str, dict[str, Any]] | None:
-        """(index, imgrag _meta) of the live generation, or None before the first write."""
+        """(index, imgrag _meta) of the live generation, or None before the first write. One
+        request: the alias's mapping comes back keyed by the index behind it (alias, then mapping,
+        was two round trips, and every search after a pause paid them)."""
         from elasticsearch import NotFoundError
 
         try:
-            aliases = self.es.indices.get_alias(name=self.alias)
+            mapping = self.es.indices.get_mapping(index=self.alias)
         except NotFoundError:
             return None
-        names = sorted(aliases.body)
+        names = sorted(mapping.body)
+        if names == [self.alias]:
+            return None  # an index of that name, not an alias (``_check_alias`` says so)
         if len(names) != 1:
             raise ImgragError(
                 f"the alias {self.alias!r} points at {len(names)} indices ({', '.join(names)})",
                 "imgrag keeps exactly one generation live: fix the alias or use another IMGRAG_ES_INDEX_PREFIX",
             )
-        mapping = self.es.indices.get_mapping(index=names[0])
         meta = (mapping.body[names[0]]["mappings"].get("_meta") or {}).get("imgrag") or {}
         return names[0], meta
 
     def _live(self) -> tuple[str, dict[str, Any]] | None:
         """:meth:`_generation` cached for a moment: reads go through the alias anyway, so a stale
-        entry only delays noticing another process's model switch by ``_LIVE_TTL`` seconds."""
+        entry only delays noticing another process's model switch by ``_LIVE_TTL`` seconds. Once
+        it is stale, one thread reads it again and the search's other threads wait for that read
+        (they each sent their own before)."""
         cached = self._live_cache
         if cached is not None and cached[1] is not None and time.monotonic() - cached[0] < _LIVE_TTL:
             return cached[1]
-        info = self._generation()
-        self._live_cache = (time.monotonic(), info)
-        return info
+        with self._live_lock:
+            cached = self._live_cache
+            if cached is not None and cached[1] is not None and time.monotonic() - cached[0] < _LIVE_TTL:
+                return cached[1]  # another thread read it while this one waited
+            info = self._generation()
+            self._live_cache = (time.monotonic(), info)
+            return info
 
     def _require_generation(self) -> tuple[str, dict[str, Any]]:
         info = self._generation()
@@ -107,7 +116,12 @@ class Generations(Connection):
 
     @guard("read the index's models")
     def spaces(self) -> ModelSpaces | None:
-        info = self._generation()
+        """The live generation's models, as reads see them (:meth:`_live`: at most ``_LIVE_TTL``
+        seconds behind another process's switch; this process's own switch clears it)."""
+        return self._spaces_of(self._live())
+
+    @staticmethod
+    def _spaces_of(info: tuple[str, dict[str, Any]] | None) -> ModelSpaces | None:
         if info is None or "spaces" not in info[1]:
             return None
         return ModelSpaces.model_validate(info[1]["spaces"])
@@ -115,7 +129,7 @@ class Generations(Connection):
     @guard("create the index")
     def ensure_spaces(self, spaces: ModelSpaces) -> None:
         with self._lock:
-            current = self.spaces()
+            current = self._spaces_of(self._generation())  # fresh: this decides what to create
             if current is not None:
                 check_same_spaces(current, spaces, "IMGRAG_ES_INDEX_PREFIX")
                 self._upgrade_mapping()

@@ -34,6 +34,7 @@ class ElasticStore(Reads, Writes, Versions, Generations):
         self._writer_depth = 0
         self._bulk_pages = 0
         self._live_cache: tuple[float, tuple[str, dict[str, Any]] | None] | None = None
+        self._live_lock = threading.Lock()  # one refresh of _live_cache at a time
         self.es = client if client is not None else self._connect()
         self.server_version = self._check_server()
         self._check_alias()
