@@ -196,3 +196,54 @@ def test_an_empty_transfer_memory_is_the_shipped_one(monkeypatch: pytest.MonkeyP
     found" for the transfer embedder, and another eval index key; it is unset, like the LLM settings."""
     monkeypatch.setenv("IMGRAG_TRANSFER_MEMORY", "")
     assert get_settings().transfer_memory is None
+
+
+def _stopped(*args: object, **kwargs: object) -> object:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("args", "target", "says"),
+    [
+        (["eval", "retrieval", "--set", "contracts"], "imgrag.evals.runner.run_retrieval", "imgrag eval stopped before it wrote results"),
+        (["reembed", "--adapter", "a"], "imgrag.cli.align.facade", "what it changed is recorded as a version"),
+        (["align", "--pairs", "p.jsonl", "--out", "o"], "imgrag.cli.align.facade", "nothing was written to --out"),
+        (["stats"], "imgrag.cli.index.facade", "imgrag stats stopped before it finished"),
+    ],
+)
+def test_ctrl_c_of_any_command_says_so_in_one_line(monkeypatch: pytest.MonkeyPatch, args: list[str], target: str, says: str) -> None:
+    """typer 0.29 turns Ctrl-C into a silent exit 130: `imgrag eval`, `reembed` and `align` (minutes
+    long) stopped without a word about what they left behind."""
+    monkeypatch.setattr(target, _stopped)
+    result = CliRunner().invoke(app, args, prog_name="imgrag")
+    assert result.exit_code == 130, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("interrupted: ") and says in lines[-1], result.output
+
+
+def test_ctrl_c_of_the_real_process_says_so(tmp_path: Path) -> None:
+    """The real entry point and a real SIGINT, while `imgrag align` loads its models and embeds."""
+    import signal
+    import time
+
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), "red").save(tmp_path / "a.png")
+    (tmp_path / "p.jsonl").write_text('{"image": "a.png", "caption": "a red square"}\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMGRAG_")} | {"IMGRAG_HOME": str(tmp_path / "home")}
+    p = subprocess.Popen([sys.executable, "-m", "imgrag", "align", "--pairs", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "o")],
+                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stderr is not None
+        first = p.stderr.readline()  # "embedding the images of …": the models are loading
+        assert first.startswith("embedding the images"), first
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        _, rest = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, rest
+    lines = [ln for ln in rest.splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("interrupted: imgrag align stopped before it saved an adapter"), rest
+    assert not (tmp_path / "o").exists()
