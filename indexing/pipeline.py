@@ -26,7 +26,7 @@ from .detectors import detect_seals
 from .errors import BackendUnavailableError, ImgragError
 from .layout import analyze_layout, group_lines
 from .layout import preload as preload_layout
-from .links import LINK_KEYS, clear_caches, file_keys, norm_value, read_off, relink
+from .links import LINK_KEYS, awaiting_links, clear_caches, file_keys, norm_value, read_off, relink
 from .loader import BadFileError, Page, discover, iter_pages, outside_roots, shown_path
 from .models import BBox, OcrLine, QualityClass, VisualMark
 from .ocr import DetectsFirst, OcrEngine, detect_orientation, to_rgb_uint8
@@ -670,6 +670,10 @@ class Indexer:
                 summary.updated_ids.extend(unchanged_ids)
             summary.unchanged -= n
             link(unchanged_ids)  # their metadata may carry other link keys now
+        elif unchanged_ids:
+            # A run killed after writing a batch and before linking it left those pages unlinked;
+            # this run counts them unchanged: link the ones that still wait for it.
+            link(awaiting_links(store, unchanged_ids, opts.principal or OPERATOR))
 
     def index(
         self,
