@@ -21,7 +21,7 @@ def _toml_path() -> Path | None:
     explicit = os.environ.get("IMGRAG_CONFIG")
     if explicit:
         return Path(explicit)
-    for candidate in (Path("imgrag.toml"), Path(os.environ.get("IMGRAG_HOME", "~/.imgrag")).expanduser() / "imgrag.toml"):
+    for candidate in (Path("imgrag.toml"), Path(os.environ.get("IMGRAG_HOME", "").strip() or "~/.imgrag").expanduser() / "imgrag.toml"):
         if candidate.is_file():
             return candidate
     return None
@@ -310,11 +310,13 @@ class Settings(BaseSettings):
     debug: bool = Field(default=False, description="tracebacks for errors too, and Elasticsearch transport logs")
 
     @field_validator("llm", "llm_base_url", "llm_api_key", "llm_model", "vlm_model", "llm_max_tokens", "llm_timeout",
-                     "llm_verify", "debug", "transfer_memory", mode="before")
+                     "llm_verify", "debug", "transfer_memory", "home", "adapter", "paddle_model_dir", "es_ca_certs",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, v: object) -> object:
         """An empty variable (``OPENAI_BASE_URL=``) means unset, as it always has for these
-        (``IMGRAG_TRANSFER_MEMORY=``: the shipped memory, not a memory file named ``.``)."""
+        (``IMGRAG_TRANSFER_MEMORY=``: the shipped memory, not a memory file named ``.``; an empty
+        ``IMGRAG_HOME=`` in an env file: ``~/.imgrag``, not an index in whatever folder it runs in)."""
         if isinstance(v, str) and not v.strip():
             raise PydanticUseDefault()
         return v

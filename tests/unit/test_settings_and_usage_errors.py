@@ -247,3 +247,23 @@ def test_ctrl_c_of_the_real_process_says_so(tmp_path: Path) -> None:
     lines = [ln for ln in rest.splitlines() if ln.strip()]
     assert lines and lines[-1].startswith("interrupted: imgrag align stopped before it saved an adapter"), rest
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", ["HOME", "ADAPTER", "PADDLE_MODEL_DIR", "ES_CA_CERTS"])
+def test_an_empty_path_setting_is_unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """IMGRAG_HOME= (an env file's empty line) was Path('.'): the index was made in whatever folder the
+    command ran in; the other folder / file settings named '.' too."""
+    monkeypatch.setenv(f"IMGRAG_{name}", " ")
+    from imgrag.indexing.config import Settings
+
+    default = Settings.model_fields[name.lower()].default
+    assert getattr(get_settings(), name.lower()) == (default.expanduser() if name == "HOME" else default)
+
+
+def test_an_empty_imgrag_home_makes_no_index_in_the_working_folder(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMGRAG_")} | {"IMGRAG_HOME": "", "HOME": str(tmp_path)}
+    p = subprocess.run([sys.executable, "-m", "imgrag", "stats"], cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert not list(work.iterdir())
