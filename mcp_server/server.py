@@ -86,6 +86,7 @@ from .tools import (
     Enhance,
     ImageId,
     IndexAcl,
+    MAX_FAILED_SHOWN,
     IndexFailure,
     IndexImagesOutput,
     IndexMeta,
@@ -648,7 +649,8 @@ def build_server(
                 # and a caller never changes the ACL or metadata of pages they cannot read
                 opts = IndexOptions(meta=meta or None, tags=tags or None, acl=acl or None, principal=principal)
                 summary = app.index(paths, opts, progress=index_progress(app, principal, note))
-                failed = [IndexFailure(path=_shown(app, principal, f.path, f.path), reason=_shown(app, principal, f.path, f.reason)) for f in summary.failed]
+                failed = [IndexFailure(path=_shown(app, principal, f.path, f.path), reason=_shown(app, principal, f.path, f.reason))
+                          for f in summary.failed[:MAX_FAILED_SHOWN]]
                 return IndexImagesOutput(
                     indexed=summary.indexed,
                     unchanged=summary.unchanged,
@@ -656,6 +658,7 @@ def build_server(
                     replaced=summary.replaced,
                     updated_metadata=summary.updated_metadata,
                     failed=failed,
+                    failed_count=len(summary.failed),
                     seconds=summary.seconds,
                     version=summary.version,
                     image_ids=summary.indexed_ids[:200],

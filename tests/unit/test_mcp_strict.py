@@ -347,3 +347,33 @@ def test_discover_skips_links_out_of_the_roots(tmp_path: Path) -> None:
     assert not any("passwd" in p.path or "elsewhere" in p.path for p in problems)
     files, _ = discover([root], roots=None)  # the local operator: links are followed as before
     assert (elsewhere / "x.png").resolve() in files
+
+
+def test_index_images_lists_the_first_failures_and_counts_them_all(tmp_path: Path) -> None:
+    """index_images over a folder of 20,000 broken files answered only "the index_images result would
+    be 4,560,450 bytes, over the 1,000,000-byte limit ... ask for less: fewer hits" (real HTTP server),
+    after indexing what it could. The failures are listed up to MAX_FAILED_SHOWN and counted in full."""
+    import asyncio
+
+    from mcp import Client
+
+    from imgrag.mcp_server.auth import fixed_principal
+    from imgrag.mcp_server.server import build_server
+    from imgrag.mcp_server.tools import MAX_FAILED_SHOWN
+
+    root = tmp_path / "root"
+    (root / "junk").mkdir(parents=True)
+    for i in range(MAX_FAILED_SHOWN + 50):
+        (root / "junk" / f"e{i:04d}.png").write_bytes(b"")
+    app = Imgrag(Settings(home=tmp_path / "home"), index_roots=[root.resolve()])
+    mcp = build_server(app, fixed_principal(Principal(name="alice", groups=[])), allow_write=True)
+
+    async def call() -> Any:
+        async with Client(mcp) as c:
+            return await c.call_tool("index_images", {"paths": ["junk"]})
+
+    r = asyncio.run(call())
+    assert not r.is_error, r.content[0].text
+    out = r.structured_content
+    assert out["failed_count"] == MAX_FAILED_SHOWN + 50 and len(out["failed"]) == MAX_FAILED_SHOWN
+    assert out["failed"][0] == {"path": "junk/e0000.png", "reason": out["failed"][0]["reason"]} and "empty file" in out["failed"][0]["reason"]
