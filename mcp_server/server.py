@@ -64,6 +64,7 @@ from imgrag.indexing.limits import (
     THUMB_SIDE,
     PayloadBudget,
 )
+from imgrag.indexing.loader import shown_path
 from imgrag.indexing.models import OcrLine
 from imgrag.indexing.pipeline import IndexOptions
 from imgrag.indexing.search import SearchRequest
@@ -259,6 +260,8 @@ def _bbox(b: Any) -> str:
 
 # -- short text renderings, for clients that only pass `content` to the model -------------------
 def render_search(o: SearchImagesOutput) -> str:
+    # file names print escaped (shown_path): a name holding a newline forged a hit line of its own,
+    # one holding an escape sequence reached the client's terminal as it is
     note = f"Note: {o.note}." if o.note else ""
     if not o.hits:
         return " ".join(filter(None, [f"No hits for {o.query!r}." if o.query else "No hits.", note]))
@@ -266,9 +269,9 @@ def render_search(o: SearchImagesOutput) -> str:
     for i, h in enumerate(o.hits, o.offset + 1):
         where = f" region {h.region.kind} {_bbox(h.region.bbox)}" if h.region else ""
         lines.append(
-            f"{i}. image_id={h.image_id} score={h.score:.4f} {h.file} p{h.page}/{h.n_pages} {h.width}x{h.height} "
+            f"{i}. image_id={h.image_id} score={h.score:.4f} {shown_path(h.file)} p{h.page}/{h.n_pages} {h.width}x{h.height} "
             f"{h.quality}{where}" + (f'\n   "{h.snippet[:200]}"' if h.snippet else "")
-            + "".join(f"\n   linked {ln.kind} image_id={ln.image_id} {ln.file} p{ln.page} ({ln.why})" for ln in h.links[:5])
+            + "".join(f"\n   linked {ln.kind} image_id={ln.image_id} {shown_path(ln.file)} p{ln.page} ({shown_path(ln.why)})" for ln in h.links[:5])
         )
     if o.thumbnail_ids:
         lines.append(f"Thumbnails attached in order for: {', '.join(o.thumbnail_ids)}")
