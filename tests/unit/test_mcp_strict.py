@@ -355,11 +355,8 @@ def test_index_images_lists_the_first_failures_and_counts_them_all(tmp_path: Pat
     after indexing what it could. The failures are listed up to MAX_FAILED_SHOWN and counted in full."""
     import asyncio
 
-    from mcp import Client
-
-    from imgrag.mcp_server.auth import fixed_principal
-    from imgrag.mcp_server.server import build_server
     from imgrag.mcp_server.tools import MAX_FAILED_SHOWN
+    from mcp import Client
 
     root = tmp_path / "root"
     (root / "junk").mkdir(parents=True)
