@@ -117,7 +117,8 @@ class Settings(BaseSettings):
         "documents) before it returns and leaves the server to finish it (searches are correct meanwhile; 0: never wait)")
     es_merge_min_pages: int = Field(
         default=10_000, ge=1, description="pages one write operation must have written before it force-merges")
-    es_shards: int = Field(default=1, ge=1, description="primary shards of each new index generation")
+    # le: Elasticsearch refuses more than 1024 shards, but only when the first index is created
+    es_shards: int = Field(default=1, ge=1, le=1024, description="primary shards of each new index generation (at most 1024)")
     es_replicas: int | None = Field(default=None, ge=0, description="replicas of new indices; unset: the cluster default")
     es_request_timeout: float = Field(default=30.0, gt=0, le=86_400, description="seconds per Elasticsearch request (at most a day)")
     es_max_retries: int = Field(default=5, ge=0, description="retries with backoff on connection errors, 429 and 5xx")

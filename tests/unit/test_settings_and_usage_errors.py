@@ -39,6 +39,7 @@ def clean_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         ("MAX_K", "99999999999999999999999", "less than or equal to 10000"),  # reached LanceDB as a C integer
         ("LLM_TIMEOUT", "1e23", "less than or equal to 86400"),  # beyond time_t: OverflowError at the first call
         ("ES_REQUEST_TIMEOUT", "1e23", "less than or equal to 86400"),
+        ("ES_SHARDS", "5000", "less than or equal to 1024"),  # refused by Elasticsearch only at the first write
         ("MAX_PIXELS", "-1", "greater than or equal to 1"),
         ("MAX_FILE_MB", "-1", "greater than or equal to 1"),
         ("MAX_PAGES", "0", "greater than or equal to 1"),
