@@ -211,9 +211,37 @@ INDEX_KEYS_IF_SET: dict[str, object] = {"image_backbone": "lite0", "image_framin
                                         "transfer_memory": None}  # the memory also chooses transfer's framing
 
 
-def index_key(settings: Settings) -> str:
-    data = {k: str(getattr(settings, k)) for k in INDEX_KEYS}
-    data |= {k: str(getattr(settings, k)) for k, default in INDEX_KEYS_IF_SET.items() if getattr(settings, k) != default}
+# Settings naming a file (or folder) whose *content* makes the index: keyed by what the files hold,
+# so a memory or adapter rebuilt in place gets its own index, and ./m.npz and /abs/m.npz share one.
+KEYED_BY_CONTENT: dict[str, tuple[str, ...]] = {"transfer_memory": ("", ".json"),  # the .npz and its .json
+                                                "adapter": ("adapter.safetensors", "adapter.json")}
+
+
+def _content(path: object, parts: tuple[str, ...]) -> str:
+    """``sha256:<hex>`` of the named files' bytes; the path as given when they cannot be read (the
+    run then stops on the setting with its own one-line error)."""
+    p = Path(str(path)).expanduser()
+    h = hashlib.sha256()
+    try:
+        for part in parts:
+            f = p / part if part and not part.startswith(".") else (p.with_suffix(part) if part else p)
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    except OSError:
+        return str(path)
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def index_key(settings: Settings, *, by_path: bool = False) -> str:
+    """The eval index's key: a hash of the settings that change what is stored. ``by_path``: the
+    key sessions before 12 used (file-valued settings by their path), to find their indexes."""
+    def value(k: str) -> str:
+        v = getattr(settings, k)
+        return _content(v, KEYED_BY_CONTENT[k]) if k in KEYED_BY_CONTENT and v is not None and not by_path else str(v)
+
+    data = {k: value(k) for k in INDEX_KEYS}
+    data |= {k: value(k) for k, default in INDEX_KEYS_IF_SET.items() if getattr(settings, k) != default}
     if settings.backend == "elasticsearch":
         data["es_url"] = settings.es_url
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
@@ -226,6 +254,11 @@ def eval_settings(base: Settings, prepared: PreparedSet) -> Settings:
         return base
     key = index_key(base)
     home = prepared.root / f"index-{key}"
+    legacy = prepared.root / f"index-{index_key(base, by_path=True)}"
+    if base.backend == "lancedb" and legacy != home and legacy.is_dir() and not home.exists():
+        # an index keyed by the file's path (before session 12): reused once under the content key;
+        # if the file changed since it was built, ensure_indexed sees other model spaces and rebuilds
+        legacy.rename(home)
     upd: dict[str, Any] = {"home": home}
     if base.backend == "elasticsearch":
         # the root's name ("docqa-<hash>"): sets that share a corpus (natural-*) share its index

@@ -21,7 +21,7 @@ def _toml_path() -> Path | None:
     explicit = os.environ.get("IMGRAG_CONFIG")
     if explicit:
         return Path(explicit)
-    for candidate in (Path("imgrag.toml"), Path(os.environ.get("IMGRAG_HOME", "~/.imgrag")).expanduser() / "imgrag.toml"):
+    for candidate in (Path("imgrag.toml"), Path(os.environ.get("IMGRAG_HOME", "").strip() or "~/.imgrag").expanduser() / "imgrag.toml"):
         if candidate.is_file():
             return candidate
     return None
@@ -117,9 +117,10 @@ class Settings(BaseSettings):
         "documents) before it returns and leaves the server to finish it (searches are correct meanwhile; 0: never wait)")
     es_merge_min_pages: int = Field(
         default=10_000, ge=1, description="pages one write operation must have written before it force-merges")
-    es_shards: int = Field(default=1, ge=1, description="primary shards of each new index generation")
+    # le: Elasticsearch refuses more than 1024 shards, but only when the first index is created
+    es_shards: int = Field(default=1, ge=1, le=1024, description="primary shards of each new index generation (at most 1024)")
     es_replicas: int | None = Field(default=None, ge=0, description="replicas of new indices; unset: the cluster default")
-    es_request_timeout: float = Field(default=30.0, gt=0, description="seconds per Elasticsearch request")
+    es_request_timeout: float = Field(default=30.0, gt=0, le=86_400, description="seconds per Elasticsearch request (at most a day)")
     es_max_retries: int = Field(default=5, ge=0, description="retries with backoff on connection errors, 429 and 5xx")
     es_bulk_docs: int = Field(default=200, ge=1, le=10_000, description="pages per bulk request")
     es_region_hits: int = Field(default=3, ge=1, le=100, description="regions returned per image by region kNN")
@@ -221,7 +222,9 @@ class Settings(BaseSettings):
         default=0.95, ge=0,
         description="a page linked to a hit (an X-ray's report, a photo's SOP) scores this share of the hit's score on top of its own; 0: links are not followed",
     )
-    max_k: int = Field(default=100, ge=1, description="the most hits one search may ask for")
+    # le: k reaches LanceDB and Elasticsearch as a C integer (and ES caps k at 10,000): IMGRAG_MAX_K=1e23 let
+    # `search -k 1000000000000` end in an OverflowError traceback
+    max_k: int = Field(default=100, ge=1, le=10_000, description="the most hits one search may ask for (at most 10000)")
     search_threads: int = Field(
         default=4, ge=1, le=32,
         description="threads one search runs its independent routes on at once (full text, vectors, regions); 1: one after the other",
@@ -305,16 +308,19 @@ class Settings(BaseSettings):
     llm_model: str | None = Field(default=None, description="chat model; unset: the first the endpoint lists")
     vlm_model: str | None = Field(default=None, description="vision model shown crops of the best regions; unset: none")
     llm_max_tokens: int = Field(default=700, ge=16, description="completion cap per LLM call")
-    llm_timeout: float = Field(default=300.0, gt=0, description="seconds to wait for one LLM reply")
+    # le: a socket timeout beyond the platform's time_t (1e23) was an OverflowError traceback at the first call
+    llm_timeout: float = Field(default=300.0, gt=0, le=86_400, description="seconds to wait for one LLM reply (at most a day)")
     llm_verify: bool = Field(default=True, description="ask the LLM whether each claim is supported by its snippets")
     debug: bool = Field(default=False, description="tracebacks for errors too, and Elasticsearch transport logs")
 
     @field_validator("llm", "llm_base_url", "llm_api_key", "llm_model", "vlm_model", "llm_max_tokens", "llm_timeout",
-                     "llm_verify", "debug", "transfer_memory", mode="before")
+                     "llm_verify", "debug", "transfer_memory", "home", "adapter", "paddle_model_dir", "es_ca_certs",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, v: object) -> object:
         """An empty variable (``OPENAI_BASE_URL=``) means unset, as it always has for these
-        (``IMGRAG_TRANSFER_MEMORY=``: the shipped memory, not a memory file named ``.``)."""
+        (``IMGRAG_TRANSFER_MEMORY=``: the shipped memory, not a memory file named ``.``; an empty
+        ``IMGRAG_HOME=`` in an env file: ``~/.imgrag``, not an index in whatever folder it runs in)."""
         if isinstance(v, str) and not v.strip():
             raise PydanticUseDefault()
         return v

@@ -287,10 +287,36 @@ def relink(store: IndexStore, image_ids: list[str], principal: Principal) -> int
         if links != affected[image_id].links:
             by_links.setdefault(json.dumps([ln.model_dump() for ln in links]), []).append(image_id)
     changed = 0
-    for payload, ids in by_links.items():
-        links = [Link.model_validate(d) for d in json.loads(payload)]
-        changed += store.update_metadata(ids, MetadataUpdate(links=links))
+    # Partners first, the pages asked for last: a run killed in between leaves those pages without
+    # links, which is what the next run looks for (:func:`awaiting_links`) to link them again.
+    for last in (False, True):
+        for payload, ids in by_links.items():
+            ids = [i for i in ids if (i in touched) == last]
+            if ids:
+                links = [Link.model_validate(d) for d in json.loads(payload)]
+                changed += store.update_metadata(ids, MetadataUpdate(links=links))
     return changed
+
+
+def awaiting_links(store: IndexStore, image_ids: list[str], principal: Principal, chunk: int = 1000) -> list[str]:
+    """Of these (unchanged, already indexed) pages, those that have no link yet but a key another
+    page may share: a run killed between writing a batch and linking it left them so. Pages without
+    a key (most photos and scans) cost one read and nothing more."""
+    out: list[str] = []
+    for start in range(0, len(image_ids), chunk):
+        for rec in store.get_many(image_ids[start:start + chunk], principal).values():
+            if rec.links:
+                continue
+            for key, value in keys_of(rec):
+                if key != "stem":
+                    out.append(rec.image_id)
+                    break
+                folder, _, stem = value.rpartition("/")
+                on_disk = _stems_in(folder)
+                if on_disk is None or on_disk.get(stem, 0) >= 2:
+                    out.append(rec.image_id)
+                    break
+    return out
 
 
 def visible_links(store: IndexStore, recs: Iterable[ImageRecord], principal: Principal) -> dict[str, list[LinkedItem]]:

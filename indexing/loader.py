@@ -201,6 +201,14 @@ def discover(paths: Iterable[str | Path], roots: Sequence[Path] | None = None) -
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
+    if img.mode.startswith("I") or img.mode == "F":
+        # 16-bit, 32-bit and float greys (scanners, microscopes, TIFF exports): PIL's conversion
+        # clips every value above 255 to white (and floats in [0, 1] to black), so a 16-bit scan
+        # was indexed as a blank page. Stretched from its own range to 8 bits instead.
+        a = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        grey = ((a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)).round().astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
     if img.mode in ("RGBA", "LA", "P", "PA"):
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -64,6 +64,7 @@ from imgrag.indexing.limits import (
     THUMB_SIDE,
     PayloadBudget,
 )
+from imgrag.indexing.loader import shown_path
 from imgrag.indexing.models import OcrLine
 from imgrag.indexing.pipeline import IndexOptions
 from imgrag.indexing.search import SearchRequest
@@ -86,6 +87,7 @@ from .tools import (
     Enhance,
     ImageId,
     IndexAcl,
+    MAX_FAILED_SHOWN,
     IndexFailure,
     IndexImagesOutput,
     IndexMeta,
@@ -258,6 +260,8 @@ def _bbox(b: Any) -> str:
 
 # -- short text renderings, for clients that only pass `content` to the model -------------------
 def render_search(o: SearchImagesOutput) -> str:
+    # file names print escaped (shown_path): a name holding a newline forged a hit line of its own,
+    # one holding an escape sequence reached the client's terminal as it is
     note = f"Note: {o.note}." if o.note else ""
     if not o.hits:
         return " ".join(filter(None, [f"No hits for {o.query!r}." if o.query else "No hits.", note]))
@@ -265,9 +269,9 @@ def render_search(o: SearchImagesOutput) -> str:
     for i, h in enumerate(o.hits, o.offset + 1):
         where = f" region {h.region.kind} {_bbox(h.region.bbox)}" if h.region else ""
         lines.append(
-            f"{i}. image_id={h.image_id} score={h.score:.4f} {h.file} p{h.page}/{h.n_pages} {h.width}x{h.height} "
+            f"{i}. image_id={h.image_id} score={h.score:.4f} {shown_path(h.file)} p{h.page}/{h.n_pages} {h.width}x{h.height} "
             f"{h.quality}{where}" + (f'\n   "{h.snippet[:200]}"' if h.snippet else "")
-            + "".join(f"\n   linked {ln.kind} image_id={ln.image_id} {ln.file} p{ln.page} ({ln.why})" for ln in h.links[:5])
+            + "".join(f"\n   linked {ln.kind} image_id={ln.image_id} {shown_path(ln.file)} p{ln.page} ({shown_path(ln.why)})" for ln in h.links[:5])
         )
     if o.thumbnail_ids:
         lines.append(f"Thumbnails attached in order for: {', '.join(o.thumbnail_ids)}")
@@ -648,7 +652,8 @@ def build_server(
                 # and a caller never changes the ACL or metadata of pages they cannot read
                 opts = IndexOptions(meta=meta or None, tags=tags or None, acl=acl or None, principal=principal)
                 summary = app.index(paths, opts, progress=index_progress(app, principal, note))
-                failed = [IndexFailure(path=_shown(app, principal, f.path, f.path), reason=_shown(app, principal, f.path, f.reason)) for f in summary.failed]
+                failed = [IndexFailure(path=_shown(app, principal, f.path, f.path), reason=_shown(app, principal, f.path, f.reason))
+                          for f in summary.failed[:MAX_FAILED_SHOWN]]
                 return IndexImagesOutput(
                     indexed=summary.indexed,
                     unchanged=summary.unchanged,
@@ -656,6 +661,7 @@ def build_server(
                     replaced=summary.replaced,
                     updated_metadata=summary.updated_metadata,
                     failed=failed,
+                    failed_count=len(summary.failed),
                     seconds=summary.seconds,
                     version=summary.version,
                     image_ids=summary.indexed_ids[:200],

@@ -324,6 +324,11 @@ IndexAcl = Annotated[
 IndexTags = Annotated[list[Label], Field(max_length=MAX_TAGS, description="tags stored with every page")]
 
 
+# One call over a folder of 20,000 broken files listed 4.5 MB of failures: over the HTTP response
+# budget, so the call answered only an error (after indexing what it could). image_ids: the same cap.
+MAX_FAILED_SHOWN = 200
+
+
 class IndexFailure(BaseModel):
     path: str = Field(description="the file (relative to the index root) or file#page=N that was not indexed")
     reason: str = Field(description="why, and what to do about it")
@@ -335,7 +340,8 @@ class IndexImagesOutput(BaseModel):
     duplicates: int = Field(description="pages whose content you can already see indexed from another file")
     replaced: int = Field(description="pages of edited files whose old version this call replaced")
     updated_metadata: int = Field(default=0, description="unchanged pages whose acl / meta / tags this call replaced (only pages the caller can read)")
-    failed: list[IndexFailure] = Field(description="files or pages not indexed, with reasons")
+    failed: list[IndexFailure] = Field(description=f"files or pages not indexed, with reasons (the first {MAX_FAILED_SHOWN})")
+    failed_count: int = Field(default=0, description="how many files or pages were not indexed in all")
     seconds: float = Field(description="time the call took")
     version: int | None = Field(description="the index version this call created; null if it changed nothing")
     image_ids: list[str] = Field(description="ids of the pages indexed in this call (first 200)")

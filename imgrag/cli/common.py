@@ -44,6 +44,29 @@ class OneLineErrors(TyperGroup):
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
 
+    def invoke(self, ctx: Any) -> Any:
+        # typer turns a KeyboardInterrupt into a silent exit 130 (its main catches it before ours):
+        # a long command stopped by Ctrl-C (or SIGTERM where a command treats it so) says in one
+        # line what it left behind. `imgrag index` prints its own line (pages kept) before this.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            command = ctx.invoked_subcommand or ""
+            err.print(f"interrupted: {INTERRUPTED.get(command, 'imgrag ' + command + ' stopped before it finished')}",
+                      highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
+
+
+# What an interrupted command leaves behind, by command (see docs/robustness.md); the others only read.
+INTERRUPTED: dict[str, str] = {
+    "eval": "imgrag eval stopped before it wrote results — the pages its index run wrote stay in the set's "
+            "eval index (recorded as a version), and the same command run again indexes only the rest",
+    "reembed": "imgrag reembed stopped before it finished — what it changed is recorded as a version "
+               "(`imgrag versions`); run the same command again to finish the switch, or `imgrag rollback` to undo it",
+    "align": "imgrag align stopped before it saved an adapter — nothing was written to --out; run it again "
+             "(a smaller --epochs stops sooner)",
+}
+
 
 app = typer.Typer(
     name="imgrag",

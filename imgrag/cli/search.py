@@ -48,14 +48,17 @@ def search(
     if not result.hits:
         out.print("no hits")
         return
+    from imgrag.indexing.loader import shown_path
+
     table = Table(show_lines=False, header_style="bold")
     linked = any(h.links for h in result.hits)
     for col in ("#", "score", "image id", "file", "page", "snippet", "region", *(["linked"] if linked else [])):
         table.add_column(col, overflow="fold")
     for i, h in enumerate(result.hits, 1):
         region = ",".join(f"{v:.0f}" for v in h.region.bbox) if h.region else ""
-        links = "; ".join(f"{ln.file} ({ln.why})" for ln in h.links[:3]) + (f"; +{len(h.links) - 3}" if len(h.links) > 3 else "")
-        table.add_row(str(i), f"{h.score:.4f}", h.image_id, Path(h.path).name, str(h.page), h.snippet[:80], region, *([links] if linked else []))
+        links = "; ".join(f"{shown_path(ln.file)} ({shown_path(ln.why)})" for ln in h.links[:3]) + (f"; +{len(h.links) - 3}" if len(h.links) > 3 else "")
+        # a name's escape sequences and newlines print as text, not to the terminal
+        table.add_row(str(i), f"{h.score:.4f}", h.image_id, shown_path(Path(h.path).name), str(h.page), h.snippet[:80], region, *([links] if linked else []))
     out.print(table)
     out.print(f"[dim]{result.candidates} candidates · {result.timings_ms.get('total', 0):.0f} ms[/]")
 

@@ -32,6 +32,9 @@ from imgrag.indexing.embedders import (
 from imgrag.indexing.errors import ImgragError
 
 DEFAULT_MEMORY = Path(__file__).with_name("data") / "transfer-memory.npz"
+# A memory is tens of MB (the shipped one 5.6 MB; a million pictures ~0.5 GB). A path set by mistake
+# to a huge file, or a small .npz whose arrays unpack to gigabytes, is refused before it is read.
+MAX_MEMORY_BYTES = 2 << 30
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -128,7 +131,16 @@ class NamedMemory:
             import zipfile
             import zlib
 
+            size = path.stat().st_size + meta_path.stat().st_size
+            if size > MAX_MEMORY_BYTES:
+                raise ImgragError(f"transfer memory {path} is {size / (1 << 20):.0f} MiB, over the "
+                                  f"{MAX_MEMORY_BYTES >> 20} MiB a memory may be", "check IMGRAG_TRANSFER_MEMORY names a memory file")
             raw = path.read_bytes()
+            with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+                unpacked = sum(i.file_size for i in zf.infolist())
+            if unpacked > MAX_MEMORY_BYTES:
+                raise ImgragError(f"transfer memory {path} unpacks to {unpacked / (1 << 20):.0f} MiB, over the "
+                                  f"{MAX_MEMORY_BYTES >> 20} MiB a memory may be", rebuild)
             z = np.load(io.BytesIO(raw), allow_pickle=False)
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             mem = cls(path=path, mean=z["mean"].astype(np.float32), proj=z["proj"].astype(np.float32),

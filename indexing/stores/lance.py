@@ -55,6 +55,18 @@ from .locking import Journal, WriterLock
 
 log = logging.getLogger(__name__)
 
+_FTS_ATTEMPTS = 4
+
+
+class _CommitConflict(RuntimeError):
+    """Another transaction kept winning the race to commit the same index."""
+
+
+def _is_commit_conflict(e: Exception) -> bool:
+    """LanceDB's optimistic-concurrency refusal: another transaction committed first; retry on the latest version."""
+    text = str(e).lower()
+    return isinstance(e, (RuntimeError, OSError, ValueError)) and ("commit conflict" in text or "preempted by concurrent" in text)
+
 IMAGES = "images"
 REGIONS = "regions"
 _VEC_COLUMN: dict[VectorField, str] = {"image": "img_vec", "feature": "feat_vec", "text": "text_vec"}
@@ -335,6 +347,7 @@ class LanceStore:
         self._parsed = LRU(_PARSED_RECORDS)
         self._fetched = LRU(_PARSED_RECORDS)  # get_many's answers: (pages table version, principal, id) → record | _ABSENT
         self._fts_checked: int | None = None  # the pages table version whose FTS index _fts_ready found complete
+        self._fts_lock = threading.Lock()  # one FTS build at a time in this process (searches and a commit)
         self._images: Any = None
         self._regions: Any = None
         self._acl_read = False  # both tables have acl_read (see _PUBLIC)
@@ -872,13 +885,36 @@ class LanceStore:
         version = self._images.version
         if self._fts_checked == version:
             return True
-        self._ensure_fts(self._images)
+        try:
+            self._ensure_fts(self._images)
+        except _CommitConflict as e:  # another process keeps building it: search with the index there is
+            log.warning("the full-text index is being rebuilt by another writer (%s); searching the one there is", e)
+            return bool(self._images.list_indices())
         if not self._images.list_indices():
             return False
         self._fts_checked = version
         return True
 
     def _ensure_fts(self, table: Any) -> None:
+        """:meth:`_build_fts`, by one thread of this process at a time, and retried when another
+        process (or this one's commit) built the index in between: a search between a write and its
+        commit, or beside a purge, used to fail with LanceDB's "Retryable commit conflict ...
+        preempted by concurrent transaction CreateIndex" (the client saw an internal error, and a
+        delete_image whose commit lost the race reported one although the image was deleted)."""
+        with self._fts_lock:
+            for attempt in range(_FTS_ATTEMPTS):
+                try:
+                    self._build_fts(table)
+                    return
+                except Exception as e:
+                    if not _is_commit_conflict(e):
+                        raise
+                    if attempt == _FTS_ATTEMPTS - 1:
+                        raise _CommitConflict(str(e).split(",")[0][:300]) from e
+                    log.debug("FTS index build preempted (%s); retrying on the latest version", e)
+                    table.checkout_latest()
+
+    def _build_fts(self, table: Any) -> None:
         """The BM25 (FTS) index over ``fts``, with every row in it. LanceDB searches rows written
         after the index by a flat pass whose term statistics are those of the new rows alone, so
         pages indexed by a later run scored on other terms than the rest (docqa indexed in two

@@ -154,3 +154,38 @@ def test_killed_indexer_at_several_moments(tmp_path: Path) -> None:
     for words in (WORDS[1], WORDS[-1]):
         hits = json.loads(cli(home, "search", words, "--json", "-k", "3").stdout)["hits"]
         assert hits, words
+
+
+def test_a_kill_between_writing_and_linking_is_linked_by_the_rerun(tmp_path: Path) -> None:
+    """A report and its X-ray (one case, via sidecars): the indexer dies right after writing the
+    batch, before linking it. The re-run found both pages unchanged and left them unlinked for good
+    (it linked unchanged pages only with --acl/--meta/--tag); now it links what still waits."""
+    folder, home = tmp_path / "case", tmp_path / "home"
+    folder.mkdir()
+    page(folder / "report.png", "Radiology report for case C-17")
+    page(folder / "xray.png", "X-ray C-17")
+    (folder / "report.png.imgrag.json").write_text('{"case": "C-17", "kind": "document"}')
+    (folder / "xray.png.imgrag.json").write_text('{"case": "C-17", "kind": "image"}')
+    die_before_linking = (
+        "import os, sys, imgrag.indexing.pipeline as p\n"
+        "p.relink = lambda *a, **k: os._exit(137)  # the kill, in the window between write and link\n"
+        "from imgrag.cli import main\n"
+        f"sys.argv = ['imgrag', 'index', {str(folder)!r}, '--public']\n"
+        "main()\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", die_before_linking], cwd=ROOT, env=env(home), check=False,
+                            capture_output=True, text=True, timeout=900)
+    assert killed.returncode == 137, killed.stderr
+    assert live_pages(home) == 2  # written, not linked
+
+    rerun = cli(home, "index", str(folder), "--json")
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["unchanged"] == 2 and summary["indexed"] == 0 and summary["linked"] == 2, summary
+    ids = [h["image_id"] for h in json.loads(cli(home, "search", "C-17", "--json").stdout)["hits"]]
+    assert len(ids) == 2
+    for image_id in ids:
+        rec = json.loads(cli(home, "show", image_id).stdout)
+        assert [ln["kind"] for ln in rec["links"]] == (["image"] if rec["path"].endswith("report.png") else ["document"]), rec
+    again = json.loads(cli(home, "index", str(folder), "--json").stdout)
+    assert again["linked"] == 0 and again["unchanged"] == 2  # linked pages are not linked again

@@ -169,7 +169,8 @@ def test_indexing_what_others_indexed_reveals_nothing_and_stays_private(http_url
         return {k: (len(v) if k == "image_ids" else v) for k, v in summary.items() if k not in ("seconds", "version")}
 
     assert shape(bob["theirs"]) == shape(bob["copy"]) == shape(bob["absent"]) == {
-        "indexed": 1, "unchanged": 0, "duplicates": 0, "replaced": 0, "updated_metadata": 0, "failed": [], "image_ids": 1,
+        "indexed": 1, "unchanged": 0, "duplicates": 0, "replaced": 0, "updated_metadata": 0, "failed": [], "failed_count": 0,
+        "image_ids": 1,
     }
     assert bob["twin"]["duplicates"] == 1 and bob["twin"]["indexed"] == 0  # the same content as his copy.png, which he can see
     new_ids = {name: bob[name]["image_ids"][0] for name in ("theirs", "copy", "absent")}

@@ -245,3 +245,26 @@ def test_exemplar_spread_is_each_pictures_mean_and_spread_over_random_exemplars(
     g = pics @ mem.exemplars(mem.vectors, k=2, temp=0.01).T  # rows=4 of 4: every caption row, in some order
     assert np.allclose(b, g.mean(1), atol=1e-6) and np.allclose(sd[:2], g[:2].std(1), atol=1e-6)
     assert sd[2] == 1e-6  # a picture no exemplar varies on is not divided by zero
+
+
+@pytest.mark.parametrize("how", ["file", "unpacked"])
+def test_an_oversized_memory_is_refused_before_it_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """NamedMemory.load read any file whole and np.load unpacked any array: IMGRAG_TRANSFER_MEMORY
+    set to a huge file by mistake, or a small .npz whose arrays unpack to gigabytes (a zip bomb),
+    took that much memory. Both are refused from the file's size / the zip's declared sizes."""
+    from imgrag.indexing.embedders import transfer
+    from imgrag.indexing.errors import ImgragError
+
+    out = _tiny_memory(tmp_path)
+    if how == "file":
+        monkeypatch.setattr(transfer, "MAX_MEMORY_BYTES", out.stat().st_size // 2)
+    else:
+        z = dict(np.load(out))
+        z["pad"] = np.zeros(4 << 20, np.uint8)  # 4 MiB of zeros: a few kB compressed
+        np.savez_compressed(out, **z)
+        assert out.stat().st_size < 1 << 20
+        monkeypatch.setattr(transfer, "MAX_MEMORY_BYTES", 2 << 20)
+        monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("unpacked before the size check"))
+    with pytest.raises(ImgragError) as e:
+        transfer.NamedMemory.load(out)
+    assert str(out) in str(e.value) and "MiB" in str(e.value)

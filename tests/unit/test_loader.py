@@ -113,3 +113,23 @@ def test_load_page_refuses_changed_file(tmp_path: Path) -> None:
     _png(p, color=(1, 2, 3))
     with pytest.raises(ImgragError, match="changed since it was indexed"):
         load_page(p, 1, max_pixels=LIMITS["max_pixels"], pdf_dpi=72, doc_id=page.doc_id)
+
+
+@pytest.mark.parametrize(("mode", "scale"), [("I;16", 65535), ("I;16-12bit", 4095), ("I", 65535), ("F", 1.0)])
+def test_deep_greys_keep_their_tones(tmp_path: Path, mode: str, scale: float) -> None:
+    """A 16-bit (or 12-bit in 16, 32-bit, float) grey scan went through PIL's convert("RGB"), which
+    clips everything above 255 to white (floats in [0, 1] to black): the page was indexed blank.
+    Dark text (a quarter of the range) on a light background (three quarters) stays dark on light."""
+    a = np.full((40, 60), 0.75 * scale)
+    a[10:30, 10:50] = 0.25 * scale
+    if mode == "F":
+        img, path = Image.fromarray(a.astype(np.float32)), tmp_path / "f.tif"
+    elif mode == "I":
+        img, path = Image.fromarray(a.astype(np.int32)), tmp_path / "i.tif"
+    else:
+        img, path = Image.fromarray(a.astype(np.uint16)), tmp_path / "g.png"
+    img.save(path)
+    (pg,) = load_file(path, **LIMITS)
+    ink, paper = pg.image[20, 30], pg.image[5, 5]
+    assert pg.image.dtype == np.uint8 and pg.image.shape == (40, 60, 3)
+    assert ink.max() < 20 and paper.min() > 235, (ink, paper)

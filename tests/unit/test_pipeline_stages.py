@@ -3,6 +3,8 @@ Fakes stand in for the models (the real ones: tests/integration/test_ocr.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -276,3 +278,32 @@ def test_a_region_vector_embeds_the_head_of_its_words_and_the_region_keeps_them_
     blocks = [r for r in out[0].regions if r.kind == "block"]
     assert [r.text for r in blocks] == ["title", clause]
     assert [r.vector[0] for r in blocks] == [1, 16]
+
+
+def test_the_eval_index_key_follows_the_transfer_memorys_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key hashed IMGRAG_TRANSFER_MEMORY's path: a memory rebuilt in place kept its key (one eval
+    index rebuilt back and forth, or on Elasticsearch an error), and ./m.npz beside /abs/m.npz built
+    the same index twice. Now the memory's bytes key it; an index keyed by path is reused once."""
+    from imgrag.evals.standard import PreparedSet, eval_settings, index_key
+    from imgrag.indexing.config import Settings
+
+    monkeypatch.setenv("IMGRAG_EVAL_CACHE", str(tmp_path / "cache"))
+    mem = tmp_path / "m.npz"
+    mem.write_bytes(b"memory one")
+    mem.with_suffix(".json").write_text('{"k": 10}')
+    base = Settings(home=tmp_path / "home")
+    one = index_key(base.model_copy(update={"transfer_memory": mem}))
+    monkeypatch.chdir(tmp_path)
+    assert index_key(base.model_copy(update={"transfer_memory": Path("m.npz")})) == one  # the same file
+    mem.with_suffix(".json").write_text('{"k": 20}')  # rebuilt in place: another index
+    two = index_key(base.model_copy(update={"transfer_memory": mem}))
+    assert two != one
+    mem.write_bytes(b"memory two")
+    assert index_key(base.model_copy(update={"transfer_memory": mem})) not in (one, two)
+    # an index built before (keyed by the path) is taken over, not rebuilt
+    s = base.model_copy(update={"transfer_memory": mem})
+    root = tmp_path / "set"
+    old = root / f"index-{index_key(s, by_path=True)}"
+    (old / "index").mkdir(parents=True)
+    home = eval_settings(s, PreparedSet(name="x", root=root, golden=root / "golden.jsonl")).home
+    assert home == root / f"index-{index_key(s)}" and (home / "index").is_dir() and not old.exists()

@@ -36,6 +36,10 @@ def clean_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     [
         ("MAX_K", "0", "greater than or equal to 1"),
         ("MAX_K", "-5", "greater than or equal to 1"),
+        ("MAX_K", "99999999999999999999999", "less than or equal to 10000"),  # reached LanceDB as a C integer
+        ("LLM_TIMEOUT", "1e23", "less than or equal to 86400"),  # beyond time_t: OverflowError at the first call
+        ("ES_REQUEST_TIMEOUT", "1e23", "less than or equal to 86400"),
+        ("ES_SHARDS", "5000", "less than or equal to 1024"),  # refused by Elasticsearch only at the first write
         ("MAX_PIXELS", "-1", "greater than or equal to 1"),
         ("MAX_FILE_MB", "-1", "greater than or equal to 1"),
         ("MAX_PAGES", "0", "greater than or equal to 1"),
@@ -196,3 +200,74 @@ def test_an_empty_transfer_memory_is_the_shipped_one(monkeypatch: pytest.MonkeyP
     found" for the transfer embedder, and another eval index key; it is unset, like the LLM settings."""
     monkeypatch.setenv("IMGRAG_TRANSFER_MEMORY", "")
     assert get_settings().transfer_memory is None
+
+
+def _stopped(*args: object, **kwargs: object) -> object:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("args", "target", "says"),
+    [
+        (["eval", "retrieval", "--set", "contracts"], "imgrag.evals.runner.run_retrieval", "imgrag eval stopped before it wrote results"),
+        (["reembed", "--adapter", "a"], "imgrag.cli.align.facade", "what it changed is recorded as a version"),
+        (["align", "--pairs", "p.jsonl", "--out", "o"], "imgrag.cli.align.facade", "nothing was written to --out"),
+        (["stats"], "imgrag.cli.index.facade", "imgrag stats stopped before it finished"),
+    ],
+)
+def test_ctrl_c_of_any_command_says_so_in_one_line(monkeypatch: pytest.MonkeyPatch, args: list[str], target: str, says: str) -> None:
+    """typer 0.29 turns Ctrl-C into a silent exit 130: `imgrag eval`, `reembed` and `align` (minutes
+    long) stopped without a word about what they left behind."""
+    monkeypatch.setattr(target, _stopped)
+    result = CliRunner().invoke(app, args, prog_name="imgrag")
+    assert result.exit_code == 130, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("interrupted: ") and says in lines[-1], result.output
+
+
+def test_ctrl_c_of_the_real_process_says_so(tmp_path: Path) -> None:
+    """The real entry point and a real SIGINT, while `imgrag align` loads its models and embeds."""
+    import signal
+    import time
+
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), "red").save(tmp_path / "a.png")
+    (tmp_path / "p.jsonl").write_text('{"image": "a.png", "caption": "a red square"}\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMGRAG_")} | {"IMGRAG_HOME": str(tmp_path / "home")}
+    p = subprocess.Popen([sys.executable, "-m", "imgrag", "align", "--pairs", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "o")],
+                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stderr is not None
+        first = p.stderr.readline()  # "embedding the images of …": the models are loading
+        assert first.startswith("embedding the images"), first
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        _, rest = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, rest
+    lines = [ln for ln in rest.splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("interrupted: imgrag align stopped before it saved an adapter"), rest
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", ["HOME", "ADAPTER", "PADDLE_MODEL_DIR", "ES_CA_CERTS"])
+def test_an_empty_path_setting_is_unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """IMGRAG_HOME= (an env file's empty line) was Path('.'): the index was made in whatever folder the
+    command ran in; the other folder / file settings named '.' too."""
+    monkeypatch.setenv(f"IMGRAG_{name}", " ")
+    from imgrag.indexing.config import Settings
+
+    default = Settings.model_fields[name.lower()].default
+    assert getattr(get_settings(), name.lower()) == (default.expanduser() if name == "HOME" else default)
+
+
+def test_an_empty_imgrag_home_makes_no_index_in_the_working_folder(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMGRAG_")} | {"IMGRAG_HOME": "", "HOME": str(tmp_path)}
+    p = subprocess.run([sys.executable, "-m", "imgrag", "stats"], cwd=work, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 0, p.stderr
+    assert not list(work.iterdir())
