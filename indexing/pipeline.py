@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -363,7 +364,7 @@ class Indexer:
         ahead: dict[str, tuple[str, dict[str, str], set[str]]] = {}
         for n, path in enumerate(files):
             if n % LOOK_AHEAD_FILES == 0:
-                ahead = self._look_ahead(files[n : n + LOOK_AHEAD_FILES])
+                ahead = self._look_ahead(files[n : n + LOOK_AHEAD_FILES], opts.roots)
             progress("file", {"path": str(path)})
             known = ahead.get(str(path))
             existing = dict(known[1]) if known is not None else store.live_ids_for_path(str(path))
@@ -424,13 +425,15 @@ class Indexer:
             except BadFileError as e:
                 self._fail(summary, progress, str(path), e, e.page)
 
-    def _look_ahead(self, files: list[Path]) -> dict[str, tuple[str, dict[str, str], set[str]]]:
+    def _look_ahead(self, files: list[Path], roots: Sequence[Path] | None) -> dict[str, tuple[str, dict[str, str], set[str]]]:
         """For a run of files, by path: the content id its bytes have now, the live pages indexed
         from that path (``live_ids_for_path``), and the live page ids of that content
         (``live_ids``), from one store query (``live_pages``) instead of one or two per file: those
         were ~5-10 % of a clean photo's CPU. A file read again later with other bytes (changed in
-        between), one over ``LOOK_AHEAD_MAX_MB`` (hashed twice otherwise), one that cannot be read
-        and a store without ``live_pages`` are looked up file by file as before. The run holds the
+        between), one over ``LOOK_AHEAD_MAX_MB`` (hashed twice otherwise), one that cannot be read,
+        one that is no regular file or now lies outside ``roots`` (never opened here: reading it is
+        the page loop's to refuse) and a store without ``live_pages`` are looked up file by file as
+        before. The run holds the
         writer lock, so the store changes only by this run's own writes: pages it hands over
         (``handed``) and the old pages they replace (``dropped``), both kept by ``_pages``."""
         live_pages = getattr(self.rt.store, "live_pages", None)
@@ -439,7 +442,8 @@ class Indexer:
         digests: dict[str, str] = {}
         for f in files:
             try:
-                if 0 < f.stat().st_size <= LOOK_AHEAD_MAX_MB * 2**20:
+                st = f.stat()
+                if stat.S_ISREG(st.st_mode) and 0 < st.st_size <= LOOK_AHEAD_MAX_MB * 2**20 and not outside_roots(f, roots):
                     digests[str(f)] = file_digest(f)
             except OSError:  # reported when the file itself is read
                 continue

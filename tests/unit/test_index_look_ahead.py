@@ -112,3 +112,22 @@ def test_live_pages_by_path_or_content(rt: Runtime, tmp_path: Path) -> None:  # 
     assert sorted(store.live_pages([str(b)], [dc])) == sorted([(db, db, str(b)), (dc, dc, str(c))])
     store.soft_delete([dc])
     assert store.live_pages([str(c)], [dc]) == []
+
+
+def test_the_look_ahead_opens_only_regular_files_inside_the_roots(rt: Runtime, tmp_path: Path) -> None:  # noqa: F811
+    """A link that now points outside the folders being indexed, a FIFO (reading would block) and
+    a missing file are not opened ahead: the page loop refuses or reports them as before."""
+    import os
+
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    ok = image(root / "ok.png", 10)
+    secret = image(elsewhere / "secret.png", 20)
+    link = root / "link.png"
+    link.symlink_to(secret)
+    fifo = root / "pipe.png"
+    os.mkfifo(fifo)
+    found = Indexer(rt)._look_ahead([ok, link, fifo, root / "gone.png"], [root.resolve()])
+    assert set(found) == {str(ok)}
+    assert set(Indexer(rt)._look_ahead([link], None)) == {str(link)}  # no roots: a link is a file like any other
