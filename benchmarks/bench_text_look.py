@@ -15,9 +15,17 @@ on the scikit-image pictures at 512 and 1024 px long side and counts, per text s
 quick look finds on pictures whose bare copy it finds nothing on, and how many of those the first
 looks' peaks would miss: small text on natural photos, which the eval sets hardly hold.
 
+``--model FILE.onnx`` runs another detector model as the look too, at the same size, through
+rapidocr's own pre- and post-processing: its own boxes as the answer, and its peak under each
+``--min-prob`` as a first test in front of the packaged look; ``--make-int8 FILE.onnx`` writes the
+int8 copy session 12 measured (ONNX Runtime static QDQ quantisation, per-channel int8 weights, uint8
+activations, MinMax calibration on ten scikit-image pictures at 384 px; opset 11 -> 13 first).
+Verdict: docs/performance.md, "The first look in int8".
+
     ~/.cache/imgrag/venv/bin/python benchmarks/bench_text_look.py FOLDER [FOLDER ...]
-        [--first 160,256] [--min-prob 0.1,0.3] [--gate 384] [--no-ocr] [--json OUT.jsonl]
+        [--first 160,256] [--min-prob 0.1,0.3] [--gate 384] [--no-ocr] [--json OUT.jsonl] [--model FILE.onnx]
     ~/.cache/imgrag/venv/bin/python benchmarks/bench_text_look.py --label-sweep [--first 160] [--min-prob 0.3]
+    ~/.cache/imgrag/venv/bin/python benchmarks/bench_text_look.py --make-int8 FILE.onnx
 """
 
 from __future__ import annotations
@@ -60,7 +68,35 @@ def _peak(det: Any, rgb: np.ndarray, side: int) -> tuple[float, float]:
     return p, time.process_time() - t
 
 
-def measure(folder: Path, sides: list[int], gate: int, ocr: bool) -> list[dict]:
+def _model_look(det: Any, sess: Any, rgb: np.ndarray, side: int) -> tuple[int, float, float]:
+    """(text lines, highest text probability, CPU-s) of another detector model (``--model``: an ONNX file
+    with the packaged detector's input and output, e.g. an int8 copy) at the look's size, through
+    rapidocr's own preprocessing and box post-processing, as ``text_score`` runs the packaged one."""
+    import cv2
+
+    t = time.process_time()
+    h, w = rgb.shape[:2]
+    f = min(1.0, side / max(h, w))
+    small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) if f < 1 else rgb
+    bgr = np.ascontiguousarray(small[:, :, ::-1])
+    x = det.get_preprocess()(bgr)
+    if x is None:
+        return 0, 0.0, time.process_time() - t
+    pred = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    boxes, _ = det.postprocess_op(pred, bgr.shape[:2])
+    return len(boxes), float(pred.max()) if pred.size else 0.0, time.process_time() - t
+
+
+def _model_session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    o = ort.SessionOptions()
+    o.intra_op_num_threads, o.inter_op_num_threads = 1, 1
+    o.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+
+
+def measure(folder: Path, sides: list[int], gate: int, ocr: bool, model: Path | None = None) -> list[dict]:
     from imgrag.indexing.errors import ImgragError
     from imgrag.indexing.loader import iter_pages
     from imgrag.indexing.ocr import RapidOcrEngine, to_rgb_uint8
@@ -69,6 +105,7 @@ def measure(folder: Path, sides: list[int], gate: int, ocr: bool) -> list[dict]:
     engine = RapidOcrEngine()
     rapid, _ = engine._engine()
     det = rapid._load_det_model()
+    msess = _model_session(model) if model else None
     rows = []
     for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() not in SKIP):
         try:
@@ -89,6 +126,8 @@ def measure(folder: Path, sides: list[int], gate: int, ocr: bool) -> list[dict]:
                 lines = engine.read(engine.detect(pre.image))
                 row["lines"], row["text"] = len(lines), " | ".join(ln.text for ln in lines)[:120]
             rgb = to_rgb_uint8(pre.image)
+            if msess is not None:
+                row["mlook"], row["mpeak"], row["mcpu"] = _model_look(det, msess, rgb, gate)
             for s in sides:
                 row[f"peak{s}"], row[f"cpu{s}"] = _peak(det, rgb, s)
             rows.append(row)
@@ -112,6 +151,18 @@ def report(name: str, rows: list[dict], sides: list[int], probs: list[float], ga
             print(f"  {s:>6} px   {p:>9.2f}{c:>8.1f}{kept:>13}{len(fires) - kept:>12}{len(lost):>11}{settled:>9} of {len(clean)}")
             for r in lost:
                 print(f"      loses {r['file']} p{r['page']}: {r.get('lines', '?')} lines, peak {r[f'peak{s}']:.3f}: {r.get('text', '')[:60]}")
+    if rows and "mlook" in rows[0]:
+        c = np.mean([r["mcpu"] for r in rows]) * 1000
+        print(f"  --model at {gate} px ({c:.1f} CPU-ms a look), its own boxes as the answer, and its peak under a threshold:")
+        print(f"  {'answer':<22}{'fires→fires':>13}{'fires→none':>12}{'text lost':>11}{'clean→fires':>13}{'clean settled':>15}")
+        rules = [("boxes", lambda r: r["mlook"] > 0)] + [(f"peak >= {p:.2f}", lambda r, p=p: r["mpeak"] >= p) for p in probs]
+        for label, fires_m in rules:
+            kept = sum(fires_m(r) for r in fires)
+            lost = [r for r in with_text if not fires_m(r)]
+            extra = sum(fires_m(r) for r in clean)
+            print(f"  {label:<22}{kept:>13}{len(fires) - kept:>12}{len(lost):>11}{extra:>13}{len(clean) - extra:>9} of {len(clean)}")
+            for r in lost:
+                print(f"      loses {r['file']} p{r['page']}: {r.get('lines', '?')} lines, model peak {r['mpeak']:.3f}: {r.get('text', '')[:60]}")
 
 
 PICTURES = ("astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry", "hubble_deep_field", "retina")
@@ -168,6 +219,65 @@ def label_sweep(sides: list[int], probs: list[float], gate: int) -> None:
             print(f"  {long:>8}{size:>8}{found:>7}" + "".join(f"{missed[(s, p)]:>13}" for s in sides for p in probs))
 
 
+CALIBRATION = ("astronaut", "chelsea", "cat", "hubble_deep_field", "camera", "text", "moon", "brick", "gravel", "logo")
+
+
+def make_int8(out: Path, side: int = 384) -> None:
+    """The packaged detector in int8 (static QDQ), calibrated on scikit-image pictures shrunk to
+    ``side`` through rapidocr's own detector input."""
+    import os
+    import tempfile
+
+    import cv2
+    import onnx
+    from imgrag.indexing.ocr import RapidOcrEngine
+    from onnx import version_converter
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from skimage import data
+
+    rapid, _ = RapidOcrEngine()._engine()
+    det = rapid._load_det_model()
+    src = Path(rapid.cfg.Det.model_path) if getattr(rapid.cfg.Det, "model_path", None) else None
+    if src is None or not src.is_file():
+        import rapidocr
+
+        src = next(Path(rapidocr.__file__).parent.glob("models/*det*.onnx"))
+    feeds = []
+    for name in CALIBRATION:
+        img = getattr(data, name)()
+        img = (np.stack([img] * 3, -1) if img.ndim == 2 else img)[:, :, :3]
+        h, w = img.shape[:2]
+        f = min(1.0, side / max(h, w))
+        img = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        feeds.append({"x": det.get_preprocess()(np.ascontiguousarray(img[:, :, ::-1]))})
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(feeds)
+
+        def get_next(self) -> dict | None:
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as tmp:  # quant_pre_process writes its own temporary files into the cwd
+        t13, pre = Path(tmp) / "det13.onnx", Path(tmp) / "det13p.onnx"
+        onnx.save(version_converter.convert_version(onnx.load(str(src)), 13), str(t13))
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            quant_pre_process(str(t13), str(pre), skip_symbolic_shape=True)
+        finally:
+            os.chdir(cwd)
+        quantize_static(str(pre), str(out), Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    print(f"{out}: int8 copy of {src.name}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folders", nargs="*", type=Path)
@@ -176,10 +286,15 @@ def main() -> None:
     ap.add_argument("--min-prob", default="0.1,0.3", help="peaks under which a first look says 'no text'")
     ap.add_argument("--gate", type=int, default=384, help="the quick look's long side (IMGRAG_PHOTO_TEXT_GATE)")
     ap.add_argument("--no-ocr", action="store_true", help="skip OCR on the photos the look fires on (every firing counts as text)")
+    ap.add_argument("--model", type=Path, help="another detector ONNX file (e.g. an int8 copy) run as the look, beside the packaged one")
+    ap.add_argument("--make-int8", type=Path, metavar="OUT", help="write an int8 copy of the packaged detector (for --model) and stop")
     ap.add_argument("--json", type=Path, help="also write every photo's figures here (JSON lines)")
     args = ap.parse_args()
     sides = [int(s) for s in args.first.split(",") if s]
     probs = [float(p) for p in args.min_prob.split(",") if p]
+    if args.make_int8:
+        make_int8(args.make_int8, args.gate)
+        return
     if args.label_sweep:
         label_sweep(sides, probs, args.gate)
         return
@@ -187,7 +302,7 @@ def main() -> None:
         ap.error("name a folder, or --label-sweep")
     out = []
     for folder in args.folders:
-        rows = measure(folder, sides, args.gate, not args.no_ocr)
+        rows = measure(folder, sides, args.gate, not args.no_ocr, args.model)
         report(str(folder), rows, sides, probs, args.gate)
         out += [{"folder": str(folder), **r} for r in rows]
     if args.json:

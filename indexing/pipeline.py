@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,7 +28,7 @@ from .errors import BackendUnavailableError, ImgragError
 from .layout import analyze_layout, group_lines
 from .layout import preload as preload_layout
 from .links import LINK_KEYS, awaiting_links, clear_caches, file_keys, norm_value, read_off, relink
-from .loader import BadFileError, Page, discover, iter_pages, outside_roots, shown_path
+from .loader import BadFileError, Page, discover, file_digest, iter_pages, outside_roots, shown_path
 from .models import BBox, OcrLine, QualityClass, VisualMark
 from .ocr import DetectsFirst, OcrEngine, detect_orientation, to_rgb_uint8
 from .pii import detect_lines, kinds_in
@@ -157,6 +158,10 @@ def tile_boxes(w: int, h: int, grids: tuple[int, ...]) -> list[tuple[str, BBox]]
 # Map pixels over the detector's threshold that make a photo "likely text" (``RapidOcrEngine.text_score``).
 # Set on the dev photo sets (docs/performance.md): photos with text score tens to thousands, those without 0.
 GATE_MIN_PIXELS = 1
+# An index run looks up this many files' stored pages in one query (``Indexer._look_ahead``), each
+# file no larger than this (a larger one is hashed once, when it is read, and looked up alone).
+LOOK_AHEAD_FILES = 32
+LOOK_AHEAD_MAX_MB = 16
 
 
 def _no_text(pre: Preprocessed, engine: OcrEngine, gate: int) -> bool:
@@ -353,7 +358,13 @@ class Indexer:
         # Ids handed over in this run: a second copy of the same content is a duplicate even before
         # the first is written (batches are written behind the analysis: IMGRAG_WRITE_AHEAD).
         handed: set[str] = set()
-        for path in files:
+        # Old pages this run replaces (same path, other content): no longer live for a later file's
+        # duplicate check, as when their retirement is written before that file is looked up.
+        dropped: set[str] = set()
+        ahead: dict[str, tuple[str, dict[str, str], set[str]]] = {}
+        for n, path in enumerate(files):
+            if n % LOOK_AHEAD_FILES == 0:
+                ahead = self._look_ahead(files[n : n + LOOK_AHEAD_FILES], opts.roots)
             progress("file", {"path": str(path)})
             existing: dict[str, str] = {}
             try:
@@ -371,8 +382,10 @@ class Indexer:
                         continue
                     if first:
                         # Asked only once the file gave a page (~8 ms a query on LanceDB): a folder of
-                        # 100,000 empty or broken files cost 13 minutes of store queries before.
-                        existing = store.live_ids_for_path(str(path))
+                        # 100,000 empty or broken files cost 13 minutes of store queries before. The
+                        # look-ahead answered it for most files already (one query for 32 of them).
+                        known = ahead.get(str(path))
+                        existing = dict(known[1]) if known is not None else store.live_ids_for_path(str(path))
                         if caller is not None:  # pages the caller cannot see are as good as absent to them
                             existing = {i: existing[i] for i in store.get_many(list(existing), caller)}
                         stale = {i: d for i, d in existing.items() if d != pg.doc_id}
@@ -401,15 +414,52 @@ class Indexer:
                         unchanged.append(pg.image_id)
                         progress("skip", {"path": str(path), "page": pg.page})
                         continue
-                    if pg.image_id in handed or pg.image_id in store.live_ids([pg.image_id]):
+                    if known is not None and known[0] == pg.doc_id:  # the content looked up ahead
+                        live = pg.image_id in known[2] and pg.image_id not in dropped
+                    else:
+                        live = pg.image_id in store.live_ids([pg.image_id])
+                    if pg.image_id in handed or live:
                         summary.duplicates += 1
                         progress("skip", {"path": str(path), "page": pg.page})
                         continue
                     handed.add(pg.image_id)
+                    dropped.update(stale)
                     yield pg, stale, page_opts
                     stale = {}
             except BadFileError as e:
                 self._fail(summary, progress, str(path), e, e.page)
+
+    def _look_ahead(self, files: list[Path], roots: Sequence[Path] | None) -> dict[str, tuple[str, dict[str, str], set[str]]]:
+        """For a run of files, by path: the content id its bytes have now, the live pages indexed
+        from that path (``live_ids_for_path``), and the live page ids of that content
+        (``live_ids``), from one store query (``live_pages``) instead of one or two per file: those
+        were ~5-10 % of a clean photo's CPU. A file read again later with other bytes (changed in
+        between), one over ``LOOK_AHEAD_MAX_MB`` (hashed twice otherwise), one that cannot be read,
+        one that is no regular file or now lies outside ``roots`` (never opened here: reading it is
+        the page loop's to refuse) and a store without ``live_pages`` are looked up file by file as
+        before. The run holds the
+        writer lock, so the store changes only by this run's own writes: pages it hands over
+        (``handed``) and the old pages they replace (``dropped``), both kept by ``_pages``."""
+        live_pages = getattr(self.rt.store, "live_pages", None)
+        if not callable(live_pages):
+            return {}
+        digests: dict[str, str] = {}
+        for f in files:
+            try:
+                st = f.stat()
+                if stat.S_ISREG(st.st_mode) and 0 < st.st_size <= LOOK_AHEAD_MAX_MB * 2**20 and not outside_roots(f, roots):
+                    digests[str(f)] = file_digest(f)
+            except OSError:  # reported when the file itself is read
+                continue
+        if not digests:
+            return {}
+        rows = live_pages(list(digests), list(dict.fromkeys(digests.values())))
+        by_path: dict[str, dict[str, str]] = {}
+        by_doc: dict[str, set[str]] = {}
+        for image_id, doc_id, path in rows:
+            by_path.setdefault(path, {})[image_id] = doc_id
+            by_doc.setdefault(doc_id, set()).add(image_id)
+        return {p: (d, by_path.get(p, {}), by_doc.get(d, set())) for p, d in digests.items()}
 
     @staticmethod
     def _fail(summary: IndexSummary, progress: ProgressFn, path: str, e: Exception, page: int | None = None) -> None:
@@ -552,6 +602,7 @@ class Indexer:
         # new content is written, never when all of it failed (the file then keeps its old pages).
         stale_by_doc: dict[str, dict[str, str]] = {}
         unchanged_ids: list[str] = []
+        written_ids: set[str] = set()
 
         def write(items: list[Analysed], events: list[tuple[str, dict[str, Any]]]) -> None:
             """Embed, write and link one batch (on the writer thread when ``IMGRAG_WRITE_AHEAD``)."""
@@ -561,7 +612,10 @@ class Indexer:
             written = self._embed_and_write(items, summary, note)
             summary.indexed += len(written)
             summary.indexed_ids.extend(it.record.image_id for it in written)
-            retired = [i for doc in {it.record.doc_id for it in written} for i in stale_by_doc.pop(doc, {})]
+            written_ids.update(it.record.image_id for it in written)
+            # An old page's content may have moved to another file of this run and been written
+            # there under the same id: that page stays (it is no longer the old one).
+            retired = [i for doc in {it.record.doc_id for it in written} for i in stale_by_doc.pop(doc, {}) if i not in written_ids]
             if retired:
                 summary.replaced += store.soft_delete(retired)
             # Link as each batch is written (partners written earlier are in the store), so a run

@@ -62,6 +62,26 @@ def _percentile(gray: np.ndarray, q: float) -> float:
     return float(np.searchsorted(cdf, q / 100.0 * cdf[-1]))
 
 
+def _percentile_of_counts(counts: np.ndarray, q: float) -> np.float32:
+    """``np.percentile(a, q)`` (its default linear method, the same float32 bits) of a float32 array
+    ``a`` holding small non-negative integers, from ``counts`` (``np.bincount`` of those integers):
+    the two order statistics numpy interpolates between are read off the cumulative counts instead
+    of partitioning the array (~1-2 CPU-ms on a 384 px window, twice a picture). The interpolation
+    is numpy's own arithmetic: the index ``(n - 1) * q / 100`` in float64, then in float32
+    ``a + (b - a) * g`` below ``g`` 0.5, ``b - (b - a) * (1 - g)`` from it."""
+    cdf = np.cumsum(counts)
+    n = int(cdf[-1])
+    vi = (n - 1) * np.true_divide(q, 100)
+    if vi >= n - 1:  # numpy takes the last value (both neighbours are index -1)
+        return np.float32(np.searchsorted(cdf, n - 1, side="right"))
+    lo = int(np.floor(vi))
+    g = float(vi - np.floor(vi))
+    a = np.float32(np.searchsorted(cdf, lo, side="right"))
+    b = np.float32(np.searchsorted(cdf, lo + 1, side="right"))
+    d = b - a
+    return b - d * (1 - g) if g >= 0.5 else a + d * g
+
+
 def _densest_window(ink: np.ndarray, k: int, full_shape: tuple[int, int]) -> tuple[slice, slice]:
     """The full-resolution window around the most ink: noise and blur are only measurable near text."""
     h, w = full_shape
@@ -130,9 +150,11 @@ def classify_quality(img: np.ndarray) -> tuple[QualityClass, dict[str, float]]:
     bg = cv2.erode(g_full, np.ones((5, 5), np.uint8)) >= p_paper - 0.4 * contrast
     resid = g_full.astype(np.float32) - med.astype(np.float32)
     noise = float(resid[bg].std()) if bg.sum() > 100 else float(resid.std())
-    mf = med.astype(np.float32)
-    grad = np.maximum(np.abs(np.diff(mf, axis=1))[:-1, :], np.abs(np.diff(mf, axis=0))[:, :-1])
-    edge_width = float(contrast / max(np.percentile(grad, 99.5), 1.0)) if contrast > 40 else 0.0
+    # The largest step to a right or lower neighbour: whole grey levels, so its 99.5th percentile
+    # comes from a histogram (the same float32 value np.percentile gives on the float array).
+    grad = np.maximum(cv2.absdiff(med[:-1, 1:], med[:-1, :-1]), cv2.absdiff(med[1:, :-1], med[:-1, :-1]))
+    p_grad = _percentile_of_counts(np.bincount(grad.ravel(), minlength=256), 99.5) if contrast > 40 else None
+    edge_width = float(contrast / max(p_grad, 1.0)) if p_grad is not None else 0.0
     ink_full = (med < (p_paper + p_ink) / 2).astype(np.uint8)
     dt = cv2.distanceTransform(ink_full, cv2.DIST_L2, 3)
     ridge = (dt > 0) & (dt >= cv2.dilate(dt, np.ones((3, 3), np.uint8)))

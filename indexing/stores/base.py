@@ -449,6 +449,12 @@ class IndexStore(Protocol):
     def live_ids_for_path(self, path: str) -> dict[str, str]:
         """``image_id -> doc_id`` of live records indexed from ``path``."""
 
+    # Optional: ``live_pages(paths, doc_ids) -> list[tuple[str, str, str]]``, the (image_id, doc_id,
+    # path) of every live record whose path is one of ``paths`` or whose doc_id is one of
+    # ``doc_ids``, in one query: an index run asks it once for a run of files instead of
+    # ``live_ids_for_path`` and ``live_ids`` for each (``Indexer._look_ahead``). A store without it
+    # is asked those two per file and page.
+
     def write(self, items: list[Indexed]) -> None:
         """Insert or replace these pages and all their regions, atomically per page."""
 

@@ -235,6 +235,22 @@ def test_live_ids_and_paths(store: IndexStore) -> None:
     assert store.live_ids_for_path("/docs/a.pdf") == {"p1": "docA"}
 
 
+def test_live_pages_by_path_or_content(store: IndexStore) -> None:
+    """An index run's lookups for a run of files in one query: live rows by path or by doc_id."""
+    load(store, [
+        Spec("p1", path="/docs/a.pdf", doc_id="docA", page=1),
+        Spec("p2", path="/docs/a.pdf", doc_id="docA", page=2),
+        Spec("q1", path="/docs/b's.png", doc_id="docB"),
+        Spec("r1", path="/docs/c.png", doc_id="docC"),
+    ])
+    assert store.live_pages([], []) == []
+    assert sorted(store.live_pages(["/docs/a.pdf"], [])) == [("p1", "docA", "/docs/a.pdf"), ("p2", "docA", "/docs/a.pdf")]
+    assert store.live_pages(["/nowhere"], ["docB", "docX"]) == [("q1", "docB", "/docs/b's.png")]
+    assert sorted(store.live_pages(["/docs/b's.png"], ["docC"])) == [("q1", "docB", "/docs/b's.png"), ("r1", "docC", "/docs/c.png")]
+    store.soft_delete(["r1", "p2"])
+    assert store.live_pages(["/docs/a.pdf"], ["docC"]) == [("p1", "docA", "/docs/a.pdf")]
+
+
 def test_write_is_idempotent_and_replaces(store: IndexStore) -> None:
     load(store, [Spec("a", text="old words")])
     store.write([make(Spec("a", text="new words"))])

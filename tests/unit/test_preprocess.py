@@ -293,3 +293,41 @@ def test_printed_chinese_page_is_not_handwritten(tmp_path) -> None:
     for spec in make_contracts(tmp_path, n=3, seed=5, variants=True, langs=("zh",)):
         q, _ = classify_quality(np.asarray(Image.open(tmp_path / spec.file).convert("RGB")))
         assert q in ("born_digital", "scanned"), (spec.file, q)
+
+
+def test_percentile_of_counts_is_numpys_percentile_bit_for_bit() -> None:
+    """The histogram percentile gives np.percentile's float32 bits on float32 arrays of small
+    integers: every q the quality class uses and the edges (one value, all equal, q 0 / 100)."""
+    from imgrag.indexing.preprocess import _percentile_of_counts
+
+    rng = np.random.default_rng(7)
+    arrays = [np.array([5.0], np.float32), np.full(37, 9.0, np.float32)]
+    for n in (2, 3, 10, 101, 1000, 147_000):
+        arrays.append(rng.integers(0, 256, n).astype(np.float32))
+        arrays.append(np.minimum(rng.geometric(0.3, n), 255).astype(np.float32))  # skewed, many ties
+    for a in arrays:
+        counts = np.bincount(a.astype(np.int64), minlength=256)
+        for q in (99.5, 90.0, 50.0, 2.0, 0.0, 100.0, 33.3):
+            want = np.percentile(a, q)
+            got = _percentile_of_counts(counts, q)
+            assert isinstance(got, np.float32) and want.dtype == np.float32
+            assert got.tobytes() == want.tobytes(), (a.size, q, got, want)
+
+
+def test_quality_statistics_sort_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """classify_quality's edge width takes its 99.5th percentile from a histogram: the same value
+    np.percentile gave on the float array, without np.percentile's partition for it."""
+    import imgrag.indexing.preprocess as pp
+
+    rng = np.random.default_rng(3)
+    img = np.full((300, 400, 3), 235, np.uint8)
+    img[100:140, 50:350] = 20  # dark bars: ink, contrast > 40
+    img[200:210, 60:300] = 40
+    img = np.clip(img.astype(np.int16) + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8)
+    _, stats = pp.classify_quality(img)
+    assert stats["edge_width"] > 0
+    calls: list[float] = []
+    real = np.percentile
+    monkeypatch.setattr(pp.np, "percentile", lambda a, q, *x, **k: calls.append(q) or real(a, q, *x, **k))
+    _, again = pp.classify_quality(img)
+    assert again == stats and 99.5 not in calls

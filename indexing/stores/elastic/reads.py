@@ -136,6 +136,19 @@ class Reads(Connection):
         q = bool_filter([*filter_clauses(Filters(), Principal(all_access=True)), {"term": {"path": path}}])
         return {h["_source"]["image_id"]: h["_source"]["doc_id"] for h in self._scan(q, ["image_id", "doc_id"])}
 
+    @guard("look up files")
+    def live_pages(self, paths: list[str], doc_ids: list[str]) -> list[tuple[str, str, str]]:
+        """(image_id, doc_id, path) of the live records from ``paths`` or of ``doc_ids``, in one scan
+        per 1000 of each: an index run's lookups for a run of files (``Indexer._look_ahead``)."""
+        if not (paths or doc_ids) or self._live() is None:
+            return []
+        out: list[tuple[str, str, str]] = []
+        for i in range(0, max(len(paths), len(doc_ids)), 1000):
+            either = [{"terms": {f: v[i : i + 1000]}} for f, v in (("path", paths), ("doc_id", doc_ids)) if v[i : i + 1000]]
+            q = bool_filter([*filter_clauses(Filters(), Principal(all_access=True)), {"bool": {"should": either, "minimum_should_match": 1}}])
+            out += [(h["_source"]["image_id"], h["_source"]["doc_id"], h["_source"]["path"]) for h in self._scan(q, ["image_id", "doc_id", "path"])]
+        return out
+
     @guard("read an image")
     def get(self, image_id: str, principal: Principal) -> ImageRecord | None:
         return self.get_many([image_id], principal).get(image_id)
