@@ -254,11 +254,17 @@ def test_files_that_give_no_page_cost_no_store_query(rt: Runtime, tmp_path: Path
     Image.new("RGB", (1, 1)).save(folder / "dot.png")
     good = image(folder / "good.png", 200)
     asked: list[str] = []
-    real = rt.store.live_ids_for_path
+    batched: list[list[str]] = []
+    real, real_batch = rt.store.live_ids_for_path, rt.store.live_pages
     monkeypatch.setattr(rt.store, "live_ids_for_path", lambda p: asked.append(p) or real(p))
+    monkeypatch.setattr(rt.store, "live_pages", lambda paths, docs: batched.append(paths) or real_batch(paths, docs))
     summary = Indexer(rt).index([folder])
     assert (summary.indexed, len(summary.failed)) == (1, 32)
-    assert asked == [str(good)]
+    # no file-by-file lookup (the good file's answer came with its look-ahead window's one query),
+    # and the empty files are in no query at all
+    assert asked == []
+    assert 1 <= len(batched) <= 2 and str(good) in {p for b in batched for p in b}
+    assert not any(p.rsplit("/", 1)[-1].startswith("e") for b in batched for p in b)
     again = Indexer(rt).index([folder])
     assert (again.indexed, again.unchanged, len(again.failed)) == (0, 1, 32)
 
