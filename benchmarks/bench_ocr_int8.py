@@ -8,7 +8,7 @@ Debian Reference pages 150-153 (en, zh; the docqa set rasterises the first ~30 b
 one-line renderings of text from pages 160-175 in the project's fonts; nothing from an eval's pages.
 
 ``calibrate``: the activation ranges over a collected set (``ortquant.calibrate_ranges``) and the
-recipe (``--float32`` layers kept in float32, ``--percentile``, ``--symmetric``) into
+recipe (``--float32`` layers kept in float32, ``--percentile``, ``--symmetric``, ``--space-scale``) into
 ``indexing/ocr_int8_ranges.json`` (or ``--out``), which ``ocr_int8.int8_model`` quantises from.
 
 ``compare``: float32 and int8 over a collected set in one process, one thread, each line read by
@@ -238,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--percentile", type=float, default=99.999)
     k.add_argument("--symmetric", action="store_true")
     k.add_argument("--every", type=int, default=1, help="calibrate on every N-th line only")
+    k.add_argument("--space-scale", type=float, default=2.0,
+                   help="the space class's probability times this after int8 (ocr_int8.scale_space); 1: off")
     k.add_argument("--out", type=Path, default=REPO / "indexing" / "ocr_int8_ranges.json")
     m = sub.add_parser("compare")
     m.add_argument("inputs", type=Path)
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                             "set": f"benchmarks/bench_ocr_int8.py collect --calibration, every {a.every}. line",
                             "percentile": a.percentile, "symmetric": a.symmetric},
             "recipe": {"per_channel": True, "reduce_range": False, "activations": "uint8",
-                       "float32": [s for s in a.float32.split(",") if s]},
+                       "float32": [s for s in a.float32.split(",") if s], "space_scale": a.space_scale},
             "ranges": ranges,
         }
         a.out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")

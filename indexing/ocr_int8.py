@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -81,7 +82,7 @@ def identity() -> str:
 
 def int8_model(cache_dir: Path) -> Path:
     """The int8 recogniser under ``cache_dir`` (``ocr-int8/<identity>.onnx``), written on first use
-    (~10-30 s, once per cache), then reused."""
+    (~2-3 CPU-s, once per cache), then reused."""
     out = Path(cache_dir) / "ocr-int8" / f"{identity()}.onnx"
     if out.is_file():
         return out
@@ -100,16 +101,57 @@ def int8_model(cache_dir: Path) -> Path:
 
         r = recipe()
         log.info("writing the int8 recogniser %s (once)", out)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         try:
             quantize_from_ranges(
-                src, out, {k: v for k, v in doc["ranges"].items()},
+                src, tmp, {k: v for k, v in doc["ranges"].items()},
                 exclude=r.get("float32", []), per_channel=bool(r.get("per_channel", True)),
                 reduce_range=bool(r.get("reduce_range", False)), activations=str(r.get("activations", "uint8")),
                 op_types=r.get("op_types"), extra_options=r.get("extra_options"),
             )
+            if float(r.get("space_scale", 1.0)) != 1.0:
+                scale_space(tmp, float(r["space_scale"]))
+            os.replace(tmp, out)
         except ImportError as exc:
             raise ImgragError(
                 f"IMGRAG_OCR_INT8 needs onnx and onnxruntime's quantisation tools ({exc})",
                 "pip install 'onnx>=1.16' onnxruntime, or unset IMGRAG_OCR_INT8",
             ) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
     return out
+
+
+def scale_space(path: Path, factor: float) -> None:
+    """Multiply the space character's probability in the recogniser's output by ``factor`` and
+    renormalise (a Mul, ReduceSum and Div after its softmax), in place.
+
+    int8 arithmetic lowers the space class's probability systematically: the quantised model drops
+    spaces between words ("1.1.6 Virtual" -> "1.1.6Virtual") far more often than it adds one; the
+    factor (the recipe's ``space_scale``, chosen on the calibration set) gives some of it back. The
+    space is the last class: rapidocr decodes [blank] + the model's ``character`` list + [" "]."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    chars = next((p.value for p in model.metadata_props if p.key == "character"), None)
+    out = model.graph.output[0]
+    dims = [d.dim_value for d in out.type.tensor_type.shape.dim]
+    if chars is None or not dims or dims[-1] != len(chars.splitlines()) + 2:
+        raise ImgragError(f"IMGRAG_OCR_INT8: cannot find the space class in {path.name}'s output",
+                          "unset IMGRAG_OCR_INT8, or re-calibrate: python benchmarks/bench_ocr_int8.py")
+    scale = np.ones((dims[-1],), np.float32)
+    scale[-1] = factor
+    name = out.name
+    for node in model.graph.node:
+        node.output[:] = [f"{name}_raw" if o == name else o for o in node.output]
+    model.graph.initializer.extend([numpy_helper.from_array(scale, "imgrag_space_scale"),
+                                    numpy_helper.from_array(np.array([-1], np.int64), "imgrag_space_axes")])
+    model.graph.node.extend([
+        helper.make_node("Mul", [f"{name}_raw", "imgrag_space_scale"], [f"{name}_scaled"], name="imgrag_space_scale"),
+        helper.make_node("ReduceSum", [f"{name}_scaled", "imgrag_space_axes"], [f"{name}_sum"], name="imgrag_space_sum",
+                         keepdims=1),
+        helper.make_node("Div", [f"{name}_scaled", f"{name}_sum"], [name], name="imgrag_space_norm"),
+    ])
+    onnx.save(model, str(path))
