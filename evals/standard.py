@@ -208,7 +208,7 @@ INDEX_KEYS = (
 # Settings that change the index only when set away from their default: keyed then, so the key of
 # every index built before they existed stays what it was.
 INDEX_KEYS_IF_SET: dict[str, object] = {"image_backbone": "lite0", "image_framing": "centre",
-                                        "transfer_memory": None}  # the memory also chooses transfer's framing
+                                        "transfer_memory": None, "ocr_int8": False}  # the memory also chooses transfer's framing
 
 
 # Settings naming a file (or folder) whose *content* makes the index: keyed by what the files hold,

@@ -140,6 +140,11 @@ class Settings(BaseSettings):
 
     # models
     ocr_engine: Literal["rapidocr", "paddleocr"] = "rapidocr"
+    ocr_int8: bool = Field(
+        default=False,
+        description="rapidocr: read text lines with an int8 recogniser derived from the bundled float32 one at first use "
+        "(written into the model cache once); less CPU a page, a few lines read differently (docs/performance.md, session 12)",
+    )
     paddle_model_dir: Path | None = None
     text_embedder: str = "e5"
     image_embedder: str = "bridge"

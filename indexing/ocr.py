@@ -219,7 +219,9 @@ _RAPID_LOCK = threading.Lock()
 _RAPID_CACHE: dict[tuple[Any, ...], tuple[RapidOCR, threading.Lock]] = {}
 
 
-def _rapid_params(det_max_side: int, threads: int | None, rec_batch: int, use_cls: bool) -> dict[str, Any]:
+def _rapid_params(
+    det_max_side: int, threads: int | None, rec_batch: int, use_cls: bool, rec_model: str | None = None
+) -> dict[str, Any]:
     params: dict[str, Any] = {
         "Global.log_level": "error",  # its INFO/WARNING lines ("detection result is empty") are noise
         "Global.text_score": 0.0,  # we filter ourselves, after dropping junk
@@ -230,6 +232,8 @@ def _rapid_params(det_max_side: int, threads: int | None, rec_batch: int, use_cl
         "Det.limit_side_len": int(det_max_side),
         "Rec.rec_batch_num": int(rec_batch),
     }
+    if rec_model is not None:  # the int8 recogniser (indexing/ocr_int8.py); its character list is in its metadata
+        params["Rec.model_path"] = rec_model
     from imgrag.indexing.threads import ort_engine_cfg
 
     for k, v in ort_engine_cfg(threads).items():  # threads, and the memory arena (IMGRAG_ORT_ARENA)
@@ -275,11 +279,13 @@ def patch_det_input() -> None:
     DetPreProcess.__call__ = call
 
 
-def _get_rapidocr(det_max_side: int, threads: int | None, rec_batch: int, use_cls: bool) -> tuple[RapidOCR, threading.Lock]:
+def _get_rapidocr(
+    det_max_side: int, threads: int | None, rec_batch: int, use_cls: bool, rec_model: str | None = None
+) -> tuple[RapidOCR, threading.Lock]:
     """One RapidOCR per parameter set per process (its det/cls/rec sessions load on first use)."""
     from imgrag.indexing.threads import arena_enabled, session_slot
 
-    key: tuple[Any, ...] = (det_max_side, threads, rec_batch, use_cls, arena_enabled())
+    key: tuple[Any, ...] = (det_max_side, threads, rec_batch, use_cls, rec_model, arena_enabled())
 
     own = session_slot()
     if own is not None and threads is None:  # a page-analysis worker: its own sessions (threads.worker_slots)
@@ -296,7 +302,7 @@ def _get_rapidocr(det_max_side: int, threads: int | None, rec_batch: int, use_cl
 
             patch_ort_sessions()
             patch_det_input()
-            hit = (RapidOCR(params=_rapid_params(det_max_side, threads, rec_batch, use_cls)), threading.Lock())
+            hit = (RapidOCR(params=_rapid_params(det_max_side, threads, rec_batch, use_cls, rec_model)), threading.Lock())
             _RAPID_CACHE[key] = hit
         return hit
 
@@ -335,7 +341,9 @@ class RapidOcrEngine:
     first so small crops (``ocr_region``) still detect. ``min_confidence`` drops lines whose
     recognition score is below it; lines with no letter, digit or CJK character are always dropped.
     ``rec_batch`` 1 (rapidocr's default is 6) measured 5-25 % faster on 2 CPU cores; ``threads`` sets
-    ONNX Runtime's intra-op threads (default: one per physical core).
+    ONNX Runtime's intra-op threads (default: one per physical core). ``int8_cache`` (a folder) reads
+    with the int8 recogniser derived into it at first use (``IMGRAG_OCR_INT8``, indexing/ocr_int8.py);
+    the engine's name then carries that model's identity.
     """
 
     def __init__(
@@ -347,6 +355,7 @@ class RapidOcrEngine:
         threads: int | None = None,
         rec_batch: int = 1,
         use_cls: bool = True,
+        int8_cache: str | Path | None = None,
     ) -> None:
         self.min_confidence = float(min_confidence)
         self.det_max_side = int(det_max_side)
@@ -355,9 +364,19 @@ class RapidOcrEngine:
         self.rec_batch = int(rec_batch)
         self.use_cls = bool(use_cls)
         self.name = f"rapidocr-{_pkg_version('rapidocr')}:{_rapid_model_names()}"
+        self.int8_cache = None if int8_cache is None else Path(int8_cache)
+        self._rec_model: str | None = None
+        if self.int8_cache is not None:
+            from .ocr_int8 import identity
+
+            self.name += f"+{identity()}"
 
     def _engine(self) -> tuple[RapidOCR, threading.Lock]:
-        return _get_rapidocr(self.det_max_side, self.threads, self.rec_batch, self.use_cls)
+        if self.int8_cache is not None and self._rec_model is None:
+            from .ocr_int8 import int8_model
+
+            self._rec_model = str(int8_model(self.int8_cache))
+        return _get_rapidocr(self.det_max_side, self.threads, self.rec_batch, self.use_cls, self._rec_model)
 
     def load(self) -> None:
         """Create the det/cls/rec sessions now (rapidocr 3.x creates them on first use)."""

@@ -80,7 +80,14 @@ class Runtime:
     def ocr(self) -> OcrEngine:
         from .ocr import get_ocr_engine
 
-        opts = {"model_dir": self.settings.paddle_model_dir} if self.settings.ocr_engine == "paddleocr" else {}
+        opts: dict[str, object] = {"model_dir": self.settings.paddle_model_dir} if self.settings.ocr_engine == "paddleocr" else {}
+        if self.settings.ocr_int8:
+            if self.settings.ocr_engine != "rapidocr":
+                raise ImgragError(
+                    f"IMGRAG_OCR_INT8 is for the rapidocr engine, not {self.settings.ocr_engine}",
+                    "unset IMGRAG_OCR_INT8, or set IMGRAG_OCR_ENGINE=rapidocr",
+                )
+            opts["int8_cache"] = self.settings.cache_dir
         return get_ocr_engine(self.settings.ocr_engine, **opts)
 
     @_built_once

@@ -365,3 +365,50 @@ def test_sessions_with_the_memory_arena_read_exactly_like_those_without(
         out[arena] = ([(ln.text, ln.bbox) for ln in lines], [(b.kind, b.bbox) for b in layout.LayoutAnalyzer().detect(page)])
     assert out["1"] == out["0"] and out["1"][0]
     assert sessions(RapidOCR(params={"Global.log_level": "error"})) == [False, False]
+
+
+# --------------------------------------------------------------------------------------------------
+# the int8 recogniser (IMGRAG_OCR_INT8)
+
+
+def test_int8_recogniser_is_derived_once_deterministically_and_reads_a_page(tmp_path: Path, page: np.ndarray) -> None:
+    pytest.importorskip("onnxruntime.quantization")
+    from imgrag.indexing import ocr_int8
+
+    first = ocr_int8.int8_model(tmp_path / "a")
+    again = ocr_int8.int8_model(tmp_path / "b")
+    assert first.name == f"{ocr_int8.identity()}.onnx" and first.read_bytes() == again.read_bytes()
+    assert first.stat().st_size < ocr_int8.float_model_path().stat().st_size / 2  # int8 weights
+    mtime = first.stat().st_mtime_ns
+    assert ocr_int8.int8_model(tmp_path / "a") == first and first.stat().st_mtime_ns == mtime  # reused, not rewritten
+
+    eng = RapidOcrEngine(int8_cache=tmp_path / "a")
+    assert eng.name.startswith(RapidOcrEngine().name + "+rec-int8-")
+    text = " ".join(ln.text for ln in eng.recognize(page))
+    assert "Purchase Agreement" in text and "deliver the goods within thirty days" in text
+    assert "甲方应当在合同签订后" in text
+
+
+def test_int8_refuses_ranges_made_for_another_float_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from imgrag.indexing import ocr_int8
+
+    doc = json.loads(ocr_int8.RANGES_FILE.read_text())
+    doc["float_sha256"] = "0" * 64
+    other = tmp_path / "ranges.json"
+    other.write_text(json.dumps(doc))
+    monkeypatch.setattr(ocr_int8, "RANGES_FILE", other)
+    ocr_int8.recipe.cache_clear()
+    with pytest.raises(ImgragError, match="re-calibrate"):
+        ocr_int8.int8_model(tmp_path / "cache")
+    ocr_int8.recipe.cache_clear()
+
+
+def test_int8_with_paddleocr_is_one_clear_error() -> None:
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.runtime import Runtime
+
+    rt = Runtime(Settings(ocr_engine="paddleocr", ocr_int8=True))
+    with pytest.raises(ImgragError, match="IMGRAG_OCR_INT8 is for the rapidocr engine"):
+        _ = rt.ocr

@@ -133,7 +133,7 @@ def test_settings_that_change_index_content_change_the_eval_index_key() -> None:
     base = Settings()
     for name, value in (("page_text_tokens", 512), ("region_text_tokens", 512), ("photo_text_gate", 0), ("tile_side", 0),
                         ("photo_one_pass", False), ("image_backbone", "lite2"), ("image_framing", "content"),
-                        ("transfer_memory", "/tmp/memory-content.npz")):
+                        ("transfer_memory", "/tmp/memory-content.npz"), ("ocr_int8", True)):
         assert index_key(base.model_copy(update={name: value})) != index_key(base), name
     # keyed only when set: every index built before these settings existed keeps its key
     from imgrag.evals import standard
