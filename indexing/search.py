@@ -292,9 +292,10 @@ class Searcher:
         out = {sp: make[sp](q) for sp in self._route_spaces(routes)}
         return out, round((time.perf_counter() - t) * 1000, 2)
 
-    def _exemplar(self, query_vector: np.ndarray) -> np.ndarray | None:
+    def _exemplar(self, query: str, query_vector: np.ndarray) -> np.ndarray | None:
         """The query's exemplar features (``image_embedder=transfer`` with ``IMGRAG_EXEMPLAR_WEIGHT`` > 0
-        and an index whose ``feature`` space is the embedder's), else None."""
+        and an index whose ``feature`` space is the embedder's), else None; cached with the query's
+        vectors (it costs a product with every caption row of the memory)."""
         ie = self.rt.image_embedder
         make = getattr(ie, "exemplar", None)
         if make is None or self.rt.settings.exemplar_weight <= 0:
@@ -302,7 +303,7 @@ class Searcher:
         spaces = self._stored_spaces()
         if spaces is not None and spaces.feature != ie.feature_identity:  # another feature space
             return None
-        return make(query_vector)  # type: ignore[no-any-return]
+        return self._cache.get(("exemplar", query), lambda: make(query_vector))  # type: ignore[no-any-return]
 
     def _two_stage(self) -> bool:
         """Whether the index is big enough (``IMGRAG_TWO_STAGE_PAGES``) for the two-stage region
@@ -515,7 +516,7 @@ class Searcher:
             bm25_fut = run(bm25) if "bm25" in routes else None
             vec, rec.timings["embed"] = self._query_vectors(query, routes)
             reads: dict[str, Read] = {}
-            exemplar = self._exemplar(vec["image"]) if "image" in routes else None
+            exemplar = self._exemplar(query, vec["image"]) if "image" in routes else None
             if "image" in routes:
                 reads["image"] = Read("knn", ("image", vec["image"], depth, pictures, principal))
             if exemplar is not None:  # the exemplar term: a kNN on the stored features, added to the image route's scores

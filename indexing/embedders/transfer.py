@@ -222,7 +222,8 @@ class NamedMemory:
         picture's stored ``feature`` ranks pictures that look like named drawings of the query — the
         text → picture direction of the neighbour step (transfer is picture → names)."""
         q = np.asarray(query_vectors, np.float32)
-        sims = (q @ self.vectors.T)[:, self.owner]  # per memory picture, its caption row's similarity
+        # one query (the search): a matrix-vector product, ~2x less CPU than the 1-row matrix product
+        sims = ((self.vectors @ q[0])[None, :] if len(q) == 1 else q @ self.vectors.T)[:, self.owner]  # per memory picture
         idx, w = _top_softmax(sims, k, temp)
         return _normalise(np.einsum("nk,nkd->nd", w, self.features[idx]) @ self.proj)
 
