@@ -281,7 +281,12 @@ def test_a_memory_accepts_auto_framed_pictures_and_refuses_another_framing(tmp_p
 def test_exemplar_stats_are_what_the_harness_standardises_by(tmp_path: Path) -> None:
     """The per-page statistics indexing stores (NamedMemory.exemplar_stats, TransferEmbedder.feature_stats)
     are the harness's exemplar_spread at the product's k, temp and 1,000 rows (all 4 here)."""
-    from imgrag.indexing.embedders.transfer import EXEMPLAR_K, EXEMPLAR_STATS, EXEMPLAR_TEMP, NamedMemory
+    from imgrag.indexing.embedders.transfer import (
+        EXEMPLAR_K,
+        EXEMPLAR_STATS,
+        EXEMPLAR_TEMP,
+        NamedMemory,
+    )
 
     mem = NamedMemory.load(_framed_memory(tmp_path))
     pics = mem.project(np.random.default_rng(3).normal(size=(3, 1280)).astype(np.float32)) @ mem.proj
