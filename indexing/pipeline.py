@@ -495,7 +495,10 @@ class Indexer:
         pool = tile_pool(ie, side, "photo")
         pooled = [i for i, a in enumerate(batch) if tile_pool(ie, side, a.record.quality) is not None]
         # content framing crops a picture to what it draws: the uncropped tile pass is another framing
-        one_pass = set(pooled) if s.photo_one_pass and getattr(ie, "framing", "centre") == "centre" else set()
+        # (auto framing: only the pages it frames centre, photos, share the tiles' pass)
+        framing = getattr(ie, "framing", "centre")
+        one_pass = (set() if not s.photo_one_pass or framing == "content" else set(pooled) if framing == "centre"
+                    else {i for i in pooled if ie.whole_framing(batch[i].image) == "centre"})
         n_grid = [sum(not isinstance(t[2], np.ndarray) for t in a.tiles) for a in batch]
         whole: dict[int, tuple[np.ndarray, np.ndarray, str]] = {}
         tiles: dict[int, list[np.ndarray]] = {i: [] for i in range(len(batch))}
@@ -541,11 +544,15 @@ class Indexer:
         region_texts = [page_head(rt.text_embedder, r[2], rt.settings.region_text_tokens) for a in batch for r in a.text_regions]
         vecs = rt.text_embedder.embed_passages(texts + region_texts)
         page_vecs, region_vecs = vecs[: len(batch)], vecs[len(batch) :]
+        # per page, what the image embedder's search term needs of its features (transfer: the exemplar term)
+        stats_of = getattr(rt.image_embedder, "feature_stats", None)
+        feature_stats = stats_of(np.stack([w[1] for w in whole])) if stats_of is not None and whole else [{}] * len(batch)
         out: list[Indexed] = []
         ri = 0
         for n, a in enumerate(batch):
             rec = a.record
             rec.caption = rec.caption or whole[n][2]  # the file's own words beat the image model's guess
+            rec.feature_stats = feature_stats[n]
             rec.models.update(rt.model_identities())
             regions: list[RegionRecord] = []
             for (suffix, box, _), vec in zip(a.tiles, tiles[n], strict=True):

@@ -114,6 +114,14 @@ def _axis_alignment(gray: np.ndarray) -> float:
     return float(window.max() / hist.sum())
 
 
+def peak_mass(img: np.ndarray) -> float:
+    """Share of the pixels at the commonest grey level, on the copy :func:`classify_quality` measures
+    (its ``quality_stats["peak_mass"]``): high for a drawing on a flat background, low for a photo."""
+    small, _ = shrink(as_rgb(img), _CLASSIFY_SIDE)
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    return float(np.bincount(gray.ravel(), minlength=256).max() / gray.size)
+
+
 def classify_quality(img: np.ndarray) -> tuple[QualityClass, dict[str, float]]:
     """Guess the source of an image from cheap statistics; returns the class and the statistics.
 

@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .text import coverage, keyword_query, latin_words, normalize, query_terms, squash, token_set, tokens
+from .embedders.transfer import EXEMPLAR_STATS
 from .errors import ImgragError, NotFoundError
 from .limits import MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS
 from .links import LinkedItem, visible_links
@@ -162,6 +163,33 @@ def standout(scores: dict[str, float], full_at: float) -> dict[str, float]:
     return dict(zip(scores, votes.tolist(), strict=True))
 
 
+def add_exemplar(hits: list[RouteHit], exemplar_hits: list[RouteHit], stats: dict[str, dict[str, float]],
+                 weight: float, depth: int) -> list[RouteHit]:
+    """The image route's hits with the exemplar term added: each page's score gains ``weight`` ×
+    (its exemplar cosine − its mean) / its spread, the page's own statistics (``stats``:
+    ``ImageRecord.feature_stats``, stored at indexing) over random exemplars, so a picture near every
+    exemplar (a silhouette, a drawing-like photo) does not outscore the one near this query's. Scores
+    are added, not ranks. A page one kNN missed scores that list's lowest there (at most what it would
+    have had); a page without statistics keeps its score, and joins only from the image kNN. Re-sorted,
+    at most ``depth``."""
+    if not exemplar_hits or weight <= 0:
+        return hits
+    mean_key, sd_key = EXEMPLAR_STATS
+    base = {h.image_id: h.score for h in hits}
+    ex = {h.image_id: h.score for h in exemplar_hits}
+    floor_b, floor_e = min(base.values(), default=0.0), min(ex.values())
+    scores: dict[str, float] = {}
+    for i in dict.fromkeys([*base, *ex]):
+        st = stats.get(i, {})
+        has = mean_key in st and st.get(sd_key, 0.0) > 0
+        if i not in base and not has:
+            continue
+        term = weight * (ex.get(i, floor_e) - st[mean_key]) / st[sd_key] if has else 0.0
+        scores[i] = base.get(i, floor_b) + term
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:depth]
+    return [RouteHit(image_id=i, score=sc) for i, sc in ranked]
+
+
 def _window(req: SearchRequest) -> int:
     """How many fused candidates ``rank`` reads, re-ranks and attaches evidence to."""
     return max(req.offset + req.k, 30) if req.rerank else req.offset + req.k
@@ -267,6 +295,19 @@ class Searcher:
         t = time.perf_counter()
         out = {sp: make[sp](q) for sp in self._route_spaces(routes)}
         return out, round((time.perf_counter() - t) * 1000, 2)
+
+    def _exemplar(self, query: str, query_vector: np.ndarray) -> np.ndarray | None:
+        """The query's exemplar features (``image_embedder=transfer`` with ``IMGRAG_EXEMPLAR_WEIGHT`` > 0
+        and an index whose ``feature`` space is the embedder's), else None; cached with the query's
+        vectors (it costs a product with every caption row of the memory)."""
+        ie = self.rt.image_embedder
+        make = getattr(ie, "exemplar", None)
+        if make is None or self.rt.settings.exemplar_weight <= 0:
+            return None
+        spaces = self._stored_spaces()
+        if spaces is not None and spaces.feature != ie.feature_identity:  # another feature space
+            return None
+        return self._cache.get(("exemplar", query), lambda: make(query_vector))  # type: ignore[no-any-return]
 
     def _two_stage(self) -> bool:
         """Whether the index is big enough (``IMGRAG_TWO_STAGE_PAGES``) for the two-stage region
@@ -498,8 +539,11 @@ class Searcher:
             bm25_fut = run(bm25) if "bm25" in routes else None
             vec, rec.timings["embed"] = self._query_vectors(query, routes)
             reads: dict[str, Read] = {}
+            exemplar = self._exemplar(query, vec["image"]) if "image" in routes else None
             if "image" in routes:
                 reads["image"] = Read("knn", ("image", vec["image"], depth, pictures, principal))
+            if exemplar is not None:  # the exemplar term: a kNN on the stored features, added to the image route's scores
+                reads["exemplar"] = Read("knn", ("feature", exemplar, depth, pictures, principal))
             if "text_vector" in routes:
                 reads["text_vector"] = Read("knn", ("text", vec["text"], depth, req.filters, principal))
             if "region_text" in routes:
@@ -511,6 +555,18 @@ class Searcher:
                     reads[name] = Read("knn_regions", (kind, qv, depth * 4, flt, principal))
                 staged = {}
             started = run_reads(reads)
+            if "exemplar" in started:
+                img_f, ex_f = started.pop("image"), started.pop("exemplar")
+
+                def with_exemplar() -> list[RouteHit]:
+                    (hits, _), (ex_hits, _) = img_f.result(), ex_f.result()
+                    t = time.perf_counter()
+                    recs = store.get_many(list(dict.fromkeys([h.image_id for h in hits] + [h.image_id for h in ex_hits])), principal)
+                    out = add_exemplar(hits, ex_hits, {i: r.feature_stats for i, r in recs.items()}, s.exemplar_weight, depth)
+                    rec.timings["exemplar"] = round((time.perf_counter() - t) * 1000, 2)
+                    return out
+
+                pages["image"] = run(with_exemplar)
             if "image" in started:
                 pages["image"] = started.pop("image")
             if bm25_fut is not None:

@@ -36,6 +36,17 @@ DEFAULT_MEMORY = Path(__file__).with_name("data") / "transfer-memory.npz"
 # to a huge file, or a small .npz whose arrays unpack to gigabytes, is refused before it is read.
 MAX_MEMORY_BYTES = 2 << 30
 
+# The exemplar term of the search (IMGRAG_EXEMPLAR_WEIGHT, docs/embeddings.md): a query's exemplar is
+# the softmax(cos / EXEMPLAR_TEMP)-weighted features of the EXEMPLAR_K memory pictures whose names are
+# nearest it (chosen on clipart-dev in session 10). A page's cosine with it is standardised by that
+# page's own mean and spread over the exemplars of EXEMPLAR_GENERIC random caption rows (seed 0),
+# stored per page at indexing (ImageRecord.feature_stats): drawings whose features are near every
+# exemplar (a drawing-like photo, a silhouette) then stop outscoring the right answer (session 11).
+EXEMPLAR_K = 3
+EXEMPLAR_TEMP = 0.02
+EXEMPLAR_GENERIC = 1000
+EXEMPLAR_STATS = "exemplar_mean", "exemplar_sd"
+
 
 def _normalise(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)).astype(np.float32)
@@ -117,6 +128,7 @@ class NamedMemory:
     vectors: np.ndarray  # (m, text_dim) normalised
     meta: dict[str, object]
     sha: str
+    _generic: np.ndarray | None = None  # exemplars of random caption rows (exemplar_stats), made once
 
     @classmethod
     def load(cls, path: Path) -> NamedMemory:
@@ -181,10 +193,29 @@ class NamedMemory:
         raise ImgragError(f"transfer memory {self.path} does not say how its pictures were framed ({fid!r})",
                           "rebuild it with `bash evals/transfer_memory.sh OUT.npz`")
 
+    def accepts(self, feature_identity: str) -> bool:
+        """Whether pictures with ``feature_identity`` may look up this memory: its own, or ``auto``
+        framing over its backbone and framing (drawings framed by content looked up in a centre memory:
+        the best measured, docs/embeddings.md session 11/12)."""
+        from .bridge import preprocess_id
+
+        want = str(self.meta.get("feature_identity", ""))
+        if feature_identity == want:
+            return True
+        try:
+            backbone, framing = self.framing()
+        except ImgragError:
+            return False
+        own = "/" + preprocess_id(backbone, framing)
+        return want.endswith(own) and feature_identity == want[: -len(own)] + "/" + preprocess_id(backbone, "auto")
+
     def require(self, feature_identity: str, text_identity: str | None = None) -> None:
         """Refuse features (and query vectors) of another space than the memory's: neighbours found
-        across two framings or backbones are wrong without any error."""
+        across two framings or backbones are wrong without any error. ``auto`` framing is accepted
+        (:meth:`accepts`)."""
         for what, have in (("feature_identity", feature_identity), ("text_identity", text_identity)):
+            if what == "feature_identity" and self.accepts(feature_identity):
+                continue
             if have is not None and self.meta.get(what) != have:
                 backbone, framing = self.framing() if what == "feature_identity" else ("", "")
                 hint = (f"set IMGRAG_IMAGE_BACKBONE={backbone} IMGRAG_IMAGE_FRAMING={framing} (as the memory was built), or "
@@ -203,9 +234,22 @@ class NamedMemory:
         picture's stored ``feature`` ranks pictures that look like named drawings of the query — the
         text → picture direction of the neighbour step (transfer is picture → names)."""
         q = np.asarray(query_vectors, np.float32)
-        sims = (q @ self.vectors.T)[:, self.owner]  # per memory picture, its caption row's similarity
+        # one query (the search): a matrix-vector product, ~2x less CPU than the 1-row matrix product
+        sims = ((self.vectors @ q[0])[None, :] if len(q) == 1 else q @ self.vectors.T)[:, self.owner]  # per memory picture
         idx, w = _top_softmax(sims, k, temp)
         return _normalise(np.einsum("nk,nkd->nd", w, self.features[idx]) @ self.proj)
+
+    def exemplar_stats(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of ``features`` (normalised backbone features), the mean and standard deviation of
+        its cosines with the exemplars (``k`` :data:`EXEMPLAR_K`, ``temp`` :data:`EXEMPLAR_TEMP`) of
+        :data:`EXEMPLAR_GENERIC` random caption rows (seed 0): the scale the search's exemplar term
+        standardises that page's cosine by."""
+        if getattr(self, "_generic", None) is None:
+            rng = np.random.default_rng(0)
+            rows = rng.choice(len(self.vectors), min(EXEMPLAR_GENERIC, len(self.vectors)), replace=False)
+            self._generic = self.exemplars(self.vectors[rows], k=EXEMPLAR_K, temp=EXEMPLAR_TEMP)
+        g = np.asarray(features, np.float32) @ self._generic.T
+        return g.mean(1), np.maximum(g.std(1), 1e-6)
 
     def transferred(self, features: np.ndarray) -> np.ndarray:
         return transfer(self.project(features), self.features, self.vectors, k=int(self.meta["k"]),  # type: ignore[call-overload]
@@ -229,15 +273,18 @@ class TransferEmbedder:
         self.memory = NamedMemory.load(Path(memory) if memory else DEFAULT_MEMORY)
         # Pictures are framed the way the memory's were (its .json says how): left unset, the two
         # cannot disagree; set otherwise, it is one clear error below, never a silent mismatch.
+        # Over a centre memory, unset framing is ``auto``: drawings framed by content, photos centre,
+        # all looked up in the centre memory (the best measured: docs/embeddings.md, session 12).
         mem_backbone, mem_framing = self.memory.framing()
+        default_framing = "auto" if mem_framing == "centre" else mem_framing
         self.bridge = get_image_text_embedder("bridge", text_embedder=self.text, cache_dir=cache_dir,
                                               batch_size=batch_size, num_threads=num_threads, runtime=runtime,
-                                              backbone=backbone or mem_backbone, framing=framing or mem_framing)
+                                              backbone=backbone or mem_backbone, framing=framing or default_framing)
         self.framing = self.bridge.framing
         meta = self.memory.meta
         for setting, want, have in (("IMGRAG_IMAGE_BACKBONE", mem_backbone, self.bridge.backbone),
                                     ("IMGRAG_IMAGE_FRAMING", mem_framing, self.bridge.framing)):
-            if want != have:
+            if want != have and not (setting == "IMGRAG_IMAGE_FRAMING" and have == "auto"):
                 raise ImgragError(f"transfer memory {self.memory.path} was built with {setting.split('_')[-1].lower()} "
                                   f"{want!r}, but {setting} is {have!r}",
                                   f"unset {setting} (the transfer embedder then frames pictures as its memory was built), "
@@ -266,8 +313,23 @@ class TransferEmbedder:
         """Region vectors from one backbone pass per image (``LabelBridgeEmbedder.embed_regions``)."""
         return self._mixed(self.bridge.embed_regions(imgs, boxes, long_side))
 
+    def whole_framing(self, img: np.ndarray) -> str:
+        return self.bridge.whole_framing(img)
+
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.text.embed_queries(texts)
+
+    def exemplar(self, query_vector: np.ndarray) -> np.ndarray:
+        """The query's exemplar in the backbone's feature space (:meth:`NamedMemory.exemplars`, ``k``
+        :data:`EXEMPLAR_K`, ``temp`` :data:`EXEMPLAR_TEMP`): a ``feature`` kNN with it finds pages that
+        look like the memory's named drawings of the query (the search's exemplar term)."""
+        return self.memory.exemplars(np.asarray(query_vector, np.float32)[None, :], k=EXEMPLAR_K, temp=EXEMPLAR_TEMP)[0]
+
+    def feature_stats(self, features: np.ndarray) -> list[dict[str, float]]:
+        """What the index stores per page for the exemplar term: the mean and spread of the page's
+        cosines with random exemplars (:meth:`NamedMemory.exemplar_stats`)."""
+        mean, sd = self.memory.exemplar_stats(np.atleast_2d(np.asarray(features, np.float32)))
+        return [{EXEMPLAR_STATS[0]: float(m), EXEMPLAR_STATS[1]: float(d)} for m, d in zip(mean, sd, strict=True)]
 
     def queries_from_text(self, text_vectors: np.ndarray) -> np.ndarray:
         """The joint space is the text model's query space (as the bridge's)."""

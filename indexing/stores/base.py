@@ -147,6 +147,9 @@ class ImageRecord(BaseModel):
     mtime: float = 0.0
     quality: QualityClass
     quality_stats: dict[str, float] = Field(default_factory=dict)
+    # What the image embedder measured on the page's features for the search (``transfer``: the mean
+    # and spread of its cosines with random exemplars, which the exemplar term standardises by).
+    feature_stats: dict[str, float] = Field(default_factory=dict)
     enhancements: list[Enhancement] = Field(default_factory=list)
     ocr_lines: list[OcrLine] = Field(default_factory=list)
     ocr_text: str = ""

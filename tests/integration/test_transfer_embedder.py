@@ -61,7 +61,7 @@ def test_transfer_embedder_finds_pictures_by_their_neighbours_names(tmp_path: Pa
     from imgrag.indexing.embedders.transfer import NamedMemory, TransferEmbedder
 
     e5 = get_text_embedder("e5")
-    bridge = get_image_text_embedder("bridge")
+    bridge = get_image_text_embedder("bridge", framing="auto")  # over a centre memory, transfer frames each picture by its kind
     path = _memory(tmp_path)
     mem = NamedMemory.load(path)
     assert mem.features.shape == (12, 8) and mem.vectors.shape == (2, e5.dim) and path.stat().st_size < 50_000
@@ -164,6 +164,45 @@ def test_index_and_search_with_transfer(tmp_path: Path) -> None:
     assert Path(hits["hits"][0]["path"]).name == "two.png", hits
 
 
+def test_the_exemplar_term_finds_drawings_by_the_memorys_names(tmp_path: Path) -> None:
+    """With a memory whose transferred captions count for nothing (beta 1: the bridge's vector
+    alone), only the exemplar term (``IMGRAG_EXEMPLAR_WEIGHT``, standardised by the statistics each
+    page stores at indexing) knows "zorblax" and "quimbo": it ranks the drawing that looks like the
+    memory's pictures of that name first, in both languages; at weight 0 the image route is the
+    bridge's alone and does not."""
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    Image.fromarray(_draw("disc", 300)).save(folder / "one.png")
+    Image.fromarray(_draw("bars", 301)).save(folder / "two.png")
+    mem = _memory(tmp_path, beta=1.0)
+    # the image route outvotes the others (the pages have no text; their tiles are the bridge's)
+    env = {**os.environ, "IMGRAG_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "IMGRAG_WEIGHT_IMAGE": "5",
+           "IMGRAG_IMAGE_EMBEDDER": "transfer", "IMGRAG_TRANSFER_MEMORY": str(mem)}
+    for k in ("IMGRAG_PRINCIPAL", "IMGRAG_GROUPS", "IMGRAG_ADAPTER", "IMGRAG_EXEMPLAR_WEIGHT", "IMGRAG_IMAGE_FRAMING"):
+        env.pop(k, None)
+
+    def cli(*args: str, weight: str = "1") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "imgrag", *args], cwd=ROOT, env={**env, "IMGRAG_EXEMPLAR_WEIGHT": weight},
+                              capture_output=True, text=True, timeout=900, check=False)
+
+    p = cli("index", str(folder))
+    assert p.returncode == 0, p.stderr
+    wanted = {"zorblax": "one.png", "quimbo": "two.png", "左布拉": "one.png", "奎姆波": "two.png"}
+
+    def tops(weight: str) -> dict[str, str]:
+        out = {}
+        for q in wanted:
+            p = cli("search", q, "--json", "--mode", "vector", "--no-rerank", weight=weight)
+            assert p.returncode == 0, p.stderr
+            out[q] = Path(json.loads(p.stdout)["hits"][0]["path"]).name
+        return out
+
+    assert tops("1") == wanted
+    assert tops("0") != wanted  # the bridge alone does not know the made-up names: the term found them
+    bad = cli("search", "zorblax", weight="-1")
+    assert bad.returncode != 0 and "IMGRAG_EXEMPLAR_WEIGHT" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_shipped_memory_matches_the_installed_models() -> None:
     """The memory file in the package was built for this backbone and text model (else it is rebuilt
     with ``bash evals/transfer_memory.sh``)."""
@@ -177,5 +216,6 @@ def test_shipped_memory_matches_the_installed_models() -> None:
     assert meta["pictures"] == len(te.memory.features) and meta["caption_rows"] == len(te.memory.vectors)
     assert "python -m imgrag.evals.transfer build" in str(meta["recipe"]) and "clipart" not in meta["sources"]  # type: ignore[operator]
     _, framing = te.memory.framing()  # the recipe names the framing when it is not the default
-    assert te.framing == framing and (framing == "centre") == ("IMGRAG_IMAGE_FRAMING" not in str(meta["recipe"]))
+    assert (framing == "centre") == ("IMGRAG_IMAGE_FRAMING" not in str(meta["recipe"]))
+    assert te.framing == ("auto" if framing == "centre" else framing)  # drawings by content, photos centre
     assert DEFAULT_MEMORY.stat().st_size < 8_000_000

@@ -268,3 +268,70 @@ def test_an_oversized_memory_is_refused_before_it_is_read(tmp_path: Path, monkey
     with pytest.raises(ImgragError) as e:
         transfer.NamedMemory.load(out)
     assert str(out) in str(e.value) and "MiB" in str(e.value)
+
+
+def _framed_memory(tmp_path: Path, framing: str = "centre") -> Path:
+    from imgrag.indexing.embedders.bridge import backbone_id, preprocess_id
+    from imgrag.indexing.embedders.transfer import write_memory
+
+    rng = np.random.default_rng(2)
+    feats = rng.normal(size=(8, 1280)).astype(np.float32)
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    fid = f"{backbone_id('lite0')}/pool1280/{preprocess_id('lite0', framing)}"
+    return write_memory(tmp_path / f"m-{framing}.npz", feats, np.eye(4, 384, dtype=np.float32), np.arange(8) // 2, k=2,
+                        temp=0.05, beta=0.5, dims=6, feature_identity=fid, text_identity="t",
+                        extra={"backbone": "lite0", "framing": framing})
+
+
+def test_a_memory_accepts_auto_framed_pictures_and_refuses_another_framing(tmp_path: Path) -> None:
+    """Auto framing (drawings by content, photos centre) looks pictures up in a memory of one framing;
+    a wholly other framing or backbone is still refused."""
+    from imgrag.indexing.embedders.bridge import backbone_id, preprocess_id
+    from imgrag.indexing.embedders.transfer import NamedMemory
+    from imgrag.indexing.errors import ImgragError
+
+    mem = NamedMemory.load(_framed_memory(tmp_path))
+    fid = {f: f"{backbone_id(b)}/pool1280/{preprocess_id(b, f)}" for b, f in (("lite0", "centre"), ("lite0", "content"), ("lite0", "auto"))}
+    assert mem.accepts(fid["centre"]) and mem.accepts(fid["auto"]) and not mem.accepts(fid["content"])
+    mem.require(fid["auto"], "t")
+    with pytest.raises(ImgragError, match="IMGRAG_IMAGE_FRAMING=centre"):
+        mem.require(fid["content"], "t")
+    lite2_auto = f"{backbone_id('lite2')}/pool1280/{preprocess_id('lite2', 'auto')}"
+    assert not mem.accepts(lite2_auto)
+    assert NamedMemory.load(_framed_memory(tmp_path, "content")).accepts(fid["auto"])
+
+
+def test_exemplar_stats_are_what_the_harness_standardises_by(tmp_path: Path) -> None:
+    """The per-page statistics indexing stores (NamedMemory.exemplar_stats, TransferEmbedder.feature_stats)
+    are the harness's exemplar_spread at the product's k, temp and 1,000 rows (all 4 here)."""
+    from imgrag.indexing.embedders.transfer import (
+        EXEMPLAR_K,
+        EXEMPLAR_STATS,
+        EXEMPLAR_TEMP,
+        NamedMemory,
+    )
+
+    mem = NamedMemory.load(_framed_memory(tmp_path))
+    pics = mem.project(np.random.default_rng(3).normal(size=(3, 1280)).astype(np.float32)) @ mem.proj
+    pics /= np.linalg.norm(pics, axis=1, keepdims=True)
+    b, sd = mem.exemplar_stats(pics)
+    b2, sd2 = T.exemplar_spread(mem, pics, k=EXEMPLAR_K, temp=EXEMPLAR_TEMP, rows=1000)
+    assert np.allclose(b, b2, atol=1e-6) and np.allclose(sd, sd2, atol=1e-6) and (sd > 1e-3).all()
+    assert EXEMPLAR_STATS == ("exemplar_mean", "exemplar_sd")
+
+
+def test_the_standardised_exemplar_term_in_the_image_route() -> None:
+    from imgrag.indexing.search import add_exemplar
+    from imgrag.indexing.stores.base import RouteHit
+
+    hits = [RouteHit(image_id=i, score=s) for i, s in (("near-all", 0.50), ("a", 0.45), ("old", 0.40))]
+    ex = [RouteHit(image_id=i, score=s) for i, s in (("near-all", 0.90), ("a", 0.80), ("c", 0.70), ("nostats", 0.95))]
+    stats = {"near-all": {"exemplar_mean": 0.85, "exemplar_sd": 0.05}, "a": {"exemplar_mean": 0.40, "exemplar_sd": 0.10},
+             "c": {"exemplar_mean": 0.60, "exemplar_sd": 0.05}, "old": {}, "nostats": {}}
+    got = {h.image_id: round(h.score, 6) for h in add_exemplar(hits, ex, stats, 0.01, 10)}
+    # near-all: its cosine is only 1 sd over its own mean (+0.01); a: 4 sd (+0.04); c (missed by the image
+    # kNN): that route's lowest 0.40 + 2 sd; old (no statistics, e.g. indexed before them): its score;
+    # nostats (only the exemplar kNN found it, no statistics): left out
+    assert got == {"near-all": 0.51, "a": 0.49, "old": 0.4, "c": 0.42}
+    assert [h.image_id for h in add_exemplar(hits, ex, stats, 0.01, 2)] == ["near-all", "a"]
+    assert add_exemplar(hits, ex, stats, 0.0, 10) == hits and add_exemplar(hits, [], stats, 0.01, 10) == hits

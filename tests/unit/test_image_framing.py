@@ -138,3 +138,32 @@ def test_a_very_wide_picture_is_framed_without_a_canvas_of_its_size(monkeypatch:
     assert x.shape == (3, 224, 224) and max(biggest) <= (2 * 224 * 1.2) ** 2 * 3
     dark = x[0] < 0.0
     assert dark[:, :40].any() and dark[:, -40:].any() and not dark[:, 60:-60].any()  # both ends kept
+
+
+def _photo(shape: tuple[int, int] = (200, 300)) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    h, w = shape
+    ramp = np.linspace(0, 255, w)[None, :, None] + np.linspace(0, 60, h)[:, None, None]
+    return np.clip(ramp + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def test_auto_framing_frames_a_drawing_by_content_and_a_photo_centre(tmp_path) -> None:
+    """IMGRAG_IMAGE_FRAMING=auto: a drawing on a flat background (peak_mass >= 0.3, the quality
+    classifier's statistic) is framed content, a photo centre; the identity is a third one."""
+    from imgrag.indexing.embedders.bridge import DRAWING_PEAK_MASS, whole_framing
+    from imgrag.indexing.preprocess import classify_quality, peak_mass
+
+    drawing, photo = _disc((120, 300), (60, 250)), _photo()
+    for img in (drawing, photo):
+        assert peak_mass(img) == classify_quality(img)[1]["peak_mass"]  # the statistic indexing stores
+    assert peak_mass(drawing) >= DRAWING_PEAK_MASS > peak_mass(photo)
+    assert whole_framing(drawing, "auto") == "content" and whole_framing(photo, "auto") == "centre"
+    assert whole_framing(photo, "content") == "content" and whole_framing(drawing, "centre") == "centre"
+    assert np.array_equal(preprocess(drawing, framing="auto"), preprocess(drawing, framing="content"))
+    assert np.array_equal(preprocess(photo, framing="auto"), preprocess(photo, framing="centre"))
+    assert not np.array_equal(preprocess(drawing, framing="auto"), preprocess(drawing, framing="centre"))
+    auto = LabelBridgeEmbedder(FakeText(), cache_dir=tmp_path, framing="auto")  # type: ignore[arg-type]
+    others = [LabelBridgeEmbedder(FakeText(), cache_dir=tmp_path, framing=f) for f in ("centre", "content")]  # type: ignore[arg-type]
+    assert auto.feature_identity not in {e.feature_identity for e in others}
+    assert "auto-peak0.3" in auto.feature_identity and auto.whole_framing(drawing) == "content"
+    assert Settings(home=tmp_path, image_framing="auto").image_framing == "auto"

@@ -229,6 +229,25 @@ def test_content_framing_gives_a_photo_its_own_whole_image_pass() -> None:
     assert whole[0][0][0] == -1 and ie.alone == [(30, 60, 3)] and tiles[0].shape == (4, 2)
 
 
+def test_auto_framing_pools_only_the_photos_it_frames_centre() -> None:
+    """IMGRAG_IMAGE_FRAMING=auto: a photo page framed centre (most photos) keeps the one-pass whole
+    vector; a drawing-like one, framed by content, is embedded whole on its own."""
+    from types import SimpleNamespace
+
+    from imgrag.indexing.config import Settings
+
+    ie = FakeImageEmbedder()
+    ie.framing = "auto"  # type: ignore[attr-defined]
+    drawing = _analysed("photo")
+    drawing.image = np.full((30, 60, 3), 255, np.uint8)  # the fake below calls a white page a drawing
+    ie.whole_framing = lambda img: "content" if img.min() == 255 else "centre"  # type: ignore[attr-defined]
+    ix = pipeline.Indexer(SimpleNamespace(image_embedder=ie, settings=Settings()))  # type: ignore[arg-type]
+    whole, _ = ix._image_vectors([_analysed("photo"), drawing])
+    assert whole[0][0].tolist() == [60, 30]  # pooled: the first box of the tiles' pass
+    assert whole[1][0][0] == -1 and ie.alone == [(30, 60, 3)]  # the drawing: a pass of its own
+    assert len(ie.pooled[0]) == 5 and len(ie.pooled[1]) == 4  # the drawing's tiles are still pooled
+
+
 def test_tile_side_zero_embeds_every_whole_image_and_tile_alone() -> None:
     from types import SimpleNamespace
 

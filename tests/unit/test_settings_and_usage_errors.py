@@ -61,7 +61,10 @@ def clean_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         ("ES_REGION_NUM_CANDIDATES", "0", "greater than or equal to 1"),
         ("REGION_TEXT_TOKENS", "8", "greater than or equal to 16"),
         ("IMAGE_BACKBONE", "lite1", "'lite0' or 'lite2'"),
-        ("IMAGE_FRAMING", "center", "'centre' or 'content'"),
+        ("IMAGE_FRAMING", "center", "'centre', 'content' or 'auto'"),
+        # session 12's
+        ("EXEMPLAR_WEIGHT", "-0.01", "greater than or equal to 0"),
+        ("EXEMPLAR_WEIGHT", "nan", "finite number"),
     ],
 )
 def test_nonsense_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str, why: str) -> None:
