@@ -8,14 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from test_pipeline_failures import rt  # noqa: F401  (the fixture: a real LanceStore, stand-in models)
-
 from imgrag.indexing import pipeline
 from imgrag.indexing.pipeline import Indexer, IndexOptions
 from imgrag.indexing.runtime import Runtime
 from imgrag.indexing.stores.base import OPERATOR, Filters
 from imgrag.indexing.stores.lance import LanceStore
+from PIL import Image
+from test_pipeline_failures import rt  # noqa: F401  (the fixture: a real LanceStore, stand-in models)
 
 
 def image(path: Path, value: int) -> Path:
