@@ -334,7 +334,7 @@ def test_a_page_worker_reads_with_its_own_one_thread_sessions_exactly_like_the_s
     with ThreadPoolExecutor(1, initializer=init) as pool:
         own, lay, lines, blocks = pool.submit(in_worker, 0).result()
     assert own is not engine._engine()[0] and lay is not layout._get_layout(0.5, 0.5, None)[0]
-    key = (engine.det_max_side, None, engine.rec_batch, engine.use_cls, threads.arena_enabled(), per, 0)
+    key = (engine.det_max_side, None, engine.rec_batch, engine.use_cls, None, threads.arena_enabled(), per, 0)  # None: the float recogniser
     assert own is ocr._RAPID_CACHE[key][0]
     assert [(ln.text, ln.bbox) for ln in lines] == [(ln.text, ln.bbox) for ln in shared]
     assert [(b.kind, b.bbox) for b in blocks] == [(b.kind, b.bbox) for b in shared_blocks]

@@ -520,10 +520,10 @@ ACL_CORPUS = [
     Spec("ali", text="common alice words", acl=["alice"]),
     Spec("leg", text="common legal words", acl=["legal"]),
     Spec("hr", text="common hr words", acl=["alice", "hr"]),
-    # an operator's literal `--acl @public`: a token no principal holds, not "everyone" (LanceDB's
-    # acl_read column marks public pages with that very word)
-    Spec("lit", text="common alice literal words", acl=["@public"]),
 ]
+# The shared ACL store also holds an operator's literal `--acl @public`: a token no principal holds,
+# not "everyone" (LanceDB's acl_read column marks public pages with that very word).
+ACL_READ_CORPUS = [*ACL_CORPUS, Spec("lit", text="common alice literal words", acl=["@public"])]
 PRINCIPALS: dict[str, tuple[Principal, set[str]]] = {
     "alice": (Principal(name="alice"), {"pub", "ali", "hr"}),
     "bob in legal": (Principal(name="bob", groups=["legal"]), {"pub", "leg"}),
@@ -536,8 +536,8 @@ PRINCIPALS: dict[str, tuple[Principal, set[str]]] = {
 
 @pytest.fixture(scope="module", params=["lancedb", "lancedb-ann", "elasticsearch"])
 def acl_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexStore]:
-    """One store per backend holding ACL_CORPUS, shared by the read-only ACL tests."""
-    yield from _shared_store(request, tmp_path_factory, ACL_CORPUS)
+    """One store per backend holding ACL_READ_CORPUS, shared by the read-only ACL tests."""
+    yield from _shared_store(request, tmp_path_factory, ACL_READ_CORPUS)
 
 
 @pytest.mark.parametrize("who", list(PRINCIPALS))
@@ -545,11 +545,11 @@ def test_acl_inside_every_read(acl_store: IndexStore, who: str) -> None:
     store = acl_store
     principal, expected = PRINCIPALS[who]
     assert_visible(store, principal, Filters(), expected)
-    for s in ACL_CORPUS:
+    for s in ACL_READ_CORPUS:
         visible = s.image_id in expected
         assert (store.get(s.image_id, principal) is not None) == visible, s.image_id
         assert (store.get_vectors(s.image_id, principal) is not None) == visible, s.image_id
-    assert set(store.get_many([s.image_id for s in ACL_CORPUS], principal)) == expected
+    assert set(store.get_many([s.image_id for s in ACL_READ_CORPUS], principal)) == expected
     assert store.stats(principal).images == len(expected)
     assert store.stats(principal).regions == 2 * len(expected)
     # a filter cannot widen what the ACL allows
