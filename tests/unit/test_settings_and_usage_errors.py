@@ -250,7 +250,9 @@ def test_ctrl_c_of_the_real_process_says_so(tmp_path: Path) -> None:
     finally:
         if p.poll() is None:
             p.kill()
-    assert p.returncode == 130, rest
+    # 130, or killed by the SIGINT itself (-2; a shell shows 130 for both): once in the clean-clone CI a
+    # KeyboardInterrupt reached the interpreter's exit after the one line was printed. The line is the contract.
+    assert p.returncode in (130, -signal.SIGINT), rest
     lines = [ln for ln in rest.splitlines() if ln.strip()]
     assert lines and lines[-1].startswith("interrupted: imgrag align stopped before it saved an adapter"), rest
     assert not (tmp_path / "o").exists()
