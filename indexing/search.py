@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
@@ -32,6 +31,7 @@ from .models import BBox
 from .runtime import Runtime
 from .stores.base import (
     OPERATOR, Filters, ImageRecord, ModelSpaces, Principal, Read, RegionHit, RouteHit, WeightedTerms, check_query_space, meta_words,
+    page_order, region_order,
 )
 from .visual import mark_words, marks_text, wants_pictures
 from .translate import concepts as translate_concepts
@@ -195,11 +195,12 @@ def _window(req: SearchRequest) -> int:
     return max(req.offset + req.k, 30) if req.rerank else req.offset + req.k
 
 
-def _best_per_image(hits: list[RegionHit]) -> list[str]:
-    seen: OrderedDict[str, None] = OrderedDict()
-    for h in sorted(hits, key=lambda h: -h.score):
-        seen.setdefault(h.image_id, None)
-    return list(seen)
+def _best_per_image(hits: list[RegionHit]) -> dict[str, float]:
+    """Each page's best region score, best first (ties by page id): a region route's page ranking."""
+    best: dict[str, float] = {}
+    for h in sorted(hits, key=region_order):
+        best.setdefault(h.image_id, h.score)
+    return best
 
 
 V = TypeVar("V")
@@ -582,6 +583,7 @@ class Searcher:
                 rec.timings["records"] = prefetch["records"]
                 ms = round(ms - prefetch["records"], 2)
             rec.timings[name] = ms
+            hits = sorted(hits, key=page_order)  # the stores' order; a fake's or a wrapper's too
             rec.ranked[name] = [h.image_id for h in hits]
             rec.route_scores[name] = {h.image_id: h.score for h in hits}
         if staged:
@@ -593,10 +595,8 @@ class Searcher:
         for name, rfut in regions.items():
             rhits, rec.timings[name] = rfut.result()
             rec.region_hits.extend(rhits)
-            rec.ranked[name] = _best_per_image(rhits)[:depth]
-            best: dict[str, float] = {}
-            for h in rhits:
-                best[h.image_id] = max(best.get(h.image_id, -1.0), h.score)
+            best = _best_per_image(rhits)
+            rec.ranked[name] = list(best)[:depth]
             rec.route_scores[name] = best
         rec.elapsed_ms = round((time.perf_counter() - t0) * 1000, 2)
         return rec
@@ -619,7 +619,9 @@ class Searcher:
         factors = {r: standout(rec.route_scores[r], s.standout_z) for r in ranked if r in VECTOR_ROUTES}
         weights = self.weights()
         fused = rrf(ranked, weights, s.rrf_k, factors)
-        order = sorted(fused, key=lambda d: -fused[d])
+        # A total order, ties by page id (everywhere below too): the same store and query give the
+        # same list whatever order the routes or the store's threads returned tied hits in.
+        order = sorted(fused, key=lambda d: (-fused[d], d))
         n_cand = len(order)
         window = order[: _window(req)]
         records, rec.records = {d: r for d, r in rec.records.items() if d in window}, {}
@@ -643,7 +645,7 @@ class Searcher:
             for d in window:
                 bonus[d] = bonus_unit * (s.region_rerank * evidence[d][2] + s.concept_rerank * cc.get(d, 0.0))
                 fused[d] += bonus[d]
-            window.sort(key=lambda d: -fused[d])
+            window.sort(key=lambda d: (-fused[d], d))
         timings["rerank"] = round((time.perf_counter() - t) * 1000, 2)
 
         t = time.perf_counter()
@@ -655,7 +657,7 @@ class Searcher:
                 missing = [d for d in added if d not in rec.evidence]
                 if missing:
                     rec.evidence.update(self._evidence(query, missing, records, rec.region_hits, principal, req.filters))
-            window.sort(key=lambda d: -fused[d])
+            window.sort(key=lambda d: (-fused[d], d))
         links = visible_links(self.rt.store, [records[d] for d in window[req.offset : req.offset + req.k]], principal)
         timings["links"] = round((time.perf_counter() - t) * 1000, 2)
 
@@ -835,7 +837,7 @@ class Searcher:
             # Semantic evidence: the best-scoring region from the vector routes.
             # Photos are matched by what they show (tiles), documents by what they say (text blocks).
             hits = sorted(
-                (h for h in by_image.get(d, []) if h.kind != "label" and h.region_id), key=lambda h: ((h.kind == "tile") != prefer_tiles, -h.score)
+                (h for h in by_image.get(d, []) if h.kind != "label" and h.region_id), key=lambda h: ((h.kind == "tile") != prefer_tiles, -h.score, h.region_id)
             )
             fallback = rec.caption if prefer_tiles or not rec.ocr_lines else rec.ocr_lines[0].text
             if best_mark is not None and mark_cov > cap_cov:

@@ -12,7 +12,7 @@ import re
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field, model_validator
@@ -419,6 +419,40 @@ class RegionHit(BaseModel):
     text: str
     score: float
     pii_kinds: list[PiiKind] = Field(default_factory=list)
+
+
+def page_order(h: RouteHit) -> tuple[float, str]:
+    """A route's total order: best score first, a tie by page id. A store's own order among
+    exactly tied rows depends on its data files and threads (Lance with two compute threads
+    swapped two tied pages), and a result's order must not: clients page through it."""
+    return -h.score, h.image_id
+
+
+def region_order(h: RegionHit) -> tuple[float, str, str]:
+    """A region route's total order: best score first, then page id, then region id."""
+    return -h.score, h.image_id, h.region_id
+
+
+H = TypeVar("H", RouteHit, RegionHit)
+
+TIE_REFETCHES = 3  # how many times a route may double its fetch to see the end of a tie at its cut-off
+
+
+def top_k(fetch: Callable[[int], list[H]], k: int, key: Callable[[H], tuple[Any, ...]]) -> list[H]:
+    """The ``k`` best of ``fetch(n)`` (a store's ``n`` best, in any order among ties) in ``key``'s
+    total order. Which rows make the cut-off must not depend on the store's order either: one row
+    more is fetched, and while the k-th row ties with the last one fetched (a tie group may run on
+    past it), the fetch doubles, at most ``TIE_REFETCHES`` times (a tie of thousands — many pages
+    with the same vector — then cuts where that fetch ends)."""
+    if k <= 0:
+        return []
+    n = k + 1
+    for attempt in range(TIE_REFETCHES + 1):
+        hits = sorted(fetch(n), key=key)
+        if len(hits) < n or hits[k - 1].score != hits[-1].score or attempt == TIE_REFETCHES:
+            return hits[:k]
+        n *= 2
+    return hits[:k]  # pragma: no cover - the loop returns
 
 
 class Read(NamedTuple):

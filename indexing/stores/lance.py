@@ -50,6 +50,9 @@ from .base import (
     check_same_spaces,
     fts_source,
     meta_kv,
+    page_order,
+    region_order,
+    top_k,
 )
 from .locking import Journal, WriterLock
 
@@ -896,9 +899,14 @@ class LanceStore:
     ) -> list[RouteHit]:
         if not self._ready():
             return []
-        tbl = self._vector_rows(self._images, vector, _VEC_COLUMN[field], k, self._where(filters, principal), ["image_id"])
-        ids, dist = tbl.column("image_id").to_pylist(), tbl.column("_distance").to_pylist()
-        return [RouteHit(image_id=i, score=1.0 - float(d)) for i, d in zip(ids, dist, strict=True)]
+        where = self._where(filters, principal)
+
+        def fetch(n: int) -> list[RouteHit]:
+            tbl = self._vector_rows(self._images, vector, _VEC_COLUMN[field], n, where, ["image_id"])
+            ids, dist = tbl.column("image_id").to_pylist(), tbl.column("_distance").to_pylist()
+            return [RouteHit(image_id=i, score=1.0 - float(d)) for i, d in zip(ids, dist, strict=True)]
+
+        return top_k(fetch, k, page_order)
 
     def _fts_ready(self) -> bool:
         """Whether the pages table has its indices, the FTS index with every row in it (built here if
@@ -1081,16 +1089,21 @@ class LanceStore:
         if not self._ready() or not (q or more) or not self._fts_ready():
             return []
         at = self._images._table
-        if more:
-            from lancedb.query import BooleanQuery, MatchQuery, Occur
+        where = self._where(filters, principal)
 
-            parts = [(q, 1.0)] if q else []
-            query = at.query().nearest_to_text(BooleanQuery([(Occur.SHOULD, MatchQuery(t, "fts", boost=w)) for t, w in parts + more]))
-        else:
-            query = at.query().nearest_to_text(q, columns="fts")
-        tbl = _run(query.where(self._where(filters, principal)).select(["image_id", "_score"]).limit(k).to_arrow())
-        ids, scores = tbl.column("image_id").to_pylist(), tbl.column("_score").to_pylist()
-        return [RouteHit(image_id=i, score=float(sc)) for i, sc in zip(ids, scores, strict=True)]
+        def fetch(n: int) -> list[RouteHit]:
+            if more:
+                from lancedb.query import BooleanQuery, MatchQuery, Occur
+
+                parts = [(q, 1.0)] if q else []
+                query = at.query().nearest_to_text(BooleanQuery([(Occur.SHOULD, MatchQuery(t, "fts", boost=w)) for t, w in parts + more]))
+            else:
+                query = at.query().nearest_to_text(q, columns="fts")
+            tbl = _run(query.where(where).select(["image_id", "_score"]).limit(n).to_arrow())
+            ids, scores = tbl.column("image_id").to_pylist(), tbl.column("_score").to_pylist()
+            return [RouteHit(image_id=i, score=float(sc)) for i, sc in zip(ids, scores, strict=True)]
+
+        return top_k(fetch, k, page_order)
 
     @_fresh_reads
     def knn_regions(
@@ -1108,11 +1121,13 @@ class LanceStore:
         column = "tile_vec" if kind == "tile" else "text_vec"
         if image_ids is not None:  # the candidates' rows through the image_id B-tree, every one scored
             filters = filters.restricted_to(image_ids)
-        tbl = self._vector_rows(
-            self._regions, vector, column, k, f"{kinds} AND {self._where(filters, principal)}", list(_REGION_HIT_COLUMNS),
-            exact=image_ids is not None,
-        )
-        return _region_hits(tbl, [1.0 - d for d in tbl.column("_distance").to_pylist()])
+        where = f"{kinds} AND {self._where(filters, principal)}"
+
+        def fetch(n: int) -> list[RegionHit]:
+            tbl = self._vector_rows(self._regions, vector, column, n, where, list(_REGION_HIT_COLUMNS), exact=image_ids is not None)
+            return _region_hits(tbl, [1.0 - d for d in tbl.column("_distance").to_pylist()])
+
+        return top_k(fetch, k, region_order)
 
     @_fresh_reads
     def regions_of(self, image_ids: list[str]) -> list[RegionHit]:

@@ -419,6 +419,32 @@ def test_knn_regions_two_stage_scores_only_the_given_pages_exactly(store: IndexS
         assert store.knn_regions(kind, q, 200, Filters(), OPERATOR, image_ids=[]) == []  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 0, 1)])
+def test_exactly_tied_hits_come_best_first_then_by_id_whatever_was_written_first(store: IndexStore, order: tuple[int, ...]) -> None:
+    """Twelve pages with the same vectors and words tie exactly on every route; a route's k best are
+    then the tie's first k by page (region) id, in that order, whichever write (data file) holds
+    which, and whatever order the store's threads return them in (Lance with two compute threads
+    swapped two tied pages). The cut-off falls inside the tie: which pages make it is fixed too."""
+    img, txt, tile = rand_unit(IMG, 7), rand_unit(TXT, 8), rand_unit(IMG, 9)
+    specs = [
+        Spec(f"t{i:02d}", text="tied words", image=img, text_vec=txt, tiles=[("t0", (0, 0, 10, 10), tile)],
+             blocks=[("b0", "block", (0, 0, 20, 20), "tied words", txt)])
+        for i in (5, 11, 0, 7, 2, 9, 1, 10, 4, 8, 3, 6)
+    ]
+    load(store, [Spec("other", text="other words")])
+    for part in order:  # three writes, in an order of their own: a data file each on LanceDB
+        store.write([make(sp) for sp in specs[4 * part : 4 * part + 4]])
+    store.commit("index", {"indexed": 13})
+    want = [f"t{i:02d}" for i in range(5)]
+    assert [h.image_id for h in store.knn("image", img, 5, Filters(), OPERATOR)] == want
+    assert [h.image_id for h in store.knn("text", txt, 5, Filters(), OPERATOR)] == want
+    assert [h.image_id for h in store.bm25("tied", 5, Filters(), OPERATOR)] == want
+    # (Elasticsearch names the regions of ceil(k / IMGRAG_ES_REGION_HITS) pages: here fewer than k)
+    for kind, vec, region, ids in (("tile", tile, "t0", None), ("text", txt, "b0", None), ("text", txt, "b0", [f"t{i:02d}" for i in range(12)][::-1])):
+        got = [h.region_id for h in store.knn_regions(kind, vec, 5, Filters(), OPERATOR, ids)]  # type: ignore[arg-type]
+        assert got and got == [f"{i}:{region}" for i in want][: len(got)], (kind, ids)
+
+
 def test_write_replaces_a_pages_regions(store: IndexStore) -> None:
     load(store, [Spec("P", tiles=[(f"t{i}", (i, 0, i + 1, 1), unit(IMG, (i, 1))) for i in range(3)],
                       blocks=[("b0", "block", (0, 0, 5, 5), "old block", unit(TXT, (0, 1)))])])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -10,7 +10,8 @@ import numpy as np
 from ...errors import ImgragError
 from ...text import tokens
 from ..base import (
-    Filters, ImageRecord, ImageVectors, Principal, Read, RegionHit, RouteHit, Stats, VectorField, WeightedTerms,
+    TIE_REFETCHES, Filters, ImageRecord, ImageVectors, Principal, Read, RegionHit, RouteHit, Stats, VectorField, WeightedTerms,
+    page_order, region_order,
 )
 from .client import PAGE, Connection, guard
 from .mapping import SPACE_DIM, VEC_FIELD, vec_list
@@ -25,6 +26,28 @@ T = TypeVar("T")
 # is the read's result. ``_run`` runs one read (a list in one _msearch); ``read_many`` runs several
 # side by side, one _msearch per round.
 Steps = Generator[Any, Any, T]
+
+
+def ranked_steps(
+    k: int, body: Callable[[int], dict[str, Any]], hits: Callable[[Any], list[RouteHit]], first: list[dict[str, Any]] | None = None,
+) -> Steps[tuple[list[RouteHit], list[Any]]]:
+    """A page route's ``k`` best hits in :func:`~indexing.stores.base.page_order` (a shard's order
+    among exactly tied scores follows its segments) with the cut-off as
+    :func:`~indexing.stores.base.top_k` makes it: one hit more, and while the k-th ties with the
+    last one, twice as many (``body(n)``: the search for ``n``; ``hits(answer)``: its hits).
+    ``first``: bodies to send beside the first search (their answers come back second)."""
+    n = min(k + 1, 10_000)
+    for attempt in range(TIE_REFETCHES + 1):
+        if first is None or attempt:
+            res, more = (yield body(n)), []
+        else:
+            res, *more = yield [body(n), *first]
+        got = sorted(hits(res), key=page_order)
+        if len(got) < n or n >= 10_000 or got[k - 1].score != got[-1].score or attempt == TIE_REFETCHES:
+            return got[:k], more
+        n = min(2 * n, 10_000)
+    return got[:k], more  # pragma: no cover - the loop returns
+
 
 # the client's keyword arguments that are spelled otherwise in a request body
 _BODY_KEYS = {"source": "_source", "from_": "from"}
@@ -230,9 +253,13 @@ class Reads(Connection):
         name = VEC_FIELD[field]
         qv = self._check_query_dim(vector, name, info[1]["spaces"])
         k = min(k, 10_000)
-        res = yield {"knn": knn_clause(self.settings, name, qv, k, filters, principal), "size": k, "source": False}
-        hits = [RouteHit(image_id=hit_image_id(h), score=2.0 * float(h["_score"]) - 1.0) for h in res["hits"]["hits"]]
-        return dedup(hits, lambda h: h.image_id)
+        hits, _ = yield from ranked_steps(
+            k,
+            lambda n: {"knn": knn_clause(self.settings, name, qv, n, filters, principal), "size": n, "source": False},
+            lambda res: dedup([RouteHit(image_id=hit_image_id(h), score=2.0 * float(h["_score"]) - 1.0) for h in res["hits"]["hits"]],
+                              lambda h: h.image_id),
+        )
+        return hits
 
     @guard("run a full-text search")
     def bm25(
@@ -260,19 +287,22 @@ class Reads(Connection):
         extra = [e for e in extra if tokens(e.text)]
         if not (tokens(query) or extra) or k <= 0 or self._live() is None:
             return [], {}
-        body: dict[str, Any] = {"query": bm25_query(query, filters, principal, extra), "size": min(k, 10_000), "source": False}
+        body: dict[str, Any] = {"query": bm25_query(query, filters, principal, extra), "source": False}
         out: dict[str, ImageRecord] = {}
-        if records <= 0:
-            res = yield body
-        else:
-            # the records of the first hits ride along: the same query for just those hits, with
-            # their records, in the same round (one _msearch), rather than a request after it
-            res, got = yield [body, {**body, "size": min(records, 10_000), "source": ["record"]}]
-            for h in got["hits"]["hits"]:
-                rec = ImageRecord.model_validate(h["_source"]["record"])
-                out.setdefault(rec.image_id, rec)
-        hits = dedup([RouteHit(image_id=hit_image_id(h), score=float(h["_score"])) for h in res["hits"]["hits"]],
-                     lambda h: h.image_id)
+        # the records of the first hits ride along: the same query for just those hits, with
+        # their records, in the same round (one _msearch), rather than a request after it (what
+        # they miss of the hits the search ranks first, a tie's other side, it reads after)
+        first = [{**body, "size": min(records, 10_000), "source": ["record"]}] if records > 0 else None
+        hits, more = yield from ranked_steps(
+            min(k, 10_000),
+            lambda n: {**body, "size": n},
+            lambda res: dedup([RouteHit(image_id=hit_image_id(h), score=float(h["_score"])) for h in res["hits"]["hits"]],
+                              lambda h: h.image_id),
+            first,
+        )
+        for h in (more[0]["hits"]["hits"] if more else ()):
+            rec = ImageRecord.model_validate(h["_source"]["record"])
+            out.setdefault(rec.image_id, rec)
         return hits, out
 
     @guard("run a region search")
@@ -317,26 +347,46 @@ class Reads(Connection):
         exact = MAX_CANDIDATES if image_ids is not None else self.settings.es_region_num_candidates
         named = min(pages, self.settings.es_region_named_pages) or pages
         inner = {"size": per_image, "_source": {"excludes": [f"{path}.vector"]}}
-        knn = knn_clause(self.settings, f"{path}.vector", qv, pages, filters, principal, exact)
+
+        def ranking(n: int, named: bool) -> dict[str, Any]:
+            knn = knn_clause(self.settings, f"{path}.vector", qv, n, filters, principal, exact)
+            if named:
+                knn["inner_hits"] = inner
+            return {"knn": knn, "size": n, "source": False}
+
+        last: list[dict[str, Any]] = []
+
+        def page_hits(res: dict[str, Any]) -> list[RouteHit]:
+            last[:] = [res]
+            return dedup([RouteHit(image_id=hit_image_id(h), score=2.0 * float(h["_score"]) - 1.0) for h in res["hits"]["hits"]],
+                         lambda h: h.image_id)
+
+        # The pages are cut as a page route's hits are (ranked_steps): a tie at the cut-off falls
+        # by page id, not by the shards' order.
         if named < pages:
             # The pages' order and best scores without inner hits; then the best pages' regions by
             # name: a kNN over just their regions (exact: a few pages), with inner hits.
-            ranked = [(hit_image_id(h), 2.0 * float(h["_score"]) - 1.0)
-                      for h in dedup((yield {"knn": knn, "size": pages, "source": False})["hits"]["hits"], hit_image_id)]
+            best, _ = yield from ranked_steps(pages, lambda n: ranking(n, False), page_hits)
+            ranked = [(h.image_id, h.score) for h in best]
             top = [i for i, _ in ranked[:named]]
             knn = knn_clause(self.settings, f"{path}.vector", qv, named, filters.restricted_to(top), principal, MAX_CANDIDATES)
+            knn["inner_hits"] = inner
+            res = yield {"knn": knn, "size": named, "source": False}
+            keep = set(top)
         else:
-            ranked, top = [], []
-        knn["inner_hits"] = inner
-        res = yield {"knn": knn, "size": named, "source": False}
+            best, _ = yield from ranked_steps(pages, lambda n: ranking(n, True), page_hits)
+            ranked, top, res = [], [], last[0]
+            keep = {h.image_id for h in best}
         out: list[RegionHit] = []
         for h in dedup(res["hits"]["hits"], hit_image_id):
+            if hit_image_id(h) not in keep:  # a page past the cut-off, fetched to see where a tie ends
+                continue
             for ih in h.get("inner_hits", {}).get(path, {}).get("hits", {}).get("hits", []):
                 out.append(region_hit(hit_image_id(h), path, ih["_source"], 2.0 * float(ih["_score"]) - 1.0))
         # the other ranked pages: their best region's score, the region unnamed
         seen = set(top) | {r.image_id for r in out}
         out += [page_hit(i, kind, score) for i, score in ranked if i not in seen]
-        out.sort(key=lambda r: -r.score)
+        out.sort(key=region_order)
         return out[:k]
 
     @staticmethod
