@@ -49,6 +49,20 @@ def set_openmp_policy() -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+# Lance keeps LANCE_IO_CORE_RESERVATION (2) cores for IO and gives the rest to its compute-intensive
+# pool, but never fewer than 1 thread: on a machine of 2 or 3 CPUs that pool has ONE thread, and every
+# vector search of the process (a fused search runs its image and text kNN side by side) queues on it.
+_LANCE_IO_RESERVED = 2
+
+
+def set_lance_cpu_threads() -> None:
+    """On a machine where Lance's own rule leaves one compute thread (<= 3 CPUs), give its pool every
+    CPU (``LANCE_CPU_THREADS``, a value the user set wins); Lance reads it when its pool is first made."""
+    cpus = os.cpu_count() or 1
+    if 1 < cpus <= _LANCE_IO_RESERVED + 1:
+        os.environ.setdefault("LANCE_CPU_THREADS", str(cpus))
+
+
 def _no_spin(factory: Any) -> Any:
     @functools.wraps(factory)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -25,6 +25,23 @@ def test_openmp_wait_policy_defaults_to_passive_and_yields_to_the_user() -> None
     assert _policy(IMGRAG_THREAD_SPIN="1") == "-"
 
 
+@pytest.mark.parametrize(("cpus", "user", "expected"), [(2, None, "2"), (3, None, "3"), (1, None, None), (8, None, None), (2, "1", "1")])
+def test_lance_gets_every_cpu_for_compute_on_a_small_machine(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, user: str | None, expected: str | None
+) -> None:
+    """Lance reserves 2 CPUs for IO and keeps one compute thread on a 2-3 CPU machine, so a fused
+    search's two kNN routes queued on it; imgrag gives that pool every CPU there (the user's value wins)."""
+    from imgrag.indexing import threads
+
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: cpus)
+    if user is None:
+        monkeypatch.delenv("LANCE_CPU_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("LANCE_CPU_THREADS", user)
+    threads.set_lance_cpu_threads()
+    assert os.environ.get("LANCE_CPU_THREADS") == expected
+
+
 def test_rapid_onnx_sessions_are_created_without_spinning(monkeypatch: pytest.MonkeyPatch) -> None:
     from omegaconf import DictConfig
 
