@@ -36,10 +36,10 @@ def ranked_steps(
     :func:`~indexing.stores.base.top_k` makes it: one hit more, and while the k-th ties with the
     last one, twice as many (``body(n)``: the search for ``n``; ``hits(answer)``: its hits).
     ``first``: bodies to send beside the first search (their answers come back second)."""
-    n = min(k + 1, 10_000)
+    n, more = min(k + 1, 10_000), []
     for attempt in range(TIE_REFETCHES + 1):
         if first is None or attempt:
-            res, more = (yield body(n)), []
+            res = yield body(n)
         else:
             res, *more = yield [body(n), *first]
         got = sorted(hits(res), key=page_order)
@@ -290,9 +290,10 @@ class Reads(Connection):
         body: dict[str, Any] = {"query": bm25_query(query, filters, principal, extra), "source": False}
         out: dict[str, ImageRecord] = {}
         # the records of the first hits ride along: the same query for just those hits, with
-        # their records, in the same round (one _msearch), rather than a request after it (what
-        # they miss of the hits the search ranks first, a tie's other side, it reads after)
-        first = [{**body, "size": min(records, 10_000), "source": ["record"]}] if records > 0 else None
+        # their records, in the same round (one _msearch), rather than a request after it; in
+        # the hits' order, ties by page id (page_order), so a tie at their cut-off falls alike
+        first = [{**body, "size": min(records, 10_000), "source": ["record"], "sort": [{"_score": "desc"}, {"image_id": "asc"}]}] \
+            if records > 0 else None
         hits, more = yield from ranked_steps(
             min(k, 10_000),
             lambda n: {**body, "size": n},
