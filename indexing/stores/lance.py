@@ -52,6 +52,7 @@ from .base import (
     meta_kv,
     page_order,
     region_order,
+    tie_margin,
     top_k,
 )
 from .locking import Journal, WriterLock
@@ -1103,7 +1104,7 @@ class LanceStore:
             ids, scores = tbl.column("image_id").to_pylist(), tbl.column("_score").to_pylist()
             return [RouteHit(image_id=i, score=float(sc)) for i, sc in zip(ids, scores, strict=True)]
 
-        return top_k(fetch, k, page_order)
+        return top_k(fetch, k, page_order, tie_margin(k))
 
     @_fresh_reads
     def knn_regions(
@@ -1127,7 +1128,7 @@ class LanceStore:
             tbl = self._vector_rows(self._regions, vector, column, n, where, list(_REGION_HIT_COLUMNS), exact=image_ids is not None)
             return _region_hits(tbl, [1.0 - d for d in tbl.column("_distance").to_pylist()])
 
-        return top_k(fetch, k, region_order)
+        return top_k(fetch, k, region_order, tie_margin(k))
 
     @_fresh_reads
     def regions_of(self, image_ids: list[str]) -> list[RegionHit]:

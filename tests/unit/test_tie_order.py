@@ -59,6 +59,9 @@ def test_top_k_cuts_a_tie_by_id_whatever_order_the_store_returns_it_in() -> None
         plain.add(tuple(h.image_id for h in sorted(fetch(5), key=lambda h: -h.score)))  # the cut where the store made it
     assert got == {("p00", "p01", "p02", "p03", "p04")}
     assert len(plain) > 1  # without the tie-break the list depends on the store's order
+    # a margin (tie_margin: a quarter more where rows are cheap) that holds the tie's end: one query
+    fetch, asked = store(0)
+    assert [h.image_id for h in top_k(fetch, 5, page_order, 6)] == ["p00", "p01", "p02", "p03", "p04"] and asked == [11]
     # no tie at the cut-off: one row more is all it costs
     fetch, asked = store(0)
     assert [h.image_id for h in top_k(fetch, 3, page_order)] == ["p00", "p01", "p02"] and asked == [4]

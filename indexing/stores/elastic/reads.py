@@ -11,7 +11,7 @@ from ...errors import ImgragError
 from ...text import tokens
 from ..base import (
     TIE_REFETCHES, Filters, ImageRecord, ImageVectors, Principal, Read, RegionHit, RouteHit, Stats, VectorField, WeightedTerms,
-    page_order, region_order,
+    page_order, region_order, tie_margin,
 )
 from .client import PAGE, Connection, guard
 from .mapping import SPACE_DIM, VEC_FIELD, vec_list
@@ -30,13 +30,15 @@ Steps = Generator[Any, Any, T]
 
 def ranked_steps(
     k: int, body: Callable[[int], dict[str, Any]], hits: Callable[[Any], list[RouteHit]], first: list[dict[str, Any]] | None = None,
+    extra: int = 1,
 ) -> Steps[tuple[list[RouteHit], list[Any]]]:
     """A page route's ``k`` best hits in :func:`~indexing.stores.base.page_order` (a shard's order
     among exactly tied scores follows its segments) with the cut-off as
     :func:`~indexing.stores.base.top_k` makes it: one hit more, and while the k-th ties with the
     last one, twice as many (``body(n)``: the search for ``n``; ``hits(answer)``: its hits).
-    ``first``: bodies to send beside the first search (their answers come back second)."""
-    n, more = min(k + 1, 10_000), []
+    ``first``: bodies to send beside the first search (their answers come back second); ``extra``:
+    the hits asked for past ``k`` (top_k's)."""
+    n, more = min(k + max(1, extra), 10_000), []
     for attempt in range(TIE_REFETCHES + 1):
         if first is None or attempt:
             res = yield body(n)
@@ -300,6 +302,7 @@ class Reads(Connection):
             lambda res: dedup([RouteHit(image_id=hit_image_id(h), score=float(h["_score"])) for h in res["hits"]["hits"]],
                               lambda h: h.image_id),
             first,
+            tie_margin(k),
         )
         for h in (more[0]["hits"]["hits"] if more else ()):
             rec = ImageRecord.model_validate(h["_source"]["record"])
