@@ -501,7 +501,10 @@ class WebViewer:
         async def endpoint(request: Request) -> Response:
             if not self._host_ok(request):
                 return _secure(Response("unknown host", status_code=421, media_type="text/plain"))
-            return _secure(await fn(request))
+            try:
+                return _secure(await fn(request))
+            except HTTPError as e:  # a login / logout body over MAX_BODY: its status, not a 500 and a traceback
+                return _secure(Response(f"{e.message}: {e.hint}", status_code=e.status, media_type="text/plain"))
 
         return endpoint
 
