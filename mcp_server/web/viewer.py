@@ -271,7 +271,7 @@ def parse_filters(raw: str | dict[str, Any] | None) -> Filters:
         return Filters()
     try:
         data = json.loads(raw) if isinstance(raw, str) else raw
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack (a few kB of '[')
         raise ImgragError("filters are not valid JSON", "send filters as a JSON object") from None
     if not isinstance(data, dict):
         raise ImgragError("filters must be a JSON object", 'e.g. {"quality": ["scanned"]}')
@@ -805,7 +805,7 @@ async def _body(request: Request) -> bytes:
 async def _json_body(request: Request) -> dict[str, Any]:
     try:
         data = json.loads(await _body(request) or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         raise ImgragError("the request body is not JSON", "send a JSON object") from None
     if not isinstance(data, dict):
         raise ImgragError("the request body must be a JSON object", "send a JSON object")

@@ -28,3 +28,17 @@ def test_an_oversized_login_or_logout_body_is_refused_not_crashed(viewer: Any, c
     assert r.status_code == 413
     assert not [x for x in caplog.records if x.levelno >= logging.ERROR]
 
+
+def test_json_nested_too_deep_is_a_bad_request(viewer: Any, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    """`filters=[[[[…` (a few kB in a URL) made json.loads raise RecursionError, which is not a
+    ValueError: 'internal error (RecursionError)', 500, and a logged traceback per request."""
+    v, _ = viewer
+    c = logged_in(v, ALICE)
+    for filters in ("[" * 5000, '{"meta":' * 3000):
+        r = c.get("/api/search", params={"q": "x", "filters": filters})
+        assert r.status_code == 400 and r.json()["error"] == "filters are not valid JSON", r.text
+    csrf = c.get("/api/session").json()["csrf"]
+    v.asker = object()  # past "asking is not available": the body is read next
+    r = c.post("/api/ask", content=b"[" * 5000, headers={**ORIGIN, "X-CSRF-Token": csrf})
+    assert r.status_code == 400 and r.json()["error"] == "the request body is not JSON", r.text
+    assert not [x for x in caplog.records if x.levelno >= logging.ERROR]
