@@ -112,7 +112,7 @@ def test_imgrag_config_must_exist_and_be_a_file(tmp_path: Path, monkeypatch: pyt
         get_settings()
     get_settings.cache_clear()
     monkeypatch.setenv("IMGRAG_CONFIG", str(tmp_path))
-    with pytest.raises(ImgragError, match="cannot read config file"):
+    with pytest.raises(ImgragError, match="is not a regular file"):
         get_settings()
 
 
@@ -309,3 +309,23 @@ def test_the_product_imports_torch_with_ctrl_c_held() -> None:
     product = [p for d in ("indexing", "mcp_server", "agent", "evals", "imgrag") for p in (ROOT / d).rglob("*.py")]
     found = [f"{p.relative_to(ROOT)}: {m.group(0).strip()}" for p in product for m in bare.finditer(p.read_text())]
     assert not found, found
+
+
+def test_a_settings_file_that_is_not_a_small_regular_file_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """IMGRAG_CONFIG=/dev/zero read without end (MemoryError traceback once the box was out of
+    memory); a FIFO blocked every command for ever; a 2 MiB file was read whole. A settings file is
+    a few hundred bytes: anything not a regular file, or over 1 MiB, is refused before it is read."""
+    big = tmp_path / "big.toml"
+    big.write_text("# padding\n" * 210_000)  # valid TOML, 2.1 MB
+    monkeypatch.setenv("IMGRAG_CONFIG", str(big))
+    assert "over 1 MiB" in one_line_exit_2(CliRunner().invoke(app, ["stats"], prog_name="imgrag"))
+    monkeypatch.setenv("IMGRAG_CONFIG", "/dev/zero")
+    assert "is not a regular file" in one_line_exit_2(CliRunner().invoke(app, ["stats"], prog_name="imgrag"))
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMGRAG_")} | {"IMGRAG_HOME": str(tmp_path / "h"), "IMGRAG_CONFIG": str(fifo)}
+    try:
+        p = subprocess.run([sys.executable, "-m", "imgrag", "stats"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("imgrag stats blocked on a FIFO named by IMGRAG_CONFIG")
+    assert p.returncode == 2 and "is not a regular file" in p.stderr and p.stderr.count("\n") == 1, p.stderr
