@@ -329,3 +329,16 @@ def test_a_settings_file_that_is_not_a_small_regular_file_is_one_line(monkeypatc
     except subprocess.TimeoutExpired:
         pytest.fail("imgrag stats blocked on a FIFO named by IMGRAG_CONFIG")
     assert p.returncode == 2 and "is not a regular file" in p.stderr and p.stderr.count("\n") == 1, p.stderr
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_eval_cache_is_the_default_not_the_working_folder(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """IMGRAG_EVAL_CACHE= (an env file's empty line) was Path('.'): `imgrag eval` built its corpora
+    and indexes in whatever folder it ran in (the class of IMGRAG_HOME= fixed in session 12)."""
+    from imgrag.evals.datasets.iconify import root as iconify_root
+    from imgrag.evals.standard import cache_root
+
+    monkeypatch.setenv("IMGRAG_EVAL_CACHE", value)
+    monkeypatch.setenv("IMGRAG_ICONIFY_DIR", value)
+    assert cache_root() == Path("~/.cache/imgrag/eval").expanduser()
+    assert iconify_root() == Path("~/.cache/imgrag/iconify/node_modules/@iconify-json").expanduser()
