@@ -61,6 +61,7 @@ Authenticate = Callable[[str], Principal | None]
 COOKIE = "__Host-imgrag"
 SESSION_IDLE_S = 12 * 3600
 MAX_SESSIONS = 2000
+MAX_SESSIONS_PER_TOKEN = 20  # browsers and tabs of one person; more replace that token's oldest
 MAX_BODY = 64 * 1024
 MAX_TOKEN_CHARS = 4096
 FAILED_LOGIN_DELAY_S = 1.0  # a wrong token answers after this: slows guessing without locking anyone out
@@ -124,6 +125,12 @@ class Sessions:
 
     def create(self, token: str) -> Session:
         now = time.monotonic()
+        # One token's logins replace that token's least recently used session past MAX_SESSIONS_PER_TOKEN:
+        # a valid login costs nothing, so one token holder looping POST /login used to push every other
+        # user's session out of the global limit (everyone logged out).
+        mine = [sid for sid, old in self._data.items() if hmac.compare_digest(old.token.encode(), token.encode())]
+        for sid in mine[: max(0, len(mine) - MAX_SESSIONS_PER_TOKEN + 1)]:
+            del self._data[sid]
         s = Session(sid=secrets.token_urlsafe(32), token=token, csrf=secrets.token_urlsafe(24), created=now, seen=now)
         self._data[s.sid] = s
         while len(self._data) > self.limit:

@@ -42,3 +42,22 @@ def test_json_nested_too_deep_is_a_bad_request(viewer: Any, caplog: pytest.LogCa
     r = c.post("/api/ask", content=b"[" * 5000, headers={**ORIGIN, "X-CSRF-Token": csrf})
     assert r.status_code == 400 and r.json()["error"] == "the request body is not JSON", r.text
     assert not [x for x in caplog.records if x.levelno >= logging.ERROR]
+
+
+def test_one_token_logging_in_again_and_again_logs_nobody_else_out(viewer: Any) -> None:  # noqa: F811
+    """A valid login is free (no delay), and the session table kept the 2000 most recent sessions
+    of everyone: one token holder looping POST /login pushed every other user's session out."""
+    from test_web_routes import BOB
+
+    from imgrag.mcp_server.web.viewer import MAX_SESSIONS_PER_TOKEN
+
+    v, _ = viewer
+    v.sessions.limit = 100  # the same rule as at 2000, in fewer requests
+    bob = logged_in(v, BOB)
+    first = logged_in(v, ALICE)
+    for _ in range(150):
+        last = logged_in(v, ALICE)
+    assert bob.get("/api/session").status_code == 200
+    assert last.get("/api/session").status_code == 200
+    assert first.get("/api/session").status_code == 401  # her own oldest went
+    assert sum(s.token == ALICE for s in v.sessions._data.values()) == MAX_SESSIONS_PER_TOKEN
