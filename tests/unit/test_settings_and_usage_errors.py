@@ -238,11 +238,14 @@ def test_ctrl_c_of_the_real_process_says_so(tmp_path: Path) -> None:
     Image.new("RGB", (64, 64), "red").save(tmp_path / "a.png")
     (tmp_path / "p.jsonl").write_text('{"image": "a.png", "caption": "a red square"}\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMGRAG_")} | {"IMGRAG_HOME": str(tmp_path / "home")}
-    p = subprocess.Popen([sys.executable, "-m", "imgrag", "align", "--pairs", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "o")],
-                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         # a test run started in the background (`pytest … &`) inherits SIGINT ignored:
-                         # Python then installs no Ctrl-C handler and the signal did nothing (exit 2)
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # a test run started in the background (`pytest … &`) has SIGINT ignored, which a child inherits:
+    # Python then installs no Ctrl-C handler and the signal did nothing (exit 2). A handled SIGINT is not inherited.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "imgrag", "align", "--pairs", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "o")],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, before)
     try:
         assert p.stderr is not None
         first = p.stderr.readline()  # "embedding the images of …": the models are loading
@@ -309,7 +312,7 @@ def test_the_product_imports_torch_with_ctrl_c_held() -> None:
     held_import: a bare `import torch` anywhere could be the one a Ctrl-C lands in."""
     import re
 
-    bare = re.compile(r"^\s*(import (torch|open_clip)\s*$|from (sentence_transformers|open_clip)\b|import sentence_transformers)", re.M)
+    bare = re.compile(r"^\s*(import (torch|open_clip)\s*$|from (sentence_transformers|open_clip)\b|import sentence_transformers)", re.MULTILINE)
     product = [p for d in ("indexing", "mcp_server", "agent", "evals", "imgrag") for p in (ROOT / d).rglob("*.py")]
     found = [f"{p.relative_to(ROOT)}: {m.group(0).strip()}" for p in product for m in bare.finditer(p.read_text())]
     assert not found, found
@@ -329,7 +332,7 @@ def test_a_settings_file_that_is_not_a_small_regular_file_is_one_line(monkeypatc
     os.mkfifo(fifo)
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMGRAG_")} | {"IMGRAG_HOME": str(tmp_path / "h"), "IMGRAG_CONFIG": str(fifo)}
     try:
-        p = subprocess.run([sys.executable, "-m", "imgrag", "stats"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        p = subprocess.run([sys.executable, "-m", "imgrag", "stats"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
     except subprocess.TimeoutExpired:
         pytest.fail("imgrag stats blocked on a FIFO named by IMGRAG_CONFIG")
     assert p.returncode == 2 and "is not a regular file" in p.stderr and p.stderr.count("\n") == 1, p.stderr

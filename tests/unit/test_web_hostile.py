@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-
 from test_web_routes import ALICE, BASE, ORIGIN, logged_in, viewer  # noqa: F401  (viewer: the fixture)
 
 FORM = {**ORIGIN, "content-type": "application/x-www-form-urlencoded"}
@@ -47,9 +46,8 @@ def test_json_nested_too_deep_is_a_bad_request(viewer: Any, caplog: pytest.LogCa
 def test_one_token_logging_in_again_and_again_logs_nobody_else_out(viewer: Any) -> None:  # noqa: F811
     """A valid login is free (no delay), and the session table kept the 2000 most recent sessions
     of everyone: one token holder looping POST /login pushed every other user's session out."""
-    from test_web_routes import BOB
-
     from imgrag.mcp_server.web.viewer import MAX_SESSIONS_PER_TOKEN
+    from test_web_routes import BOB
 
     v, _ = viewer
     v.sessions.limit = 100  # the same rule as at 2000, in fewer requests
