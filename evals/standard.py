@@ -88,7 +88,9 @@ ALL_SETS: tuple[str, ...] = (*STANDARD_SETS, *NATURAL_SETS, *CASE_SETS)
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("IMGRAG_EVAL_CACHE", "~/.cache/imgrag/eval")).expanduser()
+    # empty (an env file's `IMGRAG_EVAL_CACHE=`) is unset, like IMGRAG_HOME: it was Path('.'), so
+    # `imgrag eval` built its corpora and indexes in whatever folder it ran in
+    return Path(os.environ.get("IMGRAG_EVAL_CACHE", "").strip() or "~/.cache/imgrag/eval").expanduser()
 
 
 def _source(mod: str) -> str:

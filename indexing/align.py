@@ -53,6 +53,7 @@ from .embedders.adapter import (  # noqa: F401  (re-exported: the training API n
     write_safetensors,
 )
 from .errors import ImgragError
+from .interrupts import held_import
 
 if TYPE_CHECKING:
     from .embedders import TextEmbedder
@@ -368,7 +369,7 @@ def train_heads(
     log_fn: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train the two heads on ``data`` (see the module docstring for the recipe)."""
-    import torch
+    torch = held_import("torch")  # Ctrl-C waits for torch's C++ start-up (indexing/interrupts.py)
     import torch.nn.functional as F
     from torch import nn
 

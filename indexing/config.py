@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 import tomllib
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +16,9 @@ from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, NoDecode, SettingsConfigDict
 
 from .errors import ImgragError
+
+
+MAX_CONFIG_BYTES = 2**20  # a settings file is a few hundred bytes
 
 
 def _toml_path() -> Path | None:
@@ -33,8 +37,15 @@ def _read_toml(path: Path, known: set[str]) -> dict[str, Any]:
     hint = "fix it, or set IMGRAG_CONFIG to another file (see docs/robustness.md)"
     path = path.absolute()
     try:
+        # stat first: /dev/zero read without end, a FIFO blocked every command, a huge file was read whole
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise ImgragError(f"config file {path} is not a regular file", "point IMGRAG_CONFIG at a TOML file, or unset it")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ImgragError(f"config file {path} is {st.st_size:,} bytes, over 1 MiB: not a settings file",
+                              "point IMGRAG_CONFIG at the TOML settings file (a few hundred bytes), or unset it")
         with path.open("rb") as f:
-            data = tomllib.load(f)
+            data = tomllib.loads(f.read(MAX_CONFIG_BYTES + 1).decode("utf-8"))
     except FileNotFoundError as e:
         raise ImgragError(f"config file {path} does not exist", "create it, or unset IMGRAG_CONFIG") from e
     except OSError as e:

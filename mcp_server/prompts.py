@@ -104,7 +104,8 @@ def prompt_error(name: str, err: Exception) -> MCPError:
         cause = err.__cause__ or err
     known = {n for _, n, _ in PROMPTS}
     if name not in known:
-        msg = f"unknown prompt {name!r} — prompts/list names them: {', '.join(sorted(known))}"
+        shown = name if len(name) <= 80 else name[:80] + "…"  # a 200 kB name came back whole
+        msg = f"unknown prompt {shown!r} — prompts/list names them: {', '.join(sorted(known))}"
     elif isinstance(cause, ValidationError):
         parts = [f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in cause.errors(include_url=False)]
         msg = f"invalid arguments for prompt {name}: " + "; ".join(parts)

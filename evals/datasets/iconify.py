@@ -54,7 +54,7 @@ class IconifyMissing(RuntimeError):
 
 
 def root() -> Path:
-    env = os.environ.get("IMGRAG_ICONIFY_DIR")
+    env = os.environ.get("IMGRAG_ICONIFY_DIR", "").strip()  # empty or blank = unset (not the working folder)
     return Path(env).expanduser() if env else Path("~/.cache/imgrag/iconify/node_modules/@iconify-json").expanduser()
 
 

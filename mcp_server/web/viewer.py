@@ -61,6 +61,7 @@ Authenticate = Callable[[str], Principal | None]
 COOKIE = "__Host-imgrag"
 SESSION_IDLE_S = 12 * 3600
 MAX_SESSIONS = 2000
+MAX_SESSIONS_PER_TOKEN = 20  # browsers and tabs of one person; more replace that token's oldest
 MAX_BODY = 64 * 1024
 MAX_TOKEN_CHARS = 4096
 FAILED_LOGIN_DELAY_S = 1.0  # a wrong token answers after this: slows guessing without locking anyone out
@@ -124,6 +125,12 @@ class Sessions:
 
     def create(self, token: str) -> Session:
         now = time.monotonic()
+        # One token's logins replace that token's least recently used session past MAX_SESSIONS_PER_TOKEN:
+        # a valid login costs nothing, so one token holder looping POST /login used to push every other
+        # user's session out of the global limit (everyone logged out).
+        mine = [sid for sid, old in self._data.items() if hmac.compare_digest(old.token.encode(), token.encode())]
+        for sid in mine[: max(0, len(mine) - MAX_SESSIONS_PER_TOKEN + 1)]:
+            del self._data[sid]
         s = Session(sid=secrets.token_urlsafe(32), token=token, csrf=secrets.token_urlsafe(24), created=now, seen=now)
         self._data[s.sid] = s
         while len(self._data) > self.limit:
@@ -271,7 +278,7 @@ def parse_filters(raw: str | dict[str, Any] | None) -> Filters:
         return Filters()
     try:
         data = json.loads(raw) if isinstance(raw, str) else raw
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack (a few kB of '[')
         raise ImgragError("filters are not valid JSON", "send filters as a JSON object") from None
     if not isinstance(data, dict):
         raise ImgragError("filters must be a JSON object", 'e.g. {"quality": ["scanned"]}')
@@ -501,7 +508,10 @@ class WebViewer:
         async def endpoint(request: Request) -> Response:
             if not self._host_ok(request):
                 return _secure(Response("unknown host", status_code=421, media_type="text/plain"))
-            return _secure(await fn(request))
+            try:
+                return _secure(await fn(request))
+            except HTTPError as e:  # a login / logout body over MAX_BODY: its status, not a 500 and a traceback
+                return _secure(Response(f"{e.message}: {e.hint}", status_code=e.status, media_type="text/plain"))
 
         return endpoint
 
@@ -802,7 +812,7 @@ async def _body(request: Request) -> bytes:
 async def _json_body(request: Request) -> dict[str, Any]:
     try:
         data = json.loads(await _body(request) or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         raise ImgragError("the request body is not JSON", "send a JSON object") from None
     if not isinstance(data, dict):
         raise ImgragError("the request body must be a JSON object", "send a JSON object")

@@ -46,3 +46,12 @@ def test_prompts_are_listed_and_render_tool_plans(tmp_path: Path) -> None:
     assert "contract A" in cmp.messages[0].content.text and "amounts" in cmp.messages[0].content.text
     assert '"has_seal": true' in seal.messages[0].content.text and "get_metadata" in seal.messages[0].content.text
     assert "question" in errors[0] and "unknown prompt 'nope'" in errors[1] and "at most 2000" in errors[2]
+
+
+def test_an_unknown_prompt_name_is_not_echoed_whole() -> None:
+    """prompts/get with a 200,000-character name answered with all of it in the error (200 kB over a
+    real stdio session): an error names what was asked, shortened like every other echo."""
+    from imgrag.mcp_server.prompts import prompt_error
+
+    err = prompt_error("x" * 200_000, ValueError("unknown"))
+    assert len(str(err)) < 400 and "unknown prompt 'xxx" in str(err) and "find_and_cite" in str(err)
