@@ -418,8 +418,8 @@ def evaluate_file(collections: Sequence[str], memory_file: Path, log: Callable[[
                 q2[has] /= np.linalg.norm(q2[has], axis=1, keepdims=True)
             tv = mix(auto.images.bridge, mem.transferred(f), float(mem.meta["beta"]))  # type: ignore[arg-type]
             ex2 = mem.exemplars(q2, k=EXEMPLAR_K, temp=EXEMPLAR_TEMP) @ f.T
-            scored += [(f"transfer, auto framing + exemplar + {wt:g} × a Chinese query's English reading "
-                        f"({len(has)} queries; the product's default)", q2 @ tv.T + w * (ex2 - b[None, :]) / sd[None, :])]
+            label = f"transfer, auto framing + exemplar + {wt:g} × a Chinese query's English reading ({len(has)} queries; the product's default)"
+            scored += [(label, q2 @ tv.T + w * (ex2 - b[None, :]) / sd[None, :])]
         for emb_name, sims in scored:
             for lang, m in scores_by_lang(sims, col.relevant, col.langs).items():
                 rows.append({"collection": col.name, "images": len(col.images.names), "embedder": emb_name,
