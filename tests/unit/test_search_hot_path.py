@@ -208,6 +208,9 @@ def test_transfer_image_query_takes_a_chinese_querys_english_reading(monkeypatch
         def queries_from_text(self, v: np.ndarray) -> np.ndarray:
             return v
 
+        def embed_queries(self, texts: list[str]) -> np.ndarray:
+            return self.text.embed_queries(texts)
+
     def q_image(q: str, mixes: bool = True, **settings: Any) -> np.ndarray:
         rt = SimpleNamespace(settings=Settings(search_threads=1, **settings), text_embedder=Text(), image_embedder=Joint(mixes))
         return Searcher(rt)._q_image(q)  # type: ignore[arg-type]
@@ -219,3 +222,12 @@ def test_transfer_image_query_takes_a_chinese_querys_english_reading(monkeypatch
         np.testing.assert_allclose(q_image("红苹果", **off), e[0])
     np.testing.assert_allclose(q_image("红苹果", mixes=False), e[0])  # the bridge: its labels are English and Chinese
     np.testing.assert_allclose(q_image("pear"), e[2])
+    # the evaluation's batched query embedding makes the same image vectors as the search
+    from imgrag.evals.retrieval import prime_cache
+    from imgrag.indexing.search import _LRU
+
+    rt = SimpleNamespace(settings=Settings(search_threads=1), text_embedder=Text(), image_embedder=Joint())
+    cache = _LRU(size=100)
+    prime_cache(rt, cache, ["红苹果", "pear"])
+    for q in ("红苹果", "pear"):
+        np.testing.assert_allclose(cache.data[("image", q)], q_image(q), atol=1e-6)
