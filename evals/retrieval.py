@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from imgrag.indexing.search import _LRU, ALL_ROUTES, Hit, Route, Searcher, SearchRequest
+from imgrag.indexing.search import _LRU, ALL_ROUTES, Hit, Route, Searcher, SearchRequest, translated_image_query
 from imgrag.indexing.stores.base import OPERATOR, Filters
 
 from .golden import GoldenItem
@@ -168,6 +168,14 @@ def prime_cache(rt: Any, cache: _LRU, queries: Sequence[str], batch: int = 64) -
             vecs = embed(part)
             for q, v in zip(part, vecs, strict=True):
                 cache.data[(space, q)] = v
+    # the image vector as the search makes it: a Chinese query may add its English reading's text vector
+    def text_vector(t: str) -> Any:
+        if ("text", t) not in cache.data:
+            cache.data[("text", t)] = rt.text_embedder.embed_queries([t])[0]
+        return cache.data[("text", t)]
+
+    for q in qs:
+        cache.data[("image", q)] = translated_image_query(rt, q, cache.data[("image", q)], text_vector)
 
 
 def run_config(

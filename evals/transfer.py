@@ -403,8 +403,23 @@ def evaluate_file(collections: Sequence[str], memory_file: Path, log: Callable[[
             b, sd = mem.exemplar_stats(f)
             ex = mem.exemplars(qv, k=EXEMPLAR_K, temp=EXEMPLAR_TEMP) @ f.T
             scored += [("transfer, auto framing", t),
-                       (f"transfer, auto framing + {w:g} × standardised exemplar (the product's default)",
+                       (f"transfer, auto framing + {w:g} × standardised exemplar (session 12)",
                         t + w * (ex - b[None, :]) / sd[None, :])]
+            # session 13: a Chinese query also takes its dictionary English reading's e5 vector
+            # (IMGRAG_IMAGE_QUERY_TRANSLATION), in the transfer score and the exemplar, as the search does
+            from imgrag.indexing.translate import english_reading
+
+            wt = float(Settings.model_fields["image_query_translation"].default)
+            en = [english_reading(q) for q in col.queries]
+            has = [i for i, r in enumerate(en) if r]
+            q2 = np.array(qv, np.float32, copy=True)
+            if has:
+                q2[has] += wt * e5.embed_queries([en[i] for i in has])
+                q2[has] /= np.linalg.norm(q2[has], axis=1, keepdims=True)
+            tv = mix(auto.images.bridge, mem.transferred(f), float(mem.meta["beta"]))  # type: ignore[arg-type]
+            ex2 = mem.exemplars(q2, k=EXEMPLAR_K, temp=EXEMPLAR_TEMP) @ f.T
+            label = f"transfer, auto framing + exemplar + {wt:g} × a Chinese query's English reading ({len(has)} queries; the product's default)"
+            scored += [(label, q2 @ tv.T + w * (ex2 - b[None, :]) / sd[None, :])]
         for emb_name, sims in scored:
             for lang, m in scores_by_lang(sims, col.relevant, col.langs).items():
                 rows.append({"collection": col.name, "images": len(col.images.names), "embedder": emb_name,
@@ -434,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--exemplar-weight", type=float, default=0.1, help="weight of the exemplar cosine added to the transfer score")
     ev.add_argument("--product", action="store_true",
                     help="with --memory-file: also the transfer embedder's default (auto framing + the standardised "
-                         "exemplar term of the search), from the centre- and content-framed feature caches")
+                         "exemplar term of the search + a Chinese query's English reading), from the centre- and "
+                         "content-framed feature caches")
     ev.add_argument("--json", type=Path, default=None)
     b = sub.add_parser("build", help="write a memory file for image_embedder=transfer")
     b.add_argument("--memory", action="append", required=True, help="iconify:<set> | emoji (repeatable)")

@@ -231,6 +231,11 @@ class Settings(BaseSettings):
         description="image_embedder=transfer: the image route's score of a page gains this x its cosine with the query's "
         "exemplar (the memory's named drawings of the query), standardised by the page's own spread; 0: off",
     )
+    image_query_translation: float = Field(
+        default=1.0, ge=0, le=10,
+        description="image_embedder=transfer: a query with Chinese in it also takes this x the e5 vector of its dictionary "
+        "English reading into its image-route vector (and so its exemplar); needs translate_query; 0: off",
+    )
     weight_text_vector: float = Field(default=0.5, ge=0)
     weight_region: float = Field(default=0.35, ge=0)
     region_rerank: float = Field(default=1.0, ge=0)

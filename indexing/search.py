@@ -36,6 +36,7 @@ from .stores.base import (
 from .visual import mark_words, marks_text, wants_pictures
 from .translate import concepts as translate_concepts
 from .translate import dictionary
+from .translate import english_reading
 from .translate import readings as translate_readings
 from .translate import stem as translate_stem
 from .translate import translate_query
@@ -243,6 +244,24 @@ def _timed(fn: Callable[[], V]) -> tuple[V, float]:
     return out, round((time.perf_counter() - t) * 1000, 2)
 
 
+def translated_image_query(rt: Any, q: str, vector: np.ndarray, text_vector: Callable[[str], np.ndarray]) -> np.ndarray:
+    """With an image embedder that asks for it (``transfer``: its memory's names are mostly English)
+    and a query with Chinese in it that the dictionary glosses, the image query ``vector`` plus
+    ``IMGRAG_IMAGE_QUERY_TRANSLATION`` x the text model's vector (``text_vector``) of the query's
+    English reading, normalised; else ``vector`` itself (held-out clip art, Chinese queries: MRR@10
+    0.180 -> 0.211, docs/embeddings.md session 13). The exemplar is made from this vector too. The
+    search and the evaluation's batched query embedding (``evals.retrieval.prime_cache``) both use it."""
+    s = rt.settings
+    w = s.image_query_translation
+    if w <= 0 or not s.translate_query or not getattr(rt.image_embedder, "mixes_query_translation", False):
+        return vector
+    en = english_reading(q, s.cache_dir)
+    if not en:
+        return vector
+    v = np.asarray(vector, np.float32) + w * np.asarray(text_vector(en), np.float32)
+    return (v / max(float(np.linalg.norm(v)), 1e-9)).astype(np.float32)
+
+
 class Searcher:
     """Recall (every route, concurrently), fusion, re-ranking; plus two caches: query embeddings
     (``_cache``) and whole results (``_results``, ``IMGRAG_SEARCH_CACHE`` entries, keyed by the
@@ -278,8 +297,11 @@ class Searcher:
         derive = getattr(ie, "queries_from_text", None)
         if derive is not None and getattr(getattr(ie, "text", None), "identity", None) == self.rt.text_embedder.identity:
             # the joint space's query encoder runs the text model first: run it once for both spaces
-            return self._cache.get(("image", q), lambda: derive(self._q_text(q)[None, :])[0])
+            return self._cache.get(("image", q), lambda: self._with_translation(q, derive(self._q_text(q)[None, :])[0]))
         return self._cache.get(("image", q), lambda: ie.embed_queries([q])[0])
+
+    def _with_translation(self, q: str, vector: np.ndarray) -> np.ndarray:
+        return translated_image_query(self.rt, q, vector, self._q_text)
 
     def _q_text(self, q: str) -> np.ndarray:
         return self._cache.get(("text", q), lambda: self.rt.text_embedder.embed_queries([q])[0])

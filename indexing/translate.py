@@ -253,6 +253,19 @@ def readings(query: str, cache_dir: Path | None = None) -> tuple[str, ...]:
     return tuple(" ".join(r.split()) for r in out)
 
 
+@lru_cache(maxsize=4096)
+def english_reading(query: str, cache_dir: Path | None = None) -> str:
+    """The English reading of a query with Chinese in it (the first of :func:`readings`: typed latin
+    words kept, the Chinese glossed word by word), or "" for a query without Chinese or whose Chinese
+    the dictionary does not gloss. The ``transfer`` image embedder's query adds its e5 vector
+    (``IMGRAG_IMAGE_QUERY_TRANSLATION``): the memory's names are mostly English (session 13)."""
+    q = normalize(query)
+    if not _CJK_RUN.search(q):
+        return ""
+    en = dictionary(cache_dir).zh_to_en(q)
+    return " ".join(" ".join([_CJK_RUN.sub(" ", q), *en]).split()) if en else ""
+
+
 def stem(word: str) -> str:
     """A crude English stem, so "signed", "signing" and "signs" meet "sign" (the dictionary's form)."""
     for suffix in ("ing", "ed", "es", "s"):

@@ -35,15 +35,16 @@ def _draw(kind: str, seed: int) -> np.ndarray:
     return np.asarray(im)
 
 
-def _memory(tmp_path: Path, beta: float = 0.0, text_identity: str | None = None, framing: str | None = None) -> Path:
+def _memory(tmp_path: Path, beta: float = 0.0, text_identity: str | None = None, framing: str | None = None,
+            names: dict[str, tuple[str, ...]] | None = None) -> Path:
     from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
     from imgrag.indexing.embedders.transfer import write_memory
 
     e5 = get_text_embedder("e5")
     bridge = get_image_text_embedder("bridge", framing=framing or "centre")
     imgs, owner, caps = [], [], []
-    for row, (kind, (en, zh)) in enumerate(SHAPES.items()):
-        caps.append(e5.embed_queries([en, zh]).mean(0))
+    for row, (kind, words) in enumerate((names or SHAPES).items()):
+        caps.append(e5.embed_queries(list(words)).mean(0))
         for seed in range(6):
             imgs.append(_draw(kind, seed))
             owner.append(row)
@@ -51,7 +52,7 @@ def _memory(tmp_path: Path, beta: float = 0.0, text_identity: str | None = None,
     extra: dict[str, object] = {"sources": ["test"]}
     if framing:  # as `build` records it; without it, the framing is read off the feature identity (older memories)
         extra.update(backbone="lite0", framing=framing)
-    return write_memory(tmp_path / f"mem-{beta:g}-{framing}.npz", feats, np.stack(caps), np.array(owner), k=3, temp=0.05,
+    return write_memory(tmp_path / f"mem-{beta:g}-{framing}-{len(names or {})}.npz", feats, np.stack(caps), np.array(owner), k=3, temp=0.05,
                         beta=beta, dims=8, feature_identity=bridge.feature_identity,
                         text_identity=text_identity or e5.identity, extra=extra)
 
@@ -201,6 +202,44 @@ def test_the_exemplar_term_finds_drawings_by_the_memorys_names(tmp_path: Path) -
     assert tops("0") != wanted  # the bridge alone does not know the made-up names: the term found them
     bad = cli("search", "zorblax", weight="-1")
     assert bad.returncode != 0 and "IMGRAG_EXEMPLAR_WEIGHT" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_chinese_query_also_searches_pictures_by_its_english_reading(tmp_path: Path) -> None:
+    """``IMGRAG_IMAGE_QUERY_TRANSLATION`` (session 13) through the real CLI. The memory names the disc
+    "xylophone" and the bars "lighthouse" in English only, each beside a Chinese decoy that shares
+    characters with the other's Chinese word (灯笼宝塔 "lantern pagoda" with the disc, 木头琴房 "wooden
+    piano room" with the bars). Typed alone, e5 puts 木琴 nearer the bars and 灯塔 nearer the disc; with
+    the dictionary's English reading (xylophone, lighthouse) added, each finds its picture. English
+    queries are the same either way; ``-1`` is one line."""
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    Image.fromarray(_draw("disc", 400)).save(folder / "one.png")
+    Image.fromarray(_draw("bars", 401)).save(folder / "two.png")
+    mem = _memory(tmp_path, names={"disc": ("xylophone", "灯笼宝塔"), "bars": ("木头琴房", "lighthouse")})
+    env = {**os.environ, "IMGRAG_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "IMGRAG_WEIGHT_IMAGE": "5",
+           "IMGRAG_IMAGE_EMBEDDER": "transfer", "IMGRAG_TRANSFER_MEMORY": str(mem)}
+    for k in ("IMGRAG_PRINCIPAL", "IMGRAG_GROUPS", "IMGRAG_ADAPTER", "IMGRAG_IMAGE_FRAMING", "IMGRAG_EXEMPLAR_WEIGHT",
+              "IMGRAG_TRANSLATE_QUERY", "IMGRAG_IMAGE_QUERY_TRANSLATION"):
+        env.pop(k, None)
+
+    def cli(*args: str, weight: str = "1") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "imgrag", *args], cwd=ROOT,
+                              env={**env, "IMGRAG_IMAGE_QUERY_TRANSLATION": weight}, capture_output=True, text=True,
+                              timeout=900, check=False)
+
+    p = cli("index", str(folder))
+    assert p.returncode == 0, p.stderr
+
+    def top(q: str, weight: str) -> str:
+        p = cli("search", q, "--json", "--mode", "vector", "--no-rerank", weight=weight)
+        assert p.returncode == 0, p.stderr
+        return Path(json.loads(p.stdout)["hits"][0]["path"]).name
+
+    assert (top("木琴", "1"), top("灯塔", "1")) == ("one.png", "two.png")
+    assert (top("木琴", "0"), top("灯塔", "0")) == ("two.png", "one.png")  # the typed Chinese alone: the decoys win
+    assert top("xylophone", "0") == top("xylophone", "1") == "one.png"
+    bad = cli("search", "木琴", weight="-1")
+    assert bad.returncode != 0 and "IMGRAG_IMAGE_QUERY_TRANSLATION" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_shipped_memory_matches_the_installed_models() -> None:

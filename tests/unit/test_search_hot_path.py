@@ -182,3 +182,52 @@ def test_cached_result_is_the_same_and_a_copy_of_its_own(store: LanceStore) -> N
     again.hits[0].snippet = "changed by a caller"
     third = searcher.search(req, OPERATOR)
     assert third.hits[0].snippet == first.hits[0].snippet != "changed by a caller"
+
+
+def test_transfer_image_query_takes_a_chinese_querys_english_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``IMGRAG_IMAGE_QUERY_TRANSLATION`` (session 13): with an image embedder that asks for it, a query
+    with Chinese in it gets w x the text vector of its English reading added to its image vector
+    (normalised); an English query, w 0, translation off or another embedder keep the typed vector."""
+    import imgrag.indexing.search as S
+
+    monkeypatch.setattr(S, "english_reading", lambda q, cache_dir=None: "red apple" if q == "红苹果" else "")
+    basis = {"红苹果": 0, "red apple": 1, "pear": 2}
+
+    class Text:
+        identity, dim = "fake-text", DIM
+
+        def embed_queries(self, texts: list[str]) -> np.ndarray:
+            return np.stack([np.eye(DIM, dtype=np.float32)[basis[t]] for t in texts])
+
+    class Joint:
+        identity, dim, mixes_query_translation = "fake-transfer", DIM, True
+
+        def __init__(self, mixes: bool = True) -> None:
+            self.text, self.mixes_query_translation = Text(), mixes
+
+        def queries_from_text(self, v: np.ndarray) -> np.ndarray:
+            return v
+
+        def embed_queries(self, texts: list[str]) -> np.ndarray:
+            return self.text.embed_queries(texts)
+
+    def q_image(q: str, mixes: bool = True, **settings: Any) -> np.ndarray:
+        rt = SimpleNamespace(settings=Settings(search_threads=1, **settings), text_embedder=Text(), image_embedder=Joint(mixes))
+        return Searcher(rt)._q_image(q)  # type: ignore[arg-type]
+
+    e = np.eye(DIM, dtype=np.float32)
+    np.testing.assert_allclose(q_image("红苹果"), (e[0] + e[1]) / np.sqrt(2), atol=1e-6)
+    np.testing.assert_allclose(q_image("红苹果", image_query_translation=3.0), (e[0] + 3 * e[1]) / np.sqrt(10), atol=1e-6)
+    for off in ({"image_query_translation": 0.0}, {"translate_query": False}):
+        np.testing.assert_allclose(q_image("红苹果", **off), e[0])
+    np.testing.assert_allclose(q_image("红苹果", mixes=False), e[0])  # the bridge: its labels are English and Chinese
+    np.testing.assert_allclose(q_image("pear"), e[2])
+    # the evaluation's batched query embedding makes the same image vectors as the search
+    from imgrag.evals.retrieval import prime_cache
+    from imgrag.indexing.search import _LRU
+
+    rt = SimpleNamespace(settings=Settings(search_threads=1), text_embedder=Text(), image_embedder=Joint())
+    cache = _LRU(size=100)
+    prime_cache(rt, cache, ["红苹果", "pear"])
+    for q in ("红苹果", "pear"):
+        np.testing.assert_allclose(cache.data[("image", q)], q_image(q), atol=1e-6)

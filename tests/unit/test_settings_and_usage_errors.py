@@ -65,6 +65,9 @@ def clean_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         # session 12's
         ("EXEMPLAR_WEIGHT", "-0.01", "greater than or equal to 0"),
         ("EXEMPLAR_WEIGHT", "nan", "finite number"),
+        # session 13's
+        ("IMAGE_QUERY_TRANSLATION", "-1", "greater than or equal to 0"),
+        ("IMAGE_QUERY_TRANSLATION", "11", "less than or equal to 10"),
     ],
 )
 def test_nonsense_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str, why: str) -> None:

@@ -132,3 +132,17 @@ def test_concepts_group_each_word_with_its_other_language_forms(small_dict: Dict
     # an English word carries its base forms, which is how a Chinese page's meanings say it
     assert T.concepts("procurement") == (("procurement", "procur", "采购"),)
     assert T.concepts("the contract made in Xi'an") == (("contract", "合同"), ("xi'an", "西安"))  # a name with an apostrophe
+
+
+def test_english_reading_is_for_queries_with_chinese(d: Dictionary, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the transfer embedder's image query adds (session 13): the English reading of a query with
+    Chinese in it, typed latin words kept; nothing for an English query or an unglossed one."""
+    monkeypatch.setattr(T, "_DICT", d)
+    T.english_reading.cache_clear()
+    try:
+        assert T.english_reading("合同价格") == "contract price"
+        assert T.english_reading("PDF 合同") == "pdf contract"
+        assert T.english_reading("contract price") == ""  # no Chinese: the typed query is already English
+        assert T.english_reading("嗯嗯") == ""  # nothing the dictionary glosses
+    finally:
+        T.english_reading.cache_clear()
