@@ -265,10 +265,13 @@ class Reads(Connection):
         if records <= 0:
             res = yield body
         else:
-            # the records of the first hits ride along: the same query for just those hits, with
-            # their records, in the same round (one _msearch), rather than a request after it
-            res, got = yield [body, {**body, "size": min(records, 10_000), "source": ["record"]}]
-            for h in got["hits"]["hits"]:
+            # the records of the first hits ride along in the same request: every hit's record is
+            # fetched, the first ones kept. Sessions 11-12 asked the same query again for just those
+            # hits, both in one _msearch: two searches in flight on the server at once, answered
+            # when the slower is done; at 100k pages that pair was a filtered search's slowest step
+            # (its page kNNs are exact over few pages) for the same server CPU (docs/performance.md)
+            res = yield {**body, "source": ["record"]}
+            for h in res["hits"]["hits"][: min(records, 10_000)]:
                 rec = ImageRecord.model_validate(h["_source"]["record"])
                 out.setdefault(rec.image_id, rec)
         hits = dedup([RouteHit(image_id=hit_image_id(h), score=float(h["_score"])) for h in res["hits"]["hits"]],
