@@ -267,9 +267,9 @@ class Reads(Connection):
         else:
             # the records of the first hits ride along in the same request: every hit's record is
             # fetched, the first ones kept. Sessions 11-12 asked the same query again for just those
-            # hits, both in one _msearch: two searches in flight on the server at once, answered
-            # when the slower is done; at 100k pages that pair was a filtered search's slowest step
-            # (its page kNNs are exact over few pages) for the same server CPU (docs/performance.md)
+            # hits, both in one _msearch: two searches in flight beside the page kNNs, answered when
+            # the slower is done, for the same server CPU as one; at 100k pages a filtered search
+            # (its page kNNs exact over few pages) was slower for it (docs/performance.md)
             res = yield {**body, "source": ["record"]}
             for h in res["hits"]["hits"][: min(records, 10_000)]:
                 rec = ImageRecord.model_validate(h["_source"]["record"])
