@@ -215,6 +215,8 @@ print(f"fused two-stage search, {nq} queries, interleaved (a shuffled order a qu
 print(f"{'':38s}" + "".join(f"{c:>26s}" for c in columns))
 print(f"{'fused search p50 / p95 ms':38s}" + "".join(
     f"{np.percentile(wall[c], 50):>14.1f} / {np.percentile(wall[c], 95):7.1f}  " for c in columns))
+print(f"{'  p95: 90 % bootstrap interval':38s}" + "".join(
+    "{:>14.1f} – {:7.1f}  ".format(*bb.p95_interval([x / 1000.0 for x in wall[c]])) for c in columns))
 print(f"{'server CPU ms a search, mean':38s}" + "".join(f"{np.mean(server_cpu[c]):>24.1f}  " for c in columns))
 print(f"{'other requests a search: n / ms, mean':38s}" + "".join(
     f"{np.mean([m[0] for m in metas[c]]):>14.2f} / {np.mean([m[1] for m in metas[c]]):7.1f}  " for c in columns))
