@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -547,9 +548,11 @@ def run_backend(
         parts: dict[str, dict[str, list[float]]] = {}  # fused search -> its timings_ms entry -> ms per query
         order = list(routes.items())
         for qi, q in enumerate(queries[args.warmup :]):
-            # interleaved, so background load hits every route alike; who goes first rotates (a
-            # query's first search meets colder caches than the ones after it)
-            for r, fn in order[qi % len(order) :] + order[: qi % len(order)]:
+            # interleaved, so background load hits every route alike, in a seeded shuffled order a
+            # query: a query's first search meets colder caches than the ones after it, and a search
+            # right after a heavier one reads slower (a rotation put each route always after the same one)
+            random.Random(qi).shuffle(order)
+            for r, fn in order:
                 for sr in (searcher, one_stage, *([old_search, one_old] if old is not None else []), *(e[1] for e in extra)):
                     sr._cache.data.clear()  # embeddings are precomputed; keep the cache from skewing
                 c, t = time.process_time(), time.perf_counter()

@@ -1837,6 +1837,26 @@ def test_batched_reads_rank_as_separate_ones(store: IndexStore, tmp_path: Path) 
     hits, recs = together[2]
     assert len(hits) == 6 and list(recs) == [h.image_id for h in hits[:3]]
 
+    # BM25's records come with its hits: its query runs once, one search, not two in an _msearch
+    sent_bodies: list[int] = []
+    plain, multi = store.es.search, store.es.msearch  # type: ignore[attr-defined]
+
+    def one(**kw: Any) -> Any:
+        sent_bodies.append(1)
+        return plain(**kw)
+
+    def many(**kw: Any) -> Any:
+        sent_bodies.append(len(kw["searches"]) // 2)
+        return multi(**kw)
+
+    store.es.search, store.es.msearch = one, many  # type: ignore[attr-defined]
+    try:
+        assert store.read_many([reads[2]]) == [alone[2]]  # type: ignore[attr-defined]
+        assert store.bm25_records(*reads[2].args) == alone[2]  # type: ignore[attr-defined]
+    finally:
+        store.es.search, store.es.msearch = plain, multi  # type: ignore[attr-defined]
+    assert sent_bodies == [1, 1]
+
     # an answer that failed inside the _msearch is asked again alone
     real = store.es.msearch  # type: ignore[attr-defined]
 

@@ -10,15 +10,34 @@ import numpy as np
 from ...errors import ImgragError
 from ...text import tokens
 from ..base import (
-    TIE_REFETCHES, Filters, ImageRecord, ImageVectors, Principal, Read, RegionHit, RouteHit, Stats, VectorField, WeightedTerms,
-    page_order, region_order, tie_margin,
+    TIE_REFETCHES,
+    Filters,
+    ImageRecord,
+    ImageVectors,
+    Principal,
+    Read,
+    RegionHit,
+    RouteHit,
+    Stats,
+    VectorField,
+    WeightedTerms,
+    page_order,
+    region_order,
+    tie_margin,
 )
 from .client import PAGE, Connection, guard
 from .mapping import SPACE_DIM, VEC_FIELD, vec_list
 from .queries import (
-    MAX_CANDIDATES, bm25_query, bool_filter, dedup, filter_clauses, hit_image_id, knn_clause, page_hit, region_hit,
+    MAX_CANDIDATES,
+    bm25_query,
+    bool_filter,
+    dedup,
+    filter_clauses,
+    hit_image_id,
+    knn_clause,
+    page_hit,
+    region_hit,
 )
-
 
 T = TypeVar("T")
 # A read as steps: it yields the body of each search it needs (the client's keyword arguments), or a
@@ -29,26 +48,21 @@ Steps = Generator[Any, Any, T]
 
 
 def ranked_steps(
-    k: int, body: Callable[[int], dict[str, Any]], hits: Callable[[Any], list[RouteHit]], first: list[dict[str, Any]] | None = None,
-    extra: int = 1,
-) -> Steps[tuple[list[RouteHit], list[Any]]]:
+    k: int, body: Callable[[int], dict[str, Any]], hits: Callable[[Any], list[RouteHit]], extra: int = 1,
+) -> Steps[list[RouteHit]]:
     """A page route's ``k`` best hits in :func:`~indexing.stores.base.page_order` (a shard's order
     among exactly tied scores follows its segments) with the cut-off as
     :func:`~indexing.stores.base.top_k` makes it: one hit more, and while the k-th ties with the
     last one, twice as many (``body(n)``: the search for ``n``; ``hits(answer)``: its hits).
-    ``first``: bodies to send beside the first search (their answers come back second); ``extra``:
-    the hits asked for past ``k`` (top_k's)."""
-    n, more = min(k + max(1, extra), 10_000), []
+    ``extra``: the hits asked for past ``k`` (top_k's)."""
+    n = min(k + max(1, extra), 10_000)
     for attempt in range(TIE_REFETCHES + 1):
-        if first is None or attempt:
-            res = yield body(n)
-        else:
-            res, *more = yield [body(n), *first]
+        res = yield body(n)
         got = sorted(hits(res), key=page_order)
         if len(got) < n or n >= 10_000 or got[k - 1].score != got[-1].score or attempt == TIE_REFETCHES:
-            return got[:k], more
+            return got[:k]
         n = min(2 * n, 10_000)
-    return got[:k], more  # pragma: no cover - the loop returns
+    return got[:k]  # pragma: no cover - the loop returns
 
 
 # the client's keyword arguments that are spelled otherwise in a request body
@@ -255,7 +269,7 @@ class Reads(Connection):
         name = VEC_FIELD[field]
         qv = self._check_query_dim(vector, name, info[1]["spaces"])
         k = min(k, 10_000)
-        hits, _ = yield from ranked_steps(
+        hits = yield from ranked_steps(
             k,
             lambda n: {"knn": knn_clause(self.settings, name, qv, n, filters, principal), "size": n, "source": False},
             lambda res: dedup([RouteHit(image_id=hit_image_id(h), score=2.0 * float(h["_score"]) - 1.0) for h in res["hits"]["hits"]],
@@ -291,21 +305,27 @@ class Reads(Connection):
             return [], {}
         body: dict[str, Any] = {"query": bm25_query(query, filters, principal, extra), "source": False}
         out: dict[str, ImageRecord] = {}
-        # the records of the first hits ride along: the same query for just those hits, with
-        # their records, in the same round (one _msearch), rather than a request after it; in
-        # the hits' order, ties by page id (page_order), so a tie at their cut-off falls alike
-        first = [{**body, "size": min(records, 10_000), "source": ["record"], "sort": [{"_score": "desc"}, {"image_id": "asc"}]}] \
-            if records > 0 else None
-        hits, more = yield from ranked_steps(
-            min(k, 10_000),
-            lambda n: {**body, "size": n},
-            lambda res: dedup([RouteHit(image_id=hit_image_id(h), score=float(h["_score"])) for h in res["hits"]["hits"]],
-                              lambda h: h.image_id),
-            first,
-            tie_margin(k),
+        # the records of the first hits ride along in the same request: every hit's record is
+        # fetched, the first ones (in the hits' order, ties by page id) kept. Sessions 11-12 asked
+        # the same query again for just those hits, both in one _msearch: two searches in flight
+        # beside the page kNNs, answered when the slower is done, for the same server CPU as one;
+        # at 100k pages a filtered search (its page kNNs exact over few pages) was slower for it
+        # (docs/performance.md). The record of every hit of the last fetch is kept by page.
+        sources: dict[str, Any] = {}
+
+        def route_hits(res: dict[str, Any]) -> list[RouteHit]:
+            if records > 0:
+                sources.clear()
+                for h in res["hits"]["hits"]:
+                    sources.setdefault(hit_image_id(h), h["_source"]["record"])
+            return dedup([RouteHit(image_id=hit_image_id(h), score=float(h["_score"])) for h in res["hits"]["hits"]],
+                         lambda h: h.image_id)
+
+        hits = yield from ranked_steps(
+            min(k, 10_000), lambda n: {**body, "size": n, **({"source": ["record"]} if records > 0 else {})}, route_hits, tie_margin(k),
         )
-        for h in (more[0]["hits"]["hits"] if more else ()):
-            rec = ImageRecord.model_validate(h["_source"]["record"])
+        for h in hits[: min(records, 10_000)]:
+            rec = ImageRecord.model_validate(sources[h.image_id])
             out.setdefault(rec.image_id, rec)
         return hits, out
 
@@ -370,7 +390,7 @@ class Reads(Connection):
         if named < pages:
             # The pages' order and best scores without inner hits; then the best pages' regions by
             # name: a kNN over just their regions (exact: a few pages), with inner hits.
-            best, _ = yield from ranked_steps(pages, lambda n: ranking(n, False), page_hits)
+            best = yield from ranked_steps(pages, lambda n: ranking(n, False), page_hits)
             ranked = [(h.image_id, h.score) for h in best]
             top = [i for i, _ in ranked[:named]]
             knn = knn_clause(self.settings, f"{path}.vector", qv, named, filters.restricted_to(top), principal, MAX_CANDIDATES)
@@ -378,7 +398,7 @@ class Reads(Connection):
             res = yield {"knn": knn, "size": named, "source": False}
             keep = set(top)
         else:
-            best, _ = yield from ranked_steps(pages, lambda n: ranking(n, True), page_hits)
+            best = yield from ranked_steps(pages, lambda n: ranking(n, True), page_hits)
             ranked, top, res = [], [], last[0]
             keep = {h.image_id for h in best}
         out: list[RegionHit] = []
