@@ -575,14 +575,15 @@ class Indexer:
         return out
 
     def _embed_and_write(
-        self, batch: list[Analysed], summary: IndexSummary, progress: ProgressFn, embedded: Future[list[Indexed]] | None = None
+        self, batch: list[Analysed], summary: IndexSummary, progress: ProgressFn,
+        embedded: Sequence[Future[list[Indexed]]] | None = None,
     ) -> list[Indexed]:
         """Embed and write a batch; when that fails, page by page, so one bad page costs only itself.
         An unreachable backend is no page's fault: it stops the run. ``embedded``: the batch's
-        ``_embed`` already running elsewhere (on a page worker), waited for here."""
+        ``_embed``, in parts in order, already running elsewhere (on the page workers), waited for here."""
         store = self.rt.store
         try:
-            items = embedded.result() if embedded is not None else self._embed(batch)
+            items = [it for part in embedded for it in part.result()] if embedded is not None else self._embed(batch)
             store.write(items)
             return items
         except BackendUnavailableError:
@@ -615,7 +616,8 @@ class Indexer:
         written_ids: set[str] = set()
 
         def write(
-            items: list[Analysed], events: list[tuple[str, dict[str, Any]]], embedded: Future[list[Indexed]] | None = None
+            items: list[Analysed], events: list[tuple[str, dict[str, Any]]],
+            embedded: Sequence[Future[list[Indexed]]] | None = None,
         ) -> None:
             """Embed, write and link one batch (on the writer thread when ``IMGRAG_WRITE_AHEAD``;
             ``embedded``: its embedding, handed to the page workers)."""
@@ -649,7 +651,7 @@ class Indexer:
                     for event, data in events:
                         progress(event, data)
 
-        def flush() -> None:
+        def flush(last: bool = False) -> None:
             if not batch:
                 return
             items = list(batch)
@@ -657,7 +659,14 @@ class Indexer:
             settle()  # one batch in flight at a time: batches are written, and linked, in order
             events: list[tuple[str, dict[str, Any]]] = []
             if writer is not None:
-                embedded = embed_on[0].submit(self._embed, items) if embed_on else None
+                embedded = None
+                if embed_on:
+                    # The last batch in one part a worker: the others have nothing left to do, so
+                    # it is split among them (the backbone's and e5's vectors do not depend on
+                    # the batch they come in: checked bit for bit, docs/performance.md).
+                    n = min(workers, len(items)) if last else 1
+                    parts = [items[len(items) * i // n : len(items) * (i + 1) // n] for i in range(n)]
+                    embedded = [embed_on[0].submit(self._embed, part) for part in parts]
                 writing.append((writer.submit(write, items, events, embedded), events))
                 return
             try:
@@ -730,7 +739,7 @@ class Indexer:
                         pending.append((pool.submit(analyse_page, pg, self.rt, page_opts), pg, stale))
                         drain(workers * 2)
                     drain(0)
-                    flush()  # before the pool closes: the last batch may be embedded on it
+                    flush(last=True)  # before the pool closes: the last batch may be embedded on it
                 finally:
                     for fut, _, _ in pending:  # stopping on an error: do not analyse what will not be written
                         fut.cancel()

@@ -231,21 +231,23 @@ def test_write_ahead_off_writes_on_the_indexing_thread(rt: Runtime, tmp_path: Pa
     assert rt.store.count(OPERATOR, Filters()) == 10
 
 
-@pytest.mark.parametrize(("cores", "embeds_on"), [(2, "imgrag-page"), (3, "imgrag-write")])
+@pytest.mark.parametrize(("cores", "embeds_on", "sizes"), [(2, "imgrag-page", [3, 3, 1, 1]), (3, "imgrag-write", [3, 3, 2])])
 def test_the_page_workers_embed_when_they_have_every_core(
-    rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int, embeds_on: str
+    rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int, embeds_on: str, sizes: list[int]
 ) -> None:
     """2 workers on 2 cores: a batch's embedding runs on a page worker (a third busy thread, the
-    writer, left a core idle while the indexing thread waited for it); on 3 cores on the writer. The
-    writing itself stays on the writer thread, in order."""
+    writer, left a core idle while the indexing thread waited for it), the last batch split between
+    the workers; on 3 cores on the writer. The writing itself stays on the writer thread, in order."""
     import threading
 
     embedded: list[str] = []
+    calls: list[int] = []
     written: list[tuple[str, list[str]]] = []
     embed, write = rt.image_embedder.embed_images, rt.store.write
 
     def record_embed(imgs: list[np.ndarray]) -> ImageEmbeddings:
         embedded.append(threading.current_thread().name)
+        calls.append(len(imgs))
         return embed(imgs)
 
     def record_write(items: list[pipeline.Indexed]) -> None:
@@ -255,11 +257,11 @@ def test_the_page_workers_embed_when_they_have_every_core(
     monkeypatch.setattr(rt.image_embedder, "embed_images", record_embed)
     monkeypatch.setattr(rt.store, "write", record_write)
     monkeypatch.setattr(pipeline, "usable_cores", lambda: cores)
-    summary = Indexer(rt).index([_folder(tmp_path, 7)], IndexOptions(batch_size=2, workers=2))
-    assert summary.indexed == 7 and summary.version == 1 and not summary.failed
-    assert len(embedded) == 4 and all(n.startswith(embeds_on) for n in embedded)
-    assert all(n.startswith("imgrag-write") for n, _ in written)
-    assert [Path(p).name for _, paths in written for p in paths] == [f"p{i:02d}.png" for i in range(7)]
+    summary = Indexer(rt).index([_folder(tmp_path, 8)], IndexOptions(batch_size=3, workers=2))
+    assert summary.indexed == 8 and summary.version == 1 and not summary.failed
+    assert calls == sizes and all(n.startswith(embeds_on) for n in embedded)
+    assert all(n.startswith("imgrag-write") for n, _ in written) and [len(p) for _, p in written] == [3, 3, 2]
+    assert [Path(p).name for _, paths in written for p in paths] == [f"p{i:02d}.png" for i in range(8)]
 
 
 def test_a_second_copy_in_the_same_run_is_a_duplicate_before_the_first_is_written(rt: Runtime, tmp_path: Path) -> None:
