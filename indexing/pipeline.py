@@ -697,7 +697,7 @@ class Indexer:
                     err = e if isinstance(e, ImgragError) else _as_stage(e, "analysis")
                     self._fail(summary, progress, pg.path, err, pg.page if pg.n_pages > 1 else None)
                 if len(batch) >= batch_size:
-                    flush()
+                    flush(last=limit == 0 and not pending)  # drain(0): after the last page was handed over
 
         self.rt.warm_up()
         clear_caches()
