@@ -723,7 +723,7 @@ class Indexer:
         # the writer thread only writes and links: embedding on the writer thread made three busy
         # threads on two cores, the writer fell behind, the indexing thread waited for it with the
         # workers' queue empty, and a core stood idle (docs/performance.md, session 13). The same
-        # batches, so the same vectors.
+        # vectors, bit for bit (the last batch is split among the workers: see flush).
         embed_on: list[ThreadPoolExecutor] = []
         try:
             with ThreadPoolExecutor(
