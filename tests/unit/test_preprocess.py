@@ -360,20 +360,3 @@ def test_axis_alignment_of_straight_edges_at_the_percentile() -> None:
     assert _axis_alignment(g) > 0.9
     assert _axis_alignment(np.ascontiguousarray(g.T)) > 0.9
 
-
-def test_axis_alignment_is_the_same_wherever_the_arrays_lie() -> None:
-    """45-degree steps (gx == gy: an angle on a bin edge) and a copy of the window at every byte
-    offset: one value (float32 arctan2 and cv2.magnitude's last bits followed the alignment)."""
-    from imgrag.indexing.preprocess import _axis_alignment
-
-    rng = np.random.default_rng(7)
-    g = np.full((160, 161), 230, np.uint8)
-    for i in range(160):
-        g[i, : min(161, i + 20)] = 30  # a diagonal edge
-    g = np.clip(g.astype(np.int16) + rng.integers(-3, 4, g.shape), 0, 255).astype(np.uint8)
-    values = set()
-    for off in range(8):
-        buf = np.empty(g.size + off, np.uint8)[off:].reshape(g.shape)
-        buf[...] = g
-        values.add(_axis_alignment(buf))
-    assert len(values) == 1
