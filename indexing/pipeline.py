@@ -36,7 +36,7 @@ from .preprocess import Preprocessed, preprocess
 from .runtime import Runtime
 from .stores.base import OPERATOR, OPERATOR_ONLY, Filters, ImageRecord, ImageVectors, Indexed, MetadataUpdate, Principal, RegionRecord
 from .text import extract_dates, is_meaningful
-from .threads import worker_slots
+from .threads import usable_cores, worker_slots
 from .visual import find_marks, mark_words
 
 log = logging.getLogger(__name__)
@@ -574,12 +574,16 @@ class Indexer:
             out.append(Indexed(record=rec, vectors=vectors, regions=regions))
         return out
 
-    def _embed_and_write(self, batch: list[Analysed], summary: IndexSummary, progress: ProgressFn) -> list[Indexed]:
+    def _embed_and_write(
+        self, batch: list[Analysed], summary: IndexSummary, progress: ProgressFn,
+        embedded: Sequence[Future[list[Indexed]]] | None = None,
+    ) -> list[Indexed]:
         """Embed and write a batch; when that fails, page by page, so one bad page costs only itself.
-        An unreachable backend is no page's fault: it stops the run."""
+        An unreachable backend is no page's fault: it stops the run. ``embedded``: the batch's
+        ``_embed``, in parts in order, already running elsewhere (on the page workers), waited for here."""
         store = self.rt.store
         try:
-            items = self._embed(batch)
+            items = [it for part in embedded for it in part.result()] if embedded is not None else self._embed(batch)
             store.write(items)
             return items
         except BackendUnavailableError:
@@ -611,12 +615,16 @@ class Indexer:
         unchanged_ids: list[str] = []
         written_ids: set[str] = set()
 
-        def write(items: list[Analysed], events: list[tuple[str, dict[str, Any]]]) -> None:
-            """Embed, write and link one batch (on the writer thread when ``IMGRAG_WRITE_AHEAD``)."""
+        def write(
+            items: list[Analysed], events: list[tuple[str, dict[str, Any]]],
+            embedded: Sequence[Future[list[Indexed]]] | None = None,
+        ) -> None:
+            """Embed, write and link one batch (on the writer thread when ``IMGRAG_WRITE_AHEAD``;
+            ``embedded``: its embedding, handed to the page workers)."""
             def note(event: str, data: dict[str, Any]) -> None:  # replayed on the indexing thread (settle)
                 events.append((event, data))
 
-            written = self._embed_and_write(items, summary, note)
+            written = self._embed_and_write(items, summary, note, embedded)
             summary.indexed += len(written)
             summary.indexed_ids.extend(it.record.image_id for it in written)
             written_ids.update(it.record.image_id for it in written)
@@ -643,7 +651,7 @@ class Indexer:
                     for event, data in events:
                         progress(event, data)
 
-        def flush() -> None:
+        def flush(last: bool = False) -> None:
             if not batch:
                 return
             items = list(batch)
@@ -651,7 +659,15 @@ class Indexer:
             settle()  # one batch in flight at a time: batches are written, and linked, in order
             events: list[tuple[str, dict[str, Any]]] = []
             if writer is not None:
-                writing.append((writer.submit(write, items, events), events))
+                embedded = None
+                if embed_on:
+                    # The last batch in one part a worker: the others have nothing left to do, so
+                    # it is split among them (the backbone's and e5's vectors do not depend on
+                    # the batch they come in: checked bit for bit, docs/performance.md).
+                    n = min(workers, len(items)) if last else 1
+                    parts = [items[len(items) * i // n : len(items) * (i + 1) // n] for i in range(n)]
+                    embedded = [embed_on[0].submit(self._embed, part) for part in parts]
+                writing.append((writer.submit(write, items, events, embedded), events))
                 return
             try:
                 write(items, events)
@@ -681,7 +697,7 @@ class Indexer:
                     err = e if isinstance(e, ImgragError) else _as_stage(e, "analysis")
                     self._fail(summary, progress, pg.path, err, pg.page if pg.n_pages > 1 else None)
                 if len(batch) >= batch_size:
-                    flush()
+                    flush(last=limit == 0 and not pending)  # drain(0): after the last page was handed over
 
         self.rt.warm_up()
         clear_caches()
@@ -702,10 +718,19 @@ class Indexer:
         # of the next pages on a thread of their own: on the calling thread, the page workers ran
         # dry while it embedded, one core idle for most of each batch (docs/performance.md).
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgrag-write") if s.write_ahead else None
+        # When the page workers have every core already (2 on 2 cores), a batch's embedding (the
+        # image backbone, e5) runs on them too, queued behind the pages handed over before it, and
+        # the writer thread only writes and links: embedding on the writer thread made three busy
+        # threads on two cores, the writer fell behind, the indexing thread waited for it with the
+        # workers' queue empty, and a core stood idle (docs/performance.md, session 13). The same
+        # vectors, bit for bit (the last batch is split among the workers: see flush).
+        embed_on: list[ThreadPoolExecutor] = []
         try:
             with ThreadPoolExecutor(
                 max_workers=workers, thread_name_prefix="imgrag-page", initializer=init_worker if workers > 1 else None
             ) as pool:
+                if writer is not None and 1 < workers and usable_cores() <= workers:
+                    embed_on.append(pool)
                 try:
                     for pg, stale, page_opts in self._pages(files, summary, progress, unchanged_ids, opts):
                         if not loaded:  # only once there is a page to analyse: an unchanged folder loads nothing
@@ -714,10 +739,10 @@ class Indexer:
                         pending.append((pool.submit(analyse_page, pg, self.rt, page_opts), pg, stale))
                         drain(workers * 2)
                     drain(0)
+                    flush(last=True)  # before the pool closes: the last batch may be embedded on it
                 finally:
                     for fut, _, _ in pending:  # stopping on an error: do not analyse what will not be written
                         fut.cancel()
-            flush()
         finally:
             if writer is not None:
                 writer.shutdown(wait=True)  # what was handed over is written before the run's version

@@ -217,6 +217,7 @@ def test_write_ahead_off_writes_on_the_indexing_thread(rt: Runtime, tmp_path: Pa
         return embed(imgs)
 
     monkeypatch.setattr(rt.image_embedder, "embed_images", record)
+    monkeypatch.setattr(pipeline, "usable_cores", lambda: 8)  # more cores than workers: the writer embeds
     on = Indexer(rt).index([_folder(tmp_path / "on", 5)], IndexOptions(batch_size=2, workers=2))
     assert on.indexed == 5 and len(names) == 3 and all(n.startswith("imgrag-write") for n in names)
     names.clear()
@@ -228,6 +229,40 @@ def test_write_ahead_off_writes_on_the_indexing_thread(rt: Runtime, tmp_path: Pa
     off = Indexer(rt).index([folder], IndexOptions(batch_size=2, workers=2))
     assert off.indexed == 5 and off.version == 2 and names == [threading.current_thread().name] * 3
     assert rt.store.count(OPERATOR, Filters()) == 10
+
+
+@pytest.mark.parametrize(("cores", "embeds_on", "sizes"), [(2, "imgrag-page", [1, 2]), (3, "imgrag-write", [3])])
+def test_the_page_workers_embed_when_they_have_every_core(
+    rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int, embeds_on: str, sizes: list[int]
+) -> None:
+    """2 workers on 2 cores: a batch's embedding runs on a page worker (a third busy thread, the
+    writer, left a core idle while the indexing thread waited for it), the last batch split between
+    the workers; on 3 cores on the writer. The writing itself stays on the writer thread, in order."""
+    import threading
+
+    embedded: list[str] = []
+    calls: list[int] = []
+    written: list[tuple[str, list[str]]] = []
+    embed, write = rt.image_embedder.embed_images, rt.store.write
+
+    def record_embed(imgs: list[np.ndarray]) -> ImageEmbeddings:
+        embedded.append(threading.current_thread().name)
+        calls.append(len(imgs))
+        return embed(imgs)
+
+    def record_write(items: list[pipeline.Indexed]) -> None:
+        written.append((threading.current_thread().name, [it.record.path for it in items]))
+        return write(items)
+
+    monkeypatch.setattr(rt.image_embedder, "embed_images", record_embed)
+    monkeypatch.setattr(rt.store, "write", record_write)
+    monkeypatch.setattr(pipeline, "usable_cores", lambda: cores)
+    summary = Indexer(rt).index([_folder(tmp_path, 9)], IndexOptions(batch_size=3, workers=2))
+    assert summary.indexed == 9 and summary.version == 1 and not summary.failed
+    # the last batch (full: flushed while draining the last pages) in one part a worker, on 2 cores
+    assert calls[:2] == [3, 3] and sorted(calls[2:]) == sizes and all(n.startswith(embeds_on) for n in embedded)
+    assert all(n.startswith("imgrag-write") for n, _ in written) and [len(p) for _, p in written] == [3, 3, 3]
+    assert [Path(p).name for _, paths in written for p in paths] == [f"p{i:02d}.png" for i in range(9)]
 
 
 def test_a_second_copy_in_the_same_run_is_a_duplicate_before_the_first_is_written(rt: Runtime, tmp_path: Path) -> None:

@@ -331,3 +331,32 @@ def test_quality_statistics_sort_nothing(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(pp.np, "percentile", lambda a, q, *x, **k: calls.append(q) or real(a, q, *x, **k))
     _, again = pp.classify_quality(img)
     assert again == stats and 99.5 not in calls
+
+
+def test_edge_cut_is_the_percentile_or_40() -> None:
+    """``_edge_cut`` skips the 90th percentile's partition when it cannot exceed 40: the same value
+    as ``max(40, np.percentile(mag, 90))`` on both sides of that line, ties included."""
+    from imgrag.indexing.preprocess import _edge_cut
+
+    rng = np.random.default_rng(5)
+    arrays = [np.zeros(10, np.float32), np.full(100, 40.0, np.float32), np.full(100, 41.0, np.float32)]
+    for n in (1, 2, 11, 1000, 147_456):
+        for hi in (30, 45, 60, 400):
+            arrays.append((rng.random(n) * hi).astype(np.float32))
+            arrays.append(np.where(rng.random(n) < 0.88, 0, 1020).astype(np.float32))  # a flat drawing's steps
+    for a in arrays:
+        assert _edge_cut(a) == max(40.0, float(np.percentile(a, 90))), (a.size, a.max())
+
+
+def test_axis_alignment_of_straight_edges_at_the_percentile() -> None:
+    """Vertical stripes: every edge one magnitude, the 90th percentile itself. They count as
+    aligned (main's exact-magnitude path found no edge over the cut and said 0.0, the handwriting
+    side of the class rule)."""
+    from imgrag.indexing.preprocess import _axis_alignment
+
+    g = np.full((200, 200), 255, np.uint8)
+    for x in range(0, 200, 20):
+        g[:, x : x + 10] = 0
+    assert _axis_alignment(g) > 0.9
+    assert _axis_alignment(np.ascontiguousarray(g.T)) > 0.9
+
