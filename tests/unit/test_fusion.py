@@ -102,6 +102,31 @@ def test_a_photos_caption_is_its_words_for_the_rerank() -> None:
     assert ev["s"][2] == 0.0  # a document's caption is not its words
 
 
+def test_a_picture_answering_only_in_its_labels_is_label_only() -> None:
+    """Its own words (OCR, marks, tags, metadata) must hold half the query; stray OCR off a drawing
+    holding one character of the query's translation does not make the labels printed words."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.search import Searcher, label_only
+    from imgrag.indexing.stores.base import ImageRecord
+
+    now = datetime.now(timezone.utc)
+    pic = ImageRecord(image_id="p", doc_id="p", path="/c/p.png", format="png", width=10, height=10, quality="photo",
+                      caption="hair dryer | 手摇鼓风机", caption_source="model", indexed_at=now)
+    cover = Searcher(SimpleNamespace(settings=Settings()))._coverage("hair dryer")  # type: ignore[arg-type]
+    assert label_only(pic, cover)
+    assert not label_only(pic.model_copy(update={"caption_source": "file"}), cover)  # the file's caption
+    assert not label_only(pic.model_copy(update={"caption_source": ""}), cover)  # indexed before it was stored
+    assert not label_only(pic.model_copy(update={"quality": "scanned"}), cover)  # a document
+    assert not label_only(pic.model_copy(update={"ocr_text": "Hair dryer 2000 W"}), cover)  # printed on it
+    assert not label_only(pic.model_copy(update={"tags": ["dryer", "hair"]}), cover)
+    assert not label_only(pic.model_copy(update={"meta": {"kind": "hair dryer"}}), cover)
+    assert label_only(pic.model_copy(update={"ocr_text": "Storage AAAAAA"}), cover)  # stray OCR holds none of it
+    assert label_only(pic.model_copy(update={"ocr_text": "a dryer"}), cover) is False  # half the query
+
+
 def test_a_bad_setting_is_one_error_naming_it(monkeypatch) -> None:
     import pytest
 
@@ -115,6 +140,13 @@ def test_a_bad_setting_is_one_error_naming_it(monkeypatch) -> None:
             get_settings()
     finally:
         monkeypatch.delenv("IMGRAG_IMAGE_ROUTE_QUALITY")
+        get_settings.cache_clear()
+    monkeypatch.setenv("IMGRAG_WEIGHT_LABEL_TEXT", "2")
+    try:
+        with pytest.raises(ImgragError, match="IMGRAG_WEIGHT_LABEL_TEXT"):
+            get_settings()
+    finally:
+        monkeypatch.delenv("IMGRAG_WEIGHT_LABEL_TEXT")
         get_settings.cache_clear()
 
 
