@@ -133,16 +133,20 @@ OWN_WORDS_COVER = 0.5
 _LABEL_PASSES = 3
 
 
-def label_only(rec: ImageRecord, cover: Callable[[str], float]) -> bool:
+def label_only(rec: ImageRecord, cover: Callable[[str], float], typed: frozenset[str]) -> bool:
     """Whether a picture answers the query only in the image model's labels: its caption is the
-    embedder's guess (``caption_source`` "model"), and none of its own words (text read off it, the
-    names of what it shows, the file's metadata and tags) hold a term of the query. A label caption
-    and stray OCR ("nαλλioτ" off a drawing) in one BM25 text are not two kinds of evidence to BM25;
-    this tells them apart, as a caption field of its own would."""
+    embedder's guess (``caption_source`` "model"), and its own words (text read off it, the names of
+    what it shows, the file's metadata and tags) hold no term the user typed (``typed``: a word, a
+    number, a CJK pair; single CJK characters left out) and under ``OWN_WORDS_COVER`` of the query
+    read in either language. A label caption and stray OCR ("nαλλioτ", "m 圓 貝 三立" off a drawing) in
+    one BM25 text are not two kinds of evidence to BM25; this tells them apart, as a caption field of
+    its own would, while a photo's lot and station in its metadata stay its words."""
     if rec.caption_source != "model" or rec.quality != "photo":
         return False
     own = " ".join([rec.ocr_text if is_meaningful(rec.ocr_text) else "", marks_text(rec.visual), " ".join(rec.tags), meta_words(rec)])
-    return not own.strip() or cover(own) < OWN_WORDS_COVER
+    if not own.strip():
+        return True
+    return typed.isdisjoint(token_set(own)) and cover(own) < OWN_WORDS_COVER
 
 
 def rrf(
@@ -657,10 +661,11 @@ class Searcher:
 
         weak: set[str] = set()  # pictures that answer the query only in the image model's labels
         cover = self._coverage(query) if s.weight_label_text < 1 and query else None
+        typed = frozenset(t for t in query_terms(query) if not (len(t) == 1 and _is_cjk(t)))
         for _ in range(_LABEL_PASSES if cover is not None else 0):
             fetch(window)
             assert cover is not None
-            found = {d for d in window if d in read and d not in weak and label_only(read[d], cover)}
+            found = {d for d in window if d in read and d not in weak and label_only(read[d], cover, typed)}
             if not found:
                 break
             # Their text-route votes count weight_label_text: a label caption ("hair dryer |

@@ -109,22 +109,29 @@ def test_a_picture_answering_only_in_its_labels_is_label_only() -> None:
     from types import SimpleNamespace
 
     from imgrag.indexing.config import Settings
-    from imgrag.indexing.search import Searcher, label_only
+    from imgrag.indexing.search import Searcher, _is_cjk, label_only
+    from imgrag.indexing.text import query_terms
     from imgrag.indexing.stores.base import ImageRecord
 
     now = datetime.now(timezone.utc)
     pic = ImageRecord(image_id="p", doc_id="p", path="/c/p.png", format="png", width=10, height=10, quality="photo",
                       caption="hair dryer | 手摇鼓风机", caption_source="model", indexed_at=now)
-    cover = Searcher(SimpleNamespace(settings=Settings()))._coverage("hair dryer")  # type: ignore[arg-type]
-    assert label_only(pic, cover)
-    assert not label_only(pic.model_copy(update={"caption_source": "file"}), cover)  # the file's caption
-    assert not label_only(pic.model_copy(update={"caption_source": ""}), cover)  # indexed before it was stored
-    assert not label_only(pic.model_copy(update={"quality": "scanned"}), cover)  # a document
-    assert not label_only(pic.model_copy(update={"ocr_text": "Hair dryer 2000 W"}), cover)  # printed on it
-    assert not label_only(pic.model_copy(update={"tags": ["dryer", "hair"]}), cover)
-    assert not label_only(pic.model_copy(update={"meta": {"kind": "hair dryer"}}), cover)
-    assert label_only(pic.model_copy(update={"ocr_text": "Storage AAAAAA"}), cover)  # stray OCR holds none of it
-    assert label_only(pic.model_copy(update={"ocr_text": "a dryer"}), cover) is False  # half the query
+    def weak(rec: ImageRecord, query: str = "hair dryer") -> bool:
+        cover = Searcher(SimpleNamespace(settings=Settings()))._coverage(query)  # type: ignore[arg-type]
+        return label_only(rec, cover, frozenset(t for t in query_terms(query) if not (len(t) == 1 and _is_cjk(t))))
+
+    assert weak(pic)
+    assert not weak(pic.model_copy(update={"caption_source": "file"}))  # the file's caption
+    assert not weak(pic.model_copy(update={"caption_source": ""}))  # indexed before it was stored
+    assert not weak(pic.model_copy(update={"quality": "scanned"}))  # a document
+    assert not weak(pic.model_copy(update={"ocr_text": "Hair dryer 2000 W"}))  # printed on it
+    assert not weak(pic.model_copy(update={"tags": ["dryer"]}))
+    assert weak(pic.model_copy(update={"ocr_text": "Storage AAAAAA"}))  # stray OCR holds none of it
+    assert weak(pic.model_copy(update={"ocr_text": "m 圓 貝 三立 机"}), "吹风机")  # one character of the query by chance
+    # a photo's lot and station in its metadata are its words, however long the question around them
+    lot = pic.model_copy(update={"file_meta": {"lot": "L2402-00316", "station": "CAM-03"}})
+    assert not weak(lot, "CAM-03工位拍摄的批次L2402-00316零件的检验作业指导书")
+    assert weak(lot, "a part photographed at another station")
 
 
 def test_a_bad_setting_is_one_error_naming_it(monkeypatch) -> None:
