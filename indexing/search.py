@@ -660,7 +660,9 @@ class Searcher:
                 read.update(get_many(rest, principal))
 
         weak: set[str] = set()  # pictures that answer the query only in the image model's labels
-        cover = self._coverage(query) if s.weight_label_text < 1 and query else None
+        # A query naming a kind of picture ("a page with a photo") is answered by what the page is, and
+        # its text routes match the names of what it shows: no page's votes are a label caption's there.
+        cover = self._coverage(query) if s.weight_label_text < 1 and query and not wants_pictures(query) else None
         typed = frozenset(t for t in query_terms(query) if not (len(t) == 1 and _is_cjk(t)))
         for _ in range(_LABEL_PASSES if cover is not None else 0):
             fetch(window)

@@ -1730,6 +1730,10 @@ def test_a_pictures_label_caption_is_weak_evidence_on_every_backend(store: Index
             assert h.contributions["bm25"] == pytest.approx(want, abs=1e-6), (weak, i, h.contributions)
         if weak < 1:
             assert list(hits)[-1] == "P"
+    # a query naming a kind of picture is answered by what the page is: every vote counts
+    searcher = Searcher(Runtime(Settings(home=tmp_path / "home", weight_label_text=0.05), store=store))
+    hits = {h.image_id: h for h in searcher.search(SearchRequest(query="a photo of a dryer", mode="keyword", k=10), OPERATOR).hits}
+    assert hits["P"].contributions["bm25"] == pytest.approx(searcher.weights()["bm25"] / (rrf_k + hits["P"].ranks["bm25"]), abs=1e-6)
 
 
 # -- what the search caches rely on ----------------------------------------------------------------
