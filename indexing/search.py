@@ -127,8 +127,9 @@ class SearchResult(BaseModel):
 # gets weight_label_text of their votes (Searcher.rank). Passes: the window is re-read and checked
 # at most this often after demoting (each pass reads only the pages that moved into it).
 LABEL_ROUTES = ("bm25", "text_vector", "region_text")
-# How much of the query a picture's own words must hold for its text-route votes to count fully:
-# stray OCR off a drawing ("m 圓 貝 三立") holds a character of the query's translation by chance.
+# How much of the query (either language) a picture's own words must hold, when they hold no typed
+# term, for its text-route votes to count fully: stray OCR off a drawing ("m 圓 貝 三立") holds a
+# character of the query's translation by chance.
 OWN_WORDS_COVER = 0.5
 _LABEL_PASSES = 3
 
@@ -663,7 +664,7 @@ class Searcher:
         # A query naming a kind of picture ("a page with a photo") is answered by what the page is, and
         # its text routes match the names of what it shows: no page's votes are a label caption's there.
         cover = self._coverage(query) if s.weight_label_text < 1 and query and not wants_pictures(query) else None
-        typed = frozenset(t for t in query_terms(query) if not (len(t) == 1 and _is_cjk(t)))
+        typed = frozenset(t for t in query_terms(query) if not (len(t) == 1 and _is_cjk(t))) if cover is not None else frozenset()
         for _ in range(_LABEL_PASSES if cover is not None else 0):
             fetch(window)
             assert cover is not None
