@@ -238,6 +238,12 @@ class Settings(BaseSettings):
     )
     weight_text_vector: float = Field(default=0.5, ge=0)
     weight_region: float = Field(default=0.35, ge=0)
+    weight_label_text: float = Field(
+        default=0.05, ge=0, le=1,
+        description="a picture that answers the query only in the image model's labels (its own words: text read off it, "
+        "the file's metadata and tags, hold under half the query): its votes from the text routes (BM25, text vector, "
+        "text regions) and its re-rank bonus count this much; 1: as much as printed words",
+    )
     region_rerank: float = Field(default=1.0, ge=0)
     standout_z: float = Field(
         default=2.0, ge=0, description="vector-route hits this many std above the route's mean get a full RRF vote; 0: off"

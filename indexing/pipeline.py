@@ -290,6 +290,7 @@ def analyse_page(page: Page, rt: Runtime, opts: IndexOptions) -> Analysed:
         dates=dates,
         pii=pii,
         caption=info.caption if info else "",
+        caption_source="file" if info and info.caption else "",
         meta=dict(opts.meta or {}),
         file_meta=file_meta,
         tags=list(opts.tags or []),
@@ -551,7 +552,8 @@ class Indexer:
         ri = 0
         for n, a in enumerate(batch):
             rec = a.record
-            rec.caption = rec.caption or whole[n][2]  # the file's own words beat the image model's guess
+            if not rec.caption and whole[n][2]:  # the file's own words beat the image model's guess
+                rec.caption, rec.caption_source = whole[n][2], "model"
             rec.feature_stats = feature_stats[n]
             rec.models.update(rt.model_identities())
             regions: list[RegionRecord] = []

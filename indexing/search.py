@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .text import coverage, keyword_query, latin_words, normalize, query_terms, squash, token_set, tokens
+from .text import coverage, is_meaningful, keyword_query, latin_words, normalize, query_terms, squash, token_set, tokens
 from .embedders.transfer import EXEMPLAR_STATS
 from .errors import ImgragError, NotFoundError
 from .limits import MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS
@@ -122,6 +122,33 @@ class SearchResult(BaseModel):
     candidates: int
     timings_ms: dict[str, float] = Field(default_factory=dict)
     note: str = Field(default="", description="what was changed about the query, e.g. personal data left out of it")
+
+
+# The routes that match a page's words: a picture whose words are only the image model's labels
+# gets weight_label_text of their votes (Searcher.rank). Passes: the window is re-read and checked
+# at most this often after demoting (each pass reads only the pages that moved into it).
+LABEL_ROUTES = ("bm25", "text_vector", "region_text")
+# How much of the query (either language) a picture's own words must hold, when they hold no typed
+# term, for its text-route votes to count fully: stray OCR off a drawing ("m 圓 貝 三立") holds a
+# character of the query's translation by chance.
+OWN_WORDS_COVER = 0.5
+_LABEL_PASSES = 3
+
+
+def label_only(rec: ImageRecord, cover: Callable[[str], float], typed: frozenset[str]) -> bool:
+    """Whether a picture answers the query only in the image model's labels: its caption is the
+    embedder's guess (``caption_source`` "model"), and its own words (text read off it, the names of
+    what it shows, the file's metadata and tags) hold no term the user typed (``typed``: a word, a
+    number, a CJK pair; single CJK characters left out) and under ``OWN_WORDS_COVER`` of the query
+    read in either language. A label caption and stray OCR ("nαλλioτ", "m 圓 貝 三立" off a drawing) in
+    one BM25 text are not two kinds of evidence to BM25; this tells them apart, as a caption field of
+    its own would, while a photo's lot and station in its metadata stay its words."""
+    if rec.caption_source != "model" or rec.quality != "photo":
+        return False
+    own = " ".join([rec.ocr_text if is_meaningful(rec.ocr_text) else "", marks_text(rec.visual), " ".join(rec.tags), meta_words(rec)])
+    if not own.strip():
+        return True
+    return typed.isdisjoint(token_set(own)) and cover(own) < OWN_WORDS_COVER
 
 
 def rrf(
@@ -645,11 +672,44 @@ class Searcher:
         # same list whatever order the routes or the store's threads returned tied hits in.
         order = sorted(fused, key=lambda d: (-fused[d], d))
         n_cand = len(order)
-        window = order[: _window(req)]
-        records, rec.records = {d: r for d, r in rec.records.items() if d in window}, {}
-        rest = [d for d in window if d not in records]
-        if rest:
-            records.update(get_many(rest, principal))
+        size = _window(req)
+        window = order[:size]
+        read, rec.records = dict(rec.records), {}
+        asked = set(read)
+
+        def fetch(ids: list[str]) -> None:
+            """Read the records of these pages, each at most once (one the caller may not see stays unread)."""
+            rest = [d for d in ids if d not in asked]
+            if rest:
+                asked.update(rest)
+                read.update(get_many(rest, principal))
+
+        weak: set[str] = set()  # pictures that answer the query only in the image model's labels
+        # A query naming a kind of picture ("a page with a photo") is answered by what the page is, and
+        # its text routes match the names of what it shows: no page's votes are a label caption's there.
+        cover = self._coverage(query) if s.weight_label_text < 1 and query and not wants_pictures(query) else None
+        typed = frozenset(t for t in query_terms(query) if not (len(t) == 1 and _is_cjk(t))) if cover is not None else frozenset()
+        for _ in range(_LABEL_PASSES if cover is not None else 0):
+            fetch(window)
+            assert cover is not None
+            found = {d for d in window if d in read and d not in weak and label_only(read[d], cover, typed)}
+            if not found:
+                break
+            # Their text-route votes count weight_label_text: a label caption ("hair dryer |
+            # 手摇鼓风机") is the model's guess, and BM25 ranks *some* page first for any query
+            # (here on one CJK character of the query's translation) at 6x an image vote.
+            # Demoted pages leave the window; the pages that move up are read and checked in turn.
+            weak |= found
+            for r in LABEL_ROUTES:
+                if r in ranked:
+                    f = factors.setdefault(r, {})
+                    for d in found:
+                        f[d] = f.get(d, 1.0) * s.weight_label_text
+            fused = rrf(ranked, weights, s.rrf_k, factors)
+            order = sorted(fused, key=lambda d: -fused[d])
+            window = order[:size]
+        fetch(window)
+        records = {d: read[d] for d in window if d in read}
         window = [d for d in window if d in records]
         timings["fuse"] = round((time.perf_counter() - t) * 1000, 2)
 
@@ -666,6 +726,8 @@ class Searcher:
             cc = concept_coverage(query, [records[d] for d in window], s.cache_dir, s.weight_translated) if s.concept_rerank and s.translate_query else {}
             for d in window:
                 bonus[d] = bonus_unit * (s.region_rerank * evidence[d][2] + s.concept_rerank * cc.get(d, 0.0))
+                if d in weak:  # its words are the labels: the same weak evidence as its text-route votes
+                    bonus[d] *= s.weight_label_text
                 fused[d] += bonus[d]
             window.sort(key=lambda d: (-fused[d], d))
         timings["rerank"] = round((time.perf_counter() - t) * 1000, 2)

@@ -161,6 +161,10 @@ class ImageRecord(BaseModel):
     dates: list[DateMention] = Field(default_factory=list)
     pii: list[PiiFinding] = Field(default_factory=list)
     caption: str = ""
+    # Who wrote ``caption``: "file" (a DICOM image's tags, a sidecar), "model" (the image embedder's
+    # labels: a guess, weak evidence for the search, see Searcher.rank), "" (no caption, or a page
+    # indexed before this was stored: treated as the file's).
+    caption_source: Literal["", "file", "model"] = ""
     meta: dict[str, str] = Field(default_factory=dict)
     # What the file says about itself (DICOM tags, a sidecar, its case folder) or what was read off
     # the page to link it (accession, part number): filterable and searchable like ``meta``, but

@@ -74,6 +74,7 @@ class Spec:
     seal: bool = False
     pii: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) found in the block's text
     caption: str = ""
+    caption_source: str = ""
     image: np.ndarray | None = None
     feature: np.ndarray | None = None
     text_vec: np.ndarray | None = None
@@ -94,6 +95,7 @@ def make(spec: Spec) -> Indexed:
         quality=spec.quality,  # type: ignore[arg-type]
         ocr_text=spec.text,
         caption=spec.caption,
+        caption_source=spec.caption_source,  # type: ignore[arg-type]
         tags=spec.tags,
         meta=spec.meta,
         file_meta=spec.file_meta,
@@ -1723,6 +1725,41 @@ def test_fusion_contributions_add_up_to_the_score(store: IndexStore, tmp_path: P
     top = searcher.search(SearchRequest(query="alpha", mode="keyword"), OPERATOR).hits[0]
     rrf_k = searcher.rt.settings.rrf_k
     assert top.contributions["bm25"] == pytest.approx(searcher.weights()["bm25"] / (rrf_k + 1), abs=1e-6)
+
+
+def test_a_pictures_label_caption_is_weak_evidence_on_every_backend(store: IndexStore, tmp_path: Path) -> None:
+    """Who wrote a caption is stored with the page on both backends, and a picture that answers the
+    query only in the image model's labels gets IMGRAG_WEIGHT_LABEL_TEXT of its BM25 vote; the file's
+    own caption and the picture's own words keep full votes (session 13: BM25 on label captions
+    ranked a "hair dryer" drawing first for "apple", at 6x the image route's vote)."""
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.runtime import Runtime
+    from imgrag.indexing.search import Searcher, SearchRequest
+
+    labels = "hair dryer blower | 手摇鼓风机"
+    load(store, [
+        Spec("P", text="", quality="photo", caption=labels, caption_source="model"),  # the model's guess only
+        Spec("F", text="", quality="photo", caption="hair dryer", caption_source="file"),  # the file says so
+        Spec("O", text="dryer sticker", quality="photo", caption=labels, caption_source="model"),  # printed on it
+        Spec("D", text="the dryer manual", caption=labels, caption_source="model"),  # a document: captions are no words there
+    ])
+    assert store.get_many(["P", "F"], OPERATOR)["P"].caption_source == "model"
+    assert store.get_many(["P", "F"], OPERATOR)["F"].caption_source == "file"
+    rrf_k = Settings().rrf_k
+    for weak in (0.05, 1.0):
+        searcher = Searcher(Runtime(Settings(home=tmp_path / "home", weight_label_text=weak), store=store))
+        hits = {h.image_id: h for h in searcher.search(SearchRequest(query="dryer", mode="keyword", k=10), OPERATOR).hits}
+        assert set(hits) == {"P", "F", "O", "D"}
+        full = searcher.weights()["bm25"]
+        for i, h in hits.items():
+            want = full * (weak if i == "P" else 1.0) / (rrf_k + h.ranks["bm25"])
+            assert h.contributions["bm25"] == pytest.approx(want, abs=1e-6), (weak, i, h.contributions)
+        if weak < 1:
+            assert list(hits)[-1] == "P"
+    # a query naming a kind of picture is answered by what the page is: every vote counts
+    searcher = Searcher(Runtime(Settings(home=tmp_path / "home", weight_label_text=0.05), store=store))
+    hits = {h.image_id: h for h in searcher.search(SearchRequest(query="a photo of a dryer", mode="keyword", k=10), OPERATOR).hits}
+    assert hits["P"].contributions["bm25"] == pytest.approx(searcher.weights()["bm25"] / (rrf_k + hits["P"].ranks["bm25"]), abs=1e-6)
 
 
 # -- what the search caches rely on ----------------------------------------------------------------

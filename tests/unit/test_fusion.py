@@ -102,6 +102,38 @@ def test_a_photos_caption_is_its_words_for_the_rerank() -> None:
     assert ev["s"][2] == 0.0  # a document's caption is not its words
 
 
+def test_a_picture_answering_only_in_its_labels_is_label_only() -> None:
+    """Its own words (OCR, marks, tags, metadata) must hold half the query; stray OCR off a drawing
+    holding one character of the query's translation does not make the labels printed words."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from imgrag.indexing.config import Settings
+    from imgrag.indexing.search import Searcher, _is_cjk, label_only
+    from imgrag.indexing.text import query_terms
+    from imgrag.indexing.stores.base import ImageRecord
+
+    now = datetime.now(timezone.utc)
+    pic = ImageRecord(image_id="p", doc_id="p", path="/c/p.png", format="png", width=10, height=10, quality="photo",
+                      caption="hair dryer | 手摇鼓风机", caption_source="model", indexed_at=now)
+    def weak(rec: ImageRecord, query: str = "hair dryer") -> bool:
+        cover = Searcher(SimpleNamespace(settings=Settings()))._coverage(query)  # type: ignore[arg-type]
+        return label_only(rec, cover, frozenset(t for t in query_terms(query) if not (len(t) == 1 and _is_cjk(t))))
+
+    assert weak(pic)
+    assert not weak(pic.model_copy(update={"caption_source": "file"}))  # the file's caption
+    assert not weak(pic.model_copy(update={"caption_source": ""}))  # indexed before it was stored
+    assert not weak(pic.model_copy(update={"quality": "scanned"}))  # a document
+    assert not weak(pic.model_copy(update={"ocr_text": "Hair dryer 2000 W"}))  # printed on it
+    assert not weak(pic.model_copy(update={"tags": ["dryer"]}))
+    assert weak(pic.model_copy(update={"ocr_text": "Storage AAAAAA"}))  # stray OCR holds none of it
+    assert weak(pic.model_copy(update={"ocr_text": "m 圓 貝 三立 机"}), "吹风机")  # one character of the query by chance
+    # a photo's lot and station in its metadata are its words, however long the question around them
+    lot = pic.model_copy(update={"file_meta": {"lot": "L2402-00316", "station": "CAM-03"}})
+    assert not weak(lot, "CAM-03工位拍摄的批次L2402-00316零件的检验作业指导书")
+    assert weak(lot, "a part photographed at another station")
+
+
 def test_a_bad_setting_is_one_error_naming_it(monkeypatch) -> None:
     import pytest
 
@@ -115,6 +147,13 @@ def test_a_bad_setting_is_one_error_naming_it(monkeypatch) -> None:
             get_settings()
     finally:
         monkeypatch.delenv("IMGRAG_IMAGE_ROUTE_QUALITY")
+        get_settings.cache_clear()
+    monkeypatch.setenv("IMGRAG_WEIGHT_LABEL_TEXT", "2")
+    try:
+        with pytest.raises(ImgragError, match="IMGRAG_WEIGHT_LABEL_TEXT"):
+            get_settings()
+    finally:
+        monkeypatch.delenv("IMGRAG_WEIGHT_LABEL_TEXT")
         get_settings.cache_clear()
 
 
