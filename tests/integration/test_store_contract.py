@@ -1874,7 +1874,7 @@ def test_batched_reads_rank_as_separate_ones(store: IndexStore, tmp_path: Path) 
     hits, recs = together[2]
     assert len(hits) == 6 and list(recs) == [h.image_id for h in hits[:3]]
 
-    # BM25's records come with its hits: its query runs once, one search, not two in an _msearch
+    # BM25's records come with its hits: its query runs once a round, one search, not two in an _msearch
     sent_bodies: list[int] = []
     plain, multi = store.es.search, store.es.msearch  # type: ignore[attr-defined]
 
@@ -1892,7 +1892,8 @@ def test_batched_reads_rank_as_separate_ones(store: IndexStore, tmp_path: Path) 
         assert store.bm25_records(*reads[2].args) == alone[2]  # type: ignore[attr-defined]
     finally:
         store.es.search, store.es.msearch = plain, multi  # type: ignore[attr-defined]
-    assert sent_bodies == [1, 1]
+    # one body a round (a tie at BM25's cut-off may make it fetch again: another round of one)
+    assert sent_bodies and set(sent_bodies) == {1}
 
     # an answer that failed inside the _msearch is asked again alone
     real = store.es.msearch  # type: ignore[attr-defined]
