@@ -706,7 +706,7 @@ class Searcher:
                     for d in found:
                         f[d] = f.get(d, 1.0) * s.weight_label_text
             fused = rrf(ranked, weights, s.rrf_k, factors)
-            order = sorted(fused, key=lambda d: -fused[d])
+            order = sorted(fused, key=lambda d: (-fused[d], d))
             window = order[:size]
         fetch(window)
         records = {d: read[d] for d in window if d in read}
