@@ -5,7 +5,9 @@ principal, and a caller past its share, or past the queue limit, is refused with
 
 A plain lock (which the OCR engine has) serves callers in whatever order the threads win it, so
 one client firing full-page re-reads in a loop starves everyone else. Here each principal holds at
-most ``per_principal`` places, and a freed slot goes to the waiting principal served longest ago.
+most ``per_principal`` places, and a freed slot goes to the waiting principal served longest ago; within
+a principal, to the call of its *client* (one MCP session) served longest ago, so one user's second
+agent does not wait behind the hundred calls the first one queued.
 
 ``FairQueue`` is the bookkeeping (who runs, who waits, whose turn), with no locking and no waiting
 of its own; ``FairGate`` wraps it for threads (``with gate.slot(principal)``), and the MCP server's
@@ -42,6 +44,7 @@ class Ticket:
 
     who: str
     lane: str
+    client: object = None  # the principal's client (an MCP session id) that made the call, for turns within it
     granted: bool = False
     started_at: float = 0.0
     wake: object | None = field(default=None, repr=False)  # the waiter's event, for queues that need one
@@ -79,6 +82,7 @@ class FairQueue:
         self._waiting: dict[str, deque[Ticket]] = {}  # per principal, oldest first
         self._held: Counter[tuple[str, str]] = Counter()  # (principal, lane): running + waiting
         self._last_served: dict[str, int] = {}
+        self._client_served: dict[str, dict[object, int]] = {}  # per principal: its clients' last turns
         self._turn = 0
         self._seconds: dict[str, float] = {}  # moving average of one call per lane, for the retry estimate
 
@@ -89,9 +93,10 @@ class FairQueue:
         cap = min(self.slots, self.lanes.get(lane, self.slots))
         return self._seconds.get(lane, 1.0) * (self.queued(lane) + self._running[lane] + 1) / max(1, cap)
 
-    def enter(self, who: str, lane: str = "") -> Ticket:
-        """A waiting ticket for ``who``; ``BusyError`` when ``who`` already holds its share of this
-        lane or the lane's queue is full (and nothing is free)."""
+    def enter(self, who: str, lane: str = "", client: object = None) -> Ticket:
+        """A waiting ticket for ``who`` (``client``: which of its clients asks, for turns within
+        ``who``); ``BusyError`` when ``who`` already holds its share of this lane or the lane's
+        queue is full (and nothing is free)."""
         label = f"{lane} {self.what}".strip()
         share = self.lane_per_principal.get(lane, self.per_principal)
         if self._held[(who, lane)] >= share:
@@ -99,7 +104,7 @@ class FairQueue:
         if self.queued(lane) >= self.lane_max_waiting.get(lane, self.max_waiting) and not self._has_room(lane):
             raise BusyError(f"the server is busy: {self.queued(lane)} {label} calls are waiting", self.retry_after(lane))
         self._held[(who, lane)] += 1
-        ticket = Ticket(who, lane)
+        ticket = Ticket(who, lane, client)
         self._waiting.setdefault(who, deque()).append(ticket)
         return ticket
 
@@ -118,12 +123,15 @@ class FairQueue:
 
     def grant(self) -> list[Ticket]:
         """Start every waiting ticket that may run now, in fair order, and return them: per free
-        slot, the oldest ticket (whose lane has room) of the principal served longest ago."""
+        slot, the principal served longest ago, and of its tickets whose lane has room the oldest
+        of its client served longest ago."""
         granted: list[Ticket] = []
         while self.running < self.slots:
             best: Ticket | None = None
             for who, q in self._waiting.items():
-                head = next((t for t in q if self._has_room(t.lane)), None)
+                served = self._client_served.get(who, {})
+                # min keeps the first of equals: the oldest ticket of the client served longest ago
+                head = min((t for t in q if self._has_room(t.lane)), key=lambda t: served.get(t.client, -1), default=None)
                 if head is not None and (best is None or self._last_served.get(who, -1) < self._last_served.get(best.who, -1)):
                     best = head
             if best is None:
@@ -133,6 +141,7 @@ class FairQueue:
             self.running += 1
             self._count(best.lane, 1)
             self._last_served[best.who] = self._turn
+            self._client_served.setdefault(best.who, {})[best.client] = self._turn
             self._turn += 1
             granted.append(best)
         return granted
@@ -154,6 +163,7 @@ class FairQueue:
             del self._held[key]
         if not any(w == ticket.who for w, _ in self._held):
             self._waiting.pop(ticket.who, None)
+            self._client_served.pop(ticket.who, None)  # no call of it left: forget its clients (connections come and go)
 
 
 class FairGate:

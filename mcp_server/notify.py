@@ -72,6 +72,15 @@ class CallNotifier:
     def current(cls, levels: ClientLevels, what: str) -> CallNotifier:
         return cls(CALL_CONTEXT.get(), levels, what)
 
+    @property
+    def client(self) -> str | None:
+        """The MCP session id this call came in (streamable HTTP after a handshake), for turns
+        between one principal's sessions; None on stdio, for a stateless 2026-07-28 request (the
+        SDK's connection object is made per request there) and outside a request."""
+        rc = getattr(self.ctx, "_request_context", None)
+        connection = getattr(getattr(rc, "session", None), "_connection", None)
+        return getattr(connection, "session_id", None)
+
     def _wants(self, level: Level) -> bool:
         rc = getattr(self.ctx, "_request_context", None)
         if rc is None:

@@ -1,6 +1,7 @@
 """The MCP server's worker pool: every tool call and resource read runs on one of a bounded number
 of worker threads, admitted fairly by principal, so 32 clients do not become 32 threads fighting
-over two cores, a user with one call waits behind at most one call of each other user, and past
+over two cores, a user with one call waits behind at most one call of each other user (and of each
+of its own other MCP sessions: turns go round the principals, then round each one's sessions), and past
 the queue limit a caller is told "the server is busy — retry in N s" at once.
 
 Calls come in two lanes. *Heavy* ones (full-page OCR, crops and page images, ``similar_to``,
@@ -84,13 +85,18 @@ class WorkerPool:
         heavy: bool = False,
         ocr: bool = False,
         on_wait: Callable[[int], Awaitable[None]] | None = None,
+        client: object = None,
     ) -> T:
         """``fn()`` on a worker; ``on_wait(calls queued)`` is awaited first when it has to queue.
         ``ocr``: a heavy call that needs the OCR engine; it waits here, holding no worker, while
-        another re-read runs (``ocr`` of them at once, the facade's OCR gate)."""
+        another re-read runs (``ocr`` of them at once, the facade's OCR gate). ``client``: the
+        principal's MCP session that asks (its calls take turns with the principal's other
+        sessions, so a second session of one token is not queued behind the first one's flood);
+        None where there is no session (stdio, stateless 2026-07-28 requests): the principal's
+        calls go oldest first."""
         if not self.enabled:
             return await anyio.to_thread.run_sync(fn)
-        ticket = self.queue.enter(principal_key(principal), OCR if ocr else HEAVY if heavy else CHEAP)
+        ticket = self.queue.enter(principal_key(principal), OCR if ocr else HEAVY if heavy else CHEAP, client)
         try:
             self._grant()
             if not ticket.granted:

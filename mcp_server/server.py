@@ -474,7 +474,9 @@ def build_server(
         try:
             principal = resolve_principal()
             who = _who(principal)
-            out, extra = await pool.run(principal, lambda: work(principal), heavy=heavy, ocr=ocr, on_wait=note.queued)
+            out, extra = await pool.run(
+                principal, lambda: work(principal), heavy=heavy, ocr=ocr, on_wait=note.queued, client=note.client
+            )
             result = CallToolResult(content=[TextContent(text=render(out)), *extra], structured_content=out.model_dump(mode="json"))
             if (size := response_bytes(result)) > budget.response_bytes:  # the tools fit themselves; this is the backstop
                 raise ImgragError(
@@ -689,7 +691,7 @@ def build_server(
         try:
             principal = resolve_principal()
             note = CallNotifier.current(levels, "resource")
-            return await pool.run(principal, lambda: fn(principal), heavy=heavy, on_wait=note.queued)  # type: ignore[arg-type]
+            return await pool.run(principal, lambda: fn(principal), heavy=heavy, on_wait=note.queued, client=note.client)  # type: ignore[arg-type]
         except NotFoundError as e:
             raise ResourceNotFoundError(str(e)) from None
         except ImgragError as e:

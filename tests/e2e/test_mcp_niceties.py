@@ -35,6 +35,18 @@ def http_url(mcp_index: dict[str, Any]):  # noqa: F811
         yield url
 
 
+@pytest.fixture(scope="module")
+def one_worker_url(mcp_index: dict[str, Any]):  # noqa: F811
+    """The same server with one worker: a flood drains one search at a time, so the order answers
+    come in shows whose turn it was rather than how fast the event loop took a request in."""
+    tokens = mcp_index["work"] / "tokens-niceties-1.json"
+    tokens.write_text(json.dumps({LEGAL_TOKEN: {"name": "alice", "groups": ["legal"]}, HR_TOKEN: {"name": "bob", "groups": ["hr"]}}))
+    tokens.chmod(0o600)
+    env = {**mcp_index["env"], "IMGRAG_SERVER_WORKERS": "1"}
+    with served_http(["--tokens", str(tokens), "--no-web"], env, mcp_index["work"], mcp_index["work"] / "http-niceties-1.log") as url:
+        yield url
+
+
 def _with_client(url: str, token: str, fn: Any, **client_kw: Any) -> Any:
     """``http_session`` with extra ``Client`` options (protocol mode, logging callback and level)."""
     if not client_kw:
@@ -221,3 +233,69 @@ def test_index_images_reports_progress_per_file_over_stdio(mcp_index: dict[str, 
     assert all(t == 3 for _, t, _ in seen), seen
     assert [p for p, _, _ in seen] == sorted(p for p, _, _ in seen)
     assert seen[-1][0] == 3 and seen[-1][2] == "done"
+
+
+
+def _flood_then_one(url: str, flood_token: str, fresh_token: str, flood: int = 63, **client_kw: Any) -> tuple[int, int]:
+    """Two clients: the first sends ``flood`` searches at once (one fewer than a principal's 64 calls
+    running or waiting), and once the server has said of at least 45 of them "waiting for a worker"
+    (a progress notification), the second asks one.
+    Returns (how many of the flood were queued then, how many of the flood finished after that and
+    before the second client's search): the order answers came in, not how long anything took."""
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    order: list[str] = []
+    queued: set[int] = set()
+
+    async def main() -> tuple[int, int]:
+        timeout = httpx2.Timeout(30, read=600)
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {flood_token}"}, timeout=timeout) as h1,
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {fresh_token}"}, timeout=timeout) as h2,
+            Client(streamable_http_client(url, http_client=h1), **client_kw) as first,
+            Client(streamable_http_client(url, http_client=h2), **client_kw) as second,
+        ):
+
+            async def one(c: Any, query: str, who: str, i: int = -1) -> None:
+                async def on_progress(p: float, total: float | None, message: str | None) -> None:
+                    if message and message.startswith("waiting for a worker"):
+                        queued.add(i)
+
+                r = await c.call_tool("search_images", {"query": query, "k": 10}, progress_callback=on_progress)
+                assert not r.is_error, r.content[0].text[:200]
+                order.append(who)
+                queued.discard(i)
+
+            tasks = [asyncio.create_task(one(first, f"contract clause number {i}", "flood", i)) for i in range(flood)]
+            for _ in range(6000):  # until 45 of the flood wait for a worker (or it is all answered)
+                if len(queued) >= 45 or len(order) == flood:
+                    break
+                await asyncio.sleep(0.01)
+            waiting, done = len(queued), len(order)
+            await one(second, "annual leave policy", "fresh")
+            await asyncio.gather(*tasks)
+            return waiting, done
+
+    waiting, done = asyncio.run(main())
+    assert len(order) == flood + 1
+    assert waiting >= 45, f"only {waiting} of the flood's {flood} searches ever waited for a worker"
+    return waiting, order.index("fresh") - done
+
+
+def test_another_principals_search_is_served_before_a_flood(one_worker_url: str) -> None:
+    """One token queues 63 searches (the SDK's default, stateless requests); another token's search
+    is served after about one call of it, not after all of it: turns go round the principals."""
+    waiting, before = _flood_then_one(one_worker_url, LEGAL_TOKEN, HR_TOKEN)
+    # the second call waits for about one of the flood's, plus the ones that finish while the event
+    # loop (sharing the GIL with the searching worker) takes its request in: ~25 on 2 busy cores
+    assert before < waiting * 2 // 3, f"{before} more of the flood's searches finished before the other principal's one ({waiting} were waiting)"
+
+
+def test_a_second_session_of_a_flooding_token_is_served_before_its_flood(one_worker_url: str) -> None:
+    """One token, two MCP sessions (one user's two agents, handshake-era clients): the first queues
+    63 searches, the second asks one. Turns go round a principal's sessions, so the second one's
+    search is served after about one call of the flood (on 2f54d01: after all of them)."""
+    waiting, before = _flood_then_one(one_worker_url, LEGAL_TOKEN, LEGAL_TOKEN, mode="legacy")
+    assert before < waiting * 2 // 3, f"{before} more of the first session's searches finished before the second's one ({waiting} were waiting)"

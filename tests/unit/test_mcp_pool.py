@@ -96,6 +96,27 @@ def test_workers_are_served_round_robin_by_principal() -> None:
     assert calls.started == ["a1", "b1", "a2", "a3", "a4"]  # bob does not wait behind alice's backlog
 
 
+
+def test_one_principals_sessions_take_turns_and_sessionless_calls_go_oldest_first() -> None:
+    pool, calls = WorkerPool(1), Calls()
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: pool.run(ALICE, calls.fn("s1a"), client="s1"))
+            await until(lambda: calls.started == ["s1a"], "s1a")
+            for n, (tag, client) in enumerate((("s1b", "s1"), ("s1c", "s1"), ("n1", None), ("n2", None), ("s2a", "s2")), 1):
+                tg.start_soon(lambda t=tag, c=client: pool.run(ALICE, calls.fn(t), client=c))
+                await until(lambda n=n: pool.snapshot()["waiting"] == n, tag)
+            for tag in ("s1a", "n1", "s2a", "s1b", "n2", "s1c"):
+                await until(lambda t=tag: calls.started[-1] == t, tag)
+                calls.release(tag)
+
+    anyio.run(main)
+    # served longest ago first: the sessionless calls and session s2 (never served) before s1's
+    # backlog; within one client, oldest first
+    assert calls.started == ["s1a", "n1", "s2a", "s1b", "n2", "s1c"]
+
+
 def test_past_a_share_or_the_queue_the_caller_is_told_to_retry() -> None:
     pool, calls = WorkerPool(2, heavy_per_principal=1, max_waiting=1), Calls()
 
