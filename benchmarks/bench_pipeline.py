@@ -288,7 +288,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         docs, photos, queries = build_corpus(root / "corpus", args.docs, args.photos)
-        if args.profile and not args.split_photos:
+        if args.profile and not (args.split_photos or args.clean_only):  # --clean-only implies --split-photos
             _profile(root, docs, args.docs, int(args.workers.split(",")[-1]))
             return
         photo_sets = split_photos(photos) if args.split_photos or args.clean_only else [("photos", photos)]
