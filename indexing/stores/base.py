@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from contextlib import AbstractContextManager
 from datetime import date, datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Annotated, Any, Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -449,6 +449,22 @@ def tie_margin(k: int) -> int:
     return max(1, k // 4)
 
 
+def cut_steps(k: int, key: Callable[[H], tuple[Any, ...]], extra: int = 1, cap: int | None = None) -> Generator[int, list[H], list[H]]:
+    """The cut-off of :func:`top_k` as steps, for a store whose fetches are themselves steps
+    (Elasticsearch's batched reads): yields how many rows to fetch, is sent those rows (in any
+    order among ties), returns the ``k`` best in ``key``'s order. ``cap``: the most a fetch may ask."""
+    if k <= 0:
+        return []
+    n = k + max(1, extra)
+    n = min(n, cap) if cap else n
+    for attempt in range(TIE_REFETCHES + 1):
+        hits = sorted((yield n), key=key)
+        if len(hits) < n or (cap and n >= cap) or hits[k - 1].score != hits[-1].score or attempt == TIE_REFETCHES:
+            return hits[:k]
+        n = min(2 * n, cap) if cap else 2 * n
+    return hits[:k]  # pragma: no cover - the loop returns
+
+
 def top_k(fetch: Callable[[int], list[H]], k: int, key: Callable[[H], tuple[Any, ...]], extra: int = 1) -> list[H]:
     """The ``k`` best of ``fetch(n)`` (a store's ``n`` best, in any order among ties) in ``key``'s
     total order. Which rows make the cut-off must not depend on the store's order either: ``extra``
@@ -456,15 +472,13 @@ def top_k(fetch: Callable[[int], list[H]], k: int, key: Callable[[H], tuple[Any,
     may run on past it), the fetch doubles, at most ``TIE_REFETCHES`` times (a tie of thousands —
     many pages with the same vector — then cuts where that fetch ends). A larger ``extra`` where
     more rows cost next to nothing (full text, exact region scans) saves most second queries."""
-    if k <= 0:
-        return []
-    n = k + max(1, extra)
-    for attempt in range(TIE_REFETCHES + 1):
-        hits = sorted(fetch(n), key=key)
-        if len(hits) < n or hits[k - 1].score != hits[-1].score or attempt == TIE_REFETCHES:
-            return hits[:k]
-        n *= 2
-    return hits[:k]  # pragma: no cover - the loop returns
+    steps = cut_steps(k, key, extra)
+    try:
+        n = next(steps)
+        while True:
+            n = steps.send(fetch(n))
+    except StopIteration as done:
+        return done.value
 
 
 class Read(NamedTuple):

@@ -25,13 +25,18 @@ from test_mcp_e2e import HR_TOKEN, LEGAL_TOKEN, SyncSession, mcp_index  # noqa: 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def http_url(mcp_index: dict[str, Any]):  # noqa: F811
-    tokens = mcp_index["work"] / "tokens-niceties.json"
+def _serve(mcp_index: dict[str, Any], workers: int, name: str) -> Any:
+    """A real HTTP server over the module's index, alice (legal) and bob (hr) as bearer tokens."""
+    tokens = mcp_index["work"] / f"tokens-{name}.json"
     tokens.write_text(json.dumps({LEGAL_TOKEN: {"name": "alice", "groups": ["legal"]}, HR_TOKEN: {"name": "bob", "groups": ["hr"]}}))
     tokens.chmod(0o600)
-    env = {**mcp_index["env"], "IMGRAG_SERVER_WORKERS": "2"}
-    with served_http(["--tokens", str(tokens), "--no-web"], env, mcp_index["work"], mcp_index["work"] / "http-niceties.log") as url:
+    env = {**mcp_index["env"], "IMGRAG_SERVER_WORKERS": str(workers)}
+    return served_http(["--tokens", str(tokens), "--no-web"], env, mcp_index["work"], mcp_index["work"] / f"http-{name}.log")
+
+
+@pytest.fixture(scope="module")
+def http_url(mcp_index: dict[str, Any]):  # noqa: F811
+    with _serve(mcp_index, 2, "niceties") as url:
         yield url
 
 
@@ -39,11 +44,7 @@ def http_url(mcp_index: dict[str, Any]):  # noqa: F811
 def one_worker_url(mcp_index: dict[str, Any]):  # noqa: F811
     """The same server with one worker: a flood drains one search at a time, so the order answers
     come in shows whose turn it was rather than how fast the event loop took a request in."""
-    tokens = mcp_index["work"] / "tokens-niceties-1.json"
-    tokens.write_text(json.dumps({LEGAL_TOKEN: {"name": "alice", "groups": ["legal"]}, HR_TOKEN: {"name": "bob", "groups": ["hr"]}}))
-    tokens.chmod(0o600)
-    env = {**mcp_index["env"], "IMGRAG_SERVER_WORKERS": "1"}
-    with served_http(["--tokens", str(tokens), "--no-web"], env, mcp_index["work"], mcp_index["work"] / "http-niceties-1.log") as url:
+    with _serve(mcp_index, 1, "niceties-1") as url:
         yield url
 
 

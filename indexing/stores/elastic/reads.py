@@ -10,7 +10,6 @@ import numpy as np
 from ...errors import ImgragError
 from ...text import tokens
 from ..base import (
-    TIE_REFETCHES,
     Filters,
     ImageRecord,
     ImageVectors,
@@ -21,6 +20,7 @@ from ..base import (
     Stats,
     VectorField,
     WeightedTerms,
+    cut_steps,
     page_order,
     region_order,
     tie_margin,
@@ -52,17 +52,15 @@ def ranked_steps(
 ) -> Steps[list[RouteHit]]:
     """A page route's ``k`` best hits in :func:`~indexing.stores.base.page_order` (a shard's order
     among exactly tied scores follows its segments) with the cut-off as
-    :func:`~indexing.stores.base.top_k` makes it: one hit more, and while the k-th ties with the
-    last one, twice as many (``body(n)``: the search for ``n``; ``hits(answer)``: its hits).
-    ``extra``: the hits asked for past ``k`` (top_k's)."""
-    n = min(k + max(1, extra), 10_000)
-    for attempt in range(TIE_REFETCHES + 1):
-        res = yield body(n)
-        got = sorted(hits(res), key=page_order)
-        if len(got) < n or n >= 10_000 or got[k - 1].score != got[-1].score or attempt == TIE_REFETCHES:
-            return got[:k]
-        n = min(2 * n, 10_000)
-    return got[:k]  # pragma: no cover - the loop returns
+    :func:`~indexing.stores.base.top_k` makes it (:func:`~indexing.stores.base.cut_steps`), each
+    fetch a search (``body(n)``: the search for ``n``; ``hits(answer)``: its hits)."""
+    steps = cut_steps(k, page_order, extra, 10_000)
+    try:
+        n = next(steps)
+        while True:
+            n = steps.send(hits((yield body(n))))
+    except StopIteration as done:
+        return done.value
 
 
 # the client's keyword arguments that are spelled otherwise in a request body
