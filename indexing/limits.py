@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 MAX_QUERY_CHARS = 2000  # one search query
 MAX_OFFSET = 1000  # deepest hit reachable by paging
+MAX_DEPTH = 1000  # deepest a route reads for one search (or 3 x IMGRAG_MAX_K, if more); region routes 4x
 MAX_CROP_SCALE = 4.0  # zoom of crop_region / ocr_region
 MAX_CROP_SIDE = 1600  # long side of a returned crop, px (vision models downscale beyond ~1568 anyway)
 MAX_CROP_BYTES = 1_500_000  # one PNG crop; larger ones are downscaled until they fit

@@ -9,6 +9,7 @@ of the image answers the query, and that region's bbox and OCR line become the h
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -24,7 +25,7 @@ from pydantic import BaseModel, Field
 from .text import coverage, is_meaningful, keyword_query, latin_words, normalize, query_terms, squash, token_set, tokens
 from .embedders.transfer import EXEMPLAR_STATS
 from .errors import ImgragError, NotFoundError
-from .limits import MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS
+from .limits import MAX_DEPTH, MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS
 from .links import LinkedItem, visible_links
 from .lru import LRU
 from .models import BBox
@@ -58,6 +59,16 @@ class SearchRequest(BaseModel):
     query: str | None = Field(default=None, description="text query, Chinese or English")
     k: int = Field(default=10, ge=1, description="hits to return")
     offset: int = Field(default=0, ge=0, description="hits to skip (paging)")
+    depth: int | None = Field(
+        default=None, ge=1,
+        description="how deep each route reads (default max(50, 3 x k)); a paging cursor fixes it at page 1's, "
+        "so every page is a slice of one ranked list",
+    )
+    block: int | None = Field(
+        default=None, ge=1,
+        description="how many candidates are re-ranked together (default max(k, 30), k without re-rank); "
+        "fixed by a paging cursor like depth",
+    )
     filters: Filters = Field(default_factory=Filters)
     mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
     routes: list[Route] | None = Field(default=None, description="override the mode's routes (evaluation)")
@@ -120,6 +131,11 @@ class SearchResult(BaseModel):
     query: str | None
     hits: list[Hit]
     candidates: int
+    # Digests of the ranked list's ids before the hits (``[:offset]``) and through them: a paging
+    # cursor carries ``through`` and the next page checks it against its own ``before``, so a page
+    # is served only as the next slice of the very list the earlier pages came from.
+    before: str = ""
+    through: str = ""
     timings_ms: dict[str, float] = Field(default_factory=dict)
     note: str = Field(default="", description="what was changed about the query, e.g. personal data left out of it")
 
@@ -218,9 +234,39 @@ def add_exemplar(hits: list[RouteHit], exemplar_hits: list[RouteHit], stats: dic
     return [RouteHit(image_id=i, score=sc) for i, sc in ranked]
 
 
+def depth_of(req: SearchRequest) -> int:
+    """How deep each page route reads (region routes 4x): the request's fixed ``depth``, or
+    ``max(50, 3 x k)``. Not the offset: pages of one search read the same lists."""
+    return req.depth if req.depth is not None else max(50, 3 * req.k)
+
+
+def block_of(req: SearchRequest) -> int:
+    """How many fused candidates ``rank`` re-ranks together: the first block is page 1's window
+    (``max(k, 30)``, ``k`` without re-rank); a deeper page ranks the next blocks the same way."""
+    if req.block is not None:
+        return req.block
+    return max(req.k, 30) if req.rerank else req.k
+
+
 def _window(req: SearchRequest) -> int:
-    """How many fused candidates ``rank`` reads, re-ranks and attaches evidence to."""
-    return max(req.offset + req.k, 30) if req.rerank else req.offset + req.k
+    """How many fused candidates ``rank`` reads, re-ranks and attaches evidence to for page 1."""
+    return block_of(req)
+
+
+def check_paging(req: SearchRequest, max_k: int) -> None:
+    """The paging bounds: the offset, the routes' depth and the re-rank block (ImgragError past them)."""
+    if req.offset > MAX_OFFSET:
+        raise ImgragError(f"paging past hit {MAX_OFFSET} is not supported", "narrow the search with filters or a more specific query")
+    limit = max(MAX_DEPTH, 3 * max_k)
+    if depth_of(req) > limit:
+        raise ImgragError(f"depth={depth_of(req)} is over the limit of {limit}", "ask for a smaller depth, or narrow the search with filters")
+    if block_of(req) > max(30, max_k):
+        raise ImgragError(f"block={block_of(req)} is over the limit of {max(30, max_k)}", "ask for a smaller block")
+
+
+def list_digest(ids: list[str]) -> str:
+    """A short digest of a ranked list's ids, in order."""
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:24]
 
 
 def _best_per_image(hits: list[RegionHit]) -> dict[str, float]:
@@ -486,8 +532,7 @@ class Searcher:
         s = self.rt.settings
         if req.k > s.max_k:
             raise ImgragError(f"k={req.k} is over the limit of {s.max_k}", "ask for fewer hits or page with offset")
-        if req.offset > MAX_OFFSET:
-            raise ImgragError(f"paging past hit {MAX_OFFSET} is not supported", "narrow the search with filters or a more specific query")
+        check_paging(req, s.max_k)
         if req.filters.linked_text is not None:
             req = self.resolve_filters(req, principal)
         query = (req.query or "").strip()
@@ -497,7 +542,7 @@ class Searcher:
             raise ImgragError("empty query", "give a text query or an image id to find similar images")
         store = self.rt.store
         rec = Recall(query=query)
-        depth = max(50, 3 * (req.offset + req.k))
+        depth = depth_of(req)
         prefetch: dict[str, float] = {}
         t0 = time.perf_counter()
         threads = self.rt.settings.search_threads
@@ -671,9 +716,8 @@ class Searcher:
         # A total order, ties by page id (everywhere below too): the same store and query give the
         # same list whatever order the routes or the store's threads returned tied hits in.
         order = sorted(fused, key=lambda d: (-fused[d], d))
-        n_cand = len(order)
-        size = _window(req)
-        window = order[:size]
+        size = block_of(req)
+        want = req.offset + req.k
         read, rec.records = dict(rec.records), {}
         asked = set(read)
 
@@ -689,64 +733,93 @@ class Searcher:
         # its text routes match the names of what it shows: no page's votes are a label caption's there.
         cover = self._coverage(query) if s.weight_label_text < 1 and query and not wants_pictures(query) else None
         typed = frozenset(t for t in query_terms(query) if not (len(t) == 1 and _is_cjk(t))) if cover is not None else frozenset()
-        for _ in range(_LABEL_PASSES if cover is not None else 0):
-            fetch(window)
-            assert cover is not None
-            found = {d for d in window if d in read and d not in weak and label_only(read[d], cover, typed)}
-            if not found:
-                break
-            # Their text-route votes count weight_label_text: a label caption ("hair dryer |
-            # 手摇鼓风机") is the model's guess, and BM25 ranks *some* page first for any query
-            # (here on one CJK character of the query's translation) at 6x an image vote.
-            # Demoted pages leave the window; the pages that move up are read and checked in turn.
-            weak |= found
-            for r in LABEL_ROUTES:
-                if r in ranked:
-                    f = factors.setdefault(r, {})
-                    for d in found:
-                        f[d] = f.get(d, 1.0) * s.weight_label_text
-            fused = rrf(ranked, weights, s.rrf_k, factors)
-            order = sorted(fused, key=lambda d: (-fused[d], d))
-            window = order[:size]
-        fetch(window)
-        records = {d: read[d] for d in window if d in read}
-        window = [d for d in window if d in records]
-        timings["fuse"] = round((time.perf_counter() - t) * 1000, 2)
-
-        t = time.perf_counter()
-        missing = [d for d in window if d not in rec.evidence]
-        if missing:
-            rec.evidence.update(self._evidence(query, missing, records, rec.region_hits, principal, req.filters))
+        # The ranked list is made a block at a time: the first ``size`` fused candidates are read,
+        # re-ranked and linked (page 1's window), then the next ``size`` of the rest the same way,
+        # until the list reaches the page asked for. A block's order depends only on the blocks
+        # before it, so every page of one (query, depth, block) is a slice of the same list: page
+        # 2 is hits 11-20 of the list page 1 was hits 1-10 of, whatever k or offset asks for it.
+        placed: list[str] = []  # the ranked list so far
+        taken: set[str] = set()
+        final: dict[str, float] = {}  # each placed page's score: fused + re-rank bonus (+ link lift)
+        records: dict[str, ImageRecord] = {}
         evidence = rec.evidence
         bonus: dict[str, float] = {}
-        if req.rerank and query:
-            bonus_unit = 1.0 / (s.rrf_k + 1)
-            # the region that answers best, plus how many of the query's concepts the page prints
-            # in either language (weighted by how few candidates print them)
-            cc = concept_coverage(query, [records[d] for d in window], s.cache_dir, s.weight_translated) if s.concept_rerank and s.translate_query else {}
-            for d in window:
-                bonus[d] = bonus_unit * (s.region_rerank * evidence[d][2] + s.concept_rerank * cc.get(d, 0.0))
-                if d in weak:  # its words are the labels: the same weak evidence as its text-route votes
-                    bonus[d] *= s.weight_label_text
-                fused[d] += bonus[d]
-            window.sort(key=lambda d: (-fused[d], d))
-        timings["rerank"] = round((time.perf_counter() - t) * 1000, 2)
+        via: dict[str, tuple[int, float]] = {}
+        linked: set[str] = set()  # pages a link brought in (candidates too)
+        timings["fuse"] = timings["rerank"] = timings["links"] = 0.0
+        while len(placed) < want:
+            window = [d for d in order if d not in taken][:size]
+            if not window:
+                break
+            for _ in range(_LABEL_PASSES if cover is not None else 0):
+                fetch(window)
+                assert cover is not None
+                found = {d for d in window if d in read and d not in weak and label_only(read[d], cover, typed)}
+                if not found:
+                    break
+                # Their text-route votes count weight_label_text: a label caption ("hair dryer |
+                # 手摇鼓风机") is the model's guess, and BM25 ranks *some* page first for any query
+                # (here on one CJK character of the query's translation) at 6x an image vote.
+                # Demoted pages leave the window; the pages that move up are read and checked in turn.
+                weak |= found
+                for r in LABEL_ROUTES:
+                    if r in ranked:
+                        f = factors.setdefault(r, {})
+                        for d in found:
+                            f[d] = f.get(d, 1.0) * s.weight_label_text
+                fused = rrf(ranked, weights, s.rrf_k, factors)
+                order = sorted(fused, key=lambda d: (-fused[d], d))
+                window = [d for d in order if d not in taken][:size]
+            fetch(window)
+            taken.update(window)  # an unreadable page is passed over for good
+            window = [d for d in window if d in read]
+            records.update((d, read[d]) for d in window)
+            score = {d: fused[d] for d in window}
+            timings["fuse"] += (time.perf_counter() - t) * 1000
+
+            t = time.perf_counter()
+            missing = [d for d in window if d not in evidence]
+            if missing:
+                evidence.update(self._evidence(query, missing, records, rec.region_hits, principal, req.filters))
+            if req.rerank and query:
+                bonus_unit = 1.0 / (s.rrf_k + 1)
+                # the region that answers best, plus how many of the query's concepts the page prints
+                # in either language (weighted by how few candidates print them)
+                cc = concept_coverage(query, [records[d] for d in window], s.cache_dir, s.weight_translated) if s.concept_rerank and s.translate_query else {}
+                for d in window:
+                    bonus[d] = bonus_unit * (s.region_rerank * evidence[d][2] + s.concept_rerank * cc.get(d, 0.0))
+                    if d in weak:  # its words are the labels: the same weak evidence as its text-route votes
+                        bonus[d] *= s.weight_label_text
+                    score[d] += bonus[d]
+                window.sort(key=lambda d: (-score[d], d))
+            timings["rerank"] += (time.perf_counter() - t) * 1000
+
+            t = time.perf_counter()
+            if req.follow_links and s.link_weight > 0:
+                added = self._follow_links(req, principal, window, records, score, via, fused, len(placed), taken)
+                if added:
+                    taken.update(added)
+                    linked.update(added)
+                    missing = [d for d in added if d not in evidence]
+                    if missing:
+                        evidence.update(self._evidence(query, missing, records, rec.region_hits, principal, req.filters))
+                window.sort(key=lambda d: (-score[d], d))
+            timings["links"] += (time.perf_counter() - t) * 1000
+            placed.extend(window)
+            final.update(score)
+            t = time.perf_counter()
+        timings["fuse"] += (time.perf_counter() - t) * 1000
+        n_cand = len(fused) + len(linked - fused.keys())
 
         t = time.perf_counter()
-        via: dict[str, tuple[int, float]] = {}
-        if req.follow_links and s.link_weight > 0:
-            added = self._follow_links(req, principal, window, records, fused, via)
-            if added:
-                n_cand += len(added)
-                missing = [d for d in added if d not in rec.evidence]
-                if missing:
-                    rec.evidence.update(self._evidence(query, missing, records, rec.region_hits, principal, req.filters))
-            window.sort(key=lambda d: (-fused[d], d))
-        links = visible_links(self.rt.store, [records[d] for d in window[req.offset : req.offset + req.k]], principal)
-        timings["links"] = round((time.perf_counter() - t) * 1000, 2)
+        page = placed[req.offset : want]
+        links = visible_links(self.rt.store, [records[d] for d in page], principal)
+        timings["links"] += (time.perf_counter() - t) * 1000
+        for name in ("fuse", "rerank", "links"):
+            timings[name] = round(timings[name], 2)
 
         hits: list[Hit] = []
-        for d in window[req.offset : req.offset + req.k]:
+        for d in page:
             r = records[d]
             region, snippet, _cov = evidence[d]
             ranks = {rt: ids.index(d) + 1 for rt, ids in ranked.items() if d in ids}
@@ -765,7 +838,7 @@ class Searcher:
                     path=r.path,
                     page=r.page,
                     n_pages=r.n_pages,
-                    score=round(fused[d], 6),
+                    score=round(final[d], 6),
                     snippet=snippet,
                     region=region,
                     ranks=ranks,
@@ -779,7 +852,10 @@ class Searcher:
                 )
             )
         timings["total"] = round(rec.elapsed_ms + timings["fuse"] + timings["rerank"], 2)
-        return SearchResult(query=query or None, hits=hits, candidates=n_cand, timings_ms=timings)
+        return SearchResult(
+            query=query or None, hits=hits, candidates=n_cand, timings_ms=timings,
+            before=list_digest(placed[: req.offset]), through=list_digest(placed[: req.offset + len(hits)]),
+        )
 
     def _follow_links(
         self,
@@ -789,14 +865,21 @@ class Searcher:
         records: dict[str, ImageRecord],
         fused: dict[str, float],
         via: dict[str, tuple[int, float]],
+        own: dict[str, float] | None = None,
+        start: int = 0,
+        taken: set[str] | frozenset[str] = frozenset(),
     ) -> list[str]:
         """Joint retrieval: each page linked to a candidate scores about ``link_weight`` × the
         candidate's final score (the report found by its words brings its X-ray along, right below
         it, and the other way round).
         Linked pages must pass the request's filters and the caller's ACL like any hit; ``via``
-        gets, per page lifted, the 1-based rank of the candidate that brought it and how much its
-        score rose. Returns the pages added to ``window`` (and to ``records``)."""
+        gets, per page lifted, the 1-based rank of the candidate that brought it (``start`` ranks
+        before ``window``) and how much its score rose. ``fused``: the window's scores, and where
+        a linked page gets its own; ``own``: a page's own score when ``fused`` lacks it; a page in
+        ``taken`` but not in the window (ranked in an earlier block) stays where it is. Returns
+        the pages added to ``window`` (and to ``records``)."""
         w = self.rt.settings.link_weight
+        own = own if own is not None else fused
         base = {d: fused[d] for d in window}
         targets = sorted({ln.image_id for d in window for ln in records[d].links})
         if not targets:
@@ -809,9 +892,11 @@ class Searcher:
             return []
         lent: dict[str, float] = {}  # per linked page, its best partner's score × link_weight
         by: dict[str, int] = {}  # ... and that partner's rank
-        for rank, d in enumerate(window, start=1):
+        for rank, d in enumerate(window, start=start + 1):
             for ln in records[d].links:
                 other = ln.image_id
+                if other in taken and other not in base:
+                    continue
                 if other in ok and other != d and w * base[d] > lent.get(other, 0.0):
                     lent[other] = w * base[d]
                     by.setdefault(other, rank)
@@ -822,7 +907,7 @@ class Searcher:
             # sum: a pair must not outrank a page that answers alone because the image routes gave
             # the picture of the pair a vote (every picture gets some for any text query); and
             # several partners count once, by the best.
-            a = base.get(other, fused.get(other, 0.0))
+            a = base.get(other, own.get(other, 0.0))
             fused[other] = max(a, b) + LINK_OWN_SHARE * min(a, b)
             via[other] = (by[other], fused[other] - a)
             if other not in records:

@@ -1,14 +1,44 @@
-"""Paging cursors: opaque tokens that bind an offset to the search that produced it."""
+"""Paging cursors: opaque, signed tokens that pin a search's ranked list for its later pages.
+
+A cursor carries what decides the order of the hits besides the request itself: the routes' depth
+and the re-rank block fixed at page 1 (so page n is a slice of the same ranked list, whatever k
+it asks for), where the next page starts, a digest of the list's ids up to there (the next page
+is served only if its list still begins with them: otherwise the index changed in between and the
+pages would repeat or skip hits), the search (query, filters, mode, similar_to) and who asked.
+
+Cursors come from clients, so they are untrusted: each is signed (HMAC-SHA256 with a key drawn
+when the server starts), and one that was changed, forged or made by another server process is
+refused before anything in it is used. A cursor only ever narrows what its caller may search —
+the search still runs under the caller's own ACL — but the signature also keeps a client from
+choosing its own depth or offset past the bounds (:func:`imgrag.indexing.search.check_paging`).
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hashlib
+import hmac
 import json
+import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from imgrag.indexing.errors import ImgragError
+from imgrag.indexing.stores.base import Principal
+
+_KEY = secrets.token_bytes(32)  # this server process's; cursors end when it restarts
+_MAC_BYTES = 16
+NOT_OURS = ("cursor is not one this server issued (or the server has restarted since)",
+            "pass next_cursor exactly as returned, or omit cursor to start the search over")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    offset: int  # where the next page starts in the ranked list
+    depth: int  # how deep each route reads: page 1's
+    block: int  # how many candidates are re-ranked together: page 1's
+    seen: str  # digest of the list's ids before ``offset`` (SearchResult.through of the page that made it)
 
 
 def query_key(payload: dict[str, Any]) -> str:
@@ -17,25 +47,55 @@ def query_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def encode_cursor(offset: int, key: str) -> str:
-    raw = json.dumps({"o": offset, "q": key}, separators=(",", ":")).encode()
+def principal_key(principal: Principal) -> str:
+    """Short stable hash of who asks (name, groups, clearances): a cursor is its caller's alone."""
+    return hashlib.sha256(principal.model_dump_json().encode()).hexdigest()[:16]
+
+
+def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, key: str) -> int:
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(body: str) -> bytes:
+    return hmac.new(_KEY, body.encode(), hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def encode_cursor(cur: Cursor, key: str, who: str) -> str:
+    body = _b64(json.dumps({"o": cur.offset, "d": cur.depth, "b": cur.block, "h": cur.seen, "q": key, "p": who},
+                           separators=(",", ":")).encode())
+    return f"{body}.{_b64(_mac(body))}"
+
+
+def decode_cursor(cursor: str, key: str, who: str) -> Cursor:
+    """The cursor's contents, once its signature, its search (``key``) and its caller (``who``) check
+    out; ImgragError (one line, with the fix) otherwise."""
+    body, _, mac = cursor.partition(".")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
-        offset, qk = data["o"], data["q"]
+        ok = hmac.compare_digest(_unb64(mac), _mac(body))
+        data = json.loads(_unb64(body)) if ok else None
+        fields = (data["o"], data["d"], data["b"], data["h"], data["q"], data["p"]) if ok else None
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as e:
-        raise ImgragError("cursor is not one this server issued", "pass next_cursor exactly as returned, or omit it") from e
-    if type(offset) is not int or not isinstance(qk, str):  # a forged cursor: 2.5, true, "3"
-        raise ImgragError("cursor is not one this server issued", "pass next_cursor exactly as returned, or omit it")
+        raise ImgragError(*NOT_OURS) from e
+    if fields is None:
+        raise ImgragError(*NOT_OURS)
+    offset, depth, block, seen, qk, pk = fields
+    if not (all(type(v) is int and v >= 0 for v in (offset, depth, block)) and all(isinstance(v, str) for v in (seen, qk, pk))):
+        raise ImgragError(*NOT_OURS)  # signed by us, so never: a bug, not a forgery
     if qk != key:
         raise ImgragError(
             "cursor belongs to a different search",
             "repeat the same query, filters, mode and similar_to with it, or omit cursor to start over",
         )
-    if offset < 0:
-        raise ImgragError("cursor is not one this server issued", "pass next_cursor exactly as returned, or omit it")
-    return offset
+    if pk != who:
+        raise ImgragError("cursor was issued to another caller", "omit cursor to start the search over with your own")
+    return Cursor(offset=offset, depth=depth, block=block, seen=seen)
+
+
+RESULTS_CHANGED = (
+    "the results changed since the previous page (the index was written to), so later pages would repeat or skip hits",
+    "omit cursor to start the search over",
+)

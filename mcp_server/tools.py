@@ -98,8 +98,8 @@ SimilarTo = Annotated[
 Cursor = Annotated[
     str | None,
     Field(
-        description="next_cursor from a previous call, to get the next page. Repeat the same query, filters, mode "
-        "and similar_to with it.",
+        description="next_cursor from a previous call, to get the next page: the next slice of the same ranked list "
+        "(every hit once, in one order). Repeat the same query, filters, mode and similar_to with it; k may differ.",
         max_length=1000,
     ),
 ]

@@ -100,14 +100,26 @@ def test_arguments_are_not_coerced_and_errors_have_one_prefix(fake_server) -> No
 
 
 def test_forged_cursors_are_refused() -> None:
-    key = paging.query_key({"q": "x"})
+    """A cursor is untrusted input: one not signed by this server process (hand-made, edited, or made
+    with another key) is refused before anything in it is read, whatever offset or depth it asks for."""
+    key, who = paging.query_key({"q": "x"}), paging.principal_key(OPERATOR)
+    good = paging.encode_cursor(paging.Cursor(10, 50, 30, "d" * 24), key, who)
+    body, _, mac = good.partition(".")
+    data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     forged = [
         base64.urlsafe_b64encode(json.dumps({"o": o, "q": key}).encode()).decode().rstrip("=") for o in (2.5, True, "3", -1)
     ]
+    for change in ({"o": 10_000}, {"d": 100_000}, {"b": 5000}, {"p": paging.principal_key(BOB)}, {"h": "0" * 24}):
+        # the same signature on an edited body: page 10,000, a deeper read, someone else's cursor
+        edited = base64.urlsafe_b64encode(json.dumps({**data, **change}, separators=(",", ":")).encode()).decode().rstrip("=")
+        forged.append(f"{edited}.{mac}")
+    forged += [body, f"{body}.", f"{body}.{mac[:-2]}", f"{body}.{'A' * len(mac)}", "", ".", "!!garbage!!"]
     for cursor in forged:
         with pytest.raises(ImgragError, match="not one this server issued"):
-            paging.decode_cursor(cursor, key)
-    assert paging.decode_cursor(paging.encode_cursor(3, key), key) == 3
+            paging.decode_cursor(cursor, key, who)
+    assert paging.decode_cursor(good, key, who) == paging.Cursor(10, 50, 30, "d" * 24)
+    with pytest.raises(ImgragError, match="another caller"):
+        paging.decode_cursor(good, key, paging.principal_key(BOB))
 
 
 def test_filters_caps_and_date_order() -> None:

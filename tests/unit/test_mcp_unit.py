@@ -78,13 +78,13 @@ def test_auto_ocr_scale() -> None:
 
 
 def test_cursor_roundtrip_and_mismatch() -> None:
-    key = paging.query_key({"q": "合同", "m": "hybrid"})
-    cur = paging.encode_cursor(20, key)
-    assert paging.decode_cursor(cur, key) == 20
+    key, who = paging.query_key({"q": "合同", "m": "hybrid"}), paging.principal_key(OPERATOR)
+    cur = paging.encode_cursor(paging.Cursor(20, 50, 30, "h"), key, who)
+    assert paging.decode_cursor(cur, key, who) == paging.Cursor(20, 50, 30, "h")
     with pytest.raises(ImgragError, match="different search"):
-        paging.decode_cursor(cur, paging.query_key({"q": "other"}))
+        paging.decode_cursor(cur, paging.query_key({"q": "other"}), who)
     with pytest.raises(ImgragError, match="not one this server issued"):
-        paging.decode_cursor("!!garbage!!", key)
+        paging.decode_cursor("!!garbage!!", key, who)
 
 
 # -- tokens and principals ------------------------------------------------------------------------
