@@ -15,6 +15,9 @@ parent interleaves them round by round, so machine load hits both alike. Per rou
 
 * ``cold query``: a new ``Searcher`` (no embedded or cached queries), every query once — what an
   agent's first question costs, and what ``imgrag eval retrieval`` reports;
+* ``page 2``: the same queries' second page (k=10, offset 10) on that searcher, as an agent asks
+  for it right after page 1 (query embeddings cached, results not); and how many page-2 hits had
+  been on page 1 too (a page that repeats or skips hits);
 * ``embedded query``: the same queries again with k=9 on that searcher: the query embeddings are
   cached (both checkouts have that cache), the results are not (another k is another request);
 * ``repeated query``: that again, the very same requests (a checkout with a result cache answers
@@ -152,11 +155,11 @@ for line in sys.stdin:
     cmd = json.loads(line)
     searcher = Searcher(app.rt)
     rows = {}
-    for row, k in (("cold query", 10), ("embedded query", 9), ("repeated query", 9)):
+    for row, k, offset in (("cold query", 10, 0), ("page 2", 10, 10), ("embedded query", 9, 0), ("repeated query", 9, 0)):
         out = []
         for q in queries:
             t, c = time.perf_counter(), time.process_time()
-            res = searcher.search(SearchRequest(query=q, k=k), OPERATOR)
+            res = searcher.search(SearchRequest(query=q, k=k, offset=offset), OPERATOR)
             out.append({"ms": (time.perf_counter() - t) * 1000, "cpu_ms": (time.process_time() - c) * 1000,
                         "stages": res.timings_ms,
                         "hits": [h.image_id for h in res.hits]})
@@ -223,7 +226,7 @@ def main() -> None:
         print(f"the baseline read {args.baseline_home}, this checkout {home}")
     print("wall ms: p50 / p95 / mean; CPU ms: the process's CPU time per search, all threads (steadier on a busy machine)")
     print(f"{'':<18}" + "".join(f"{f'{n} wall p50 / p95 / mean':>34}{'CPU':>8}" for n in trees))
-    for row in ("cold query", "embedded query", "repeated query"):
+    for row in ("cold query", "page 2", "embedded query", "repeated query"):
         cells = []
         for n in trees:
             ms = [x["ms"] for x in results[n][row]]
@@ -237,6 +240,11 @@ def main() -> None:
             for s, v in x["stages"].items():
                 stages.setdefault(s, []).append(v)
         print(f"  {n}: " + ", ".join(f"{s} {pct(v, 50):.0f}/{pct(v, 95):.0f}" for s, v in stages.items()))
+    for n in trees:
+        firsts, seconds = results[n]["cold query"], results[n]["page 2"]
+        again = [len(set(x["hits"]) & set(y["hits"])) for x, y in zip(firsts, seconds, strict=True)]
+        print(f"  {n}: page 2 repeated a hit of page 1 in {sum(a > 0 for a in again)} of {len(again)} searches "
+              f"({sum(again)} hits)")
     if len(trees) == 2:
         a, b = (results[n]["cold query"] for n in trees)
         same = sum(x["hits"] == y["hits"] for x, y in zip(a, b, strict=True))

@@ -22,18 +22,22 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from shared_corpus import copy_index
-
+from conftest import BACKENDS, es_settings
 from imgrag.indexing.app import Imgrag
 from imgrag.indexing.config import Settings
 from imgrag.indexing.search import SearchRequest, block_of, depth_of
-from imgrag.indexing.stores.base import OPERATOR, Filters, ImageVectors, Indexed, Principal, RegionRecord
+from imgrag.indexing.stores.base import (
+    OPERATOR,
+    Filters,
+    ImageVectors,
+    Indexed,
+    Principal,
+    RegionRecord,
+)
 from imgrag.indexing.stores.lance import LanceStore
 from imgrag.mcp_server.auth import fixed_principal
 from imgrag.mcp_server.server import build_server
-
-from conftest import BACKENDS, es_settings
+from shared_corpus import copy_index
 
 PAGES = 240
 ANN = Principal(name="ann", groups=["legal"])

@@ -14,11 +14,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from imgrag.indexing.config import Settings
 from imgrag.indexing.errors import ImgragError
 from imgrag.indexing.models import OcrLine
-from imgrag.indexing.search import Searcher, SearchRequest, block_of, depth_of, list_digest
+from imgrag.indexing.search import (
+    Searcher,
+    SearchRequest,
+    block_of,
+    depth_of,
+    list_digest,
+)
 from imgrag.indexing.stores.base import OPERATOR, ImageRecord, Link, RegionHit, RouteHit
 
 NOW = datetime.now(UTC)
