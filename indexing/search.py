@@ -234,10 +234,19 @@ def add_exemplar(hits: list[RouteHit], exemplar_hits: list[RouteHit], stats: dic
     return [RouteHit(image_id=i, score=sc) for i, sc in ranked]
 
 
+KEYWORD_DEPTH = 300  # keyword mode's default depth: how far a cursor of full-text hits reaches
+
+
 def depth_of(req: SearchRequest) -> int:
     """How deep each page route reads (region routes 4x): the request's fixed ``depth``, or
-    ``max(50, 3 x k)``. Not the offset: pages of one search read the same lists."""
-    return req.depth if req.depth is not None else max(50, 3 * req.k)
+    ``max(50, 3 x k)`` (``max(300, 3 x k)`` in keyword mode). Not the offset: pages of one search
+    read the same lists, so the list a cursor pages through ends there. Keyword mode reads deeper
+    because its list is BM25's alone (hybrid's unions several routes: 129-195 pages for k=10 on the
+    1k bench), an agent listing every page with a word expects more than 50, and BM25's order does
+    not depend on its depth: page 1 is the same at 50 or 300, for a few more ids and scores."""
+    if req.depth is not None:
+        return req.depth
+    return max(KEYWORD_DEPTH if req.mode == "keyword" and req.routes is None else 50, 3 * req.k)
 
 
 def block_of(req: SearchRequest) -> int:
