@@ -181,7 +181,12 @@ def test_a_principal_past_its_heavy_share_is_told_to_retry_while_others_search(h
     ids = mcp_index["ids"]
 
     async def alice(c: Any) -> list[Any]:
-        calls = [c.call_tool("ocr_region", {"image_id": ids["contract"], "scale": 2}) for _ in range(5)]
+        # a third of the page (1200 x 900), not all of it: the third accepted call waits for the two
+        # before it, and at load ~20 two whole-page reads took 55 s of the 120 s a call may wait
+        # (then it too comes back "busy"); a third of the page still takes far longer than the
+        # five calls take to arrive (0.4 s apart at most at that load), which the share needs
+        region = {"image_id": ids["contract"], "bbox": [0, 300, 1200, 600], "scale": 2}
+        calls = [c.call_tool("ocr_region", region) for _ in range(5)]
         return list(await asyncio.gather(*calls))
 
     async def bob(c: Any) -> Any:
