@@ -6,6 +6,10 @@ VENV=${VENV:-$HOME/.cache/imgrag/venv}
 export PATH="$VENV/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
+# Elasticsearch came up in ~13 s on a quiet 2-core box; on one at load 20 the script's default wait
+# (120 s) is too short, and the CI failed before a test ran. Waiting longer costs nothing on a fast box.
+export IMGRAG_ES_WAIT=${IMGRAG_ES_WAIT:-600}
+
 started_es=0
 if [ -z "${IMGRAG_TEST_ES_URL:-}" ] && [ -x tests/elasticsearch.sh ]; then
   if IMGRAG_TEST_ES_URL=$(tests/elasticsearch.sh start); then

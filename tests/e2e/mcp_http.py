@@ -38,18 +38,28 @@ def served_http(args: list[str], env: dict[str, str], cwd: Path, log_path: Path)
         )
     url = f"http://127.0.0.1:{port}/mcp"
     try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise AssertionError("imgrag serve --http exited: " + log_path.read_text()[-3000:])
-            try:
-                httpx.get(url, timeout=2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_listening(url, proc, log_path)
         yield url
     finally:
         proc.terminate()
         finish(proc, 30)
+
+
+def wait_listening(url: str, proc: subprocess.Popen[Any], log_path: Path, seconds: float = 600) -> None:
+    """Until ``url`` answers over HTTP (any status). ``seconds`` only guards against a hang: a server
+    that has not started yet on a loaded box is waited for, one that exited fails at once. (The loop
+    used to give up after 600 tries and yield the URL anyway: the test then failed far from the cause.)"""
+    deadline = time.monotonic() + seconds
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"imgrag serve --http exited ({proc.returncode}): " + log_path.read_text()[-3000:])
+        try:
+            httpx.get(url, timeout=10)
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} did not answer in {seconds:.0f} s: " + log_path.read_text()[-3000:]) from None
+            time.sleep(0.2)
 
 
 def finish(proc: subprocess.Popen[Any], seconds: float) -> None:

@@ -17,12 +17,10 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,7 +35,7 @@ from imgrag.agent.graph import AgentConfig, AgentRun, run_agent
 from imgrag.agent.llm import LLMClient, LLMConfig
 from imgrag.agent.mcp_client import ToolClient
 from imgrag.agent.schemas import Answer, LLMAnswer, Usage
-from mcp_http import free_port as _free_port
+from mcp_http import free_port as _free_port, wait_listening
 
 pytestmark = pytest.mark.slow
 
@@ -477,19 +475,15 @@ def test_cli_markdown_in_process_http_and_errors(corpus: Corpus, tmp_path: Path)
     token = "agent-test-token-" + "z" * 20
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps({token: {"name": "tester", "all_access": True}}))
-    server = subprocess.Popen(
-        [*imgrag_cmd(), "serve", "--http", "--port", str(port), "--tokens", str(tokens)],
-        env=corpus.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:  # a file, not an unread pipe a chatty server could fill and block on
+        server = subprocess.Popen(
+            [*imgrag_cmd(), "serve", "--http", "--port", str(port), "--tokens", str(tokens)],
+            env=corpus.env(), stdout=subprocess.DEVNULL, stderr=out, text=True,
+        )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            time.sleep(0.5)
         url = f"http://127.0.0.1:{port}/mcp"
+        wait_listening(url, server, log)  # was: 120 s, then on regardless
         ok = _run_cli(corpus, "甲方是谁", "--server", url, "--token", token, "--format", "json")
         assert ok.returncode == 0, ok.stderr[-2000:]
         out = json.loads(ok.stdout)

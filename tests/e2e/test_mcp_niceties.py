@@ -44,6 +44,16 @@ def one_worker_url(mcp_index: dict[str, Any]):  # noqa: F811
     """The same server with one worker: a flood drains one search at a time, so the order answers
     come in shows whose turn it was rather than how fast the event loop took a request in."""
     with _serve(mcp_index, 1, "niceties-1") as url:
+        # The server answers before its models are loaded (the warm-up runs in the background) and
+        # the flood's first search waited for them: at load ~20 on the 2-core box its first answer
+        # came 69 s after the flood arrived and the last queued search waited 113 s of the 120 s a
+        # call may wait for a worker; a little more load and the flood's searches come back "busy"
+        # (errors the flood asserts against). One search first, unbounded but for the hang guard.
+        async def warm(c: Any) -> None:
+            r = await c.call_tool("search_images", {"query": "warm-up", "k": 1})
+            assert not r.is_error, r.content[0].text[:200]
+
+        http_session(url, LEGAL_TOKEN, warm)
         yield url
 
 
@@ -171,7 +181,12 @@ def test_a_principal_past_its_heavy_share_is_told_to_retry_while_others_search(h
     ids = mcp_index["ids"]
 
     async def alice(c: Any) -> list[Any]:
-        calls = [c.call_tool("ocr_region", {"image_id": ids["contract"], "scale": 2}) for _ in range(5)]
+        # a third of the page (1200 x 900), not all of it: the third accepted call waits for the two
+        # before it, and at load ~20 two whole-page reads took 55 s of the 120 s a call may wait
+        # (then it too comes back "busy"); a third of the page still takes far longer than the
+        # five calls take to arrive (0.4 s apart at most at that load), which the share needs
+        region = {"image_id": ids["contract"], "bbox": [0, 300, 1200, 600], "scale": 2}
+        calls = [c.call_tool("ocr_region", region) for _ in range(5)]
         return list(await asyncio.gather(*calls))
 
     async def bob(c: Any) -> Any:

@@ -16,14 +16,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from mcp_http import free_port as _free_port, imgrag_cmd
+from mcp_http import free_port as _free_port, imgrag_cmd, wait_listening
 from shared_corpus import copy_index
 from test_mcp_e2e import LEGAL_TOKEN
 
@@ -99,13 +97,7 @@ def index(shared_corpus: dict[str, Any], tmp_path_factory: pytest.TempPathFactor
     )
     url = f"http://127.0.0.1:{port}/mcp"
     try:
-        for _ in range(600):
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                httpx.get(url, timeout=2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_listening(url, proc, log)
         yield {"home": home, "bin": bin_dir, "wrapper": wrapper, "url": url, "root": root}
     finally:
         proc.terminate()

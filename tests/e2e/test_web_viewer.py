@@ -45,6 +45,23 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise AssertionError(f"{url} did not answer: " + log.read_text()[-3000:])
 
 
+def _first_search(c: httpx.Client) -> None:
+    r = c.get("/api/search", params={"q": "warm-up", "k": 1}, timeout=900)
+    assert r.status_code == 200, r.text
+    c.close()
+
+
+def _link_client(base: str, key: str) -> httpx.Client:
+    """A client logged in to `imgrag ui` through its login link (the cookie set by hand: see session_client)."""
+    c = httpx.Client(base_url=base, follow_redirects=False, timeout=120)
+    r = c.get("/login", params={"token": key})
+    assert r.status_code == 303, r.text
+    name, _, rest = r.headers["set-cookie"].partition("=")
+    c.cookies.clear()
+    c.headers["Cookie"] = f"{name}={rest.split(';')[0]}"
+    return c
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
@@ -95,6 +112,12 @@ def site(shared_corpus: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
         _wait_http(ui_url + "/login", ui, ui_log)
         m = re.search(r"/login\?token=([A-Za-z0-9_-]+)", ui_log.read_text())
         assert m, "imgrag ui printed no login link: " + ui_log.read_text()
+        # A server answers before its models are loaded (the warm-up runs in the background), and
+        # the first search waits for them: 65 s at load ~20 on the 2-core box (audit log), longer
+        # than a test's WAIT (60 s) for its first hit. One search per server here, bounded only by
+        # the hang guard, so the tests' waits are for the page's own work on a warm server.
+        _first_search(session_client(serve_url, OPS_TOKEN))
+        _first_search(_link_client(ui_url, m.group(1)))
         yield {
             **corpus, "home": home, "env": env, "work": root, "tokens": tokens,
             "serve": serve_url, "ui": ui_url, "ui_key": m.group(1), "serve_log": serve_log,

@@ -285,7 +285,7 @@ def test_gate_refuses_past_a_principals_share_and_serves_round_robin() -> None:
         with gate.slot(who):
             order.append(tag)
             if hold:
-                release.wait(10)
+                release.wait(60)
 
     first = threading.Thread(target=call, args=(alice, "a1", True))
     first.start()
@@ -302,7 +302,7 @@ def test_gate_refuses_past_a_principals_share_and_serves_round_robin() -> None:
     _until_waiting(gate, 2)
     release.set()
     for t in [first, *threads]:
-        t.join(10)
+        t.join(60)
     assert order == ["a1", "b1", "a2"]  # bob, served never, goes before alice's second call
 
 
@@ -316,7 +316,7 @@ def test_gate_bounds_the_queue_and_the_wait() -> None:
             with gate.slot(Principal(name=name)):
                 outcome[name] = "ran"
                 if wait_for is not None:
-                    wait_for.wait(5)
+                    wait_for.wait(60)  # held until the test says so (a hang guard, not a duration)
         except BusyError as e:
             outcome[name] = str(e)
 
@@ -332,8 +332,8 @@ def test_gate_bounds_the_queue_and_the_wait() -> None:
     call("d")  # c holds the one waiting place
     assert "calls are waiting" in outcome["d"]
     hold.set()
-    holder.join(5)
-    waiter.join(5)
+    holder.join(60)
+    waiter.join(60)
     assert outcome["c"] == "ran"
     call("e")  # every place was given back
     assert outcome["e"] == "ran"

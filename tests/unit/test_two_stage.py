@@ -4,7 +4,6 @@ second stage reads, and that below the threshold the region routes are called ex
 from __future__ import annotations
 
 import threading
-import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -145,11 +144,13 @@ def test_the_page_count_is_re_read_off_the_search_path() -> None:
     searcher.recall(SearchRequest(query="payment terms"), OPERATOR)  # returns while the count is held up
     assert [ids for _, _, ids in store.region_calls] == [None, None]  # the stale count decided
     store.gate.set()
-    assert store.answered.wait(10)
-    for _ in range(100):  # the pool thread stores it right after the store answered
-        if searcher._pages[1] == 10_000:  # type: ignore[index]
-            break
-        time.sleep(0.01)
+    assert store.answered.wait(60)
+    # the pool thread stores the count right after the store answered, then lets go of the lock it
+    # took before asking: once the lock is free the count is stored, however slowly that thread ran
+    # (a 1 s poll for the value was a race on a loaded box)
+    assert searcher._pages_reading.acquire(timeout=60)
+    searcher._pages_reading.release()
+    assert searcher._pages[1] == 10_000  # type: ignore[index]
     store.region_calls = []
     searcher.recall(SearchRequest(query="payment terms"), OPERATOR)
     assert store.counts == 2 and all(ids is not None for _, _, ids in store.region_calls)
