@@ -36,6 +36,13 @@ class BulkWriteError(ImgragError):
 
 
 # -- errors ---------------------------------------------------------------------------------------
+READ_ONLY_HINT = (
+    "free disk space on the cluster if a node's disk is past the flood-stage watermark (Elasticsearch lifts that "
+    "block once it is below the high watermark); a block an operator set is lifted with "
+    "PUT <index>/_settings {\"index.blocks.write\": null} (or index.blocks.read_only); searches keep working meanwhile"
+)
+
+
 def error_reason(e: Exception) -> str:
     body = getattr(e, "body", None)
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
@@ -83,6 +90,11 @@ def translate(e: Exception, url: str, what: str) -> ImgragError:
         return BackendUnavailableError(
             f"the server at {url} is not Elasticsearch ({e.message})",
             "imgrag needs Elasticsearch 9.x (OpenSearch is not supported); fix IMGRAG_ES_URL",
+        )
+    if isinstance(e, ApiError) and "cluster_block_exception" in (reason := error_reason(e)):
+        # a write block answers 403 (index.blocks.write) or 429 (flood-stage): neither is the credentials
+        return BackendUnavailableError(
+            f"Elasticsearch at {url} refuses to {what}: the index is read-only ({reason.rstrip(';')})", READ_ONLY_HINT
         )
     if isinstance(e, AuthenticationException):
         return BackendUnavailableError(
