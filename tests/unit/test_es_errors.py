@@ -76,3 +76,20 @@ def test_rejected_bulk_items_are_one_error_line_not_a_log_line_too(monkeypatch: 
     assert list(failures) == ["cd50cb746f26f534478b"] and "cluster_block_exception" in failures["cd50cb746f26f534478b"]
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
     assert [r for r in caplog.records if "soft delete: 1 document(s) failed" in r.getMessage()]
+
+
+def test_an_index_whose_imgrag_metadata_is_not_ours_is_one_line() -> None:
+    """An alias over an index whose _meta says schema 1 but whose spaces are not ours (an older or
+    hand-made index): `imgrag stats` printed pydantic's 19-line ValidationError after "unexpected
+    error"."""
+    from pydantic import ValidationError
+
+    from imgrag.indexing.stores.base import ModelSpaces
+
+    with pytest.raises(ValidationError) as v:
+        ModelSpaces.model_validate({})
+    e = translate(v.value, URL, "read the index's models")
+    assert "\n" not in str(e), str(e)
+    assert "imgrag metadata" in e.message and "IMGRAG_ES_INDEX_PREFIX" in e.hint
+    other = translate(RuntimeError("first line\nsecond line"), URL, "do a thing")
+    assert "\n" not in str(other) and "first line" in str(other)

@@ -131,7 +131,18 @@ def translate(e: Exception, url: str, what: str) -> ImgragError:
         return ImgragError(f"Elasticsearch refused to {what} ({e.status_code}: {reason})", "see the cluster's logs")
     if isinstance(e, TransportError):
         return BackendUnavailableError(f"Elasticsearch at {url} failed while trying to {what} ({e})", "check IMGRAG_ES_URL")
-    return ImgragError(f"unexpected error while trying to {what}: {type(e).__name__}: {e}", "see the log")
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):  # the _meta of an index behind the alias: older, or hand-made
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "?"
+        return ImgragError(
+            f"the imgrag metadata of the index behind the alias is not what this imgrag writes, so it cannot "
+            f"{what} ({e.error_count()} problem(s), first: {where}: {first.get('msg')})",
+            "set IMGRAG_ES_INDEX_PREFIX to another name, or re-index into a new prefix",
+        )
+    shown = " ".join(str(e).split())  # one line, however many the library's message has
+    return ImgragError(f"unexpected error while trying to {what}: {type(e).__name__}: {shown[:500]}", "see the log")
 
 
 
