@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from imgrag import __version__
 from imgrag.indexing.app import Imgrag
 from imgrag.indexing.audit import calling_as
-from imgrag.indexing.errors import AuditError, BackendUnavailableError, ImgragError, NotFoundError
+from imgrag.indexing.errors import AuditError, ImgragError, NotFoundError
 from imgrag.indexing.limits import (
     DEFAULT_OCR_LINES,
     HTTP_BUDGET,

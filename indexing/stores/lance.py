@@ -925,7 +925,7 @@ class LanceStore:
         except _CommitConflict as e:  # another process keeps building it: search with the index there is
             log.warning("the full-text index is being rebuilt by another writer (%s); searching the one there is", e)
             return bool(self._images.list_indices())
-        except Exception as e:  # a full disk, a read-only folder: the index there still answers
+        except Exception as e:  # noqa: BLE001 - a full disk, a read-only folder: the index there still answers
             # An `imgrag index` stopped by a full disk leaves rows outside the FTS index; the rebuild
             # needs space too, and every search failed with a traceback until space was freed.
             # Searched as it is, the rows written since are found by LanceDB's flat pass.

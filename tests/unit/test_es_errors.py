@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import ApiError, AuthorizationException
-
 from imgrag.indexing.errors import BackendUnavailableError
 from imgrag.indexing.stores.elastic.client import BulkWriteError, Connection, translate
 from imgrag.indexing.stores.elastic.writes import Writes
@@ -82,9 +81,8 @@ def test_an_index_whose_imgrag_metadata_is_not_ours_is_one_line() -> None:
     """An alias over an index whose _meta says schema 1 but whose spaces are not ours (an older or
     hand-made index): `imgrag stats` printed pydantic's 19-line ValidationError after "unexpected
     error"."""
-    from pydantic import ValidationError
-
     from imgrag.indexing.stores.base import ModelSpaces
+    from pydantic import ValidationError
 
     with pytest.raises(ValidationError) as v:
         ModelSpaces.model_validate({})

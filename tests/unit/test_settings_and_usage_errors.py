@@ -396,7 +396,7 @@ def _lance_no_space() -> RuntimeError:
         try:
             raise RuntimeError(text)
         except RuntimeError:
-            raise RuntimeError(text)  # noqa: B904  (as LanceDB chains them: "During handling of the above ...")
+            raise RuntimeError(text)  # as LanceDB chains them: "During handling of the above ..."
     except RuntimeError as e:
         return e
 
