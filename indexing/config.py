@@ -132,7 +132,8 @@ class Settings(BaseSettings):
     es_shards: int = Field(default=1, ge=1, le=1024, description="primary shards of each new index generation (at most 1024)")
     es_replicas: int | None = Field(default=None, ge=0, description="replicas of new indices; unset: the cluster default")
     es_request_timeout: float = Field(default=30.0, gt=0, le=86_400, description="seconds per Elasticsearch request (at most a day)")
-    es_max_retries: int = Field(default=5, ge=0, description="retries with backoff on connection errors, 429 and 5xx")
+    # le: each retry of a request to a stuck cluster waits es_request_timeout again
+    es_max_retries: int = Field(default=5, ge=0, le=100, description="retries with backoff on connection errors, 429 and 5xx (at most 100)")
     es_bulk_docs: int = Field(default=200, ge=1, le=10_000, description="pages per bulk request")
     es_region_hits: int = Field(default=3, ge=1, le=100, description="regions returned per image by region kNN")
     es_region_named_pages: int = Field(
@@ -349,12 +350,14 @@ class Settings(BaseSettings):
 
     @field_validator("llm", "llm_base_url", "llm_api_key", "llm_model", "vlm_model", "llm_max_tokens", "llm_timeout",
                      "llm_verify", "debug", "transfer_memory", "home", "adapter", "paddle_model_dir", "es_ca_certs",
-                     mode="before")
+                     "es_api_key", "es_username", "es_password", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: object) -> object:
         """An empty variable (``OPENAI_BASE_URL=``) means unset, as it always has for these
         (``IMGRAG_TRANSFER_MEMORY=``: the shipped memory, not a memory file named ``.``; an empty
-        ``IMGRAG_HOME=`` in an env file: ``~/.imgrag``, not an index in whatever folder it runs in)."""
+        ``IMGRAG_HOME=`` in an env file: ``~/.imgrag``, not an index in whatever folder it runs in; an
+        empty ``IMGRAG_ES_API_KEY=`` beside a user and password: basic auth, not an empty key that
+        the client drops, sending no credentials at all)."""
         if isinstance(v, str) and not v.strip():
             raise PydanticUseDefault()
         return v

@@ -47,3 +47,38 @@ class AccessDeniedError(ImgragError):
 class AuditError(ImgragError):
     """The audit log could not be written: the call it was recording is refused (or, for a write that
     already happened, reported as unrecorded) — never answered silently."""
+
+
+_NO_SPACE_ERRNOS = frozenset({28, 122})  # ENOSPC, EDQUOT (Linux)
+_NO_SPACE_TEXTS = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
+
+
+def no_space(e: BaseException) -> str | None:
+    """The reason, if ``e`` (or an exception it was raised from or while handling) is a full disk or an
+    exhausted quota: an ``OSError`` with ENOSPC / EDQUOT, or LanceDB's RuntimeError wrapping one
+    ("LanceError(IO): No space left on device (os error 28), <rust source path>"). None otherwise."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in _NO_SPACE_ERRNOS:
+            return cur.strerror or "No space left on device"
+        text = str(cur)
+        for marker in _NO_SPACE_TEXTS:
+            if marker in text:
+                return "Disk quota exceeded" if "122" in marker or "quota" in marker else "No space left on device"
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def disk_full_error(e: BaseException, where: object) -> ImgragError | None:
+    """One clear error for a full disk under ``where`` (the index folder), or None if ``e`` is not one."""
+    reason = no_space(e)
+    if reason is None:
+        return None
+    return ImgragError(
+        f"the disk holding {where} is full ({reason})",
+        "free space there (or point IMGRAG_HOME at a bigger disk) and run the command again: the index keeps "
+        "every page recorded before, an interrupted `imgrag index` keeps the pages it wrote and its re-run "
+        "indexes only the rest",
+    )

@@ -439,8 +439,10 @@ class Searcher:
             return  # another search is reading it
         try:
             self._pages = (time.monotonic(), self.rt.store.count(OPERATOR, Filters()))
-        except Exception:  # keep the last count; the next search tries again
-            log.warning("could not re-read the page count for the two-stage choice", exc_info=True)
+        except Exception as e:  # keep the last count; the next search tries again
+            # the reason alone: a backend that is down is the search's own one-line error already
+            log.warning("could not re-read the page count for the two-stage choice (%s: %s)", type(e).__name__, e,
+                        exc_info=self.rt.settings.debug)
         finally:
             self._pages_reading.release()
 

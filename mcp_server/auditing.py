@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from imgrag.indexing.app import Imgrag
 from imgrag.indexing.audit import AuditRecord, Caller, Event, Outcome, Transport, error_kind, make_record
-from imgrag.indexing.errors import AuditError, ImgragError
+from imgrag.indexing.errors import AuditError, BackendUnavailableError, ImgragError
 from imgrag.indexing.stores.base import OPERATOR, Principal
 
 from .auth import PrincipalResolver
@@ -214,3 +214,19 @@ class HttpAuditMiddleware:
                 self.recorder.app.audit.append(self._record(reason, host, None, n, None))
             except AuditError as e:
                 log.error("%d refused request(s) from %s could not be recorded: %s", n, host, e)
+
+
+def client_text(e: ImgragError, principal: Principal | None) -> str:
+    """The error as a client sees it: the backend's address and settings, and where the audit log
+    lives, are the operator's to know."""
+    operator = principal is not None and principal.all_access
+    if isinstance(e, BackendUnavailableError) and not operator:
+        log.error("index backend unavailable: %s", e)
+        return "the index is unavailable right now — try again in a minute; the server log has the details"
+    if isinstance(e, AuditError) and not operator:  # logged by the caller
+        return AUDIT_UNAVAILABLE
+    return str(e)
+
+
+AUDIT_UNAVAILABLE = ("the audit log cannot be written, so the call is refused (nothing is answered unrecorded) — "
+                     "try again later or tell the server's operator; the server log has the details")

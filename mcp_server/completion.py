@@ -23,6 +23,8 @@ from imgrag.indexing.errors import AuditError, ImgragError
 from imgrag.indexing.limits import MAX_ID_CHARS
 from imgrag.indexing.stores.base import Filters, Principal
 
+from .auditing import client_text, log
+
 MAX_VALUES = 100  # the protocol's cap on one completion answer
 SCAN_LIMIT = 5000  # visible pages read to answer one completion request
 PAGE = 500
@@ -89,10 +91,11 @@ def register_completion(mcp: Any, app: Imgrag, resolve_principal: Callable[[], P
         try:
             values, total, ids = await mcp.pool.run(principal, lambda: _matches(value, app, principal, with_files))
         except ImgragError as e:
-            raise MCPError(code=INTERNAL_ERROR, message=f"completing {argument.name}: {e}") from None
+            raise MCPError(code=INTERNAL_ERROR, message=f"completing {argument.name}: {client_text(e, principal)}") from None
         # on record like a read: which ids (and file names) a caller was shown; unrecorded, withheld
         try:
             await mcp.recorder.done("completion", name, {"value": value}, t0, ids)
         except AuditError as e:
-            raise MCPError(code=INTERNAL_ERROR, message=f"completing {argument.name}: {e}") from None
+            log.error("audit log: %s", e)
+            raise MCPError(code=INTERNAL_ERROR, message=f"completing {argument.name}: {client_text(e, principal)}") from None
         return Completion(values=values, total=total, has_more=total > len(values))

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from imgrag import __version__
 from imgrag.indexing.app import Imgrag
 from imgrag.indexing.audit import calling_as
-from imgrag.indexing.errors import AuditError, BackendUnavailableError, ImgragError, NotFoundError
+from imgrag.indexing.errors import AuditError, ImgragError, NotFoundError
 from imgrag.indexing.limits import (
     DEFAULT_OCR_LINES,
     HTTP_BUDGET,
@@ -71,7 +71,7 @@ from imgrag.indexing.search import SearchRequest, block_of, depth_of
 from imgrag.indexing.stores.base import Filters, ImageRecord, Principal
 
 from . import paging
-from .auditing import CallRecorder, HttpAuditMiddleware, resource_name, returned_ids
+from .auditing import CallRecorder, HttpAuditMiddleware, client_text as _client_text, resource_name, returned_ids
 from .auth import PrincipalResolver, TokenFileVerifier
 from .completion import register_completion
 from .notify import CALL_CONTEXT, CallNotifier, ClientLevels
@@ -215,15 +215,14 @@ class ImgragMCP(MCPServer):
             await self._recorded(self.recorder.done("resource", name, args, t0, [image_id] if image_id else []), ResourceError)
             return result
 
-    @staticmethod
-    async def _recorded(record: Any, error: type[Exception]) -> None:
+    async def _recorded(self, record: Any, error: type[Exception]) -> None:
         """Await the audit record; if it cannot be written, the call fails with that instead (a
         result is withheld, never handed out unrecorded)."""
         try:
             await record
         except AuditError as e:
             log.error("audit log: %s", e)
-            raise error(str(e)) from None
+            raise error(_client_text(e, self.recorder.principal())) from None
 
     def streamable_http_app(self, **kwargs: Any) -> Starlette:  # type: ignore[override]
         http = super().streamable_http_app(**kwargs)
@@ -777,12 +776,6 @@ def register_log_level(mcp: ImgragMCP, levels: ClientLevels) -> None:
     mcp._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
 
 
-def _client_text(e: ImgragError, principal: Principal | None) -> str:
-    """The error as a client sees it: the backend's address and settings are the operator's to know."""
-    if isinstance(e, BackendUnavailableError) and not (principal is not None and principal.all_access):
-        log.error("index backend unavailable: %s", e)
-        return "the index is unavailable right now — try again in a minute; the server log has the details"
-    return str(e)
 
 
 def collection(app: Imgrag, principal: Principal) -> dict[str, Any]:

@@ -55,6 +55,13 @@ class OneLineErrors(TyperGroup):
             err.print(f"interrupted: {INTERRUPTED.get(command, 'imgrag ' + command + ' stopped before it finished')}",
                       highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
+        except Exception as e:
+            # A full disk is the machine's state, not a bug: one line, not LanceDB's chained traceback
+            # (a real 40 MB tmpfs as IMGRAG_HOME: `imgrag index` ended in three RuntimeErrors).
+            full = _disk_full(e)
+            if full is None:
+                raise
+            fail(full)
 
 
 # What an interrupted command leaves behind, by command (see docs/robustness.md); the others only read.
@@ -95,6 +102,18 @@ def fail(e: Exception) -> NoReturn:
         raise e
     err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def _disk_full(e: Exception) -> ImgragError | None:
+    from imgrag.indexing.errors import disk_full_error
+
+    try:
+        from imgrag.indexing.config import get_settings
+
+        where: object = get_settings().home
+    except ImgragError:
+        where = "IMGRAG_HOME"
+    return disk_full_error(e, where)
 
 
 def _debug() -> bool:

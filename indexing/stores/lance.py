@@ -60,6 +60,7 @@ from .locking import Journal, WriterLock
 log = logging.getLogger(__name__)
 
 _FTS_ATTEMPTS = 4
+_FTS_RETRY_S = 30.0  # a search re-tries a failed FTS rebuild (a full disk) at most this often
 
 
 class _CommitConflict(RuntimeError):
@@ -351,6 +352,7 @@ class LanceStore:
         self._parsed = LRU(_PARSED_RECORDS)
         self._fetched = LRU(_PARSED_RECORDS)  # get_many's answers: (pages table version, principal, id) → record | _ABSENT
         self._fts_checked: int | None = None  # the pages table version whose FTS index _fts_ready found complete
+        self._fts_failed: tuple[int, float] | None = None  # (that version, when) a rebuild for a search failed
         self._fts_lock = threading.Lock()  # one FTS build at a time in this process (searches and a commit)
         self._images: Any = None
         self._regions: Any = None
@@ -916,10 +918,22 @@ class LanceStore:
         version = self._images.version
         if self._fts_checked == version:
             return True
+        if self._fts_failed is not None and self._fts_failed[0] == version and time.monotonic() - self._fts_failed[1] < _FTS_RETRY_S:
+            return bool(self._images.list_indices())  # tried a moment ago: no rebuild attempt per search
         try:
             self._ensure_fts(self._images)
         except _CommitConflict as e:  # another process keeps building it: search with the index there is
             log.warning("the full-text index is being rebuilt by another writer (%s); searching the one there is", e)
+            return bool(self._images.list_indices())
+        except Exception as e:  # noqa: BLE001 - a full disk, a read-only folder: the index there still answers
+            # An `imgrag index` stopped by a full disk leaves rows outside the FTS index; the rebuild
+            # needs space too, and every search failed with a traceback until space was freed.
+            # Searched as it is, the rows written since are found by LanceDB's flat pass.
+            now = time.monotonic()
+            if self._fts_failed is None or self._fts_failed[0] != version or now - self._fts_failed[1] > _FTS_RETRY_S:
+                log.warning("could not bring the full-text index up to date (%s); searching the one there is",
+                            str(e).split(", /")[0][:300])
+                self._fts_failed = (version, now)
             return bool(self._images.list_indices())
         if not self._images.list_indices():
             return False

@@ -501,7 +501,9 @@ class WebViewer:
             await anyio.to_thread.run_sync(self.app.audit.append, record)
         except AuditError as e:
             log.error("web %s: the audit record could not be written (%s); answer withheld", route, e)
-            return _error(503, "the audit log cannot be written, so the answer is withheld", e.hint or "tell the operator")
+            # where the log lives (a file path, the cluster's address and settings) is the operator's to know
+            hint = (e.hint or "tell the operator") if principal is not None and principal.all_access else "tell the operator"
+            return _error(503, "the audit log cannot be written, so the answer is withheld", hint)
         return resp
 
     def _page(self, fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:

@@ -345,9 +345,47 @@ def test_server_withholds_results_it_cannot_record(tmp_path: Path) -> None:
 
     search, delete = _mcp_calls(mcp, calls)
     for r in (search, delete):
-        assert r.is_error and "cannot write the audit log" in r.content[0].text
+        assert r.is_error and "the audit log cannot be written" in r.content[0].text
         assert r.structured_content is None and len(r.content) == 1  # no hits, no thumbnails
     assert app.store.live_ids(["a-1"]) == {"a-1"}  # the delete was refused before it started
+
+
+class UnreachableAudit(JsonlAuditLog):
+    """The audit log on an Elasticsearch that is down, worded as ElasticAuditLog words it."""
+
+    def append(self, record: AuditRecord) -> None:
+        raise AuditError(
+            "cannot write the audit log (index imgrag-audit) (cannot reach Elasticsearch at http://10.0.0.7:9245)",
+            "start it (tests: `tests/elasticsearch.sh start`) or set IMGRAG_ES_URL to the cluster's address; "
+            "until then imgrag refuses every call it cannot record",
+        )
+
+
+@pytest.mark.parametrize("operator", [False, True], ids=["token-holder", "operator"])
+def test_an_unwritable_audit_log_is_the_operators_to_read(tmp_path: Path, operator: bool) -> None:
+    """A real `serve --http` with Elasticsearch killed: a token holder's search answered "cannot write
+    the audit log (index imgrag-audit) (cannot reach Elasticsearch at http://127.0.0.1:9245) — start
+    it ... or set IMGRAG_ES_URL" (on the embedded backend, the server's audit file path): the
+    backend's address and settings, which every other backend error keeps to the operator."""
+    from imgrag.indexing.stores.base import OPERATOR
+    from imgrag.mcp_server.auth import fixed_principal
+    from imgrag.mcp_server.server import build_server
+
+    app = Imgrag(Settings(home=tmp_path / "home"), store=_store_with(tmp_path, {"a-1": []}),
+                 audit=UnreachableAudit(tmp_path / "audit"))
+    mcp = build_server(app, fixed_principal(OPERATOR if operator else BOB))
+
+    async def calls(c: Any) -> Any:
+        return await c.call_tool("search_images", {"query": "agreement", "mode": "keyword"})
+
+    r = _mcp_calls(mcp, calls)
+    text = r.content[0].text
+    assert r.is_error and r.structured_content is None
+    if operator:
+        assert "cannot reach Elasticsearch at http://10.0.0.7:9245" in text and "IMGRAG_ES_URL" in text
+    else:
+        assert text.startswith("the audit log cannot be written") and "server log" in text
+        assert "10.0.0.7" not in text and "IMGRAG_" not in text and "imgrag-audit" not in text
 
 
 def test_http_refusals_are_recorded_and_coalesced(tmp_path: Path) -> None:

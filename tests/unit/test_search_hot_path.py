@@ -231,3 +231,30 @@ def test_transfer_image_query_takes_a_chinese_querys_english_reading(monkeypatch
     prime_cache(rt, cache, ["红苹果", "pear"])
     for q in ("红苹果", "pear"):
         np.testing.assert_allclose(cache.data[("image", q)], q_image(q), atol=1e-6)
+
+
+NO_SPACE = ("lance error: LanceError(IO): No space left on device (os error 28), "
+            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/lance-file-13.0.0/src/writer/structural.rs:258:9")
+
+
+def test_a_full_disk_leaves_bm25_on_the_index_there(store: LanceStore, monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """`imgrag index` stopped by a full disk (a real 40 MB tmpfs as IMGRAG_HOME) leaves pages outside
+    the FTS index; every search then tried to rebuild it, failed on the same full disk, and ended in
+    LanceDB's traceback: the index before the run was not searchable until space was freed. Now the
+    search uses the index there (LanceDB's flat pass finds the newer rows), says so once, and does
+    not retry the rebuild on every search."""
+    store.write([_indexed(_record("p3", "payment in full upon delivery"), 3)])  # not in the FTS index
+    builds: list[int] = []
+
+    def full(self: LanceStore, table: Any) -> None:
+        builds.append(1)
+        raise RuntimeError(NO_SPACE)
+
+    monkeypatch.setattr(LanceStore, "_build_fts", full)
+    for _ in range(3):
+        assert sorted(h.image_id for h in store.bm25("payment", 10, Filters(), OPERATOR)) == ["p1", "p3"]
+    assert len(builds) == 1  # not one rebuild per search
+    warned = [r for r in caplog.records if "full-text index" in r.getMessage()]
+    assert len(warned) == 1 and "No space left on device" in warned[0].getMessage() and not warned[0].exc_info
+    assert ".cargo" not in warned[0].getMessage()

@@ -68,6 +68,8 @@ def clean_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         # session 13's
         ("IMAGE_QUERY_TRANSLATION", "-1", "greater than or equal to 0"),
         ("IMAGE_QUERY_TRANSLATION", "11", "less than or equal to 10"),
+        # session 14's: 100000 retries of a 30 s request against a stuck cluster is a month
+        ("ES_MAX_RETRIES", "101", "less than or equal to 100"),
     ],
 )
 def test_nonsense_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str, why: str) -> None:
@@ -278,6 +280,28 @@ def test_an_empty_path_setting_is_unset(monkeypatch: pytest.MonkeyPatch, name: s
     assert getattr(get_settings(), name.lower()) == (default.expanduser() if name == "HOME" else default)
 
 
+def test_an_empty_es_credential_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IMGRAG_ES_API_KEY= (an env file's empty line) beside a user and password was an API key of '':
+    the client sent no credentials at all (it skips an empty key, and an API key wins over basic auth),
+    and a secured cluster's 401 said "set IMGRAG_ES_API_KEY, or IMGRAG_ES_USERNAME and
+    IMGRAG_ES_PASSWORD" - both set. Found against a server logging the Authorization header."""
+    from imgrag.indexing.stores.elastic.client import connect
+
+    monkeypatch.setenv("IMGRAG_ES_API_KEY", "")
+    monkeypatch.setenv("IMGRAG_ES_USERNAME", "elastic")
+    monkeypatch.setenv("IMGRAG_ES_PASSWORD", "secret")
+    s = get_settings()
+    assert s.es_api_key is None
+    es = connect(s)
+    assert es._headers["authorization"].startswith("Basic ")  # elastic:secret
+    get_settings.cache_clear()
+    for name in ("ES_API_KEY", "ES_USERNAME", "ES_PASSWORD"):
+        monkeypatch.setenv(f"IMGRAG_{name}", "  ")
+    s = get_settings()
+    assert (s.es_api_key, s.es_username, s.es_password) == (None, None, None)
+    assert "authorization" not in connect(s)._headers
+
+
 def test_an_empty_imgrag_home_makes_no_index_in_the_working_folder(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
@@ -352,3 +376,46 @@ def test_an_empty_eval_cache_is_the_default_not_the_working_folder(monkeypatch: 
     monkeypatch.setenv("IMGRAG_ICONIFY_DIR", value)
     assert cache_root() == Path("~/.cache/imgrag/eval").expanduser()
     assert iconify_root() == Path("~/.cache/imgrag/iconify/node_modules/@iconify-json").expanduser()
+
+
+class _DiskFull:
+    """A facade whose index run hits a full disk the way LanceDB reports it (a RuntimeError raised
+    while handling another), or as an OSError; or fails with a bug."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def index(self, paths: list[str], opts: object, progress: object) -> object:
+        raise self.error
+
+
+def _lance_no_space() -> RuntimeError:
+    text = ("lance error: LanceError(IO): No space left on device (os error 28), /root/.cargo/registry/src/"
+            "index.crates.io-1949cf8c6b5b557f/lance-file-13.0.0/src/writer/structural.rs:258:9")
+    try:
+        try:
+            raise RuntimeError(text)
+        except RuntimeError:
+            raise RuntimeError(text)  # as LanceDB chains them: "During handling of the above ..."
+    except RuntimeError as e:
+        return e
+
+
+@pytest.mark.parametrize("error", [_lance_no_space(), OSError(28, "No space left on device"), OSError(122, "Disk quota exceeded")],
+                         ids=["lance", "enospc", "edquot"])
+def test_a_full_disk_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    """A real `imgrag index` onto a full 40 MB tmpfs ended in three chained LanceDB tracebacks."""
+    import imgrag.cli.index as cli_index
+
+    monkeypatch.setattr(cli_index, "facade", lambda: _DiskFull(error))
+    line = one_line_exit_2(CliRunner().invoke(app, ["index", "."], prog_name="imgrag"))
+    assert "is full (" in line and "run the command again" in line and "IMGRAG_HOME" in line, line
+    assert ".cargo" not in line
+
+
+def test_a_bug_is_still_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import imgrag.cli.index as cli_index
+
+    monkeypatch.setattr(cli_index, "facade", lambda: _DiskFull(RuntimeError("a bug")))
+    result = CliRunner().invoke(app, ["index", "."], prog_name="imgrag")
+    assert isinstance(result.exception, RuntimeError) and str(result.exception) == "a bug"

@@ -170,3 +170,28 @@ def test_a_failed_re_read_keeps_the_last_count(caplog: pytest.LogCaptureFixture)
     store.count = broken  # type: ignore[method-assign]
     searcher._pages = (searcher._pages[0] - 6.0, searcher._pages[1])  # type: ignore[index]
     assert searcher._two_stage() and "could not re-read the page count" in caplog.text
+
+
+def test_a_failed_recount_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    """Elasticsearch SIGKILLed under a stdio server: the client got one line, but the server's log got
+    a warning with three chained tracebacks (urllib3, elastic_transport, ours) from the background
+    page recount. The reason alone is logged now (tracebacks are for IMGRAG_DEBUG)."""
+    from imgrag.indexing.errors import BackendUnavailableError
+
+    store = _Store(10)
+    rt = SimpleNamespace(settings=Settings(search_threads=1, two_stage_pages=10_000), store=store)
+    searcher = Searcher(rt)  # type: ignore[arg-type]
+    searcher._pages = (time.monotonic() - 60, 10)
+
+    def down(*a: Any) -> int:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError as e:
+            raise BackendUnavailableError("cannot reach Elasticsearch at http://127.0.0.1:9245", "start it") from e
+
+    store.count = down  # type: ignore[method-assign]
+    caplog.set_level("INFO")
+    assert searcher._two_stage() is False  # the last count decides
+    warned = [r for r in caplog.records if "page count" in r.getMessage()]
+    assert len(warned) == 1 and not warned[0].exc_info and "cannot reach Elasticsearch" in warned[0].getMessage()
+    assert searcher._pages[1] == 10

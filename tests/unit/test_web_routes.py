@@ -219,6 +219,7 @@ def test_every_api_call_is_in_the_audit_log_before_it_answers(viewer: Any, monke
     monkeypatch.setattr(v.app.audit, "append", broken)
     r = c.get("/api/image/legal1")
     assert r.status_code == 503 and "legal1" not in r.text and "<script>" not in r.text  # withheld
+    assert "check the disk" not in r.text and "tell the operator" in r.text  # where the log lives is the operator's to know
 
 
 def test_ask_polls_that_show_nothing_new_add_no_audit_record(viewer: Any) -> None:

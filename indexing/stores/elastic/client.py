@@ -36,6 +36,13 @@ class BulkWriteError(ImgragError):
 
 
 # -- errors ---------------------------------------------------------------------------------------
+READ_ONLY_HINT = (
+    "free disk space on the cluster if a node's disk is past the flood-stage watermark (Elasticsearch lifts that "
+    "block once it is below the high watermark); a block an operator set is lifted with "
+    "PUT <index>/_settings {\"index.blocks.write\": null} (or index.blocks.read_only); searches keep working meanwhile"
+)
+
+
 def error_reason(e: Exception) -> str:
     body = getattr(e, "body", None)
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
@@ -84,6 +91,11 @@ def translate(e: Exception, url: str, what: str) -> ImgragError:
             f"the server at {url} is not Elasticsearch ({e.message})",
             "imgrag needs Elasticsearch 9.x (OpenSearch is not supported); fix IMGRAG_ES_URL",
         )
+    if isinstance(e, ApiError) and "cluster_block_exception" in (reason := error_reason(e)):
+        # a write block answers 403 (index.blocks.write) or 429 (flood-stage): neither is the credentials
+        return BackendUnavailableError(
+            f"Elasticsearch at {url} refuses to {what}: the index is read-only ({reason.rstrip(';')})", READ_ONLY_HINT
+        )
     if isinstance(e, AuthenticationException):
         return BackendUnavailableError(
             f"Elasticsearch at {url} rejected our credentials (401) while trying to {what}",
@@ -119,7 +131,18 @@ def translate(e: Exception, url: str, what: str) -> ImgragError:
         return ImgragError(f"Elasticsearch refused to {what} ({e.status_code}: {reason})", "see the cluster's logs")
     if isinstance(e, TransportError):
         return BackendUnavailableError(f"Elasticsearch at {url} failed while trying to {what} ({e})", "check IMGRAG_ES_URL")
-    return ImgragError(f"unexpected error while trying to {what}: {type(e).__name__}: {e}", "see the log")
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):  # the _meta of an index behind the alias: older, or hand-made
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "?"
+        return ImgragError(
+            f"the imgrag metadata of the index behind the alias is not what this imgrag writes, so it cannot "
+            f"{what} ({e.error_count()} problem(s), first: {where}: {first.get('msg')})",
+            "set IMGRAG_ES_INDEX_PREFIX to another name, or re-index into a new prefix",
+        )
+    shown = " ".join(str(e).split())  # one line, however many the library's message has
+    return ImgragError(f"unexpected error while trying to {what}: {type(e).__name__}: {shown[:500]}", "see the log")
 
 
 

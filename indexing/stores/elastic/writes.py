@@ -22,7 +22,7 @@ from ..base import (
     fts_source,
     meta_kv,
 )
-from .client import BulkWriteError, Connection, error_reason, guard, log
+from .client import READ_ONLY_HINT, BulkWriteError, Connection, error_reason, guard, log
 from .mapping import SPACE_DIM, row_document, source_vec, vec_b64, vec_list
 from .queries import bool_filter, dedup, hit_image_id
 
@@ -68,7 +68,7 @@ class Writes(Connection):
             doc_id = str(detail.get("_id", "?")).rsplit("@", 1)[0]
             failures[doc_id] = f"{op} failed ({status}): {reason}"
         if failures:
-            log.error("%s: %d document(s) failed: %s", what, len(failures), failures)
+            log.info("%s: %d document(s) failed: %s", what, len(failures), failures)  # raised by _raise_failures
         return failures
 
     def _merge_after_bulk_load(self, index: str, pages: int) -> None:
@@ -121,9 +121,12 @@ class Writes(Connection):
         shown = "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:5])
         more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
         mapping = any("mapper_parsing" in v or "strict_dynamic" in v or "illegal_argument" in v for v in failures.values())
+        blocked = any("cluster_block_exception" in v for v in failures.values())
         raise BulkWriteError(
             f"{what}: {len(failures)} of {total} page(s) were rejected by Elasticsearch: {shown}{more}",
-            "the index mapping conflicts with these records: use a new IMGRAG_ES_INDEX_PREFIX"
+            "the index is read-only: " + READ_ONLY_HINT
+            if blocked
+            else "the index mapping conflicts with these records: use a new IMGRAG_ES_INDEX_PREFIX"
             if mapping
             else "the other pages were written; retry the failed ones (imgrag index skips what is already indexed)",
             failures,
