@@ -53,7 +53,7 @@ MAX_QUERY_LIMIT = 10_000
 
 Transport = Literal["cli", "stdio", "http", "python"]
 Event = Literal["tool", "resource", "write", "auth", "log", "web", "completion"]
-Outcome = Literal["started", "ok", "error", "denied"]
+Outcome = Literal["started", "ok", "error", "denied", "cancelled"]
 
 
 class AuditRecord(BaseModel):

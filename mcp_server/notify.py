@@ -27,6 +27,8 @@ from typing import Any, Literal
 import anyio
 import anyio.from_thread
 
+from .cancel import CALL_STOP
+
 log = logging.getLogger("imgrag.mcp")
 
 Level = Literal["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
@@ -67,6 +69,7 @@ class CallNotifier:
         self.levels = levels
         self.what = what
         self._steps = 0
+        self._stop = CALL_STOP.get()  # the call's Stop (cancel.py): its client hanging up stops it at a step
 
     @classmethod
     def current(cls, levels: ClientLevels, what: str) -> CallNotifier:
@@ -116,8 +119,15 @@ class CallNotifier:
         await self.alog("info", f"{self.what}: {msg}")
 
     # -- from a worker thread ------------------------------------------------------------------
+    def check(self) -> None:
+        """A step boundary: raises ``CallCancelled`` here if the call's client has gone."""
+        if self._stop is not None:
+            self._stop.check()
+
     def step(self, message: str, total: int | None = None) -> None:
-        """One more step of the call done (``total``: how many there are, when known)."""
+        """One more step of the call begins (``total``: how many there are, when known); stops the
+        call here if its client has gone."""
+        self.check()
         self._steps += 1
         self.progress(self._steps, total, message)
         self.log("debug", f"{self.what}: {message}")
