@@ -25,7 +25,8 @@ The audit log records such a call as ``cancelled`` (``error``: ``disconnected`` 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -115,18 +116,38 @@ class Stop:
     """One call's way out: its cancel scope, and why it was fired (None while the client is there).
     ``fire`` runs on the event loop; ``check`` in the worker thread."""
 
-    __slots__ = ("_hangup", "_key", "reason", "scope")
+    __slots__ = ("_hangup", "_key", "_sends", "reason", "scope")
 
     def __init__(self) -> None:
         self.reason: str | None = None
         self.scope = anyio.CancelScope()
         self._hangup: Hangup | None = None
         self._key: Any = None
+        self._sends: set[anyio.CancelScope] = set()
 
     def fire(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
             self.scope.cancel()
+            for send in list(self._sends):
+                send.cancel()
+
+    @contextmanager
+    def sending(self) -> Iterator[None]:
+        """Around a notification the call sends its client (progress, a log line), on the loop:
+        cancelled when the client goes. A worker thread waits for its notification to be sent
+        (``anyio.from_thread.run``), and on the 2026-07-28 transport a request's stream takes no
+        more once its client has gone but is not closed until the handler returns, which waits for
+        that worker: without this the worker was held for good (on 9078cc8 the one-worker server
+        answered the next search "busy: waited 120 s")."""
+        if self.reason is not None:
+            raise CallCancelled(self.reason)
+        with anyio.CancelScope() as scope:
+            self._sends.add(scope)
+            try:
+                yield
+            finally:
+                self._sends.discard(scope)
 
     def check(self) -> None:
         """In the worker, at a step boundary: stop here if the client has gone."""

@@ -18,6 +18,7 @@ a failed send is dropped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 import weakref
@@ -98,7 +99,7 @@ class CallNotifier:
         if not self._wants(level):
             return
         try:
-            with warnings.catch_warnings():  # the SDK marks logging deprecated as of 2026-07-28; clients still use it
+            with self._sending(), warnings.catch_warnings():  # the SDK marks logging deprecated as of 2026-07-28; clients still use it
                 warnings.simplefilter("ignore")
                 await self.ctx.log(level, message, logger_name=f"imgrag.{self.what}")
         except Exception as e:  # noqa: BLE001 - a client that went away must not fail the call
@@ -108,9 +109,14 @@ class CallNotifier:
         if getattr(self.ctx, "_request_context", None) is None:
             return
         try:
-            await self.ctx.report_progress(progress, total, message)
+            with self._sending():
+                await self.ctx.report_progress(progress, total, message)
         except Exception as e:  # noqa: BLE001
             log.debug("progress notification dropped: %s", e)
+
+    def _sending(self) -> Any:
+        """Its client going cancels the send (and none starts after): ``Stop.sending``."""
+        return self._stop.sending() if self._stop is not None else contextlib.nullcontext()
 
     async def queued(self, waiting: int) -> None:
         """The call has to wait for a worker: say so (``waiting`` calls of its kind queued, its own included)."""

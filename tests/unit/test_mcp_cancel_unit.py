@@ -171,3 +171,37 @@ def test_a_running_call_stops_at_its_next_step_in_the_worker() -> None:
 
     anyio.run(main)
     assert done == ["/a.png"] and not resume.is_set()
+
+
+def test_a_worker_s_notification_to_a_client_that_went_does_not_hold_the_worker() -> None:
+    """A worker thread waits for its progress notification to be sent; on the 2026-07-28 transport
+    the stream of a client that went takes nothing more and stays open until the handler returns.
+    The send is cancelled when the client goes, and none is started after."""
+    blocked, sent = threading.Event(), []
+
+    class Stuck:  # the SDK context whose stream no one reads any more
+        _request_context = SimpleNamespace(protocol_version="2025-06-18", session=SimpleNamespace())
+
+        async def report_progress(self, progress: float, total: float | None, message: str | None) -> None:
+            sent.append(message)
+            blocked.set()
+            await anyio.sleep_forever()
+
+    async def main() -> bool:
+        stop = Stop()
+        CALL_STOP.set(stop)
+        note = CallNotifier(Stuck(), ClientLevels(), "ocr_region")
+        with anyio.fail_after(60):  # turns the deadlock (without Stop.sending) into a failure; not a timing
+            async with anyio.create_task_group() as tg:
+
+                async def worker() -> None:
+                    await anyio.to_thread.run_sync(note.step, "recognising text", 3, abandon_on_cancel=True)
+
+                tg.start_soon(worker)
+                await anyio.to_thread.run_sync(blocked.wait, 10)
+                stop.fire(DISCONNECTED)  # the worker's step returns: its send was cancelled
+        await note.aprogress(2, 3, "after")  # not even started
+        return stop.scope.cancel_called
+
+    assert anyio.run(main)
+    assert sent == ["recognising text"]
