@@ -47,3 +47,13 @@ class AccessDeniedError(ImgragError):
 class AuditError(ImgragError):
     """The audit log could not be written: the call it was recording is refused (or, for a write that
     already happened, reported as unrecorded) — never answered silently."""
+
+
+class Stopped(Exception):
+    """Work stopped at a step boundary because whoever asked for it has gone (an MCP client that
+    disconnected or cancelled: ``reason`` says which); raised by the caller's own progress callback,
+    so the indexer stops as on Ctrl-C (what was written stays, versioned), recorded ``cancelled``."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -31,6 +31,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import anyio
+from imgrag.indexing.errors import Stopped
 
 log = logging.getLogger("imgrag.mcp")
 
@@ -38,12 +39,11 @@ DISCONNECTED = "disconnected"  # the client's HTTP request ended before its answ
 CANCELLED = "cancelled"  # notifications/cancelled, or the SDK cancelled the handler
 
 
-class CallCancelled(Exception):
+class CallCancelled(Stopped):
     """Raised in a worker thread at a step boundary of a call whose client has gone."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(f"the call was stopped: {'its client hung up' if reason == DISCONNECTED else 'its client cancelled it'}")
-        self.reason = reason
+        super().__init__(f"the call was stopped: {'its client hung up' if reason == DISCONNECTED else 'its client cancelled it'}", reason)
 
 
 class Hangup:

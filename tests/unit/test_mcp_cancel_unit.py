@@ -205,3 +205,11 @@ def test_a_worker_s_notification_to_a_client_that_went_does_not_hold_the_worker(
 
     assert anyio.run(main)
     assert sent == ["recognising text"]
+
+
+def test_a_stopped_write_is_recorded_cancelled_not_internal() -> None:
+    """An index run stopped between files by its client going: its write record says so."""
+    from imgrag.indexing.audit import error_kind
+
+    assert error_kind(CallCancelled(DISCONNECTED)) == ("cancelled", "disconnected")
+    assert error_kind(CallCancelled(CANCELLED)) == ("cancelled", "cancelled")
