@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
-from .errors import AccessDeniedError, AuditError, BackendUnavailableError, ImgragError, NotFoundError
+from .errors import AccessDeniedError, AuditError, BackendUnavailableError, ImgragError, NotFoundError, Stopped
 from .pii import mask_values
 from .stores.base import Principal
 
@@ -53,7 +53,7 @@ MAX_QUERY_LIMIT = 10_000
 
 Transport = Literal["cli", "stdio", "http", "python"]
 Event = Literal["tool", "resource", "write", "auth", "log", "web", "completion"]
-Outcome = Literal["started", "ok", "error", "denied"]
+Outcome = Literal["started", "ok", "error", "denied", "cancelled"]
 
 
 class AuditRecord(BaseModel):
@@ -183,6 +183,8 @@ _KINDS: tuple[tuple[type[BaseException], Outcome, str], ...] = (  # most specifi
 
 def error_kind(e: BaseException) -> tuple[Outcome, str]:
     """(outcome, kind) for a failure; the message is not recorded (it may quote arguments)."""
+    if isinstance(e, Stopped):  # its client went: ``disconnected`` or ``cancelled``
+        return "cancelled", e.reason
     return next(((outcome, kind) for cls, outcome, kind in _KINDS if isinstance(e, cls)), ("error", "internal"))
 
 

@@ -82,3 +82,13 @@ def disk_full_error(e: BaseException, where: object) -> ImgragError | None:
         "every page recorded before, an interrupted `imgrag index` keeps the pages it wrote and its re-run "
         "indexes only the rest",
     )
+
+
+class Stopped(Exception):
+    """Work stopped at a step boundary because whoever asked for it has gone (an MCP client that
+    disconnected or cancelled: ``reason`` says which); raised by the caller's own progress callback,
+    so the indexer stops as on Ctrl-C (what was written stays, versioned), recorded ``cancelled``."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

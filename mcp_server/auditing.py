@@ -83,6 +83,14 @@ class CallRecorder:
             latency_ms=(time.perf_counter() - t0) * 1000, caller=self.caller(),
         ))
 
+    async def cancelled(self, event: Event, name: str, args: Any, t0: float, reason: str) -> None:
+        """Record a call stopped because its client went: ``reason`` ``disconnected`` (its HTTP
+        request ended) or ``cancelled`` (``notifications/cancelled``, or the server stopping)."""
+        await self.append(make_record(
+            event=event, name=name, outcome="cancelled", error=reason, principal=self.principal(), args=args,
+            latency_ms=(time.perf_counter() - t0) * 1000, caller=self.caller(),
+        ))
+
     async def failed(
         self, event: Event, name: str, args: Any, t0: float, e: BaseException, *, kind: str | None = None, target: Any = None
     ) -> None:

@@ -18,6 +18,7 @@ a failed send is dropped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 import weakref
@@ -26,6 +27,8 @@ from typing import Any, Literal
 
 import anyio
 import anyio.from_thread
+
+from .cancel import CALL_STOP
 
 log = logging.getLogger("imgrag.mcp")
 
@@ -67,6 +70,7 @@ class CallNotifier:
         self.levels = levels
         self.what = what
         self._steps = 0
+        self._stop = CALL_STOP.get()  # the call's Stop (cancel.py): its client hanging up stops it at a step
 
     @classmethod
     def current(cls, levels: ClientLevels, what: str) -> CallNotifier:
@@ -95,7 +99,7 @@ class CallNotifier:
         if not self._wants(level):
             return
         try:
-            with warnings.catch_warnings():  # the SDK marks logging deprecated as of 2026-07-28; clients still use it
+            with self._sending(), warnings.catch_warnings():  # the SDK marks logging deprecated as of 2026-07-28; clients still use it
                 warnings.simplefilter("ignore")
                 await self.ctx.log(level, message, logger_name=f"imgrag.{self.what}")
         except Exception as e:  # noqa: BLE001 - a client that went away must not fail the call
@@ -105,9 +109,14 @@ class CallNotifier:
         if getattr(self.ctx, "_request_context", None) is None:
             return
         try:
-            await self.ctx.report_progress(progress, total, message)
+            with self._sending():
+                await self.ctx.report_progress(progress, total, message)
         except Exception as e:  # noqa: BLE001
             log.debug("progress notification dropped: %s", e)
+
+    def _sending(self) -> Any:
+        """Its client going cancels the send (and none starts after): ``Stop.sending``."""
+        return self._stop.sending() if self._stop is not None else contextlib.nullcontext()
 
     async def queued(self, waiting: int) -> None:
         """The call has to wait for a worker: say so (``waiting`` calls of its kind queued, its own included)."""
@@ -116,8 +125,15 @@ class CallNotifier:
         await self.alog("info", f"{self.what}: {msg}")
 
     # -- from a worker thread ------------------------------------------------------------------
+    def check(self) -> None:
+        """A step boundary: raises ``CallCancelled`` here if the call's client has gone."""
+        if self._stop is not None:
+            self._stop.check()
+
     def step(self, message: str, total: int | None = None) -> None:
-        """One more step of the call done (``total``: how many there are, when known)."""
+        """One more step of the call begins (``total``: how many there are, when known); stops the
+        call here if its client has gone."""
+        self.check()
         self._steps += 1
         self.progress(self._steps, total, message)
         self.log("debug", f"{self.what}: {message}")

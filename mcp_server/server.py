@@ -73,6 +73,7 @@ from imgrag.indexing.stores.base import Filters, ImageRecord, Principal
 from . import paging
 from .auditing import CallRecorder, HttpAuditMiddleware, client_text as _client_text, resource_name, returned_ids
 from .auth import PrincipalResolver, TokenFileVerifier
+from .cancel import CANCELLED, CallCancelled, Calls, HangupWatch, Stop, register_cancel_notifications
 from .completion import register_completion
 from .notify import CALL_CONTEXT, CallNotifier, ClientLevels
 from .pool import WorkerPool
@@ -171,6 +172,7 @@ class ImgragMCP(MCPServer):
     recorder: CallRecorder
     pool: WorkerPool
     levels: ClientLevels
+    calls: Calls
 
     def add_tool(self, fn: Callable[..., Any], name: str | None = None, **kwargs: Any) -> None:  # type: ignore[override]
         """Register ``fn`` as the SDK does, then forbid unknown arguments in its argument model,
@@ -189,14 +191,27 @@ class ImgragMCP(MCPServer):
         # an unknown tool's name is the client's free text: only its digest is kept
         label, args = (name, arguments) if known else ("unknown", {"name": name, "arguments": arguments})
         CALL_CONTEXT.set(context)  # this task's call: progress and log messages go to its client
+        stop = self.calls.start(context)  # its client hanging up or cancelling stops it (cancel.py)
         with calling_as(self.recorder.caller()):
             try:
-                result = await self._call_tool(name, arguments, context)
+                with stop.scope:
+                    result = await self._call_tool(name, arguments, context)
+            except anyio.get_cancelled_exc_class():  # the SDK cancelled the handler: its client went, or the server stops
+                await self._cancelled("tool", label, args, t0, stop)
+                raise
             except Exception as e:
+                if stop.reason is not None:  # stopped in a worker at a step boundary (CallCancelled)
+                    await self._cancelled("tool", label, args, t0, stop)
+                    raise ToolError(str(CallCancelled(stop.reason))) from None
                 kind = None if known else "unknown_tool"  # bad arguments: classified by their ValidationError
                 target = arguments.get("image_id") if known else None
                 await self._recorded(self.recorder.failed("tool", label, args, t0, e, kind=kind, target=target), ToolError)
                 raise
+            finally:
+                self.calls.end(stop)
+            if stop.scope.cancelled_caught:  # our own scope: the client went while the call awaited (queued)
+                await self._cancelled("tool", label, args, t0, stop)
+                raise ToolError(str(CallCancelled(stop.reason or CANCELLED)))
             ids = returned_ids(getattr(result, "structured_content", None))
             await self._recorded(self.recorder.done("tool", label, args, t0, ids), ToolError)
             return result
@@ -206,14 +221,36 @@ class ImgragMCP(MCPServer):
         name, image_id = resource_name(uri)
         args = {"uri": str(uri)}
         CALL_CONTEXT.set(context)
+        stop = self.calls.start(context)
         with calling_as(self.recorder.caller()):
             try:
-                result = await super().read_resource(uri, context)
+                with stop.scope:
+                    result = await super().read_resource(uri, context)
+            except anyio.get_cancelled_exc_class():
+                await self._cancelled("resource", name, args, t0, stop)
+                raise
             except Exception as e:
+                if stop.reason is not None:
+                    await self._cancelled("resource", name, args, t0, stop)
+                    raise ResourceError(str(CallCancelled(stop.reason))) from None
                 await self._recorded(self.recorder.failed("resource", name, args, t0, e, target=image_id), ResourceError)
                 raise
+            finally:
+                self.calls.end(stop)
+            if stop.scope.cancelled_caught:
+                await self._cancelled("resource", name, args, t0, stop)
+                raise ResourceError(str(CallCancelled(stop.reason or CANCELLED)))
             await self._recorded(self.recorder.done("resource", name, args, t0, [image_id] if image_id else []), ResourceError)
             return result
+
+    async def _cancelled(self, event: Any, name: str, args: Any, t0: float, stop: Stop) -> None:
+        """Record a call stopped because its client went (shielded: the handler may be cancelled).
+        Nobody waits for its answer, so a record that cannot be written is only logged."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.recorder.cancelled(event, name, args, t0, stop.reason or CANCELLED)
+            except AuditError as e:
+                log.error("audit log: a cancelled %s could not be recorded: %s", name, e)
 
     async def _recorded(self, record: Any, error: type[Exception]) -> None:
         """Await the audit record; if it cannot be written, the call fails with that instead (a
@@ -226,6 +263,7 @@ class ImgragMCP(MCPServer):
 
     def streamable_http_app(self, **kwargs: Any) -> Starlette:  # type: ignore[override]
         http = super().streamable_http_app(**kwargs)
+        http.add_middleware(HangupWatch)  # inside the audit layer: each request's disconnect reaches its call
         http.add_middleware(HttpAuditMiddleware, recorder=self.recorder)  # outermost: sees every 401
         return http
 
@@ -454,6 +492,8 @@ def build_server(
     register_completion(mcp, app, resolve_principal)
     mcp.levels = levels = ClientLevels()
     register_log_level(mcp, levels)
+    mcp.calls = Calls()
+    register_cancel_notifications(mcp._lowlevel_server, mcp.calls)
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
     async def run(
@@ -483,6 +523,9 @@ def build_server(
                     f"{budget.transport} response",
                     "ask for less: fewer hits, fewer OCR lines or a smaller region",
                 )
+        except CallCancelled:  # its client went: nobody to tell (call_tool records it)
+            audit.info("%s %s cancelled %.0fms", who, name, (time.perf_counter() - t0) * 1000)
+            raise
         except ImgragError as e:
             audit.info("%s %s error %.0fms: %s", who, name, (time.perf_counter() - t0) * 1000, e)
             text = _client_text(e, principal if who != "?" else None)
@@ -699,6 +742,8 @@ def build_server(
             principal = resolve_principal()
             note = CallNotifier.current(levels, "resource")
             return await pool.run(principal, lambda: fn(principal), heavy=heavy, on_wait=note.queued, client=note.client)  # type: ignore[arg-type]
+        except CallCancelled:
+            raise
         except NotFoundError as e:
             raise ResourceNotFoundError(str(e)) from None
         except ImgragError as e:
@@ -751,6 +796,7 @@ def index_progress(app: Imgrag, principal: Principal, note: CallNotifier) -> Cal
             state["files"] = int(data.get("files", 0))
             note.progress(0, state["files"] or None, f"{state['files']} file(s) to index")
         elif event == "file":
+            note.check()  # between files: a call whose client went stops here (what was written stays, versioned)
             path = str(data.get("path", ""))
             shown = path if principal.all_access else app.display_path(path)
             note.progress(state["done"], state["files"] or None, f"indexing {shown}")
