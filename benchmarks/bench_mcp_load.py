@@ -45,6 +45,17 @@ def _rss_mb(pid: int) -> tuple[float, float]:
     return vals.get("VmRSS:", float("nan")), vals.get("VmHWM:", float("nan"))
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 @contextmanager
 def _code_of(ref: str | None) -> Iterator[Path]:
     """This checkout, or a temporary export of ``ref``'s tree (its code, run with `python -m imgrag`)."""
@@ -211,14 +222,17 @@ async def _measure_all(servers: list[tuple[str, int]], tokens: list[str], querie
         for i, (_, pid) in enumerate(servers):
             await _warm(sessions[i], pid, queries, outs[i])
         for phase in ("single", "many", "mixed"):
-            for i in range(len(servers)):
+            for i, (_, pid) in enumerate(servers):
                 tag = f"{phase}{i}-"
+                # CPU the server and this client process (every client session) spent on the phase
+                cpu0, own0 = _cpu_s(pid), _own_cpu_s()
                 if phase == "single":
                     await _single(sessions[i], queries, per_client, tag, outs[i])
                 elif phase == "many":
                     await _many(sessions[i], queries, per_client, tag, outs[i])
                 else:
                     await _mixed(sessions[i], queries, heavy, tag, outs[i])
+                outs[i][f"{phase}_cpu"] = (_cpu_s(pid) - cpu0, _own_cpu_s() - own0)
     return outs
 
 
@@ -259,6 +273,15 @@ def run_load(home: Path, n_clients: int, per_client: int, heavy: int, baseline_r
         s1 = _pct([t for t, e in r["single"] if e is None], 95)
         sn = _pct([t for t, e in r["many"] if e is None], 95)
         print(f"{'p95 ratio, ' + str(n_clients) + ' clients / 1 (target <= 16)':<46}{sn / s1:>9.1f}")
+        (srv1, cli1), (srvn, clin) = r["single_cpu"], r["many_cpu"]
+        n1, nn = len(r["single"]), len(r["many"])
+        print(f"{'CPU ms a search, server: 1 client / ' + str(n_clients):<46}{1000 * srv1 / n1:>9.1f}{1000 * srvn / nn:>9.1f}")
+        print(f"{'CPU ms a search, the clients: 1 / ' + str(n_clients):<46}{1000 * cli1 / n1:>9.1f}{1000 * clin / nn:>9.1f}")
+        # Closed loop: n clients' mean latency = n / throughput, and throughput <= CPUs / CPU a search
+        # (server + clients, on this machine), so the p95 ratio cannot fall below this even with
+        # every core busy all the time and no queueing spread.
+        floor = n_clients * 1000 * (srvn + clin) / nn / (os.cpu_count() or 1) / s1
+        print(f"{'p95 ratio floor: every CPU busy (see docs)':<46}{floor:>9.1f}")
         print(_row(f"search_images during {heavy} full-page OCR calls", r["mixed_search"], r["mixed_wall"]))
         ocr_ms = sorted(t for t, _ in r["mixed_ocr"])
         ocr_err = [e for _, e in r["mixed_ocr"] if e]
