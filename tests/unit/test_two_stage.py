@@ -4,6 +4,7 @@ second stage reads, and that below the threshold the region routes are called ex
 from __future__ import annotations
 
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
