@@ -11,7 +11,8 @@ both side by side.
     IMGRAG_HOME=~/.imgrag-demo ~/.cache/imgrag/venv/bin/python benchmarks/bench_mcp.py [--runs 20]
         [--baseline-tree /path/to/main]
 
-    IMGRAG_HOME=~/.imgrag-demo ~/.cache/imgrag/venv/bin/python benchmarks/bench_mcp.py --load [--clients 32]
+    IMGRAG_HOME=<an index whose pages every token sees, e.g. a copy of ~/.imgrag-demo re-tagged with
+        `imgrag index ~/.cache/imgrag/demo-corpus/corpus --public`> python benchmarks/bench_mcp.py --load [--clients 32]
         [--baseline-ref REF]
 
 `--load` serves streamable HTTP (one bearer token per client, each its own principal) from two

@@ -150,7 +150,8 @@ async def _warm(clients: list[Any], pid: int, queries: list[str], out: dict[str,
     first = await c0.call_tool("search_images", {"query": queries[0], "k": 5})
     hits = first.structured_content["hits"]
     if not hits:
-        raise SystemExit("the index returned no hits; index something first")
+        raise SystemExit("the index returned no hits to a token holder: index something visible to every token "
+                         "(the benchmark's tokens are plain principals; e.g. `imgrag index <folder> --public`)")
     iid = hits[0]["image_id"]
     for tool, args in [
         ("search_images", {"query": queries[1], "k": 10, "mode": "keyword"}),

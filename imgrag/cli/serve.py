@@ -32,6 +32,9 @@ def serve(
         from imgrag.mcp_server.server import build_server, serve_http, serve_stdio, start_warm_up
 
         from imgrag.indexing.app import Imgrag
+        from imgrag.indexing.threads import set_arena_default
+
+        set_arena_default(False)  # before any OCR session exists (IMGRAG_ORT_ARENA=1 keeps it on)
 
         roots = [p.expanduser().resolve() for p in index_root] if index_root else None
         if http:

@@ -93,3 +93,22 @@ def test_imgrag_sessions_keep_the_memory_arena_unless_turned_off(monkeypatch: py
     assert _rapid_params(1600, None, 1, True)["EngineConfig.onnxruntime.enable_cpu_mem_arena"] is False
     monkeypatch.setenv("IMGRAG_ORT_ARENA", "1")
     assert threads.arena_enabled()
+
+
+def test_the_server_default_is_no_arena_and_the_variable_still_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`imgrag serve` turns the arena off where IMGRAG_ORT_ARENA is unset (a full-page ocr_region
+    would keep ~0.3 GB for good); set, the variable wins either way."""
+    from imgrag.indexing import threads
+
+    monkeypatch.setattr(threads, "_ARENA_DEFAULT", True)
+    monkeypatch.delenv("IMGRAG_ORT_ARENA", raising=False)
+    threads.set_arena_default(False)
+    assert threads.arena_enabled() is False
+    assert threads.ort_engine_cfg(2) == {"enable_cpu_mem_arena": False, "intra_op_num_threads": 2}
+    monkeypatch.setenv("IMGRAG_ORT_ARENA", "1")
+    assert threads.arena_enabled() is True
+    monkeypatch.setenv("IMGRAG_ORT_ARENA", " ")
+    assert threads.arena_enabled() is False
+    threads.set_arena_default(True)
+    monkeypatch.setenv("IMGRAG_ORT_ARENA", "off")
+    assert threads.arena_enabled() is False
