@@ -897,8 +897,13 @@ class Searcher:
             return []
         if req.filters.image_ids is not None:
             targets = sorted(set(targets) & set(req.filters.image_ids))
-        allowed = req.filters.model_copy(update={"image_ids": targets})
-        ok = {r.image_id: r for r in self.rt.store.list_images(principal, allowed, limit=len(targets))}
+        if req.filters.model_copy(update={"image_ids": None}) == Filters():
+            # no filter but the caller's ACL: the store's remembered records (one query a search
+            # less, ~3 ms of CPU on the demo's linked X-rays and reports)
+            ok = self.rt.store.get_many(targets, principal)
+        else:
+            allowed = req.filters.model_copy(update={"image_ids": targets})
+            ok = {r.image_id: r for r in self.rt.store.list_images(principal, allowed, limit=len(targets))}
         if not ok:
             return []
         lent: dict[str, float] = {}  # per linked page, its best partner's score × link_weight

@@ -309,3 +309,20 @@ def test_cli_pii_filter() -> None:
     with pytest.raises(ImgragError, match=r"--filter pii=maybe is not true or false") as e:
         parse_filters(["pii=maybe"])
     assert "\n" not in str(e.value) and "--filter pii=true" in str(e.value)
+
+
+def test_remembered_spans_are_the_detectors_and_a_caller_cannot_change_them() -> None:
+    """find_spans remembers short texts (a search masks the same stored lines query after query):
+    the same answer as the detectors, a fresh list each time, long texts not kept."""
+    from imgrag.indexing import pii
+
+    line = "联系电话：13812345678，邮箱 zhang.san@example.com"
+    first = pii.find_spans(line)
+    assert first == pii._find_spans(line, "") and {k for k, _, _ in first} == {"cn_mobile", "email"}
+    first.clear()
+    assert pii.find_spans(line) == pii._find_spans(line, "")
+    before = pii._remembered_spans.cache_info().currsize
+    page = "Tel 13812345678 " * 100  # longer than _SPANS_CACHED_CHARS
+    assert len(pii.find_spans(page)) == 100
+    assert pii._remembered_spans.cache_info().currsize == before
+    assert pii.find_spans("护照号码", "") == [] and pii.find_spans("E12345678", "护照号码") == pii._find_spans("E12345678", "护照号码")
