@@ -359,17 +359,20 @@ def _passport(s: str, before: str) -> Iterator[Span]:
 _DETECTORS = (_email, _iban, _cn_id, _bank_card, _us_ssn, _passport, _cn_mobile, _cn_landline, _phone)
 
 
-# find_spans of a short text, remembered: a search masks its hits' snippets, regions, captions and
-# paths for every caller without clearance, and the same stored lines come back query after query
+# find_spans of a short stored text, remembered: a search masks its hits' snippets, regions and
+# captions for every caller without clearance, and the same stored lines come back query after query
 # (the detectors, phonenumbers' matcher above all, were ~25 % of such a search's time). A pure
-# function of its arguments; long texts (a whole page at indexing) are not kept.
+# function of its arguments; long texts (a whole page at indexing) are not kept, and neither is
+# what a client sends (queries, filters, tool arguments): a client can neither fill the cache nor
+# time whether someone else sent the same text.
 _SPANS_CACHED_CHARS = 1000
 
 
-def find_spans(text: str, before: str = "") -> list[Span]:
+def find_spans(text: str, before: str = "", *, remember: bool = False) -> list[Span]:
     """Non-overlapping ``(kind, start, end)`` in ``text``; ``before`` is the text just before it
-    (the previous OCR line), where a label may stand."""
-    if len(text) + len(before) <= _SPANS_CACHED_CHARS:
+    (the previous OCR line), where a label may stand. ``remember``: ``text`` is a page's stored
+    text (never a client's), worth keeping the answer for."""
+    if remember and len(text) + len(before) <= _SPANS_CACHED_CHARS:
         return list(_remembered_spans(text, before))
     return _find_spans(text, before)
 
@@ -508,13 +511,13 @@ def _loose(value: str) -> re.Pattern[str] | None:
     return re.compile(r"[\s\-_.,^]?".join(re.escape(c) for c in chars), re.I)
 
 
-def mask_text(text: str, findings: Iterable[PiiFinding] = (), before: str = "") -> str:
+def mask_text(text: str, findings: Iterable[PiiFinding] = (), before: str = "", *, remember: bool = False) -> str:
     """``text`` with personal data replaced by ``[kind redacted]``: every occurrence of the given
     findings' values (however spaced) and everything detected in ``text`` itself (``before``: the
-    previous OCR line, where a label such as 护照号码 may stand)."""
+    previous OCR line, where a label such as 护照号码 may stand; ``remember``: see :func:`find_spans`)."""
     if not text:
         return text
-    spans: list[tuple[int, int, str]] = [(a, b, k) for k, a, b in find_spans(text, before)]
+    spans: list[tuple[int, int, str]] = [(a, b, k) for k, a, b in find_spans(text, before, remember=remember)]
     folded: str | None = None
     for f in findings:
         pat = _loose(f.text)

@@ -58,7 +58,7 @@ def mask_regions(regions: Sequence[RegionHit], records: dict[str, ImageRecord]) 
     for r in regions:
         rec = records.get(r.image_id)
         known = rec.pii if rec is not None else []
-        out.append(r.model_copy(update={"text": mask_text(r.text, known), "label": mask_text(r.label, known)}))
+        out.append(r.model_copy(update={"text": mask_text(r.text, known, remember=True), "label": mask_text(r.label, known, remember=True)}))
     return out
 
 
@@ -66,7 +66,7 @@ def mask_hit(hit: Hit, rec: ImageRecord | None) -> Hit:
     known = rec.pii if rec is not None else []
 
     def m(t: str) -> str:
-        return mask_text(t, known)
+        return mask_text(t, known, remember=True)  # stored text: a snippet, region, caption, date
 
     region = hit.region.model_copy(update={"text": m(hit.region.text), "label": m(hit.region.label)}) if hit.region else None
     return hit.model_copy(

@@ -312,17 +312,19 @@ def test_cli_pii_filter() -> None:
 
 
 def test_remembered_spans_are_the_detectors_and_a_caller_cannot_change_them() -> None:
-    """find_spans remembers short texts (a search masks the same stored lines query after query):
-    the same answer as the detectors, a fresh list each time, long texts not kept."""
+    """find_spans remembers short stored texts (a search masks the same stored lines query after
+    query): the same answer as the detectors, a fresh list each time; long texts and what a client
+    sends (the default) are not kept."""
     from imgrag.indexing import pii
 
     line = "联系电话：13812345678，邮箱 zhang.san@example.com"
-    first = pii.find_spans(line)
+    first = pii.find_spans(line, remember=True)
     assert first == pii._find_spans(line, "") and {k for k, _, _ in first} == {"cn_mobile", "email"}
     first.clear()
-    assert pii.find_spans(line) == pii._find_spans(line, "")
-    before = pii._remembered_spans.cache_info().currsize
+    assert pii.find_spans(line, remember=True) == pii._find_spans(line, "")
+    kept = pii._remembered_spans.cache_info().currsize
     page = "Tel 13812345678 " * 100  # longer than _SPANS_CACHED_CHARS
-    assert len(pii.find_spans(page)) == 100
-    assert pii._remembered_spans.cache_info().currsize == before
-    assert pii.find_spans("护照号码", "") == [] and pii.find_spans("E12345678", "护照号码") == pii._find_spans("E12345678", "护照号码")
+    assert len(pii.find_spans(page, remember=True)) == 100
+    assert pii.find_spans("a query of a client's: 13900001111") == pii._find_spans("a query of a client's: 13900001111", "")
+    assert pii._remembered_spans.cache_info().currsize == kept
+    assert pii.mask_text("call 13812345678", remember=True) == pii.mask_text("call 13812345678") == "call [cn_mobile redacted]"
