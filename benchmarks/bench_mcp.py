@@ -158,14 +158,15 @@ def main() -> None:
                     help="the baseline server serves this copy of the index instead (the same pages as its code lays them out on disk)")
     ap.add_argument("--load", action="store_true", help="the HTTP server under many clients, baseline and pool, instead")
     ap.add_argument("--clients", type=int, default=32, help="--load: concurrent clients")
-    ap.add_argument("--searches", type=int, default=4, help="--load: searches per client (the single client makes 2x this many)")
-    ap.add_argument("--heavy", type=int, default=4, help="--load: users each asking one full-page ocr_region in the mixed load")
+    ap.add_argument("--searches", type=int, default=4, help="--load: searches per client at once")
+    ap.add_argument("--single", type=int, default=40, help="--load: searches of the single client (the p95 ratio's denominator)")
+    ap.add_argument("--heavy", type=int, default=4, help="--load: users each asking one full-page ocr_region in the mixed load; 0: no mixed load")
     ap.add_argument("--baseline-ref", default=None, help="--load: run the baseline server from this git ref's code (default: this checkout, pool off)")
     args = ap.parse_args()
     if args.load:
         from bench_mcp_load import run_load  # type: ignore[import-not-found]
 
-        run_load(args.home, args.clients, args.searches, args.heavy, args.baseline_ref, QUERIES)
+        run_load(args.home, args.clients, args.searches, args.heavy, args.baseline_ref, QUERIES, args.single)
         return
     trees = {"this": ROOT}
     if args.baseline_tree:
