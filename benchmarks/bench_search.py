@@ -1,7 +1,7 @@
 """Fused search latency in process, this checkout beside a baseline checkout, in the same run.
 
     python benchmarks/bench_search.py --source ~/.imgrag-demo --pages 1000 \\
-        [--baseline-tree /path/to/a/worktree/of/main] [--rounds 5] [--queries FILE.jsonl]
+        [--baseline-tree /path/to/a/worktree/of/main] [--rounds 5] [--queries FILE.jsonl] [--as-user NAME]
 
 The index: ``--pages`` pages (default 1000) made from the real pages of one or more ``--source``
 indexes (``IMGRAG_HOME`` folders on LanceDB, e.g. the eval caches' ``index-*`` folders or the demo):
@@ -145,21 +145,25 @@ import json, sys, time
 from imgrag.indexing.app import Imgrag
 from imgrag.indexing.config import Settings
 from imgrag.indexing.search import Searcher, SearchRequest
-from imgrag.indexing.stores.base import OPERATOR
+from imgrag.indexing.stores.base import OPERATOR, Principal
 app = Imgrag(Settings(home=sys.argv[1], audit=False))
 app.warm_up()
 queries = json.loads(sys.argv[2])
+user = sys.argv[3]
+who = Principal(name=user) if user else OPERATOR
 Searcher(app.rt).search(SearchRequest(query="warm up", k=10), OPERATOR)
 print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:
     cmd = json.loads(line)
-    searcher = Searcher(app.rt)
+    searcher = app.searcher = Searcher(app.rt)
+    # as a user: the facade's search, which leaves personal data out of the query and masks the hits
+    search = app.search if user else searcher.search
     rows = {}
     for row, k, offset in (("cold query", 10, 0), ("page 2", 10, 10), ("embedded query", 9, 0), ("repeated query", 9, 0)):
         out = []
         for q in queries:
             t, c = time.perf_counter(), time.process_time()
-            res = searcher.search(SearchRequest(query=q, k=k, offset=offset), OPERATOR)
+            res = search(SearchRequest(query=q, k=k, offset=offset), who)
             out.append({"ms": (time.perf_counter() - t) * 1000, "cpu_ms": (time.process_time() - c) * 1000,
                         "stages": res.timings_ms,
                         "hits": [h.image_id for h in res.hits]})
@@ -169,10 +173,10 @@ for line in sys.stdin:
 
 
 class Child(JsonChild):
-    def __init__(self, tree: Path, home: Path, queries: list[str]) -> None:
+    def __init__(self, tree: Path, home: Path, queries: list[str], user: str = "") -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("IMGRAG_")}
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-        super().__init__(tree, CHILD, [str(home), json.dumps(queries)], env)
+        super().__init__(tree, CHILD, [str(home), json.dumps(queries), user], env)
 
     def round(self) -> dict[str, list[dict[str, Any]]]:
         return self.send({})  # type: ignore[no-any-return]
@@ -196,6 +200,9 @@ def main() -> None:
     ap.add_argument("--queries", type=Path, help="a golden JSONL file to take queries from (default: a built-in mixed list)")
     ap.add_argument("--n-queries", type=int, default=30)
     ap.add_argument("--json", type=Path, help="also write the raw results here")
+    ap.add_argument("--as-user", metavar="NAME", default="",
+                    help="search as this plain principal (no PII clearance: the facade's masked search, as an MCP "
+                         "token holder gets it) instead of as the operator; the copied pages are public")
     args = ap.parse_args()
     home = args.home or Path(f"/tmp/imgrag-bench-search-{args.pages}")
     sys.path.insert(0, str(ROOT))
@@ -207,7 +214,7 @@ def main() -> None:
     if args.baseline_tree:
         trees = {"baseline": args.baseline_tree.resolve(), **trees}
     homes = {name: (args.baseline_home if name == "baseline" and args.baseline_home else home) for name in trees}
-    children = {name: Child(tree, homes[name], queries) for name, tree in trees.items()}
+    children = {name: Child(tree, homes[name], queries, args.as_user) for name, tree in trees.items()}
     results: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in trees}
     load = os.getloadavg()
     try:
@@ -221,7 +228,8 @@ def main() -> None:
             ch.close()
 
     print(f"\nFused search (hybrid + re-rank, k=10 / 9) in process · {args.pages} pages · {len(queries)} queries × "
-          f"{args.rounds} rounds · load average {load[0]:.1f} · {os.cpu_count()} CPUs")
+          f"{args.rounds} rounds · load average {load[0]:.1f} · {os.cpu_count()} CPUs · as "
+          + (f"user {args.as_user!r} (masked)" if args.as_user else "the operator"))
     if args.baseline_home:
         print(f"the baseline read {args.baseline_home}, this checkout {home}")
     print("wall ms: p50 / p95 / mean; CPU ms: the process's CPU time per search, all threads (steadier on a busy machine)")

@@ -24,7 +24,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -244,9 +244,11 @@ class Imgrag:
             hits = self.store.bm25(terms, 50, Filters(has_pii=True), principal)
             return list(self._records([h.image_id for h in hits], principal).values())
 
-        return redaction.guarded_search(
-            req, lambda r: self.searcher.search(r, principal), probe, lambda ids: self._records(ids, principal)
-        )
+        pin = getattr(self.store, "pinned", None)  # the probe, the search and the hits' records read one version
+        with pin() if pin is not None else nullcontext():
+            return redaction.guarded_search(
+                req, lambda r: self.searcher.search(r, principal), probe, lambda ids: self._records(ids, principal)
+            )
 
     def _record(self, image_id: str, principal: Principal) -> ImageRecord:
         """The stored record, unmasked: for the facade's own work (pixels, masking); never returned

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -185,6 +186,10 @@ def _fresh_reads(fn: Callable[..., T]) -> Callable[..., T]:
             return fn(self, *args, **kwargs)
 
     return wrapper
+
+
+# (store, pages table version, regions table version) while a search reads under LanceStore.pinned
+_PINNED: ContextVar[tuple[Any, int, int] | None] = ContextVar("imgrag_lance_pinned", default=None)
 
 
 def _run(coro: Any) -> pa.Table:
@@ -826,7 +831,7 @@ class LanceStore:
         if not image_ids or not self._ready():
             return {}
         ids = list(dict.fromkeys(image_ids))
-        version, who = self._images.version, principal.model_dump_json()
+        version, who = self._images_version(), principal.model_dump_json()
         known = {i: self._fetched.peek((version, who, i)) for i in ids}
         missing = [i for i, v in known.items() if v is None]
         if missing:
@@ -883,12 +888,42 @@ class LanceStore:
         them (the connection's read-consistency interval)."""
         if not self._ready():
             return "empty"
+        return "{}.{}".format(*self._versions())
+
+    def _versions(self) -> tuple[int, int]:
         images, regions = self._images._table, self._regions._table
 
         async def versions() -> tuple[int, int]:  # both in one round trip to LanceDB's event loop
             return await images.version(), await regions.version()
 
-        return "{}.{}".format(*_run(versions()))
+        return _run(versions())  # type: ignore[return-value]
+
+    @contextmanager
+    def pinned(self) -> Iterator[str | None]:
+        """Read both tables' versions once; inside (this context and copies of it: a search's route
+        threads), every version check answers from them — what get_many remembers records under,
+        whether the FTS index was checked, which ANN indices are IVF_PQ. Yields
+        :meth:`data_version`'s token. A write that lands meanwhile is read by the next search: a
+        record fetched after it is not remembered under the pinned version (get_many compares)."""
+        if not self._ready():
+            yield "empty"
+            return
+        pin = _PINNED.get()
+        if pin is not None and pin[0] is self:  # a search inside a pinned call (the guarded search's)
+            yield f"{pin[1]}.{pin[2]}"
+            return
+        images, regions = self._versions()
+        token = _PINNED.set((self, images, regions))
+        try:
+            yield f"{images}.{regions}"
+        finally:
+            _PINNED.reset(token)
+
+    def _images_version(self) -> int:
+        pin = _PINNED.get()
+        if pin is not None and pin[0] is self:
+            return pin[1]
+        return int(self._images.version)
 
     @_fresh_reads
     def count(self, principal: Principal, filters: Filters) -> int:
@@ -915,7 +950,7 @@ class LanceStore:
         """Whether the pages table has its indices, the FTS index with every row in it (built here if
         not, see _ensure_fts). Checked once per table version: the check is three round trips to
         LanceDB's event loop, and BM25 runs in every search."""
-        version = self._images.version
+        version = self._images_version()
         if self._fts_checked == version:
             return True
         if self._fts_failed is not None and self._fts_failed[0] == version and time.monotonic() - self._fts_failed[1] < _FTS_RETRY_S:
@@ -1089,9 +1124,10 @@ class LanceStore:
         least enough for ``_MIN_RERANK`` candidates, and at least ``_PQ_REFINE`` where the column's
         index is IVF_PQ (an index keeps the type it was built with, whatever ``ann_index`` says now).
         The index list is re-read when the table changes."""
-        if self._pq is None or self._pq[0] != table.version:
+        version = self._images_version() if table is self._images else table.version
+        if self._pq is None or self._pq[0] != version:
             pq = frozenset(c for ix in table.list_indices() if "pq" in str(ix.index_type).lower() for c in ix.columns)
-            self._pq = (table.version, pq)
+            self._pq = (version, pq)
         refine = max(self.ann_refine, math.ceil(_MIN_RERANK / max(k, 1))) if self.ann_refine > 0 else 0
         return max(refine, _PQ_REFINE) if column in self._pq[1] else refine
 

@@ -161,19 +161,51 @@ def test_record_fetch_and_data_version(store: LanceStore) -> None:
     assert [r.image_id for r in records].count("p2") == 2 and version == store._images.version
 
 
+class _Embedder:
+    dim = DIM
+
+    def __init__(self, identity: str) -> None:
+        self.identity = identity
+
+    def embed_queries(self, texts: list[str]) -> list[np.ndarray]:
+        return [np.full(DIM, DIM**-0.5, np.float32) for _ in texts]
+
+
+def _searcher(store: LanceStore, **settings: Any) -> Searcher:
+    rt = SimpleNamespace(settings=Settings(translate_query=False, **settings), store=store,
+                         text_embedder=_Embedder("fake-text"), image_embedder=_Embedder("fake-joint"))
+    return Searcher(rt)  # type: ignore[arg-type]
+
+
+def test_a_search_reads_the_index_version_once(store: LanceStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its route threads included; a write is read by the next search, and a record read after a
+    write that lands inside a pin is not remembered under the pinned version."""
+    reads: list[str] = []
+    table_cls = type(store._images)
+    version = table_cls.version
+    monkeypatch.setattr(table_cls, "version", property(lambda t: (reads.append("table"), version.fget(t))[1]))
+    versions = LanceStore._versions
+    monkeypatch.setattr(LanceStore, "_versions", lambda self: (reads.append("both"), versions(self))[1])
+    searcher = _searcher(store, search_threads=4, search_cache=0)
+    req = SearchRequest(query="payment terms", k=2)
+    first = searcher.search(req, OPERATOR)
+    assert first.hits and reads == ["both"]  # before: the pages table's version ~8 times a search
+    store.write([_indexed(_record("p1", "payment terms, amended"), 4)])
+    reads.clear()
+    snippets = {h.image_id: h.snippet for h in searcher.search(req, OPERATOR).hits}
+    assert "amended" in snippets["p1"] and reads == ["both"]
+    with store.pinned() as pinned:
+        assert pinned == f"{version.fget(store._images)}.{version.fget(store._regions)}"
+        with store.pinned() as inner:  # nested: the same pin, no second read
+            assert inner == pinned
+        store.write([_indexed(_record("p1", "payment terms, amended twice"), 5)])
+        store.get_many(["p1"], OPERATOR)
+    assert store.get_many(["p1"], OPERATOR)["p1"].ocr_text == "payment terms, amended twice"
+    assert lance._PINNED.get() is None
+
+
 def test_cached_result_is_the_same_and_a_copy_of_its_own(store: LanceStore) -> None:
-    class Embedder:
-        dim = DIM
-
-        def __init__(self, identity: str) -> None:
-            self.identity = identity
-
-        def embed_queries(self, texts: list[str]) -> list[np.ndarray]:
-            return [np.full(DIM, DIM**-0.5, np.float32) for _ in texts]
-
-    rt = SimpleNamespace(settings=Settings(search_threads=1, translate_query=False), store=store,
-                         text_embedder=Embedder("fake-text"), image_embedder=Embedder("fake-joint"))
-    searcher = Searcher(rt)  # type: ignore[arg-type]
+    searcher = _searcher(store, search_threads=1)
     req = SearchRequest(query="payment terms", k=2)
     first = searcher.search(req, OPERATOR)
     again = searcher.search(req, OPERATOR)
