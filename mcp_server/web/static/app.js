@@ -180,7 +180,7 @@
   async function searchView(m, params) {
     const q = params.get("q") || "", mode = params.get("mode") || "hybrid", like = params.get("like") || "";
     const filters = parseJSON(params.get("f"), {});
-    const offset = parseInt(params.get("o") || "0", 10) || 0;
+    const cursor = params.get("c") || "", back = params.get("back") === "1";
     const k = Math.min(state.session.max_k, Math.max(1, parseInt(params.get("k") || "20", 10) || 20));
     const fbox = filterForm(filters);
     const input = h("input", { type: "search", name: "q", id: "q", value: q, placeholder: "Search text on the page or what it shows (中文 / English)", "aria-label": "query" });
@@ -205,11 +205,32 @@
     }
     const results = h("section", { id: "results", "aria-busy": "true" }, h("p", { class: "hint", text: "Searching…" }));
     m.appendChild(results);
-    const p = { q, mode, offset, k };
+    const p = { q, mode, k };
     if (nFilters) p.filters = JSON.stringify(filters);
     if (like) p.like = like;
-    const res = await api("/api/search?" + new URLSearchParams(p));
+    // Pages move along one ranked list with the server's signed cursors (as search_images does over
+    // MCP): "c" is the cursor of the page shown, "back=1" asks for the page before it. A write to the
+    // index that changed the hits shown so far is said, instead of repeating or skipping hits.
+    if (cursor) p.cursor = cursor;
+    if (cursor && back) p.back = 1;
+    const base = Object.fromEntries(params.entries());
+    delete base.c; delete base.back; delete base.o;
+    let res;
+    try {
+      res = await api("/api/search?" + new URLSearchParams(p));
+    } catch (e) {
+      clear(results).removeAttribute("aria-busy");
+      results.appendChild(errorBox(e));
+      if (cursor) results.appendChild(h("p", {}, h("a", { href: "#", class: "button", id: "start-over", text: "Start the search over", onclick: (ev) => { ev.preventDefault(); go("search", null, base); } })));
+      return;
+    }
     clear(results).removeAttribute("aria-busy");
+    if (back || params.has("o")) {
+      // the address of the page now shown: its own cursor (none for page 1), so reloading it or
+      // coming back to it later shows this page again
+      const here = res.offset > 0 ? Object.assign({}, base, { c: res.cursor }) : base;
+      history.replaceState(null, "", "#/search?" + new URLSearchParams(here));
+    }
     const head = like ? `Images like ${like.slice(0, 12)}…` + (q ? ` and “${q}”` : "") : `“${res.query || q}”`;
     results.appendChild(h("p", { class: "summary", id: "result-summary",
       text: res.hits.length ? `${head}: hits ${res.offset + 1}–${res.offset + res.hits.length} of ${res.candidates} candidates · ${fmt(res.timings_ms.total || 0)} ms` : `${head}: no hits` }));
@@ -218,9 +239,8 @@
     res.hits.forEach((hit, i) => grid.appendChild(hitCard(hit, res.offset + i + 1)));
     results.appendChild(grid);
     const nav = h("nav", { class: "pager" });
-    const base = Object.fromEntries(params.entries());
-    if (res.offset > 0) nav.appendChild(h("a", { href: "#", class: "button", id: "prev", text: "← Previous", onclick: (e) => { e.preventDefault(); go("search", null, Object.assign({}, base, { o: Math.max(0, res.offset - res.k) })); } }));
-    if (res.more) nav.appendChild(h("a", { href: "#", class: "button", id: "next", text: "Next →", onclick: (e) => { e.preventDefault(); go("search", null, Object.assign({}, base, { o: res.offset + res.k })); } }));
+    if (res.offset > 0) nav.appendChild(h("a", { href: "#", class: "button", id: "prev", text: "← Previous", onclick: (e) => { e.preventDefault(); go("search", null, Object.assign({}, base, { c: res.cursor, back: "1" })); } }));
+    if (res.next_cursor) nav.appendChild(h("a", { href: "#", class: "button", id: "next", text: "Next →", onclick: (e) => { e.preventDefault(); go("search", null, Object.assign({}, base, { c: res.next_cursor })); } }));
     results.appendChild(nav);
   }
 
