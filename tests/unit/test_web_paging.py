@@ -9,6 +9,8 @@ have their own tests: test_paging_slices.py, tests/e2e/test_paging_e2e.py)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,3 +108,21 @@ def test_cursors_are_the_callers_own_for_one_search_and_unforgeable(viewer: Any,
     assert _ids(more) == ["p3", "p4", "p5", "p6", "p7"]
     # the server's own paths are not shown to a user who is not the operator
     assert {h["path"] for h in more["hits"]} == {f"p{i}.png" for i in range(3, 8)}
+
+
+def test_a_path_prefix_is_given_as_the_page_shows_paths(viewer: Any, ranked: Ranked, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A user who is not the operator sees sources under the index root ("contracts/a.png"), so the
+    path-prefix filter takes them that way, as search_images does; before, the viewer matched what
+    the user typed against the server's own paths: "contracts/" found nothing."""
+    v = viewer[0]
+    monkeypatch.setattr(v.app, "index_roots", [Path("/srv/pages")])
+    c = logged_in(v, ALICE)
+    answer = c.get("/api/search", params={"q": "x", "filters": json.dumps({"path_prefix": "contracts/"})}).json()
+    assert ranked.asked[-1].filters.path_prefix == "/srv/pages/contracts/"
+    assert answer["hits"]
+    r = c.get("/api/search", params={"q": "x", "filters": json.dumps({"path_prefix": "/etc/"})})
+    assert r.status_code == 400 and "not a relative path under the index root" in r.json()["error"]
+    # paging keeps the filter as the user gave it (the cursor is for this search)
+    two = c.get("/api/search", params={"q": "x", "k": 3, "filters": json.dumps({"path_prefix": "contracts/"})}).json()
+    c.get("/api/search", params={"q": "x", "k": 3, "filters": json.dumps({"path_prefix": "contracts/"}), "cursor": two["next_cursor"]})
+    assert ranked.asked[-1].filters.path_prefix == "/srv/pages/contracts/" and ranked.asked[-1].offset == 3
