@@ -59,7 +59,12 @@
 
   // -- server calls -----------------------------------------------------------------------------
   async function api(path, opts) {
-    const resp = await fetch(path, Object.assign({ credentials: "same-origin", headers: { Accept: "application/json" } }, opts || {}));
+    let resp;
+    try {
+      resp = await fetch(path, Object.assign({ credentials: "same-origin", headers: { Accept: "application/json" } }, opts || {}));
+    } catch (_) { // no answer at all (the browser says only "Failed to fetch"): say what that means
+      throw new Error("The server did not answer: it may be stopped or restarting, or the network is down. Try again in a moment.");
+    }
     if (resp.status === 401) { location.href = "/login"; throw new Error("not logged in"); }
     let data = null;
     try { data = await resp.json(); } catch (_) { data = null; }
@@ -105,6 +110,15 @@
       else await searchView(m, params);
     } catch (e) {
       m.appendChild(errorBox(e));
+    }
+    // The view replaced what had the keyboard focus (the link or button that led here): move it to
+    // the new view's heading, so Tab goes on from there and a screen reader reads where it landed.
+    if (!document.activeElement || document.activeElement === document.body) {
+      const target = m.querySelector("[data-autofocus], .error");
+      if (target) {
+        if (!target.hasAttribute("tabindex")) target.setAttribute("tabindex", "-1");
+        target.focus();
+      }
     }
   }
 
@@ -221,7 +235,7 @@
     } catch (e) {
       clear(results).removeAttribute("aria-busy");
       results.appendChild(errorBox(e));
-      if (cursor) results.appendChild(h("p", {}, h("a", { href: "#", class: "button", id: "start-over", text: "Start the search over", onclick: (ev) => { ev.preventDefault(); go("search", null, base); } })));
+      if (cursor && e.status === 400) results.appendChild(h("p", {}, h("a", { href: "#", class: "button", id: "start-over", text: "Start the search over", onclick: (ev) => { ev.preventDefault(); go("search", null, base); } })));
       return;
     }
     clear(results).removeAttribute("aria-busy");
@@ -232,7 +246,7 @@
       history.replaceState(null, "", "#/search?" + new URLSearchParams(here));
     }
     const head = like ? `Images like ${like.slice(0, 12)}…` + (q ? ` and “${q}”` : "") : `“${res.query || q}”`;
-    results.appendChild(h("p", { class: "summary", id: "result-summary",
+    results.appendChild(h("p", { class: "summary", id: "result-summary", tabindex: "-1", "data-autofocus": true,
       text: res.hits.length ? `${head}: hits ${res.offset + 1}–${res.offset + res.hits.length} of ${res.candidates} candidates · ${fmt(res.timings_ms.total || 0)} ms` : `${head}: no hits` }));
     if (res.note) results.appendChild(h("p", { class: "hint", id: "result-note", text: res.note }));
     const grid = h("div", { class: "hits" });
@@ -356,7 +370,7 @@
     const pages = rec.pages.length > 1 ? h("span", { class: "pages" }, rec.pages.map((p) =>
       p.image_id === id ? h("b", { text: String(p.page) }) : h("a", { href: "#/image/" + enc(p.image_id), text: String(p.page) }))) : `${rec.page} / ${rec.n_pages}`;
     const sections = [
-      h("h2", { class: "file", id: "page-file", text: rec.file }),
+      h("h2", { class: "file", id: "page-file", text: rec.file, tabindex: "-1", "data-autofocus": true }),
       h("p", { class: "actions" },
         h("a", { href: "#/search?" + new URLSearchParams({ like: id }), class: "button", id: "find-similar", text: "Find similar" }),
         h("a", { href: imgUrl(id, "page.png"), class: "button", target: "_blank", rel: "noopener", text: "Open image" })),
@@ -374,9 +388,11 @@
     if ((rec.pii || []).length) sections.push(h("h3", { text: `Personal data (${rec.pii.length})` }), h("ul", {}, rec.pii.map((p) => h("li", { text: `${p.kind}: ${p.text}` }))));
     rec.tables.forEach((t, i) => sections.push(h("h3", { text: `Table ${i + 1}` }),
       h("div", { class: "table-wrap" }, h("table", { class: "cells" }, h("tbody", {}, t.rows.map((row) => h("tr", {}, row.map((c) => h("td", { text: c })))))))));
-    sections.push(h("h3", { text: `OCR lines (${rec.ocr_lines.length}) — click to copy` }),
+    sections.push(h("h3", { text: `OCR lines (${rec.ocr_lines.length}) — click (or Enter) to copy` }),
       h("ol", { class: "lines", id: "ocr-lines" }, rec.ocr_lines.map((ln, i) =>
-        h("li", { dataset: { line: String(i) }, title: `${boxText(ln.bbox)} conf ${fmt(ln.confidence, 2)}`, text: ln.text, onclick: () => copyLine(ln.text, i) }))));
+        h("li", { dataset: { line: String(i) }, title: `${boxText(ln.bbox)} conf ${fmt(ln.confidence, 2)}`, text: ln.text, tabindex: "0",
+          onclick: () => copyLine(ln.text, i),
+          onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); copyLine(ln.text, i); } } }))));
     return h("div", {}, sections);
   }
 
