@@ -297,6 +297,17 @@ def test_search_shows_region_snippet_why_and_pages(site: dict[str, Any], browser
     assert "start the search over" in text_of(d, "#results .error")
     css(d, "#start-over")[0].click()
     wait_until(d, lambda d: "hits 1–1" in text_of(d, "#result-summary"))
+    # the session ends mid-session (idle, or the server restarted): after logging in again the user is
+    # back on the view they were going to, not on an empty search
+    css(d, "#next")[0].click()
+    wait_until(d, lambda d: "hits 2–2" in text_of(d, "#result-summary"))
+    d.delete_all_cookies()
+    css(d, "#next")[0].click()
+    wait_until(d, lambda d: d.current_url.endswith("/login"))
+    css(d, "#token")[0].send_keys(LEGAL_TOKEN)
+    css(d, "button[type=submit]")[0].click()
+    wait_until(d, lambda d: "hits 3–3" in text_of(d, "#result-summary"))
+    assert "q=amount" in d.current_url and "&c=" in d.current_url
 
     from selenium.webdriver.common.keys import Keys
 

@@ -6,6 +6,7 @@
 (() => {
   const SVGNS = "http://www.w3.org/2000/svg";
   const state = { session: null, polling: null };
+  const RETURN_TO = "imgrag-return-to";
   const OVERLAYS = [
     ["match", "Match"], ["ocr", "OCR lines"], ["layout", "Layout"], ["table", "Tables"],
     ["seal", "Seals"], ["date", "Dates"], ["pii", "PII"], ["tile", "Tiles"],
@@ -65,7 +66,13 @@
     } catch (_) { // no answer at all (the browser says only "Failed to fetch"): say what that means
       throw new Error("The server did not answer: it may be stopped or restarting, or the network is down. Try again in a moment.");
     }
-    if (resp.status === 401) { location.href = "/login"; throw new Error("not logged in"); }
+    if (resp.status === 401) {
+      // the session ended (idle, logged out elsewhere, the server restarted): log in again, then come
+      // back to this view, not to an empty search
+      try { sessionStorage.setItem(RETURN_TO, location.hash); } catch (_) { /* storage off: start over */ }
+      location.href = "/login";
+      throw new Error("not logged in");
+    }
     let data = null;
     try { data = await resp.json(); } catch (_) { data = null; }
     if (!resp.ok) {
@@ -545,6 +552,9 @@
     document.getElementById("logout-csrf").value = s.csrf;
     if (!s.can_ask) document.querySelector('[data-nav="ask"]').classList.add("hidden");
     window.addEventListener("hashchange", render);
+    let back = null;
+    try { back = sessionStorage.getItem(RETURN_TO); sessionStorage.removeItem(RETURN_TO); } catch (_) { back = null; }
+    if (back && back.startsWith("#/") && !location.hash) history.replaceState(null, "", back);
     render();
   }
   document.addEventListener("DOMContentLoaded", start);
