@@ -67,7 +67,7 @@ from imgrag.indexing.limits import (
 from imgrag.indexing.loader import shown_path
 from imgrag.indexing.models import OcrLine
 from imgrag.indexing.pipeline import IndexOptions
-from imgrag.indexing.search import SearchRequest, block_of, depth_of
+from imgrag.indexing.search import SearchRequest
 from imgrag.indexing.stores.base import Filters, ImageRecord, Principal
 
 from . import paging
@@ -564,23 +564,11 @@ def build_server(
         with_thumbnails: WithThumbnails = False,
     ) -> Annotated[CallToolResult, SearchImagesOutput]:
         flt = filters or Filters()
-        key = paging.query_key({"q": (query or "").strip(), "f": flt.model_dump(mode="json"), "m": mode, "s": similar_to})
 
         def work(principal: Principal) -> tuple[BaseModel, list[Any]]:
-            who = paging.principal_key(principal)
-            cur = paging.decode_cursor(cursor, key, who) if cursor else None
-            where = flt
-            if flt.path_prefix and not principal.all_access:  # given as get_metadata shows paths
-                where = flt.model_copy(update={"path_prefix": app.root_path(flt.path_prefix)})
-            req = SearchRequest(query=query, k=k, filters=where, mode=mode, similar_to=similar_to)
-            # Page 1 fixes the routes' depth and the re-rank block for every later page: each page
-            # is then the next slice of one ranked list (the cursor checks that list is unchanged).
-            depth, block = (cur.depth, cur.block) if cur else (depth_of(req), block_of(req))
-            offset = cur.offset if cur else 0
-            req = req.model_copy(update={"offset": offset, "depth": depth, "block": block})
-            res = app.search(req, principal)
-            if cur is not None and res.before != cur.seen:
-                raise ImgragError(*paging.RESULTS_CHANGED)
+            req = SearchRequest(query=query, k=k, filters=flt, mode=mode, similar_to=similar_to)
+            page = paging.search_page(app, req, principal, cursor)
+            res, offset = page.result, page.offset
             hits = [
                 SearchHit(
                     image_id=h.image_id,
@@ -603,13 +591,12 @@ def build_server(
                 )
                 for h in res.hits
             ]
-            more = len(hits) == k and offset + len(hits) < res.candidates and offset + len(hits) <= MAX_OFFSET
             out = SearchImagesOutput(
                 query=res.query,
                 hits=hits,
                 offset=offset,
                 candidates=res.candidates,
-                next_cursor=paging.encode_cursor(paging.Cursor(offset + len(hits), depth, block, res.through), key, who) if more else None,
+                next_cursor=page.next_cursor,
                 thumbnail_ids=[h.image_id for h in hits[:MAX_THUMBNAILS]] if with_thumbnails else [],
                 timings_ms=res.timings_ms,
                 note=res.note,

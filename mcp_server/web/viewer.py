@@ -49,6 +49,7 @@ from imgrag.indexing.limits import MAX_CROP_SCALE, MAX_ID_CHARS, MAX_QUERY_CHARS
 from imgrag.indexing.search import SearchRequest
 from imgrag.indexing.stores.base import Filters, ImageRecord, Principal
 
+from .. import paging
 from ..auditing import returned_ids
 from .models import Asker, AskStep
 
@@ -67,6 +68,7 @@ MAX_TOKEN_CHARS = 4096
 FAILED_LOGIN_DELAY_S = 1.0  # a wrong token answers after this: slows guessing without locking anyone out
 THUMB_SIDES = (192, 256, 384, 512)
 PAGE_K = 50
+MAX_CURSOR_CHARS = 1000  # as the MCP tool's cursor argument
 MAX_ASKS_RUNNING = 2
 MAX_QUESTION_CHARS = 2000
 STATIC = {
@@ -614,15 +616,26 @@ class WebViewer:
         like = q.get("like") or None
         if like is not None:
             like = _image_id(like)
+        cursor = q.get("cursor") or None
+        if cursor is not None and len(cursor) > MAX_CURSOR_CHARS:
+            raise ImgragError(paging.NOT_OURS[0], "start the search over")
         req = SearchRequest(
             query=query,
             k=_int(q.get("k"), 20, 1, PAGE_K, "k"),
-            offset=_int(q.get("offset"), 0, 0, 10_000, "offset"),
             filters=parse_filters(q.get("filters")),
             mode=mode,  # type: ignore[arg-type]
             similar_to=like,
         )
-        res = await anyio.to_thread.run_sync(lambda: self.app.search(req, p))
+        back = q.get("back") in ("1", "true")
+        # the MCP tool's paging: page 1 fixes the ranked list, a cursor moves along it, and a write
+        # that changed the hits shown so far answers "the results changed" (no repeats, no gaps)
+        try:
+            page = await anyio.to_thread.run_sync(lambda: paging.search_page(self.app, req, p, cursor, back=back))
+        except ImgragError as e:
+            if cursor is not None and type(e) is ImgragError and "cursor" in e.hint:  # the tool's words, for a person
+                raise ImgragError(e.message, "start the search over") from None
+            raise
+        res = page.result
         hits = []
         for h in res.hits:
             d = h.model_dump(mode="json")
@@ -635,13 +648,15 @@ class WebViewer:
                 "query": res.query,
                 "mode": mode,
                 "like": like,
-                "offset": req.offset,
+                "offset": page.offset,
                 "k": req.k,
                 "candidates": res.candidates,
                 "hits": hits,
                 "timings_ms": res.timings_ms,
                 "note": res.note,
-                "more": len(hits) == req.k and req.offset + len(hits) < res.candidates,
+                "cursor": page.cursor,
+                "next_cursor": page.next_cursor,
+                "more": page.next_cursor is not None,
             }
         )
 

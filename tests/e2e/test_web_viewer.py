@@ -272,16 +272,65 @@ def test_search_shows_region_snippet_why_and_pages(site: dict[str, Any], browser
     assert "memo.png" not in files and "cat.jpg" not in files  # group hr's pages
     screenshot(d, shots, "web-search.png")
 
-    # paging: one hit per page, Next and Previous move through the same ranking
+    # paging: one hit per page, Next and Previous move through the same ranking with the server's
+    # signed cursors (as search_images pages), which the address carries: a reload shows the same page
     d.get(site["serve"] + "/#/search?q=amount&k=1")
     wait_for(d, "#next")
     page1 = css(d, ".hit .file")[0].text
     css(d, "#next")[0].click()
     wait_until(d, lambda d: "hits 2–2" in text_of(d, "#result-summary"))
-    assert css(d, ".hit .file")[0].text != page1
+    page2 = css(d, ".hit .file")[0].text
+    assert page2 != page1 and "&c=" in d.current_url
+    d.refresh()
+    wait_until(d, lambda d: "hits 2–2" in text_of(d, "#result-summary"))
+    assert css(d, ".hit .file")[0].text == page2
     css(d, "#prev")[0].click()
     wait_until(d, lambda d: "hits 1–1" in text_of(d, "#result-summary"))
     assert css(d, ".hit .file")[0].text == page1
+    assert "c=" not in d.current_url.split("?", 1)[1]  # page 1's own address again
+    # a cursor that is not the server's (edited, or from before a restart; a write in between answers
+    # the same way: tests/unit/test_web_paging.py) says so, with a button to start over
+    css(d, "#next")[0].click()
+    wait_until(d, lambda d: "hits 2–2" in text_of(d, "#result-summary"))
+    d.get(d.current_url.replace("&c=", "&c=x"))
+    wait_until(d, lambda d: "not one this server issued" in text_of(d, "#results .error"))
+    assert "start the search over" in text_of(d, "#results .error")
+    css(d, "#start-over")[0].click()
+    wait_until(d, lambda d: "hits 1–1" in text_of(d, "#result-summary"))
+    # the session ends mid-session (idle, or the server restarted): after logging in again the user is
+    # back on the view they were going to, not on an empty search
+    css(d, "#next")[0].click()
+    wait_until(d, lambda d: "hits 2–2" in text_of(d, "#result-summary"))
+    d.delete_all_cookies()
+    css(d, "#next")[0].click()
+    wait_until(d, lambda d: d.current_url.endswith("/login"))
+    css(d, "#token")[0].send_keys(LEGAL_TOKEN)
+    css(d, "button[type=submit]")[0].click()
+    wait_until(d, lambda d: "hits 3–3" in text_of(d, "#result-summary"))
+    assert "q=amount" in d.current_url and "&c=" in d.current_url
+
+    from selenium.webdriver.common.keys import Keys
+
+    # keyboard: Enter in the query searches, and the focus lands on the results (not lost to the page top)
+    d.get(site["serve"] + "/#/search")
+    wait_for(d, "#q").send_keys("amount", Keys.ENTER)
+    wait_until(d, lambda d: "hits 1–" in text_of(d, "#result-summary"))
+    assert d.execute_script("return document.activeElement.id") == "result-summary"
+    d.switch_to.active_element.send_keys(Keys.TAB)
+    assert d.execute_script("return document.activeElement.closest('.hit') !== null")
+
+    # the server stops answering mid-session: the page says so (Chromium's own words are "Failed to fetch")
+    d.get(site["serve"] + "/#/search?q=amount&k=1")
+    wait_for(d, "#next")
+    d.execute_cdp_cmd("Network.enable", {})
+    offline = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+    d.execute_cdp_cmd("Network.emulateNetworkConditions", {**offline, "offline": True})
+    try:
+        css(d, "#next")[0].click()
+        wait_until(d, lambda d: text_of(d, "#results .error"))
+        assert "The server did not answer" in text_of(d, "#results .error")
+    finally:
+        d.execute_cdp_cmd("Network.emulateNetworkConditions", {**offline, "offline": False})
 
     # filters come from the Filters model: quality choices and the seal switch are there
     d.get(site["serve"] + "/#/search")
@@ -321,6 +370,14 @@ def test_page_view_overlays_copy_and_escaping(site: dict[str, Any], browser: Any
     item.click()
     wait_until(d, lambda d: "Copied: Total amount" in text_of(d, "#toast"))
     assert "picked" in item.get_attribute("class")
+    # ... or reach it with the keyboard and press Enter
+    from selenium.webdriver.common.keys import Keys
+
+    other = next(li for li in css(d, "#ocr-lines li") if "Total amount" not in li.text)
+    d.execute_script("arguments[0].focus()", other)
+    d.switch_to.active_element.send_keys(Keys.ENTER)
+    wait_until(d, lambda d: "picked" in other.get_attribute("class"))
+    assert f"Copied: {other.text[:20]}" in text_of(d, "#toast")
     # zoom
     before = css(d, "#zoom-label")[0].text
     css(d, "#zoom-in")[0].click()

@@ -125,7 +125,8 @@ def test_pages_are_slices_of_one_ranked_list(seed: int) -> None:
 
 def test_offset_paging_without_a_cursor_reads_page_1s_depth() -> None:
     """The defaults do not grow with the offset: pages of one k are slices of one list even without a
-    cursor (the web viewer pages by offset), where before page 4 re-ranked a window of 40."""
+    cursor (offset paging, as the web viewer did before it used cursors), where before page 4
+    re-ranked a window of 40."""
     searcher = Searcher(_runtime(7, max_k=400))
     pages = [searcher.search(SearchRequest(query="zebra lion", k=10, offset=o), OPERATOR) for o in range(0, 60, 10)]
     whole = searcher.search(SearchRequest(query="zebra lion", k=60, depth=50, block=30), OPERATOR)

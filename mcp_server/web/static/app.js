@@ -6,6 +6,7 @@
 (() => {
   const SVGNS = "http://www.w3.org/2000/svg";
   const state = { session: null, polling: null };
+  const RETURN_TO = "imgrag-return-to";
   const OVERLAYS = [
     ["match", "Match"], ["ocr", "OCR lines"], ["layout", "Layout"], ["table", "Tables"],
     ["seal", "Seals"], ["date", "Dates"], ["pii", "PII"], ["tile", "Tiles"],
@@ -59,8 +60,19 @@
 
   // -- server calls -----------------------------------------------------------------------------
   async function api(path, opts) {
-    const resp = await fetch(path, Object.assign({ credentials: "same-origin", headers: { Accept: "application/json" } }, opts || {}));
-    if (resp.status === 401) { location.href = "/login"; throw new Error("not logged in"); }
+    let resp;
+    try {
+      resp = await fetch(path, Object.assign({ credentials: "same-origin", headers: { Accept: "application/json" } }, opts || {}));
+    } catch (_) { // no answer at all (the browser says only "Failed to fetch"): say what that means
+      throw new Error("The server did not answer: it may be stopped or restarting, or the network is down. Try again in a moment.");
+    }
+    if (resp.status === 401) {
+      // the session ended (idle, logged out elsewhere, the server restarted): log in again, then come
+      // back to this view, not to an empty search
+      try { sessionStorage.setItem(RETURN_TO, location.hash); } catch (_) { /* storage off: start over */ }
+      location.href = "/login";
+      throw new Error("not logged in");
+    }
     let data = null;
     try { data = await resp.json(); } catch (_) { data = null; }
     if (!resp.ok) {
@@ -105,6 +117,15 @@
       else await searchView(m, params);
     } catch (e) {
       m.appendChild(errorBox(e));
+    }
+    // The view replaced what had the keyboard focus (the link or button that led here): move it to
+    // the new view's heading, so Tab goes on from there and a screen reader reads where it landed.
+    if (!document.activeElement || document.activeElement === document.body) {
+      const target = m.querySelector("[data-autofocus], .error");
+      if (target) {
+        if (!target.hasAttribute("tabindex")) target.setAttribute("tabindex", "-1");
+        target.focus();
+      }
     }
   }
 
@@ -180,7 +201,7 @@
   async function searchView(m, params) {
     const q = params.get("q") || "", mode = params.get("mode") || "hybrid", like = params.get("like") || "";
     const filters = parseJSON(params.get("f"), {});
-    const offset = parseInt(params.get("o") || "0", 10) || 0;
+    const cursor = params.get("c") || "", back = params.get("back") === "1";
     const k = Math.min(state.session.max_k, Math.max(1, parseInt(params.get("k") || "20", 10) || 20));
     const fbox = filterForm(filters);
     const input = h("input", { type: "search", name: "q", id: "q", value: q, placeholder: "Search text on the page or what it shows (中文 / English)", "aria-label": "query" });
@@ -205,22 +226,42 @@
     }
     const results = h("section", { id: "results", "aria-busy": "true" }, h("p", { class: "hint", text: "Searching…" }));
     m.appendChild(results);
-    const p = { q, mode, offset, k };
+    const p = { q, mode, k };
     if (nFilters) p.filters = JSON.stringify(filters);
     if (like) p.like = like;
-    const res = await api("/api/search?" + new URLSearchParams(p));
+    // Pages move along one ranked list with the server's signed cursors (as search_images does over
+    // MCP): "c" is the cursor of the page shown, "back=1" asks for the page before it. A write to the
+    // index that changed the hits shown so far is said, instead of repeating or skipping hits.
+    if (cursor) p.cursor = cursor;
+    if (cursor && back) p.back = 1;
+    const base = Object.fromEntries(params.entries());
+    delete base.c; delete base.back; delete base.o;
+    let res;
+    try {
+      res = await api("/api/search?" + new URLSearchParams(p));
+    } catch (e) {
+      clear(results).removeAttribute("aria-busy");
+      results.appendChild(errorBox(e));
+      if (cursor && e.status === 400) results.appendChild(h("p", {}, h("a", { href: "#", class: "button", id: "start-over", text: "Start the search over", onclick: (ev) => { ev.preventDefault(); go("search", null, base); } })));
+      return;
+    }
     clear(results).removeAttribute("aria-busy");
+    if (back || params.has("o")) {
+      // the address of the page now shown: its own cursor (none for page 1), so reloading it or
+      // coming back to it later shows this page again
+      const here = res.offset > 0 ? Object.assign({}, base, { c: res.cursor }) : base;
+      history.replaceState(null, "", "#/search?" + new URLSearchParams(here));
+    }
     const head = like ? `Images like ${like.slice(0, 12)}…` + (q ? ` and “${q}”` : "") : `“${res.query || q}”`;
-    results.appendChild(h("p", { class: "summary", id: "result-summary",
+    results.appendChild(h("p", { class: "summary", id: "result-summary", tabindex: "-1", "data-autofocus": true,
       text: res.hits.length ? `${head}: hits ${res.offset + 1}–${res.offset + res.hits.length} of ${res.candidates} candidates · ${fmt(res.timings_ms.total || 0)} ms` : `${head}: no hits` }));
     if (res.note) results.appendChild(h("p", { class: "hint", id: "result-note", text: res.note }));
     const grid = h("div", { class: "hits" });
     res.hits.forEach((hit, i) => grid.appendChild(hitCard(hit, res.offset + i + 1)));
     results.appendChild(grid);
     const nav = h("nav", { class: "pager" });
-    const base = Object.fromEntries(params.entries());
-    if (res.offset > 0) nav.appendChild(h("a", { href: "#", class: "button", id: "prev", text: "← Previous", onclick: (e) => { e.preventDefault(); go("search", null, Object.assign({}, base, { o: Math.max(0, res.offset - res.k) })); } }));
-    if (res.more) nav.appendChild(h("a", { href: "#", class: "button", id: "next", text: "Next →", onclick: (e) => { e.preventDefault(); go("search", null, Object.assign({}, base, { o: res.offset + res.k })); } }));
+    if (res.offset > 0) nav.appendChild(h("a", { href: "#", class: "button", id: "prev", text: "← Previous", onclick: (e) => { e.preventDefault(); go("search", null, Object.assign({}, base, { c: res.cursor, back: "1" })); } }));
+    if (res.next_cursor) nav.appendChild(h("a", { href: "#", class: "button", id: "next", text: "Next →", onclick: (e) => { e.preventDefault(); go("search", null, Object.assign({}, base, { c: res.next_cursor })); } }));
     results.appendChild(nav);
   }
 
@@ -336,7 +377,7 @@
     const pages = rec.pages.length > 1 ? h("span", { class: "pages" }, rec.pages.map((p) =>
       p.image_id === id ? h("b", { text: String(p.page) }) : h("a", { href: "#/image/" + enc(p.image_id), text: String(p.page) }))) : `${rec.page} / ${rec.n_pages}`;
     const sections = [
-      h("h2", { class: "file", id: "page-file", text: rec.file }),
+      h("h2", { class: "file", id: "page-file", text: rec.file, tabindex: "-1", "data-autofocus": true }),
       h("p", { class: "actions" },
         h("a", { href: "#/search?" + new URLSearchParams({ like: id }), class: "button", id: "find-similar", text: "Find similar" }),
         h("a", { href: imgUrl(id, "page.png"), class: "button", target: "_blank", rel: "noopener", text: "Open image" })),
@@ -354,9 +395,11 @@
     if ((rec.pii || []).length) sections.push(h("h3", { text: `Personal data (${rec.pii.length})` }), h("ul", {}, rec.pii.map((p) => h("li", { text: `${p.kind}: ${p.text}` }))));
     rec.tables.forEach((t, i) => sections.push(h("h3", { text: `Table ${i + 1}` }),
       h("div", { class: "table-wrap" }, h("table", { class: "cells" }, h("tbody", {}, t.rows.map((row) => h("tr", {}, row.map((c) => h("td", { text: c })))))))));
-    sections.push(h("h3", { text: `OCR lines (${rec.ocr_lines.length}) — click to copy` }),
+    sections.push(h("h3", { text: `OCR lines (${rec.ocr_lines.length}) — click (or Enter) to copy` }),
       h("ol", { class: "lines", id: "ocr-lines" }, rec.ocr_lines.map((ln, i) =>
-        h("li", { dataset: { line: String(i) }, title: `${boxText(ln.bbox)} conf ${fmt(ln.confidence, 2)}`, text: ln.text, onclick: () => copyLine(ln.text, i) }))));
+        h("li", { dataset: { line: String(i) }, title: `${boxText(ln.bbox)} conf ${fmt(ln.confidence, 2)}`, text: ln.text, tabindex: "0",
+          onclick: () => copyLine(ln.text, i),
+          onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); copyLine(ln.text, i); } } }))));
     return h("div", {}, sections);
   }
 
@@ -509,6 +552,9 @@
     document.getElementById("logout-csrf").value = s.csrf;
     if (!s.can_ask) document.querySelector('[data-nav="ask"]').classList.add("hidden");
     window.addEventListener("hashchange", render);
+    let back = null;
+    try { back = sessionStorage.getItem(RETURN_TO); sessionStorage.removeItem(RETURN_TO); } catch (_) { back = null; }
+    if (back && back.startsWith("#/") && !location.hash) history.replaceState(null, "", back);
     render();
   }
   document.addEventListener("DOMContentLoaded", start);
