@@ -22,6 +22,7 @@ run and every page already in the index that shares a key with them, and stored 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -122,7 +123,12 @@ def _sidecar(path: Path, roots: Sequence[Path] | None = None) -> dict[str, str]:
         if not side.is_file() or side.stat().st_size > _MAX_SIDECAR_BYTES:
             return {}
         data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:  # a file name of 244+ bytes: no sidecar name can be longer
+            return {}
+        log.warning("sidecar %s ignored: %s", side, e)
+        return {}
+    except ValueError as e:
         log.warning("sidecar %s ignored: %s", side, e)
         return {}
     if not isinstance(data, dict):

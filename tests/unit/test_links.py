@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
+
+import pytest
 
 from imgrag.indexing.links import compute_links, file_keys, keys_of, link_kind, read_off
 from imgrag.indexing.models import PiiFinding
@@ -106,3 +109,13 @@ def test_personal_fields_are_findings_masked_like_ocr_ones() -> None:
     assert m.caption == "CT of the chest" and m.file_meta == {"institution": "Riverside"}
     assert mask_record(m) == m  # masking twice changes nothing
     assert r.pii[0].text == "DOE JANE"  # a copy
+
+
+def test_a_file_name_too_long_for_a_sidecar_has_none_and_no_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 255-byte file name is valid; ``NAME.imgrag.json`` is not (ENAMETOOLONG). That is no broken
+    sidecar: indexing such a file printed a WARNING line among the run's report."""
+    img = tmp_path / ("x" * 251 + ".png")
+    img.write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="imgrag.indexing.links"):
+        assert file_keys(img) == {}
+    assert not caplog.records, caplog.text
