@@ -363,6 +363,7 @@ class Indexer:
         # duplicate check, as when their retirement is written before that file is looked up.
         dropped: set[str] = set()
         ahead: dict[str, tuple[str, dict[str, str], set[str]]] = {}
+        checked: dict[tuple[str, str], bool] = {}  # (path, content id) -> whether that file still holds it
         for n, path in enumerate(files):
             if n % LOOK_AHEAD_FILES == 0:
                 ahead = self._look_ahead(files[n : n + LOOK_AHEAD_FILES], opts.roots)
@@ -401,6 +402,11 @@ class Indexer:
                             yield replace(pg, image_id=own), stale, page_opts
                             stale = {}
                             continue
+                        if twin is not None and twin.path != str(path) and twin.image_id not in handed and not self._still_there(twin, opts.roots, checked):
+                            handed.add(twin.image_id)  # its file is gone or holds other bytes: the page moves here
+                            yield replace(pg, image_id=twin.image_id), {**stale, twin.image_id: twin.doc_id}, self._inherit({twin.image_id: twin.doc_id}, opts)
+                            stale = {}
+                            continue
                         if twin is None:
                             summary.duplicates += 1
                         elif twin.path == str(path):
@@ -419,16 +425,50 @@ class Indexer:
                         live = pg.image_id in known[2] and pg.image_id not in dropped
                     else:
                         live = pg.image_id in store.live_ids([pg.image_id])
-                    if pg.image_id in handed or live:
+                    moved = None
+                    if live and pg.image_id not in handed:
+                        # A copy indexed from another path: a duplicate, unless that file is gone or
+                        # holds other bytes now (renamed, moved, deleted, overwritten). The page then
+                        # moves here (same id, its ACL, metadata and tags), instead of pointing for
+                        # good at a file that no longer has it.
+                        old = self.rt.store.get_many([pg.image_id], OPERATOR).get(pg.image_id)
+                        moved = old if old is not None and not self._still_there(old, opts.roots, checked) else None
+                    if moved is None and (pg.image_id in handed or live):
                         summary.duplicates += 1
                         progress("skip", {"path": str(path), "page": pg.page})
                         continue
                     handed.add(pg.image_id)
                     dropped.update(stale)
-                    yield pg, stale, page_opts
+                    if moved is not None:
+                        yield pg, {**stale, moved.image_id: moved.doc_id}, self._inherit({moved.image_id: moved.doc_id}, opts) if not stale else page_opts
+                    else:
+                        yield pg, stale, page_opts
                     stale = {}
             except BadFileError as e:
                 self._fail(summary, progress, str(path), e, e.page)
+
+    @staticmethod
+    def _still_there(rec: ImageRecord, roots: Sequence[Path] | None, checked: dict[tuple[str, str], bool]) -> bool:
+        """Whether the file ``rec`` was indexed from still holds its content (``checked``: the
+        answers of this run, one per file and content). The same size and modification time say so
+        without reading it; a file that is gone, or no longer a regular file, does not. One that
+        cannot be read, or lies outside ``roots`` (never opened), counts as still there."""
+        key = (rec.path, rec.doc_id)
+        if key not in checked:
+            p = Path(rec.path)
+            try:
+                st = p.stat()
+                if not stat.S_ISREG(st.st_mode):
+                    checked[key] = False
+                elif (st.st_size, st.st_mtime) == (rec.file_size, rec.mtime) or outside_roots(p, roots):
+                    checked[key] = True
+                else:
+                    checked[key] = file_digest(p) == rec.doc_id
+            except (FileNotFoundError, NotADirectoryError):
+                checked[key] = False
+            except (OSError, ValueError):
+                checked[key] = True
+        return checked[key]
 
     def _look_ahead(self, files: list[Path], roots: Sequence[Path] | None) -> dict[str, tuple[str, dict[str, str], set[str]]]:
         """For a run of files, by path: the content id its bytes have now, the live pages indexed

@@ -11,7 +11,7 @@ import pytest
 from imgrag.indexing import pipeline
 from imgrag.indexing.pipeline import Indexer, IndexOptions
 from imgrag.indexing.runtime import Runtime
-from imgrag.indexing.stores.base import OPERATOR, Filters
+from imgrag.indexing.stores.base import OPERATOR, Filters, Principal
 from imgrag.indexing.stores.lance import LanceStore
 from PIL import Image
 from test_pipeline_failures import rt  # noqa: F401  (the fixture: a real LanceStore, stand-in models)
@@ -130,3 +130,47 @@ def test_the_look_ahead_opens_only_regular_files_inside_the_roots(rt: Runtime, t
     found = Indexer(rt)._look_ahead([ok, link, fifo, root / "gone.png"], [root.resolve()])
     assert set(found) == {str(ok)}
     assert set(Indexer(rt)._look_ahead([link], None)) == {str(link)}  # no roots: a link is a file like any other
+
+
+def test_a_renamed_moved_or_deleted_first_copy_moves_its_pages_to_the_file_that_has_them(rt: Runtime, tmp_path: Path) -> None:  # noqa: F811
+    """A file renamed (or moved, or deleted while a copy of it remains) was counted a duplicate of
+    its own old page for good: search kept naming a file that is gone, and cropping it failed. The
+    page now moves to the file that holds it, under its id; a copy beside a file still there stays a
+    duplicate, and nothing is indexed twice."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    image(folder / "a.png", 10)
+    image(folder / "dup1.png", 20)
+    image(folder / "dup2.png", 20)
+    image(folder / "over.png", 40)
+    image(folder / "keep1.png", 30)
+    image(folder / "keep2.png", 30)
+    first = Indexer(rt).index([folder], IndexOptions(batch_size=2, workers=1))
+    assert (first.indexed, first.duplicates) == (4, 2)
+    old = live(rt)
+    (folder / "a.png").rename(folder / "renamed.png")
+    (folder / "dup1.png").unlink()
+    image(folder / "over.png", 50)  # overwritten: its old bytes survive only in a new file
+    image(folder / "zz_over_copy.png", 40)
+    second = Indexer(rt).index([folder], IndexOptions(batch_size=2, workers=1))
+    assert (second.indexed, second.duplicates, second.unchanged) == (4, 1, 1), second
+    now = live(rt)
+    assert set(now) == {"renamed.png", "dup2.png", "over.png", "zz_over_copy.png", "keep1.png"}
+    assert (now["renamed.png"], now["dup2.png"], now["zz_over_copy.png"]) == (old["a.png"], old["dup1.png"], old["over.png"])
+    assert rt.store.count(OPERATOR, Filters()) == 5
+    third = Indexer(rt).index([folder], IndexOptions(batch_size=2, workers=1))
+    assert (third.indexed, third.duplicates, third.unchanged, third.version) == (0, 1, 5, None)
+
+
+def test_a_renamed_file_moves_for_a_caller_who_is_not_the_operator(rt: Runtime, tmp_path: Path) -> None:  # noqa: F811
+    """The same over MCP, where pages are looked up as the copies the caller can see."""
+    alice = Principal(name="alice")
+    folder = tmp_path / "n"
+    folder.mkdir()
+    image(folder / "a.png", 10)
+    assert Indexer(rt).index([folder], IndexOptions(principal=alice)).indexed == 1
+    old = live(rt)["a.png"]
+    (folder / "a.png").rename(folder / "b.png")
+    second = Indexer(rt).index([folder], IndexOptions(principal=alice))
+    assert (second.indexed, second.duplicates) == (1, 0)
+    assert live(rt) == {"b.png": old}
