@@ -174,6 +174,8 @@ def discover(paths: Iterable[str | Path], roots: Sequence[Path] | None = None) -
             problems.append(r if isinstance(r := _resolve(p), Skipped) else Skipped(shown_path(p), "cannot follow the link"))
         elif not p.exists():
             problems.append(Skipped(shown_path(p), "no such file or folder — check the path"))
+        elif p.is_dir() and outside_roots(p, roots):  # a link to a folder elsewhere: not even listed
+            problems.append(Skipped(shown_path(p), "a link to a folder outside the folders this server may index: skipped, not read"))
         elif p.is_dir():
 
             def unreadable(e: OSError) -> None:
