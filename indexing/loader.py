@@ -179,9 +179,12 @@ def discover(paths: Iterable[str | Path], roots: Sequence[Path] | None = None) -
         elif p.is_dir():
 
             def unreadable(e: OSError) -> None:
-                problems.append(
-                    Skipped(shown_path(e.filename), f"cannot list this folder ({e.strerror}) — check its permissions")
+                fix = (
+                    "the path is longer than the system allows (PATH_MAX); move the folder higher up or shorten its names"
+                    if e.errno == errno.ENAMETOOLONG else "check its permissions" if e.errno in (errno.EACCES, errno.EPERM)
+                    else "check the folder and the disk"
                 )
+                problems.append(Skipped(shown_path(e.filename), f"cannot list this folder ({e.strerror}) — {fix}"))
 
             for root, dirs, files in os.walk(p, onerror=unreadable):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))

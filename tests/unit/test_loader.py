@@ -133,3 +133,25 @@ def test_deep_greys_keep_their_tones(tmp_path: Path, mode: str, scale: float) ->
     ink, paper = pg.image[20, 30], pg.image[5, 5]
     assert pg.image.dtype == np.uint8 and pg.image.shape == (40, 60, 3)
     assert ink.max() < 20 and paper.min() > 235, (ink, paper)
+
+
+def test_a_folder_too_deep_to_list_says_so_not_permissions(tmp_path: Path) -> None:
+    """A folder whose path is over PATH_MAX (4096 bytes) cannot be listed: the line said "check its
+    permissions", which is not the problem. A good file beside it is still found."""
+    import os
+
+    (tmp_path / "good.png").write_bytes(b"x")
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        for _ in range(20):  # 20 x 241 bytes: deeper than any path the system resolves
+            os.mkdir("d" * 240, dir_fd=fd)
+            nxt = os.open("d" * 240, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        os.close(os.open("deep.png", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
+    finally:
+        os.close(fd)
+    files, problems = discover([tmp_path])
+    assert files == [(tmp_path / "good.png").resolve()]
+    assert len(problems) == 1 and "cannot list this folder (File name too long)" in problems[0].reason
+    assert "permissions" not in problems[0].reason and "PATH_MAX" in problems[0].reason
