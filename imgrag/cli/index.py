@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from imgrag.indexing.errors import ImgragError
 
@@ -170,7 +171,7 @@ def versions(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     for col in ("version", "time", "operation", "summary"):
         table.add_column(col)
     for v in vs:
-        table.add_row(str(v.version), v.time.strftime("%Y-%m-%d %H:%M:%S"), v.op, json.dumps(v.summary, ensure_ascii=False))
+        table.add_row(str(v.version), v.time.strftime("%Y-%m-%d %H:%M:%S"), v.op, Text(json.dumps(v.summary, ensure_ascii=False)))
     out.print(table)
 
 
