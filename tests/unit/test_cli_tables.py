@@ -48,3 +48,22 @@ def test_audit_prints_callers_names_as_they_are(monkeypatch: pytest.MonkeyPatch,
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "[/x]eve\\x1b[2J" in result.output and "\x1b[2J" not in result.output
+
+
+def test_ask_prints_each_citation_on_its_own_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`imgrag ask` printed a cited file's name raw: "crlf\\r\\nname.png" split the citation line in
+    two and an escape sequence in a name reached the terminal (imgrag search escaped them already)."""
+    import imgrag.agent.ask as agent_ask
+    from imgrag.agent.schemas import Answer, Citation
+
+    cite = Citation(image_id="abc", path="/data/crlf\r\nname\x1b[2J.png", page=1, snippet="crlf name")
+
+    async def fake_ask(question: str, **kw: Any) -> tuple[Answer, list[str], dict[str, list[float]]]:
+        return Answer(question=question, answer="It says crlf name [1].", mode="extractive", citations=[cite]), [], {}
+
+    monkeypatch.setattr(agent_ask, "ask", fake_ask)
+    result = CliRunner().invoke(app, ["ask", "what does it say", "--no-llm"], prog_name="imgrag")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    (line,) = [ln for ln in result.output.splitlines() if ln.startswith("  [1]")]
+    assert line == "  [1] abc · /data/crlf\\r\\nname\\x1b[2J.png · page 1 · bbox —"
+    assert "\x1b" not in result.output and "\r" not in result.output
