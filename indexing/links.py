@@ -128,7 +128,7 @@ def _sidecar(path: Path, roots: Sequence[Path] | None = None) -> dict[str, str]:
             return {}
         log.warning("sidecar %s ignored: %s", side, e)
         return {}
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, or nested too deep for the parser
         log.warning("sidecar %s ignored: %s", side, e)
         return {}
     if not isinstance(data, dict):

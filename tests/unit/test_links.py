@@ -119,3 +119,14 @@ def test_a_file_name_too_long_for_a_sidecar_has_none_and_no_warning(tmp_path: Pa
     with caplog.at_level(logging.WARNING, logger="imgrag.indexing.links"):
         assert file_keys(img) == {}
     assert not caplog.records, caplog.text
+
+
+def test_a_sidecar_nested_too_deep_is_ignored_not_the_files_failure(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 60 KB sidecar of nested brackets (under the size limit) raised RecursionError out of the
+    JSON parser: its image failed as "analysis failed: RecursionError ... report it"."""
+    img = tmp_path / "a.png"
+    img.write_bytes(b"")
+    (tmp_path / "a.png.imgrag.json").write_text('{"k": ' + "[" * 30000 + "]" * 30000 + "}")
+    with caplog.at_level(logging.WARNING, logger="imgrag.indexing.links"):
+        assert file_keys(img) == {}
+    assert "ignored" in caplog.text
