@@ -364,6 +364,7 @@ class Indexer:
         dropped: set[str] = set()
         ahead: dict[str, tuple[str, dict[str, str], set[str]]] = {}
         checked: dict[tuple[str, str], bool] = {}  # (path, content id) -> whether that file still holds it
+        copied: set[str] = set()  # content ids whose indexed file still holds them: later pages are duplicates
         for n, path in enumerate(files):
             if n % LOOK_AHEAD_FILES == 0:
                 ahead = self._look_ahead(files[n : n + LOOK_AHEAD_FILES], opts.roots)
@@ -426,13 +427,15 @@ class Indexer:
                     else:
                         live = pg.image_id in store.live_ids([pg.image_id])
                     moved = None
-                    if live and pg.image_id not in handed:
+                    if live and pg.image_id not in handed and pg.doc_id not in copied:
                         # A copy indexed from another path: a duplicate, unless that file is gone or
                         # holds other bytes now (renamed, moved, deleted, overwritten). The page then
                         # moves here (same id, its ACL, metadata and tags), instead of pointing for
-                        # good at a file that no longer has it.
+                        # good at a file that no longer has it. (One lookup a document, not a page.)
                         old = self.rt.store.get_many([pg.image_id], OPERATOR).get(pg.image_id)
                         moved = old if old is not None and not self._still_there(old, opts.roots, checked) else None
+                        if moved is None:
+                            copied.add(pg.doc_id)
                     if moved is None and (pg.image_id in handed or live):
                         summary.duplicates += 1
                         progress("skip", {"path": str(path), "page": pg.page})

@@ -174,3 +174,20 @@ def test_a_renamed_file_moves_for_a_caller_who_is_not_the_operator(rt: Runtime, 
     second = Indexer(rt).index([folder], IndexOptions(principal=alice))
     assert (second.indexed, second.duplicates) == (1, 0)
     assert live(rt) == {"b.png": old}
+
+
+def test_a_copy_of_a_document_still_there_costs_one_lookup_not_one_a_page(
+    rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    folder = tmp_path / "c"
+    folder.mkdir()
+    frames = [Image.new("RGB", (64, 48), (v, v, v)) for v in (10, 90, 170)]
+    frames[0].save(folder / "a.tif", save_all=True, append_images=frames[1:])
+    Indexer(rt).index([folder])
+    (folder / "b.tif").write_bytes((folder / "a.tif").read_bytes())
+    calls: list[list[str]] = []
+    real = rt.store.get_many
+    monkeypatch.setattr(rt.store, "get_many", lambda ids, who: calls.append(list(ids)) or real(ids, who))
+    summary = Indexer(rt).index([folder])
+    assert (summary.indexed, summary.duplicates, summary.unchanged) == (0, 3, 3)
+    assert len([c for c in calls if len(c) == 1]) == 1, calls  # the copy's check (the other call: a.tif's links)
