@@ -134,12 +134,27 @@ def _resolve(p: Path) -> Path | Skipped:
         return Skipped(shown_path(p), f"cannot read ({e.strerror or e}) — check the path and its permissions")
 
 
-def _utf8_name(p: Path) -> Skipped | None:
+def _utf8_name(p: Path, what: str = "file") -> Skipped | None:
+    """Why ``p`` cannot be indexed by its name: the name, or a folder above it, is not valid UTF-8
+    (reported as such: renaming the file would not help)."""
     try:
         str(p).encode("utf-8")
     except UnicodeEncodeError:
-        return Skipped(shown_path(p), "the file name is not valid UTF-8 — rename the file")
+        try:
+            str(p.parent).encode("utf-8")
+        except UnicodeEncodeError:
+            folder = next(a for a in reversed([p.parent, *p.parent.parents]) if not _encodes(a))
+            return Skipped(shown_path(p), f"the name of the folder {shown_path(folder.name)} above it is not valid UTF-8 — rename that folder")
+        return Skipped(shown_path(p), f"the {what} name is not valid UTF-8 — rename the {what}")
     return None
+
+
+def _encodes(p: Path) -> bool:
+    try:
+        str(p).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def discover(paths: Iterable[str | Path], roots: Sequence[Path] | None = None) -> tuple[list[Path], list[Skipped]]:
@@ -187,6 +202,10 @@ def discover(paths: Iterable[str | Path], roots: Sequence[Path] | None = None) -
                 problems.append(Skipped(shown_path(e.filename), f"cannot list this folder ({e.strerror}) — {fix}"))
 
             for root, dirs, files in os.walk(p, onerror=unreadable):
+                if not _encodes(Path(root)):  # one line for the folder, not one for each file in it
+                    problems.append(_utf8_name(Path(root), "folder"))  # type: ignore[arg-type]
+                    dirs[:] = []
+                    continue
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
                     f = Path(root) / name

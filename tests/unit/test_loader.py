@@ -155,3 +155,22 @@ def test_a_folder_too_deep_to_list_says_so_not_permissions(tmp_path: Path) -> No
     assert files == [(tmp_path / "good.png").resolve()]
     assert len(problems) == 1 and "cannot list this folder (File name too long)" in problems[0].reason
     assert "permissions" not in problems[0].reason and "PATH_MAX" in problems[0].reason
+
+
+def test_a_folder_whose_name_is_not_utf8_is_one_line_that_names_it(tmp_path: Path) -> None:
+    """A Latin-1 folder of scans gave one "the file name is not valid UTF-8 — rename the file" line
+    per file in it: thousands of lines, each with a fix that does not help (the folder is the problem)."""
+    import os
+
+    folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/scans_\xe9t\xe9"))
+    (folder / "sub").mkdir(parents=True)
+    for name in ("a.png", "b.png", "sub/c.png"):
+        (folder / name).write_bytes(b"x")
+    (tmp_path / "good.png").write_bytes(b"x")
+    files, problems = discover([tmp_path])
+    assert files == [(tmp_path / "good.png").resolve()]
+    assert [(p.path, p.reason) for p in problems] == [
+        (f"{tmp_path}/scans_\\udce9t\\udce9", "the folder name is not valid UTF-8 — rename the folder")
+    ]
+    _, named = discover([folder / "a.png"])
+    assert [p.reason for p in named] == ["the name of the folder scans_\\udce9t\\udce9 above it is not valid UTF-8 — rename that folder"]
