@@ -349,10 +349,13 @@ class Indexer:
         )
 
     def _pages(
-        self, files: list[Path], summary: IndexSummary, progress: ProgressFn, unchanged: list[str], opts: IndexOptions
+        self, files: list[Path], summary: IndexSummary, progress: ProgressFn, unchanged: list[str], opts: IndexOptions,
+        orphaned: dict[str, str] | None = None,
     ) -> Iterator[tuple[Page, dict[str, str], IndexOptions]]:
         """Pages that need indexing, with the stale ids (same path, other content) they replace and
-        the options to index them with. A file or page that cannot be read is reported and skipped."""
+        the options to index them with. A file or page that cannot be read is reported and skipped.
+        ``orphaned`` receives the stale ids of files whose new content needs no page written (it is
+        indexed already, from another file): nothing written retires them, the caller does."""
         s = self.rt.settings
         store = self.rt.store
         caller = caller_of(opts)
@@ -377,11 +380,13 @@ class Indexer:
                     path, max_pixels=s.max_pixels, pdf_dpi=s.pdf_dpi, max_file_mb=s.max_file_mb, max_pages=s.max_pages
                 )
                 first = True
+                page_failed = False
                 page_opts = opts
                 stale: dict[str, str] = {}
                 for pg in pages:
                     if isinstance(pg, BadFileError):  # one page of a document: the others still come
                         self._fail(summary, progress, str(path), pg, pg.page)
+                        page_failed = True
                         continue
                     if first:
                         # Asked only once the file gave a page (~8 ms a query on LanceDB): a folder of
@@ -447,6 +452,13 @@ class Indexer:
                     else:
                         yield pg, stale, page_opts
                     stale = {}
+                if stale and not page_failed and orphaned is not None:
+                    # The file's new content is, page for page, indexed from another file already (a
+                    # duplicate): its old pages were kept for good, searchable under this path for
+                    # words it no longer holds. Retired as when new content is written (not when a
+                    # page of it failed: the file then keeps its old pages).
+                    dropped.update(stale)
+                    orphaned.update(stale)
             except BadFileError as e:
                 self._fail(summary, progress, str(path), e, e.page)
 
@@ -659,6 +671,7 @@ class Indexer:
         stale_by_doc: dict[str, dict[str, str]] = {}
         unchanged_ids: list[str] = []
         written_ids: set[str] = set()
+        orphaned: dict[str, str] = {}  # old pages of files whose new content is a duplicate (see _pages)
 
         def write(
             items: list[Analysed], events: list[tuple[str, dict[str, Any]]],
@@ -777,7 +790,7 @@ class Indexer:
                 if writer is not None and 1 < workers and usable_cores() <= workers:
                     embed_on.append(pool)
                 try:
-                    for pg, stale, page_opts in self._pages(files, summary, progress, unchanged_ids, opts):
+                    for pg, stale, page_opts in self._pages(files, summary, progress, unchanged_ids, opts, orphaned):
                         if not loaded:  # only once there is a page to analyse: an unchanged folder loads nothing
                             self.rt.load_models()
                             loaded = True
@@ -792,6 +805,9 @@ class Indexer:
             if writer is not None:
                 writer.shutdown(wait=True)  # what was handed over is written before the run's version
             settle()
+        # (an old page whose content another file of this run wrote under the same id stays)
+        if retire := [i for i in orphaned if i not in written_ids]:
+            summary.replaced += store.soft_delete(retire)
         update = MetadataUpdate(acl=opts.acl, meta=opts.meta, tags=opts.tags)
         if unchanged_ids and not update.is_empty():
             if opts.principal is not None and not opts.principal.all_access:

@@ -191,3 +191,32 @@ def test_a_copy_of_a_document_still_there_costs_one_lookup_not_one_a_page(
     summary = Indexer(rt).index([folder])
     assert (summary.indexed, summary.duplicates, summary.unchanged) == (0, 3, 3)
     assert len([c for c in calls if len(c) == 1]) == 1, calls  # the copy's check (the other call: a.tif's links)
+
+
+def test_a_file_overwritten_with_a_copy_of_another_retires_its_old_page(rt: Runtime, tmp_path: Path) -> None:  # noqa: F811
+    """a.png overwritten with b.png's bytes: its new content is a duplicate, and its old page stayed
+    live for good, found by words a.png no longer holds (every re-run counted a duplicate and left it)."""
+    folder = tmp_path / "o"
+    folder.mkdir()
+    image(folder / "a.png", 10)
+    image(folder / "b.png", 20)
+    assert Indexer(rt).index([folder]).indexed == 2
+    image(folder / "a.png", 20)
+    second = Indexer(rt).index([folder])
+    assert (second.indexed, second.duplicates, second.unchanged, second.replaced) == (0, 1, 1, 1)
+    assert set(live(rt)) == {"b.png"}
+    assert [v.op for v in rt.store.versions()] == ["index", "index"]
+    third = Indexer(rt).index([folder])
+    assert (third.indexed, third.duplicates, third.unchanged, third.replaced, third.version) == (0, 1, 1, 0, None)
+
+
+def test_an_overwritten_file_whose_new_content_fails_in_part_keeps_its_old_pages(rt: Runtime, tmp_path: Path) -> None:  # noqa: F811
+    folder = tmp_path / "p"
+    folder.mkdir()
+    image(folder / "a.png", 10)
+    frames = [Image.new("RGB", (64, 48), (20, 20, 20)), Image.new("RGB", (40, 4400), (0, 200, 0))]  # page 2: a strip
+    frames[0].save(folder / "b.tif", save_all=True, append_images=frames[1:])
+    Indexer(rt).index([folder])
+    (folder / "a.png").write_bytes((folder / "b.tif").read_bytes())
+    second = Indexer(rt).index([folder])
+    assert second.replaced == 0 and "a.png" in live(rt)
