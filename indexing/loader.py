@@ -86,11 +86,37 @@ class BadFileError(ImgragError):
         return f"{self.reason} — {self.hint}" if self.hint else self.reason
 
 
+def open_regular(path: Path) -> tuple[BinaryIO, os.stat_result]:
+    """Open a file for reading only if it is a regular file, with its status as opened. Opened
+    without blocking, then checked: a file swapped for a named pipe after it was last checked would
+    otherwise block the whole run in ``open`` (a pipe without a writer never opens). Raises
+    OSError; :class:`NotRegularFile` for anything but a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(_kind(st.st_mode) or "not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class NotRegularFile(OSError):
+    """What :func:`open_regular` found instead of a regular file (``kind``: in words)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(errno.EINVAL, kind)
+        self.kind = kind
+
+
 def file_digest(source: Path | BinaryIO) -> str:
     """Content id: the same bytes anywhere are the same document."""
     h = hashlib.sha256()
     if isinstance(source, Path):
-        with source.open("rb") as f:
+        f, _ = open_regular(source)
+        with f:
             return file_digest(f)
     for chunk in iter(lambda: source.read(1 << 20), b""):
         h.update(chunk)
@@ -367,20 +393,22 @@ def iter_pages(
     except OSError as e:
         raise BadFileError(path, f"cannot read ({e.strerror or e})", "check the path and its permissions") from e
     kind = _kind(st.st_mode)
-    if kind is not None:
+    if kind is not None:  # never opened (opening some devices does something)
         raise BadFileError(path, f"{kind}, not a file", "index regular files only")
-    if st.st_size == 0:
-        raise BadFileError(path, "empty file (0 bytes)", "remove it or replace it with the real file")
-    if st.st_size > max_file_mb * 1024 * 1024:
-        raise BadFileError(
-            path, f"{st.st_size / 2**20:.0f} MiB is over the {max_file_mb} MiB limit",
-            "split the document, or raise IMGRAG_MAX_FILE_MB",
-        )
     try:
-        f = path.open("rb")
+        f, st = open_regular(path)  # the status of what was opened: it may have changed since
+    except NotRegularFile as e:
+        raise BadFileError(path, f"{e.kind}, not a file", "index regular files only") from e
     except OSError as e:
         raise BadFileError(path, f"cannot read ({e.strerror or e})", "check its permissions (ls -l)") from e
     with f:
+        if st.st_size == 0:
+            raise BadFileError(path, "empty file (0 bytes)", "remove it or replace it with the real file")
+        if st.st_size > max_file_mb * 1024 * 1024:
+            raise BadFileError(
+                path, f"{st.st_size / 2**20:.0f} MiB is over the {max_file_mb} MiB limit",
+                "split the document, or raise IMGRAG_MAX_FILE_MB",
+            )
         try:
             doc_id = file_digest(f)
             f.seek(0)

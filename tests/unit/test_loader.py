@@ -174,3 +174,41 @@ def test_a_folder_whose_name_is_not_utf8_is_one_line_that_names_it(tmp_path: Pat
     ]
     _, named = discover([folder / "a.png"])
     assert [p.reason for p in named] == ["the name of the folder scans_\\udce9t\\udce9 above it is not valid UTF-8 — rename that folder"]
+
+
+def test_a_file_swapped_for_a_named_pipe_after_its_check_does_not_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file replaced by a FIFO between the check of what it is and its opening blocked the whole
+    run in open() (a pipe without a writer never opens). Opened without blocking, checked as opened."""
+    import os
+    import threading
+
+    from imgrag.indexing import loader
+
+    fifo = tmp_path / "swapped.png"
+    os.mkfifo(fifo)
+    real_file = tmp_path / "real.png"
+    real_file.write_bytes(b"x" * 100)
+    real_stat = Path.stat
+
+    def stat(self: Path, **kw: object) -> os.stat_result:  # the check ran while it was still a file
+        return real_stat(real_file if self == fifo else self, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "stat", stat)
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            list(loader.iter_pages(fifo, max_pixels=10**8, pdf_dpi=72))
+        except Exception as e:
+            out.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(10)
+    if t.is_alive():  # let the blocked open() return so the test process can end
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        t.join(5)
+        pytest.fail("iter_pages blocked opening a named pipe")
+    assert len(out) == 1 and "not a file" in str(out[0])
+    with pytest.raises(OSError):
+        loader.file_digest(fifo)  # the look-ahead's hash: refused, not blocked
