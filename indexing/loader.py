@@ -37,6 +37,7 @@ SUPPORTED_EXTS = IMAGE_EXTS | DOC_EXTS | DICOM_EXTS
 PIL_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "DIB", "GIF")
 MIN_SIDE = 8  # px: below, there is nothing to read or recognise (and the grid tiles would be empty)
 MAX_ASPECT = 100  # a longer strip is no page; models would resize it into gigapixels
+_GREY_BAND = 512  # rows of a deep grey image stretched to 8 bits at a time (see _to_rgb)
 
 # We check width × height against IMGRAG_MAX_PIXELS ourselves, from the header, before decoding;
 # PIL's fixed global limit would otherwise override the user's setting.
@@ -255,9 +256,20 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
         # 16-bit, 32-bit and float greys (scanners, microscopes, TIFF exports): PIL's conversion
         # clips every value above 255 to white (and floats in [0, 1] to black), so a 16-bit scan
         # was indexed as a blank page. Stretched from its own range to 8 bits instead.
-        a = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-        grey = ((a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)).round().astype(np.uint8)
+        # In bands of rows: the whole page as float64 was 8 bytes a pixel, three times over (2.2 GB
+        # for an 80 MP 16-bit scan, 1.5 GB for the same page in RGB); same values, band by band.
+        a = np.asarray(img)
+        bands = [slice(r, r + _GREY_BAND) for r in range(0, a.shape[0], _GREY_BAND)]
+
+        def band(b: slice) -> np.ndarray:
+            return np.nan_to_num(a[b].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+
+        lo = min((float(band(b).min()) for b in bands), default=0.0)
+        hi = max((float(band(b).max()) for b in bands), default=0.0)
+        grey = np.zeros(a.shape[:2], np.uint8)
+        if hi > lo:
+            for b in bands:
+                grey[b] = ((band(b) - lo) * (255.0 / (hi - lo))).round().astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)
     if img.mode in ("RGBA", "LA", "P", "PA"):
         rgba = img.convert("RGBA")
