@@ -504,9 +504,12 @@ class Imgrag:
                     f"path {raw[:80]!r} contains a NUL character or is over {MAX_PATH_CHARS} characters", "name a real file or folder"
                 )
         if self.index_roots is None:
-            return [str(Path(raw).expanduser()) for raw in paths]
+            return [str(Path(raw).expanduser()) if raw else raw for raw in paths]
         out: list[str] = []
         for raw in paths:
+            if raw == "":  # not the first root (Path("") is "."): discover reports it as an empty path
+                out.append(raw)
+                continue
             p = Path(raw).expanduser()
             if not p.is_absolute():
                 p = self.index_roots[0] / p

@@ -211,6 +211,9 @@ def discover(paths: Iterable[str | Path], roots: Sequence[Path] | None = None) -
             found.append(target)
 
     for raw in paths:
+        if str(raw) == "":  # Path("") is ".": an empty variable in a script indexed the working folder
+            problems.append(Skipped("''", "an empty path — name a file or folder (. for the current folder)"))
+            continue
         p = Path(raw).expanduser()
         if p.is_symlink() and not p.exists():  # exists() is False for a loop or a dangling link
             problems.append(r if isinstance(r := _resolve(p), Skipped) else Skipped(shown_path(p), "cannot follow the link"))

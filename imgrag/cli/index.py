@@ -43,7 +43,7 @@ def _sigterm_stops_like_ctrl_c() -> Iterator[None]:
 
 @app.command()
 def index(
-    paths: Annotated[list[Path], typer.Argument(help="files or folders (recursive)")],
+    paths: Annotated[list[str], typer.Argument(help="files or folders (recursive)")],  # str: Path("") would be "."
     meta: Annotated[list[str] | None, typer.Option("--meta", help="user metadata key=value (repeatable)")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="tag (repeatable)")] = None,
     acl: Annotated[list[str] | None, typer.Option("--acl", help="principal or group allowed to see these (repeatable). None: new pages are visible to operators only (default deny). Re-indexing unchanged files with other --acl/--meta/--tag/--public updates them in place")] = None,
@@ -99,7 +99,7 @@ def index(
 
             try:
                 with _sigterm_stops_like_ctrl_c():
-                    summary = ig.index([str(p) for p in paths], opts, progress)
+                    summary = ig.index(list(paths), opts, progress)
             except KeyboardInterrupt:  # the pipeline wrote the batch in flight and recorded a version first
                 bar.stop()
                 err.print(f"interrupted: the {written} page(s) written before the stop stay indexed"

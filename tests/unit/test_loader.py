@@ -231,3 +231,32 @@ def test_a_deep_grey_page_is_stretched_in_little_memory() -> None:
         tracemalloc.stop()
     assert out.shape == (h, w, 3) and out.dtype == np.uint8
     assert peak < 10 * h * w, f"{peak / (h * w):.1f} bytes a pixel"
+
+
+def test_an_empty_path_is_reported_not_taken_for_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`imgrag index "$DIR"` with DIR unset indexed the working folder (Path("") is "."), and an MCP
+    index_images call with "" the whole index root."""
+    from typer.testing import CliRunner
+
+    import imgrag.cli.index as cli_index
+    from imgrag.cli import app
+    from imgrag.indexing.app import Imgrag
+    from imgrag.indexing.config import Settings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.png").write_bytes(b"x")
+    files, problems = discover(["", str(tmp_path / "a.png")])
+    assert files == [(tmp_path / "a.png").resolve()]
+    assert [(p.path, p.reason) for p in problems] == [("''", "an empty path — name a file or folder (. for the current folder)")]
+    assert Imgrag(Settings(home=tmp_path / "home"), index_roots=[tmp_path]).check_paths(["", "a.png"]) == ["", str(tmp_path.resolve() / "a.png")]
+
+    given: list[list[str]] = []
+
+    class Facade:
+        def index(self, paths: list[str], opts: object, progress: object) -> object:
+            given.append(list(paths))
+            raise KeyboardInterrupt  # enough: what the CLI handed over is recorded
+
+    monkeypatch.setattr(cli_index, "facade", lambda: Facade())
+    CliRunner().invoke(app, ["index", ""], prog_name="imgrag")
+    assert given == [[""]]
