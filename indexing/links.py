@@ -108,7 +108,9 @@ def _case_of(folder: Path, roots: tuple[Path, ...] | None = None) -> str | None:
             continue
         try:
             if marker.is_file():
-                first = marker.read_text(encoding="utf-8", errors="replace")[:200].strip().splitlines()
+                with marker.open("rb") as fh:  # its first 200 characters: not the whole of a huge file
+                    head = fh.read(1024).decode("utf-8", errors="replace")
+                first = head[:200].strip().splitlines()
                 return (first[0].strip() if first and first[0].strip() else str(d))[:200]
         except OSError:
             continue

@@ -130,3 +130,25 @@ def test_a_sidecar_nested_too_deep_is_ignored_not_the_files_failure(tmp_path: Pa
     with caplog.at_level(logging.WARNING, logger="imgrag.indexing.links"):
         assert file_keys(img) == {}
     assert "ignored" in caplog.text
+
+
+def test_a_huge_case_marker_is_not_read_whole(tmp_path: Path) -> None:
+    """Only a case marker's first line counts, but the whole file was read into memory (a 2 GB file
+    named .imgrag-case, a link to a log, cost 2 GB and more for every run)."""
+    import tracemalloc
+
+    from imgrag.indexing.links import clear_caches
+
+    with (tmp_path / ".imgrag-case").open("wb") as f:
+        f.write(b"LOT-7\n")
+        f.truncate(64 * 2**20)  # sparse: 64 MiB long, nothing on disk
+    img = tmp_path / "a.png"
+    img.write_bytes(b"")
+    clear_caches()
+    tracemalloc.start()
+    try:
+        assert file_keys(img) == {"case": "LOT-7"}
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, peak
