@@ -493,6 +493,9 @@ class Imgrag:
         joined = (self.index_roots[0] / rel).as_posix()
         return joined + "/" if relative.endswith("/") else joined
 
+    def _in_roots(self, p: Path) -> bool:
+        return any(p == r or r in p.parents for r in self.index_roots or ())
+
     def check_paths(self, paths: Sequence[str], caller: Principal | None = None) -> list[str]:
         """With index roots (a remote caller): absolute paths, each inside one of the roots; without
         (the local operator): the paths as given. A ``caller`` who is not the operator is not told
@@ -503,12 +506,16 @@ class Imgrag:
                     f"path {raw[:80]!r} contains a NUL character or is over {MAX_PATH_CHARS} characters", "name a real file or folder"
                 )
         if self.index_roots is None:
-            return [str(Path(raw).expanduser()) for raw in paths]
+            return [str(Path(raw).expanduser()) if raw else raw for raw in paths]
         out: list[str] = []
         for raw in paths:
+            if raw == "":  # not the first root (Path("") is "."): discover reports it as an empty path
+                out.append(raw)
+                continue
             p = Path(raw).expanduser()
             if not p.is_absolute():
                 p = self.index_roots[0] / p
+            named = p
             try:
                 p = p.resolve()
             except (OSError, RuntimeError):
@@ -522,7 +529,12 @@ class Imgrag:
                 if parent is None or p.name in ("", ".", "..") or not p.is_symlink():
                     raise ImgragError(f"cannot resolve {raw}: a symbolic link loop", "name a file or folder that exists") from None
                 p = parent / p.name
-            if not any(p == r or r in p.parents for r in self.index_roots):
+            if not self._in_roots(p) and ".." not in named.parts and self._in_roots(named):
+                # A link inside a root that leads out of it (or a path through such a link): one
+                # file's problem, reported on its own line without its target and never opened
+                # (discover), as when a folder holds it; it used to refuse the whole call.
+                p = named
+            if not self._in_roots(p):
                 if caller is not None and not caller.all_access:
                     raise AccessDeniedError(
                         f"{raw} is outside the folders this server may index",

@@ -22,6 +22,7 @@ run and every page already in the index that shares a key with them, and stored 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -107,7 +108,9 @@ def _case_of(folder: Path, roots: tuple[Path, ...] | None = None) -> str | None:
             continue
         try:
             if marker.is_file():
-                first = marker.read_text(encoding="utf-8", errors="replace")[:200].strip().splitlines()
+                with marker.open("rb") as fh:  # its first 200 characters: not the whole of a huge file
+                    head = fh.read(1024).decode("utf-8", errors="replace")
+                first = head[:200].strip().splitlines()
                 return (first[0].strip() if first and first[0].strip() else str(d))[:200]
         except OSError:
             continue
@@ -122,7 +125,12 @@ def _sidecar(path: Path, roots: Sequence[Path] | None = None) -> dict[str, str]:
         if not side.is_file() or side.stat().st_size > _MAX_SIDECAR_BYTES:
             return {}
         data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:  # a file name of 244+ bytes: no sidecar name can be longer
+            return {}
+        log.warning("sidecar %s ignored: %s", side, e)
+        return {}
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, or nested too deep for the parser
         log.warning("sidecar %s ignored: %s", side, e)
         return {}
     if not isinstance(data, dict):

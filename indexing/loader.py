@@ -37,6 +37,7 @@ SUPPORTED_EXTS = IMAGE_EXTS | DOC_EXTS | DICOM_EXTS
 PIL_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "DIB", "GIF")
 MIN_SIDE = 8  # px: below, there is nothing to read or recognise (and the grid tiles would be empty)
 MAX_ASPECT = 100  # a longer strip is no page; models would resize it into gigapixels
+_GREY_BAND = 512  # rows of a deep grey image stretched to 8 bits at a time (see _to_rgb)
 
 # We check width × height against IMGRAG_MAX_PIXELS ourselves, from the header, before decoding;
 # PIL's fixed global limit would otherwise override the user's setting.
@@ -86,11 +87,37 @@ class BadFileError(ImgragError):
         return f"{self.reason} — {self.hint}" if self.hint else self.reason
 
 
+def open_regular(path: Path) -> tuple[BinaryIO, os.stat_result]:
+    """Open a file for reading only if it is a regular file, with its status as opened. Opened
+    without blocking, then checked: a file swapped for a named pipe after it was last checked would
+    otherwise block the whole run in ``open`` (a pipe without a writer never opens). Raises
+    OSError; :class:`NotRegularFile` for anything but a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(_kind(st.st_mode) or "not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class NotRegularFile(OSError):
+    """What :func:`open_regular` found instead of a regular file (``kind``: in words)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(errno.EINVAL, kind)
+        self.kind = kind
+
+
 def file_digest(source: Path | BinaryIO) -> str:
     """Content id: the same bytes anywhere are the same document."""
     h = hashlib.sha256()
     if isinstance(source, Path):
-        with source.open("rb") as f:
+        f, _ = open_regular(source)
+        with f:
             return file_digest(f)
     for chunk in iter(lambda: source.read(1 << 20), b""):
         h.update(chunk)
@@ -134,12 +161,27 @@ def _resolve(p: Path) -> Path | Skipped:
         return Skipped(shown_path(p), f"cannot read ({e.strerror or e}) — check the path and its permissions")
 
 
-def _utf8_name(p: Path) -> Skipped | None:
+def _utf8_name(p: Path, what: str = "file") -> Skipped | None:
+    """Why ``p`` cannot be indexed by its name: the name, or a folder above it, is not valid UTF-8
+    (reported as such: renaming the file would not help)."""
     try:
         str(p).encode("utf-8")
     except UnicodeEncodeError:
-        return Skipped(shown_path(p), "the file name is not valid UTF-8 — rename the file")
+        try:
+            str(p.parent).encode("utf-8")
+        except UnicodeEncodeError:
+            folder = next(a for a in reversed([p.parent, *p.parent.parents]) if not _encodes(a))
+            return Skipped(shown_path(p), f"the name of the folder {shown_path(folder.name)} above it is not valid UTF-8 — rename that folder")
+        return Skipped(shown_path(p), f"the {what} name is not valid UTF-8 — rename the {what}")
     return None
+
+
+def _encodes(p: Path) -> bool:
+    try:
+        str(p).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def discover(paths: Iterable[str | Path], roots: Sequence[Path] | None = None) -> tuple[list[Path], list[Skipped]]:
@@ -169,19 +211,31 @@ def discover(paths: Iterable[str | Path], roots: Sequence[Path] | None = None) -
             found.append(target)
 
     for raw in paths:
+        if str(raw) == "":  # Path("") is ".": an empty variable in a script indexed the working folder
+            problems.append(Skipped("''", "an empty path — name a file or folder (. for the current folder)"))
+            continue
         p = Path(raw).expanduser()
         if p.is_symlink() and not p.exists():  # exists() is False for a loop or a dangling link
             problems.append(r if isinstance(r := _resolve(p), Skipped) else Skipped(shown_path(p), "cannot follow the link"))
         elif not p.exists():
             problems.append(Skipped(shown_path(p), "no such file or folder — check the path"))
+        elif p.is_dir() and outside_roots(p, roots):  # a link to a folder elsewhere: not even listed
+            problems.append(Skipped(shown_path(p), "a link to a folder outside the folders this server may index: skipped, not read"))
         elif p.is_dir():
 
             def unreadable(e: OSError) -> None:
-                problems.append(
-                    Skipped(shown_path(e.filename), f"cannot list this folder ({e.strerror}) — check its permissions")
+                fix = (
+                    "the path is longer than the system allows (PATH_MAX); move the folder higher up or shorten its names"
+                    if e.errno == errno.ENAMETOOLONG else "check its permissions" if e.errno in (errno.EACCES, errno.EPERM)
+                    else "check the folder and the disk"
                 )
+                problems.append(Skipped(shown_path(e.filename), f"cannot list this folder ({e.strerror}) — {fix}"))
 
             for root, dirs, files in os.walk(p, onerror=unreadable):
+                if not _encodes(Path(root)):  # one line for the folder, not one for each file in it
+                    problems.append(_utf8_name(Path(root), "folder"))  # type: ignore[arg-type]
+                    dirs[:] = []
+                    continue
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
                     f = Path(root) / name
@@ -205,9 +259,20 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
         # 16-bit, 32-bit and float greys (scanners, microscopes, TIFF exports): PIL's conversion
         # clips every value above 255 to white (and floats in [0, 1] to black), so a 16-bit scan
         # was indexed as a blank page. Stretched from its own range to 8 bits instead.
-        a = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-        grey = ((a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)).round().astype(np.uint8)
+        # In bands of rows: the whole page as float64 was 8 bytes a pixel, three times over (2.2 GB
+        # for an 80 MP 16-bit scan, 1.5 GB for the same page in RGB); same values, band by band.
+        a = np.asarray(img)
+        bands = [slice(r, r + _GREY_BAND) for r in range(0, a.shape[0], _GREY_BAND)]
+
+        def band(b: slice) -> np.ndarray:
+            return np.nan_to_num(a[b].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+
+        lo = min((float(band(b).min()) for b in bands), default=0.0)
+        hi = max((float(band(b).max()) for b in bands), default=0.0)
+        grey = np.zeros(a.shape[:2], np.uint8)
+        if hi > lo:
+            for b in bands:
+                grey[b] = ((band(b) - lo) * (255.0 / (hi - lo))).round().astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)
     if img.mode in ("RGBA", "LA", "P", "PA"):
         rgba = img.convert("RGBA")
@@ -343,20 +408,22 @@ def iter_pages(
     except OSError as e:
         raise BadFileError(path, f"cannot read ({e.strerror or e})", "check the path and its permissions") from e
     kind = _kind(st.st_mode)
-    if kind is not None:
+    if kind is not None:  # never opened (opening some devices does something)
         raise BadFileError(path, f"{kind}, not a file", "index regular files only")
-    if st.st_size == 0:
-        raise BadFileError(path, "empty file (0 bytes)", "remove it or replace it with the real file")
-    if st.st_size > max_file_mb * 1024 * 1024:
-        raise BadFileError(
-            path, f"{st.st_size / 2**20:.0f} MiB is over the {max_file_mb} MiB limit",
-            "split the document, or raise IMGRAG_MAX_FILE_MB",
-        )
     try:
-        f = path.open("rb")
+        f, st = open_regular(path)  # the status of what was opened: it may have changed since
+    except NotRegularFile as e:
+        raise BadFileError(path, f"{e.kind}, not a file", "index regular files only") from e
     except OSError as e:
         raise BadFileError(path, f"cannot read ({e.strerror or e})", "check its permissions (ls -l)") from e
     with f:
+        if st.st_size == 0:
+            raise BadFileError(path, "empty file (0 bytes)", "remove it or replace it with the real file")
+        if st.st_size > max_file_mb * 1024 * 1024:
+            raise BadFileError(
+                path, f"{st.st_size / 2**20:.0f} MiB is over the {max_file_mb} MiB limit",
+                "split the document, or raise IMGRAG_MAX_FILE_MB",
+            )
         try:
             doc_id = file_digest(f)
             f.seek(0)

@@ -349,10 +349,13 @@ class Indexer:
         )
 
     def _pages(
-        self, files: list[Path], summary: IndexSummary, progress: ProgressFn, unchanged: list[str], opts: IndexOptions
+        self, files: list[Path], summary: IndexSummary, progress: ProgressFn, unchanged: list[str], opts: IndexOptions,
+        orphaned: dict[str, str] | None = None,
     ) -> Iterator[tuple[Page, dict[str, str], IndexOptions]]:
         """Pages that need indexing, with the stale ids (same path, other content) they replace and
-        the options to index them with. A file or page that cannot be read is reported and skipped."""
+        the options to index them with. A file or page that cannot be read is reported and skipped.
+        ``orphaned`` receives the stale ids of files whose new content needs no page written (it is
+        indexed already, from another file): nothing written retires them, the caller does."""
         s = self.rt.settings
         store = self.rt.store
         caller = caller_of(opts)
@@ -363,6 +366,8 @@ class Indexer:
         # duplicate check, as when their retirement is written before that file is looked up.
         dropped: set[str] = set()
         ahead: dict[str, tuple[str, dict[str, str], set[str]]] = {}
+        checked: dict[tuple[str, str], bool] = {}  # (path, content id) -> whether that file still holds it
+        copied: set[str] = set()  # content ids whose indexed file still holds them: later pages are duplicates
         for n, path in enumerate(files):
             if n % LOOK_AHEAD_FILES == 0:
                 ahead = self._look_ahead(files[n : n + LOOK_AHEAD_FILES], opts.roots)
@@ -375,11 +380,13 @@ class Indexer:
                     path, max_pixels=s.max_pixels, pdf_dpi=s.pdf_dpi, max_file_mb=s.max_file_mb, max_pages=s.max_pages
                 )
                 first = True
+                page_failed = False
                 page_opts = opts
                 stale: dict[str, str] = {}
                 for pg in pages:
                     if isinstance(pg, BadFileError):  # one page of a document: the others still come
                         self._fail(summary, progress, str(path), pg, pg.page)
+                        page_failed = True
                         continue
                     if first:
                         # Asked only once the file gave a page (~8 ms a query on LanceDB): a folder of
@@ -401,6 +408,11 @@ class Indexer:
                             yield replace(pg, image_id=own), stale, page_opts
                             stale = {}
                             continue
+                        if twin is not None and twin.path != str(path) and twin.image_id not in handed and not self._still_there(twin, opts.roots, checked):
+                            handed.add(twin.image_id)  # its file is gone or holds other bytes: the page moves here
+                            yield replace(pg, image_id=twin.image_id), {**stale, twin.image_id: twin.doc_id}, self._inherit({twin.image_id: twin.doc_id}, opts)
+                            stale = {}
+                            continue
                         if twin is None:
                             summary.duplicates += 1
                         elif twin.path == str(path):
@@ -419,16 +431,59 @@ class Indexer:
                         live = pg.image_id in known[2] and pg.image_id not in dropped
                     else:
                         live = pg.image_id in store.live_ids([pg.image_id])
-                    if pg.image_id in handed or live:
+                    moved = None
+                    if live and pg.image_id not in handed and pg.doc_id not in copied:
+                        # A copy indexed from another path: a duplicate, unless that file is gone or
+                        # holds other bytes now (renamed, moved, deleted, overwritten). The page then
+                        # moves here (same id, its ACL, metadata and tags), instead of pointing for
+                        # good at a file that no longer has it. (One lookup a document, not a page.)
+                        old = self.rt.store.get_many([pg.image_id], OPERATOR).get(pg.image_id)
+                        moved = old if old is not None and not self._still_there(old, opts.roots, checked) else None
+                        if moved is None:
+                            copied.add(pg.doc_id)
+                    if moved is None and (pg.image_id in handed or live):
                         summary.duplicates += 1
                         progress("skip", {"path": str(path), "page": pg.page})
                         continue
                     handed.add(pg.image_id)
                     dropped.update(stale)
-                    yield pg, stale, page_opts
+                    if moved is not None:
+                        yield pg, {**stale, moved.image_id: moved.doc_id}, self._inherit({moved.image_id: moved.doc_id}, opts) if not stale else page_opts
+                    else:
+                        yield pg, stale, page_opts
                     stale = {}
+                if stale and not page_failed and orphaned is not None:
+                    # The file's new content is, page for page, indexed from another file already (a
+                    # duplicate): its old pages were kept for good, searchable under this path for
+                    # words it no longer holds. Retired as when new content is written (not when a
+                    # page of it failed: the file then keeps its old pages).
+                    dropped.update(stale)
+                    orphaned.update(stale)
             except BadFileError as e:
                 self._fail(summary, progress, str(path), e, e.page)
+
+    @staticmethod
+    def _still_there(rec: ImageRecord, roots: Sequence[Path] | None, checked: dict[tuple[str, str], bool]) -> bool:
+        """Whether the file ``rec`` was indexed from still holds its content (``checked``: the
+        answers of this run, one per file and content). The same size and modification time say so
+        without reading it; a file that is gone, or no longer a regular file, does not. One that
+        cannot be read, or lies outside ``roots`` (never opened), counts as still there."""
+        key = (rec.path, rec.doc_id)
+        if key not in checked:
+            p = Path(rec.path)
+            try:
+                st = p.stat()
+                if not stat.S_ISREG(st.st_mode):
+                    checked[key] = False
+                elif (st.st_size, st.st_mtime) == (rec.file_size, rec.mtime) or outside_roots(p, roots):
+                    checked[key] = True
+                else:
+                    checked[key] = file_digest(p) == rec.doc_id
+            except (FileNotFoundError, NotADirectoryError):
+                checked[key] = False
+            except (OSError, ValueError):
+                checked[key] = True
+        return checked[key]
 
     def _look_ahead(self, files: list[Path], roots: Sequence[Path] | None) -> dict[str, tuple[str, dict[str, str], set[str]]]:
         """For a run of files, by path: the content id its bytes have now, the live pages indexed
@@ -616,6 +671,7 @@ class Indexer:
         stale_by_doc: dict[str, dict[str, str]] = {}
         unchanged_ids: list[str] = []
         written_ids: set[str] = set()
+        orphaned: dict[str, str] = {}  # old pages of files whose new content is a duplicate (see _pages)
 
         def write(
             items: list[Analysed], events: list[tuple[str, dict[str, Any]]],
@@ -734,7 +790,7 @@ class Indexer:
                 if writer is not None and 1 < workers and usable_cores() <= workers:
                     embed_on.append(pool)
                 try:
-                    for pg, stale, page_opts in self._pages(files, summary, progress, unchanged_ids, opts):
+                    for pg, stale, page_opts in self._pages(files, summary, progress, unchanged_ids, opts, orphaned):
                         if not loaded:  # only once there is a page to analyse: an unchanged folder loads nothing
                             self.rt.load_models()
                             loaded = True
@@ -749,6 +805,9 @@ class Indexer:
             if writer is not None:
                 writer.shutdown(wait=True)  # what was handed over is written before the run's version
             settle()
+        # (an old page whose content another file of this run wrote under the same id stays)
+        if retire := [i for i in orphaned if i not in written_ids]:
+            summary.replaced += store.soft_delete(retire)
         update = MetadataUpdate(acl=opts.acl, meta=opts.meta, tags=opts.tags)
         if unchanged_ids and not update.is_empty():
             if opts.principal is not None and not opts.principal.all_access:

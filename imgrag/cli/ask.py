@@ -78,15 +78,19 @@ def ask(
     elif fmt == "markdown":
         print(to_markdown(answer))
     else:
+        from imgrag.indexing.loader import shown_path
+
         print(answer.answer)
         if answer.citations:
             print("\nCitations:")
             for n, c in enumerate(answer.citations, 1):
                 box = "[" + ", ".join(f"{v:.0f}" for v in c.bbox) + "]" if c.bbox else "—"
                 what = "seal bbox (seal detector)" if c.kind == "seal" else "bbox"
-                print(f"  [{n}] {c.image_id} · {c.path} · page {c.page} · {what} {box}")
-                print(f"      \u201c{c.snippet}\u201d" + (" (OCR line nearest the seal)" if c.kind == "seal" and c.snippet else "")
-                      + (f" (linked to [{linked_ref(answer, c)}]: {c.why})" if c.kind == "linked" else ""))
+                # a file name's newlines and escape sequences print as text (as in imgrag search), so
+                # a citation stays one line and nothing reaches the terminal
+                print(f"  [{n}] {c.image_id} · {shown_path(c.path)} · page {c.page} · {what} {box}")
+                print(f"      \u201c{shown_path(c.snippet)}\u201d" + (" (OCR line nearest the seal)" if c.kind == "seal" and c.snippet else "")
+                      + (f" (linked to [{linked_ref(answer, c)}]: {shown_path(c.why)})" if c.kind == "linked" else ""))
         print(f"\n{answer.mode} · {checks_line(answer)}")
         print(usage_line(answer))
     for n in notes:

@@ -9,7 +9,9 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from imgrag.indexing.errors import ImgragError
 
@@ -28,6 +30,7 @@ def audit(
     """Read the audit log: every MCP call, rejected request and write, oldest first."""
     from imgrag.indexing.audit import AuditQuery, open_audit, parse_since
     from imgrag.indexing.config import get_settings
+    from imgrag.indexing.loader import shown_path
 
     try:
         q = AuditQuery(principal=principal, image_id=image, since=parse_since(since) if since else None, name=tool, limit=limit)
@@ -39,7 +42,7 @@ def audit(
     except ImgragError as e:
         fail(e)
     for problem in page.problems:
-        err.print(f"[yellow]warning:[/] {log.where}: {problem}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {escape(log.where)}: {escape(problem)}", highlight=False, soft_wrap=True)
     if as_json:
         print(json.dumps([r.model_dump(mode="json", exclude_none=True) for r in page.records], indent=2, ensure_ascii=False))
         return
@@ -53,8 +56,8 @@ def audit(
         ids = ", ".join(r.image_ids[:3]) + (f" +{len(r.image_ids) - 3 + r.ids_omitted}" if len(r.image_ids) > 3 or r.ids_omitted else "")
         outcome = r.outcome + (f" ({r.error})" if r.error else "") + (f" ×{r.count}" if r.count > 1 else "")
         via = r.transport + (f" {r.client}" if r.client else "")
-        table.add_row(
-            r.time.strftime("%Y-%m-%d %H:%M:%S"), r.principal or "-", via, f"{r.event} {r.name}", outcome, ids,
-            "" if r.latency_ms is None else f"{r.latency_ms:.0f}",
+        table.add_row(  # Text, never markup: principals, client names and tool names come from callers
+            *(Text(shown_path(c)) for c in (r.time.strftime("%Y-%m-%d %H:%M:%S"), r.principal or "-", via, f"{r.event} {r.name}", outcome, ids,
+                                "" if r.latency_ms is None else f"{r.latency_ms:.0f}")),
         )
     out.print(table)

@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from imgrag.indexing.errors import ImgragError
 
@@ -42,7 +43,7 @@ def _sigterm_stops_like_ctrl_c() -> Iterator[None]:
 
 @app.command()
 def index(
-    paths: Annotated[list[Path], typer.Argument(help="files or folders (recursive)")],
+    paths: Annotated[list[str], typer.Argument(help="files or folders (recursive)")],  # str: Path("") would be "."
     meta: Annotated[list[str] | None, typer.Option("--meta", help="user metadata key=value (repeatable)")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="tag (repeatable)")] = None,
     acl: Annotated[list[str] | None, typer.Option("--acl", help="principal or group allowed to see these (repeatable). None: new pages are visible to operators only (default deny). Re-indexing unchanged files with other --acl/--meta/--tag/--public updates them in place")] = None,
@@ -98,7 +99,7 @@ def index(
 
             try:
                 with _sigterm_stops_like_ctrl_c():
-                    summary = ig.index([str(p) for p in paths], opts, progress)
+                    summary = ig.index(list(paths), opts, progress)
             except KeyboardInterrupt:  # the pipeline wrote the batch in flight and recorded a version first
                 bar.stop()
                 err.print(f"interrupted: the {written} page(s) written before the stop stay indexed"
@@ -170,7 +171,7 @@ def versions(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     for col in ("version", "time", "operation", "summary"):
         table.add_column(col)
     for v in vs:
-        table.add_row(str(v.version), v.time.strftime("%Y-%m-%d %H:%M:%S"), v.op, json.dumps(v.summary, ensure_ascii=False))
+        table.add_row(str(v.version), v.time.strftime("%Y-%m-%d %H:%M:%S"), v.op, Text(json.dumps(v.summary, ensure_ascii=False)))
     out.print(table)
 
 

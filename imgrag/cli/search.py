@@ -48,6 +48,8 @@ def search(
     if not result.hits:
         out.print("no hits")
         return
+    from rich.text import Text
+
     from imgrag.indexing.loader import shown_path
 
     table = Table(show_lines=False, header_style="bold")
@@ -57,8 +59,11 @@ def search(
     for i, h in enumerate(result.hits, 1):
         region = ",".join(f"{v:.0f}" for v in h.region.bbox) if h.region else ""
         links = "; ".join(f"{shown_path(ln.file)} ({shown_path(ln.why)})" for ln in h.links[:3]) + (f"; +{len(h.links) - 3}" if len(h.links) > 3 else "")
-        # a name's escape sequences and newlines print as text, not to the terminal
-        table.add_row(str(i), f"{h.score:.4f}", h.image_id, shown_path(Path(h.path).name), str(h.page), h.snippet[:80], region, *([links] if linked else []))
+        # a name's escape sequences and newlines print as text, not to the terminal; names, snippets
+        # and links are Text, never markup: a page reading "[/b]" crashed the table (MarkupError),
+        # a file named "[bold]x.png" showed as a bold "x.png"
+        cells = (h.image_id, shown_path(Path(h.path).name), str(h.page), h.snippet[:80], region, *([links] if linked else []))
+        table.add_row(str(i), f"{h.score:.4f}", *(Text(c) for c in cells))
     out.print(table)
     out.print(f"[dim]{result.candidates} candidates · {result.timings_ms.get('total', 0):.0f} ms[/]")
 

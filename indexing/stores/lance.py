@@ -431,7 +431,10 @@ class LanceStore:
         finally:
             try:
                 if fresh and self._uncommitted():
-                    self._commit_locked("interrupted", {"reason": "the operation stopped before it recorded a version"})
+                    if self._unchanged_since(self._journal.read()):
+                        self._journal.clear()  # noted, but nothing was written (metadata already as asked)
+                    else:
+                        self._commit_locked("interrupted", {"reason": "the operation stopped before it recorded a version"})
             finally:
                 self._writer.release()
 
@@ -442,6 +445,13 @@ class LanceStore:
             if self._images is not None:
                 self._journal.note({"tables": self._table_versions()})
             yield
+
+    def _unchanged_since(self, entry: dict[str, Any] | None) -> bool:
+        """Whether the tables are as the journal ``entry`` found them before the first change: a
+        write that was noted but changed nothing (an update to the values the pages already had)
+        is no change to record."""
+        before = ((entry or {}).get("before") or {}).get("tables")
+        return bool(before) and before == self._table_versions()
 
     def _uncommitted(self) -> bool:
         entry = self._journal.read()
@@ -462,6 +472,9 @@ class LanceStore:
         entries = self._log_entries()
         if entries and entries[-1]["tables"] == self._table_versions():
             self._journal.clear()  # it died after recording its version, before removing the note
+            return None
+        if self._unchanged_since(entry):
+            self._journal.clear()  # it noted a change it never made
             return None
         before = (entry.get("before") or {}).get("tables")
         if not entries and before:

@@ -11,7 +11,7 @@ import pytest
 from imgrag.indexing import pipeline
 from imgrag.indexing.pipeline import Indexer, IndexOptions
 from imgrag.indexing.runtime import Runtime
-from imgrag.indexing.stores.base import OPERATOR, Filters
+from imgrag.indexing.stores.base import OPERATOR, Filters, Principal
 from imgrag.indexing.stores.lance import LanceStore
 from PIL import Image
 from test_pipeline_failures import rt  # noqa: F401  (the fixture: a real LanceStore, stand-in models)
@@ -130,3 +130,93 @@ def test_the_look_ahead_opens_only_regular_files_inside_the_roots(rt: Runtime, t
     found = Indexer(rt)._look_ahead([ok, link, fifo, root / "gone.png"], [root.resolve()])
     assert set(found) == {str(ok)}
     assert set(Indexer(rt)._look_ahead([link], None)) == {str(link)}  # no roots: a link is a file like any other
+
+
+def test_a_renamed_moved_or_deleted_first_copy_moves_its_pages_to_the_file_that_has_them(rt: Runtime, tmp_path: Path) -> None:  # noqa: F811
+    """A file renamed (or moved, or deleted while a copy of it remains) was counted a duplicate of
+    its own old page for good: search kept naming a file that is gone, and cropping it failed. The
+    page now moves to the file that holds it, under its id; a copy beside a file still there stays a
+    duplicate, and nothing is indexed twice."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    image(folder / "a.png", 10)
+    image(folder / "dup1.png", 20)
+    image(folder / "dup2.png", 20)
+    image(folder / "over.png", 40)
+    image(folder / "keep1.png", 30)
+    image(folder / "keep2.png", 30)
+    first = Indexer(rt).index([folder], IndexOptions(batch_size=2, workers=1))
+    assert (first.indexed, first.duplicates) == (4, 2)
+    old = live(rt)
+    (folder / "a.png").rename(folder / "renamed.png")
+    (folder / "dup1.png").unlink()
+    image(folder / "over.png", 50)  # overwritten: its old bytes survive only in a new file
+    image(folder / "zz_over_copy.png", 40)
+    second = Indexer(rt).index([folder], IndexOptions(batch_size=2, workers=1))
+    assert (second.indexed, second.duplicates, second.unchanged) == (4, 1, 1), second
+    now = live(rt)
+    assert set(now) == {"renamed.png", "dup2.png", "over.png", "zz_over_copy.png", "keep1.png"}
+    assert (now["renamed.png"], now["dup2.png"], now["zz_over_copy.png"]) == (old["a.png"], old["dup1.png"], old["over.png"])
+    assert rt.store.count(OPERATOR, Filters()) == 5
+    third = Indexer(rt).index([folder], IndexOptions(batch_size=2, workers=1))
+    assert (third.indexed, third.duplicates, third.unchanged, third.version) == (0, 1, 5, None)
+
+
+def test_a_renamed_file_moves_for_a_caller_who_is_not_the_operator(rt: Runtime, tmp_path: Path) -> None:  # noqa: F811
+    """The same over MCP, where pages are looked up as the copies the caller can see."""
+    alice = Principal(name="alice")
+    folder = tmp_path / "n"
+    folder.mkdir()
+    image(folder / "a.png", 10)
+    assert Indexer(rt).index([folder], IndexOptions(principal=alice)).indexed == 1
+    old = live(rt)["a.png"]
+    (folder / "a.png").rename(folder / "b.png")
+    second = Indexer(rt).index([folder], IndexOptions(principal=alice))
+    assert (second.indexed, second.duplicates) == (1, 0)
+    assert live(rt) == {"b.png": old}
+
+
+def test_a_copy_of_a_document_still_there_costs_one_lookup_not_one_a_page(
+    rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    folder = tmp_path / "c"
+    folder.mkdir()
+    frames = [Image.new("RGB", (64, 48), (v, v, v)) for v in (10, 90, 170)]
+    frames[0].save(folder / "a.tif", save_all=True, append_images=frames[1:])
+    Indexer(rt).index([folder])
+    (folder / "b.tif").write_bytes((folder / "a.tif").read_bytes())
+    calls: list[list[str]] = []
+    real = rt.store.get_many
+    monkeypatch.setattr(rt.store, "get_many", lambda ids, who: calls.append(list(ids)) or real(ids, who))
+    summary = Indexer(rt).index([folder])
+    assert (summary.indexed, summary.duplicates, summary.unchanged) == (0, 3, 3)
+    assert len([c for c in calls if len(c) == 1]) == 1, calls  # the copy's check (the other call: a.tif's links)
+
+
+def test_a_file_overwritten_with_a_copy_of_another_retires_its_old_page(rt: Runtime, tmp_path: Path) -> None:  # noqa: F811
+    """a.png overwritten with b.png's bytes: its new content is a duplicate, and its old page stayed
+    live for good, found by words a.png no longer holds (every re-run counted a duplicate and left it)."""
+    folder = tmp_path / "o"
+    folder.mkdir()
+    image(folder / "a.png", 10)
+    image(folder / "b.png", 20)
+    assert Indexer(rt).index([folder]).indexed == 2
+    image(folder / "a.png", 20)
+    second = Indexer(rt).index([folder])
+    assert (second.indexed, second.duplicates, second.unchanged, second.replaced) == (0, 1, 1, 1)
+    assert set(live(rt)) == {"b.png"}
+    assert [v.op for v in rt.store.versions()] == ["index", "index"]
+    third = Indexer(rt).index([folder])
+    assert (third.indexed, third.duplicates, third.unchanged, third.replaced, third.version) == (0, 1, 1, 0, None)
+
+
+def test_an_overwritten_file_whose_new_content_fails_in_part_keeps_its_old_pages(rt: Runtime, tmp_path: Path) -> None:  # noqa: F811
+    folder = tmp_path / "p"
+    folder.mkdir()
+    image(folder / "a.png", 10)
+    frames = [Image.new("RGB", (64, 48), (20, 20, 20)), Image.new("RGB", (40, 4400), (0, 200, 0))]  # page 2: a strip
+    frames[0].save(folder / "b.tif", save_all=True, append_images=frames[1:])
+    Indexer(rt).index([folder])
+    (folder / "a.png").write_bytes((folder / "b.tif").read_bytes())
+    second = Indexer(rt).index([folder])
+    assert second.replaced == 0 and "a.png" in live(rt)

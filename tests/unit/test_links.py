@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
+
+import pytest
 
 from imgrag.indexing.links import compute_links, file_keys, keys_of, link_kind, read_off
 from imgrag.indexing.models import PiiFinding
@@ -106,3 +109,46 @@ def test_personal_fields_are_findings_masked_like_ocr_ones() -> None:
     assert m.caption == "CT of the chest" and m.file_meta == {"institution": "Riverside"}
     assert mask_record(m) == m  # masking twice changes nothing
     assert r.pii[0].text == "DOE JANE"  # a copy
+
+
+def test_a_file_name_too_long_for_a_sidecar_has_none_and_no_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 255-byte file name is valid; ``NAME.imgrag.json`` is not (ENAMETOOLONG). That is no broken
+    sidecar: indexing such a file printed a WARNING line among the run's report."""
+    img = tmp_path / ("x" * 251 + ".png")
+    img.write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="imgrag.indexing.links"):
+        assert file_keys(img) == {}
+    assert not caplog.records, caplog.text
+
+
+def test_a_sidecar_nested_too_deep_is_ignored_not_the_files_failure(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 60 KB sidecar of nested brackets (under the size limit) raised RecursionError out of the
+    JSON parser: its image failed as "analysis failed: RecursionError ... report it"."""
+    img = tmp_path / "a.png"
+    img.write_bytes(b"")
+    (tmp_path / "a.png.imgrag.json").write_text('{"k": ' + "[" * 30000 + "]" * 30000 + "}")
+    with caplog.at_level(logging.WARNING, logger="imgrag.indexing.links"):
+        assert file_keys(img) == {}
+    assert "ignored" in caplog.text
+
+
+def test_a_huge_case_marker_is_not_read_whole(tmp_path: Path) -> None:
+    """Only a case marker's first line counts, but the whole file was read into memory (a 2 GB file
+    named .imgrag-case, a link to a log, cost 2 GB and more for every run)."""
+    import tracemalloc
+
+    from imgrag.indexing.links import clear_caches
+
+    with (tmp_path / ".imgrag-case").open("wb") as f:
+        f.write(b"LOT-7\n")
+        f.truncate(64 * 2**20)  # sparse: 64 MiB long, nothing on disk
+    img = tmp_path / "a.png"
+    img.write_bytes(b"")
+    clear_caches()
+    tracemalloc.start()
+    try:
+        assert file_keys(img) == {"case": "LOT-7"}
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, peak

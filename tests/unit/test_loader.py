@@ -133,3 +133,130 @@ def test_deep_greys_keep_their_tones(tmp_path: Path, mode: str, scale: float) ->
     ink, paper = pg.image[20, 30], pg.image[5, 5]
     assert pg.image.dtype == np.uint8 and pg.image.shape == (40, 60, 3)
     assert ink.max() < 20 and paper.min() > 235, (ink, paper)
+
+
+def test_a_folder_too_deep_to_list_says_so_not_permissions(tmp_path: Path) -> None:
+    """A folder whose path is over PATH_MAX (4096 bytes) cannot be listed: the line said "check its
+    permissions", which is not the problem. A good file beside it is still found."""
+    import os
+
+    (tmp_path / "good.png").write_bytes(b"x")
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        for _ in range(20):  # 20 x 241 bytes: deeper than any path the system resolves
+            os.mkdir("d" * 240, dir_fd=fd)
+            nxt = os.open("d" * 240, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        os.close(os.open("deep.png", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
+    finally:
+        os.close(fd)
+    files, problems = discover([tmp_path])
+    assert files == [(tmp_path / "good.png").resolve()]
+    assert len(problems) == 1 and "cannot list this folder (File name too long)" in problems[0].reason
+    assert "permissions" not in problems[0].reason and "PATH_MAX" in problems[0].reason
+
+
+def test_a_folder_whose_name_is_not_utf8_is_one_line_that_names_it(tmp_path: Path) -> None:
+    """A Latin-1 folder of scans gave one "the file name is not valid UTF-8 — rename the file" line
+    per file in it: thousands of lines, each with a fix that does not help (the folder is the problem)."""
+    import os
+
+    folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/scans_\xe9t\xe9"))
+    (folder / "sub").mkdir(parents=True)
+    for name in ("a.png", "b.png", "sub/c.png"):
+        (folder / name).write_bytes(b"x")
+    (tmp_path / "good.png").write_bytes(b"x")
+    files, problems = discover([tmp_path])
+    assert files == [(tmp_path / "good.png").resolve()]
+    assert [(p.path, p.reason) for p in problems] == [
+        (f"{tmp_path}/scans_\\udce9t\\udce9", "the folder name is not valid UTF-8 — rename the folder")
+    ]
+    _, named = discover([folder / "a.png"])
+    assert [p.reason for p in named] == ["the name of the folder scans_\\udce9t\\udce9 above it is not valid UTF-8 — rename that folder"]
+
+
+def test_a_file_swapped_for_a_named_pipe_after_its_check_does_not_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file replaced by a FIFO between the check of what it is and its opening blocked the whole
+    run in open() (a pipe without a writer never opens). Opened without blocking, checked as opened."""
+    import os
+    import threading
+
+    from imgrag.indexing import loader
+
+    fifo = tmp_path / "swapped.png"
+    os.mkfifo(fifo)
+    real_file = tmp_path / "real.png"
+    real_file.write_bytes(b"x" * 100)
+    real_stat = Path.stat
+
+    def stat(self: Path, **kw: object) -> os.stat_result:  # the check ran while it was still a file
+        return real_stat(real_file if self == fifo else self, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "stat", stat)
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            list(loader.iter_pages(fifo, max_pixels=10**8, pdf_dpi=72))
+        except Exception as e:  # noqa: BLE001  (the test reports whatever iter_pages raised)
+            out.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(10)
+    if t.is_alive():  # let the blocked open() return so the test process can end
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        t.join(5)
+        pytest.fail("iter_pages blocked opening a named pipe")
+    assert len(out) == 1 and "not a file" in str(out[0])
+    with pytest.raises(OSError):
+        loader.file_digest(fifo)  # the look-ahead's hash: refused, not blocked
+
+
+def test_a_deep_grey_page_is_stretched_in_little_memory() -> None:
+    """Stretching a 16-bit page to 8 bits took the whole page as float64, three times over: ~24
+    bytes a pixel beside the 3 of the result (2.2 GB peak for an 80 MP scan, 0.8 GB now)."""
+    import tracemalloc
+
+    from imgrag.indexing.loader import _to_rgb
+
+    h, w = 2400, 2000
+    img = Image.fromarray((np.arange(h * w, dtype=np.uint32) % 65536).astype(np.uint16).reshape(h, w))
+    tracemalloc.start()
+    try:
+        out = _to_rgb(img)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (h, w, 3) and out.dtype == np.uint8
+    assert peak < 10 * h * w, f"{peak / (h * w):.1f} bytes a pixel"
+
+
+def test_an_empty_path_is_reported_not_taken_for_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`imgrag index "$DIR"` with DIR unset indexed the working folder (Path("") is "."), and an MCP
+    index_images call with "" the whole index root."""
+    from typer.testing import CliRunner
+
+    import imgrag.cli.index as cli_index
+    from imgrag.cli import app
+    from imgrag.indexing.app import Imgrag
+    from imgrag.indexing.config import Settings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.png").write_bytes(b"x")
+    files, problems = discover(["", str(tmp_path / "a.png")])
+    assert files == [(tmp_path / "a.png").resolve()]
+    assert [(p.path, p.reason) for p in problems] == [("''", "an empty path — name a file or folder (. for the current folder)")]
+    assert Imgrag(Settings(home=tmp_path / "home"), index_roots=[tmp_path]).check_paths(["", "a.png"]) == ["", str(tmp_path.resolve() / "a.png")]
+
+    given: list[list[str]] = []
+
+    class Facade:
+        def index(self, paths: list[str], opts: object, progress: object) -> object:
+            given.append(list(paths))
+            raise KeyboardInterrupt  # enough: what the CLI handed over is recorded
+
+    monkeypatch.setattr(cli_index, "facade", lambda: Facade())
+    CliRunner().invoke(app, ["index", ""], prog_name="imgrag")
+    assert given == [[""]]

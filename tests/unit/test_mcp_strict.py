@@ -264,6 +264,42 @@ def test_a_named_link_loop_is_one_failure_not_a_refused_call(tmp_path: Path) -> 
     assert str(root) not in str(e.value)
 
 
+def test_a_named_link_out_of_the_root_is_one_failure_not_a_refused_call(tmp_path: Path) -> None:
+    """index_images naming a link that lies in a root but leads out of it (to a file, to a folder,
+    or a path through a folder link): that path is reported on its own line, unread and without its
+    target, and the other paths are indexed; it refused the whole call (the same link inside a
+    named folder was one skipped file already). A path that names a place outside the roots
+    (``..`` included) is still refused."""
+    from imgrag.indexing.errors import AccessDeniedError
+    from imgrag.indexing.loader import discover
+
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    root.mkdir()
+    (elsewhere / "sub").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(elsewhere / "secret.png")
+    Image.new("RGB", (8, 8)).save(elsewhere / "sub" / "deeper.png")
+    Image.new("RGB", (8, 8)).save(root / "good.png")
+    (root / "out.png").symlink_to(elsewhere / "secret.png")
+    (root / "outdir").symlink_to(elsewhere, target_is_directory=True)
+    app = Imgrag(Settings(home=tmp_path / "home"), index_roots=[root])
+    real = root.resolve()
+    alice = Principal(name="alice", groups=[])
+    named = ["good.png", "out.png", "outdir", "outdir/secret.png", str(real / "outdir" / "sub")]
+    checked = app.check_paths(named, alice)
+    files, problems = discover(checked, [real])
+    assert files == [real / "good.png"]
+    assert [(p.path, p.reason.split(":")[0]) for p in problems] == [
+        (str(real / "out.png"), "a link to a file outside the folders this server may index"),
+        (str(real / "outdir"), "a link to a folder outside the folders this server may index"),
+        (str(real / "outdir" / "secret.png"), "a link to a file outside the folders this server may index"),
+        (str(real / "outdir" / "sub"), "a link to a folder outside the folders this server may index"),
+    ]
+    assert not any("elsewhere" in p.path + p.reason or "deeper" in p.path + p.reason for p in problems)
+    for outside in (str(elsewhere / "secret.png"), "../elsewhere/secret.png", "outdir/../../elsewhere/secret.png"):
+        with pytest.raises(AccessDeniedError):
+            app.check_paths([outside], alice)
+
+
 # -- fair gates ---------------------------------------------------------------------------------
 
 

@@ -336,3 +336,23 @@ def test_a_search_beside_a_write_survives_the_full_text_index_race(
     if conflicts == 1:
         assert left["n"] == 0
         assert store.commit("delete", {"deleted": 1}).op == "delete"
+
+
+def test_rerunning_with_the_same_acl_meta_and_tags_records_no_version(rt: Runtime, tmp_path: Path) -> None:
+    """``imgrag index FOLDER --public`` (or the same --acl/--meta/--tag) again on unchanged files
+    changes nothing; it left an "interrupted" version each time (the store noted a change under way
+    before finding that no page needed one), and a reopened index found the note and recorded it."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    image(folder / "a.png", 200)
+    image(folder / "b.png", 100)
+    assert Indexer(rt).index([folder]).version == 1
+    opts = IndexOptions(acl=[], meta={"lot": "7"}, tags=["x"])
+    changed = Indexer(rt).index([folder], opts)  # a real change has its version
+    assert (changed.updated_metadata, changed.version) == (2, 2)
+    again = Indexer(rt).index([folder], opts)
+    assert (again.indexed, again.unchanged, again.updated_metadata, again.version) == (0, 2, 0, None)
+    assert [v.op for v in rt.store.versions()] == ["index", "index"]
+    reopened = LanceStore(rt.store.path, ann_min_rows=10**9)  # the next command: nothing left to recover
+    assert reopened.recover() is None
+    assert [v.op for v in reopened.versions()] == ["index", "index"]
