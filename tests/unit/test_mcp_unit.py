@@ -312,6 +312,45 @@ def test_acl_unknown_and_forbidden_read_the_same(fake_server) -> None:
     assert json.loads(col.contents[0].text)["images"] == 1
 
 
+def test_a_clients_own_text_comes_back_short_in_errors(fake_server) -> None:
+    """Names and URIs a client sends are quoted in errors cut short: a 3.9 MB argument name, tool
+    name or resource URI came back whole (a URI twice, in the message and the data: 7.8 MB), over
+    the response budget and the SDK client's 1 MiB event limit."""
+    from mcp.shared.exceptions import MCPError
+
+    rt, _ = fake_server
+    mcp = build_server(Imgrag(runtime=rt), fixed_principal(OPERATOR))
+    big = 300_000
+
+    async def calls(c):
+        texts = [
+            (await c.call_tool("search_images", {"query": "x", "q" * big: 1})).content[0].text,
+            (await c.call_tool("search_images", {"query": "x", **{f"k{i}": 1 for i in range(5000)}})).content[0].text,
+            (await c.call_tool("search_images", {"query": "x", "filters": {"meta": {"m" * big: "v"}}})).content[0].text,
+            (await c.call_tool("search_images", {"query": "x", "filters": {"f" * big: 1}})).content[0].text,
+            (await c.call_tool("z" * big, {})).content[0].text,
+        ]
+        errors = []
+        for uri in ("imgrag://zz/" + "u" * big, "imgrag://image/" + "i" * big):
+            with pytest.raises(MCPError) as ei:
+                await c.read_resource(uri)
+            errors.append(ei.value.error)
+        for args in ({"question": "q", "a" * big: "1"}, {"question": "q", **{f"a{i}": "1" for i in range(5000)}}):
+            with pytest.raises(MCPError) as ei:
+                await c.get_prompt("find_and_cite", args)
+            errors.append(ei.value.error)
+        return texts, errors
+
+    texts, errors = _run(mcp, calls)
+    assert all(len(t) <= 2000 for t in texts), [len(t) for t in texts]
+    assert "unknown argument(s) qqq" in texts[0] and "and 4990 more" in texts[1] and "filters.meta.mmm" in texts[2]
+    assert texts[4].startswith("Unknown tool: zzz")
+    for e in errors:
+        assert len(e.message) <= 2000 and len(json.dumps(e.data)) <= 400, (len(e.message), len(json.dumps(e.data)))
+    assert errors[0].message.startswith("Unknown resource: imgrag://zz/uuu") and errors[1].message.startswith("Unknown resource: imgrag://image/iii")
+    assert "invalid arguments for prompt find_and_cite: aaa" in errors[2].message
+
+
 # -- the same tools over each real backend (conftest's `store`: LanceDB and Elasticsearch) ---------
 
 
