@@ -29,6 +29,7 @@ from .limits import MAX_DEPTH, MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS
 from .links import LinkedItem, visible_links
 from .lru import LRU
 from .models import BBox
+from .pii import mask_record
 from .runtime import Runtime
 from .stores.base import (
     OPERATOR, Filters, ImageRecord, ModelSpaces, Principal, Read, RegionHit, RouteHit, WeightedTerms, check_query_space, meta_words,
@@ -487,7 +488,12 @@ class Searcher:
 
     def resolve_filters(self, req: SearchRequest, principal: Principal) -> SearchRequest:
         """``filters.linked_text`` → ``image_ids``: the pages linked to a page (that ``principal``
-        may read) whose text holds every word of it — "images whose report mentions X"."""
+        may read) whose text holds every word of it — "images whose report mentions X".
+
+        The words are looked for in the page as ``principal`` may read it: without PII clearance,
+        with its personal data masked. (They were looked for in the stored text, so a caller who
+        sees ``[cn_mobile redacted]`` on a report could confirm its phone number, e-mail or the
+        patient's name by guessing: the linked image came back for the right value only.)"""
         text = (req.filters.linked_text or "").strip()
         if req.filters.linked_text is None:
             return req
@@ -500,8 +506,12 @@ class Searcher:
         recs = store.get_many([h.image_id for h in hits], principal)
         linked: set[str] = set()
         for r in recs.values():
+            if not r.links:
+                continue
+            if not principal.sees_pii:
+                r = mask_record(r)
             words = " ".join([r.ocr_text, r.caption, " ".join(r.tags), *r.all_meta().values()])
-            if r.links and coverage(terms, words) == 1.0:
+            if coverage(terms, words) == 1.0:
                 linked.update(ln.image_id for ln in r.links)
         ids = sorted(linked if req.filters.image_ids is None else linked & set(req.filters.image_ids))
         return req.model_copy(update={"filters": req.filters.model_copy(update={"linked_text": None, "image_ids": ids})})

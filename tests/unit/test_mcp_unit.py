@@ -410,6 +410,41 @@ def test_tools_over_each_backend(store: Any, tmp_path: Path) -> None:
         assert out["collection"]["images"] == 1
 
 
+def test_linked_text_does_not_confirm_personal_data_a_caller_sees_masked(store: Any, tmp_path: Path) -> None:
+    """filters.linked_text looked for its words in a report's stored text: bob, not cleared for
+    personal data, saw "[cn_mobile redacted]" on the report but got the linked photo back for its
+    phone number and nothing for any other (an oracle for the masked value). Now the words are
+    looked for in the report as he may read it; a cleared caller still finds it by the number."""
+    from imgrag.indexing.links import relink
+    from imgrag.indexing.models import PiiFinding
+    from imgrag.indexing.stores.base import ModelSpaces
+
+    photo, report = tmp_path / "case7.jpg", tmp_path / "case7.report.png"
+    Image.new("RGB", (200, 100), "gray").save(photo)
+    Image.new("RGB", (200, 100), "white").save(report)
+    store.ensure_spaces(ModelSpaces(image="t-img", image_dim=8, feature="t-feat", feature_dim=8, text="t-txt", text_dim=8))
+    image = _indexed("ph-1", photo, "", [])
+    image.record = image.record.model_copy(update={"format": "jpeg", "quality": "photo", "ocr_lines": [], "caption": "a dented door"})
+    text = "incident report contact 13812345678"
+    rep = _indexed("rep-1", report, text, [])
+    rep.record = rep.record.model_copy(update={"pii": [PiiFinding(kind="cn_mobile", text="13812345678", start=24, end=35, line=0)], "has_pii": True})
+    store.write([image, rep])
+    assert relink(store, ["ph-1", "rep-1"], OPERATOR) == 2
+    store.commit("index", {"indexed": 2})
+    rt = Runtime(Settings(home=tmp_path / "home"), store=store)
+
+    def linked(principal: Principal, words: str) -> list[str]:
+        mcp = build_server(Imgrag(runtime=rt), fixed_principal(principal))
+        r = _run(mcp, lambda c: c.call_tool("search_images", {"query": "door", "mode": "keyword", "filters": {"linked_text": words}}))
+        assert not r.is_error, r.content[0].text
+        return [h["image_id"] for h in r.structured_content["hits"]]
+
+    bob, carol = Principal(name="bob"), Principal(name="carol", pii_clearance=True)
+    assert linked(bob, "incident report") == ["ph-1"]  # what he may read still finds it
+    assert linked(bob, "report 13812345678") == linked(bob, "report 13812345679") == []
+    assert linked(carol, "report 13812345678") == ["ph-1"] and linked(carol, "report 13812345679") == []
+
+
 def test_links_dicom_pages_and_personal_data_over_each_backend(store: Any, tmp_path: Path) -> None:
     """A DICOM image and its report through the MCP tools: hits and get_metadata carry the links the
     caller may read, the patient tags (PII findings with a ``field``) are masked for a caller
