@@ -25,11 +25,11 @@ from pydantic import BaseModel, Field
 from .text import coverage, is_meaningful, keyword_query, latin_words, normalize, query_terms, squash, token_set, tokens
 from .embedders.transfer import EXEMPLAR_STATS
 from .errors import ImgragError, NotFoundError
-from .limits import MAX_DEPTH, MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS
+from .limits import MAX_DEPTH, MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS, PREFIX_SCAN
 from .links import LinkedItem, visible_links
 from .lru import LRU
 from .models import BBox
-from .pii import mask_record
+from .pii import mask_name, mask_record
 from .runtime import Runtime
 from .stores.base import (
     OPERATOR, Filters, ImageRecord, ModelSpaces, Principal, Read, RegionHit, RouteHit, WeightedTerms, check_query_space, meta_words,
@@ -486,6 +486,40 @@ class Searcher:
             return None
         return (version, self.rt.settings.model_dump_json(), principal.model_dump_json(), req.model_dump_json())
 
+    def shown_path_prefix(self, req: SearchRequest, principal: Principal) -> SearchRequest:
+        """``filters.path_prefix`` matched against paths as ``principal`` sees them.
+
+        A path can hold personal data (a file named after an e-mail address, a folder named after
+        the patient), which a caller without clearance sees masked; the backend matches the prefix
+        against the stored path, so ``people/jane.d`` found ``people/[email redacted]`` and
+        ``people/jane.x`` did not: the masked name read off a character at a time. For such a
+        caller the pages the prefix matches are listed (at most ``PREFIX_SCAN``), and when some
+        of them only match in what is masked, the filter is narrowed to the others."""
+        prefix = req.filters.path_prefix
+        if not prefix or principal.sees_pii:
+            return req
+        store = self.rt.store
+        where = Filters(path_prefix=prefix)
+        n = store.count(principal, where)
+        if n > PREFIX_SCAN:
+            raise ImgragError(
+                f"filters.path_prefix matches more than {PREFIX_SCAN} pages",
+                "narrow it to a subfolder, or filter by tags or doc_id",
+            )
+        kept: list[str] = []
+        hidden = False
+        for offset in range(0, n, 1000):
+            for r in store.list_images(principal, where, offset=offset, limit=1000):
+                if mask_name(r.path, r).startswith(prefix):
+                    kept.append(r.image_id)
+                else:
+                    hidden = True
+        if not hidden:
+            return req
+        allowed = None if req.filters.image_ids is None else set(req.filters.image_ids)
+        ids = [i for i in kept if allowed is None or i in allowed]
+        return req.model_copy(update={"filters": req.filters.model_copy(update={"image_ids": ids})})
+
     def resolve_filters(self, req: SearchRequest, principal: Principal) -> SearchRequest:
         """``filters.linked_text`` → ``image_ids``: the pages linked to a page (that ``principal``
         may read) whose text holds every word of it — "images whose report mentions X".
@@ -493,7 +527,11 @@ class Searcher:
         The words are looked for in the page as ``principal`` may read it: without PII clearance,
         with its personal data masked. (They were looked for in the stored text, so a caller who
         sees ``[cn_mobile redacted]`` on a report could confirm its phone number, e-mail or the
-        patient's name by guessing: the linked image came back for the right value only.)"""
+        patient's name by guessing: the linked image came back for the right value only.)
+
+        ``filters.path_prefix``, for a caller without PII clearance, keeps only the pages whose
+        path *as they see it* starts with it (:meth:`shown_path_prefix`)."""
+        req = self.shown_path_prefix(req, principal)
         text = (req.filters.linked_text or "").strip()
         if req.filters.linked_text is None:
             return req

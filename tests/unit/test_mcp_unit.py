@@ -445,6 +445,36 @@ def test_linked_text_does_not_confirm_personal_data_a_caller_sees_masked(store: 
     assert linked(carol, "report 13812345678") == ["ph-1"] and linked(carol, "report 13812345679") == []
 
 
+def test_path_prefix_does_not_read_out_a_path_a_caller_sees_masked(store: Any, tmp_path: Path) -> None:
+    """A file named after an e-mail address shows as ``people/[email redacted]`` to a caller without
+    PII clearance, but filters.path_prefix matched the stored path: ``people/jane.d`` found it and
+    ``people/jane.x`` did not, so the name could be read off a character at a time. Now the prefix
+    is matched against the path as the caller sees it; a cleared caller still finds it by name."""
+    from imgrag.indexing.stores.base import ModelSpaces
+
+    root = tmp_path / "root"
+    (root / "people").mkdir(parents=True)
+    named, plain = root / "people" / "jane.doe@example.com.png", root / "people" / "jd-notes.png"
+    Image.new("RGB", (200, 100), "white").save(named)
+    Image.new("RGB", (200, 100), "ivory").save(plain)
+    store.ensure_spaces(ModelSpaces(image="t-img", image_dim=8, feature="t-feat", feature_dim=8, text="t-txt", text_dim=8))
+    store.write([_indexed("p-1", named, "receipt for gardening", []), _indexed("p-2", plain, "receipt for paint", [])])
+    store.commit("index", {"indexed": 2})
+    rt = Runtime(Settings(home=tmp_path / "home"), store=store)
+
+    def found(principal: Principal, prefix: str) -> list[str]:
+        app = Imgrag(runtime=rt, index_roots=[root])
+        mcp = build_server(app, fixed_principal(principal))
+        r = _run(mcp, lambda c: c.call_tool("search_images", {"query": "receipt", "mode": "keyword", "filters": {"path_prefix": prefix}}))
+        assert not r.is_error, r.content[0].text
+        return sorted(h["image_id"] for h in r.structured_content["hits"])
+
+    bob, carol = Principal(name="bob"), Principal(name="carol", pii_clearance=True)
+    assert found(bob, "people/") == ["p-1", "p-2"]
+    assert found(bob, "people/j") == ["p-2"] and found(bob, "people/jane.d") == found(bob, "people/jane.x") == []
+    assert found(carol, "people/jane.d") == ["p-1"] and found(carol, "people/jane.x") == []
+
+
 def test_links_dicom_pages_and_personal_data_over_each_backend(store: Any, tmp_path: Path) -> None:
     """A DICOM image and its report through the MCP tools: hits and get_metadata carry the links the
     caller may read, the patient tags (PII findings with a ``field``) are masked for a caller
