@@ -355,6 +355,7 @@ class Searcher:
         self.rt = rt
         self._cache = _LRU()
         self._results = LRU(rt.settings.search_cache)
+        self._prefixes = LRU(64)  # shown_path_prefix's checks, by (data version, principal, prefix)
         self._spaces: tuple[float, ModelSpaces | None] | None = None
         self._pages: tuple[float, int] | None = None  # (when, pages in the index): see _two_stage
         self._pages_reading = threading.Lock()  # held while the count is re-read in the background
@@ -498,6 +499,19 @@ class Searcher:
         prefix = req.filters.path_prefix
         if not prefix or principal.sees_pii:
             return req
+        version = self.rt.store.data_version()
+        if version is None:
+            hidden, kept = self._prefix_pages(prefix, principal)
+        else:  # the check reads up to PREFIX_SCAN records: paging through one search does it once
+            hidden, kept = self._prefixes.get((version, principal.model_dump_json(), prefix), lambda: self._prefix_pages(prefix, principal))
+        if not hidden:
+            return req
+        allowed = None if req.filters.image_ids is None else set(req.filters.image_ids)
+        ids = [i for i in kept if allowed is None or i in allowed]
+        return req.model_copy(update={"filters": req.filters.model_copy(update={"image_ids": ids})})
+
+    def _prefix_pages(self, prefix: str, principal: Principal) -> tuple[bool, list[str]]:
+        """(whether some page the prefix matches only matches in what is masked, the other pages)."""
         store = self.rt.store
         where = Filters(path_prefix=prefix)
         n = store.count(principal, where)
@@ -514,11 +528,7 @@ class Searcher:
                     kept.append(r.image_id)
                 else:
                     hidden = True
-        if not hidden:
-            return req
-        allowed = None if req.filters.image_ids is None else set(req.filters.image_ids)
-        ids = [i for i in kept if allowed is None or i in allowed]
-        return req.model_copy(update={"filters": req.filters.model_copy(update={"image_ids": ids})})
+        return hidden, kept
 
     def resolve_filters(self, req: SearchRequest, principal: Principal) -> SearchRequest:
         """``filters.linked_text`` → ``image_ids``: the pages linked to a page (that ``principal``
