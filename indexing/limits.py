@@ -28,6 +28,7 @@ MAX_ID_CHARS = 200  # an image id
 
 # Filters and user metadata: each is a query term or a stored field, so each is bounded.
 MAX_FILTER_IDS = 1000  # filters.image_ids
+PREFIX_SCAN = 5000  # pages one filters.path_prefix may match for a caller without PII clearance (each is checked)
 MAX_TAGS = 50  # tags in a filter or on an index call
 MAX_META = 50  # user metadata key/value pairs
 MAX_ACL = 50  # principals/groups in one ACL

@@ -27,10 +27,11 @@ from pydantic import BaseModel, Field
 from .text import coverage, is_meaningful, keyword_query, latin_words, normalize, query_terms, squash, token_set, tokens
 from .embedders.transfer import EXEMPLAR_STATS
 from .errors import ImgragError, NotFoundError
-from .limits import MAX_DEPTH, MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS
+from .limits import MAX_DEPTH, MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS, PREFIX_SCAN
 from .links import LinkedItem, visible_links
 from .lru import LRU
 from .models import BBox
+from .pii import mask_name, mask_record
 from .runtime import Runtime
 from .stores.base import (
     OPERATOR, Filters, ImageRecord, ModelSpaces, Principal, Read, RegionHit, RouteHit, WeightedTerms, check_query_space, meta_words,
@@ -356,6 +357,7 @@ class Searcher:
         self.rt = rt
         self._cache = _LRU()
         self._results = LRU(rt.settings.search_cache)
+        self._prefixes = LRU(64)  # shown_path_prefix's checks, by (data version, principal, prefix)
         self._spaces: tuple[float, ModelSpaces | None] | None = None
         self._pages: tuple[float, int] | None = None  # (when, pages in the index): see _two_stage
         self._pages_reading = threading.Lock()  # held while the count is re-read in the background
@@ -495,9 +497,61 @@ class Searcher:
             return None
         return (version, self.rt.settings.model_dump_json(), principal.model_dump_json(), req.model_dump_json())
 
+    def shown_path_prefix(self, req: SearchRequest, principal: Principal) -> SearchRequest:
+        """``filters.path_prefix`` matched against paths as ``principal`` sees them.
+
+        A path can hold personal data (a file named after an e-mail address, a folder named after
+        the patient), which a caller without clearance sees masked; the backend matches the prefix
+        against the stored path, so ``people/jane.d`` found ``people/[email redacted]`` and
+        ``people/jane.x`` did not: the masked name read off a character at a time. For such a
+        caller the pages the prefix matches are listed (at most ``PREFIX_SCAN``), and when some
+        of them only match in what is masked, the filter is narrowed to the others."""
+        prefix = req.filters.path_prefix
+        if not prefix or principal.sees_pii:
+            return req
+        version = self.rt.store.data_version()
+        if version is None:
+            hidden, kept = self._prefix_pages(prefix, principal)
+        else:  # the check reads up to PREFIX_SCAN records: paging through one search does it once
+            hidden, kept = self._prefixes.get((version, principal.model_dump_json(), prefix), lambda: self._prefix_pages(prefix, principal))
+        if not hidden:
+            return req
+        allowed = None if req.filters.image_ids is None else set(req.filters.image_ids)
+        ids = [i for i in kept if allowed is None or i in allowed]
+        return req.model_copy(update={"filters": req.filters.model_copy(update={"image_ids": ids})})
+
+    def _prefix_pages(self, prefix: str, principal: Principal) -> tuple[bool, list[str]]:
+        """(whether some page the prefix matches only matches in what is masked, the other pages)."""
+        store = self.rt.store
+        where = Filters(path_prefix=prefix)
+        n = store.count(principal, where)
+        if n > PREFIX_SCAN:
+            raise ImgragError(
+                f"filters.path_prefix matches more than {PREFIX_SCAN} pages",
+                "narrow it to a subfolder, or filter by tags or doc_id",
+            )
+        kept: list[str] = []
+        hidden = False
+        for offset in range(0, n, 1000):
+            for r in store.list_images(principal, where, offset=offset, limit=1000):
+                if mask_name(r.path, r).startswith(prefix):
+                    kept.append(r.image_id)
+                else:
+                    hidden = True
+        return hidden, kept
+
     def resolve_filters(self, req: SearchRequest, principal: Principal) -> SearchRequest:
         """``filters.linked_text`` → ``image_ids``: the pages linked to a page (that ``principal``
-        may read) whose text holds every word of it — "images whose report mentions X"."""
+        may read) whose text holds every word of it — "images whose report mentions X".
+
+        The words are looked for in the page as ``principal`` may read it: without PII clearance,
+        with its personal data masked. (They were looked for in the stored text, so a caller who
+        sees ``[cn_mobile redacted]`` on a report could confirm its phone number, e-mail or the
+        patient's name by guessing: the linked image came back for the right value only.)
+
+        ``filters.path_prefix``, for a caller without PII clearance, keeps only the pages whose
+        path *as they see it* starts with it (:meth:`shown_path_prefix`)."""
+        req = self.shown_path_prefix(req, principal)
         text = (req.filters.linked_text or "").strip()
         if req.filters.linked_text is None:
             return req
@@ -510,8 +564,12 @@ class Searcher:
         recs = store.get_many([h.image_id for h in hits], principal)
         linked: set[str] = set()
         for r in recs.values():
+            if not r.links:
+                continue
+            if not principal.sees_pii:
+                r = mask_record(r)
             words = " ".join([r.ocr_text, r.caption, " ".join(r.tags), *r.all_meta().values()])
-            if r.links and coverage(terms, words) == 1.0:
+            if coverage(terms, words) == 1.0:
                 linked.update(ln.image_id for ln in r.links)
         ids = sorted(linked if req.filters.image_ids is None else linked & set(req.filters.image_ids))
         return req.model_copy(update={"filters": req.filters.model_copy(update={"linked_text": None, "image_ids": ids})})

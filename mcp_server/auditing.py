@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import anyio
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp.shared.uri_template import UriTemplate
 from pydantic import ValidationError
 
 from imgrag.indexing.app import Imgrag
@@ -46,13 +47,28 @@ def returned_ids(structured: Any) -> list[str]:
     return ids
 
 
+# the image resources' templates, matched as the SDK matches them to serve a read
+_ID_TEMPLATES = {name: UriTemplate.parse(f"imgrag://{name}/{{image_id}}") for name in ("image", "thumbnail")}
+
+
 def resource_name(uri: Any) -> tuple[str, str | None]:
-    """(name, image id) of an ``imgrag://`` URI; anything else is ``unknown`` (its text is not kept)."""
-    parts = urlsplit(str(uri))
+    """(name, image id) of an ``imgrag://`` URI; anything else is ``unknown`` (its text is not kept).
+
+    The id is the one the read is served for: the SDK percent-decodes a template's value, so
+    ``imgrag://image/%35d1f...`` reads image ``5d1f...`` and is recorded as that image (it was
+    recorded as ``%35d1f...``, an id no audit query for the image finds)."""
+    text = str(uri)
+    parts = urlsplit(text)
     if parts.scheme != "imgrag" or parts.netloc not in RESOURCES:
         return "unknown", None
-    image_id = parts.path.strip("/") or None
-    return parts.netloc, image_id if parts.netloc != "collection" else None
+    if parts.netloc == "collection":
+        return "collection", None
+    try:
+        params = _ID_TEMPLATES[parts.netloc].match(text)
+    except ValueError:
+        params = None
+    value = params.get("image_id") if params else None
+    return parts.netloc, value if isinstance(value, str) and value else None
 
 
 class CallRecorder:

@@ -94,6 +94,10 @@ def register_prompts(mcp: Any) -> None:
         mcp.prompt(name=name, title=title)(fn)
 
 
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def prompt_error(name: str, err: Exception) -> MCPError:
     """An invalid-params error naming what is wrong with a prompts/get request (the SDK reports
     every prompt failure as an internal error)."""
@@ -104,11 +108,13 @@ def prompt_error(name: str, err: Exception) -> MCPError:
         cause = err.__cause__ or err
     known = {n for _, n, _ in PROMPTS}
     if name not in known:
-        shown = name if len(name) <= 80 else name[:80] + "…"  # a 200 kB name came back whole
+        shown = _short(name, 81)  # a 200 kB name came back whole
         msg = f"unknown prompt {shown!r} — prompts/list names them: {', '.join(sorted(known))}"
     elif isinstance(cause, ValidationError):
-        parts = [f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in cause.errors(include_url=False)]
-        msg = f"invalid arguments for prompt {name}: " + "; ".join(parts)
+        # a name in loc may be the client's own (an argument the prompt does not take): shortened
+        parts = [f"{'.'.join(_short(str(p), 40) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in cause.errors(include_url=False)]
+        more = f"; and {len(parts) - 10} more" if len(parts) > 10 else ""
+        msg = f"invalid arguments for prompt {name}: " + "; ".join(parts[:10]) + more
     else:
         msg = f"prompt {name}: {cause} — prompts/list shows its arguments"
     return MCPError(code=INVALID_PARAMS, message=msg)

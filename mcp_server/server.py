@@ -36,6 +36,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from starlette.applications import Starlette
 from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
@@ -132,6 +133,43 @@ def _short(value: Any, limit: int = 80) -> str:
 
 _UNION_ARM = re.compile(r"[^A-Za-z0-9_]")  # pydantic names union arms like "constrained-float", "literal['auto']"
 
+# A client's own text comes back in errors (an argument's name, a metadata key, a tool name, a
+# resource URI): each echo is cut to MAX_ECHO_CHARS, and a whole error text to MAX_ERROR_CHARS.
+# A 3.9 MB argument name, tool name or resource URI came back whole (a URI twice: 7.8 MB), far
+# over the response budget and the SDK client's 1 MiB event limit.
+MAX_ECHO_CHARS = 80
+MAX_ERROR_CHARS = 2000
+MAX_UNKNOWN_SHOWN = 10
+
+
+def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """``text``, cut to ``limit`` characters (the cut marked with an ellipsis)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clip_data(data: Any, depth: int = 0) -> Any:
+    """An error's ``data`` with every string (keys too) and list cut short; None past a few levels."""
+    if isinstance(data, str):
+        return clip(data)
+    if isinstance(data, dict):
+        return None if depth > 3 else {clip(str(k)): _clip_data(v, depth + 1) for k, v in list(data.items())[:20]}
+    if isinstance(data, list | tuple):
+        return None if depth > 3 else [_clip_data(v, depth + 1) for v in data[:20]]
+    return data
+
+
+async def bounded_errors(ctx: Any, call_next: Any) -> Any:
+    """Server middleware (around every request, the SDK's own errors included: an unknown method
+    or resource, bad prompt arguments): a JSON-RPC error's message and data stay short, whatever
+    the client sent to provoke it."""
+    try:
+        return await call_next(ctx)
+    except MCPError as e:
+        message, data = e.error.message, e.error.data
+        if len(message) <= MAX_ERROR_CHARS and len(json.dumps(data, default=str)) <= 4 * MAX_ECHO_CHARS:
+            raise
+        raise MCPError(code=e.error.code, message=clip(message, MAX_ERROR_CHARS), data=_clip_data(data)) from None
+
 
 def format_validation_error(tool: str, err: ValidationError, accepted: list[str] | None = None) -> str:
     """One clause per bad field, naming the field, the rule and the value given; no pydantic URLs.
@@ -139,7 +177,8 @@ def format_validation_error(tool: str, err: ValidationError, accepted: list[str]
     clauses: dict[str, list[str]] = {}
     unknown: list[str] = []
     for e in err.errors(include_url=False):
-        path = [str(p) for p in e["loc"] if isinstance(p, int) or not _UNION_ARM.search(str(p))]
+        # a name in loc may be the client's (an unknown argument, a metadata key): shortened
+        path = [clip(str(p), 40) for p in e["loc"] if isinstance(p, int) or not _UNION_ARM.search(str(p))]
         loc = ".".join(path) or "arguments"
         msg = str(e["msg"]).removeprefix("Value error, ")
         if e["type"] == "missing":
@@ -155,11 +194,13 @@ def format_validation_error(tool: str, err: ValidationError, accepted: list[str]
             text = f"{msg} (got {_short(e.get('input'))})"
         clauses.setdefault(loc, []).append(text)
     parts = [f"{loc}: " + ", or ".join(dict.fromkeys(texts)) for loc, texts in clauses.items()]
+    if len(parts) > MAX_UNKNOWN_SHOWN:
+        parts = [*parts[:MAX_UNKNOWN_SHOWN], f"and {len(parts) - MAX_UNKNOWN_SHOWN} more"]
     if unknown:
-        parts.append(
-            f"unknown argument(s) {', '.join(unknown)}" + (f" (accepted: {', '.join(accepted)})" if accepted else "")
-        )
-    return f"invalid arguments for {tool}: " + "; ".join(parts) + " — check the tool's inputSchema"
+        shown = ", ".join(unknown[:MAX_UNKNOWN_SHOWN]) + (f" and {len(unknown) - MAX_UNKNOWN_SHOWN} more" if len(unknown) > MAX_UNKNOWN_SHOWN else "")
+        parts.append(f"unknown argument(s) {shown}" + (f" (accepted: {', '.join(accepted)})" if accepted else ""))
+    tail = " — check the tool's inputSchema"
+    return clip(f"invalid arguments for {tool}: " + "; ".join(parts), MAX_ERROR_CHARS - len(tail)) + tail
 
 
 class ImgragMCP(MCPServer):
@@ -278,7 +319,9 @@ class ImgragMCP(MCPServer):
                 accepted = list(tool.parameters.get("properties", {})) if tool is not None else None
                 raise ToolError(format_validation_error(name, e.__cause__, accepted)) from e.__cause__
             text = str(e).removeprefix(f"Error executing tool {name}: ")
-            raise type(e)(text) from e.__cause__
+            if self._tool_manager.get_tool(name) is None:  # the SDK's "Unknown tool: <the whole name>"
+                text = f"Unknown tool: {clip(name)}"
+            raise type(e)(clip(text, MAX_ERROR_CHARS)) from e.__cause__
 
     async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Context | None = None) -> Any:  # type: ignore[override]
         try:
@@ -488,6 +531,7 @@ def build_server(
         max_wait=MAX_WAIT_SECONDS,
         ocr=OCR_SLOTS,
     )
+    mcp._lowlevel_server.middleware.append(bounded_errors)
     register_prompts(mcp)
     register_completion(mcp, app, resolve_principal)
     mcp.levels = levels = ClientLevels()

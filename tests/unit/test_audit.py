@@ -328,6 +328,28 @@ def test_server_records_calls_rejections_and_resources(tmp_path: Path) -> None:
     assert "Jane Doe" not in app.audit.path.read_text() and "drop_tables" not in app.audit.path.read_text()  # type: ignore[attr-defined]
 
 
+def test_a_percent_encoded_resource_uri_is_recorded_as_the_image_it_read(tmp_path: Path) -> None:
+    """The SDK percent-decodes a template's value: ``imgrag://thumbnail/%61-1`` reads ``a-1``, and
+    the audit log must say ``a-1`` (it said ``%61-1``: a read no query for the image finds)."""
+    from imgrag.mcp_server.auth import fixed_principal
+    from imgrag.mcp_server.server import build_server
+
+    app = Imgrag(Settings(home=tmp_path / "home"), store=_store_with(tmp_path, {"a-1": ["legal"], "b-1": ["hr"]}))
+    mcp = build_server(app, fixed_principal(ALICE))
+
+    async def calls(c: Any) -> None:
+        from mcp.shared.exceptions import MCPError
+
+        await c.read_resource("imgrag://thumbnail/%61-1")
+        with pytest.raises(MCPError):
+            await c.read_resource("imgrag://image/%62%2D1")  # hers to be refused, like a missing id
+
+    _mcp_calls(mcp, calls)
+    got = [(r.name, r.outcome, r.image_ids) for r in app.audit.query(AuditQuery(limit=10)).records]
+    assert got == [("thumbnail", "ok", ["a-1"]), ("image", "denied", ["b-1"])]
+    assert [r.image_ids for r in app.audit.query(AuditQuery(image_id="a-1", limit=10)).records] == [["a-1"]]
+
+
 def test_server_withholds_results_it_cannot_record(tmp_path: Path) -> None:
     from imgrag.mcp_server.auth import fixed_principal
     from imgrag.mcp_server.server import build_server

@@ -312,6 +312,45 @@ def test_acl_unknown_and_forbidden_read_the_same(fake_server) -> None:
     assert json.loads(col.contents[0].text)["images"] == 1
 
 
+def test_a_clients_own_text_comes_back_short_in_errors(fake_server) -> None:
+    """Names and URIs a client sends are quoted in errors cut short: a 3.9 MB argument name, tool
+    name or resource URI came back whole (a URI twice, in the message and the data: 7.8 MB), over
+    the response budget and the SDK client's 1 MiB event limit."""
+    from mcp.shared.exceptions import MCPError
+
+    rt, _ = fake_server
+    mcp = build_server(Imgrag(runtime=rt), fixed_principal(OPERATOR))
+    big = 300_000
+
+    async def calls(c):
+        texts = [
+            (await c.call_tool("search_images", {"query": "x", "q" * big: 1})).content[0].text,
+            (await c.call_tool("search_images", {"query": "x", **{f"k{i}": 1 for i in range(5000)}})).content[0].text,
+            (await c.call_tool("search_images", {"query": "x", "filters": {"meta": {"m" * big: "v"}}})).content[0].text,
+            (await c.call_tool("search_images", {"query": "x", "filters": {"f" * big: 1}})).content[0].text,
+            (await c.call_tool("z" * big, {})).content[0].text,
+        ]
+        errors = []
+        for uri in ("imgrag://zz/" + "u" * big, "imgrag://image/" + "i" * big):
+            with pytest.raises(MCPError) as ei:
+                await c.read_resource(uri)
+            errors.append(ei.value.error)
+        for args in ({"question": "q", "a" * big: "1"}, {"question": "q", **{f"a{i}": "1" for i in range(5000)}}):
+            with pytest.raises(MCPError) as ei:
+                await c.get_prompt("find_and_cite", args)
+            errors.append(ei.value.error)
+        return texts, errors
+
+    texts, errors = _run(mcp, calls)
+    assert all(len(t) <= 2000 for t in texts), [len(t) for t in texts]
+    assert "unknown argument(s) qqq" in texts[0] and "and 4990 more" in texts[1] and "filters.meta.mmm" in texts[2]
+    assert texts[4].startswith("Unknown tool: zzz")
+    for e in errors:
+        assert len(e.message) <= 2000 and len(json.dumps(e.data)) <= 400, (len(e.message), len(json.dumps(e.data)))
+    assert errors[0].message.startswith("Unknown resource: imgrag://zz/uuu") and errors[1].message.startswith("Unknown resource: imgrag://image/iii")
+    assert "invalid arguments for prompt find_and_cite: aaa" in errors[2].message
+
+
 # -- the same tools over each real backend (conftest's `store`: LanceDB and Elasticsearch) ---------
 
 
@@ -369,6 +408,71 @@ def test_tools_over_each_backend(store: Any, tmp_path: Path) -> None:
         for tool in ("get_metadata", "crop_region", "ocr_region"):
             assert out[(tool, theirs)] == out[(tool, "missing-1")] and "no image with id ID" in out[(tool, theirs)]
         assert out["collection"]["images"] == 1
+
+
+def test_linked_text_does_not_confirm_personal_data_a_caller_sees_masked(store: Any, tmp_path: Path) -> None:
+    """filters.linked_text looked for its words in a report's stored text: bob, not cleared for
+    personal data, saw "[cn_mobile redacted]" on the report but got the linked photo back for its
+    phone number and nothing for any other (an oracle for the masked value). Now the words are
+    looked for in the report as he may read it; a cleared caller still finds it by the number."""
+    from imgrag.indexing.links import relink
+    from imgrag.indexing.models import PiiFinding
+    from imgrag.indexing.stores.base import ModelSpaces
+
+    photo, report = tmp_path / "case7.jpg", tmp_path / "case7.report.png"
+    Image.new("RGB", (200, 100), "gray").save(photo)
+    Image.new("RGB", (200, 100), "white").save(report)
+    store.ensure_spaces(ModelSpaces(image="t-img", image_dim=8, feature="t-feat", feature_dim=8, text="t-txt", text_dim=8))
+    image = _indexed("ph-1", photo, "", [])
+    image.record = image.record.model_copy(update={"format": "jpeg", "quality": "photo", "ocr_lines": [], "caption": "a dented door"})
+    text = "incident report contact 13812345678"
+    rep = _indexed("rep-1", report, text, [])
+    rep.record = rep.record.model_copy(update={"pii": [PiiFinding(kind="cn_mobile", text="13812345678", start=24, end=35, line=0)], "has_pii": True})
+    store.write([image, rep])
+    assert relink(store, ["ph-1", "rep-1"], OPERATOR) == 2
+    store.commit("index", {"indexed": 2})
+    rt = Runtime(Settings(home=tmp_path / "home"), store=store)
+
+    def linked(principal: Principal, words: str) -> list[str]:
+        mcp = build_server(Imgrag(runtime=rt), fixed_principal(principal))
+        r = _run(mcp, lambda c: c.call_tool("search_images", {"query": "door", "mode": "keyword", "filters": {"linked_text": words}}))
+        assert not r.is_error, r.content[0].text
+        return [h["image_id"] for h in r.structured_content["hits"]]
+
+    bob, carol = Principal(name="bob"), Principal(name="carol", pii_clearance=True)
+    assert linked(bob, "incident report") == ["ph-1"]  # what he may read still finds it
+    assert linked(bob, "report 13812345678") == linked(bob, "report 13812345679") == []
+    assert linked(carol, "report 13812345678") == ["ph-1"] and linked(carol, "report 13812345679") == []
+
+
+def test_path_prefix_does_not_read_out_a_path_a_caller_sees_masked(store: Any, tmp_path: Path) -> None:
+    """A file named after an e-mail address shows as ``people/[email redacted]`` to a caller without
+    PII clearance, but filters.path_prefix matched the stored path: ``people/jane.d`` found it and
+    ``people/jane.x`` did not, so the name could be read off a character at a time. Now the prefix
+    is matched against the path as the caller sees it; a cleared caller still finds it by name."""
+    from imgrag.indexing.stores.base import ModelSpaces
+
+    root = tmp_path / "root"
+    (root / "people").mkdir(parents=True)
+    named, plain = root / "people" / "jane.doe@example.com.png", root / "people" / "jd-notes.png"
+    Image.new("RGB", (200, 100), "white").save(named)
+    Image.new("RGB", (200, 100), "ivory").save(plain)
+    store.ensure_spaces(ModelSpaces(image="t-img", image_dim=8, feature="t-feat", feature_dim=8, text="t-txt", text_dim=8))
+    store.write([_indexed("p-1", named, "receipt for gardening", []), _indexed("p-2", plain, "receipt for paint", [])])
+    store.commit("index", {"indexed": 2})
+    rt = Runtime(Settings(home=tmp_path / "home"), store=store)
+
+    def found(principal: Principal, prefix: str) -> list[str]:
+        app = Imgrag(runtime=rt, index_roots=[root])
+        mcp = build_server(app, fixed_principal(principal))
+        r = _run(mcp, lambda c: c.call_tool("search_images", {"query": "receipt", "mode": "keyword", "filters": {"path_prefix": prefix}}))
+        assert not r.is_error, r.content[0].text
+        return sorted(h["image_id"] for h in r.structured_content["hits"])
+
+    bob, carol = Principal(name="bob"), Principal(name="carol", pii_clearance=True)
+    assert found(bob, "people/") == ["p-1", "p-2"]
+    assert found(bob, "people/j") == ["p-2"] and found(bob, "people/jane.d") == found(bob, "people/jane.x") == []
+    assert found(carol, "people/jane.d") == ["p-1"] and found(carol, "people/jane.x") == []
 
 
 def test_links_dicom_pages_and_personal_data_over_each_backend(store: Any, tmp_path: Path) -> None:
