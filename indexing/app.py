@@ -104,6 +104,18 @@ class Deletion(BaseModel):
     version: int | None = None
 
 
+class PruneRefusal(BaseModel):
+    folder: str = Field(description="a named folder nothing was pruned under (printable)")
+    reason: str
+
+
+class Pruned(BaseModel):
+    files: dict[str, int] = Field(default_factory=dict, description="path of each pruned file -> its pages soft-deleted")
+    pages: int = 0
+    refused: list[PruneRefusal] = Field(default_factory=list)
+    version: int | None = None
+
+
 class _PageCache:
     """Decoded pages by image id, bounded by bytes: agents crop and re-read the same page many
     times, and re-opening it means hashing the file (to detect changes) and decoding it again."""
@@ -611,6 +623,22 @@ class Imgrag:
             w.image_ids = sorted(known)
             w.detail.update(deleted=n, version=version)
             return Deletion(deleted=sorted(known), unknown=unknown, version=version)
+
+    def prune(self, folders: Sequence[str | Path]) -> Pruned:
+        """``imgrag index FOLDER --prune``: soft-delete the live pages whose file lay under one of
+        ``folders`` and is gone (:mod:`indexing.prune`), the way :meth:`delete` does (one version,
+        undone by ``rollback``). Folders that are missing, empty or not fully listable are refused."""
+        from .prune import plan_prune
+
+        plan = plan_prune(self.store, folders)
+        pruned = Pruned(refused=[PruneRefusal(folder=f, reason=r) for f, r in plan.refused])
+        ids = [i for page_ids in plan.gone.values() for i in page_ids]
+        if ids:
+            d = self.delete(ids)
+            done = set(d.deleted)
+            pruned.files = {p: n for p, page_ids in plan.gone.items() if (n := sum(i in done for i in page_ids))}
+            pruned.pages, pruned.version = len(d.deleted), d.version
+        return pruned
 
     def ids_for_path(self, path: str | Path) -> list[str]:
         """Live image ids indexed from one file (every page of a PDF)."""

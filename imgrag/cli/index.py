@@ -53,8 +53,10 @@ def index(
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=256)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     adapter: Annotated[Path | None, typer.Option("--adapter", help="use this `imgrag align` adapter (image_embedder=aligned); an existing index is re-embedded from its stored features first")] = None,
+    prune: Annotated[bool, typer.Option("--prune", help="after indexing, soft-delete the pages of files that are gone from the named folders (as `imgrag delete` does: `imgrag rollback` restores them). A folder that is missing, empty or not fully listable is left alone")] = False,
 ) -> None:
     """Index images and PDFs; unchanged files are skipped, changed ones replaced."""
+    from imgrag.indexing.loader import shown_path
     from imgrag.indexing.pipeline import IndexOptions
 
     from .align import adapter_facade
@@ -107,16 +109,30 @@ def index(
                           + " — run the same command again to index the rest (it skips what is indexed)",
                           highlight=False, soft_wrap=True)
                 raise typer.Exit(130) from None
+        pruned = None
+        if prune:
+            pruned = ig.prune(list(paths))
+            for r in pruned.refused:
+                err.print(f"[yellow]not pruned[/] {escape(r.folder)}: {escape(r.reason)}", highlight=False, soft_wrap=True)
+            for p, n in pruned.files.items():
+                err.print(f"[yellow]pruned[/] {escape(shown_path(p))}: the file is gone ({n} page(s))", highlight=False, soft_wrap=True)
     except ImgragError as e:
         fail(e)
-    if as_json:
+    if as_json and pruned is None:
         print(summary.model_dump_json(indent=2, exclude={"indexed_ids", "updated_ids"}))
+    elif as_json:
+        doc = json.loads(summary.model_dump_json(exclude={"indexed_ids", "updated_ids"}))
+        if pruned is not None:
+            doc["pruned"] = json.loads(pruned.model_dump_json())
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
         out.print(
             f"indexed [bold]{summary.indexed}[/] pages · unchanged {summary.unchanged} · "
             f"duplicates {summary.duplicates} · replaced {summary.replaced} · "
             f"updated metadata {summary.updated_metadata} · linked {summary.linked} · failed {len(summary.failed)} "
-            f"· {summary.seconds:.1f}s" + (f" · version {summary.version}" if summary.version else "")
+            + (f"· pruned {len(pruned.files)} " if pruned is not None else "")
+            + f"· {summary.seconds:.1f}s" + (f" · version {summary.version}" if summary.version else "")
+            + (f" · prune version {pruned.version}" if pruned is not None and pruned.version else "")
         )
     if acl is None and not public and summary.indexed and not as_json:
         err.print("new pages are visible to operators only; give --acl NAME or --public to share them with token holders", style="dim")
