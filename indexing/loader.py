@@ -24,6 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .dicom import DICOM_EXTS, DicomError, DicomFile, is_dicom, looks_like_dicom
 from .errors import ImgragError
+from .logs import shown_path
 from .models import FileInfo
 
 log = logging.getLogger(__name__)
@@ -139,12 +140,6 @@ def outside_roots(path: Path, roots: Sequence[Path] | None) -> bool:
     except (OSError, RuntimeError):
         return False
     return not any(real == r or r in real.parents for r in roots)
-
-
-def shown_path(path: str | Path) -> str:
-    """The path as text that prints on one line: undecodable bytes and control characters escaped."""
-    text = str(path).encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _resolve(p: Path) -> Path | Skipped:
