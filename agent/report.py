@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from imgrag.indexing.logs import shown_path
+
 from .mcp_client import ToolClient, ToolError
 from .schemas import Answer, Citation
 
@@ -81,13 +83,16 @@ async def fetch_crops(tools: ToolClient, answer: Answer, scale: float = 2.0) -> 
 
 # -- Markdown -----------------------------------------------------------------------------------
 def _cell(text: str) -> str:
-    return re.sub(r"\s+", " ", text).replace("|", "\\|").strip()
+    """One table cell: whitespace collapsed, and the control characters that remain (ESC, C1, bidi
+    overrides) escaped as ``imgrag ask``'s plain format does, so a hostile file name or snippet
+    neither breaks the table nor reaches the terminal."""
+    return shown_path(re.sub(r"\s+", " ", text)).replace("|", "\\|").strip()
 
 
 def _bbox_text(c: Citation) -> str:
     box = "[" + ", ".join(f"{v:.0f}" for v in c.bbox) + "]" if c.bbox else "—"
     if c.kind == "linked":
-        return f"linked ({c.why}) {box}"
+        return f"linked ({_cell(c.why)}) {box}"
     return f"seal {box}" if c.kind == "seal" else box
 
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from .errors import ImgragError
 from .models import DateMention, FieldPiiKind, FileInfo, PiiFinding, PiiKind
+from .regular import open_regular
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +196,8 @@ def is_dicom(path: Path) -> bool:
     if path.name.upper() == "DICOMDIR":
         return False
     try:
-        if not path.is_file():  # never open a pipe or a device to look
-            return False
-        with path.open("rb") as f:
+        f, _ = open_regular(path)  # never opens a pipe or a device to look, even one swapped in
+        with f:
             head = f.read(132)
     except OSError:
         return False

@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field
 from .limits import MAX_META_VALUE_CHARS
 from .loader import outside_roots
 from .pii import mask_name
+from .regular import NotRegularFile, open_regular
 from .stores.base import Filters, ImageRecord, Link, LinkKind, MetadataUpdate, Principal
 
 if TYPE_CHECKING:
@@ -107,13 +108,15 @@ def _case_of(folder: Path, roots: tuple[Path, ...] | None = None) -> str | None:
                 break
             continue
         try:
-            if marker.is_file():
-                with marker.open("rb") as fh:  # its first 200 characters: not the whole of a huge file
-                    head = fh.read(1024).decode("utf-8", errors="replace")
-                first = head[:200].strip().splitlines()
-                return (first[0].strip() if first and first[0].strip() else str(d))[:200]
-        except OSError:
+            # opened without blocking, then checked: a marker swapped for a named pipe is no marker
+            # (checking first, then opening, left a moment where open() blocked the run)
+            fh, _ = open_regular(marker)
+            with fh:  # its first 200 characters: not the whole of a huge file
+                head = fh.read(1024).decode("utf-8", errors="replace")
+        except OSError:  # none here, not a regular file, or unreadable
             continue
+        first = head[:200].strip().splitlines()
+        return (first[0].strip() if first and first[0].strip() else str(d))[:200]
     return None
 
 
@@ -122,12 +125,19 @@ def _sidecar(path: Path, roots: Sequence[Path] | None = None) -> dict[str, str]:
     if outside_roots(side, roots):  # a link out of the index roots is not read
         return {}
     try:
-        if not side.is_file() or side.stat().st_size > _MAX_SIDECAR_BYTES:
+        # opened without blocking, then checked (a sidecar swapped for a named pipe after a check
+        # used to block the run in open()); anything but a regular file is no sidecar
+        fh, st = open_regular(side)
+        with fh:
+            if st.st_size > _MAX_SIDECAR_BYTES:
+                return {}
+            raw = fh.read(_MAX_SIDECAR_BYTES + 1)
+        if len(raw) > _MAX_SIDECAR_BYTES:  # grew since it was opened
             return {}
-        data = json.loads(side.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except OSError as e:
-        if e.errno == errno.ENAMETOOLONG:  # a file name of 244+ bytes: no sidecar name can be longer
-            return {}
+        if isinstance(e, (FileNotFoundError, NotADirectoryError, NotRegularFile)) or e.errno in (errno.ENAMETOOLONG, errno.ELOOP):
+            return {}  # no sidecar; a file name of 244+ bytes: no sidecar name can be longer
         log.warning("sidecar %s ignored: %s", side, e)
         return {}
     except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, or nested too deep for the parser

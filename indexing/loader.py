@@ -11,7 +11,6 @@ import functools
 import hashlib
 import logging
 import os
-import stat
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +23,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .dicom import DICOM_EXTS, DicomError, DicomFile, is_dicom, looks_like_dicom
 from .errors import ImgragError
+from .logs import shown_path
 from .models import FileInfo
+from .regular import NotRegularFile, _kind, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -87,31 +88,6 @@ class BadFileError(ImgragError):
         return f"{self.reason} — {self.hint}" if self.hint else self.reason
 
 
-def open_regular(path: Path) -> tuple[BinaryIO, os.stat_result]:
-    """Open a file for reading only if it is a regular file, with its status as opened. Opened
-    without blocking, then checked: a file swapped for a named pipe after it was last checked would
-    otherwise block the whole run in ``open`` (a pipe without a writer never opens). Raises
-    OSError; :class:`NotRegularFile` for anything but a regular file."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(_kind(st.st_mode) or "not a regular file")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb"), st
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-class NotRegularFile(OSError):
-    """What :func:`open_regular` found instead of a regular file (``kind``: in words)."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(errno.EINVAL, kind)
-        self.kind = kind
-
-
 def file_digest(source: Path | BinaryIO) -> str:
     """Content id: the same bytes anywhere are the same document."""
     h = hashlib.sha256()
@@ -139,12 +115,6 @@ def outside_roots(path: Path, roots: Sequence[Path] | None) -> bool:
     except (OSError, RuntimeError):
         return False
     return not any(real == r or r in real.parents for r in roots)
-
-
-def shown_path(path: str | Path) -> str:
-    """The path as text that prints on one line: undecodable bytes and control characters escaped."""
-    text = str(path).encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _resolve(p: Path) -> Path | Skipped:
@@ -370,17 +340,6 @@ def _kind_of(path: Path) -> str | None:
         return _kind(path.stat().st_mode)
     except OSError:
         return None  # load_file says why it cannot be read
-
-
-def _kind(mode: int) -> str | None:
-    """What a non-regular file is, in words; ``None`` for a regular file."""
-    for test, name in (
-        (stat.S_ISREG, None), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
 
 
 def load_file(path: Path, **limits: Any) -> Iterator[Page]:

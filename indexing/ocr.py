@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from imgrag.indexing.errors import ImgragError
+from imgrag.indexing.logs import OneLineFormatter
 from imgrag.indexing.models import BBox, OcrLine
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -168,7 +169,7 @@ def quiet_loggers(prefixes: tuple[str, ...], level: int = logging.WARNING) -> No
         else:
             handler = logging.StreamHandler()
             handler.setLevel(level)
-            handler.setFormatter(logging.Formatter("[%(levelname)s] %(name)s: %(message)s"))
+            handler.setFormatter(OneLineFormatter("[%(levelname)s] %(name)s: %(message)s"))
             lg.addHandler(handler)
             lg.propagate = False
 

@@ -212,11 +212,9 @@ Groups = Annotated[list[str] | None, typer.Option("--group", help="groups of the
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log to stderr")] = False) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from imgrag.indexing.logs import setup_logging
+
+    setup_logging(logging.INFO if verbose else logging.WARNING)  # names and text in records print escaped
     from imgrag.indexing.audit import Caller, set_caller
     from imgrag.indexing.config import get_settings
 

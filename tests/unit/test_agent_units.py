@@ -356,6 +356,18 @@ def test_markdown_report_tables_and_crops(tmp_path: Path) -> None:
     assert set(public["citations"][0]) == {"image_id", "path", "page", "bbox", "snippet", "kind"}  # type: ignore[index]
 
 
+def test_markdown_report_escapes_hostile_file_names_and_snippets() -> None:
+    # `imgrag ask --format markdown` prints this: a name's ESC sequences and bidi overrides used to
+    # reach the terminal raw (only whitespace was collapsed)
+    name = "/data/a\x1b[2J\x1b]8;;http://evil\x07x\u202egnp.png"
+    c = Citation(image_id="abc123", path=name, page=1, snippet="total\x1b[31m 42\x9b", kind="linked", linked_to="def456", why="stem\x1b[0m")
+    a = Answer(question="q", answer="42 [1]", mode="extractive", claims=[Claim(text="total 42", citations=[c])], citations=[c])
+    md = to_markdown(a)
+    assert not any(ch in md for ch in ("\x1b", "\x07", "\x9b", "\u202e"))
+    assert "| /data/a\\x1b[2J\\x1b]8;;http://evil\\x07x\\u202egnp.png |" in md
+    assert "total\\x1b[31m 42\\x9b" in md and "linked (stem\\x1b[0m)" in md
+
+
 def _png() -> bytes:
     img = Image.new("RGB", (600, 120), "white")
     d = ImageDraw.Draw(img)
