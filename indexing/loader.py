@@ -134,16 +134,12 @@ def _resolve(p: Path) -> Path | Skipped:
 def _utf8_name(p: Path, what: str = "file") -> Skipped | None:
     """Why ``p`` cannot be indexed by its name: the name, or a folder above it, is not valid UTF-8
     (reported as such: renaming the file would not help)."""
-    try:
-        str(p).encode("utf-8")
-    except UnicodeEncodeError:
-        try:
-            str(p.parent).encode("utf-8")
-        except UnicodeEncodeError:
-            folder = next(a for a in reversed([p.parent, *p.parent.parents]) if not _encodes(a))
-            return Skipped(shown_path(p), f"the name of the folder {shown_path(folder.name)} above it is not valid UTF-8 — rename that folder")
-        return Skipped(shown_path(p), f"the {what} name is not valid UTF-8 — rename the {what}")
-    return None
+    if _encodes(p):
+        return None
+    if not _encodes(p.parent):
+        folder = next(a for a in reversed([p.parent, *p.parent.parents]) if not _encodes(a))
+        return Skipped(shown_path(p), f"the name of the folder {shown_path(folder.name)} above it is not valid UTF-8 — rename that folder")
+    return Skipped(shown_path(p), f"the {what} name is not valid UTF-8 — rename the {what}")
 
 
 def _encodes(p: Path) -> bool:
@@ -237,8 +233,8 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
         def band(b: slice) -> np.ndarray:
             return np.nan_to_num(a[b].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
 
-        lo = min((float(band(b).min()) for b in bands), default=0.0)
-        hi = max((float(band(b).max()) for b in bands), default=0.0)
+        ranges = [(float(x.min()), float(x.max())) for x in map(band, bands) if x.size]  # each band converted once here
+        lo, hi = (min(r[0] for r in ranges), max(r[1] for r in ranges)) if ranges else (0.0, 0.0)
         grey = np.zeros(a.shape[:2], np.uint8)
         if hi > lo:
             for b in bands:

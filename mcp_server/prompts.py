@@ -15,6 +15,8 @@ from pydantic import Field, ValidationError
 
 from imgrag.indexing.limits import MAX_QUERY_CHARS
 
+from .tools import clip
+
 Question = Annotated[str, Field(description="the question, in Chinese or English", min_length=1, max_length=MAX_QUERY_CHARS)]
 Document = Annotated[
     str,
@@ -94,10 +96,6 @@ def register_prompts(mcp: Any) -> None:
         mcp.prompt(name=name, title=title)(fn)
 
 
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def prompt_error(name: str, err: Exception) -> MCPError:
     """An invalid-params error naming what is wrong with a prompts/get request (the SDK reports
     every prompt failure as an internal error)."""
@@ -108,11 +106,11 @@ def prompt_error(name: str, err: Exception) -> MCPError:
         cause = err.__cause__ or err
     known = {n for _, n, _ in PROMPTS}
     if name not in known:
-        shown = _short(name, 81)  # a 200 kB name came back whole
+        shown = clip(name, 81)  # a 200 kB name came back whole
         msg = f"unknown prompt {shown!r} — prompts/list names them: {', '.join(sorted(known))}"
     elif isinstance(cause, ValidationError):
         # a name in loc may be the client's own (an argument the prompt does not take): shortened
-        parts = [f"{'.'.join(_short(str(p), 40) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in cause.errors(include_url=False)]
+        parts = [f"{'.'.join(clip(str(p), 40) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in cause.errors(include_url=False)]
         more = f"; and {len(parts) - 10} more" if len(parts) > 10 else ""
         msg = f"invalid arguments for prompt {name}: " + "; ".join(parts[:10]) + more
     else:

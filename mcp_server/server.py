@@ -80,6 +80,7 @@ from .notify import CALL_CONTEXT, CallNotifier, ClientLevels
 from .pool import WorkerPool
 from .prompts import prompt_error, register_prompts
 from .tools import (
+    MAX_ECHO_CHARS,
     BBoxIn,
     CropRegionOutput,
     CropScale,
@@ -111,6 +112,7 @@ from .tools import (
     SimilarTo,
     Units,
     WithThumbnails,
+    clip,
     hits_k,
 )
 
@@ -127,24 +129,17 @@ All boxes are [x0, y0, x1, y1] in original-image pixels unless units='relative'.
 
 
 def _short(value: Any, limit: int = 80) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip(json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else repr(value), limit)
 
 
 _UNION_ARM = re.compile(r"[^A-Za-z0-9_]")  # pydantic names union arms like "constrained-float", "literal['auto']"
 
 # A client's own text comes back in errors (an argument's name, a metadata key, a tool name, a
-# resource URI): each echo is cut to MAX_ECHO_CHARS, and a whole error text to MAX_ERROR_CHARS.
-# A 3.9 MB argument name, tool name or resource URI came back whole (a URI twice: 7.8 MB), far
-# over the response budget and the SDK client's 1 MiB event limit.
-MAX_ECHO_CHARS = 80
+# resource URI): each echo is cut to MAX_ECHO_CHARS (tools.clip), and a whole error text to
+# MAX_ERROR_CHARS. A 3.9 MB argument name, tool name or resource URI came back whole (a URI twice:
+# 7.8 MB), far over the response budget and the SDK client's 1 MiB event limit.
 MAX_ERROR_CHARS = 2000
 MAX_UNKNOWN_SHOWN = 10
-
-
-def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
-    """``text``, cut to ``limit`` characters (the cut marked with an ellipsis)."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _clip_data(data: Any, depth: int = 0) -> Any:

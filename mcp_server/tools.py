@@ -41,6 +41,14 @@ from imgrag.indexing.stores.base import Filters, Label, MetaValue
 
 StrictFloat = Annotated[float, Field(strict=True)]
 
+MAX_ECHO_CHARS = 80  # a client's own text (a name, a key, a URI) as an error quotes it
+
+
+def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """``text``, cut to ``limit`` characters (the cut marked with an ellipsis)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _check_bbox(v: list[float]) -> list[float]:
     if len(v) != 4:
         raise ValueError(f"bbox needs exactly 4 numbers [x0, y0, x1, y1], got {len(v)}")

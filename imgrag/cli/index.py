@@ -122,8 +122,7 @@ def index(
         print(summary.model_dump_json(indent=2, exclude={"indexed_ids", "updated_ids"}))
     elif as_json:
         doc = json.loads(summary.model_dump_json(exclude={"indexed_ids", "updated_ids"}))
-        if pruned is not None:
-            doc["pruned"] = json.loads(pruned.model_dump_json())
+        doc["pruned"] = json.loads(pruned.model_dump_json())  # type: ignore[union-attr]
         print(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
         out.print(

@@ -901,6 +901,9 @@ class LanceStore:
         them (the connection's read-consistency interval)."""
         if not self._ready():
             return "empty"
+        pin = _PINNED.get()
+        if pin is not None and pin[0] is self:  # inside a search: the version it reads under
+            return f"{pin[1]}.{pin[2]}"
         return "{}.{}".format(*self._versions())
 
     def _versions(self) -> tuple[int, int]:
@@ -923,7 +926,7 @@ class LanceStore:
             return
         pin = _PINNED.get()
         if pin is not None and pin[0] is self:  # a search inside a pinned call (the guarded search's)
-            yield f"{pin[1]}.{pin[2]}"
+            yield self.data_version()
             return
         images, regions = self._versions()
         token = _PINNED.set((self, images, regions))
