@@ -70,6 +70,20 @@ class Memory:
     features: np.ndarray  # (n, 1280), L2-normalised
     captions: list[list[str]]
     sources: list[str]
+    loaders: list[Callable[[], np.ndarray]] | None = None  # each picture drawn again (its colour layout)
+
+    def colour_layouts(self, log: Callable[[str], None] = print) -> np.ndarray:
+        """Each memory picture's :func:`~imgrag.indexing.embedders.transfer.colour_layout`, drawn again."""
+        from imgrag.indexing.embedders.transfer import colour_layout
+
+        if self.loaders is None:
+            raise SystemExit("this memory cannot draw its pictures again")
+        out = []
+        for n, load in enumerate(self.loaders):
+            out.append(colour_layout(load()))
+            if n % 2000 == 1999:
+                log(f"  colour layouts: {n + 1}/{len(self.loaders)}")
+        return np.stack(out)
 
     def centred(self) -> np.ndarray:
         """Features with each source's mean removed (then normalised): what is left is what differs
@@ -91,15 +105,20 @@ def load_memory(sources: Sequence[str], glossary: Glossary | None, log: Callable
     keys: list[str] = []
     feats: list[np.ndarray] = []
     caps: list[list[str]] = []
+    loaders: list[Callable[[], np.ndarray]] = []
     for src in dict.fromkeys(sources):
         if src.startswith("iconify:"):
-            from imgrag.evals.datasets.iconify import captions
+            from imgrag.evals.datasets.iconify import captions, render
 
             items, emb = iconify_embedded([src.split(":", 1)[1]], log=log)
             c = [captions(items[k], glossary) for k in emb.names]
+            draw: Callable[[str], np.ndarray] = lambda k, items=items: render(items[k])
         elif src == "emoji":
+            from imgrag.evals.datasets.emoji import render as draw_emoji
+
             eitems, emb = emoji_embedded(log)
             c = [eitems[k].captions() for k in emb.names]
+            draw = lambda k, eitems=eitems: draw_emoji(eitems[k].text)  # type: ignore[assignment,return-value]
         elif src == "clipart":
             cat = clipart_catalogue()
             counts: dict[str, int] = {}
@@ -108,14 +127,16 @@ def load_memory(sources: Sequence[str], glossary: Glossary | None, log: Callable
             _, train = clipart_splits(cat)
             citems, emb = clipart_embedded([it.name for it in train], log=log, limit=0)
             c = [clipart_captions(citems[k], counts, glossary) for k in emb.names]
+            draw = lambda k, citems=citems: load_clipart(citems[k].png)
         else:
             raise SystemExit(f"unknown memory source {src!r}: iconify:<set>, emoji or clipart")
         keep = [i for i, x in enumerate(c) if x]
         keys += [f"{src}/{emb.names[i]}" for i in keep]
         feats.append(emb.features[keep])
         caps += [c[i] for i in keep]
+        loaders += [lambda k=emb.names[i], draw=draw: draw(k) for i in keep]
         log(f"memory {src}: {len(keep)} named pictures")
-    return Memory(keys, np.concatenate(feats).astype(np.float32), caps, list(dict.fromkeys(sources)))
+    return Memory(keys, np.concatenate(feats).astype(np.float32), caps, list(dict.fromkeys(sources)), loaders)
 
 
 def caption_vectors(captions: Sequence[Sequence[str]], e5: Any) -> np.ndarray:
@@ -214,10 +235,11 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def build(out: Path, memory_sources: Sequence[str], *, k: int, temp: float, beta: float, dims: int = 128,
-          log: Callable[[str], None] = print) -> dict[str, Any]:
+          colours: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Write the memory file :class:`imgrag.indexing.embedders.transfer.NamedMemory` loads (``out``
     ``.npz`` + ``.json``): PCA of the memory's features to ``dims``, int8 features and caption vectors
-    (pictures with the same captions share one vector row). The pictures are framed by the configured
+    (pictures with the same captions share one vector row), and (``colours``) each picture's colour
+    layout, drawn again (the search's colour term; a few minutes for 14k pictures). The pictures are framed by the configured
     ``IMGRAG_IMAGE_BACKBONE`` / ``IMGRAG_IMAGE_FRAMING``; the ``.json`` records both, and the
     transfer embedder frames the pictures it indexes the same way."""
     from imgrag.evals.datasets.iconify import package_versions
@@ -237,9 +259,11 @@ def build(out: Path, memory_sources: Sequence[str], *, k: int, temp: float, beta
     extra = {"backbone": bridge.backbone, "framing": bridge.framing, "sources": mem.sources, "npm": {f"@iconify-json/{s}": v for s, v in package_versions(icon_sets).items()},
              "debian": ["fonts-noto-color-emoji", "unicode-cldr-core"] if "emoji" in mem.sources else [],
              "recipe": env + "python -m imgrag.evals.transfer build " + " ".join(f"--memory {m}" for m in mem.sources)
-                       + f" --k {k} --temp {temp:g} --beta {beta:g} --dims {dims} --out {out.with_suffix('.npz').name}"}
+                       + f" --k {k} --temp {temp:g} --beta {beta:g} --dims {dims}" + ("" if colours else " --no-colours")
+                       + f" --out {out.with_suffix('.npz').name}"}
     out = write_memory(out, mem.features, vecs, owner, k=k, temp=temp, beta=beta, dims=dims,
-                       feature_identity=bridge.feature_identity, text_identity=text.identity, extra=extra)
+                       feature_identity=bridge.feature_identity, text_identity=text.identity, extra=extra,
+                       colours=mem.colour_layouts(log) if colours else None)
     meta = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {len(mem.keys)} pictures, {len(rows)} caption rows")
     return meta
@@ -344,6 +368,40 @@ def framed_auto(build: Callable[[], Collection], log: Callable[[str], None] = pr
                       relevant=centre.relevant)
 
 
+def collection_layouts(col: Collection, log: Callable[[str], None] = print) -> np.ndarray:
+    """Each collection picture's colour layout (the search's colour term), drawn from its file."""
+    from imgrag.indexing.embedders.transfer import colour_layout
+
+    out = np.stack([colour_layout(col.load(n)) for n in col.images.names])
+    log(f"  {col.name}: colour layouts of {len(out)} pictures")
+    return out
+
+
+def search_route(t: np.ndarray, ex: np.ndarray, mean: np.ndarray, sd: np.ndarray, weight: float, layouts: np.ndarray | None,
+                 ex_colours: np.ndarray | None, colour_weight: float, depth: int = 50) -> np.ndarray:
+    """Per query, the image route's ranking as the search makes it: the image kNN (``t``) and the
+    exemplar kNN (``ex``) to ``depth`` × ``EXEMPLAR_READS`` each, :func:`imgrag.indexing.search.add_exemplar`
+    with the pages' statistics (and colour layouts), ``depth`` kept; a picture outside it scores ``-inf``."""
+    from imgrag.indexing.embedders.transfer import COLOUR_KEY, EXEMPLAR_STATS
+    from imgrag.indexing.search import EXEMPLAR_READS, RouteHit, add_exemplar
+
+    reads = depth * EXEMPLAR_READS
+
+    stats: dict[str, dict[str, Any]] = {}
+    for j in range(t.shape[1]):
+        stats[str(j)] = {EXEMPLAR_STATS[0]: float(mean[j]), EXEMPLAR_STATS[1]: float(sd[j])}
+        if layouts is not None:
+            stats[str(j)][COLOUR_KEY] = [int(v) for v in layouts[j]]
+    out = np.full(t.shape, -np.inf, np.float32)
+    for i in range(len(t)):
+        hits = [RouteHit(image_id=str(j), score=float(t[i, j])) for j in np.argsort(-t[i])[:reads]]
+        ex_hits = [RouteHit(image_id=str(j), score=float(ex[i, j])) for j in np.argsort(-ex[i])[:reads]]
+        ranked = add_exemplar(hits, ex_hits, stats, weight, depth, ex_colours[i] if ex_colours is not None else None, colour_weight)
+        for r, h in enumerate(ranked):
+            out[i, int(h.image_id)] = len(ranked) - r
+    return out
+
+
 def evaluate_file(collections: Sequence[str], memory_file: Path, log: Callable[[str], None] = print, *,
                   exemplar: bool = False, exemplar_k: int = 3, exemplar_temp: float = 0.02,
                   exemplar_weight: float = 0.1, product: bool = False) -> list[dict[str, Any]]:
@@ -418,8 +476,16 @@ def evaluate_file(collections: Sequence[str], memory_file: Path, log: Callable[[
                 q2[has] /= np.linalg.norm(q2[has], axis=1, keepdims=True)
             tv = mix(auto.images.bridge, mem.transferred(f), float(mem.meta["beta"]))  # type: ignore[arg-type]
             ex2 = mem.exemplars(q2, k=EXEMPLAR_K, temp=EXEMPLAR_TEMP) @ f.T
-            label = f"transfer, auto framing + exemplar + {wt:g} × a Chinese query's English reading ({len(has)} queries; the product's default)"
+            label = f"transfer, auto framing + exemplar + {wt:g} × a Chinese query's English reading ({len(has)} queries; session 13)"
             scored += [(label, q2 @ tv.T + w * (ex2 - b[None, :]) / sd[None, :])]
+            # session 16: the image route exactly as the search ranks it (add_exemplar over the two kNNs'
+            # top 50), without and with the colour term when the memory has colour layouts
+            layouts = collection_layouts(auto, log) if mem.colours is not None else None
+            cw = float(Settings.model_fields["colour_weight"].default)
+            for weight in ([0.0, cw] if layouts is not None else [0.0]):
+                label = ("the search's image route (two kNNs, top 50 of 200 each)" if weight == 0 else
+                         f"the search's image route + {weight:g} × colour term (the product's default)")
+                scored += [(label, search_route(q2 @ tv.T, ex2, b, sd, w, layouts, mem.exemplar_colours(q2) if weight else None, weight))]
         for emb_name, sims in scored:
             for lang, m in scores_by_lang(sims, col.relevant, col.langs).items():
                 rows.append({"collection": col.name, "images": len(col.images.names), "embedder": emb_name,
@@ -458,10 +524,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--temp", type=float, default=0.03)
     b.add_argument("--beta", type=float, default=0.5)
     b.add_argument("--dims", type=int, default=128)
+    b.add_argument("--no-colours", dest="colours", action="store_false",
+                   help="no colour layouts in the memory (the search's colour term stays off with it)")
     b.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.cmd == "build":
-        build(args.out, args.memory, k=args.k, temp=args.temp, beta=args.beta, dims=args.dims)
+        build(args.out, args.memory, k=args.k, temp=args.temp, beta=args.beta, dims=args.dims, colours=args.colours)
         return 0
     if args.memory_file:
         rows = evaluate_file(args.collection, args.memory_file, exemplar=args.exemplar, exemplar_k=args.exemplar_k,

@@ -232,6 +232,12 @@ class Settings(BaseSettings):
         description="image_embedder=transfer: the image route's score of a page gains this x its cosine with the query's "
         "exemplar (the memory's named drawings of the query), standardised by the page's own spread; 0: off",
     )
+    colour_weight: float = Field(
+        default=0.25, ge=0, le=10,
+        description="image_embedder=transfer with a memory that has colour layouts: among the image route's candidates, a "
+        "page's score gains this x how much nearer than the others its colour layout is to the query's exemplar's "
+        "(in units of the candidates' score spread); pages indexed without a layout keep their score; 0: off",
+    )
     image_query_translation: float = Field(
         default=1.0, ge=0, le=10,
         description="image_embedder=transfer: a query with Chinese in it also takes this x the e5 vector of its dictionary "

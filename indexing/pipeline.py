@@ -602,7 +602,8 @@ class Indexer:
         page_vecs, region_vecs = vecs[: len(batch)], vecs[len(batch) :]
         # per page, what the image embedder's search term needs of its features (transfer: the exemplar term)
         stats_of = getattr(rt.image_embedder, "feature_stats", None)
-        feature_stats = stats_of(np.stack([w[1] for w in whole])) if stats_of is not None and whole else [{}] * len(batch)
+        feature_stats = (stats_of(np.stack([w[1] for w in whole]), images=[a.image for a in batch])
+                         if stats_of is not None and whole else [{}] * len(batch))
         out: list[Indexed] = []
         ri = 0
         for n, a in enumerate(batch):

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .text import coverage, is_meaningful, keyword_query, latin_words, normalize, query_terms, squash, token_set, tokens
-from .embedders.transfer import EXEMPLAR_STATS
+from .embedders.transfer import COLOUR_KEY, EXEMPLAR_STATS, colour_distances
 from .errors import ImgragError, NotFoundError
 from .limits import MAX_DEPTH, MAX_ID_CHARS, MAX_OFFSET, MAX_QUERY_CHARS, PREFIX_SCAN
 from .links import LinkedItem, visible_links
@@ -210,14 +210,26 @@ def standout(scores: dict[str, float], full_at: float) -> dict[str, float]:
     return dict(zip(scores, votes.tolist(), strict=True))
 
 
-def add_exemplar(hits: list[RouteHit], exemplar_hits: list[RouteHit], stats: dict[str, dict[str, float]],
-                 weight: float, depth: int) -> list[RouteHit]:
+# How much deeper the image and exemplar kNNs read than the route returns when the exemplar term is on.
+# A page that one kNN found and the other missed scores the other's floor; at the route's own depth (50)
+# that cost the search's image route 0.014 / 0.016 MRR@10 (en / zh) against the term computed over every
+# picture (clipart-dev, 603 pictures); at 4x it is within 0.002 (docs/embeddings.md, session 16).
+EXEMPLAR_READS = 4
+
+
+def add_exemplar(hits: list[RouteHit], exemplar_hits: list[RouteHit], stats: dict[str, dict[str, Any]],
+                 weight: float, depth: int, colour: np.ndarray | None = None, colour_weight: float = 0.0) -> list[RouteHit]:
     """The image route's hits with the exemplar term added: each page's score gains ``weight`` ×
     (its exemplar cosine − its mean) / its spread, the page's own statistics (``stats``:
     ``ImageRecord.feature_stats``, stored at indexing) over random exemplars, so a picture near every
     exemplar (a silhouette, a drawing-like photo) does not outscore the one near this query's. Scores
     are added, not ranks. A page one kNN missed scores that list's lowest there (at most what it would
-    have had); a page without statistics keeps its score, and joins only from the image kNN. Re-sorted,
+    have had); a page without statistics keeps its score, and joins only from the image kNN.
+
+    The colour term (``colour``: the exemplar's colour layout, ``colour_weight`` > 0): among these
+    candidates, a page with a stored layout gains ``colour_weight`` × the candidates' score spread ×
+    how many spreads nearer than their mean its layout is to the exemplar's (a z-score of the
+    distances, so it neither depends on the layouts' scale nor moves the scores' level). Re-sorted,
     at most ``depth``."""
     if not exemplar_hits or weight <= 0:
         return hits
@@ -228,13 +240,37 @@ def add_exemplar(hits: list[RouteHit], exemplar_hits: list[RouteHit], stats: dic
     scores: dict[str, float] = {}
     for i in dict.fromkeys([*base, *ex]):
         st = stats.get(i, {})
-        has = mean_key in st and st.get(sd_key, 0.0) > 0
+        has = isinstance(st.get(mean_key), (int, float)) and isinstance(st.get(sd_key), (int, float)) and st[sd_key] > 0
         if i not in base and not has:
             continue
         term = weight * (ex.get(i, floor_e) - st[mean_key]) / st[sd_key] if has else 0.0
         scores[i] = base.get(i, floor_b) + term
+    if colour is not None and colour_weight > 0 and len(scores) > 2:
+        scores = _add_colour(scores, stats, colour, colour_weight)
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:depth]
     return [RouteHit(image_id=i, score=sc) for i, sc in ranked]
+
+
+def _add_colour(scores: dict[str, float], stats: dict[str, dict[str, Any]], colour: np.ndarray,
+                weight: float) -> dict[str, float]:
+    """The colour term of :func:`add_exemplar` (docs/embeddings.md, session 16)."""
+    n = int(np.asarray(colour).size)
+    ids = [i for i in scores if _layout_ok(stats.get(i, {}).get(COLOUR_KEY), n)]
+    if len(ids) < 3:
+        return scores
+    d = colour_distances(np.array([stats[i][COLOUR_KEY] for i in ids], np.float32), colour)
+    sd_d, sd_s = float(d.std()), float(np.std([scores[i] for i in ids]))
+    if sd_d <= 0 or sd_s <= 0:
+        return scores
+    z = (d - d.mean()) / sd_d
+    out = dict(scores)
+    for i, zi in zip(ids, z, strict=True):
+        out[i] = scores[i] - weight * sd_s * float(zi)
+    return out
+
+
+def _layout_ok(v: object, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(isinstance(x, int) and 0 <= x <= 255 for x in v)
 
 
 KEYWORD_DEPTH = 300  # keyword mode's default depth: how far a cursor of full-text hits reaches
@@ -405,12 +441,13 @@ class Searcher:
         out = {sp: make[sp](q) for sp in self._route_spaces(routes)}
         return out, round((time.perf_counter() - t) * 1000, 2)
 
-    def _exemplar(self, query: str, query_vector: np.ndarray) -> np.ndarray | None:
-        """The query's exemplar features (``image_embedder=transfer`` with ``IMGRAG_EXEMPLAR_WEIGHT`` > 0
-        and an index whose ``feature`` space is the embedder's), else None; cached with the query's
-        vectors (it costs a product with every caption row of the memory)."""
+    def _exemplar(self, query: str, query_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The query's exemplar features and colour layout (None without one: a memory built before
+        session 16) (``image_embedder=transfer`` with ``IMGRAG_EXEMPLAR_WEIGHT`` > 0 and an index whose
+        ``feature`` space is the embedder's), else None; cached with the query's vectors (it costs a
+        product with every caption row of the memory)."""
         ie = self.rt.image_embedder
-        make = getattr(ie, "exemplar", None)
+        make = getattr(ie, "exemplar_pair", None)
         if make is None or self.rt.settings.exemplar_weight <= 0:
             return None
         spaces = self._stored_spaces()
@@ -716,10 +753,13 @@ class Searcher:
             vec, rec.timings["embed"] = self._query_vectors(query, routes)
             reads: dict[str, Read] = {}
             exemplar = self._exemplar(query, vec["image"]) if "image" in routes else None
+            # with the exemplar term both kNNs read EXEMPLAR_READS x deeper: a page only one of them
+            # found scores that list's floor in the other (add_exemplar); the route still returns `depth`
+            ex_depth = depth * EXEMPLAR_READS if exemplar is not None else depth
             if "image" in routes:
-                reads["image"] = Read("knn", ("image", vec["image"], depth, pictures, principal))
+                reads["image"] = Read("knn", ("image", vec["image"], ex_depth, pictures, principal))
             if exemplar is not None:  # the exemplar term: a kNN on the stored features, added to the image route's scores
-                reads["exemplar"] = Read("knn", ("feature", exemplar, depth, pictures, principal))
+                reads["exemplar"] = Read("knn", ("feature", exemplar[0], ex_depth, pictures, principal))
             if "text_vector" in routes:
                 reads["text_vector"] = Read("knn", ("text", vec["text"], depth, req.filters, principal))
             if "region_text" in routes:
@@ -738,7 +778,8 @@ class Searcher:
                     (hits, _), (ex_hits, _) = img_f.result(), ex_f.result()
                     t = time.perf_counter()
                     recs = store.get_many(list(dict.fromkeys([h.image_id for h in hits] + [h.image_id for h in ex_hits])), principal)
-                    out = add_exemplar(hits, ex_hits, {i: r.feature_stats for i, r in recs.items()}, s.exemplar_weight, depth)
+                    out = add_exemplar(hits, ex_hits, {i: r.feature_stats for i, r in recs.items()}, s.exemplar_weight, depth,
+                                       exemplar[1], s.colour_weight)
                     rec.timings["exemplar"] = round((time.perf_counter() - t) * 1000, 2)
                     return out
 

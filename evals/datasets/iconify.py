@@ -39,7 +39,24 @@ EMOJI_SETS = ("openmoji", "twemoji", "fluent-emoji-flat", "fluent-emoji", "fluen
               "emojione", "emojione-v1", "fxemoji", "streamline-emojis")
 OTHER_SETS = ("game-icons", "flat-color-icons", "healthicons", "maki", "map", "medical-icon", "meteocons",
               "streamline-freehand-color", "streamline-ultimate-color")
-SETS = EMOJI_SETS + OTHER_SETS
+# Country and region flags (flag-icons: "se-4x3", "gb-eng-1x1"): named by ISO code, so each takes the flag
+# emoji's CLDR names ("flag: Sweden", "旗: 瑞典") through :func:`flag_emoji`; a flag has no concept an emoji
+# set shares with clip art beyond the flag itself.
+FLAG_SETS = ("flag",)
+SETS = EMOJI_SETS + OTHER_SETS + FLAG_SETS
+_FLAG_NAME = re.compile(r"^([a-z]{2})(?:-([a-z]{2,3}))?-(?:1x1|4x3)$")
+
+
+def flag_emoji(name: str) -> str:
+    """The emoji of a flag-icons name: "se-4x3" → 🇸🇪 (regional indicators), "gb-eng-1x1" → 🏴 + tag
+    letters (England); "" for a name that is no ISO code ("arab-4x3", "un-4x3")."""
+    m = _FLAG_NAME.match(name)
+    if not m:
+        return ""
+    cc, sub = m.groups()
+    if sub:
+        return "\U0001F3F4" + "".join(chr(0xE0000 + ord(c)) for c in cc + sub) + "\U000E007F"
+    return "".join(chr(0x1F1E6 + ord(c) - ord("a")) for c in cc)
 ICON = 208
 CANVAS = 240
 _NAMELESS = re.compile(r"^abstract-|\d{3}")  # "abstract-097": a name that says nothing
@@ -89,8 +106,12 @@ def load_set(name: str, base: Path | None = None) -> list[Icon]:
             chars.setdefault(icon, "".join(chr(int(h, 16)) for h in hexs.split("-")))
     w0, h0 = j.get("width", 16), j.get("height", 16)
     out = []
+    if name in FLAG_SETS:
+        chars = {n: flag_emoji(n) for n in j["icons"] if flag_emoji(n)}
     for n, ic in sorted(j["icons"].items()):
-        if ic.get("hidden") or _SKIN.search(n) or not re.search(r"[a-z]{3}", n) or _NAMELESS.search(n):
+        if name in FLAG_SETS and n not in chars:
+            continue
+        if name not in FLAG_SETS and (ic.get("hidden") or _SKIN.search(n) or not re.search(r"[a-z]{3}", n) or _NAMELESS.search(n)):
             continue
         if name in EMOJI_SETS and not chars and _TONE_SUFFIX.search(n) and _TONE_SUFFIX.sub("", n) in j["icons"]:
             continue
@@ -158,9 +179,11 @@ def captions(icon: Icon, glossary: object | None) -> list[str]:
     caps: list[str] = []
     cp = emoji_of(icon)
     c = _cldr().get(cp) if cp else None
+    if icon.set in FLAG_SETS and not c:
+        return []  # "xx-4x3" (an unknown flag), a region CLDR does not name: its code is no caption
     if c:
         name_en, name_zh, kw_en, kw_zh = c
-        caps += [name_en, icon.words]
+        caps += [name_en] if icon.set in FLAG_SETS else [name_en, icon.words]  # "se 4x3" says nothing
         if kw_en:
             caps.append(", ".join(k for k in kw_en if k != name_en)[:200])
         if name_zh:

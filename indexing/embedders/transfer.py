@@ -32,7 +32,7 @@ from imgrag.indexing.embedders import (
 from imgrag.indexing.errors import ImgragError
 
 DEFAULT_MEMORY = Path(__file__).with_name("data") / "transfer-memory.npz"
-# A memory is tens of MB (the shipped one 5.6 MB; a million pictures ~0.5 GB). A path set by mistake
+# A memory is tens of MB (the shipped one 6.2 MB; a million pictures ~0.5 GB). A path set by mistake
 # to a huge file, or a small .npz whose arrays unpack to gigabytes, is refused before it is read.
 MAX_MEMORY_BYTES = 2 << 30
 
@@ -46,6 +46,47 @@ EXEMPLAR_K = 3
 EXEMPLAR_TEMP = 0.02
 EXEMPLAR_GENERIC = 1000
 EXEMPLAR_STATS = "exemplar_mean", "exemplar_sd"
+
+# The colour term (IMGRAG_COLOUR_WEIGHT, session 16): the backbone's pooled features hardly see where
+# which colour is (the flags of Sweden and Ukraine, a red and a green cube are near neighbours), so a
+# page also stores its colour layout — the picture cut to what differs from its border colour, as
+# COLOUR_GRID x COLOUR_GRID cells of mean CIELAB (uint8, 48 numbers) — and so does every memory picture;
+# the query's exemplar colour layout is the same weighted mean of its EXEMPLAR_K named pictures'.
+COLOUR_GRID = 4
+COLOUR_KEY = "colour_layout"
+COLOUR_SIDE = 256  # the picture is reduced to at most this side first: the cells are means anyway
+
+
+def colour_layout(img: np.ndarray) -> np.ndarray:
+    """A picture's colour layout (:data:`COLOUR_GRID`² cells × CIELAB, uint8): the picture reduced to at
+    most :data:`COLOUR_SIDE` px, cut to the pixels that differ from its border's median colour (a flag
+    on white, a drawing with a margin: its layout, not its canvas), each cell's mean colour."""
+    from PIL import Image
+
+    a = np.asarray(img)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    a = np.ascontiguousarray(a[..., :3])
+    if a.dtype != np.uint8:  # 16-bit or float pages: scaled to 8 bits as the backbone sees them
+        hi = float(a.max()) if a.size else 0.0
+        a = np.clip(a.astype(np.float32) * (255.0 / hi if hi > 255 else 255.0 if hi <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    im = Image.fromarray(a)
+    if max(im.size) > COLOUR_SIDE:
+        im = im.copy()
+        im.thumbnail((COLOUR_SIDE, COLOUR_SIDE), Image.BOX)
+    a = np.asarray(im)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]]).astype(np.int16)
+    ys, xs = np.nonzero(np.abs(a.astype(np.int16) - np.median(border, axis=0)).sum(-1) > 30)
+    if len(ys) > 10:
+        im = im.crop((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+    lab = im.resize((COLOUR_GRID, COLOUR_GRID), Image.BOX).convert("LAB")
+    return np.asarray(lab, np.uint8).reshape(-1)
+
+
+def colour_distances(layouts: np.ndarray, exemplar: np.ndarray) -> np.ndarray:
+    """Euclidean distances between uint8 colour layouts (rows) and an exemplar layout, on a 0-1 scale."""
+    d = np.asarray(layouts, np.float32) / 255.0 - np.asarray(exemplar, np.float32)[None, :] / 255.0
+    return np.sqrt((d * d).sum(1))
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -95,10 +136,11 @@ def dequantise(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 def write_memory(out: Path, features: np.ndarray, caption_vectors: np.ndarray, owner: np.ndarray, *, k: int,
                  temp: float, beta: float, dims: int, feature_identity: str, text_identity: str,
-                 extra: dict[str, object] | None = None) -> Path:
+                 extra: dict[str, object] | None = None, colours: np.ndarray | None = None) -> Path:
     """Write ``out`` (.npz) and its .json: the PCA of ``features`` (normalised backbone features of the
     memory pictures) to ``dims``, the projected features and the caption vectors as int8 rows;
-    ``owner[i]`` is picture ``i``'s row of ``caption_vectors``."""
+    ``owner[i]`` is picture ``i``'s row of ``caption_vectors``; ``colours``: each picture's
+    :func:`colour_layout` (the colour term), when given."""
     feats = np.asarray(features, np.float32)
     mean = feats.mean(0)
     _, _, vt = np.linalg.svd(feats - mean, full_matrices=False)
@@ -107,11 +149,12 @@ def write_memory(out: Path, features: np.ndarray, caption_vectors: np.ndarray, o
     vq, vs = quantise(_normalise(np.asarray(caption_vectors, np.float32)))
     out = Path(out).with_suffix(".npz")
     out.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"colours": np.asarray(colours, np.uint8)} if colours is not None else {}
     np.savez_compressed(out, mean=mean.astype(np.float32), proj=proj, features=fq, features_scale=fs,
-                        owner=np.asarray(owner, np.int32), vectors=vq, vectors_scale=vs)
+                        owner=np.asarray(owner, np.int32), vectors=vq, vectors_scale=vs, **arrays)
     meta = {"k": k, "temp": temp, "beta": beta, "dims": int(proj.shape[0]), "pictures": len(feats),
             "caption_rows": len(caption_vectors), "feature_identity": feature_identity, "text_identity": text_identity,
-            **(extra or {})}
+            **({"colour_grid": COLOUR_GRID} if colours is not None else {}), **(extra or {})}
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
 
@@ -128,6 +171,7 @@ class NamedMemory:
     vectors: np.ndarray  # (m, text_dim) normalised
     meta: dict[str, object]
     sha: str
+    colours: np.ndarray | None = None  # (n, COLOUR_GRID² × 3) uint8 colour layouts; None in memories built before session 16
     _generic: np.ndarray | None = None  # exemplars of random caption rows (exemplar_stats), made once
 
     @classmethod
@@ -158,7 +202,8 @@ class NamedMemory:
             mem = cls(path=path, mean=z["mean"].astype(np.float32), proj=z["proj"].astype(np.float32),
                       features=_normalise(dequantise(z["features"], z["features_scale"])), owner=z["owner"].astype(np.int64),
                       vectors=_normalise(dequantise(z["vectors"], z["vectors_scale"])), meta=meta,
-                      sha=hashlib.sha256(raw + meta_path.read_bytes()).hexdigest()[:16])
+                      sha=hashlib.sha256(raw + meta_path.read_bytes()).hexdigest()[:16],
+                      colours=np.asarray(z["colours"], np.uint8) if "colours" in z.files else None)
         # a truncated or foreign .npz fails in zipfile (BadZipFile, EOFError) or zlib, not only in numpy
         except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             raise ImgragError(f"transfer memory {path} is unreadable: {type(e).__name__}: {e}", rebuild) from e
@@ -174,7 +219,8 @@ class NamedMemory:
         if (mem.mean.ndim != 1 or mem.proj.ndim != 2 or mem.features.ndim != 2 or mem.vectors.ndim != 2
                 or mem.owner.shape != mem.features.shape[:1] or mem.proj.shape[1] != mem.mean.shape[0]
                 or mem.owner.min(initial=0) < 0 or mem.owner.max(initial=-1) >= len(mem.vectors)
-                or mem.features.shape[1] != mem.proj.shape[0]):
+                or mem.features.shape[1] != mem.proj.shape[0]
+                or (mem.colours is not None and mem.colours.shape != (len(mem.features), COLOUR_GRID * COLOUR_GRID * 3))):
             raise ImgragError(f"transfer memory {path} is inconsistent", rebuild)
         return mem
 
@@ -233,11 +279,25 @@ class NamedMemory:
         query (e5), mapped back through the PCA without its mean, normalised. Its cosine with a
         picture's stored ``feature`` ranks pictures that look like named drawings of the query — the
         text → picture direction of the neighbour step (transfer is picture → names)."""
+        return self._exemplars(query_vectors, k=k, temp=temp)[0]
+
+    def _exemplars(self, query_vectors: np.ndarray, *, k: int, temp: float) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`exemplars` and, when the memory has colour layouts, the same weighted mean of the
+        same pictures' layouts (uint8 rows), from one look-up."""
         q = np.asarray(query_vectors, np.float32)
         # one query (the search): a matrix-vector product, ~2x less CPU than the 1-row matrix product
         sims = ((self.vectors @ q[0])[None, :] if len(q) == 1 else q @ self.vectors.T)[:, self.owner]  # per memory picture
         idx, w = _top_softmax(sims, k, temp)
-        return _normalise(np.einsum("nk,nkd->nd", w, self.features[idx]) @ self.proj)
+        feats = _normalise(np.einsum("nk,nkd->nd", w, self.features[idx]) @ self.proj)
+        if self.colours is None:
+            return feats, None
+        cols = np.einsum("nk,nkd->nd", w, self.colours[idx].astype(np.float32))
+        return feats, np.clip(np.round(cols), 0, 255).astype(np.uint8)
+
+    def exemplar_colours(self, query_vectors: np.ndarray, *, k: int = EXEMPLAR_K, temp: float = EXEMPLAR_TEMP) -> np.ndarray | None:
+        """Each query's exemplar colour layout (the named pictures of :meth:`exemplars`), or None when
+        the memory has no colour layouts."""
+        return self._exemplars(query_vectors, k=k, temp=temp)[1]
 
     def exemplar_stats(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per row of ``features`` (normalised backbone features), the mean and standard deviation of
@@ -328,13 +388,23 @@ class TransferEmbedder:
         """The query's exemplar in the backbone's feature space (:meth:`NamedMemory.exemplars`, ``k``
         :data:`EXEMPLAR_K`, ``temp`` :data:`EXEMPLAR_TEMP`): a ``feature`` kNN with it finds pages that
         look like the memory's named drawings of the query (the search's exemplar term)."""
-        return self.memory.exemplars(np.asarray(query_vector, np.float32)[None, :], k=EXEMPLAR_K, temp=EXEMPLAR_TEMP)[0]
+        return self.exemplar_pair(query_vector)[0]
 
-    def feature_stats(self, features: np.ndarray) -> list[dict[str, float]]:
+    def exemplar_pair(self, query_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`exemplar` and the same named pictures' colour layout (None: a memory without layouts)."""
+        f, c = self.memory._exemplars(np.asarray(query_vector, np.float32)[None, :], k=EXEMPLAR_K, temp=EXEMPLAR_TEMP)
+        return f[0], (c[0] if c is not None else None)
+
+    def feature_stats(self, features: np.ndarray, images: Sequence[np.ndarray] | None = None) -> list[dict[str, object]]:
         """What the index stores per page for the exemplar term: the mean and spread of the page's
-        cosines with random exemplars (:meth:`NamedMemory.exemplar_stats`)."""
+        cosines with random exemplars (:meth:`NamedMemory.exemplar_stats`), and, with ``images`` and a
+        memory with colour layouts, the page's :func:`colour_layout` (the colour term)."""
         mean, sd = self.memory.exemplar_stats(np.atleast_2d(np.asarray(features, np.float32)))
-        return [{EXEMPLAR_STATS[0]: float(m), EXEMPLAR_STATS[1]: float(d)} for m, d in zip(mean, sd, strict=True)]
+        out: list[dict[str, object]] = [{EXEMPLAR_STATS[0]: float(m), EXEMPLAR_STATS[1]: float(d)} for m, d in zip(mean, sd, strict=True)]
+        if images is not None and self.memory.colours is not None:
+            for st, img in zip(out, images, strict=True):
+                st[COLOUR_KEY] = [int(v) for v in colour_layout(img)]
+        return out
 
     def queries_from_text(self, text_vectors: np.ndarray) -> np.ndarray:
         """The joint space is the text model's query space (as the bridge's)."""

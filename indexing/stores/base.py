@@ -147,9 +147,10 @@ class ImageRecord(BaseModel):
     mtime: float = 0.0
     quality: QualityClass
     quality_stats: dict[str, float] = Field(default_factory=dict)
-    # What the image embedder measured on the page's features for the search (``transfer``: the mean
-    # and spread of its cosines with random exemplars, which the exemplar term standardises by).
-    feature_stats: dict[str, float] = Field(default_factory=dict)
+    # What the image embedder measured on the page for the search (``transfer``: the mean and spread of
+    # its features' cosines with random exemplars, which the exemplar term standardises by, and its
+    # colour layout, 48 numbers 0-255, which the colour term compares with the query's exemplar).
+    feature_stats: dict[str, float | list[int]] = Field(default_factory=dict)
     enhancements: list[Enhancement] = Field(default_factory=list)
     ocr_lines: list[OcrLine] = Field(default_factory=list)
     ocr_text: str = ""
@@ -345,6 +346,15 @@ def check_query_space(stored: ModelSpaces | None, kind: Literal["image", "text"]
         return
     from ..errors import ImgragError
 
+    memories = [m.group(1) for m in (re.match(r"transfer\[memory=([0-9a-f]+)\|", x) for x in (have, identity)) if m]
+    if kind == "image" and len(memories) == 2 and re.sub(r"memory=[0-9a-f]+", "", have) == re.sub(r"memory=[0-9a-f]+", "", identity):
+        # the same transfer embedder over another memory file (an upgrade ships a new one): its vectors
+        # are the memory's, so nothing but indexing the pictures again moves the index over
+        raise ImgragError(
+            f"the index was built with another transfer memory (file {memories[0]}; the configured one is {memories[1]})",
+            "re-index the folders into a new index (`IMGRAG_HOME=NEW imgrag index FOLDER`), or set "
+            "IMGRAG_TRANSFER_MEMORY to the memory file the index was built with",
+        )
     if kind == "image":
         hint = (
             "run `imgrag reembed --adapter DIR` to move the index to the configured adapter, or set "

@@ -258,3 +258,68 @@ def test_shipped_memory_matches_the_installed_models() -> None:
     assert (framing == "centre") == ("IMGRAG_IMAGE_FRAMING" not in str(meta["recipe"]))
     assert te.framing == ("auto" if framing == "centre" else framing)  # drawings by content, photos centre
     assert DEFAULT_MEMORY.stat().st_size < 8_000_000
+
+
+def _bands(top: tuple[int, int, int], bottom: tuple[int, int, int], jitter: int = 0) -> np.ndarray:
+    """A two-band flag on a white margin: two of them differ only in where which colour is."""
+    im = Image.new("RGB", (200, 160), "white")
+    d = ImageDraw.Draw(im)
+    d.rectangle((20 + jitter, 30, 180 + jitter, 80), fill=top)
+    d.rectangle((20 + jitter, 81, 180 + jitter, 130), fill=bottom)
+    return np.asarray(im)
+
+
+def test_the_colour_term_tells_two_flags_apart_that_the_features_do_not(tmp_path: Path) -> None:
+    """``IMGRAG_COLOUR_WEIGHT`` (session 16) through the real CLI. The memory names a blue-over-yellow
+    flag "zorblax" and the same flag upside down "quimbo" (made-up names the bridge cannot know), and
+    stores their colour layouts. The backbone's features hardly tell the two apart, so the exemplar term
+    alone ranks them by chance; the colour term (at a weight that lets it outvote the other terms on so
+    few pages; the default's effect is measured on clip art, docs/embeddings.md) ranks each query's own
+    flag first. Every indexed page stores its layout (`imgrag show`), and a bad weight is one line."""
+    from imgrag.indexing.embedders import get_image_text_embedder, get_text_embedder
+    from imgrag.indexing.embedders.transfer import colour_layout, write_memory
+
+    blue, yellow = (0, 87, 183), (255, 215, 0)
+    e5 = get_text_embedder("e5")
+    bridge = get_image_text_embedder("bridge", framing="centre")
+    imgs = [_bands(blue, yellow, j) for j in (-6, 0, 6)] + [_bands(yellow, blue, j) for j in (-6, 0, 6)]
+    mem = write_memory(tmp_path / "flags.npz", bridge.embed_images(imgs).features,
+                       np.stack([e5.embed_queries(["zorblax"])[0], e5.embed_queries(["quimbo"])[0]]),
+                       np.array([0, 0, 0, 1, 1, 1]), k=3, temp=0.05, beta=1.0, dims=4,
+                       feature_identity=bridge.feature_identity, text_identity=e5.identity,
+                       extra={"sources": ["test"], "backbone": "lite0", "framing": "centre"},
+                       colours=np.stack([colour_layout(i) for i in imgs]))
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    Image.fromarray(_bands(blue, yellow, 3)).save(folder / "one.png")
+    Image.fromarray(_bands(yellow, blue, 3)).save(folder / "two.png")
+    for n, (a, b) in enumerate((((200, 16, 46), (255, 255, 255)), ((0, 122, 61), (20, 20, 20)), ((20, 20, 20), (190, 190, 190)),
+                                ((255, 255, 255), (200, 16, 46)))):  # other candidates: the term is a z-score over them
+        Image.fromarray(_bands(a, b, 3)).save(folder / f"other{n}.png")
+    env = {**os.environ, "IMGRAG_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "IMGRAG_WEIGHT_IMAGE": "5",
+           "IMGRAG_IMAGE_EMBEDDER": "transfer", "IMGRAG_TRANSFER_MEMORY": str(mem)}
+    for k in ("IMGRAG_PRINCIPAL", "IMGRAG_GROUPS", "IMGRAG_ADAPTER", "IMGRAG_IMAGE_FRAMING", "IMGRAG_EXEMPLAR_WEIGHT",
+              "IMGRAG_COLOUR_WEIGHT"):
+        env.pop(k, None)
+
+    def cli(*args: str, weight: str = "0.25") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "imgrag", *args], cwd=ROOT, env={**env, "IMGRAG_COLOUR_WEIGHT": weight},
+                              capture_output=True, text=True, timeout=900, check=False)
+
+    p = cli("index", str(folder))
+    assert p.returncode == 0, p.stderr
+
+    def ranked(q: str, weight: str) -> list[str]:
+        p = cli("search", q, "--json", "--mode", "vector", "--no-rerank", weight=weight)
+        assert p.returncode == 0, p.stderr
+        return [Path(h["path"]).name for h in json.loads(p.stdout)["hits"]]
+
+    on = {q: ranked(q, "3")[0] for q in ("zorblax", "quimbo")}
+    assert on == {"zorblax": "one.png", "quimbo": "two.png"}
+    off = {q: ranked(q, "0")[0] for q in ("zorblax", "quimbo")}
+    assert off != on  # without the colour term the two flags are not told apart
+    hit = json.loads(cli("search", "zorblax", "--json", "--mode", "vector").stdout)["hits"][0]
+    rec = json.loads(cli("show", hit["image_id"]).stdout)
+    assert len(rec["feature_stats"]["colour_layout"]) == 48
+    bad = cli("search", "zorblax", weight="-1")
+    assert bad.returncode != 0 and "IMGRAG_COLOUR_WEIGHT" in bad.stderr and "Traceback" not in bad.stderr

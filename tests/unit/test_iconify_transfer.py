@@ -182,7 +182,7 @@ def _tiny_memory(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not_zip_magic", "json_list", "k_text", "k_zero", "temp_zero",
-                                    "beta_big", "beta_missing", "owner_negative", "owner_2d"])
+                                    "beta_big", "beta_missing", "owner_negative", "owner_2d", "colours_short"])
 def test_a_damaged_memory_is_one_error_naming_it_at_load(tmp_path: Path, damage: str) -> None:
     """IMGRAG_TRANSFER_MEMORY pointing at a truncated .npz, a .json that is no object or whose k /
     temp / beta are not usable, or arrays that do not fit together: one ImgragError naming the file
@@ -207,6 +207,10 @@ def test_a_damaged_memory_is_one_error_naming_it_at_load(tmp_path: Path, damage:
         else:
             meta[key] = {"text": "ten", "zero": 0, "big": 1.5}[what]
         meta_path.write_text(json.dumps(meta))
+    elif damage == "colours_short":  # a colour layout per picture, 48 numbers each: 5 rows of 47 is no memory
+        z = dict(np.load(out))
+        z["colours"] = np.zeros((5, 47), np.uint8)
+        np.savez(out, **z)
     else:
         z = dict(np.load(out))
         z["owner"] = np.array([-1, 0, 1, 1, 2, 2]) if damage == "owner_negative" else z["owner"].reshape(2, 3)
@@ -335,3 +339,154 @@ def test_the_standardised_exemplar_term_in_the_image_route() -> None:
     assert got == {"near-all": 0.51, "a": 0.49, "old": 0.4, "c": 0.42}
     assert [h.image_id for h in add_exemplar(hits, ex, stats, 0.01, 2)] == ["near-all", "a"]
     assert add_exemplar(hits, ex, stats, 0.0, 10) == hits and add_exemplar(hits, [], stats, 0.01, 10) == hits
+
+
+# --- session 16: flags as a pair source, colour layouts and the colour term -----------------------------
+
+
+def _flag(top: tuple[int, int, int], bottom: tuple[int, int, int], h: int = 60, w: int = 90, margin: int = 0) -> np.ndarray:
+    """A two-band flag (Ukraine-like: ``top`` over ``bottom``) on a white margin."""
+    a = np.full((h + 2 * margin, w + 2 * margin, 3), 255, np.uint8)
+    a[margin : margin + h // 2, margin : margin + w] = top
+    a[margin + h // 2 : margin + h, margin : margin + w] = bottom
+    return a
+
+
+def test_colour_layout_sees_where_which_colour_is_and_ignores_the_margin() -> None:
+    from imgrag.indexing.embedders.transfer import (
+        COLOUR_GRID,
+        colour_distances,
+        colour_layout,
+    )
+
+    blue, yellow = (0, 87, 183), (255, 215, 0)
+    ukraine = colour_layout(_flag(blue, yellow))
+    assert ukraine.shape == (COLOUR_GRID * COLOUR_GRID * 3,) and ukraine.dtype == np.uint8
+    same_on_white = colour_layout(_flag(blue, yellow, margin=40))  # the same flag drawn small on a big canvas
+    upside_down = colour_layout(_flag(yellow, blue))
+    d = colour_distances(np.stack([same_on_white, upside_down]), ukraine)
+    assert d[0] < 0.05 and d[1] > 0.5  # the same layout vs the same colours elsewhere
+    # any page an index may hold gives a layout, never an error: grey, 16-bit, float, one pixel, huge
+    assert colour_layout(np.full((30, 40), 128, np.uint8)).shape == ukraine.shape
+    assert colour_layout((np.arange(64 * 64 * 3).reshape(64, 64, 3) * 16).astype(np.uint16)).shape == ukraine.shape
+    assert colour_layout(np.random.default_rng(0).random((20, 20, 3)).astype(np.float32)).shape == ukraine.shape
+    assert colour_layout(np.zeros((1, 1, 3), np.uint8)).shape == ukraine.shape
+    assert colour_layout(np.zeros((5000, 40, 4), np.uint8)).shape == ukraine.shape  # RGBA, thin and long
+
+
+def _colour_memory(tmp_path: Path) -> Path:
+    from imgrag.indexing.embedders.transfer import colour_layout, write_memory
+
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(4, 1280)).astype(np.float32)
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    blue, yellow = (0, 87, 183), (255, 215, 0)
+    colours = np.stack([colour_layout(_flag(blue, yellow)), colour_layout(_flag(blue, yellow)),
+                        colour_layout(_flag(yellow, blue)), colour_layout(_flag(yellow, blue))])
+    return write_memory(tmp_path / "c.npz", feats, np.eye(2, 384, dtype=np.float32), np.array([0, 0, 1, 1]), k=2,
+                        temp=0.05, beta=0.5, dims=3, feature_identity="f", text_identity="t", colours=colours)
+
+
+def test_a_memory_with_colour_layouts_gives_each_query_its_exemplars_layout(tmp_path: Path) -> None:
+    from imgrag.indexing.embedders.transfer import NamedMemory, colour_distances
+
+    mem = NamedMemory.load(_colour_memory(tmp_path))
+    assert mem.colours is not None and mem.colours.shape == (4, 48) and mem.meta["colour_grid"] == 4
+    q = np.eye(2, 384, dtype=np.float32)
+    cols = mem.exemplar_colours(q, k=2, temp=0.01)
+    assert cols is not None and cols.dtype == np.uint8
+    assert colour_distances(mem.colours[[0]], cols[0])[0] < 0.01 and colour_distances(mem.colours[[2]], cols[1])[0] < 0.01
+    assert np.allclose(mem.exemplars(q, k=2, temp=0.01), mem._exemplars(q, k=2, temp=0.01)[0])
+    # a memory built before session 16 (no layouts) loads and has no colour exemplar: the term stays off
+    old = NamedMemory.load(_tiny_memory(tmp_path))
+    assert old.colours is None and old.exemplar_colours(np.eye(3, 384, dtype=np.float32)[[0]]) is None
+
+
+def test_the_colour_term_moves_the_candidate_whose_layout_is_the_exemplars() -> None:
+    from imgrag.indexing.embedders.transfer import colour_layout
+    from imgrag.indexing.search import add_exemplar
+    from imgrag.indexing.stores.base import RouteHit
+
+    blue, yellow, red, white = (0, 87, 183), (255, 215, 0), (200, 16, 46), (255, 255, 255)
+    layout = {"ukraine": colour_layout(_flag(blue, yellow)), "flipped": colour_layout(_flag(yellow, blue)),
+              "poland": colour_layout(_flag(white, red, margin=0)), "monaco": colour_layout(_flag(red, white))}
+    base = {"flipped": 0.50, "ukraine": 0.499, "poland": 0.48, "monaco": 0.47, "old": 0.465}
+    hits = [RouteHit(image_id=i, score=s) for i, s in base.items()]
+    ex = [RouteHit(image_id=i, score=0.5) for i in base]
+    stats: dict[str, dict[str, object]] = {i: {"exemplar_mean": 0.5, "exemplar_sd": 1.0, "colour_layout": [int(v) for v in layout[i]]}
+                                           for i in layout}
+    stats["old"] = {"exemplar_mean": 0.5, "exemplar_sd": 1.0}  # indexed before colour layouts: keeps its score
+    without = add_exemplar(hits, ex, stats, 0.01, 10)
+    assert [h.image_id for h in without] == list(base)
+    with_colour = add_exemplar(hits, ex, stats, 0.01, 10, layout["ukraine"], 0.25)
+    got = {h.image_id: h.score for h in with_colour}
+    # a nudge in units of the candidates' spread: it reorders near neighbours, not the whole list
+    assert [h.image_id for h in with_colour][:2] == ["ukraine", "flipped"] and got["old"] == pytest.approx(0.465)
+    assert got["flipped"] < 0.50  # the same colours the other way round: farther than the candidates' mean
+    assert add_exemplar(hits, ex, stats, 0.01, 10, layout["ukraine"], 0.0) == without  # weight 0: off
+    # a stored layout that is not 48 numbers 0-255 (a damaged or foreign record) is no layout
+    bad = {**stats, "ukraine": {**stats["ukraine"], "colour_layout": [999] * 48}}
+    assert add_exemplar(hits, ex, bad, 0.01, 10, layout["ukraine"], 0.25)[0].image_id != "ukraine"
+
+
+def test_feature_stats_store_a_colour_layout_only_with_a_memory_that_has_them(tmp_path: Path) -> None:
+    from imgrag.indexing.embedders.transfer import (
+        COLOUR_KEY,
+        EXEMPLAR_STATS,
+        NamedMemory,
+        TransferEmbedder,
+    )
+
+    emb = TransferEmbedder.__new__(TransferEmbedder)  # the two methods read only the memory
+    emb.memory = NamedMemory.load(_colour_memory(tmp_path))
+    feats = np.random.default_rng(1).normal(size=(2, 1280)).astype(np.float32)
+    imgs = [_flag((0, 87, 183), (255, 215, 0)), _flag((255, 215, 0), (0, 87, 183))]
+    st = emb.feature_stats(feats, images=imgs)
+    assert set(st[0]) == {*EXEMPLAR_STATS, COLOUR_KEY} and len(st[1][COLOUR_KEY]) == 48
+    assert all(isinstance(v, int) and 0 <= v <= 255 for v in st[0][COLOUR_KEY])
+    assert set(emb.feature_stats(feats)[0]) == set(EXEMPLAR_STATS)  # no images: no layout
+    f, c = emb.exemplar_pair(np.eye(2, 384, dtype=np.float32)[0])
+    assert f.shape == (1280,) and c is not None and c.shape == (48,)
+    emb.memory = NamedMemory.load(_tiny_memory(tmp_path))
+    assert set(emb.feature_stats(np.random.default_rng(1).normal(size=(1, 1280)).astype(np.float32), images=imgs[:1])[0]) == set(EXEMPLAR_STATS)
+
+
+def test_flag_icons_take_the_flag_emojis_cldr_names(tmp_path: Path) -> None:
+    from imgrag.evals.datasets import emoji as E
+
+    assert I.flag_emoji("se-4x3") == "🇸🇪" and I.flag_emoji("jp-1x1") == "🇯🇵"
+    assert I.flag_emoji("gb-sct-4x3") == "\U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F"
+    assert I.flag_emoji("arab-4x3") == "" and I.flag_emoji("un") == ""
+    d = tmp_path / "flag"
+    d.mkdir()
+    body = {"body": "<path d='M0 0h4v3H0z'/>"}
+    (d / "icons.json").write_text(json.dumps({"icons": {n: body for n in ("se-4x3", "se-1x1", "arab-4x3", "xx-4x3")},
+                                              "width": 640, "height": 480}))
+    icons = I.load_set("flag", tmp_path)
+    assert [i.name for i in icons] == ["se-1x1", "se-4x3", "xx-4x3"]  # "arab" is no ISO code (no emoji, no names)
+    if not (E.CLDR / "annotations" / "zh.xml").is_file():
+        pytest.skip("unicode-cldr-core is not installed")
+    caps = I.captions(icons[1], None)
+    assert caps[0] == "flag: Sweden" and "旗: 瑞典" in caps and not any("4x3" in c for c in caps)
+    assert I.captions(icons[2], None) == []  # an unknown region's code is no caption: left out of the memory
+
+
+def test_an_index_built_with_another_transfer_memory_names_re_indexing_as_the_fix() -> None:
+    """An upgrade that ships a new memory file changes the transfer embedder's identity: searching an index
+    built with the old one is one line naming the two memories and the fix (re-index, or point
+    IMGRAG_TRANSFER_MEMORY at the old file), not `imgrag reembed --adapter`, which cannot move it."""
+    from imgrag.indexing.errors import ImgragError
+    from imgrag.indexing.stores.base import ModelSpaces, check_query_space
+
+    def spaces(image: str) -> ModelSpaces:
+        return ModelSpaces(image=image, image_dim=384, feature="f", feature_dim=1280, text="t", text_dim=384)
+
+    old = "transfer[memory=e345f074e6d5b747|k10|temp0.03|beta0.5|label-bridge[x]]"
+    new = "transfer[memory=9208e1ff48984037|k10|temp0.03|beta0.5|label-bridge[x]]"
+    with pytest.raises(ImgragError) as e:
+        check_query_space(spaces(old), "image", new, 384)
+    assert "another transfer memory (file e345f074e6d5b747; the configured one is 9208e1ff48984037)" in str(e.value)
+    assert "IMGRAG_TRANSFER_MEMORY" in str(e.value) and "reembed" not in str(e.value)
+    with pytest.raises(ImgragError, match="reembed"):  # another embedder altogether: the general hint
+        check_query_space(spaces(old), "image", "label-bridge[x]", 384)
+    check_query_space(spaces(new), "image", new, 384)  # the same memory: fine
