@@ -212,8 +212,8 @@ def standout(scores: dict[str, float], full_at: float) -> dict[str, float]:
 
 # How much deeper the image and exemplar kNNs read than the route returns when the exemplar term is on.
 # A page that one kNN found and the other missed scores the other's floor; at the route's own depth (50)
-# that cost the search's image route 0.014 / 0.016 MRR@10 (en / zh) against the term computed over every
-# picture (clipart-dev, 603 pictures); at 4x it is within 0.002 (docs/embeddings.md, session 16).
+# the search's image route scored 0.227 / 0.194 MRR@10 (en / zh) against 0.241 / 0.211 for the term over
+# every picture (clipart-dev, 603 pictures), at 4x 0.240 / 0.214 (docs/embeddings.md, session 16).
 EXEMPLAR_READS = 4
 
 
@@ -253,12 +253,19 @@ def add_exemplar(hits: list[RouteHit], exemplar_hits: list[RouteHit], stats: dic
 
 def _add_colour(scores: dict[str, float], stats: dict[str, dict[str, Any]], colour: np.ndarray,
                 weight: float) -> dict[str, float]:
-    """The colour term of :func:`add_exemplar` (docs/embeddings.md, session 16)."""
+    """The colour term of :func:`add_exemplar` (docs/embeddings.md, session 16). A stored layout that
+    is not ``colour``'s length of numbers 0-255 counts as none."""
     n = int(np.asarray(colour).size)
-    ids = [i for i in scores if _layout_ok(stats.get(i, {}).get(COLOUR_KEY), n)]
-    if len(ids) < 3:
+    ids = [i for i in scores if isinstance(v := stats.get(i, {}).get(COLOUR_KEY), list) and len(v) == n]
+    try:  # one array for every candidate (records are validated as lists of ints when read)
+        rows = np.asarray([stats[i][COLOUR_KEY] for i in ids], np.float32).reshape(len(ids), n)
+    except (TypeError, ValueError):
         return scores
-    d = colour_distances(np.array([stats[i][COLOUR_KEY] for i in ids], np.float32), colour)
+    ok = ((rows >= 0) & (rows <= 255)).all(1)
+    if ok.sum() < 3:
+        return scores
+    ids = [i for i, good in zip(ids, ok, strict=True) if good]
+    d = colour_distances(rows[ok], colour)
     sd_d, sd_s = float(d.std()), float(np.std([scores[i] for i in ids]))
     if sd_d <= 0 or sd_s <= 0:
         return scores
@@ -267,10 +274,6 @@ def _add_colour(scores: dict[str, float], stats: dict[str, dict[str, Any]], colo
     for i, zi in zip(ids, z, strict=True):
         out[i] = scores[i] - weight * sd_s * float(zi)
     return out
-
-
-def _layout_ok(v: object, n: int) -> bool:
-    return isinstance(v, list) and len(v) == n and all(isinstance(x, int) and 0 <= x <= 255 for x in v)
 
 
 KEYWORD_DEPTH = 300  # keyword mode's default depth: how far a cursor of full-text hits reaches

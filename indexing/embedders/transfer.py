@@ -64,15 +64,20 @@ def colour_layout(img: np.ndarray) -> np.ndarray:
     from PIL import Image
 
     a = np.asarray(img)
+    if a.size == 0 or a.ndim not in (2, 3):
+        return np.zeros(COLOUR_GRID * COLOUR_GRID * 3, np.uint8)
+    # every 4th.. pixel of a big page first, as a view: a huge or deep page is never copied or widened whole
+    step = max(1, -(-max(a.shape[:2]) // (4 * COLOUR_SIDE)))
+    a = a[::step, ::step]
     if a.ndim == 2:
-        a = np.repeat(a[..., None], 3, axis=2)
-    a = np.ascontiguousarray(a[..., :3])
-    if a.dtype != np.uint8:  # 16-bit or float pages: scaled to 8 bits as the backbone sees them
-        hi = float(a.max()) if a.size else 0.0
-        a = np.clip(a.astype(np.float32) * (255.0 / hi if hi > 255 else 255.0 if hi <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-    im = Image.fromarray(a)
+        a = a[..., None]
+    a = np.repeat(a[..., :1], 3, axis=2) if a.shape[2] < 3 else a[..., :3]  # grey (+ alpha) as RGB
+    if a.dtype != np.uint8:  # 16-bit or float pages: scaled to 8 bits
+        hi = float(np.nanmax(a)) if np.isfinite(a).any() else 0.0
+        a = np.nan_to_num(np.clip(a.astype(np.float32) * (255.0 / hi if hi > 255 else 255.0 if hi <= 1.0 else 1.0), 0, 255))
+        a = a.astype(np.uint8)
+    im = Image.fromarray(np.ascontiguousarray(a))
     if max(im.size) > COLOUR_SIDE:
-        im = im.copy()
         im.thumbnail((COLOUR_SIDE, COLOUR_SIDE), Image.BOX)
     a = np.asarray(im)
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]]).astype(np.int16)

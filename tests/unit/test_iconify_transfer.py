@@ -372,6 +372,28 @@ def test_colour_layout_sees_where_which_colour_is_and_ignores_the_margin() -> No
     assert colour_layout(np.random.default_rng(0).random((20, 20, 3)).astype(np.float32)).shape == ukraine.shape
     assert colour_layout(np.zeros((1, 1, 3), np.uint8)).shape == ukraine.shape
     assert colour_layout(np.zeros((5000, 40, 4), np.uint8)).shape == ukraine.shape  # RGBA, thin and long
+    assert colour_layout(np.zeros((0, 0, 3), np.uint8)).shape == ukraine.shape  # nothing: no error either
+    assert colour_layout(np.full((8, 8, 2), 7, np.uint8)).shape == ukraine.shape  # grey + alpha
+    nan = np.full((16, 16, 3), np.nan, np.float32)
+    assert colour_layout(nan).shape == ukraine.shape
+
+
+def test_colour_layout_of_a_huge_deep_page_reads_a_sample_not_a_copy() -> None:
+    """A 30,000 x 30,000 16-bit grey page (a broadcast view: 1.8 GB if it were copied, 10.8 GB as float
+    RGB) costs a few MB: the layout is taken from a strided sample before any conversion."""
+    import tracemalloc
+
+    from imgrag.indexing.embedders.transfer import colour_layout
+
+    page = np.broadcast_to(np.uint16(40000), (30_000, 30_000))
+    tracemalloc.start()
+    try:
+        out = colour_layout(page)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (48,) and peak < 64 << 20, peak
+    assert len(set(out[0::3].tolist())) == 1  # one flat grey: every cell the same lightness
 
 
 def _colour_memory(tmp_path: Path) -> Path:
