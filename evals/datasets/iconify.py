@@ -49,7 +49,7 @@ _FLAG_NAME = re.compile(r"^([a-z]{2})(?:-([a-z]{2,3}))?-(?:1x1|4x3)$")
 
 def flag_emoji(name: str) -> str:
     """The emoji of a flag-icons name: "se-4x3" → 🇸🇪 (regional indicators), "gb-eng-1x1" → 🏴 + tag
-    letters (England); "" for a name that is no ISO code ("arab-4x3", "un-4x3")."""
+    letters (England); "" for a name that is no ISO code ("arab-4x3", "asean-1x1")."""
     m = _FLAG_NAME.match(name)
     if not m:
         return ""
