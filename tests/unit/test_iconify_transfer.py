@@ -372,6 +372,10 @@ def test_colour_layout_sees_where_which_colour_is_and_ignores_the_margin() -> No
     assert colour_layout(np.random.default_rng(0).random((20, 20, 3)).astype(np.float32)).shape == ukraine.shape
     assert colour_layout(np.zeros((1, 1, 3), np.uint8)).shape == ukraine.shape
     assert colour_layout(np.zeros((5000, 40, 4), np.uint8)).shape == ukraine.shape  # RGBA, thin and long
+    from PIL import Image  # the cached LittleCMS transform gives Image.convert("LAB")'s bytes (what memories hold)
+
+    flag = Image.fromarray(_flag(blue, yellow)).resize((4, 4), Image.BOX)
+    assert np.array_equal(ukraine, np.asarray(flag.convert("LAB"), np.uint8).reshape(-1))
     assert colour_layout(np.zeros((0, 0, 3), np.uint8)).shape == ukraine.shape  # nothing: no error either
     assert colour_layout(np.full((8, 8, 2), 7, np.uint8)).shape == ukraine.shape  # grey + alpha
     nan = np.full((16, 16, 3), np.nan, np.float32)
