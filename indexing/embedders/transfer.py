@@ -94,7 +94,10 @@ def colour_layout(img: np.ndarray) -> np.ndarray:
 def _srgb_to_lab():  # type: ignore[no-untyped-def]
     from PIL import ImageCms
 
-    return ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB")
+    # NOCACHE: LittleCMS's one-pixel cache is the transform's mutable state; without it, pipeline and
+    # search threads may share the one transform (the output is the same bytes either way)
+    return ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB",
+                                   flags=ImageCms.Flags.NOCACHE)
 
 
 def colour_distances(layouts: np.ndarray, exemplar: np.ndarray) -> np.ndarray:

@@ -376,6 +376,13 @@ def test_colour_layout_sees_where_which_colour_is_and_ignores_the_margin() -> No
 
     flag = Image.fromarray(_flag(blue, yellow)).resize((4, 4), Image.BOX)
     assert np.array_equal(ukraine, np.asarray(flag.convert("LAB"), np.uint8).reshape(-1))
+    # the one shared transform from many threads at once gives every thread the same bytes
+    from concurrent.futures import ThreadPoolExecutor
+
+    pics = [np.random.default_rng(s).integers(0, 256, (64, 64, 3), dtype=np.uint8) for s in range(64)]
+    alone = [colour_layout(p) for p in pics]
+    with ThreadPoolExecutor(8) as pool:
+        assert all(np.array_equal(a, b) for a, b in zip(alone, pool.map(colour_layout, pics), strict=True))
     assert colour_layout(np.zeros((0, 0, 3), np.uint8)).shape == ukraine.shape  # nothing: no error either
     assert colour_layout(np.full((8, 8, 2), 7, np.uint8)).shape == ukraine.shape  # grey + alpha
     nan = np.full((16, 16, 3), np.nan, np.float32)
