@@ -220,7 +220,7 @@ class NamedMemory:
                       features=_normalise(dequantise(z["features"], z["features_scale"])), owner=z["owner"].astype(np.int64),
                       vectors=_normalise(dequantise(z["vectors"], z["vectors_scale"])), meta=meta,
                       sha=hashlib.sha256(raw + meta_path.read_bytes()).hexdigest()[:16],
-                      colours=np.asarray(z["colours"], np.uint8) if "colours" in z.files else None)
+                      colours=z["colours"] if "colours" in z.files else None)
         # a truncated or foreign .npz fails in zipfile (BadZipFile, EOFError) or zlib, not only in numpy
         except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             raise ImgragError(f"transfer memory {path} is unreadable: {type(e).__name__}: {e}", rebuild) from e
@@ -237,7 +237,8 @@ class NamedMemory:
                 or mem.owner.shape != mem.features.shape[:1] or mem.proj.shape[1] != mem.mean.shape[0]
                 or mem.owner.min(initial=0) < 0 or mem.owner.max(initial=-1) >= len(mem.vectors)
                 or mem.features.shape[1] != mem.proj.shape[0]
-                or (mem.colours is not None and mem.colours.shape != (len(mem.features), COLOUR_GRID * COLOUR_GRID * 3))):
+                or (mem.colours is not None and (mem.colours.dtype != np.uint8  # a float 300.0 is no layout byte
+                                                 or mem.colours.shape != (len(mem.features), COLOUR_GRID * COLOUR_GRID * 3)))):
             raise ImgragError(f"transfer memory {path} is inconsistent", rebuild)
         return mem
 

@@ -22,6 +22,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SHAPES = {"disc": ("zorblax", "左布拉"), "bars": ("quimbo", "奎姆波")}
 
 
+# settings a developer's shell may hold that would change what these tests measure: left at their defaults
+_TUNING = ("IMGRAG_PRINCIPAL", "IMGRAG_GROUPS", "IMGRAG_ADAPTER", "IMGRAG_IMAGE_FRAMING", "IMGRAG_EXEMPLAR_WEIGHT",
+           "IMGRAG_TRANSLATE_QUERY", "IMGRAG_IMAGE_QUERY_TRANSLATION", "IMGRAG_COLOUR_WEIGHT")
+
+
+def _env(tmp_path: Path, mem: Path, **extra: str) -> dict[str, str]:
+    """The CLI's environment for a transfer index in ``tmp_path/home`` with memory ``mem``."""
+    env = {k: v for k, v in os.environ.items() if k not in _TUNING}
+    return {**env, "IMGRAG_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "IMGRAG_IMAGE_EMBEDDER": "transfer",
+            "IMGRAG_TRANSFER_MEMORY": str(mem), **extra}
+
+
 def _draw(kind: str, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     im = Image.new("RGB", (160, 160), "white")
@@ -146,10 +158,7 @@ def test_index_and_search_with_transfer(tmp_path: Path) -> None:
     Image.fromarray(_draw("disc", 200)).save(folder / "one.png")
     Image.fromarray(_draw("bars", 201)).save(folder / "two.png")
     mem = _memory(tmp_path)
-    env = {**os.environ, "IMGRAG_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1",
-           "IMGRAG_IMAGE_EMBEDDER": "transfer", "IMGRAG_TRANSFER_MEMORY": str(mem)}
-    for k in ("IMGRAG_PRINCIPAL", "IMGRAG_GROUPS", "IMGRAG_ADAPTER"):
-        env.pop(k, None)
+    env = _env(tmp_path, mem)
 
     def cli(*args: str) -> str:
         p = subprocess.run([sys.executable, "-m", "imgrag", *args], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -177,10 +186,7 @@ def test_the_exemplar_term_finds_drawings_by_the_memorys_names(tmp_path: Path) -
     Image.fromarray(_draw("bars", 301)).save(folder / "two.png")
     mem = _memory(tmp_path, beta=1.0)
     # the image route outvotes the others (the pages have no text; their tiles are the bridge's)
-    env = {**os.environ, "IMGRAG_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "IMGRAG_WEIGHT_IMAGE": "5",
-           "IMGRAG_IMAGE_EMBEDDER": "transfer", "IMGRAG_TRANSFER_MEMORY": str(mem)}
-    for k in ("IMGRAG_PRINCIPAL", "IMGRAG_GROUPS", "IMGRAG_ADAPTER", "IMGRAG_EXEMPLAR_WEIGHT", "IMGRAG_IMAGE_FRAMING"):
-        env.pop(k, None)
+    env = _env(tmp_path, mem, IMGRAG_WEIGHT_IMAGE="5")
 
     def cli(*args: str, weight: str = "1") -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "imgrag", *args], cwd=ROOT, env={**env, "IMGRAG_EXEMPLAR_WEIGHT": weight},
@@ -216,11 +222,7 @@ def test_a_chinese_query_also_searches_pictures_by_its_english_reading(tmp_path:
     Image.fromarray(_draw("disc", 400)).save(folder / "one.png")
     Image.fromarray(_draw("bars", 401)).save(folder / "two.png")
     mem = _memory(tmp_path, names={"disc": ("xylophone", "灯笼宝塔"), "bars": ("木头琴房", "lighthouse")})
-    env = {**os.environ, "IMGRAG_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "IMGRAG_WEIGHT_IMAGE": "5",
-           "IMGRAG_IMAGE_EMBEDDER": "transfer", "IMGRAG_TRANSFER_MEMORY": str(mem)}
-    for k in ("IMGRAG_PRINCIPAL", "IMGRAG_GROUPS", "IMGRAG_ADAPTER", "IMGRAG_IMAGE_FRAMING", "IMGRAG_EXEMPLAR_WEIGHT",
-              "IMGRAG_TRANSLATE_QUERY", "IMGRAG_IMAGE_QUERY_TRANSLATION"):
-        env.pop(k, None)
+    env = _env(tmp_path, mem, IMGRAG_WEIGHT_IMAGE="5")
 
     def cli(*args: str, weight: str = "1") -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "imgrag", *args], cwd=ROOT,
@@ -296,11 +298,7 @@ def test_the_colour_term_tells_two_flags_apart_that_the_features_do_not(tmp_path
     for n, (a, b) in enumerate((((200, 16, 46), (255, 255, 255)), ((0, 122, 61), (20, 20, 20)), ((20, 20, 20), (190, 190, 190)),
                                 ((255, 255, 255), (200, 16, 46)))):  # other candidates: the term is a z-score over them
         Image.fromarray(_bands(a, b, 3)).save(folder / f"other{n}.png")
-    env = {**os.environ, "IMGRAG_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "IMGRAG_WEIGHT_IMAGE": "5",
-           "IMGRAG_IMAGE_EMBEDDER": "transfer", "IMGRAG_TRANSFER_MEMORY": str(mem)}
-    for k in ("IMGRAG_PRINCIPAL", "IMGRAG_GROUPS", "IMGRAG_ADAPTER", "IMGRAG_IMAGE_FRAMING", "IMGRAG_EXEMPLAR_WEIGHT",
-              "IMGRAG_COLOUR_WEIGHT"):
-        env.pop(k, None)
+    env = _env(tmp_path, mem, IMGRAG_WEIGHT_IMAGE="5")
 
     def cli(*args: str, weight: str = "0.25") -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "imgrag", *args], cwd=ROOT, env={**env, "IMGRAG_COLOUR_WEIGHT": weight},

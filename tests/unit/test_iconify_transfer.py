@@ -182,7 +182,8 @@ def _tiny_memory(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not_zip_magic", "json_list", "k_text", "k_zero", "temp_zero",
-                                    "beta_big", "beta_missing", "owner_negative", "owner_2d", "colours_short"])
+                                    "beta_big", "beta_missing", "owner_negative", "owner_2d", "colours_short",
+                                    "colours_float"])
 def test_a_damaged_memory_is_one_error_naming_it_at_load(tmp_path: Path, damage: str) -> None:
     """IMGRAG_TRANSFER_MEMORY pointing at a truncated .npz, a .json that is no object or whose k /
     temp / beta are not usable, or arrays that do not fit together: one ImgragError naming the file
@@ -207,9 +208,9 @@ def test_a_damaged_memory_is_one_error_naming_it_at_load(tmp_path: Path, damage:
         else:
             meta[key] = {"text": "ten", "zero": 0, "big": 1.5}[what]
         meta_path.write_text(json.dumps(meta))
-    elif damage == "colours_short":  # a colour layout per picture, 48 numbers each: 5 rows of 47 is no memory
+    elif damage.startswith("colours_"):  # a colour layout per picture, 48 bytes each: 5 rows of 47, or floats, is no memory
         z = dict(np.load(out))
-        z["colours"] = np.zeros((5, 47), np.uint8)
+        z["colours"] = np.zeros((5, 47), np.uint8) if damage == "colours_short" else np.full((6, 48), 300.0)
         np.savez(out, **z)
     else:
         z = dict(np.load(out))
