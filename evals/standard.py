@@ -79,12 +79,16 @@ def _registry() -> dict[str, StandardSet]:
 
 
 STANDARD_SETS: tuple[str, ...] = ("contracts", "docqa", "clipart")
-# Hand-written questions over the docqa corpus (evals.golden.natural), split once into a half to tune
-# on and a held-out half; not part of `imgrag eval all`.
-NATURAL_SETS: dict[str, str] = {"natural-dev": "dev", "natural-heldout": "heldout"}
+# Hand-written sets over a standard set's corpus, each split once into a half to tune on and a
+# held-out half; not part of `imgrag eval all`: name -> (corpus set, golden module, half). Questions
+# over the docqa pages (evals.golden.natural), descriptions of the clipart pictures (evals.golden.pictures).
+HANDWRITTEN_SETS: dict[str, tuple[str, str, str]] = {
+    "natural-dev": ("docqa", "natural", "dev"), "natural-heldout": ("docqa", "natural", "heldout"),
+    "pictures-dev": ("clipart", "pictures", "dev"), "pictures-heldout": ("clipart", "pictures", "heldout"),
+}
 # Joint retrieval (an image and the document that explains it, linked); not part of `imgrag eval all`.
 CASE_SETS: tuple[str, ...] = ("xray_reports", "defect_sops")
-ALL_SETS: tuple[str, ...] = (*STANDARD_SETS, *NATURAL_SETS, *CASE_SETS)
+ALL_SETS: tuple[str, ...] = (*STANDARD_SETS, *HANDWRITTEN_SETS, *CASE_SETS)
 
 
 def cache_root() -> Path:
@@ -153,14 +157,13 @@ def build_standard(name: str, *, log: Callable[[str], None] = print) -> Prepared
     builder changed."""
     import importlib
 
-    if name in NATURAL_SETS:
-        from .golden import natural
-
-        docqa = build_standard("docqa", log=log)
-        assert docqa.root is not None
-        gpath = docqa.root / f"golden-{name}.jsonl"
-        write_golden(gpath, natural.golden(docqa.root, split=NATURAL_SETS[name]))
-        return docqa.model_copy(update={"name": name, "golden": gpath})
+    if name in HANDWRITTEN_SETS:
+        base_name, module, half = HANDWRITTEN_SETS[name]
+        base = build_standard(base_name, log=log)
+        assert base.root is not None
+        gpath = base.root / f"golden-{name}.jsonl"
+        write_golden(gpath, importlib.import_module(f"imgrag.evals.golden.{module}").golden(base.root, split=half))
+        return base.model_copy(update={"name": name, "golden": gpath})
     reg = _registry()
     if name not in reg:
         raise ImgragError(f"unknown golden set {name!r}", f"use one of {', '.join(ALL_SETS)} or a path to a JSONL file")

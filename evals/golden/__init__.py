@@ -11,7 +11,7 @@ One line per query::
 ``relevant`` names files as they sit in the indexed folder (file name, or a path relative to the
 folder when names repeat); a multi-page file can be named ``doc.pdf#page=3``. The standard sets are
 built by :mod:`evals.golden.contracts`, :mod:`evals.golden.docqa`, :mod:`evals.golden.clipart` and
-:mod:`evals.golden.natural` into the eval cache (``IMGRAG_EVAL_CACHE``) the first time ``imgrag eval``
+:mod:`evals.golden.natural` and :mod:`evals.golden.pictures` into the eval cache (``IMGRAG_EVAL_CACHE``) the first time ``imgrag eval``
 names them (:mod:`evals.standard`), never committed.
 """
 

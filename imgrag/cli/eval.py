@@ -16,7 +16,7 @@ from .common import app, err, fail, out
 eval_app = typer.Typer(help="Measure retrieval, answers and latency on golden sets (see docs/evaluation.md).", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
-SetOpt = Annotated[str, typer.Option("--set", help="standard set (contracts, docqa, clipart, natural-dev, natural-heldout; retrieval also xray_reports, defect_sops) or a JSONL golden file")]
+SetOpt = Annotated[str, typer.Option("--set", help="standard set (contracts, docqa, clipart, natural-dev, natural-heldout, pictures-dev, pictures-heldout; retrieval also xray_reports, defect_sops) or a JSONL golden file")]
 BackendOpt = Annotated[str | None, typer.Option("--backend", help="lancedb | elasticsearch (default: IMGRAG_BACKEND)")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="folder for the JSON results and PNG charts [default: ~/.cache/imgrag/eval/results]")]
 FolderOpt = Annotated[Path | None, typer.Option("--folder", help="PATH sets: the indexed folder the golden file names refer to (also limits the search to it)")]
