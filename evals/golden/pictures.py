@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from imgrag.indexing.errors import ImgragError
 from imgrag.evals.splits import question_split
 
 from . import GoldenItem
@@ -277,10 +278,14 @@ def items() -> list[GoldenItem]:
 
 def golden(out_dir: str | Path, recipe: ClipartRecipe | None = None, split: str | None = None) -> list[GoldenItem]:
     """The descriptions over a built clipart corpus (``out_dir/corpus``), all or one half (``dev`` /
-    ``heldout``); raises when a named picture is not in the corpus."""
+    ``heldout``); one error line when a named picture is not in the corpus."""
     corpus = Path(out_dir) / "corpus"
     got = items()
     missing = sorted({f for it in got for f in it.relevant if not (corpus / f).is_file()})
     if missing:
-        raise ValueError(f"pictures: {len(missing)} described pictures are not in {corpus}: {', '.join(missing[:5])}")
+        raise ImgragError(
+            f"pictures: {len(missing)} described pictures are not in {corpus}: {', '.join(missing[:5])}",
+            "the clipart corpus changed (its recipe or the openclipart package): describe its pictures again in "
+            "evals/golden/pictures.py",
+        )
     return [it for it in got if split is None or getattr(it, "split", None) == split]

@@ -11,6 +11,7 @@ import pytest
 from imgrag.evals.golden import clipart, pictures
 from imgrag.evals.splits import question_split
 from imgrag.evals.standard import ALL_SETS, HANDWRITTEN_SETS
+from imgrag.indexing.errors import ImgragError
 
 
 def test_two_languages_per_picture_and_a_split_by_picture() -> None:
@@ -38,7 +39,7 @@ def test_the_sets_are_standard_names() -> None:
 
 def test_a_picture_missing_from_the_corpus_fails_the_build(tmp_path: Path) -> None:
     (tmp_path / "corpus").mkdir()
-    with pytest.raises(ValueError, match="described pictures are not in"):
+    with pytest.raises(ImgragError, match="described pictures are not in"):
         pictures.golden(tmp_path, split="dev")
 
 
