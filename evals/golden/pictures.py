@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imgrag.indexing.errors import ImgragError
 from imgrag.evals.splits import question_split
+from imgrag.indexing.errors import ImgragError
 
 from . import GoldenItem
 from .clipart import ClipartRecipe, build_corpus  # noqa: F401  (same corpus as clipart)
