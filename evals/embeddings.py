@@ -464,6 +464,29 @@ def clipart_collection(glossary: Glossary | None, log: Callable[[str], None] = p
     return Collection("clipart-heldout", emb, lambda n: load_clipart(items[n].png), queries, langs, rel)
 
 
+def pictures_collection(half: str, log: Callable[[str], None] = print) -> Collection:
+    """One half (``dev`` / ``heldout``) of the descriptions written by hand (:mod:`evals.golden.pictures`),
+    searched over all 240 pictures of the ``clipart`` standard corpus, as ``imgrag eval retrieval --set
+    pictures-<half>`` searches them; the pictures are the catalogue's (the same cached features)."""
+    from imgrag.evals.golden import clipart as clipart_golden
+    from imgrag.evals.golden import pictures
+
+    items = {str(it.png): it for it in clipart_catalogue()}
+    corpus = {m.file: items[str(clipart_golden.PNG_ROOT / m.source_png)] for m in clipart_golden.collect(clipart_golden.ClipartRecipe())
+              if str(clipart_golden.PNG_ROOT / m.source_png) in items}
+    by_name = {it.name: it for it in corpus.values()}
+    emb = embed_with_bridge(sorted(by_name), lambda n: load_clipart(by_name[n].png), "openclipart", log=log)
+    pos = {n: i for i, n in enumerate(emb.names)}
+    queries, langs, rel = [], [], []
+    for it in pictures.items():
+        rows = frozenset(pos[corpus[f].name] for f in it.relevant if f in corpus and corpus[f].name in pos)
+        if getattr(it, "split", None) == half and rows:
+            queries.append(it.query)
+            langs.append(it.lang or "en")
+            rel.append(rows)
+    return Collection(f"pictures-{half}", emb, lambda n: load_clipart(by_name[n].png), queries, langs, rel)
+
+
 # -------------------------------------------------------------------------------------------
 # the default adapter's recipe
 # -------------------------------------------------------------------------------------------
@@ -603,7 +626,7 @@ def held_out_ok(collection: str, memory: Sequence[str]) -> str | None:
     """Why this memory cannot be measured on this collection (it holds the collection's source)."""
     from imgrag.evals.datasets.iconify import EMOJI_SETS
 
-    if collection.startswith("clipart") and "clipart" in memory:
+    if collection.startswith(("clipart", "pictures")) and "clipart" in memory:
         return "the memory holds openclipart"
     if collection == "emoji" and ("emoji" in memory or any(m.split(":", 1)[-1] in EMOJI_SETS for m in memory)):
         return "the memory holds emoji (Noto or an Iconify emoji set)"

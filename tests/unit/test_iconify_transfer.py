@@ -90,6 +90,8 @@ def test_a_memory_holding_the_collections_source_is_refused() -> None:
     assert T.held_out_ok("emoji", ["iconify:twemoji"]) is not None
     assert T.held_out_ok("emoji", ["iconify:game-icons", "clipart"]) is None
     assert T.held_out_ok("clipart-heldout", ["emoji", "iconify:openmoji"]) is None
+    assert T.held_out_ok("pictures-heldout", ["clipart"]) == "the memory holds openclipart"
+    assert T.held_out_ok("pictures-dev", ["emoji", "iconify:flag"]) is None
 
 
 def test_the_shipped_memory_is_what_its_recipe_script_builds() -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from imgrag.evals import embeddings as E
 from imgrag.evals.golden import clipart, pictures
 from imgrag.evals.splits import question_split
 from imgrag.evals.standard import ALL_SETS, HANDWRITTEN_SETS
@@ -52,3 +54,21 @@ def test_every_described_picture_is_in_the_clipart_corpus(tmp_path: Path) -> Non
     for f in files:
         (tmp_path / "corpus" / f).write_bytes(b"")
     assert len(pictures.golden(tmp_path, split="heldout")) + len(pictures.golden(tmp_path, split="dev")) == len(pictures.items())
+
+
+@pytest.mark.skipif(not clipart.PNG_ROOT.is_dir(), reason="openclipart (Debian package) not installed")
+def test_the_transfer_harness_asks_one_half_over_every_picture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m imgrag.evals.transfer eval --collection pictures-<half>`: the half's queries, each
+    relevant picture (several for a shared description) a row of the 240 the search holds."""
+    def fake_embed(names, load, cache_key, **_):  # type: ignore[no-untyped-def]  # rows only: no network run
+        assert cache_key == "openclipart"  # the catalogue's cached features
+        n = len(names)
+        return E.EmbeddedImages(list(names), np.zeros((n, 4), np.float32), np.zeros((n, 4), np.float32), "f", "b")
+
+    monkeypatch.setattr(E, "embed_with_bridge", fake_embed)
+    for half in ("dev", "heldout"):
+        col = E.pictures_collection(half, log=lambda *_: None)
+        want = [it for it in pictures.items() if it.split == half]  # type: ignore[attr-defined]
+        assert len(col.images.names) == 240 and col.queries == [it.query for it in want]
+        assert sorted(col.langs) == sorted(it.lang for it in want)
+        assert [len(r) for r in col.relevant] == [len(it.relevant) for it in want]
