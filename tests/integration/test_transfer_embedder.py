@@ -34,6 +34,12 @@ def _env(tmp_path: Path, mem: Path, **extra: str) -> dict[str, str]:
             "IMGRAG_TRANSFER_MEMORY": str(mem), **extra}
 
 
+def _imgrag(env: dict[str, str], *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """``imgrag ARGS`` through the real CLI in ``env`` (plus ``extra`` settings), not checked."""
+    return subprocess.run([sys.executable, "-m", "imgrag", *args], cwd=ROOT, env={**env, **extra}, capture_output=True,
+                          text=True, timeout=900, check=False)
+
+
 def _draw(kind: str, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     im = Image.new("RGB", (160, 160), "white")
@@ -161,8 +167,7 @@ def test_index_and_search_with_transfer(tmp_path: Path) -> None:
     env = _env(tmp_path, mem)
 
     def cli(*args: str) -> str:
-        p = subprocess.run([sys.executable, "-m", "imgrag", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                           timeout=900)
+        p = _imgrag(env, *args)
         assert p.returncode == 0, f"imgrag {' '.join(args)}: {p.stdout}\n{p.stderr}"
         return p.stdout
 
@@ -189,8 +194,7 @@ def test_the_exemplar_term_finds_drawings_by_the_memorys_names(tmp_path: Path) -
     env = _env(tmp_path, mem, IMGRAG_WEIGHT_IMAGE="5")
 
     def cli(*args: str, weight: str = "1") -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "imgrag", *args], cwd=ROOT, env={**env, "IMGRAG_EXEMPLAR_WEIGHT": weight},
-                              capture_output=True, text=True, timeout=900, check=False)
+        return _imgrag(env, *args, IMGRAG_EXEMPLAR_WEIGHT=weight)
 
     p = cli("index", str(folder))
     assert p.returncode == 0, p.stderr
@@ -225,9 +229,7 @@ def test_a_chinese_query_also_searches_pictures_by_its_english_reading(tmp_path:
     env = _env(tmp_path, mem, IMGRAG_WEIGHT_IMAGE="5")
 
     def cli(*args: str, weight: str = "1") -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "imgrag", *args], cwd=ROOT,
-                              env={**env, "IMGRAG_IMAGE_QUERY_TRANSLATION": weight}, capture_output=True, text=True,
-                              timeout=900, check=False)
+        return _imgrag(env, *args, IMGRAG_IMAGE_QUERY_TRANSLATION=weight)
 
     p = cli("index", str(folder))
     assert p.returncode == 0, p.stderr
@@ -301,8 +303,7 @@ def test_the_colour_term_tells_two_flags_apart_that_the_features_do_not(tmp_path
     env = _env(tmp_path, mem, IMGRAG_WEIGHT_IMAGE="5")
 
     def cli(*args: str, weight: str = "0.25") -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "imgrag", *args], cwd=ROOT, env={**env, "IMGRAG_COLOUR_WEIGHT": weight},
-                              capture_output=True, text=True, timeout=900, check=False)
+        return _imgrag(env, *args, IMGRAG_COLOUR_WEIGHT=weight)
 
     p = cli("index", str(folder))
     assert p.returncode == 0, p.stderr
