@@ -251,6 +251,12 @@ class Settings(BaseSettings):
         "the file's metadata and tags, hold under half the query): its votes from the text routes (BM25, text vector, "
         "text regions) and its re-rank bonus count this much; 1: as much as printed words",
     )
+    weight_unprinted: float = Field(
+        default=0.05, ge=0, le=1,
+        description="a page whose words (text read off it, a photo's caption, the names of what it shows, tags, metadata) "
+        "hold none of the query's concepts in either language: its BM25 vote counts this much, and its text-vector and "
+        "text-region votes too when no document among the first candidates prints one; 1: as much as any",
+    )
     region_rerank: float = Field(default=1.0, ge=0)
     standout_z: float = Field(
         default=2.0, ge=0, description="vector-route hits this many std above the route's mean get a full RRF vote; 0: off"

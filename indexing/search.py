@@ -170,6 +170,14 @@ def label_only(rec: ImageRecord, cover: Callable[[str], float], typed: frozenset
     return typed.isdisjoint(token_set(own)) and cover(own) < OWN_WORDS_COVER
 
 
+def _demote(factors: dict[str, dict[str, float]], routes: tuple[str, ...], ids: list[str], weight: float) -> None:
+    """Scale these routes' votes for ``ids`` by ``weight`` (in :func:`rrf`'s ``factors``)."""
+    for r in routes:
+        f = factors.setdefault(r, {})
+        for d in ids:
+            f[d] = f.get(d, 1.0) * weight
+
+
 def rrf(
     ranked: dict[str, list[str]],
     weights: dict[str, float],
@@ -854,6 +862,14 @@ class Searcher:
                 read.update(get_many(rest, principal))
 
         weak: set[str] = set()  # pictures that answer the query only in the image model's labels
+        # pages the text routes matched on pieces of words only: the query's concepts (none when it
+        # has none: single characters, stop words), looked for once per page
+        cs = translate_concepts(query, s.cache_dir) if query and s.translate_query and s.weight_unprinted < 1 else ()
+        bm25_ids = set(ranked.get("bm25", ()))
+        unprinted: dict[str, bool] = {}  # page -> whether its words hold none of the concepts
+        bm25_seen: set[str] = set()
+        text_demoted: set[str] = set()
+        textless: bool | None = None  # no document of the first window prints a concept (decided once)
         # A query naming a kind of picture ("a page with a photo") is answered by what the page is, and
         # its text routes match the names of what it shows: no page's votes are a label caption's there.
         cover = self._coverage(query) if s.weight_label_text < 1 and query and not wants_pictures(query) else None
@@ -876,6 +892,47 @@ class Searcher:
             window = [d for d in order if d not in taken][:size]
             if not window:
                 break
+            def unprinted_in(ids: list[str]) -> list[str]:
+                """Those of ``ids`` (read) whose words hold none of the query's concepts."""
+                for d in ids:
+                    if d not in unprinted:
+                        unprinted[d] = prints_no_concept(read[d], cs, s.cache_dir)
+                return [d for d in ids if unprinted[d]]
+
+            for _ in range(_LABEL_PASSES if cs else 0):
+                # BM25 ranks *some* page first for any query, and at weight 3 its vote is worth 6 of
+                # the image route's: a page whose words hold no concept of the query keeps
+                # IMGRAG_WEIGHT_UNPRINTED of it ("the moon", read as 月亮 too, ranked a report dated
+                # 2020年03月17日 first). Demoted pages leave the window; the pages that move up are
+                # read and looked at in turn, as for label captions below.
+                fetch(window)
+                new = [d for d in window if d in bm25_ids and d in read and d not in bm25_seen]
+                bm25_seen.update(new)
+                found = unprinted_in(new)
+                if not found:
+                    break
+                _demote(factors, ("bm25",), found, s.weight_unprinted)
+                fused = rrf(ranked, weights, s.rrf_k, factors)
+                order = sorted(fused, key=lambda d: (-fused[d], d))
+                window = [d for d in order if d not in taken][:size]
+            for _ in range(_LABEL_PASSES if cs else 0):
+                # When no document among the first candidates prints any concept of the query ("woman
+                # astronaut in an orange spacesuit" over contracts, manuals and reports), the text
+                # vector and the text regions still rank *some* line first, and those votes beat the
+                # photo the image routes found: they keep IMGRAG_WEIGHT_UNPRINTED too. A query one
+                # document answers in words keeps every text vote (paraphrases included).
+                fetch(window)
+                docs = [d for d in window if d in read and read[d].quality != "photo"]
+                if textless is None:
+                    textless = bool(docs) and len(unprinted_in(docs)) == len(docs)
+                found = [d for d in unprinted_in(docs) if d not in text_demoted] if textless else []
+                if not found:
+                    break
+                text_demoted.update(found)
+                _demote(factors, ("text_vector", "region_text"), found, s.weight_unprinted)
+                fused = rrf(ranked, weights, s.rrf_k, factors)
+                order = sorted(fused, key=lambda d: (-fused[d], d))
+                window = [d for d in order if d not in taken][:size]
             for _ in range(_LABEL_PASSES if cover is not None else 0):
                 fetch(window)
                 assert cover is not None
@@ -1169,20 +1226,40 @@ def concept_coverage(query: str, recs: list[ImageRecord], cache_dir: Path | None
     cs = translate_concepts(query, cache_dir)
     if not cs or not recs:
         return {}
-    match = []
-    for r in recs:
-        text = " ".join([r.ocr_text, r.caption if r.quality == "photo" else "", meta_words(r)])
-        squashed, stems = _page_forms(text)
-        match.append([
-            1.0 if any((f in squashed) if _is_cjk(f) else f in stems for f in c)
-            else meant if not _is_cjk(c[0]) and any(f in _page_meanings(text, cache_dir) for f in c if not _is_cjk(f))
-            else 0.0
-            for c in cs
-        ])
+    match = [_concept_matches(_concept_text(r), cs, cache_dir, meant) for r in recs]
     n = len(recs)
     idf = [float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for df in (sum(m[i] > 0 for m in match) for i in range(len(cs)))]
     total = sum(idf) or 1.0
     return {r.image_id: sum(w * ok for w, ok in zip(idf, m, strict=True)) / total for r, m in zip(recs, match, strict=True)}
+
+
+def _concept_matches(text: str, cs: tuple[tuple[str, ...], ...], cache_dir: Path | None, meant: float) -> list[float]:
+    """Per concept: 1 where ``text`` prints one of its forms, ``meant`` where only a Chinese word of
+    it means an English concept (:func:`concept_coverage`), else 0."""
+    squashed, stems = _page_forms(text)
+    return [
+        1.0 if any((f in squashed) if _is_cjk(f) else f in stems for f in c)
+        else meant if not _is_cjk(c[0]) and any(f in _page_meanings(text, cache_dir) for f in c if not _is_cjk(f))
+        else 0.0
+        for c in cs
+    ]
+
+
+def prints_no_concept(rec: ImageRecord, cs: tuple[tuple[str, ...], ...], cache_dir: Path | None) -> bool:
+    """Whether a page's words — text read off it, a photo's caption, the names of what it shows, its
+    tags and metadata — hold none of the query's concepts (``cs``, :func:`translate.concepts`) in either
+    language, not even by meaning: what BM25 matched on it is then a piece of a word (月 of 2020年03月,
+    for "the moon" read as 月亮) or a character every Chinese page prints (一 of 一杯咖啡)."""
+    if any(_concept_matches(_concept_text(rec), cs, cache_dir, 1.0)):  # the re-rank's text: its caches serve both
+        return False
+    shown = " ".join([marks_text(rec.visual), " ".join(rec.tags)])
+    return not (shown.strip() and any(_concept_matches(shown, cs, cache_dir, 1.0)))
+
+
+def _concept_text(rec: ImageRecord) -> str:
+    """The words a page's concepts are looked for in: its text, a photo's caption (a document's is
+    the image model's guess), its metadata values."""
+    return " ".join([rec.ocr_text, rec.caption if rec.quality == "photo" else "", meta_words(rec)])
 
 
 def _is_cjk(form: str) -> bool:
