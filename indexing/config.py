@@ -159,7 +159,10 @@ class Settings(BaseSettings):
     )
     paddle_model_dir: Path | None = None
     text_embedder: str = "e5"
-    image_embedder: str = "bridge"
+    image_embedder: str = Field(
+        default="bridge",
+        description="image-text embedding: bridge, transfer, aligned, clip; left unset, an index built with bridge or transfer keeps it",
+    )
     adapter: Path | None = Field(default=None, description="folder of a trained alignment adapter (imgrag align)")
     clip_model: str | None = Field(default=None, description="CLIP model name or local folder for image_embedder=clip")
     transfer_memory: Path | None = Field(

@@ -33,6 +33,11 @@ def open_store(settings: Settings) -> IndexStore:
 
 T = TypeVar("T")
 
+# The image embedders an index is searched with while IMGRAG_IMAGE_EMBEDDER is unset, by how their
+# identity starts (``LabelBridgeEmbedder.identity``, ``TransferEmbedder.identity``): neither needs
+# another setting (an adapter, a model) to be built.
+FOLLOWED_SPACES = {"bridge": "label-bridge[", "transfer": "transfer["}
+
 
 class _built_once(Generic[T]):
     """A lazily built attribute, built exactly once even when threads (a server's warm-up and its
@@ -101,7 +106,7 @@ class Runtime:
         from .embedders import get_image_text_embedder
 
         s = self.settings
-        name = s.image_embedder.lower()
+        name = self.image_embedder_name()
         opts: dict[str, object] = {"text_embedder": self.text_embedder, "cache_dir": s.cache_dir, "runtime": s.backbone_runtime}
         if (s.image_backbone, s.image_framing) != ("lite0", "centre"):  # only then: other embedders need not take them
             opts.update(backbone=s.image_backbone, framing=s.image_framing)
@@ -114,6 +119,24 @@ class Runtime:
         elif name == "clip":
             opts = {"model": s.clip_model}
         return get_image_text_embedder(name, **opts)
+
+    def image_embedder_name(self) -> str:
+        """``IMGRAG_IMAGE_EMBEDDER`` as set; left unset, the model an existing index was built with when
+        it is one that needs no other setting (``bridge``, ``transfer`` with the shipped memory), else
+        the default (``bridge``). A ``transfer`` index was refused by every search that forgot the
+        setting; its stored features cannot make the other model's vectors (docs/embeddings.md). A
+        setting that names another model than the index's still gets the refusal that names both."""
+        s = self.settings
+        name = s.image_embedder.lower()
+        if "image_embedder" in s.model_fields_set:
+            return name
+        try:
+            stored = self.store.spaces()
+        except Exception:  # noqa: BLE001 - an unreachable store is reported by the command that uses it
+            return name
+        if stored is None:
+            return name
+        return next((kind for kind, prefix in FOLLOWED_SPACES.items() if stored.image.startswith(prefix)), name)
 
     def spaces(self) -> ModelSpaces:
         ie, te = self.image_embedder, self.text_embedder

@@ -286,7 +286,9 @@ def test_align_and_reembed_end_to_end(shapes: Path, tmp_path: Path) -> None:
 
     home = tmp_path / "home"
     pairs = shapes.parent / f"{shapes.name}-pairs.jsonl"
-    _cli(home, "index", str(shapes))
+    # built with the bridge, set explicitly; every later command leaves IMGRAG_IMAGE_EMBEDDER unset,
+    # so it also checks that an index keeps the model it was built with
+    _cli(home, "index", str(shapes), env_extra={"IMGRAG_IMAGE_EMBEDDER": "bridge"})
     bridge_space = json.loads(_cli(home, "stats").stdout)["spaces"]["image"]
     assert bridge_space.startswith("label-bridge[")
 

@@ -103,6 +103,7 @@ def test_the_settings_reach_the_embedder(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
     monkeypatch.setitem(embedders._IMAGE_TEXT_EMBEDDERS, "bridge", fake)
     monkeypatch.setattr(embedders, "_INSTANCES", {})
+    monkeypatch.setenv("IMGRAG_IMAGE_EMBEDDER", "bridge")
     for env, want in (({}, None), ({"IMGRAG_IMAGE_FRAMING": "content"}, ("lite0", "content")),
                       ({"IMGRAG_IMAGE_BACKBONE": "lite2"}, ("lite2", "centre"))):
         for k in ("IMGRAG_IMAGE_FRAMING", "IMGRAG_IMAGE_BACKBONE"):
