@@ -888,70 +888,71 @@ class Searcher:
         via: dict[str, tuple[int, float]] = {}
         linked: set[str] = set()  # pages a link brought in (candidates too)
         timings["fuse"] = timings["rerank"] = timings["links"] = 0.0
+        window: list[str] = []
+
+        def demote(find: Callable[[list[str]], list[str]], routes: tuple[str, ...], weight: float) -> None:
+            """Up to ``_LABEL_PASSES`` times: the window's pages ``find`` names keep ``weight`` of their
+            votes on ``routes``; demoted pages leave the window, and the pages that move up are read
+            and looked at in turn."""
+            nonlocal fused, order, window
+            for _ in range(_LABEL_PASSES):
+                fetch(window)
+                found = find(window)
+                if not found:
+                    return
+                _demote(factors, routes, found, weight)
+                fused = rrf(ranked, weights, s.rrf_k, factors)
+                order = sorted(fused, key=lambda d: (-fused[d], d))
+                window = [d for d in order if d not in taken][:size]
+
+        def unprinted_in(ids: list[str]) -> list[str]:
+            """Those of ``ids`` (read) whose words hold none of the query's concepts, each looked at once."""
+            for d in ids:
+                if d not in unprinted:
+                    unprinted[d] = prints_no_concept(read[d], cs, s.cache_dir)
+            return [d for d in ids if unprinted[d]]
+
+        def bm25_unprinted(window: list[str]) -> list[str]:
+            new = [d for d in window if d in bm25_ids and d in read and d not in bm25_seen]
+            bm25_seen.update(new)
+            return unprinted_in(new)
+
+        def text_unprinted(window: list[str]) -> list[str]:
+            nonlocal textless
+            docs = [d for d in window if d in read and read[d].quality != "photo"]
+            if textless is None:  # decided once, on the first window
+                textless = bool(docs) and len(unprinted_in(docs)) == len(docs)
+            found = [d for d in unprinted_in(docs) if d not in text_demoted] if textless else []
+            text_demoted.update(found)
+            return found
+
+        def label_weak(window: list[str]) -> list[str]:
+            assert cover is not None
+            found = [d for d in window if d in read and d not in weak and label_only(read[d], cover, typed)]
+            weak.update(found)
+            return found
+
         while len(placed) < want:
             window = [d for d in order if d not in taken][:size]
             if not window:
                 break
-            def unprinted_in(ids: list[str]) -> list[str]:
-                """Those of ``ids`` (read) whose words hold none of the query's concepts."""
-                for d in ids:
-                    if d not in unprinted:
-                        unprinted[d] = prints_no_concept(read[d], cs, s.cache_dir)
-                return [d for d in ids if unprinted[d]]
-
-            for _ in range(_LABEL_PASSES if cs else 0):
+            if cs:
                 # BM25 ranks *some* page first for any query, and at weight 3 its vote is worth 6 of
                 # the image route's: a page whose words hold no concept of the query keeps
                 # IMGRAG_WEIGHT_UNPRINTED of it ("the moon", read as 月亮 too, ranked a report dated
-                # 2020年03月17日 first). Demoted pages leave the window; the pages that move up are
-                # read and looked at in turn, as for label captions below.
-                fetch(window)
-                new = [d for d in window if d in bm25_ids and d in read and d not in bm25_seen]
-                bm25_seen.update(new)
-                found = unprinted_in(new)
-                if not found:
-                    break
-                _demote(factors, ("bm25",), found, s.weight_unprinted)
-                fused = rrf(ranked, weights, s.rrf_k, factors)
-                order = sorted(fused, key=lambda d: (-fused[d], d))
-                window = [d for d in order if d not in taken][:size]
-            for _ in range(_LABEL_PASSES if cs else 0):
+                # 2020年03月17日 first).
+                demote(bm25_unprinted, ("bm25",), s.weight_unprinted)
                 # When no document among the first candidates prints any concept of the query ("woman
                 # astronaut in an orange spacesuit" over contracts, manuals and reports), the text
                 # vector and the text regions still rank *some* line first, and those votes beat the
                 # photo the image routes found: they keep IMGRAG_WEIGHT_UNPRINTED too. A query one
                 # document answers in words keeps every text vote (paraphrases included).
-                fetch(window)
-                docs = [d for d in window if d in read and read[d].quality != "photo"]
-                if textless is None:
-                    textless = bool(docs) and len(unprinted_in(docs)) == len(docs)
-                found = [d for d in unprinted_in(docs) if d not in text_demoted] if textless else []
-                if not found:
-                    break
-                text_demoted.update(found)
-                _demote(factors, ("text_vector", "region_text"), found, s.weight_unprinted)
-                fused = rrf(ranked, weights, s.rrf_k, factors)
-                order = sorted(fused, key=lambda d: (-fused[d], d))
-                window = [d for d in order if d not in taken][:size]
-            for _ in range(_LABEL_PASSES if cover is not None else 0):
-                fetch(window)
-                assert cover is not None
-                found = {d for d in window if d in read and d not in weak and label_only(read[d], cover, typed)}
-                if not found:
-                    break
+                demote(text_unprinted, ("text_vector", "region_text"), s.weight_unprinted)
+            if cover is not None:
                 # Their text-route votes count weight_label_text: a label caption ("hair dryer |
                 # 手摇鼓风机") is the model's guess, and BM25 ranks *some* page first for any query
                 # (here on one CJK character of the query's translation) at 6x an image vote.
-                # Demoted pages leave the window; the pages that move up are read and checked in turn.
-                weak |= found
-                for r in LABEL_ROUTES:
-                    if r in ranked:
-                        f = factors.setdefault(r, {})
-                        for d in found:
-                            f[d] = f.get(d, 1.0) * s.weight_label_text
-                fused = rrf(ranked, weights, s.rrf_k, factors)
-                order = sorted(fused, key=lambda d: (-fused[d], d))
-                window = [d for d in order if d not in taken][:size]
+                demote(label_weak, tuple(r for r in LABEL_ROUTES if r in ranked), s.weight_label_text)
             fetch(window)
             taken.update(window)  # an unreadable page is passed over for good
             window = [d for d in window if d in read]
