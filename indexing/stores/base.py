@@ -15,7 +15,7 @@ from collections.abc import Callable, Generator, Sequence
 from typing import Annotated, Any, Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, computed_field, model_validator
 
 from ..limits import MAX_FILTER_IDS, MAX_ID_CHARS, MAX_LABEL_CHARS, MAX_META, MAX_META_VALUE_CHARS, MAX_PATH_CHARS, MAX_TAGS
 from ..models import (
@@ -492,11 +492,16 @@ def top_k(fetch: Callable[[int], list[H]], k: int, key: Callable[[H], tuple[Any,
 
 
 class Read(NamedTuple):
-    """One read of :meth:`IndexStore.read_many`: a read method's name (``knn``, ``bm25``,
-    ``bm25_records``, ``knn_regions``, ``get_many``) and its positional arguments."""
+    """One read of :meth:`IndexStore.read_many`: a read method's name (``knn``, ``knn_stats``,
+    ``bm25``, ``bm25_records``, ``knn_regions``, ``get_many``) and its positional arguments."""
 
     method: str
     args: tuple[Any, ...]
+
+
+# ``ImageRecord.feature_stats`` alone: a store that keeps them apart from the record (LanceDB's
+# ``feature_stats`` column) validates what it reads back with this, as the record's field would be.
+FEATURE_STATS: TypeAdapter[dict[str, float | list[int]]] = TypeAdapter(dict[str, float | list[int]])
 
 
 @runtime_checkable
@@ -557,6 +562,15 @@ class IndexStore(Protocol):
     def knn(
         self, field: VectorField, vector: np.ndarray, k: int, filters: Filters, principal: Principal
     ) -> list[RouteHit]: ...
+
+    def knn_stats(
+        self, field: VectorField, vector: np.ndarray, k: int, filters: Filters, principal: Principal
+    ) -> tuple[list[RouteHit], dict[str, dict[str, float | list[int]]]]:
+        """:meth:`knn`, and each hit's ``ImageRecord.feature_stats`` (``{}``: none) from the same
+        query. The search's exemplar term needs them for up to 400 candidates a query: whole records
+        cost ~15x more to read and parse, and a read of its own waited for both kNNs (docs/performance.md,
+        session 19)."""
+        ...
 
     def bm25(
         self, query: str, k: int, filters: Filters, principal: Principal, extra: Sequence[WeightedTerms] = ()

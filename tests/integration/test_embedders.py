@@ -145,6 +145,36 @@ def test_a_query_on_one_engine_thread_is_the_same_vector(e5: E5TextEmbedder) -> 
     assert threads > 1 or os.cpu_count() == 1  # the comparison compared something
 
 
+def test_single_queries_embedded_side_by_side_are_the_same_vectors(e5: E5TextEmbedder) -> None:
+    """Single queries are not serialised (a Chinese query's English reading is embedded beside the
+    query itself): many at once, from many threads, next to a batch, give each query the same bits
+    as alone."""
+    import threading
+
+    queries = ["一只猫在睡觉", "a cat sleeping", "红色印章", "red seal stamp", "合同签订日期", "contract date of signing",
+               "a bar chart of quarterly revenue", "the monthly rent of the lease"]
+    alone = {q: e5.embed_queries([q])[0] for q in queries}
+    got: dict[tuple[int, str], np.ndarray] = {}
+    start = threading.Barrier(len(queries) + 1)
+
+    def one(n: int, q: str) -> None:
+        start.wait()
+        for r in range(5):
+            got[(r, q)] = e5.embed_queries([q])[0]
+
+    threads = [threading.Thread(target=one, args=(n, q)) for n, q in enumerate(queries)]
+    for t in threads:
+        t.start()
+    start.wait()
+    pages = ["a page of text"] * 3 + [f"page {i}" for i in range(40)]
+    batch = e5.embed_passages(pages)  # a batch at the same time
+    for t in threads:
+        t.join()
+    assert len(got) == 5 * len(queries)
+    for (_, q), v in got.items():
+        assert np.array_equal(v, alone[q]), q
+    assert np.array_equal(batch, e5.embed_passages(pages))
+
 def test_factories_share_instances_and_reject_unknown_names() -> None:
     assert get_text_embedder("e5") is get_text_embedder("multilingual-e5-small")
     with pytest.raises(ImgragError) as err:

@@ -185,6 +185,7 @@ def test_empty_store_answers_empty(store: IndexStore) -> None:
     assert store.live_ids_for_path("/x") == {}
     assert store.get("a", OPERATOR) is None
     assert store.get_many(["a"], OPERATOR) == {}
+    assert store.knn_stats("feature", unit(FEAT, (0, 1)), 5, Filters(), OPERATOR) == ([], {})
     assert store.get_vectors("a", OPERATOR) is None
     assert store.list_images(OPERATOR, Filters()) == []
     assert store.count(OPERATOR, Filters()) == 0
@@ -204,6 +205,7 @@ def test_empty_store_answers_empty(store: IndexStore) -> None:
 def test_write_get_roundtrip(store: IndexStore) -> None:
     a = make(Spec("a", text="first page", tags=["t"], meta={"k": "v"}, dates=[(date(2023, 5, 12), "day")], seal=True))
     b = make(Spec("b", text="second page"))
+    a.record.feature_stats = {"exemplar_mean": 0.25, "exemplar_sd": 0.0625, "colour_layout": list(range(48))}
     store.ensure_spaces(SPACES)
     assert store.spaces() == SPACES
     store.write([a, b])
@@ -214,6 +216,11 @@ def test_write_get_roundtrip(store: IndexStore) -> None:
     many = store.get_many(["a", "b", "missing"], OPERATOR)
     assert set(many) == {"a", "b"}
     assert many["b"].ocr_text == "second page"
+    # the exemplar term's read: the hits and their records' statistics alone, {} for a page without any
+    hits, stats = store.knn_stats("feature", a.vectors.feature, 5, Filters(), OPERATOR)
+    assert [h.image_id for h in hits] == ["a", "b"]
+    assert [h.image_id for h in hits] == [h.image_id for h in store.knn("feature", a.vectors.feature, 5, Filters(), OPERATOR)]
+    assert stats == {"a": a.record.feature_stats, "b": {}}
     vec = store.get_vectors("b", OPERATOR)
     assert vec is not None
     np.testing.assert_allclose(vec.image, b.vectors.image, atol=1e-6)
@@ -578,6 +585,8 @@ def test_acl_inside_every_read(acl_store: IndexStore, who: str) -> None:
         assert (store.get(s.image_id, principal) is not None) == visible, s.image_id
         assert (store.get_vectors(s.image_id, principal) is not None) == visible, s.image_id
     assert set(store.get_many([s.image_id for s in ACL_READ_CORPUS], principal)) == expected
+    hits, stats = store.knn_stats("image", rand_unit(IMG, 99), 50, Filters(), principal)
+    assert {h.image_id for h in hits} == set(stats) == expected
     assert store.stats(principal).images == len(expected)
     assert store.stats(principal).regions == 2 * len(expected)
     # a filter cannot widen what the ACL allows
@@ -597,6 +606,7 @@ def test_soft_delete_hides_everywhere_then_purge_removes(store: IndexStore) -> N
     assert store.get("c1", OPERATOR) is None
     assert store.get_vectors("c1", OPERATOR) is None
     assert store.get_many(["c1", "c2"], OPERATOR).keys() == {"c2"}
+    assert set(store.knn_stats("image", rand_unit(IMG, 99), 50, Filters(image_ids=["c1", "c2"]), OPERATOR)[1]) == {"c2"}
     assert store.live_ids(["c1", "c2"]) == {"c2"}
     assert store.live_ids_for_path("/data/contracts/a.pdf") == {"c2": "docA"}
     assert store.regions_of(["c1"]) == []
@@ -1037,6 +1047,40 @@ def test_an_index_from_before_pii_detection_is_upgraded(backend: str, tmp_path: 
         assert store.stats(OPERATOR).pii_by_kind == {"email": 1}
     finally:
         dispose()
+
+
+def test_lance_an_index_from_before_the_stats_column_reads_its_pages_stats_from_their_records(tmp_path: Path) -> None:
+    """Pages written before session 19 have no ``feature_stats`` column value: their records' are
+    read instead; pages written since are read from the column, and a value there that does not
+    validate counts as none (the exemplar term leaves that page alone) instead of failing a search."""
+    from imgrag.indexing.stores.lance import LanceStore
+
+    old = LanceStore(tmp_path / "index", ann_min_rows=10**9)
+    before = make(Spec("old", acl=["alice"]))
+    before.record.feature_stats = {"exemplar_mean": 0.5, "exemplar_sd": 0.25}
+    load(old, [])
+    old.write([before])
+    old._images.drop_columns(["feature_stats"])
+    old.close()
+    store = LanceStore(tmp_path / "index", ann_min_rows=10**9)
+    try:
+        assert "feature_stats" in store._images.schema.names
+        new = make(Spec("new"))
+        new.record.feature_stats = {"exemplar_mean": 0.125, "exemplar_sd": 0.5, "colour_layout": [7] * 48}
+        store.write([new])
+        def stats(principal: Principal) -> dict[str, Any]:
+            hits, got = store.knn_stats("feature", new.vectors.feature, 5, Filters(), principal)
+            assert {h.image_id for h in hits} == set(got)
+            return got
+
+        assert stats(OPERATOR) == {"old": before.record.feature_stats, "new": new.record.feature_stats}
+        # the older page's fallback read is ACL-bound as well
+        assert stats(Principal(name="carol")) == {"new": new.record.feature_stats}
+        assert stats(Principal(name="alice")) == {"old": before.record.feature_stats, "new": new.record.feature_stats}
+        store._images.update(where="image_id = 'new'", values={"feature_stats": '{"exemplar_mean": "high"}'})
+        assert stats(OPERATOR)["new"] == {}
+    finally:
+        store.close()
 
 
 # -- the file's own metadata, personal data and links ---------------------------------------------

@@ -179,14 +179,13 @@ def test_a_query_is_embedded_once_for_the_text_and_the_joint_space() -> None:
     bridge = LabelBridgeEmbedder.__new__(LabelBridgeEmbedder)  # no backbone: only the query path is used
     bridge.text = text  # type: ignore[assignment]
     s = Searcher(SimpleNamespace(settings=Settings(), text_embedder=text, image_embedder=bridge))  # type: ignore[arg-type]
-    vecs, _ = s._query_vectors("a cat", ("image", "text_vector", "region_text", "region_tile"))
+    vecs = {"text": s._q_text("a cat"), "image": s._q_image("a cat")}
     assert Text.calls == 1
     assert np.array_equal(vecs["image"], bridge.embed_queries(["a cat"])[0]) and np.array_equal(vecs["text"], vecs["image"])
     # another text model behind the joint space: embedded on its own
     other = SimpleNamespace(identity="clip", embed_queries=lambda t: np.ones((len(t), 2), np.float32))
     s2 = Searcher(SimpleNamespace(settings=Settings(), text_embedder=text, image_embedder=other))  # type: ignore[arg-type]
-    vecs, _ = s2._query_vectors("a dog", ("image", "bm25"))
-    assert set(vecs) == {"image"} and vecs["image"].shape == (2,)
+    assert s2._q_image("a dog").shape == (2,)
 
 
 def test_a_page_in_the_other_language_is_scored_by_its_reading(monkeypatch) -> None:
@@ -380,3 +379,23 @@ def test_the_bm25_top_records_are_read_while_the_query_is_embedded() -> None:
     pooled.store.asked.clear()
     again = searcher.search(req.model_copy(update={"k": 9}), OPERATOR)
     assert len(pooled.store.asked) == 1 and "records" not in again.timings_ms
+
+
+def test_the_exemplar_term_leaves_a_page_with_unusable_statistics_alone() -> None:
+    """A page whose stored statistics are not finite numbers with a positive spread (a value read
+    back from a store column that did not validate comes as {}) keeps its image-route score, and no
+    score becomes NaN (a NaN would leave the sorted list in no order at all)."""
+    import math
+
+    from imgrag.indexing.search import add_exemplar
+    from imgrag.indexing.stores.base import RouteHit
+
+    hits = [RouteHit(image_id=i, score=s) for i, s in (("a", 0.9), ("b", 0.8), ("c", 0.7), ("d", 0.6))]
+    ex = [RouteHit(image_id=i, score=s) for i, s in (("d", 0.5), ("c", 0.4), ("b", 0.3), ("a", 0.2))]
+    good = {"exemplar_mean": 0.3, "exemplar_sd": 0.1}
+    stats = {"a": {"exemplar_mean": float("nan"), "exemplar_sd": 0.1}, "b": {"exemplar_mean": 0.3, "exemplar_sd": float("inf")},
+             "c": {}, "d": good}
+    out = {h.image_id: h.score for h in add_exemplar(hits, ex, stats, 0.5, 10)}
+    assert all(math.isfinite(v) for v in out.values())
+    assert (out["a"], out["b"], out["c"]) == (0.9, 0.8, 0.7)
+    assert out["d"] == 0.6 + 0.5 * (0.5 - 0.3) / 0.1

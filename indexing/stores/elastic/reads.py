@@ -10,6 +10,7 @@ import numpy as np
 from ...errors import ImgragError
 from ...text import tokens
 from ..base import (
+    FEATURE_STATS,
     Filters,
     ImageRecord,
     ImageVectors,
@@ -261,19 +262,47 @@ class Reads(Connection):
     def _knn_steps(
         self, field: VectorField, vector: np.ndarray, k: int, filters: Filters, principal: Principal
     ) -> Steps[list[RouteHit]]:
+        return (yield from self._knn_stats_steps(field, vector, k, filters, principal, False))[0]
+
+    @guard("run a vector search")
+    def knn_stats(
+        self, field: VectorField, vector: np.ndarray, k: int, filters: Filters, principal: Principal
+    ) -> tuple[list[RouteHit], dict[str, dict[str, float | list[int]]]]:
+        """The hits' statistics from the same search: only ``record.feature_stats`` of each hit's
+        source (source filtering; the record is not indexed, but its source is kept whole)."""
+        return self._run(self._knn_stats_steps(field, vector, k, filters, principal))
+
+    def _knn_stats_steps(
+        self, field: VectorField, vector: np.ndarray, k: int, filters: Filters, principal: Principal, with_stats: bool = True
+    ) -> Steps[tuple[list[RouteHit], dict[str, dict[str, float | list[int]]]]]:
         info = self._live()
         if info is None or k <= 0:
-            return []
+            return [], {}
         name = VEC_FIELD[field]
         qv = self._check_query_dim(vector, name, info[1]["spaces"])
         k = min(k, 10_000)
+        source: Any = ["record.feature_stats"] if with_stats else False
+        raw: dict[str, Any] = {}
+
+        def hits_of(res: dict[str, Any]) -> list[RouteHit]:
+            out = []
+            for h in res["hits"]["hits"]:
+                i = hit_image_id(h)
+                if with_stats and i not in raw:
+                    raw[i] = ((h.get("_source") or {}).get("record") or {}).get("feature_stats") or {}
+                out.append(RouteHit(image_id=i, score=2.0 * float(h["_score"]) - 1.0))
+            return dedup(out, lambda h: h.image_id)
+
         hits = yield from ranked_steps(
-            k,
-            lambda n: {"knn": knn_clause(self.settings, name, qv, n, filters, principal), "size": n, "source": False},
-            lambda res: dedup([RouteHit(image_id=hit_image_id(h), score=2.0 * float(h["_score"]) - 1.0) for h in res["hits"]["hits"]],
-                              lambda h: h.image_id),
+            k, lambda n: {"knn": knn_clause(self.settings, name, qv, n, filters, principal), "size": n, "source": source}, hits_of,
         )
-        return hits
+        stats: dict[str, dict[str, float | list[int]]] = {}
+        for h in hits if with_stats else ():
+            try:
+                stats[h.image_id] = FEATURE_STATS.validate_python(raw.get(h.image_id) or {})
+            except ValueError:  # counts as none, as the LanceDB store's column does
+                stats[h.image_id] = {}
+        return hits, stats
 
     @guard("run a full-text search")
     def bm25(
