@@ -160,8 +160,8 @@ class Settings(BaseSettings):
     paddle_model_dir: Path | None = None
     text_embedder: str = "e5"
     image_embedder: str = Field(
-        default="bridge",
-        description="image-text embedding: bridge, transfer, aligned, clip; left unset, an index built with bridge or transfer keeps it",
+        default="transfer",
+        description="image-text embedding: transfer, bridge, aligned, clip; left unset, an index built with bridge or transfer keeps it",
     )
     adapter: Path | None = Field(default=None, description="folder of a trained alignment adapter (imgrag align)")
     clip_model: str | None = Field(default=None, description="CLIP model name or local folder for image_embedder=clip")

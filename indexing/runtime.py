@@ -123,7 +123,7 @@ class Runtime:
     def image_embedder_name(self) -> str:
         """``IMGRAG_IMAGE_EMBEDDER`` as set; left unset, the model an existing index was built with when
         it is one that needs no other setting (``bridge``, ``transfer`` with the shipped memory), else
-        the default (``bridge``). A ``transfer`` index was refused by every search that forgot the
+        the default (``transfer``). A ``transfer`` index was refused by every search that forgot the
         setting; its stored features cannot make the other model's vectors (docs/embeddings.md). A
         setting that names another model than the index's still gets the refusal that names both."""
         s = self.settings

@@ -159,7 +159,7 @@ def get_text_embedder(name: str = "e5", **opts: Any) -> TextEmbedder:
 
 
 def get_image_text_embedder(name: str = "bridge", **opts: Any) -> ImageTextEmbedder:
-    """A shared image-text embedder by name; ``bridge`` is the offline default.
+    """A shared image-text embedder by name (``IMGRAG_IMAGE_EMBEDDER``'s default is ``transfer``: the bridge plus its memory of named pictures).
 
     ``opts`` go to the implementation (for ``bridge``: ``text_embedder``, ``top_k``, ``caption_k``,
     ``batch_size``, ``num_threads``, ``cache_dir``).

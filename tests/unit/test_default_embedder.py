@@ -1,5 +1,5 @@
 """Which image-text embedder a search uses: the setting as set; left unset, the model the index was built
-with when it needs no other setting (bridge, transfer), else the default (bridge)."""
+with when it needs no other setting (bridge, transfer), else the default (transfer, since session 19)."""
 
 from __future__ import annotations
 
@@ -36,15 +36,16 @@ def name(tmp_path, store: Store, **settings: object) -> str:
     return Runtime(Settings(home=tmp_path, **settings), store=store).image_embedder_name()  # type: ignore[arg-type]
 
 
-def test_a_new_index_gets_the_bridge(tmp_path) -> None:
-    assert Settings(home=tmp_path).image_embedder == "bridge"
-    assert name(tmp_path, Store()) == "bridge"
+def test_a_new_index_gets_transfer(tmp_path) -> None:
+    assert Settings(home=tmp_path).image_embedder == "transfer"
+    assert name(tmp_path, Store()) == "transfer"
 
 
 def test_an_index_keeps_the_model_it_was_built_with_while_nothing_is_set(tmp_path) -> None:
+    # an index built before transfer was the default keeps the bridge: no re-index on upgrade
     assert name(tmp_path, Store(BRIDGE)) == "bridge"
     assert name(tmp_path, Store(TRANSFER)) == "transfer"
-    assert name(tmp_path, Store("aligned[adapter=ab12|...]")) == "bridge"  # needs IMGRAG_ADAPTER: the default, refused
+    assert name(tmp_path, Store("aligned[adapter=ab12|...]")) == "transfer"  # needs IMGRAG_ADAPTER: the default, refused
 
 
 def test_a_setting_is_taken_as_set(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,4 +65,4 @@ def test_a_set_model_other_than_the_index_s_is_refused_naming_both() -> None:
 
 def test_an_unreachable_store_falls_back_to_the_default(tmp_path) -> None:
     """The command that needs the store reports it; choosing a model does not turn into that error."""
-    assert name(tmp_path, Store(fail=True)) == "bridge"
+    assert name(tmp_path, Store(fail=True)) == "transfer"
