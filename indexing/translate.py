@@ -51,6 +51,18 @@ _ZH_STOP = frozenset(
     "多少 什么 哪里 哪个 哪些 哪天 哪家 哪位 怎么 怎样 如何 是否 一个 这个 那个 关于 以及 可以 应该 我们 你们 他们 "
     "请问 有没有 是不是 一下 一些 这些 那些 为什么 的话 还是 或者 其中 所有 一张 一份 有关 里面 上面".split()
 )
+# Single characters that name nothing on their own: numerals, measure words, particles, pronouns,
+# positions. Any other single character the dictionary glosses is a concept when the query has no
+# longer one: "一只猫", "鸟在飞", "猫和狗" — how pictures are asked for — had none at all, so nothing
+# told the photo of a cat from the manual page that prints 一 and 只.
+_ZH_SINGLE_STOP = frozenset(
+    "一二三四五六七八九十百千万亿两几半第每各某另"
+    "个只条辆本朵张把件匹棵块位名座台部支枝根双对套份群片颗粒首篇封间层节"
+    "的地得之所在于是了着过和与及或跟同也都就还又再很太最更挺真好不没无别非被将让给叫向从到往对为以而则但却并"
+    "其这那哪谁啥么吗呢吧啊呀哦嗯哈我你您他她它们自己此该"
+    "上下里中内外前后左右旁边间处"
+    "有个样种些点"
+)
 _EN_EXTRA_STOP = frozenset("etc one some do does did has have had been being not no into about up out made make".split())
 MAX_SENSES = 2  # senses read per Chinese word
 MAX_EN_PER_WORD = 3  # English words kept per Chinese word
@@ -279,20 +291,27 @@ def stem(word: str) -> str:
 def concepts(query: str, cache_dir: Path | None = None) -> tuple[tuple[str, ...], ...]:
     """The query's content words, each with the forms a page in either language may print it in:
     a Chinese dictionary word with its English glosses (stemmed), an English word (stemmed) with
-    its Chinese translations, a number or code as typed. Stop words and single Chinese characters
-    ("的", "在") carry no concept."""
+    its Chinese translations, a number or code as typed. Stop words carry no concept, nor do single
+    Chinese characters ("的", "在", 月 of 2020年03月) — unless the query has no longer word: then each
+    single character the dictionary glosses that is not a numeral, measure word, particle or
+    position (``_ZH_SINGLE_STOP``) is one ("一只猫": 猫, cat)."""
     q = normalize(query)
     d = dictionary(cache_dir)
     out: list[tuple[str, ...]] = []
+    singles: list[tuple[str, ...]] = []  # single characters that name something: concepts when nothing else is
     for run in _CJK_RUN.findall(q):
         for word in d.segment(run):
+            glossed = (word, *dict.fromkeys(stem(t) for g in d.zh_en.get(word, []) for t in tokens(g)))
             if len(word) >= 2 and word not in _ZH_STOP:
-                out.append((word, *dict.fromkeys(stem(t) for g in d.zh_en.get(word, []) for t in tokens(g))))
+                out.append(glossed)
+            elif len(word) == 1 and word not in _ZH_SINGLE_STOP and len(glossed) > 1:
+                singles.append(glossed)
     for tok in tokens(_CJK_RUN.sub(" ", q), drop_stopwords=True):
-        if tok in _EN_EXTRA_STOP or len(tok) < 2:
+        tok = tok.removesuffix("'s").rstrip("'")  # "the cat's bowl": cat (an inner apostrophe stays: xi'an)
+        if tok in _EN_EXTRA_STOP or tok in STOPWORDS or len(tok) < 2:  # "what's" is "what"
             continue
         word = _LATIN.fullmatch(tok) is not None and len(tok) > 3
         zh = next((z for s in _stems(tok) if (z := d.zh_for(s))), []) if word else []
         # "rental" is also "rent", "procurement" "procure": the forms a Chinese page's meanings give
         out.append((*dict.fromkeys(stem(s) for s in (_stems(tok) if word else [tok])), *zh))
-    return tuple(dict.fromkeys(out))
+    return tuple(dict.fromkeys(out or singles))

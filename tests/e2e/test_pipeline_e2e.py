@@ -128,6 +128,8 @@ def test_search_english_chinese_photo_and_filters(indexed: tuple[Path, dict], co
     assert any(Path(h["path"]).name == en.file for h in hits[:2])
     cat = search(home, "a cat", "-k", "3")
     assert Path(cat[0]["path"]).name == "cat.jpg"
+    # asked as Chinese users ask: 猫 is its only content word (one character; session 19 makes it a concept)
+    assert "cat.jpg" in [Path(h["path"]).name for h in search(home, "一只猫", "-k", "3")]
     year = int(en.sign_date[:4])
     only = search(home, "agreement", "--filter", f"year={year}", "-k", "20")
     assert only and all(any(d.startswith(str(year)) for d in h["dates"]) for h in only)

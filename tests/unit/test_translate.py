@@ -27,6 +27,11 @@ ENTRIES = [
     {"simplified": "采购", "definitions": ["to procure (for an enterprise etc)", "to purchase"]},
     {"simplified": "纽约", "definitions": ["New York"]},
     {"simplified": "西安", "definitions": ["Xi'an, sub-provincial city and capital of Shaanxi"]},
+    {"simplified": "猫", "definitions": ["cat", "CL:隻|只[zhi1]"]},
+    {"simplified": "狗", "definitions": ["dog", "CL:隻|只[zhi1],條|条[tiao2]"]},
+    {"simplified": "一", "definitions": ["one", "single"]},
+    {"simplified": "只", "definitions": ["classifier for birds and certain animals", "only"]},
+    {"simplified": "和", "definitions": ["and", "together with"]},
 ]
 
 
@@ -132,6 +137,17 @@ def test_concepts_group_each_word_with_its_other_language_forms(small_dict: Dict
     # an English word carries its base forms, which is how a Chinese page's meanings say it
     assert T.concepts("procurement") == (("procurement", "procur", "采购"),)
     assert T.concepts("the contract made in Xi'an") == (("contract", "合同"), ("xi'an", "西安"))  # a name with an apostrophe
+    assert T.concepts("the contract's price") == (("contract", "合同"), ("pric", "价格"))  # a possessive is the word
+
+
+def test_a_query_of_single_characters_is_about_the_ones_that_name_something(small_dict: Dictionary) -> None:
+    """How pictures are asked for in Chinese ("一只猫", "猫和狗") had no concept at all: nothing told the
+    photo of a cat from a manual page printing 一 and 只. Numerals, measure words and particles name
+    nothing; with a longer word in the query, single characters stay out (月 of 2020年03月)."""
+    assert T.concepts("一只猫") == (("猫", "cat"),)
+    assert T.concepts("猫和狗") == (("猫", "cat"), ("狗", "dog"))
+    assert T.concepts("王 合同") == (("合同", "contract"),)
+    assert T.concepts("一只") == ()
 
 
 def test_english_reading_is_for_queries_with_chinese(d: Dictionary, monkeypatch: pytest.MonkeyPatch) -> None:
