@@ -364,7 +364,10 @@ class LanceStore:
         self._images: Any = None
         self._regions: Any = None
         self._acl_read = False  # both tables have acl_read (see _PUBLIC)
-        self._stats_column = False  # the pages table has feature_stats (an index made before session 19 may not)
+        # whether the pages table has feature_stats (an index made before session 19 may not), and the
+        # table version that was read at (see _knn)
+        self._stats_column = False
+        self._stats_checked: int | None = None
         self._writer = WriterLock(self.path / "writer.lock", self.path)
         self._journal = Journal(self.path / "pending.json")
         self._open_tables()
@@ -378,7 +381,6 @@ class LanceStore:
             self._regions = self.db.open_table(REGIONS)
             self._upgrade()
             self._acl_read = self._has_acl_read()
-            self._stats_column = "feature_stats" in self._images.schema.names
 
     def _upgrade(self) -> None:
         """Add the columns an index built by an older imgrag lacks (pages indexed then have no PII
@@ -573,7 +575,6 @@ class LanceStore:
             self._images = self.db.create_table(IMAGES, schema=images_schema, exist_ok=True)
             self._regions = self.db.create_table(REGIONS, schema=regions_schema, exist_ok=True)
             self._acl_read = self._has_acl_read()
-            self._stats_column = "feature_stats" in self._images.schema.names
             self._meta_path.write_text(spaces.model_dump_json(indent=2))
 
     def _need_tables(self) -> bool:
@@ -587,8 +588,8 @@ class LanceStore:
         if spaces is None or self._images is None:
             raise ImgragError("the index has no tables yet", "call ensure_spaces before writing")
         ids = [it.record.image_id for it in items]
-        # re-read: another process's open may have added the column since this one's (_upgrade)
-        self._stats_column = "feature_stats" in self._images.schema.names
+        # read per write: another process's open may have added the column (_upgrade), a rollback removed it
+        has_stats = "feature_stats" in self._images.schema.names
         image_rows: list[dict[str, Any]] = []
         region_rows: list[dict[str, Any]] = []
         for it in items:
@@ -596,7 +597,7 @@ class LanceStore:
             common = _filter_fields(rec)
             if not self._acl_read:
                 del common["acl_read"]
-            stats = {"feature_stats": FEATURE_STATS.dump_json(rec.feature_stats).decode()} if self._stats_column else {}
+            stats = {"feature_stats": FEATURE_STATS.dump_json(rec.feature_stats).decode()} if has_stats else {}
             image_rows.append(
                 {
                     **common,
@@ -979,6 +980,10 @@ class LanceStore:
         if not self._ready():
             return [], {}
         where = self._where(filters, principal)
+        if with_stats and self._stats_checked != (version := self._images_version()):
+            # once per table version: a rollback to before the column (or another process's
+            # upgrade) changes the schema under this handle
+            self._stats_column, self._stats_checked = "feature_stats" in self._images.schema.names, version
         columns = ["image_id", "feature_stats"] if with_stats and self._stats_column else ["image_id"]
         raw: dict[str, str | None] = {}
 

@@ -1079,6 +1079,12 @@ def test_lance_an_index_from_before_the_stats_column_reads_its_pages_stats_from_
         assert stats(Principal(name="alice")) == {"old": before.record.feature_stats, "new": new.record.feature_stats}
         store._images.update(where="image_id = 'new'", values={"feature_stats": '{"exemplar_mean": "high"}'})
         assert stats(OPERATOR)["new"] == {}
+        # the column gone under an open handle (a rollback to before it): read from the records again
+        store._images.drop_columns(["feature_stats"])
+        assert stats(OPERATOR) == {"old": before.record.feature_stats, "new": new.record.feature_stats}
+        newer = make(Spec("newer"))
+        store.write([newer])  # written without the column, as the table now is
+        assert stats(OPERATOR)["newer"] == {}
     finally:
         store.close()
 
