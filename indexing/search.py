@@ -769,9 +769,10 @@ class Searcher:
             started: dict[str, Future[tuple[Any, float]]] = {}
             t = time.perf_counter()
             spaces = self._route_spaces(routes)
-            reading = image_query_reading(self.rt, query) if "image" in spaces and pool is not None else ""
+            new_image = "image" in spaces and self._cache.peek(("image", query)) is None  # its image query is still to make
+            reading = image_query_reading(self.rt, query) if new_image and pool is not None else ""
             beside = None
-            if reading and self._cache.peek(("image", query)) is None and self._cache.peek(("text", reading)) is None:
+            if reading and self._cache.peek(("text", reading)) is None:
                 # embedded beside the query's own vector (E5TextEmbedder: single queries run side by side)
                 beside = pool.submit(self._q_text, reading)  # type: ignore[union-attr]
             vec = {"text": self._q_text(query)} if "text" in spaces else {}
@@ -782,7 +783,7 @@ class Searcher:
                     staged["region_text"] = ("text", vec["text"], req.filters)
                 else:
                     text_reads["region_text"] = Read("knn_regions", ("text", vec["text"], depth * 4, req.filters, principal))
-            if text_reads and not batched and "image" in spaces and self._cache.peek(("image", query)) is None:
+            if text_reads and not batched and new_image:
                 # The image query is made after the text one (``transfer``: plus the English reading of a
                 # Chinese query, a second e5 pass on this thread): the text routes start meanwhile.
                 started = run_reads(text_reads)
@@ -887,7 +888,7 @@ class Searcher:
 
         weak: set[str] = set()  # pictures that answer the query only in the image model's labels
         # pages the text routes matched on pieces of words only: the query's concepts (none when it
-        # has none: single characters, stop words), looked for once per page
+        # has none: stop words, numerals and measure words alone), looked for once per page
         cs = translate_concepts(query, s.cache_dir) if query and s.translate_query and s.weight_unprinted < 1 else ()
         bm25_ids = set(ranked.get("bm25", ()))
         unprinted: dict[str, bool] = {}  # page -> whether its words hold none of the concepts
